@@ -1,0 +1,1 @@
+//! CSV ingest into typed datasets.

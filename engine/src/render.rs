@@ -1,0 +1,1 @@
+//! Lineages in plain words.
