@@ -1,0 +1,513 @@
+//! The decision for one release request: match the rules, then apply the hard guarantees.
+
+use crate::backend::{Action, Backend};
+use crate::policy::{Condition, Policy, Rule, WILDCARD};
+use duo_engine::Checked;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything a decision may depend on: who asks, through which backend, for which checked lineage, and
+/// the owner-declared tags of the datasets it reads. Never the data.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The requesting FI's principal name.
+    pub principal: &'a str,
+    /// The backend the release would go through.
+    pub backend: Backend,
+    /// The checked lineage to release.
+    pub checked: &'a Checked,
+    /// Tags of every dataset the lineage reads, by dataset name. A dataset missing here has no tags.
+    pub dataset_tags: &'a BTreeMap<String, Vec<String>>,
+    /// Whether this principal already got a release of any of these catalogue attributes for the same window.
+    pub already_released: bool,
+}
+
+/// What happens to a release request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Release without asking the owner.
+    Approve {
+        /// The approving rule's name, or `"default"`.
+        rule: String,
+    },
+    /// Refuse.
+    Deny {
+        /// The denying rule's name, `"default"`, or `"backend"` when the backend is not available.
+        rule: String,
+        /// Why, in words meant for the FI.
+        reason: String,
+    },
+    /// Put the request to the owner.
+    Ask {
+        /// The rule that matched (it may have approved; see `why`), or `"default"`.
+        rule: String,
+        /// Why the request goes to the owner, in plain words.
+        why: String,
+    },
+}
+
+impl Decision {
+    /// The decision's action.
+    pub fn action(&self) -> Action {
+        match self {
+            Decision::Approve { .. } => Action::Approve,
+            Decision::Deny { .. } => Action::Deny,
+            Decision::Ask { .. } => Action::Ask,
+        }
+    }
+
+    /// The name of the rule behind the decision (`"default"` when none matched, `"backend"` when the backend
+    /// is not available).
+    pub fn rule(&self) -> &str {
+        match self {
+            Decision::Approve { rule }
+            | Decision::Deny { rule, .. }
+            | Decision::Ask { rule, .. } => rule,
+        }
+    }
+}
+
+/// The reason sent to the FI when no rule matches and the policy's default is to deny.
+pub const DEFAULT_DENY_REASON: &str = "no policy rule allows this request";
+
+/// Why the default action put a request to the owner.
+pub const DEFAULT_ASK_WHY: &str = "no policy rule matches this request";
+
+/// Guarantee: ad-hoc plaintext (anything but exactly one catalogue attribute) is never auto-approved.
+pub const WHY_AD_HOC_PLAINTEXT: &str = "ad-hoc plaintext always goes to the owner";
+/// Guarantee: plaintext catalogue attributes are auto-approved only over the latest window.
+pub const WHY_NOT_LATEST: &str = "window does not end at the last full month";
+/// Guarantee: plaintext catalogue attributes are auto-approved at most once per principal and window.
+pub const WHY_ALREADY_RELEASED: &str = "already released to this principal for this window";
+/// Guarantee: row-level releases are never auto-approved.
+pub const WHY_ROW_LEVEL: &str = "a row-level release always goes to the owner";
+
+/// Decide a release request.
+///
+/// The rules are tried in order and the first whose conditions all hold gives the action; when none
+/// matches, the policy's default does (reported as rule `"default"`). Then, whatever the rules say:
+///
+/// 1. A deny is final: it is returned as is, with the rule's reason.
+/// 2. A backend this node cannot run yet ([`Backend::is_available`]: today `dp` and `2pc`) is denied, as
+///    rule `"backend"`, so that the node refuses cleanly.
+/// 3. Plaintext is approved without the owner only when the lineage is exactly one catalogue attribute
+///    ([`Checked::catalogue_only`]) over the window ending at the last full month (every
+///    [`duo_engine::check::CatalogueUse::latest`]) and the principal has not had it for that window
+///    ([`RequestFacts::already_released`]). Exact answers to ad-hoc questions can be differenced down to
+///    single rows, so any other plaintext approval becomes an ask saying which condition failed.
+/// 4. A row-level release ([`duo_engine::Type::is_row_level`]) is never approved without the owner: an
+///    approval becomes an ask.
+///
+/// When several guarantees turn an approval into an ask, `why` lists each of them, separated by `"; "`.
+pub fn decide(policy: &Policy, facts: &RequestFacts<'_>) -> Decision {
+    let (rule, action, reason) = match policy.first_match(facts) {
+        Some(r) => (r.name(), r.action(), r.reason()),
+        None => ("default", policy.default_action(), None),
+    };
+    let rule = rule.to_owned();
+    if action == Action::Deny {
+        let reason = reason.unwrap_or(DEFAULT_DENY_REASON).to_owned();
+        return Decision::Deny { rule, reason };
+    }
+    if !facts.backend.is_available() {
+        return Decision::Deny {
+            rule: "backend".to_owned(),
+            reason: format!(
+                "backend `{}` is not available on this node yet",
+                facts.backend
+            ),
+        };
+    }
+    match action {
+        Action::Ask => {
+            let why = match reason {
+                Some(reason) => reason.to_owned(),
+                None if rule == "default" => DEFAULT_ASK_WHY.to_owned(),
+                None => format!("rule `{rule}` puts this request to the owner"),
+            };
+            Decision::Ask { rule, why }
+        }
+        // A deny returned above; only an approval is left.
+        Action::Approve | Action::Deny => {
+            let blockers = approval_blockers(facts);
+            if blockers.is_empty() {
+                Decision::Approve { rule }
+            } else {
+                Decision::Ask {
+                    rule,
+                    why: blockers.join("; "),
+                }
+            }
+        }
+    }
+}
+
+/// The hard guarantees that forbid approving this request without the owner, in plain words (empty when
+/// an approving rule may stand). See [`decide`].
+pub fn approval_blockers(facts: &RequestFacts<'_>) -> Vec<&'static str> {
+    let checked = facts.checked;
+    let mut blockers = Vec::new();
+    if checked.ty.is_row_level() {
+        blockers.push(WHY_ROW_LEVEL);
+    }
+    if facts.backend == Backend::Plaintext {
+        if !checked.catalogue_only || checked.catalogue.is_empty() {
+            blockers.push(WHY_AD_HOC_PLAINTEXT);
+        } else {
+            if !checked.catalogue.iter().all(|c| c.latest) {
+                blockers.push(WHY_NOT_LATEST);
+            }
+            if facts.already_released {
+                blockers.push(WHY_ALREADY_RELEASED);
+            }
+        }
+    }
+    blockers
+}
+
+impl Policy {
+    /// The first rule whose conditions all hold for this request, if any.
+    pub fn first_match(&self, facts: &RequestFacts<'_>) -> Option<&Rule> {
+        self.rules().iter().find(|r| r.matches(facts))
+    }
+}
+
+impl Rule {
+    /// Whether every condition of the rule holds for this request.
+    pub fn matches(&self, facts: &RequestFacts<'_>) -> bool {
+        self.conditions().iter().all(|c| c.matches(facts))
+    }
+}
+
+impl Condition {
+    /// Whether this condition holds for this request. Names compare exactly (case matters).
+    pub fn matches(&self, facts: &RequestFacts<'_>) -> bool {
+        let checked = facts.checked;
+        match self {
+            Condition::Principal(names) => {
+                names.iter().any(|n| n == WILDCARD || n == facts.principal)
+            }
+            Condition::Backend(backends) => backends.contains(&facts.backend),
+            Condition::Datasets(names) => checked.datasets.iter().all(|d| names.contains(d)),
+            Condition::Tags(tags) => checked.datasets.iter().all(|d| {
+                facts
+                    .dataset_tags
+                    .get(d)
+                    .is_some_and(|have| have.iter().any(|t| tags.contains(t)))
+            }),
+            Condition::Ops(ops) => checked.op_kinds.is_subset(ops),
+            Condition::Catalogue(names) => match checked.catalogue.as_slice() {
+                [only] if checked.catalogue_only => {
+                    names.iter().any(|n| n == WILDCARD || *n == only.name)
+                }
+                _ => false,
+            },
+            Condition::RowLevel(row_level) => checked.ty.is_row_level() == *row_level,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use duo_engine::check::CatalogueUse;
+    use duo_engine::{DataType, Expr, OpKind, Type, Value};
+    use proptest::prelude::*;
+    use serde::Deserialize;
+    use std::collections::BTreeSet;
+
+    /// One case of `testdata/decide.toml`.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Case {
+        name: String,
+        /// Policy text, or "@default" / "@demo" for the built-in ones.
+        policy: String,
+        #[serde(default = "acme")]
+        principal: String,
+        #[serde(default = "plaintext")]
+        backend: String,
+        #[serde(default)]
+        row_level: bool,
+        #[serde(default)]
+        datasets: Vec<String>,
+        #[serde(default)]
+        tags: BTreeMap<String, Vec<String>>,
+        #[serde(default)]
+        ops: Vec<String>,
+        #[serde(default)]
+        catalogue: Vec<CaseCatalogue>,
+        #[serde(default)]
+        catalogue_only: bool,
+        #[serde(default)]
+        already_released: bool,
+        expect: String,
+        rule: String,
+        /// The exact reason (deny) or why (ask).
+        says: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct CaseCatalogue {
+        name: String,
+        latest: bool,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Cases {
+        case: Vec<Case>,
+    }
+
+    fn acme() -> String {
+        "Acme Bank".to_owned()
+    }
+
+    fn plaintext() -> String {
+        "plaintext".to_owned()
+    }
+
+    fn window_end() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 5, 31).unwrap()
+    }
+
+    fn ty(row_level: bool) -> Type {
+        if row_level {
+            Type::Column {
+                dtype: DataType::Money,
+                bounds: None,
+                max_len: 365,
+            }
+        } else {
+            Type::Scalar {
+                dtype: DataType::F64,
+                bounds: None,
+            }
+        }
+    }
+
+    fn checked_for(case: &Case) -> Checked {
+        let catalogue: Vec<CatalogueUse> = case
+            .catalogue
+            .iter()
+            .map(|c| CatalogueUse {
+                name: c.name.clone(),
+                window_end: window_end(),
+                latest: c.latest,
+            })
+            .collect();
+        let expr = match catalogue.first() {
+            Some(c) if case.catalogue_only => Expr::Catalogue {
+                name: c.name.clone(),
+                window_end: Some(c.window_end),
+            },
+            _ => Expr::Literal { value: Value::Null },
+        };
+        Checked {
+            expr,
+            ty: ty(case.row_level),
+            datasets: case.datasets.iter().cloned().collect(),
+            columns: BTreeSet::new(),
+            op_kinds: case
+                .ops
+                .iter()
+                .map(|o| OpKind::from_name(o).unwrap_or_else(|| panic!("{}: op {o}", case.name)))
+                .collect(),
+            catalogue,
+            catalogue_only: case.catalogue_only,
+            nodes: 1,
+        }
+    }
+
+    #[test]
+    fn data_driven_cases() {
+        let cases: Cases = toml::from_str(include_str!("../testdata/decide.toml")).unwrap();
+        assert!(cases.case.len() >= 20, "the case file lost cases");
+        let mut names = BTreeSet::new();
+        for case in &cases.case {
+            assert!(
+                names.insert(&case.name),
+                "duplicate case name {}",
+                case.name
+            );
+            let text = match case.policy.as_str() {
+                "@default" => Policy::default_text(),
+                "@demo" => Policy::demo_text(),
+                text => text,
+            };
+            let policy = Policy::parse(text).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let checked = checked_for(case);
+            let facts = RequestFacts {
+                principal: &case.principal,
+                backend: case.backend.parse().unwrap(),
+                checked: &checked,
+                dataset_tags: &case.tags,
+                already_released: case.already_released,
+            };
+            let got = decide(&policy, &facts);
+            let (action, said) = match &got {
+                Decision::Approve { .. } => ("approve", None),
+                Decision::Deny { reason, .. } => ("deny", Some(reason)),
+                Decision::Ask { why, .. } => ("ask", Some(why)),
+            };
+            assert_eq!(action, case.expect, "{}: got {got:?}", case.name);
+            assert_eq!(got.rule(), case.rule, "{}: got {got:?}", case.name);
+            assert_eq!(got.action().name(), case.expect);
+            if let Some(says) = &case.says {
+                assert_eq!(said, Some(says), "{}: got {got:?}", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn decisions_serialize_with_a_tag() {
+        let d = Decision::Deny {
+            rule: "r".into(),
+            reason: "no".into(),
+        };
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, r#"{"decision":"deny","rule":"r","reason":"no"}"#);
+        assert_eq!(serde_json::from_str::<Decision>(&json).unwrap(), d);
+    }
+
+    const NAMES: [&str; 3] = [
+        "rent_on_time_ratio_12m",
+        "income_cv_12m",
+        "nsf_overdraft_count_90d",
+    ];
+    const DATASETS: [&str; 3] = ["rent", "utilities", "bank"];
+    const TAGS: [&str; 3] = ["housing", "bills", "bank"];
+
+    /// Rule bodies for generated policies; most of them approve, to stress the guarantees.
+    const RULE_BODIES: [&str; 10] = [
+        "action = \"approve\"",
+        "row_level = true\naction = \"approve\"",
+        "backend = [\"plaintext\"]\naction = \"approve\"",
+        "catalogue = [\"*\"]\naction = \"approve\"",
+        "principal = [\"*\"]\nbackend = [\"plaintext\", \"dp\", \"2pc\"]\naction = \"approve\"",
+        "datasets = [\"rent\", \"utilities\"]\nops = [\"select\", \"filter\", \"mean\", \"count\"]\naction = \"approve\"",
+        "tags = [\"housing\"]\naction = \"approve\"",
+        "principal = [\"Acme Bank\"]\nrow_level = false\naction = \"approve\"",
+        "tags = [\"bank\"]\naction = \"deny\"\nreason = \"no bank data\"",
+        "catalogue = [\"income_cv_12m\"]\naction = \"ask\"",
+    ];
+
+    fn arb_type() -> impl Strategy<Value = Type> {
+        prop_oneof![
+            Just(Type::Table {
+                dataset: "rent".into(),
+                columns: vec![("amount".into(), DataType::Money)],
+                max_rows: 100,
+                window: None,
+            }),
+            Just(ty(true)),
+            Just(ty(false)),
+            (1usize..24).prop_map(|len| Type::Vector {
+                dtype: DataType::F64,
+                len,
+                bounds: None
+            }),
+            Just(Type::Histogram {
+                edges: vec![0.0, 1.0, 2.0]
+            }),
+        ]
+    }
+
+    fn arb_checked() -> impl Strategy<Value = Checked> {
+        (
+            arb_type(),
+            proptest::sample::subsequence(DATASETS.to_vec(), 0..=3),
+            proptest::sample::subsequence(OpKind::ALL.to_vec(), 0..=6),
+            proptest::collection::vec(
+                (proptest::sample::select(NAMES.to_vec()), any::<bool>()),
+                0..3,
+            ),
+            any::<bool>(),
+        )
+            .prop_map(|(ty, datasets, ops, uses, catalogue_only)| Checked {
+                expr: Expr::Literal { value: Value::Null },
+                ty,
+                datasets: datasets.into_iter().map(String::from).collect(),
+                columns: BTreeSet::new(),
+                op_kinds: ops.into_iter().collect(),
+                catalogue: uses
+                    .into_iter()
+                    .map(|(name, latest)| CatalogueUse {
+                        name: name.into(),
+                        window_end: window_end(),
+                        latest,
+                    })
+                    .collect(),
+                catalogue_only,
+                nodes: 1,
+            })
+    }
+
+    fn arb_policy() -> impl Strategy<Value = String> {
+        (
+            proptest::sample::select(vec!["approve", "deny", "ask"]),
+            proptest::collection::vec(proptest::sample::select(RULE_BODIES.to_vec()), 0..5),
+        )
+            .prop_map(|(default, bodies)| {
+                let mut text = format!("default = \"{default}\"\n");
+                for (i, body) in bodies.iter().enumerate() {
+                    text.push_str(&format!("\n[[rule]]\nname = \"r{i}\"\n{body}\n"));
+                }
+                text
+            })
+    }
+
+    fn arb_tags() -> impl Strategy<Value = BTreeMap<String, Vec<String>>> {
+        proptest::collection::btree_map(
+            proptest::sample::select(DATASETS.to_vec()).prop_map(String::from),
+            proptest::sample::subsequence(TAGS.to_vec(), 0..=2)
+                .prop_map(|t| t.into_iter().map(String::from).collect()),
+            0..=3,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn guarantees_hold_for_any_policy(
+            policy in arb_policy(),
+            checked in arb_checked(),
+            tags in arb_tags(),
+            backend in proptest::sample::select(Backend::ALL.to_vec()),
+            principal in proptest::sample::select(vec!["Acme Bank", "Bolt Lending"]),
+            already_released in any::<bool>(),
+        ) {
+            let policy = Policy::parse(&policy).unwrap();
+            let facts = RequestFacts {
+                principal,
+                backend,
+                checked: &checked,
+                dataset_tags: &tags,
+                already_released,
+            };
+            let decision = decide(&policy, &facts);
+            if checked.ty.is_row_level() {
+                prop_assert_ne!(decision.action(), Action::Approve, "{:?}", decision);
+            }
+            if backend == Backend::Plaintext && !checked.catalogue_only {
+                prop_assert_ne!(decision.action(), Action::Approve, "{:?}", decision);
+            }
+            if decision.action() == Action::Approve {
+                prop_assert!(backend.is_available());
+                prop_assert!(approval_blockers(&facts).is_empty());
+                prop_assert!(!already_released || backend != Backend::Plaintext);
+            }
+            // A denying first match is final, whatever the backend and the guarantees.
+            if let Some(rule) = policy.first_match(&facts) {
+                if rule.action() == Action::Deny {
+                    prop_assert_eq!(
+                        &decision,
+                        &Decision::Deny { rule: rule.name().to_owned(), reason: "no bank data".to_owned() }
+                    );
+                }
+            }
+        }
+    }
+}

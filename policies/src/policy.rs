@@ -1,0 +1,761 @@
+//! Owner policies: an ordered list of rules in TOML, and their parser.
+//!
+//! The file format is described in the crate documentation and in the comments of
+//! [`Policy::default_text`]. Parsing is strict: an unknown key, an unknown name, a duplicate rule name or an
+//! empty list is a [`PolicyError`] pointing at the line and column of the offending value, so that a typo
+//! never silently turns a rule off.
+
+use crate::backend::{Action, Backend};
+use duo_engine::OpKind;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::ops::Range;
+use toml::Spanned;
+
+/// The wildcard that matches any principal or any catalogue attribute.
+pub const WILDCARD: &str = "*";
+
+/// Rule names that decisions use for something other than a rule; a rule may not take them.
+pub const RESERVED_RULE_NAMES: [&str; 2] = ["default", "backend"];
+
+/// An owner's policy: rules tried in order, and the action when none matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    default: Action,
+    rules: Vec<Rule>,
+    catalogue_refs: Vec<(String, usize)>,
+}
+
+/// One rule: a name, conditions that must all hold, and an action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    name: String,
+    line: usize,
+    conditions: Vec<Condition>,
+    action: Action,
+    reason: Option<String>,
+}
+
+/// One condition of a rule. A rule matches a request when all its conditions hold; a rule with no
+/// conditions matches every request.
+///
+/// Conditions depend only on the principal, the request and its checked lineage (never on the data).
+/// Later conditions (cost, budget remaining, rate, time window) will be further variants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Condition {
+    /// `principal`: the requesting principal is listed, or the list holds `"*"`.
+    Principal(Vec<String>),
+    /// `backend`: the request's backend is listed.
+    Backend(Vec<Backend>),
+    /// `datasets`: every dataset the lineage reads is listed.
+    Datasets(Vec<String>),
+    /// `tags`: every dataset the lineage reads carries at least one of these tags.
+    Tags(Vec<String>),
+    /// `ops`: every kind of operation the lineage uses is listed.
+    Ops(BTreeSet<OpKind>),
+    /// `catalogue`: the lineage is exactly one catalogue attribute, and its name is listed (or the list
+    /// holds `"*"`).
+    Catalogue(Vec<String>),
+    /// `row_level`: whether the release reveals rows (a table or a column) equals this.
+    RowLevel(bool),
+}
+
+/// A policy file that does not parse, with the place of the offending value (1-based line and column;
+/// columns count characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
+pub struct PolicyError {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1, in characters.
+    pub column: usize,
+    /// What is wrong, in plain words.
+    pub message: String,
+}
+
+impl Policy {
+    /// Parse a policy file (see the crate documentation for the format).
+    pub fn parse(text: &str) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            // Syntax errors come on several lines ("invalid table header\nexpected ..."); keep one.
+            let message = e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ");
+            error_at(text, at, message)
+        })?;
+        let err = |span: Range<usize>, message: String| error_at(text, span.start, message);
+
+        let default = match &raw.default {
+            None => Action::Ask,
+            Some(d) => d
+                .get_ref()
+                .parse::<Action>()
+                .map_err(|e| err(d.span(), e.to_string()))?,
+        };
+
+        let mut rules = Vec::with_capacity(raw.rule.len());
+        let mut catalogue_refs = Vec::new();
+        let mut names = BTreeSet::new();
+        for spanned in raw.rule {
+            let rule_span = spanned.span();
+            let r = spanned.into_inner();
+            let Some(name) = r.name else {
+                return Err(err(rule_span, "a rule needs a `name`".to_owned()));
+            };
+            let name_span = name.span();
+            let name = name.into_inner();
+            if name.trim().is_empty() {
+                return Err(err(name_span, "a rule name cannot be empty".to_owned()));
+            }
+            if RESERVED_RULE_NAMES.contains(&name.as_str()) {
+                return Err(err(
+                    name_span,
+                    format!("`{name}` is reserved; choose another rule name"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(err(
+                    name_span,
+                    format!("another rule is already named `{name}`"),
+                ));
+            }
+            let Some(action) = r.action else {
+                return Err(err(
+                    rule_span,
+                    format!("rule `{name}` needs an `action` (approve, deny or ask)"),
+                ));
+            };
+            let action_span = action.span();
+            let action = action
+                .get_ref()
+                .parse::<Action>()
+                .map_err(|e| err(action_span.clone(), e.to_string()))?;
+            let reason = match r.reason {
+                Some(reason) if reason.get_ref().trim().is_empty() => {
+                    return Err(err(reason.span(), "a reason cannot be empty".to_owned()));
+                }
+                Some(reason) => Some(reason.into_inner()),
+                None => None,
+            };
+            if action == Action::Deny && reason.is_none() {
+                return Err(err(
+                    action_span,
+                    format!("rule `{name}` denies, so it needs a `reason` (it is sent to the FI)"),
+                ));
+            }
+
+            let mut conditions = Vec::new();
+            if let Some(list) = r.principal {
+                conditions.push(Condition::Principal(strings(text, "principal", list)?));
+            }
+            if let Some(list) = r.backend {
+                let items = non_empty(text, "backend", list)?;
+                let mut backends = Vec::with_capacity(items.len());
+                for b in items {
+                    let parsed = b
+                        .get_ref()
+                        .parse::<Backend>()
+                        .map_err(|e| err(b.span(), e.to_string()))?;
+                    backends.push(parsed);
+                }
+                conditions.push(Condition::Backend(backends));
+            }
+            if let Some(list) = r.datasets {
+                conditions.push(Condition::Datasets(strings(text, "datasets", list)?));
+            }
+            if let Some(list) = r.tags {
+                conditions.push(Condition::Tags(strings(text, "tags", list)?));
+            }
+            if let Some(list) = r.ops {
+                let items = non_empty(text, "ops", list)?;
+                let mut ops = BTreeSet::new();
+                for o in items {
+                    let kind = OpKind::from_name(o.get_ref()).ok_or_else(|| {
+                        err(
+                            o.span(),
+                            format!(
+                                "unknown operation kind `{}`; expected one of: {}",
+                                o.get_ref(),
+                                op_names()
+                            ),
+                        )
+                    })?;
+                    ops.insert(kind);
+                }
+                conditions.push(Condition::Ops(ops));
+            }
+            if let Some(list) = r.catalogue {
+                let items = non_empty(text, "catalogue", list)?;
+                let mut names = Vec::with_capacity(items.len());
+                for c in items {
+                    if c.get_ref().trim().is_empty() {
+                        return Err(err(
+                            c.span(),
+                            "`catalogue` names cannot be empty".to_owned(),
+                        ));
+                    }
+                    if c.get_ref() != WILDCARD {
+                        catalogue_refs
+                            .push((c.get_ref().clone(), position(text, c.span().start).0));
+                    }
+                    names.push(c.into_inner());
+                }
+                conditions.push(Condition::Catalogue(names));
+            }
+            if let Some(row_level) = r.row_level {
+                conditions.push(Condition::RowLevel(row_level.into_inner()));
+            }
+
+            rules.push(Rule {
+                name,
+                line: position(text, rule_span.start).0,
+                conditions,
+                action,
+                reason,
+            });
+        }
+        Ok(Policy {
+            default,
+            rules,
+            catalogue_refs,
+        })
+    }
+
+    /// The commented default policy that `duo owner init` writes: ask by default, and deny row-level
+    /// releases. Its comments document the whole format:
+    ///
+    #[doc = concat!("```toml\n", include_str!("default_policy.toml"), "```")]
+    pub fn default_text() -> &'static str {
+        include_str!("default_policy.toml")
+    }
+
+    /// The policy `duo demo` uses: deny row-level releases, approve plaintext catalogue attributes for any
+    /// principal (subject to the guarantees of [`crate::decide`]), and ask otherwise:
+    ///
+    #[doc = concat!("```toml\n", include_str!("demo_policy.toml"), "```")]
+    pub fn demo_text() -> &'static str {
+        include_str!("demo_policy.toml")
+    }
+
+    /// The rules, in the order they are tried.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The action when no rule matches (`ask` unless the file says otherwise).
+    pub fn default_action(&self) -> Action {
+        self.default
+    }
+
+    /// Every catalogue attribute name the rules mention (not `"*"`), with the line it is on, so that the
+    /// caller can check them against the engine's catalogue.
+    pub fn catalogue_names(&self) -> Vec<(String, usize)> {
+        self.catalogue_refs.clone()
+    }
+}
+
+impl Rule {
+    /// The rule's name (unique in its policy).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The line of the rule's `[[rule]]` header (1-based).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The conditions, all of which must hold for the rule to match.
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// What the rule does with a request it matches.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// The rule's reason: for a deny rule it is always present and is sent to the FI; for ask it is shown
+    /// to the owner.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+}
+
+/// The hex SHA-256 of a policy text. The node stores it with what it showed the owner, so that an approval
+/// given under one policy is not applied after the policy changed.
+pub fn policy_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+type SpannedList = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    default: Option<Spanned<String>>,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<Spanned<String>>,
+    principal: Option<SpannedList>,
+    backend: Option<SpannedList>,
+    datasets: Option<SpannedList>,
+    tags: Option<SpannedList>,
+    ops: Option<SpannedList>,
+    catalogue: Option<SpannedList>,
+    row_level: Option<Spanned<bool>>,
+    action: Option<Spanned<String>>,
+    reason: Option<Spanned<String>>,
+}
+
+/// The items of a list, or an error at the list if it is empty.
+fn non_empty(
+    text: &str,
+    key: &str,
+    list: SpannedList,
+) -> Result<Vec<Spanned<String>>, PolicyError> {
+    let span = list.span();
+    let items = list.into_inner();
+    if items.is_empty() {
+        return Err(error_at(
+            text,
+            span.start,
+            format!("`{key}` cannot be an empty list; leave the key out to match anything"),
+        ));
+    }
+    Ok(items)
+}
+
+/// A non-empty list of non-empty names.
+fn strings(text: &str, key: &str, list: SpannedList) -> Result<Vec<String>, PolicyError> {
+    let items = non_empty(text, key, list)?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        if item.get_ref().trim().is_empty() {
+            return Err(error_at(
+                text,
+                item.span().start,
+                format!("`{key}` names cannot be empty"),
+            ));
+        }
+        out.push(item.into_inner());
+    }
+    Ok(out)
+}
+
+fn op_names() -> String {
+    OpKind::ALL
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn error_at(text: &str, offset: usize, message: String) -> PolicyError {
+    let (line, column) = position(text, offset);
+    PolicyError {
+        line,
+        column,
+        message,
+    }
+}
+
+/// The 1-based line and column (in characters) of a byte offset; offsets past the end give the end.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let mut line = 1;
+    let mut column = 1;
+    for (i, c) in text.char_indices() {
+        if i >= offset {
+            break;
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else {
+            column += 1;
+        }
+    }
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_policy_defaults_to_ask() {
+        let p = Policy::parse("").unwrap();
+        assert_eq!(p.default_action(), Action::Ask);
+        assert!(p.rules().is_empty());
+        let p = Policy::parse("default = \"deny\"").unwrap();
+        assert_eq!(p.default_action(), Action::Deny);
+    }
+
+    #[test]
+    fn parses_every_condition() {
+        let text = r#"
+default = "approve"
+
+[[rule]]
+name = "everything"
+principal = ["Acme Bank", "*"]
+backend = ["plaintext", "2pc"]
+datasets = ["rent"]
+tags = ["housing"]
+ops = ["mean", "count", "by_month"]
+catalogue = ["rent_on_time_ratio_12m", "*"]
+row_level = false
+action = "ask"
+reason = "check with me"
+
+[[rule]]
+name = "bare"
+action = "approve"
+"#;
+        let p = Policy::parse(text).unwrap();
+        assert_eq!(p.default_action(), Action::Approve);
+        assert_eq!(p.rules().len(), 2);
+        let r = &p.rules()[0];
+        assert_eq!(r.name(), "everything");
+        assert_eq!(r.line(), 4);
+        assert_eq!(r.action(), Action::Ask);
+        assert_eq!(r.reason(), Some("check with me"));
+        assert_eq!(
+            r.conditions(),
+            &[
+                Condition::Principal(vec!["Acme Bank".into(), "*".into()]),
+                Condition::Backend(vec![Backend::Plaintext, Backend::TwoPc]),
+                Condition::Datasets(vec!["rent".into()]),
+                Condition::Tags(vec!["housing".into()]),
+                Condition::Ops([OpKind::Mean, OpKind::Count, OpKind::ByMonth].into()),
+                Condition::Catalogue(vec!["rent_on_time_ratio_12m".into(), "*".into()]),
+                Condition::RowLevel(false),
+            ]
+        );
+        let bare = &p.rules()[1];
+        assert_eq!(bare.line(), 16);
+        assert!(bare.conditions().is_empty());
+        assert_eq!(bare.reason(), None);
+        assert_eq!(
+            p.catalogue_names(),
+            vec![("rent_on_time_ratio_12m".to_owned(), 11)]
+        );
+    }
+
+    /// Every kind of parse error, with where it must point.
+    #[test]
+    fn errors_point_at_the_offending_value() {
+        let cases: &[(&str, &str, usize, usize, &str)] = &[
+            // (what, text, line, column, part of the message)
+            (
+                "unknown top-level key",
+                "defualt = \"ask\"\n",
+                1,
+                1,
+                "unknown field `defualt`",
+            ),
+            (
+                "unknown rule key",
+                "[[rule]]\nname = \"a\"\naction = \"ask\"\n  principals = [\"x\"]\n",
+                4,
+                3,
+                "unknown field `principals`",
+            ),
+            (
+                "bad default",
+                "default = \"allow\"\n",
+                1,
+                11,
+                "unknown action `allow`",
+            ),
+            (
+                "bad action",
+                "[[rule]]\nname = \"a\"\naction = \"approved\"\n",
+                3,
+                10,
+                "unknown action `approved`",
+            ),
+            (
+                "unknown backend",
+                "[[rule]]\nname = \"a\"\nbackend = [\"plaintext\", \"mpc\"]\naction = \"ask\"\n",
+                3,
+                25,
+                "unknown backend `mpc`",
+            ),
+            (
+                "unknown op kind",
+                "[[rule]]\nname = \"a\"\nops = [\"mean\", \"median\"]\naction = \"ask\"\n",
+                3,
+                16,
+                "unknown operation kind `median`",
+            ),
+            (
+                "duplicate name",
+                "[[rule]]\nname = \"a\"\naction = \"ask\"\n\n[[rule]]\nname = \"a\"\naction = \"approve\"\n",
+                6,
+                8,
+                "another rule is already named `a`",
+            ),
+            (
+                "reserved name",
+                "[[rule]]\nname = \"default\"\naction = \"ask\"\n",
+                2,
+                8,
+                "reserved",
+            ),
+            (
+                "empty name",
+                "[[rule]]\nname = \" \"\naction = \"ask\"\n",
+                2,
+                8,
+                "cannot be empty",
+            ),
+            (
+                "deny without reason",
+                "[[rule]]\nname = \"a\"\naction = \"deny\"\n",
+                3,
+                10,
+                "needs a `reason`",
+            ),
+            (
+                "empty reason",
+                "[[rule]]\nname = \"a\"\naction = \"deny\"\nreason = \"\"\n",
+                4,
+                10,
+                "reason cannot be empty",
+            ),
+            (
+                "missing name",
+                "default = \"ask\"\n[[rule]]\naction = \"ask\"\n",
+                2,
+                1,
+                "needs a `name`",
+            ),
+            (
+                "missing action",
+                "[[rule]]\nname = \"a\"\n",
+                1,
+                1,
+                "needs an `action`",
+            ),
+            (
+                "empty principal list",
+                "[[rule]]\nname = \"a\"\nprincipal = []\naction = \"ask\"\n",
+                3,
+                13,
+                "`principal` cannot be an empty list",
+            ),
+            (
+                "empty backend list",
+                "[[rule]]\nname = \"a\"\nbackend = []\naction = \"ask\"\n",
+                3,
+                11,
+                "`backend` cannot be an empty list",
+            ),
+            (
+                "empty datasets list",
+                "[[rule]]\nname = \"a\"\ndatasets = []\naction = \"ask\"\n",
+                3,
+                12,
+                "`datasets` cannot be an empty list",
+            ),
+            (
+                "empty tags list",
+                "[[rule]]\nname = \"a\"\ntags = []\naction = \"ask\"\n",
+                3,
+                8,
+                "`tags` cannot be an empty list",
+            ),
+            (
+                "empty ops list",
+                "[[rule]]\nname = \"a\"\nops = []\naction = \"ask\"\n",
+                3,
+                7,
+                "`ops` cannot be an empty list",
+            ),
+            (
+                "empty catalogue list",
+                "[[rule]]\nname = \"a\"\ncatalogue = []\naction = \"ask\"\n",
+                3,
+                13,
+                "`catalogue` cannot be an empty list",
+            ),
+            (
+                "empty string in a list",
+                "[[rule]]\nname = \"a\"\ntags = [\"housing\", \"\"]\naction = \"ask\"\n",
+                3,
+                20,
+                "`tags` names cannot be empty",
+            ),
+            (
+                "a string where a list is expected",
+                "[[rule]]\nname = \"a\"\nprincipal = \"Acme Bank\"\naction = \"ask\"\n",
+                3,
+                13,
+                "expected a sequence",
+            ),
+            (
+                "wrong type for row_level",
+                "[[rule]]\nname = \"a\"\nrow_level = \"yes\"\naction = \"ask\"\n",
+                3,
+                13,
+                "expected a boolean",
+            ),
+            (
+                "rule as a table instead of an array of tables",
+                "\n[rule]\nname = \"a\"\n",
+                2,
+                1,
+                "expected a sequence",
+            ),
+            (
+                "duplicate key",
+                "[[rule]]\nname = \"a\"\nname = \"b\"\n",
+                3,
+                1,
+                "duplicate key `name`",
+            ),
+            (
+                "syntax error",
+                "[[rule]]\nname = \"a\nb\"\n",
+                2,
+                10,
+                "",
+            ),
+            (
+                "columns count characters, not bytes",
+                "[[rule]]\nname = \"é\"\nops = [\"moyenne\"] # é\naction = \"ask\"\n",
+                3,
+                8,
+                "unknown operation kind `moyenne`",
+            ),
+            (
+                "non-ASCII before the error on the same line",
+                "[[rule]]\nname = \"a\"\ndatasets = [\"loyer\"]\ntags = [\"logé\", \"\"]\naction = \"ask\"\n",
+                4,
+                17,
+                "`tags` names cannot be empty",
+            ),
+        ];
+        for (what, text, line, column, message) in cases {
+            let err = Policy::parse(text).expect_err(what);
+            assert_eq!(
+                (err.line, err.column),
+                (*line, *column),
+                "{what}: wrong place for {err}"
+            );
+            assert!(
+                err.message.contains(message),
+                "{what}: message `{}` lacks `{message}`",
+                err.message
+            );
+            assert!(!err.message.contains('\n'), "{what}: multi-line message");
+            assert_eq!(
+                err.to_string(),
+                format!("line {line}, column {column}: {}", err.message)
+            );
+        }
+    }
+
+    #[test]
+    fn default_and_demo_texts_parse() {
+        let d = Policy::parse(Policy::default_text()).unwrap();
+        assert_eq!(d.default_action(), Action::Ask);
+        let row_level_deny = d
+            .rules()
+            .iter()
+            .find(|r| r.conditions() == [Condition::RowLevel(true)])
+            .expect("the default policy denies row-level releases");
+        assert_eq!(row_level_deny.action(), Action::Deny);
+        assert!(row_level_deny.reason().is_some());
+        // Only that rule is active; the other examples are commented out.
+        assert_eq!(d.rules().len(), 1);
+
+        let demo = Policy::parse(Policy::demo_text()).unwrap();
+        assert_eq!(demo.default_action(), Action::Ask);
+        assert_eq!(demo.rules().len(), 2);
+        assert_eq!(demo.rules()[0].conditions(), [Condition::RowLevel(true)]);
+        assert_eq!(demo.rules()[0].action(), Action::Deny);
+        assert_eq!(
+            demo.rules()[0].reason(),
+            Some("row-level data never leaves this node")
+        );
+        assert_eq!(demo.rules()[1].action(), Action::Approve);
+        assert!(demo.catalogue_names().is_empty());
+    }
+
+    /// The commented-out examples in the default policy are themselves valid: uncommenting them parses.
+    #[test]
+    fn default_text_examples_parse_when_uncommented() {
+        let uncommented: String = Policy::default_text()
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|l| is_toml_line(l))
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let p = Policy::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert!(
+            p.rules().len() >= 4,
+            "expected the examples to add rules, got {}",
+            p.rules().len()
+        );
+        assert!(!p.catalogue_names().is_empty());
+    }
+
+    /// Lines of the commented examples (as opposed to prose): a `[[rule]]` header or `key = value`.
+    fn is_toml_line(l: &str) -> bool {
+        l.starts_with("[[rule]]")
+            || l.split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            })
+    }
+
+    #[test]
+    fn positions_are_one_based_and_clamped() {
+        assert_eq!(position("ab\ncd", 0), (1, 1));
+        assert_eq!(position("ab\ncd", 1), (1, 2));
+        assert_eq!(position("ab\ncd", 3), (2, 1));
+        assert_eq!(position("ab\ncd", 4), (2, 2));
+        assert_eq!(position("ab\ncd", 999), (2, 3));
+        // An offset inside a multi-byte character does not panic.
+        assert_eq!(position("éa", 1), (1, 2));
+    }
+
+    #[test]
+    fn policy_hash_is_hex_sha256() {
+        assert_eq!(
+            policy_hash(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            policy_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_ne!(
+            policy_hash(Policy::default_text()),
+            policy_hash(Policy::demo_text())
+        );
+    }
+}
