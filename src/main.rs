@@ -1,1 +1,727 @@
-fn main() {}
+//! The `duo` command line.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use duo::node::client::{self, Client, FiHome};
+use duo::node::owner::{self, ServeConfig};
+use duo::node::release::{DatasetCache, Owner, RequestState};
+use duo::node::store;
+use duo::policies::{Backend, Policy};
+use duo::show;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Duo: keep your alternative credit data on your own computer, and let a lender learn only what you approve.
+#[derive(Parser, Debug)]
+#[command(name = "duo", version, about, long_about = None)]
+struct Cli {
+    /// Data directory (owner data under owner/, FI keys under fi/). Default: $DUO_HOME, else $XDG_DATA_HOME/duo.
+    #[arg(long, global = true, env = "DUO_HOME")]
+    home: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the whole story on this machine: an owner node and an FI client over loopback, on sample data.
+    Demo(duo::demo::DemoArgs),
+    /// Write realistic sample data (CSV files plus metadata files that `duo owner load` accepts).
+    Sample {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Random seed: the same seed writes the same files.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Payment behaviour of the sample person.
+        #[arg(long, default_value = "reliable", value_parser = ["reliable", "struggling"])]
+        profile: String,
+        /// Last full month covered, as YYYY-MM (default: the last full month before today).
+        #[arg(long)]
+        end_month: Option<String>,
+        /// Months of history.
+        #[arg(long, default_value_t = 24)]
+        months: u32,
+    },
+    /// Commands for the data owner.
+    #[command(subcommand)]
+    Owner(OwnerCmd),
+    /// Commands for the financial institution.
+    #[command(subcommand)]
+    Fi(FiCmd),
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum OwnerCmd {
+    /// Create the owner node: its key, its store and a commented default policy (existing ones are kept).
+    Init {
+        /// Use this policy file instead of the default.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Load a CSV file as a new version of a dataset.
+    Load {
+        /// The CSV file.
+        file: PathBuf,
+        /// Dataset name (letters, digits, underscores).
+        #[arg(long)]
+        name: String,
+        /// Metadata file (TOML). Default: FILE with `.csv` replaced by `.meta.toml`.
+        #[arg(long)]
+        meta: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List loaded datasets, with what the node inferred from them (shown only to you).
+    Datasets {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Serve FIs: listen for paired sessions and pairings.
+    Serve {
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: SocketAddr,
+        /// How commits are synced: `full` survives power loss, `normal` survives a crash of the program.
+        #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
+        sync: String,
+    },
+    /// Make a one-time invite code for an FI, bound to the name you choose for it.
+    Invite {
+        /// The name you give this FI (its principal), e.g. "Acme Bank".
+        #[arg(long = "fi")]
+        principal: String,
+        /// How long the code stays valid (e.g. 15m, 2h, 1d).
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show the requests waiting for your decision, with the exact value each would release.
+    Requests {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Approve a pending request (releases the value shown by `duo owner requests`).
+    Approve {
+        /// Request id.
+        id: u64,
+        /// The token `duo owner requests` printed: the approval fails if anything you were shown has changed.
+        #[arg(long)]
+        seen: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Deny a pending request; the FI sees your reason.
+    Deny {
+        /// Request id.
+        id: u64,
+        /// Why (sent to the FI).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show the audit log, or check that it has not been tampered with.
+    Log {
+        /// Check every entry's hash and link; exit 1 if anything was edited, removed or reordered.
+        #[arg(long)]
+        verify: bool,
+        /// Show only the last N entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Policy file commands.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCmd {
+    /// Check a policy file (default: the node's) and point at the line of any error.
+    Check {
+        /// The file to check.
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FiCmd {
+    /// Pair with an owner node using the invite code the owner gave you.
+    Pair {
+        /// The owner node's address, e.g. ws://127.0.0.1:7878.
+        url: String,
+        /// The invite code (duo1-...).
+        code: String,
+        /// Local name for this owner node.
+        #[arg(long, default_value = "owner")]
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the owner's published datasets (metadata and schemas, never rows).
+    Datasets {
+        /// Which paired owner (default: the most recent pairing).
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the catalogue of named attributes.
+    Catalogue {
+        /// Which paired owner.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Ask for the release of an expression, e.g. `mean(clamp(rent.amount, 0, 300000))` or
+    /// `rent_on_time_ratio_12m()`. See the expression syntax in the README.
+    Request {
+        /// The expression.
+        expr: String,
+        /// Why you need it (the owner sees it).
+        #[arg(long)]
+        reason: String,
+        /// Backend.
+        #[arg(long, default_value = "plaintext")]
+        backend: String,
+        /// Wait up to this many seconds for the owner's decision.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// Which paired owner.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The state of an earlier request (and its answer, once approved).
+    Result {
+        /// Request id.
+        id: u64,
+        /// Wait up to this many seconds for a decision.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// Which paired owner.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let home = cli.home.clone().unwrap_or_else(duo::node::home::default_home);
+    match run(cli.cmd, &home) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Parse a duration like `30s`, `15m`, `2h` or `7d`.
+fn parse_ttl(s: &str) -> Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("`{s}` is not a duration; write e.g. 30s, 15m, 2h or 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" | "" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => bail!("`{s}` is not a duration; write e.g. 30s, 15m, 2h or 7d"),
+    };
+    if secs == 0 || secs > 30 * 86400 {
+        bail!("an invite may last from 1 second to 30 days");
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn ensure_owner(home: &Path) -> Result<PathBuf> {
+    let dir = owner::owner_dir(home);
+    if !dir.join("node.key").exists() {
+        let r = owner::init(&dir, None)?;
+        eprintln!(
+            "initialised a new owner node in {} (key {})",
+            dir.display(),
+            r.fingerprint
+        );
+    }
+    Ok(dir)
+}
+
+fn run(cmd: Cmd, home: &Path) -> Result<i32> {
+    match cmd {
+        Cmd::Demo(args) => runtime()?.block_on(duo::demo::run(args)).map(|_| 0),
+        Cmd::Sample {
+            out,
+            seed,
+            profile,
+            end_month,
+            months,
+        } => {
+            let end_month = match end_month {
+                Some(m) => parse_month(&m)?,
+                None => duo::engine::sample::last_full_month(chrono::Utc::now().date_naive()),
+            };
+            let cfg = duo::engine::sample::SampleConfig {
+                seed,
+                profile: profile.parse().map_err(|e| anyhow!("{e:?}"))?,
+                end_month,
+                months,
+            };
+            let files = duo::engine::sample::generate(&cfg);
+            let paths = duo::engine::sample::write_dir(&out, &files)
+                .with_context(|| format!("writing to {}", out.display()))?;
+            for p in paths {
+                println!("{}", p.display());
+            }
+            Ok(0)
+        }
+        Cmd::Owner(c) => owner_cmd(c, home),
+        Cmd::Fi(c) => runtime()?.block_on(fi_cmd(c, home)),
+    }
+}
+
+fn parse_month(s: &str) -> Result<(i32, u32)> {
+    let (y, m) = s
+        .split_once('-')
+        .ok_or_else(|| anyhow!("write the month as YYYY-MM"))?;
+    let y: i32 = y.parse().map_err(|_| anyhow!("write the month as YYYY-MM"))?;
+    let m: u32 = m.parse().map_err(|_| anyhow!("write the month as YYYY-MM"))?;
+    if !(1..=12).contains(&m) {
+        bail!("month must be 01 to 12");
+    }
+    Ok((y, m))
+}
+
+fn open_owner(dir: &Path) -> Result<Owner> {
+    Ok(Owner::open(dir, store::Sync::Full, DatasetCache::default())?)
+}
+
+fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
+    match cmd {
+        OwnerCmd::Init { policy, json } => {
+            let dir = owner::owner_dir(home);
+            let text = policy
+                .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+                .transpose()?;
+            let r = owner::init(&dir, text.as_deref())?;
+            if json.json {
+                print_json(&serde_json::json!({
+                    "dir": dir, "fingerprint": r.fingerprint, "new_key": r.new_key, "wrote_policy": r.wrote_policy,
+                }))?;
+            } else {
+                println!("owner node in {}", dir.display());
+                println!(
+                    "  key fingerprint: {}{}",
+                    r.fingerprint,
+                    if r.new_key { " (new)" } else { "" }
+                );
+                println!(
+                    "  policy: {}{}",
+                    duo::node::release::policy_path(&dir).display(),
+                    if r.wrote_policy {
+                        " (default written: every request goes to you)"
+                    } else {
+                        " (kept)"
+                    }
+                );
+            }
+            Ok(0)
+        }
+        OwnerCmd::Load {
+            file,
+            name,
+            meta,
+            json,
+        } => {
+            let dir = ensure_owner(home)?;
+            let meta_path = meta.unwrap_or_else(|| {
+                let s = file.to_string_lossy();
+                PathBuf::from(s.strip_suffix(".csv").map_or_else(
+                    || format!("{s}.meta.toml"),
+                    |b| format!("{b}.meta.toml"),
+                ))
+            });
+            let meta_text = std::fs::read_to_string(&meta_path).with_context(|| {
+                format!(
+                    "reading the metadata file {} (pass --meta FILE; `duo sample --out DIR` writes examples)",
+                    meta_path.display()
+                )
+            })?;
+            let r = owner::load(&dir, &file, &name, &meta_text)?;
+            if json.json {
+                print_json(&serde_json::json!({
+                    "name": r.name, "version": r.version, "rows": r.rows, "suggestions": r.suggestions,
+                }))?;
+            } else {
+                println!("loaded {} rows into `{}` (version {})", r.rows, r.name, r.version);
+                println!("  inferred from the data (shown only to you, never published):");
+                for c in &r.suggestions.columns {
+                    println!(
+                        "    {:<14} min {} max {}{}{}",
+                        c.name,
+                        c.min.as_deref().unwrap_or("-"),
+                        c.max.as_deref().unwrap_or("-"),
+                        if c.nulls > 0 {
+                            format!(", {} empty", c.nulls)
+                        } else {
+                            String::new()
+                        },
+                        if c.outside_bounds > 0 {
+                            format!(
+                                ", {} outside the declared bounds (clamped when used)",
+                                c.outside_bounds
+                            )
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+            }
+            Ok(0)
+        }
+        OwnerCmd::Datasets { json } => {
+            let dir = ensure_owner(home)?;
+            let o = open_owner(&dir)?;
+            let rows = store::datasets(&o.conn)?;
+            if json.json {
+                print_json(&rows)?;
+            } else if rows.is_empty() {
+                println!("no datasets yet; load one with `duo owner load FILE.csv --name NAME`");
+            } else {
+                for r in rows {
+                    println!(
+                        "{} v{}: {} rows, loaded {}\n  {}",
+                        r.meta.name, r.version, r.rows, r.loaded_at, r.meta.description
+                    );
+                }
+            }
+            Ok(0)
+        }
+        OwnerCmd::Serve { listen, sync } => {
+            let dir = ensure_owner(home)?;
+            let mut cfg = ServeConfig::new(&dir);
+            cfg.sync = if sync == "normal" {
+                store::Sync::Normal
+            } else {
+                store::Sync::Full
+            };
+            let rt = runtime()?;
+            rt.block_on(async move {
+                let node = owner::spawn(cfg, listen).await?;
+                println!("{}", node.url());
+                eprintln!(
+                    "owner node listening on {} (key {}); Ctrl-C to stop",
+                    node.url(),
+                    duo::node::keys::fingerprint(&owner::node_key(&dir)?.public)
+                );
+                shutdown_signal().await;
+                eprintln!("stopping");
+                node.shutdown().await;
+                Ok::<_, anyhow::Error>(0)
+            })
+        }
+        OwnerCmd::Invite {
+            principal,
+            ttl,
+            json,
+        } => {
+            let dir = ensure_owner(home)?;
+            let ttl = parse_ttl(&ttl)?;
+            let code = owner::invite(&dir, &principal, ttl)?;
+            if json.json {
+                print_json(&serde_json::json!({
+                    "principal": principal.trim(), "code": code.to_string(), "expires_in_secs": ttl.as_secs(),
+                }))?;
+            } else {
+                println!("{code}");
+                eprintln!(
+                    "give this code to {} out of band; it works once, for {}",
+                    principal.trim(),
+                    humantime(ttl)
+                );
+            }
+            Ok(0)
+        }
+        OwnerCmd::Requests { json } => {
+            let dir = ensure_owner(home)?;
+            let o = open_owner(&dir)?;
+            let views = o
+                .pending_ids()?
+                .into_iter()
+                .map(|id| o.pending_view(id))
+                .collect::<Result<Vec<_>, _>>()?;
+            if json.json {
+                print_json(&views)?;
+            } else if views.is_empty() {
+                println!("no requests are waiting for you");
+            } else {
+                for v in &views {
+                    println!("{}", show::pending(v));
+                }
+            }
+            Ok(0)
+        }
+        OwnerCmd::Approve { id, seen, json } => {
+            let dir = ensure_owner(home)?;
+            let mut o = open_owner(&dir)?;
+            match o.approve(id, seen.as_deref()) {
+                Ok(v) => {
+                    if json.json {
+                        print_json(&v)?;
+                    } else {
+                        print!("released:\n{}", show::request(&v));
+                    }
+                    Ok(0)
+                }
+                Err(duo::node::Error::Stale { why, fresh }) => {
+                    if json.json {
+                        print_json(&serde_json::json!({ "error": "stale", "why": why, "fresh": fresh }))?;
+                    } else {
+                        eprintln!("not approved: {why}\nhere is what approving would mean now:\n");
+                        eprintln!("{}", show::pending(&fresh));
+                    }
+                    Ok(1)
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        OwnerCmd::Deny { id, reason, json } => {
+            let dir = ensure_owner(home)?;
+            let mut o = open_owner(&dir)?;
+            let v = o.deny(id, &reason)?;
+            if json.json {
+                print_json(&v)?;
+            } else {
+                print!("denied:\n{}", show::request(&v));
+            }
+            Ok(0)
+        }
+        OwnerCmd::Log {
+            verify,
+            limit,
+            json,
+        } => {
+            let dir = ensure_owner(home)?;
+            let o = open_owner(&dir)?;
+            if verify {
+                let r = store::verify_log(&o.conn)?;
+                if json.json {
+                    print_json(&r)?;
+                } else if r.problems.is_empty() {
+                    println!(
+                        "log verified: {} entries, head {}",
+                        r.entries, r.head_hash
+                    );
+                } else {
+                    println!("LOG TAMPERED: {} problem(s) in {} entries", r.problems.len(), r.entries);
+                    for p in &r.problems {
+                        println!("  {p}");
+                    }
+                }
+                return Ok(if r.problems.is_empty() { 0 } else { 1 });
+            }
+            let total: i64 = o.conn.query_row("SELECT COUNT(*) FROM log", [], |r| r.get(0))?;
+            let after = (total as u64).saturating_sub(limit as u64);
+            let entries = store::log_entries(&o.conn, after, limit)?;
+            if json.json {
+                print_json(&entries)?;
+            } else {
+                for e in entries {
+                    println!(
+                        "{:>5} {} {:<16} {:<14} {}",
+                        e.seq,
+                        e.ts,
+                        e.kind,
+                        e.principal.as_deref().unwrap_or("-"),
+                        e.body
+                    );
+                }
+            }
+            Ok(0)
+        }
+        OwnerCmd::Policy(PolicyCmd::Check { file }) => {
+            let path = match file {
+                Some(f) => f,
+                None => duo::node::release::policy_path(&owner::owner_dir(home)),
+            };
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            match Policy::parse(&text) {
+                Ok(p) => {
+                    for (name, line) in p.catalogue_names() {
+                        if name != "*" && duo::engine::catalogue::entry(&name).is_none() {
+                            println!("{}:{line}: unknown catalogue attribute `{name}`", path.display());
+                            return Ok(1);
+                        }
+                    }
+                    println!("{}: ok, {} rule(s)", path.display(), p.rules().len());
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message);
+                    Ok(1)
+                }
+            }
+        }
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    let s = d.as_secs();
+    if s % 86400 == 0 {
+        format!("{} day(s)", s / 86400)
+    } else if s % 3600 == 0 {
+        format!("{} hour(s)", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{} minute(s)", s / 60)
+    } else {
+        format!("{s} second(s)")
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn fi_cmd(cmd: FiCmd, home: &Path) -> Result<i32> {
+    let fi = FiHome::new(&client::fi_dir(home));
+    match cmd {
+        FiCmd::Pair {
+            url,
+            code,
+            name,
+            json,
+        } => {
+            let rec = client::pair(&fi, &url, &code, &name).await?;
+            if json.json {
+                print_json(&rec)?;
+            } else {
+                println!(
+                    "paired with {} as \"{}\" (owner key {} pinned; saved as `{}`)",
+                    rec.url, rec.principal, rec.fingerprint, rec.name
+                );
+            }
+            Ok(0)
+        }
+        FiCmd::Datasets { owner, json } => {
+            let mut c = Client::connect(&fi, owner.as_deref()).await?;
+            let ds = c.datasets().await?;
+            c.close().await;
+            if json.json {
+                print_json(&ds)?;
+            } else {
+                print!("{}", show::datasets(&ds));
+            }
+            Ok(0)
+        }
+        FiCmd::Catalogue { owner, json } => {
+            let mut c = Client::connect(&fi, owner.as_deref()).await?;
+            let cat = c.catalogue().await?;
+            c.close().await;
+            if json.json {
+                print_json(&cat)?;
+            } else {
+                print!("{}", show::catalogue(&cat));
+            }
+            Ok(0)
+        }
+        FiCmd::Request {
+            expr,
+            reason,
+            backend,
+            wait,
+            owner,
+            json,
+        } => {
+            let backend: Backend = backend
+                .parse()
+                .map_err(|_| anyhow!("unknown backend `{backend}`; use plaintext"))?;
+            // Parse locally first so syntax errors point at the position without a round trip.
+            if let Err(e) = duo::engine::parse::parse_expr(&expr) {
+                eprintln!("{}", e.render(&expr));
+                return Ok(2);
+            }
+            let mut c = Client::connect(&fi, owner.as_deref()).await?;
+            let p = c.expr(&expr).await?;
+            let mut v = c.request(&p, backend, &reason).await?;
+            if v.state == RequestState::Pending && wait > 0 {
+                if !json.json {
+                    eprintln!("request {} is waiting for the owner; waiting up to {wait}s", v.id);
+                }
+                v = c.status(v.id, Duration::from_secs(wait)).await?;
+            }
+            c.close().await;
+            if json.json {
+                print_json(&v)?;
+            } else {
+                print!("{}", show::request(&v));
+                if v.state == RequestState::Pending {
+                    println!("  (ask again later with `duo fi result {}`)", v.id);
+                }
+            }
+            Ok(match v.state {
+                RequestState::Denied => 1,
+                _ => 0,
+            })
+        }
+        FiCmd::Result {
+            id,
+            wait,
+            owner,
+            json,
+        } => {
+            let mut c = Client::connect(&fi, owner.as_deref()).await?;
+            let v = c.status(id, Duration::from_secs(wait)).await?;
+            c.close().await;
+            if json.json {
+                print_json(&v)?;
+            } else {
+                print!("{}", show::request(&v));
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,1 +1,799 @@
 //! The catalogue of named alternative-data attributes.
+//!
+//! Each attribute is a fixed computation over the sample-data schema (`rent`, `utilities`, `transactions`)
+//! with a plain-language description, the exact `(dataset, column)` pairs it reads, an output type, public
+//! bounds and a window. An FI asks for an attribute by name and a window end ([`crate::expr::Expr::Catalogue`]);
+//! the checker verifies the inputs are published and resolves the window, and [`compute`] runs it at release.
+//!
+//! Windows: an attribute over "N months" ending at `window_end` covers every date from the first day of the
+//! month N-1 months before `window_end`'s month through `window_end` itself (both inclusive). `window_end` is
+//! normally the last day of a month (the checker enforces it), so the window is N whole calendar months.
+
+use crate::check::{month_number, months_before};
+use crate::dataset::{ColumnData, DataSource, Dataset};
+use crate::eval::EvalError;
+use crate::meta::Bounds;
+use crate::value::{DataType, Value};
+use chrono::{Days, NaiveDate};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One named attribute: what it means, what it reads, and what it returns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CatalogueEntry {
+    /// Attribute name, as used in lineages and policies.
+    pub name: &'static str,
+    /// What the attribute measures, in plain words for FI risk teams and owners.
+    pub description: &'static str,
+    /// The `(dataset, column)` pairs it reads.
+    pub inputs: &'static [(&'static str, &'static str)],
+    /// Output type.
+    pub output: DataType,
+    /// Public bounds of the output (results are clamped into them).
+    pub bounds: Bounds,
+    /// Unit of the output.
+    pub unit: &'static str,
+    /// Length of the window, in words (for example "12 months", "90 days").
+    pub window: &'static str,
+}
+
+/// An owned, serializable view of a [`CatalogueEntry`], for the wire and for screens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogueInfo {
+    /// Attribute name.
+    pub name: String,
+    /// What the attribute measures, in plain words.
+    pub description: String,
+    /// Inputs as `dataset.column`.
+    pub inputs: Vec<String>,
+    /// Output type.
+    pub output: DataType,
+    /// Public bounds of the output.
+    pub bounds: Bounds,
+    /// Unit of the output.
+    pub unit: String,
+    /// Length of the window, in words.
+    pub window: String,
+}
+
+impl From<&CatalogueEntry> for CatalogueInfo {
+    fn from(e: &CatalogueEntry) -> Self {
+        CatalogueInfo {
+            name: e.name.to_string(),
+            description: e.description.to_string(),
+            inputs: e.inputs.iter().map(|(d, c)| format!("{d}.{c}")).collect(),
+            output: e.output,
+            bounds: e.bounds,
+            unit: e.unit.to_string(),
+            window: e.window.to_string(),
+        }
+    }
+}
+
+const RENT_ON_TIME: &str = "rent_on_time_ratio_12m";
+const RENT_STREAK: &str = "rent_current_streak_months";
+const UTILITY_ON_TIME: &str = "utility_on_time_ratio_12m";
+const NSF_COUNT: &str = "nsf_overdraft_count_90d";
+const INCOME_CV: &str = "income_cv_12m";
+const AVG_BALANCE: &str = "avg_daily_balance_3m";
+
+/// Longest streak [`RENT_STREAK`] reports, in months.
+const MAX_STREAK: i64 = 120;
+
+static ENTRIES: [CatalogueEntry; 6] = [
+    CatalogueEntry {
+        name: RENT_ON_TIME,
+        description: "Share of rent payments due in the last 12 months that were paid on or before the \
+                      due date (an unpaid rent counts as late). Empty when no rent was due in the window.",
+        inputs: &[("rent", "due_date"), ("rent", "paid_date")],
+        output: DataType::F64,
+        bounds: Bounds { lo: 0.0, hi: 1.0 },
+        unit: "fraction of payments",
+        window: "12 months",
+    },
+    CatalogueEntry {
+        name: RENT_STREAK,
+        description: "Number of consecutive months, counting back from the last month of the window, in \
+                      which rent was due and every rent payment was on time. A month with a late or missing \
+                      payment, or with no rent due, ends the streak. At most 120.",
+        inputs: &[("rent", "due_date"), ("rent", "paid_date")],
+        output: DataType::I64,
+        bounds: Bounds { lo: 0.0, hi: 120.0 },
+        unit: "months",
+        window: "up to 120 months",
+    },
+    CatalogueEntry {
+        name: UTILITY_ON_TIME,
+        description: "Share of utility and phone bills due in the last 12 months that were paid on or before \
+                      the due date (an unpaid bill counts as late). Empty when no bill was due in the window.",
+        inputs: &[("utilities", "due_date"), ("utilities", "paid_date")],
+        output: DataType::F64,
+        bounds: Bounds { lo: 0.0, hi: 1.0 },
+        unit: "fraction of bills",
+        window: "12 months",
+    },
+    CatalogueEntry {
+        name: NSF_COUNT,
+        description: "Number of overdraft and insufficient-funds (NSF) fees charged to the bank account in the \
+                      90 days up to the end of the window. Capped at 100.",
+        inputs: &[("transactions", "date"), ("transactions", "category")],
+        output: DataType::I64,
+        bounds: Bounds { lo: 0.0, hi: 100.0 },
+        unit: "fees",
+        window: "90 days",
+    },
+    CatalogueEntry {
+        name: INCOME_CV,
+        description: "How much monthly income varies: the standard deviation of the total income received in \
+                      each of the last 12 months (a month with no income counts as zero) divided by the \
+                      average. 0 means the same income every month; higher means less steady. Empty when there \
+                      was no income. Capped at 10.",
+        inputs: &[
+            ("transactions", "date"),
+            ("transactions", "category"),
+            ("transactions", "amount"),
+        ],
+        output: DataType::F64,
+        bounds: Bounds { lo: 0.0, hi: 10.0 },
+        unit: "ratio (standard deviation / mean)",
+        window: "12 months",
+    },
+    CatalogueEntry {
+        name: AVG_BALANCE,
+        description: "Average end-of-day bank balance over every day of the last 3 months, in cents, from the \
+                      account's transactions (opening balance included). Kept within -$10,000 and $100,000.",
+        inputs: &[("transactions", "date"), ("transactions", "amount")],
+        output: DataType::Money,
+        bounds: Bounds {
+            lo: -1_000_000.0,
+            hi: 10_000_000.0,
+        },
+        unit: "USD cents",
+        window: "3 months",
+    },
+];
+
+/// Every catalogue attribute, in a fixed order.
+pub fn entries() -> &'static [CatalogueEntry] {
+    &ENTRIES
+}
+
+/// The attribute with this name.
+pub fn entry(name: &str) -> Option<&'static CatalogueEntry> {
+    ENTRIES.iter().find(|e| e.name == name)
+}
+
+/// Compute the attribute `name` over the window ending at `window_end` (normally the last day of a month).
+///
+/// Results are clamped into the entry's public bounds. Rows with a missing date or amount are skipped.
+pub fn compute(
+    name: &str,
+    window_end: NaiveDate,
+    data: &dyn DataSource,
+) -> Result<Value, EvalError> {
+    let e =
+        entry(name).ok_or_else(|| EvalError::Other(format!("no catalogue attribute `{name}`")))?;
+    let value = match e.name {
+        RENT_ON_TIME => on_time_ratio(dataset(data, "rent")?, window_end, 12)?,
+        UTILITY_ON_TIME => on_time_ratio(dataset(data, "utilities")?, window_end, 12)?,
+        RENT_STREAK => rent_streak(dataset(data, "rent")?, window_end)?,
+        NSF_COUNT => nsf_count(dataset(data, "transactions")?, window_end)?,
+        INCOME_CV => income_cv(dataset(data, "transactions")?, window_end)?,
+        AVG_BALANCE => avg_daily_balance(dataset(data, "transactions")?, window_end)?,
+        other => {
+            return Err(EvalError::Other(format!(
+                "catalogue attribute `{other}` has no computation"
+            )))
+        }
+    };
+    Ok(clamp_to(value, e.bounds))
+}
+
+/// Clamp a numeric result into public bounds, keeping its variant.
+fn clamp_to(v: Value, b: Bounds) -> Value {
+    match v {
+        Value::Int(i) => {
+            let lo = b.lo.ceil() as i64;
+            let hi = b.hi.floor() as i64;
+            Value::Int(i.max(lo).min(hi))
+        }
+        Value::Float(f) => Value::Float(f.max(b.lo).min(b.hi)),
+        other => other,
+    }
+}
+
+fn dataset<'d>(data: &'d dyn DataSource, name: &str) -> Result<&'d Dataset, EvalError> {
+    data.dataset(name)
+        .ok_or_else(|| EvalError::MissingDataset(name.to_string()))
+}
+
+fn column<'d>(ds: &'d Dataset, name: &str) -> Result<&'d ColumnData, EvalError> {
+    ds.column(name)
+        .map(|c| &c.data)
+        .ok_or_else(|| EvalError::MissingColumn {
+            dataset: ds.meta.name.clone(),
+            column: name.to_string(),
+        })
+}
+
+fn wrong_type(ds: &Dataset, name: &str, want: &str) -> EvalError {
+    EvalError::Other(format!(
+        "column `{}.{name}` does not hold {want}",
+        ds.meta.name
+    ))
+}
+
+fn dates<'d>(ds: &'d Dataset, name: &str) -> Result<&'d [Option<NaiveDate>], EvalError> {
+    match column(ds, name)? {
+        ColumnData::Date(v) => Ok(v),
+        _ => Err(wrong_type(ds, name, "dates")),
+    }
+}
+
+fn ints<'d>(ds: &'d Dataset, name: &str) -> Result<&'d [Option<i64>], EvalError> {
+    match column(ds, name)? {
+        ColumnData::Int(v) => Ok(v),
+        _ => Err(wrong_type(ds, name, "integers or money")),
+    }
+}
+
+fn cats<'d>(ds: &'d Dataset, name: &str) -> Result<&'d [Option<String>], EvalError> {
+    match column(ds, name)? {
+        ColumnData::Cat(v) => Ok(v),
+        _ => Err(wrong_type(ds, name, "categories")),
+    }
+}
+
+/// First day of the `months`-month window ending at `window_end`.
+fn window_start(window_end: NaiveDate, months: u32) -> Result<NaiveDate, EvalError> {
+    months_before(window_end, months.saturating_sub(1))
+        .ok_or_else(|| EvalError::Other(format!("window ending {window_end} is out of range")))
+}
+
+/// Fraction of rows due in the window that were paid on or before their due date.
+fn on_time_ratio(ds: &Dataset, window_end: NaiveDate, months: u32) -> Result<Value, EvalError> {
+    let start = window_start(window_end, months)?;
+    let due = dates(ds, "due_date")?;
+    let paid = dates(ds, "paid_date")?;
+    let (mut total, mut on_time) = (0u64, 0u64);
+    for (d, p) in due.iter().zip(paid) {
+        let Some(d) = *d else { continue };
+        if d < start || d > window_end {
+            continue;
+        }
+        total += 1;
+        if p.is_some_and(|p| p <= d) {
+            on_time += 1;
+        }
+    }
+    Ok(if total == 0 {
+        Value::Null
+    } else {
+        Value::Float(on_time as f64 / total as f64)
+    })
+}
+
+/// Consecutive months back from `window_end`'s month with rent due and all of it paid on time.
+fn rent_streak(ds: &Dataset, window_end: NaiveDate) -> Result<Value, EvalError> {
+    let due = dates(ds, "due_date")?;
+    let paid = dates(ds, "paid_date")?;
+    let last = month_number(window_end);
+    let first = last - (MAX_STREAK - 1);
+    // Month number -> whether every rent row due that month was paid on time.
+    let mut months: BTreeMap<i64, bool> = BTreeMap::new();
+    for (d, p) in due.iter().zip(paid) {
+        let Some(d) = *d else { continue };
+        let m = month_number(d);
+        if d > window_end || m < first {
+            continue;
+        }
+        let ok = p.is_some_and(|p| p <= d);
+        let all = months.entry(m).or_insert(true);
+        *all = *all && ok;
+    }
+    let mut streak = 0i64;
+    while streak < MAX_STREAK && months.get(&(last - streak)) == Some(&true) {
+        streak += 1;
+    }
+    Ok(Value::Int(streak))
+}
+
+/// Overdraft and NSF fees with a date in `(window_end - 90 days, window_end]`.
+fn nsf_count(ds: &Dataset, window_end: NaiveDate) -> Result<Value, EvalError> {
+    let date = dates(ds, "date")?;
+    let category = cats(ds, "category")?;
+    let after = window_end.checked_sub_days(Days::new(90));
+    let count = date
+        .iter()
+        .zip(category)
+        .filter(|(d, c)| {
+            d.is_some_and(|d| d <= window_end && after.is_none_or(|a| d > a))
+                && c.as_deref()
+                    .is_some_and(|c| c == "nsf_fee" || c == "overdraft_fee")
+        })
+        .count();
+    Ok(Value::Int(i64::try_from(count).unwrap_or(i64::MAX)))
+}
+
+/// Coefficient of variation of the 12 monthly income totals.
+fn income_cv(ds: &Dataset, window_end: NaiveDate) -> Result<Value, EvalError> {
+    const MONTHS: usize = 12;
+    let start = window_start(window_end, MONTHS as u32)?;
+    let first = month_number(start);
+    let date = dates(ds, "date")?;
+    let category = cats(ds, "category")?;
+    let amount = ints(ds, "amount")?;
+    let mut totals = [0i128; MONTHS];
+    for ((d, c), a) in date.iter().zip(category).zip(amount) {
+        let (Some(d), Some(c), Some(a)) = (*d, c.as_deref(), *a) else {
+            continue;
+        };
+        if c != "income" || d < start || d > window_end {
+            continue;
+        }
+        let slot = usize::try_from(month_number(d) - first)
+            .ok()
+            .and_then(|i| totals.get_mut(i));
+        if let Some(t) = slot {
+            *t += i128::from(a);
+        }
+    }
+    let n = MONTHS as f64;
+    let mean = totals.iter().map(|&t| t as f64).sum::<f64>() / n;
+    if mean.is_nan() || mean <= 0.0 {
+        return Ok(Value::Null);
+    }
+    let var = totals
+        .iter()
+        .map(|&t| {
+            let d = t as f64 - mean;
+            d * d
+        })
+        .sum::<f64>()
+        / n;
+    let cv = var.sqrt() / mean;
+    Ok(if cv.is_finite() {
+        Value::Float(cv)
+    } else {
+        Value::Null
+    })
+}
+
+/// Average end-of-day balance over the 3-month window, in cents, rounded to the nearest cent (halves away
+/// from zero). The balance at the end of day `d` is the sum of every amount dated on or before `d`.
+fn avg_daily_balance(ds: &Dataset, window_end: NaiveDate) -> Result<Value, EvalError> {
+    let start = window_start(window_end, 3)?;
+    let days = usize::try_from((window_end - start).num_days() + 1)
+        .map_err(|_| EvalError::Other("empty balance window".to_string()))?;
+    let date = dates(ds, "date")?;
+    let amount = ints(ds, "amount")?;
+    // Balance at the start of the window, and the net change on each day of it.
+    let mut opening: i128 = 0;
+    let mut change = vec![0i128; days];
+    for (d, a) in date.iter().zip(amount) {
+        let (Some(d), Some(a)) = (*d, *a) else {
+            continue;
+        };
+        if d < start {
+            opening += i128::from(a);
+        } else if d <= window_end {
+            let slot = usize::try_from((d - start).num_days())
+                .ok()
+                .and_then(|i| change.get_mut(i));
+            if let Some(c) = slot {
+                *c += i128::from(a);
+            }
+        }
+    }
+    let mut balance = opening;
+    let mut total: i128 = 0;
+    for c in &change {
+        balance += c;
+        total += balance;
+    }
+    let avg = round_div(total, days as i128);
+    Ok(Value::Int(i64::try_from(avg).unwrap_or(if avg < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })))
+}
+
+/// `num / den` rounded to the nearest integer, halves away from zero (`den > 0`).
+fn round_div(num: i128, den: i128) -> i128 {
+    if den <= 0 {
+        return 0;
+    }
+    let q = num / den;
+    let r = num % den;
+    if 2 * r.abs() >= den {
+        q + num.signum()
+    } else {
+        q
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Column;
+    use crate::meta::{ColumnMeta, DatasetMeta, PrivacyUnit};
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn meta(name: &str, cols: &[(&str, DataType)]) -> DatasetMeta {
+        DatasetMeta {
+            name: name.to_string(),
+            description: String::new(),
+            tags: vec![],
+            privacy_unit: PrivacyUnit::Event,
+            time_column: None,
+            window: None,
+            max_rows: 1000,
+            columns: cols
+                .iter()
+                .map(|(n, t)| ColumnMeta {
+                    name: n.to_string(),
+                    dtype: *t,
+                    description: String::new(),
+                    unit: None,
+                    bounds: None,
+                    categories: None,
+                    nullable: true,
+                })
+                .collect(),
+        }
+    }
+
+    /// A `rent` or `utilities` dataset from (due, paid) pairs.
+    fn bills(name: &str, rows: &[(&str, Option<&str>)]) -> Dataset {
+        Dataset {
+            meta: meta(
+                name,
+                &[("due_date", DataType::Date), ("paid_date", DataType::Date)],
+            ),
+            version: 1,
+            columns: vec![
+                Column {
+                    name: "due_date".into(),
+                    data: ColumnData::Date(rows.iter().map(|r| Some(d(r.0))).collect()),
+                },
+                Column {
+                    name: "paid_date".into(),
+                    data: ColumnData::Date(rows.iter().map(|r| r.1.map(d)).collect()),
+                },
+            ],
+        }
+    }
+
+    /// A `transactions` dataset from (date, amount, category) rows.
+    fn transactions(rows: &[(&str, i64, &str)]) -> Dataset {
+        Dataset {
+            meta: meta(
+                "transactions",
+                &[
+                    ("date", DataType::Date),
+                    ("amount", DataType::Money),
+                    ("category", DataType::Category),
+                ],
+            ),
+            version: 1,
+            columns: vec![
+                Column {
+                    name: "date".into(),
+                    data: ColumnData::Date(rows.iter().map(|r| Some(d(r.0))).collect()),
+                },
+                Column {
+                    name: "amount".into(),
+                    data: ColumnData::Int(rows.iter().map(|r| Some(r.1)).collect()),
+                },
+                Column {
+                    name: "category".into(),
+                    data: ColumnData::Cat(rows.iter().map(|r| Some(r.2.to_string())).collect()),
+                },
+            ],
+        }
+    }
+
+    fn source(sets: Vec<Dataset>) -> BTreeMap<String, Dataset> {
+        sets.into_iter().map(|s| (s.meta.name.clone(), s)).collect()
+    }
+
+    #[test]
+    fn registry_is_consistent() {
+        assert_eq!(entries().len(), 6);
+        for e in entries() {
+            assert_eq!(entry(e.name), Some(e));
+            assert!(!e.inputs.is_empty());
+            assert!(e.bounds.lo <= e.bounds.hi);
+            let info = CatalogueInfo::from(e);
+            assert_eq!(info.inputs.len(), e.inputs.len());
+            let json = serde_json::to_string(&info).unwrap();
+            let back: CatalogueInfo = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, info);
+        }
+        assert_eq!(
+            CatalogueInfo::from(entry(AVG_BALANCE).unwrap()).inputs,
+            vec!["transactions.date", "transactions.amount"]
+        );
+        assert!(entry("credit_score").is_none());
+    }
+
+    #[test]
+    fn rent_ratio_counts_window_inclusively() {
+        let data = source(vec![bills(
+            "rent",
+            &[
+                ("2025-01-01", Some("2024-12-30")), // before the window
+                ("2025-02-01", Some("2025-02-01")), // first day of the window, on time
+                ("2025-03-01", Some("2025-03-02")), // late
+                ("2025-04-01", None),               // unpaid
+                ("2025-05-01", Some("2025-04-28")), // on time
+                ("2026-01-31", Some("2026-01-31")), // last day of the window, on time
+                ("2026-02-01", Some("2026-02-01")), // after the window
+            ],
+        )]);
+        let v = compute(RENT_ON_TIME, d("2026-01-31"), &data).unwrap();
+        assert_eq!(v, Value::Float(3.0 / 5.0));
+        // No rows in the window.
+        let v = compute(RENT_ON_TIME, d("2020-12-31"), &data).unwrap();
+        assert_eq!(v, Value::Null);
+        // Missing dataset.
+        assert_eq!(
+            compute(UTILITY_ON_TIME, d("2026-01-31"), &data),
+            Err(EvalError::MissingDataset("utilities".into()))
+        );
+    }
+
+    #[test]
+    fn utility_ratio_includes_every_kind() {
+        let data = source(vec![bills(
+            "utilities",
+            &[
+                ("2025-11-10", Some("2025-11-09")),
+                ("2025-11-15", Some("2025-11-20")),
+                ("2025-12-10", Some("2025-12-10")),
+                ("2025-12-15", Some("2025-12-01")),
+            ],
+        )]);
+        let v = compute(UTILITY_ON_TIME, d("2025-12-31"), &data).unwrap();
+        assert_eq!(v, Value::Float(0.75));
+    }
+
+    #[test]
+    fn streak_stops_at_first_failing_month() {
+        let data = source(vec![bills(
+            "rent",
+            &[
+                ("2025-01-01", Some("2024-12-31")),
+                ("2025-02-01", Some("2025-02-05")), // late: the streak cannot pass this month
+                ("2025-03-01", Some("2025-03-01")),
+                ("2025-04-01", Some("2025-03-30")),
+                ("2025-05-01", Some("2025-05-01")),
+                ("2025-06-01", None), // after the window end used below
+            ],
+        )]);
+        assert_eq!(
+            compute(RENT_STREAK, d("2025-05-31"), &data).unwrap(),
+            Value::Int(3)
+        );
+        // The latest month unpaid: streak 0.
+        assert_eq!(
+            compute(RENT_STREAK, d("2025-06-30"), &data).unwrap(),
+            Value::Int(0)
+        );
+        // A month with no rent row ends the streak.
+        assert_eq!(
+            compute(RENT_STREAK, d("2025-07-31"), &data).unwrap(),
+            Value::Int(0)
+        );
+        // A late month (February) stops it even though January was fine.
+        assert_eq!(
+            compute(RENT_STREAK, d("2025-02-28"), &data).unwrap(),
+            Value::Int(0)
+        );
+        assert_eq!(
+            compute(RENT_STREAK, d("2025-01-31"), &data).unwrap(),
+            Value::Int(1)
+        );
+    }
+
+    #[test]
+    fn streak_with_two_rows_in_a_month_needs_both() {
+        let data = source(vec![bills(
+            "rent",
+            &[
+                ("2025-04-01", Some("2025-04-01")),
+                ("2025-05-01", Some("2025-05-01")),
+                ("2025-05-15", Some("2025-05-20")),
+            ],
+        )]);
+        assert_eq!(
+            compute(RENT_STREAK, d("2025-05-31"), &data).unwrap(),
+            Value::Int(0)
+        );
+        assert_eq!(
+            compute(RENT_STREAK, d("2025-04-30"), &data).unwrap(),
+            Value::Int(1)
+        );
+    }
+
+    #[test]
+    fn streak_is_capped() {
+        let mut rows = Vec::new();
+        let mut due = d("2010-01-01");
+        let mut strings = Vec::new();
+        while due <= d("2025-12-01") {
+            strings.push(due.format("%Y-%m-%d").to_string());
+            due = due.checked_add_months(chrono::Months::new(1)).unwrap();
+        }
+        for s in &strings {
+            rows.push((s.as_str(), Some(s.as_str())));
+        }
+        let data = source(vec![bills("rent", &rows)]);
+        assert_eq!(
+            compute(RENT_STREAK, d("2025-12-31"), &data).unwrap(),
+            Value::Int(120)
+        );
+    }
+
+    #[test]
+    fn nsf_window_excludes_its_start_and_includes_its_end() {
+        // window_end 2025-06-30; 90 days before is 2025-04-01 (excluded).
+        let data = source(vec![transactions(&[
+            ("2025-04-01", -3500, "nsf_fee"),
+            ("2025-04-02", -3500, "overdraft_fee"),
+            ("2025-05-10", -3500, "nsf_fee"),
+            ("2025-05-11", -2000, "groceries"),
+            ("2025-06-30", -3500, "overdraft_fee"),
+            ("2025-07-01", -3500, "nsf_fee"),
+        ])]);
+        assert_eq!(
+            compute(NSF_COUNT, d("2025-06-30"), &data).unwrap(),
+            Value::Int(3)
+        );
+    }
+
+    #[test]
+    fn nsf_count_is_clamped() {
+        let rows: Vec<(&str, i64, &str)> =
+            (0..150).map(|_| ("2025-06-15", -3500, "nsf_fee")).collect();
+        let data = source(vec![transactions(&rows)]);
+        assert_eq!(
+            compute(NSF_COUNT, d("2025-06-30"), &data).unwrap(),
+            Value::Int(100)
+        );
+    }
+
+    #[test]
+    fn income_cv_counts_empty_months_as_zero() {
+        // Window 2025-01 .. 2025-12. Ten months of 100000, one of 200000 (two paydays), one with none.
+        let mut rows = vec![
+            ("2024-12-31", 999_999, "income"), // before the window
+            ("2025-03-15", -50_000, "rent"),   // not income
+        ];
+        let days = [
+            "2025-01-15",
+            "2025-02-15",
+            "2025-03-15",
+            "2025-04-15",
+            "2025-05-15",
+            "2025-06-15",
+            "2025-07-15",
+            "2025-08-15",
+            "2025-09-15",
+            "2025-10-15",
+        ];
+        for day in days {
+            rows.push((day, 100_000, "income"));
+        }
+        rows.push(("2025-11-01", 100_000, "income"));
+        rows.push(("2025-11-30", 100_000, "income"));
+        // December: no income.
+        rows.push(("2026-01-01", 999_999, "income")); // after the window
+        let data = source(vec![transactions(&rows)]);
+        // Totals: ten x 1e5, one 2e5, one 0. Mean 1e5. Squared deviations: 1e10 (Nov) + 1e10 (Dec).
+        // Variance 2e10 / 12; std = sqrt(2e10/12); cv = std / 1e5 = sqrt(1/6).
+        let v = compute(INCOME_CV, d("2025-12-31"), &data).unwrap();
+        let Value::Float(cv) = v else {
+            panic!("expected a float, got {v:?}")
+        };
+        assert!((cv - (1.0f64 / 6.0).sqrt()).abs() < 1e-12, "cv = {cv}");
+        // No income at all in a window: null.
+        assert_eq!(
+            compute(INCOME_CV, d("2023-12-31"), &data).unwrap(),
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn income_cv_steady_is_zero() {
+        let rows: Vec<(String, i64, &str)> = (1..=12)
+            .map(|m| (format!("2025-{m:02}-01"), 250_000, "income"))
+            .collect();
+        let rows: Vec<(&str, i64, &str)> = rows.iter().map(|r| (r.0.as_str(), r.1, r.2)).collect();
+        let data = source(vec![transactions(&rows)]);
+        assert_eq!(
+            compute(INCOME_CV, d("2025-12-31"), &data).unwrap(),
+            Value::Float(0.0)
+        );
+    }
+
+    #[test]
+    fn avg_daily_balance_by_hand() {
+        // Window: 2025-01-01 .. 2025-03-31 = 31 + 28 + 31 = 90 days.
+        let data = source(vec![transactions(&[
+            ("2024-12-01", 100_000, "opening_balance"), // before the window: opening 100000
+            ("2024-12-20", -40_000, "rent"),            // opening 60000
+            ("2025-01-01", 30_000, "income"),           // day 1 onward: 90000
+            ("2025-02-01", -100_000, "rent"),           // Feb onward: -10000
+            ("2025-03-31", 45_001, "income"),           // last day: 35001
+            ("2025-04-01", 1_000_000, "income"),        // after the window
+        ])]);
+        // Jan: 31 days x 90000 = 2790000; Feb 1..Mar 30: (28 + 30) x -10000 = -580000; Mar 31: 35001.
+        // Total 2245001 over 90 days = 24944.4555... -> 24944.
+        assert_eq!(
+            compute(AVG_BALANCE, d("2025-03-31"), &data).unwrap(),
+            Value::Int(24944)
+        );
+    }
+
+    #[test]
+    fn avg_daily_balance_rounds_half_away_from_zero_and_clamps() {
+        // Window 2025-01-01..2025-03-31: 90 days. An amount on the last day counts for one day only, so
+        // the average is amount / 90: 45 / 90 = 0.5 -> 1, -45 / 90 -> -1, 44 / 90 -> 0.
+        for (amount, want) in [(45, 1), (-45, -1), (44, 0), (-44, 0), (135, 2)] {
+            let data = source(vec![transactions(&[("2025-03-31", amount, "income")])]);
+            assert_eq!(
+                compute(AVG_BALANCE, d("2025-03-31"), &data).unwrap(),
+                Value::Int(want),
+                "amount {amount}"
+            );
+        }
+        // Huge balances clamp to the upper bound; hugely negative to the lower bound.
+        let data = source(vec![transactions(&[("2025-01-01", 900_000_000, "income")])]);
+        assert_eq!(
+            compute(AVG_BALANCE, d("2025-06-30"), &data).unwrap(),
+            Value::Int(10_000_000)
+        );
+        let data = source(vec![transactions(&[("2025-01-01", -900_000_000, "cash")])]);
+        assert_eq!(
+            compute(AVG_BALANCE, d("2025-06-30"), &data).unwrap(),
+            Value::Int(-1_000_000)
+        );
+    }
+
+    #[test]
+    fn round_div_rounds_halves_away_from_zero() {
+        assert_eq!(round_div(5, 2), 3);
+        assert_eq!(round_div(-5, 2), -3);
+        assert_eq!(round_div(4, 3), 1);
+        assert_eq!(round_div(-4, 3), -1);
+        assert_eq!(round_div(5, 3), 2);
+        assert_eq!(round_div(-5, 3), -2);
+        assert_eq!(round_div(0, 7), 0);
+    }
+
+    #[test]
+    fn wrong_column_types_are_errors_not_panics() {
+        let mut t = transactions(&[("2025-01-01", 1, "income")]);
+        t.columns[1].data = ColumnData::Float(vec![Some(1.0)]);
+        let data = source(vec![t]);
+        assert!(matches!(
+            compute(AVG_BALANCE, d("2025-03-31"), &data),
+            Err(EvalError::Other(_))
+        ));
+        let mut t = transactions(&[("2025-01-01", 1, "income")]);
+        t.columns.remove(2);
+        let data = source(vec![t]);
+        assert_eq!(
+            compute(NSF_COUNT, d("2025-03-31"), &data),
+            Err(EvalError::MissingColumn {
+                dataset: "transactions".into(),
+                column: "category".into()
+            })
+        );
+    }
+}

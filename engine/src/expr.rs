@@ -2,7 +2,7 @@
 //!
 //! An FI never sends code. It sends an [`Expr`], built either by the pointer API (each pointer operation
 //! wraps the expression of its input) or parsed from the expression syntax in [`crate::parse`]. The owner's
-//! node type-checks it against the published metadata ([`crate::check`]), which also resolves relative time
+//! node type-checks it against the published metadata ([`mod@crate::check`]), which also resolves relative time
 //! windows to concrete dates; only a checked expression is stored with a request, rendered in plain words
 //! ([`crate::render`]) and, once a release is approved, evaluated ([`crate::eval`]).
 

@@ -8,7 +8,7 @@
 //! - [`value`], [`dataset`], [`meta`]: the data model and the metadata the owner publishes;
 //! - [`ingest`]: CSV into typed datasets, with errors that name the line and column;
 //! - [`expr`]: the lineage tree; [`parse`]: the expression syntax; [`render`]: lineages in plain words;
-//! - [`check`]: static type-checking and quotas; [`eval`]: evaluation at release;
+//! - [`mod@check`]: static type-checking and quotas; [`eval`]: evaluation at release;
 //! - [`catalogue`]: named alternative-data attributes;
 //! - [`sample`]: a seeded generator of realistic sample data.
 #![deny(missing_docs)]

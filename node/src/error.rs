@@ -1,0 +1,70 @@
+//! The node's error type.
+
+
+/// Errors of the owner node and the FI client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A database error.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A file or socket error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A JSON encoding error.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The lineage does not type-check.
+    #[error("{0}")]
+    Check(#[from] duo_engine::CheckError),
+    /// Evaluation failed.
+    #[error("evaluation failed: {0}")]
+    Eval(#[from] duo_engine::EvalError),
+    /// The policy file is invalid.
+    #[error("policy file: {0}")]
+    Policy(#[from] duo_policies::PolicyError),
+    /// Something named does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The action was refused (with the reason).
+    #[error("{0}")]
+    Refused(String),
+    /// The state the owner saw has changed since; the fresh facts are attached.
+    #[error("the request changed since you looked at it: {why}")]
+    Stale {
+        /// What changed.
+        why: String,
+        /// The fresh view to show instead.
+        fresh: Box<crate::release::PendingView>,
+    },
+    /// The peer sent something invalid or the server replied with an error.
+    #[error("{code}: {message}")]
+    Remote {
+        /// Error code (see the wire spec).
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// A transport failure.
+    #[error("{0}")]
+    Transport(String),
+    /// A bug or corrupted state.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A short machine-readable code for the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Check(_) => "type_error",
+            Error::NotFound(_) => "not_found",
+            Error::Refused(_) => "refused",
+            Error::Stale { .. } => "stale",
+            Error::Policy(_) => "policy_error",
+            Error::Eval(_) => "eval_error",
+            _ => "internal",
+        }
+    }
+}
+

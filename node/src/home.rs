@@ -1,0 +1,63 @@
+//! Data directories: where the owner's store and the FI's keys live.
+//!
+//! `--home DIR` or `DUO_HOME` choose the directory; otherwise `$XDG_DATA_HOME/duo` (or `~/.local/share/duo`).
+//! The owner's files are under `owner/`, the FI's under `fi/`, so one home can hold both roles (as the demo does).
+//! Directories are created with mode 0700 and files with 0600.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The default home directory when neither `--home` nor `DUO_HOME` is given.
+pub fn default_home() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("duo");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local/share/duo");
+    }
+    PathBuf::from(".duo")
+}
+
+/// Create a directory (and parents) readable only by this user.
+pub fn private_dir(path: &Path) -> io::Result<()> {
+    fs::create_dir_all(path)?;
+    set_mode(path, 0o700)
+}
+
+/// Write a file readable only by this user, atomically (write to a temporary file, sync, rename).
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    set_mode(&tmp, 0o600)?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Set a file's permission bits (no-op off Unix).
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}

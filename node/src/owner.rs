@@ -1,0 +1,576 @@
+//! The owner node: initialisation, loading data, invites, and the service FIs connect to.
+
+use crate::error::Error;
+use crate::keys::{fingerprint, InviteCode, Keypair};
+use crate::release::{DatasetCache, Owner};
+use crate::store::{self, Sync};
+use crate::transport::{self, AcceptError, Limits, Mode};
+use crate::wire::{self, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
+use duo_engine::ingest::{load_csv, parse_meta, IngestLimits};
+use duo_engine::{render, Checked, Expr, Suggestions};
+use duo_policies::Policy;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+/// The owner's directory inside a Duo home.
+pub fn owner_dir(home: &Path) -> PathBuf {
+    home.join("owner")
+}
+
+fn key_path(owner_dir: &Path) -> PathBuf {
+    owner_dir.join("node.key")
+}
+
+/// What `init` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Whether a new node key was made.
+    pub new_key: bool,
+    /// Whether the policy file was written.
+    pub wrote_policy: bool,
+    /// The node key's fingerprint.
+    pub fingerprint: String,
+}
+
+/// Create the owner directory, the node key and the policy file if they are missing (existing ones are kept).
+/// `policy_text` replaces the default policy when the file does not exist yet.
+pub fn init(owner_dir: &Path, policy_text: Option<&str>) -> Result<InitReport, Error> {
+    crate::home::private_dir(owner_dir)?;
+    let kp = key_path(owner_dir);
+    let new_key = !kp.exists();
+    if new_key {
+        crate::home::write_private(&kp, &Keypair::generate().to_file_bytes())?;
+    }
+    let pp = crate::release::policy_path(owner_dir);
+    let wrote_policy = !pp.exists();
+    if wrote_policy {
+        let text = policy_text.unwrap_or(Policy::default_text());
+        Policy::parse(text)?;
+        crate::home::write_private(&pp, text.as_bytes())?;
+    }
+    store::open(owner_dir, Sync::Full)?;
+    let key = node_key(owner_dir)?;
+    Ok(InitReport {
+        new_key,
+        wrote_policy,
+        fingerprint: fingerprint(&key.public),
+    })
+}
+
+/// The owner node's static key.
+pub fn node_key(owner_dir: &Path) -> Result<Keypair, Error> {
+    let bytes = std::fs::read(key_path(owner_dir)).map_err(|e| {
+        Error::NotFound(format!(
+            "node key in {}: {e} (run `duo owner init`)",
+            owner_dir.display()
+        ))
+    })?;
+    Keypair::from_file_bytes(&bytes).map_err(|e| Error::Internal(format!("node key: {e}")))
+}
+
+/// The result of loading a CSV file.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Dataset name.
+    pub name: String,
+    /// New version.
+    pub version: u64,
+    /// Rows loaded.
+    pub rows: u64,
+    /// What the node inferred (owner-only).
+    pub suggestions: Suggestions,
+}
+
+/// Load a CSV file as a new version of dataset `name`, with the metadata in `meta_text`. A bad file changes
+/// nothing.
+pub fn load(
+    owner_dir: &Path,
+    csv_path: &Path,
+    name: &str,
+    meta_text: &str,
+) -> Result<LoadReport, Error> {
+    let mut meta = parse_meta(meta_text).map_err(|e| Error::Refused(format!("metadata: {e}")))?;
+    meta.name = name.to_string();
+    // Re-validate with the chosen name.
+    let meta_text = toml::to_string(&meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let meta = parse_meta(&meta_text).map_err(|e| Error::Refused(format!("metadata: {e}")))?;
+    let file = std::fs::File::open(csv_path)
+        .map_err(|e| Error::NotFound(format!("{}: {e}", csv_path.display())))?;
+    let (ds, sugg) = load_csv(std::io::BufReader::new(file), &meta, &IngestLimits::default())
+        .map_err(|e| Error::Refused(format!("{}: {e}", csv_path.display())))?;
+    let mut conn = store::open(owner_dir, Sync::Full)?;
+    let version = store::put_dataset(&mut conn, &ds, &sugg)?;
+    Ok(LoadReport {
+        name: name.to_string(),
+        version,
+        rows: ds.rows() as u64,
+        suggestions: sugg,
+    })
+}
+
+/// Make an invite code for `principal`, valid for `ttl`.
+pub fn invite(owner_dir: &Path, principal: &str, ttl: Duration) -> Result<InviteCode, Error> {
+    let principal = principal.trim();
+    if principal.is_empty() || principal.len() > 128 || principal.chars().any(char::is_control) {
+        return Err(Error::Refused(
+            "the principal name must be 1 to 128 printable characters".into(),
+        ));
+    }
+    let key = node_key(owner_dir)?;
+    let code = InviteCode::generate(&key.public);
+    let mut conn = store::open(owner_dir, Sync::Full)?;
+    store::create_invite(
+        &mut conn,
+        &code.id,
+        principal,
+        &code.psk(),
+        store::now_unix() + ttl.as_secs() as i64,
+    )?;
+    Ok(code)
+}
+
+/// Settings of a running owner node.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The owner directory.
+    pub owner_dir: PathBuf,
+    /// How commits are synced.
+    pub sync: Sync,
+    /// Transport limits.
+    pub limits: Limits,
+    /// Pointers one session may hold.
+    pub max_pointers: usize,
+    /// Concurrent connections (authenticated or not).
+    pub max_connections: usize,
+    /// How long a pairing lasts.
+    pub pairing_ttl: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for an owner directory.
+    pub fn new(owner_dir: &Path) -> Self {
+        ServeConfig {
+            owner_dir: owner_dir.to_path_buf(),
+            sync: Sync::Full,
+            limits: Limits::default(),
+            max_pointers: 1024,
+            max_connections: 256,
+            pairing_ttl: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// A running owner node. Dropping it does not stop it; call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// The `ws://` URL FIs connect to.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Stop accepting, close every session and wait for the accept loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Start the owner node on `listen` (port 0 picks a free port).
+pub async fn spawn(cfg: ServeConfig, listen: SocketAddr) -> Result<RunningNode, Error> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let key = Arc::new(node_key(&cfg.owner_dir)?);
+    // Fail early on a broken policy or store.
+    Owner::open(&cfg.owner_dir, cfg.sync, DatasetCache::default())?.policy()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let changes = spawn_change_watcher(cfg.owner_dir.clone(), shutdown_rx.clone())?;
+    let shared = Arc::new(Shared {
+        cfg,
+        key,
+        cache: DatasetCache::default(),
+        changes,
+    });
+    let task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
+    Ok(RunningNode {
+        addr,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+struct Shared {
+    cfg: ServeConfig,
+    key: Arc<Keypair>,
+    cache: DatasetCache,
+    changes: watch::Receiver<u64>,
+}
+
+/// Watch the database for commits from any process (sessions, owner CLI commands) and bump a counter, so that
+/// FIs waiting for a decision hear of it promptly without the node holding state of its own.
+fn spawn_change_watcher(
+    owner_dir: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<watch::Receiver<u64>, Error> {
+    let (tx, rx) = watch::channel(0u64);
+    let conn = store::open(&owner_dir, Sync::Normal)?;
+    tokio::task::spawn_blocking(move || {
+        let mut last: i64 = -1;
+        loop {
+            if *shutdown.borrow_and_update() || tx.is_closed() {
+                return;
+            }
+            if let Ok(v) = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
+                if v != last {
+                    last = v;
+                    tx.send_modify(|n| *n += 1);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    Ok(rx)
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(shared.cfg.max_connections));
+    let mut sessions = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    drop(tcp);
+                    continue;
+                };
+                let shared = shared.clone();
+                let mut stop = shutdown.clone();
+                sessions.spawn(async move {
+                    tokio::select! {
+                        _ = session(tcp, peer, shared) => {}
+                        _ = stop.changed() => {}
+                    }
+                    drop(permit);
+                });
+            }
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        }
+    }
+    sessions.shutdown().await;
+}
+
+/// Run a closure on the owner store on the blocking pool, moving the store there and back.
+async fn blocking<R: Send + 'static>(
+    slot: &mut Option<Owner>,
+    f: impl FnOnce(&mut Owner) -> R + Send + 'static,
+) -> Result<R, Error> {
+    let mut owner = slot
+        .take()
+        .ok_or_else(|| Error::Internal("owner store lost".into()))?;
+    let (owner, r) = tokio::task::spawn_blocking(move || {
+        let r = f(&mut owner);
+        (owner, r)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("store task: {e}")))?;
+    *slot = Some(owner);
+    Ok(r)
+}
+
+async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
+    let cfg = &shared.cfg;
+    let owner = match Owner::open(&cfg.owner_dir, cfg.sync, shared.cache.clone()) {
+        Ok(o) => o,
+        Err(_) => return,
+    };
+    let conn = std::sync::Mutex::new(owner);
+    let psk_for = |invite: &str| -> Option<[u8; 32]> {
+        let o = conn.lock().ok()?;
+        store::usable_invite_psk(&o.conn, invite).ok().flatten()
+    };
+    let invite_refusal = |invite: &str| -> String {
+        conn.lock()
+            .ok()
+            .and_then(|o| store::invite_refusal(&o.conn, invite).ok())
+            .unwrap_or_else(|| "this invite cannot be used".into())
+    };
+    let verify = |mode: &Mode, key: &[u8; 32]| -> Result<(), (String, String)> {
+        match mode {
+            Mode::Pair { .. } => Ok(()),
+            Mode::Session => {
+                let o = conn
+                    .lock()
+                    .map_err(|_| ("internal".to_string(), "try again".to_string()))?;
+                match store::principal_for_key(&o.conn, key) {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err((
+                        "unknown_key".into(),
+                        "this FI key is not paired with this node, or its pairing expired; ask the owner for a new invite code".into(),
+                    )),
+                    Err(_) => Err(("internal".into(), "the node could not check the key".into())),
+                }
+            }
+        }
+    };
+    let accepted = transport::accept(tcp, &shared.key, psk_for, invite_refusal, verify, &cfg.limits).await;
+    let mut owner = conn.into_inner().ok();
+    let (mut chan, mode) = match accepted {
+        Ok(x) => x,
+        Err(AcceptError::BadPsk { invite_id }) => {
+            let _ = blocking(&mut owner, move |o| {
+                store::invite_failed(&mut o.conn, &invite_id, "wrong invite secret")
+            })
+            .await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let remote = chan.remote_static();
+    let principal = match &mode {
+        Mode::Pair { invite } => {
+            let invite = invite.clone();
+            let ttl = cfg.pairing_ttl;
+            let fp = fingerprint(&remote);
+            match blocking(&mut owner, move |o| {
+                store::complete_pairing(&mut o.conn, &invite, &remote, &fp, ttl)
+            })
+            .await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(e)) => {
+                    let _ = chan
+                        .send(&wire::encode(
+                            0,
+                            &ServerMsg::Error {
+                                code: "pairing_failed".into(),
+                                message: e.to_string(),
+                            },
+                        ))
+                        .await;
+                    chan.close().await;
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+        Mode::Session => {
+            match blocking(&mut owner, move |o| {
+                let p = store::principal_for_key(&o.conn, &remote)?;
+                if let Some(p) = &p {
+                    store::touch_pairing(&o.conn, p)?;
+                }
+                Ok::<_, Error>(p)
+            })
+            .await
+            {
+                Ok(Ok(Some(p))) => p,
+                _ => return,
+            }
+        }
+    };
+    let welcome = ServerMsg::Welcome {
+        principal: principal.clone(),
+        node: format!("duo {}", env!("CARGO_PKG_VERSION")),
+    };
+    if chan.send(&wire::encode(0, &welcome)).await.is_err() {
+        return;
+    }
+    let mut state = SessionState {
+        principal,
+        pointers: Vec::new(),
+        owner,
+        shared: shared.clone(),
+    };
+    loop {
+        let bytes = match chan.recv().await {
+            Ok(Some(b)) => b,
+            Ok(None) | Err(_) => break,
+        };
+        let (id, reply) = match wire::decode_client(&bytes) {
+            Ok((id, msg)) => (id, state.handle(msg).await),
+            Err(e) => (
+                e.id,
+                ServerMsg::Error {
+                    code: e.code.into(),
+                    message: e.message,
+                },
+            ),
+        };
+        if chan.send(&wire::encode(id, &reply)).await.is_err() {
+            break;
+        }
+    }
+    chan.close().await;
+}
+
+struct SessionState {
+    principal: String,
+    pointers: Vec<(Checked, String)>,
+    owner: Option<Owner>,
+    shared: Arc<Shared>,
+}
+
+fn error_msg(e: &Error) -> ServerMsg {
+    ServerMsg::Error {
+        code: e.code().into(),
+        message: e.to_string(),
+    }
+}
+
+impl SessionState {
+    async fn handle(&mut self, msg: ClientMsg) -> ServerMsg {
+        match self.handle_inner(msg).await {
+            Ok(m) => m,
+            Err(e) => error_msg(&e),
+        }
+    }
+
+    async fn handle_inner(&mut self, msg: ClientMsg) -> Result<ServerMsg, Error> {
+        let principal = self.principal.clone();
+        match msg {
+            ClientMsg::ListDatasets => {
+                blocking(&mut self.owner, move |o| {
+                    let rows = store::datasets(&o.conn)?;
+                    let tx = store::write_tx(&mut o.conn)?;
+                    store::append_log(
+                        &tx,
+                        "metadata_viewed",
+                        Some(&principal),
+                        &serde_json::json!({ "what": "datasets", "datasets": rows.iter().map(|r| &r.meta.name).collect::<Vec<_>>() }),
+                    )?;
+                    tx.commit()?;
+                    Ok(ServerMsg::Datasets {
+                        datasets: rows
+                            .into_iter()
+                            .map(|r| PublishedDataset {
+                                meta: r.meta,
+                                version: r.version,
+                            })
+                            .collect(),
+                    })
+                })
+                .await?
+            }
+            ClientMsg::ListCatalogue => {
+                blocking(&mut self.owner, move |o| {
+                    let tx = store::write_tx(&mut o.conn)?;
+                    store::append_log(
+                        &tx,
+                        "metadata_viewed",
+                        Some(&principal),
+                        &serde_json::json!({ "what": "catalogue" }),
+                    )?;
+                    tx.commit()?;
+                    Ok(ServerMsg::Catalogue {
+                        entries: crate::release::catalogue_infos(),
+                    })
+                })
+                .await?
+            }
+            ClientMsg::Pointer { expr, source } => {
+                if self.pointers.len() >= self.shared.cfg.max_pointers {
+                    return Ok(ServerMsg::Error {
+                        code: "quota".into(),
+                        message: format!(
+                            "this session already holds {} pointers, the limit; open a new session",
+                            self.pointers.len()
+                        ),
+                    });
+                }
+                if source.as_ref().is_some_and(|s| s.len() > wire::MAX_SOURCE) {
+                    return Err(Error::Refused(format!(
+                        "expression source is longer than {} bytes",
+                        wire::MAX_SOURCE
+                    )));
+                }
+                let pointers = &self.pointers;
+                let unknown = std::cell::Cell::new(None);
+                let expr = expr
+                    .substitute_ptrs(&|id| {
+                        let p = usize::try_from(id).ok().and_then(|i| pointers.get(i));
+                        if p.is_none() {
+                            unknown.set(Some(id));
+                        }
+                        p.map(|(c, _)| c.expr.clone())
+                    })
+                    .ok_or_else(|| {
+                        Error::NotFound(format!(
+                            "pointer {} in this session",
+                            unknown.get().unwrap_or(0)
+                        ))
+                    })?;
+                let source = source.unwrap_or_else(|| duo_engine::parse::to_source(&expr));
+                let checked = blocking(&mut self.owner, move |o| o.check(&expr)).await??;
+                let id = self.pointers.len() as u64;
+                let info = PointerInfo {
+                    id,
+                    ty: checked.ty.clone(),
+                    description: render::describe(&checked.expr),
+                };
+                // Keep the source text with the lineage for the owner's screen.
+                self.pointers.push((checked, source));
+                Ok(ServerMsg::Pointer(info))
+            }
+            ClientMsg::Request {
+                pointer,
+                backend,
+                reason,
+            } => {
+                if reason.len() > wire::MAX_REASON {
+                    return Err(Error::Refused(format!(
+                        "the reason is longer than {} bytes",
+                        wire::MAX_REASON
+                    )));
+                }
+                let idx = usize::try_from(pointer)
+                    .ok()
+                    .filter(|i| *i < self.pointers.len())
+                    .ok_or_else(|| Error::NotFound(format!("pointer {pointer} in this session")))?;
+                let (checked, source) = &self.pointers[idx];
+                let (expr, source): (Expr, String) = (checked.expr.clone(), source.clone());
+                let view = blocking(&mut self.owner, move |o| {
+                    let checked = o.check(&expr)?;
+                    o.submit(&principal, backend, &reason, &source, &checked)
+                })
+                .await??;
+                Ok(ServerMsg::Request(view))
+            }
+            ClientMsg::Status { request, wait_ms } => {
+                let deadline = tokio::time::Instant::now()
+                    + Duration::from_millis(wait_ms.min(wire::MAX_WAIT_MS));
+                let mut changes = self.shared.changes.clone();
+                loop {
+                    changes.borrow_and_update();
+                    let p = principal.clone();
+                    let view = blocking(&mut self.owner, move |o| o.request_view(&p, request)).await??;
+                    if view.state != crate::release::RequestState::Pending
+                        || tokio::time::Instant::now() >= deadline
+                    {
+                        return Ok(ServerMsg::Request(view));
+                    }
+                    tokio::select! {
+                        r = changes.changed() => if r.is_err() { return Ok(ServerMsg::Request(view)) },
+                        _ = tokio::time::sleep_until(deadline) => {}
+                    }
+                }
+            }
+        }
+    }
+}

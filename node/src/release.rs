@@ -1,0 +1,784 @@
+//! Requests, decisions and releases on the owner's node.
+//!
+//! This is the one path every release takes, whether the owner node's session handles it or an owner CLI
+//! command does: check the lineage, decide by policy (or by the owner), and release. A release (the re-checked
+//! decision, the stored answer, the release index and the log entries) is one `BEGIN IMMEDIATE` transaction,
+//! committed before the answer leaves the node.
+
+use crate::error::Error;
+use crate::store::{self, append_log, hex, write_tx};
+use duo_engine::{
+    catalogue, check, evaluate, render, Answer, CheckContext, Checked, DataSource, Dataset, Expr, Limits,
+};
+use duo_policies::{decide, Backend, Decision, Policy, RequestFacts};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The state of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for the owner.
+    Pending,
+    /// Released; the answer is attached.
+    Approved,
+    /// Refused; the reason is attached.
+    Denied,
+}
+
+impl RequestState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Denied => "denied",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, Error> {
+        match s {
+            "pending" => Ok(RequestState::Pending),
+            "approved" => Ok(RequestState::Approved),
+            "denied" => Ok(RequestState::Denied),
+            other => Err(Error::Internal(format!("unknown request state {other}"))),
+        }
+    }
+}
+
+/// What the FI may see of one of its requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestView {
+    /// Request id.
+    pub id: u64,
+    /// Current state.
+    pub state: RequestState,
+    /// Backend asked for.
+    pub backend: Backend,
+    /// The FI's stated reason.
+    pub reason: String,
+    /// The lineage in plain words.
+    pub description: String,
+    /// The answer, once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+    /// Why it was denied, or why it waits for the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Who decided: `policy`, `owner`, or `store` (the same question was answered before and the stored answer
+    /// was given again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+}
+
+/// An earlier release that touched some of the same columns (shown to the owner).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlierRelease {
+    /// Request id.
+    pub id: u64,
+    /// To whom.
+    pub principal: String,
+    /// Through which backend.
+    pub backend: String,
+    /// The lineage in plain words.
+    pub description: String,
+    /// When.
+    pub decided_at: String,
+}
+
+/// Everything the owner sees before deciding a pending request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingView {
+    /// Request id.
+    pub id: u64,
+    /// Who asks.
+    pub principal: String,
+    /// Backend.
+    pub backend: Backend,
+    /// The FI's reason.
+    pub reason: String,
+    /// The lineage in plain words.
+    pub description: String,
+    /// The expression as the FI wrote it (or as the pointer API built it).
+    pub source: String,
+    /// Why it came to the owner.
+    pub why: String,
+    /// The exact value that approving would release (plaintext), or the evaluation error.
+    pub value: Result<Answer, String>,
+    /// Earlier releases touching the same columns.
+    pub earlier: Vec<EarlierRelease>,
+    /// Whether the datasets changed since the request was made.
+    pub data_changed: bool,
+    /// A token over everything above and the policy; `duo owner approve ID --seen TOKEN` fails if it changed.
+    pub token: String,
+    /// When the request was made.
+    pub created_at: String,
+}
+
+/// Immutable dataset versions, cached by (name, version). A version never changes once stored, so this cache can
+/// never contradict the database.
+#[derive(Debug, Clone, Default)]
+pub struct DatasetCache(Arc<Mutex<HashMap<(String, u64), Arc<Dataset>>>>);
+
+impl DatasetCache {
+    fn get(&self, conn: &Connection, name: &str, version: u64) -> Result<Arc<Dataset>, Error> {
+        let key = (name.to_string(), version);
+        if let Some(ds) = self.0.lock().map_err(poisoned)?.get(&key) {
+            return Ok(ds.clone());
+        }
+        let ds = Arc::new(store::load_dataset(conn, name, version)?);
+        let mut map = self.0.lock().map_err(poisoned)?;
+        if map.len() > 64 {
+            map.clear();
+        }
+        map.insert(key, ds.clone());
+        Ok(ds)
+    }
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Internal("dataset cache lock poisoned".into())
+}
+
+struct Loaded(BTreeMap<String, Arc<Dataset>>);
+
+impl DataSource for Loaded {
+    fn dataset(&self, name: &str) -> Option<&Dataset> {
+        self.0.get(name).map(|d| d.as_ref())
+    }
+}
+
+/// The owner's side of requests: the store, the policy file and a cache of immutable dataset versions.
+pub struct Owner {
+    dir: PathBuf,
+    /// The open database.
+    pub conn: Connection,
+    cache: DatasetCache,
+    limits: Limits,
+}
+
+/// Path of the policy file in an owner directory.
+pub fn policy_path(owner_dir: &Path) -> PathBuf {
+    owner_dir.join("policy.toml")
+}
+
+impl Owner {
+    /// Open the owner's store in `dir` (which must have been initialised).
+    pub fn open(dir: &Path, sync: store::Sync, cache: DatasetCache) -> Result<Owner, Error> {
+        Ok(Owner {
+            dir: dir.to_path_buf(),
+            conn: store::open(dir, sync)?,
+            cache,
+            limits: Limits::default(),
+        })
+    }
+
+    /// The owner directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Read and parse the policy file; returns the policy and the hash of its text.
+    pub fn policy(&self) -> Result<(Policy, String), Error> {
+        let path = policy_path(&self.dir);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::NotFound(format!(
+                "policy file {}: {e} (run `duo owner init` to write the default policy)",
+                path.display()
+            ))
+        })?;
+        let policy = Policy::parse(&text)?;
+        Ok((policy, duo_policies::policy_hash(&text)))
+    }
+
+    /// Type-check a lineage against the current published metadata.
+    pub fn check(&self, expr: &Expr) -> Result<Checked, Error> {
+        let metas = store::metas(&self.conn)?;
+        let ctx = CheckContext {
+            metas: &metas,
+            today: chrono::Utc::now().date_naive(),
+            limits: self.limits,
+        };
+        Ok(check(expr, &ctx)?)
+    }
+
+    fn tags(conn: &Connection, checked: &Checked) -> Result<BTreeMap<String, Vec<String>>, Error> {
+        let metas = store::metas(conn)?;
+        Ok(checked
+            .datasets
+            .iter()
+            .map(|d| {
+                (
+                    d.clone(),
+                    metas.get(d).map(|m| m.tags.clone()).unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    fn versions_read(
+        conn: &Connection,
+        checked: &Checked,
+    ) -> Result<BTreeMap<String, u64>, Error> {
+        let all = store::versions(conn)?;
+        checked
+            .datasets
+            .iter()
+            .map(|d| {
+                all.get(d)
+                    .map(|v| (d.clone(), *v))
+                    .ok_or_else(|| Error::NotFound(format!("dataset `{d}`")))
+            })
+            .collect()
+    }
+
+    fn evaluate_at(
+        cache: &DatasetCache,
+        conn: &Connection,
+        checked: &Checked,
+        versions: &BTreeMap<String, u64>,
+    ) -> Result<Answer, Error> {
+        let mut loaded = BTreeMap::new();
+        for (name, v) in versions {
+            loaded.insert(name.clone(), cache.get(conn, name, *v)?);
+        }
+        Ok(evaluate(&checked.expr, &Loaded(loaded))?)
+    }
+
+    /// Handle a new release request from `principal`: decide it by policy and, if approved, release it, all in
+    /// one transaction. Returns what the FI sees.
+    pub fn submit(
+        &mut self,
+        principal: &str,
+        backend: Backend,
+        reason: &str,
+        source: &str,
+        checked: &Checked,
+    ) -> Result<RequestView, Error> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::Refused(
+                "every request needs a reason; say why you need this release".into(),
+            ));
+        }
+        let (policy, _) = self.policy()?;
+        let description = render::describe(&checked.expr);
+        let lineage = serde_json::to_string(&checked.expr)?;
+        let cache = self.cache.clone();
+        let tx = write_tx(&mut self.conn)?;
+        let versions = Self::versions_read(&tx, checked)?;
+        let key = release_key(principal, backend, &lineage, &versions);
+        let now = store::now_text();
+        let insert = |state: RequestState,
+                      rule: Option<&str>,
+                      why: Option<&str>,
+                      answer: Option<&str>,
+                      decided_by: Option<&str>|
+         -> Result<u64, Error> {
+            tx.execute(
+                "INSERT INTO requests (principal, backend, reason, source, lineage, checked, description, versions,
+                     release_key, state, rule, why, answer, decided_by, created_at, decided_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                params![
+                    principal,
+                    backend.name(),
+                    reason,
+                    source,
+                    lineage,
+                    serde_json::to_string(checked)?,
+                    description,
+                    serde_json::to_string(&versions)?,
+                    key,
+                    state.as_str(),
+                    rule,
+                    why,
+                    answer,
+                    decided_by,
+                    now,
+                    (state != RequestState::Pending).then_some(&now),
+                ],
+            )?;
+            Ok(tx.last_insert_rowid() as u64)
+        };
+        let log_request = |id: u64| -> Result<(), Error> {
+            append_log(
+                &tx,
+                "request",
+                Some(principal),
+                &serde_json::json!({
+                    "request": id, "backend": backend.name(), "reason": reason,
+                    "description": description, "lineage": checked.expr, "versions": versions,
+                }),
+            )?;
+            Ok(())
+        };
+
+        // The same question, already answered for this principal on the same data: give the stored answer.
+        let stored: Option<(u64, String)> = tx
+            .query_row(
+                "SELECT id, answer FROM requests WHERE release_key = ?1 AND state = 'approved'
+                 AND answer IS NOT NULL ORDER BY id LIMIT 1",
+                [&key],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((first, answer_text)) = stored {
+            let why = format!("same question as request {first}; stored answer given again");
+            let id = insert(
+                RequestState::Approved,
+                Some("store"),
+                Some(&why),
+                Some(&answer_text),
+                Some("store"),
+            )?;
+            log_request(id)?;
+            append_log(
+                &tx,
+                "decision",
+                Some(principal),
+                &serde_json::json!({ "request": id, "action": "approve", "by": "store", "same_as": first }),
+            )?;
+            tx.commit()?;
+            return Ok(RequestView {
+                id,
+                state: RequestState::Approved,
+                backend,
+                reason: reason.to_string(),
+                description,
+                answer: Some(serde_json::from_str(&answer_text)?),
+                why: Some(why),
+                decided_by: Some("store".into()),
+            });
+        }
+
+        let tags = Self::tags(&tx, checked)?;
+        let already_released = already_released(&tx, principal, checked)?;
+        let decision = decide(
+            &policy,
+            &RequestFacts {
+                principal,
+                backend,
+                checked,
+                dataset_tags: &tags,
+                already_released,
+            },
+        );
+        let view = match decision {
+            Decision::Approve { rule } => {
+                let answer = Self::evaluate_at(&cache, &tx, checked, &versions)?;
+                let answer_text = serde_json::to_string(&answer)?;
+                let id = insert(
+                    RequestState::Approved,
+                    Some(&rule),
+                    None,
+                    Some(&answer_text),
+                    Some("policy"),
+                )?;
+                log_request(id)?;
+                append_log(
+                    &tx,
+                    "decision",
+                    Some(principal),
+                    &serde_json::json!({ "request": id, "action": "approve", "by": "policy", "rule": rule }),
+                )?;
+                record_release(&tx, id, principal, backend, checked, &answer)?;
+                RequestView {
+                    id,
+                    state: RequestState::Approved,
+                    backend,
+                    reason: reason.to_string(),
+                    description,
+                    answer: Some(answer),
+                    why: None,
+                    decided_by: Some("policy".into()),
+                }
+            }
+            Decision::Deny { rule, reason: why } => {
+                let id = insert(RequestState::Denied, Some(&rule), Some(&why), None, Some("policy"))?;
+                log_request(id)?;
+                append_log(
+                    &tx,
+                    "decision",
+                    Some(principal),
+                    &serde_json::json!({ "request": id, "action": "deny", "by": "policy", "rule": rule, "reason": why }),
+                )?;
+                RequestView {
+                    id,
+                    state: RequestState::Denied,
+                    backend,
+                    reason: reason.to_string(),
+                    description,
+                    answer: None,
+                    why: Some(why),
+                    decided_by: Some("policy".into()),
+                }
+            }
+            Decision::Ask { rule, why } => {
+                let id = insert(RequestState::Pending, Some(&rule), Some(&why), None, None)?;
+                log_request(id)?;
+                append_log(
+                    &tx,
+                    "decision",
+                    Some(principal),
+                    &serde_json::json!({ "request": id, "action": "ask", "by": "policy", "rule": rule, "why": why }),
+                )?;
+                RequestView {
+                    id,
+                    state: RequestState::Pending,
+                    backend,
+                    reason: reason.to_string(),
+                    description,
+                    answer: None,
+                    why: Some(format!("waiting for the owner: {why}")),
+                    decided_by: None,
+                }
+            }
+        };
+        tx.commit()?;
+        Ok(view)
+    }
+
+    /// The FI's view of one of its own requests.
+    pub fn request_view(&self, principal: &str, id: u64) -> Result<RequestView, Error> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT backend, reason, description, state, why, answer, decided_by FROM requests
+                 WHERE id = ?1 AND principal = ?2",
+                params![id as i64, principal],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<String>>(6)?,
+                    ))
+                },
+            )
+            .optional()?
+            .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
+        let (backend, reason, description, state, why, answer, decided_by) = row;
+        let state = RequestState::parse(&state)?;
+        Ok(RequestView {
+            id,
+            state,
+            backend: parse_backend(&backend)?,
+            reason,
+            description,
+            answer: answer.map(|a| serde_json::from_str(&a)).transpose()?,
+            why: match state {
+                RequestState::Pending => why.map(|w| format!("waiting for the owner: {w}")),
+                _ => why,
+            },
+            decided_by,
+        })
+    }
+
+    /// Ids of the pending requests, oldest first.
+    pub fn pending_ids(&self) -> Result<Vec<u64>, Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM requests WHERE state = 'pending' ORDER BY id")?;
+        let ids = stmt.query_map([], |r| r.get::<_, i64>(0))?;
+        Ok(ids
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|i| i as u64)
+            .collect())
+    }
+
+    /// Everything the owner needs to decide a pending request, computed now.
+    pub fn pending_view(&self, id: u64) -> Result<PendingView, Error> {
+        pending_view_in(self, &self.conn, id)
+    }
+
+    /// The owner approves a pending request. With `seen`, the approval fails with fresh facts if anything the
+    /// owner was shown has changed since; the policy's deny rules are re-run either way.
+    pub fn approve(&mut self, id: u64, seen: Option<&str>) -> Result<RequestView, Error> {
+        let (policy, _) = self.policy()?;
+        // Take the connection out of self so the transaction and the cache can be used together.
+        let mut conn = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        let result = (|| {
+            let tx = write_tx(&mut conn)?;
+            let view = pending_view_in(self, &tx, id)?;
+            if let Some(seen) = seen {
+                if seen != view.token {
+                    return Err(Error::Stale {
+                        why: "the policy, the data, the value or the earlier releases changed".into(),
+                        fresh: Box::new(view),
+                    });
+                }
+            }
+            if view.data_changed {
+                return Err(Error::Stale {
+                    why: "a dataset this request reads was reloaded since it was made; the FI must ask again"
+                        .into(),
+                    fresh: Box::new(view),
+                });
+            }
+            let (checked, versions) = stored_checked(&tx, id)?;
+            let tags = Self::tags(&tx, &checked)?;
+            let already = already_released(&tx, &view.principal, &checked)?;
+            if let Decision::Deny { rule, reason } = decide(
+                &policy,
+                &RequestFacts {
+                    principal: &view.principal,
+                    backend: view.backend,
+                    checked: &checked,
+                    dataset_tags: &tags,
+                    already_released: already,
+                },
+            ) {
+                return Err(Error::Stale {
+                    why: format!("the policy now denies this request (rule `{rule}`: {reason})"),
+                    fresh: Box::new(view),
+                });
+            }
+            let answer = match &view.value {
+                Ok(a) => a.clone(),
+                Err(e) => return Err(Error::Refused(format!("cannot release: {e}"))),
+            };
+            // Re-evaluate inside the transaction: what is stored is what the data says now.
+            let answer_now = Self::evaluate_at(&self.cache, &tx, &checked, &versions)?;
+            if answer_now != answer {
+                return Err(Error::Internal("evaluation is not deterministic".into()));
+            }
+            let answer_text = serde_json::to_string(&answer)?;
+            let changed = tx.execute(
+                "UPDATE requests SET state = 'approved', answer = ?2, decided_by = 'owner', decided_at = ?3,
+                     rule = 'owner', why = NULL
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id as i64, answer_text, store::now_text()],
+            )?;
+            if changed != 1 {
+                return Err(Error::Refused(format!("request {id} is no longer pending")));
+            }
+            append_log(
+                &tx,
+                "decision",
+                Some(&view.principal),
+                &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
+            )?;
+            record_release(&tx, id, &view.principal, view.backend, &checked, &answer)?;
+            tx.commit()?;
+            Ok(RequestView {
+                id,
+                state: RequestState::Approved,
+                backend: view.backend,
+                reason: view.reason,
+                description: view.description,
+                answer: Some(answer),
+                why: None,
+                decided_by: Some("owner".into()),
+            })
+        })();
+        self.conn = conn;
+        result
+    }
+
+    /// The owner denies a pending request, with a reason the FI will see.
+    pub fn deny(&mut self, id: u64, reason: &str) -> Result<RequestView, Error> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(Error::Refused(
+                "give a reason; the FI sees it with the denial".into(),
+            ));
+        }
+        let tx = write_tx(&mut self.conn)?;
+        let principal: String = tx
+            .query_row(
+                "SELECT principal FROM requests WHERE id = ?1 AND state = 'pending'",
+                [id as i64],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| Error::Refused(format!("request {id} is not pending")))?;
+        tx.execute(
+            "UPDATE requests SET state = 'denied', why = ?2, decided_by = 'owner', decided_at = ?3, rule = 'owner'
+             WHERE id = ?1",
+            params![id as i64, reason, store::now_text()],
+        )?;
+        append_log(
+            &tx,
+            "decision",
+            Some(&principal),
+            &serde_json::json!({ "request": id, "action": "deny", "by": "owner", "reason": reason }),
+        )?;
+        tx.commit()?;
+        self.request_view(&principal, id)
+    }
+}
+
+fn parse_backend(s: &str) -> Result<Backend, Error> {
+    s.parse::<Backend>()
+        .map_err(|_| Error::Internal(format!("unknown backend {s}")))
+}
+
+fn release_key(
+    principal: &str,
+    backend: Backend,
+    lineage: &str,
+    versions: &BTreeMap<String, u64>,
+) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        principal,
+        backend.name(),
+        lineage,
+        &serde_json::to_string(versions).unwrap_or_default(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex(&h.finalize())
+}
+
+fn already_released(conn: &Connection, principal: &str, checked: &Checked) -> Result<bool, Error> {
+    for c in &checked.catalogue {
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM release_attributes WHERE principal = ?1 AND attribute = ?2 AND window_end = ?3",
+            params![principal, c.name, c.window_end.to_string()],
+            |r| r.get(0),
+        )?;
+        if n > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn record_release(
+    tx: &Connection,
+    id: u64,
+    principal: &str,
+    backend: Backend,
+    checked: &Checked,
+    answer: &Answer,
+) -> Result<(), Error> {
+    for (dataset, col) in &checked.columns {
+        tx.execute(
+            "INSERT INTO release_columns (request_id, dataset, col) VALUES (?1, ?2, ?3)",
+            params![id as i64, dataset, col],
+        )?;
+    }
+    for c in &checked.catalogue {
+        tx.execute(
+            "INSERT INTO release_attributes (request_id, principal, attribute, window_end) VALUES (?1, ?2, ?3, ?4)",
+            params![id as i64, principal, c.name, c.window_end.to_string()],
+        )?;
+    }
+    append_log(
+        tx,
+        "release",
+        Some(principal),
+        &serde_json::json!({ "request": id, "backend": backend.name(), "answer": answer }),
+    )?;
+    Ok(())
+}
+
+fn stored_checked(conn: &Connection, id: u64) -> Result<(Checked, BTreeMap<String, u64>), Error> {
+    let (checked, versions): (String, String) = conn.query_row(
+        "SELECT checked, versions FROM requests WHERE id = ?1",
+        [id as i64],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((serde_json::from_str(&checked)?, serde_json::from_str(&versions)?))
+}
+
+fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingView, Error> {
+    let row = conn
+        .query_row(
+            "SELECT principal, backend, reason, description, source, why, state, created_at FROM requests
+             WHERE id = ?1",
+            [id as i64],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            },
+        )
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
+    let (principal, backend, reason, description, source, why, state, created_at) = row;
+    if state != "pending" {
+        return Err(Error::Refused(format!("request {id} is {state}, not pending")));
+    }
+    let (checked, versions) = stored_checked(conn, id)?;
+    let current = store::versions(conn)?;
+    let data_changed = versions.iter().any(|(d, v)| current.get(d) != Some(v));
+    let value = Owner::evaluate_at(&owner.cache, conn, &checked, &versions)
+        .map_err(|e| e.to_string());
+    let earlier = earlier_releases(conn, &checked)?;
+    let (_, policy_hash) = owner.policy()?;
+    let token = {
+        let mut h = Sha256::new();
+        h.update(policy_hash.as_bytes());
+        h.update(serde_json::to_string(&versions)?.as_bytes());
+        h.update(serde_json::to_string(&current)?.as_bytes());
+        h.update(serde_json::to_string(&value)?.as_bytes());
+        for e in &earlier {
+            h.update(e.id.to_le_bytes());
+        }
+        hex(&h.finalize())[..16].to_string()
+    };
+    Ok(PendingView {
+        id,
+        principal,
+        backend: parse_backend(&backend)?,
+        reason,
+        description,
+        source,
+        why: why.unwrap_or_default(),
+        value,
+        earlier,
+        data_changed,
+        token,
+        created_at,
+    })
+}
+
+fn earlier_releases(conn: &Connection, checked: &Checked) -> Result<Vec<EarlierRelease>, Error> {
+    let mut out: BTreeMap<u64, EarlierRelease> = BTreeMap::new();
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT r.id, r.principal, r.backend, r.description, r.decided_at
+         FROM release_columns c JOIN requests r ON r.id = c.request_id
+         WHERE c.dataset = ?1 AND c.col = ?2 AND r.state = 'approved'",
+    )?;
+    for (dataset, col) in &checked.columns {
+        let rows = stmt.query_map(params![dataset, col], |r| {
+            Ok(EarlierRelease {
+                id: r.get::<_, i64>(0)? as u64,
+                principal: r.get(1)?,
+                backend: r.get(2)?,
+                description: r.get(3)?,
+                decided_at: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+            })
+        })?;
+        for r in rows {
+            let r = r?;
+            out.insert(r.id, r);
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+/// The published catalogue, as listed to an FI.
+pub fn catalogue_infos() -> Vec<catalogue::CatalogueInfo> {
+    catalogue::entries()
+        .iter()
+        .map(catalogue::CatalogueInfo::from)
+        .collect()
+}

@@ -1,0 +1,833 @@
+//! The owner's store: one SQLite database (WAL) in the owner's data directory.
+//!
+//! It holds datasets (every version), invites, pairings, requests with their decisions and stored answers, the
+//! release index used by policies, and the audit log. The running node keeps no copy of record in memory: every
+//! CLI command and every session reads and writes this database, so an approval given from another process is
+//! seen at once. Everything a decision depends on is re-read inside the transaction that acts on it
+//! (`BEGIN IMMEDIATE`).
+//!
+//! The audit log is append-only (triggers refuse `UPDATE` and `DELETE`) and hash-chained: each entry's hash covers
+//! the previous entry's hash and the entry's own fields, so [`verify_log`] finds any edited, removed or reordered
+//! entry.
+
+use crate::error::Error;
+use chrono::{DateTime, Utc};
+use duo_engine::{Column, Dataset, DatasetMeta, Suggestions};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How hard SQLite syncs each commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sync {
+    /// `synchronous=FULL`: a commit survives a power cut (the default).
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives a crash of the program, but the last commits may be lost on power
+    /// failure. Faster.
+    Normal,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    meta        TEXT NOT NULL,
+    suggestions TEXT NOT NULL,
+    data        BLOB NOT NULL,
+    rows        INTEGER NOT NULL,
+    loaded_at   TEXT NOT NULL,
+    current     INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS invites (
+    id         TEXT PRIMARY KEY,
+    principal  TEXT NOT NULL,
+    psk        BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    failures   INTEGER NOT NULL DEFAULT 0,
+    state      TEXT NOT NULL DEFAULT 'open'
+);
+CREATE TABLE IF NOT EXISTS pairings (
+    principal   TEXT PRIMARY KEY,
+    fi_key      BLOB NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    paired_at   TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    last_seen   TEXT
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id           INTEGER PRIMARY KEY,
+    principal    TEXT NOT NULL,
+    backend      TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    lineage      TEXT NOT NULL,
+    checked      TEXT NOT NULL,
+    description  TEXT NOT NULL,
+    versions     TEXT NOT NULL,
+    release_key  TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    rule         TEXT,
+    why          TEXT,
+    answer       TEXT,
+    decided_by   TEXT,
+    created_at   TEXT NOT NULL,
+    decided_at   TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_by_key ON requests (release_key, state);
+CREATE INDEX IF NOT EXISTS requests_by_state ON requests (state);
+CREATE TABLE IF NOT EXISTS release_columns (
+    request_id INTEGER NOT NULL,
+    dataset    TEXT NOT NULL,
+    col        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS release_columns_by_col ON release_columns (dataset, col);
+CREATE TABLE IF NOT EXISTS release_attributes (
+    request_id INTEGER NOT NULL,
+    principal  TEXT NOT NULL,
+    attribute  TEXT NOT NULL,
+    window_end TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS release_attributes_by_key ON release_attributes (principal, attribute, window_end);
+CREATE TABLE IF NOT EXISTS log (
+    seq       INTEGER PRIMARY KEY,
+    ts        TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    principal TEXT,
+    body      TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS log_no_update BEFORE UPDATE ON log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS log_no_delete BEFORE DELETE ON log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#;
+
+/// The hash the first log entry chains to.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Path of the owner's database inside an owner directory.
+pub fn db_path(owner_dir: &Path) -> PathBuf {
+    owner_dir.join("duo.sqlite")
+}
+
+/// Open (creating if needed) the owner's database with WAL, a busy timeout and the schema.
+pub fn open(owner_dir: &Path, sync: Sync) -> Result<Connection, Error> {
+    crate::home::private_dir(owner_dir)?;
+    let path = db_path(owner_dir);
+    let conn = Connection::open(&path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Sync::Full => "FULL",
+            Sync::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.execute_batch(SCHEMA)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if p.exists() {
+            crate::home::set_mode(&p, 0o600)?;
+        }
+    }
+    Ok(conn)
+}
+
+/// Start a write transaction that takes the write lock at once.
+pub fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, Error> {
+    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+}
+
+/// Now, as stored (RFC 3339, UTC, milliseconds).
+pub fn now_text() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    Utc::now().timestamp()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Datasets
+
+/// A dataset as listed for the owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRow {
+    /// Published metadata.
+    pub meta: DatasetMeta,
+    /// Current version.
+    pub version: u64,
+    /// Rows loaded (owner-only).
+    pub rows: u64,
+    /// When it was loaded.
+    pub loaded_at: String,
+    /// What the node inferred at load (owner-only).
+    pub suggestions: Suggestions,
+}
+
+/// Store a new version of a dataset under its name, in one transaction with its log entry. Returns the version.
+pub fn put_dataset(conn: &mut Connection, ds: &Dataset, sugg: &Suggestions) -> Result<u64, Error> {
+    let tx = write_tx(conn)?;
+    let name = &ds.meta.name;
+    let version: u64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) + 1 FROM datasets WHERE name = ?1",
+        [name],
+        |r| r.get::<_, i64>(0),
+    )? as u64;
+    let data = postcard::to_stdvec(&ds.columns).map_err(|e| Error::Internal(e.to_string()))?;
+    tx.execute("UPDATE datasets SET current = 0 WHERE name = ?1", [name])?;
+    tx.execute(
+        "INSERT INTO datasets (name, version, meta, suggestions, data, rows, loaded_at, current)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)",
+        params![
+            name,
+            version as i64,
+            serde_json::to_string(&ds.meta)?,
+            serde_json::to_string(sugg)?,
+            data,
+            ds.rows() as i64,
+            now_text()
+        ],
+    )?;
+    append_log(
+        &tx,
+        "dataset_loaded",
+        None,
+        &serde_json::json!({ "dataset": name, "version": version, "columns": ds.meta.columns.len() }),
+    )?;
+    tx.commit()?;
+    Ok(version)
+}
+
+/// The current datasets (metadata and facts for the owner), by name.
+pub fn datasets(conn: &Connection) -> Result<Vec<DatasetRow>, Error> {
+    let mut stmt = conn.prepare(
+        "SELECT meta, version, rows, loaded_at, suggestions FROM datasets WHERE current = 1 ORDER BY name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (meta, version, n, loaded_at, sugg) = row?;
+        out.push(DatasetRow {
+            meta: serde_json::from_str(&meta)?,
+            version: version as u64,
+            rows: n as u64,
+            loaded_at,
+            suggestions: serde_json::from_str(&sugg)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The published metadata of the current datasets, by name.
+pub fn metas(conn: &Connection) -> Result<BTreeMap<String, DatasetMeta>, Error> {
+    let mut stmt = conn.prepare("SELECT name, meta FROM datasets WHERE current = 1")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (name, meta) = row?;
+        out.insert(name, serde_json::from_str(&meta)?);
+    }
+    Ok(out)
+}
+
+/// The current version of each dataset, by name.
+pub fn versions(conn: &Connection) -> Result<BTreeMap<String, u64>, Error> {
+    let mut stmt = conn.prepare("SELECT name, version FROM datasets WHERE current = 1")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (name, v) = row?;
+        out.insert(name, v as u64);
+    }
+    Ok(out)
+}
+
+/// Load one version of a dataset.
+pub fn load_dataset(conn: &Connection, name: &str, version: u64) -> Result<Dataset, Error> {
+    let (meta, data): (String, Vec<u8>) = conn
+        .query_row(
+            "SELECT meta, data FROM datasets WHERE name = ?1 AND version = ?2",
+            params![name, version as i64],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("dataset `{name}` version {version}")))?;
+    let columns: Vec<Column> =
+        postcard::from_bytes(&data).map_err(|e| Error::Internal(format!("stored dataset: {e}")))?;
+    Ok(Dataset {
+        meta: serde_json::from_str(&meta)?,
+        version,
+        columns,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Invites and pairings
+
+/// An invite as stored (the pre-shared key is derived from the code's secret; the code itself is not kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// Public invite id (part of the code).
+    pub id: String,
+    /// Principal the invite is bound to.
+    pub principal: String,
+    /// Pre-shared key for the pairing handshake.
+    pub psk: [u8; 32],
+    /// Expiry, seconds since the epoch.
+    pub expires_at: i64,
+    /// Failed attempts so far.
+    pub failures: u32,
+    /// `open`, `used` or `burned`.
+    pub state: String,
+}
+
+/// Failed attempts after which an invite is burned.
+pub const MAX_INVITE_FAILURES: u32 = 3;
+
+/// Store a new invite and log it.
+pub fn create_invite(
+    conn: &mut Connection,
+    id: &str,
+    principal: &str,
+    psk: &[u8; 32],
+    expires_at: i64,
+) -> Result<(), Error> {
+    let tx = write_tx(conn)?;
+    tx.execute(
+        "INSERT INTO invites (id, principal, psk, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, principal, psk.as_slice(), now_text(), expires_at],
+    )?;
+    append_log(
+        &tx,
+        "invite_created",
+        Some(principal),
+        &serde_json::json!({ "invite": id, "expires_at": expires_at }),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The invite with this id, whatever its state.
+pub fn invite(conn: &Connection, id: &str) -> Result<Option<Invite>, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT id, principal, psk, expires_at, failures, state FROM invites WHERE id = ?1",
+            [id],
+            |r| {
+                let psk: Vec<u8> = r.get(2)?;
+                Ok((r.get(0)?, r.get(1)?, psk, r.get(3)?, r.get(4)?, r.get(5)?))
+            },
+        )
+        .optional()?
+        .and_then(|(id, principal, psk, expires_at, failures, state)| {
+            let psk: [u8; 32] = psk.try_into().ok()?;
+            Some(Invite {
+                id,
+                principal,
+                psk,
+                expires_at,
+                failures,
+                state,
+            })
+        }))
+}
+
+/// The pre-shared key of an invite that may still be used (open and not expired).
+pub fn usable_invite_psk(conn: &Connection, id: &str) -> Result<Option<[u8; 32]>, Error> {
+    Ok(invite(conn, id)?
+        .filter(|i| i.state == "open" && i.expires_at > now_unix())
+        .map(|i| i.psk))
+}
+
+/// Why an invite could not be used, in words for the log and the FI.
+pub fn invite_refusal(conn: &Connection, id: &str) -> Result<String, Error> {
+    Ok(match invite(conn, id)? {
+        None => "no such invite".into(),
+        Some(i) if i.state == "used" => "this invite was already used".into(),
+        Some(i) if i.state == "burned" => "this invite was burned after too many failed attempts".into(),
+        Some(i) if i.expires_at <= now_unix() => "this invite has expired".into(),
+        Some(_) => "this invite cannot be used".into(),
+    })
+}
+
+/// Count a failed pairing attempt; burns the invite after [`MAX_INVITE_FAILURES`]. Returns whether it is burned.
+pub fn invite_failed(conn: &mut Connection, id: &str, why: &str) -> Result<bool, Error> {
+    let tx = write_tx(conn)?;
+    let Some(inv) = invite(&tx, id)? else {
+        append_log(
+            &tx,
+            "pairing_failed",
+            None,
+            &serde_json::json!({ "invite": id, "why": why }),
+        )?;
+        tx.commit()?;
+        return Ok(false);
+    };
+    let failures = inv.failures + 1;
+    let burned = failures >= MAX_INVITE_FAILURES;
+    tx.execute(
+        "UPDATE invites SET failures = ?2, state = CASE WHEN ?3 THEN 'burned' ELSE state END WHERE id = ?1",
+        params![id, failures, burned && inv.state == "open"],
+    )?;
+    append_log(
+        &tx,
+        "pairing_failed",
+        Some(&inv.principal),
+        &serde_json::json!({ "invite": id, "why": why, "failures": failures, "burned": burned }),
+    )?;
+    tx.commit()?;
+    Ok(burned)
+}
+
+/// A paired FI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pairing {
+    /// The principal name the owner chose.
+    pub principal: String,
+    /// Fingerprint of the FI's static key.
+    pub fingerprint: String,
+    /// When it paired.
+    pub paired_at: String,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: i64,
+    /// Last session.
+    pub last_seen: Option<String>,
+}
+
+/// Consume an invite and register the FI's key for its principal (replacing an earlier key), with its log entry.
+/// Fails if the invite is no longer usable (checked again inside the transaction).
+pub fn complete_pairing(
+    conn: &mut Connection,
+    invite_id: &str,
+    fi_key: &[u8; 32],
+    fingerprint: &str,
+    pairing_ttl: Duration,
+) -> Result<String, Error> {
+    let tx = write_tx(conn)?;
+    let inv = invite(&tx, invite_id)?
+        .filter(|i| i.state == "open" && i.expires_at > now_unix())
+        .ok_or_else(|| Error::Refused(format!("invite {invite_id} can no longer be used")))?;
+    tx.execute(
+        "UPDATE invites SET state = 'used' WHERE id = ?1",
+        [invite_id],
+    )?;
+    // A key belongs to one principal: drop it from any other principal it was registered for.
+    tx.execute(
+        "DELETE FROM pairings WHERE fi_key = ?1 AND principal != ?2",
+        params![fi_key.as_slice(), inv.principal],
+    )?;
+    tx.execute(
+        "INSERT INTO pairings (principal, fi_key, fingerprint, paired_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(principal) DO UPDATE SET fi_key = excluded.fi_key, fingerprint = excluded.fingerprint,
+             paired_at = excluded.paired_at, expires_at = excluded.expires_at",
+        params![
+            inv.principal,
+            fi_key.as_slice(),
+            fingerprint,
+            now_text(),
+            now_unix() + pairing_ttl.as_secs() as i64
+        ],
+    )?;
+    append_log(
+        &tx,
+        "paired",
+        Some(&inv.principal),
+        &serde_json::json!({ "invite": invite_id, "fi_key_fingerprint": fingerprint }),
+    )?;
+    tx.commit()?;
+    Ok(inv.principal)
+}
+
+/// The principal a key is paired as, if the pairing has not expired.
+pub fn principal_for_key(conn: &Connection, fi_key: &[u8; 32]) -> Result<Option<String>, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT principal FROM pairings WHERE fi_key = ?1 AND expires_at > ?2",
+            params![fi_key.as_slice(), now_unix()],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Record that a principal opened a session.
+pub fn touch_pairing(conn: &Connection, principal: &str) -> Result<(), Error> {
+    conn.execute(
+        "UPDATE pairings SET last_seen = ?2 WHERE principal = ?1",
+        params![principal, now_text()],
+    )?;
+    Ok(())
+}
+
+/// All pairings.
+pub fn pairings(conn: &Connection) -> Result<Vec<Pairing>, Error> {
+    let mut stmt = conn.prepare(
+        "SELECT principal, fingerprint, paired_at, expires_at, last_seen FROM pairings ORDER BY principal",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Pairing {
+            principal: r.get(0)?,
+            fingerprint: r.get(1)?,
+            paired_at: r.get(2)?,
+            expires_at: r.get(3)?,
+            last_seen: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The audit log
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Sequence number (1, 2, ...).
+    pub seq: u64,
+    /// Timestamp (RFC 3339, UTC).
+    pub ts: String,
+    /// What happened: `paired`, `request`, `decision`, `release`, `metadata_viewed`, ...
+    pub kind: String,
+    /// The principal concerned, if any.
+    pub principal: Option<String>,
+    /// Details, as JSON text.
+    pub body: String,
+    /// Hash of the previous entry.
+    pub prev_hash: String,
+    /// Hash of this entry.
+    pub hash: String,
+}
+
+/// The hash of an entry: SHA-256 over the previous hash and the entry's fields, length-prefixed.
+pub fn entry_hash(
+    prev_hash: &str,
+    seq: u64,
+    ts: &str,
+    kind: &str,
+    principal: Option<&str>,
+    body: &str,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(b"duo log v1\n");
+    for field in [
+        prev_hash.as_bytes(),
+        seq.to_string().as_bytes(),
+        ts.as_bytes(),
+        kind.as_bytes(),
+        principal.unwrap_or("").as_bytes(),
+        if principal.is_some() { b"1" } else { b"0" },
+        body.as_bytes(),
+    ] {
+        h.update((field.len() as u64).to_le_bytes());
+        h.update(field);
+    }
+    hex(&h.finalize())
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Append an entry inside the caller's transaction (so the entry commits with the change it records).
+pub fn append_log(
+    tx: &Connection,
+    kind: &str,
+    principal: Option<&str>,
+    body: &serde_json::Value,
+) -> Result<u64, Error> {
+    let (last_seq, prev_hash): (i64, String) = tx
+        .query_row(
+            "SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, GENESIS_HASH.to_string()));
+    let seq = last_seq as u64 + 1;
+    let ts = now_text();
+    let body = serde_json::to_string(body)?;
+    let hash = entry_hash(&prev_hash, seq, &ts, kind, principal, &body);
+    tx.execute(
+        "INSERT INTO log (seq, ts, kind, principal, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![seq as i64, ts, kind, principal, body, prev_hash, hash],
+    )?;
+    Ok(seq)
+}
+
+/// Read log entries with `seq > after`, at most `limit`.
+pub fn log_entries(conn: &Connection, after: u64, limit: usize) -> Result<Vec<LogEntry>, Error> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, ts, kind, principal, body, prev_hash, hash FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+        Ok(LogEntry {
+            seq: r.get::<_, i64>(0)? as u64,
+            ts: r.get(1)?,
+            kind: r.get(2)?,
+            principal: r.get(3)?,
+            body: r.get(4)?,
+            prev_hash: r.get(5)?,
+            hash: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A problem [`verify_log`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "problem", rename_all = "snake_case")]
+pub enum LogProblem {
+    /// The entry's fields do not match its hash: it was edited.
+    Edited {
+        /// The entry.
+        seq: u64,
+    },
+    /// Sequence numbers jump: entries are missing (removed).
+    Missing {
+        /// First missing sequence number.
+        from: u64,
+        /// Last missing sequence number.
+        to: u64,
+    },
+    /// The entry does not chain to the entry before it: entries were reordered, or replaced.
+    BrokenChain {
+        /// The entry whose previous hash does not match.
+        seq: u64,
+    },
+}
+
+impl std::fmt::Display for LogProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogProblem::Edited { seq } => write!(f, "entry {seq} was edited (its hash does not match its contents)"),
+            LogProblem::Missing { from, to } if from == to => write!(f, "entry {from} is missing (removed)"),
+            LogProblem::Missing { from, to } => write!(f, "entries {from} to {to} are missing (removed)"),
+            LogProblem::BrokenChain { seq } => write!(
+                f,
+                "entry {seq} does not follow the entry before it (entries were reordered or replaced)"
+            ),
+        }
+    }
+}
+
+/// The result of checking the whole log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogReport {
+    /// Entries read.
+    pub entries: u64,
+    /// Hash of the last entry.
+    pub head_hash: String,
+    /// Problems found, in log order (empty when the log verifies).
+    pub problems: Vec<LogProblem>,
+}
+
+/// Walk the whole log and check every entry's hash and its link to the previous entry.
+pub fn verify_log(conn: &Connection) -> Result<LogReport, Error> {
+    let mut problems = Vec::new();
+    let mut prev_hash = GENESIS_HASH.to_string();
+    let mut expected_seq = 1u64;
+    let mut entries = 0u64;
+    let mut after = 0u64;
+    loop {
+        let batch = log_entries(conn, after, 1000)?;
+        if batch.is_empty() {
+            break;
+        }
+        for e in batch {
+            entries += 1;
+            after = e.seq;
+            if e.seq != expected_seq {
+                if e.seq > expected_seq {
+                    problems.push(LogProblem::Missing {
+                        from: expected_seq,
+                        to: e.seq - 1,
+                    });
+                }
+            } else if e.prev_hash != prev_hash {
+                problems.push(LogProblem::BrokenChain { seq: e.seq });
+            }
+            let recomputed = entry_hash(
+                &e.prev_hash,
+                e.seq,
+                &e.ts,
+                &e.kind,
+                e.principal.as_deref(),
+                &e.body,
+            );
+            if recomputed != e.hash {
+                problems.push(LogProblem::Edited { seq: e.seq });
+            }
+            prev_hash = e.hash;
+            expected_seq = e.seq + 1;
+        }
+    }
+    Ok(LogReport {
+        entries,
+        head_hash: prev_hash,
+        problems,
+    })
+}
+
+/// Parse a stored timestamp.
+pub fn parse_ts(ts: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path(), Sync::Normal).unwrap();
+        (dir, conn)
+    }
+
+    fn append(conn: &mut Connection, n: usize) {
+        for i in 0..n {
+            let tx = write_tx(conn).unwrap();
+            append_log(&tx, "test", Some("p"), &serde_json::json!({ "i": i })).unwrap();
+            tx.commit().unwrap();
+        }
+    }
+
+    /// Drop the append-only triggers so a test can play the attacker.
+    fn unprotect(conn: &Connection) {
+        conn.execute_batch("DROP TRIGGER log_no_update; DROP TRIGGER log_no_delete;")
+            .unwrap();
+    }
+
+    #[test]
+    fn log_chains_and_verifies() {
+        let (_d, mut conn) = fresh();
+        append(&mut conn, 5);
+        let r = verify_log(&conn).unwrap();
+        assert_eq!(r.entries, 5);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let entries = log_entries(&conn, 0, 10).unwrap();
+        assert_eq!(entries[0].prev_hash, GENESIS_HASH);
+        assert_eq!(entries[1].prev_hash, entries[0].hash);
+        assert_eq!(r.head_hash, entries[4].hash);
+    }
+
+    #[test]
+    fn log_refuses_update_and_delete() {
+        let (_d, mut conn) = fresh();
+        append(&mut conn, 2);
+        let e = conn
+            .execute("UPDATE log SET body = '{}' WHERE seq = 1", [])
+            .unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{e}");
+        let e = conn.execute("DELETE FROM log WHERE seq = 2", []).unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{e}");
+        assert_eq!(log_entries(&conn, 0, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn verify_finds_an_edited_entry() {
+        let (_d, mut conn) = fresh();
+        append(&mut conn, 5);
+        unprotect(&conn);
+        conn.execute("UPDATE log SET body = '{\"i\":99}' WHERE seq = 3", [])
+            .unwrap();
+        let r = verify_log(&conn).unwrap();
+        assert_eq!(r.problems, vec![LogProblem::Edited { seq: 3 }]);
+    }
+
+    #[test]
+    fn verify_finds_a_removed_entry() {
+        let (_d, mut conn) = fresh();
+        append(&mut conn, 5);
+        unprotect(&conn);
+        conn.execute("DELETE FROM log WHERE seq = 2", []).unwrap();
+        let r = verify_log(&conn).unwrap();
+        assert_eq!(r.problems, vec![LogProblem::Missing { from: 2, to: 2 }]);
+    }
+
+    #[test]
+    fn verify_finds_reordered_entries() {
+        let (_d, mut conn) = fresh();
+        append(&mut conn, 5);
+        unprotect(&conn);
+        // Swap entries 2 and 3 wholesale (each keeps its own valid hash), renumbering them.
+        conn.execute_batch(
+            "UPDATE log SET seq = -2 WHERE seq = 2;
+             UPDATE log SET seq = 2 WHERE seq = 3;
+             UPDATE log SET seq = 3 WHERE seq = -2;",
+        )
+        .unwrap();
+        let r = verify_log(&conn).unwrap();
+        assert!(
+            r.problems.contains(&LogProblem::BrokenChain { seq: 2 }),
+            "{:?}",
+            r.problems
+        );
+        assert!(!r.problems.is_empty());
+    }
+
+    #[test]
+    fn invites_burn_after_failures() {
+        let (_d, mut conn) = fresh();
+        create_invite(&mut conn, "abc", "Acme", &[7; 32], now_unix() + 600).unwrap();
+        assert!(usable_invite_psk(&conn, "abc").unwrap().is_some());
+        assert!(!invite_failed(&mut conn, "abc", "bad psk").unwrap());
+        assert!(!invite_failed(&mut conn, "abc", "bad psk").unwrap());
+        assert!(invite_failed(&mut conn, "abc", "bad psk").unwrap());
+        assert!(usable_invite_psk(&conn, "abc").unwrap().is_none());
+        assert!(invite_refusal(&conn, "abc").unwrap().contains("burned"));
+        assert!(complete_pairing(&mut conn, "abc", &[1; 32], "fp", Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn pairing_consumes_the_invite_and_rotates_keys() {
+        let (_d, mut conn) = fresh();
+        create_invite(&mut conn, "one", "Acme", &[7; 32], now_unix() + 600).unwrap();
+        let p = complete_pairing(&mut conn, "one", &[1; 32], "fp1", Duration::from_secs(60)).unwrap();
+        assert_eq!(p, "Acme");
+        assert!(usable_invite_psk(&conn, "one").unwrap().is_none());
+        assert!(invite_refusal(&conn, "one").unwrap().contains("already used"));
+        assert_eq!(principal_for_key(&conn, &[1; 32]).unwrap().as_deref(), Some("Acme"));
+        create_invite(&mut conn, "two", "Acme", &[8; 32], now_unix() + 600).unwrap();
+        complete_pairing(&mut conn, "two", &[2; 32], "fp2", Duration::from_secs(60)).unwrap();
+        assert_eq!(principal_for_key(&conn, &[1; 32]).unwrap(), None);
+        assert_eq!(principal_for_key(&conn, &[2; 32]).unwrap().as_deref(), Some("Acme"));
+        assert_eq!(pairings(&conn).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn expired_invites_are_not_usable() {
+        let (_d, mut conn) = fresh();
+        create_invite(&mut conn, "old", "Acme", &[7; 32], now_unix() - 1).unwrap();
+        assert!(usable_invite_psk(&conn, "old").unwrap().is_none());
+        assert!(invite_refusal(&conn, "old").unwrap().contains("expired"));
+    }
+}

@@ -1,0 +1,275 @@
+//! Application messages carried inside the encrypted channel (see [`crate::transport`] for the channel).
+//!
+//! Control messages are JSON. Every client message is an envelope `{"v": 1, "id": N, "body": {...}}` with a
+//! client-chosen id; the owner answers each with exactly one envelope carrying the same id. Bodies are tagged by
+//! `"type"`. A malformed envelope, an unknown type or an unsupported version gets an `error` reply with a code,
+//! and the session goes on.
+
+use crate::release::RequestView;
+use duo_engine::catalogue::CatalogueInfo;
+use duo_engine::{DatasetMeta, Expr, Type};
+use duo_policies::Backend;
+use serde::{Deserialize, Serialize};
+
+/// Version of the application messages.
+pub const WIRE_VERSION: u32 = 1;
+
+/// Longest reason an FI may give, in bytes.
+pub const MAX_REASON: usize = 2048;
+
+/// Longest expression source text kept with a request, in bytes.
+pub const MAX_SOURCE: usize = 16 * 1024;
+
+/// Longest wait a client may ask for in one message, in milliseconds.
+pub const MAX_WAIT_MS: u64 = 120_000;
+
+/// An envelope around a message body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Message version ([`WIRE_VERSION`]).
+    pub v: u32,
+    /// Correlation id: the reply carries the id of the message it answers.
+    pub id: u64,
+    /// The message.
+    pub body: T,
+}
+
+/// Messages from the FI to the owner node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// List the published metadata of every dataset.
+    ListDatasets,
+    /// List the catalogue of attributes.
+    ListCatalogue,
+    /// Create a pointer: type-check `expr` (which may refer to earlier pointers as `{"node":"ptr","id":N}`)
+    /// and remember it in this session.
+    Pointer {
+        /// The expression.
+        expr: Expr,
+        /// The source text the FI wrote, if any (kept with a request for the owner to read).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
+    /// Ask for the release of a pointer through a backend.
+    Request {
+        /// The pointer to release.
+        pointer: u64,
+        /// Backend.
+        backend: Backend,
+        /// Why the FI needs it (shown to the owner and logged).
+        reason: String,
+    },
+    /// The state of an earlier request; with `wait_ms > 0`, wait up to that long for a decision first.
+    Status {
+        /// Request id.
+        request: u64,
+        /// How long to wait for a decision (capped at [`MAX_WAIT_MS`]).
+        #[serde(default)]
+        wait_ms: u64,
+    },
+}
+
+/// Published facts about a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedDataset {
+    /// The owner's declared metadata.
+    pub meta: DatasetMeta,
+    /// Current version (changes when the owner reloads the data).
+    pub version: u64,
+}
+
+/// A pointer as the FI sees it: an id and static facts only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointerInfo {
+    /// Pointer id, valid in this session.
+    pub id: u64,
+    /// Static type.
+    pub ty: Type,
+    /// The lineage in plain words.
+    pub description: String,
+}
+
+/// Messages from the owner node to the FI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// The principal this session is authenticated as (sent first, unprompted, with id 0).
+    Welcome {
+        /// Principal name.
+        principal: String,
+        /// The owner node's display name.
+        node: String,
+    },
+    /// Published metadata.
+    Datasets {
+        /// Datasets.
+        datasets: Vec<PublishedDataset>,
+    },
+    /// The catalogue.
+    Catalogue {
+        /// Attributes.
+        entries: Vec<CatalogueInfo>,
+    },
+    /// A new pointer.
+    Pointer(PointerInfo),
+    /// The state of a request.
+    Request(RequestView),
+    /// An error; the session goes on.
+    Error {
+        /// Machine-readable code.
+        code: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+}
+
+/// Encode a message for the channel.
+pub fn encode<T: Serialize>(id: u64, body: &T) -> Vec<u8> {
+    let env = Envelope {
+        v: WIRE_VERSION,
+        id,
+        body,
+    };
+    // Serializing these types cannot fail: they hold no maps with non-string keys.
+    serde_json::to_vec(&env).unwrap_or_default()
+}
+
+/// Why an incoming message could not be decoded, with the id to answer (0 when unknown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// Id of the message, if it could be read.
+    pub id: u64,
+    /// Error code: `malformed`, `unsupported_version` or `unknown_type`.
+    pub code: &'static str,
+    /// Details.
+    pub message: String,
+}
+
+/// Decode a client message, telling malformed envelopes, unknown versions and unknown types apart.
+pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
+    let raw: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| DecodeError {
+        id: 0,
+        code: "malformed",
+        message: format!("not a JSON message: {e}"),
+    })?;
+    let id = raw.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
+    let v = raw.get("v").and_then(|v| v.as_u64());
+    match v {
+        Some(v) if v == u64::from(WIRE_VERSION) => {}
+        Some(v) => {
+            return Err(DecodeError {
+                id,
+                code: "unsupported_version",
+                message: format!("message version {v} is not supported; this node speaks version {WIRE_VERSION}"),
+            })
+        }
+        None => {
+            return Err(DecodeError {
+                id,
+                code: "malformed",
+                message: "the envelope needs a numeric `v` and `id`".into(),
+            })
+        }
+    }
+    let Some(body) = raw.get("body") else {
+        return Err(DecodeError {
+            id,
+            code: "malformed",
+            message: "the envelope has no `body`".into(),
+        });
+    };
+    let ty = body.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    const KNOWN: [&str; 5] = [
+        "list_datasets",
+        "list_catalogue",
+        "pointer",
+        "request",
+        "status",
+    ];
+    if !KNOWN.contains(&ty) {
+        return Err(DecodeError {
+            id,
+            code: "unknown_type",
+            message: format!("unknown message type {ty:?}"),
+        });
+    }
+    let msg = ClientMsg::deserialize(body).map_err(|e| DecodeError {
+        id,
+        code: "malformed",
+        message: format!("bad `{ty}` message: {e}"),
+    })?;
+    Ok((id, msg))
+}
+
+/// Decode a server message.
+pub fn decode_server(bytes: &[u8]) -> Result<(u64, ServerMsg), serde_json::Error> {
+    let env: Envelope<ServerMsg> = serde_json::from_slice(bytes)?;
+    Ok((env.id, env.body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn unknown_types_and_versions_are_told_apart() {
+        let e = decode_client(br#"{"v":1,"id":4,"body":{"type":"drop_tables"}}"#).unwrap_err();
+        assert_eq!((e.id, e.code), (4, "unknown_type"));
+        let e = decode_client(br#"{"v":9,"id":5,"body":{"type":"list_datasets"}}"#).unwrap_err();
+        assert_eq!((e.id, e.code), (5, "unsupported_version"));
+        let e = decode_client(b"\xff\x00").unwrap_err();
+        assert_eq!(e.code, "malformed");
+        let e = decode_client(br#"{"v":1,"id":6,"body":{"type":"request","pointer":"x"}}"#).unwrap_err();
+        assert_eq!((e.id, e.code), (6, "malformed"));
+        let (id, m) = decode_client(br#"{"v":1,"id":7,"body":{"type":"list_catalogue"}}"#).unwrap();
+        assert_eq!((id, m), (7, ClientMsg::ListCatalogue));
+    }
+
+    fn client_msg() -> impl Strategy<Value = ClientMsg> {
+        prop_oneof![
+            Just(ClientMsg::ListDatasets),
+            Just(ClientMsg::ListCatalogue),
+            ("[a-z_]{1,12}", proptest::option::of(".{0,40}")).prop_map(|(name, source)| {
+                ClientMsg::Pointer {
+                    expr: Expr::Column {
+                        input: Box::new(Expr::Dataset { name }),
+                        name: "amount".into(),
+                    },
+                    source,
+                }
+            }),
+            (any::<u64>(), ".{0,80}", prop_oneof![Just(Backend::Plaintext), Just(Backend::Dp)])
+                .prop_map(|(pointer, reason, backend)| ClientMsg::Request {
+                    pointer,
+                    backend,
+                    reason
+                }),
+            (any::<u64>(), any::<u64>()).prop_map(|(request, wait_ms)| ClientMsg::Status {
+                request,
+                wait_ms
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn client_messages_round_trip(id in any::<u64>(), msg in client_msg()) {
+            let bytes = encode(id, &msg);
+            prop_assert_eq!(decode_client(&bytes), Ok((id, msg)));
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_client(&bytes);
+        }
+
+        #[test]
+        fn server_errors_round_trip(id in any::<u64>(), code in "[a-z_]{1,20}", message in ".{0,100}") {
+            let msg = ServerMsg::Error { code, message };
+            let bytes = encode(id, &msg);
+            prop_assert_eq!(decode_server(&bytes).unwrap(), (id, msg));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! `duo demo`: the whole story in one process, over a real loopback WebSocket.
+
+use crate::node::client::{self, Client, FiHome};
+use crate::node::owner::{self, ServeConfig};
+use crate::node::release::{DatasetCache, Owner, RequestState};
+use crate::node::store;
+use crate::policies::{Backend, Policy};
+use crate::show;
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `duo demo`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Seed for the sample data.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Payment behaviour of the sample person.
+    #[arg(long, default_value = "reliable", value_parser = ["reliable", "struggling"])]
+    pub profile: String,
+    /// Keep the demo's data directory here instead of a temporary one (inspect it afterwards with
+    /// `duo --home DIR owner log`).
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+}
+
+fn step(n: u32, title: &str) {
+    println!("\n== {n}. {title}");
+}
+
+/// Run the demo.
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let tmp = tempfile::Builder::new().prefix("duo-demo-").tempdir()?;
+    let home = args.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let owner_dir = owner::owner_dir(&home);
+    let fi_home = FiHome::new(&client::fi_dir(&home));
+
+    step(1, "The owner generates sample data and loads it");
+    let today = chrono::Utc::now().date_naive();
+    let cfg = crate::engine::sample::SampleConfig {
+        seed: args.seed,
+        profile: args
+            .profile
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        end_month: crate::engine::sample::last_full_month(today),
+        months: 24,
+    };
+    let files = crate::engine::sample::generate(&cfg);
+    let data_dir = home.join("sample");
+    crate::engine::sample::write_dir(&data_dir, &files)?;
+    let init = owner::init(&owner_dir, Some(Policy::demo_text()))?;
+    println!(
+        "owner node created in {} (key {})",
+        owner_dir.display(),
+        init.fingerprint
+    );
+    println!("policy: row-level releases denied; catalogue attributes auto-approved; everything else goes to the owner");
+    for f in &files {
+        let r = owner::load(
+            &owner_dir,
+            &data_dir.join(format!("{}.csv", f.name)),
+            &f.name,
+            &f.meta_toml,
+        )?;
+        println!("loaded {:<14} {:>5} rows (version {})", r.name, r.rows, r.version);
+    }
+
+    step(2, "The owner serves and invites an FI named \"Acme Bank\"");
+    let node = owner::spawn(ServeConfig::new(&owner_dir), "127.0.0.1:0".parse()?).await?;
+    let code = owner::invite(&owner_dir, "Acme Bank", Duration::from_secs(15 * 60))?;
+    println!("listening on {}", node.url());
+    println!("invite code (one use, 15 minutes): {code}");
+
+    step(3, "The FI pairs over the encrypted channel");
+    let wrong = format!("{}-{}", &code.to_string()[..code.to_string().len() - 1], "x");
+    match client::pair(&fi_home, &node.url(), &wrong, "demo-owner").await {
+        Ok(_) => bail!("a corrupted invite code was accepted"),
+        Err(e) => println!("a mistyped code is refused: {e}"),
+    }
+    let rec = client::pair(&fi_home, &node.url(), &code.to_string(), "demo-owner").await?;
+    println!(
+        "paired as \"{}\"; owner key {} pinned",
+        rec.principal, rec.fingerprint
+    );
+
+    step(4, "The FI browses metadata (never rows) and the catalogue");
+    let mut fi = Client::connect(&fi_home, Some("demo-owner")).await?;
+    let datasets = fi.datasets().await?;
+    for d in &datasets {
+        println!(
+            "  {:<14} {} columns, privacy unit: {}",
+            d.meta.name,
+            d.meta.columns.len(),
+            d.meta.privacy_unit.describe()
+        );
+    }
+    let catalogue = fi.catalogue().await?;
+    print!("{}", indent(&show::catalogue(&catalogue)));
+
+    step(5, "A catalogue attribute, auto-approved by policy");
+    let p = fi.expr("rent_on_time_ratio_12m()").await?;
+    let first = fi
+        .request(&p, Backend::Plaintext, "underwriting: rent history for a small-dollar loan")
+        .await?;
+    print!("{}", indent(&show::request(&first)));
+    if first.state != RequestState::Approved {
+        bail!("the catalogue attribute was not auto-approved");
+    }
+
+    step(6, "An ad-hoc question: the owner decides");
+    let p = fi
+        .expr("mean(clamp(filter(transactions, category == \"income\" and last_months(6)).amount, 0, 1000000))")
+        .await?;
+    let pending = fi
+        .request(&p, Backend::Plaintext, "affordability: typical paycheck size")
+        .await?;
+    print!("{}", indent(&show::request(&pending)));
+    let id = pending.id;
+    let waiter = tokio::spawn(async move {
+        let v = fi.status(id, Duration::from_secs(30)).await;
+        (fi, v)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!("  -- the owner looks at the request (duo owner requests):");
+    let od = owner_dir.clone();
+    let (view, approved) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let mut o = Owner::open(&od, store::Sync::Full, DatasetCache::default())?;
+        let view = o.pending_view(id)?;
+        let approved = o.approve(id, Some(&view.token))?;
+        Ok((view, approved))
+    })
+    .await??;
+    print!("{}", indent(&indent(&show::pending(&view))));
+    println!("  -- the owner approves (duo owner approve {id} --seen {})", view.token);
+    let (mut fi, waited) = waiter.await?;
+    let waited = waited?;
+    println!("  -- the waiting FI receives:");
+    print!("{}", indent(&show::request(&waited)));
+    if waited.answer != approved.answer || waited.state != RequestState::Approved {
+        bail!("the FI did not receive the approved answer");
+    }
+
+    step(7, "A row-level release, denied by policy");
+    let p = fi.expr("rent.amount").await?;
+    let denied = fi
+        .request(&p, Backend::Plaintext, "we would like every rent payment")
+        .await?;
+    print!("{}", indent(&show::request(&denied)));
+    if denied.state != RequestState::Denied {
+        bail!("the row-level release was not denied");
+    }
+
+    step(8, "The first question again: answered from the store, no new release");
+    let p = fi.expr("rent_on_time_ratio_12m()").await?;
+    let again = fi
+        .request(&p, Backend::Plaintext, "underwriting: rent history (retry)")
+        .await?;
+    print!("{}", indent(&show::request(&again)));
+    if again.answer != first.answer {
+        bail!("the repeated request got a different answer");
+    }
+    fi.close().await;
+    node.shutdown().await;
+
+    step(9, "The owner checks the audit log");
+    let o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
+    let report = store::verify_log(&o.conn)?;
+    for e in store::log_entries(&o.conn, 0, 10_000)? {
+        if matches!(e.kind.as_str(), "request" | "decision" | "release" | "paired") {
+            let body: serde_json::Value = serde_json::from_str(&e.body)?;
+            let summary = body
+                .get("description")
+                .or_else(|| body.get("action"))
+                .or_else(|| body.get("invite"))
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            println!(
+                "  {:>3} {:<9} {:<10} {}",
+                e.seq,
+                e.kind,
+                e.principal.as_deref().unwrap_or("-"),
+                summary
+            );
+        }
+    }
+    if !report.problems.is_empty() {
+        bail!("the audit log does not verify: {:?}", report.problems);
+    }
+    println!(
+        "log verified: {} entries, hash chain intact (head {})",
+        report.entries,
+        &report.head_hash[..16]
+    );
+    if args.keep.is_some() {
+        println!("\ndata kept in {}", home.display());
+    }
+    println!("\ndemo finished");
+    Ok(())
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
+}

@@ -1,0 +1,125 @@
+//! Hostile frames: malformed, unknown, oversized; the node answers or closes, and keeps serving others.
+
+use crate::support::*;
+use duo::node::owner::{self, ServeConfig};
+use duo::node::store;
+use duo::node::transport::{self, Limits, Mode};
+use duo::node::wire::{self, ServerMsg};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn raw_session(o: &OwnerNode, url: &str, fi: &Fi) -> transport::SecureChannel<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let fp = duo::node::keys::fingerprint(&owner::node_key(&o.dir).unwrap().public);
+    let key = fi.home.key().unwrap();
+    let mut chan = transport::connect(url, &key, Mode::Session, None, &fp, &Limits::default())
+        .await
+        .unwrap();
+    // The welcome.
+    let first = chan.recv().await.unwrap().unwrap();
+    assert!(matches!(wire::decode_server(&first).unwrap().1, ServerMsg::Welcome { .. }));
+    chan
+}
+
+fn error_code(bytes: &[u8]) -> (u64, String) {
+    match wire::decode_server(bytes).unwrap() {
+        (id, ServerMsg::Error { code, .. }) => (id, code),
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_unknown_messages_get_error_replies() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut chan = raw_session(&o, &node.url(), &fi).await;
+    let cases: [(&[u8], &str); 5] = [
+        (b"not json at all", "malformed"),
+        (br#"{"v":1,"id":3,"body":{"type":"drop_everything"}}"#, "unknown_type"),
+        (br#"{"v":2,"id":4,"body":{"type":"list_datasets"}}"#, "unsupported_version"),
+        (br#"{"v":1,"id":5,"body":{"type":"request","pointer":99,"backend":"plaintext","reason":"x"}}"#, "not_found"),
+        (br#"{"v":1,"id":6,"body":{"type":"request","pointer":0,"backend":"carrier_pigeon","reason":"x"}}"#, "malformed"),
+    ];
+    for (bytes, code) in cases {
+        chan.send(bytes).await.unwrap();
+        let reply = chan.recv().await.unwrap().unwrap();
+        assert_eq!(error_code(&reply).1, code, "for {}", String::from_utf8_lossy(bytes));
+    }
+    // The session still works.
+    chan.send(&wire::encode(7, &wire::ClientMsg::ListCatalogue)).await.unwrap();
+    let reply = chan.recv().await.unwrap().unwrap();
+    assert!(matches!(wire::decode_server(&reply).unwrap(), (7, ServerMsg::Catalogue { .. })));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_closes_only_that_session() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut bad = raw_session(&o, &node.url(), &fi).await;
+    let mut good = connect(&fi).await;
+    // Over the message limit (1 MiB): the node drops this session without buffering it all.
+    let huge = vec![b' '; Limits::default().max_message + 10];
+    let _ = bad.send(&huge).await;
+    let closed = bad.recv().await;
+    assert!(matches!(closed, Ok(None) | Err(_)), "{closed:?}");
+    // Another session is unaffected.
+    assert_eq!(good.datasets().await.unwrap().len(), 4);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_before_the_handshake_is_refused_cleanly() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    // A text frame instead of a hello.
+    let (mut ws, _) = tokio_tungstenite::connect_async(node.url()).await.unwrap();
+    ws.send(Message::Text("GET /rows HTTP/1.1".into())).await.unwrap();
+    let mut saw_error_or_close = false;
+    while let Some(m) = ws.next().await {
+        match m {
+            Ok(Message::Binary(b)) | Ok(Message::Text(b)) if String::from_utf8_lossy(b.as_ref()).contains("error") => {
+                saw_error_or_close = true
+            }
+            Ok(Message::Close(_)) | Err(_) => {
+                saw_error_or_close = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(saw_error_or_close);
+    // A frame larger than the frame limit.
+    let (mut ws, _) = tokio_tungstenite::connect_async(node.url()).await.unwrap();
+    let _ = ws.send(Message::Binary(vec![0u8; 200_000].into())).await;
+    let next = ws.next().await;
+    assert!(
+        !matches!(next, Some(Ok(Message::Binary(ref b))) if !String::from_utf8_lossy(b.as_ref()).contains("error")),
+        "{next:?}"
+    );
+    // The node still pairs and serves.
+    let fi = paired_fi(&o, &node, "Acme").await;
+    assert_eq!(connect(&fi).await.catalogue().await.unwrap().len() >= 6, true);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointer_quota_per_session() {
+    let o = owner_with_sample(TEST_POLICY);
+    let mut cfg = ServeConfig::new(&o.dir);
+    cfg.sync = store::Sync::Normal;
+    cfg.max_pointers = 5;
+    let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    for _ in 0..5 {
+        c.dataset("rent").await.unwrap();
+    }
+    let err = c.dataset("rent").await.unwrap_err();
+    assert!(err.to_string().contains("quota"), "{err}");
+    // A new session starts with a fresh quota.
+    let mut c2 = connect(&fi).await;
+    c2.dataset("rent").await.unwrap();
+    node.shutdown().await;
+}

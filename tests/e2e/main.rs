@@ -1,0 +1,11 @@
+//! End-to-end tests: a real owner node and real FI clients over a real loopback socket, and the `duo` binary.
+//!
+//! One test binary (fewer links); each module covers one part of the story.
+
+mod support;
+
+mod cli;
+mod frames;
+mod pairing;
+mod persistence;
+mod requests;

@@ -1,0 +1,101 @@
+//! Pairing: good, wrong, reused, expired and burned codes; unpaired keys.
+
+use crate::support::*;
+use duo::node::client::{self, Client, FiHome};
+use duo::node::keys::Keypair;
+use duo::node::owner;
+use duo::node::store;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_code_pairs_and_later_sessions_use_pinned_keys() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme Bank").await;
+    let rec = fi.home.pairing(None).unwrap();
+    assert_eq!(rec.principal, "Acme Bank");
+    // A later session needs no code.
+    let mut c = connect(&fi).await;
+    assert_eq!(c.principal(), "Acme Bank");
+    assert_eq!(c.datasets().await.unwrap().len(), 4);
+    c.close().await;
+    let pairings = store::pairings(&o.store().conn).unwrap();
+    assert_eq!(pairings.len(), 1);
+    assert_eq!(pairings[0].principal, "Acme Bank");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_reused_and_expired_codes_are_refused() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = FiHome::new(dir.path());
+
+    // Wrong secret (same id and fingerprint): refused, and counted.
+    let code = owner::invite(&o.dir, "Acme", Duration::from_secs(600)).unwrap();
+    let good = code.to_string();
+    let parts: Vec<&str> = good.split('-').collect();
+    let mut secret: Vec<char> = parts[2].chars().collect();
+    secret[0] = if secret[0] == 'a' { 'b' } else { 'a' };
+    let bad = format!("{}-{}-{}-{}", parts[0], parts[1], secret.iter().collect::<String>(), parts[3]);
+    let err = client::pair(&home, &node.url(), &bad, "owner").await.unwrap_err();
+    assert!(home.pairings().unwrap().is_empty(), "{err}");
+    let inv = store::invite(&o.store().conn, &code.id).unwrap().unwrap();
+    assert_eq!(inv.failures, 1);
+
+    // The right code still works once ...
+    client::pair(&home, &node.url(), &good, "owner").await.unwrap();
+    // ... and not twice.
+    let other = tempfile::tempdir().unwrap();
+    let err = client::pair(&FiHome::new(other.path()), &node.url(), &good, "owner")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invite"), "{err}");
+
+    // Expired.
+    let mut conn = o.store().conn;
+    let expired = duo::node::keys::InviteCode::generate(&owner::node_key(&o.dir).unwrap().public);
+    store::create_invite(&mut conn, &expired.id, "Late", &expired.psk(), store::now_unix() - 5).unwrap();
+    let err = client::pair(&FiHome::new(other.path()), &node.url(), &expired.to_string(), "owner")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_is_burned_after_repeated_failures() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let code = owner::invite(&o.dir, "Acme", Duration::from_secs(600)).unwrap();
+    let good = code.to_string();
+    let parts: Vec<&str> = good.split('-').collect();
+    let bad = format!("{}-{}-{}-{}", parts[0], parts[1], "a".repeat(parts[2].len()), parts[3]);
+    let dir = tempfile::tempdir().unwrap();
+    let home = FiHome::new(dir.path());
+    for _ in 0..store::MAX_INVITE_FAILURES {
+        assert!(client::pair(&home, &node.url(), &bad, "owner").await.is_err());
+    }
+    let err = client::pair(&home, &node.url(), &good, "owner").await.unwrap_err();
+    assert!(err.to_string().contains("burned"), "{err}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpaired_keys_and_wrong_owner_keys_are_refused() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fp = duo::node::keys::fingerprint(&owner::node_key(&o.dir).unwrap().public);
+    // A key the owner never paired.
+    let stranger = Keypair::generate();
+    let err = Client::connect_with(&node.url(), &stranger, &fp).await.unwrap_err();
+    assert!(err.to_string().contains("not paired"), "{err}");
+    // A paired FI that pinned a different owner key does not talk to this node.
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let key = fi.home.key().unwrap();
+    let other_fp = duo::node::keys::fingerprint(&Keypair::generate().public);
+    let err = Client::connect_with(&node.url(), &key, &other_fp).await.unwrap_err();
+    assert!(err.to_string().contains("fingerprint"), "{err}");
+    node.shutdown().await;
+}

@@ -1,0 +1,201 @@
+//! Requests: auto-approval, owner approval and denial, re-asking, waiting, quotas and stale approvals.
+
+use crate::support::*;
+use duo::engine::{Answer, Value};
+use duo::node::release::RequestState;
+use duo::policies::Backend;
+use std::time::Duration;
+
+fn scalar(a: &Option<Answer>) -> Value {
+    match a {
+        Some(Answer::Scalar { value }) => value.clone(),
+        other => panic!("expected a scalar answer, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_attribute_is_auto_approved_once_then_answered_from_store() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("rent_on_time_ratio_12m()").await.unwrap();
+    let v = c.request(&p, Backend::Plaintext, "underwriting").await.unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    assert_eq!(v.decided_by.as_deref(), Some("policy"));
+    let Value::Float(ratio) = scalar(&v.answer) else { panic!("{v:?}") };
+    assert!((0.0..=1.0).contains(&ratio));
+    // The same question again: the stored answer, decided by the store, no new release.
+    let again = c.request(&p, Backend::Plaintext, "retry").await.unwrap();
+    assert_eq!(again.decided_by.as_deref(), Some("store"));
+    assert_eq!(again.answer, v.answer);
+    assert_ne!(again.id, v.id);
+    let releases: i64 = o
+        .store()
+        .conn
+        .query_row("SELECT COUNT(*) FROM log WHERE kind = 'release'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(releases, 1);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ad_hoc_request_waits_for_owner_and_a_waiting_fi_hears_promptly() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("mean(clamp(rent.amount, 0, 300000))").await.unwrap();
+    let v = c.request(&p, Backend::Plaintext, "affordability").await.unwrap();
+    assert_eq!(v.state, RequestState::Pending);
+    // Waiting with a short timeout returns pending.
+    let w = c.status(v.id, Duration::from_millis(300)).await.unwrap();
+    assert_eq!(w.state, RequestState::Pending);
+    // The owner sees the exact value, then approves from "another process" while the FI waits.
+    let id = v.id;
+    let waiter = tokio::spawn(async move { c.status(id, Duration::from_secs(60)).await });
+    let mut owner = o.store();
+    let view = owner.pending_view(id).unwrap();
+    let shown = view.value.clone().unwrap();
+    let approved = tokio::task::spawn_blocking(move || owner.approve(id, Some(&view.token)))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the waiting FI heard of the decision")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.state, RequestState::Approved);
+    assert_eq!(got.answer.as_ref(), Some(&shown));
+    assert_eq!(got.answer, approved.answer);
+    // The mean rent of the sample is a plausible monthly rent in cents.
+    let Value::Float(mean) = scalar(&got.answer) else { panic!() };
+    assert!((50_000.0..=300_000.0).contains(&mean), "{mean}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_denial_reaches_the_fi_which_may_ask_again() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("sum(utilities.amount)").await.unwrap();
+    let v = c.request(&p, Backend::Plaintext, "bills").await.unwrap();
+    assert_eq!(v.state, RequestState::Pending);
+    let denied = o.store().deny(v.id, "not this month").unwrap();
+    assert_eq!(denied.state, RequestState::Denied);
+    let seen = c.status(v.id, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(seen.state, RequestState::Denied);
+    assert_eq!(seen.why.as_deref(), Some("not this month"));
+    assert!(seen.answer.is_none());
+    // Asking again makes a new request that the owner decides afresh.
+    let again = c.request(&p, Backend::Plaintext, "bills, second try").await.unwrap();
+    assert_eq!(again.state, RequestState::Pending);
+    assert_ne!(again.id, v.id);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_denies_row_level_and_listed_datasets() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("rent.amount").await.unwrap();
+    let v = c.request(&p, Backend::Plaintext, "everything").await.unwrap();
+    assert_eq!(v.state, RequestState::Denied);
+    assert!(v.why.as_deref().unwrap().contains("row-level"), "{v:?}");
+    let p = c.expr("count(subscriptions)").await.unwrap();
+    let v = c.request(&p, Backend::Plaintext, "subs").await.unwrap();
+    assert_eq!(v.state, RequestState::Denied);
+    assert_eq!(v.why.as_deref(), Some("subscriptions are private"));
+    // Nothing was released.
+    let releases: i64 = o
+        .store()
+        .conn
+        .query_row("SELECT COUNT(*) FROM requests WHERE answer IS NOT NULL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(releases, 0);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointer_api_builds_lineage_without_computing() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let rent = c.dataset("rent").await.unwrap();
+    let recent = c.last_months(&rent, 12).await.unwrap();
+    let amount = c.column(&recent, "amount").await.unwrap();
+    let mean = c.mean(&amount).await.unwrap();
+    assert!(mean.description.contains("mean"), "{}", mean.description);
+    assert!(mean.description.contains("rent"), "{}", mean.description);
+    // Type errors come back at once, from the metadata alone.
+    let err = c.column(&rent, "no_such_column").await.unwrap_err();
+    assert!(err.to_string().contains("no_such_column"), "{err}");
+    let err = c.expr("mean(rent.due_date)").await.unwrap_err();
+    assert!(err.to_string().contains("type"), "{err}");
+    // No request was made by building pointers.
+    let n: i64 = o
+        .store()
+        .conn
+        .query_row("SELECT COUNT(*) FROM requests", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 0);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_fails_with_fresh_facts_when_state_changed() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("max(rent.amount)").await.unwrap();
+    let v = c.request(&p, Backend::Plaintext, "max rent").await.unwrap();
+    let owner = o.store();
+    let seen = owner.pending_view(v.id).unwrap();
+    // The policy changes after the owner looked.
+    let path = duo::node::release::policy_path(&o.dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}\n# edited\n")).unwrap();
+    let mut owner = o.store();
+    match owner.approve(v.id, Some(&seen.token)) {
+        Err(duo::node::Error::Stale { fresh, .. }) => assert_ne!(fresh.token, seen.token),
+        other => panic!("expected a stale approval, got {other:?}"),
+    }
+    // A policy that now denies blocks the approval even with the fresh token.
+    std::fs::write(
+        &path,
+        "default = \"ask\"\n[[rule]]\nname = \"rent-closed\"\ndatasets = [\"rent\"]\naction = \"deny\"\nreason = \"closed\"\n",
+    )
+    .unwrap();
+    let fresh = owner.pending_view(v.id).unwrap();
+    let err = owner.approve(v.id, Some(&fresh.token)).unwrap_err();
+    assert!(err.to_string().contains("now denies"), "{err}");
+    assert_eq!(
+        c.status(v.id, Duration::ZERO).await.unwrap().state,
+        RequestState::Pending
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quotas_on_lineage_size_are_checked_statically() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let mut src = "rent.amount".to_string();
+    for _ in 0..80 {
+        src = format!("clamp({src}, 0, 300000)");
+    }
+    let err = c.expr(&format!("mean({src})")).await.unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    // The session goes on.
+    assert_eq!(c.catalogue().await.unwrap().len() >= 6, true);
+    node.shutdown().await;
+}
