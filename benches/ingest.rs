@@ -39,9 +39,13 @@ fn ingest(c: &mut Criterion) {
         let path = home.path().join("t.csv");
         std::fs::write(&path, &csv).unwrap();
         let meta_text = toml_meta(&meta);
-        group.bench_with_input(BenchmarkId::new("load_into_store", rows), &path, |b, path| {
-            b.iter(|| duo::node::owner::load(&dir, path, "transactions", &meta_text).unwrap())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("load_into_store", rows),
+            &path,
+            |b, path| {
+                b.iter(|| duo::node::owner::load(&dir, path, "transactions", &meta_text).unwrap())
+            },
+        );
     }
     group.finish();
 }

@@ -43,7 +43,13 @@ fn setup() -> Setup {
     let data = home.path().join("data");
     duo::engine::sample::write_dir(&data, &files).unwrap();
     for f in &files {
-        owner::load(&dir, &data.join(format!("{}.csv", f.name)), &f.name, &f.meta_toml).unwrap();
+        owner::load(
+            &dir,
+            &data.join(format!("{}.csv", f.name)),
+            &f.name,
+            &f.meta_toml,
+        )
+        .unwrap();
     }
     Setup { _home: home, dir }
 }
@@ -51,7 +57,9 @@ fn setup() -> Setup {
 async fn paired(s: &Setup, url: &str, principal: &str, fi_dir: &std::path::Path) -> Client {
     let home = FiHome::new(fi_dir);
     let code = owner::invite(&s.dir, principal, Duration::from_secs(600)).unwrap();
-    client::pair(&home, url, &code.to_string(), "owner").await.unwrap();
+    client::pair(&home, url, &code.to_string(), "owner")
+        .await
+        .unwrap();
     Client::connect(&home, None).await.unwrap()
 }
 
@@ -75,17 +83,25 @@ fn stored(c: &mut Criterion) {
         let (node, mut client, ptr) = rt.block_on(async {
             let mut cfg = ServeConfig::new(&s.dir);
             cfg.sync = sync;
-            let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
             let mut client = paired(&s, &node.url(), "Bench", fi_dir.path()).await;
             let ptr = client.expr("rent_on_time_ratio_12m()").await.unwrap();
-            let first = client.request(&ptr, Backend::Plaintext, "bench").await.unwrap();
+            let first = client
+                .request(&ptr, Backend::Plaintext, "bench")
+                .await
+                .unwrap();
             assert!(first.answer.is_some());
             (node, client, ptr)
         });
         group.bench_function(format!("stored/{}", sync_name(sync)), |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let v = client.request(&ptr, Backend::Plaintext, "bench").await.unwrap();
+                    let v = client
+                        .request(&ptr, Backend::Plaintext, "bench")
+                        .await
+                        .unwrap();
                     assert!(v.answer.is_some());
                 })
             })
@@ -104,14 +120,19 @@ fn fresh_releases() {
         .enable_all()
         .build()
         .unwrap();
-    let names: Vec<&str> = duo::engine::catalogue::entries().iter().map(|e| e.name).collect();
+    let names: Vec<&str> = duo::engine::catalogue::entries()
+        .iter()
+        .map(|e| e.name)
+        .collect();
     for sync in [store::Sync::Normal, store::Sync::Full] {
         let s = setup();
         let fi_dirs: Vec<_> = (0..40).map(|_| tempfile::tempdir().unwrap()).collect();
         let mut times = rt.block_on(async {
             let mut cfg = ServeConfig::new(&s.dir);
             cfg.sync = sync;
-            let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
             let mut times = Vec::new();
             for (i, d) in fi_dirs.iter().enumerate() {
                 let mut c = paired(&s, &node.url(), &format!("FI {i}"), d.path()).await;

@@ -32,7 +32,10 @@ fn step(n: u32, title: &str) {
 /// Run the demo.
 pub async fn run(args: DemoArgs) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("duo-demo-").tempdir()?;
-    let home = args.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let home = args
+        .keep
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let owner_dir = owner::owner_dir(&home);
     let fi_home = FiHome::new(&client::fi_dir(&home));
 
@@ -40,10 +43,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let today = chrono::Utc::now().date_naive();
     let cfg = crate::engine::sample::SampleConfig {
         seed: args.seed,
-        profile: args
-            .profile
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        profile: args.profile.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?,
         end_month: crate::engine::sample::last_full_month(today),
         months: 24,
     };
@@ -64,7 +64,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             &f.name,
             &f.meta_toml,
         )?;
-        println!("loaded {:<14} {:>5} rows (version {})", r.name, r.rows, r.version);
+        println!(
+            "loaded {:<14} {:>5} rows (version {})",
+            r.name, r.rows, r.version
+        );
     }
 
     step(2, "The owner serves and invites an FI named \"Acme Bank\"");
@@ -74,7 +77,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("invite code (one use, 15 minutes): {code}");
 
     step(3, "The FI pairs over the encrypted channel");
-    let wrong = format!("{}-{}", &code.to_string()[..code.to_string().len() - 1], "x");
+    let wrong = format!(
+        "{}-{}",
+        &code.to_string()[..code.to_string().len() - 1],
+        "x"
+    );
     match client::pair(&fi_home, &node.url(), &wrong, "demo-owner").await {
         Ok(_) => bail!("a corrupted invite code was accepted"),
         Err(e) => println!("a mistyped code is refused: {e}"),
@@ -102,7 +109,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     step(5, "A catalogue attribute, auto-approved by policy");
     let p = fi.expr("rent_on_time_ratio_12m()").await?;
     let first = fi
-        .request(&p, Backend::Plaintext, "underwriting: rent history for a small-dollar loan")
+        .request(
+            &p,
+            Backend::Plaintext,
+            "underwriting: rent history for a small-dollar loan",
+        )
         .await?;
     print!("{}", indent(&show::request(&first)));
     if first.state != RequestState::Approved {
@@ -114,7 +125,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .expr("mean(clamp(filter(transactions, category == \"income\" and last_months(6)).amount, 0, 1000000))")
         .await?;
     let pending = fi
-        .request(&p, Backend::Plaintext, "affordability: typical paycheck size")
+        .request(
+            &p,
+            Backend::Plaintext,
+            "affordability: typical paycheck size",
+        )
         .await?;
     print!("{}", indent(&show::request(&pending)));
     let id = pending.id;
@@ -133,7 +148,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     })
     .await??;
     print!("{}", indent(&indent(&show::pending(&view))));
-    println!("  -- the owner approves (duo owner approve {id} --seen {})", view.token);
+    println!(
+        "  -- the owner approves (duo owner approve {id} --seen {})",
+        view.token
+    );
     let (mut fi, waited) = waiter.await?;
     let waited = waited?;
     println!("  -- the waiting FI receives:");
@@ -152,7 +170,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         bail!("the row-level release was not denied");
     }
 
-    step(8, "The first question again: answered from the store, no new release");
+    step(
+        8,
+        "The first question again: answered from the store, no new release",
+    );
     let p = fi.expr("rent_on_time_ratio_12m()").await?;
     let again = fi
         .request(&p, Backend::Plaintext, "underwriting: rent history (retry)")
@@ -168,7 +189,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
     let report = store::verify_log(&o.conn)?;
     for e in store::log_entries(&o.conn, 0, 10_000)? {
-        if matches!(e.kind.as_str(), "request" | "decision" | "release" | "paired") {
+        if matches!(
+            e.kind.as_str(),
+            "request" | "decision" | "release" | "paired"
+        ) {
             let body: serde_json::Value = serde_json::from_str(&e.body)?;
             let summary = body
                 .get("description")

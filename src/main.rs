@@ -225,7 +225,10 @@ enum FiCmd {
 
 fn main() {
     let cli = Cli::parse();
-    let home = cli.home.clone().unwrap_or_else(duo::node::home::default_home);
+    let home = cli
+        .home
+        .clone()
+        .unwrap_or_else(duo::node::home::default_home);
     match run(cli.cmd, &home) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -316,8 +319,12 @@ fn parse_month(s: &str) -> Result<(i32, u32)> {
     let (y, m) = s
         .split_once('-')
         .ok_or_else(|| anyhow!("write the month as YYYY-MM"))?;
-    let y: i32 = y.parse().map_err(|_| anyhow!("write the month as YYYY-MM"))?;
-    let m: u32 = m.parse().map_err(|_| anyhow!("write the month as YYYY-MM"))?;
+    let y: i32 = y
+        .parse()
+        .map_err(|_| anyhow!("write the month as YYYY-MM"))?;
+    let m: u32 = m
+        .parse()
+        .map_err(|_| anyhow!("write the month as YYYY-MM"))?;
     if !(1..=12).contains(&m) {
         bail!("month must be 01 to 12");
     }
@@ -325,7 +332,11 @@ fn parse_month(s: &str) -> Result<(i32, u32)> {
 }
 
 fn open_owner(dir: &Path) -> Result<Owner> {
-    Ok(Owner::open(dir, store::Sync::Full, DatasetCache::default())?)
+    Ok(Owner::open(
+        dir,
+        store::Sync::Full,
+        DatasetCache::default(),
+    )?)
 }
 
 fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
@@ -333,7 +344,9 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         OwnerCmd::Init { policy, json } => {
             let dir = owner::owner_dir(home);
             let text = policy
-                .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+                .map(|p| {
+                    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+                })
                 .transpose()?;
             let r = owner::init(&dir, text.as_deref())?;
             if json.json {
@@ -368,10 +381,10 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
             let dir = ensure_owner(home)?;
             let meta_path = meta.unwrap_or_else(|| {
                 let s = file.to_string_lossy();
-                PathBuf::from(s.strip_suffix(".csv").map_or_else(
-                    || format!("{s}.meta.toml"),
-                    |b| format!("{b}.meta.toml"),
-                ))
+                PathBuf::from(
+                    s.strip_suffix(".csv")
+                        .map_or_else(|| format!("{s}.meta.toml"), |b| format!("{b}.meta.toml")),
+                )
             });
             let meta_text = std::fs::read_to_string(&meta_path).with_context(|| {
                 format!(
@@ -385,7 +398,10 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                     "name": r.name, "version": r.version, "rows": r.rows, "suggestions": r.suggestions,
                 }))?;
             } else {
-                println!("loaded {} rows into `{}` (version {})", r.rows, r.name, r.version);
+                println!(
+                    "loaded {} rows into `{}` (version {})",
+                    r.rows, r.name, r.version
+                );
                 println!("  inferred from the data (shown only to you, never published):");
                 for c in &r.suggestions.columns {
                     println!(
@@ -507,7 +523,9 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 }
                 Err(duo::node::Error::Stale { why, fresh }) => {
                     if json.json {
-                        print_json(&serde_json::json!({ "error": "stale", "why": why, "fresh": fresh }))?;
+                        print_json(
+                            &serde_json::json!({ "error": "stale", "why": why, "fresh": fresh }),
+                        )?;
                     } else {
                         eprintln!("not approved: {why}\nhere is what approving would mean now:\n");
                         eprintln!("{}", show::pending(&fresh));
@@ -540,19 +558,22 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 if json.json {
                     print_json(&r)?;
                 } else if r.problems.is_empty() {
-                    println!(
-                        "log verified: {} entries, head {}",
-                        r.entries, r.head_hash
-                    );
+                    println!("log verified: {} entries, head {}", r.entries, r.head_hash);
                 } else {
-                    println!("LOG TAMPERED: {} problem(s) in {} entries", r.problems.len(), r.entries);
+                    println!(
+                        "LOG TAMPERED: {} problem(s) in {} entries",
+                        r.problems.len(),
+                        r.entries
+                    );
                     for p in &r.problems {
                         println!("  {p}");
                     }
                 }
                 return Ok(if r.problems.is_empty() { 0 } else { 1 });
             }
-            let total: i64 = o.conn.query_row("SELECT COUNT(*) FROM log", [], |r| r.get(0))?;
+            let total: i64 = o
+                .conn
+                .query_row("SELECT COUNT(*) FROM log", [], |r| r.get(0))?;
             let after = (total as u64).saturating_sub(limit as u64);
             let entries = store::log_entries(&o.conn, after, limit)?;
             if json.json {
@@ -582,7 +603,10 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 Ok(p) => {
                     for (name, line) in p.catalogue_names() {
                         if name != "*" && duo::engine::catalogue::entry(&name).is_none() {
-                            println!("{}:{line}: unknown catalogue attribute `{name}`", path.display());
+                            println!(
+                                "{}:{line}: unknown catalogue attribute `{name}`",
+                                path.display()
+                            );
                             return Ok(1);
                         }
                     }
@@ -689,7 +713,10 @@ async fn fi_cmd(cmd: FiCmd, home: &Path) -> Result<i32> {
             let mut v = c.request(&p, backend, &reason).await?;
             if v.state == RequestState::Pending && wait > 0 {
                 if !json.json {
-                    eprintln!("request {} is waiting for the owner; waiting up to {wait}s", v.id);
+                    eprintln!(
+                        "request {} is waiting for the owner; waiting up to {wait}s",
+                        v.id
+                    );
                 }
                 v = c.status(v.id, Duration::from_secs(wait)).await?;
             }

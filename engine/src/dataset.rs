@@ -59,11 +59,7 @@ impl ColumnData {
                 .map_or(Value::Null, Value::Float),
             ColumnData::Bool(v) => v.get(i).copied().flatten().map_or(Value::Null, Value::Bool),
             ColumnData::Date(v) => v.get(i).copied().flatten().map_or(Value::Null, Value::Date),
-            ColumnData::Cat(v) => v
-                .get(i)
-                .cloned()
-                .flatten()
-                .map_or(Value::Null, Value::Str),
+            ColumnData::Cat(v) => v.get(i).cloned().flatten().map_or(Value::Null, Value::Str),
         }
     }
 }

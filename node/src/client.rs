@@ -145,7 +145,12 @@ impl std::fmt::Debug for Client {
 }
 
 /// Pair with an owner node using an invite code, and remember the pairing under `name`.
-pub async fn pair(home: &FiHome, url: &str, code: &str, name: &str) -> Result<PairingRecord, Error> {
+pub async fn pair(
+    home: &FiHome,
+    url: &str,
+    code: &str,
+    name: &str,
+) -> Result<PairingRecord, Error> {
     let code = InviteCode::parse(code).map_err(|e| Error::Refused(format!("invite code: {e}")))?;
     let key = home.key()?;
     let mode = Mode::Pair {
@@ -183,7 +188,11 @@ impl Client {
     }
 
     /// Open a session with explicit keys.
-    pub async fn connect_with(url: &str, key: &Keypair, owner_fingerprint: &str) -> Result<Client, Error> {
+    pub async fn connect_with(
+        url: &str,
+        key: &Keypair,
+        owner_fingerprint: &str,
+    ) -> Result<Client, Error> {
         let chan = transport::connect(
             url,
             key,
@@ -280,7 +289,8 @@ impl Client {
 
     /// A pointer to a whole dataset.
     pub async fn dataset(&mut self, name: &str) -> Result<Pointer, Error> {
-        self.pointer(Expr::Dataset { name: name.into() }, None).await
+        self.pointer(Expr::Dataset { name: name.into() }, None)
+            .await
     }
 
     /// A pointer to a catalogue attribute over the window ending at the last full month.
@@ -314,7 +324,12 @@ impl Client {
     }
 
     /// The rows of a table pointer where `column == value`.
-    pub async fn filter_eq(&mut self, table: &Pointer, column: &str, value: Value) -> Result<Pointer, Error> {
+    pub async fn filter_eq(
+        &mut self,
+        table: &Pointer,
+        column: &str,
+        value: Value,
+    ) -> Result<Pointer, Error> {
         let pred = Pred::Compare {
             column: column.into(),
             op: CmpOp::Eq,
@@ -378,7 +393,12 @@ impl Client {
 
     /// Ask for the release of a pointer through a backend, with a reason. The reply says whether it was
     /// approved (with the answer), denied (with the reason) or is waiting for the owner.
-    pub async fn request(&mut self, p: &Pointer, backend: Backend, reason: &str) -> Result<RequestView, Error> {
+    pub async fn request(
+        &mut self,
+        p: &Pointer,
+        backend: Backend,
+        reason: &str,
+    ) -> Result<RequestView, Error> {
         let msg = ClientMsg::Request {
             pointer: p.id,
             backend,

@@ -1,6 +1,5 @@
 //! The node's error type.
 
-
 /// Errors of the owner node and the FI client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -67,4 +66,3 @@ impl Error {
         }
     }
 }
-

@@ -100,8 +100,12 @@ pub fn load(
     let meta = parse_meta(&meta_text).map_err(|e| Error::Refused(format!("metadata: {e}")))?;
     let file = std::fs::File::open(csv_path)
         .map_err(|e| Error::NotFound(format!("{}: {e}", csv_path.display())))?;
-    let (ds, sugg) = load_csv(std::io::BufReader::new(file), &meta, &IngestLimits::default())
-        .map_err(|e| Error::Refused(format!("{}: {e}", csv_path.display())))?;
+    let (ds, sugg) = load_csv(
+        std::io::BufReader::new(file),
+        &meta,
+        &IngestLimits::default(),
+    )
+    .map_err(|e| Error::Refused(format!("{}: {e}", csv_path.display())))?;
     let mut conn = store::open(owner_dir, Sync::Full)?;
     let version = store::put_dataset(&mut conn, &ds, &sugg)?;
     Ok(LoadReport {
@@ -241,7 +245,11 @@ fn spawn_change_watcher(
     Ok(rx)
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(shared.cfg.max_connections));
     let mut sessions = tokio::task::JoinSet::new();
     loop {
@@ -329,7 +337,15 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
             }
         }
     };
-    let accepted = transport::accept(tcp, &shared.key, psk_for, invite_refusal, verify, &cfg.limits).await;
+    let accepted = transport::accept(
+        tcp,
+        &shared.key,
+        psk_for,
+        invite_refusal,
+        verify,
+        &cfg.limits,
+    )
+    .await;
     let mut owner = conn.into_inner().ok();
     let (mut chan, mode) = match accepted {
         Ok(x) => x,

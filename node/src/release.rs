@@ -8,7 +8,8 @@
 use crate::error::Error;
 use crate::store::{self, append_log, hex, write_tx};
 use duo_engine::{
-    catalogue, check, evaluate, render, Answer, CheckContext, Checked, DataSource, Dataset, Expr, Limits,
+    catalogue, check, evaluate, render, Answer, CheckContext, Checked, DataSource, Dataset, Expr,
+    Limits,
 };
 use duo_policies::{decide, Backend, Decision, Policy, RequestFacts};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -121,7 +122,9 @@ pub struct PendingView {
 /// Immutable dataset versions, cached by (name, version). A version never changes once stored, so this cache can
 /// never contradict the database.
 #[derive(Debug, Clone, Default)]
-pub struct DatasetCache(Arc<Mutex<HashMap<(String, u64), Arc<Dataset>>>>);
+pub struct DatasetCache(Arc<Mutex<VersionMap>>);
+
+type VersionMap = HashMap<(String, u64), Arc<Dataset>>;
 
 impl DatasetCache {
     fn get(&self, conn: &Connection, name: &str, version: u64) -> Result<Arc<Dataset>, Error> {
@@ -219,10 +222,7 @@ impl Owner {
             .collect())
     }
 
-    fn versions_read(
-        conn: &Connection,
-        checked: &Checked,
-    ) -> Result<BTreeMap<String, u64>, Error> {
+    fn versions_read(conn: &Connection, checked: &Checked) -> Result<BTreeMap<String, u64>, Error> {
         let all = store::versions(conn)?;
         checked
             .datasets
@@ -397,7 +397,13 @@ impl Owner {
                 }
             }
             Decision::Deny { rule, reason: why } => {
-                let id = insert(RequestState::Denied, Some(&rule), Some(&why), None, Some("policy"))?;
+                let id = insert(
+                    RequestState::Denied,
+                    Some(&rule),
+                    Some(&why),
+                    None,
+                    Some("policy"),
+                )?;
                 log_request(id)?;
                 append_log(
                     &tx,
@@ -510,7 +516,8 @@ impl Owner {
             if let Some(seen) = seen {
                 if seen != view.token {
                     return Err(Error::Stale {
-                        why: "the policy, the data, the value or the earlier releases changed".into(),
+                        why: "the policy, the data, the value or the earlier releases changed"
+                            .into(),
                         fresh: Box::new(view),
                     });
                 }
@@ -688,7 +695,10 @@ fn stored_checked(conn: &Connection, id: u64) -> Result<(Checked, BTreeMap<Strin
         [id as i64],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    Ok((serde_json::from_str(&checked)?, serde_json::from_str(&versions)?))
+    Ok((
+        serde_json::from_str(&checked)?,
+        serde_json::from_str(&versions)?,
+    ))
 }
 
 fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingView, Error> {
@@ -714,13 +724,15 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
         .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
     let (principal, backend, reason, description, source, why, state, created_at) = row;
     if state != "pending" {
-        return Err(Error::Refused(format!("request {id} is {state}, not pending")));
+        return Err(Error::Refused(format!(
+            "request {id} is {state}, not pending"
+        )));
     }
     let (checked, versions) = stored_checked(conn, id)?;
     let current = store::versions(conn)?;
     let data_changed = versions.iter().any(|(d, v)| current.get(d) != Some(v));
-    let value = Owner::evaluate_at(&owner.cache, conn, &checked, &versions)
-        .map_err(|e| e.to_string());
+    let value =
+        Owner::evaluate_at(&owner.cache, conn, &checked, &versions).map_err(|e| e.to_string());
     let earlier = earlier_releases(conn, &checked)?;
     let (_, policy_hash) = owner.policy()?;
     let token = {

@@ -371,7 +371,9 @@ pub fn invite_refusal(conn: &Connection, id: &str) -> Result<String, Error> {
     Ok(match invite(conn, id)? {
         None => "no such invite".into(),
         Some(i) if i.state == "used" => "this invite was already used".into(),
-        Some(i) if i.state == "burned" => "this invite was burned after too many failed attempts".into(),
+        Some(i) if i.state == "burned" => {
+            "this invite was burned after too many failed attempts".into()
+        }
         Some(i) if i.expires_at <= now_unix() => "this invite has expired".into(),
         Some(_) => "this invite cannot be used".into(),
     })
@@ -747,7 +749,9 @@ mod tests {
             .execute("UPDATE log SET body = '{}' WHERE seq = 1", [])
             .unwrap_err();
         assert!(e.to_string().contains("append-only"), "{e}");
-        let e = conn.execute("DELETE FROM log WHERE seq = 2", []).unwrap_err();
+        let e = conn
+            .execute("DELETE FROM log WHERE seq = 2", [])
+            .unwrap_err();
         assert!(e.to_string().contains("append-only"), "{e}");
         assert_eq!(log_entries(&conn, 0, 10).unwrap().len(), 2);
     }
@@ -804,22 +808,33 @@ mod tests {
         assert!(invite_failed(&mut conn, "abc", "bad psk").unwrap());
         assert!(usable_invite_psk(&conn, "abc").unwrap().is_none());
         assert!(invite_refusal(&conn, "abc").unwrap().contains("burned"));
-        assert!(complete_pairing(&mut conn, "abc", &[1; 32], "fp", Duration::from_secs(60)).is_err());
+        assert!(
+            complete_pairing(&mut conn, "abc", &[1; 32], "fp", Duration::from_secs(60)).is_err()
+        );
     }
 
     #[test]
     fn pairing_consumes_the_invite_and_rotates_keys() {
         let (_d, mut conn) = fresh();
         create_invite(&mut conn, "one", "Acme", &[7; 32], now_unix() + 600).unwrap();
-        let p = complete_pairing(&mut conn, "one", &[1; 32], "fp1", Duration::from_secs(60)).unwrap();
+        let p =
+            complete_pairing(&mut conn, "one", &[1; 32], "fp1", Duration::from_secs(60)).unwrap();
         assert_eq!(p, "Acme");
         assert!(usable_invite_psk(&conn, "one").unwrap().is_none());
-        assert!(invite_refusal(&conn, "one").unwrap().contains("already used"));
-        assert_eq!(principal_for_key(&conn, &[1; 32]).unwrap().as_deref(), Some("Acme"));
+        assert!(invite_refusal(&conn, "one")
+            .unwrap()
+            .contains("already used"));
+        assert_eq!(
+            principal_for_key(&conn, &[1; 32]).unwrap().as_deref(),
+            Some("Acme")
+        );
         create_invite(&mut conn, "two", "Acme", &[8; 32], now_unix() + 600).unwrap();
         complete_pairing(&mut conn, "two", &[2; 32], "fp2", Duration::from_secs(60)).unwrap();
         assert_eq!(principal_for_key(&conn, &[1; 32]).unwrap(), None);
-        assert_eq!(principal_for_key(&conn, &[2; 32]).unwrap().as_deref(), Some("Acme"));
+        assert_eq!(
+            principal_for_key(&conn, &[2; 32]).unwrap().as_deref(),
+            Some("Acme")
+        );
         assert_eq!(pairings(&conn).unwrap().len(), 1);
     }
 

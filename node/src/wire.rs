@@ -161,7 +161,9 @@ pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
             return Err(DecodeError {
                 id,
                 code: "unsupported_version",
-                message: format!("message version {v} is not supported; this node speaks version {WIRE_VERSION}"),
+                message: format!(
+                    "message version {v} is not supported; this node speaks version {WIRE_VERSION}"
+                ),
             })
         }
         None => {
@@ -221,7 +223,8 @@ mod tests {
         assert_eq!((e.id, e.code), (5, "unsupported_version"));
         let e = decode_client(b"\xff\x00").unwrap_err();
         assert_eq!(e.code, "malformed");
-        let e = decode_client(br#"{"v":1,"id":6,"body":{"type":"request","pointer":"x"}}"#).unwrap_err();
+        let e = decode_client(br#"{"v":1,"id":6,"body":{"type":"request","pointer":"x"}}"#)
+            .unwrap_err();
         assert_eq!((e.id, e.code), (6, "malformed"));
         let (id, m) = decode_client(br#"{"v":1,"id":7,"body":{"type":"list_catalogue"}}"#).unwrap();
         assert_eq!((id, m), (7, ClientMsg::ListCatalogue));
@@ -240,16 +243,18 @@ mod tests {
                     source,
                 }
             }),
-            (any::<u64>(), ".{0,80}", prop_oneof![Just(Backend::Plaintext), Just(Backend::Dp)])
+            (
+                any::<u64>(),
+                ".{0,80}",
+                prop_oneof![Just(Backend::Plaintext), Just(Backend::Dp)]
+            )
                 .prop_map(|(pointer, reason, backend)| ClientMsg::Request {
                     pointer,
                     backend,
                     reason
                 }),
-            (any::<u64>(), any::<u64>()).prop_map(|(request, wait_ms)| ClientMsg::Status {
-                request,
-                wait_ms
-            }),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(request, wait_ms)| ClientMsg::Status { request, wait_ms }),
         ]
     }
 

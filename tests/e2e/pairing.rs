@@ -38,14 +38,35 @@ async fn wrong_reused_and_expired_codes_are_refused() {
     let parts: Vec<&str> = good.split('-').collect();
     let mut secret: Vec<char> = parts[2].chars().collect();
     secret[0] = if secret[0] == 'a' { 'b' } else { 'a' };
-    let bad = format!("{}-{}-{}-{}", parts[0], parts[1], secret.iter().collect::<String>(), parts[3]);
-    let err = client::pair(&home, &node.url(), &bad, "owner").await.unwrap_err();
+    let bad = format!(
+        "{}-{}-{}-{}",
+        parts[0],
+        parts[1],
+        secret.iter().collect::<String>(),
+        parts[3]
+    );
+    let err = client::pair(&home, &node.url(), &bad, "owner")
+        .await
+        .unwrap_err();
     assert!(home.pairings().unwrap().is_empty(), "{err}");
-    let inv = store::invite(&o.store().conn, &code.id).unwrap().unwrap();
-    assert_eq!(inv.failures, 1);
+    // The node records the failure just after refusing; give it a moment.
+    let mut failures = 0;
+    for _ in 0..100 {
+        failures = store::invite(&o.store().conn, &code.id)
+            .unwrap()
+            .unwrap()
+            .failures;
+        if failures > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(failures, 1);
 
     // The right code still works once ...
-    client::pair(&home, &node.url(), &good, "owner").await.unwrap();
+    client::pair(&home, &node.url(), &good, "owner")
+        .await
+        .unwrap();
     // ... and not twice.
     let other = tempfile::tempdir().unwrap();
     let err = client::pair(&FiHome::new(other.path()), &node.url(), &good, "owner")
@@ -56,10 +77,22 @@ async fn wrong_reused_and_expired_codes_are_refused() {
     // Expired.
     let mut conn = o.store().conn;
     let expired = duo::node::keys::InviteCode::generate(&owner::node_key(&o.dir).unwrap().public);
-    store::create_invite(&mut conn, &expired.id, "Late", &expired.psk(), store::now_unix() - 5).unwrap();
-    let err = client::pair(&FiHome::new(other.path()), &node.url(), &expired.to_string(), "owner")
-        .await
-        .unwrap_err();
+    store::create_invite(
+        &mut conn,
+        &expired.id,
+        "Late",
+        &expired.psk(),
+        store::now_unix() - 5,
+    )
+    .unwrap();
+    let err = client::pair(
+        &FiHome::new(other.path()),
+        &node.url(),
+        &expired.to_string(),
+        "owner",
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
     node.shutdown().await;
 }
@@ -71,13 +104,23 @@ async fn a_code_is_burned_after_repeated_failures() {
     let code = owner::invite(&o.dir, "Acme", Duration::from_secs(600)).unwrap();
     let good = code.to_string();
     let parts: Vec<&str> = good.split('-').collect();
-    let bad = format!("{}-{}-{}-{}", parts[0], parts[1], "a".repeat(parts[2].len()), parts[3]);
+    let bad = format!(
+        "{}-{}-{}-{}",
+        parts[0],
+        parts[1],
+        "a".repeat(parts[2].len()),
+        parts[3]
+    );
     let dir = tempfile::tempdir().unwrap();
     let home = FiHome::new(dir.path());
     for _ in 0..store::MAX_INVITE_FAILURES {
-        assert!(client::pair(&home, &node.url(), &bad, "owner").await.is_err());
+        assert!(client::pair(&home, &node.url(), &bad, "owner")
+            .await
+            .is_err());
     }
-    let err = client::pair(&home, &node.url(), &good, "owner").await.unwrap_err();
+    let err = client::pair(&home, &node.url(), &good, "owner")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("burned"), "{err}");
     node.shutdown().await;
 }
@@ -89,13 +132,17 @@ async fn unpaired_keys_and_wrong_owner_keys_are_refused() {
     let fp = duo::node::keys::fingerprint(&owner::node_key(&o.dir).unwrap().public);
     // A key the owner never paired.
     let stranger = Keypair::generate();
-    let err = Client::connect_with(&node.url(), &stranger, &fp).await.unwrap_err();
+    let err = Client::connect_with(&node.url(), &stranger, &fp)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("not paired"), "{err}");
     // A paired FI that pinned a different owner key does not talk to this node.
     let fi = paired_fi(&o, &node, "Acme").await;
     let key = fi.home.key().unwrap();
     let other_fp = duo::node::keys::fingerprint(&Keypair::generate().public);
-    let err = Client::connect_with(&node.url(), &key, &other_fp).await.unwrap_err();
+    let err = Client::connect_with(&node.url(), &key, &other_fp)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("fingerprint"), "{err}");
     node.shutdown().await;
 }

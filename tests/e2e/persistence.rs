@@ -14,14 +14,21 @@ async fn requests_pairings_and_answers_survive_a_restart() {
     let fi = paired_fi(&o, &node, "Acme").await;
     let mut c = connect(&fi).await;
     let p = c.expr("rent_on_time_ratio_12m()").await.unwrap();
-    let approved = c.request(&p, Backend::Plaintext, "underwriting").await.unwrap();
+    let approved = c
+        .request(&p, Backend::Plaintext, "underwriting")
+        .await
+        .unwrap();
     let p = c.expr("min(rent.amount)").await.unwrap();
-    let pending = c.request(&p, Backend::Plaintext, "lowest rent").await.unwrap();
+    let pending = c
+        .request(&p, Backend::Plaintext, "lowest rent")
+        .await
+        .unwrap();
     assert_eq!(pending.state, RequestState::Pending);
     c.close().await;
+    let addr = node.addr;
     node.shutdown().await;
 
-    let node = o.start().await;
+    let node = o.start_at(addr).await;
     let mut c = connect(&fi).await;
     let a = c.status(approved.id, Duration::ZERO).await.unwrap();
     assert_eq!(a.answer, approved.answer);
@@ -30,7 +37,10 @@ async fn requests_pairings_and_answers_survive_a_restart() {
     o.store().approve(pending.id, None).unwrap();
     let p3 = c.status(pending.id, Duration::from_secs(10)).await.unwrap();
     assert_eq!(p3.state, RequestState::Approved);
-    assert!(store::verify_log(&o.store().conn).unwrap().problems.is_empty());
+    assert!(store::verify_log(&o.store().conn)
+        .unwrap()
+        .problems
+        .is_empty());
     node.shutdown().await;
 }
 
@@ -42,10 +52,14 @@ fn a_tampered_log_is_found_and_named() {
     assert!(report.entries >= 4);
     assert!(report.problems.is_empty());
     // The triggers refuse edits through SQL ...
-    assert!(conn.execute("UPDATE log SET body = '{}' WHERE seq = 2", []).is_err());
+    assert!(conn
+        .execute("UPDATE log SET body = '{}' WHERE seq = 2", [])
+        .is_err());
     // ... so an attacker drops them first; verification still finds the edit.
-    conn.execute_batch("DROP TRIGGER log_no_update; UPDATE log SET body = '{\"dataset\":\"rent\"}' WHERE seq = 2;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER log_no_update; UPDATE log SET body = '{\"dataset\":\"rent\"}' WHERE seq = 2;",
+    )
+    .unwrap();
     let report = store::verify_log(&conn).unwrap();
     assert_eq!(report.problems, vec![store::LogProblem::Edited { seq: 2 }]);
 }
@@ -59,12 +73,36 @@ fn bad_csv_leaves_the_store_as_it_was() {
     let good = std::fs::read_to_string(o.home.path().join("sample/rent.csv")).unwrap();
     let header = good.lines().next().unwrap().to_string();
     let cases = [
-        ("wrong type", format!("{header}\n2025-01-01,2025-01-01,lots\n"), "line 2"),
-        ("missing column", "due_date,amount\n2025-01-01,100.00\n".to_string(), "paid_date"),
-        ("huge field", format!("{header}\n2025-01-01,2025-01-01,{}\n", "9".repeat(100_000)), "line 2"),
-        ("NaN", format!("{header}\n2025-01-01,2025-01-01,NaN\n"), "line 2"),
-        ("inf", format!("{header}\n2025-01-01,2025-01-01,inf\n"), "line 2"),
-        ("bad date", format!("{header}\n2025-13-01,2025-01-01,100.00\n"), "line 2"),
+        (
+            "wrong type",
+            format!("{header}\n2025-01-01,2025-01-01,lots\n"),
+            "line 2",
+        ),
+        (
+            "missing column",
+            "due_date,amount\n2025-01-01,100.00\n".to_string(),
+            "paid_date",
+        ),
+        (
+            "huge field",
+            format!("{header}\n2025-01-01,2025-01-01,{}\n", "9".repeat(100_000)),
+            "line 2",
+        ),
+        (
+            "NaN",
+            format!("{header}\n2025-01-01,2025-01-01,NaN\n"),
+            "line 2",
+        ),
+        (
+            "inf",
+            format!("{header}\n2025-01-01,2025-01-01,inf\n"),
+            "line 2",
+        ),
+        (
+            "bad date",
+            format!("{header}\n2025-13-01,2025-01-01,100.00\n"),
+            "line 2",
+        ),
     ];
     for (what, csv, needle) in cases {
         let path = o.home.path().join("bad.csv");
@@ -73,5 +111,8 @@ fn bad_csv_leaves_the_store_as_it_was() {
         assert!(err.to_string().contains(needle), "{what}: {err}");
     }
     assert_eq!(store::datasets(&o.store().conn).unwrap(), before);
-    assert_eq!(store::verify_log(&o.store().conn).unwrap().entries, log_before);
+    assert_eq!(
+        store::verify_log(&o.store().conn).unwrap().entries,
+        log_before
+    );
 }

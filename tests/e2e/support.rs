@@ -43,11 +43,14 @@ impl OwnerNode {
     }
 
     pub async fn start(&self) -> RunningNode {
+        self.start_at("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Start on a given address (a restart reuses the address FIs have paired with).
+    pub async fn start_at(&self, addr: std::net::SocketAddr) -> RunningNode {
         let mut cfg = ServeConfig::new(&self.dir);
         cfg.sync = store::Sync::Normal;
-        owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap()
+        owner::spawn(cfg, addr).await.unwrap()
     }
 }
 
@@ -66,7 +69,13 @@ pub fn owner_with_sample(policy: &str) -> OwnerNode {
     let data = home.path().join("sample");
     duo::engine::sample::write_dir(&data, &files).unwrap();
     for f in &files {
-        owner::load(&dir, &data.join(format!("{}.csv", f.name)), &f.name, &f.meta_toml).unwrap();
+        owner::load(
+            &dir,
+            &data.join(format!("{}.csv", f.name)),
+            &f.name,
+            &f.meta_toml,
+        )
+        .unwrap();
     }
     OwnerNode { home, dir }
 }
