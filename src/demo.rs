@@ -77,14 +77,20 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("invite code (one use, 15 minutes): {code}");
 
     step(3, "The FI pairs over the encrypted channel");
-    let wrong = format!(
-        "{}-{}",
-        &code.to_string()[..code.to_string().len() - 1],
-        "x"
-    );
+    // A code with one wrong character in its secret: the node refuses it and counts the failure.
+    let wrong = {
+        let text = code.to_string();
+        let at = "duo1-".len() + code.id.len() + 1;
+        let new = if text.as_bytes()[at] == b'a' {
+            'b'
+        } else {
+            'a'
+        };
+        format!("{}{new}{}", &text[..at], &text[at + 1..])
+    };
     match client::pair(&fi_home, &node.url(), &wrong, "demo-owner").await {
         Ok(_) => bail!("a corrupted invite code was accepted"),
-        Err(e) => println!("a mistyped code is refused: {e}"),
+        Err(e) => println!("a mistyped code is refused by the node: {e}"),
     }
     let rec = client::pair(&fi_home, &node.url(), &code.to_string(), "demo-owner").await?;
     println!(
@@ -194,12 +200,29 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             "request" | "decision" | "release" | "paired"
         ) {
             let body: serde_json::Value = serde_json::from_str(&e.body)?;
-            let summary = body
-                .get("description")
-                .or_else(|| body.get("action"))
-                .or_else(|| body.get("invite"))
-                .map(|v| v.to_string())
-                .unwrap_or_default();
+            let field = |k: &str| {
+                body.get(k)
+                    .map(|v| v.to_string().trim_matches('"').to_string())
+            };
+            let summary = match e.kind.as_str() {
+                "request" => format!(
+                    "#{} {}",
+                    field("request").unwrap_or_default(),
+                    field("description").unwrap_or_default()
+                ),
+                "decision" => format!(
+                    "#{} {} by {}",
+                    field("request").unwrap_or_default(),
+                    field("action").unwrap_or_default(),
+                    field("by").unwrap_or_default()
+                ),
+                "release" => format!(
+                    "#{} answer {}",
+                    field("request").unwrap_or_default(),
+                    field("answer").unwrap_or_default()
+                ),
+                _ => format!("invite {}", field("invite").unwrap_or_default()),
+            };
             println!(
                 "  {:>3} {:<9} {:<10} {}",
                 e.seq,

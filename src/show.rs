@@ -1,7 +1,7 @@
 //! Plain-text rendering of answers, requests and metadata for the command line and the demo.
 
 use duo_engine::catalogue::CatalogueInfo;
-use duo_engine::{Answer, Value};
+use duo_engine::{Answer, DataType, Type, Value};
 use duo_node::release::{PendingView, RequestState, RequestView};
 use duo_node::wire::PublishedDataset;
 use std::fmt::Write;
@@ -14,14 +14,42 @@ pub fn value(v: &Value) -> String {
     }
 }
 
-/// An answer in a few lines.
-pub fn answer(a: &Answer) -> String {
+/// Integer cents as dollars, e.g. `-$1,234.56`.
+pub fn dollars(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    let whole = (abs / 100).to_string();
+    let mut grouped = String::new();
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{sign}${grouped}.{:02}", abs % 100)
+}
+
+fn typed(v: &Value, dtype: Option<DataType>) -> String {
+    match (v, dtype) {
+        (Value::Int(c), Some(DataType::Money)) => dollars(*c),
+        _ => value(v),
+    }
+}
+
+/// An answer in a few lines; money (by the answer's static type) is shown in dollars.
+pub fn answer(a: &Answer, ty: &Type) -> String {
+    let elem = match ty {
+        Type::Scalar { dtype, .. } | Type::Column { dtype, .. } | Type::Vector { dtype, .. } => {
+            Some(*dtype)
+        }
+        _ => None,
+    };
     match a {
-        Answer::Scalar { value: v } => value(v),
+        Answer::Scalar { value: v } => typed(v, elem),
         Answer::Vector { labels, values } => labels
             .iter()
             .zip(values)
-            .map(|(l, v)| format!("{l}: {}", value(v)))
+            .map(|(l, v)| format!("{l}: {}", typed(v, elem)))
             .collect::<Vec<_>>()
             .join(", "),
         Answer::Histogram { edges, counts } => {
@@ -71,7 +99,7 @@ pub fn request(v: &RequestView) -> String {
         let _ = writeln!(s, "  why: {why}");
     }
     if let Some(a) = &v.answer {
-        let _ = writeln!(s, "  answer: {}", answer(a));
+        let _ = writeln!(s, "  answer: {}", answer(a, &v.ty));
     }
     s
 }
@@ -91,7 +119,7 @@ pub fn pending(v: &PendingView) -> String {
     );
     match &v.value {
         Ok(a) => {
-            let _ = writeln!(s, "  approving releases exactly: {}", answer(a));
+            let _ = writeln!(s, "  approving releases exactly: {}", answer(a, &v.ty));
         }
         Err(e) => {
             let _ = writeln!(s, "  cannot be computed: {e}");
@@ -162,13 +190,32 @@ pub fn datasets(ds: &[PublishedDataset]) -> String {
 pub fn catalogue(entries: &[CatalogueInfo]) -> String {
     let mut s = String::new();
     for e in entries {
-        let json = serde_json::to_value(e).unwrap_or_default();
-        let name = json.get("name").and_then(|v| v.as_str()).unwrap_or("?");
-        let desc = json
-            .get("description")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        let _ = writeln!(s, "{name}()\n    {desc}");
+        let _ = writeln!(
+            s,
+            "{}()  -> {} in [{}, {}] {}, over {}\n    {}\n    reads: {}",
+            e.name,
+            e.output.name(),
+            e.bounds.lo,
+            e.bounds.hi,
+            e.unit,
+            e.window,
+            e.description,
+            e.inputs.join(", ")
+        );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dollars_group_thousands_and_keep_cents() {
+        assert_eq!(dollars(0), "$0.00");
+        assert_eq!(dollars(5), "$0.05");
+        assert_eq!(dollars(-3500), "-$35.00");
+        assert_eq!(dollars(123_456_789), "$1,234,567.89");
+        assert_eq!(dollars(i64::MIN), "-$92,233,720,368,547,758.08");
+    }
 }

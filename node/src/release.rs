@@ -9,7 +9,7 @@ use crate::error::Error;
 use crate::store::{self, append_log, hex, write_tx};
 use duo_engine::{
     catalogue, check, evaluate, render, Answer, CheckContext, Checked, DataSource, Dataset, Expr,
-    Limits,
+    Limits, Type,
 };
 use duo_policies::{decide, Backend, Decision, Policy, RequestFacts};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -73,6 +73,8 @@ pub struct RequestView {
     /// was given again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
+    /// The static type of the answer (from the published metadata, never from the data).
+    pub ty: Type,
 }
 
 /// An earlier release that touched some of the same columns (shown to the owner).
@@ -115,6 +117,8 @@ pub struct PendingView {
     pub data_changed: bool,
     /// A token over everything above and the policy; `duo owner approve ID --seen TOKEN` fails if it changed.
     pub token: String,
+    /// The static type of the value.
+    pub ty: Type,
     /// When the request was made.
     pub created_at: String,
 }
@@ -351,6 +355,7 @@ impl Owner {
                 answer: Some(serde_json::from_str(&answer_text)?),
                 why: Some(why),
                 decided_by: Some("store".into()),
+                ty: checked.ty.clone(),
             });
         }
 
@@ -394,6 +399,7 @@ impl Owner {
                     answer: Some(answer),
                     why: None,
                     decided_by: Some("policy".into()),
+                    ty: checked.ty.clone(),
                 }
             }
             Decision::Deny { rule, reason: why } => {
@@ -420,6 +426,7 @@ impl Owner {
                     answer: None,
                     why: Some(why),
                     decided_by: Some("policy".into()),
+                    ty: checked.ty.clone(),
                 }
             }
             Decision::Ask { rule, why } => {
@@ -440,6 +447,7 @@ impl Owner {
                     answer: None,
                     why: Some(format!("waiting for the owner: {why}")),
                     decided_by: None,
+                    ty: checked.ty.clone(),
                 }
             }
         };
@@ -452,7 +460,7 @@ impl Owner {
         let row = self
             .conn
             .query_row(
-                "SELECT backend, reason, description, state, why, answer, decided_by FROM requests
+                "SELECT backend, reason, description, state, why, answer, decided_by, checked FROM requests
                  WHERE id = ?1 AND principal = ?2",
                 params![id as i64, principal],
                 |r| {
@@ -464,12 +472,14 @@ impl Owner {
                         r.get::<_, Option<String>>(4)?,
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, Option<String>>(6)?,
+                        r.get::<_, String>(7)?,
                     ))
                 },
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
-        let (backend, reason, description, state, why, answer, decided_by) = row;
+        let (backend, reason, description, state, why, answer, decided_by, checked) = row;
+        let checked: Checked = serde_json::from_str(&checked)?;
         let state = RequestState::parse(&state)?;
         Ok(RequestView {
             id,
@@ -483,6 +493,7 @@ impl Owner {
                 _ => why,
             },
             decided_by,
+            ty: checked.ty,
         })
     }
 
@@ -583,6 +594,7 @@ impl Owner {
                 answer: Some(answer),
                 why: None,
                 decided_by: Some("owner".into()),
+                ty: checked.ty.clone(),
             })
         })();
         self.conn = conn;
@@ -759,6 +771,7 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
         data_changed,
         token,
         created_at,
+        ty: checked.ty,
     })
 }
 
