@@ -8,8 +8,8 @@
 use crate::error::Error;
 use crate::store::{self, append_log, hex, write_tx};
 use duo_engine::{
-    catalogue, check, evaluate, render, Answer, CheckContext, Checked, DataSource, Dataset, Expr,
-    Limits, Type,
+    catalogue, check, evaluate, render, Answer, CheckContext, Checked, DataSource, Dataset,
+    DatasetMeta, Expr, Limits, Type,
 };
 use duo_policies::{decide, Backend, Decision, Policy, RequestFacts};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -123,26 +123,70 @@ pub struct PendingView {
     pub created_at: String,
 }
 
-/// Immutable dataset versions, cached by (name, version). A version never changes once stored, so this cache can
-/// never contradict the database.
+/// Caches of immutable things, shared by the sessions of a node: dataset versions and their metadata by
+/// (name, version), and the parsed policy by the hash of its text. A dataset version never changes once stored,
+/// and the policy file is read again for every decision (only parsing is skipped when its text is unchanged), so
+/// these caches can never contradict the store or the file.
 #[derive(Debug, Clone, Default)]
-pub struct DatasetCache(Arc<Mutex<VersionMap>>);
+pub struct DatasetCache(Arc<Mutex<CacheInner>>);
 
-type VersionMap = HashMap<(String, u64), Arc<Dataset>>;
+#[derive(Debug, Default)]
+struct CacheInner {
+    data: HashMap<(String, u64), Arc<Dataset>>,
+    metas: HashMap<(String, u64), Arc<DatasetMeta>>,
+    policy: Option<(String, Arc<Policy>)>,
+}
 
 impl DatasetCache {
     fn get(&self, conn: &Connection, name: &str, version: u64) -> Result<Arc<Dataset>, Error> {
         let key = (name.to_string(), version);
-        if let Some(ds) = self.0.lock().map_err(poisoned)?.get(&key) {
+        if let Some(ds) = self.0.lock().map_err(poisoned)?.data.get(&key) {
             return Ok(ds.clone());
         }
         let ds = Arc::new(store::load_dataset(conn, name, version)?);
-        let mut map = self.0.lock().map_err(poisoned)?;
-        if map.len() > 64 {
-            map.clear();
+        let mut inner = self.0.lock().map_err(poisoned)?;
+        if inner.data.len() > 64 {
+            inner.data.clear();
         }
-        map.insert(key, ds.clone());
+        inner.data.insert(key, ds.clone());
         Ok(ds)
+    }
+
+    /// The published metadata of the current datasets.
+    fn metas(&self, conn: &Connection) -> Result<BTreeMap<String, DatasetMeta>, Error> {
+        let versions = store::versions(conn)?;
+        let mut out = BTreeMap::new();
+        for (name, v) in versions {
+            let key = (name.clone(), v);
+            let cached = self.0.lock().map_err(poisoned)?.metas.get(&key).cloned();
+            let meta = match cached {
+                Some(m) => m,
+                None => {
+                    let m = Arc::new(store::dataset_meta(conn, &name, v)?);
+                    let mut inner = self.0.lock().map_err(poisoned)?;
+                    if inner.metas.len() > 1024 {
+                        inner.metas.clear();
+                    }
+                    inner.metas.insert(key, m.clone());
+                    m
+                }
+            };
+            out.insert(name, (*meta).clone());
+        }
+        Ok(out)
+    }
+
+    /// The policy for this text, parsed once per distinct text.
+    fn policy(&self, text: &str) -> Result<(Arc<Policy>, String), Error> {
+        let hash = duo_policies::policy_hash(text);
+        if let Some((h, p)) = &self.0.lock().map_err(poisoned)?.policy {
+            if *h == hash {
+                return Ok((p.clone(), hash));
+            }
+        }
+        let policy = Arc::new(Policy::parse(text)?);
+        self.0.lock().map_err(poisoned)?.policy = Some((hash.clone(), policy.clone()));
+        Ok((policy, hash))
     }
 }
 
@@ -188,8 +232,9 @@ impl Owner {
         &self.dir
     }
 
-    /// Read and parse the policy file; returns the policy and the hash of its text.
-    pub fn policy(&self) -> Result<(Policy, String), Error> {
+    /// Read the policy file (every time: it is the record) and parse it (once per distinct text); returns the
+    /// policy and the hash of its text.
+    pub fn policy(&self) -> Result<(Arc<Policy>, String), Error> {
         let path = policy_path(&self.dir);
         let text = std::fs::read_to_string(&path).map_err(|e| {
             Error::NotFound(format!(
@@ -197,13 +242,12 @@ impl Owner {
                 path.display()
             ))
         })?;
-        let policy = Policy::parse(&text)?;
-        Ok((policy, duo_policies::policy_hash(&text)))
+        self.cache.policy(&text)
     }
 
     /// Type-check a lineage against the current published metadata.
     pub fn check(&self, expr: &Expr) -> Result<Checked, Error> {
-        let metas = store::metas(&self.conn)?;
+        let metas = self.cache.metas(&self.conn)?;
         let ctx = CheckContext {
             metas: &metas,
             today: chrono::Utc::now().date_naive(),
@@ -212,8 +256,12 @@ impl Owner {
         Ok(check(expr, &ctx)?)
     }
 
-    fn tags(conn: &Connection, checked: &Checked) -> Result<BTreeMap<String, Vec<String>>, Error> {
-        let metas = store::metas(conn)?;
+    fn tags_with(
+        cache: &DatasetCache,
+        conn: &Connection,
+        checked: &Checked,
+    ) -> Result<BTreeMap<String, Vec<String>>, Error> {
+        let metas = cache.metas(conn)?;
         Ok(checked
             .datasets
             .iter()
@@ -282,11 +330,12 @@ impl Owner {
                       answer: Option<&str>,
                       decided_by: Option<&str>|
          -> Result<u64, Error> {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO requests (principal, backend, reason, source, lineage, checked, description, versions,
                      release_key, state, rule, why, answer, decided_by, created_at, decided_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                params![
+            )?
+            .execute(params![
                     principal,
                     backend.name(),
                     reason,
@@ -303,8 +352,7 @@ impl Owner {
                     decided_by,
                     now,
                     (state != RequestState::Pending).then_some(&now),
-                ],
-            )?;
+                ])?;
             Ok(tx.last_insert_rowid() as u64)
         };
         let log_request = |id: u64| -> Result<(), Error> {
@@ -322,12 +370,11 @@ impl Owner {
 
         // The same question, already answered for this principal on the same data: give the stored answer.
         let stored: Option<(u64, String)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT id, answer FROM requests WHERE release_key = ?1 AND state = 'approved'
                  AND answer IS NOT NULL ORDER BY id LIMIT 1",
-                [&key],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-            )
+            )?
+            .query_row([&key], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
             .optional()?;
         if let Some((first, answer_text)) = stored {
             let why = format!("same question as request {first}; stored answer given again");
@@ -359,7 +406,7 @@ impl Owner {
             });
         }
 
-        let tags = Self::tags(&tx, checked)?;
+        let tags = Self::tags_with(&cache, &tx, checked)?;
         let already_released = already_released(&tx, principal, checked)?;
         let decision = decide(
             &policy,
@@ -541,7 +588,7 @@ impl Owner {
                 });
             }
             let (checked, versions) = stored_checked(&tx, id)?;
-            let tags = Self::tags(&tx, &checked)?;
+            let tags = Self::tags_with(&self.cache, &tx, &checked)?;
             let already = already_released(&tx, &view.principal, &checked)?;
             if let Decision::Deny { rule, reason } = decide(
                 &policy,
@@ -660,11 +707,11 @@ fn release_key(
 
 fn already_released(conn: &Connection, principal: &str, checked: &Checked) -> Result<bool, Error> {
     for c in &checked.catalogue {
-        let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM release_attributes WHERE principal = ?1 AND attribute = ?2 AND window_end = ?3",
-            params![principal, c.name, c.window_end.to_string()],
-            |r| r.get(0),
-        )?;
+        let n: i64 = conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM release_attributes WHERE principal = ?1 AND attribute = ?2 AND window_end = ?3",
+            )?
+            .query_row(params![principal, c.name, c.window_end.to_string()], |r| r.get(0))?;
         if n > 0 {
             return Ok(true);
         }

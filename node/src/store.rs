@@ -259,7 +259,7 @@ pub fn metas(conn: &Connection) -> Result<BTreeMap<String, DatasetMeta>, Error> 
 
 /// The current version of each dataset, by name.
 pub fn versions(conn: &Connection) -> Result<BTreeMap<String, u64>, Error> {
-    let mut stmt = conn.prepare("SELECT name, version FROM datasets WHERE current = 1")?;
+    let mut stmt = conn.prepare_cached("SELECT name, version FROM datasets WHERE current = 1")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out = BTreeMap::new();
     for row in rows {
@@ -267,6 +267,16 @@ pub fn versions(conn: &Connection) -> Result<BTreeMap<String, u64>, Error> {
         out.insert(name, v as u64);
     }
     Ok(out)
+}
+
+/// The published metadata of one version of a dataset.
+pub fn dataset_meta(conn: &Connection, name: &str, version: u64) -> Result<DatasetMeta, Error> {
+    let meta: String = conn
+        .prepare_cached("SELECT meta FROM datasets WHERE name = ?1 AND version = ?2")?
+        .query_row(params![name, version as i64], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("dataset `{name}` version {version}")))?;
+    Ok(serde_json::from_str(&meta)?)
 }
 
 /// Load one version of a dataset.
@@ -565,21 +575,18 @@ pub fn append_log(
     body: &serde_json::Value,
 ) -> Result<u64, Error> {
     let (last_seq, prev_hash): (i64, String) = tx
-        .query_row(
-            "SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?
         .unwrap_or((0, GENESIS_HASH.to_string()));
     let seq = last_seq as u64 + 1;
     let ts = now_text();
     let body = serde_json::to_string(body)?;
     let hash = entry_hash(&prev_hash, seq, &ts, kind, principal, &body);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO log (seq, ts, kind, principal, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![seq as i64, ts, kind, principal, body, prev_hash, hash],
-    )?;
+    )?
+    .execute(params![seq as i64, ts, kind, principal, body, prev_hash, hash])?;
     Ok(seq)
 }
 
