@@ -118,8 +118,11 @@ enum OwnerCmd {
         /// Request id.
         id: u64,
         /// The token `duo owner requests` printed: the approval fails if anything you were shown has changed.
-        #[arg(long)]
+        #[arg(long, required_unless_present = "yes")]
         seen: Option<String>,
+        /// Approve without a token: whatever the request would release now (printed after approving).
+        #[arg(long, conflicts_with = "seen")]
+        yes: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -509,7 +512,12 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
             }
             Ok(0)
         }
-        OwnerCmd::Approve { id, seen, json } => {
+        OwnerCmd::Approve {
+            id,
+            seen,
+            yes: _,
+            json,
+        } => {
             let dir = ensure_owner(home)?;
             let mut o = open_owner(&dir)?;
             match o.approve(id, seen.as_deref()) {

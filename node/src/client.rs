@@ -273,8 +273,8 @@ impl Client {
     }
 
     /// Make a pointer from an expression (which may refer to this session's pointers).
-    pub async fn pointer(&mut self, expr: Expr, source: Option<String>) -> Result<Pointer, Error> {
-        match self.call(&ClientMsg::Pointer { expr, source }).await? {
+    pub async fn pointer(&mut self, expr: Expr) -> Result<Pointer, Error> {
+        match self.call(&ClientMsg::Pointer { expr }).await? {
             ServerMsg::Pointer(p) => Ok(p.into()),
             other => Err(unexpected(other)),
         }
@@ -284,24 +284,20 @@ impl Client {
     pub async fn expr(&mut self, src: &str) -> Result<Pointer, Error> {
         let expr = duo_engine::parse::parse_expr(src)
             .map_err(|e| Error::Refused(format!("expression:\n{}", e.render(src))))?;
-        self.pointer(expr, Some(src.to_string())).await
+        self.pointer(expr).await
     }
 
     /// A pointer to a whole dataset.
     pub async fn dataset(&mut self, name: &str) -> Result<Pointer, Error> {
-        self.pointer(Expr::Dataset { name: name.into() }, None)
-            .await
+        self.pointer(Expr::Dataset { name: name.into() }).await
     }
 
     /// A pointer to a catalogue attribute over the window ending at the last full month.
     pub async fn attribute(&mut self, name: &str) -> Result<Pointer, Error> {
-        self.pointer(
-            Expr::Catalogue {
-                name: name.into(),
-                window_end: None,
-            },
-            None,
-        )
+        self.pointer(Expr::Catalogue {
+            name: name.into(),
+            window_end: None,
+        })
         .await
     }
 
@@ -311,7 +307,7 @@ impl Client {
             input: ptr(table),
             name: name.into(),
         };
-        self.pointer(e, None).await
+        self.pointer(e).await
     }
 
     /// The rows of a table pointer that satisfy a predicate.
@@ -320,7 +316,7 @@ impl Client {
             input: ptr(table),
             pred,
         };
-        self.pointer(e, None).await
+        self.pointer(e).await
     }
 
     /// The rows of a table pointer where `column == value`.
@@ -354,7 +350,7 @@ impl Client {
             lo,
             hi,
         };
-        self.pointer(e, None).await
+        self.pointer(e).await
     }
 
     /// Arithmetic between two pointers.
@@ -364,7 +360,7 @@ impl Client {
             left: ptr(a),
             right: ptr(b),
         };
-        self.pointer(e, None).await
+        self.pointer(e).await
     }
 
     /// An aggregate of a pointer.
@@ -373,7 +369,7 @@ impl Client {
             kind,
             input: ptr(p),
         };
-        self.pointer(e, None).await
+        self.pointer(e).await
     }
 
     /// Mean of a pointer.

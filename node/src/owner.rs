@@ -411,6 +411,7 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
     let mut state = SessionState {
         principal,
         pointers: Vec::new(),
+        viewed: Default::default(),
         owner,
         shared: shared.clone(),
     };
@@ -429,7 +430,21 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
                 },
             ),
         };
-        if chan.send(&wire::encode(id, &reply)).await.is_err() {
+        let mut bytes = wire::encode(id, &reply);
+        if bytes.len() > cfg.limits.max_message {
+            bytes = wire::encode(
+                id,
+                &ServerMsg::Error {
+                    code: "too_large".into(),
+                    message: format!(
+                        "the reply is {} bytes, over this session's limit of {}; ask for an aggregate instead",
+                        bytes.len(),
+                        cfg.limits.max_message
+                    ),
+                },
+            );
+        }
+        if chan.send(&bytes).await.is_err() {
             break;
         }
     }
@@ -438,7 +453,9 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
 
 struct SessionState {
     principal: String,
-    pointers: Vec<(Checked, String)>,
+    pointers: Vec<Checked>,
+    /// What this session has viewed already (logged once per session, not once per message).
+    viewed: std::collections::BTreeSet<&'static str>,
     owner: Option<Owner>,
     shared: Arc<Shared>,
 }
@@ -462,16 +479,19 @@ impl SessionState {
         let principal = self.principal.clone();
         match msg {
             ClientMsg::ListDatasets => {
+                let first = self.viewed.insert("datasets");
                 blocking(&mut self.owner, move |o| {
                     let rows = store::datasets(&o.conn)?;
-                    let tx = store::write_tx(&mut o.conn)?;
-                    store::append_log(
-                        &tx,
-                        "metadata_viewed",
-                        Some(&principal),
-                        &serde_json::json!({ "what": "datasets", "datasets": rows.iter().map(|r| &r.meta.name).collect::<Vec<_>>() }),
-                    )?;
-                    tx.commit()?;
+                    if first {
+                        let tx = store::write_tx(&mut o.conn)?;
+                        store::append_log(
+                            &tx,
+                            "metadata_viewed",
+                            Some(&principal),
+                            &serde_json::json!({ "what": "datasets", "datasets": rows.iter().map(|r| (&r.meta.name, r.version)).collect::<Vec<_>>() }),
+                        )?;
+                        tx.commit()?;
+                    }
                     Ok(ServerMsg::Datasets {
                         datasets: rows
                             .into_iter()
@@ -485,22 +505,25 @@ impl SessionState {
                 .await?
             }
             ClientMsg::ListCatalogue => {
+                let first = self.viewed.insert("catalogue");
                 blocking(&mut self.owner, move |o| {
-                    let tx = store::write_tx(&mut o.conn)?;
-                    store::append_log(
-                        &tx,
-                        "metadata_viewed",
-                        Some(&principal),
-                        &serde_json::json!({ "what": "catalogue" }),
-                    )?;
-                    tx.commit()?;
+                    if first {
+                        let tx = store::write_tx(&mut o.conn)?;
+                        store::append_log(
+                            &tx,
+                            "metadata_viewed",
+                            Some(&principal),
+                            &serde_json::json!({ "what": "catalogue" }),
+                        )?;
+                        tx.commit()?;
+                    }
                     Ok(ServerMsg::Catalogue {
                         entries: crate::release::catalogue_infos(),
                     })
                 })
                 .await?
             }
-            ClientMsg::Pointer { expr, source } => {
+            ClientMsg::Pointer { expr } => {
                 if self.pointers.len() >= self.shared.cfg.max_pointers {
                     return Ok(ServerMsg::Error {
                         code: "quota".into(),
@@ -510,29 +533,34 @@ impl SessionState {
                         ),
                     });
                 }
-                if source.as_ref().is_some_and(|s| s.len() > wire::MAX_SOURCE) {
-                    return Err(Error::Refused(format!(
-                        "expression source is longer than {} bytes",
-                        wire::MAX_SOURCE
-                    )));
+                // Refuse before expanding: a message made of many references to a large pointer would
+                // otherwise multiply into a huge tree. The expanded size is known from the stored pointers.
+                let mut refs = Vec::new();
+                collect_ptrs(&expr, &mut refs);
+                let mut expanded = expr.node_count();
+                for id in &refs {
+                    let p = usize::try_from(*id)
+                        .ok()
+                        .and_then(|i| self.pointers.get(i))
+                        .ok_or_else(|| Error::NotFound(format!("pointer {id} in this session")))?;
+                    expanded = expanded.saturating_add(p.nodes.saturating_sub(1));
+                }
+                let limit = duo_engine::Limits::default().max_nodes;
+                if expanded > limit {
+                    return Err(Error::Check(duo_engine::CheckError::TooLarge {
+                        nodes: expanded,
+                        limit,
+                    }));
                 }
                 let pointers = &self.pointers;
-                let unknown = std::cell::Cell::new(None);
                 let expr = expr
                     .substitute_ptrs(&|id| {
-                        let p = usize::try_from(id).ok().and_then(|i| pointers.get(i));
-                        if p.is_none() {
-                            unknown.set(Some(id));
-                        }
-                        p.map(|(c, _)| c.expr.clone())
+                        usize::try_from(id)
+                            .ok()
+                            .and_then(|i| pointers.get(i))
+                            .map(|c| c.expr.clone())
                     })
-                    .ok_or_else(|| {
-                        Error::NotFound(format!(
-                            "pointer {} in this session",
-                            unknown.get().unwrap_or(0)
-                        ))
-                    })?;
-                let source = source.unwrap_or_else(|| duo_engine::parse::to_source(&expr));
+                    .ok_or_else(|| Error::Internal("pointer vanished".into()))?;
                 let checked = blocking(&mut self.owner, move |o| o.check(&expr)).await??;
                 let id = self.pointers.len() as u64;
                 let info = PointerInfo {
@@ -540,8 +568,7 @@ impl SessionState {
                     ty: checked.ty.clone(),
                     description: render::describe(&checked.expr),
                 };
-                // Keep the source text with the lineage for the owner's screen.
-                self.pointers.push((checked, source));
+                self.pointers.push(checked);
                 Ok(ServerMsg::Pointer(info))
             }
             ClientMsg::Request {
@@ -559,8 +586,10 @@ impl SessionState {
                     .ok()
                     .filter(|i| *i < self.pointers.len())
                     .ok_or_else(|| Error::NotFound(format!("pointer {pointer} in this session")))?;
-                let (checked, source) = &self.pointers[idx];
-                let (expr, source): (Expr, String) = (checked.expr.clone(), source.clone());
+                let expr: Expr = self.pointers[idx].expr.clone();
+                // What the owner reads is the checked lineage written out by the node, never text from the FI.
+                let source = duo_engine::parse::to_source(&expr);
+                let reason = sanitize(&reason);
                 let view = blocking(&mut self.owner, move |o| {
                     let checked = o.check(&expr)?;
                     o.submit(&principal, backend, &reason, &source, &checked)
@@ -575,7 +604,8 @@ impl SessionState {
                 loop {
                     changes.borrow_and_update();
                     let p = principal.clone();
-                    let view = blocking(&mut self.owner, move |o| o.request_view(&p, request)).await??;
+                    let view =
+                        blocking(&mut self.owner, move |o| o.request_view(&p, request)).await??;
                     if view.state != crate::release::RequestState::Pending
                         || tokio::time::Instant::now() >= deadline
                     {
@@ -589,4 +619,21 @@ impl SessionState {
             }
         }
     }
+}
+
+/// Every pointer reference in an expression.
+fn collect_ptrs(expr: &Expr, out: &mut Vec<u64>) {
+    if let Expr::Ptr { id } = expr {
+        out.push(*id);
+    }
+    for c in expr.children() {
+        collect_ptrs(c, out);
+    }
+}
+
+/// Text from a peer made safe for the owner's terminal: control characters become spaces.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }

@@ -316,6 +316,11 @@ impl Owner {
                 "every request needs a reason; say why you need this release".into(),
             ));
         }
+        if checked.datasets.is_empty() {
+            return Err(Error::Refused(
+                "this expression reads no data; there is nothing to release".into(),
+            ));
+        }
         let (policy, _) = self.policy()?;
         let description = render::describe(&checked.expr);
         let lineage = serde_json::to_string(&checked.expr)?;
@@ -418,9 +423,24 @@ impl Owner {
                 already_released,
             },
         );
-        let view = match decision {
+        // An approved lineage that cannot be computed (the data changed shape) is recorded as refused, with the
+        // error, in the same transaction; the FI sees the error only because the release was approved.
+        let decision = match decision {
             Decision::Approve { rule } => {
-                let answer = Self::evaluate_at(&cache, &tx, checked, &versions)?;
+                match Self::evaluate_at(&cache, &tx, checked, &versions) {
+                    Ok(answer) => Ok((rule, answer)),
+                    Err(e) => Err(Decision::Deny {
+                        reason: format!(
+                            "approved by rule `{rule}`, but it could not be computed: {e}"
+                        ),
+                        rule,
+                    }),
+                }
+            }
+            other => Err(other),
+        };
+        let view = match decision {
+            Ok((rule, answer)) => {
                 let answer_text = serde_json::to_string(&answer)?;
                 let id = insert(
                     RequestState::Approved,
@@ -449,7 +469,10 @@ impl Owner {
                     ty: checked.ty.clone(),
                 }
             }
-            Decision::Deny { rule, reason: why } => {
+            Err(Decision::Approve { .. }) => {
+                return Err(Error::Internal("approval without an answer".into()))
+            }
+            Err(Decision::Deny { rule, reason: why }) => {
                 let id = insert(
                     RequestState::Denied,
                     Some(&rule),
@@ -476,7 +499,7 @@ impl Owner {
                     ty: checked.ty.clone(),
                 }
             }
-            Decision::Ask { rule, why } => {
+            Err(Decision::Ask { rule, why }) => {
                 let id = insert(RequestState::Pending, Some(&rule), Some(&why), None, None)?;
                 log_request(id)?;
                 append_log(
@@ -587,7 +610,7 @@ impl Owner {
                     fresh: Box::new(view),
                 });
             }
-            let (checked, versions) = stored_checked(&tx, id)?;
+            let (checked, _) = stored_checked(&tx, id)?;
             let tags = Self::tags_with(&self.cache, &tx, &checked)?;
             let already = already_released(&tx, &view.principal, &checked)?;
             if let Decision::Deny { rule, reason } = decide(
@@ -609,11 +632,7 @@ impl Owner {
                 Ok(a) => a.clone(),
                 Err(e) => return Err(Error::Refused(format!("cannot release: {e}"))),
             };
-            // Re-evaluate inside the transaction: what is stored is what the data says now.
-            let answer_now = Self::evaluate_at(&self.cache, &tx, &checked, &versions)?;
-            if answer_now != answer {
-                return Err(Error::Internal("evaluation is not deterministic".into()));
-            }
+            // `view.value` was computed inside this transaction, so it is what the data says now.
             let answer_text = serde_json::to_string(&answer)?;
             let changed = tx.execute(
                 "UPDATE requests SET state = 'approved', answer = ?2, decided_by = 'owner', decided_at = ?3,
@@ -796,7 +815,17 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
     let (_, policy_hash) = owner.policy()?;
     let token = {
         let mut h = Sha256::new();
-        h.update(policy_hash.as_bytes());
+        for part in [
+            id.to_string().as_str(),
+            &principal,
+            &backend,
+            &reason,
+            &serde_json::to_string(&checked.expr)?,
+            &policy_hash,
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
         h.update(serde_json::to_string(&versions)?.as_bytes());
         h.update(serde_json::to_string(&current)?.as_bytes());
         h.update(serde_json::to_string(&value)?.as_bytes());

@@ -630,6 +630,14 @@ pub enum LogProblem {
         /// The entry whose previous hash does not match.
         seq: u64,
     },
+    /// The store holds a request whose request, decision or release entry is not in the log (entries were cut
+    /// from the end of the log, or the request was written around it).
+    Unlogged {
+        /// Request id.
+        request: u64,
+        /// Which entry is missing: `request`, `decision` or `release`.
+        entry: String,
+    },
 }
 
 impl std::fmt::Display for LogProblem {
@@ -638,6 +646,10 @@ impl std::fmt::Display for LogProblem {
             LogProblem::Edited { seq } => write!(f, "entry {seq} was edited (its hash does not match its contents)"),
             LogProblem::Missing { from, to } if from == to => write!(f, "entry {from} is missing (removed)"),
             LogProblem::Missing { from, to } => write!(f, "entries {from} to {to} are missing (removed)"),
+            LogProblem::Unlogged { request, entry } => write!(
+                f,
+                "request {request} has no `{entry}` entry in the log (entries were removed from the end, or written around the log)"
+            ),
             LogProblem::BrokenChain { seq } => write!(
                 f,
                 "entry {seq} does not follow the entry before it (entries were reordered or replaced)"
@@ -657,9 +669,14 @@ pub struct LogReport {
     pub problems: Vec<LogProblem>,
 }
 
-/// Walk the whole log and check every entry's hash and its link to the previous entry.
+/// Walk the whole log and check every entry's hash and its link to the previous entry, then check that every
+/// request in the store has its entries in the log.
+///
+/// The chain finds any edited, removed or reordered entry before the last one. Entries cut from the very end
+/// leave a valid shorter chain; they are found when the requests they recorded are still in the store.
 pub fn verify_log(conn: &Connection) -> Result<LogReport, Error> {
     let mut problems = Vec::new();
+    let mut logged: std::collections::BTreeSet<(u64, String)> = Default::default();
     let mut prev_hash = GENESIS_HASH.to_string();
     let mut expected_seq = 1u64;
     let mut entries = 0u64;
@@ -693,8 +710,39 @@ pub fn verify_log(conn: &Connection) -> Result<LogReport, Error> {
             if recomputed != e.hash {
                 problems.push(LogProblem::Edited { seq: e.seq });
             }
+            if matches!(e.kind.as_str(), "request" | "decision" | "release") {
+                if let Some(id) = serde_json::from_str::<serde_json::Value>(&e.body)
+                    .ok()
+                    .and_then(|b| b.get("request").and_then(|r| r.as_u64()))
+                {
+                    logged.insert((id, e.kind.clone()));
+                }
+            }
             prev_hash = e.hash;
             expected_seq = e.seq + 1;
+        }
+    }
+    let mut stmt = conn.prepare("SELECT id, state, decided_by FROM requests ORDER BY id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, state, decided_by) = row?;
+        let mut need = vec!["request", "decision"];
+        if state == "approved" && decided_by.as_deref() != Some("store") {
+            need.push("release");
+        }
+        for entry in need {
+            if !logged.contains(&(id, entry.to_string())) {
+                problems.push(LogProblem::Unlogged {
+                    request: id,
+                    entry: entry.to_string(),
+                });
+            }
         }
     }
     Ok(LogReport {

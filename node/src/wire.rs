@@ -17,9 +17,6 @@ pub const WIRE_VERSION: u32 = 1;
 /// Longest reason an FI may give, in bytes.
 pub const MAX_REASON: usize = 2048;
 
-/// Longest expression source text kept with a request, in bytes.
-pub const MAX_SOURCE: usize = 16 * 1024;
-
 /// Longest wait a client may ask for in one message, in milliseconds.
 pub const MAX_WAIT_MS: u64 = 120_000;
 
@@ -47,9 +44,6 @@ pub enum ClientMsg {
     Pointer {
         /// The expression.
         expr: Expr,
-        /// The source text the FI wrote, if any (kept with a request for the owner to read).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        source: Option<String>,
     },
     /// Ask for the release of a pointer through a backend.
     Request {
@@ -234,13 +228,12 @@ mod tests {
         prop_oneof![
             Just(ClientMsg::ListDatasets),
             Just(ClientMsg::ListCatalogue),
-            ("[a-z_]{1,12}", proptest::option::of(".{0,40}")).prop_map(|(name, source)| {
+            "[a-z_]{1,12}".prop_map(|name| {
                 ClientMsg::Pointer {
                     expr: Expr::Column {
                         input: Box::new(Expr::Dataset { name }),
                         name: "amount".into(),
                     },
-                    source,
                 }
             }),
             (

@@ -150,3 +150,28 @@ async fn pointer_quota_per_session() {
     c2.dataset("rent").await.unwrap();
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_the_message_limit_becomes_an_error_not_a_broken_session() {
+    let o = owner_with_sample("default = \"ask\"\n");
+    let mut cfg = ServeConfig::new(&o.dir);
+    cfg.sync = store::Sync::Normal;
+    cfg.limits.max_message = 16 * 1024;
+    let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    // An owner-approved row-level release of every transaction amount: far over 16 KiB as JSON.
+    let p = c.expr("transactions.amount").await.unwrap();
+    let v = c
+        .request(&p, duo::policies::Backend::Plaintext, "all amounts")
+        .await
+        .unwrap();
+    o.store().approve(v.id, None).unwrap();
+    let err = c.status(v.id, std::time::Duration::ZERO).await.unwrap_err();
+    assert!(err.to_string().contains("too_large"), "{err}");
+    // The session goes on.
+    assert!(c.catalogue().await.unwrap().len() >= 6);
+    node.shutdown().await;
+}

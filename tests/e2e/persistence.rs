@@ -116,3 +116,32 @@ fn bad_csv_leaves_the_store_as_it_was() {
         log_before
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_cut_from_the_end_of_the_log_are_found_from_the_requests() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("rent_on_time_ratio_12m()").await.unwrap();
+    let v = c
+        .request(&p, Backend::Plaintext, "underwriting")
+        .await
+        .unwrap();
+    node.shutdown().await;
+    let conn = o.store().conn;
+    let last: i64 = conn
+        .query_row("SELECT MAX(seq) FROM log", [], |r| r.get(0))
+        .unwrap();
+    conn.execute_batch("DROP TRIGGER log_no_delete;").unwrap();
+    conn.execute("DELETE FROM log WHERE seq = ?1", [last])
+        .unwrap();
+    let report = store::verify_log(&conn).unwrap();
+    assert_eq!(
+        report.problems,
+        vec![store::LogProblem::Unlogged {
+            request: v.id,
+            entry: "release".into()
+        }]
+    );
+}

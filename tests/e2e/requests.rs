@@ -221,3 +221,61 @@ async fn quotas_on_lineage_size_are_checked_statically() {
     assert!(c.catalogue().await.unwrap().len() >= 6);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seen_token_approves_only_the_request_it_was_shown_for() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let acme = paired_fi(&o, &node, "Acme").await;
+    let beta = paired_fi(&o, &node, "Beta").await;
+    let mut a = connect(&acme).await;
+    let mut b = connect(&beta).await;
+    // The same question with the same value from two FIs.
+    let pa = a.expr("max(rent.amount)").await.unwrap();
+    let ra = a.request(&pa, Backend::Plaintext, "same").await.unwrap();
+    let pb = b.expr("max(rent.amount)").await.unwrap();
+    let rb = b.request(&pb, Backend::Plaintext, "same").await.unwrap();
+    let mut owner = o.store();
+    let shown_a = owner.pending_view(ra.id).unwrap();
+    let shown_b = owner.pending_view(rb.id).unwrap();
+    assert_eq!(shown_a.value, shown_b.value);
+    assert_ne!(shown_a.token, shown_b.token);
+    assert!(matches!(
+        owner.approve(rb.id, Some(&shown_a.token)),
+        Err(duo::node::Error::Stale { .. })
+    ));
+    owner.approve(rb.id, Some(&shown_b.token)).unwrap();
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pointer_references_cannot_multiply_past_the_lineage_quota() {
+    use duo::engine::{ArithOp, Expr};
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    // A pointer of 40 nodes, then an expression referring to it twice: 80 nodes once expanded.
+    let mut src = "rent.amount".to_string();
+    for _ in 0..37 {
+        src = format!("clamp({src}, 0, 300000)");
+    }
+    let big = c.expr(&format!("mean({src})")).await.unwrap();
+    let twice = Expr::Arith {
+        op: ArithOp::Add,
+        left: Box::new(Expr::Ptr { id: big.id }),
+        right: Box::new(Expr::Ptr { id: big.id }),
+    };
+    let err = c.pointer(twice).await.unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    // Literal-only expressions read nothing and are not releasable.
+    let p = c.expr("1 + 2").await;
+    if let Ok(p) = p {
+        let err = c
+            .request(&p, Backend::Plaintext, "nothing")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("reads no data"), "{err}");
+    }
+    node.shutdown().await;
+}

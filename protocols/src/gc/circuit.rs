@@ -1,0 +1,499 @@
+//! Boolean circuits: wires, XOR/AND/INV gates, inputs split between the garbler and the evaluator, and outputs
+//! for each of them.
+//!
+//! A [`Circuit`] is public: both parties build it from the same public description (the scoring program, the
+//! AES-128 test circuit) and [`Circuit::digest`] lets them check they did. Every wire is assigned exactly once
+//! (by an input or by one gate) and gates appear in topological order; [`Circuit::new`] checks both.
+//!
+//! For garbling, the circuit is also kept as a *layered schedule*: the AND depth of each wire is computed, and
+//! all AND gates of one depth (which are independent of each other) are garbled together in batches, so the
+//! hash's AES calls pipeline. XOR and INV gates of depth `d` run after the AND gates of depth `d`, in their
+//! original order. The schedule fixes the index of each AND gate, hence its tweak and its place in the tables.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// A wire of a circuit (an index below [`Circuit::num_wires`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct WireId(pub u32);
+
+impl WireId {
+    /// The index as `usize`.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// A gate. INV costs nothing under free-XOR (the garbler flips the meaning of the label).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Gate {
+    /// `out = a ⊕ b`.
+    Xor {
+        /// First input.
+        a: WireId,
+        /// Second input.
+        b: WireId,
+        /// Output.
+        out: WireId,
+    },
+    /// `out = a ∧ b`: two ciphertexts with half-gates.
+    And {
+        /// First input.
+        a: WireId,
+        /// Second input.
+        b: WireId,
+        /// Output.
+        out: WireId,
+    },
+    /// `out = ¬a`.
+    Inv {
+        /// Input.
+        a: WireId,
+        /// Output.
+        out: WireId,
+    },
+}
+
+impl Gate {
+    /// The wire the gate writes.
+    pub fn output(&self) -> WireId {
+        match *self {
+            Gate::Xor { out, .. } | Gate::And { out, .. } | Gate::Inv { out, .. } => out,
+        }
+    }
+}
+
+/// Why a gate list is not a circuit. These come from local code building a circuit, never from the peer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CircuitError {
+    /// A wire index is not below the circuit's wire count.
+    #[error("wire {wire} is out of range (the circuit has {num_wires} wires)")]
+    WireOutOfRange {
+        /// The wire.
+        wire: u32,
+        /// The circuit's wire count.
+        num_wires: u32,
+    },
+    /// A wire is assigned twice (two inputs, two gates, or an input and a gate).
+    #[error("wire {0} is assigned more than once")]
+    AssignedTwice(u32),
+    /// A gate reads a wire before any input or gate assigned it.
+    #[error("gate {gate} reads wire {wire} before it is assigned")]
+    UsedBeforeAssigned {
+        /// Index of the gate in the list.
+        gate: usize,
+        /// The wire.
+        wire: u32,
+    },
+    /// An output wire is never assigned.
+    #[error("output wire {0} is never assigned")]
+    OutputUnassigned(u32),
+    /// More wires than a `u32` can index.
+    #[error("too many wires")]
+    TooManyWires,
+    /// A constant output was requested from a circuit without any input wire to derive it from.
+    #[error("a constant output needs at least one input wire")]
+    ConstantWithoutInputs,
+}
+
+/// An AND gate in the layered schedule (wire indices).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AndGate {
+    pub a: u32,
+    pub b: u32,
+    pub out: u32,
+}
+
+/// A free gate in the layered schedule: `out = a ⊕ b`, or `out = ¬a` when `b == INV_MARK`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LinearGate {
+    pub a: u32,
+    pub b: u32,
+    pub out: u32,
+}
+
+pub(crate) const INV_MARK: u32 = u32::MAX;
+
+/// One layer of the schedule: AND gates `and_start..and_end`, then linear gates `lin_start..lin_end`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layer {
+    pub and_end: u32,
+    pub lin_end: u32,
+}
+
+/// A validated boolean circuit with its garbling schedule. See the module docs.
+#[derive(Clone)]
+pub struct Circuit {
+    num_wires: u32,
+    garbler_inputs: Vec<WireId>,
+    evaluator_inputs: Vec<WireId>,
+    gates: Vec<Gate>,
+    garbler_outputs: Vec<WireId>,
+    evaluator_outputs: Vec<WireId>,
+    // The schedule.
+    pub(crate) and_gates: Vec<AndGate>,
+    pub(crate) linear_gates: Vec<LinearGate>,
+    pub(crate) layers: Vec<Layer>,
+    digest: [u8; 32],
+}
+
+impl fmt::Debug for Circuit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Circuit")
+            .field("num_wires", &self.num_wires)
+            .field("garbler_inputs", &self.garbler_inputs.len())
+            .field("evaluator_inputs", &self.evaluator_inputs.len())
+            .field("gates", &self.gates.len())
+            .field("and_gates", &self.and_gates.len())
+            .field("and_depth", &self.layers.len().saturating_sub(1))
+            .field("garbler_outputs", &self.garbler_outputs.len())
+            .field("evaluator_outputs", &self.evaluator_outputs.len())
+            .finish()
+    }
+}
+
+/// The plaintext outputs of a circuit, split by the party that learns them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlainOutputs {
+    /// The garbler's output bits, in [`Circuit::garbler_outputs`] order.
+    pub garbler: Vec<bool>,
+    /// The evaluator's output bits, in [`Circuit::evaluator_outputs`] order.
+    pub evaluator: Vec<bool>,
+}
+
+/// Inputs of the wrong length given to [`Circuit::eval_plain`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{party} input has {got} bits, the circuit takes {expected}")]
+pub struct InputLengthError {
+    /// `"garbler"` or `"evaluator"`.
+    pub party: &'static str,
+    /// What the circuit takes.
+    pub expected: usize,
+    /// What was given.
+    pub got: usize,
+}
+
+impl Circuit {
+    /// Checks a gate list and builds its schedule. Wires are `0..num_wires`; every wire is assigned once, by an
+    /// input or a gate, and gates only read wires assigned before them.
+    pub fn new(
+        num_wires: usize,
+        garbler_inputs: Vec<WireId>,
+        evaluator_inputs: Vec<WireId>,
+        gates: Vec<Gate>,
+        garbler_outputs: Vec<WireId>,
+        evaluator_outputs: Vec<WireId>,
+    ) -> Result<Circuit, CircuitError> {
+        let n: u32 = u32::try_from(num_wires)
+            .ok()
+            .filter(|&n| n < INV_MARK)
+            .ok_or(CircuitError::TooManyWires)?;
+        let check = |w: WireId| {
+            if w.0 < n {
+                Ok(w.index())
+            } else {
+                Err(CircuitError::WireOutOfRange { wire: w.0, num_wires: n })
+            }
+        };
+        // depth[w] = AND depth of wire w, or u32::MAX while unassigned.
+        const UNSET: u32 = u32::MAX;
+        let mut depth = vec![UNSET; num_wires];
+        for &w in garbler_inputs.iter().chain(evaluator_inputs.iter()) {
+            let i = check(w)?;
+            if depth[i] != UNSET {
+                return Err(CircuitError::AssignedTwice(w.0));
+            }
+            depth[i] = 0;
+        }
+        let mut gate_depth = Vec::with_capacity(gates.len());
+        for (gi, g) in gates.iter().enumerate() {
+            let read = |w: WireId, depth: &[u32]| -> Result<u32, CircuitError> {
+                let i = check(w)?;
+                match depth[i] {
+                    UNSET => Err(CircuitError::UsedBeforeAssigned { gate: gi, wire: w.0 }),
+                    d => Ok(d),
+                }
+            };
+            let d = match *g {
+                Gate::Xor { a, b, .. } => read(a, &depth)?.max(read(b, &depth)?),
+                Gate::And { a, b, .. } => read(a, &depth)?.max(read(b, &depth)?) + 1,
+                Gate::Inv { a, .. } => read(a, &depth)?,
+            };
+            let o = check(g.output())?;
+            if depth[o] != UNSET {
+                return Err(CircuitError::AssignedTwice(g.output().0));
+            }
+            depth[o] = d;
+            gate_depth.push(d);
+        }
+        for &w in garbler_outputs.iter().chain(evaluator_outputs.iter()) {
+            let i = check(w)?;
+            if depth[i] == UNSET {
+                return Err(CircuitError::OutputUnassigned(w.0));
+            }
+        }
+
+        // Layered schedule: bucket gates by depth, ANDs first within a depth, original order otherwise.
+        let max_depth = gate_depth.iter().copied().max().unwrap_or(0) as usize;
+        let mut and_count = vec![0u32; max_depth + 1];
+        let mut lin_count = vec![0u32; max_depth + 1];
+        for (g, &d) in gates.iter().zip(&gate_depth) {
+            match g {
+                Gate::And { .. } => and_count[d as usize] += 1,
+                _ => lin_count[d as usize] += 1,
+            }
+        }
+        let mut layers = Vec::with_capacity(max_depth + 1);
+        let mut and_pos = Vec::with_capacity(max_depth + 1);
+        let mut lin_pos = Vec::with_capacity(max_depth + 1);
+        let (mut ae, mut le) = (0u32, 0u32);
+        for d in 0..=max_depth {
+            and_pos.push(ae);
+            lin_pos.push(le);
+            ae += and_count[d];
+            le += lin_count[d];
+            layers.push(Layer { and_end: ae, lin_end: le });
+        }
+        let mut and_gates = vec![AndGate { a: 0, b: 0, out: 0 }; ae as usize];
+        let mut linear_gates = vec![LinearGate { a: 0, b: 0, out: 0 }; le as usize];
+        for (g, &d) in gates.iter().zip(&gate_depth) {
+            let d = d as usize;
+            match *g {
+                Gate::And { a, b, out } => {
+                    and_gates[and_pos[d] as usize] = AndGate { a: a.0, b: b.0, out: out.0 };
+                    and_pos[d] += 1;
+                }
+                Gate::Xor { a, b, out } => {
+                    linear_gates[lin_pos[d] as usize] = LinearGate { a: a.0, b: b.0, out: out.0 };
+                    lin_pos[d] += 1;
+                }
+                Gate::Inv { a, out } => {
+                    linear_gates[lin_pos[d] as usize] = LinearGate { a: a.0, b: INV_MARK, out: out.0 };
+                    lin_pos[d] += 1;
+                }
+            }
+        }
+
+        let digest = digest_of(n, &garbler_inputs, &evaluator_inputs, &gates, &garbler_outputs, &evaluator_outputs);
+        Ok(Circuit {
+            num_wires: n,
+            garbler_inputs,
+            evaluator_inputs,
+            gates,
+            garbler_outputs,
+            evaluator_outputs,
+            and_gates,
+            linear_gates,
+            layers,
+            digest,
+        })
+    }
+
+    /// Number of wires.
+    pub fn num_wires(&self) -> usize {
+        self.num_wires as usize
+    }
+
+    /// The garbler's input wires, in input order.
+    pub fn garbler_inputs(&self) -> &[WireId] {
+        &self.garbler_inputs
+    }
+
+    /// The evaluator's input wires, in input order.
+    pub fn evaluator_inputs(&self) -> &[WireId] {
+        &self.evaluator_inputs
+    }
+
+    /// The gates, in the topological order they were given.
+    pub fn gates(&self) -> &[Gate] {
+        &self.gates
+    }
+
+    /// The wires whose values the garbler learns.
+    pub fn garbler_outputs(&self) -> &[WireId] {
+        &self.garbler_outputs
+    }
+
+    /// The wires whose values the evaluator learns.
+    pub fn evaluator_outputs(&self) -> &[WireId] {
+        &self.evaluator_outputs
+    }
+
+    /// Number of AND gates (each costs two ciphertexts, 32 bytes).
+    pub fn and_count(&self) -> usize {
+        self.and_gates.len()
+    }
+
+    /// AND depth (number of rounds of dependent AND gates).
+    pub fn and_depth(&self) -> usize {
+        self.layers.len().saturating_sub(1)
+    }
+
+    /// Size in bytes of the garbled tables.
+    pub fn table_bytes(&self) -> usize {
+        self.and_gates.len() * 32
+    }
+
+    /// SHA-256 over a canonical encoding of the circuit (wire count, inputs, gates, outputs), under a domain tag.
+    /// Garbler and evaluator compare it before evaluating.
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+
+    /// Evaluates the circuit in the clear, in the given gate order (independent of the garbling schedule).
+    pub fn eval_plain(&self, garbler: &[bool], evaluator: &[bool]) -> Result<PlainOutputs, InputLengthError> {
+        if garbler.len() != self.garbler_inputs.len() {
+            return Err(InputLengthError {
+                party: "garbler",
+                expected: self.garbler_inputs.len(),
+                got: garbler.len(),
+            });
+        }
+        if evaluator.len() != self.evaluator_inputs.len() {
+            return Err(InputLengthError {
+                party: "evaluator",
+                expected: self.evaluator_inputs.len(),
+                got: evaluator.len(),
+            });
+        }
+        let mut v = vec![false; self.num_wires()];
+        for (w, &x) in self.garbler_inputs.iter().zip(garbler) {
+            v[w.index()] = x;
+        }
+        for (w, &x) in self.evaluator_inputs.iter().zip(evaluator) {
+            v[w.index()] = x;
+        }
+        for g in &self.gates {
+            match *g {
+                Gate::Xor { a, b, out } => v[out.index()] = v[a.index()] ^ v[b.index()],
+                Gate::And { a, b, out } => v[out.index()] = v[a.index()] & v[b.index()],
+                Gate::Inv { a, out } => v[out.index()] = !v[a.index()],
+            }
+        }
+        Ok(PlainOutputs {
+            garbler: self.garbler_outputs.iter().map(|w| v[w.index()]).collect(),
+            evaluator: self.evaluator_outputs.iter().map(|w| v[w.index()]).collect(),
+        })
+    }
+
+    /// The circuit in a Bristol-Fashion-like text form: a header line `gates wires`, a line with the garbler's
+    /// and the evaluator's input counts, a line with the garbler's and the evaluator's output counts, the input
+    /// and output wire lists, then one gate per line (`2 1 a b out XOR|AND`, `1 1 a out INV`).
+    pub fn to_bristol(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let list = |s: &mut String, ws: &[WireId]| {
+            let parts: Vec<String> = ws.iter().map(|w| w.0.to_string()).collect();
+            let _ = writeln!(s, "{}", parts.join(" "));
+        };
+        let _ = writeln!(s, "{} {}", self.gates.len(), self.num_wires);
+        let _ = writeln!(s, "2 {} {}", self.garbler_inputs.len(), self.evaluator_inputs.len());
+        let _ = writeln!(s, "2 {} {}", self.garbler_outputs.len(), self.evaluator_outputs.len());
+        list(&mut s, &self.garbler_inputs);
+        list(&mut s, &self.evaluator_inputs);
+        list(&mut s, &self.garbler_outputs);
+        list(&mut s, &self.evaluator_outputs);
+        let _ = writeln!(s);
+        for g in &self.gates {
+            let _ = match *g {
+                Gate::Xor { a, b, out } => writeln!(s, "2 1 {} {} {} XOR", a.0, b.0, out.0),
+                Gate::And { a, b, out } => writeln!(s, "2 1 {} {} {} AND", a.0, b.0, out.0),
+                Gate::Inv { a, out } => writeln!(s, "1 1 {} {} INV", a.0, out.0),
+            };
+        }
+        s
+    }
+}
+
+fn digest_of(
+    num_wires: u32,
+    gi: &[WireId],
+    ei: &[WireId],
+    gates: &[Gate],
+    go: &[WireId],
+    eo: &[WireId],
+) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"duo/gc/circuit/v1");
+    h.update(num_wires.to_le_bytes());
+    for list in [gi, ei, go, eo] {
+        h.update((list.len() as u64).to_le_bytes());
+        for w in list {
+            h.update(w.0.to_le_bytes());
+        }
+    }
+    h.update((gates.len() as u64).to_le_bytes());
+    for g in gates {
+        let (tag, a, b, out) = match *g {
+            Gate::Xor { a, b, out } => (0u8, a.0, b.0, out.0),
+            Gate::And { a, b, out } => (1u8, a.0, b.0, out.0),
+            Gate::Inv { a, out } => (2u8, a.0, 0, out.0),
+        };
+        h.update([tag]);
+        h.update(a.to_le_bytes());
+        h.update(b.to_le_bytes());
+        h.update(out.to_le_bytes());
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(i: u32) -> WireId {
+        WireId(i)
+    }
+
+    #[test]
+    fn rejects_malformed_gate_lists() {
+        let and = |a, b, out| Gate::And { a: w(a), b: w(b), out: w(out) };
+        assert_eq!(
+            Circuit::new(3, vec![w(0)], vec![w(1)], vec![and(0, 1, 3)], vec![], vec![]).unwrap_err(),
+            CircuitError::WireOutOfRange { wire: 3, num_wires: 3 }
+        );
+        assert_eq!(
+            Circuit::new(3, vec![w(0)], vec![w(0)], vec![], vec![], vec![]).unwrap_err(),
+            CircuitError::AssignedTwice(0)
+        );
+        assert_eq!(
+            Circuit::new(3, vec![w(0)], vec![w(1)], vec![and(0, 1, 1)], vec![], vec![]).unwrap_err(),
+            CircuitError::AssignedTwice(1)
+        );
+        assert_eq!(
+            Circuit::new(4, vec![w(0)], vec![w(1)], vec![and(0, 3, 2), and(0, 1, 3)], vec![], vec![])
+                .unwrap_err(),
+            CircuitError::UsedBeforeAssigned { gate: 0, wire: 3 }
+        );
+        assert_eq!(
+            Circuit::new(3, vec![w(0)], vec![w(1)], vec![], vec![w(2)], vec![]).unwrap_err(),
+            CircuitError::OutputUnassigned(2)
+        );
+    }
+
+    #[test]
+    fn schedule_layers_and_gates_by_depth() {
+        // x0 & x1 -> w2 ; w2 ^ x0 -> w3 ; w3 & x1 -> w4 ; x0 & x1 -> w5 (depth 1, after w3 in the list)
+        let gates = vec![
+            Gate::And { a: w(0), b: w(1), out: w(2) },
+            Gate::Xor { a: w(2), b: w(0), out: w(3) },
+            Gate::And { a: w(3), b: w(1), out: w(4) },
+            Gate::And { a: w(0), b: w(1), out: w(5) },
+            Gate::Inv { a: w(0), out: w(6) },
+        ];
+        let c = Circuit::new(7, vec![w(0)], vec![w(1)], gates, vec![w(4)], vec![w(5), w(6)]).unwrap();
+        assert_eq!(c.and_count(), 3);
+        assert_eq!(c.and_depth(), 2);
+        let outs: Vec<u32> = c.and_gates.iter().map(|g| g.out).collect();
+        assert_eq!(outs, vec![2, 5, 4]);
+        for (x, y) in [(false, false), (false, true), (true, false), (true, true)] {
+            let o = c.eval_plain(&[x], &[y]).unwrap();
+            assert_eq!(o.garbler, vec![((x & y) ^ x) & y]);
+            assert_eq!(o.evaluator, vec![x & y, !x]);
+        }
+        assert!(c.to_bristol().contains("1 1 0 6 INV"));
+        let c2 = Circuit::new(7, vec![w(0)], vec![w(1)], c.gates().to_vec(), vec![w(4)], vec![w(5)]).unwrap();
+        assert_ne!(c.digest(), c2.digest());
+    }
+}

@@ -1,0 +1,148 @@
+//! The evaluator (the FI): half-gates evaluation, returning the garbler's output labels, decoding its own.
+
+use super::circuit::{Circuit, INV_MARK};
+use super::garble::{mask, BATCH};
+use super::hash::{aes_u128, gate_tweaks, to_aes_u128, AesBlock, Tccr};
+use super::{ApiMisuse, Error, GarbledHeader, GarbledTables, OutputDecoding, OutputLabels, PeerMisbehaved};
+use crate::block::Block;
+use std::fmt;
+
+/// Evaluates garbled circuits.
+#[derive(Debug, Default)]
+pub struct Evaluator {
+    hash: Tccr,
+}
+
+/// The evaluator after evaluation, waiting for the garbler's [`OutputDecoding`]: holds the labels of its own
+/// output wires.
+pub struct AwaitingDecoding {
+    digest: [u8; 32],
+    labels: Vec<Block>,
+}
+
+impl fmt::Debug for AwaitingDecoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AwaitingDecoding({} outputs, ..)", self.labels.len())
+    }
+}
+
+impl AwaitingDecoding {
+    /// Decodes the evaluator's outputs with the garbler's decoding bits: output `i` is
+    /// `lsb(label_i) ⊕ bits_i`.
+    pub fn decode(self, msg: &OutputDecoding) -> Result<Vec<bool>, Error> {
+        if msg.circuit_digest != self.digest {
+            return Err(PeerMisbehaved::CircuitMismatch.into());
+        }
+        if msg.bits.len() != self.labels.len() {
+            return Err(PeerMisbehaved::DecodingLength { expected: self.labels.len(), got: msg.bits.len() }.into());
+        }
+        Ok(self.labels.iter().zip(&msg.bits).map(|(l, &d)| l.lsb() ^ d).collect())
+    }
+}
+
+impl Evaluator {
+    /// An evaluator.
+    pub fn new() -> Evaluator {
+        Evaluator { hash: Tccr::new() }
+    }
+
+    /// Evaluates `circuit` on the garbler's header and tables and on the evaluator's own input labels (from OT).
+    /// Returns the message for the garbler (the labels of the garbler's output wires) and the state that decodes
+    /// the evaluator's outputs once the garbler accepts.
+    ///
+    /// Everything in `header` and `tables` comes from the peer and is checked: the circuit digest, the number of
+    /// garbler labels, the table length (by construction of [`GarbledTables`]), and the tweak range.
+    pub fn evaluate(
+        &self,
+        circuit: &Circuit,
+        header: &GarbledHeader,
+        tables: &GarbledTables,
+        evaluator_labels: &[Block],
+    ) -> Result<(OutputLabels, AwaitingDecoding), Error> {
+        if header.circuit_digest != circuit.digest() {
+            return Err(PeerMisbehaved::CircuitMismatch.into());
+        }
+        if header.garbler_labels.len() != circuit.garbler_inputs().len() {
+            return Err(PeerMisbehaved::InputLabelCount {
+                expected: circuit.garbler_inputs().len(),
+                got: header.garbler_labels.len(),
+            }
+            .into());
+        }
+        if tables.as_bytes().len() != circuit.table_bytes() {
+            return Err(PeerMisbehaved::TableLength { expected: circuit.table_bytes(), got: tables.as_bytes().len() }
+                .into());
+        }
+        if header.tweak_base.checked_add(circuit.and_count() as u64).is_none_or(|e| e >= 1u64 << 63) {
+            return Err(PeerMisbehaved::TweakRange.into());
+        }
+        if evaluator_labels.len() != circuit.evaluator_inputs().len() {
+            return Err(ApiMisuse::InputLength {
+                party: "evaluator",
+                expected: circuit.evaluator_inputs().len(),
+                got: evaluator_labels.len(),
+            }
+            .into());
+        }
+        let mut labels = vec![Block::ZERO; circuit.num_wires()];
+        for (w, &l) in circuit.garbler_inputs().iter().zip(&header.garbler_labels) {
+            labels[w.index()] = l;
+        }
+        for (w, &l) in circuit.evaluator_inputs().iter().zip(evaluator_labels) {
+            labels[w.index()] = l;
+        }
+        evaluate_into(&self.hash, circuit, header.tweak_base, &mut labels, tables.as_bytes());
+        let garbler = circuit.garbler_outputs().iter().map(|w| labels[w.index()]).collect();
+        let own = circuit.evaluator_outputs().iter().map(|w| labels[w.index()]).collect();
+        let digest = circuit.digest();
+        Ok((OutputLabels { circuit_digest: digest, labels: garbler }, AwaitingDecoding { digest, labels: own }))
+    }
+}
+
+fn evaluate_into(hash: &Tccr, c: &Circuit, tweak_base: u64, labels: &mut [Block], tables: &[u8]) {
+    let mut buf = vec![AesBlock::default(); 2 * BATCH];
+    let mut scratch = vec![AesBlock::default(); 2 * BATCH];
+    let (mut and_start, mut lin_start) = (0usize, 0usize);
+    for layer in &c.layers {
+        let and_end = layer.and_end as usize;
+        let mut g0 = and_start;
+        while g0 < and_end {
+            let g1 = (g0 + BATCH).min(and_end);
+            let gates = &c.and_gates[g0..g1];
+            let n = gates.len();
+            let buf = &mut buf[..2 * n];
+            for (k, g) in gates.iter().enumerate() {
+                buf[2 * k] = to_aes_u128(labels[g.a as usize].0);
+                buf[2 * k + 1] = to_aes_u128(labels[g.b as usize].0);
+            }
+            let first = tweak_base + g0 as u64;
+            hash.hash_many(buf, &mut scratch, |j| {
+                let (tg, te) = gate_tweaks(first + (j / 2) as u64);
+                if j & 1 == 0 {
+                    tg
+                } else {
+                    te
+                }
+            });
+            for (k, g) in gates.iter().enumerate() {
+                let wa = labels[g.a as usize].0;
+                let wb = labels[g.b as usize].0;
+                let off = 32 * (g0 + k);
+                let tg = u128::from_le_bytes(tables[off..off + 16].try_into().expect("16 bytes"));
+                let te = u128::from_le_bytes(tables[off + 16..off + 32].try_into().expect("16 bytes"));
+                // W_G = H(W_a) ⊕ s_a·T_G ; W_E = H(W_b) ⊕ s_b·(T_E ⊕ W_a).
+                let wg = aes_u128(&buf[2 * k]) ^ (mask(wa) & tg);
+                let we = aes_u128(&buf[2 * k + 1]) ^ (mask(wb) & (te ^ wa));
+                labels[g.out as usize] = Block(wg ^ we);
+            }
+            g0 = g1;
+        }
+        and_start = and_end;
+        let lin_end = layer.lin_end as usize;
+        for g in &c.linear_gates[lin_start..lin_end] {
+            let a = labels[g.a as usize].0;
+            labels[g.out as usize] = Block(if g.b == INV_MARK { a } else { a ^ labels[g.b as usize].0 });
+        }
+        lin_start = lin_end;
+    }
+}

@@ -1,0 +1,388 @@
+//! The garbler (the owner): half-gates garbling with free-XOR, and the check of the evaluator's output labels.
+
+use super::circuit::{Circuit, INV_MARK};
+use super::hash::{aes_u128, gate_tweaks, to_aes_u128, AesBlock, Tccr};
+use super::{ApiMisuse, Error, GarbledHeader, GarbledTables, OutputDecoding, OutputLabels, PeerMisbehaved};
+use crate::block::Block;
+use rand::RngCore;
+use std::fmt;
+use zeroize::Zeroize;
+
+/// AND gates garbled per batch (4 hashed blocks each, so 256 blocks per AES call).
+pub(crate) const BATCH: usize = 64;
+
+/// The free-XOR offset `Δ`: the one label of every wire is its zero label `⊕ Δ`. Its least significant bit is 1,
+/// so the two labels of a wire have different point-and-permute bits. Secret; not `Clone`, so that a `Δ` is
+/// moved into exactly one [`Garbler`], which owns the tweak counter for it. Zeroized on drop.
+pub struct Delta(Block);
+
+impl Delta {
+    /// A `Δ` from a block (e.g. the owner's OT-extension correlation); refused unless its lsb is 1.
+    pub fn new(block: Block) -> Result<Delta, Error> {
+        if block.lsb() {
+            Ok(Delta(block))
+        } else {
+            Err(ApiMisuse::DeltaLsbZero.into())
+        }
+    }
+
+    /// A uniformly random `Δ` with lsb 1.
+    pub fn random<R: RngCore + ?Sized>(rng: &mut R) -> Delta {
+        Delta(Block(Block::random(rng).0 | 1))
+    }
+
+    /// The block (to set up the correlated OTs that deliver the evaluator's labels).
+    pub fn block(&self) -> Block {
+        self.0
+    }
+}
+
+impl Drop for Delta {
+    fn drop(&mut self) {
+        self.0 .0.zeroize();
+    }
+}
+
+impl fmt::Debug for Delta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Delta(..)")
+    }
+}
+
+/// The garbling side of a session: `Δ` and the gate counter that numbers AND gates (hence tweaks) across every
+/// circuit garbled under this `Δ`. Keep one `Garbler` for as long as its `Δ` is in use (several circuits in one
+/// session, warm runs reusing OT-extension state): a fresh `Garbler` would restart the counter and reuse tweaks.
+pub struct Garbler {
+    delta: Delta,
+    next_gate: u64,
+    hash: Tccr,
+}
+
+impl fmt::Debug for Garbler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Garbler").field("next_gate", &self.next_gate).finish_non_exhaustive()
+    }
+}
+
+/// What garbling produces: the messages for the evaluator, the evaluator's label pairs (for OT), and the
+/// garbler's state awaiting the evaluator's output labels.
+#[derive(Debug)]
+pub struct Garbling {
+    /// To the evaluator: circuit digest, tweak base, and the garbler's own input labels.
+    pub header: GarbledHeader,
+    /// To the evaluator: the garbled tables (32 bytes per AND gate), chunkable.
+    pub tables: GarbledTables,
+    /// The evaluator's input label pairs, to be delivered by oblivious transfer. Secret.
+    pub evaluator_labels: EvaluatorLabelPairs,
+    /// The garbler's state until the evaluator returns the garbler's output labels.
+    pub pending: PendingOutput,
+}
+
+/// The two labels of each evaluator input wire (`zero`, `zero ⊕ Δ`). Secret: the evaluator must get exactly one
+/// of each pair, by OT. Zeroized on drop.
+pub struct EvaluatorLabelPairs {
+    zero: Vec<Block>,
+    delta: Block,
+}
+
+impl EvaluatorLabelPairs {
+    /// Number of evaluator input wires.
+    pub fn len(&self) -> usize {
+        self.zero.len()
+    }
+
+    /// Whether the evaluator has no inputs.
+    pub fn is_empty(&self) -> bool {
+        self.zero.is_empty()
+    }
+
+    /// The pair `(label of 0, label of 1)` of evaluator input `i`.
+    ///
+    /// # Panics
+    /// If `i` is out of range.
+    pub fn pair(&self, i: usize) -> (Block, Block) {
+        (self.zero[i], self.zero[i] ^ self.delta)
+    }
+
+    /// The labels for the given input bits: the ideal OT, for tests and for the trusted-party version.
+    ///
+    /// # Panics
+    /// If `bits` has the wrong length.
+    pub fn select(&self, bits: &[bool]) -> Vec<Block> {
+        assert_eq!(bits.len(), self.zero.len(), "select: wrong number of bits");
+        self.zero.iter().zip(bits).map(|(&z, &b)| z ^ self.delta.and_bit(b)).collect()
+    }
+}
+
+impl Drop for EvaluatorLabelPairs {
+    fn drop(&mut self) {
+        for z in self.zero.iter_mut() {
+            z.0.zeroize();
+        }
+        self.delta.0.zeroize();
+    }
+}
+
+impl fmt::Debug for EvaluatorLabelPairs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EvaluatorLabelPairs({} pairs, ..)", self.zero.len())
+    }
+}
+
+/// The garbler after garbling, waiting for the evaluator's [`OutputLabels`]. Holds the zero labels of the
+/// garbler's output wires, `Δ`, and the decoding bits of the evaluator's outputs. Zeroized on drop.
+pub struct PendingOutput {
+    digest: [u8; 32],
+    garbler_zero: Vec<Block>,
+    evaluator_decoding: Vec<bool>,
+    delta: Block,
+}
+
+impl fmt::Debug for PendingOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PendingOutput({} garbler outputs, {} evaluator outputs, ..)",
+            self.garbler_zero.len(),
+            self.evaluator_decoding.len()
+        )
+    }
+}
+
+impl Drop for PendingOutput {
+    fn drop(&mut self) {
+        for z in self.garbler_zero.iter_mut() {
+            z.0.zeroize();
+        }
+        self.evaluator_decoding.zeroize();
+        self.delta.0.zeroize();
+    }
+}
+
+/// The garbler's result once the evaluator's output labels are accepted.
+#[derive(Debug)]
+pub struct AcceptedOutput {
+    /// The garbler's output bits, in [`Circuit::garbler_outputs`] order.
+    pub garbler_outputs: Vec<bool>,
+    /// To the evaluator: the decoding bits of its outputs, sent only now.
+    pub decoding: OutputDecoding,
+}
+
+impl PendingOutput {
+    /// Checks the evaluator's labels for the garbler's output wires. Each must be exactly one of that wire's
+    /// two labels; anything else (a label the circuit did not compute, a wrong count, another circuit) is
+    /// refused and the run must abort. Only on success does the garbler learn its outputs and release the
+    /// evaluator's decoding bits. Consumes the state: one answer per garbling.
+    pub fn check(self, labels: &OutputLabels) -> Result<AcceptedOutput, Error> {
+        if labels.circuit_digest != self.digest {
+            return Err(PeerMisbehaved::CircuitMismatch.into());
+        }
+        if labels.labels.len() != self.garbler_zero.len() {
+            return Err(PeerMisbehaved::OutputLabelCount {
+                expected: self.garbler_zero.len(),
+                got: labels.labels.len(),
+            }
+            .into());
+        }
+        let mut outputs = Vec::with_capacity(self.garbler_zero.len());
+        let mut bad: Option<usize> = None;
+        for (i, (&got, &zero)) in labels.labels.iter().zip(&self.garbler_zero).enumerate() {
+            let d = (got ^ zero).0;
+            let is_zero = ct_is_zero(d);
+            let is_one = ct_is_zero(d ^ self.delta.0);
+            if !(is_zero | is_one) && bad.is_none() {
+                bad = Some(i);
+            }
+            outputs.push(is_one);
+        }
+        if let Some(index) = bad {
+            return Err(PeerMisbehaved::InvalidOutputLabel { index }.into());
+        }
+        Ok(AcceptedOutput {
+            garbler_outputs: outputs,
+            decoding: OutputDecoding { circuit_digest: self.digest, bits: self.evaluator_decoding.clone() },
+        })
+    }
+}
+
+/// `x == 0`, computed without a data-dependent branch.
+#[inline]
+fn ct_is_zero(x: u128) -> bool {
+    let folded = (x as u64) | ((x >> 64) as u64);
+    // (folded | -folded) has its top bit set iff folded != 0.
+    ((folded | folded.wrapping_neg()) >> 63) == 0
+}
+
+impl Garbler {
+    /// A garbler for a fresh session under `delta`, its gate counter at 0.
+    pub fn new(delta: Delta) -> Garbler {
+        Garbler { delta, next_gate: 0, hash: Tccr::new() }
+    }
+
+    /// `Δ` (for the correlated OTs that deliver the evaluator's labels).
+    pub fn delta(&self) -> Block {
+        self.delta.0
+    }
+
+    /// Number of AND gates garbled so far under this `Δ` (the next gate's number).
+    pub fn gates_garbled(&self) -> u64 {
+        self.next_gate
+    }
+
+    /// Garbles `circuit` with the garbler's input bits; the evaluator's zero labels are drawn at random.
+    pub fn garble<R: RngCore + ?Sized>(
+        &mut self,
+        circuit: &Circuit,
+        garbler_inputs: &[bool],
+        rng: &mut R,
+    ) -> Result<Garbling, Error> {
+        let zero: Vec<Block> = (0..circuit.evaluator_inputs().len()).map(|_| Block::random(rng)).collect();
+        self.garble_with_evaluator_labels(circuit, garbler_inputs, zero, rng)
+    }
+
+    /// Garbles `circuit` with the evaluator's zero labels given (from correlated OT with correlation `Δ`:
+    /// the evaluator's labels are then already in its hands, and the returned pairs are for reference).
+    pub fn garble_with_evaluator_labels<R: RngCore + ?Sized>(
+        &mut self,
+        circuit: &Circuit,
+        garbler_inputs: &[bool],
+        evaluator_zero: Vec<Block>,
+        rng: &mut R,
+    ) -> Result<Garbling, Error> {
+        if garbler_inputs.len() != circuit.garbler_inputs().len() {
+            return Err(ApiMisuse::InputLength {
+                party: "garbler",
+                expected: circuit.garbler_inputs().len(),
+                got: garbler_inputs.len(),
+            }
+            .into());
+        }
+        if evaluator_zero.len() != circuit.evaluator_inputs().len() {
+            return Err(ApiMisuse::InputLength {
+                party: "evaluator",
+                expected: circuit.evaluator_inputs().len(),
+                got: evaluator_zero.len(),
+            }
+            .into());
+        }
+        let n_and = circuit.and_count() as u64;
+        let tweak_base = self.next_gate;
+        // Reserve this circuit's gate numbers before anything else: the tweaks 2·gate, 2·gate+1 must fit a u64
+        // gate count, and are never handed out again under this Δ.
+        let end = tweak_base.checked_add(n_and).filter(|&e| e < (1u64 << 63)).ok_or(ApiMisuse::TweaksExhausted)?;
+        self.next_gate = end;
+
+        let delta = self.delta.0;
+        let mut labels = vec![Block::ZERO; circuit.num_wires()];
+        let mut garbler_labels = Vec::with_capacity(garbler_inputs.len());
+        for (w, &x) in circuit.garbler_inputs().iter().zip(garbler_inputs) {
+            let z = Block::random(rng);
+            labels[w.index()] = z;
+            garbler_labels.push(z ^ delta.and_bit(x));
+        }
+        for (w, &z) in circuit.evaluator_inputs().iter().zip(&evaluator_zero) {
+            labels[w.index()] = z;
+        }
+
+        let mut tables = vec![0u8; circuit.table_bytes()];
+        garble_into(&self.hash, circuit, delta, tweak_base, &mut labels, &mut tables);
+
+        let garbler_zero: Vec<Block> = circuit.garbler_outputs().iter().map(|w| labels[w.index()]).collect();
+        let evaluator_decoding: Vec<bool> = circuit.evaluator_outputs().iter().map(|w| labels[w.index()].lsb()).collect();
+        for l in labels.iter_mut() {
+            l.0.zeroize();
+        }
+        let digest = circuit.digest();
+        Ok(Garbling {
+            header: GarbledHeader { circuit_digest: digest, tweak_base, garbler_labels },
+            tables: GarbledTables::from_vec_unchecked(tables),
+            evaluator_labels: EvaluatorLabelPairs { zero: evaluator_zero, delta },
+            pending: PendingOutput { digest, garbler_zero, evaluator_decoding, delta },
+        })
+    }
+}
+
+/// The garbling pass over the layered schedule. `labels` holds the zero labels of the input wires and receives
+/// every wire's zero label; `tables` receives 32 bytes per AND gate.
+fn garble_into(hash: &Tccr, c: &Circuit, delta: Block, tweak_base: u64, labels: &mut [Block], tables: &mut [u8]) {
+    let d = delta.0;
+    let mut buf = vec![AesBlock::default(); 4 * BATCH];
+    let mut scratch = vec![AesBlock::default(); 4 * BATCH];
+    let (mut and_start, mut lin_start) = (0usize, 0usize);
+    for layer in &c.layers {
+        let and_end = layer.and_end as usize;
+        let mut g0 = and_start;
+        while g0 < and_end {
+            let g1 = (g0 + BATCH).min(and_end);
+            let gates = &c.and_gates[g0..g1];
+            let n = gates.len();
+            let buf = &mut buf[..4 * n];
+            for (k, g) in gates.iter().enumerate() {
+                let a0 = labels[g.a as usize].0;
+                let b0 = labels[g.b as usize].0;
+                buf[4 * k] = to_aes_u128(a0);
+                buf[4 * k + 1] = to_aes_u128(a0 ^ d);
+                buf[4 * k + 2] = to_aes_u128(b0);
+                buf[4 * k + 3] = to_aes_u128(b0 ^ d);
+            }
+            let first = tweak_base + g0 as u64;
+            hash.hash_many(buf, &mut scratch, |j| {
+                let (tg, te) = gate_tweaks(first + (j / 4) as u64);
+                let t = if j & 2 == 0 { tg } else { te };
+                #[cfg(test)]
+                tweak_log::record(t);
+                t
+            });
+            for (k, g) in gates.iter().enumerate() {
+                let a0 = labels[g.a as usize].0;
+                let b0 = labels[g.b as usize].0;
+                let ha0 = aes_u128(&buf[4 * k]);
+                let ha1 = aes_u128(&buf[4 * k + 1]);
+                let hb0 = aes_u128(&buf[4 * k + 2]);
+                let hb1 = aes_u128(&buf[4 * k + 3]);
+                let pa = mask(a0);
+                let pb = mask(b0);
+                // Garbler half gate: T_G = H(A0) ⊕ H(A1) ⊕ p_b·Δ, W_G = H(A0) ⊕ p_a·T_G.
+                let tg = ha0 ^ ha1 ^ (pb & d);
+                let wg = ha0 ^ (pa & tg);
+                // Evaluator half gate: T_E = H(B0) ⊕ H(B1) ⊕ A0, W_E = H(B0) ⊕ p_b·(T_E ⊕ A0).
+                let te = hb0 ^ hb1 ^ a0;
+                let we = hb0 ^ (pb & (te ^ a0));
+                labels[g.out as usize] = Block(wg ^ we);
+                let off = 32 * (g0 + k);
+                tables[off..off + 16].copy_from_slice(&tg.to_le_bytes());
+                tables[off + 16..off + 32].copy_from_slice(&te.to_le_bytes());
+            }
+            g0 = g1;
+        }
+        and_start = and_end;
+        let lin_end = layer.lin_end as usize;
+        for g in &c.linear_gates[lin_start..lin_end] {
+            let a = labels[g.a as usize].0;
+            labels[g.out as usize] = Block(if g.b == INV_MARK { a ^ d } else { a ^ labels[g.b as usize].0 });
+        }
+        lin_start = lin_end;
+    }
+}
+
+/// All ones if the label's point-and-permute bit is 1, else zero.
+#[inline(always)]
+pub(crate) fn mask(label: u128) -> u128 {
+    0u128.wrapping_sub(label & 1)
+}
+
+/// In tests: every tweak the garbler hashed with on this thread, once per hashed block (so each tweak should
+/// appear exactly twice: for a label and for that label ⊕ Δ).
+#[cfg(test)]
+pub(crate) mod tweak_log {
+    use std::cell::RefCell;
+    thread_local! {
+        static LOG: RefCell<Vec<u128>> = const { RefCell::new(Vec::new()) };
+    }
+    pub fn record(t: u128) {
+        LOG.with(|l| l.borrow_mut().push(t));
+    }
+    pub fn take() -> Vec<u128> {
+        LOG.with(|l| std::mem::take(&mut *l.borrow_mut()))
+    }
+}
