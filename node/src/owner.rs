@@ -310,8 +310,10 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
     };
     let conn = std::sync::Mutex::new(owner);
     let psk_for = |invite: &str| -> Option<[u8; 32]> {
-        let o = conn.lock().ok()?;
-        store::usable_invite_psk(&o.conn, invite).ok().flatten()
+        let mut o = conn.lock().ok()?;
+        store::begin_invite_attempt(&mut o.conn, invite)
+            .ok()
+            .flatten()
     };
     let invite_refusal = |invite: &str| -> String {
         conn.lock()

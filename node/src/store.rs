@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS invites (
     psk        BLOB NOT NULL,
     created_at TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
-    failures   INTEGER NOT NULL DEFAULT 0,
+    attempts   INTEGER NOT NULL DEFAULT 0,
     state      TEXT NOT NULL DEFAULT 'open'
 );
 CREATE TABLE IF NOT EXISTS pairings (
@@ -312,14 +312,14 @@ pub struct Invite {
     pub psk: [u8; 32],
     /// Expiry, seconds since the epoch.
     pub expires_at: i64,
-    /// Failed attempts so far.
-    pub failures: u32,
+    /// Pairing attempts so far (each counted when it starts, so concurrent attempts cannot exceed the limit).
+    pub attempts: u32,
     /// `open`, `used` or `burned`.
     pub state: String,
 }
 
-/// Failed attempts after which an invite is burned.
-pub const MAX_INVITE_FAILURES: u32 = 3;
+/// Pairing attempts an invite allows; once they have all failed it is burned.
+pub const MAX_INVITE_ATTEMPTS: u32 = 3;
 
 /// Store a new invite and log it.
 pub fn create_invite(
@@ -348,7 +348,7 @@ pub fn create_invite(
 pub fn invite(conn: &Connection, id: &str) -> Result<Option<Invite>, Error> {
     Ok(conn
         .query_row(
-            "SELECT id, principal, psk, expires_at, failures, state FROM invites WHERE id = ?1",
+            "SELECT id, principal, psk, expires_at, attempts, state FROM invites WHERE id = ?1",
             [id],
             |r| {
                 let psk: Vec<u8> = r.get(2)?;
@@ -356,24 +356,37 @@ pub fn invite(conn: &Connection, id: &str) -> Result<Option<Invite>, Error> {
             },
         )
         .optional()?
-        .and_then(|(id, principal, psk, expires_at, failures, state)| {
+        .and_then(|(id, principal, psk, expires_at, attempts, state)| {
             let psk: [u8; 32] = psk.try_into().ok()?;
             Some(Invite {
                 id,
                 principal,
                 psk,
                 expires_at,
-                failures,
+                attempts,
                 state,
             })
         }))
 }
 
-/// The pre-shared key of an invite that may still be used (open and not expired).
-pub fn usable_invite_psk(conn: &Connection, id: &str) -> Result<Option<[u8; 32]>, Error> {
-    Ok(invite(conn, id)?
-        .filter(|i| i.state == "open" && i.expires_at > now_unix())
-        .map(|i| i.psk))
+fn usable(i: &Invite) -> bool {
+    i.state == "open" && i.expires_at > now_unix() && i.attempts < MAX_INVITE_ATTEMPTS
+}
+
+/// Start a pairing attempt: if the invite may still be used (open, not expired, attempts left), count the
+/// attempt now, in its own transaction, and return the pre-shared key. Counting before the handshake means
+/// concurrent attempts can never exceed [`MAX_INVITE_ATTEMPTS`].
+pub fn begin_invite_attempt(conn: &mut Connection, id: &str) -> Result<Option<[u8; 32]>, Error> {
+    let tx = write_tx(conn)?;
+    let Some(inv) = invite(&tx, id)?.filter(usable) else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE invites SET attempts = attempts + 1 WHERE id = ?1",
+        [id],
+    )?;
+    tx.commit()?;
+    Ok(Some(inv.psk))
 }
 
 /// Why an invite could not be used, in words for the log and the FI.
@@ -385,11 +398,15 @@ pub fn invite_refusal(conn: &Connection, id: &str) -> Result<String, Error> {
             "this invite was burned after too many failed attempts".into()
         }
         Some(i) if i.expires_at <= now_unix() => "this invite has expired".into(),
+        Some(i) if i.attempts >= MAX_INVITE_ATTEMPTS => {
+            "this invite has had too many attempts; ask the owner for a new one".into()
+        }
         Some(_) => "this invite cannot be used".into(),
     })
 }
 
-/// Count a failed pairing attempt; burns the invite after [`MAX_INVITE_FAILURES`]. Returns whether it is burned.
+/// Record a failed pairing attempt (already counted by [`begin_invite_attempt`]); burns the invite once it has
+/// no attempts left. Returns whether it is burned.
 pub fn invite_failed(conn: &mut Connection, id: &str, why: &str) -> Result<bool, Error> {
     let tx = write_tx(conn)?;
     let Some(inv) = invite(&tx, id)? else {
@@ -402,17 +419,15 @@ pub fn invite_failed(conn: &mut Connection, id: &str, why: &str) -> Result<bool,
         tx.commit()?;
         return Ok(false);
     };
-    let failures = inv.failures + 1;
-    let burned = failures >= MAX_INVITE_FAILURES;
-    tx.execute(
-        "UPDATE invites SET failures = ?2, state = CASE WHEN ?3 THEN 'burned' ELSE state END WHERE id = ?1",
-        params![id, failures, burned && inv.state == "open"],
-    )?;
+    let burned = inv.attempts >= MAX_INVITE_ATTEMPTS && inv.state == "open";
+    if burned {
+        tx.execute("UPDATE invites SET state = 'burned' WHERE id = ?1", [id])?;
+    }
     append_log(
         &tx,
         "pairing_failed",
         Some(&inv.principal),
-        &serde_json::json!({ "invite": id, "why": why, "failures": failures, "burned": burned }),
+        &serde_json::json!({ "invite": id, "why": why, "attempts": inv.attempts, "burned": burned }),
     )?;
     tx.commit()?;
     Ok(burned)
@@ -857,11 +872,18 @@ mod tests {
     fn invites_burn_after_failures() {
         let (_d, mut conn) = fresh();
         create_invite(&mut conn, "abc", "Acme", &[7; 32], now_unix() + 600).unwrap();
-        assert!(usable_invite_psk(&conn, "abc").unwrap().is_some());
-        assert!(!invite_failed(&mut conn, "abc", "bad psk").unwrap());
-        assert!(!invite_failed(&mut conn, "abc", "bad psk").unwrap());
+        for _ in 0..2 {
+            assert_eq!(
+                begin_invite_attempt(&mut conn, "abc").unwrap(),
+                Some([7; 32])
+            );
+            assert!(!invite_failed(&mut conn, "abc", "bad psk").unwrap());
+        }
+        assert!(begin_invite_attempt(&mut conn, "abc").unwrap().is_some());
+        // Attempts are counted when they start: a fourth, concurrent one gets nothing.
+        assert!(begin_invite_attempt(&mut conn, "abc").unwrap().is_none());
         assert!(invite_failed(&mut conn, "abc", "bad psk").unwrap());
-        assert!(usable_invite_psk(&conn, "abc").unwrap().is_none());
+        assert!(begin_invite_attempt(&mut conn, "abc").unwrap().is_none());
         assert!(invite_refusal(&conn, "abc").unwrap().contains("burned"));
         assert!(
             complete_pairing(&mut conn, "abc", &[1; 32], "fp", Duration::from_secs(60)).is_err()
@@ -875,7 +897,7 @@ mod tests {
         let p =
             complete_pairing(&mut conn, "one", &[1; 32], "fp1", Duration::from_secs(60)).unwrap();
         assert_eq!(p, "Acme");
-        assert!(usable_invite_psk(&conn, "one").unwrap().is_none());
+        assert!(begin_invite_attempt(&mut conn, "one").unwrap().is_none());
         assert!(invite_refusal(&conn, "one")
             .unwrap()
             .contains("already used"));
@@ -897,7 +919,7 @@ mod tests {
     fn expired_invites_are_not_usable() {
         let (_d, mut conn) = fresh();
         create_invite(&mut conn, "old", "Acme", &[7; 32], now_unix() - 1).unwrap();
-        assert!(usable_invite_psk(&conn, "old").unwrap().is_none());
+        assert!(begin_invite_attempt(&mut conn, "old").unwrap().is_none());
         assert!(invite_refusal(&conn, "old").unwrap().contains("expired"));
     }
 }

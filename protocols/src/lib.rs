@@ -15,6 +15,10 @@
 //!
 //! Layout:
 //! - [`block`]: 128-bit blocks, the unit of oblivious transfer and garbling.
+//! - [`gc`]: garbled circuits (half-gates, free-XOR, the GKWY TCCR hash), circuits and the AES-128 circuit.
+//! - [`fixed`]: fixed point in Z_2^64 for private scoring: encoding, headroom check, bit-exact reference.
 #![deny(missing_docs)]
 
 pub mod block;
+pub mod fixed;
+pub mod gc;

@@ -162,7 +162,16 @@ fn xor_byte(b: &mut CircuitBuilder, x: Byte, y: Byte) -> Byte {
 /// Multiplication by `x` in GF(2^8) (linear: shift, then reduce by 0x1b).
 fn xtime(b: &mut CircuitBuilder, a: Byte) -> Byte {
     let hi = a[7];
-    [hi, b.xor(a[0], hi), a[1], b.xor(a[2], hi), b.xor(a[3], hi), a[4], a[5], a[6]]
+    [
+        hi,
+        b.xor(a[0], hi),
+        a[1],
+        b.xor(a[2], hi),
+        b.xor(a[3], hi),
+        a[4],
+        a[5],
+        a[6],
+    ]
 }
 
 fn const_byte(v: u8) -> Byte {
@@ -172,7 +181,9 @@ fn const_byte(v: u8) -> Byte {
 /// The AES-128 key expansion: 11 round keys of 16 bytes.
 fn expand_key(b: &mut CircuitBuilder, key: [Byte; 16]) -> Vec<[Byte; 16]> {
     const RCON: [u8; 10] = [0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x1b, 0x36];
-    let mut w: Vec<[Byte; 4]> = (0..4).map(|i| [key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]]).collect();
+    let mut w: Vec<[Byte; 4]> = (0..4)
+        .map(|i| [key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]])
+        .collect();
     for i in 4..44 {
         let mut t = w[i - 1];
         if i % 4 == 0 {
@@ -186,7 +197,9 @@ fn expand_key(b: &mut CircuitBuilder, key: [Byte; 16]) -> Vec<[Byte; 16]> {
         let next: [Byte; 4] = std::array::from_fn(|j| xor_byte(b, prev[j], t[j]));
         w.push(next);
     }
-    (0..11).map(|r| std::array::from_fn(|j| w[4 * r + j / 4][j % 4])).collect()
+    (0..11)
+        .map(|r| std::array::from_fn(|j| w[4 * r + j / 4][j % 4]))
+        .collect()
 }
 
 /// AES-128 encryption of `block` under `key` as gates (bytes in the standard order, column-major state).
@@ -244,12 +257,21 @@ pub fn aes128_circuit() -> Circuit {
 
 /// Bytes to bits, byte by byte, LSB first within a byte.
 pub fn bytes_to_bits(bytes: &[u8]) -> Vec<bool> {
-    bytes.iter().flat_map(|&x| (0..8).map(move |i| (x >> i) & 1 == 1)).collect()
+    bytes
+        .iter()
+        .flat_map(|&x| (0..8).map(move |i| (x >> i) & 1 == 1))
+        .collect()
 }
 
 /// Bits (as from [`bytes_to_bits`]) back to bytes; a trailing partial byte is zero-padded.
 pub fn bits_to_bytes(bits: &[bool]) -> Vec<u8> {
-    bits.chunks(8).map(|c| c.iter().enumerate().fold(0u8, |acc, (i, &b)| acc | ((b as u8) << i))).collect()
+    bits.chunks(8)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u8, |acc, (i, &b)| acc | ((b as u8) << i))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -275,8 +297,16 @@ mod tests {
             }
             p
         }
-        let inv = if x == 0 { 0 } else { (1..=255u8).find(|&y| mul(x, y) == 1).unwrap() };
-        inv ^ inv.rotate_left(1) ^ inv.rotate_left(2) ^ inv.rotate_left(3) ^ inv.rotate_left(4) ^ 0x63
+        let inv = if x == 0 {
+            0
+        } else {
+            (1..=255u8).find(|&y| mul(x, y) == 1).unwrap()
+        };
+        inv ^ inv.rotate_left(1)
+            ^ inv.rotate_left(2)
+            ^ inv.rotate_left(3)
+            ^ inv.rotate_left(4)
+            ^ 0x63
     }
 
     #[test]
@@ -293,7 +323,11 @@ mod tests {
         assert_eq!(sbox_reference(0x53), 0xed);
         for v in 0..=255u8 {
             let out = c.eval_plain(&bytes_to_bits(&[v]), &[]).unwrap();
-            assert_eq!(bits_to_bytes(&out.garbler)[0], sbox_reference(v), "S-box at {v:#04x}");
+            assert_eq!(
+                bits_to_bytes(&out.garbler)[0],
+                sbox_reference(v),
+                "S-box at {v:#04x}"
+            );
         }
     }
 
@@ -304,10 +338,15 @@ mod tests {
         // FIPS-197 Appendix C.1.
         let key: [u8; 16] = std::array::from_fn(|i| i as u8);
         let pt: [u8; 16] = std::array::from_fn(|i| (i as u8) * 0x11);
-        let out = c.eval_plain(&bytes_to_bits(&key), &bytes_to_bits(&pt)).unwrap();
+        let out = c
+            .eval_plain(&bytes_to_bits(&key), &bytes_to_bits(&pt))
+            .unwrap();
         assert_eq!(
             bits_to_bytes(&out.evaluator),
-            [0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a]
+            [
+                0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4,
+                0xc5, 0x5a
+            ]
         );
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
         for _ in 0..16 {
@@ -315,7 +354,9 @@ mod tests {
             let mut pt = [0u8; 16];
             rng.fill_bytes(&mut key);
             rng.fill_bytes(&mut pt);
-            let out = c.eval_plain(&bytes_to_bits(&key), &bytes_to_bits(&pt)).unwrap();
+            let out = c
+                .eval_plain(&bytes_to_bits(&key), &bytes_to_bits(&pt))
+                .unwrap();
             let mut blk = aes::Block::from(pt);
             aes::Aes128::new(&key.into()).encrypt_block(&mut blk);
             assert_eq!(bits_to_bytes(&out.evaluator), blk.to_vec());

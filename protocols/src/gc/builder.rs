@@ -87,7 +87,10 @@ impl CircuitBuilder {
 
     /// Number of AND gates emitted so far.
     pub fn and_count(&self) -> usize {
-        self.gates.iter().filter(|g| matches!(g, Gate::And { .. })).count()
+        self.gates
+            .iter()
+            .filter(|g| matches!(g, Gate::And { .. }))
+            .count()
     }
 
     /// `a ⊕ b`.
@@ -150,12 +153,17 @@ impl CircuitBuilder {
     /// If the widths differ.
     pub fn mux_word(&mut self, sel: Bit, a: &[Bit], b: &[Bit]) -> Vec<Bit> {
         assert_eq!(a.len(), b.len(), "mux_word: widths differ");
-        a.iter().zip(b).map(|(&x, &y)| self.mux(sel, x, y)).collect()
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| self.mux(sel, x, y))
+            .collect()
     }
 
     /// A public constant word: the low `width` bits of `value`, LSB first.
     pub fn constant(&self, value: u64, width: usize) -> Vec<Bit> {
-        (0..width).map(|i| Bit::Const(i < 64 && (value >> i) & 1 == 1)).collect()
+        (0..width)
+            .map(|i| Bit::Const(i < 64 && (value >> i) & 1 == 1))
+            .collect()
     }
 
     /// The carry into each position of `a + b + cin`: returns `(carries[0..=n])` with `carries[0] = cin`.
@@ -276,7 +284,11 @@ impl CircuitBuilder {
         while level.len() > 1 {
             let mut next = Vec::with_capacity(level.len().div_ceil(2));
             for pair in level.chunks(2) {
-                next.push(if pair.len() == 2 { self.and(pair[0], pair[1]) } else { pair[0] });
+                next.push(if pair.len() == 2 {
+                    self.and(pair[0], pair[1])
+                } else {
+                    pair[0]
+                });
             }
             level = next;
         }
@@ -311,11 +323,18 @@ impl CircuitBuilder {
     }
 
     /// [`CircuitBuilder::quantize`] against public thresholds, which must be strictly ascending.
-    pub fn quantize_public(&mut self, x: &[Bit], thresholds: &[i64]) -> Result<Vec<Bit>, BandError> {
+    pub fn quantize_public(
+        &mut self,
+        x: &[Bit],
+        thresholds: &[i64],
+    ) -> Result<Vec<Bit>, BandError> {
         if let Some(i) = thresholds.windows(2).position(|w| w[0] >= w[1]) {
             return Err(BandError::NotAscending { index: i + 1 });
         }
-        let ts: Vec<Vec<Bit>> = thresholds.iter().map(|&t| self.constant(t as u64, x.len())).collect();
+        let ts: Vec<Vec<Bit>> = thresholds
+            .iter()
+            .map(|&t| self.constant(t as u64, x.len()))
+            .collect();
         Ok(self.quantize(x, &ts))
     }
 
@@ -338,7 +357,11 @@ impl CircuitBuilder {
                                 .or(b.evaluator_inputs.first())
                                 .ok_or(CircuitError::ConstantWithoutInputs)?;
                             let z = b.fresh();
-                            b.gates.push(Gate::Xor { a: src, b: src, out: z });
+                            b.gates.push(Gate::Xor {
+                                a: src,
+                                b: src,
+                                out: z,
+                            });
                             zero = Some(z);
                             z
                         }
@@ -361,7 +384,14 @@ impl CircuitBuilder {
         for bit in evaluator_outputs {
             eo.push(materialize(&mut self, bit)?);
         }
-        Circuit::new(self.num_wires as usize, self.garbler_inputs, self.evaluator_inputs, self.gates, go, eo)
+        Circuit::new(
+            self.num_wires as usize,
+            self.garbler_inputs,
+            self.evaluator_inputs,
+            self.gates,
+            go,
+            eo,
+        )
     }
 }
 
@@ -437,5 +467,8 @@ pub fn u64_to_bits(x: u64, width: usize) -> Vec<bool> {
 
 /// The `u64` whose low bits are `bits` (LSB first; at most 64 bits are read).
 pub fn bits_to_u64(bits: &[bool]) -> u64 {
-    bits.iter().take(64).enumerate().fold(0u64, |acc, (i, &b)| acc | ((b as u64) << i))
+    bits.iter()
+        .take(64)
+        .enumerate()
+        .fold(0u64, |acc, (i, &b)| acc | ((b as u64) << i))
 }

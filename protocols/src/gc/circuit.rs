@@ -193,7 +193,10 @@ impl Circuit {
             if w.0 < n {
                 Ok(w.index())
             } else {
-                Err(CircuitError::WireOutOfRange { wire: w.0, num_wires: n })
+                Err(CircuitError::WireOutOfRange {
+                    wire: w.0,
+                    num_wires: n,
+                })
             }
         };
         // depth[w] = AND depth of wire w, or u32::MAX while unassigned.
@@ -211,7 +214,10 @@ impl Circuit {
             let read = |w: WireId, depth: &[u32]| -> Result<u32, CircuitError> {
                 let i = check(w)?;
                 match depth[i] {
-                    UNSET => Err(CircuitError::UsedBeforeAssigned { gate: gi, wire: w.0 }),
+                    UNSET => Err(CircuitError::UsedBeforeAssigned {
+                        gate: gi,
+                        wire: w.0,
+                    }),
                     d => Ok(d),
                 }
             };
@@ -253,7 +259,10 @@ impl Circuit {
             lin_pos.push(le);
             ae += and_count[d];
             le += lin_count[d];
-            layers.push(Layer { and_end: ae, lin_end: le });
+            layers.push(Layer {
+                and_end: ae,
+                lin_end: le,
+            });
         }
         let mut and_gates = vec![AndGate { a: 0, b: 0, out: 0 }; ae as usize];
         let mut linear_gates = vec![LinearGate { a: 0, b: 0, out: 0 }; le as usize];
@@ -261,21 +270,40 @@ impl Circuit {
             let d = d as usize;
             match *g {
                 Gate::And { a, b, out } => {
-                    and_gates[and_pos[d] as usize] = AndGate { a: a.0, b: b.0, out: out.0 };
+                    and_gates[and_pos[d] as usize] = AndGate {
+                        a: a.0,
+                        b: b.0,
+                        out: out.0,
+                    };
                     and_pos[d] += 1;
                 }
                 Gate::Xor { a, b, out } => {
-                    linear_gates[lin_pos[d] as usize] = LinearGate { a: a.0, b: b.0, out: out.0 };
+                    linear_gates[lin_pos[d] as usize] = LinearGate {
+                        a: a.0,
+                        b: b.0,
+                        out: out.0,
+                    };
                     lin_pos[d] += 1;
                 }
                 Gate::Inv { a, out } => {
-                    linear_gates[lin_pos[d] as usize] = LinearGate { a: a.0, b: INV_MARK, out: out.0 };
+                    linear_gates[lin_pos[d] as usize] = LinearGate {
+                        a: a.0,
+                        b: INV_MARK,
+                        out: out.0,
+                    };
                     lin_pos[d] += 1;
                 }
             }
         }
 
-        let digest = digest_of(n, &garbler_inputs, &evaluator_inputs, &gates, &garbler_outputs, &evaluator_outputs);
+        let digest = digest_of(
+            n,
+            &garbler_inputs,
+            &evaluator_inputs,
+            &gates,
+            &garbler_outputs,
+            &evaluator_outputs,
+        );
         Ok(Circuit {
             num_wires: n,
             garbler_inputs,
@@ -342,7 +370,11 @@ impl Circuit {
     }
 
     /// Evaluates the circuit in the clear, in the given gate order (independent of the garbling schedule).
-    pub fn eval_plain(&self, garbler: &[bool], evaluator: &[bool]) -> Result<PlainOutputs, InputLengthError> {
+    pub fn eval_plain(
+        &self,
+        garbler: &[bool],
+        evaluator: &[bool],
+    ) -> Result<PlainOutputs, InputLengthError> {
         if garbler.len() != self.garbler_inputs.len() {
             return Err(InputLengthError {
                 party: "garbler",
@@ -373,7 +405,11 @@ impl Circuit {
         }
         Ok(PlainOutputs {
             garbler: self.garbler_outputs.iter().map(|w| v[w.index()]).collect(),
-            evaluator: self.evaluator_outputs.iter().map(|w| v[w.index()]).collect(),
+            evaluator: self
+                .evaluator_outputs
+                .iter()
+                .map(|w| v[w.index()])
+                .collect(),
         })
     }
 
@@ -388,8 +424,18 @@ impl Circuit {
             let _ = writeln!(s, "{}", parts.join(" "));
         };
         let _ = writeln!(s, "{} {}", self.gates.len(), self.num_wires);
-        let _ = writeln!(s, "2 {} {}", self.garbler_inputs.len(), self.evaluator_inputs.len());
-        let _ = writeln!(s, "2 {} {}", self.garbler_outputs.len(), self.evaluator_outputs.len());
+        let _ = writeln!(
+            s,
+            "2 {} {}",
+            self.garbler_inputs.len(),
+            self.evaluator_inputs.len()
+        );
+        let _ = writeln!(
+            s,
+            "2 {} {}",
+            self.garbler_outputs.len(),
+            self.evaluator_outputs.len()
+        );
         list(&mut s, &self.garbler_inputs);
         list(&mut s, &self.evaluator_inputs);
         list(&mut s, &self.garbler_outputs);
@@ -448,22 +494,52 @@ mod tests {
 
     #[test]
     fn rejects_malformed_gate_lists() {
-        let and = |a, b, out| Gate::And { a: w(a), b: w(b), out: w(out) };
+        let and = |a, b, out| Gate::And {
+            a: w(a),
+            b: w(b),
+            out: w(out),
+        };
         assert_eq!(
-            Circuit::new(3, vec![w(0)], vec![w(1)], vec![and(0, 1, 3)], vec![], vec![]).unwrap_err(),
-            CircuitError::WireOutOfRange { wire: 3, num_wires: 3 }
+            Circuit::new(
+                3,
+                vec![w(0)],
+                vec![w(1)],
+                vec![and(0, 1, 3)],
+                vec![],
+                vec![]
+            )
+            .unwrap_err(),
+            CircuitError::WireOutOfRange {
+                wire: 3,
+                num_wires: 3
+            }
         );
         assert_eq!(
             Circuit::new(3, vec![w(0)], vec![w(0)], vec![], vec![], vec![]).unwrap_err(),
             CircuitError::AssignedTwice(0)
         );
         assert_eq!(
-            Circuit::new(3, vec![w(0)], vec![w(1)], vec![and(0, 1, 1)], vec![], vec![]).unwrap_err(),
+            Circuit::new(
+                3,
+                vec![w(0)],
+                vec![w(1)],
+                vec![and(0, 1, 1)],
+                vec![],
+                vec![]
+            )
+            .unwrap_err(),
             CircuitError::AssignedTwice(1)
         );
         assert_eq!(
-            Circuit::new(4, vec![w(0)], vec![w(1)], vec![and(0, 3, 2), and(0, 1, 3)], vec![], vec![])
-                .unwrap_err(),
+            Circuit::new(
+                4,
+                vec![w(0)],
+                vec![w(1)],
+                vec![and(0, 3, 2), and(0, 1, 3)],
+                vec![],
+                vec![]
+            )
+            .unwrap_err(),
             CircuitError::UsedBeforeAssigned { gate: 0, wire: 3 }
         );
         assert_eq!(
@@ -476,13 +552,37 @@ mod tests {
     fn schedule_layers_and_gates_by_depth() {
         // x0 & x1 -> w2 ; w2 ^ x0 -> w3 ; w3 & x1 -> w4 ; x0 & x1 -> w5 (depth 1, after w3 in the list)
         let gates = vec![
-            Gate::And { a: w(0), b: w(1), out: w(2) },
-            Gate::Xor { a: w(2), b: w(0), out: w(3) },
-            Gate::And { a: w(3), b: w(1), out: w(4) },
-            Gate::And { a: w(0), b: w(1), out: w(5) },
+            Gate::And {
+                a: w(0),
+                b: w(1),
+                out: w(2),
+            },
+            Gate::Xor {
+                a: w(2),
+                b: w(0),
+                out: w(3),
+            },
+            Gate::And {
+                a: w(3),
+                b: w(1),
+                out: w(4),
+            },
+            Gate::And {
+                a: w(0),
+                b: w(1),
+                out: w(5),
+            },
             Gate::Inv { a: w(0), out: w(6) },
         ];
-        let c = Circuit::new(7, vec![w(0)], vec![w(1)], gates, vec![w(4)], vec![w(5), w(6)]).unwrap();
+        let c = Circuit::new(
+            7,
+            vec![w(0)],
+            vec![w(1)],
+            gates,
+            vec![w(4)],
+            vec![w(5), w(6)],
+        )
+        .unwrap();
         assert_eq!(c.and_count(), 3);
         assert_eq!(c.and_depth(), 2);
         let outs: Vec<u32> = c.and_gates.iter().map(|g| g.out).collect();
@@ -493,7 +593,15 @@ mod tests {
             assert_eq!(o.evaluator, vec![x & y, !x]);
         }
         assert!(c.to_bristol().contains("1 1 0 6 INV"));
-        let c2 = Circuit::new(7, vec![w(0)], vec![w(1)], c.gates().to_vec(), vec![w(4)], vec![w(5)]).unwrap();
+        let c2 = Circuit::new(
+            7,
+            vec![w(0)],
+            vec![w(1)],
+            c.gates().to_vec(),
+            vec![w(4)],
+            vec![w(5)],
+        )
+        .unwrap();
         assert_ne!(c.digest(), c2.digest());
     }
 }

@@ -3,7 +3,9 @@
 use super::circuit::{Circuit, INV_MARK};
 use super::garble::{mask, BATCH};
 use super::hash::{aes_u128, gate_tweaks, to_aes_u128, AesBlock, Tccr};
-use super::{ApiMisuse, Error, GarbledHeader, GarbledTables, OutputDecoding, OutputLabels, PeerMisbehaved};
+use super::{
+    ApiMisuse, Error, GarbledHeader, GarbledTables, OutputDecoding, OutputLabels, PeerMisbehaved,
+};
 use crate::block::Block;
 use std::fmt;
 
@@ -34,9 +36,18 @@ impl AwaitingDecoding {
             return Err(PeerMisbehaved::CircuitMismatch.into());
         }
         if msg.bits.len() != self.labels.len() {
-            return Err(PeerMisbehaved::DecodingLength { expected: self.labels.len(), got: msg.bits.len() }.into());
+            return Err(PeerMisbehaved::DecodingLength {
+                expected: self.labels.len(),
+                got: msg.bits.len(),
+            }
+            .into());
         }
-        Ok(self.labels.iter().zip(&msg.bits).map(|(l, &d)| l.lsb() ^ d).collect())
+        Ok(self
+            .labels
+            .iter()
+            .zip(&msg.bits)
+            .map(|(l, &d)| l.lsb() ^ d)
+            .collect())
     }
 }
 
@@ -70,10 +81,17 @@ impl Evaluator {
             .into());
         }
         if tables.as_bytes().len() != circuit.table_bytes() {
-            return Err(PeerMisbehaved::TableLength { expected: circuit.table_bytes(), got: tables.as_bytes().len() }
-                .into());
+            return Err(PeerMisbehaved::TableLength {
+                expected: circuit.table_bytes(),
+                got: tables.as_bytes().len(),
+            }
+            .into());
         }
-        if header.tweak_base.checked_add(circuit.and_count() as u64).is_none_or(|e| e >= 1u64 << 63) {
+        if header
+            .tweak_base
+            .checked_add(circuit.and_count() as u64)
+            .is_none_or(|e| e >= 1u64 << 63)
+        {
             return Err(PeerMisbehaved::TweakRange.into());
         }
         if evaluator_labels.len() != circuit.evaluator_inputs().len() {
@@ -91,11 +109,34 @@ impl Evaluator {
         for (w, &l) in circuit.evaluator_inputs().iter().zip(evaluator_labels) {
             labels[w.index()] = l;
         }
-        evaluate_into(&self.hash, circuit, header.tweak_base, &mut labels, tables.as_bytes());
-        let garbler = circuit.garbler_outputs().iter().map(|w| labels[w.index()]).collect();
-        let own = circuit.evaluator_outputs().iter().map(|w| labels[w.index()]).collect();
+        evaluate_into(
+            &self.hash,
+            circuit,
+            header.tweak_base,
+            &mut labels,
+            tables.as_bytes(),
+        );
+        let garbler = circuit
+            .garbler_outputs()
+            .iter()
+            .map(|w| labels[w.index()])
+            .collect();
+        let own = circuit
+            .evaluator_outputs()
+            .iter()
+            .map(|w| labels[w.index()])
+            .collect();
         let digest = circuit.digest();
-        Ok((OutputLabels { circuit_digest: digest, labels: garbler }, AwaitingDecoding { digest, labels: own }))
+        Ok((
+            OutputLabels {
+                circuit_digest: digest,
+                labels: garbler,
+            },
+            AwaitingDecoding {
+                digest,
+                labels: own,
+            },
+        ))
     }
 }
 
@@ -129,7 +170,8 @@ fn evaluate_into(hash: &Tccr, c: &Circuit, tweak_base: u64, labels: &mut [Block]
                 let wb = labels[g.b as usize].0;
                 let off = 32 * (g0 + k);
                 let tg = u128::from_le_bytes(tables[off..off + 16].try_into().expect("16 bytes"));
-                let te = u128::from_le_bytes(tables[off + 16..off + 32].try_into().expect("16 bytes"));
+                let te =
+                    u128::from_le_bytes(tables[off + 16..off + 32].try_into().expect("16 bytes"));
                 // W_G = H(W_a) ⊕ s_a·T_G ; W_E = H(W_b) ⊕ s_b·(T_E ⊕ W_a).
                 let wg = aes_u128(&buf[2 * k]) ^ (mask(wa) & tg);
                 let we = aes_u128(&buf[2 * k + 1]) ^ (mask(wb) & (te ^ wa));
@@ -141,7 +183,11 @@ fn evaluate_into(hash: &Tccr, c: &Circuit, tweak_base: u64, labels: &mut [Block]
         let lin_end = layer.lin_end as usize;
         for g in &c.linear_gates[lin_start..lin_end] {
             let a = labels[g.a as usize].0;
-            labels[g.out as usize] = Block(if g.b == INV_MARK { a } else { a ^ labels[g.b as usize].0 });
+            labels[g.out as usize] = Block(if g.b == INV_MARK {
+                a
+            } else {
+                a ^ labels[g.b as usize].0
+            });
         }
         lin_start = lin_end;
     }

@@ -2,7 +2,9 @@
 
 use super::circuit::{Circuit, INV_MARK};
 use super::hash::{aes_u128, gate_tweaks, to_aes_u128, AesBlock, Tccr};
-use super::{ApiMisuse, Error, GarbledHeader, GarbledTables, OutputDecoding, OutputLabels, PeerMisbehaved};
+use super::{
+    ApiMisuse, Error, GarbledHeader, GarbledTables, OutputDecoding, OutputLabels, PeerMisbehaved,
+};
 use crate::block::Block;
 use rand::RngCore;
 use std::fmt;
@@ -60,7 +62,9 @@ pub struct Garbler {
 
 impl fmt::Debug for Garbler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Garbler").field("next_gate", &self.next_gate).finish_non_exhaustive()
+        f.debug_struct("Garbler")
+            .field("next_gate", &self.next_gate)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,7 +114,11 @@ impl EvaluatorLabelPairs {
     /// If `bits` has the wrong length.
     pub fn select(&self, bits: &[bool]) -> Vec<Block> {
         assert_eq!(bits.len(), self.zero.len(), "select: wrong number of bits");
-        self.zero.iter().zip(bits).map(|(&z, &b)| z ^ self.delta.and_bit(b)).collect()
+        self.zero
+            .iter()
+            .zip(bits)
+            .map(|(&z, &b)| z ^ self.delta.and_bit(b))
+            .collect()
     }
 }
 
@@ -200,7 +208,10 @@ impl PendingOutput {
         }
         Ok(AcceptedOutput {
             garbler_outputs: outputs,
-            decoding: OutputDecoding { circuit_digest: self.digest, bits: self.evaluator_decoding.clone() },
+            decoding: OutputDecoding {
+                circuit_digest: self.digest,
+                bits: self.evaluator_decoding.clone(),
+            },
         })
     }
 }
@@ -216,7 +227,11 @@ fn ct_is_zero(x: u128) -> bool {
 impl Garbler {
     /// A garbler for a fresh session under `delta`, its gate counter at 0.
     pub fn new(delta: Delta) -> Garbler {
-        Garbler { delta, next_gate: 0, hash: Tccr::new() }
+        Garbler {
+            delta,
+            next_gate: 0,
+            hash: Tccr::new(),
+        }
     }
 
     /// `Δ` (for the correlated OTs that deliver the evaluator's labels).
@@ -236,7 +251,9 @@ impl Garbler {
         garbler_inputs: &[bool],
         rng: &mut R,
     ) -> Result<Garbling, Error> {
-        let zero: Vec<Block> = (0..circuit.evaluator_inputs().len()).map(|_| Block::random(rng)).collect();
+        let zero: Vec<Block> = (0..circuit.evaluator_inputs().len())
+            .map(|_| Block::random(rng))
+            .collect();
         self.garble_with_evaluator_labels(circuit, garbler_inputs, zero, rng)
     }
 
@@ -269,7 +286,10 @@ impl Garbler {
         let tweak_base = self.next_gate;
         // Reserve this circuit's gate numbers before anything else: the tweaks 2·gate, 2·gate+1 must fit a u64
         // gate count, and are never handed out again under this Δ.
-        let end = tweak_base.checked_add(n_and).filter(|&e| e < (1u64 << 63)).ok_or(ApiMisuse::TweaksExhausted)?;
+        let end = tweak_base
+            .checked_add(n_and)
+            .filter(|&e| e < (1u64 << 63))
+            .ok_or(ApiMisuse::TweaksExhausted)?;
         self.next_gate = end;
 
         let delta = self.delta.0;
@@ -285,26 +305,60 @@ impl Garbler {
         }
 
         let mut tables = vec![0u8; circuit.table_bytes()];
-        garble_into(&self.hash, circuit, delta, tweak_base, &mut labels, &mut tables);
+        garble_into(
+            &self.hash,
+            circuit,
+            delta,
+            tweak_base,
+            &mut labels,
+            &mut tables,
+        );
 
-        let garbler_zero: Vec<Block> = circuit.garbler_outputs().iter().map(|w| labels[w.index()]).collect();
-        let evaluator_decoding: Vec<bool> = circuit.evaluator_outputs().iter().map(|w| labels[w.index()].lsb()).collect();
+        let garbler_zero: Vec<Block> = circuit
+            .garbler_outputs()
+            .iter()
+            .map(|w| labels[w.index()])
+            .collect();
+        let evaluator_decoding: Vec<bool> = circuit
+            .evaluator_outputs()
+            .iter()
+            .map(|w| labels[w.index()].lsb())
+            .collect();
         for l in labels.iter_mut() {
             l.0.zeroize();
         }
         let digest = circuit.digest();
         Ok(Garbling {
-            header: GarbledHeader { circuit_digest: digest, tweak_base, garbler_labels },
+            header: GarbledHeader {
+                circuit_digest: digest,
+                tweak_base,
+                garbler_labels,
+            },
             tables: GarbledTables::from_vec_unchecked(tables),
-            evaluator_labels: EvaluatorLabelPairs { zero: evaluator_zero, delta },
-            pending: PendingOutput { digest, garbler_zero, evaluator_decoding, delta },
+            evaluator_labels: EvaluatorLabelPairs {
+                zero: evaluator_zero,
+                delta,
+            },
+            pending: PendingOutput {
+                digest,
+                garbler_zero,
+                evaluator_decoding,
+                delta,
+            },
         })
     }
 }
 
 /// The garbling pass over the layered schedule. `labels` holds the zero labels of the input wires and receives
 /// every wire's zero label; `tables` receives 32 bytes per AND gate.
-fn garble_into(hash: &Tccr, c: &Circuit, delta: Block, tweak_base: u64, labels: &mut [Block], tables: &mut [u8]) {
+fn garble_into(
+    hash: &Tccr,
+    c: &Circuit,
+    delta: Block,
+    tweak_base: u64,
+    labels: &mut [Block],
+    tables: &mut [u8],
+) {
     let d = delta.0;
     let mut buf = vec![AesBlock::default(); 4 * BATCH];
     let mut scratch = vec![AesBlock::default(); 4 * BATCH];
@@ -359,7 +413,11 @@ fn garble_into(hash: &Tccr, c: &Circuit, delta: Block, tweak_base: u64, labels: 
         let lin_end = layer.lin_end as usize;
         for g in &c.linear_gates[lin_start..lin_end] {
             let a = labels[g.a as usize].0;
-            labels[g.out as usize] = Block(if g.b == INV_MARK { a ^ d } else { a ^ labels[g.b as usize].0 });
+            labels[g.out as usize] = Block(if g.b == INV_MARK {
+                a ^ d
+            } else {
+                a ^ labels[g.b as usize].0
+            });
         }
         lin_start = lin_end;
     }

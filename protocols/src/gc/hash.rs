@@ -50,7 +50,9 @@ impl fmt::Debug for FixedKeyAes {
 impl FixedKeyAes {
     /// `π` under an explicit key (tests, other protocols). Garbling uses [`FixedKeyAes::fixed`].
     pub fn new(key: [u8; 16]) -> FixedKeyAes {
-        FixedKeyAes { cipher: Aes128::new(&key.into()) }
+        FixedKeyAes {
+            cipher: Aes128::new(&key.into()),
+        }
     }
 
     /// `π` under [`FIXED_KEY`], built once per process.
@@ -87,7 +89,9 @@ impl Default for Tccr {
 impl Tccr {
     /// The hash over the fixed-key permutation [`FixedKeyAes::fixed`].
     pub fn new() -> Tccr {
-        Tccr { pi: FixedKeyAes::fixed() }
+        Tccr {
+            pi: FixedKeyAes::fixed(),
+        }
     }
 
     /// `H(x, tweak)` for one block.
@@ -102,7 +106,12 @@ impl Tccr {
     /// # Panics
     /// If `scratch` is shorter than `blocks`.
     #[inline]
-    pub fn hash_many(&self, blocks: &mut [AesBlock], scratch: &mut [AesBlock], tweak: impl Fn(usize) -> u128) {
+    pub fn hash_many(
+        &self,
+        blocks: &mut [AesBlock],
+        scratch: &mut [AesBlock],
+        tweak: impl Fn(usize) -> u128,
+    ) {
         let n = blocks.len();
         let scratch = &mut scratch[..n];
         // blocks := π(x)
@@ -187,7 +196,8 @@ mod tests {
         // FIPS-197 style check: AES-128 with an all-zero key and block.
         let out = pi.permute(Block::ZERO).to_bytes();
         let expected = [
-            0x66, 0xe9, 0x4b, 0xd4, 0xef, 0x8a, 0x2c, 0x3b, 0x88, 0x4c, 0xfa, 0x59, 0xca, 0x34, 0x2b, 0x2e,
+            0x66, 0xe9, 0x4b, 0xd4, 0xef, 0x8a, 0x2c, 0x3b, 0x88, 0x4c, 0xfa, 0x59, 0xca, 0x34,
+            0x2b, 0x2e,
         ];
         assert_eq!(out, expected);
     }
