@@ -44,6 +44,8 @@ enum Cmd {
         /// Months of history.
         #[arg(long, default_value_t = 24)]
         months: u32,
+        #[command(flatten)]
+        json: JsonFlag,
     },
     /// Commands for the data owner.
     #[command(subcommand)]
@@ -158,6 +160,8 @@ enum PolicyCmd {
     Check {
         /// The file to check.
         file: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
     },
 }
 
@@ -294,6 +298,7 @@ fn run(cmd: Cmd, home: &Path) -> Result<i32> {
             profile,
             end_month,
             months,
+            json,
         } => {
             let end_month = match end_month {
                 Some(m) => parse_month(&m)?,
@@ -308,8 +313,12 @@ fn run(cmd: Cmd, home: &Path) -> Result<i32> {
             let files = duo::engine::sample::generate(&cfg);
             let paths = duo::engine::sample::write_dir(&out, &files)
                 .with_context(|| format!("writing to {}", out.display()))?;
-            for p in paths {
-                println!("{}", p.display());
+            if json.json {
+                print_json(&paths)?;
+            } else {
+                for p in paths {
+                    println!("{}", p.display());
+                }
             }
             Ok(0)
         }
@@ -600,29 +609,41 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
             }
             Ok(0)
         }
-        OwnerCmd::Policy(PolicyCmd::Check { file }) => {
+        OwnerCmd::Policy(PolicyCmd::Check { file, json }) => {
             let path = match file {
                 Some(f) => f,
                 None => duo::node::release::policy_path(&owner::owner_dir(home)),
             };
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            match Policy::parse(&text) {
-                Ok(p) => {
-                    for (name, line) in p.catalogue_names() {
-                        if name != "*" && duo::engine::catalogue::entry(&name).is_none() {
-                            println!(
-                                "{}:{line}: unknown catalogue attribute `{name}`",
-                                path.display()
-                            );
-                            return Ok(1);
-                        }
+            let problem = match Policy::parse(&text) {
+                Ok(p) => p
+                    .catalogue_names()
+                    .into_iter()
+                    .find(|(name, _)| name != "*" && duo::engine::catalogue::entry(name).is_none())
+                    .map(|(name, line)| (line, 1, format!("unknown catalogue attribute `{name}`")))
+                    .ok_or(p.rules().len()),
+                Err(e) => Ok((e.line, e.column, e.message)),
+            };
+            match problem {
+                Err(rules) => {
+                    if json.json {
+                        print_json(
+                            &serde_json::json!({ "file": path, "ok": true, "rules": rules }),
+                        )?;
+                    } else {
+                        println!("{}: ok, {rules} rule(s)", path.display());
                     }
-                    println!("{}: ok, {} rule(s)", path.display(), p.rules().len());
                     Ok(0)
                 }
-                Err(e) => {
-                    println!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message);
+                Ok((line, column, message)) => {
+                    if json.json {
+                        print_json(&serde_json::json!({
+                            "file": path, "ok": false, "line": line, "column": column, "message": message,
+                        }))?;
+                    } else {
+                        println!("{}:{line}:{column}: {message}", path.display());
+                    }
                     Ok(1)
                 }
             }

@@ -8,7 +8,7 @@
 //! # A first look
 //!
 //! ```text
-//! mean(clamp(filter(rent, category == "rent").amount, 0, 300000))
+//! mean(clamp(filter(transactions, category == "rent").amount, -300000, 0))
 //! by_month(sum, filter(transactions, category == "income").amount)
 //! mean(last_months(rent, 12).paid_date <= last_months(rent, 12).due_date)
 //! histogram(filter(transactions, amount < 0 and not category == "transfer").amount, [-100000, -10000, 0])
