@@ -191,7 +191,18 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     fi.close().await;
     node.shutdown().await;
 
-    step(9, "The owner checks the audit log");
+    step(9, "The FI checks the receipts it kept");
+    let kept = fi_home.receipts()?;
+    let problems = fi_home.verify_receipts()?;
+    if !problems.is_empty() {
+        bail!("the FI's receipts do not verify: {problems:?}");
+    }
+    println!(
+        "{} receipt(s), each signed by the owner node's key pinned at pairing, hash-chained in the FI's own log",
+        kept.len()
+    );
+
+    step(10, "The owner checks the audit log");
     let o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
     let report = store::verify_log(&o.conn)?;
     for e in store::log_entries(&o.conn, 0, 10_000)? {
@@ -202,7 +213,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             let body: serde_json::Value = serde_json::from_str(&e.body)?;
             let field = |k: &str| {
                 body.get(k)
-                    .map(|v| v.to_string().trim_matches('"').to_string())
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
             };
             let summary = match e.kind.as_str() {
                 "request" => format!(

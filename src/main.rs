@@ -53,6 +53,16 @@ enum Cmd {
     /// Commands for the financial institution.
     #[command(subcommand)]
     Fi(FiCmd),
+    /// Check a receipt (a JSON file, as `duo fi receipts --json` or `duo fi result --json` prints it) against an
+    /// owner node's public signing key. Exit 0 if it verifies, 1 if not.
+    VerifyReceipt {
+        /// The receipt file (`-` for standard input).
+        file: PathBuf,
+        /// The node's signing key (hex). Without it, the key the receipt names is used, which proves only that
+        /// the receipt was not altered.
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Args, Debug, Clone, Copy)]
@@ -107,8 +117,23 @@ enum OwnerCmd {
         /// How long the code stays valid (e.g. 15m, 2h, 1d).
         #[arg(long, default_value = "15m")]
         ttl: String,
+        /// How many days the pairing lasts; after that the FI needs a new invite.
+        #[arg(long, default_value_t = 90)]
+        pairing_days: u32,
         #[command(flatten)]
         json: JsonFlag,
+    },
+    /// The FIs paired with this node.
+    #[command(subcommand)]
+    Fi(OwnerFiCmd),
+    /// Dataset commands.
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
+    /// Delete all loaded data (every version of every dataset); the log and the history are kept.
+    Forget {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
     /// Show the requests waiting for your decision, with the exact value each would release.
     Requests {
@@ -143,6 +168,10 @@ enum OwnerCmd {
         /// Check every entry's hash and link; exit 1 if anything was edited, removed or reordered.
         #[arg(long)]
         verify: bool,
+        /// With --verify: also check the log against a receipt an FI holds (JSON file): the entry it names must
+        /// still be in the log with the same hash, so nothing up to it was edited, reordered or removed.
+        #[arg(long, requires = "verify")]
+        receipt: Option<PathBuf>,
         /// Show only the last N entries.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -152,6 +181,35 @@ enum OwnerCmd {
     /// Policy file commands.
     #[command(subcommand)]
     Policy(PolicyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum OwnerFiCmd {
+    /// List paired FIs: principal, key fingerprint, since, expiry, last seen, pending requests.
+    List {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Cut an FI off: its sessions close at once and its pending requests are cancelled. Its history is kept;
+    /// a new invite pairs it again.
+    Revoke {
+        /// The principal name.
+        principal: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DatasetCmd {
+    /// Delete every version of a dataset's rows; its metadata and the log stay.
+    Delete {
+        /// Dataset name.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -212,6 +270,14 @@ enum FiCmd {
         /// Which paired owner.
         #[arg(long)]
         owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The receipts this FI has kept, each verified when it arrived; --verify checks them all again.
+    Receipts {
+        /// Check the log's chain and every signature against the pinned keys; exit 1 on any problem.
+        #[arg(long)]
+        verify: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -323,6 +389,31 @@ fn run(cmd: Cmd, home: &Path) -> Result<i32> {
             Ok(0)
         }
         Cmd::Owner(c) => owner_cmd(c, home),
+        Cmd::VerifyReceipt { file, key } => {
+            let receipt = read_receipt(&file)?;
+            match receipt.verify(key.as_deref()) {
+                Ok(()) => {
+                    println!(
+                        "receipt verifies: request {} released to \"{}\" via {} (log entry {}, node key {}){}",
+                        receipt.request,
+                        receipt.principal,
+                        receipt.backend,
+                        receipt.log_seq,
+                        receipt.node_key,
+                        if key.is_none() {
+                            "; pass --key to check it is this node's key"
+                        } else {
+                            ""
+                        }
+                    );
+                    Ok(0)
+                }
+                Err(e) => {
+                    println!("receipt does NOT verify: {e}");
+                    Ok(1)
+                }
+            }
+        }
         Cmd::Fi(c) => runtime()?.block_on(fi_cmd(c, home)),
     }
 }
@@ -483,11 +574,16 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         OwnerCmd::Invite {
             principal,
             ttl,
+            pairing_days,
             json,
         } => {
             let dir = ensure_owner(home)?;
             let ttl = parse_ttl(&ttl)?;
-            let code = owner::invite(&dir, &principal, ttl)?;
+            if !(1..=3650).contains(&pairing_days) {
+                bail!("--pairing-days must be between 1 and 3650");
+            }
+            let pairing = Duration::from_secs(u64::from(pairing_days) * 86400);
+            let code = owner::invite_for(&dir, &principal, ttl, pairing)?;
             if json.json {
                 print_json(&serde_json::json!({
                     "principal": principal.trim(), "code": code.to_string(), "expires_in_secs": ttl.as_secs(),
@@ -500,6 +596,80 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                     humantime(ttl)
                 );
             }
+            Ok(0)
+        }
+        OwnerCmd::Fi(OwnerFiCmd::List { json }) => {
+            let dir = ensure_owner(home)?;
+            let o = open_owner(&dir)?;
+            let list = store::pairings(&o.conn)?;
+            if json.json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no FI is paired; make an invite with `duo owner invite --fi NAME`");
+            } else {
+                for p in list {
+                    let expires = chrono::DateTime::from_timestamp(p.expires_at, 0)
+                        .map(|t| t.format("%Y-%m-%d").to_string())
+                        .unwrap_or_default();
+                    println!(
+                        "{}  [{}]\n  key {}; paired {}; expires {}; last seen {}; {} pending request(s)",
+                        p.principal,
+                        p.state,
+                        p.fingerprint,
+                        p.paired_at,
+                        expires,
+                        p.last_seen.as_deref().unwrap_or("never"),
+                        p.pending
+                    );
+                }
+            }
+            Ok(0)
+        }
+        OwnerCmd::Fi(OwnerFiCmd::Revoke { principal, json }) => {
+            let dir = ensure_owner(home)?;
+            let mut o = open_owner(&dir)?;
+            let cancelled = store::revoke(&mut o.conn, &principal)?;
+            if json.json {
+                print_json(
+                    &serde_json::json!({ "principal": principal, "cancelled_requests": cancelled }),
+                )?;
+            } else {
+                println!(
+                    "revoked `{principal}`: its sessions close now; {} pending request(s) cancelled",
+                    cancelled.len()
+                );
+            }
+            Ok(0)
+        }
+        OwnerCmd::Dataset(DatasetCmd::Delete { name, yes }) => {
+            let dir = ensure_owner(home)?;
+            if !yes && !confirm(&format!("delete every version of the rows of `{name}`?"))? {
+                return Ok(1);
+            }
+            let mut o = open_owner(&dir)?;
+            let n = store::delete_dataset(&mut o.conn, &name)?;
+            store::scrub(&o.conn)?;
+            println!("deleted {n} version(s) of `{name}`; the log keeps what was released from it");
+            Ok(0)
+        }
+        OwnerCmd::Forget { yes } => {
+            let dir = ensure_owner(home)?;
+            if !yes && !confirm("delete ALL loaded data on this node?")? {
+                return Ok(1);
+            }
+            let mut o = open_owner(&dir)?;
+            let names: Vec<String> = store::datasets(&o.conn)?
+                .into_iter()
+                .map(|d| d.meta.name)
+                .collect();
+            for name in &names {
+                store::delete_dataset(&mut o.conn, name)?;
+            }
+            store::scrub(&o.conn)?;
+            println!(
+                "deleted {} dataset(s); the log, pairings and history are kept",
+                names.len()
+            );
             Ok(0)
         }
         OwnerCmd::Requests { json } => {
@@ -565,13 +735,33 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         }
         OwnerCmd::Log {
             verify,
+            receipt,
             limit,
             json,
         } => {
             let dir = ensure_owner(home)?;
             let o = open_owner(&dir)?;
             if verify {
-                let r = store::verify_log(&o.conn)?;
+                let mut r = store::verify_log(&o.conn)?;
+                if let Some(path) = receipt {
+                    let receipt = read_receipt(&path)?;
+                    let own = duo::node::receipt::NodeSigner::load_or_create(
+                        &duo::node::receipt::signing_key_path(&dir),
+                    )?;
+                    if let Err(e) = receipt.verify(Some(&own.public_hex())) {
+                        bail!("{}: not a receipt of this node: {e}", path.display());
+                    }
+                    match store::log_entry(&o.conn, receipt.log_seq)? {
+                        Some(e) if e.hash == receipt.log_hash => {}
+                        Some(_) => r.problems.push(store::LogProblem::Edited {
+                            seq: receipt.log_seq,
+                        }),
+                        None => r.problems.push(store::LogProblem::Missing {
+                            from: receipt.log_seq,
+                            to: receipt.log_seq,
+                        }),
+                    }
+                }
                 if json.json {
                     print_json(&r)?;
                 } else if r.problems.is_empty() {
@@ -649,6 +839,32 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
             }
         }
     }
+}
+
+/// Read a receipt: a bare receipt, a request view that carries one, or a receipt-log entry.
+fn read_receipt(path: &Path) -> Result<duo::node::receipt::Receipt> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let inner = v.get("receipt").cloned().unwrap_or(v);
+    serde_json::from_value(inner).with_context(|| format!("{} holds no receipt", path.display()))
+}
+
+/// Ask on the terminal; refuses (with how to proceed) when there is no terminal.
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} This cannot be undone; pass --yes to confirm");
+    }
+    eprint!("{question} This cannot be undone. Type yes to go on: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
 }
 
 fn humantime(d: Duration) -> String {
@@ -762,6 +978,42 @@ async fn fi_cmd(cmd: FiCmd, home: &Path) -> Result<i32> {
                 RequestState::Denied => 1,
                 _ => 0,
             })
+        }
+        FiCmd::Receipts { verify, json } => {
+            let entries = fi.receipts()?;
+            if verify {
+                let problems = fi.verify_receipts()?;
+                if json.json {
+                    print_json(
+                        &serde_json::json!({ "entries": entries.len(), "problems": problems }),
+                    )?;
+                } else if problems.is_empty() {
+                    println!("{} receipt(s); chain and signatures verify", entries.len());
+                } else {
+                    for p in &problems {
+                        println!("{p}");
+                    }
+                }
+                return Ok(if problems.is_empty() { 0 } else { 1 });
+            }
+            if json.json {
+                print_json(&entries)?;
+            } else if entries.is_empty() {
+                println!("no receipts yet");
+            } else {
+                for e in entries {
+                    println!(
+                        "{:>4} {} request {} via {} at {} (owner log entry {})",
+                        e.seq,
+                        e.owner,
+                        e.receipt.request,
+                        e.receipt.backend,
+                        e.receipt.issued_at,
+                        e.receipt.log_seq
+                    );
+                }
+            }
+            Ok(0)
         }
         FiCmd::Result {
             id,

@@ -101,6 +101,14 @@ pub fn request(v: &RequestView) -> String {
     if let Some(a) = &v.answer {
         let _ = writeln!(s, "  answer: {}", answer(a, &v.ty));
     }
+    if let Some(r) = &v.receipt {
+        let _ = writeln!(
+            s,
+            "  receipt: signed by node key {}..., owner log entry {}",
+            r.node_key.get(..16).unwrap_or(&r.node_key),
+            r.log_seq
+        );
+    }
     s
 }
 

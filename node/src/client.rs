@@ -7,6 +7,7 @@
 
 use crate::error::Error;
 use crate::keys::{fingerprint, InviteCode, Keypair};
+use crate::receipt::Receipt;
 use crate::release::{RequestState, RequestView};
 use crate::transport::{self, Limits, Mode, SecureChannel};
 use crate::wire::{self, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
@@ -14,6 +15,7 @@ use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{AggKind, ArithOp, CmpOp, Expr, Pred, Type, Value};
 use duo_policies::Backend;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -37,6 +39,42 @@ pub struct PairingRecord {
     pub principal: String,
     /// When the pairing was made.
     pub paired_at: String,
+    /// The owner node's receipt-signing key (hex), pinned at pairing.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+}
+
+/// One entry of the FI's receipt log: a verified receipt, hash-chained to the entry before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptEntry {
+    /// Position in the FI's log (1, 2, ...).
+    pub seq: u64,
+    /// The local name of the owner node that issued it.
+    pub owner: String,
+    /// The receipt.
+    pub receipt: Receipt,
+    /// Hash of the previous entry.
+    pub prev: String,
+    /// Hash of this entry: SHA-256 over `prev`, `seq`, `owner` and the receipt's signed digest and signature.
+    pub hash: String,
+}
+
+impl ReceiptEntry {
+    fn compute_hash(prev: &str, seq: u64, owner: &str, receipt: &Receipt) -> String {
+        let mut h = Sha256::new();
+        h.update(b"duo fi receipts v1\n");
+        for part in [
+            prev.as_bytes(),
+            seq.to_string().as_bytes(),
+            owner.as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.update(receipt.signed_bytes());
+        h.update(receipt.signature.as_bytes());
+        crate::store::hex(&h.finalize())
+    }
 }
 
 /// The FI's keys and pairings on disk (directory 0700, files 0600).
@@ -91,6 +129,88 @@ impl FiHome {
         }
     }
 
+    fn receipts_path(&self) -> PathBuf {
+        self.dir.join("receipts.jsonl")
+    }
+
+    /// The FI's receipt log, oldest first.
+    pub fn receipts(&self) -> Result<Vec<ReceiptEntry>, Error> {
+        let text = match std::fs::read_to_string(self.receipts_path()) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| Ok(serde_json::from_str(l)?))
+            .collect()
+    }
+
+    /// Check the receipt log: every entry chains to the one before, and every receipt's signature verifies
+    /// against the signing key pinned for its owner node. Returns the problems found.
+    pub fn verify_receipts(&self) -> Result<Vec<String>, Error> {
+        let pairings = self.pairings()?;
+        let mut problems = Vec::new();
+        let mut prev = crate::store::GENESIS_HASH.to_string();
+        for (i, e) in self.receipts()?.iter().enumerate() {
+            let seq = i as u64 + 1;
+            if e.seq != seq || e.prev != prev {
+                problems.push(format!(
+                    "entry {} is out of place (removed or reordered entries before it)",
+                    e.seq
+                ));
+            }
+            if ReceiptEntry::compute_hash(&e.prev, e.seq, &e.owner, &e.receipt) != e.hash {
+                problems.push(format!("entry {} was edited", e.seq));
+            }
+            let pinned = pairings
+                .iter()
+                .find(|p| p.name == e.owner)
+                .and_then(|p| p.signing_key.clone());
+            if let Err(err) = e.receipt.verify(pinned.as_deref()) {
+                problems.push(format!("entry {}: {err}", e.seq));
+            }
+            prev = e.hash.clone();
+        }
+        Ok(problems)
+    }
+
+    /// Append a verified receipt to the log, unless the same receipt is already there.
+    fn keep_receipt(&self, owner: &str, receipt: &Receipt) -> Result<(), Error> {
+        let existing = self.receipts()?;
+        if existing.iter().any(|e| e.receipt == *receipt) {
+            return Ok(());
+        }
+        let seq = existing.len() as u64 + 1;
+        let prev = existing
+            .last()
+            .map(|e| e.hash.clone())
+            .unwrap_or_else(|| crate::store::GENESIS_HASH.to_string());
+        let entry = ReceiptEntry {
+            hash: ReceiptEntry::compute_hash(&prev, seq, owner, receipt),
+            seq,
+            owner: owner.to_string(),
+            receipt: receipt.clone(),
+            prev,
+        };
+        crate::home::private_dir(&self.dir)?;
+        let mut line = serde_json::to_vec(&entry)?;
+        line.push(b'\n');
+        let path = self.receipts_path();
+        let mut opts = std::fs::OpenOptions::new();
+        opts.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        use std::io::Write;
+        let mut f = opts.open(&path)?;
+        f.write_all(&line)?;
+        f.sync_all()?;
+        Ok(())
+    }
+
     fn save(&self, rec: PairingRecord) -> Result<(), Error> {
         let mut all = self.pairings()?;
         all.retain(|p| p.name != rec.name);
@@ -134,6 +254,10 @@ pub struct Client {
     chan: SecureChannel<MaybeTlsStream<TcpStream>>,
     next_id: u64,
     principal: String,
+    /// The node's receipt-signing key: pinned at pairing, or as announced in this session.
+    signing_key: String,
+    /// Where verified receipts are kept (the FI home and the pairing's name), when connected through one.
+    keep: Option<(FiHome, String)>,
 }
 
 impl std::fmt::Debug for Client {
@@ -166,13 +290,14 @@ pub async fn pair(
     )
     .await
     .map_err(|e| Error::Transport(e.to_string()))?;
-    let client = Client::start(chan).await?;
+    let client = Client::start(chan, None).await?;
     let rec = PairingRecord {
         name: name.to_string(),
         url: url.to_string(),
         fingerprint: code.fingerprint.clone(),
         principal: client.principal.clone(),
         paired_at: crate::store::now_text(),
+        signing_key: Some(client.signing_key.clone()),
     };
     home.save(rec.clone())?;
     client.close().await;
@@ -184,7 +309,26 @@ impl Client {
     pub async fn connect(home: &FiHome, name: Option<&str>) -> Result<Client, Error> {
         let rec = home.pairing(name)?;
         let key = home.key()?;
-        Self::connect_with(&rec.url, &key, &rec.fingerprint).await
+        let chan = transport::connect(
+            &rec.url,
+            &key,
+            Mode::Session,
+            None,
+            &rec.fingerprint,
+            &Limits::default(),
+        )
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+        let client = Self::start(chan, Some((home.clone(), rec.name.clone()))).await?;
+        if let Some(pinned) = &rec.signing_key {
+            if !pinned.eq_ignore_ascii_case(&client.signing_key) {
+                return Err(Error::Refused(
+                    "the owner node announced a different receipt-signing key than the one pinned at pairing"
+                        .into(),
+                ));
+            }
+        }
+        Ok(client)
     }
 
     /// Open a session with explicit keys.
@@ -203,20 +347,32 @@ impl Client {
         )
         .await
         .map_err(|e| Error::Transport(e.to_string()))?;
-        Self::start(chan).await
+        Self::start(chan, None).await
     }
 
-    async fn start(mut chan: SecureChannel<MaybeTlsStream<TcpStream>>) -> Result<Client, Error> {
+    async fn start(
+        mut chan: SecureChannel<MaybeTlsStream<TcpStream>>,
+        keep: Option<(FiHome, String)>,
+    ) -> Result<Client, Error> {
         let bytes = chan
             .recv()
             .await
             .map_err(|e| Error::Transport(e.to_string()))?
             .ok_or_else(|| Error::Transport("the owner node closed the session".into()))?;
         match wire::decode_server(&bytes)? {
-            (_, ServerMsg::Welcome { principal, .. }) => Ok(Client {
+            (
+                _,
+                ServerMsg::Welcome {
+                    principal,
+                    signing_key,
+                    ..
+                },
+            ) => Ok(Client {
                 chan,
                 next_id: 1,
                 principal,
+                signing_key,
+                keep,
             }),
             (_, ServerMsg::Error { code, message }) => Err(Error::Remote { code, message }),
             (_, other) => Err(Error::Transport(format!(
@@ -401,9 +557,39 @@ impl Client {
             reason: reason.into(),
         };
         match self.call(&msg).await? {
-            ServerMsg::Request(v) => Ok(v),
+            ServerMsg::Request(v) => self.checked_view(v),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Verify the receipt of an approved answer against the node's signing key, and keep it.
+    fn checked_view(&self, v: RequestView) -> Result<RequestView, Error> {
+        if v.state == RequestState::Approved {
+            let receipt = v.receipt.as_ref().ok_or_else(|| {
+                Error::Refused(format!(
+                    "request {}: the answer came without a receipt",
+                    v.id
+                ))
+            })?;
+            receipt.verify(Some(&self.signing_key))?;
+            // Both were written by the node from the same answer; compare them parsed the same way.
+            let signed_answer: Option<duo_engine::Answer> =
+                serde_json::from_str(&receipt.answer).ok();
+            if receipt.request != v.id
+                || receipt.principal != self.principal
+                || receipt.backend != v.backend.name()
+                || signed_answer != v.answer
+            {
+                return Err(Error::Refused(format!(
+                    "request {}: the receipt does not match the answer it came with",
+                    v.id
+                )));
+            }
+            if let Some((home, name)) = &self.keep {
+                home.keep_receipt(name, receipt)?;
+            }
+        }
+        Ok(v)
     }
 
     /// The state of a request, waiting up to `wait` for a decision.
@@ -416,7 +602,7 @@ impl Client {
                 wait_ms: (left.as_millis() as u64).min(wire::MAX_WAIT_MS),
             };
             let view = match self.call(&msg).await? {
-                ServerMsg::Request(v) => v,
+                ServerMsg::Request(v) => self.checked_view(v)?,
                 other => return Err(unexpected(other)),
             };
             if view.state != RequestState::Pending || tokio::time::Instant::now() >= deadline {

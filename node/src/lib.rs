@@ -3,7 +3,7 @@
 //! - [`transport`]: WebSocket carrying a Noise channel; [`keys`]: static keys, fingerprints and invite codes;
 //! - [`wire`]: the application messages inside the channel;
 //! - [`store`]: the owner's SQLite store and the hash-chained audit log;
-//! - [`release`]: requests, decisions and releases (one transaction each);
+//! - [`release`]: requests, decisions and releases (one transaction each); [`receipt`]: signed receipts;
 //! - [`owner`]: initialising the owner node, loading data, invites and the service FIs connect to;
 //! - [`client`]: the FI client with lazy pointers;
 //! - [`home`]: data directories.
@@ -14,6 +14,7 @@ pub mod error;
 pub mod home;
 pub mod keys;
 pub mod owner;
+pub mod receipt;
 pub mod release;
 pub mod store;
 pub mod transport;

@@ -52,6 +52,7 @@ pub fn init(owner_dir: &Path, policy_text: Option<&str>) -> Result<InitReport, E
         Policy::parse(text)?;
         crate::home::write_private(&pp, text.as_bytes())?;
     }
+    crate::receipt::NodeSigner::load_or_create(&crate::receipt::signing_key_path(owner_dir))?;
     store::open(owner_dir, Sync::Full)?;
     let key = node_key(owner_dir)?;
     Ok(InitReport {
@@ -116,8 +117,21 @@ pub fn load(
     })
 }
 
-/// Make an invite code for `principal`, valid for `ttl`.
+/// How long a pairing lasts unless the invite says otherwise.
+pub const DEFAULT_PAIRING: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Make an invite code for `principal`, valid for `ttl`; the pairing it makes lasts [`DEFAULT_PAIRING`].
 pub fn invite(owner_dir: &Path, principal: &str, ttl: Duration) -> Result<InviteCode, Error> {
+    invite_for(owner_dir, principal, ttl, DEFAULT_PAIRING)
+}
+
+/// Make an invite code for `principal`, valid for `ttl`, whose pairing lasts `pairing`.
+pub fn invite_for(
+    owner_dir: &Path,
+    principal: &str,
+    ttl: Duration,
+    pairing: Duration,
+) -> Result<InviteCode, Error> {
     let principal = principal.trim();
     if principal.is_empty() || principal.len() > 128 || principal.chars().any(char::is_control) {
         return Err(Error::Refused(
@@ -133,6 +147,7 @@ pub fn invite(owner_dir: &Path, principal: &str, ttl: Duration) -> Result<Invite
         principal,
         &code.psk(),
         store::now_unix() + ttl.as_secs() as i64,
+        pairing,
     )?;
     Ok(code)
 }
@@ -150,8 +165,6 @@ pub struct ServeConfig {
     pub max_pointers: usize,
     /// Concurrent connections (authenticated or not).
     pub max_connections: usize,
-    /// How long a pairing lasts.
-    pub pairing_ttl: Duration,
 }
 
 impl ServeConfig {
@@ -163,7 +176,6 @@ impl ServeConfig {
             limits: Limits::default(),
             max_pointers: 1024,
             max_connections: 256,
-            pairing_ttl: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -198,7 +210,12 @@ pub async fn spawn(cfg: ServeConfig, listen: SocketAddr) -> Result<RunningNode, 
     Owner::open(&cfg.owner_dir, cfg.sync, DatasetCache::default())?.policy()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let changes = spawn_change_watcher(cfg.owner_dir.clone(), shutdown_rx.clone())?;
+    let signing_key = crate::receipt::NodeSigner::load_or_create(
+        &crate::receipt::signing_key_path(&cfg.owner_dir),
+    )?
+    .public_hex();
     let shared = Arc::new(Shared {
+        signing_key,
         cfg,
         key,
         cache: DatasetCache::default(),
@@ -214,6 +231,7 @@ pub async fn spawn(cfg: ServeConfig, listen: SocketAddr) -> Result<RunningNode, 
 
 struct Shared {
     cfg: ServeConfig,
+    signing_key: String,
     key: Arc<Keypair>,
     cache: DatasetCache,
     changes: watch::Receiver<u64>,
@@ -364,10 +382,9 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
     let principal = match &mode {
         Mode::Pair { invite } => {
             let invite = invite.clone();
-            let ttl = cfg.pairing_ttl;
             let fp = fingerprint(&remote);
             match blocking(&mut owner, move |o| {
-                store::complete_pairing(&mut o.conn, &invite, &remote, &fp, ttl)
+                store::complete_pairing(&mut o.conn, &invite, &remote, &fp)
             })
             .await
             {
@@ -406,6 +423,7 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
     let welcome = ServerMsg::Welcome {
         principal: principal.clone(),
         node: format!("duo {}", env!("CARGO_PKG_VERSION")),
+        signing_key: shared.signing_key.clone(),
     };
     if chan.send(&wire::encode(0, &welcome)).await.is_err() {
         return;
@@ -417,10 +435,29 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
         owner,
         shared: shared.clone(),
     };
+    let mut changes = shared.changes.clone();
     loop {
-        let bytes = match chan.recv().await {
-            Ok(Some(b)) => b,
-            Ok(None) | Err(_) => break,
+        let bytes = tokio::select! {
+            got = chan.recv() => match got {
+                Ok(Some(b)) => b,
+                Ok(None) | Err(_) => break,
+            },
+            // Any commit (from this node or an owner command): is this principal still paired?
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let still = blocking(&mut state.owner, move |o| store::principal_for_key(&o.conn, &remote)).await;
+                if !matches!(still, Ok(Ok(Some(ref p))) if *p == state.principal) {
+                    let bye = ServerMsg::Error {
+                        code: "revoked".into(),
+                        message: "the owner revoked or ended this pairing; the session is closed".into(),
+                    };
+                    let _ = chan.send(&wire::encode(0, &bye)).await;
+                    break;
+                }
+                continue;
+            }
         };
         let (id, reply) = match wire::decode_client(&bytes) {
             Ok((id, msg)) => (id, state.handle(msg).await),

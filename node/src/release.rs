@@ -6,6 +6,7 @@
 //! committed before the answer leaves the node.
 
 use crate::error::Error;
+use crate::receipt::{signing_key_path, NodeSigner, Receipt};
 use crate::store::{self, append_log, hex, write_tx};
 use duo_engine::{
     catalogue, check, evaluate, render, Answer, CheckContext, Checked, DataSource, Dataset,
@@ -75,6 +76,9 @@ pub struct RequestView {
     pub decided_by: Option<String>,
     /// The static type of the answer (from the published metadata, never from the data).
     pub ty: Type,
+    /// The node's signed receipt for the answer (approved requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
 }
 
 /// An earlier release that touched some of the same columns (shown to the owner).
@@ -209,6 +213,7 @@ pub struct Owner {
     pub conn: Connection,
     cache: DatasetCache,
     limits: Limits,
+    signer: Arc<NodeSigner>,
 }
 
 /// Path of the policy file in an owner directory.
@@ -222,6 +227,7 @@ impl Owner {
         Ok(Owner {
             dir: dir.to_path_buf(),
             conn: store::open(dir, sync)?,
+            signer: Arc::new(NodeSigner::load_or_create(&signing_key_path(dir))?),
             cache,
             limits: Limits::default(),
         })
@@ -325,6 +331,7 @@ impl Owner {
         let description = render::describe(&checked.expr);
         let lineage = serde_json::to_string(&checked.expr)?;
         let cache = self.cache.clone();
+        let signer = self.signer.clone();
         let tx = write_tx(&mut self.conn)?;
         let versions = Self::versions_read(&tx, checked)?;
         let key = release_key(principal, backend, &lineage, &versions);
@@ -391,11 +398,22 @@ impl Owner {
                 Some("store"),
             )?;
             log_request(id)?;
-            append_log(
+            let pos = append_log(
                 &tx,
                 "decision",
                 Some(principal),
                 &serde_json::json!({ "request": id, "action": "approve", "by": "store", "same_as": first }),
+            )?;
+            let answer: Answer = serde_json::from_str(&answer_text)?;
+            let receipt = issue_receipt(
+                &tx,
+                &self.signer,
+                id,
+                principal,
+                backend,
+                &checked.expr,
+                &answer,
+                pos,
             )?;
             tx.commit()?;
             return Ok(RequestView {
@@ -404,10 +422,11 @@ impl Owner {
                 backend,
                 reason: reason.to_string(),
                 description,
-                answer: Some(serde_json::from_str(&answer_text)?),
+                answer: Some(answer),
                 why: Some(why),
                 decided_by: Some("store".into()),
                 ty: checked.ty.clone(),
+                receipt: Some(receipt),
             });
         }
 
@@ -416,11 +435,9 @@ impl Owner {
         let decision = decide(
             &policy,
             &RequestFacts {
-                principal,
-                backend,
-                checked,
-                dataset_tags: &tags,
                 already_released,
+                now: Some(chrono::Local::now().naive_local()),
+                ..RequestFacts::new(principal, backend, checked, &tags)
             },
         );
         // An approved lineage that cannot be computed (the data changed shape) is recorded as refused, with the
@@ -456,7 +473,8 @@ impl Owner {
                     Some(principal),
                     &serde_json::json!({ "request": id, "action": "approve", "by": "policy", "rule": rule }),
                 )?;
-                record_release(&tx, id, principal, backend, checked, &answer)?;
+                let receipt =
+                    record_release(&tx, &signer, id, principal, backend, checked, &answer)?;
                 RequestView {
                     id,
                     state: RequestState::Approved,
@@ -467,6 +485,7 @@ impl Owner {
                     why: None,
                     decided_by: Some("policy".into()),
                     ty: checked.ty.clone(),
+                    receipt: Some(receipt),
                 }
             }
             Err(Decision::Approve { .. }) => {
@@ -497,6 +516,7 @@ impl Owner {
                     why: Some(why),
                     decided_by: Some("policy".into()),
                     ty: checked.ty.clone(),
+                    receipt: None,
                 }
             }
             Err(Decision::Ask { rule, why }) => {
@@ -518,6 +538,7 @@ impl Owner {
                     why: Some(format!("waiting for the owner: {why}")),
                     decided_by: None,
                     ty: checked.ty.clone(),
+                    receipt: None,
                 }
             }
         };
@@ -530,7 +551,7 @@ impl Owner {
         let row = self
             .conn
             .query_row(
-                "SELECT backend, reason, description, state, why, answer, decided_by, checked FROM requests
+                "SELECT backend, reason, description, state, why, answer, decided_by, checked, receipt FROM requests
                  WHERE id = ?1 AND principal = ?2",
                 params![id as i64, principal],
                 |r| {
@@ -543,12 +564,13 @@ impl Owner {
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, Option<String>>(6)?,
                         r.get::<_, String>(7)?,
+                        r.get::<_, Option<String>>(8)?,
                     ))
                 },
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
-        let (backend, reason, description, state, why, answer, decided_by, checked) = row;
+        let (backend, reason, description, state, why, answer, decided_by, checked, receipt) = row;
         let checked: Checked = serde_json::from_str(&checked)?;
         let state = RequestState::parse(&state)?;
         Ok(RequestView {
@@ -564,6 +586,7 @@ impl Owner {
             },
             decided_by,
             ty: checked.ty,
+            receipt: receipt.map(|r| serde_json::from_str(&r)).transpose()?,
         })
     }
 
@@ -616,11 +639,9 @@ impl Owner {
             if let Decision::Deny { rule, reason } = decide(
                 &policy,
                 &RequestFacts {
-                    principal: &view.principal,
-                    backend: view.backend,
-                    checked: &checked,
-                    dataset_tags: &tags,
                     already_released: already,
+                    now: Some(chrono::Local::now().naive_local()),
+                    ..RequestFacts::new(&view.principal, view.backend, &checked, &tags)
                 },
             ) {
                 return Err(Error::Stale {
@@ -649,7 +670,15 @@ impl Owner {
                 Some(&view.principal),
                 &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
             )?;
-            record_release(&tx, id, &view.principal, view.backend, &checked, &answer)?;
+            let receipt = record_release(
+                &tx,
+                &self.signer,
+                id,
+                &view.principal,
+                view.backend,
+                &checked,
+                &answer,
+            )?;
             tx.commit()?;
             Ok(RequestView {
                 id,
@@ -661,6 +690,7 @@ impl Owner {
                 why: None,
                 decided_by: Some("owner".into()),
                 ty: checked.ty.clone(),
+                receipt: Some(receipt),
             })
         })();
         self.conn = conn;
@@ -740,12 +770,13 @@ fn already_released(conn: &Connection, principal: &str, checked: &Checked) -> Re
 
 fn record_release(
     tx: &Connection,
+    signer: &NodeSigner,
     id: u64,
     principal: &str,
     backend: Backend,
     checked: &Checked,
     answer: &Answer,
-) -> Result<(), Error> {
+) -> Result<Receipt, Error> {
     for (dataset, col) in &checked.columns {
         tx.execute(
             "INSERT INTO release_columns (request_id, dataset, col) VALUES (?1, ?2, ?3)",
@@ -758,13 +789,49 @@ fn record_release(
             params![id as i64, principal, c.name, c.window_end.to_string()],
         )?;
     }
-    append_log(
+    let pos = append_log(
         tx,
         "release",
         Some(principal),
         &serde_json::json!({ "request": id, "backend": backend.name(), "answer": answer }),
     )?;
-    Ok(())
+    issue_receipt(
+        tx,
+        signer,
+        id,
+        principal,
+        backend,
+        &checked.expr,
+        answer,
+        pos,
+    )
+}
+
+/// Sign a receipt for an answer given out, bound to the log entry that recorded it, and keep it with the request.
+#[allow(clippy::too_many_arguments)]
+fn issue_receipt(
+    tx: &Connection,
+    signer: &NodeSigner,
+    id: u64,
+    principal: &str,
+    backend: Backend,
+    lineage: &Expr,
+    answer: &Answer,
+    pos: store::LogPos,
+) -> Result<Receipt, Error> {
+    let receipt = signer.sign(
+        id,
+        principal,
+        backend.name(),
+        serde_json::to_string(lineage)?,
+        serde_json::to_string(answer)?,
+        0,
+        pos.seq,
+        pos.hash,
+    );
+    tx.prepare_cached("UPDATE requests SET receipt = ?2 WHERE id = ?1")?
+        .execute(params![id as i64, serde_json::to_string(&receipt)?])?;
+    Ok(receipt)
 }
 
 fn stored_checked(conn: &Connection, id: u64) -> Result<(Checked, BTreeMap<String, u64>), Error> {

@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS datasets (
     rows        INTEGER NOT NULL,
     loaded_at   TEXT NOT NULL,
     current     INTEGER NOT NULL DEFAULT 1,
+    deleted_at  TEXT,
     PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS invites (
@@ -55,7 +56,8 @@ CREATE TABLE IF NOT EXISTS invites (
     created_at TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
     attempts   INTEGER NOT NULL DEFAULT 0,
-    state      TEXT NOT NULL DEFAULT 'open'
+    state      TEXT NOT NULL DEFAULT 'open',
+    pairing_secs INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS pairings (
     principal   TEXT PRIMARY KEY,
@@ -63,7 +65,8 @@ CREATE TABLE IF NOT EXISTS pairings (
     fingerprint TEXT NOT NULL,
     paired_at   TEXT NOT NULL,
     expires_at  INTEGER NOT NULL,
-    last_seen   TEXT
+    last_seen   TEXT,
+    state       TEXT NOT NULL DEFAULT 'active'
 );
 CREATE TABLE IF NOT EXISTS requests (
     id           INTEGER PRIMARY KEY,
@@ -80,6 +83,7 @@ CREATE TABLE IF NOT EXISTS requests (
     rule         TEXT,
     why          TEXT,
     answer       TEXT,
+    receipt      TEXT,
     decided_by   TEXT,
     created_at   TEXT NOT NULL,
     decided_at   TEXT
@@ -328,17 +332,27 @@ pub fn create_invite(
     principal: &str,
     psk: &[u8; 32],
     expires_at: i64,
+    pairing: Duration,
 ) -> Result<(), Error> {
     let tx = write_tx(conn)?;
+    let pairing_secs = i64::try_from(pairing.as_secs()).unwrap_or(i64::MAX);
     tx.execute(
-        "INSERT INTO invites (id, principal, psk, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, principal, psk.as_slice(), now_text(), expires_at],
+        "INSERT INTO invites (id, principal, psk, created_at, expires_at, pairing_secs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            id,
+            principal,
+            psk.as_slice(),
+            now_text(),
+            expires_at,
+            pairing_secs
+        ],
     )?;
     append_log(
         &tx,
         "invite_created",
         Some(principal),
-        &serde_json::json!({ "invite": id, "expires_at": expires_at }),
+        &serde_json::json!({ "invite": id, "expires_at": expires_at, "pairing_secs": pairing_secs }),
     )?;
     tx.commit()?;
     Ok(())
@@ -446,21 +460,30 @@ pub struct Pairing {
     pub expires_at: i64,
     /// Last session.
     pub last_seen: Option<String>,
+    /// `active`, `revoked`, or `expired` (computed from the expiry).
+    pub state: String,
+    /// Requests waiting for the owner.
+    pub pending: u64,
 }
 
-/// Consume an invite and register the FI's key for its principal (replacing an earlier key), with its log entry.
-/// Fails if the invite is no longer usable (checked again inside the transaction).
+/// Consume an invite and register the FI's key for its principal (replacing an earlier key: re-pairing rotates
+/// the key and keeps everything keyed on the principal), with its log entry. The pairing lasts as long as the
+/// invite said. Fails if the invite is no longer usable (checked again inside the transaction).
 pub fn complete_pairing(
     conn: &mut Connection,
     invite_id: &str,
     fi_key: &[u8; 32],
     fingerprint: &str,
-    pairing_ttl: Duration,
 ) -> Result<String, Error> {
     let tx = write_tx(conn)?;
     let inv = invite(&tx, invite_id)?
         .filter(|i| i.state == "open" && i.expires_at > now_unix())
         .ok_or_else(|| Error::Refused(format!("invite {invite_id} can no longer be used")))?;
+    let pairing_secs: i64 = tx.query_row(
+        "SELECT pairing_secs FROM invites WHERE id = ?1",
+        [invite_id],
+        |r| r.get(0),
+    )?;
     tx.execute(
         "UPDATE invites SET state = 'used' WHERE id = ?1",
         [invite_id],
@@ -471,15 +494,16 @@ pub fn complete_pairing(
         params![fi_key.as_slice(), inv.principal],
     )?;
     tx.execute(
-        "INSERT INTO pairings (principal, fi_key, fingerprint, paired_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+        "INSERT INTO pairings (principal, fi_key, fingerprint, paired_at, expires_at, state)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'active')
          ON CONFLICT(principal) DO UPDATE SET fi_key = excluded.fi_key, fingerprint = excluded.fingerprint,
-             paired_at = excluded.paired_at, expires_at = excluded.expires_at",
+             paired_at = excluded.paired_at, expires_at = excluded.expires_at, state = 'active'",
         params![
             inv.principal,
             fi_key.as_slice(),
             fingerprint,
             now_text(),
-            now_unix() + pairing_ttl.as_secs() as i64
+            now_unix().saturating_add(pairing_secs)
         ],
     )?;
     append_log(
@@ -492,15 +516,91 @@ pub fn complete_pairing(
     Ok(inv.principal)
 }
 
-/// The principal a key is paired as, if the pairing has not expired.
+/// The principal a key is paired as, if the pairing is active and has not expired.
 pub fn principal_for_key(conn: &Connection, fi_key: &[u8; 32]) -> Result<Option<String>, Error> {
     Ok(conn
-        .query_row(
-            "SELECT principal FROM pairings WHERE fi_key = ?1 AND expires_at > ?2",
-            params![fi_key.as_slice(), now_unix()],
-            |r| r.get(0),
-        )
+        .prepare_cached(
+            "SELECT principal FROM pairings WHERE fi_key = ?1 AND expires_at > ?2 AND state = 'active'",
+        )?
+        .query_row(params![fi_key.as_slice(), now_unix()], |r| r.get(0))
         .optional()?)
+}
+
+/// Revoke a principal: its pairing stops working at once (running sessions close when they notice), and its
+/// pending requests are cancelled, in one transaction with the log entries. Budgets, counters and history stay
+/// keyed on the principal, so a later re-pairing keeps them. Returns the ids of the cancelled requests.
+pub fn revoke(conn: &mut Connection, principal: &str) -> Result<Vec<u64>, Error> {
+    let tx = write_tx(conn)?;
+    let changed = tx.execute(
+        "UPDATE pairings SET state = 'revoked' WHERE principal = ?1 AND state = 'active'",
+        [principal],
+    )?;
+    if changed == 0 {
+        return Err(Error::NotFound(format!(
+            "no active pairing for `{principal}` (see `duo owner fi list`)"
+        )));
+    }
+    let ids: Vec<u64> = {
+        let mut stmt = tx.prepare(
+            "SELECT id FROM requests WHERE principal = ?1 AND state = 'pending' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([principal], |r| r.get::<_, i64>(0))?;
+        rows.collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .map(|i| i as u64)
+            .collect()
+    };
+    let why = "cancelled: the owner revoked this FI";
+    for id in &ids {
+        tx.execute(
+            "UPDATE requests SET state = 'denied', why = ?2, decided_by = 'owner', rule = 'revoked', decided_at = ?3
+             WHERE id = ?1",
+            params![*id as i64, why, now_text()],
+        )?;
+        append_log(
+            &tx,
+            "decision",
+            Some(principal),
+            &serde_json::json!({ "request": id, "action": "deny", "by": "owner", "reason": why }),
+        )?;
+    }
+    append_log(
+        &tx,
+        "revoked",
+        Some(principal),
+        &serde_json::json!({ "cancelled_requests": ids }),
+    )?;
+    tx.commit()?;
+    Ok(ids)
+}
+
+/// Delete the rows of every version of a dataset (its metadata stays for the log's sake). Pending requests on it
+/// can no longer be approved; budgets and history are kept. Returns the number of versions deleted.
+pub fn delete_dataset(conn: &mut Connection, name: &str) -> Result<u64, Error> {
+    let tx = write_tx(conn)?;
+    let n = tx.execute(
+        "UPDATE datasets SET data = x'', current = 0, deleted_at = ?2 WHERE name = ?1 AND deleted_at IS NULL",
+        params![name, now_text()],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(format!("dataset `{name}`")));
+    }
+    append_log(
+        &tx,
+        "dataset_deleted",
+        None,
+        &serde_json::json!({ "dataset": name, "versions": n }),
+    )?;
+    tx.commit()?;
+    Ok(n as u64)
+}
+
+/// Overwrite freed pages and shrink the database, so deleted rows do not linger in the file or its WAL.
+pub fn scrub(conn: &Connection) -> Result<(), Error> {
+    conn.execute_batch(
+        "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+    )?;
+    Ok(())
 }
 
 /// Record that a principal opened a session.
@@ -512,18 +612,29 @@ pub fn touch_pairing(conn: &Connection, principal: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// All pairings.
+/// All pairings, with their pending requests.
 pub fn pairings(conn: &Connection) -> Result<Vec<Pairing>, Error> {
     let mut stmt = conn.prepare(
-        "SELECT principal, fingerprint, paired_at, expires_at, last_seen FROM pairings ORDER BY principal",
+        "SELECT p.principal, p.fingerprint, p.paired_at, p.expires_at, p.last_seen, p.state,
+                (SELECT COUNT(*) FROM requests r WHERE r.principal = p.principal AND r.state = 'pending')
+         FROM pairings p ORDER BY p.principal",
     )?;
+    let now = now_unix();
     let rows = stmt.query_map([], |r| {
+        let expires_at: i64 = r.get(3)?;
+        let state: String = r.get(5)?;
         Ok(Pairing {
             principal: r.get(0)?,
             fingerprint: r.get(1)?,
             paired_at: r.get(2)?,
-            expires_at: r.get(3)?,
+            expires_at,
             last_seen: r.get(4)?,
+            state: if state == "active" && expires_at <= now {
+                "expired".into()
+            } else {
+                state
+            },
+            pending: r.get::<_, i64>(6)? as u64,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -582,13 +693,22 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Where an entry landed in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPos {
+    /// Sequence number.
+    pub seq: u64,
+    /// The entry's hash (covering every earlier entry).
+    pub hash: String,
+}
+
 /// Append an entry inside the caller's transaction (so the entry commits with the change it records).
 pub fn append_log(
     tx: &Connection,
     kind: &str,
     principal: Option<&str>,
     body: &serde_json::Value,
-) -> Result<u64, Error> {
+) -> Result<LogPos, Error> {
     let (last_seq, prev_hash): (i64, String) = tx
         .prepare_cached("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -602,7 +722,14 @@ pub fn append_log(
         "INSERT INTO log (seq, ts, kind, principal, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![seq as i64, ts, kind, principal, body, prev_hash, hash])?;
-    Ok(seq)
+    Ok(LogPos { seq, hash })
+}
+
+/// The entry at `seq`, if any.
+pub fn log_entry(conn: &Connection, seq: u64) -> Result<Option<LogEntry>, Error> {
+    Ok(log_entries(conn, seq.saturating_sub(1), 1)?
+        .into_iter()
+        .find(|e| e.seq == seq))
 }
 
 /// Read log entries with `seq > after`, at most `limit`.
@@ -778,6 +905,8 @@ pub fn parse_ts(ts: &str) -> Option<DateTime<Utc>> {
 mod tests {
     use super::*;
 
+    const DAY: Duration = Duration::from_secs(86400);
+
     fn fresh() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let conn = open(dir.path(), Sync::Normal).unwrap();
@@ -871,7 +1000,7 @@ mod tests {
     #[test]
     fn invites_burn_after_failures() {
         let (_d, mut conn) = fresh();
-        create_invite(&mut conn, "abc", "Acme", &[7; 32], now_unix() + 600).unwrap();
+        create_invite(&mut conn, "abc", "Acme", &[7; 32], now_unix() + 600, DAY).unwrap();
         for _ in 0..2 {
             assert_eq!(
                 begin_invite_attempt(&mut conn, "abc").unwrap(),
@@ -885,17 +1014,14 @@ mod tests {
         assert!(invite_failed(&mut conn, "abc", "bad psk").unwrap());
         assert!(begin_invite_attempt(&mut conn, "abc").unwrap().is_none());
         assert!(invite_refusal(&conn, "abc").unwrap().contains("burned"));
-        assert!(
-            complete_pairing(&mut conn, "abc", &[1; 32], "fp", Duration::from_secs(60)).is_err()
-        );
+        assert!(complete_pairing(&mut conn, "abc", &[1; 32], "fp").is_err());
     }
 
     #[test]
     fn pairing_consumes_the_invite_and_rotates_keys() {
         let (_d, mut conn) = fresh();
-        create_invite(&mut conn, "one", "Acme", &[7; 32], now_unix() + 600).unwrap();
-        let p =
-            complete_pairing(&mut conn, "one", &[1; 32], "fp1", Duration::from_secs(60)).unwrap();
+        create_invite(&mut conn, "one", "Acme", &[7; 32], now_unix() + 600, DAY).unwrap();
+        let p = complete_pairing(&mut conn, "one", &[1; 32], "fp1").unwrap();
         assert_eq!(p, "Acme");
         assert!(begin_invite_attempt(&mut conn, "one").unwrap().is_none());
         assert!(invite_refusal(&conn, "one")
@@ -905,8 +1031,8 @@ mod tests {
             principal_for_key(&conn, &[1; 32]).unwrap().as_deref(),
             Some("Acme")
         );
-        create_invite(&mut conn, "two", "Acme", &[8; 32], now_unix() + 600).unwrap();
-        complete_pairing(&mut conn, "two", &[2; 32], "fp2", Duration::from_secs(60)).unwrap();
+        create_invite(&mut conn, "two", "Acme", &[8; 32], now_unix() + 600, DAY).unwrap();
+        complete_pairing(&mut conn, "two", &[2; 32], "fp2").unwrap();
         assert_eq!(principal_for_key(&conn, &[1; 32]).unwrap(), None);
         assert_eq!(
             principal_for_key(&conn, &[2; 32]).unwrap().as_deref(),
@@ -918,7 +1044,7 @@ mod tests {
     #[test]
     fn expired_invites_are_not_usable() {
         let (_d, mut conn) = fresh();
-        create_invite(&mut conn, "old", "Acme", &[7; 32], now_unix() - 1).unwrap();
+        create_invite(&mut conn, "old", "Acme", &[7; 32], now_unix() - 1, DAY).unwrap();
         assert!(begin_invite_attempt(&mut conn, "old").unwrap().is_none());
         assert!(invite_refusal(&conn, "old").unwrap().contains("expired"));
     }

@@ -94,6 +94,8 @@ pub enum ServerMsg {
         principal: String,
         /// The owner node's display name.
         node: String,
+        /// The owner node's ed25519 receipt-signing key, hex (pinned by the FI at pairing).
+        signing_key: String,
     },
     /// Published metadata.
     Datasets {

@@ -73,6 +73,7 @@ async fn wrong_reused_and_expired_codes_are_refused() {
         "Late",
         &expired.psk(),
         store::now_unix() - 5,
+        owner::DEFAULT_PAIRING,
     )
     .unwrap();
     let err = client::pair(
@@ -134,5 +135,71 @@ async fn unpaired_keys_and_wrong_owner_keys_are_refused() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("fingerprint"), "{err}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_principal_is_cut_off_mid_session_and_cannot_reconnect() {
+    use duo::policies::Backend;
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let other = paired_fi(&o, &node, "Beta").await;
+    let mut c = connect(&fi).await;
+    let mut b = connect(&other).await;
+    let p = c.expr("max(rent.amount)").await.unwrap();
+    let pending = c.request(&p, Backend::Plaintext, "max").await.unwrap();
+    // The owner revokes from "another process" while the session is open.
+    let cancelled = store::revoke(&mut o.store().conn, "Acme").unwrap();
+    assert_eq!(cancelled, vec![pending.id]);
+    // The open session is closed by the node: the next call fails.
+    let mut cut = false;
+    for _ in 0..50 {
+        if c.catalogue().await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cut, "the revoked session kept working");
+    // It cannot reconnect.
+    let err = Client::connect(&fi.home, None).await.unwrap_err();
+    assert!(err.to_string().contains("not paired"), "{err}");
+    // Others are unaffected.
+    assert_eq!(b.datasets().await.unwrap().len(), 4);
+    // The cancelled request is recorded as denied, with the reason, and the log verifies.
+    let v = o.store().request_view("Acme", pending.id).unwrap();
+    assert_eq!(v.state, duo::node::release::RequestState::Denied);
+    assert!(v.why.unwrap().contains("revoked"));
+    assert!(store::verify_log(&o.store().conn)
+        .unwrap()
+        .problems
+        .is_empty());
+    // A new invite pairs it again, with a new key, as the same principal.
+    let again = paired_fi(&o, &node, "Acme").await;
+    assert_eq!(connect(&again).await.principal(), "Acme");
+    let list = store::pairings(&o.store().conn).unwrap();
+    assert!(list
+        .iter()
+        .any(|p| p.principal == "Acme" && p.state == "active"));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_pairing_is_refused() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    o.store()
+        .conn
+        .execute(
+            "UPDATE pairings SET expires_at = ?1",
+            [store::now_unix() - 1],
+        )
+        .unwrap();
+    let err = Client::connect(&fi.home, None).await.unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    let list = store::pairings(&o.store().conn).unwrap();
+    assert_eq!(list[0].state, "expired");
     node.shutdown().await;
 }

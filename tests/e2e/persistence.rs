@@ -145,3 +145,78 @@ async fn entries_cut_from_the_end_of_the_log_are_found_from_the_requests() {
         }]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_dataset_removes_its_rows_and_blocks_pending_approvals() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("sum(utilities.amount)").await.unwrap();
+    let v = c.request(&p, Backend::Plaintext, "bills").await.unwrap();
+    assert_eq!(v.state, RequestState::Pending);
+    let mut owner = o.store();
+    store::delete_dataset(&mut owner.conn, "utilities").unwrap();
+    store::scrub(&owner.conn).unwrap();
+    // The rows are gone from the store; the FI no longer sees the dataset.
+    let blob: Vec<u8> = owner
+        .conn
+        .query_row(
+            "SELECT data FROM datasets WHERE name = 'utilities'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(blob.is_empty());
+    assert_eq!(c.datasets().await.unwrap().len(), 3);
+    // The pending request can no longer be approved.
+    assert!(owner.approve(v.id, None).is_err());
+    assert!(store::verify_log(&owner.conn).unwrap().problems.is_empty());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_receipts_the_fi_verifies_and_keeps() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("rent_on_time_ratio_12m()").await.unwrap();
+    let v = c
+        .request(&p, Backend::Plaintext, "underwriting")
+        .await
+        .unwrap();
+    let again = c.request(&p, Backend::Plaintext, "again").await.unwrap();
+    let r = v.receipt.clone().expect("a receipt");
+    let key = fi
+        .home
+        .pairing(None)
+        .unwrap()
+        .signing_key
+        .expect("pinned key");
+    r.verify(Some(&key)).unwrap();
+    assert_eq!((r.request, r.principal.as_str()), (v.id, "Acme"));
+    // The receipt names the log entry that recorded the release.
+    let entry = store::log_entry(&o.store().conn, r.log_seq)
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.kind, "release");
+    assert_eq!(entry.hash, r.log_hash);
+    // The FI kept both receipts, chained.
+    let kept = fi.home.receipts().unwrap();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[1].receipt.request, again.id);
+    assert!(fi.home.verify_receipts().unwrap().is_empty());
+    // A forged or altered receipt fails.
+    let mut altered = r.clone();
+    altered.answer = altered.answer.replace('1', "0");
+    assert!(altered.verify(Some(&key)).is_err());
+    // Editing the FI's receipt log is found.
+    let path = fi._dir.path().join("receipts.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first_line = text.lines().next().unwrap().to_string();
+    let edited = text.replacen(&first_line, &first_line.replace("\"Acme\"", "\"Acme2\""), 1);
+    std::fs::write(&path, edited).unwrap();
+    assert!(!fi.home.verify_receipts().unwrap().is_empty());
+    node.shutdown().await;
+}
