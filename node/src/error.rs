@@ -28,6 +28,9 @@ pub enum Error {
     /// The action was refused (with the reason).
     #[error("{0}")]
     Refused(String),
+    /// A per-principal limit was reached.
+    #[error("{0}")]
+    Limit(String),
     /// The state the owner saw has changed since; the fresh facts are attached.
     #[error("the request changed since you looked at it: {why}")]
     Stale {
@@ -59,6 +62,7 @@ impl Error {
             Error::Check(_) => "type_error",
             Error::NotFound(_) => "not_found",
             Error::Refused(_) => "refused",
+            Error::Limit(_) => "limit",
             Error::Stale { .. } => "stale",
             Error::Policy(_) => "policy_error",
             Error::Eval(_) => "eval_error",

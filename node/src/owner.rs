@@ -9,6 +9,7 @@ use crate::wire::{self, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
 use duo_engine::ingest::{load_csv, parse_meta, IngestLimits};
 use duo_engine::{render, Checked, Expr, Suggestions};
 use duo_policies::Policy;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -165,6 +166,60 @@ pub struct ServeConfig {
     pub max_pointers: usize,
     /// Concurrent connections (authenticated or not).
     pub max_connections: usize,
+    /// Concurrent connections still in their handshake (not yet authenticated).
+    pub max_handshakes: usize,
+    /// Limits per principal.
+    pub principal_limits: PrincipalLimits,
+}
+
+/// Limits each principal gets; exceeding one gets a `limit` error, is logged (at most once a minute per
+/// principal and limit), and never affects other principals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrincipalLimits {
+    /// Concurrent sessions.
+    pub max_sessions: usize,
+    /// Requests waiting for the owner.
+    pub max_pending: u64,
+    /// Requests (new or repeated) per hour.
+    pub requests_per_hour: usize,
+    /// Metadata and catalogue views per hour.
+    pub views_per_hour: usize,
+}
+
+impl Default for PrincipalLimits {
+    fn default() -> Self {
+        PrincipalLimits {
+            max_sessions: 8,
+            max_pending: 32,
+            requests_per_hour: 3600,
+            views_per_hour: 600,
+        }
+    }
+}
+
+/// What one principal is using now (runtime counters, not records).
+#[derive(Debug, Default)]
+struct PrincipalUse {
+    sessions: usize,
+    views: std::collections::VecDeque<std::time::Instant>,
+    requests: std::collections::VecDeque<std::time::Instant>,
+    last_logged: HashMap<&'static str, std::time::Instant>,
+}
+
+/// Count one event in a sliding one-hour window; false when the window is full.
+fn within_rate(window: &mut std::collections::VecDeque<std::time::Instant>, max: usize) -> bool {
+    let now = std::time::Instant::now();
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(3600))
+    {
+        window.pop_front();
+    }
+    if window.len() >= max {
+        return false;
+    }
+    window.push_back(now);
+    true
 }
 
 impl ServeConfig {
@@ -176,6 +231,8 @@ impl ServeConfig {
             limits: Limits::default(),
             max_pointers: 1024,
             max_connections: 256,
+            max_handshakes: 32,
+            principal_limits: PrincipalLimits::default(),
         }
     }
 }
@@ -214,7 +271,12 @@ pub async fn spawn(cfg: ServeConfig, listen: SocketAddr) -> Result<RunningNode, 
         &crate::receipt::signing_key_path(&cfg.owner_dir),
     )?
     .public_hex();
+    let handshake_db = std::sync::Mutex::new(store::open(&cfg.owner_dir, cfg.sync)?);
+    let handshakes = Arc::new(Semaphore::new(cfg.max_handshakes));
     let shared = Arc::new(Shared {
+        handshake_db,
+        handshakes,
+        principals: Default::default(),
         signing_key,
         cfg,
         key,
@@ -235,6 +297,48 @@ struct Shared {
     key: Arc<Keypair>,
     cache: DatasetCache,
     changes: watch::Receiver<u64>,
+    /// One connection for the handshakes' short look-ups, so an unauthenticated peer opens nothing.
+    handshake_db: std::sync::Mutex<rusqlite::Connection>,
+    handshakes: Arc<Semaphore>,
+    principals: std::sync::Mutex<HashMap<String, PrincipalUse>>,
+}
+
+impl Shared {
+    /// Apply `f` to a principal's counters.
+    fn with_use<R>(&self, principal: &str, f: impl FnOnce(&mut PrincipalUse) -> R) -> Option<R> {
+        let mut map = self.principals.lock().ok()?;
+        Some(f(map.entry(principal.to_string()).or_default()))
+    }
+
+    /// Whether a limit event should be logged now (at most once a minute per principal and limit).
+    fn should_log(&self, principal: &str, limit: &'static str) -> bool {
+        self.with_use(principal, |u| {
+            let now = std::time::Instant::now();
+            let due = u
+                .last_logged
+                .get(limit)
+                .is_none_or(|t| now.duration_since(*t) > Duration::from_secs(60));
+            if due {
+                u.last_logged.insert(limit, now);
+            }
+            due
+        })
+        .unwrap_or(false)
+    }
+}
+
+/// Releases a principal's session slot when the session ends.
+struct SessionSlot {
+    shared: Arc<Shared>,
+    principal: String,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.shared.with_use(&self.principal, |u| {
+            u.sessions = u.sessions.saturating_sub(1)
+        });
+    }
 }
 
 /// Watch the database for commits from any process (sessions, owner CLI commands) and bump a counter, so that
@@ -301,6 +405,38 @@ async fn accept_loop(
     sessions.shutdown().await;
 }
 
+/// Log that a principal hit a limit (at most once a minute per principal and limit).
+async fn log_limit(
+    shared: &Shared,
+    owner: &mut Option<Owner>,
+    principal: &str,
+    limit: &'static str,
+) {
+    if !shared.should_log(principal, limit) {
+        return;
+    }
+    let p = principal.to_string();
+    let _ = blocking(owner, move |o| -> Result<(), Error> {
+        let tx = store::write_tx(&mut o.conn)?;
+        store::append_log(
+            &tx,
+            "limit_exceeded",
+            Some(&p),
+            &serde_json::json!({ "limit": limit }),
+        )?;
+        tx.commit()?;
+        Ok(())
+    })
+    .await;
+}
+
+fn limit_error(what: &str) -> ServerMsg {
+    ServerMsg::Error {
+        code: "limit".into(),
+        message: format!("{what}; try again later"),
+    }
+}
+
 /// Run a closure on the owner store on the blocking pool, moving the store there and back.
 async fn blocking<R: Send + 'static>(
     slot: &mut Option<Owner>,
@@ -322,31 +458,29 @@ async fn blocking<R: Send + 'static>(
 async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
     let _ = tcp.set_nodelay(true);
     let cfg = &shared.cfg;
-    let owner = match Owner::open(&cfg.owner_dir, cfg.sync, shared.cache.clone()) {
-        Ok(o) => o,
-        Err(_) => return,
+    // Unauthenticated connections have their own small allowance.
+    let Ok(handshake_permit) = shared.handshakes.clone().try_acquire_owned() else {
+        return;
     };
-    let conn = std::sync::Mutex::new(owner);
+    let conn = &shared.handshake_db;
     let psk_for = |invite: &str| -> Option<[u8; 32]> {
-        let mut o = conn.lock().ok()?;
-        store::begin_invite_attempt(&mut o.conn, invite)
-            .ok()
-            .flatten()
+        let mut c = conn.lock().ok()?;
+        store::begin_invite_attempt(&mut c, invite).ok().flatten()
     };
     let invite_refusal = |invite: &str| -> String {
         conn.lock()
             .ok()
-            .and_then(|o| store::invite_refusal(&o.conn, invite).ok())
+            .and_then(|c| store::invite_refusal(&c, invite).ok())
             .unwrap_or_else(|| "this invite cannot be used".into())
     };
     let verify = |mode: &Mode, key: &[u8; 32]| -> Result<(), (String, String)> {
         match mode {
             Mode::Pair { .. } => Ok(()),
             Mode::Session => {
-                let o = conn
+                let c = conn
                     .lock()
                     .map_err(|_| ("internal".to_string(), "try again".to_string()))?;
-                match store::principal_for_key(&o.conn, key) {
+                match store::principal_for_key(&c, key) {
                     Ok(Some(_)) => Ok(()),
                     Ok(None) => Err((
                         "unknown_key".into(),
@@ -366,18 +500,23 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
         &cfg.limits,
     )
     .await;
-    let mut owner = conn.into_inner().ok();
+    drop(handshake_permit);
     let (mut chan, mode) = match accepted {
         Ok(x) => x,
         Err(AcceptError::BadPsk { invite_id }) => {
-            let _ = blocking(&mut owner, move |o| {
-                store::invite_failed(&mut o.conn, &invite_id, "wrong invite secret")
-            })
-            .await;
+            if let Ok(mut c) = shared.handshake_db.lock() {
+                let _ = store::invite_failed(&mut c, &invite_id, "wrong invite secret");
+            }
             return;
         }
         Err(_) => return,
     };
+    let mut owner = Owner::open(&cfg.owner_dir, cfg.sync, shared.cache.clone())
+        .ok()
+        .map(|o| o.with_max_pending(cfg.principal_limits.max_pending));
+    if owner.is_none() {
+        return;
+    }
     let remote = chan.remote_static();
     let principal = match &mode {
         Mode::Pair { invite } => {
@@ -419,6 +558,39 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
                 _ => return,
             }
         }
+    };
+    // One more session for this principal, within its limit.
+    let admitted = shared
+        .with_use(&principal, |u| {
+            if u.sessions >= cfg.principal_limits.max_sessions {
+                false
+            } else {
+                u.sessions += 1;
+                true
+            }
+        })
+        .unwrap_or(false);
+    if !admitted {
+        let msg = format!(
+            "this FI already has {} sessions open, the limit; close one and try again",
+            cfg.principal_limits.max_sessions
+        );
+        log_limit(&shared, &mut owner, &principal, "sessions").await;
+        let _ = chan
+            .send(&wire::encode(
+                0,
+                &ServerMsg::Error {
+                    code: "limit".into(),
+                    message: msg,
+                },
+            ))
+            .await;
+        chan.close().await;
+        return;
+    }
+    let _slot = SessionSlot {
+        shared: shared.clone(),
+        principal: principal.clone(),
     };
     let welcome = ServerMsg::Welcome {
         principal: principal.clone(),
@@ -507,6 +679,13 @@ fn error_msg(e: &Error) -> ServerMsg {
 }
 
 impl SessionState {
+    fn allow_view(&self) -> bool {
+        let max = self.shared.cfg.principal_limits.views_per_hour;
+        self.shared
+            .with_use(&self.principal, |u| within_rate(&mut u.views, max))
+            .unwrap_or(false)
+    }
+
     async fn handle(&mut self, msg: ClientMsg) -> ServerMsg {
         match self.handle_inner(msg).await {
             Ok(m) => m,
@@ -518,6 +697,10 @@ impl SessionState {
         let principal = self.principal.clone();
         match msg {
             ClientMsg::ListDatasets => {
+                if !self.allow_view() {
+                    log_limit(&self.shared, &mut self.owner, &principal, "views").await;
+                    return Ok(limit_error("too many metadata views this hour"));
+                }
                 let first = self.viewed.insert("datasets");
                 blocking(&mut self.owner, move |o| {
                     let rows = store::datasets(&o.conn)?;
@@ -544,6 +727,10 @@ impl SessionState {
                 .await?
             }
             ClientMsg::ListCatalogue => {
+                if !self.allow_view() {
+                    log_limit(&self.shared, &mut self.owner, &principal, "views").await;
+                    return Ok(limit_error("too many metadata views this hour"));
+                }
                 let first = self.viewed.insert("catalogue");
                 blocking(&mut self.owner, move |o| {
                     if first {
@@ -615,6 +802,15 @@ impl SessionState {
                 backend,
                 reason,
             } => {
+                let max = self.shared.cfg.principal_limits.requests_per_hour;
+                if !self
+                    .shared
+                    .with_use(&principal, |u| within_rate(&mut u.requests, max))
+                    .unwrap_or(false)
+                {
+                    log_limit(&self.shared, &mut self.owner, &principal, "requests").await;
+                    return Ok(limit_error("too many requests this hour"));
+                }
                 if reason.len() > wire::MAX_REASON {
                     return Err(Error::Refused(format!(
                         "the reason is longer than {} bytes",

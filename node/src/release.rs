@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 /// The state of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RequestState {
     /// Waiting for the owner.
@@ -53,6 +54,7 @@ impl RequestState {
 
 /// What the FI may see of one of its requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RequestView {
     /// Request id.
     pub id: u64,
@@ -214,6 +216,7 @@ pub struct Owner {
     cache: DatasetCache,
     limits: Limits,
     signer: Arc<NodeSigner>,
+    max_pending: u64,
 }
 
 /// Path of the policy file in an owner directory.
@@ -230,7 +233,14 @@ impl Owner {
             signer: Arc::new(NodeSigner::load_or_create(&signing_key_path(dir))?),
             cache,
             limits: Limits::default(),
+            max_pending: u64::MAX,
         })
+    }
+
+    /// Refuse new requests from a principal that already has this many waiting for the owner.
+    pub fn with_max_pending(mut self, max: u64) -> Owner {
+        self.max_pending = max;
+        self
     }
 
     /// The owner directory.
@@ -332,7 +342,18 @@ impl Owner {
         let lineage = serde_json::to_string(&checked.expr)?;
         let cache = self.cache.clone();
         let signer = self.signer.clone();
+        let max_pending = self.max_pending;
         let tx = write_tx(&mut self.conn)?;
+        let pending: i64 = tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM requests WHERE principal = ?1 AND state = 'pending'",
+            )?
+            .query_row([principal], |r| r.get(0))?;
+        if pending as u64 >= max_pending {
+            return Err(Error::Limit(format!(
+                "{pending} requests are already waiting for the owner, the limit; wait for decisions first"
+            )));
+        }
         let versions = Self::versions_read(&tx, checked)?;
         let key = release_key(principal, backend, &lineage, &versions);
         let now = store::now_text();

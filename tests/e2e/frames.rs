@@ -175,3 +175,73 @@ async fn a_reply_over_the_message_limit_becomes_an_error_not_a_broken_session() 
     assert!(c.catalogue().await.unwrap().len() >= 6);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_principal_limits_trigger_and_others_keep_being_served() {
+    use duo::node::owner::PrincipalLimits;
+    use duo::policies::Backend;
+    let o = owner_with_sample("default = \"ask\"\n");
+    let mut cfg = ServeConfig::new(&o.dir);
+    cfg.sync = store::Sync::Normal;
+    cfg.principal_limits = PrincipalLimits {
+        max_sessions: 2,
+        max_pending: 2,
+        requests_per_hour: 4,
+        views_per_hour: 3,
+    };
+    let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let acme = paired_fi(&o, &node, "Acme").await;
+    let beta = paired_fi(&o, &node, "Beta").await;
+
+    // Sessions.
+    let mut a1 = connect(&acme).await;
+    let _a2 = connect(&acme).await;
+    let err = duo::node::client::Client::connect(&acme.home, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    let mut b = connect(&beta).await;
+
+    // Pending requests: two wait for the owner, the third is refused.
+    let p = a1.expr("count(rent)").await.unwrap();
+    a1.request(&p, Backend::Plaintext, "1").await.unwrap();
+    let p2 = a1.expr("count(utilities)").await.unwrap();
+    a1.request(&p2, Backend::Plaintext, "2").await.unwrap();
+    let p3 = a1.expr("count(transactions)").await.unwrap();
+    let err = a1.request(&p3, Backend::Plaintext, "3").await.unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    // Requests per hour: the fourth request counted; the fifth is refused whatever it is.
+    let err = a1.request(&p3, Backend::Plaintext, "4").await.unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+    let err = a1.request(&p3, Backend::Plaintext, "5").await.unwrap_err();
+    assert!(err.to_string().contains("too many requests"), "{err}");
+
+    // Metadata views.
+    for _ in 0..3 {
+        a1.datasets().await.unwrap();
+    }
+    let err = a1.datasets().await.unwrap_err();
+    assert!(err.to_string().contains("limit"), "{err}");
+
+    // Beta is unaffected by all of it.
+    assert_eq!(b.datasets().await.unwrap().len(), 4);
+    let p = b.expr("count(rent)").await.unwrap();
+    assert_eq!(
+        b.request(&p, Backend::Plaintext, "b").await.unwrap().state,
+        duo::node::release::RequestState::Pending
+    );
+    // The limits were logged.
+    let n: i64 = o
+        .store()
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM log WHERE kind = 'limit_exceeded'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(n >= 3, "{n}");
+    node.shutdown().await;
+}
