@@ -8,6 +8,7 @@ use std::str::FromStr;
 ///
 /// The wire and policy-file names are `plaintext`, `dp` and `2pc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Backend {
     /// The exact value, computed on the owner's node.
     #[serde(rename = "plaintext")]
@@ -33,10 +34,14 @@ impl Backend {
         }
     }
 
-    /// Whether this node can run releases through this backend yet. [`crate::decide`] denies requests for
-    /// a backend that is not available.
+    /// The backends a node runs unless it says otherwise ([`crate::RequestFacts::new`]): plaintext only.
+    pub const DEFAULT_AVAILABLE: &'static [Backend] = &[Backend::Plaintext];
+
+    /// Whether this backend is in [`Backend::DEFAULT_AVAILABLE`]. [`crate::decide`] denies requests for a
+    /// backend that is not in [`crate::RequestFacts::available_backends`], which the node sets (to enable
+    /// `dp` when it ships).
     pub fn is_available(self) -> bool {
-        matches!(self, Backend::Plaintext)
+        Backend::DEFAULT_AVAILABLE.contains(&self)
     }
 }
 

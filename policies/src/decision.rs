@@ -1,14 +1,22 @@
 //! The decision for one release request: match the rules, then apply the hard guarantees.
 
 use crate::backend::{Action, Backend};
+use crate::ledger::Amount;
 use crate::policy::{Condition, Policy, Rule, WILDCARD};
+use crate::when::{RateCounts, Window};
+use chrono::{Datelike, NaiveDateTime};
 use duo_engine::Checked;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 
-/// Everything a decision may depend on: who asks, through which backend, for which checked lineage, and
-/// the owner-declared tags of the datasets it reads. Never the data.
-#[derive(Debug, Clone, Copy)]
+/// Everything a decision may depend on: who asks, through which backend, for which checked lineage, the
+/// owner-declared tags of the datasets it reads, the privacy cost and budget, earlier releases (for rates)
+/// and the time. Never the data.
+///
+/// Build it with [`RequestFacts::new`] and set the optional facts the node knows; a condition on a fact
+/// left out does not hold.
+#[derive(Clone, Copy)]
 pub struct RequestFacts<'a> {
     /// The requesting FI's principal name.
     pub principal: &'a str,
@@ -20,6 +28,59 @@ pub struct RequestFacts<'a> {
     pub dataset_tags: &'a BTreeMap<String, Vec<String>>,
     /// Whether this principal already got a release of any of these catalogue attributes for the same window.
     pub already_released: bool,
+    /// The backends this node can run now; a request for any other is denied (rule `"backend"`).
+    /// [`RequestFacts::new`] sets [`Backend::DEFAULT_AVAILABLE`].
+    pub available_backends: &'a [Backend],
+    /// The request's privacy cost in the node's measure (DP releases only).
+    pub cost: Option<Amount>,
+    /// The smallest remaining budget over the caps the request falls under, after charging its cost
+    /// ([`crate::Ledger::check`]); `None` when unknown or when the charge would fail.
+    pub budget_left_after: Option<Amount>,
+    /// Counts of earlier releases to this principal, for `rate` conditions.
+    pub rate_counts: Option<&'a dyn RateCounts>,
+    /// The node-local date and time of the request, for `hours` and `weekdays`.
+    pub now: Option<NaiveDateTime>,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// The facts of a request with only what every request has: no earlier release of its catalogue
+    /// attributes, the backends of [`Backend::DEFAULT_AVAILABLE`], and no cost, budget, rate counts or time.
+    pub fn new(
+        principal: &'a str,
+        backend: Backend,
+        checked: &'a Checked,
+        dataset_tags: &'a BTreeMap<String, Vec<String>>,
+    ) -> RequestFacts<'a> {
+        RequestFacts {
+            principal,
+            backend,
+            checked,
+            dataset_tags,
+            already_released: false,
+            available_backends: Backend::DEFAULT_AVAILABLE,
+            cost: None,
+            budget_left_after: None,
+            rate_counts: None,
+            now: None,
+        }
+    }
+}
+
+impl fmt::Debug for RequestFacts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestFacts")
+            .field("principal", &self.principal)
+            .field("backend", &self.backend)
+            .field("checked", &self.checked)
+            .field("dataset_tags", &self.dataset_tags)
+            .field("already_released", &self.already_released)
+            .field("available_backends", &self.available_backends)
+            .field("cost", &self.cost)
+            .field("budget_left_after", &self.budget_left_after)
+            .field("rate_counts", &self.rate_counts.map(|_| ".."))
+            .field("now", &self.now)
+            .finish()
+    }
 }
 
 /// What happens to a release request.
@@ -82,6 +143,8 @@ pub const WHY_NOT_LATEST: &str = "window does not end at the last full month";
 pub const WHY_ALREADY_RELEASED: &str = "already released to this principal for this window";
 /// Guarantee: row-level releases are never auto-approved.
 pub const WHY_ROW_LEVEL: &str = "a row-level release always goes to the owner";
+/// Guarantee: a DP release is auto-approved only when its privacy cost is known.
+pub const WHY_DP_COST_UNKNOWN: &str = "the privacy cost of this dp release is not known";
 
 /// Decide a release request.
 ///
@@ -89,8 +152,9 @@ pub const WHY_ROW_LEVEL: &str = "a row-level release always goes to the owner";
 /// matches, the policy's default does (reported as rule `"default"`). Then, whatever the rules say:
 ///
 /// 1. A deny is final: it is returned as is, with the rule's reason.
-/// 2. A backend this node cannot run yet ([`Backend::is_available`]: today `dp` and `2pc`) is denied, as
-///    rule `"backend"`, so that the node refuses cleanly.
+/// 2. A backend this node cannot run ([`RequestFacts::available_backends`]; by default
+///    [`Backend::DEFAULT_AVAILABLE`], without `dp` and `2pc`) is denied, as rule `"backend"`, so that the
+///    node refuses cleanly.
 /// 3. Plaintext is approved without the owner only when the lineage is exactly one catalogue attribute
 ///    ([`Checked::catalogue_only`]) over the window ending at the last full month (every
 ///    [`duo_engine::check::CatalogueUse::latest`]) and the principal has not had it for that window
@@ -98,6 +162,10 @@ pub const WHY_ROW_LEVEL: &str = "a row-level release always goes to the owner";
 ///    single rows, so any other plaintext approval becomes an ask saying which condition failed.
 /// 4. A row-level release ([`duo_engine::Type::is_row_level`]) is never approved without the owner: an
 ///    approval becomes an ask.
+/// 5. A `dp` release whose cost is not in the facts is never approved without the owner.
+///
+/// Budgets are not enforced here but by the [`crate::Ledger`] at release: a rule may approve a request the
+/// ledger then refuses.
 ///
 /// When several guarantees turn an approval into an ask, `why` lists each of them, separated by `"; "`.
 pub fn decide(policy: &Policy, facts: &RequestFacts<'_>) -> Decision {
@@ -110,7 +178,7 @@ pub fn decide(policy: &Policy, facts: &RequestFacts<'_>) -> Decision {
         let reason = reason.unwrap_or(DEFAULT_DENY_REASON).to_owned();
         return Decision::Deny { rule, reason };
     }
-    if !facts.backend.is_available() {
+    if !facts.available_backends.contains(&facts.backend) {
         return Decision::Deny {
             rule: "backend".to_owned(),
             reason: format!(
@@ -163,6 +231,9 @@ pub fn approval_blockers(facts: &RequestFacts<'_>) -> Vec<&'static str> {
             }
         }
     }
+    if facts.backend == Backend::Dp && facts.cost.is_none() {
+        blockers.push(WHY_DP_COST_UNKNOWN);
+    }
     blockers
 }
 
@@ -171,18 +242,42 @@ impl Policy {
     pub fn first_match(&self, facts: &RequestFacts<'_>) -> Option<&Rule> {
         self.rules().iter().find(|r| r.matches(facts))
     }
+
+    /// The rate counters a release of this request increments: `(rule, window)` for every rule with a
+    /// `rate` whose other conditions all hold for it. The node calls this when it releases (in the same
+    /// transaction), whoever approved, and counts per principal; [`RateCounts`] then reads the counts back.
+    pub fn rate_counters(&self, facts: &RequestFacts<'_>) -> Vec<(String, Window)> {
+        let mut out = Vec::new();
+        for rule in self.rules() {
+            let mut window = None;
+            let mut others_hold = true;
+            for c in rule.conditions() {
+                match c {
+                    Condition::Rate(limit) => window = Some(limit.per),
+                    other => others_hold &= other.matches(rule.name(), facts),
+                }
+            }
+            if let (Some(window), true) = (window, others_hold) {
+                out.push((rule.name().to_owned(), window));
+            }
+        }
+        out
+    }
 }
 
 impl Rule {
     /// Whether every condition of the rule holds for this request.
     pub fn matches(&self, facts: &RequestFacts<'_>) -> bool {
-        self.conditions().iter().all(|c| c.matches(facts))
+        self.conditions()
+            .iter()
+            .all(|c| c.matches(self.name(), facts))
     }
 }
 
 impl Condition {
-    /// Whether this condition holds for this request. Names compare exactly (case matters).
-    pub fn matches(&self, facts: &RequestFacts<'_>) -> bool {
+    /// Whether this condition of the rule named `rule` holds for this request (the name keys the rate
+    /// counts). Names compare exactly (case matters).
+    pub fn matches(&self, rule: &str, facts: &RequestFacts<'_>) -> bool {
         let checked = facts.checked;
         match self {
             Condition::Principal(names) => {
@@ -204,6 +299,22 @@ impl Condition {
                 _ => false,
             },
             Condition::RowLevel(row_level) => checked.ty.is_row_level() == *row_level,
+            Condition::DatasetsAny(names) => checked.datasets.iter().any(|d| names.contains(d)),
+            Condition::TagsAny(tags) => checked.datasets.iter().any(|d| {
+                facts
+                    .dataset_tags
+                    .get(d)
+                    .is_some_and(|have| have.iter().any(|t| tags.contains(t)))
+            }),
+            Condition::MaxCost(max) => facts.cost.is_some_and(|c| c <= *max),
+            Condition::MinBudgetLeft(min) => {
+                facts.cost.is_some() && facts.budget_left_after.is_some_and(|left| left >= *min)
+            }
+            Condition::Rate(limit) => facts
+                .rate_counts
+                .is_some_and(|counts| counts.count(rule, limit.per) < limit.max),
+            Condition::Hours(hours) => facts.now.is_some_and(|now| hours.contains(now)),
+            Condition::Weekdays(days) => facts.now.is_some_and(|now| days.contains(&now.weekday())),
         }
     }
 }
@@ -211,7 +322,7 @@ impl Condition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::NaiveDate;
+    use chrono::{NaiveDate, NaiveDateTime};
     use duo_engine::check::CatalogueUse;
     use duo_engine::{DataType, Expr, OpKind, Type, Value};
     use proptest::prelude::*;
@@ -243,6 +354,18 @@ mod tests {
         catalogue_only: bool,
         #[serde(default)]
         already_released: bool,
+        /// Backends the node runs; plaintext only when left out.
+        available: Option<Vec<String>>,
+        /// The request's cost, a decimal.
+        cost: Option<String>,
+        /// The budget left after it, a decimal.
+        budget_left: Option<String>,
+        /// Rate counts by "rule/window"; no counts at all when left out.
+        rates: Option<BTreeMap<String, u64>>,
+        /// Node-local time, "YYYY-MM-DDTHH:MM".
+        now: Option<String>,
+        /// The rate counters a release would increment, as "rule/window".
+        counters: Option<Vec<String>>,
         expect: String,
         rule: String,
         /// The exact reason (deny) or why (ask).
@@ -325,7 +448,7 @@ mod tests {
     #[test]
     fn data_driven_cases() {
         let cases: Cases = toml::from_str(include_str!("../testdata/decide.toml")).unwrap();
-        assert!(cases.case.len() >= 20, "the case file lost cases");
+        assert!(cases.case.len() >= 60, "the case file lost cases");
         let mut names = BTreeSet::new();
         for case in &cases.case {
             assert!(
@@ -340,13 +463,43 @@ mod tests {
             };
             let policy = Policy::parse(text).unwrap_or_else(|e| panic!("{}: {e}", case.name));
             let checked = checked_for(case);
-            let facts = RequestFacts {
-                principal: &case.principal,
-                backend: case.backend.parse().unwrap(),
-                checked: &checked,
-                dataset_tags: &case.tags,
-                already_released: case.already_released,
-            };
+            let available: Option<Vec<Backend>> = case
+                .available
+                .as_ref()
+                .map(|a| a.iter().map(|b| b.parse().unwrap()).collect());
+            let rates: Option<BTreeMap<(String, Window), u64>> = case.rates.as_ref().map(|r| {
+                r.iter()
+                    .map(|(k, v)| {
+                        let (rule, w) = k.rsplit_once('/').expect("rule/window");
+                        ((rule.to_owned(), w.parse().unwrap()), *v)
+                    })
+                    .collect()
+            });
+            let mut facts = RequestFacts::new(
+                &case.principal,
+                case.backend.parse().unwrap(),
+                &checked,
+                &case.tags,
+            );
+            facts.already_released = case.already_released;
+            if let Some(a) = &available {
+                facts.available_backends = a;
+            }
+            facts.cost = case.cost.as_ref().map(|c| c.parse().unwrap());
+            facts.budget_left_after = case.budget_left.as_ref().map(|c| c.parse().unwrap());
+            facts.rate_counts = rates.as_ref().map(|r| r as &dyn RateCounts);
+            facts.now = case.now.as_ref().map(|t| {
+                NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M")
+                    .unwrap_or_else(|e| panic!("{}: {e}", case.name))
+            });
+            if let Some(want) = &case.counters {
+                let got: Vec<String> = policy
+                    .rate_counters(&facts)
+                    .into_iter()
+                    .map(|(r, w)| format!("{r}/{w}"))
+                    .collect();
+                assert_eq!(&got, want, "{}: rate counters", case.name);
+            }
             let got = decide(&policy, &facts);
             let (action, said) = match &got {
                 Decision::Approve { .. } => ("approve", None),
@@ -382,7 +535,7 @@ mod tests {
     const TAGS: [&str; 3] = ["housing", "bills", "bank"];
 
     /// Rule bodies for generated policies; most of them approve, to stress the guarantees.
-    const RULE_BODIES: [&str; 10] = [
+    const RULE_BODIES: [&str; 12] = [
         "action = \"approve\"",
         "row_level = true\naction = \"approve\"",
         "backend = [\"plaintext\"]\naction = \"approve\"",
@@ -393,6 +546,8 @@ mod tests {
         "principal = [\"Acme Bank\"]\nrow_level = false\naction = \"approve\"",
         "tags = [\"bank\"]\naction = \"deny\"\nreason = \"no bank data\"",
         "catalogue = [\"income_cv_12m\"]\naction = \"ask\"",
+        "backend = [\"dp\"]\nmax_cost = \"1\"\naction = \"approve\"",
+        "tags_any = [\"bank\"]\naction = \"deny\"\nreason = \"no bank data\"",
     ];
 
     fn arb_type() -> impl Strategy<Value = Type> {
@@ -478,15 +633,14 @@ mod tests {
             backend in proptest::sample::select(Backend::ALL.to_vec()),
             principal in proptest::sample::select(vec!["Acme Bank", "Bolt Lending"]),
             already_released in any::<bool>(),
+            available in proptest::sample::subsequence(Backend::ALL.to_vec(), 0..=3),
+            cost in proptest::option::of((0u64..3_000_000_000).prop_map(Amount::from_nanos)),
         ) {
             let policy = Policy::parse(&policy).unwrap();
-            let facts = RequestFacts {
-                principal,
-                backend,
-                checked: &checked,
-                dataset_tags: &tags,
-                already_released,
-            };
+            let mut facts = RequestFacts::new(principal, backend, &checked, &tags);
+            facts.already_released = already_released;
+            facts.available_backends = &available;
+            facts.cost = cost;
             let decision = decide(&policy, &facts);
             if checked.ty.is_row_level() {
                 prop_assert_ne!(decision.action(), Action::Approve, "{:?}", decision);
@@ -494,8 +648,13 @@ mod tests {
             if backend == Backend::Plaintext && !checked.catalogue_only {
                 prop_assert_ne!(decision.action(), Action::Approve, "{:?}", decision);
             }
+            if !available.contains(&backend) {
+                prop_assert_ne!(decision.action(), Action::Approve, "{:?}", decision);
+                prop_assert_ne!(decision.action(), Action::Ask, "{:?}", decision);
+            }
             if decision.action() == Action::Approve {
-                prop_assert!(backend.is_available());
+                prop_assert!(available.contains(&backend));
+                prop_assert!(backend != Backend::Dp || cost.is_some());
                 prop_assert!(approval_blockers(&facts).is_empty());
                 prop_assert!(!already_released || backend != Backend::Plaintext);
             }

@@ -1,9 +1,14 @@
-//! Duo owner policies: rules in TOML, and the decision for each release request.
+//! Duo owner policies: rules in TOML, the decision for each release request, and the privacy ledger.
 //!
 //! When an FI asks for a release of a pointer, the owner's node type-checks the lineage
 //! ([`duo_engine::Checked`]), gathers the [`RequestFacts`] and calls [`decide`] with the owner's
 //! [`Policy`]. The [`Decision`] is to approve, to deny (with a reason sent to the FI) or to ask the owner.
-//! Decisions depend only on the principal, the request and its checked lineage, never on the data.
+//! Decisions depend only on the principal, the request and its checked lineage, budgets and time, never
+//! on the data.
+//!
+//! DP releases are paid for in the [`Ledger`] ([`ledger`]), a pure state machine the node persists:
+//! integer amounts ([`Amount`], 1e-9 units rounded up), caps per principal, per dataset and global, and a
+//! charge that succeeds as a whole or fails with the numbers.
 //!
 //! # The policy file
 //!
@@ -19,6 +24,14 @@
 //! ops = ["mean", "count"]    # every operation kind the lineage uses is listed
 //! catalogue = ["rent_on_time_ratio_12m"]  # the lineage is exactly one catalogue attribute, listed ("*" = any)
 //! row_level = true           # the release reveals rows (a table or a column): true, or false
+//! datasets_any = ["bank"]    # at least one dataset the lineage reads is listed
+//! tags_any = ["bank"]        # at least one dataset the lineage reads has one of these tags
+//! max_cost = "0.5"           # the request's privacy cost (node's measure) is at most this
+//! min_budget_left = "1.0"    # the smallest budget left after this request is at least this
+//! rate = { max = 3, per = "day" }  # fewer than 3 releases matching the other conditions in the last
+//!                            # hour | day | 30d, to this principal
+//! hours = "09:00-17:00"      # node-local time of day, start included, end excluded (may wrap midnight)
+//! weekdays = ["mon", "fri"]  # node-local day: mon tue wed thu fri sat sun
 //! action = "deny"            # required: approve | deny | ask
 //! reason = "..."             # required for deny (sent to the FI); for ask, shown to the owner
 //! ```
@@ -29,8 +42,18 @@
 //!   empty (leave the key out instead). Names compare exactly, case included.
 //! - `ops` takes the names of [`duo_engine::OpKind::name`]: select, filter, clamp, arith, by_month,
 //!   count, sum, mean, variance, min, max, quantile, histogram, dot, catalogue.
-//! - `tags` looks the datasets up in [`RequestFacts::dataset_tags`]; a dataset without tags there never
-//!   satisfies it. A lineage that reads no dataset satisfies `datasets` and `tags`.
+//! - `tags` and `tags_any` look the datasets up in [`RequestFacts::dataset_tags`]; a dataset without tags
+//!   there never satisfies them. A lineage that reads no dataset satisfies `datasets` and `tags` but not
+//!   `datasets_any` or `tags_any`. Deny rules should use the `_any` forms: a request that reads a second
+//!   dataset does not match `datasets` or `tags`.
+//! - Amounts (`max_cost`, `min_budget_left`) are decimals in the node's [`Measure`], as strings (exact) or
+//!   TOML numbers (read through their shortest decimal); more than nine decimals round up.
+//! - A condition on a fact the node did not supply ([`RequestFacts::cost`],
+//!   [`RequestFacts::budget_left_after`], [`RequestFacts::rate_counts`], [`RequestFacts::now`]) does not
+//!   hold; in particular a plaintext request, which has no cost, never satisfies `max_cost` or
+//!   `min_budget_left`.
+//! - For `rate`, the node counts, per principal, rule and window, the releases for which
+//!   [`Policy::rate_counters`] named that rule (its other conditions held), and supplies the counts.
 //! - Catalogue names are not checked against the engine's catalogue here; [`Policy::catalogue_names`]
 //!   lists them with their lines so the node can.
 //! - Any mistake (an unknown key, an unknown backend, action or operation kind, a duplicate rule name, a
@@ -50,16 +73,25 @@
 //!    ending at the last full month, not yet released to this principal for that window; otherwise an
 //!    approval becomes an ask that says which condition failed;
 //! 3. a row-level release is never approved without the owner;
-//! 4. backends this node cannot run yet (`dp`, `2pc`) are denied, as rule `"backend"`.
+//! 4. backends this node cannot run ([`RequestFacts::available_backends`]; by default only plaintext) are
+//!    denied, as rule `"backend"`;
+//! 5. a `dp` release whose cost is unknown is not approved without the owner.
 //!
-//! The privacy ledger, costs and rates arrive later as further [`Condition`]s and facts; the matcher
-//! is built so that each is one more condition variant.
+//! Budgets are enforced by the [`Ledger`] when the node charges, not by [`decide`]: a rule may approve a
+//! request that the ledger then refuses with the numbers.
 #![deny(missing_docs)]
 
 pub mod backend;
 pub mod decision;
+pub mod ledger;
 pub mod policy;
+pub mod when;
 
 pub use backend::{Action, Backend, UnknownName};
 pub use decision::{approval_blockers, decide, Decision, RequestFacts};
+pub use ledger::{
+    zcdp_epsilon, Account, Amount, AmountError, Charge, ChargeRecord, Charged, Exceeded, Ledger,
+    LedgerError, Measure, Scope,
+};
 pub use policy::{policy_hash, Condition, Policy, PolicyError, Rule};
+pub use when::{Hours, RateCounts, RateLimit, Window};

@@ -6,6 +6,9 @@
 //! never silently turns a rule off.
 
 use crate::backend::{Action, Backend};
+use crate::ledger::Amount;
+use crate::when::{weekday_from_name, Hours, RateLimit, Window, WEEKDAY_NAMES};
+use chrono::Weekday;
 use duo_engine::OpKind;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -39,8 +42,9 @@ pub struct Rule {
 /// One condition of a rule. A rule matches a request when all its conditions hold; a rule with no
 /// conditions matches every request.
 ///
-/// Conditions depend only on the principal, the request and its checked lineage (never on the data).
-/// Later conditions (cost, budget remaining, rate, time window) will be further variants.
+/// Conditions depend only on the principal, the request and its checked lineage, budgets and time (never
+/// on the data). A condition on a fact the node did not supply (a cost, a remaining budget, rate counts,
+/// the time) does not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Condition {
@@ -59,6 +63,23 @@ pub enum Condition {
     Catalogue(Vec<String>),
     /// `row_level`: whether the release reveals rows (a table or a column) equals this.
     RowLevel(bool),
+    /// `datasets_any`: at least one dataset the lineage reads is listed (a lineage reading no dataset does
+    /// not match). Use it in deny rules: reading a second dataset cannot dodge it.
+    DatasetsAny(Vec<String>),
+    /// `tags_any`: at least one dataset the lineage reads carries at least one of these tags.
+    TagsAny(Vec<String>),
+    /// `max_cost`: the request has a privacy cost in the node's measure, at most this.
+    MaxCost(Amount),
+    /// `min_budget_left`: the request has a privacy cost, and the smallest remaining budget over the caps it
+    /// falls under, after it, is at least this.
+    MinBudgetLeft(Amount),
+    /// `rate`: the principal has had fewer than `max` releases matching this rule's other conditions
+    /// within the window.
+    Rate(RateLimit),
+    /// `hours`: the node-local time of day is in this range.
+    Hours(Hours),
+    /// `weekdays`: the node-local day of the week is listed.
+    Weekdays(Vec<Weekday>),
 }
 
 /// A policy file that does not parse, with the place of the offending value (1-based line and column;
@@ -211,6 +232,56 @@ impl Policy {
             if let Some(row_level) = r.row_level {
                 conditions.push(Condition::RowLevel(row_level.into_inner()));
             }
+            if let Some(list) = r.datasets_any {
+                conditions.push(Condition::DatasetsAny(strings(text, "datasets_any", list)?));
+            }
+            if let Some(list) = r.tags_any {
+                conditions.push(Condition::TagsAny(strings(text, "tags_any", list)?));
+            }
+            if let Some(v) = r.max_cost {
+                conditions.push(Condition::MaxCost(amount(text, "max_cost", v)?));
+            }
+            if let Some(v) = r.min_budget_left {
+                conditions.push(Condition::MinBudgetLeft(amount(
+                    text,
+                    "min_budget_left",
+                    v,
+                )?));
+            }
+            if let Some(rate) = r.rate {
+                conditions.push(Condition::Rate(rate_limit(text, rate)?));
+            }
+            if let Some(hours) = r.hours {
+                let parsed = hours
+                    .get_ref()
+                    .parse::<Hours>()
+                    .map_err(|m| err(hours.span(), m))?;
+                conditions.push(Condition::Hours(parsed));
+            }
+            if let Some(list) = r.weekdays {
+                let items = non_empty(text, "weekdays", list)?;
+                let mut days = Vec::with_capacity(items.len());
+                for d in items {
+                    let day = weekday_from_name(d.get_ref()).ok_or_else(|| {
+                        err(
+                            d.span(),
+                            format!(
+                                "unknown day `{}`; expected one of: {}",
+                                d.get_ref(),
+                                WEEKDAY_NAMES.join(", ")
+                            ),
+                        )
+                    })?;
+                    if days.contains(&day) {
+                        return Err(err(
+                            d.span(),
+                            format!("`{}` is listed twice in `weekdays`", d.get_ref()),
+                        ));
+                    }
+                    days.push(day);
+                }
+                conditions.push(Condition::Weekdays(days));
+            }
 
             rules.push(Rule {
                 name,
@@ -323,8 +394,84 @@ struct RawRule {
     ops: Option<SpannedList>,
     catalogue: Option<SpannedList>,
     row_level: Option<Spanned<bool>>,
+    datasets_any: Option<SpannedList>,
+    tags_any: Option<SpannedList>,
+    max_cost: Option<Spanned<toml::Value>>,
+    min_budget_left: Option<Spanned<toml::Value>>,
+    rate: Option<Spanned<RawRate>>,
+    hours: Option<Spanned<String>>,
+    weekdays: Option<SpannedList>,
     action: Option<Spanned<String>>,
     reason: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    max: Option<Spanned<i64>>,
+    per: Option<Spanned<String>>,
+}
+
+/// An amount of privacy loss: a decimal string (`"0.5"`, exact), or a TOML number (`0.5`, read through
+/// its shortest decimal form, so that `0.1` means exactly 0.1).
+fn amount(text: &str, key: &str, value: Spanned<toml::Value>) -> Result<Amount, PolicyError> {
+    let span = value.span();
+    let fail = |message: String| error_at(text, span.start, message);
+    let decimal = match value.get_ref() {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) if *i >= 0 => i.to_string(),
+        toml::Value::Float(f) if f.is_finite() && *f >= 0.0 => {
+            // `Display` for floats gives the shortest decimal that reads back as the same float, never
+            // an exponent.
+            f.to_string()
+        }
+        _ => {
+            return Err(fail(format!(
+                "`{key}` must be a non-negative decimal such as \"0.5\""
+            )))
+        }
+    };
+    decimal
+        .parse::<Amount>()
+        .map_err(|e| fail(format!("`{key}`: {e}")))
+}
+
+/// `rate = { max = N, per = "hour" | "day" | "30d" }`.
+fn rate_limit(text: &str, rate: Spanned<RawRate>) -> Result<RateLimit, PolicyError> {
+    let span = rate.span();
+    let raw = rate.into_inner();
+    let Some(max) = raw.max else {
+        return Err(error_at(
+            text,
+            span.start,
+            "`rate` needs `max`, the number of releases allowed per window".to_owned(),
+        ));
+    };
+    let Some(per) = raw.per else {
+        return Err(error_at(
+            text,
+            span.start,
+            "`rate` needs `per`: \"hour\", \"day\" or \"30d\"".to_owned(),
+        ));
+    };
+    let max_value = u64::try_from(*max.get_ref())
+        .ok()
+        .filter(|m| *m >= 1)
+        .ok_or_else(|| {
+            error_at(
+                text,
+                max.span().start,
+                "`rate.max` must be at least 1 (a deny rule refuses outright)".to_owned(),
+            )
+        })?;
+    let window = per
+        .get_ref()
+        .parse::<Window>()
+        .map_err(|e| error_at(text, per.span().start, e.to_string()))?;
+    Ok(RateLimit {
+        max: max_value,
+        per: window,
+    })
 }
 
 /// The items of a list, or an error at the list if it is empty.
@@ -424,6 +571,13 @@ tags = ["housing"]
 ops = ["mean", "count", "by_month"]
 catalogue = ["rent_on_time_ratio_12m", "*"]
 row_level = false
+datasets_any = ["bank"]
+tags_any = ["bank", "phone"]
+max_cost = "0.5"
+min_budget_left = 1
+rate = { max = 3, per = "30d" }
+hours = "22:00-06:00"
+weekdays = ["sat", "sun"]
 action = "ask"
 reason = "check with me"
 
@@ -449,10 +603,23 @@ action = "approve"
                 Condition::Ops([OpKind::Mean, OpKind::Count, OpKind::ByMonth].into()),
                 Condition::Catalogue(vec!["rent_on_time_ratio_12m".into(), "*".into()]),
                 Condition::RowLevel(false),
+                Condition::DatasetsAny(vec!["bank".into()]),
+                Condition::TagsAny(vec!["bank".into(), "phone".into()]),
+                Condition::MaxCost(Amount::from_nanos(500_000_000)),
+                Condition::MinBudgetLeft(Amount::from_nanos(1_000_000_000)),
+                Condition::Rate(RateLimit {
+                    max: 3,
+                    per: Window::Days30
+                }),
+                Condition::Hours(Hours {
+                    start: 22 * 60,
+                    end: 6 * 60
+                }),
+                Condition::Weekdays(vec![Weekday::Sat, Weekday::Sun]),
             ]
         );
         let bare = &p.rules()[1];
-        assert_eq!(bare.line(), 16);
+        assert_eq!(bare.line(), 23);
         assert!(bare.conditions().is_empty());
         assert_eq!(bare.reason(), None);
         assert_eq!(
@@ -649,6 +816,146 @@ action = "approve"
                 "unknown operation kind `moyenne`",
             ),
             (
+                "empty datasets_any list",
+                "[[rule]]\nname = \"a\"\ndatasets_any = []\naction = \"ask\"\n",
+                3,
+                16,
+                "`datasets_any` cannot be an empty list",
+            ),
+            (
+                "empty name in tags_any",
+                "[[rule]]\nname = \"a\"\ntags_any = [\"bank\", \" \"]\naction = \"ask\"\n",
+                3,
+                21,
+                "`tags_any` names cannot be empty",
+            ),
+            (
+                "max_cost not a decimal",
+                "[[rule]]\nname = \"a\"\nmax_cost = \"0,5\"\naction = \"ask\"\n",
+                3,
+                12,
+                "`max_cost`: `0,5` is not an amount",
+            ),
+            (
+                "max_cost negative",
+                "[[rule]]\nname = \"a\"\nmax_cost = -1\naction = \"ask\"\n",
+                3,
+                12,
+                "`max_cost` must be a non-negative decimal",
+            ),
+            (
+                "max_cost not a number",
+                "[[rule]]\nname = \"a\"\nmax_cost = true\naction = \"ask\"\n",
+                3,
+                12,
+                "`max_cost` must be a non-negative decimal",
+            ),
+            (
+                "max_cost in exponent form as a string",
+                "[[rule]]\nname = \"a\"\nmax_cost = \"1e-3\"\naction = \"ask\"\n",
+                3,
+                12,
+                "is not an amount",
+            ),
+            (
+                "min_budget_left too large",
+                "[[rule]]\nname = \"a\"\nmin_budget_left = \"99999999999\"\naction = \"ask\"\n",
+                3,
+                19,
+                "`min_budget_left`: amount too large",
+            ),
+            (
+                "min_budget_left infinite",
+                "[[rule]]\nname = \"a\"\nmin_budget_left = inf\naction = \"ask\"\n",
+                3,
+                19,
+                "`min_budget_left` must be a non-negative decimal",
+            ),
+            (
+                "rate without max",
+                "[[rule]]\nname = \"a\"\nrate = { per = \"day\" }\naction = \"ask\"\n",
+                3,
+                8,
+                "`rate` needs `max`",
+            ),
+            (
+                "rate without per",
+                "[[rule]]\nname = \"a\"\nrate = { max = 3 }\naction = \"ask\"\n",
+                3,
+                8,
+                "`rate` needs `per`",
+            ),
+            (
+                "rate max zero",
+                "[[rule]]\nname = \"a\"\nrate = { max = 0, per = \"day\" }\naction = \"ask\"\n",
+                3,
+                16,
+                "`rate.max` must be at least 1",
+            ),
+            (
+                "rate max negative",
+                "[[rule]]\nname = \"a\"\nrate = { max = -2, per = \"day\" }\naction = \"ask\"\n",
+                3,
+                16,
+                "`rate.max` must be at least 1",
+            ),
+            (
+                "rate unknown window",
+                "[[rule]]\nname = \"a\"\nrate = { max = 3, per = \"week\" }\naction = \"ask\"\n",
+                3,
+                25,
+                "unknown rate window `week`; expected one of: hour, day, 30d",
+            ),
+            (
+                "rate unknown key",
+                "[[rule]]\nname = \"a\"\nrate = { max = 3, per = \"day\", burst = 2 }\naction = \"ask\"\n",
+                3,
+                32,
+                "unknown field `burst`",
+            ),
+            (
+                "rate not a table",
+                "[[rule]]\nname = \"a\"\nrate = 3\naction = \"ask\"\n",
+                3,
+                8,
+                "",
+            ),
+            (
+                "hours malformed",
+                "[[rule]]\nname = \"a\"\nhours = \"9-17\"\naction = \"ask\"\n",
+                3,
+                9,
+                "`9-17` is not a time range",
+            ),
+            (
+                "hours empty",
+                "[[rule]]\nname = \"a\"\nhours = \"10:00-10:00\"\naction = \"ask\"\n",
+                3,
+                9,
+                "is empty",
+            ),
+            (
+                "unknown weekday",
+                "[[rule]]\nname = \"a\"\nweekdays = [\"mon\", \"Tuesday\"]\naction = \"ask\"\n",
+                3,
+                20,
+                "unknown day `Tuesday`; expected one of: mon, tue, wed, thu, fri, sat, sun",
+            ),
+            (
+                "weekday twice",
+                "[[rule]]\nname = \"a\"\nweekdays = [\"mon\", \"mon\"]\naction = \"ask\"\n",
+                3,
+                20,
+                "`mon` is listed twice",
+            ),
+            (
+                "empty weekdays",
+                "[[rule]]\nname = \"a\"\nweekdays = []\naction = \"ask\"\n",
+                3,
+                12,
+                "`weekdays` cannot be an empty list",
+            ),
+            (
                 "non-ASCII before the error on the same line",
                 "[[rule]]\nname = \"a\"\ndatasets = [\"loyer\"]\ntags = [\"logé\", \"\"]\naction = \"ask\"\n",
                 4,
@@ -716,6 +1023,28 @@ action = "approve"
             .map(|l| format!("{l}\n"))
             .collect();
         let p = Policy::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        // The DP example uses the cost-aware conditions.
+        let small_dp = p
+            .rules()
+            .iter()
+            .find(|r| r.name() == "small-dp")
+            .expect("the small-dp example");
+        assert_eq!(small_dp.action(), Action::Approve);
+        for want in [
+            Condition::Backend(vec![Backend::Dp]),
+            Condition::RowLevel(false),
+            Condition::MaxCost(Amount::from_nanos(100_000_000)),
+            Condition::MinBudgetLeft(Amount::from_nanos(1_000_000_000)),
+            Condition::Rate(RateLimit {
+                max: 3,
+                per: Window::Day,
+            }),
+        ] {
+            assert!(small_dp.conditions().contains(&want), "{want:?}");
+        }
+        assert!(p.rules().iter().any(|r| r.conditions()
+            == [Condition::TagsAny(vec!["bank".into()])]
+            && r.action() == Action::Deny));
         assert!(
             p.rules().len() >= 4,
             "expected the examples to add rules, got {}",
