@@ -9,10 +9,17 @@ use super::{
 use crate::block::Block;
 use std::fmt;
 
-/// Evaluates garbled circuits.
-#[derive(Debug, Default)]
+/// Evaluates garbled circuits. Keeps its wire-label buffer between evaluations.
+#[derive(Default)]
 pub struct Evaluator {
     hash: Tccr,
+    labels: Vec<Block>,
+}
+
+impl fmt::Debug for Evaluator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Evaluator(..)")
+    }
 }
 
 /// The evaluator after evaluation, waiting for the garbler's [`OutputDecoding`]: holds the labels of its own
@@ -54,7 +61,10 @@ impl AwaitingDecoding {
 impl Evaluator {
     /// An evaluator.
     pub fn new() -> Evaluator {
-        Evaluator { hash: Tccr::new() }
+        Evaluator {
+            hash: Tccr::new(),
+            labels: Vec::new(),
+        }
     }
 
     /// Evaluates `circuit` on the garbler's header and tables and on the evaluator's own input labels (from OT).
@@ -64,7 +74,7 @@ impl Evaluator {
     /// Everything in `header` and `tables` comes from the peer and is checked: the circuit digest, the number of
     /// garbler labels, the table length (by construction of [`GarbledTables`]), and the tweak range.
     pub fn evaluate(
-        &self,
+        &mut self,
         circuit: &Circuit,
         header: &GarbledHeader,
         tables: &GarbledTables,
@@ -102,7 +112,10 @@ impl Evaluator {
             }
             .into());
         }
-        let mut labels = vec![Block::ZERO; circuit.num_wires()];
+        if self.labels.len() < circuit.num_wires() {
+            self.labels.resize(circuit.num_wires(), Block::ZERO);
+        }
+        let labels = &mut self.labels[..circuit.num_wires()];
         for (w, &l) in circuit.garbler_inputs().iter().zip(&header.garbler_labels) {
             labels[w.index()] = l;
         }
@@ -113,7 +126,7 @@ impl Evaluator {
             &self.hash,
             circuit,
             header.tweak_base,
-            &mut labels,
+            labels,
             tables.as_bytes(),
         );
         let garbler = circuit
@@ -156,15 +169,10 @@ fn evaluate_into(hash: &Tccr, c: &Circuit, tweak_base: u64, labels: &mut [Block]
                 buf[2 * k] = to_aes_u128(labels[g.a as usize].0);
                 buf[2 * k + 1] = to_aes_u128(labels[g.b as usize].0);
             }
-            let first = tweak_base + g0 as u64;
-            hash.hash_many(buf, &mut scratch, |j| {
-                let (tg, te) = gate_tweaks(first + (j / 2) as u64);
-                if j & 1 == 0 {
-                    tg
-                } else {
-                    te
-                }
-            });
+            // Block 2k (W_a) of gate first+k uses tweak 2(first+k), block 2k+1 (W_b) 2(first+k)+1: block j uses
+            // 2·first + j (see gate_tweaks).
+            let t0 = gate_tweaks(tweak_base + g0 as u64).0;
+            hash.hash_many(buf, &mut scratch, |j| t0 + j as u128);
             for (k, g) in gates.iter().enumerate() {
                 let wa = labels[g.a as usize].0;
                 let wb = labels[g.b as usize].0;

@@ -58,6 +58,16 @@ pub struct Garbler {
     delta: Delta,
     next_gate: u64,
     hash: Tccr,
+    /// Wire labels, reused across garblings (no page faults per call); zeroized on drop.
+    labels: Vec<Block>,
+}
+
+impl Drop for Garbler {
+    fn drop(&mut self) {
+        for l in self.labels.iter_mut() {
+            l.0.zeroize();
+        }
+    }
 }
 
 impl fmt::Debug for Garbler {
@@ -231,6 +241,7 @@ impl Garbler {
             delta,
             next_gate: 0,
             hash: Tccr::new(),
+            labels: Vec::new(),
         }
     }
 
@@ -266,6 +277,29 @@ impl Garbler {
         evaluator_zero: Vec<Block>,
         rng: &mut R,
     ) -> Result<Garbling, Error> {
+        let mut tables = Vec::with_capacity(circuit.table_bytes());
+        let s = self.garble_streaming(circuit, garbler_inputs, evaluator_zero, rng, |chunk| {
+            tables.extend_from_slice(chunk)
+        })?;
+        Ok(Garbling {
+            header: s.header,
+            tables: GarbledTables::from_vec_unchecked(tables),
+            evaluator_labels: s.evaluator_labels,
+            pending: s.pending,
+        })
+    }
+
+    /// Garbles `circuit` and hands the tables to `sink` in order, in chunks of whole gates of at most
+    /// [`STREAM_CHUNK`] bytes, as they are produced: the tables of a large circuit never need to be held in
+    /// memory. Concatenated, the chunks are the [`GarbledTables`] of [`Garbler::garble_with_evaluator_labels`].
+    pub fn garble_streaming<R: RngCore + ?Sized>(
+        &mut self,
+        circuit: &Circuit,
+        garbler_inputs: &[bool],
+        evaluator_zero: Vec<Block>,
+        rng: &mut R,
+        sink: impl FnMut(&[u8]),
+    ) -> Result<StreamedGarbling, Error> {
         if garbler_inputs.len() != circuit.garbler_inputs().len() {
             return Err(ApiMisuse::InputLength {
                 party: "garbler",
@@ -293,7 +327,10 @@ impl Garbler {
         self.next_gate = end;
 
         let delta = self.delta.0;
-        let mut labels = vec![Block::ZERO; circuit.num_wires()];
+        if self.labels.len() < circuit.num_wires() {
+            self.labels.resize(circuit.num_wires(), Block::ZERO);
+        }
+        let labels = &mut self.labels[..circuit.num_wires()];
         let mut garbler_labels = Vec::with_capacity(garbler_inputs.len());
         for (w, &x) in circuit.garbler_inputs().iter().zip(garbler_inputs) {
             let z = Block::random(rng);
@@ -304,15 +341,7 @@ impl Garbler {
             labels[w.index()] = z;
         }
 
-        let mut tables = vec![0u8; circuit.table_bytes()];
-        garble_into(
-            &self.hash,
-            circuit,
-            delta,
-            tweak_base,
-            &mut labels,
-            &mut tables,
-        );
+        garble_into(&self.hash, circuit, delta, tweak_base, labels, sink);
 
         let garbler_zero: Vec<Block> = circuit
             .garbler_outputs()
@@ -324,17 +353,13 @@ impl Garbler {
             .iter()
             .map(|w| labels[w.index()].lsb())
             .collect();
-        for l in labels.iter_mut() {
-            l.0.zeroize();
-        }
         let digest = circuit.digest();
-        Ok(Garbling {
+        Ok(StreamedGarbling {
             header: GarbledHeader {
                 circuit_digest: digest,
                 tweak_base,
                 garbler_labels,
             },
-            tables: GarbledTables::from_vec_unchecked(tables),
             evaluator_labels: EvaluatorLabelPairs {
                 zero: evaluator_zero,
                 delta,
@@ -349,19 +374,36 @@ impl Garbler {
     }
 }
 
+/// Bytes of garbled tables per chunk handed to the sink of [`Garbler::garble_streaming`] (whole gates).
+pub const STREAM_CHUNK: usize = 32 * 2048;
+
+/// What [`Garbler::garble_streaming`] returns besides the streamed tables.
+#[derive(Debug)]
+pub struct StreamedGarbling {
+    /// To the evaluator: circuit digest, tweak base, and the garbler's own input labels.
+    pub header: GarbledHeader,
+    /// The evaluator's input label pairs, to be delivered by oblivious transfer. Secret.
+    pub evaluator_labels: EvaluatorLabelPairs,
+    /// The garbler's state until the evaluator returns the garbler's output labels.
+    pub pending: PendingOutput,
+}
+
 /// The garbling pass over the layered schedule. `labels` holds the zero labels of the input wires and receives
-/// every wire's zero label; `tables` receives 32 bytes per AND gate.
+/// every wire's zero label; `sink` receives the tables (32 bytes per AND gate) in chunks.
 fn garble_into(
     hash: &Tccr,
     c: &Circuit,
     delta: Block,
     tweak_base: u64,
     labels: &mut [Block],
-    tables: &mut [u8],
+    mut sink: impl FnMut(&[u8]),
 ) {
     let d = delta.0;
     let mut buf = vec![AesBlock::default(); 4 * BATCH];
     let mut scratch = vec![AesBlock::default(); 4 * BATCH];
+    let mut inputs = vec![(0u128, 0u128); BATCH];
+    let mut out = vec![0u8; STREAM_CHUNK];
+    let mut filled = 0usize;
     let (mut and_start, mut lin_start) = (0usize, 0usize);
     for layer in &c.layers {
         let and_end = layer.and_end as usize;
@@ -374,22 +416,22 @@ fn garble_into(
             for (k, g) in gates.iter().enumerate() {
                 let a0 = labels[g.a as usize].0;
                 let b0 = labels[g.b as usize].0;
+                inputs[k] = (a0, b0);
                 buf[4 * k] = to_aes_u128(a0);
                 buf[4 * k + 1] = to_aes_u128(a0 ^ d);
                 buf[4 * k + 2] = to_aes_u128(b0);
                 buf[4 * k + 3] = to_aes_u128(b0 ^ d);
             }
-            let first = tweak_base + g0 as u64;
+            // Blocks 4k, 4k+1 (A0, A1) of gate first+k use tweak 2(first+k), blocks 4k+2, 4k+3 (B0, B1) use
+            // 2(first+k)+1: block j uses 2·first + j/2 (see gate_tweaks).
+            let t0 = gate_tweaks(tweak_base + g0 as u64).0;
             hash.hash_many(buf, &mut scratch, |j| {
-                let (tg, te) = gate_tweaks(first + (j / 4) as u64);
-                let t = if j & 2 == 0 { tg } else { te };
+                let t = t0 + (j >> 1) as u128;
                 #[cfg(test)]
                 tweak_log::record(t);
                 t
             });
-            for (k, g) in gates.iter().enumerate() {
-                let a0 = labels[g.a as usize].0;
-                let b0 = labels[g.b as usize].0;
+            for (k, (g, &(a0, b0))) in gates.iter().zip(inputs.iter()).enumerate() {
                 let ha0 = aes_u128(&buf[4 * k]);
                 let ha1 = aes_u128(&buf[4 * k + 1]);
                 let hb0 = aes_u128(&buf[4 * k + 2]);
@@ -403,9 +445,14 @@ fn garble_into(
                 let te = hb0 ^ hb1 ^ a0;
                 let we = hb0 ^ (pb & (te ^ a0));
                 labels[g.out as usize] = Block(wg ^ we);
-                let off = 32 * (g0 + k);
-                tables[off..off + 16].copy_from_slice(&tg.to_le_bytes());
-                tables[off + 16..off + 32].copy_from_slice(&te.to_le_bytes());
+                let row = &mut out[filled..filled + 32];
+                row[..16].copy_from_slice(&tg.to_le_bytes());
+                row[16..].copy_from_slice(&te.to_le_bytes());
+                filled += 32;
+                if filled == STREAM_CHUNK {
+                    sink(&out);
+                    filled = 0;
+                }
             }
             g0 = g1;
         }
@@ -420,6 +467,9 @@ fn garble_into(
             });
         }
         lin_start = lin_end;
+    }
+    if filled > 0 {
+        sink(&out[..filled]);
     }
 }
 

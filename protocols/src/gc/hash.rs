@@ -124,7 +124,9 @@ impl Tccr {
         self.pi.permute_many(scratch);
         // blocks := π(π(x) ⊕ i) ⊕ π(x)
         for (b, s) in blocks.iter_mut().zip(scratch.iter()) {
-            *b = to_aes_u128(aes_u128(b) ^ aes_u128(s));
+            for k in 0..16 {
+                b[k] ^= s[k];
+            }
         }
     }
 }

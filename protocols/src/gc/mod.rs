@@ -34,6 +34,13 @@
 //!                                                               AwaitingDecoding::decode()
 //! ```
 //!
+//! # Speed
+//!
+//! AND gates are garbled layer by layer in batches of 64 independent gates, so each batch is two
+//! `encrypt_blocks` calls of 256 blocks (garbling) or 128 blocks (evaluation); wire-label buffers are kept
+//! across runs and nothing is allocated per gate. [`Garbler::garble_streaming`] hands the tables to a sink in
+//! 64 KiB chunks instead of storing them, which matters for circuits with millions of AND gates.
+//!
 //! # Security model
 //!
 //! - The FI (evaluator) may be malicious. It sees the tables, the owner's input labels, one label per FI input
@@ -70,7 +77,9 @@ mod tests;
 pub use builder::{Bit, CircuitBuilder};
 pub use circuit::{Circuit, CircuitError, Gate, WireId};
 pub use eval::{AwaitingDecoding, Evaluator};
-pub use garble::{AcceptedOutput, Delta, EvaluatorLabelPairs, Garbler, Garbling, PendingOutput};
+pub use garble::{
+    AcceptedOutput, Delta, EvaluatorLabelPairs, Garbler, Garbling, PendingOutput, StreamedGarbling,
+};
 
 use crate::block::Block;
 use serde::{Deserialize, Serialize};

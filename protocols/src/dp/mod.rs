@@ -1,0 +1,985 @@
+//! Differentially private releases on [OpenDP](https://opendp.org) (`opendp` 0.14, feature `contrib`).
+//!
+//! A release is planned from public parameters only ([`plan`]): the [`Query`] with its public bounds, the
+//! privacy unit's [`Contribution`] bound, the node's ledger [`PrivacyMeasure`], and a [`Budget`] (a stated
+//! epsilon or rho, or a target accuracy). The [`Plan`] knows its [`Cost`] (OpenDP's privacy map at the
+//! contribution bound, rounded up to 1e-9 units) and its expected error before any data is touched; then
+//! [`Plan::release`] runs it on the column.
+//!
+//! # What is protected
+//! Neighbouring datasets differ by adding or removing *all the rows of one privacy unit*, at most
+//! [`Contribution::max_rows_per_unit`] rows: one payment (event level, bound 1) or one month of one person's
+//! activity (month level, bound = the dataset's declared rows per month). This is OpenDP's
+//! `SymmetricDistance` at `d_in = max_rows_per_unit`. Replacing a unit's rows by other rows is two such
+//! steps and costs twice as much in the worst case (group privacy). The number of rows is *not* public:
+//! nothing here uses it except as data.
+//!
+//! # Exactness
+//! Inputs are `i64` (money is integer cents), sums are exact integers (see [`sum`] for the overflow
+//! semantics, which match OpenDP's), noise is discrete (Laplace for pure DP, Gaussian for zCDP), drawn by
+//! OpenDP's samplers from OpenSSL's generator; floats appear only after noise (means, variances). Our
+//! aggregations are faster than OpenDP's generic transformations but compute the same functions (tested
+//! against them), and the noise is OpenDP's own measurement, so OpenDP's privacy proof applies.
+//!
+//! # Ledger
+//! One measure per node ([`PrivacyMeasure`]). Under zCDP a pure-DP mechanism (chosen when the request
+//! states an epsilon) is charged `rho = epsilon^2 / 2` through OpenDP's `make_pureDP_to_zCDP`. Display an
+//! (epsilon, delta) equivalent of a rho with [`epsilon_delta`].
+//!
+//! Layout: one folder per mechanism ([`sum`], [`histogram`], [`quantile`]) with its notes (citations,
+//! semantics and proof sketch, runtime, utility) and its tests; [`cost`] for amounts.
+
+// OpenDP's measurement and transformation types are long by nature; naming each would hide them.
+#![allow(clippy::type_complexity)]
+
+pub mod cost;
+pub mod histogram;
+pub mod quantile;
+pub mod sum;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use opendp::accuracy::{
+    accuracy_to_discrete_gaussian_scale, accuracy_to_discrete_laplacian_scale,
+    discrete_gaussian_scale_to_accuracy, discrete_laplacian_scale_to_accuracy,
+};
+use opendp::combinators::{
+    make_chain_mt, make_composition, make_pureDP_to_zCDP, CompositionMeasure,
+};
+use opendp::core::{Function, Measurement, Metric, MetricSpace, StabilityMap, Transformation};
+use opendp::domains::{AtomDomain, VectorDomain};
+use opendp::error::{ErrorVariant, Fallible};
+use opendp::measurements::{make_gaussian, make_laplace, make_noisy_max, TopKMeasure};
+use opendp::measures::{MaxDivergence, ZeroConcentratedDivergence};
+use opendp::metrics::{AbsoluteDistance, L1Distance, L2Distance, LInfDistance, SymmetricDistance};
+use opendp::transformations::make_count;
+use serde::{Deserialize, Serialize};
+
+pub use cost::{epsilon_delta, Cost, MAX_NANOS, NANOS_PER_UNIT};
+
+/// Errors from planning or running a release. Every variant but [`DpError::OpenDp`] is the caller's
+/// mistake or a refusal decided from public parameters only.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpError {
+    /// The query's public parameters are unusable (empty or unsorted edges, `lo > hi`, ...).
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// The bounds and contribution could overflow `i64` (sensitivity, or squares for a variance).
+    #[error("refused: {0} could overflow a 64-bit integer; narrow the bounds")]
+    Overflow(&'static str),
+    /// The budget is not a usable amount (negative, not finite, zero, or out of range).
+    #[error("invalid budget: {0}")]
+    InvalidBudget(String),
+    /// A rho was stated to a pure-epsilon ledger, which cannot account for it.
+    #[error("a rho (zCDP) budget cannot be charged to a pure-epsilon ledger")]
+    MeasureMismatch,
+    /// The query has no accuracy function, so a target accuracy cannot be translated to a cost.
+    #[error("{0} has no accuracy guarantee to plan for; state an epsilon or rho")]
+    NoAccuracyFunction(&'static str),
+    /// The cost exceeds the largest representable amount.
+    #[error("cost too large to charge")]
+    CostTooLarge,
+    /// OpenDP refused a construction or failed while running; the message is OpenDP's.
+    #[error("OpenDP: {0}")]
+    OpenDp(String),
+}
+
+impl DpError {
+    fn opendp(e: opendp::error::Error) -> DpError {
+        DpError::OpenDp(e.variant.to_string() + ": " + e.message.as_deref().unwrap_or(""))
+    }
+}
+
+/// The node's one ledger measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum PrivacyMeasure {
+    /// Pure epsilon-DP (the default); costs are epsilons.
+    #[default]
+    PureEpsilon,
+    /// Zero-concentrated DP; costs are rhos.
+    ZeroConcentrated,
+}
+
+impl fmt::Display for PrivacyMeasure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PrivacyMeasure::PureEpsilon => "epsilon",
+            PrivacyMeasure::ZeroConcentrated => "rho",
+        })
+    }
+}
+
+/// How many rows one privacy unit can add or remove: 1 for event-level data, the dataset's declared
+/// per-month bound for month-level data. Public, declared with the dataset, never read from the data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Contribution {
+    /// Rows per unit; at least 1.
+    pub max_rows_per_unit: u32,
+}
+
+impl Contribution {
+    /// One row per unit (event-level privacy).
+    pub const EVENT: Contribution = Contribution {
+        max_rows_per_unit: 1,
+    };
+}
+
+/// What to release. All parameters are public; bounds clamp the data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Query {
+    /// Number of rows; answer [`Answer::Integer`].
+    Count,
+    /// Sum of rows clamped into `[lo, hi]` (cents, days, ...); answer [`Answer::Integer`].
+    Sum {
+        /// Lower clamp bound (greater than `i64::MIN`).
+        lo: i64,
+        /// Upper clamp bound.
+        hi: i64,
+    },
+    /// The noisy clamped sum divided by a public denominator `n` (for example the days in the window, or a
+    /// declared number of rows); answer [`Answer::Real`]. The denominator is public, never the row count.
+    Mean {
+        /// Lower clamp bound.
+        lo: i64,
+        /// Upper clamp bound.
+        hi: i64,
+        /// Public denominator, at least 1.
+        n: u64,
+    },
+    /// `S2/n - (S/n)^2` from a noisy clamped sum `S` and a noisy sum of squares `S2` (each half the
+    /// budget), clamped into `[0, ((hi - lo) / 2)^2]`, with a public denominator `n`; [`Answer::Real`].
+    Variance {
+        /// Lower clamp bound.
+        lo: i64,
+        /// Upper clamp bound.
+        hi: i64,
+        /// Public denominator, at least 1.
+        n: u64,
+    },
+    /// The `q`-quantile, chosen among strictly increasing public candidates; [`Answer::Integer`].
+    Quantile {
+        /// Public candidates, strictly increasing, at most 1,000,000.
+        candidates: Vec<i64>,
+        /// The quantile in `[0, 1]` (0.5 for the median).
+        q: f64,
+    },
+    /// Counts of rows in the `edges.len() + 1` bins cut by strictly increasing public edges (bin `i` holds
+    /// rows with `edges[i-1] <= v < edges[i]`); [`Answer::Counts`].
+    Histogram {
+        /// Public edges, strictly increasing, 1 to 100,000 of them.
+        edges: Vec<i64>,
+    },
+}
+
+impl Query {
+    /// The `q`-quantile over `bins + 1` evenly spaced integer candidates from `lo` to `hi` (fewer if the
+    /// range is narrower).
+    pub fn quantile_grid(lo: i64, hi: i64, bins: u32, q: f64) -> Result<Query, DpError> {
+        if lo > hi || bins == 0 {
+            return Err(DpError::InvalidQuery(
+                "need lo <= hi and at least one bin".into(),
+            ));
+        }
+        let span = hi as i128 - lo as i128;
+        let mut candidates: Vec<i64> = (0..=bins as i128)
+            .map(|i| (lo as i128 + span * i / bins as i128) as i64)
+            .collect();
+        candidates.dedup();
+        Ok(Query::Quantile { candidates, q })
+    }
+
+    /// The median over a grid: [`Query::quantile_grid`] at `q = 0.5`.
+    pub fn median_grid(lo: i64, hi: i64, bins: u32) -> Result<Query, DpError> {
+        Query::quantile_grid(lo, hi, bins, 0.5)
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Query::Count => "count",
+            Query::Sum { .. } => "sum",
+            Query::Mean { .. } => "mean",
+            Query::Variance { .. } => "variance",
+            Query::Quantile { .. } => "quantile",
+            Query::Histogram { .. } => "histogram",
+        }
+    }
+
+    fn validate(&self) -> Result<(), DpError> {
+        let bounds = |lo: i64, hi: i64| {
+            if lo > hi || lo == i64::MIN {
+                Err(DpError::InvalidQuery(format!(
+                    "bounds [{lo}, {hi}] need i64::MIN < lo <= hi"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        let increasing = |v: &[i64], what: &str, max: usize| {
+            if v.is_empty() || v.len() > max || !v.windows(2).all(|w| w[0] < w[1]) {
+                Err(DpError::InvalidQuery(format!(
+                    "{what} must be 1 to {max} strictly increasing values"
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Query::Count => Ok(()),
+            Query::Sum { lo, hi } => bounds(*lo, *hi),
+            Query::Mean { lo, hi, n } | Query::Variance { lo, hi, n } => {
+                bounds(*lo, *hi)?;
+                if *n == 0 {
+                    return Err(DpError::InvalidQuery(
+                        "the public denominator must be at least 1".into(),
+                    ));
+                }
+                Ok(())
+            }
+            Query::Quantile { candidates, q } => {
+                if !(0.0..=1.0).contains(q) {
+                    return Err(DpError::InvalidQuery(format!("q ({q}) must be in [0, 1]")));
+                }
+                increasing(candidates, "candidates", 1_000_000)
+            }
+            Query::Histogram { edges } => increasing(edges, "edges", 100_000),
+        }
+    }
+}
+
+/// How much to spend on a release.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Budget {
+    /// A pure-DP epsilon (discrete Laplace or permute-and-flip). Under a zCDP ledger it is charged
+    /// `epsilon^2 / 2`.
+    Epsilon(f64),
+    /// A zCDP rho (discrete Gaussian or Gumbel selection); zCDP ledgers only.
+    Rho(f64),
+    /// The smallest cost whose answer is within `alpha` of the exact value (in the answer's units; per bin
+    /// for histograms) with probability at least `1 - beta`. Pure-DP ledgers use discrete Laplace, zCDP
+    /// ledgers discrete Gaussian. Not available for quantiles and variances.
+    Accuracy {
+        /// Half-width of the interval, positive.
+        alpha: f64,
+        /// Failure probability, in (0, 1).
+        beta: f64,
+    },
+}
+
+/// The noise a plan adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Mechanism {
+    /// Discrete Laplace (pure DP) on an exact integer or vector of integers.
+    DiscreteLaplace,
+    /// Discrete Gaussian (zCDP).
+    DiscreteGaussian,
+    /// Report-noisy-max over candidate scores: permute-and-flip (exponential noise) under pure DP.
+    PermuteAndFlip,
+    /// Report-noisy-max with Gumbel noise (the exponential mechanism) under zCDP.
+    GumbelMax,
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mechanism::DiscreteLaplace => "discrete Laplace",
+            Mechanism::DiscreteGaussian => "discrete Gaussian",
+            Mechanism::PermuteAndFlip => "permute-and-flip",
+            Mechanism::GumbelMax => "Gumbel report-noisy-max",
+        })
+    }
+}
+
+/// A released answer. Integers are exact sums or counts plus integer noise; reals come only from
+/// post-processing noisy integers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Answer {
+    /// A noisy count, sum, or a chosen quantile candidate.
+    Integer(i64),
+    /// A post-processed real (mean, variance).
+    Real(f64),
+    /// Noisy histogram counts, one per bin.
+    Counts(Vec<i64>),
+}
+
+/// A release planned from public parameters: what it costs, how accurate it is, and how to run it.
+///
+/// Holds plain parameters only (Send, Sync, serialisable); the OpenDP measurements are rebuilt from them at
+/// release, and their privacy map is checked against the planned cost then.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    query: Query,
+    contribution: Contribution,
+    measure: PrivacyMeasure,
+    /// True for pure-DP noise (Laplace, permute-and-flip), cast to zCDP under a zCDP ledger.
+    pure: bool,
+    /// Noise scale; for a variance, the sum's.
+    scale: f64,
+    /// For a variance, the sum of squares' scale.
+    scale2: Option<f64>,
+    cost: Cost,
+}
+
+/// Plans a release: checks the public parameters, picks the mechanism and the smallest noise scale whose
+/// cost fits the budget (or the largest scale meeting a target accuracy), and computes the cost as OpenDP's
+/// privacy map at `d_in = contribution.max_rows_per_unit`, rounded up to 1e-9 units.
+///
+/// A stated epsilon or rho is rounded to the nearest 1e-9 first; the plan then costs at most that (usually
+/// exactly that).
+pub fn plan(
+    query: Query,
+    contribution: Contribution,
+    measure: PrivacyMeasure,
+    budget: Budget,
+) -> Result<Plan, DpError> {
+    query.validate()?;
+    if contribution.max_rows_per_unit == 0 {
+        return Err(DpError::InvalidQuery(
+            "a privacy unit contributes at least one row".into(),
+        ));
+    }
+    let pure = match (measure, budget) {
+        (PrivacyMeasure::PureEpsilon, Budget::Rho(_)) => return Err(DpError::MeasureMismatch),
+        (PrivacyMeasure::PureEpsilon, _) | (_, Budget::Epsilon(_)) => true,
+        (PrivacyMeasure::ZeroConcentrated, _) => false,
+    };
+    let mut plan = Plan {
+        query,
+        contribution,
+        measure,
+        pure,
+        scale: 1.0,
+        scale2: None,
+        cost: Cost::ZERO,
+    };
+    plan.check_ranges()?;
+    match budget {
+        Budget::Epsilon(x) | Budget::Rho(x) => {
+            let target = match (measure, budget) {
+                // A pure epsilon under zCDP is charged rho = epsilon^2 / 2.
+                (PrivacyMeasure::ZeroConcentrated, Budget::Epsilon(_))
+                    if x.is_finite() && x >= 0.0 =>
+                {
+                    Cost::from_units(x * x / 2.0)?
+                }
+                _ => Cost::from_units(x)?,
+            };
+            if target == Cost::ZERO {
+                return Err(DpError::InvalidBudget(
+                    "a release costs more than zero".into(),
+                ));
+            }
+            if let Query::Variance { .. } = plan.query {
+                // Half the budget each to the sum and to the sum of squares.
+                let half = Cost::from_nanos(target.nanos / 2);
+                plan.scale = plan.fit_scale(half, Part::First)?;
+                plan.scale2 = Some(
+                    plan.fit_scale(Cost::from_nanos(target.nanos - half.nanos), Part::Second)?,
+                );
+            } else {
+                plan.scale = plan.fit_scale(target, Part::First)?;
+            }
+        }
+        Budget::Accuracy { alpha, beta } => {
+            if !(alpha > 0.0 && alpha.is_finite() && beta > 0.0 && beta < 1.0) {
+                return Err(DpError::InvalidBudget(format!(
+                    "need alpha > 0 and 0 < beta < 1, got ({alpha}, {beta})"
+                )));
+            }
+            let per_unit = plan
+                .accuracy_divisor()
+                .ok_or(DpError::NoAccuracyFunction(plan.query.name()))?;
+            plan.scale = plan.scale_for_accuracy(alpha * per_unit, beta)?;
+        }
+    }
+    plan.cost = plan.compute_cost()?;
+    if plan.cost == Cost::ZERO {
+        return Err(DpError::InvalidBudget(
+            "the accuracy target needs no noise; refusing a free release".into(),
+        ));
+    }
+    Ok(plan)
+}
+
+/// Which of a variance's two measurements (others have only the first).
+#[derive(Clone, Copy, PartialEq)]
+enum Part {
+    First,
+    Second,
+}
+
+impl Plan {
+    /// The query planned.
+    pub fn query(&self) -> &Query {
+        &self.query
+    }
+
+    /// The contribution bound the cost was computed at.
+    pub fn contribution(&self) -> Contribution {
+        self.contribution
+    }
+
+    /// The ledger measure the cost is in.
+    pub fn measure(&self) -> PrivacyMeasure {
+        self.measure
+    }
+
+    /// The noise this plan adds.
+    pub fn mechanism(&self) -> Mechanism {
+        match (&self.query, self.pure) {
+            (Query::Quantile { .. }, true) => Mechanism::PermuteAndFlip,
+            (Query::Quantile { .. }, false) => Mechanism::GumbelMax,
+            (_, true) => Mechanism::DiscreteLaplace,
+            (_, false) => Mechanism::DiscreteGaussian,
+        }
+    }
+
+    /// The noise scale (for a variance, the sum's; the sum of squares has its own).
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// The charge: OpenDP's privacy map at the contribution bound, rounded up to 1e-9 units.
+    pub fn cost(&self) -> Cost {
+        self.cost
+    }
+
+    /// Half-width `a` such that the answer is within `(-a, a)` of the exact value (per bin for
+    /// histograms; the noise alone, for data within the bounds) with probability at least `1 - beta`,
+    /// by OpenDP's accuracy functions. `None` where no such function applies (quantile, variance).
+    pub fn accuracy(&self, beta: f64) -> Option<f64> {
+        let divisor = self.accuracy_divisor()?;
+        let raw = if self.pure {
+            discrete_laplacian_scale_to_accuracy(self.scale, beta)
+        } else {
+            discrete_gaussian_scale_to_accuracy(self.scale, beta)
+        };
+        raw.ok().map(|a| a / divisor)
+    }
+
+    /// [`Plan::accuracy`] at 95% confidence: the expected error shown before a release.
+    pub fn accuracy95(&self) -> Option<f64> {
+        self.accuracy(0.05)
+    }
+
+    /// Runs the release on a column: exact aggregation (ours, equal to OpenDP's transformation), then
+    /// OpenDP's noise measurement. Re-checks that OpenDP's privacy map still gives the planned cost.
+    ///
+    /// Never call twice for the same question: store the answer and serve it again.
+    pub fn release(&self, values: &[i64]) -> Result<Answer, DpError> {
+        if self.compute_cost()? != self.cost {
+            return Err(DpError::OpenDp(
+                "privacy map disagrees with the planned cost".into(),
+            ));
+        }
+        match self.measure {
+            PrivacyMeasure::PureEpsilon => self.release_in::<MaxDivergence>(values),
+            PrivacyMeasure::ZeroConcentrated => {
+                self.release_in::<ZeroConcentratedDivergence>(values)
+            }
+        }
+        .map_err(DpError::opendp)
+    }
+
+    /// The same release through OpenDP's own pipeline (its transformations on an owned `Vec`), for
+    /// benchmarks and cross-checks. Same distribution as [`Plan::release`], slower.
+    pub fn release_via_opendp(&self, values: &Vec<i64>) -> Result<Answer, DpError> {
+        match self.measure {
+            PrivacyMeasure::PureEpsilon => self.opendp_release_in::<MaxDivergence>(values),
+            PrivacyMeasure::ZeroConcentrated => {
+                self.opendp_release_in::<ZeroConcentratedDivergence>(values)
+            }
+        }
+        .map_err(DpError::opendp)
+    }
+
+    /// Refusals decided from the public parameters alone (overflow of sensitivities or squares).
+    fn check_ranges(&self) -> Result<(), DpError> {
+        let k = self.contribution.max_rows_per_unit as i128;
+        if let Query::Sum { lo, hi } | Query::Mean { lo, hi, .. } | Query::Variance { lo, hi, .. } =
+            self.query
+        {
+            let magnitude = (lo as i128).abs().max((hi as i128).abs());
+            if magnitude * k > i64::MAX as i128 {
+                return Err(DpError::Overflow(
+                    "the sum's sensitivity (bound x rows per unit)",
+                ));
+            }
+            if let Query::Variance { .. } = self.query {
+                if magnitude * magnitude * k > i64::MAX as i128 {
+                    return Err(DpError::Overflow("the sum of squares' sensitivity"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Units per unit of answer for accuracy (the public denominator of a mean), or `None` if there is no
+    /// accuracy function.
+    fn accuracy_divisor(&self) -> Option<f64> {
+        match self.query {
+            Query::Count | Query::Sum { .. } | Query::Histogram { .. } => Some(1.0),
+            Query::Mean { n, .. } => Some(n as f64),
+            Query::Quantile { .. } | Query::Variance { .. } => None,
+        }
+    }
+
+    /// The privacy map of the plan's OpenDP measurement at the contribution bound.
+    fn privacy_map(&self, part: Option<Part>) -> Fallible<f64> {
+        match self.measure {
+            PrivacyMeasure::PureEpsilon => self.map_in::<MaxDivergence>(part),
+            PrivacyMeasure::ZeroConcentrated => self.map_in::<ZeroConcentratedDivergence>(part),
+        }
+    }
+
+    fn compute_cost(&self) -> Result<Cost, DpError> {
+        Cost::round_up(self.privacy_map(None).map_err(DpError::opendp)?)
+    }
+
+    /// The smallest scale (to within a few ulps) whose privacy map (of `part`) is at most `target`.
+    ///
+    /// Every map here is `c / scale` or `c / scale^2` (up to OpenDP's upward rounding), so one evaluation at
+    /// scale 1 gives the analytic answer; we then step up until OpenDP's map agrees.
+    fn fit_scale(&mut self, target: Cost, part: Part) -> Result<f64, DpError> {
+        let target = target.as_f64_round_down();
+        let power = if self.pure && self.measure == PrivacyMeasure::PureEpsilon {
+            1.0
+        } else {
+            2.0
+        };
+        let set = |plan: &mut Plan, s: f64| match part {
+            Part::First => plan.scale = s,
+            Part::Second => plan.scale2 = Some(s),
+        };
+        set(self, 1.0);
+        let at_one = self.privacy_map(Some(part)).map_err(DpError::opendp)?;
+        let mut scale = (at_one / target).powf(1.0 / power);
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(DpError::InvalidBudget(
+                "no finite noise scale fits this budget".into(),
+            ));
+        }
+        for _ in 0..64 {
+            set(self, scale);
+            if self.privacy_map(Some(part)).map_err(DpError::opendp)? <= target {
+                return Ok(scale);
+            }
+            scale *= 1.0 + 1e-12;
+        }
+        Err(DpError::OpenDp(
+            "could not fit a noise scale to the budget".into(),
+        ))
+    }
+
+    /// The largest scale whose accuracy at `beta` is at most `alpha` (in the noise's units).
+    fn scale_for_accuracy(&self, alpha: f64, beta: f64) -> Result<f64, DpError> {
+        let (to_scale, to_accuracy): (
+            fn(f64, f64) -> Fallible<f64>,
+            fn(f64, f64) -> Fallible<f64>,
+        ) = if self.pure {
+            (
+                accuracy_to_discrete_laplacian_scale,
+                discrete_laplacian_scale_to_accuracy,
+            )
+        } else {
+            (
+                accuracy_to_discrete_gaussian_scale,
+                discrete_gaussian_scale_to_accuracy,
+            )
+        };
+        let mut scale = to_scale(alpha, beta).map_err(DpError::opendp)?;
+        for _ in 0..64 {
+            if to_accuracy(scale, beta).map_err(DpError::opendp)? <= alpha {
+                return Ok(scale);
+            }
+            scale *= 1.0 - 1e-12;
+        }
+        Err(DpError::OpenDp("could not meet the accuracy target".into()))
+    }
+
+    fn map_in<MO: LedgerMeasure>(&self, part: Option<Part>) -> Fallible<f64> {
+        let d_in = self.contribution.max_rows_per_unit;
+        match (&self.query, part) {
+            (Query::Variance { lo, hi, .. }, None) => make_composition(vec![
+                self.scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?,
+                self.scalar_pipeline::<MO>(opendp_sum_of_squares(*lo, *hi)?, self.scale2())?,
+            ])?
+            .map(&d_in),
+            (Query::Variance { lo, hi, .. }, Some(Part::First)) => self
+                .scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?
+                .map(&d_in),
+            (Query::Variance { lo, hi, .. }, Some(Part::Second)) => self
+                .scalar_pipeline::<MO>(opendp_sum_of_squares(*lo, *hi)?, self.scale2())?
+                .map(&d_in),
+            (Query::Histogram { edges }, _) => self.histogram_pipeline::<MO>(edges)?.0.map(&d_in),
+            (Query::Quantile { candidates, q }, _) => {
+                self.quantile_pipeline::<MO>(candidates, *q)?.map(&d_in)
+            }
+            (query, _) => self
+                .scalar_pipeline::<MO>(scalar_transformation(query)?, self.scale)?
+                .map(&d_in),
+        }
+    }
+
+    fn scale2(&self) -> f64 {
+        self.scale2.unwrap_or(self.scale)
+    }
+
+    fn release_in<MO: LedgerMeasure>(&self, values: &[i64]) -> Fallible<Answer> {
+        Ok(match &self.query {
+            Query::Count => {
+                Answer::Integer(self.scalar_noise::<MO>(self.scale)?.eval(&count(values))?)
+            }
+            Query::Sum { lo, hi } => Answer::Integer(
+                self.scalar_noise::<MO>(self.scale)?
+                    .eval(&sum::clamped_sum(values, *lo, *hi))?,
+            ),
+            Query::Mean { lo, hi, n } => {
+                let s = self
+                    .scalar_noise::<MO>(self.scale)?
+                    .eval(&sum::clamped_sum(values, *lo, *hi))?;
+                Answer::Real(s as f64 / *n as f64)
+            }
+            Query::Variance { lo, hi, n } => {
+                let s = self
+                    .scalar_noise::<MO>(self.scale)?
+                    .eval(&sum::clamped_sum(values, *lo, *hi))?;
+                let s2 = self
+                    .scalar_noise::<MO>(self.scale2())?
+                    .eval(&sum_of_squares(values, *lo, *hi))?;
+                Answer::Real(variance_from_sums(s, s2, *lo, *hi, *n))
+            }
+            Query::Histogram { edges } => {
+                let (_, noise) = self.histogram_pipeline::<MO>(edges)?;
+                Answer::Counts(noise.eval(&histogram::bin_counts(values, edges))?)
+            }
+            Query::Quantile { candidates, q } => {
+                let scores = quantile::scores(values, candidates, *q);
+                let (_, den, _) = quantile::constants(*q);
+                let index = self
+                    .noisy_max::<MO>(candidates.len(), self.scale * den as f64)?
+                    .eval(&scores)?;
+                Answer::Integer(candidates[index])
+            }
+        })
+    }
+
+    fn opendp_release_in<MO: LedgerMeasure>(&self, values: &Vec<i64>) -> Fallible<Answer> {
+        Ok(match &self.query {
+            Query::Count | Query::Sum { .. } => Answer::Integer(
+                self.scalar_pipeline::<MO>(scalar_transformation(&self.query)?, self.scale)?
+                    .invoke(values)?,
+            ),
+            Query::Mean { lo, hi, n } => {
+                let s = self
+                    .scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?
+                    .invoke(values)?;
+                Answer::Real(s as f64 / *n as f64)
+            }
+            Query::Variance { lo, hi, n } => {
+                let both = make_composition(vec![
+                    self.scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?,
+                    self.scalar_pipeline::<MO>(opendp_sum_of_squares(*lo, *hi)?, self.scale2())?,
+                ])?
+                .invoke(values)?;
+                Answer::Real(variance_from_sums(both[0], both[1], *lo, *hi, *n))
+            }
+            Query::Histogram { edges } => {
+                Answer::Counts(self.histogram_pipeline::<MO>(edges)?.0.invoke(values)?)
+            }
+            Query::Quantile { candidates, q } => Answer::Integer(
+                self.quantile_pipeline::<MO>(candidates, *q)?
+                    .invoke(values)?,
+            ),
+        })
+    }
+
+    /// The noise measurement's function on an exact integer (pure noise is the same function under either
+    /// ledger; only the map is cast).
+    fn scalar_noise<MO: LedgerMeasure>(&self, scale: f64) -> Fallible<Function<i64, i64>> {
+        let space = (
+            AtomDomain::<i64>::default(),
+            AbsoluteDistance::<i64>::default(),
+        );
+        Ok(if self.pure {
+            make_laplace::<_, _, MaxDivergence>(space.0, space.1, scale, None)?
+                .function
+                .clone()
+        } else {
+            MO::gaussian_scalar(scale)?.function.clone()
+        })
+    }
+
+    /// `t >> noise` as one OpenDP measurement in the ledger's measure.
+    fn scalar_pipeline<MO: LedgerMeasure>(
+        &self,
+        t: Transformation<
+            VectorDomain<AtomDomain<i64>>,
+            SymmetricDistance,
+            AtomDomain<i64>,
+            AbsoluteDistance<i64>,
+        >,
+        scale: f64,
+    ) -> Fallible<Measurement<VectorDomain<AtomDomain<i64>>, SymmetricDistance, MO, i64>> {
+        if self.pure {
+            let noise = make_laplace::<_, _, MaxDivergence>(
+                t.output_domain.clone(),
+                t.output_metric.clone(),
+                scale,
+                None,
+            )?;
+            MO::from_pure(make_chain_mt(&noise, &t)?)
+        } else {
+            make_chain_mt(&MO::gaussian_scalar(scale)?, &t)
+        }
+    }
+
+    /// OpenDP's histogram pipeline, and the noise function alone for our counts.
+    fn histogram_pipeline<MO: LedgerMeasure>(
+        &self,
+        edges: &[i64],
+    ) -> Fallible<(
+        Measurement<VectorDomain<AtomDomain<i64>>, SymmetricDistance, MO, Vec<i64>>,
+        Function<Vec<i64>, Vec<i64>>,
+    )> {
+        if self.pure {
+            let t = histogram::opendp_histogram::<L1Distance<i64>>(edges)?;
+            let noise = make_laplace::<_, _, MaxDivergence>(
+                t.output_domain.clone(),
+                t.output_metric.clone(),
+                self.scale,
+                None,
+            )?;
+            let function = noise.function.clone();
+            Ok((MO::from_pure(make_chain_mt(&noise, &t)?)?, function))
+        } else {
+            let t = histogram::opendp_histogram::<L2Distance<i64>>(edges)?;
+            let noise = MO::gaussian_counts(t.output_domain.clone(), self.scale)?;
+            let function = noise.function.clone();
+            Ok((make_chain_mt(&noise, &t)?, function))
+        }
+    }
+
+    fn quantile_pipeline<MO: LedgerMeasure>(
+        &self,
+        candidates: &[i64],
+        q: f64,
+    ) -> Fallible<Measurement<VectorDomain<AtomDomain<i64>>, SymmetricDistance, MO, i64>> {
+        if self.pure {
+            MO::from_pure(quantile::opendp_quantile::<MaxDivergence>(
+                candidates, q, self.scale,
+            )?)
+        } else {
+            quantile::opendp_quantile::<MO>(candidates, q, self.scale)
+        }
+    }
+
+    fn noisy_max<MO: LedgerMeasure>(
+        &self,
+        len: usize,
+        scale: f64,
+    ) -> Fallible<Function<Vec<u64>, usize>> {
+        let domain = VectorDomain::new(AtomDomain::<u64>::default()).with_size(len);
+        Ok(if self.pure {
+            make_noisy_max(domain, LInfDistance::default(), MaxDivergence, scale, true)?
+                .function
+                .clone()
+        } else {
+            make_noisy_max(domain, LInfDistance::default(), MO::default(), scale, true)?
+                .function
+                .clone()
+        })
+    }
+}
+
+/// The ledger measures, with what differs between them.
+trait LedgerMeasure:
+    'static + TopKMeasure + CompositionMeasure + opendp::core::Measure<Distance = f64>
+{
+    /// A pure-DP measurement recharged in this measure (identity, or `rho = epsilon^2 / 2`).
+    fn from_pure<DI, MI, TO>(
+        m: Measurement<DI, MI, MaxDivergence, TO>,
+    ) -> Fallible<Measurement<DI, MI, Self, TO>>
+    where
+        DI: 'static + opendp::core::Domain,
+        MI: 'static + Metric,
+        TO: 'static,
+        (DI, MI): MetricSpace;
+
+    /// Discrete Gaussian noise on an integer (zCDP only).
+    fn gaussian_scalar(
+        scale: f64,
+    ) -> Fallible<Measurement<AtomDomain<i64>, AbsoluteDistance<i64>, Self, i64>>;
+
+    /// Discrete Gaussian noise on a vector of counts (zCDP only).
+    fn gaussian_counts(
+        domain: VectorDomain<AtomDomain<i64>>,
+        scale: f64,
+    ) -> Fallible<Measurement<VectorDomain<AtomDomain<i64>>, L2Distance<i64>, Self, Vec<i64>>>;
+}
+
+impl LedgerMeasure for MaxDivergence {
+    fn from_pure<DI, MI, TO>(
+        m: Measurement<DI, MI, MaxDivergence, TO>,
+    ) -> Fallible<Measurement<DI, MI, Self, TO>>
+    where
+        DI: 'static + opendp::core::Domain,
+        MI: 'static + Metric,
+        TO: 'static,
+        (DI, MI): MetricSpace,
+    {
+        Ok(m)
+    }
+
+    fn gaussian_scalar(
+        _: f64,
+    ) -> Fallible<Measurement<AtomDomain<i64>, AbsoluteDistance<i64>, Self, i64>> {
+        Err(opendp_error(
+            ErrorVariant::MakeMeasurement,
+            "Gaussian noise is not pure DP",
+        ))
+    }
+
+    fn gaussian_counts(
+        _: VectorDomain<AtomDomain<i64>>,
+        _: f64,
+    ) -> Fallible<Measurement<VectorDomain<AtomDomain<i64>>, L2Distance<i64>, Self, Vec<i64>>> {
+        Err(opendp_error(
+            ErrorVariant::MakeMeasurement,
+            "Gaussian noise is not pure DP",
+        ))
+    }
+}
+
+impl LedgerMeasure for ZeroConcentratedDivergence {
+    fn from_pure<DI, MI, TO>(
+        m: Measurement<DI, MI, MaxDivergence, TO>,
+    ) -> Fallible<Measurement<DI, MI, Self, TO>>
+    where
+        DI: 'static + opendp::core::Domain,
+        MI: 'static + Metric,
+        TO: 'static,
+        (DI, MI): MetricSpace,
+    {
+        make_pureDP_to_zCDP(m)
+    }
+
+    fn gaussian_scalar(
+        scale: f64,
+    ) -> Fallible<Measurement<AtomDomain<i64>, AbsoluteDistance<i64>, Self, i64>> {
+        make_gaussian(
+            AtomDomain::default(),
+            AbsoluteDistance::default(),
+            scale,
+            None,
+        )
+    }
+
+    fn gaussian_counts(
+        domain: VectorDomain<AtomDomain<i64>>,
+        scale: f64,
+    ) -> Fallible<Measurement<VectorDomain<AtomDomain<i64>>, L2Distance<i64>, Self, Vec<i64>>> {
+        make_gaussian(domain, L2Distance::default(), scale, None)
+    }
+}
+
+fn opendp_error(variant: ErrorVariant, message: &str) -> opendp::error::Error {
+    opendp::error::Error {
+        variant,
+        message: Some(message.into()),
+        backtrace: std::backtrace::Backtrace::disabled(),
+    }
+}
+
+/// `make_count` saturates at `i64::MAX`; a slice is never that long, so this is the same function.
+fn count(values: &[i64]) -> i64 {
+    i64::try_from(values.len()).unwrap_or(i64::MAX)
+}
+
+/// The transformation a scalar query charges for.
+fn scalar_transformation(
+    query: &Query,
+) -> Fallible<
+    Transformation<
+        VectorDomain<AtomDomain<i64>>,
+        SymmetricDistance,
+        AtomDomain<i64>,
+        AbsoluteDistance<i64>,
+    >,
+> {
+    match query {
+        Query::Count => make_count(VectorDomain::new(AtomDomain::default()), SymmetricDistance),
+        Query::Sum { lo, hi } | Query::Mean { lo, hi, .. } => sum::opendp_sum(*lo, *hi),
+        _ => Err(opendp_error(
+            ErrorVariant::MakeTransformation,
+            "not a scalar query",
+        )),
+    }
+}
+
+/// Bounds of `x^2` for `x` in `[lo, hi]` (checked not to overflow when planning).
+fn square_bounds(lo: i64, hi: i64) -> (i64, i64) {
+    let (a, b) = (lo.saturating_mul(lo), hi.saturating_mul(hi));
+    if lo >= 0 || hi <= 0 {
+        (a.min(b), a.max(b))
+    } else {
+        (0, a.max(b))
+    }
+}
+
+/// Sum of squares of the rows clamped into `[lo, hi]`, with the semantics of [`opendp_sum_of_squares`]
+/// (squares are non-negative, so OpenDP's saturating sum is the exact sum clamped to `i64::MAX`).
+fn sum_of_squares(values: &[i64], lo: i64, hi: i64) -> i64 {
+    let squares: i128 = values
+        .iter()
+        .map(|x| {
+            let c = (*x).clamp(lo, hi) as i128;
+            c * c
+        })
+        .sum();
+    squares.min(i64::MAX as i128) as i64
+}
+
+/// `make_clamp >> (square each row) >> make_sum` over the squares' bounds. Squaring row by row is 1-stable
+/// under the symmetric distance (it maps each row alone), so the map is the sum's.
+fn opendp_sum_of_squares(
+    lo: i64,
+    hi: i64,
+) -> Fallible<
+    Transformation<
+        VectorDomain<AtomDomain<i64>>,
+        SymmetricDistance,
+        AtomDomain<i64>,
+        AbsoluteDistance<i64>,
+    >,
+> {
+    let clamp = opendp::transformations::make_clamp(
+        VectorDomain::new(AtomDomain::default()),
+        SymmetricDistance,
+        (lo, hi),
+    )?;
+    let bounds = square_bounds(lo, hi);
+    let square = Transformation::new(
+        clamp.output_domain.clone(),
+        SymmetricDistance,
+        VectorDomain::new(AtomDomain::new_closed(bounds)?),
+        SymmetricDistance,
+        Function::new(|x: &Vec<i64>| x.iter().map(|v| v.saturating_mul(*v)).collect()),
+        StabilityMap::new_from_constant(1),
+    )?;
+    let sum = opendp::transformations::make_sum(square.output_domain.clone(), SymmetricDistance)?;
+    clamp >> square >> sum
+}
+
+/// Post-processing of a noisy sum and sum of squares into a variance, clamped to the possible range.
+fn variance_from_sums(s: i64, s2: i64, lo: i64, hi: i64, n: u64) -> f64 {
+    let n = n as f64;
+    let mean = s as f64 / n;
+    let half_range = (hi as f64 - lo as f64) / 2.0;
+    (s2 as f64 / n - mean * mean).clamp(0.0, half_range * half_range)
+}
