@@ -53,6 +53,9 @@ enum Cmd {
     /// Commands for the financial institution.
     #[command(subcommand)]
     Fi(FiCmd),
+    /// Measurements for researchers and operators.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Check a receipt (a JSON file, as `duo fi receipts --json` or `duo fi result --json` prints it) against an
     /// owner node's public signing key. Exit 0 if it verifies, 1 if not.
     VerifyReceipt {
@@ -181,6 +184,12 @@ enum OwnerCmd {
     /// Policy file commands.
     #[command(subcommand)]
     Policy(PolicyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// A bounded load test on loopback: many FI sessions issuing auto-approved releases against one owner node.
+    Load(duo::bench::LoadArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -389,6 +398,26 @@ fn run(cmd: Cmd, home: &Path) -> Result<i32> {
             Ok(0)
         }
         Cmd::Owner(c) => owner_cmd(c, home),
+        Cmd::Bench(BenchCmd::Load(args)) => {
+            let json = args.json;
+            let r = runtime()?.block_on(duo::bench::load(args))?;
+            if json {
+                print_json(&r)?;
+            } else {
+                let (first, last, max) = (
+                    r.rss_kib.first().copied().unwrap_or(0),
+                    r.rss_kib.last().copied().unwrap_or(0),
+                    r.rss_kib.iter().copied().max().unwrap_or(0),
+                );
+                println!(
+                    "{} sessions, {:.1} s: {} releases, {:.0} releases/s, p50 {} us, p99 {} us, {} errors\n\
+                     memory (owner node and clients): {} KiB at start, {} KiB at end, {} KiB at most",
+                    r.sessions, r.seconds, r.releases, r.releases_per_sec, r.p50_us, r.p99_us, r.errors,
+                    first, last, max
+                );
+            }
+            Ok(if r.errors == 0 { 0 } else { 1 })
+        }
         Cmd::VerifyReceipt { file, key } => {
             let receipt = read_receipt(&file)?;
             match receipt.verify(key.as_deref()) {

@@ -39,6 +39,7 @@ pub struct CatalogueEntry {
 
 /// An owned, serializable view of a [`CatalogueEntry`], for the wire and for screens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CatalogueInfo {
     /// Attribute name.
     pub name: String,

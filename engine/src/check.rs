@@ -43,6 +43,7 @@ pub struct CheckContext<'a> {
 
 /// The static type of a lineage node. This is what a pointer shows the FI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Type {
     /// A table.

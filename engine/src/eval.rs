@@ -12,6 +12,7 @@ use std::cmp::Ordering;
 
 /// The result of evaluating a lineage: what a plaintext release reveals.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Answer {
     /// One value.

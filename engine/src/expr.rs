@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// One node of a lineage. Table-, column-, vector- and scalar-valued nodes share this type; the checker
 /// assigns each a [`crate::check::Type`] and rejects ill-typed trees.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "node", rename_all = "snake_case")]
 pub enum Expr {
     /// A reference to a pointer already created in this session (wire only: the owner substitutes the
@@ -129,6 +130,7 @@ pub enum Expr {
 
 /// A row predicate inside [`Expr::Filter`]. Column names refer to the filtered table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Pred {
     /// `column op value` (for example `category == "rent"`, `amount > 10000`).
@@ -176,6 +178,7 @@ pub enum Pred {
 
 /// Arithmetic operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ArithOp {
     /// `+`
@@ -190,6 +193,7 @@ pub enum ArithOp {
 
 /// Comparison operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CmpOp {
     /// `==`
@@ -208,6 +212,7 @@ pub enum CmpOp {
 
 /// Aggregates over a column or vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AggKind {
     /// Number of rows (of a table) or of non-null values (of a column).

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// A Duo node usually holds one person's data, so DP protects an event or a month of activity, not the
 /// person's membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PrivacyUnit {
     /// One row (one payment, one transaction).
@@ -35,6 +36,7 @@ impl PrivacyUnit {
 
 /// Public lower and upper bound of a numeric column, in the stored unit (cents for money).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(from = "[f64; 2]", into = "[f64; 2]")]
 pub struct Bounds {
     /// Lower bound (inclusive).
@@ -57,6 +59,7 @@ impl From<Bounds> for [f64; 2] {
 
 /// The public time window a dataset covers (inclusive dates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TimeWindow {
     /// First day covered.
     pub start: NaiveDate,
@@ -66,6 +69,7 @@ pub struct TimeWindow {
 
 /// Declared metadata of one column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ColumnMeta {
     /// Column name; must match a CSV header.
@@ -92,6 +96,7 @@ pub struct ColumnMeta {
 
 /// Declared metadata of a dataset: everything an FI may learn about it without a release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DatasetMeta {
     /// Dataset name (letters, digits and underscores; starts with a letter).

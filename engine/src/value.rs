@@ -9,6 +9,7 @@ use std::fmt;
 /// Money is stored as integer cents (`i64`); it is its own type so that renders and bounds can say
 /// "cents" and so that arithmetic on money stays exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DataType {
     /// 64-bit signed integer.
@@ -55,6 +56,7 @@ impl fmt::Display for DataType {
 
 /// One value: a cell of a dataset, a literal in an expression, or a released scalar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", content = "value", rename_all = "snake_case")]
 pub enum Value {
     /// Missing, or the result of a total operation that has no value (such as x / 0).

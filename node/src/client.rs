@@ -557,7 +557,7 @@ impl Client {
             reason: reason.into(),
         };
         match self.call(&msg).await? {
-            ServerMsg::Request(v) => self.checked_view(v),
+            ServerMsg::Request(v) => self.checked_view(*v),
             other => Err(unexpected(other)),
         }
     }
@@ -602,7 +602,7 @@ impl Client {
                 wait_ms: (left.as_millis() as u64).min(wire::MAX_WAIT_MS),
             };
             let view = match self.call(&msg).await? {
-                ServerMsg::Request(v) => self.checked_view(v)?,
+                ServerMsg::Request(v) => self.checked_view(*v)?,
                 other => return Err(unexpected(other)),
             };
             if view.state != RequestState::Pending || tokio::time::Instant::now() >= deadline {

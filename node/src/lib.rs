@@ -11,6 +11,8 @@
 
 pub mod client;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod home;
 pub mod keys;
 pub mod owner;

@@ -277,6 +277,7 @@ pub async fn spawn(cfg: ServeConfig, listen: SocketAddr) -> Result<RunningNode, 
         handshake_db,
         handshakes,
         principals: Default::default(),
+        write_turn: tokio::sync::Mutex::new(()),
         signing_key,
         cfg,
         key,
@@ -301,6 +302,8 @@ struct Shared {
     handshake_db: std::sync::Mutex<rusqlite::Connection>,
     handshakes: Arc<Semaphore>,
     principals: std::sync::Mutex<HashMap<String, PrincipalUse>>,
+    /// Taken around a session's write transaction (see the request handler).
+    write_turn: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -641,6 +644,7 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
                 },
             ),
         };
+        fail::fail_point!("owner::before_send", |_| {});
         let mut bytes = wire::encode(id, &reply);
         if bytes.len() > cfg.limits.max_message {
             bytes = wire::encode(
@@ -825,12 +829,15 @@ impl SessionState {
                 // What the owner reads is the checked lineage written out by the node, never text from the FI.
                 let source = duo_engine::parse::to_source(&expr);
                 let reason = sanitize(&reason);
+                // Sessions of this node take turns at the store's write lock here, so they queue without
+                // SQLite's sleeping busy handler; other processes (owner commands) still get the lock fairly.
+                let _turn = self.shared.write_turn.lock().await;
                 let view = blocking(&mut self.owner, move |o| {
                     let checked = o.check(&expr)?;
                     o.submit(&principal, backend, &reason, &source, &checked)
                 })
                 .await??;
-                Ok(ServerMsg::Request(view))
+                Ok(ServerMsg::Request(Box::new(view)))
             }
             ClientMsg::Status { request, wait_ms } => {
                 let deadline = tokio::time::Instant::now()
@@ -844,10 +851,10 @@ impl SessionState {
                     if view.state != crate::release::RequestState::Pending
                         || tokio::time::Instant::now() >= deadline
                     {
-                        return Ok(ServerMsg::Request(view));
+                        return Ok(ServerMsg::Request(Box::new(view)));
                     }
                     tokio::select! {
-                        r = changes.changed() => if r.is_err() { return Ok(ServerMsg::Request(view)) },
+                        r = changes.changed() => if r.is_err() { return Ok(ServerMsg::Request(Box::new(view))) },
                         _ = tokio::time::sleep_until(deadline) => {}
                     }
                 }

@@ -26,6 +26,7 @@ pub const RECEIPT_VERSION: u32 = 1;
 
 /// A signed statement of one release.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Receipt {
     /// Format version ([`RECEIPT_VERSION`]).
     pub v: u32,

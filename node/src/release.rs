@@ -461,6 +461,7 @@ impl Owner {
                 ..RequestFacts::new(principal, backend, checked, &tags)
             },
         );
+        fail::fail_point!("release::after_decision");
         // An approved lineage that cannot be computed (the data changed shape) is recorded as refused, with the
         // error, in the same transaction; the FI sees the error only because the release was approved.
         let decision = match decision {
@@ -477,6 +478,7 @@ impl Owner {
             }
             other => Err(other),
         };
+        fail::fail_point!("release::after_answer");
         let view = match decision {
             Ok((rule, answer)) => {
                 let answer_text = serde_json::to_string(&answer)?;
@@ -563,6 +565,7 @@ impl Owner {
                 }
             }
         };
+        fail::fail_point!("release::before_commit");
         tx.commit()?;
         Ok(view)
     }

@@ -217,6 +217,7 @@ pub fn put_dataset(conn: &mut Connection, ds: &Dataset, sugg: &Suggestions) -> R
         None,
         &serde_json::json!({ "dataset": name, "version": version, "columns": ds.meta.columns.len() }),
     )?;
+    fail::fail_point!("store::mid_ingest");
     tx.commit()?;
     Ok(version)
 }
@@ -722,6 +723,7 @@ pub fn append_log(
         "INSERT INTO log (seq, ts, kind, principal, body, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![seq as i64, ts, kind, principal, body, prev_hash, hash])?;
+    fail::fail_point!("store::mid_log_append");
     Ok(LogPos { seq, hash })
 }
 

@@ -22,6 +22,7 @@ pub const MAX_WAIT_MS: u64 = 120_000;
 
 /// An envelope around a message body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Envelope<T> {
     /// Message version ([`WIRE_VERSION`]).
     pub v: u32,
@@ -33,6 +34,7 @@ pub struct Envelope<T> {
 
 /// Messages from the FI to the owner node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMsg {
     /// List the published metadata of every dataset.
@@ -66,6 +68,7 @@ pub enum ClientMsg {
 
 /// Published facts about a dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PublishedDataset {
     /// The owner's declared metadata.
     pub meta: DatasetMeta,
@@ -75,6 +78,7 @@ pub struct PublishedDataset {
 
 /// A pointer as the FI sees it: an id and static facts only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PointerInfo {
     /// Pointer id, valid in this session.
     pub id: u64,
@@ -86,6 +90,7 @@ pub struct PointerInfo {
 
 /// Messages from the owner node to the FI.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// The principal this session is authenticated as (sent first, unprompted, with id 0).
@@ -110,7 +115,7 @@ pub enum ServerMsg {
     /// A new pointer.
     Pointer(PointerInfo),
     /// The state of a request.
-    Request(RequestView),
+    Request(Box<RequestView>),
     /// An error; the session goes on.
     Error {
         /// Machine-readable code.

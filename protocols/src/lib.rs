@@ -15,10 +15,16 @@
 //!
 //! Layout:
 //! - [`block`]: 128-bit blocks, the unit of oblivious transfer and garbling.
+//! - [`dp`]: differentially private releases on OpenDP: plans, costs in 1e-9 units, exact integer aggregation.
+//! - [`channel`]: the `Channel` trait and an in-memory duplex pair with byte counters, for tests and benches.
+//! - [`ot`]: oblivious transfer: Masny–Rindal base OT, KOS extension, derived correlations, ideal versions.
 //! - [`gc`]: garbled circuits (half-gates, free-XOR, the GKWY TCCR hash), circuits and the AES-128 circuit.
 //! - [`fixed`]: fixed point in Z_2^64 for private scoring: encoding, headroom check, bit-exact reference.
 #![deny(missing_docs)]
 
 pub mod block;
+pub mod channel;
+pub mod dp;
 pub mod fixed;
 pub mod gc;
+pub mod ot;

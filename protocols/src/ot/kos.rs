@@ -1,0 +1,603 @@
+//! OT extension: Keller, Orsini and Scholl, "Actively Secure OT Extension with Optimal Overhead" (CRYPTO
+//! 2015), with the consistency check of the paper's revised version (IACR ePrint 2015/546, Fig. 10), which is
+//! the check of Roy, "SoftSpokenOT: Quieter OT Extension from Small-Field Silent VOLE in the Minicrypt Model"
+//! (CRYPTO 2022). The original KOS check (Fig. 7) relied on a lemma Roy showed false; libOTe and CryProt
+//! moved to the revised check for the same reason.
+//!
+//! # Protocol
+//!
+//! Setup (128 base OTs, roles reversed, see [`crate::ot::base`]): the sender draws `Δ ∈ {0,1}^128` and learns
+//! `k_i^{Δ_i}`; the receiver holds both `k_i^0, k_i^1`. `G(k)` is AES-128-CTR under `k`, continuing from where
+//! the previous extension stopped.
+//!
+//! Extension of `m` OTs with receiver choices `r ∈ {0,1}^m`:
+//!
+//! 1. The receiver pads `r` with at least `k + s = 128 + 64` uniformly random bits to `m'` (a multiple of 128;
+//!    the last 128 rows are the mask block of the check) and sends the column-major matrix
+//!    `u^i = G(k_i^0) ⊕ G(k_i^1) ⊕ r` for `i < 128` ([`MatrixMsg`], `16·m'` bytes). Its correlation is
+//!    `t^i = G(k_i^0)`.
+//! 2. After `U` has arrived the sender draws a fresh 16-byte seed ([`ChallengeMsg`]), which expands
+//!    (AES-128-CTR) into one independent POLYVAL key `H_c` per 2048-row chunk.
+//! 3. With the linear hash `h(v) = v_mask ⊕ Σ_c POLYVAL_{H_c}(chunk c of v)` (each column read as 128-bit
+//!    blocks; its last block `v_mask` is a one-time mask; see `ColumnHasher` in the source), the receiver answers
+//!    ([`ResponseMsg`]) `x = h(r)` and `t_i = h(t^i)` for every column.
+//! 4. The sender computes `q^i = G(k_i^{Δ_i}) ⊕ Δ_i·u^i` (so honestly `q^i = t^i ⊕ Δ_i·r`), and accepts iff
+//!    `h(q^i) = t_i ⊕ Δ_i·x` for all 128 columns; otherwise it aborts with
+//!    [`PeerMisbehaved::ConsistencyCheckFailed`] and is consumed.
+//! 5. Transposing, row `j < m` gives the correlated OT `Q_j = T_j ⊕ r_j·Δ` ([`CotSender`], [`CotReceiver`]).
+//!
+//! **One deliberate deviation**, for speed without `unsafe` in this crate: Fig. 10 combines the blocks of a
+//! column with independent random coefficients `χ_b`; here the coefficients are independent per chunk of 16
+//! blocks and powers of that chunk's key inside it, so POLYVAL's aggregated-reduction Horner loop (hardware
+//! carry-less multiplication, detected at run time by the `polyval` crate) does the field arithmetic. The
+//! only property the analysis uses is that `h` is GF(2)-linear and ε-almost-universal; `ε` goes from `2^-128`
+//! to `16·2^-128 = 2^-124` (a nonzero polynomial of degree ≤ 16 in the uniform key of some chunk).
+//!
+//! # What the check buys (malicious receiver)
+//!
+//! A cheating receiver sends `u^i` with effective choice vector `x^i = u^i ⊕ G(k_i^0) ⊕ G(k_i^1)` per column.
+//! `h` is linear, so column `i` passes iff `Δ_i·(h(x^i) ⊕ x) = t_i ⊕ h(t^i)`. Fix the claimed `x`: a column with
+//! `h(x^i) ≠ x` passes only if the receiver's response matches the unknown bit `Δ_i` (probability 1/2,
+//! independently per column, since `Δ` is uniform and hidden by the base OTs). Columns with `h(x^i) = x` but
+//! `x^i ≠ x^{i'}` for another such column need `h(x^i ⊕ x^{i'}) = 0` for a nonzero vector, which has
+//! probability at most `2^-124` over the keys drawn after `U` was fixed (at most `128²/2 · 2^-124 = 2^-111`
+//! over all pairs). So, except with probability `2^-111`, passing while inconsistent in `c` columns means having
+//! guessed `c` bits of `Δ`, which happens with probability `2^-c`: the receiver "learns" `c` bits of `Δ` only
+//! with probability `2^-c`, the leakage the KOS/SoftSpokenOT proof tolerates, and outputs hashed with the
+//! correlation-robust hash stay pseudorandom. The mask block (uniform rows the receiver never reveals) makes
+//! `x` and `t_i` uniform, so the response says nothing about `r` (statistical security `s = 64` from the
+//! remaining padding rows, computational `k = 128`). Note that flipping a bit of `u^i` in a column where
+//! `Δ_i = 0` is invisible by design: the sender does not use `u^i` there, so its outputs are unchanged.
+//!
+//! The sender is semi-honest in Duo's model; nothing protects the receiver from a deviating sender beyond the
+//! base OTs hiding the receiver's keys.
+//!
+//! # Cost
+//!
+//! Per OT: about 3 AES blocks (receiver: 2 for `U`, 1 to regenerate `t^i` in its second pass) or 1 (sender) of
+//! PRG; one POLYVAL block per OT on each side; a word-parallel 64×64 Eklundh transpose
+//! (no per-bit loop). Both the sender's pass and the receiver's second pass work chunk by chunk in cache.
+//! To overlap the parties' work, the sender should call [`SenderCheck::precompute`] right after sending the
+//! challenge (the channel drivers here do).
+
+use super::matrix::{self, ColChunk, Prg, CHUNK_WORDS};
+use super::msgs::{
+    BaseReceiverMsg, BaseSenderMsg, ChallengeMsg, MatrixMsg, ResponseMsg, ROWS_PER_BLOCK,
+};
+use super::{base, ApiMisuse, CotReceiver, CotSender, Error, PeerMisbehaved, SessionId};
+use crate::block::Block;
+use crate::channel::Channel;
+use rand::{CryptoRng, RngCore};
+use std::fmt;
+use zeroize::{Zeroize, Zeroizing};
+
+/// Number of base OTs: the computational security parameter `k` and the width of a correlation.
+pub const BASE_OTS: usize = 128;
+/// Statistical security parameter `s`.
+pub const STAT_SECURITY: usize = 64;
+/// Random rows the receiver appends: at least `k + s`, rounded up so `m'` is a multiple of 128.
+pub const MIN_PADDING_ROWS: usize = BASE_OTS + STAT_SECURITY;
+/// The largest number of OTs in one extension (the matrix is then 16 GiB).
+pub const MAX_OTS: usize = 1 << 30;
+
+/// Rows of the matrix for `m` OTs: `m` plus at least [`MIN_PADDING_ROWS`], a multiple of 128.
+pub fn padded_rows(m: usize) -> usize {
+    (m + MIN_PADDING_ROWS).div_ceil(ROWS_PER_BLOCK) * ROWS_PER_BLOCK
+}
+
+fn check_count(m: usize) -> Result<(), Error> {
+    if m == 0 || m > MAX_OTS {
+        return Err(ApiMisuse::BadCount {
+            what: "OT extension",
+            got: m,
+            max: MAX_OTS,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Advances the OT index and PRG block counters for an extension of `m` OTs.
+fn advance(next_index: u64, next_block: u64, m: usize) -> Result<(u64, u64), Error> {
+    let blocks = (padded_rows(m) / ROWS_PER_BLOCK) as u64;
+    match (
+        next_index.checked_add(m as u64),
+        next_block.checked_add(blocks),
+    ) {
+        (Some(i), Some(b)) => Ok((i, b)),
+        _ => Err(ApiMisuse::IndexExhausted.into()),
+    }
+}
+
+fn empty_chunk() -> Box<ColChunk> {
+    Box::new([[0u64; CHUNK_WORDS]; 128])
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sender (owner)
+// ---------------------------------------------------------------------------------------------------------
+
+/// The extension sender (the owner), ready to extend. Holds `Δ` and the PRGs keyed by `k_i^{Δ_i}`.
+pub struct Sender {
+    delta: Block,
+    delta_masks: [u64; BASE_OTS],
+    prgs: Vec<Prg>,
+    next_index: u64,
+    next_block: u64,
+}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("kos::Sender")
+            .field("next_index", &self.next_index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.delta.0.zeroize();
+        self.delta_masks.zeroize();
+    }
+}
+
+/// The sender during setup: a base-OT receiver whose choice bits are `Δ`.
+pub struct SenderSetup {
+    delta: Zeroizing<u128>,
+    base: base::Receiver,
+}
+
+impl fmt::Debug for SenderSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("kos::SenderSetup").finish_non_exhaustive()
+    }
+}
+
+impl Sender {
+    /// Starts the setup: draws `Δ` and returns the base-OT receiver message to send to the FI.
+    pub fn setup<R: RngCore + CryptoRng + ?Sized>(
+        sid: SessionId,
+        rng: &mut R,
+    ) -> Result<(SenderSetup, BaseReceiverMsg), Error> {
+        let delta = Block::random(rng);
+        let mut choices: Vec<bool> = (0..BASE_OTS).map(|i| (delta.0 >> i) & 1 == 1).collect();
+        let (base, msg) = base::Receiver::new(sid, &choices, rng)?;
+        choices.zeroize();
+        Ok((
+            SenderSetup {
+                delta: Zeroizing::new(delta.0),
+                base,
+            },
+            msg,
+        ))
+    }
+
+    /// A sender from base-OT outputs made elsewhere: `keys[i] = k_i^{Δ_i}` for the 128 bits of `delta`.
+    pub fn from_base(delta: Block, keys: &[Block]) -> Result<Sender, Error> {
+        if keys.len() != BASE_OTS {
+            return Err(ApiMisuse::LengthMismatch {
+                what: "base-OT keys",
+                expected: BASE_OTS,
+                got: keys.len(),
+            }
+            .into());
+        }
+        let mut delta_masks = [0u64; BASE_OTS];
+        for (i, m) in delta_masks.iter_mut().enumerate() {
+            *m = 0u64.wrapping_sub(((delta.0 >> i) & 1) as u64);
+        }
+        Ok(Sender {
+            delta,
+            delta_masks,
+            prgs: keys.iter().map(|k| Prg::new(*k)).collect(),
+            next_index: 0,
+            next_block: 0,
+        })
+    }
+
+    /// The global correlation `Δ` (the owner's own secret).
+    pub fn delta(&self) -> Block {
+        self.delta
+    }
+
+    /// Index of the next OT this sender will produce (indices are the hash tweaks and never repeat).
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Starts an extension of `m` OTs; next, the receiver's matrix.
+    pub fn extend(self, m: usize) -> Result<SenderExtend, Error> {
+        check_count(m)?;
+        advance(self.next_index, self.next_block, m)?;
+        Ok(SenderExtend { sender: self, m })
+    }
+}
+
+impl SenderSetup {
+    /// Finishes the setup with the FI's base-OT message.
+    pub fn finish(self, msg: &BaseSenderMsg) -> Sender {
+        let SenderSetup { delta, base } = self;
+        let keys = base.finish(msg);
+        Sender::from_base(Block(*delta), &keys).expect("the base-OT receiver made 128 keys")
+    }
+}
+
+/// The sender waiting for the receiver's matrix.
+pub struct SenderExtend {
+    sender: Sender,
+    m: usize,
+}
+
+impl fmt::Debug for SenderExtend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("kos::SenderExtend")
+            .field("m", &self.m)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SenderExtend {
+    /// Takes the receiver's matrix and returns the challenge to send. Call [`SenderCheck::precompute`] after
+    /// sending it, while the receiver computes its response.
+    pub fn receive_matrix<R: RngCore + CryptoRng + ?Sized>(
+        self,
+        msg: MatrixMsg,
+        rng: &mut R,
+    ) -> Result<(SenderCheck, ChallengeMsg), Error> {
+        let rows = padded_rows(self.m);
+        if msg.rows() != rows {
+            return Err(PeerMisbehaved::WrongLength {
+                what: "extension matrix",
+                expected: 16 * rows,
+                got: msg.bytes.len(),
+            }
+            .into());
+        }
+        let mut seed = [0u8; 16];
+        rng.fill_bytes(&mut seed);
+        Ok((
+            SenderCheck {
+                sender: self.sender,
+                m: self.m,
+                u: msg,
+                seed,
+                done: None,
+            },
+            ChallengeMsg { seed },
+        ))
+    }
+}
+
+/// The sender after sending the challenge, waiting for the check response.
+pub struct SenderCheck {
+    sender: Sender,
+    m: usize,
+    u: MatrixMsg,
+    seed: [u8; 16],
+    done: Option<(Vec<Block>, Box<[u128; BASE_OTS]>)>,
+}
+
+impl fmt::Debug for SenderCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("kos::SenderCheck")
+            .field("m", &self.m)
+            .field("precomputed", &self.done.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SenderCheck {
+    /// Computes `Q` and the check hashes now (the heavy part), so that [`SenderCheck::receive_response`] only
+    /// compares. Optional: `receive_response` does it if it was not done.
+    pub fn precompute(&mut self) {
+        if self.done.is_some() {
+            return;
+        }
+        let s = &self.sender;
+        let rows = padded_rows(self.m);
+        let words = rows / 64;
+        let keys = matrix::check_keys(self.seed, matrix::chunks(words));
+        let hasher = matrix::ColumnHasher::new(rows / ROWS_PER_BLOCK);
+        let u = &self.u.bytes;
+        let mut q = Vec::with_capacity(self.m);
+        let mut acc = Box::new([0u128; BASE_OTS]);
+        let mut cols = empty_chunk();
+        let mut w0 = 0;
+        while w0 < words {
+            let g = (words - w0).min(CHUNK_WORDS);
+            for (i, col) in cols.iter_mut().enumerate() {
+                let col = &mut col[..g];
+                s.prgs[i].fill(s.next_block + (w0 / 2) as u64, col);
+                let mask = s.delta_masks[i];
+                let at = 8 * matrix::word_index(words, i, w0);
+                let src = &u[at..at + 8 * g];
+                for (c, b) in col.iter_mut().zip(src.chunks_exact(8)) {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(b);
+                    *c ^= mask & u64::from_le_bytes(w);
+                }
+            }
+            let c = w0 / CHUNK_WORDS;
+            hasher.chunk(&mut acc, &cols, c, g, &keys[c]);
+            matrix::transpose_chunk(&cols, g, self.m.saturating_sub(64 * w0), &mut q);
+            w0 += g;
+        }
+        self.done = Some((q, acc));
+    }
+
+    /// Verifies the receiver's response. On success returns the sender for the next extension and the `m`
+    /// correlated OTs; on failure the sender is consumed (a new setup, hence a new `Δ`, is needed).
+    pub fn receive_response(mut self, msg: &ResponseMsg) -> Result<(Sender, CotSender), Error> {
+        self.precompute();
+        let (q, acc) = self.done.take().expect("precomputed above");
+        let s = &self.sender;
+        let mut diff = 0u128;
+        for i in 0..BASE_OTS {
+            let mask = 0u128.wrapping_sub((s.delta.0 >> i) & 1);
+            diff |= acc[i] ^ msg.t[i] ^ (msg.x & mask);
+        }
+        if diff != 0 {
+            return Err(PeerMisbehaved::ConsistencyCheckFailed.into());
+        }
+        let SenderCheck { mut sender, m, .. } = self;
+        let first_index = sender.next_index;
+        (sender.next_index, sender.next_block) = advance(sender.next_index, sender.next_block, m)?;
+        let cot = CotSender::new(sender.delta, q, first_index);
+        Ok((sender, cot))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Receiver (FI)
+// ---------------------------------------------------------------------------------------------------------
+
+/// The extension receiver (the FI), ready to extend. Holds both PRGs of every base OT.
+pub struct Receiver {
+    prgs: Vec<[Prg; 2]>,
+    next_index: u64,
+    next_block: u64,
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("kos::Receiver")
+            .field("next_index", &self.next_index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The receiver during setup: a base-OT sender.
+#[derive(Debug)]
+pub struct ReceiverSetup {
+    base: base::Sender,
+}
+
+impl Receiver {
+    /// Starts the setup: returns the base-OT sender message `A` to send to the owner.
+    pub fn setup<R: RngCore + CryptoRng + ?Sized>(
+        sid: SessionId,
+        rng: &mut R,
+    ) -> Result<(ReceiverSetup, BaseSenderMsg), Error> {
+        let (base, msg) = base::Sender::new(sid, BASE_OTS, rng)?;
+        Ok((ReceiverSetup { base }, msg))
+    }
+
+    /// A receiver from base-OT outputs made elsewhere: `keys[i] = [k_i^0, k_i^1]`.
+    pub fn from_base(keys: &[[Block; 2]]) -> Result<Receiver, Error> {
+        if keys.len() != BASE_OTS {
+            return Err(ApiMisuse::LengthMismatch {
+                what: "base-OT key pairs",
+                expected: BASE_OTS,
+                got: keys.len(),
+            }
+            .into());
+        }
+        Ok(Receiver {
+            prgs: keys
+                .iter()
+                .map(|[a, b]| [Prg::new(*a), Prg::new(*b)])
+                .collect(),
+            next_index: 0,
+            next_block: 0,
+        })
+    }
+
+    /// Index of the next OT this receiver will produce.
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+
+    /// Starts an extension with one OT per choice bit: returns the matrix `U` to send.
+    pub fn extend<R: RngCore + CryptoRng + ?Sized>(
+        mut self,
+        choices: &[bool],
+        rng: &mut R,
+    ) -> Result<(ReceiverExtend, MatrixMsg), Error> {
+        let m = choices.len();
+        check_count(m)?;
+        let first_index = self.next_index;
+        let first_block = self.next_block;
+        (self.next_index, self.next_block) = advance(self.next_index, self.next_block, m)?;
+        let rows = padded_rows(m);
+        let words = rows / 64;
+
+        // r: the choices, then uniformly random padding rows.
+        let mut r = vec![0u64; words];
+        for w in r.iter_mut() {
+            *w = rng.next_u64();
+        }
+        let full = m / 64;
+        matrix::pack_bits(&choices[..64 * full], &mut r[..full]);
+        if m % 64 != 0 {
+            let mut last = [0u64; 1];
+            matrix::pack_bits(&choices[64 * full..], &mut last);
+            let low = (1u64 << (m % 64)) - 1;
+            r[full] = (r[full] & !low) | last[0];
+        }
+
+        // U in the chunk-major layout of `MatrixMsg`: chunk after chunk, column after column inside a chunk.
+        let mut bytes = vec![0u8; 16 * rows];
+        let mut t0 = [0u64; CHUNK_WORDS];
+        let mut t1 = [0u64; CHUNK_WORDS];
+        let mut at = 0;
+        let mut w0 = 0;
+        while w0 < words {
+            let g = (words - w0).min(CHUNK_WORDS);
+            let block = first_block + (w0 / 2) as u64;
+            for [g0, g1] in &self.prgs {
+                g0.fill(block, &mut t0[..g]);
+                g1.fill(block, &mut t1[..g]);
+                let out = &mut bytes[at..at + 8 * g];
+                for (k, o) in out.chunks_exact_mut(8).enumerate() {
+                    o.copy_from_slice(&(t0[k] ^ t1[k] ^ r[w0 + k]).to_le_bytes());
+                }
+                at += 8 * g;
+            }
+            w0 += g;
+        }
+        Ok((
+            ReceiverExtend {
+                receiver: self,
+                choices: choices.to_vec(),
+                r,
+                first_index,
+                first_block,
+            },
+            MatrixMsg { bytes },
+        ))
+    }
+}
+
+impl ReceiverSetup {
+    /// Finishes the setup with the owner's base-OT message.
+    pub fn finish(self, msg: &BaseReceiverMsg) -> Result<Receiver, Error> {
+        let keys = self.base.finish(msg)?;
+        Receiver::from_base(&keys)
+    }
+}
+
+/// The receiver after sending `U`, waiting for the challenge.
+pub struct ReceiverExtend {
+    receiver: Receiver,
+    choices: Vec<bool>,
+    r: Vec<u64>,
+    first_index: u64,
+    first_block: u64,
+}
+
+impl fmt::Debug for ReceiverExtend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("kos::ReceiverExtend")
+            .field("m", &self.choices.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ReceiverExtend {
+    fn drop(&mut self) {
+        self.r.zeroize();
+        self.choices.zeroize();
+    }
+}
+
+impl ReceiverExtend {
+    /// Takes the challenge and returns the receiver for the next extension, the response to send, and the `m`
+    /// correlated OTs. (The outputs are usable only if the sender accepts; a sender that aborts sends nothing
+    /// derived from them.)
+    pub fn receive_challenge(mut self, msg: &ChallengeMsg) -> (Receiver, ResponseMsg, CotReceiver) {
+        let m = self.choices.len();
+        let words = self.r.len();
+        let rows = 64 * words;
+        let keys = matrix::check_keys(msg.seed, matrix::chunks(words));
+        let hasher = matrix::ColumnHasher::new(rows / ROWS_PER_BLOCK);
+        let mut t = Vec::with_capacity(m);
+        let mut acc = Box::new([0u128; BASE_OTS]);
+        let mut cols = empty_chunk();
+        let mut w0 = 0;
+        while w0 < words {
+            let g = (words - w0).min(CHUNK_WORDS);
+            for (col, [g0, _]) in cols.iter_mut().zip(&self.receiver.prgs) {
+                g0.fill(self.first_block + (w0 / 2) as u64, &mut col[..g]);
+            }
+            let c = w0 / CHUNK_WORDS;
+            hasher.chunk(&mut acc, &cols, c, g, &keys[c]);
+            matrix::transpose_chunk(&cols, g, m.saturating_sub(64 * w0), &mut t);
+            w0 += g;
+        }
+        let x = hasher.words(&self.r, &keys);
+        let choices = std::mem::take(&mut self.choices);
+        let first_index = self.first_index;
+        let receiver = std::mem::replace(
+            &mut self.receiver,
+            Receiver {
+                prgs: Vec::new(),
+                next_index: 0,
+                next_block: 0,
+            },
+        );
+        (
+            receiver,
+            ResponseMsg { x, t: acc },
+            CotReceiver::new(choices, t, first_index),
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Drivers over a channel (tests, benches, and the shape the node follows)
+// ---------------------------------------------------------------------------------------------------------
+
+/// Runs the sender's (owner's) setup over `ch`: sends the base-OT receiver message, receives `A`.
+pub fn sender_setup_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
+    ch: &mut C,
+    sid: SessionId,
+    rng: &mut R,
+) -> Result<Sender, Error> {
+    let (setup, msg) = Sender::setup(sid, rng)?;
+    ch.send(msg.to_bytes())?;
+    let reply = BaseSenderMsg::from_bytes(&ch.recv()?)?;
+    Ok(setup.finish(&reply))
+}
+
+/// Runs the receiver's (FI's) setup over `ch`: sends `A`, receives the owner's pairs.
+pub fn receiver_setup_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
+    ch: &mut C,
+    sid: SessionId,
+    rng: &mut R,
+) -> Result<Receiver, Error> {
+    let (setup, msg) = Receiver::setup(sid, rng)?;
+    ch.send(msg.to_bytes())?;
+    let reply = BaseReceiverMsg::from_bytes(&ch.recv()?)?;
+    setup.finish(&reply)
+}
+
+/// Runs one extension of `m` OTs as the sender over `ch`.
+pub fn sender_extend_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
+    ch: &mut C,
+    sender: Sender,
+    m: usize,
+    rng: &mut R,
+) -> Result<(Sender, CotSender), Error> {
+    let ext = sender.extend(m)?;
+    let u = MatrixMsg::from_bytes(ch.recv()?)?;
+    let (mut check, challenge) = ext.receive_matrix(u, rng)?;
+    ch.send(challenge.to_bytes())?;
+    check.precompute();
+    let resp = ResponseMsg::from_bytes(&ch.recv()?)?;
+    check.receive_response(&resp)
+}
+
+/// Runs one extension as the receiver over `ch`, one OT per choice bit.
+pub fn receiver_extend_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
+    ch: &mut C,
+    receiver: Receiver,
+    choices: &[bool],
+    rng: &mut R,
+) -> Result<(Receiver, CotReceiver), Error> {
+    let (ext, u) = receiver.extend(choices, rng)?;
+    ch.send(u.into_bytes())?;
+    let challenge = ChallengeMsg::from_bytes(&ch.recv()?)?;
+    let (receiver, resp, cot) = ext.receive_challenge(&challenge);
+    ch.send(resp.to_bytes())?;
+    Ok((receiver, cot))
+}

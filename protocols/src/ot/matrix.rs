@@ -1,0 +1,342 @@
+//! The hot loops of the extension: column PRGs, the 128 × m bit-matrix transpose, and the check hash.
+//!
+//! Layout: the extension matrix has 128 columns (one per base OT) of `m'` bits; a column is `2·L` little-endian
+//! `u64` words (`L = m'/128` blocks), bit `j` of the column being bit `j % 64` of word `j / 64`. Rows are
+//! [`Block`]s whose bit `i` is column `i`'s bit for that row.
+//!
+//! Everything works on chunks of [`CHUNK_WORDS`] words per column (2048 rows, 32 KiB for the 128 columns), so
+//! the PRG output, the transpose and the check hash of a chunk happen while it is in cache, and the big matrix
+//! is never materialised column-major on the side that transposes.
+
+use crate::block::Block;
+use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::Aes128Enc;
+use polyval::universal_hash::UniversalHash;
+use polyval::Polyval;
+
+/// Words per column per chunk: 32 words = 16 AES blocks = 2048 rows.
+pub(crate) const CHUNK_WORDS: usize = 32;
+const CHUNK_BLOCKS: usize = CHUNK_WORDS / 2;
+
+/// Index (in words) of word `w` of column `col` in the chunk-major matrix encoding of [`MatrixMsg`]
+/// (columns of `words` words): chunk after chunk, and inside a chunk column after column.
+///
+/// [`MatrixMsg`]: super::msgs::MatrixMsg
+pub(crate) fn word_index(words: usize, col: usize, w: usize) -> usize {
+    let c = w / CHUNK_WORDS;
+    let g = (words - c * CHUNK_WORDS).min(CHUNK_WORDS);
+    c * CHUNK_WORDS * 128 + col * g + (w - c * CHUNK_WORDS)
+}
+
+/// One chunk of all 128 columns.
+pub(crate) type ColChunk = [[u64; CHUNK_WORDS]; 128];
+
+/// AES-128 in counter mode, keyed by a base-OT output: block `k` of the stream is `AES_key(k)`.
+pub(crate) struct Prg {
+    aes: Aes128Enc,
+}
+
+impl Prg {
+    pub(crate) fn new(key: Block) -> Prg {
+        Prg {
+            aes: Aes128Enc::new(&key.to_bytes().into()),
+        }
+    }
+
+    /// Fills `out` (an even number of words) with stream blocks `first, first + 1, ...`, each block giving a
+    /// low then a high word.
+    pub(crate) fn fill(&self, first: u64, out: &mut [u64]) {
+        let mut buf = [aes::Block::default(); CHUNK_BLOCKS];
+        let mut ctr = first as u128;
+        for out in out.chunks_mut(2 * CHUNK_BLOCKS) {
+            let n = out.len() / 2;
+            for (k, b) in buf[..n].iter_mut().enumerate() {
+                *b = (ctr + k as u128).to_le_bytes().into();
+            }
+            ctr += n as u128;
+            self.aes.encrypt_blocks(&mut buf[..n]);
+            for (o, b) in out.chunks_exact_mut(2).zip(&buf[..n]) {
+                let v = u128::from_le_bytes((*b).into());
+                o[0] = v as u64;
+                o[1] = (v >> 64) as u64;
+            }
+        }
+    }
+}
+
+/// The check keys: `H_c = AES_seed(c)` for chunk `c` of every column (one key per [`CHUNK_WORDS`] words,
+/// i.e. per 16 blocks of 128 rows).
+pub(crate) fn check_keys(seed: [u8; 16], chunks: usize) -> Vec<polyval::Key> {
+    let aes = Aes128Enc::new(&seed.into());
+    let mut buf: Vec<aes::Block> = (0..chunks as u128)
+        .map(|c| c.to_le_bytes().into())
+        .collect();
+    aes.encrypt_blocks(&mut buf);
+    buf.iter().map(|b| <[u8; 16]>::from(*b).into()).collect()
+}
+
+/// Number of chunks of a column of `words` words.
+pub(crate) fn chunks(words: usize) -> usize {
+    words.div_ceil(CHUNK_WORDS)
+}
+
+/// The check hash of one column, summed over its chunks. With `v_{c,k}` the `k`-th 128-bit block of chunk
+/// `c` and the column's last block `v_mask` set apart as a one-time mask:
+///
+/// ```text
+/// h(v) = v_mask ⊕ Σ_c POLYVAL_{H_c}(v_{c,0}, ..., v_{c,n_c-1})
+///      = v_mask ⊕ Σ_c Σ_k v_{c,k} · h_c^{n_c-k}          (h_c = H_c · x^-128, n_c ≤ 16)
+/// ```
+///
+/// GF(2)-linear in `v`, so `h(t ⊕ Δ_i·x) = h(t) ⊕ Δ_i·h(x)`. For a fixed nonzero `d` outside the mask, some
+/// chunk has `d_c ≠ 0`, and `Σ_c POLYVAL_{H_c}(d_c)` hits any given value with probability at most
+/// `16 / 2^128 = 2^-124` over the independent key of that chunk (a nonzero polynomial of degree ≤ 16 in a
+/// uniform `h_c`, with no constant term). This is the revised KOS check's random linear combination with
+/// independent coefficients per 2048-row chunk and powers of one key inside a chunk, which lets POLYVAL's
+/// aggregated-reduction Horner loop (4 blocks per reduction) do the multiplications.
+pub(crate) struct ColumnHasher {
+    mask_block: usize,
+}
+
+impl ColumnHasher {
+    /// A hasher for columns of `blocks` blocks (the last one is the mask).
+    pub(crate) fn new(blocks: usize) -> ColumnHasher {
+        ColumnHasher {
+            mask_block: blocks - 1,
+        }
+    }
+
+    /// Adds to `acc` the hash of chunk `chunk` of every column, the chunk holding `words` words per column.
+    pub(crate) fn chunk(
+        &self,
+        acc: &mut [u128; 128],
+        cols: &ColChunk,
+        chunk: usize,
+        words: usize,
+        key: &polyval::Key,
+    ) {
+        let base = Polyval::new(key);
+        for (acc, col) in acc.iter_mut().zip(cols) {
+            *acc ^= self.column_chunk(&base, &col[..words], chunk);
+        }
+    }
+
+    /// The hash of one whole column given as words (the receiver's choice vector).
+    pub(crate) fn words(&self, words: &[u64], keys: &[polyval::Key]) -> u128 {
+        words
+            .chunks(CHUNK_WORDS)
+            .zip(keys)
+            .enumerate()
+            .fold(0, |acc, (c, (w, key))| {
+                acc ^ self.column_chunk(&Polyval::new(key), w, c)
+            })
+    }
+
+    fn column_chunk(&self, base: &Polyval, words: &[u64], chunk: usize) -> u128 {
+        let first_block = chunk * CHUNK_BLOCKS;
+        let mut blocks = [polyval::Block::default(); CHUNK_BLOCKS];
+        let mut n = 0;
+        let mut mask = 0u128;
+        for (k, w) in words.chunks_exact(2).enumerate() {
+            let v = w[0] as u128 | (w[1] as u128) << 64;
+            if first_block + k == self.mask_block {
+                mask = v;
+            } else {
+                blocks[n] = v.to_le_bytes().into();
+                n += 1;
+            }
+        }
+        let mut p = base.clone();
+        p.update(&blocks[..n]);
+        let tag: [u8; 16] = p.finalize().into();
+        u128::from_le_bytes(tag) ^ mask
+    }
+}
+
+#[inline(always)]
+fn swap_round(x: &mut [u64; 64], j: usize, m: u64) {
+    for chunk in x.chunks_exact_mut(2 * j) {
+        let (a, b) = chunk.split_at_mut(j);
+        for (a, b) in a.iter_mut().zip(b.iter_mut()) {
+            let t = ((*a >> j) ^ *b) & m;
+            *a ^= t << j;
+            *b ^= t;
+        }
+    }
+}
+
+/// In-place transpose of a 64 × 64 bit matrix (`out[r]` bit `c` = `in[c]` bit `r`): Eklundh's recursive block
+/// swap, six rounds of word-parallel masked swaps, no per-bit loop.
+#[inline]
+pub(crate) fn transpose64(x: &mut [u64; 64]) {
+    swap_round(x, 32, 0x0000_0000_FFFF_FFFF);
+    swap_round(x, 16, 0x0000_FFFF_0000_FFFF);
+    swap_round(x, 8, 0x00FF_00FF_00FF_00FF);
+    swap_round(x, 4, 0x0F0F_0F0F_0F0F_0F0F);
+    swap_round(x, 2, 0x3333_3333_3333_3333);
+    swap_round(x, 1, 0x5555_5555_5555_5555);
+}
+
+/// Transposes the first `words` words of a chunk of 128 columns into `64·words` rows, appending to `out`
+/// only the rows before `row_limit` (relative to the chunk's first row).
+pub(crate) fn transpose_chunk(
+    cols: &ColChunk,
+    words: usize,
+    row_limit: usize,
+    out: &mut Vec<Block>,
+) {
+    let mut lo = [0u64; 64];
+    let mut hi = [0u64; 64];
+    for k in 0..words {
+        let first_row = 64 * k;
+        if first_row >= row_limit {
+            break;
+        }
+        let (cols_lo, cols_hi) = cols.split_at(64);
+        for ((l, h), (a, b)) in lo
+            .iter_mut()
+            .zip(hi.iter_mut())
+            .zip(cols_lo.iter().zip(cols_hi))
+        {
+            *l = a[k];
+            *h = b[k];
+        }
+        transpose64(&mut lo);
+        transpose64(&mut hi);
+        let n = (row_limit - first_row).min(64);
+        out.extend(
+            lo[..n]
+                .iter()
+                .zip(&hi[..n])
+                .map(|(&l, &h)| Block(l as u128 | (h as u128) << 64)),
+        );
+    }
+}
+
+/// Packs booleans into little-endian words (bit `j % 64` of word `j / 64`); `out` must hold enough words.
+pub(crate) fn pack_bits(bits: &[bool], out: &mut [u64]) {
+    for (w, chunk) in out.iter_mut().zip(bits.chunks(64)) {
+        *w = chunk
+            .iter()
+            .enumerate()
+            .fold(0u64, |acc, (k, &b)| acc | (b as u64) << k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngCore, SeedableRng};
+
+    #[test]
+    fn transpose_matches_the_per_bit_definition() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(11);
+        let mut cols: Box<ColChunk> = Box::new([[0u64; CHUNK_WORDS]; 128]);
+        for col in cols.iter_mut() {
+            for w in col.iter_mut() {
+                *w = rng.next_u64();
+            }
+        }
+        for (words, limit) in [(CHUNK_WORDS, 64 * CHUNK_WORDS), (6, 300), (2, 128), (1, 5)] {
+            let mut out = Vec::new();
+            transpose_chunk(&cols, words, limit, &mut out);
+            assert_eq!(out.len(), limit.min(64 * words));
+            for (j, row) in out.iter().enumerate() {
+                for (i, col) in cols.iter().enumerate() {
+                    let bit = (col[j / 64] >> (j % 64)) & 1;
+                    assert_eq!((row.0 >> i) & 1, bit as u128, "row {j} column {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn prg_is_counter_mode() {
+        let prg = Prg::new(Block(77));
+        let mut a = vec![0u64; 40];
+        prg.fill(5, &mut a);
+        let mut b = vec![0u64; 8];
+        prg.fill(9, &mut b);
+        assert_eq!(&a[8..16], &b[..]);
+        assert_ne!(a[0], a[2]);
+    }
+
+    /// The chunked hash is linear, treats the last block as a plain mask, and depends on every other block.
+    #[test]
+    fn column_hash_is_linear_masked_and_sensitive() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(12);
+        let words = 2 * CHUNK_WORDS + 6; // two full chunks and a ragged one
+        let blocks = words / 2;
+        let keys = check_keys([3; 16], chunks(words));
+        assert_eq!(keys.len(), 3);
+        assert_ne!(keys[0], keys[1]);
+        let h = ColumnHasher::new(blocks);
+        let a: Vec<u64> = (0..words).map(|_| rng.next_u64()).collect();
+        let b: Vec<u64> = (0..words).map(|_| rng.next_u64()).collect();
+        let ab: Vec<u64> = a.iter().zip(&b).map(|(x, y)| x ^ y).collect();
+        assert_eq!(h.words(&ab, &keys), h.words(&a, &keys) ^ h.words(&b, &keys));
+        assert_eq!(h.words(&vec![0; words], &keys), 0);
+        // The mask block enters unchanged.
+        let mut m = vec![0u64; words];
+        m[words - 2] = 5;
+        m[words - 1] = 7;
+        assert_eq!(h.words(&m, &keys), 5 | 7 << 64);
+        // Any single flipped bit elsewhere changes the hash.
+        for bit in [
+            0usize,
+            64,
+            127,
+            128 * 16,
+            128 * 16 + 1,
+            128 * (blocks - 1) - 1,
+        ] {
+            let mut c = a.clone();
+            c[bit / 64] ^= 1 << (bit % 64);
+            assert_ne!(h.words(&c, &keys), h.words(&a, &keys), "bit {bit}");
+        }
+        // Chunk-wise accumulation over 128 columns agrees with the whole-column form.
+        let mut cols: Box<ColChunk> = Box::new([[0u64; CHUNK_WORDS]; 128]);
+        let data: Vec<Vec<u64>> = (0..128)
+            .map(|_| (0..words).map(|_| rng.next_u64()).collect())
+            .collect();
+        let mut acc = [0u128; 128];
+        for c in 0..chunks(words) {
+            let w = (words - c * CHUNK_WORDS).min(CHUNK_WORDS);
+            for (col, d) in cols.iter_mut().zip(&data) {
+                col[..w].copy_from_slice(&d[c * CHUNK_WORDS..c * CHUNK_WORDS + w]);
+            }
+            h.chunk(&mut acc, &cols, c, w, &keys[c]);
+        }
+        for (acc, d) in acc.iter().zip(&data) {
+            assert_eq!(*acc, h.words(d, &keys));
+        }
+    }
+
+    #[test]
+    fn chunk_major_layout_is_a_bijection() {
+        for words in [2usize, CHUNK_WORDS, CHUNK_WORDS + 2, 3 * CHUNK_WORDS + 6] {
+            let mut seen = vec![false; 128 * words];
+            for col in 0..128 {
+                for w in 0..words {
+                    let k = word_index(words, col, w);
+                    assert!(!seen[k], "index {k} used twice");
+                    seen[k] = true;
+                }
+            }
+            assert!(seen.iter().all(|&s| s));
+            // Inside a chunk, a column's words are contiguous.
+            assert_eq!(word_index(words, 5, 1), word_index(words, 5, 0) + 1);
+        }
+    }
+
+    #[test]
+    fn pack_bits_is_little_endian() {
+        let bits: Vec<bool> = (0..70).map(|j| j % 3 == 0 || j == 69).collect();
+        let mut w = [0u64; 2];
+        pack_bits(&bits, &mut w);
+        for (j, &b) in bits.iter().enumerate() {
+            assert_eq!((w[j / 64] >> (j % 64)) & 1 == 1, b);
+        }
+        assert_eq!(w[1] >> 6, 0);
+    }
+}

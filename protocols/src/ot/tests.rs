@@ -1,0 +1,776 @@
+//! Tests of the OT stack: each protocol against its ideal version over many inputs with fixed seeds, strict
+//! parsing, tampering with every message, and a receiver that cheats on its choice bits.
+
+use super::kos::{self, padded_rows, Receiver, Sender, BASE_OTS};
+use super::msgs::*;
+use super::{
+    base, ideal, matrix, ApiMisuse, CotReceiver, CotSender, Error, PeerMisbehaved, SessionId,
+};
+use crate::block::Block;
+use crate::channel::{self, Channel};
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::traits::Identity;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+const SID: SessionId = SessionId([7; 32]);
+
+fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+fn random_bits(n: usize, rng: &mut impl RngCore) -> Vec<bool> {
+    (0..n).map(|_| rng.random::<bool>()).collect()
+}
+
+fn is_peer(e: &Error, want: &PeerMisbehaved) -> bool {
+    matches!(e, Error::Peer(p) if p == want)
+}
+
+// ----- relation checkers, used on real and ideal outputs alike ---------------------------------------------
+
+fn assert_cot(s: &CotSender, r: &CotReceiver) {
+    assert_eq!(s.len(), r.len());
+    assert_eq!(s.first_index(), r.first_index());
+    let d = s.delta();
+    for (j, ((q, t), &c)) in s.q().iter().zip(r.t()).zip(r.choices()).enumerate() {
+        assert_eq!(*q ^ *t, d.and_bit(c), "COT relation fails at {j}");
+    }
+}
+
+fn assert_random_ot(pairs: &[[Block; 2]], got: &[Block], choices: &[bool]) {
+    assert_eq!(pairs.len(), got.len());
+    for (j, ((p, g), &c)) in pairs.iter().zip(got).zip(choices).enumerate() {
+        assert_eq!(*g, p[c as usize], "random OT: wrong message at {j}");
+        assert_ne!(
+            *g,
+            p[1 - c as usize],
+            "random OT: both messages equal at {j}"
+        );
+    }
+}
+
+fn assert_chosen(msgs: &[[Block; 2]], got: &[Block], choices: &[bool]) {
+    assert_eq!(msgs.len(), got.len());
+    for (j, ((m, g), &c)) in msgs.iter().zip(got).zip(choices).enumerate() {
+        assert_eq!(*g, m[c as usize], "chosen OT: wrong message at {j}");
+    }
+}
+
+fn assert_u64(x: &[u64], y: &[u64], deltas: &[u64], choices: &[bool]) {
+    assert_eq!(x.len(), y.len());
+    for j in 0..x.len() {
+        let want = if choices[j] {
+            x[j].wrapping_add(deltas[j])
+        } else {
+            x[j]
+        };
+        assert_eq!(y[j], want, "Z_2^64 OT: wrong output at {j}");
+    }
+}
+
+/// Checks every derived functionality on a COT batch (consumes it): random, chosen and Z_2^64 OT on three
+/// parts of the batch.
+fn assert_derived(s: CotSender, r: CotReceiver, rng: &mut impl RngCore) {
+    let n = s.len();
+    let (a, b) = (n / 3, 2 * n / 3);
+    let (s1, rest) = s.split_at(a).unwrap();
+    let (s2, s3) = rest.split_at(b - a).unwrap();
+    let (r1, rest) = r.split_at(a).unwrap();
+    let (r2, r3) = rest.split_at(b - a).unwrap();
+    assert_eq!(
+        (s2.first_index(), s3.first_index()),
+        (s1.first_index() + a as u64, s1.first_index() + b as u64)
+    );
+
+    let c1 = r1.choices().to_vec();
+    assert_random_ot(&s1.into_random(), &r1.into_random(), &c1);
+
+    let msgs: Vec<[Block; 2]> = (0..s2.len())
+        .map(|_| [Block::random(rng), Block::random(rng)])
+        .collect();
+    let c2 = r2.choices().to_vec();
+    let wire = ChosenMsg::from_bytes(&s2.send_chosen(&msgs).unwrap().to_bytes()).unwrap();
+    assert_chosen(&msgs, &r2.receive_chosen(&wire).unwrap(), &c2);
+
+    let deltas: Vec<u64> = (0..s3.len()).map(|_| rng.next_u64()).collect();
+    let c3 = r3.choices().to_vec();
+    let (x, corr) = s3.send_correlated_u64(&deltas).unwrap();
+    let wire = CorrectionsU64::from_bytes(&corr.to_bytes()).unwrap();
+    assert_u64(&x, &r3.receive_correlated_u64(&wire).unwrap(), &deltas, &c3);
+}
+
+// ----- driving both parties by hand --------------------------------------------------------------------------
+
+/// Which message to modify in transit.
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    Matrix,
+    Challenge,
+    Response,
+}
+
+type Tamper<'a> = &'a dyn Fn(Stage, &mut Vec<u8>);
+
+fn no_tamper(_: Stage, _: &mut Vec<u8>) {}
+
+/// One extension, every message through its byte encoding, optionally modified in transit.
+fn extend_by_hand(
+    sender: Sender,
+    receiver: Receiver,
+    choices: &[bool],
+    seed: u64,
+    tamper: Tamper,
+) -> (Result<(Sender, CotSender), Error>, Receiver, CotReceiver) {
+    let mut rng = rng(seed);
+    let ext = sender.extend(choices.len()).unwrap();
+    let (rext, u) = receiver.extend(choices, &mut rng).unwrap();
+    let mut bytes = u.into_bytes();
+    tamper(Stage::Matrix, &mut bytes);
+    let u = match MatrixMsg::from_bytes(bytes) {
+        Ok(u) => u,
+        Err(e) => panic!("tampered matrix did not parse: {e}"),
+    };
+    let (mut check, ch) = match ext.receive_matrix(u, &mut rng) {
+        Ok(x) => x,
+        Err(e) => {
+            let (r, _, cot) = rext.receive_challenge(&ChallengeMsg { seed: [0; 16] });
+            return (Err(e), r, cot);
+        }
+    };
+    let mut bytes = ch.to_bytes();
+    tamper(Stage::Challenge, &mut bytes);
+    let ch = ChallengeMsg::from_bytes(&bytes).unwrap();
+    let (receiver, resp, cot_r) = rext.receive_challenge(&ch);
+    check.precompute();
+    let mut bytes = resp.to_bytes();
+    tamper(Stage::Response, &mut bytes);
+    let resp = ResponseMsg::from_bytes(&bytes).unwrap();
+    (check.receive_response(&resp), receiver, cot_r)
+}
+
+/// Sender and receiver from real base OTs run by hand, all messages through bytes.
+fn setup_by_hand(seed: u64) -> (Sender, Receiver) {
+    let mut rng = rng(seed);
+    let (s_setup, to_fi) = Sender::setup(SID, &mut rng).unwrap();
+    let (r_setup, to_owner) = Receiver::setup(SID, &mut rng).unwrap();
+    let to_fi = BaseReceiverMsg::from_bytes(&to_fi.to_bytes()).unwrap();
+    let to_owner = BaseSenderMsg::from_bytes(&to_owner.to_bytes()).unwrap();
+    (s_setup.finish(&to_owner), r_setup.finish(&to_fi).unwrap())
+}
+
+/// Sender and receiver from ideal base OTs (fast; for the many-input tests).
+fn setup_ideal(seed: u64) -> (Sender, Receiver, Vec<[Block; 2]>) {
+    let mut rng = rng(seed);
+    let delta = Block::random(&mut rng);
+    let keys: Vec<[Block; 2]> = (0..BASE_OTS)
+        .map(|_| [Block::random(&mut rng), Block::random(&mut rng)])
+        .collect();
+    let chosen: Vec<Block> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| k[((delta.0 >> i) & 1) as usize])
+        .collect();
+    (
+        Sender::from_base(delta, &chosen).unwrap(),
+        Receiver::from_base(&keys).unwrap(),
+        keys,
+    )
+}
+
+// ----- base OT -----------------------------------------------------------------------------------------------
+
+#[test]
+fn base_ot_matches_ideal_random_ot() {
+    for seed in 0..4 {
+        let mut rng = rng(100 + seed);
+        let n = [1, 3, 128, 200][seed as usize];
+        let choices = random_bits(n, &mut rng);
+        let (s, a) = base::Sender::new(SID, n, &mut rng).unwrap();
+        let (r, pairs) = base::Receiver::new(SID, &choices, &mut rng).unwrap();
+        let pairs = BaseReceiverMsg::from_bytes(&pairs.to_bytes()).unwrap();
+        let a = BaseSenderMsg::from_bytes(&a.to_bytes()).unwrap();
+        let keys = s.finish(&pairs).unwrap();
+        let got = r.finish(&a);
+        assert_random_ot(&keys, &got, &choices);
+        // The ideal functionality satisfies the same checker.
+        let (ik, ig) = ideal::random_ot(&choices, &mut rng);
+        assert_random_ot(&ik, &ig, &choices);
+    }
+}
+
+#[test]
+fn base_ot_keys_are_bound_to_the_session() {
+    let mut rng = rng(5);
+    let choices = random_bits(8, &mut rng);
+    let (s, a) = base::Sender::new(SID, 8, &mut rng).unwrap();
+    let (r, pairs) = base::Receiver::new(SessionId([8; 32]), &choices, &mut rng).unwrap();
+    let keys = s.finish(&pairs).unwrap();
+    let got = r.finish(&a);
+    for ((k, g), &c) in keys.iter().zip(&got).zip(&choices) {
+        assert_ne!(k[c as usize], *g);
+    }
+}
+
+#[test]
+fn base_ot_rejects_identity_non_canonical_and_wrong_lengths() {
+    let identity = RistrettoPoint::identity().compress().to_bytes();
+    assert_eq!(identity, [0u8; 32]);
+    let what = "base-OT sender message";
+    assert_eq!(
+        BaseSenderMsg::from_bytes(&identity),
+        Err(PeerMisbehaved::IdentityPoint { what, index: 0 })
+    );
+    // Non-canonical: a field element >= p, and a "negative" s (odd encoding), are both rejected.
+    let mut too_big = [0xffu8; 32];
+    too_big[31] = 0x7f;
+    let mut odd = [0u8; 32];
+    odd[0] = 1;
+    for bad in [too_big, odd, [0xff; 32]] {
+        assert_eq!(
+            BaseSenderMsg::from_bytes(&bad),
+            Err(PeerMisbehaved::NonCanonicalPoint { what, index: 0 })
+        );
+    }
+    for len in [0, 31, 33, 64] {
+        assert!(matches!(
+            BaseSenderMsg::from_bytes(&vec![0u8; len]),
+            Err(PeerMisbehaved::WrongLength { got, .. }) if got == len
+        ));
+    }
+
+    // In the receiver's pairs: every position is checked, and reported.
+    let mut rng = rng(6);
+    let (_, pairs) = base::Receiver::new(SID, &random_bits(4, &mut rng), &mut rng).unwrap();
+    let good = pairs.to_bytes();
+    let what = "base-OT receiver message";
+    for index in [0usize, 1, 6, 7] {
+        let mut b = good.clone();
+        b[32 * index..32 * (index + 1)].copy_from_slice(&identity);
+        assert_eq!(
+            BaseReceiverMsg::from_bytes(&b),
+            Err(PeerMisbehaved::IdentityPoint { what, index })
+        );
+        b[32 * index..32 * (index + 1)].copy_from_slice(&too_big);
+        assert_eq!(
+            BaseReceiverMsg::from_bytes(&b),
+            Err(PeerMisbehaved::NonCanonicalPoint { what, index })
+        );
+    }
+    for len in [0, 32, 63, 65, good.len() - 1] {
+        assert!(matches!(
+            BaseReceiverMsg::from_bytes(&good[..len]),
+            Err(PeerMisbehaved::WrongLength { .. })
+        ));
+    }
+
+    // A count other than the sender's is refused by the state machine.
+    let (s, _) = base::Sender::new(SID, 5, &mut rng).unwrap();
+    let pairs = BaseReceiverMsg::from_bytes(&good).unwrap();
+    assert!(matches!(
+        s.finish(&pairs),
+        Err(Error::Peer(PeerMisbehaved::WrongLength { .. }))
+    ));
+    assert!(matches!(
+        base::Sender::new(SID, 0, &mut rng),
+        Err(Error::Misuse(ApiMisuse::BadCount { .. }))
+    ));
+    assert!(matches!(
+        base::Receiver::new(SID, &[], &mut rng),
+        Err(Error::Misuse(ApiMisuse::BadCount { .. }))
+    ));
+}
+
+/// A base-OT message modified in transit either fails to parse or leaves the parties with keys that do not
+/// match, which the extension's check then catches: never a silently wrong correlation.
+#[test]
+fn tampered_base_ot_messages_abort() {
+    let mut rng0 = rng(9);
+    let positions: Vec<usize> = (0..6).map(|_| rng0.random_range(0..8)).collect();
+    for (case, bit) in positions.into_iter().enumerate() {
+        for target in ["A", "pairs"] {
+            let mut rng = rng(200 + case as u64);
+            let (s_setup, to_fi) = Sender::setup(SID, &mut rng).unwrap();
+            let (r_setup, to_owner) = Receiver::setup(SID, &mut rng).unwrap();
+            let (mut a, mut p) = (to_owner.to_bytes(), to_fi.to_bytes());
+            if target == "A" {
+                a[case * 5] ^= 1 << bit;
+            } else {
+                let at = rng.random_range(0..p.len());
+                p[at] ^= 1 << bit;
+            }
+            let parsed = BaseSenderMsg::from_bytes(&a)
+                .and_then(|a| BaseReceiverMsg::from_bytes(&p).map(|p| (a, p)));
+            let Ok((a, p)) = parsed else {
+                continue; // rejected at parsing: an abort
+            };
+            let sender = s_setup.finish(&a);
+            let receiver = match r_setup.finish(&p) {
+                Ok(r) => r,
+                Err(e) => {
+                    assert!(matches!(
+                        e,
+                        Error::Peer(PeerMisbehaved::IdentityPoint { .. })
+                    ));
+                    continue;
+                }
+            };
+            let choices = random_bits(300, &mut rng);
+            let (res, _, _) = extend_by_hand(sender, receiver, &choices, case as u64, &no_tamper);
+            assert!(
+                is_peer(&res.unwrap_err(), &PeerMisbehaved::ConsistencyCheckFailed),
+                "case {case} {target}"
+            );
+        }
+    }
+}
+
+// ----- extension against the ideal functionality ------------------------------------------------------------
+
+#[test]
+fn extension_matches_ideal_cot_for_many_sizes_and_seeds() {
+    let sizes = [
+        1usize, 2, 63, 64, 65, 127, 128, 129, 1000, 2048, 2049, 4100, 10_000,
+    ];
+    for (k, &m) in sizes.iter().enumerate() {
+        let seed = 1000 + k as u64;
+        let (s, r, _) = setup_ideal(seed);
+        let mut rng = rng(seed);
+        let choices = random_bits(m, &mut rng);
+        let (res, _, cot_r) = extend_by_hand(s, r, &choices, seed, &no_tamper);
+        let (_, cot_s) = res.unwrap();
+        assert_eq!(cot_r.choices(), &choices[..]);
+        assert_cot(&cot_s, &cot_r);
+        assert_derived(cot_s, cot_r, &mut rng);
+
+        // Same checks on the ideal functionality with the same inputs.
+        let (is, ir) = ideal::cot(Block::random(&mut rng), &choices, 0, &mut rng);
+        assert_cot(&is, &ir);
+        assert_derived(is, ir, &mut rng);
+    }
+}
+
+#[test]
+fn repeated_extensions_continue_indices_and_stay_correct() {
+    let (mut s, mut r) = setup_by_hand(1);
+    let mut rng = rng(2);
+    let mut seen = std::collections::HashSet::new();
+    let mut next = 0u64;
+    for m in [100usize, 1, 3000, 128] {
+        let choices = random_bits(m, &mut rng);
+        let (res, r2, cot_r) = extend_by_hand(s, r, &choices, m as u64, &no_tamper);
+        let (s2, cot_s) = res.unwrap();
+        assert_eq!(cot_s.first_index(), next);
+        next += m as u64;
+        assert_eq!((s2.next_index(), r2.next_index()), (next, next));
+        assert_cot(&cot_s, &cot_r);
+        for q in cot_s.q() {
+            assert!(seen.insert(q.0), "a correlation repeated across extensions");
+        }
+        assert_derived(cot_s, cot_r, &mut rng);
+        (s, r) = (s2, r2);
+    }
+}
+
+#[test]
+fn ideal_functionalities_hold_their_relations_and_refuse_misuse() {
+    let mut rng = rng(3);
+    for n in [0usize, 1, 17, 500] {
+        let choices = random_bits(n, &mut rng);
+        let msgs: Vec<[Block; 2]> = (0..n)
+            .map(|_| [Block::random(&mut rng), Block::random(&mut rng)])
+            .collect();
+        assert_chosen(&msgs, &ideal::chosen_ot(&msgs, &choices).unwrap(), &choices);
+        let deltas: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+        let (x, y) = ideal::correlated_u64(&deltas, &choices, &mut rng).unwrap();
+        assert_u64(&x, &y, &deltas, &choices);
+    }
+    assert!(matches!(
+        ideal::chosen_ot(&[[Block::ZERO; 2]], &[]),
+        Err(Error::Misuse(ApiMisuse::LengthMismatch { .. }))
+    ));
+    assert!(matches!(
+        ideal::correlated_u64(&[1, 2], &[true], &mut rng),
+        Err(Error::Misuse(ApiMisuse::LengthMismatch { .. }))
+    ));
+}
+
+#[test]
+fn api_misuse_is_an_error_not_a_panic() {
+    let (s, r, keys) = setup_ideal(4);
+    let mut rng = rng(4);
+    assert!(matches!(
+        Sender::from_base(Block::ZERO, &[Block::ZERO; 3]),
+        Err(Error::Misuse(_))
+    ));
+    assert!(matches!(
+        Receiver::from_base(&keys[..127]),
+        Err(Error::Misuse(_))
+    ));
+    assert!(matches!(
+        s.extend(0),
+        Err(Error::Misuse(ApiMisuse::BadCount { .. }))
+    ));
+    assert!(matches!(
+        r.extend(&[], &mut rng),
+        Err(Error::Misuse(ApiMisuse::BadCount { .. }))
+    ));
+    let (s, r, _) = setup_ideal(4);
+    assert!(matches!(
+        s.extend(kos::MAX_OTS + 1),
+        Err(Error::Misuse(ApiMisuse::BadCount { .. }))
+    ));
+    drop(r);
+
+    let (cs, cr) = ideal::cot(Block(5), &random_bits(10, &mut rng), 0, &mut rng);
+    assert!(matches!(cs.split_at(11), Err(Error::Misuse(_))));
+    let (cs, _) = ideal::cot(Block(5), &random_bits(10, &mut rng), 0, &mut rng);
+    assert!(matches!(
+        cs.send_chosen(&[[Block::ZERO; 2]; 9]),
+        Err(Error::Misuse(_))
+    ));
+    let (cs, _) = ideal::cot(Block(5), &random_bits(10, &mut rng), 0, &mut rng);
+    assert!(matches!(
+        cs.send_correlated_u64(&[0; 11]),
+        Err(Error::Misuse(_))
+    ));
+    // A correction message with the wrong count is the peer's fault.
+    let short = ChosenMsg::from_bytes(&[0u8; 32 * 9]).unwrap();
+    assert!(matches!(
+        cr.receive_chosen(&short),
+        Err(Error::Peer(PeerMisbehaved::WrongLength { .. }))
+    ));
+    let (_, cr) = ideal::cot(Block(5), &random_bits(10, &mut rng), 0, &mut rng);
+    let long = CorrectionsU64::from_bytes(&[0u8; 8 * 11]).unwrap();
+    assert!(matches!(
+        cr.receive_correlated_u64(&long),
+        Err(Error::Peer(PeerMisbehaved::WrongLength { .. }))
+    ));
+}
+
+#[test]
+fn extension_messages_parse_strictly() {
+    for len in [0usize, 1, 2047, 2049, 4095] {
+        assert!(matches!(
+            MatrixMsg::from_bytes(vec![0; len]),
+            Err(PeerMisbehaved::WrongLength { .. })
+        ));
+    }
+    assert_eq!(MatrixMsg::from_bytes(vec![0; 4096]).unwrap().rows(), 256);
+    for len in [0usize, 15, 17] {
+        assert!(matches!(
+            ChallengeMsg::from_bytes(&vec![0; len]),
+            Err(PeerMisbehaved::WrongLength { .. })
+        ));
+    }
+    for len in [
+        0usize,
+        RESPONSE_BYTES - 1,
+        RESPONSE_BYTES + 1,
+        RESPONSE_BYTES + 16,
+    ] {
+        assert!(matches!(
+            ResponseMsg::from_bytes(&vec![0; len]),
+            Err(PeerMisbehaved::WrongLength { .. })
+        ));
+    }
+    for len in [1usize, 31, 33] {
+        assert!(ChosenMsg::from_bytes(&vec![0; len]).is_err());
+    }
+    for len in [1usize, 7, 9] {
+        assert!(CorrectionsU64::from_bytes(&vec![0; len]).is_err());
+    }
+    // Round trips.
+    let mut rng = rng(8);
+    let mut bytes = vec![0u8; RESPONSE_BYTES];
+    rng.fill_bytes(&mut bytes);
+    assert_eq!(ResponseMsg::from_bytes(&bytes).unwrap().to_bytes(), bytes);
+    let mut bytes = vec![0u8; 96];
+    rng.fill_bytes(&mut bytes);
+    assert_eq!(ChosenMsg::from_bytes(&bytes).unwrap().to_bytes(), bytes);
+    assert_eq!(
+        CorrectionsU64::from_bytes(&bytes).unwrap().to_bytes(),
+        bytes
+    );
+
+    // A matrix of a well-formed size but for a different extension size is refused.
+    let (s, _, _) = setup_ideal(8);
+    let ext = s.extend(1000).unwrap();
+    let wrong = MatrixMsg::from_bytes(vec![0u8; 16 * (padded_rows(1000) + 128)]).unwrap();
+    assert!(matches!(
+        ext.receive_matrix(wrong, &mut rng),
+        Err(Error::Peer(PeerMisbehaved::WrongLength { .. }))
+    ));
+}
+
+// ----- tampering with the extension's messages ---------------------------------------------------------------
+
+/// Flips one bit of the matrix in column `i`. Where `Δ_i = 1` the check must fail; where `Δ_i = 0` the sender
+/// does not use column `i` at all (`q^i = G(k_i^0)`), so by design nothing changes and the outputs must still
+/// be correct (never a wrong output).
+#[test]
+fn flipped_matrix_bit_aborts_or_changes_nothing() {
+    let m = 3000;
+    let mut aborted = 0;
+    for case in 0..12u64 {
+        let (s, r, _) = setup_ideal(300 + case);
+        let delta = s.delta();
+        let mut rng = rng(300 + case);
+        let column = rng.random_range(0..BASE_OTS);
+        let row = rng.random_range(0..padded_rows(m));
+        let words = padded_rows(m) / 64;
+        let choices = random_bits(m, &mut rng);
+        let flip = move |stage: Stage, b: &mut Vec<u8>| {
+            if let Stage::Matrix = stage {
+                b[8 * matrix::word_index(words, column, row / 64) + (row % 64) / 8] ^=
+                    1 << (row % 8);
+            }
+        };
+        let (res, _, cot_r) = extend_by_hand(s, r, &choices, case, &flip);
+        if (delta.0 >> column) & 1 == 1 {
+            assert!(is_peer(
+                &res.unwrap_err(),
+                &PeerMisbehaved::ConsistencyCheckFailed
+            ));
+            aborted += 1;
+        } else {
+            let (_, cot_s) = res.expect("a flip in a column with Δ_i = 0 is invisible");
+            assert_cot(&cot_s, &cot_r);
+        }
+    }
+    assert!(aborted > 0, "the fixed seeds must exercise the abort path");
+}
+
+#[test]
+fn flipped_challenge_or_response_bit_aborts() {
+    let m = 1500;
+    let cases: Vec<(Stage, usize)> = vec![
+        (Stage::Challenge, 0),
+        (Stage::Challenge, 77),
+        (Stage::Challenge, 127),
+        (Stage::Response, 0),             // x
+        (Stage::Response, 127),           // x
+        (Stage::Response, 128),           // t_0
+        (Stage::Response, 128 * 64 + 5),  // t_63
+        (Stage::Response, 129 * 128 - 1), // t_127
+    ];
+    for (k, (target, bit)) in cases.into_iter().enumerate() {
+        let (s, r, _) = setup_ideal(400 + k as u64);
+        let mut rng = rng(400 + k as u64);
+        let choices = random_bits(m, &mut rng);
+        let flip = move |stage: Stage, b: &mut Vec<u8>| {
+            if std::mem::discriminant(&stage) == std::mem::discriminant(&target) {
+                b[bit / 8] ^= 1 << (bit % 8);
+            }
+        };
+        let (res, _, _) = extend_by_hand(s, r, &choices, k as u64, &flip);
+        // Flipping a bit of x is caught in every column with Δ_i = 1 (Δ = 0 has probability 2^-128).
+        assert!(
+            is_peer(&res.unwrap_err(), &PeerMisbehaved::ConsistencyCheckFailed),
+            "{target:?} bit {bit}"
+        );
+    }
+}
+
+// ----- a receiver that cheats on its choice bits -------------------------------------------------------------
+
+/// A malicious receiver with both base-OT keys of every column. Column `i` uses its own choice vector
+/// `x^i` (`words` words incl. padding); the response claims `x* = h(claimed)` and, for each column, answers as
+/// if `Δ_i = guess[i]`: `t_i = h(t^i) ⊕ guess_i·(h(x^i) ⊕ x*)`, which passes column `i` iff
+/// `guess_i = Δ_i` or `h(x^i) = x*`.
+fn cheating_extension(
+    sender: Sender,
+    keys: &[[Block; 2]],
+    m: usize,
+    columns: &[Vec<u64>],
+    claimed: &[u64],
+    guess: &[bool],
+    seed: u64,
+) -> Result<(Sender, CotSender), Error> {
+    let mut rng = rng(seed);
+    let rows = padded_rows(m);
+    let words = rows / 64;
+    let mut bytes = vec![0u8; 16 * rows];
+    let mut t_cols = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let (g0, g1) = (matrix::Prg::new(k[0]), matrix::Prg::new(k[1]));
+        let (mut t0, mut t1) = (vec![0u64; words], vec![0u64; words]);
+        g0.fill(0, &mut t0);
+        g1.fill(0, &mut t1);
+        for w in 0..words {
+            let at = 8 * matrix::word_index(words, i, w);
+            bytes[at..at + 8].copy_from_slice(&(t0[w] ^ t1[w] ^ columns[i][w]).to_le_bytes());
+        }
+        t_cols.push(t0);
+    }
+    let ext = sender.extend(m)?;
+    let (check, ch) = ext.receive_matrix(MatrixMsg::from_bytes(bytes)?, &mut rng)?;
+    let chis = matrix::check_keys(ch.seed, matrix::chunks(words));
+    let hasher = matrix::ColumnHasher::new(rows / 128);
+    let x_star = hasher.words(claimed, &chis);
+    let mut t = Box::new([0u128; BASE_OTS]);
+    for i in 0..BASE_OTS {
+        let hx = hasher.words(&columns[i], &chis);
+        let mask = 0u128.wrapping_sub(guess[i] as u128);
+        t[i] = hasher.words(&t_cols[i], &chis) ^ ((hx ^ x_star) & mask);
+    }
+    check.receive_response(&ResponseMsg { x: x_star, t })
+}
+
+fn random_words(words: usize, rng: &mut impl RngCore) -> Vec<u64> {
+    (0..words).map(|_| rng.next_u64()).collect()
+}
+
+/// The cheater's machinery is right: used honestly (same vector in every column) it passes.
+#[test]
+fn cheating_receiver_harness_passes_when_honest() {
+    let m = 700;
+    let (s, _, keys) = setup_ideal(500);
+    let mut rng = rng(500);
+    let r = random_words(padded_rows(m) / 64, &mut rng);
+    let columns = vec![r.clone(); BASE_OTS];
+    let guess = random_bits(BASE_OTS, &mut rng);
+    let (_, cot) = cheating_extension(s, &keys, m, &columns, &r, &guess, 1).unwrap();
+    assert_eq!(cot.len(), m);
+}
+
+/// Inconsistent choice bits in one column where `Δ_i = 1`, answered as an honest receiver would (guessing
+/// `Δ_i = 0`): always caught (up to the 2^-128 chance that the hash of the difference vanishes).
+#[test]
+fn inconsistent_column_is_caught_when_the_guess_is_wrong() {
+    let m = 2000;
+    for case in 0..8u64 {
+        let (s, _, keys) = setup_ideal(600 + case);
+        let delta = s.delta();
+        let mut rng = rng(600 + case);
+        let r = random_words(padded_rows(m) / 64, &mut rng);
+        let mut columns = vec![r.clone(); BASE_OTS];
+        let col = (0..BASE_OTS).find(|&i| (delta.0 >> i) & 1 == 1).unwrap();
+        let row = rng.random_range(0..m);
+        columns[col][row / 64] ^= 1 << (row % 64);
+        let res = cheating_extension(s, &keys, m, &columns, &r, &[false; BASE_OTS], case);
+        assert!(is_peer(
+            &res.unwrap_err(),
+            &PeerMisbehaved::ConsistencyCheckFailed
+        ));
+    }
+}
+
+/// Inconsistent choice vectors in 64 columns, with a uniformly random guess of `Δ_i` for each: the cheater
+/// passes only if all 64 guesses are right, probability 2^-64 per trial (plus 2^-111 for hash collisions).
+/// Over 16 trials with fixed seeds every one must fail; the chance this test fails spuriously is below
+/// 16 · 2^-64. (The bound is tight: see the next test, where a right guess passes.)
+#[test]
+fn inconsistent_choices_in_many_columns_fail_with_overwhelming_probability() {
+    let m = 1024;
+    for trial in 0..16u64 {
+        let (s, _, keys) = setup_ideal(700 + trial);
+        let mut rng = rng(700 + trial);
+        let words = padded_rows(m) / 64;
+        let r = random_words(words, &mut rng);
+        let mut columns = vec![r.clone(); BASE_OTS];
+        let mut cols: Vec<usize> = (0..BASE_OTS).collect();
+        for k in 0..64 {
+            let j = rng.random_range(k..BASE_OTS);
+            cols.swap(k, j);
+        }
+        for &c in &cols[..64] {
+            columns[c] = random_words(words, &mut rng);
+        }
+        let guess = random_bits(BASE_OTS, &mut rng);
+        let res = cheating_extension(s, &keys, m, &columns, &r, &guess, trial);
+        assert!(
+            is_peer(&res.unwrap_err(), &PeerMisbehaved::ConsistencyCheckFailed),
+            "trial {trial}"
+        );
+    }
+}
+
+/// The leakage the analysis allows, made concrete: a cheater inconsistent in one column passes exactly when its
+/// guess of that `Δ_i` is right (probability 1/2 for a real cheater, who does not know `Δ`). Passing thus
+/// "confirms" one bit of `Δ`, an event of probability 2^-1; that is the KOS/SoftSpokenOT accounting.
+#[test]
+fn passing_with_an_inconsistent_column_requires_guessing_delta() {
+    let m = 900;
+    for case in 0..6u64 {
+        let (s, _, keys) = setup_ideal(800 + case);
+        let delta = s.delta();
+        let mut rng = rng(800 + case);
+        let words = padded_rows(m) / 64;
+        let r = random_words(words, &mut rng);
+        let mut columns = vec![r.clone(); BASE_OTS];
+        let col = rng.random_range(0..BASE_OTS);
+        columns[col] = random_words(words, &mut rng);
+        let mut guess = [false; BASE_OTS];
+        let right = case % 2 == 0;
+        guess[col] = ((delta.0 >> col) & 1 == 1) == right;
+        let res = cheating_extension(s, &keys, m, &columns, &r, &guess, case);
+        assert_eq!(res.is_ok(), right, "case {case}");
+    }
+}
+
+// ----- over the in-memory channel, two threads ---------------------------------------------------------------
+
+#[test]
+fn full_extension_round_trips_through_the_channel_with_two_threads() {
+    let m = 1 << 16;
+    let (mut owner, mut fi) = channel::pair();
+    let owner_thread = std::thread::spawn(move || {
+        let mut rng = rng(900);
+        let sender = kos::sender_setup_over(&mut owner, SID, &mut rng)?;
+        let (sender, cot) = kos::sender_extend_over(&mut owner, sender, m, &mut rng)?;
+        // Send chosen messages over the first 1000 OTs, keep the COTs for checking.
+        let msgs: Vec<[Block; 2]> = (0..1000)
+            .map(|_| [Block::random(&mut rng), Block::random(&mut rng)])
+            .collect();
+        let q = cot.q().to_vec();
+        let delta = cot.delta();
+        let (first, _) = cot.split_at(1000)?;
+        owner.send(first.send_chosen(&msgs)?.to_bytes())?;
+        Ok::<_, Error>((
+            sender.next_index(),
+            delta,
+            q,
+            msgs,
+            owner.bytes_sent(),
+            owner.bytes_received(),
+        ))
+    });
+    let mut rng = rng(901);
+    let receiver = kos::receiver_setup_over(&mut fi, SID, &mut rng).unwrap();
+    let choices = random_bits(m, &mut rng);
+    let (receiver, cot) = kos::receiver_extend_over(&mut fi, receiver, &choices, &mut rng).unwrap();
+    let t = cot.t().to_vec();
+    let (first, _) = cot.split_at(1000).unwrap();
+    let chosen = ChosenMsg::from_bytes(&fi.recv().unwrap()).unwrap();
+    let got = first.receive_chosen(&chosen).unwrap();
+
+    let (next, delta, q, msgs, sent, received) = owner_thread.join().unwrap().unwrap();
+    assert_eq!((next, receiver.next_index()), (m as u64, m as u64));
+    for j in 0..m {
+        assert_eq!(
+            q[j] ^ t[j],
+            delta.and_bit(choices[j]),
+            "COT relation at {j}"
+        );
+    }
+    assert_chosen(&msgs, &got, &choices[..1000]);
+    // Bytes on the wire: base OTs (128 pairs, one point), the matrix, the challenge, the response, corrections.
+    assert_eq!(sent, (128 * PAIR_BYTES + 16 + 32 * 1000) as u64);
+    assert_eq!(
+        received,
+        (POINT_BYTES + 16 * padded_rows(m) + RESPONSE_BYTES) as u64
+    );
+    assert_eq!((fi.bytes_sent(), fi.bytes_received()), (received, sent));
+}
+
+#[test]
+fn a_vanished_peer_is_a_channel_error() {
+    let (mut owner, fi) = channel::pair();
+    drop(fi);
+    let mut rng = rng(902);
+    assert!(matches!(
+        kos::sender_setup_over(&mut owner, SID, &mut rng),
+        Err(Error::Channel(_))
+    ));
+}

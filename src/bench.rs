@@ -1,0 +1,185 @@
+//! `duo bench`: measurements for researchers and operators.
+//!
+//! `duo bench load` runs a bounded load test on loopback: an owner node and many FI sessions in this process,
+//! each issuing auto-approved releases (the first one a fresh release, the rest the same question answered from
+//! the store with a new request, decision, log entries and signed receipt each time) for a fixed time.
+
+use crate::node::client::{self, Client, FiHome};
+use crate::node::owner::{self, PrincipalLimits, ServeConfig};
+use crate::node::store;
+use crate::policies::Backend;
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of `duo bench load`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Concurrent FI sessions (one paired principal each).
+    #[arg(long, default_value_t = 64)]
+    pub sessions: usize,
+    /// How long to run, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// How the owner's store syncs commits.
+    #[arg(long, default_value = "normal", value_parser = ["full", "normal"])]
+    pub sync: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a load run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// Concurrent sessions.
+    pub sessions: usize,
+    /// Seconds measured.
+    pub seconds: f64,
+    /// Releases answered.
+    pub releases: u64,
+    /// Releases per second.
+    pub releases_per_sec: f64,
+    /// Median latency, microseconds.
+    pub p50_us: u64,
+    /// 99th percentile latency, microseconds.
+    pub p99_us: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Resident memory of this process (owner node and clients) each second, KiB.
+    pub rss_kib: Vec<u64>,
+}
+
+const POLICY: &str = r#"
+default = "ask"
+[[rule]]
+name = "catalogue"
+catalogue = ["*"]
+backend = ["plaintext"]
+action = "approve"
+"#;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Run the load test.
+pub async fn load(args: LoadArgs) -> Result<LoadReport> {
+    if args.sessions == 0 || args.sessions > 1024 {
+        bail!("--sessions must be between 1 and 1024");
+    }
+    if args.seconds == 0 || args.seconds > 3600 {
+        bail!("--seconds must be between 1 and 3600");
+    }
+    let tmp = tempfile::Builder::new().prefix("duo-load-").tempdir()?;
+    let dir = owner::owner_dir(tmp.path());
+    owner::init(&dir, Some(POLICY))?;
+    let cfg = crate::engine::sample::SampleConfig {
+        seed: 1,
+        profile: crate::engine::sample::Profile::Reliable,
+        end_month: crate::engine::sample::last_full_month(chrono::Utc::now().date_naive()),
+        months: 24,
+    };
+    let files = crate::engine::sample::generate(&cfg);
+    let data = tmp.path().join("data");
+    crate::engine::sample::write_dir(&data, &files)?;
+    for f in &files {
+        owner::load(
+            &dir,
+            &data.join(format!("{}.csv", f.name)),
+            &f.name,
+            &f.meta_toml,
+        )?;
+    }
+    let mut scfg = ServeConfig::new(&dir);
+    scfg.sync = if args.sync == "full" {
+        store::Sync::Full
+    } else {
+        store::Sync::Normal
+    };
+    scfg.max_connections = args.sessions + 16;
+    // The owner of this node allows the load: no per-principal rate limits get in the way.
+    scfg.principal_limits = PrincipalLimits {
+        requests_per_hour: usize::MAX,
+        ..PrincipalLimits::default()
+    };
+    let node = owner::spawn(scfg, "127.0.0.1:0".parse()?).await?;
+    if !args.json {
+        eprintln!("pairing {} FI sessions...", args.sessions);
+    }
+    let mut clients = Vec::new();
+    for i in 0..args.sessions {
+        let home = FiHome::new(&tmp.path().join(format!("fi-{i}")));
+        let code = owner::invite(&dir, &format!("FI {i}"), Duration::from_secs(600))?;
+        client::pair(&home, &node.url(), &code.to_string(), "owner").await?;
+        let mut c = Client::connect(&home, None).await?;
+        let p = c.expr("rent_on_time_ratio_12m()").await?;
+        clients.push((c, p));
+    }
+    if !args.json {
+        eprintln!("running for {} s...", args.seconds);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (mut c, p) in clients {
+        let stop = stop.clone();
+        let errors = errors.clone();
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                match c.request(&p, Backend::Plaintext, "load test").await {
+                    Ok(v) if v.answer.is_some() => lat.push(t.elapsed().as_micros() as u64),
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            c.close().await;
+            lat
+        });
+    }
+    let mut rss = vec![rss_kib()];
+    for s in 0..args.seconds {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rss.push(rss_kib());
+        if !args.json && (s + 1) % 10 == 0 {
+            eprintln!("  {} s, rss {} KiB", s + 1, rss_kib());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut lat = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        lat.extend(r?);
+    }
+    node.shutdown().await;
+    lat.sort_unstable();
+    let pct = |q: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    Ok(LoadReport {
+        sessions: args.sessions,
+        seconds: elapsed,
+        releases: lat.len() as u64,
+        releases_per_sec: lat.len() as f64 / elapsed,
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
+        errors: errors.load(Ordering::Relaxed),
+        rss_kib: rss,
+    })
+}
