@@ -188,10 +188,81 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     if again.answer != first.answer {
         bail!("the repeated request got a different answer");
     }
+    step(
+        9,
+        "Differentially private releases under the owner's budget",
+    );
+    let mut o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
+    crate::node::release::set_cap(
+        &mut o.conn,
+        &crate::policies::Scope::Global,
+        "1.0".parse()?,
+        crate::policies::Measure::PureEpsilon,
+    )?;
+    println!("the owner sets a global budget of epsilon 1.0 (duo owner budget set --epsilon 1.0)");
+    println!(
+        "one unit of privacy here protects one payment or transaction (the datasets' privacy unit)"
+    );
+    let budget_left = |o: &Owner| -> Result<String> {
+        let l = crate::node::release::load_ledger(&o.conn)?;
+        Ok(l.account(&crate::policies::Scope::Global)
+            .remaining()
+            .map_or("-".into(), |a| a.to_string()))
+    };
+    let eps = |e: f64| crate::node::dp::DpParams {
+        epsilon: Some(e),
+        ..Default::default()
+    };
+    let income = fi
+        .expr("sum(clamp(filter(transactions, category == \"income\" and last_months(12)).amount, 0, 500000))")
+        .await?;
+    if let crate::node::wire::ServerMsg::Cost {
+        cost, accuracy95, ..
+    } = fi.cost(&income, eps(0.5)).await?
+    {
+        println!(
+            "  FI previews (duo fi cost): cost {cost} epsilon, 95% of answers within ±{:.0} cents; nothing charged",
+            accuracy95.unwrap_or(f64::NAN)
+        );
+    }
+    let dp1 = fi
+        .request_dp(&income, eps(0.5), "income over the last year, with privacy")
+        .await?;
+    print!("{}", indent(&show::request(&dp1)));
+    println!("  budget left: {}", budget_left(&o)?);
+    let dp1b = fi
+        .request_dp(&income, eps(0.5), "the same question again")
+        .await?;
+    print!("{}", indent(&show::request(&dp1b)));
+    println!(
+        "  budget left: {} (a repeat draws no new noise and costs nothing)",
+        budget_left(&o)?
+    );
+    if dp1b.answer != dp1.answer {
+        bail!("a repeated dp request was sampled again");
+    }
+    let fees = fi
+        .expr("count(filter(transactions, (category == \"nsf_fee\" or category == \"overdraft_fee\") and last_months(12)))")
+        .await?;
+    let dp2 = fi
+        .request_dp(&fees, eps(0.4), "fee count, with privacy")
+        .await?;
+    print!("{}", indent(&show::request(&dp2)));
+    println!("  budget left: {}", budget_left(&o)?);
+    let rent = fi.expr("mean(clamp(rent.amount, 0, 300000))").await?;
+    let over = fi
+        .request_dp(&rent, eps(0.3), "typical rent, with privacy")
+        .await?;
+    print!("{}", indent(&show::request(&over)));
+    if over.state != RequestState::Denied {
+        bail!("a request over the budget was not refused");
+    }
+    drop(o);
+
     fi.close().await;
     node.shutdown().await;
 
-    step(9, "The FI checks the receipts it kept");
+    step(10, "The FI checks the receipts it kept");
     let kept = fi_home.receipts()?;
     let problems = fi_home.verify_receipts()?;
     if !problems.is_empty() {
@@ -202,7 +273,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         kept.len()
     );
 
-    step(10, "The owner checks the audit log");
+    step(11, "The owner checks the audit log");
     let o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
     let report = store::verify_log(&o.conn)?;
     for e in store::log_entries(&o.conn, 0, 10_000)? {
@@ -231,6 +302,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                     "#{} answer {}",
                     field("request").unwrap_or_default(),
                     field("answer").unwrap_or_default()
+                ),
+                "budget_set" => format!("cap {}", field("cap").unwrap_or_default()),
+                "budget_charged" => format!(
+                    "#{} charged {}",
+                    field("request").unwrap_or_default(),
+                    field("amount").unwrap_or_default()
                 ),
                 _ => format!("invite {}", field("invite").unwrap_or_default()),
             };

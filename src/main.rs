@@ -132,6 +132,9 @@ enum OwnerCmd {
     /// Dataset commands.
     #[command(subcommand)]
     Dataset(DatasetCmd),
+    /// Privacy budgets: caps per FI, per dataset and overall, and what has been spent.
+    #[command(subcommand)]
+    Budget(BudgetCmd),
     /// Delete all loaded data (every version of every dataset); the log and the history are kept.
     Forget {
         /// Do not ask for confirmation.
@@ -187,6 +190,32 @@ enum OwnerCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum BudgetCmd {
+    /// Set a cap (the global cap without --fi or --dataset). Only this command raises a cap.
+    Set {
+        /// Cap this FI's spending.
+        #[arg(long = "fi", conflicts_with = "dataset")]
+        principal: Option<String>,
+        /// Cap the spending on this dataset.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// The cap, in epsilon (pure-DP nodes).
+        #[arg(long, conflicts_with = "rho", required_unless_present = "rho")]
+        epsilon: Option<String>,
+        /// The cap, in rho (zCDP nodes).
+        #[arg(long)]
+        rho: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show caps, spent, remaining and the history of charges.
+    Show {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum BenchCmd {
     /// A bounded load test on loopback: many FI sessions issuing auto-approved releases against one owner node.
     Load(duo::bench::LoadArgs),
@@ -232,8 +261,51 @@ enum PolicyCmd {
     },
 }
 
+/// What a DP request spends: an epsilon, a rho, or a target accuracy.
+#[derive(Args, Debug, Clone)]
+struct DpArgs {
+    /// Privacy cost in epsilon (with --backend dp).
+    #[arg(long, conflicts_with_all = ["rho", "alpha"])]
+    epsilon: Option<f64>,
+    /// Privacy cost in rho, on zCDP nodes (with --backend dp).
+    #[arg(long, conflicts_with = "alpha")]
+    rho: Option<f64>,
+    /// Target accuracy: the answer within ALPHA of the exact value ...
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// ... with probability at least 1 - BETA (default 0.05).
+    #[arg(long, requires = "alpha")]
+    beta: Option<f64>,
+}
+
+impl DpArgs {
+    fn params(&self) -> Option<duo::node::dp::DpParams> {
+        (self.epsilon.is_some() || self.rho.is_some() || self.alpha.is_some()).then_some(
+            duo::node::dp::DpParams {
+                epsilon: self.epsilon,
+                rho: self.rho,
+                alpha: self.alpha,
+                beta: self.beta,
+            },
+        )
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum FiCmd {
+    /// Preview, without charging anything, what DP releases would cost and how accurate they would be.
+    Cost {
+        /// One or more expressions.
+        #[arg(required = true)]
+        exprs: Vec<String>,
+        #[command(flatten)]
+        dp: DpArgs,
+        /// Which paired owner.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Pair with an owner node using the invite code the owner gave you.
     Pair {
         /// The owner node's address, e.g. ws://127.0.0.1:7878.
@@ -270,9 +342,11 @@ enum FiCmd {
         /// Why you need it (the owner sees it).
         #[arg(long)]
         reason: String,
-        /// Backend.
-        #[arg(long, default_value = "plaintext")]
+        /// Backend: plaintext (the exact value) or dp (a differentially private value).
+        #[arg(long, default_value = "plaintext", value_parser = ["plaintext", "dp"])]
         backend: String,
+        #[command(flatten)]
+        dp: DpArgs,
         /// Wait up to this many seconds for the owner's decision.
         #[arg(long, default_value_t = 0)]
         wait: u64,
@@ -681,6 +755,106 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
             println!("deleted {n} version(s) of `{name}`; the log keeps what was released from it");
             Ok(0)
         }
+        OwnerCmd::Budget(BudgetCmd::Set {
+            principal,
+            dataset,
+            epsilon,
+            rho,
+            json,
+        }) => {
+            use duo::policies::{Amount, Measure, Scope};
+            let dir = ensure_owner(home)?;
+            let mut o = open_owner(&dir)?;
+            let (text, measure) = match (&epsilon, &rho) {
+                (Some(e), None) => (e.clone(), Measure::PureEpsilon),
+                (None, Some(r)) => (r.clone(), Measure::Zcdp),
+                _ => bail!("give exactly one of --epsilon or --rho"),
+            };
+            let amount: Amount = text
+                .parse()
+                .map_err(|e| anyhow!("`{text}` is not a budget: {e}"))?;
+            let scope = match (principal, dataset) {
+                (Some(p), _) => Scope::Principal(p),
+                (None, Some(d)) => Scope::Dataset(d),
+                (None, None) => Scope::Global,
+            };
+            duo::node::release::set_cap(&mut o.conn, &scope, amount, measure)?;
+            if json.json {
+                print_json(
+                    &serde_json::json!({ "scope": scope, "cap": amount.to_string(), "measure": measure.name() }),
+                )?;
+            } else {
+                println!("{scope}: cap {amount} {}", measure.name());
+            }
+            Ok(0)
+        }
+        OwnerCmd::Budget(BudgetCmd::Show { json }) => {
+            let dir = ensure_owner(home)?;
+            let o = open_owner(&dir)?;
+            let ledger = duo::node::release::load_ledger(&o.conn)?;
+            let mut stmt = o.conn.prepare(
+                "SELECT request_id, at, principal, datasets, amount FROM budget_history ORDER BY rowid",
+            )?;
+            let history = stmt
+                .query_map([], |r| {
+                    Ok(serde_json::json!({
+                        "request": r.get::<_, i64>(0)?,
+                        "at": r.get::<_, String>(1)?,
+                        "principal": r.get::<_, String>(2)?,
+                        "datasets": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(3)?).unwrap_or_default(),
+                        "amount": duo::policies::Amount::from_nanos(r.get::<_, i64>(4)? as u64).to_string(),
+                    }))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let accounts: Vec<_> = ledger
+                .accounts()
+                .into_iter()
+                .map(|(scope, a)| {
+                    serde_json::json!({
+                        "scope": scope,
+                        "cap": a.cap.map(|c| c.to_string()),
+                        "spent": a.spent.to_string(),
+                        "remaining": a.remaining().map(|c| c.to_string()),
+                    })
+                })
+                .collect();
+            if json.json {
+                print_json(&serde_json::json!({
+                    "measure": ledger.measure().name(), "accounts": accounts, "history": history,
+                }))?;
+            } else {
+                println!(
+                    "privacy budgets ({}; one unit of privacy protects what each dataset's privacy unit says)",
+                    ledger.measure().name()
+                );
+                if ledger.accounts().is_empty() {
+                    println!("  no budget set: dp requests are refused; set one with `duo owner budget set --epsilon 1`");
+                }
+                for (scope, a) in ledger.accounts() {
+                    println!(
+                        "  {:<40} cap {:<12} spent {:<12} remaining {}",
+                        scope.to_string(),
+                        a.cap.map_or("-".to_string(), |c| c.to_string()),
+                        a.spent.to_string(),
+                        a.remaining().map_or("-".to_string(), |c| c.to_string())
+                    );
+                }
+                if !history.is_empty() {
+                    println!("history:");
+                    for h in &history {
+                        println!(
+                            "  request {} at {}: {} to {} on {}",
+                            h["request"],
+                            h["at"].as_str().unwrap_or(""),
+                            h["amount"].as_str().unwrap_or(""),
+                            h["principal"].as_str().unwrap_or(""),
+                            h["datasets"]
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
         OwnerCmd::Forget { yes } => {
             let dir = ensure_owner(home)?;
             if !yes && !confirm("delete ALL loaded data on this node?")? {
@@ -966,17 +1140,83 @@ async fn fi_cmd(cmd: FiCmd, home: &Path) -> Result<i32> {
             }
             Ok(0)
         }
+        FiCmd::Cost {
+            exprs,
+            dp,
+            owner,
+            json,
+        } => {
+            let params = dp.params().ok_or_else(|| {
+                anyhow!("state what to spend: --epsilon X, --rho X, or --alpha A [--beta B]")
+            })?;
+            let mut c = Client::connect(&fi, owner.as_deref()).await?;
+            let mut rows = Vec::new();
+            let mut total = duo::policies::Amount::from_nanos(0);
+            let mut unit = String::new();
+            for e in &exprs {
+                let p = c.expr(e).await?;
+                match c.cost(&p, params.clone()).await? {
+                    duo::node::wire::ServerMsg::Cost {
+                        cost,
+                        measure,
+                        accuracy95,
+                        mechanism,
+                    } => {
+                        let amount: duo::policies::Amount =
+                            cost.parse().map_err(|e| anyhow!("{e}"))?;
+                        total = total
+                            .checked_add(amount)
+                            .ok_or_else(|| anyhow!("total overflows"))?;
+                        unit = measure.clone();
+                        rows.push(serde_json::json!({
+                            "expr": e, "lineage": p.description, "cost": cost, "measure": measure,
+                            "accuracy95": accuracy95, "mechanism": mechanism,
+                        }));
+                    }
+                    other => bail!("unexpected reply {other:?}"),
+                }
+            }
+            c.close().await;
+            if json.json {
+                print_json(
+                    &serde_json::json!({ "releases": rows, "total": total.to_string(), "measure": unit }),
+                )?;
+            } else {
+                for r in &rows {
+                    println!(
+                        "{}\n  cost {} {}; 95% of answers within {} of the exact value; {}",
+                        r["lineage"].as_str().unwrap_or(""),
+                        r["cost"].as_str().unwrap_or(""),
+                        r["measure"].as_str().unwrap_or(""),
+                        r["accuracy95"]
+                            .as_f64()
+                            .map_or("n/a".to_string(), |a| format!("±{a:.1}")),
+                        r["mechanism"].as_str().unwrap_or("")
+                    );
+                }
+                println!("total: {total} {unit} (nothing was charged)");
+            }
+            Ok(0)
+        }
         FiCmd::Request {
             expr,
             reason,
             backend,
+            dp,
             wait,
             owner,
             json,
         } => {
             let backend: Backend = backend
                 .parse()
-                .map_err(|_| anyhow!("unknown backend `{backend}`; use plaintext"))?;
+                .map_err(|_| anyhow!("unknown backend `{backend}`; use plaintext or dp"))?;
+            let params = dp.params();
+            if backend == Backend::Dp && params.is_none() {
+                bail!("a dp request states what to spend: --epsilon X, --rho X, or --alpha A [--beta B]");
+            }
+            if backend != Backend::Dp && params.is_some() {
+                bail!("--epsilon, --rho and --alpha go with --backend dp");
+            }
             // Parse locally first so syntax errors point at the position without a round trip.
             if let Err(e) = duo::engine::parse::parse_expr(&expr) {
                 eprintln!("{}", e.render(&expr));
@@ -984,7 +1224,10 @@ async fn fi_cmd(cmd: FiCmd, home: &Path) -> Result<i32> {
             }
             let mut c = Client::connect(&fi, owner.as_deref()).await?;
             let p = c.expr(&expr).await?;
-            let mut v = c.request(&p, backend, &reason).await?;
+            let mut v = match params {
+                Some(params) => c.request_dp(&p, params, &reason).await?,
+                None => c.request(&p, backend, &reason).await?,
+            };
             if v.state == RequestState::Pending && wait > 0 {
                 if !json.json {
                     eprintln!(

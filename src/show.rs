@@ -101,6 +101,24 @@ pub fn request(v: &RequestView) -> String {
     if let Some(a) = &v.answer {
         let _ = writeln!(s, "  answer: {}", answer(a, &v.ty));
     }
+    if let Some(c) = &v.cost {
+        let _ = writeln!(
+            s,
+            "  privacy cost: {c}{}; expected error: {}",
+            if v.decided_by.as_deref() == Some("store") {
+                " (charged once, for the first answer; this repeat was free)"
+            } else {
+                ""
+            },
+            v.accuracy95.map_or("n/a".to_string(), |a| match v.ty {
+                Type::Scalar {
+                    dtype: DataType::Money,
+                    ..
+                } => format!("±{} at 95%", dollars(a.round() as i64)),
+                _ => format!("±{a:.1} at 95%"),
+            })
+        );
+    }
     if let Some(r) = &v.receipt {
         let _ = writeln!(
             s,
@@ -125,11 +143,26 @@ pub fn pending(v: &PendingView) -> String {
         v.reason,
         v.why
     );
-    match &v.value {
-        Ok(a) => {
+    match (&v.value, &v.dp) {
+        (_, Some(d)) => {
+            let _ = writeln!(
+                s,
+                "  differentially private ({}): cost {} {}; budget left after: {}; expected error: {}",
+                d.mechanism,
+                d.cost,
+                d.measure,
+                match &d.budget_left_after {
+                    Ok(left) => left.clone(),
+                    Err(e) => format!("not enough ({e})"),
+                },
+                d.accuracy95
+                    .map_or("n/a".to_string(), |a| format!("±{a:.1} at 95%"))
+            );
+        }
+        (Ok(a), None) => {
             let _ = writeln!(s, "  approving releases exactly: {}", answer(a, &v.ty));
         }
-        Err(e) => {
+        (Err(e), None) => {
             let _ = writeln!(s, "  cannot be computed: {e}");
         }
     }

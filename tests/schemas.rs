@@ -160,6 +160,7 @@ fn every_client_message_type_in_the_schema_is_known_to_the_decoder() {
             "list_catalogue",
             "pointer",
             "request",
+            "cost",
             "status"
         ]
     );
@@ -184,6 +185,7 @@ fn server_message_types_are_the_documented_ones() {
             "catalogue",
             "pointer",
             "request",
+            "cost",
             "error"
         ]
     );
@@ -195,6 +197,7 @@ fn server_message_types_are_the_documented_ones() {
         "catalogue",
         "pointer",
         "request",
+        "cost",
         "error",
     ] {
         assert!(

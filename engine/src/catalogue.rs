@@ -433,6 +433,7 @@ mod tests {
             time_column: None,
             window: None,
             max_rows: 1000,
+            max_rows_per_month: None,
             columns: cols
                 .iter()
                 .map(|(n, t)| ColumnMeta {

@@ -1263,6 +1263,7 @@ mod tests {
             time_column: Some("due_date".into()),
             window,
             max_rows: 24,
+            max_rows_per_month: None,
             columns: vec![
                 cm("due_date", DataType::Date, None, None),
                 cm("paid_date", DataType::Date, None, None),
@@ -1277,6 +1278,7 @@ mod tests {
             time_column: Some("date".into()),
             window,
             max_rows: 5000,
+            max_rows_per_month: None,
             columns: vec![
                 cm("date", DataType::Date, None, None),
                 cm(
@@ -1305,6 +1307,7 @@ mod tests {
             time_column: None,
             window: None,
             max_rows: 10,
+            max_rows_per_month: None,
             columns: vec![
                 cm("x", DataType::I64, Some([0.0, 5.0]), None),
                 cm("when", DataType::Date, None, None),

@@ -874,6 +874,7 @@ mod tests {
                     end: d("2025-04-30"),
                 }),
                 max_rows: 100,
+                max_rows_per_month: None,
                 columns: vec![
                     cm("date", DataType::Date),
                     cm("amount", DataType::Money),
@@ -922,6 +923,7 @@ mod tests {
                     end: d("2025-03-31"),
                 }),
                 max_rows: 12,
+                max_rows_per_month: None,
                 columns: vec![
                     cm("due_date", DataType::Date),
                     cm("paid_date", DataType::Date),

@@ -161,6 +161,9 @@ pub enum MetaError {
     /// A month privacy unit without a time column to define months.
     #[error("privacy_unit = \"month\" needs a time_column (a date column that places each row in a month)")]
     MonthWithoutTimeColumn,
+    /// A month privacy unit without a public bound on one month's rows.
+    #[error("privacy_unit = \"month\" needs max_rows_per_month (at least 1): the most rows one month can hold")]
+    MonthWithoutRowBound,
     /// The window ends before it starts.
     #[error("the window starts on {start}, after it ends on {end}; swap them")]
     WindowReversed {
@@ -493,6 +496,9 @@ pub fn validate_meta(meta: &DatasetMeta) -> Result<(), MetaError> {
             return Err(MetaError::MonthWithoutTimeColumn);
         }
         None => {}
+    }
+    if meta.privacy_unit == PrivacyUnit::Month && meta.max_rows_per_month.unwrap_or(0) == 0 {
+        return Err(MetaError::MonthWithoutRowBound);
     }
     if let Some(w) = meta.window {
         if w.start > w.end {

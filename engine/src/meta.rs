@@ -117,6 +117,10 @@ pub struct DatasetMeta {
     pub window: Option<TimeWindow>,
     /// A public upper bound on the number of rows (used for static sizes and quotas).
     pub max_rows: u64,
+    /// A public upper bound on the rows of one calendar month; required when the privacy unit is a month (it is
+    /// how many rows one unit can contribute to a differentially private release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows_per_month: Option<u32>,
     /// Columns in CSV order.
     pub columns: Vec<ColumnMeta>,
 }

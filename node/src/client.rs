@@ -5,6 +5,7 @@
 //! data-dependent comes back. Only [`Client::request`] asks for a release, which the owner's policy (or the owner)
 //! decides.
 
+use crate::dp::DpParams;
 use crate::error::Error;
 use crate::keys::{fingerprint, InviteCode, Keypair};
 use crate::receipt::Receipt;
@@ -551,10 +552,47 @@ impl Client {
         backend: Backend,
         reason: &str,
     ) -> Result<RequestView, Error> {
+        self.request_with(p, backend, reason, None).await
+    }
+
+    /// Ask for a differentially private release of a pointer, spending what `params` says (an epsilon, a rho,
+    /// or a target accuracy).
+    pub async fn request_dp(
+        &mut self,
+        p: &Pointer,
+        params: DpParams,
+        reason: &str,
+    ) -> Result<RequestView, Error> {
+        self.request_with(p, Backend::Dp, reason, Some(params))
+            .await
+    }
+
+    /// Preview a DP release's cost and expected error without asking for it (nothing is charged).
+    pub async fn cost(&mut self, p: &Pointer, params: DpParams) -> Result<ServerMsg, Error> {
+        match self
+            .call(&ClientMsg::Cost {
+                pointer: p.id,
+                dp: params,
+            })
+            .await?
+        {
+            m @ ServerMsg::Cost { .. } => Ok(m),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn request_with(
+        &mut self,
+        p: &Pointer,
+        backend: Backend,
+        reason: &str,
+        dp: Option<DpParams>,
+    ) -> Result<RequestView, Error> {
         let msg = ClientMsg::Request {
             pointer: p.id,
             backend,
             reason: reason.into(),
+            dp,
         };
         match self.call(&msg).await? {
             ServerMsg::Request(v) => self.checked_view(*v),

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod dp;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

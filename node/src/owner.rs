@@ -801,10 +801,28 @@ impl SessionState {
                 self.pointers.push(checked);
                 Ok(ServerMsg::Pointer(info))
             }
+            ClientMsg::Cost { pointer, dp } => {
+                let idx = usize::try_from(pointer)
+                    .ok()
+                    .filter(|i| *i < self.pointers.len())
+                    .ok_or_else(|| Error::NotFound(format!("pointer {pointer} in this session")))?;
+                let checked = self.pointers[idx].clone();
+                blocking(&mut self.owner, move |o| -> Result<ServerMsg, Error> {
+                    let (plan, measure) = o.dp_plan(&checked, &dp)?;
+                    Ok(ServerMsg::Cost {
+                        cost: plan.cost.to_string(),
+                        measure,
+                        accuracy95: plan.accuracy95,
+                        mechanism: plan.mechanism,
+                    })
+                })
+                .await?
+            }
             ClientMsg::Request {
                 pointer,
                 backend,
                 reason,
+                dp,
             } => {
                 let max = self.shared.cfg.principal_limits.requests_per_hour;
                 if !self
@@ -834,7 +852,7 @@ impl SessionState {
                 let _turn = self.shared.write_turn.lock().await;
                 let view = blocking(&mut self.owner, move |o| {
                     let checked = o.check(&expr)?;
-                    o.submit(&principal, backend, &reason, &source, &checked)
+                    o.submit(&principal, backend, &reason, &source, &checked, dp.as_ref())
                 })
                 .await??;
                 Ok(ServerMsg::Request(Box::new(view)))

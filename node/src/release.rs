@@ -5,6 +5,7 @@
 //! decision, the stored answer, the release index and the log entries) is one `BEGIN IMMEDIATE` transaction,
 //! committed before the answer leaves the node.
 
+use crate::dp::{self, DpParams};
 use crate::error::Error;
 use crate::receipt::{signing_key_path, NodeSigner, Receipt};
 use crate::store::{self, append_log, hex, write_tx};
@@ -13,6 +14,7 @@ use duo_engine::{
     DatasetMeta, Expr, Limits, Type,
 };
 use duo_policies::{decide, Backend, Decision, Policy, RequestFacts};
+use duo_policies::{Amount, Charge, Ledger};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -81,6 +83,12 @@ pub struct RequestView {
     /// The node's signed receipt for the answer (approved requests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<Receipt>,
+    /// For DP requests: the privacy cost (charged once approved), in the node's measure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    /// For DP requests: half-width of a 95% interval around the exact value, from public parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy95: Option<f64>,
 }
 
 /// An earlier release that touched some of the same columns (shown to the owner).
@@ -96,6 +104,21 @@ pub struct EarlierRelease {
     pub description: String,
     /// When.
     pub decided_at: String,
+}
+
+/// What the owner sees of a DP request before deciding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DpView {
+    /// What it would cost, in the node's measure.
+    pub cost: String,
+    /// The node's measure (`epsilon` or `rho`).
+    pub measure: String,
+    /// The smallest remaining budget after it, or why the budgets do not allow it.
+    pub budget_left_after: Result<String, String>,
+    /// Half-width of a 95% interval around the exact value, if known.
+    pub accuracy95: Option<f64>,
+    /// The noise mechanism.
+    pub mechanism: String,
 }
 
 /// Everything the owner sees before deciding a pending request.
@@ -125,6 +148,9 @@ pub struct PendingView {
     pub token: String,
     /// The static type of the value.
     pub ty: Type,
+    /// For a DP request: its cost, the budget left after it, and the expected error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<DpView>,
     /// When the request was made.
     pub created_at: String,
 }
@@ -325,7 +351,17 @@ impl Owner {
         reason: &str,
         source: &str,
         checked: &Checked,
+        dp_params: Option<&DpParams>,
     ) -> Result<RequestView, Error> {
+        let dp_params =
+            match (backend, dp_params) {
+                (Backend::Dp, Some(p)) => Some(p.clone()),
+                (Backend::Dp, None) => return Err(Error::Refused(
+                    "a dp request states its cost: --epsilon, --rho, or a target accuracy --alpha"
+                        .into(),
+                )),
+                _ => None,
+            };
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(Error::Refused(
@@ -355,7 +391,35 @@ impl Owner {
             )));
         }
         let versions = Self::versions_read(&tx, checked)?;
-        let key = release_key(principal, backend, &lineage, &versions);
+        // A DP release is planned from public facts only: its cost, and whether the budgets allow it.
+        let dp_state = match &dp_params {
+            Some(params) => {
+                let ledger = load_ledger(&tx)?;
+                let metas = cache.metas(&tx)?;
+                let plan = dp::plan(checked, &metas, ledger.measure(), params)?;
+                let charge = Charge {
+                    principal: principal.to_string(),
+                    datasets: checked.datasets.clone(),
+                    amount: plan.cost,
+                };
+                let left = ledger.check(&charge);
+                Some((ledger, plan, charge, left))
+            }
+            None => None,
+        };
+        let dp_cost = dp_state
+            .as_ref()
+            .map(|(_, plan, _, _)| plan.cost.to_string());
+        let dp_accuracy = dp_state
+            .as_ref()
+            .and_then(|(_, plan, _, _)| plan.accuracy95);
+        let params_json = serde_json::to_string(&dp_params)?;
+        let key = release_key(
+            principal,
+            backend,
+            &format!("{lineage}\n{params_json}"),
+            &versions,
+        );
         let now = store::now_text();
         let insert = |state: RequestState,
                       rule: Option<&str>,
@@ -435,6 +499,7 @@ impl Owner {
                 &checked.expr,
                 &answer,
                 pos,
+                0,
             )?;
             tx.commit()?;
             return Ok(RequestView {
@@ -448,25 +513,48 @@ impl Owner {
                 decided_by: Some("store".into()),
                 ty: checked.ty.clone(),
                 receipt: Some(receipt),
+                cost: dp_cost.clone(),
+                accuracy95: dp_accuracy,
             });
         }
 
         let tags = Self::tags_with(&cache, &tx, checked)?;
         let already_released = already_released(&tx, principal, checked)?;
-        let decision = decide(
-            &policy,
-            &RequestFacts {
-                already_released,
-                now: Some(chrono::Local::now().naive_local()),
-                ..RequestFacts::new(principal, backend, checked, &tags)
+        let (cost, left_after) = match &dp_state {
+            Some((_, plan, _, Ok(left))) => (Some(plan.cost), Some(*left)),
+            Some((_, plan, _, Err(_))) => (Some(plan.cost), None),
+            None => (None, None),
+        };
+        let decision = match &dp_state {
+            // Over a cap: refused at once, with the numbers.
+            Some((_, _, _, Err(e))) => Decision::Deny {
+                rule: "budget".into(),
+                reason: e.to_string(),
             },
-        );
+            _ => decide(
+                &policy,
+                &RequestFacts {
+                    already_released,
+                    now: Some(chrono::Local::now().naive_local()),
+                    available_backends: AVAILABLE_BACKENDS,
+                    cost,
+                    budget_left_after: left_after,
+                    ..RequestFacts::new(principal, backend, checked, &tags)
+                },
+            ),
+        };
         fail::fail_point!("release::after_decision");
         // An approved lineage that cannot be computed (the data changed shape) is recorded as refused, with the
         // error, in the same transaction; the FI sees the error only because the release was approved.
         let decision = match decision {
             Decision::Approve { rule } => {
-                match Self::evaluate_at(&cache, &tx, checked, &versions) {
+                let answered = match &dp_state {
+                    Some((ledger, plan, charge, _)) => {
+                        charge_and_release(&cache, &tx, ledger.clone(), plan, charge, &versions)
+                    }
+                    None => Self::evaluate_at(&cache, &tx, checked, &versions),
+                };
+                match answered {
                     Ok(answer) => Ok((rule, answer)),
                     Err(e) => Err(Decision::Deny {
                         reason: format!(
@@ -496,8 +584,14 @@ impl Owner {
                     Some(principal),
                     &serde_json::json!({ "request": id, "action": "approve", "by": "policy", "rule": rule }),
                 )?;
-                let receipt =
-                    record_release(&tx, &signer, id, principal, backend, checked, &answer)?;
+                let cost_nanos = cost.map_or(0, |c| c.nanos());
+                set_dp_facts(&tx, id, &dp_params, cost_nanos, dp_accuracy)?;
+                if let Some((_, _, charge, _)) = &dp_state {
+                    record_charge(&tx, id, charge)?;
+                }
+                let receipt = record_release(
+                    &tx, &signer, id, principal, backend, checked, &answer, cost_nanos,
+                )?;
                 RequestView {
                     id,
                     state: RequestState::Approved,
@@ -509,6 +603,8 @@ impl Owner {
                     decided_by: Some("policy".into()),
                     ty: checked.ty.clone(),
                     receipt: Some(receipt),
+                    cost: dp_cost.clone(),
+                    accuracy95: dp_accuracy,
                 }
             }
             Err(Decision::Approve { .. }) => {
@@ -521,6 +617,13 @@ impl Owner {
                     Some(&why),
                     None,
                     Some("policy"),
+                )?;
+                set_dp_facts(
+                    &tx,
+                    id,
+                    &dp_params,
+                    cost.map_or(0, |c| c.nanos()),
+                    dp_accuracy,
                 )?;
                 log_request(id)?;
                 append_log(
@@ -540,10 +643,19 @@ impl Owner {
                     decided_by: Some("policy".into()),
                     ty: checked.ty.clone(),
                     receipt: None,
+                    cost: dp_cost.clone(),
+                    accuracy95: dp_accuracy,
                 }
             }
             Err(Decision::Ask { rule, why }) => {
                 let id = insert(RequestState::Pending, Some(&rule), Some(&why), None, None)?;
+                set_dp_facts(
+                    &tx,
+                    id,
+                    &dp_params,
+                    cost.map_or(0, |c| c.nanos()),
+                    dp_accuracy,
+                )?;
                 log_request(id)?;
                 append_log(
                     &tx,
@@ -562,6 +674,8 @@ impl Owner {
                     decided_by: None,
                     ty: checked.ty.clone(),
                     receipt: None,
+                    cost: dp_cost.clone(),
+                    accuracy95: dp_accuracy,
                 }
             }
         };
@@ -570,12 +684,25 @@ impl Owner {
         Ok(view)
     }
 
+    /// Plan a DP release without charging anything: its cost (in the node's measure, named) and accuracy.
+    pub fn dp_plan(
+        &self,
+        checked: &Checked,
+        params: &DpParams,
+    ) -> Result<(dp::DpPlan, String), Error> {
+        let ledger = load_ledger(&self.conn)?;
+        let metas = self.cache.metas(&self.conn)?;
+        let plan = dp::plan(checked, &metas, ledger.measure(), params)?;
+        Ok((plan, ledger.measure().name().to_string()))
+    }
+
     /// The FI's view of one of its own requests.
     pub fn request_view(&self, principal: &str, id: u64) -> Result<RequestView, Error> {
         let row = self
             .conn
             .query_row(
-                "SELECT backend, reason, description, state, why, answer, decided_by, checked, receipt FROM requests
+                "SELECT backend, reason, description, state, why, answer, decided_by, checked, receipt, cost, accuracy
+                 FROM requests
                  WHERE id = ?1 AND principal = ?2",
                 params![id as i64, principal],
                 |r| {
@@ -589,12 +716,26 @@ impl Owner {
                         r.get::<_, Option<String>>(6)?,
                         r.get::<_, String>(7)?,
                         r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<i64>>(9)?,
+                        r.get::<_, Option<f64>>(10)?,
                     ))
                 },
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
-        let (backend, reason, description, state, why, answer, decided_by, checked, receipt) = row;
+        let (
+            backend,
+            reason,
+            description,
+            state,
+            why,
+            answer,
+            decided_by,
+            checked,
+            receipt,
+            cost,
+            accuracy95,
+        ) = row;
         let checked: Checked = serde_json::from_str(&checked)?;
         let state = RequestState::parse(&state)?;
         Ok(RequestView {
@@ -611,6 +752,8 @@ impl Owner {
             decided_by,
             ty: checked.ty,
             receipt: receipt.map(|r| serde_json::from_str(&r)).transpose()?,
+            cost: cost.map(|c| Amount::from_nanos(c as u64).to_string()),
+            accuracy95,
         })
     }
 
@@ -657,14 +800,37 @@ impl Owner {
                     fresh: Box::new(view),
                 });
             }
-            let (checked, _) = stored_checked(&tx, id)?;
+            let (checked, versions) = stored_checked(&tx, id)?;
             let tags = Self::tags_with(&self.cache, &tx, &checked)?;
             let already = already_released(&tx, &view.principal, &checked)?;
+            // A DP request is re-planned and its budgets re-checked now: the budget may have moved.
+            let dp_state = match &view.dp {
+                Some(_) => {
+                    let params = stored_dp_params(&tx, id)?;
+                    let ledger = load_ledger(&tx)?;
+                    let metas = self.cache.metas(&tx)?;
+                    let plan = dp::plan(&checked, &metas, ledger.measure(), &params)?;
+                    let charge = Charge {
+                        principal: view.principal.clone(),
+                        datasets: checked.datasets.clone(),
+                        amount: plan.cost,
+                    };
+                    if let Err(e) = ledger.check(&charge) {
+                        return Err(Error::Stale {
+                            why: format!("the budget no longer allows it: {e}"),
+                            fresh: Box::new(view),
+                        });
+                    }
+                    Some((ledger, plan, charge))
+                }
+                None => None,
+            };
             if let Decision::Deny { rule, reason } = decide(
                 &policy,
                 &RequestFacts {
                     already_released: already,
                     now: Some(chrono::Local::now().naive_local()),
+                    available_backends: AVAILABLE_BACKENDS,
                     ..RequestFacts::new(&view.principal, view.backend, &checked, &tags)
                 },
             ) {
@@ -673,11 +839,19 @@ impl Owner {
                     fresh: Box::new(view),
                 });
             }
-            let answer = match &view.value {
-                Ok(a) => a.clone(),
-                Err(e) => return Err(Error::Refused(format!("cannot release: {e}"))),
+            let dp_cost = dp_state.as_ref().map(|(_, plan, _)| plan.cost.to_string());
+            let dp_accuracy = dp_state.as_ref().and_then(|(_, plan, _)| plan.accuracy95);
+            let (answer, cost_nanos) = match &dp_state {
+                Some((ledger, plan, charge)) => (
+                    charge_and_release(&self.cache, &tx, ledger.clone(), plan, charge, &versions)?,
+                    plan.cost.nanos(),
+                ),
+                // `view.value` was computed inside this transaction, so it is what the data says now.
+                None => match &view.value {
+                    Ok(a) => (a.clone(), 0),
+                    Err(e) => return Err(Error::Refused(format!("cannot release: {e}"))),
+                },
             };
-            // `view.value` was computed inside this transaction, so it is what the data says now.
             let answer_text = serde_json::to_string(&answer)?;
             let changed = tx.execute(
                 "UPDATE requests SET state = 'approved', answer = ?2, decided_by = 'owner', decided_at = ?3,
@@ -694,6 +868,9 @@ impl Owner {
                 Some(&view.principal),
                 &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
             )?;
+            if let Some((_, _, charge)) = &dp_state {
+                record_charge(&tx, id, charge)?;
+            }
             let receipt = record_release(
                 &tx,
                 &self.signer,
@@ -702,6 +879,7 @@ impl Owner {
                 view.backend,
                 &checked,
                 &answer,
+                cost_nanos,
             )?;
             tx.commit()?;
             Ok(RequestView {
@@ -715,6 +893,8 @@ impl Owner {
                 decided_by: Some("owner".into()),
                 ty: checked.ty.clone(),
                 receipt: Some(receipt),
+                cost: dp_cost.clone(),
+                accuracy95: dp_accuracy,
             })
         })();
         self.conn = conn;
@@ -792,6 +972,7 @@ fn already_released(conn: &Connection, principal: &str, checked: &Checked) -> Re
     Ok(false)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn record_release(
     tx: &Connection,
     signer: &NodeSigner,
@@ -800,6 +981,7 @@ fn record_release(
     backend: Backend,
     checked: &Checked,
     answer: &Answer,
+    cost_nanos: u64,
 ) -> Result<Receipt, Error> {
     for (dataset, col) in &checked.columns {
         tx.execute(
@@ -817,7 +999,7 @@ fn record_release(
         tx,
         "release",
         Some(principal),
-        &serde_json::json!({ "request": id, "backend": backend.name(), "answer": answer }),
+        &serde_json::json!({ "request": id, "backend": backend.name(), "answer": answer, "cost_nanos": cost_nanos }),
     )?;
     issue_receipt(
         tx,
@@ -828,6 +1010,7 @@ fn record_release(
         &checked.expr,
         answer,
         pos,
+        cost_nanos,
     )
 }
 
@@ -842,6 +1025,7 @@ fn issue_receipt(
     lineage: &Expr,
     answer: &Answer,
     pos: store::LogPos,
+    cost_nanos: u64,
 ) -> Result<Receipt, Error> {
     let receipt = signer.sign(
         id,
@@ -849,7 +1033,7 @@ fn issue_receipt(
         backend.name(),
         serde_json::to_string(lineage)?,
         serde_json::to_string(answer)?,
-        0,
+        cost_nanos,
         pos.seq,
         pos.hash,
     );
@@ -900,8 +1084,36 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
     let (checked, versions) = stored_checked(conn, id)?;
     let current = store::versions(conn)?;
     let data_changed = versions.iter().any(|(d, v)| current.get(d) != Some(v));
-    let value =
-        Owner::evaluate_at(&owner.cache, conn, &checked, &versions).map_err(|e| e.to_string());
+    let dp_view = match stored_dp_params_opt(conn, id)? {
+        Some(params) => {
+            let ledger = load_ledger(conn)?;
+            let metas = owner.cache.metas(conn)?;
+            let plan = dp::plan(&checked, &metas, ledger.measure(), &params)?;
+            let left = ledger
+                .check(&Charge {
+                    principal: principal.clone(),
+                    datasets: checked.datasets.clone(),
+                    amount: plan.cost,
+                })
+                .map(|a| a.to_string())
+                .map_err(|e| e.to_string());
+            Some(DpView {
+                cost: plan.cost.to_string(),
+                measure: ledger.measure().name().to_string(),
+                budget_left_after: left,
+                accuracy95: plan.accuracy95,
+                mechanism: plan.mechanism,
+            })
+        }
+        None => None,
+    };
+    // A DP release draws its noise at approval; the owner sees its cost and expected error, not a value.
+    let value = match &dp_view {
+        Some(_) => Err("released with noise at approval (see cost and expected error)".to_string()),
+        None => {
+            Owner::evaluate_at(&owner.cache, conn, &checked, &versions).map_err(|e| e.to_string())
+        }
+    };
     let earlier = earlier_releases(conn, &checked)?;
     let (_, policy_hash) = owner.policy()?;
     let token = {
@@ -920,6 +1132,7 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
         h.update(serde_json::to_string(&versions)?.as_bytes());
         h.update(serde_json::to_string(&current)?.as_bytes());
         h.update(serde_json::to_string(&value)?.as_bytes());
+        h.update(serde_json::to_string(&dp_view)?.as_bytes());
         for e in &earlier {
             h.update(e.id.to_le_bytes());
         }
@@ -939,6 +1152,7 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
         token,
         created_at,
         ty: checked.ty,
+        dp: dp_view,
     })
 }
 
@@ -973,4 +1187,142 @@ pub fn catalogue_infos() -> Vec<catalogue::CatalogueInfo> {
         .iter()
         .map(catalogue::CatalogueInfo::from)
         .collect()
+}
+
+/// Backends this node runs.
+pub const AVAILABLE_BACKENDS: &[Backend] = &[Backend::Plaintext, Backend::Dp];
+
+/// The privacy ledger, as stored (one JSON document, changed only inside write transactions).
+pub fn load_ledger(conn: &Connection) -> Result<Ledger, Error> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT value FROM settings WHERE key = 'ledger'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    match text {
+        Some(t) => Ok(serde_json::from_str(&t)?),
+        None => Ok(Ledger::new(duo_policies::Measure::default())),
+    }
+}
+
+/// Store the ledger (inside the caller's transaction).
+pub fn save_ledger(tx: &Connection, ledger: &Ledger) -> Result<(), Error> {
+    tx.prepare_cached(
+        "INSERT INTO settings (key, value) VALUES ('ledger', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([serde_json::to_string(ledger)?])?;
+    Ok(())
+}
+
+/// Charge the ledger and draw the noisy answer, inside the caller's transaction: if anything fails later the
+/// transaction rolls back and neither the charge nor the answer exist; once it commits, both do, and the same
+/// question is answered from the store, never sampled again.
+fn charge_and_release(
+    cache: &DatasetCache,
+    tx: &Connection,
+    mut ledger: Ledger,
+    plan: &dp::DpPlan,
+    charge: &Charge,
+    versions: &BTreeMap<String, u64>,
+) -> Result<Answer, Error> {
+    ledger
+        .charge(charge)
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    save_ledger(tx, &ledger)?;
+    let mut loaded = BTreeMap::new();
+    for (name, v) in versions {
+        loaded.insert(name.clone(), cache.get(tx, name, *v)?);
+    }
+    dp::release(plan, &Loaded(loaded))
+}
+
+fn set_dp_facts(
+    tx: &Connection,
+    id: u64,
+    params: &Option<DpParams>,
+    cost_nanos: u64,
+    accuracy95: Option<f64>,
+) -> Result<(), Error> {
+    if params.is_some() {
+        tx.prepare_cached(
+            "UPDATE requests SET dp_params = ?2, cost = ?3, accuracy = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            id as i64,
+            serde_json::to_string(params)?,
+            cost_nanos as i64,
+            accuracy95
+        ])?;
+    }
+    Ok(())
+}
+
+fn record_charge(tx: &Connection, id: u64, charge: &Charge) -> Result<(), Error> {
+    tx.prepare_cached(
+        "INSERT INTO budget_history (request_id, at, principal, datasets, amount) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id as i64,
+        store::now_text(),
+        charge.principal,
+        serde_json::to_string(&charge.datasets)?,
+        charge.amount.nanos() as i64
+    ])?;
+    append_log(
+        tx,
+        "budget_charged",
+        Some(&charge.principal),
+        &serde_json::json!({ "request": id, "amount": charge.amount.to_string(), "datasets": charge.datasets }),
+    )?;
+    Ok(())
+}
+
+fn stored_dp_params_opt(conn: &Connection, id: u64) -> Result<Option<DpParams>, Error> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT dp_params FROM requests WHERE id = ?1")?
+        .query_row([id as i64], |r| r.get(0))?;
+    Ok(match text {
+        Some(t) => serde_json::from_str::<Option<DpParams>>(&t)?,
+        None => None,
+    })
+}
+
+fn stored_dp_params(conn: &Connection, id: u64) -> Result<DpParams, Error> {
+    stored_dp_params_opt(conn, id)?
+        .ok_or_else(|| Error::Internal(format!("request {id} has no dp parameters")))
+}
+
+/// Set a budget cap (only this raises a cap), with its log entry, in one transaction. The first cap set on a
+/// node chooses its measure; later ones must use the same. Returns the previous cap.
+pub fn set_cap(
+    conn: &mut Connection,
+    scope: &duo_policies::Scope,
+    cap: Amount,
+    measure: duo_policies::Measure,
+) -> Result<Option<Amount>, Error> {
+    let tx = write_tx(conn)?;
+    let mut ledger = load_ledger(&tx)?;
+    if ledger.accounts().is_empty() && ledger.measure() != measure {
+        ledger = Ledger::new(measure);
+    }
+    if ledger.measure() != measure {
+        return Err(Error::Refused(format!(
+            "this node's budgets are in {}; give --{} instead",
+            ledger.measure().name(),
+            ledger.measure().name()
+        )));
+    }
+    let old = ledger.set_cap(scope, cap);
+    save_ledger(&tx, &ledger)?;
+    append_log(
+        &tx,
+        "budget_set",
+        None,
+        &serde_json::json!({
+            "scope": scope, "cap": cap.to_string(), "previous": old.map(|a| a.to_string()),
+            "measure": measure.name(),
+        }),
+    )?;
+    tx.commit()?;
+    Ok(old)
 }

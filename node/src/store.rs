@@ -84,6 +84,9 @@ CREATE TABLE IF NOT EXISTS requests (
     why          TEXT,
     answer       TEXT,
     receipt      TEXT,
+    dp_params    TEXT,
+    cost         INTEGER,
+    accuracy     REAL,
     decided_by   TEXT,
     created_at   TEXT NOT NULL,
     decided_at   TEXT
@@ -103,6 +106,13 @@ CREATE TABLE IF NOT EXISTS release_attributes (
     window_end TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS release_attributes_by_key ON release_attributes (principal, attribute, window_end);
+CREATE TABLE IF NOT EXISTS budget_history (
+    request_id INTEGER NOT NULL,
+    at         TEXT NOT NULL,
+    principal  TEXT NOT NULL,
+    datasets   TEXT NOT NULL,
+    amount     INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS log (
     seq       INTEGER PRIMARY KEY,
     ts        TEXT NOT NULL,

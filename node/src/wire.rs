@@ -5,6 +5,7 @@
 //! `"type"`. A malformed envelope, an unknown type or an unsupported version gets an `error` reply with a code,
 //! and the session goes on.
 
+use crate::dp::DpParams;
 use crate::release::RequestView;
 use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{DatasetMeta, Expr, Type};
@@ -55,6 +56,16 @@ pub enum ClientMsg {
         backend: Backend,
         /// Why the FI needs it (shown to the owner and logged).
         reason: String,
+        /// For backend `dp`: what to spend (an epsilon, a rho, or a target accuracy).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dp: Option<DpParams>,
+    },
+    /// Preview what a DP release of a pointer would cost and how accurate it would be, without asking for it.
+    Cost {
+        /// The pointer.
+        pointer: u64,
+        /// What to spend.
+        dp: DpParams,
     },
     /// The state of an earlier request; with `wait_ms > 0`, wait up to that long for a decision first.
     Status {
@@ -116,6 +127,18 @@ pub enum ServerMsg {
     Pointer(PointerInfo),
     /// The state of a request.
     Request(Box<RequestView>),
+    /// The preview of a DP release.
+    Cost {
+        /// The cost in the node's measure (decimal).
+        cost: String,
+        /// The node's measure: `epsilon` or `rho`.
+        measure: String,
+        /// Half-width of a 95% interval around the exact value, from public parameters; `None` where no
+        /// accuracy function applies.
+        accuracy95: Option<f64>,
+        /// The noise mechanism.
+        mechanism: String,
+    },
     /// An error; the session goes on.
     Error {
         /// Machine-readable code.
@@ -183,12 +206,13 @@ pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
         });
     };
     let ty = body.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    const KNOWN: [&str; 5] = [
+    const KNOWN: [&str; 6] = [
         "list_datasets",
         "list_catalogue",
         "pointer",
         "request",
         "status",
+        "cost",
     ];
     if !KNOWN.contains(&ty) {
         return Err(DecodeError {
@@ -251,7 +275,11 @@ mod tests {
                 .prop_map(|(pointer, reason, backend)| ClientMsg::Request {
                     pointer,
                     backend,
-                    reason
+                    reason,
+                    dp: (backend == Backend::Dp).then(|| DpParams {
+                        epsilon: Some(0.5),
+                        ..DpParams::default()
+                    }),
                 }),
             (any::<u64>(), any::<u64>())
                 .prop_map(|(request, wait_ms)| ClientMsg::Status { request, wait_ms }),

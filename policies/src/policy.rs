@@ -999,7 +999,7 @@ action = "approve"
 
         let demo = Policy::parse(Policy::demo_text()).unwrap();
         assert_eq!(demo.default_action(), Action::Ask);
-        assert_eq!(demo.rules().len(), 2);
+        assert_eq!(demo.rules().len(), 3);
         assert_eq!(demo.rules()[0].conditions(), [Condition::RowLevel(true)]);
         assert_eq!(demo.rules()[0].action(), Action::Deny);
         assert_eq!(
@@ -1007,6 +1007,8 @@ action = "approve"
             Some("row-level data never leaves this node")
         );
         assert_eq!(demo.rules()[1].action(), Action::Approve);
+        assert_eq!(demo.rules()[2].name(), "small-dp");
+        assert_eq!(demo.rules()[2].action(), Action::Approve);
         assert!(demo.catalogue_names().is_empty());
     }
 

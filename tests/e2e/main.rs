@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod dp;
 mod frames;
 mod pairing;
 mod persistence;

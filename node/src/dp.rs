@@ -1,0 +1,332 @@
+//! The `dp` backend: which lineages can be released with differential privacy, at what cost, and how.
+//!
+//! A DP release is an aggregate at the top of a lineage over one dataset: `count` of a table or column, `sum`,
+//! `mean` (a noisy sum over a noisy count, each with half the budget), `quantile`/`median` and `histogram` over
+//! public bins. The column under the aggregate is computed exactly on the owner's node (filters, clamps and
+//! arithmetic as the lineage says); the noise and its cost come from the OpenDP mechanisms in
+//! [`duo_protocols::dp`]. Sensitivity follows from the dataset's declared privacy unit (one row for `event`,
+//! the declared `max_rows_per_month` for `month`) and from public bounds, never from the data: sums and
+//! quantiles need bounds, which the metadata or a `clamp` in the lineage provide.
+
+use crate::error::Error;
+use duo_engine::{
+    evaluate, AggKind, Answer, Checked, DataSource, DatasetMeta, Expr, PrivacyUnit, Type, Value,
+};
+use duo_policies::Amount;
+use duo_protocols::dp::{self, Budget, Contribution, PrivacyMeasure, Query};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What an FI asks to spend on a DP release: exactly one of an epsilon, a rho, or a target accuracy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DpParams {
+    /// Pure-DP epsilon (charged epsilon^2/2 on a zCDP node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// zCDP rho (zCDP nodes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f64>,
+    /// Target accuracy: the answer within `alpha` of the exact value ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// ... with probability at least `1 - beta` (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+}
+
+impl DpParams {
+    fn budget(&self) -> Result<Budget, Error> {
+        match (self.epsilon, self.rho, self.alpha) {
+            (Some(e), None, None) => Ok(Budget::Epsilon(e)),
+            (None, Some(r), None) => Ok(Budget::Rho(r)),
+            (None, None, Some(a)) => Ok(Budget::Accuracy {
+                alpha: a,
+                beta: self.beta.unwrap_or(0.05),
+            }),
+            _ => Err(Error::Refused(
+                "a dp request states exactly one of --epsilon, --rho, or --alpha (with an optional --beta)".into(),
+            )),
+        }
+    }
+
+    fn halved(&self) -> Result<Budget, Error> {
+        match self.budget()? {
+            Budget::Epsilon(e) => Ok(Budget::Epsilon(e / 2.0)),
+            Budget::Rho(r) => Ok(Budget::Rho(r / 2.0)),
+            _ => Err(Error::Refused(
+                "a dp mean is a noisy sum over a noisy count; state --epsilon or --rho, not a target accuracy".into(),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Shape {
+    Scalar,
+    Mean,
+    Histogram { edges: Vec<f64> },
+}
+
+/// A planned DP release of a lineage: its cost, expected error and mechanism, from public facts only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DpPlan {
+    parts: Vec<(dp::Plan, Expr)>,
+    shape: Shape,
+    /// The total cost in 1e-9 units of the node's measure.
+    pub cost: Amount,
+    /// Half-width of a 95% interval around the exact value, when known from public parameters.
+    pub accuracy95: Option<f64>,
+    /// The noise mechanism.
+    pub mechanism: String,
+}
+
+/// The node's measure as the mechanisms name it.
+pub fn protocol_measure(m: duo_policies::Measure) -> PrivacyMeasure {
+    match m {
+        duo_policies::Measure::PureEpsilon => PrivacyMeasure::PureEpsilon,
+        duo_policies::Measure::Zcdp => PrivacyMeasure::ZeroConcentrated,
+    }
+}
+
+fn refuse(msg: impl Into<String>) -> Error {
+    Error::Refused(format!("not available with dp: {}", msg.into()))
+}
+
+fn contribution(
+    checked: &Checked,
+    metas: &BTreeMap<String, DatasetMeta>,
+) -> Result<Contribution, Error> {
+    let mut datasets = checked.datasets.iter();
+    let (Some(name), None) = (datasets.next(), datasets.next()) else {
+        return Err(refuse("a dp release reads exactly one dataset"));
+    };
+    let meta = metas
+        .get(name)
+        .ok_or_else(|| Error::NotFound(format!("dataset `{name}`")))?;
+    match meta.privacy_unit {
+        PrivacyUnit::Event => Ok(Contribution::EVENT),
+        PrivacyUnit::Month => meta
+            .max_rows_per_month
+            .map(|k| Contribution {
+                max_rows_per_unit: k,
+            })
+            .ok_or_else(|| {
+                refuse(format!(
+                    "dataset `{name}` protects a month of activity but declares no max_rows_per_month"
+                ))
+            }),
+        PrivacyUnit::Dataset => Err(refuse(format!(
+            "dataset `{name}` protects the whole dataset, which needs a node holding several people"
+        ))),
+    }
+}
+
+fn int_bounds(ty: &Type) -> Result<(i64, i64), Error> {
+    let (dtype, bounds) = match ty {
+        Type::Column { dtype, bounds, .. } => (*dtype, *bounds),
+        _ => return Err(refuse("the aggregate must be over a column")),
+    };
+    if !matches!(
+        dtype,
+        duo_engine::DataType::I64 | duo_engine::DataType::Money | duo_engine::DataType::Bool
+    ) {
+        return Err(refuse(format!(
+            "dp sums, means and quantiles take integer, money or boolean columns, not {dtype}"
+        )));
+    }
+    let b = match (dtype, bounds) {
+        (duo_engine::DataType::Bool, _) => duo_engine::Bounds { lo: 0.0, hi: 1.0 },
+        (_, Some(b)) => b,
+        (_, None) => {
+            return Err(refuse(
+                "the column has no public bounds; clamp it first, e.g. sum(clamp(rent.amount, 0, 300000))",
+            ))
+        }
+    };
+    let (lo, hi) = (b.lo.ceil(), b.hi.floor());
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi && lo > -9.0e15 && hi < 9.0e15) {
+        return Err(refuse("the column's bounds are not usable integers"));
+    }
+    Ok((lo as i64, hi as i64))
+}
+
+/// Plan the DP release of a checked lineage under the node's measure.
+pub fn plan(
+    checked: &Checked,
+    metas: &BTreeMap<String, DatasetMeta>,
+    measure: duo_policies::Measure,
+    params: &DpParams,
+) -> Result<DpPlan, Error> {
+    let contribution = contribution(checked, metas)?;
+    let m = protocol_measure(measure);
+    let mk = |q: Query, b: Budget| {
+        dp::plan(q, contribution, m, b).map_err(|e| Error::Refused(e.to_string()))
+    };
+    let input_ty = |input: &Expr| -> Result<Type, Error> {
+        let c = duo_engine::check(
+            input,
+            &duo_engine::CheckContext {
+                metas,
+                today: chrono::Utc::now().date_naive(),
+                limits: duo_engine::Limits::default(),
+            },
+        )?;
+        Ok(c.ty)
+    };
+    let (parts, shape) = match &checked.expr {
+        Expr::Aggregate {
+            kind: AggKind::Count,
+            input,
+        } => (vec![(mk(Query::Count, params.budget()?)?, (**input).clone())], Shape::Scalar),
+        Expr::Aggregate {
+            kind: AggKind::Sum,
+            input,
+        } => {
+            let (lo, hi) = int_bounds(&input_ty(input)?)?;
+            (
+                vec![(mk(Query::Sum { lo, hi }, params.budget()?)?, (**input).clone())],
+                Shape::Scalar,
+            )
+        }
+        Expr::Aggregate {
+            kind: AggKind::Mean,
+            input,
+        } => {
+            let (lo, hi) = int_bounds(&input_ty(input)?)?;
+            let half = params.halved()?;
+            (
+                vec![
+                    (mk(Query::Sum { lo, hi }, half)?, (**input).clone()),
+                    (mk(Query::Count, half)?, (**input).clone()),
+                ],
+                Shape::Mean,
+            )
+        }
+        Expr::Quantile { input, q } => {
+            let (lo, hi) = int_bounds(&input_ty(input)?)?;
+            let bins = u32::try_from((hi - lo).clamp(1, 256)).unwrap_or(256);
+            let query = Query::quantile_grid(lo, hi, bins, *q).map_err(|e| Error::Refused(e.to_string()))?;
+            (vec![(mk(query, params.budget()?)?, (**input).clone())], Shape::Scalar)
+        }
+        Expr::Histogram { input, edges } => {
+            int_bounds(&input_ty(input)?).or_else(|e| match input_ty(input)? {
+                Type::Column { .. } => Ok((0, 0)),
+                _ => Err(e),
+            })?;
+            let int_edges = edges
+                .iter()
+                .map(|e| {
+                    (e.fract() == 0.0 && e.abs() < 9.0e15)
+                        .then_some(*e as i64)
+                        .ok_or_else(|| refuse("dp histogram edges must be whole numbers"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            (
+                vec![(
+                    mk(Query::Histogram { edges: int_edges }, params.budget()?)?,
+                    (**input).clone(),
+                )],
+                Shape::Histogram {
+                    edges: edges.clone(),
+                },
+            )
+        }
+        _ => {
+            return Err(refuse(
+                "the lineage must end in count, sum, mean, quantile/median or histogram (row-level values, \
+                 min, max, variance, by_month, dot and catalogue attributes are not released with dp yet)",
+            ))
+        }
+    };
+    let mut cost = Amount::from_nanos(0);
+    for (p, _) in &parts {
+        cost = cost
+            .checked_add(Amount::from_nanos(p.cost().nanos))
+            .ok_or_else(|| Error::Refused("the cost overflows".into()))?;
+    }
+    let accuracy95 = match shape {
+        Shape::Mean => None,
+        _ => parts.first().and_then(|(p, _)| p.accuracy95()),
+    };
+    let mechanism = parts
+        .first()
+        .map(|(p, _)| p.mechanism().to_string())
+        .unwrap_or_default();
+    Ok(DpPlan {
+        parts,
+        shape,
+        cost,
+        accuracy95,
+        mechanism,
+    })
+}
+
+/// The integers an aggregate reads: the values of its input column (nulls left out), or one zero per row of a
+/// table.
+fn values(input: &Expr, data: &dyn DataSource) -> Result<Vec<i64>, Error> {
+    match evaluate(input, data)? {
+        Answer::Rows { columns, rows } if columns.len() == 1 => Ok(rows
+            .iter()
+            .filter_map(|r| match r.first() {
+                Some(Value::Int(v)) => Some(*v),
+                Some(Value::Bool(b)) => Some(i64::from(*b)),
+                Some(Value::Null) | None => None,
+                Some(_) => Some(0),
+            })
+            .collect()),
+        Answer::Rows { rows, .. } => Ok(vec![0; rows.len()]),
+        _ => Err(Error::Internal(
+            "a dp aggregate's input is not a column or table".into(),
+        )),
+    }
+}
+
+/// Run a planned release: exact inputs on the owner's node, then OpenDP's noise. Floats appear only after noise.
+pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
+    let mut outs = Vec::new();
+    for (plan, input) in &p.parts {
+        let vals = values(input, data)?;
+        outs.push(
+            plan.release(&vals)
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        );
+    }
+    let int = |a: &dp::Answer| match a {
+        dp::Answer::Integer(v) => Some(*v),
+        _ => None,
+    };
+    Ok(match (&p.shape, outs.as_slice()) {
+        (Shape::Scalar, [dp::Answer::Integer(v)]) => Answer::Scalar {
+            value: Value::Int(*v),
+        },
+        (Shape::Scalar, [dp::Answer::Real(v)]) => Answer::Scalar {
+            value: Value::Float(*v),
+        },
+        (Shape::Mean, [s, c]) => {
+            let (s, c) = (int(s).unwrap_or(0), int(c).unwrap_or(0));
+            Answer::Scalar {
+                value: if c <= 0 {
+                    Value::Null
+                } else {
+                    Value::Float(s as f64 / c as f64)
+                },
+            }
+        }
+        (Shape::Histogram { edges }, [dp::Answer::Counts(counts)]) => {
+            // OpenDP's bins: below the first edge, between edges, at or above the last. Report the bins between
+            // edges; negative noisy counts are shown as zero (post-processing).
+            let inner = counts
+                .iter()
+                .skip(1)
+                .take(edges.len().saturating_sub(1))
+                .map(|c| (*c).max(0) as u64)
+                .collect();
+            Answer::Histogram {
+                edges: edges.clone(),
+                counts: inner,
+            }
+        }
+        _ => return Err(Error::Internal("unexpected dp answer shape".into())),
+    })
+}

@@ -1,0 +1,187 @@
+//! The dp backend through the node: budgets, charging, free repeats, refusals with numbers, races, previews.
+
+use crate::support::*;
+use duo::engine::{Answer, Value};
+use duo::node::dp::DpParams;
+use duo::node::release::{load_ledger, save_ledger, RequestState};
+use duo::node::store;
+use duo::policies::{Amount, Scope};
+
+const DP_POLICY: &str = r#"
+default = "ask"
+[[rule]]
+name = "no-rows"
+row_level = true
+action = "deny"
+reason = "row-level data never leaves this node"
+[[rule]]
+name = "small-dp"
+backend = ["dp"]
+max_cost = "0.5"
+action = "approve"
+"#;
+
+fn eps(e: f64) -> DpParams {
+    DpParams {
+        epsilon: Some(e),
+        ..DpParams::default()
+    }
+}
+
+fn set_cap(o: &OwnerNode, scope: Scope, cap: &str) {
+    let mut conn = o.store().conn;
+    let tx = store::write_tx(&mut conn).unwrap();
+    let mut ledger = load_ledger(&tx).unwrap();
+    ledger.set_cap(&scope, cap.parse().unwrap());
+    save_ledger(&tx, &ledger).unwrap();
+    tx.commit().unwrap();
+}
+
+fn spent(o: &OwnerNode) -> Amount {
+    load_ledger(&o.store().conn)
+        .unwrap()
+        .account(&Scope::Global)
+        .spent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dp_releases_charge_the_ledger_repeat_for_free_and_stop_at_the_cap() {
+    let o = owner_with_sample(DP_POLICY);
+    set_cap(&o, Scope::Global, "1.0");
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let sum = c
+        .expr("sum(clamp(filter(transactions, category == \"income\").amount, 0, 500000))")
+        .await
+        .unwrap();
+    // A preview charges nothing.
+    c.cost(&sum, eps(0.4)).await.unwrap();
+    assert_eq!(spent(&o), Amount::from_nanos(0));
+    let v = c.request_dp(&sum, eps(0.4), "income").await.unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    assert!(matches!(
+        v.answer,
+        Some(Answer::Scalar {
+            value: Value::Int(_)
+        })
+    ));
+    assert_eq!(v.cost.as_deref(), Some("0.4"));
+    assert!(v.accuracy95.unwrap() > 0.0);
+    assert_eq!(v.receipt.as_ref().unwrap().cost_nanos, 400_000_000);
+    assert_eq!(spent(&o), "0.4".parse().unwrap());
+    // The same question again: the stored noisy answer, at no cost.
+    let again = c.request_dp(&sum, eps(0.4), "income again").await.unwrap();
+    assert_eq!(again.answer, v.answer);
+    assert_eq!(again.decided_by.as_deref(), Some("store"));
+    assert_eq!(spent(&o), "0.4".parse().unwrap());
+    // A different question spends more.
+    let count = c
+        .expr("count(filter(transactions, category == \"nsf_fee\"))")
+        .await
+        .unwrap();
+    let v2 = c.request_dp(&count, eps(0.5), "fees").await.unwrap();
+    assert_eq!(v2.state, RequestState::Approved);
+    assert_eq!(spent(&o), "0.9".parse().unwrap());
+    // Over the cap: refused at once, with the numbers.
+    let mean = c.expr("mean(clamp(rent.amount, 0, 300000))").await.unwrap();
+    let v3 = c.request_dp(&mean, eps(0.2), "rent").await.unwrap();
+    assert_eq!(v3.state, RequestState::Denied);
+    let why = v3.why.unwrap();
+    assert!(
+        why.contains("requested 0.2") && why.contains("remaining 0.1"),
+        "{why}"
+    );
+    assert_eq!(spent(&o), "0.9".parse().unwrap());
+    assert!(store::verify_log(&o.store().conn)
+        .unwrap()
+        .problems
+        .is_empty());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_budget_dp_is_refused_and_row_level_never_is_dp() {
+    let o = owner_with_sample(DP_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("count(rent)").await.unwrap();
+    let v = c.request_dp(&p, eps(0.1), "rows").await.unwrap();
+    assert_eq!(v.state, RequestState::Denied);
+    assert!(v.why.unwrap().contains("no privacy budget"));
+    let rows = c.expr("rent.amount").await.unwrap();
+    let err = c.request_dp(&rows, eps(0.1), "rows").await.unwrap_err();
+    assert!(err.to_string().contains("not available with dp"), "{err}");
+    // Division leaves no public bounds and a float column: not summable with dp.
+    let unbounded = c.expr("sum(transactions.amount / 2)").await.unwrap();
+    let err = c.request_dp(&unbounded, eps(0.1), "sum").await.unwrap_err();
+    assert!(err.to_string().contains("not available with dp"), "{err}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_against_a_cap_for_exactly_k_release_exactly_k() {
+    let o = owner_with_sample(DP_POLICY);
+    set_cap(&o, Scope::Global, "0.75");
+    let node = o.start().await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let fi = paired_fi(&o, &node, &format!("FI {i}")).await;
+        tasks.push(tokio::spawn(async move {
+            let mut c = connect(&fi).await;
+            // Distinct questions, so none is answered from the store.
+            let p = c
+                .expr(&format!("sum(clamp(rent.amount, 0, {}))", 300_000 + i))
+                .await
+                .unwrap();
+            let v = c.request_dp(&p, eps(0.25), "race").await.unwrap();
+            (v.state, fi)
+        }));
+    }
+    let mut approved = 0;
+    for t in tasks {
+        if t.await.unwrap().0 == RequestState::Approved {
+            approved += 1;
+        }
+    }
+    assert_eq!(approved, 3);
+    assert_eq!(spent(&o), "0.75".parse().unwrap());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_approval_fails_with_fresh_numbers_when_the_budget_moved() {
+    let o = owner_with_sample("default = \"ask\"\n");
+    set_cap(&o, Scope::Global, "1.0");
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let a = c.expr("count(rent)").await.unwrap();
+    let b = c.expr("count(utilities)").await.unwrap();
+    let ra = c.request_dp(&a, eps(0.6), "a").await.unwrap();
+    let rb = c.request_dp(&b, eps(0.6), "b").await.unwrap();
+    assert_eq!(ra.state, RequestState::Pending);
+    let mut owner = o.store();
+    let seen_b = owner.pending_view(rb.id).unwrap();
+    let dp = seen_b.dp.clone().unwrap();
+    assert_eq!(dp.cost, "0.6");
+    assert_eq!(dp.budget_left_after, Ok("0.4".to_string()));
+    assert!(
+        seen_b.value.is_err(),
+        "the owner is not shown an exact value for a dp request"
+    );
+    let seen_a = owner.pending_view(ra.id).unwrap();
+    owner.approve(ra.id, Some(&seen_a.token)).unwrap();
+    match owner.approve(rb.id, Some(&seen_b.token)) {
+        Err(duo::node::Error::Stale { fresh, .. }) => {
+            assert!(fresh.dp.unwrap().budget_left_after.is_err());
+        }
+        other => panic!("expected a stale approval, got {other:?}"),
+    }
+    // Even with a fresh token the budget does not allow it.
+    let fresh = owner.pending_view(rb.id).unwrap();
+    assert!(owner.approve(rb.id, Some(&fresh.token)).is_err());
+    assert_eq!(spent(&o), "0.6".parse().unwrap());
+    node.shutdown().await;
+}
