@@ -1,12 +1,12 @@
 //! `duo bench`: measurements for researchers and operators.
 //!
-//! `duo bench load` runs a bounded load test on loopback: an owner node and many FI sessions in this process,
+//! `duo bench load` runs a bounded load test on loopback: an owner node (`duo owner serve`, its own process)
+//! and many FI sessions in this process,
 //! each issuing auto-approved releases (the first one a fresh release, the rest the same question answered from
 //! the store with a new request, decision, log entries and signed receipt each time) for a fixed time.
 
 use crate::node::client::{self, Client, FiHome};
-use crate::node::owner::{self, PrincipalLimits, ServeConfig};
-use crate::node::store;
+use crate::node::owner;
 use crate::policies::Backend;
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -48,8 +48,8 @@ pub struct LoadReport {
     pub p99_us: u64,
     /// Requests that failed.
     pub errors: u64,
-    /// Resident memory of this process (owner node and clients) each second, KiB.
-    pub rss_kib: Vec<u64>,
+    /// Resident memory of the owner node's process each second, KiB.
+    pub owner_rss_kib: Vec<u64>,
 }
 
 const POLICY: &str = r#"
@@ -61,8 +61,8 @@ backend = ["plaintext"]
 action = "approve"
 "#;
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -101,19 +101,39 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
             &f.meta_toml,
         )?;
     }
-    let mut scfg = ServeConfig::new(&dir);
-    scfg.sync = if args.sync == "full" {
-        store::Sync::Full
-    } else {
-        store::Sync::Normal
+    // The owner node runs as its own process (`duo owner serve`), so its memory is measured alone. Its owner
+    // allows the load: no per-principal rate limit gets in the way.
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--home")
+        .arg(tmp.path())
+        .args([
+            "owner",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sync",
+            &args.sync,
+        ])
+        .args(["--requests-per-hour", &usize::MAX.to_string()])
+        .args(["--max-connections", &(args.sessions + 16).to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().unwrap_or(0);
+    let url = {
+        use tokio::io::AsyncBufReadExt;
+        let out = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout from the owner node"))?;
+        let mut line = String::new();
+        tokio::io::BufReader::new(out).read_line(&mut line).await?;
+        line.trim().to_string()
     };
-    scfg.max_connections = args.sessions + 16;
-    // The owner of this node allows the load: no per-principal rate limits get in the way.
-    scfg.principal_limits = PrincipalLimits {
-        requests_per_hour: usize::MAX,
-        ..PrincipalLimits::default()
-    };
-    let node = owner::spawn(scfg, "127.0.0.1:0".parse()?).await?;
+    if !url.starts_with("ws://") {
+        bail!("the owner node did not start: {url:?}");
+    }
     if !args.json {
         eprintln!("pairing {} FI sessions...", args.sessions);
     }
@@ -121,7 +141,7 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
     for i in 0..args.sessions {
         let home = FiHome::new(&tmp.path().join(format!("fi-{i}")));
         let code = owner::invite(&dir, &format!("FI {i}"), Duration::from_secs(600))?;
-        client::pair(&home, &node.url(), &code.to_string(), "owner").await?;
+        client::pair(&home, &url, &code.to_string(), "owner").await?;
         let mut c = Client::connect(&home, None).await?;
         let p = c.expr("rent_on_time_ratio_12m()").await?;
         clients.push((c, p));
@@ -151,12 +171,12 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
             lat
         });
     }
-    let mut rss = vec![rss_kib()];
+    let mut rss = vec![rss_kib(pid)];
     for s in 0..args.seconds {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        rss.push(rss_kib());
+        rss.push(rss_kib(pid));
         if !args.json && (s + 1) % 10 == 0 {
-            eprintln!("  {} s, rss {} KiB", s + 1, rss_kib());
+            eprintln!("  {} s, owner node rss {} KiB", s + 1, rss_kib(pid));
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -165,7 +185,7 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
     while let Some(r) = tasks.join_next().await {
         lat.extend(r?);
     }
-    node.shutdown().await;
+    let _ = child.kill().await;
     lat.sort_unstable();
     let pct = |q: f64| {
         lat.get(((lat.len().max(1) - 1) as f64 * q) as usize)
@@ -180,6 +200,6 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
         p50_us: pct(0.5),
         p99_us: pct(0.99),
         errors: errors.load(Ordering::Relaxed),
-        rss_kib: rss,
+        owner_rss_kib: rss,
     })
 }

@@ -111,6 +111,15 @@ enum OwnerCmd {
         /// How commits are synced: `full` survives power loss, `normal` survives a crash of the program.
         #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
         sync: String,
+        /// Requests each FI may make per hour.
+        #[arg(long, default_value_t = 3600)]
+        requests_per_hour: usize,
+        /// Concurrent sessions each FI may hold.
+        #[arg(long, default_value_t = 8)]
+        sessions_per_fi: usize,
+        /// Concurrent connections in all.
+        #[arg(long, default_value_t = 256)]
+        max_connections: usize,
     },
     /// Make a one-time invite code for an FI, bound to the name you choose for it.
     Invite {
@@ -479,13 +488,13 @@ fn run(cmd: Cmd, home: &Path) -> Result<i32> {
                 print_json(&r)?;
             } else {
                 let (first, last, max) = (
-                    r.rss_kib.first().copied().unwrap_or(0),
-                    r.rss_kib.last().copied().unwrap_or(0),
-                    r.rss_kib.iter().copied().max().unwrap_or(0),
+                    r.owner_rss_kib.first().copied().unwrap_or(0),
+                    r.owner_rss_kib.last().copied().unwrap_or(0),
+                    r.owner_rss_kib.iter().copied().max().unwrap_or(0),
                 );
                 println!(
                     "{} sessions, {:.1} s: {} releases, {:.0} releases/s, p50 {} us, p99 {} us, {} errors\n\
-                     memory (owner node and clients): {} KiB at start, {} KiB at end, {} KiB at most",
+                     owner node memory: {} KiB at start, {} KiB at end, {} KiB at most",
                     r.sessions, r.seconds, r.releases, r.releases_per_sec, r.p50_us, r.p99_us, r.errors,
                     first, last, max
                 );
@@ -651,9 +660,18 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
             }
             Ok(0)
         }
-        OwnerCmd::Serve { listen, sync } => {
+        OwnerCmd::Serve {
+            listen,
+            sync,
+            requests_per_hour,
+            sessions_per_fi,
+            max_connections,
+        } => {
             let dir = ensure_owner(home)?;
             let mut cfg = ServeConfig::new(&dir);
+            cfg.principal_limits.requests_per_hour = requests_per_hour;
+            cfg.principal_limits.max_sessions = sessions_per_fi.max(1);
+            cfg.max_connections = max_connections.max(1);
             cfg.sync = if sync == "normal" {
                 store::Sync::Normal
             } else {

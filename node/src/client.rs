@@ -82,6 +82,17 @@ impl ReceiptEntry {
 #[derive(Debug, Clone)]
 pub struct FiHome {
     dir: PathBuf,
+    receipt_index: std::sync::Arc<std::sync::Mutex<Option<ReceiptIndex>>>,
+}
+
+/// The tail of the receipt log, so appending does not re-read it.
+#[derive(Debug)]
+struct ReceiptIndex {
+    file_len: u64,
+    next_seq: u64,
+    last_hash: String,
+    /// Signatures of the receipts kept (a signature identifies a receipt).
+    seen: std::collections::HashSet<String>,
 }
 
 impl FiHome {
@@ -89,6 +100,7 @@ impl FiHome {
     pub fn new(dir: &Path) -> Self {
         FiHome {
             dir: dir.to_path_buf(),
+            receipt_index: Default::default(),
         }
     }
 
@@ -176,17 +188,37 @@ impl FiHome {
         Ok(problems)
     }
 
-    /// Append a verified receipt to the log, unless the same receipt is already there.
+    /// Append a verified receipt to the log, unless the same receipt is already there. The log's tail is
+    /// indexed in memory and read again only when the file changed under us.
     fn keep_receipt(&self, owner: &str, receipt: &Receipt) -> Result<(), Error> {
-        let existing = self.receipts()?;
-        if existing.iter().any(|e| e.receipt == *receipt) {
+        let mut index = self
+            .receipt_index
+            .lock()
+            .map_err(|_| Error::Internal("receipt index lock poisoned".into()))?;
+        let len_now = std::fs::metadata(self.receipts_path()).map_or(0, |m| m.len());
+        if index.as_ref().is_none_or(|i| i.file_len != len_now) {
+            let existing = self.receipts()?;
+            *index = Some(ReceiptIndex {
+                file_len: len_now,
+                next_seq: existing.len() as u64 + 1,
+                last_hash: existing
+                    .last()
+                    .map(|e| e.hash.clone())
+                    .unwrap_or_else(|| crate::store::GENESIS_HASH.to_string()),
+                seen: existing
+                    .iter()
+                    .map(|e| e.receipt.signature.clone())
+                    .collect(),
+            });
+        }
+        let Some(idx) = index.as_mut() else {
+            return Err(Error::Internal("receipt index missing".into()));
+        };
+        if idx.seen.contains(&receipt.signature) {
             return Ok(());
         }
-        let seq = existing.len() as u64 + 1;
-        let prev = existing
-            .last()
-            .map(|e| e.hash.clone())
-            .unwrap_or_else(|| crate::store::GENESIS_HASH.to_string());
+        let seq = idx.next_seq;
+        let prev = idx.last_hash.clone();
         let entry = ReceiptEntry {
             hash: ReceiptEntry::compute_hash(&prev, seq, owner, receipt),
             seq,
@@ -208,7 +240,11 @@ impl FiHome {
         use std::io::Write;
         let mut f = opts.open(&path)?;
         f.write_all(&line)?;
-        f.sync_all()?;
+        f.sync_data()?;
+        idx.file_len += line.len() as u64;
+        idx.next_seq += 1;
+        idx.last_hash = entry.hash;
+        idx.seen.insert(receipt.signature.clone());
         Ok(())
     }
 
