@@ -83,6 +83,8 @@ fn stored(c: &mut Criterion) {
         let (node, mut client, ptr) = rt.block_on(async {
             let mut cfg = ServeConfig::new(&s.dir);
             cfg.sync = sync;
+            // The bench is one FI asking many times: lift the hourly request limit.
+            cfg.principal_limits.requests_per_hour = usize::MAX;
             let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
                 .await
                 .unwrap();
@@ -130,6 +132,8 @@ fn fresh_releases() {
         let mut times = rt.block_on(async {
             let mut cfg = ServeConfig::new(&s.dir);
             cfg.sync = sync;
+            // The bench is one FI asking many times: lift the hourly request limit.
+            cfg.principal_limits.requests_per_hour = usize::MAX;
             let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
                 .await
                 .unwrap();

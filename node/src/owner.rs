@@ -605,34 +605,55 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
     }
     let mut state = SessionState {
         principal,
+        remote,
         pointers: Vec::new(),
         viewed: Default::default(),
         owner,
         shared: shared.clone(),
     };
     let mut changes = shared.changes.clone();
+    // The pairing is checked on every store change (a revocation is one) and at least every 30 s (an expiry
+    // is not); the idle timeout counts from the last message, whatever else happens on the node.
+    let mut recheck = tokio::time::interval(Duration::from_secs(30));
+    recheck.tick().await;
+    let mut last_message = tokio::time::Instant::now();
     loop {
         let bytes = tokio::select! {
             got = chan.recv() => match got {
-                Ok(Some(b)) => b,
+                Ok(Some(b)) => {
+                    last_message = tokio::time::Instant::now();
+                    Some(b)
+                }
                 Ok(None) | Err(_) => break,
             },
-            // Any commit (from this node or an owner command): is this principal still paired?
             changed = changes.changed() => {
                 if changed.is_err() {
                     break;
                 }
-                let still = blocking(&mut state.owner, move |o| store::principal_for_key(&o.conn, &remote)).await;
+                None
+            }
+            _ = recheck.tick() => None,
+        };
+        let Some(bytes) = bytes else {
+            if last_message.elapsed() > cfg.limits.idle_timeout {
+                break;
+            }
+            {
+                let still = blocking(&mut state.owner, move |o| {
+                    store::principal_for_key(&o.conn, &remote)
+                })
+                .await;
                 if !matches!(still, Ok(Ok(Some(ref p))) if *p == state.principal) {
                     let bye = ServerMsg::Error {
                         code: "revoked".into(),
-                        message: "the owner revoked or ended this pairing; the session is closed".into(),
+                        message: "the owner revoked or ended this pairing; the session is closed"
+                            .into(),
                     };
                     let _ = chan.send(&wire::encode(0, &bye)).await;
                     break;
                 }
-                continue;
             }
+            continue;
         };
         let (id, reply) = match wire::decode_client(&bytes) {
             Ok((id, msg)) => (id, state.handle(msg).await),
@@ -668,6 +689,8 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
 
 struct SessionState {
     principal: String,
+    /// The FI's static key for this session.
+    remote: [u8; 32],
     pointers: Vec<Checked>,
     /// What this session has viewed already (logged once per session, not once per message).
     viewed: std::collections::BTreeSet<&'static str>,
@@ -861,11 +884,21 @@ impl SessionState {
                 let deadline = tokio::time::Instant::now()
                     + Duration::from_millis(wait_ms.min(wire::MAX_WAIT_MS));
                 let mut changes = self.shared.changes.clone();
+                let remote = self.remote;
                 loop {
                     changes.borrow_and_update();
                     let p = principal.clone();
-                    let view =
-                        blocking(&mut self.owner, move |o| o.request_view(&p, request)).await??;
+                    // A wait ends early if the pairing was revoked meanwhile.
+                    let (view, still) = blocking(&mut self.owner, move |o| {
+                        let still = store::principal_for_key(&o.conn, &remote)?;
+                        Ok::<_, Error>((o.request_view(&p, request)?, still))
+                    })
+                    .await??;
+                    if still.as_deref() != Some(principal.as_str()) {
+                        return Err(Error::Refused(
+                            "the owner revoked or ended this pairing".into(),
+                        ));
+                    }
                     if view.state != crate::release::RequestState::Pending
                         || tokio::time::Instant::now() >= deadline
                     {
