@@ -440,7 +440,7 @@ fn limit_error(what: &str) -> ServerMsg {
     }
 }
 
-/// Run a closure on the owner store on the blocking pool, moving the store there and back.
+/// Run a closure on the owner store without blocking other tasks.
 async fn blocking<R: Send + 'static>(
     slot: &mut Option<Owner>,
     f: impl FnOnce(&mut Owner) -> R + Send + 'static,
@@ -448,6 +448,15 @@ async fn blocking<R: Send + 'static>(
     let mut owner = slot
         .take()
         .ok_or_else(|| Error::Internal("owner store lost".into()))?;
+    // On a multi-threaded runtime, run in place (the worker hands its other tasks on): no thread hop per store
+    // call. Elsewhere, the blocking pool.
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        let r = tokio::task::block_in_place(|| f(&mut owner));
+        *slot = Some(owner);
+        return Ok(r);
+    }
     let (owner, r) = tokio::task::spawn_blocking(move || {
         let r = f(&mut owner);
         (owner, r)
