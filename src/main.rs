@@ -848,13 +848,25 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 if ledger.accounts().is_empty() {
                     println!("  no budget set: dp requests are refused; set one with `duo owner budget set --epsilon 1`");
                 }
+                let zcdp = ledger.measure() == duo::policies::Measure::Zcdp;
                 for (scope, a) in ledger.accounts() {
+                    // On a zCDP node, also show what a rho means as (epsilon, delta) at delta = 1e-6.
+                    let as_eps = |rho: duo::policies::Amount| {
+                        duo::policies::zcdp_epsilon(rho, 1e-6).map_or_else(
+                            |_| "?".to_string(),
+                            |e| format!(" (eps {e} at delta 1e-6)"),
+                        )
+                    };
                     println!(
-                        "  {:<40} cap {:<12} spent {:<12} remaining {}",
+                        "  {:<40} cap {:<12} spent {:<12} remaining {}{}",
                         scope.to_string(),
                         a.cap.map_or("-".to_string(), |c| c.to_string()),
                         a.spent.to_string(),
-                        a.remaining().map_or("-".to_string(), |c| c.to_string())
+                        a.remaining().map_or("-".to_string(), |c| c.to_string()),
+                        match (zcdp, a.cap) {
+                            (true, Some(cap)) => format!("; cap{}", as_eps(cap)),
+                            _ => String::new(),
+                        }
                     );
                 }
                 if !history.is_empty() {

@@ -414,6 +414,115 @@ fn round_div(num: i128, den: i128) -> i128 {
     }
 }
 
+/// How a catalogue attribute is released with differential privacy, for the table in the docs.
+///
+/// | attribute | DP form | sensitivity (event unit; a month unit multiplies by its row bound) |
+/// | --- | --- | --- |
+/// | `rent_on_time_ratio_12m` | noisy count of on-time rent payments / 12 (public: one rent a month) | 1/12 |
+/// | `utility_on_time_ratio_12m` | noisy count of on-time bills / (12 x declared kinds of bill) | 1/(12 k) |
+/// | `nsf_overdraft_count_90d` | noisy count of fee transactions | 1 |
+/// | `income_cv_12m` | to be released as noisy sums and post-processed (not yet) | - |
+/// | `avg_daily_balance_3m` | not yet (one transaction moves every later day's balance) | - |
+/// | `rent_current_streak_months` | unsuited: one late payment can change it by the whole history | - |
+///
+/// Returns the lineage whose DP release gives the attribute (a count over public filters, divided by a public
+/// denominator where the attribute is a ratio), or why the attribute is not released with DP.
+pub fn dp_lineage(
+    name: &str,
+    window_end: NaiveDate,
+    metas: &BTreeMap<String, crate::meta::DatasetMeta>,
+) -> Result<crate::expr::Expr, String> {
+    use crate::expr::{AggKind, ArithOp, CmpOp, Expr, Pred};
+    let start = |months: u32| {
+        months_before(window_end, months.saturating_sub(1))
+            .map(crate::check::month_start)
+            .ok_or_else(|| "the window starts before the calendar does".to_string())
+    };
+    let on_time = |dataset: &str, from: NaiveDate| Expr::Aggregate {
+        kind: AggKind::Count,
+        input: Box::new(Expr::Filter {
+            input: Box::new(Expr::Dataset {
+                name: dataset.into(),
+            }),
+            pred: Pred::And(
+                Box::new(Pred::Between {
+                    column: "due_date".into(),
+                    from,
+                    to: window_end,
+                }),
+                Box::new(Pred::CompareColumns {
+                    left: "paid_date".into(),
+                    op: CmpOp::Le,
+                    right: "due_date".into(),
+                }),
+            ),
+        }),
+    };
+    let ratio = |count: Expr, denominator: f64| Expr::Arith {
+        op: ArithOp::Div,
+        left: Box::new(count),
+        right: Box::new(Expr::Literal {
+            value: Value::Float(denominator),
+        }),
+    };
+    match name {
+        "rent_on_time_ratio_12m" => Ok(ratio(on_time("rent", start(12)?), 12.0)),
+        "utility_on_time_ratio_12m" => {
+            let kinds = metas
+                .get("utilities")
+                .and_then(|m| m.column("kind"))
+                .and_then(|c| c.categories.as_ref())
+                .map(|c| c.len())
+                .filter(|k| *k > 0)
+                .ok_or_else(|| {
+                    "the utilities dataset declares no public set of bill kinds for the denominator".to_string()
+                })?;
+            Ok(ratio(on_time("utilities", start(12)?), 12.0 * kinds as f64))
+        }
+        "nsf_overdraft_count_90d" => {
+            let from = window_end
+                .checked_sub_days(Days::new(89))
+                .ok_or_else(|| "the window starts before the calendar does".to_string())?;
+            let fee = |c: &str| Pred::Compare {
+                column: "category".into(),
+                op: CmpOp::Eq,
+                value: Value::Str(c.into()),
+            };
+            Ok(Expr::Aggregate {
+                kind: AggKind::Count,
+                input: Box::new(Expr::Filter {
+                    input: Box::new(Expr::Dataset {
+                        name: "transactions".into(),
+                    }),
+                    pred: Pred::And(
+                        Box::new(Pred::Between {
+                            column: "date".into(),
+                            from,
+                            to: window_end,
+                        }),
+                        Box::new(Pred::Or(
+                            Box::new(fee("nsf_fee")),
+                            Box::new(fee("overdraft_fee")),
+                        )),
+                    ),
+                }),
+            })
+        }
+        "income_cv_12m" => Err(
+            "income_cv_12m is to be released as noisy sums and post-processed; not available with dp yet".into(),
+        ),
+        "avg_daily_balance_3m" => Err(
+            "avg_daily_balance_3m is not available with dp yet (one transaction moves every later day's balance)"
+                .into(),
+        ),
+        "rent_current_streak_months" => Err(
+            "rent_current_streak_months is unsuited to dp: one late payment can change it by the whole history"
+                .into(),
+        ),
+        other => Err(format!("no catalogue attribute named `{other}`")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

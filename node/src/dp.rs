@@ -10,7 +10,8 @@
 
 use crate::error::Error;
 use duo_engine::{
-    evaluate, AggKind, Answer, Checked, DataSource, DatasetMeta, Expr, PrivacyUnit, Type, Value,
+    evaluate, AggKind, Answer, ArithOp, Checked, DataSource, DatasetMeta, Expr, PrivacyUnit, Type,
+    Value,
 };
 use duo_policies::Amount;
 use duo_protocols::dp::{self, Budget, Contribution, PrivacyMeasure, Query};
@@ -68,11 +69,27 @@ enum Shape {
     Histogram { edges: Vec<f64> },
 }
 
+/// Post-processing of a scalar after noise: multiply by a public factor (division by a public denominator is
+/// a factor below one).
+fn public_factor(op: ArithOp, right: &Expr) -> Option<f64> {
+    let Expr::Literal { value } = right else {
+        return None;
+    };
+    let x = value.as_f64().filter(|x| x.is_finite() && *x != 0.0)?;
+    match op {
+        ArithOp::Mul => Some(x),
+        ArithOp::Div => Some(1.0 / x),
+        _ => None,
+    }
+}
+
 /// A planned DP release of a lineage: its cost, expected error and mechanism, from public facts only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DpPlan {
     parts: Vec<(dp::Plan, Expr)>,
     shape: Shape,
+    /// A public factor applied to a scalar answer after noise.
+    factor: f64,
     /// The total cost in 1e-9 units of the node's measure.
     pub cost: Amount,
     /// Half-width of a 95% interval around the exact value, when known from public parameters.
@@ -160,6 +177,22 @@ pub fn plan(
 ) -> Result<DpPlan, Error> {
     let contribution = contribution(checked, metas)?;
     let m = protocol_measure(measure);
+    // A catalogue attribute is released through its DP form; a public factor is applied after noise.
+    let mut expr = checked.expr.clone();
+    if let Expr::Catalogue {
+        name,
+        window_end: Some(end),
+    } = &expr
+    {
+        expr = duo_engine::catalogue::dp_lineage(name, *end, metas).map_err(refuse)?;
+    }
+    let mut factor = 1.0;
+    if let Expr::Arith { op, left, right } = &expr {
+        if let Some(f) = public_factor(*op, right) {
+            factor = f;
+            expr = (**left).clone();
+        }
+    }
     let mk = |q: Query, b: Budget| {
         dp::plan(q, contribution, m, b).map_err(|e| Error::Refused(e.to_string()))
     };
@@ -174,7 +207,7 @@ pub fn plan(
         )?;
         Ok(c.ty)
     };
-    let (parts, shape) = match &checked.expr {
+    let (parts, shape) = match &expr {
         Expr::Aggregate {
             kind: AggKind::Count,
             input,
@@ -234,8 +267,9 @@ pub fn plan(
         }
         _ => {
             return Err(refuse(
-                "the lineage must end in count, sum, mean, quantile/median or histogram (row-level values, \
-                 min, max, variance, by_month, dot and catalogue attributes are not released with dp yet)",
+                "the lineage must end in count, sum, mean, quantile/median or histogram, optionally scaled by a \
+                 public number, or be a catalogue attribute with a dp form (row-level values, min, max, \
+                 variance, by_month and dot are not released with dp yet)",
             ))
         }
     };
@@ -245,9 +279,17 @@ pub fn plan(
             .checked_add(Amount::from_nanos(p.cost().nanos))
             .ok_or_else(|| Error::Refused("the cost overflows".into()))?;
     }
+    if factor != 1.0 && !matches!(shape, Shape::Scalar) {
+        return Err(refuse(
+            "only a single count, sum or quantile can be scaled by a public factor",
+        ));
+    }
     let accuracy95 = match shape {
         Shape::Mean => None,
-        _ => parts.first().and_then(|(p, _)| p.accuracy95()),
+        _ => parts
+            .first()
+            .and_then(|(p, _)| p.accuracy95())
+            .map(|a| a * factor.abs()),
     };
     let mechanism = parts
         .first()
@@ -256,6 +298,7 @@ pub fn plan(
     Ok(DpPlan {
         parts,
         shape,
+        factor,
         cost,
         accuracy95,
         mechanism,
@@ -297,11 +340,14 @@ pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
         _ => None,
     };
     Ok(match (&p.shape, outs.as_slice()) {
-        (Shape::Scalar, [dp::Answer::Integer(v)]) => Answer::Scalar {
+        (Shape::Scalar, [dp::Answer::Integer(v)]) if p.factor == 1.0 => Answer::Scalar {
             value: Value::Int(*v),
         },
+        (Shape::Scalar, [dp::Answer::Integer(v)]) => Answer::Scalar {
+            value: Value::Float(*v as f64 * p.factor),
+        },
         (Shape::Scalar, [dp::Answer::Real(v)]) => Answer::Scalar {
-            value: Value::Float(*v),
+            value: Value::Float(*v * p.factor),
         },
         (Shape::Mean, [s, c]) => {
             let (s, c) = (int(s).unwrap_or(0), int(c).unwrap_or(0));

@@ -525,23 +525,23 @@ impl Owner {
             Some((_, plan, _, Err(_))) => (Some(plan.cost), None),
             None => (None, None),
         };
+        let counts = rate_counts(&tx, &policy, principal)?;
+        let facts = RequestFacts {
+            already_released,
+            now: Some(chrono::Local::now().naive_local()),
+            available_backends: AVAILABLE_BACKENDS,
+            cost,
+            budget_left_after: left_after,
+            rate_counts: Some(&counts),
+            ..RequestFacts::new(principal, backend, checked, &tags)
+        };
         let decision = match &dp_state {
             // Over a cap: refused at once, with the numbers.
             Some((_, _, _, Err(e))) => Decision::Deny {
                 rule: "budget".into(),
                 reason: e.to_string(),
             },
-            _ => decide(
-                &policy,
-                &RequestFacts {
-                    already_released,
-                    now: Some(chrono::Local::now().naive_local()),
-                    available_backends: AVAILABLE_BACKENDS,
-                    cost,
-                    budget_left_after: left_after,
-                    ..RequestFacts::new(principal, backend, checked, &tags)
-                },
-            ),
+            _ => decide(&policy, &facts),
         };
         fail::fail_point!("release::after_decision");
         // An approved lineage that cannot be computed (the data changed shape) is recorded as refused, with the
@@ -586,6 +586,7 @@ impl Owner {
                 )?;
                 let cost_nanos = cost.map_or(0, |c| c.nanos());
                 set_dp_facts(&tx, id, &dp_params, cost_nanos, dp_accuracy)?;
+                record_rates(&tx, &policy, &facts)?;
                 if let Some((_, _, charge, _)) = &dp_state {
                     record_charge(&tx, id, charge)?;
                 }
@@ -825,15 +826,16 @@ impl Owner {
                 }
                 None => None,
             };
-            if let Decision::Deny { rule, reason } = decide(
-                &policy,
-                &RequestFacts {
-                    already_released: already,
-                    now: Some(chrono::Local::now().naive_local()),
-                    available_backends: AVAILABLE_BACKENDS,
-                    ..RequestFacts::new(&view.principal, view.backend, &checked, &tags)
-                },
-            ) {
+            let counts = rate_counts(&tx, &policy, &view.principal)?;
+            let facts = RequestFacts {
+                already_released: already,
+                now: Some(chrono::Local::now().naive_local()),
+                available_backends: AVAILABLE_BACKENDS,
+                cost: dp_state.as_ref().map(|(_, plan, _)| plan.cost),
+                rate_counts: Some(&counts),
+                ..RequestFacts::new(&view.principal, view.backend, &checked, &tags)
+            };
+            if let Decision::Deny { rule, reason } = decide(&policy, &facts) {
                 return Err(Error::Stale {
                     why: format!("the policy now denies this request (rule `{rule}`: {reason})"),
                     fresh: Box::new(view),
@@ -871,6 +873,7 @@ impl Owner {
             if let Some((_, _, charge)) = &dp_state {
                 record_charge(&tx, id, charge)?;
             }
+            record_rates(&tx, &policy, &facts)?;
             let receipt = record_release(
                 &tx,
                 &self.signer,
@@ -1325,4 +1328,36 @@ pub fn set_cap(
     )?;
     tx.commit()?;
     Ok(old)
+}
+
+/// For every rule with a `rate` condition, how many releases to `principal` counted against it in its window.
+fn rate_counts(
+    conn: &Connection,
+    policy: &Policy,
+    principal: &str,
+) -> Result<BTreeMap<(String, duo_policies::Window), u64>, Error> {
+    let mut out = BTreeMap::new();
+    for rule in policy.rules() {
+        for c in rule.conditions() {
+            if let duo_policies::Condition::Rate(limit) = c {
+                let since = store::now_unix() - limit.per.seconds();
+                let n: i64 = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM rate_events WHERE principal = ?1 AND rule = ?2 AND at > ?3",
+                    )?
+                    .query_row(params![principal, rule.name(), since], |r| r.get(0))?;
+                out.insert((rule.name().to_string(), limit.per), n as u64);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Count a release against every rate-limited rule whose other conditions it meets.
+fn record_rates(tx: &Connection, policy: &Policy, facts: &RequestFacts<'_>) -> Result<(), Error> {
+    for (rule, _) in policy.rate_counters(facts) {
+        tx.prepare_cached("INSERT INTO rate_events (principal, rule, at) VALUES (?1, ?2, ?3)")?
+            .execute(params![facts.principal, rule, store::now_unix()])?;
+    }
+    Ok(())
 }

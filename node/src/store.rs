@@ -106,6 +106,12 @@ CREATE TABLE IF NOT EXISTS release_attributes (
     window_end TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS release_attributes_by_key ON release_attributes (principal, attribute, window_end);
+CREATE TABLE IF NOT EXISTS rate_events (
+    principal TEXT NOT NULL,
+    rule      TEXT NOT NULL,
+    at        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rate_events_by_key ON rate_events (principal, rule, at);
 CREATE TABLE IF NOT EXISTS budget_history (
     request_id INTEGER NOT NULL,
     at         TEXT NOT NULL,

@@ -185,3 +185,72 @@ async fn an_owner_approval_fails_with_fresh_numbers_when_the_budget_moved() {
     assert_eq!(spent(&o), "0.6".parse().unwrap());
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_rule_approves_only_n_releases_per_window() {
+    let o = owner_with_sample(
+        r#"
+default = "ask"
+[[rule]]
+name = "three-a-day"
+backend = ["dp"]
+max_cost = "0.5"
+rate = { max = 2, per = "day" }
+action = "approve"
+"#,
+    );
+    set_cap(&o, Scope::Global, "10");
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let mut states = Vec::new();
+    for i in 0..3 {
+        let p = c
+            .expr(&format!("sum(clamp(rent.amount, 0, {}))", 300_000 + i))
+            .await
+            .unwrap();
+        states.push(c.request_dp(&p, eps(0.1), "rate").await.unwrap().state);
+    }
+    assert_eq!(
+        states,
+        [
+            RequestState::Approved,
+            RequestState::Approved,
+            RequestState::Pending
+        ]
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_attributes_have_dp_forms_or_say_why_not() {
+    let o = owner_with_sample(DP_POLICY);
+    set_cap(&o, Scope::Global, "5");
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    // A ratio over a public denominator: a noisy count of on-time payments / 12.
+    let p = c.expr("rent_on_time_ratio_12m()").await.unwrap();
+    let v = c.request_dp(&p, eps(0.5), "rent history").await.unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    let Some(Answer::Scalar {
+        value: Value::Float(r),
+    }) = v.answer
+    else {
+        panic!("{v:?}")
+    };
+    // count/12 with discrete Laplace noise: a multiple of 1/12.
+    assert!(((r * 12.0).round() - r * 12.0).abs() < 1e-9, "{r}");
+    // Its expected error is the count's, divided by 12.
+    let acc = v.accuracy95.unwrap();
+    assert!(acc > 0.0 && acc < 2.0, "{acc}");
+    let fees = c.expr("nsf_overdraft_count_90d()").await.unwrap();
+    assert_eq!(
+        c.request_dp(&fees, eps(0.5), "fees").await.unwrap().state,
+        RequestState::Approved
+    );
+    let streak = c.expr("rent_current_streak_months()").await.unwrap();
+    let err = c.request_dp(&streak, eps(0.5), "streak").await.unwrap_err();
+    assert!(err.to_string().contains("unsuited"), "{err}");
+    node.shutdown().await;
+}
