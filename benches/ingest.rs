@@ -46,6 +46,22 @@ fn ingest(c: &mut Criterion) {
                 b.iter(|| duo::node::owner::load(&dir, path, "transactions", &meta_text).unwrap())
             },
         );
+        // Reading a stored version back: what a release pays once per dataset version (the node then keeps
+        // the immutable version in memory).
+        let version = duo::node::owner::load(&dir, &path, "transactions", &meta_text)
+            .unwrap()
+            .version;
+        let conn = duo::node::store::open(&dir, duo::node::store::Sync::Normal).unwrap();
+        group.bench_with_input(
+            BenchmarkId::new("read_from_store", rows),
+            &version,
+            |b, v| {
+                b.iter(|| {
+                    let ds = duo::node::store::load_dataset(&conn, "transactions", *v).unwrap();
+                    assert_eq!(ds.rows(), rows);
+                })
+            },
+        );
     }
     group.finish();
 }

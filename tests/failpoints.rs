@@ -146,3 +146,62 @@ fn crash_during_ingest_leaves_the_store_as_it_was() {
     assert!(report.problems.is_empty());
     scenario.teardown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_between_charge_and_send_charges_once_and_a_retry_gets_the_stored_noise() {
+    use duo::node::dp::DpParams;
+    use duo::node::release::{load_ledger, save_ledger};
+    use duo::policies::Scope;
+    let scenario = fail::FailScenario::setup();
+    let o = owner_with_sample(
+        "default = \"ask\"\n[[rule]]\nname = \"dp\"\nbackend = [\"dp\"]\nmax_cost = \"1\"\naction = \"approve\"\n",
+    );
+    {
+        let mut conn = o.store().conn;
+        let tx = store::write_tx(&mut conn).unwrap();
+        let mut ledger = load_ledger(&tx).unwrap();
+        ledger.set_cap(&Scope::Global, "1".parse().unwrap());
+        save_ledger(&tx, &ledger).unwrap();
+        tx.commit().unwrap();
+    }
+    let spent = |o: &OwnerNode| {
+        load_ledger(&o.store().conn)
+            .unwrap()
+            .account(&Scope::Global)
+            .spent
+    };
+    let params = DpParams {
+        epsilon: Some(0.3),
+        ..DpParams::default()
+    };
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("sum(clamp(rent.amount, 0, 300000))").await.unwrap();
+    fail::cfg("owner::before_send", "return").unwrap();
+    assert!(c.request_dp(&p, params.clone(), "rent").await.is_err());
+    fail::remove("owner::before_send");
+    let addr = node.addr;
+    node.shutdown().await;
+
+    let node = o.start_at(addr).await;
+    // Charged exactly once, with the answer stored.
+    assert_eq!(spent(&o), "0.3".parse().unwrap());
+    let stored: String = o
+        .store()
+        .conn
+        .query_row(
+            "SELECT answer FROM requests WHERE state = 'approved'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut c = connect(&fi).await;
+    let p = c.expr("sum(clamp(rent.amount, 0, 300000))").await.unwrap();
+    let v = c.request_dp(&p, params, "rent, again").await.unwrap();
+    assert_eq!(v.decided_by.as_deref(), Some("store"));
+    assert_eq!(serde_json::to_string(&v.answer.unwrap()).unwrap(), stored);
+    assert_eq!(spent(&o), "0.3".parse().unwrap());
+    node.shutdown().await;
+    scenario.teardown();
+}
