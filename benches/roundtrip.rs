@@ -31,26 +31,13 @@ struct Setup {
 
 fn setup() -> Setup {
     let home = tempfile::tempdir().unwrap();
-    let dir = owner::owner_dir(home.path());
-    owner::init(&dir, Some(POLICY)).unwrap();
-    let cfg = duo::engine::sample::SampleConfig {
-        seed: 1,
-        profile: duo::engine::sample::Profile::Reliable,
-        end_month: duo::engine::sample::last_full_month(chrono::Utc::now().date_naive()),
-        months: 24,
-    };
-    let files = duo::engine::sample::generate(&cfg);
-    let data = home.path().join("data");
-    duo::engine::sample::write_dir(&data, &files).unwrap();
-    for f in &files {
-        owner::load(
-            &dir,
-            &data.join(format!("{}.csv", f.name)),
-            &f.name,
-            &f.meta_toml,
-        )
-        .unwrap();
-    }
+    let dir = duo::sample_owner(
+        home.path(),
+        POLICY,
+        1,
+        duo::engine::sample::Profile::Reliable,
+    )
+    .unwrap();
     Setup { _home: home, dir }
 }
 

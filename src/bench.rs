@@ -82,25 +82,12 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
         bail!("--seconds must be between 1 and 3600");
     }
     let tmp = tempfile::Builder::new().prefix("duo-load-").tempdir()?;
-    let dir = owner::owner_dir(tmp.path());
-    owner::init(&dir, Some(POLICY))?;
-    let cfg = crate::engine::sample::SampleConfig {
-        seed: 1,
-        profile: crate::engine::sample::Profile::Reliable,
-        end_month: crate::engine::sample::last_full_month(chrono::Utc::now().date_naive()),
-        months: 24,
-    };
-    let files = crate::engine::sample::generate(&cfg);
-    let data = tmp.path().join("data");
-    crate::engine::sample::write_dir(&data, &files)?;
-    for f in &files {
-        owner::load(
-            &dir,
-            &data.join(format!("{}.csv", f.name)),
-            &f.name,
-            &f.meta_toml,
-        )?;
-    }
+    let dir = crate::sample_owner(
+        tmp.path(),
+        POLICY,
+        1,
+        crate::engine::sample::Profile::Reliable,
+    )?;
     // The owner node runs as its own process (`duo owner serve`), so its memory is measured alone. Its owner
     // allows the load: no per-principal rate limit gets in the way.
     let mut child = tokio::process::Command::new(std::env::current_exe()?)

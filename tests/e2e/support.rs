@@ -57,26 +57,13 @@ impl OwnerNode {
 /// An owner node with the sample data (reliable profile, seed 7, ending at the last full month) loaded.
 pub fn owner_with_sample(policy: &str) -> OwnerNode {
     let home = tempfile::tempdir().unwrap();
-    let dir = owner::owner_dir(home.path());
-    owner::init(&dir, Some(policy)).unwrap();
-    let cfg = duo::engine::sample::SampleConfig {
-        seed: 7,
-        profile: duo::engine::sample::Profile::Reliable,
-        end_month: duo::engine::sample::last_full_month(chrono::Utc::now().date_naive()),
-        months: 24,
-    };
-    let files = duo::engine::sample::generate(&cfg);
-    let data = home.path().join("sample");
-    duo::engine::sample::write_dir(&data, &files).unwrap();
-    for f in &files {
-        owner::load(
-            &dir,
-            &data.join(format!("{}.csv", f.name)),
-            &f.name,
-            &f.meta_toml,
-        )
-        .unwrap();
-    }
+    let dir = duo::sample_owner(
+        home.path(),
+        policy,
+        7,
+        duo::engine::sample::Profile::Reliable,
+    )
+    .unwrap();
     OwnerNode { home, dir }
 }
 
