@@ -421,12 +421,13 @@ fn round_div(num: i128, den: i128) -> i128 {
 /// | `rent_on_time_ratio_12m` | noisy count of on-time rent payments / 12 (public: one rent a month) | 1/12 |
 /// | `utility_on_time_ratio_12m` | noisy count of on-time bills / (12 x declared kinds of bill) | 1/(12 k) |
 /// | `nsf_overdraft_count_90d` | noisy count of fee transactions | 1 |
-/// | `income_cv_12m` | to be released as noisy sums and post-processed (not yet) | - |
-/// | `avg_daily_balance_3m` | not yet (one transaction moves every later day's balance) | - |
+/// | `income_cv_12m` | noisy sum and noisy sum of squares of the 12 monthly income totals (each income clamped to $10,000, each total to $20,000), post-processed | one monthly total: $20,000 and $20,000^2 |
+/// | `avg_daily_balance_3m` | noisy sum over transactions of amount (clamped to $10,000) x days of the window on or after it, divided by the days | $10,000 |
 /// | `rent_current_streak_months` | unsuited: one late payment can change it by the whole history | - |
 ///
 /// Returns the lineage whose DP release gives the attribute (a count over public filters, divided by a public
-/// denominator where the attribute is a ratio), or why the attribute is not released with DP.
+/// denominator where the attribute is a ratio), or why there is none: the streak is unsuited to DP, and the
+/// income CV and average daily balance have DP forms of their own in the node, not lineages.
 pub fn dp_lineage(
     name: &str,
     window_end: NaiveDate,
@@ -509,11 +510,10 @@ pub fn dp_lineage(
             })
         }
         "income_cv_12m" => Err(
-            "income_cv_12m is to be released as noisy sums and post-processed; not available with dp yet".into(),
+            "income_cv_12m is released from noisy sums, not through a lineage".into(),
         ),
         "avg_daily_balance_3m" => Err(
-            "avg_daily_balance_3m is not available with dp yet (one transaction moves every later day's balance)"
-                .into(),
+            "avg_daily_balance_3m is released from a noisy sum of balance weights, not through a lineage".into(),
         ),
         "rent_current_streak_months" => Err(
             "rent_current_streak_months is unsuited to dp: one late payment can change it by the whole history"

@@ -66,8 +66,42 @@ impl DpParams {
 enum Shape {
     Scalar,
     Mean,
-    Histogram { edges: Vec<f64> },
+    Histogram {
+        edges: Vec<f64>,
+    },
+    /// Coefficient of variation of `months` monthly totals, from a noisy sum and a noisy sum of squares.
+    Cv {
+        months: u32,
+    },
 }
+
+/// What a part of a DP release reads: a lineage, or a catalogue attribute's own exact inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Input {
+    /// The values of a lineage's column (or one zero per row of a table).
+    Lineage(Expr),
+    /// Monthly totals of `income` transactions in `[from, to]`, each transaction clamped into `[0, per_tx]` and
+    /// each total into `[0, per_month]`; squared if `squared`.
+    MonthlyIncome {
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        per_tx: i64,
+        per_month: i64,
+        squared: bool,
+    },
+    /// For each transaction up to `to`: its amount clamped into `[-per_tx, per_tx]`, times the days of
+    /// `[from, to]` on or after it. Their sum over the days in the window is the sum of daily balances.
+    BalanceWeights {
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+        per_tx: i64,
+    },
+}
+
+/// Public parameters of the DP forms of `income_cv_12m` and `avg_daily_balance_3m`, in cents.
+const INCOME_PER_TX: i64 = 1_000_000;
+const INCOME_PER_MONTH: i64 = 2_000_000;
+const BALANCE_PER_TX: i64 = 1_000_000;
 
 /// Post-processing of a scalar after noise: multiply by a public factor (division by a public denominator is
 /// a factor below one).
@@ -86,7 +120,7 @@ fn public_factor(op: ArithOp, right: &Expr) -> Option<f64> {
 /// A planned DP release of a lineage: its cost, expected error and mechanism, from public facts only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DpPlan {
-    parts: Vec<(dp::Plan, Expr)>,
+    parts: Vec<(dp::Plan, Input)>,
     shape: Shape,
     /// A public factor applied to a scalar answer after noise.
     factor: f64,
@@ -184,6 +218,9 @@ pub fn plan(
         window_end: Some(end),
     } = &expr
     {
+        if let Some(special) = catalogue_form(name, *end, contribution, m, params)? {
+            return Ok(special);
+        }
         expr = duo_engine::catalogue::dp_lineage(name, *end, metas).map_err(refuse)?;
     }
     let mut factor = 1.0;
@@ -211,14 +248,14 @@ pub fn plan(
         Expr::Aggregate {
             kind: AggKind::Count,
             input,
-        } => (vec![(mk(Query::Count, params.budget()?)?, (**input).clone())], Shape::Scalar),
+        } => (vec![(mk(Query::Count, params.budget()?)?, Input::Lineage((**input).clone()))], Shape::Scalar),
         Expr::Aggregate {
             kind: AggKind::Sum,
             input,
         } => {
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
             (
-                vec![(mk(Query::Sum { lo, hi }, params.budget()?)?, (**input).clone())],
+                vec![(mk(Query::Sum { lo, hi }, params.budget()?)?, Input::Lineage((**input).clone()))],
                 Shape::Scalar,
             )
         }
@@ -230,8 +267,8 @@ pub fn plan(
             let half = params.halved()?;
             (
                 vec![
-                    (mk(Query::Sum { lo, hi }, half)?, (**input).clone()),
-                    (mk(Query::Count, half)?, (**input).clone()),
+                    (mk(Query::Sum { lo, hi }, half)?, Input::Lineage((**input).clone())),
+                    (mk(Query::Count, half)?, Input::Lineage((**input).clone())),
                 ],
                 Shape::Mean,
             )
@@ -240,7 +277,7 @@ pub fn plan(
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
             let bins = u32::try_from((hi - lo).clamp(1, 256)).unwrap_or(256);
             let query = Query::quantile_grid(lo, hi, bins, *q).map_err(|e| Error::Refused(e.to_string()))?;
-            (vec![(mk(query, params.budget()?)?, (**input).clone())], Shape::Scalar)
+            (vec![(mk(query, params.budget()?)?, Input::Lineage((**input).clone()))], Shape::Scalar)
         }
         Expr::Histogram { input, edges } => {
             int_bounds(&input_ty(input)?).or_else(|e| match input_ty(input)? {
@@ -258,7 +295,7 @@ pub fn plan(
             (
                 vec![(
                     mk(Query::Histogram { edges: int_edges }, params.budget()?)?,
-                    (**input).clone(),
+                    Input::Lineage((**input).clone()),
                 )],
                 Shape::Histogram {
                     edges: edges.clone(),
@@ -305,6 +342,200 @@ pub fn plan(
     })
 }
 
+/// The DP forms of the catalogue attributes that are not a lineage: `income_cv_12m` from a noisy sum and a noisy
+/// sum of squares of clamped monthly totals (one unit, event or month, moves one monthly total), and
+/// `avg_daily_balance_3m` from a noisy sum of balance weights divided by the public number of days.
+fn catalogue_form(
+    name: &str,
+    end: chrono::NaiveDate,
+    contribution: Contribution,
+    m: PrivacyMeasure,
+    params: &DpParams,
+) -> Result<Option<DpPlan>, Error> {
+    let start = |months: u32| {
+        duo_engine::check::months_before(end, months - 1)
+            .ok_or_else(|| refuse("the window starts before the calendar does"))
+    };
+    let mk = |q: Query, b: Budget, c: Contribution| {
+        dp::plan(q, c, m, b).map_err(|e| Error::Refused(e.to_string()))
+    };
+    let finish =
+        |parts: Vec<(dp::Plan, Input)>, shape: Shape, factor: f64| -> Result<DpPlan, Error> {
+            let mut cost = Amount::from_nanos(0);
+            for (p, _) in &parts {
+                cost = cost
+                    .checked_add(Amount::from_nanos(p.cost().nanos))
+                    .ok_or_else(|| Error::Refused("the cost overflows".into()))?;
+            }
+            let accuracy95 = match shape {
+                Shape::Scalar => parts
+                    .first()
+                    .and_then(|(p, _)| p.accuracy95())
+                    .map(|a| a * factor),
+                _ => None,
+            };
+            let mechanism = parts
+                .first()
+                .map(|(p, _)| p.mechanism().to_string())
+                .unwrap_or_default();
+            Ok(DpPlan {
+                parts,
+                shape,
+                factor,
+                cost,
+                accuracy95,
+                mechanism,
+            })
+        };
+    match name {
+        "income_cv_12m" => {
+            let from = start(12)?;
+            let half = params.halved()?;
+            let one_month = Contribution {
+                max_rows_per_unit: 1,
+            };
+            let input = |squared| Input::MonthlyIncome {
+                from,
+                to: end,
+                per_tx: INCOME_PER_TX,
+                per_month: INCOME_PER_MONTH,
+                squared,
+            };
+            let parts = vec![
+                (
+                    mk(
+                        Query::Sum {
+                            lo: 0,
+                            hi: INCOME_PER_MONTH,
+                        },
+                        half,
+                        one_month,
+                    )?,
+                    input(false),
+                ),
+                (
+                    mk(
+                        Query::Sum {
+                            lo: 0,
+                            hi: INCOME_PER_MONTH * INCOME_PER_MONTH,
+                        },
+                        half,
+                        one_month,
+                    )?,
+                    input(true),
+                ),
+            ];
+            Ok(Some(finish(parts, Shape::Cv { months: 12 }, 1.0)?))
+        }
+        "avg_daily_balance_3m" => {
+            let from = start(3)?;
+            let days = (end - from).num_days() + 1;
+            let bound = BALANCE_PER_TX * days;
+            let parts = vec![(
+                mk(
+                    Query::Sum {
+                        lo: -bound,
+                        hi: bound,
+                    },
+                    params.budget()?,
+                    contribution,
+                )?,
+                Input::BalanceWeights {
+                    from,
+                    to: end,
+                    per_tx: BALANCE_PER_TX,
+                },
+            )];
+            Ok(Some(finish(parts, Shape::Scalar, 1.0 / days as f64)?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The integers a part of a release reads.
+fn input_values(input: &Input, data: &dyn DataSource) -> Result<Vec<i64>, Error> {
+    match input {
+        Input::Lineage(e) => values(e, data),
+        Input::MonthlyIncome {
+            from,
+            to,
+            per_tx,
+            per_month,
+            squared,
+        } => {
+            let (dates, amounts, cats) = transactions(data)?;
+            let first = duo_engine::check::month_number(*from);
+            let months = (duo_engine::check::month_number(*to) - first + 1).max(0) as usize;
+            let mut totals = vec![0i128; months];
+            for i in 0..dates.len() {
+                let (Some(Some(d)), Some(Some(a)), Some(Some(c))) =
+                    (dates.get(i), amounts.get(i), cats.get(i))
+                else {
+                    continue;
+                };
+                if c != "income" || d < from || d > to {
+                    continue;
+                }
+                let k = (duo_engine::check::month_number(*d) - first) as usize;
+                if let Some(t) = totals.get_mut(k) {
+                    *t += i128::from((*a).clamp(0, *per_tx));
+                }
+            }
+            Ok(totals
+                .into_iter()
+                .map(|t| {
+                    let t = t.clamp(0, i128::from(*per_month)) as i64;
+                    if *squared {
+                        t.saturating_mul(t)
+                    } else {
+                        t
+                    }
+                })
+                .collect())
+        }
+        Input::BalanceWeights { from, to, per_tx } => {
+            let (dates, amounts, _) = transactions(data)?;
+            let mut out = Vec::new();
+            for (d, a) in dates.iter().zip(amounts) {
+                let (Some(d), Some(a)) = (d, a) else { continue };
+                if d > to {
+                    continue;
+                }
+                let days_on_or_after = (*to - *d.max(from)).num_days() + 1;
+                out.push(
+                    (*a).clamp(-*per_tx, *per_tx)
+                        .saturating_mul(days_on_or_after),
+                );
+            }
+            Ok(out)
+        }
+    }
+}
+
+type Columns<'a> = (
+    &'a [Option<chrono::NaiveDate>],
+    &'a [Option<i64>],
+    &'a [Option<String>],
+);
+
+fn transactions(data: &dyn DataSource) -> Result<Columns<'_>, Error> {
+    use duo_engine::ColumnData;
+    let ds = data
+        .dataset("transactions")
+        .ok_or_else(|| Error::NotFound("dataset `transactions`".into()))?;
+    let col = |n: &str| {
+        ds.column(n)
+            .map(|c| &c.data)
+            .ok_or_else(|| Error::NotFound(format!("column `transactions.{n}`")))
+    };
+    match (col("date")?, col("amount")?, col("category")?) {
+        (ColumnData::Date(d), ColumnData::Int(a), ColumnData::Cat(c)) => Ok((d, a, c)),
+        _ => Err(Error::Internal(
+            "transactions has unexpected column types".into(),
+        )),
+    }
+}
+
 /// The integers an aggregate reads: the values of its input column (nulls left out), or one zero per row of a
 /// table.
 fn values(input: &Expr, data: &dyn DataSource) -> Result<Vec<i64>, Error> {
@@ -329,7 +560,7 @@ fn values(input: &Expr, data: &dyn DataSource) -> Result<Vec<i64>, Error> {
 pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
     let mut outs = Vec::new();
     for (plan, input) in &p.parts {
-        let vals = values(input, data)?;
+        let vals = input_values(input, data)?;
         outs.push(
             plan.release(&vals)
                 .map_err(|e| Error::Internal(e.to_string()))?,
@@ -359,6 +590,19 @@ pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
                 },
             }
         }
+        (Shape::Cv { months }, [s1, s2]) => {
+            let n = f64::from(*months);
+            let (s1, s2) = (int(s1).unwrap_or(0) as f64, int(s2).unwrap_or(0) as f64);
+            let mean = s1 / n;
+            Answer::Scalar {
+                value: if mean <= 0.0 {
+                    Value::Null
+                } else {
+                    let var = (s2 / n - mean * mean).max(0.0);
+                    Value::Float((var.sqrt() / mean).clamp(0.0, 10.0))
+                },
+            }
+        }
         (Shape::Histogram { edges }, [dp::Answer::Counts(counts)]) => {
             // OpenDP's bins: below the first edge, between edges, at or above the last. Report the bins between
             // edges; negative noisy counts are shown as zero (post-processing).
@@ -375,4 +619,88 @@ pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
         }
         _ => return Err(Error::Internal("unexpected dp answer shape".into())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duo_engine::ingest::{load_csv, parse_meta, IngestLimits};
+    use duo_engine::sample::{generate, Profile, SampleConfig};
+
+    fn sample(profile: Profile) -> BTreeMap<String, duo_engine::Dataset> {
+        let cfg = SampleConfig {
+            seed: 5,
+            profile,
+            end_month: (2026, 10),
+            months: 24,
+        };
+        generate(&cfg)
+            .into_iter()
+            .map(|f| {
+                let meta = parse_meta(&f.meta_toml).unwrap();
+                let (ds, _) = load_csv(f.csv.as_bytes(), &meta, &IngestLimits::default()).unwrap();
+                (f.name, ds)
+            })
+            .collect()
+    }
+
+    /// Before noise, the DP forms compute exactly the plaintext attributes (with clamps too wide to bind).
+    #[test]
+    fn the_dp_forms_inputs_reproduce_the_plaintext_attributes() {
+        let end = chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
+        for profile in [Profile::Reliable, Profile::Struggling] {
+            let data = sample(profile);
+            let wide = 1_000_000_000_000;
+            // Average daily balance: sum of weights / days.
+            let from = duo_engine::check::months_before(end, 2).unwrap();
+            let days = (end - from).num_days() + 1;
+            let w = input_values(
+                &Input::BalanceWeights {
+                    from,
+                    to: end,
+                    per_tx: wide,
+                },
+                &data,
+            )
+            .unwrap();
+            let avg = w.iter().map(|v| i128::from(*v)).sum::<i128>() as f64 / days as f64;
+            let Value::Int(exact) =
+                duo_engine::catalogue::compute("avg_daily_balance_3m", end, &data).unwrap()
+            else {
+                panic!()
+            };
+            assert!((avg - exact as f64).abs() <= 0.5, "{avg} vs {exact}");
+            // Income CV from the monthly totals.
+            let from = duo_engine::check::months_before(end, 11).unwrap();
+            let totals = input_values(
+                &Input::MonthlyIncome {
+                    from,
+                    to: end,
+                    per_tx: wide,
+                    per_month: wide,
+                    squared: false,
+                },
+                &data,
+            )
+            .unwrap();
+            assert_eq!(totals.len(), 12);
+            let n = 12.0;
+            let mean = totals.iter().map(|t| *t as f64).sum::<f64>() / n;
+            let var = totals
+                .iter()
+                .map(|t| (*t as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            let Value::Float(cv) =
+                duo_engine::catalogue::compute("income_cv_12m", end, &data).unwrap()
+            else {
+                panic!()
+            };
+            assert!(
+                (var.sqrt() / mean - cv).abs() < 1e-9,
+                "{} vs {cv}",
+                var.sqrt() / mean
+            );
+        }
+    }
 }

@@ -254,3 +254,40 @@ async fn catalogue_attributes_have_dp_forms_or_say_why_not() {
     assert!(err.to_string().contains("unsuited"), "{err}");
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn income_cv_and_average_daily_balance_are_released_from_noisy_sums() {
+    let o = owner_with_sample(DP_POLICY);
+    set_cap(&o, Scope::Global, "5");
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let cv = c.expr("income_cv_12m()").await.unwrap();
+    let v = c
+        .request_dp(&cv, eps(0.5), "income stability")
+        .await
+        .unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    assert_eq!(v.cost.as_deref(), Some("0.5"));
+    match v.answer {
+        Some(Answer::Scalar {
+            value: Value::Float(x),
+        }) => assert!((0.0..=10.0).contains(&x), "{x}"),
+        Some(Answer::Scalar { value: Value::Null }) => {}
+        other => panic!("{other:?}"),
+    }
+    let bal = c.expr("avg_daily_balance_3m()").await.unwrap();
+    let v = c.request_dp(&bal, eps(0.5), "balance").await.unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    assert!(matches!(
+        v.answer,
+        Some(Answer::Scalar {
+            value: Value::Float(_)
+        })
+    ));
+    // The expected error is the sum's, divided by the days in the window.
+    let acc = v.accuracy95.unwrap();
+    assert!(acc > 1_000_000.0 && acc < 10_000_000.0, "{acc}");
+    assert_eq!(spent(&o), "1".parse().unwrap());
+    node.shutdown().await;
+}
