@@ -107,9 +107,10 @@ fn histogram(c: &mut Criterion) {
 
 fn median(c: &mut Criterion) {
     let mut group = configure(c, "dp_median");
-    // Candidates every $10 from -$500 to $5,000.
+    // 257 evenly spaced candidates from -$500 to $5,000: the grid the node uses for a dp quantile (at most 256
+    // steps between the public bounds).
     let p = plan(
-        Query::median_grid(LO, HI, 550).unwrap(),
+        Query::median_grid(LO, HI, 256).unwrap(),
         Contribution::EVENT,
         PrivacyMeasure::PureEpsilon,
         Budget::Epsilon(1.0),

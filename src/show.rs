@@ -158,6 +158,7 @@ pub fn pending(v: &PendingView) -> String {
                 d.accuracy95
                     .map_or("n/a".to_string(), |a| format!("±{a:.1} at 95%"))
             );
+            let _ = writeln!(s, "  one unit of privacy protects: {}", d.protects);
         }
         (Ok(a), None) => {
             let _ = writeln!(s, "  approving releases exactly: {}", answer(a, &v.ty));

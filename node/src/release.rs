@@ -119,6 +119,8 @@ pub struct DpView {
     pub accuracy95: Option<f64>,
     /// The noise mechanism.
     pub mechanism: String,
+    /// What one unit of privacy protects in the data it reads, in words.
+    pub protects: String,
 }
 
 /// Everything the owner sees before deciding a pending request.
@@ -1100,12 +1102,23 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
                 })
                 .map(|a| a.to_string())
                 .map_err(|e| e.to_string());
+            let protects = checked
+                .datasets
+                .iter()
+                .filter_map(|d| {
+                    metas
+                        .get(d)
+                        .map(|m| format!("{d}: {}", m.privacy_unit.describe()))
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
             Some(DpView {
                 cost: plan.cost.to_string(),
                 measure: ledger.measure().name().to_string(),
                 budget_left_after: left,
                 accuracy95: plan.accuracy95,
                 mechanism: plan.mechanism,
+                protects,
             })
         }
         None => None,
