@@ -1,8 +1,8 @@
 //! The `dp` backend: which lineages can be released with differential privacy, at what cost, and how.
 //!
 //! A DP release is an aggregate at the top of a lineage over one dataset: `count` of a table or column, `sum`,
-//! `mean` (a noisy sum over a noisy count, each with half the budget), `quantile`/`median` and `histogram` over
-//! public bins. The column under the aggregate is computed exactly on the owner's node (filters, clamps and
+//! `mean` (a noisy sum over a noisy count, each with half the budget), `variance` (noisy sum, sum of squares and
+//! count, a third each), `quantile`/`median` and `histogram` over public bins, or a catalogue attribute's DP form. The column under the aggregate is computed exactly on the owner's node (filters, clamps and
 //! arithmetic as the lineage says); the noise and its cost come from the OpenDP mechanisms in
 //! [`duo_protocols::dp`]. Sensitivity follows from the dataset's declared privacy unit (one row for `event`,
 //! the declared `max_rows_per_month` for `month`) and from public bounds, never from the data: sums and
@@ -73,6 +73,8 @@ enum Shape {
     Cv {
         months: u32,
     },
+    /// Population variance from a noisy sum, a noisy sum of squares and a noisy count.
+    Variance,
 }
 
 /// What a part of a DP release reads: a lineage, or a catalogue attribute's own exact inputs.
@@ -80,6 +82,8 @@ enum Shape {
 enum Input {
     /// The values of a lineage's column (or one zero per row of a table).
     Lineage(Expr),
+    /// The squares of those values.
+    Squares(Expr),
     /// Monthly totals of `income` transactions in `[from, to]`, each transaction clamped into `[0, per_tx]` and
     /// each total into `[0, per_month]`; squared if `squared`.
     MonthlyIncome {
@@ -273,6 +277,35 @@ pub fn plan(
                 Shape::Mean,
             )
         }
+        Expr::Aggregate {
+            kind: AggKind::Variance,
+            input,
+        } => {
+            let (lo, hi) = int_bounds(&input_ty(input)?)?;
+            let top = lo.unsigned_abs().max(hi.unsigned_abs());
+            let sq_hi = i64::try_from(top.checked_mul(top).unwrap_or(u64::MAX))
+                .map_err(|_| refuse("the bounds are too wide for a dp variance"))?;
+            let third = match params.budget()? {
+                Budget::Epsilon(e) => Budget::Epsilon(e / 3.0),
+                Budget::Rho(r) => Budget::Rho(r / 3.0),
+                _ => {
+                    return Err(refuse(
+                        "a dp variance combines three noisy sums; state --epsilon or --rho, not a target accuracy",
+                    ))
+                }
+            };
+            (
+                vec![
+                    (mk(Query::Sum { lo, hi }, third)?, Input::Lineage((**input).clone())),
+                    (
+                        mk(Query::Sum { lo: 0, hi: sq_hi }, third)?,
+                        Input::Squares((**input).clone()),
+                    ),
+                    (mk(Query::Count, third)?, Input::Lineage((**input).clone())),
+                ],
+                Shape::Variance,
+            )
+        }
         Expr::Quantile { input, q } => {
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
             let bins = u32::try_from((hi - lo).clamp(1, 256)).unwrap_or(256);
@@ -304,9 +337,9 @@ pub fn plan(
         }
         _ => {
             return Err(refuse(
-                "the lineage must end in count, sum, mean, quantile/median or histogram, optionally scaled by a \
-                 public number, or be a catalogue attribute with a dp form (row-level values, min, max, \
-                 variance, by_month and dot are not released with dp yet)",
+                "the lineage must end in count, sum, mean, variance, quantile/median or histogram, optionally \
+                 scaled by a public number, or be a catalogue attribute with a dp form (row-level values, min, \
+                 max, by_month and dot are not released with dp)",
             ))
         }
     };
@@ -322,7 +355,7 @@ pub fn plan(
         ));
     }
     let accuracy95 = match shape {
-        Shape::Mean => None,
+        Shape::Mean | Shape::Variance => None,
         _ => parts
             .first()
             .and_then(|(p, _)| p.accuracy95())
@@ -456,6 +489,10 @@ fn catalogue_form(
 fn input_values(input: &Input, data: &dyn DataSource) -> Result<Vec<i64>, Error> {
     match input {
         Input::Lineage(e) => values(e, data),
+        Input::Squares(e) => Ok(values(e, data)?
+            .into_iter()
+            .map(|v| v.saturating_mul(v))
+            .collect()),
         Input::MonthlyIncome {
             from,
             to,
@@ -600,6 +637,20 @@ pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
                 } else {
                     let var = (s2 / n - mean * mean).max(0.0);
                     Value::Float((var.sqrt() / mean).clamp(0.0, 10.0))
+                },
+            }
+        }
+        (Shape::Variance, [s1, s2, n]) => {
+            let (s1, s2, n) = (
+                int(s1).unwrap_or(0) as f64,
+                int(s2).unwrap_or(0) as f64,
+                int(n).unwrap_or(0) as f64,
+            );
+            Answer::Scalar {
+                value: if n < 1.0 {
+                    Value::Null
+                } else {
+                    Value::Float((s2 / n - (s1 / n).powi(2)).max(0.0))
                 },
             }
         }

@@ -291,3 +291,31 @@ async fn income_cv_and_average_daily_balance_are_released_from_noisy_sums() {
     assert_eq!(spent(&o), "1".parse().unwrap());
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dp_variance_spends_its_budget_in_three_parts() {
+    let o = owner_with_sample(DP_POLICY);
+    set_cap(&o, Scope::Global, "1");
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c
+        .expr("variance(clamp(rent.amount, 0, 300000))")
+        .await
+        .unwrap();
+    let v = c
+        .request_dp(&p, eps(0.45), "rent variability")
+        .await
+        .unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    assert!(matches!(
+        v.answer,
+        Some(Answer::Scalar {
+            value: Value::Float(_) | Value::Null
+        })
+    ));
+    // Three parts of 0.15 each, each rounded up: the charge is at least the request and at most 3 nanos over.
+    let charged = spent(&o).nanos();
+    assert!((450_000_000..=450_000_003).contains(&charged), "{charged}");
+    node.shutdown().await;
+}
