@@ -283,7 +283,7 @@ pub fn plan(
         } => {
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
             let top = lo.unsigned_abs().max(hi.unsigned_abs());
-            let sq_hi = i64::try_from(top.checked_mul(top).unwrap_or(u64::MAX))
+            let sq_hi = i64::try_from(top.saturating_mul(top))
                 .map_err(|_| refuse("the bounds are too wide for a dp variance"))?;
             let third = match params.budget()? {
                 Budget::Epsilon(e) => Budget::Epsilon(e / 3.0),
