@@ -396,14 +396,7 @@ impl Owner {
         // A DP release is planned from public facts only: its cost, and whether the budgets allow it.
         let dp_state = match &dp_params {
             Some(params) => {
-                let ledger = load_ledger(&tx)?;
-                let metas = cache.metas(&tx)?;
-                let plan = dp::plan(checked, &metas, ledger.measure(), params)?;
-                let charge = Charge {
-                    principal: principal.to_string(),
-                    datasets: checked.datasets.clone(),
-                    amount: plan.cost,
-                };
+                let (ledger, plan, charge) = plan_charge(&cache, &tx, checked, principal, params)?;
                 let left = ledger.check(&charge);
                 Some((ledger, plan, charge, left))
             }
@@ -610,17 +603,17 @@ impl Owner {
                     accuracy95: dp_accuracy,
                 }
             }
-            Err(Decision::Approve { .. }) => {
-                return Err(Error::Internal("approval without an answer".into()))
-            }
-            Err(Decision::Deny { rule, reason: why }) => {
-                let id = insert(
-                    RequestState::Denied,
-                    Some(&rule),
-                    Some(&why),
-                    None,
-                    Some("policy"),
-                )?;
+            Err(decision) => {
+                let (state, rule, why, action, by) = match decision {
+                    Decision::Deny { rule, reason } => {
+                        (RequestState::Denied, rule, reason, "deny", Some("policy"))
+                    }
+                    Decision::Ask { rule, why } => (RequestState::Pending, rule, why, "ask", None),
+                    Decision::Approve { .. } => {
+                        return Err(Error::Internal("approval without an answer".into()))
+                    }
+                };
+                let id = insert(state, Some(&rule), Some(&why), None, by)?;
                 set_dp_facts(
                     &tx,
                     id,
@@ -633,48 +626,20 @@ impl Owner {
                     &tx,
                     "decision",
                     Some(principal),
-                    &serde_json::json!({ "request": id, "action": "deny", "by": "policy", "rule": rule, "reason": why }),
+                    &serde_json::json!({ "request": id, "action": action, "by": "policy", "rule": rule, "why": why }),
                 )?;
                 RequestView {
                     id,
-                    state: RequestState::Denied,
+                    state,
                     backend,
                     reason: reason.to_string(),
                     description,
                     answer: None,
-                    why: Some(why),
-                    decided_by: Some("policy".into()),
-                    ty: checked.ty.clone(),
-                    receipt: None,
-                    cost: dp_cost.clone(),
-                    accuracy95: dp_accuracy,
-                }
-            }
-            Err(Decision::Ask { rule, why }) => {
-                let id = insert(RequestState::Pending, Some(&rule), Some(&why), None, None)?;
-                set_dp_facts(
-                    &tx,
-                    id,
-                    &dp_params,
-                    cost.map_or(0, |c| c.nanos()),
-                    dp_accuracy,
-                )?;
-                log_request(id)?;
-                append_log(
-                    &tx,
-                    "decision",
-                    Some(principal),
-                    &serde_json::json!({ "request": id, "action": "ask", "by": "policy", "rule": rule, "why": why }),
-                )?;
-                RequestView {
-                    id,
-                    state: RequestState::Pending,
-                    backend,
-                    reason: reason.to_string(),
-                    description,
-                    answer: None,
-                    why: Some(format!("waiting for the owner: {why}")),
-                    decided_by: None,
+                    why: Some(match state {
+                        RequestState::Pending => format!("waiting for the owner: {why}"),
+                        _ => why,
+                    }),
+                    decided_by: by.map(str::to_string),
                     ty: checked.ty.clone(),
                     receipt: None,
                     cost: dp_cost.clone(),
@@ -810,14 +775,8 @@ impl Owner {
             let dp_state = match &view.dp {
                 Some(_) => {
                     let params = stored_dp_params(&tx, id)?;
-                    let ledger = load_ledger(&tx)?;
-                    let metas = self.cache.metas(&tx)?;
-                    let plan = dp::plan(&checked, &metas, ledger.measure(), &params)?;
-                    let charge = Charge {
-                        principal: view.principal.clone(),
-                        datasets: checked.datasets.clone(),
-                        amount: plan.cost,
-                    };
+                    let (ledger, plan, charge) =
+                        plan_charge(&self.cache, &tx, &checked, &view.principal, &params)?;
                     if let Err(e) = ledger.check(&charge) {
                         return Err(Error::Stale {
                             why: format!("the budget no longer allows it: {e}"),
@@ -1091,15 +1050,11 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
     let data_changed = versions.iter().any(|(d, v)| current.get(d) != Some(v));
     let dp_view = match stored_dp_params_opt(conn, id)? {
         Some(params) => {
-            let ledger = load_ledger(conn)?;
             let metas = owner.cache.metas(conn)?;
-            let plan = dp::plan(&checked, &metas, ledger.measure(), &params)?;
+            let (ledger, plan, charge) =
+                plan_charge(&owner.cache, conn, &checked, &principal, &params)?;
             let left = ledger
-                .check(&Charge {
-                    principal: principal.clone(),
-                    datasets: checked.datasets.clone(),
-                    amount: plan.cost,
-                })
+                .check(&charge)
                 .map(|a| a.to_string())
                 .map_err(|e| e.to_string());
             let protects = checked
@@ -1373,4 +1328,23 @@ fn record_rates(tx: &Connection, policy: &Policy, facts: &RequestFacts<'_>) -> R
             .execute(params![facts.principal, rule, store::now_unix()])?;
     }
     Ok(())
+}
+
+/// The ledger as stored, the DP plan of a lineage, and the charge it would make for `principal`.
+fn plan_charge(
+    cache: &DatasetCache,
+    conn: &Connection,
+    checked: &Checked,
+    principal: &str,
+    params: &DpParams,
+) -> Result<(Ledger, dp::DpPlan, Charge), Error> {
+    let ledger = load_ledger(conn)?;
+    let metas = cache.metas(conn)?;
+    let plan = dp::plan(checked, &metas, ledger.measure(), params)?;
+    let charge = Charge {
+        principal: principal.to_string(),
+        datasets: checked.datasets.clone(),
+        amount: plan.cost,
+    };
+    Ok((ledger, plan, charge))
 }
