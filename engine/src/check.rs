@@ -1228,10 +1228,7 @@ fn numeric_column(ty: &Type, what: &str) -> Result<(DataType, Option<Bounds>), C
 mod tests {
     use super::*;
     use crate::meta::{ColumnMeta, PrivacyUnit};
-
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
+    use crate::testkit::*;
 
     fn cm(
         name: &str,
@@ -1329,44 +1326,6 @@ mod tests {
         check(e, &ctx)
     }
 
-    fn ds(name: &str) -> Expr {
-        Expr::Dataset { name: name.into() }
-    }
-    fn col(t: Expr, name: &str) -> Expr {
-        Expr::Column {
-            input: Box::new(t),
-            name: name.into(),
-        }
-    }
-    fn filter(t: Expr, pred: Pred) -> Expr {
-        Expr::Filter {
-            input: Box::new(t),
-            pred,
-        }
-    }
-    fn agg(kind: AggKind, e: Expr) -> Expr {
-        Expr::Aggregate {
-            kind,
-            input: Box::new(e),
-        }
-    }
-    fn arith(op: ArithOp, l: Expr, r: Expr) -> Expr {
-        Expr::Arith {
-            op,
-            left: Box::new(l),
-            right: Box::new(r),
-        }
-    }
-    fn lit(v: Value) -> Expr {
-        Expr::Literal { value: v }
-    }
-    fn cat_is(column: &str, s: &str) -> Pred {
-        Pred::Compare {
-            column: column.into(),
-            op: CmpOp::Eq,
-            value: Value::Str(s.into()),
-        }
-    }
     fn clamp(e: Expr, lo: f64, hi: f64) -> Expr {
         Expr::Clamp {
             input: Box::new(e),

@@ -831,11 +831,8 @@ mod tests {
     use crate::check::{check, CheckContext, Limits};
     use crate::dataset::Column;
     use crate::meta::{ColumnMeta, DatasetMeta, PrivacyUnit, TimeWindow};
+    use crate::testkit::*;
     use std::collections::BTreeMap;
-
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
 
     fn cm(name: &str, dtype: DataType) -> ColumnMeta {
         ColumnMeta {
@@ -955,44 +952,6 @@ mod tests {
             .collect()
     }
 
-    fn ds(name: &str) -> Expr {
-        Expr::Dataset { name: name.into() }
-    }
-    fn col(t: Expr, name: &str) -> Expr {
-        Expr::Column {
-            input: Box::new(t),
-            name: name.into(),
-        }
-    }
-    fn filter(t: Expr, pred: Pred) -> Expr {
-        Expr::Filter {
-            input: Box::new(t),
-            pred,
-        }
-    }
-    fn agg(kind: AggKind, e: Expr) -> Expr {
-        Expr::Aggregate {
-            kind,
-            input: Box::new(e),
-        }
-    }
-    fn arith(op: ArithOp, l: Expr, r: Expr) -> Expr {
-        Expr::Arith {
-            op,
-            left: Box::new(l),
-            right: Box::new(r),
-        }
-    }
-    fn lit(v: Value) -> Expr {
-        Expr::Literal { value: v }
-    }
-    fn is(column: &str, s: &str) -> Pred {
-        Pred::Compare {
-            column: column.into(),
-            op: CmpOp::Eq,
-            value: Value::Str(s.into()),
-        }
-    }
     fn scalar(e: &Expr) -> Value {
         match evaluate(e, &data()).unwrap() {
             Answer::Scalar { value } => value,
@@ -1000,7 +959,7 @@ mod tests {
         }
     }
     fn none_rows() -> Expr {
-        filter(ds("tx"), is("category", "nothing"))
+        filter(ds("tx"), cat_is("category", "nothing"))
     }
 
     #[test]
@@ -1169,8 +1128,8 @@ mod tests {
         let or = filter(
             ds("tx"),
             Pred::Or(
-                Box::new(is("category", "rent")),
-                Box::new(is("category", "cash")),
+                Box::new(cat_is("category", "rent")),
+                Box::new(cat_is("category", "cash")),
             ),
         );
         assert_eq!(
@@ -1283,7 +1242,10 @@ mod tests {
         // Grouping a filtered table still uses the dataset's time column.
         let e = Expr::ByMonth {
             kind: AggKind::Count,
-            input: Box::new(col(filter(ds("tx"), is("category", "income")), "category")),
+            input: Box::new(col(
+                filter(ds("tx"), cat_is("category", "income")),
+                "category",
+            )),
         };
         let Answer::Vector { values, .. } = evaluate(&e, &data()).unwrap() else {
             panic!()
@@ -1323,7 +1285,7 @@ mod tests {
     #[test]
     fn row_releases() {
         let e = Expr::Select {
-            input: Box::new(filter(ds("tx"), is("category", "income"))),
+            input: Box::new(filter(ds("tx"), cat_is("category", "income"))),
             columns: vec!["amount".into(), "date".into()],
         };
         assert_eq!(
@@ -1353,7 +1315,10 @@ mod tests {
         );
         // Clamp a column: whole numbers stay whole.
         let e = Expr::Clamp {
-            input: Box::new(col(filter(ds("tx"), is("category", "income")), "amount")),
+            input: Box::new(col(
+                filter(ds("tx"), cat_is("category", "income")),
+                "amount",
+            )),
             lo: 0.5,
             hi: 200.7,
         };

@@ -23,6 +23,8 @@ pub mod meta;
 pub mod parse;
 pub mod render;
 pub mod sample;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod value;
 
 pub use check::{check, CheckContext, CheckError, Checked, Limits, Type};
