@@ -414,6 +414,16 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// Print `v` as JSON with `--json`, else as the text `text` makes of it.
+fn emit<T: serde::Serialize>(json: JsonFlag, v: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
+    if json.json {
+        print_json(v)
+    } else {
+        print!("{}", text(v));
+        Ok(())
+    }
+}
+
 /// Parse a duration like `30s`, `15m`, `2h` or `7d`.
 fn parse_ttl(s: &str) -> Result<Duration> {
     let s = s.trim();
@@ -934,11 +944,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
             let mut o = open_owner(&dir)?;
             match o.approve(id, seen.as_deref()) {
                 Ok(v) => {
-                    if json.json {
-                        print_json(&v)?;
-                    } else {
-                        print!("released:\n{}", show::request(&v));
-                    }
+                    emit(json, &v, |v| format!("released:\n{}", show::request(v)))?;
                     Ok(0)
                 }
                 Err(duo::node::Error::Stale { why, fresh }) => {
@@ -959,11 +965,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
             let dir = ensure_owner(home)?;
             let mut o = open_owner(&dir)?;
             let v = o.deny(id, &reason)?;
-            if json.json {
-                print_json(&v)?;
-            } else {
-                print!("denied:\n{}", show::request(&v));
-            }
+            emit(json, &v, |v| format!("denied:\n{}", show::request(v)))?;
             Ok(0)
         }
         OwnerCmd::Log {
@@ -1152,22 +1154,14 @@ async fn fi_cmd(cmd: FiCmd, home: &Path) -> Result<i32> {
             let mut c = Client::connect(&fi, owner.as_deref()).await?;
             let ds = c.datasets().await?;
             c.close().await;
-            if json.json {
-                print_json(&ds)?;
-            } else {
-                print!("{}", show::datasets(&ds));
-            }
+            emit(json, &ds, |d| show::datasets(d))?;
             Ok(0)
         }
         FiCmd::Catalogue { owner, json } => {
             let mut c = Client::connect(&fi, owner.as_deref()).await?;
             let cat = c.catalogue().await?;
             c.close().await;
-            if json.json {
-                print_json(&cat)?;
-            } else {
-                print!("{}", show::catalogue(&cat));
-            }
+            emit(json, &cat, |c| show::catalogue(c))?;
             Ok(0)
         }
         FiCmd::Cost {
@@ -1326,11 +1320,7 @@ async fn fi_cmd(cmd: FiCmd, home: &Path) -> Result<i32> {
             let mut c = Client::connect(&fi, owner.as_deref()).await?;
             let v = c.status(id, Duration::from_secs(wait)).await?;
             c.close().await;
-            if json.json {
-                print_json(&v)?;
-            } else {
-                print!("{}", show::request(&v));
-            }
+            emit(json, &v, show::request)?;
             Ok(0)
         }
     }
