@@ -20,6 +20,7 @@
 //! - [`ot`]: oblivious transfer: Masny–Rindal base OT, KOS extension, derived correlations, ideal versions.
 //! - [`gc`]: garbled circuits (half-gates, free-XOR, the GKWY TCCR hash), circuits and the AES-128 circuit.
 //! - [`fixed`]: fixed point in Z_2^64 for private scoring: encoding, headroom check, bit-exact reference.
+//! - [`score`]: private scoring: Gilboa products over OT, then a garbled decision, bands or score circuit.
 #![deny(missing_docs)]
 
 pub mod block;
@@ -28,3 +29,4 @@ pub mod dp;
 pub mod fixed;
 pub mod gc;
 pub mod ot;
+pub mod score;

@@ -1,0 +1,1004 @@
+//! Private scoring: the FI's linear model against the owner's attributes, revealing only the agreed output.
+//!
+//! # What is computed
+//!
+//! The owner holds `n` attributes `x_i`, each clamped to public bounds and encoded at scale `2^16`
+//! ([`crate::fixed`]); the FI holds a [`FixedModel`]: weights `w_i` (scale `2^16`), a bias and a threshold
+//! (scale `2^32`), and for banded outputs private band thresholds. Both learn one [`Outcome`], fixed in public
+//! by [`Reveal`]:
+//!
+//! | reveal             | output                                   | bits revealed |
+//! |--------------------|------------------------------------------|---------------|
+//! | [`Reveal::Decision`] | `Σ w_i x_i + bias ≥ threshold`          | 1             |
+//! | [`Reveal::Bands`]    | how many of the FI's `k − 1` band thresholds the score reaches | `log2 k` |
+//! | [`Reveal::Score`]    | the score itself (scale `2^32`)         | 64            |
+//!
+//! The result is bit-exact with [`FixedModel::score_reference`] and [`ideal`]: nothing is truncated.
+//!
+//! # Construction
+//!
+//! 1. **Products by correlated OT** (Gilboa, "Two Party RSA Key Generation", CRYPTO 1999): for every attribute
+//!    and every bit `j` of the FI's weight, one correlated OT over `Z_2^64` in which the FI chooses with the
+//!    weight bit and the owner's correlation is `x_i · 2^j`. The FI gets `u + w_i·x_i` summed over the bits, the
+//!    owner `−u`: additive shares of the dot product, `64·n` OTs in all. The OTs come from the KOS extension
+//!    ([`crate::ot::kos`]), the owner as extension sender and the FI as receiver, so the FI's weight bits are
+//!    the extension's choice bits and the KOS check holds the FI to one choice per OT.
+//! 2. **The FI folds its constants into its share**: `bias − threshold` for a decision, `bias` otherwise.
+//! 3. **A garbled circuit** ([`crate::gc`], half-gates over the GKWY hash), garbled by the owner with its share
+//!    as garbler input and evaluated by the FI with its share (and band thresholds) as evaluator input:
+//!    the sign of the sum ([`decision_circuit`], 63 AND gates), the band index ([`bands_circuit`]), or the sum
+//!    ([`score_circuit`]). The FI's input labels travel by chosen-message OT, derandomized from extension OTs
+//!    with random choices: the FI sends `e = input ⊕ r` and the owner swaps each label pair where `e` is 1.
+//! 4. **Outputs**: the FI returns the labels of the owner's output wires; the owner accepts them only if each
+//!    is one of its wire's two labels ([`crate::gc::PendingOutput::check`]), then sends the FI's decoding bits.
+//!
+//! ```text
+//!  owner                                                         FI
+//!  [cold] BaseReceiver ------------------>   <------------------ BaseSender [cold]
+//!                           <-------------- Matrix (choices: weight bits ‖ random)
+//!  Challenge -------------->
+//!                           <-------------- Response
+//!  (KOS check)  Corrections, Garbled ---->
+//!                           <-------------- Flips (e = FI input ⊕ r)
+//!  Labels ------------------>
+//!                           <-------------- OutputLabels ‖ transcript hash
+//!  (label check, transcript) Decoding ‖ transcript tag ---->           (transcript, decode)
+//! ```
+//!
+//! A warm run (base OTs kept from an earlier run: [`OwnerRun::start`] and [`FiRun::start`] take the extension
+//! state back) starts at the matrix: four round trips.
+//!
+//! # Transcript confirmation
+//!
+//! Each side hashes (SHA-256, with the session id and the public parameters) every message it sent and
+//! received, except the extension matrix. The FI's output-label message carries its hash, which the owner
+//! compares with its own before it accepts any output; the owner's decoding message carries a hash of the
+//! whole transcript including the decoding bits, which the FI compares before it decodes. So a message changed
+//! in transit makes the run abort rather than give a wrong output: the matrix is left out because the KOS check
+//! already covers it (a changed matrix column either fails the check or, where the bit of `Δ` is 0, changes
+//! nothing). Against a network attacker who rewrites messages consistently, the protection is the node's
+//! authenticated session, not this hash.
+//!
+//! # Security model
+//!
+//! - **Against a malicious FI** the owner gets an abort or the ideal output for *some* FI input `(w, c)` in
+//!   `Z_2^64`: the KOS check binds the FI to one weight per attribute, and it may pick any share, that is any
+//!   constant `c`. One run reveals at most the bits of [`Reveal::bits`] of one function of the attributes of
+//!   the FI's choosing. A model whose sum wraps (weights beyond the headroom check, which only an honest FI
+//!   runs) still yields one bit per output wire, for example one bit of one attribute: count runs, not models.
+//!   The KOS check leaks at most `c` bits of `Δ` with probability `2^-c` (see [`crate::ot`]); the owner's
+//!   extension state is consumed by a failed check.
+//! - **The owner is semi-honest toward the FI's model.** A modified owner can learn about one bit per owner
+//!   output wire per run (selective failure), which is why a decision gives the owner one output wire; a raw
+//!   score gives it 64 and should be approved knowing that. The FI's weights reach the owner only as OT choice
+//!   bits (hidden by the extension) and its share only as garbled inputs.
+//! - **The owner never accepts an output the circuit did not compute**: see step 4 and [`crate::gc`].
+//! - The model commitment the FI shows the owner is asserted by the FI and not enforced by this protocol.
+
+mod msgs;
+#[cfg(test)]
+mod tests;
+
+pub use msgs::{Tag, MAX_ATTRIBUTES, MAX_BAND_THRESHOLDS};
+
+use crate::block::Block;
+use crate::channel::{Channel, ChannelError};
+use crate::fixed::{self, Bounds, FixedError, FixedModel, SCORE_FRAC_BITS};
+use crate::gc::builder::{bits_to_u64, u64_to_bits, Thresholds};
+use crate::gc::{
+    self, AwaitingDecoding, Circuit, Delta, Evaluator, EvaluatorLabelPairs, GarbledHeader,
+    GarbledTables, Garbler, OutputDecoding, PendingOutput,
+};
+use crate::ot::msgs::{
+    BaseReceiverMsg, BaseSenderMsg, ChallengeMsg, ChosenMsg, CorrectionsU64, MatrixMsg, ResponseMsg,
+};
+use crate::ot::{self, kos, CotReceiver, CotSender, SessionId};
+use rand::{CryptoRng, RngCore};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use zeroize::Zeroize;
+
+pub use crate::gc::builder::{bands_circuit, decision_circuit};
+
+/// Bits of each weight the FI inputs: the whole ring, so any model the headroom check accepts fits.
+pub const WEIGHT_BITS: usize = 64;
+
+/// What a run reveals, to both parties. Public: both sides agree on it before the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reveal {
+    /// Whether the score reaches the FI's threshold: one bit.
+    Decision,
+    /// The band of the score among `thresholds` FI-private ascending thresholds: `k = thresholds + 1` bands.
+    Bands {
+        /// Number of band thresholds (`1..=MAX_BAND_THRESHOLDS`).
+        thresholds: usize,
+    },
+    /// The score itself, at scale `2^32`. Can reveal an attribute outright (a model with one weight).
+    Score,
+}
+
+impl Reveal {
+    /// Information revealed, in bits: 1, `log2 k`, or 64.
+    pub fn bits(&self) -> f64 {
+        match self {
+            Reveal::Decision => 1.0,
+            Reveal::Bands { thresholds } => ((*thresholds + 1) as f64).log2(),
+            Reveal::Score => 64.0,
+        }
+    }
+
+    /// The circuit computing this output from the two shares (and the FI's band thresholds).
+    pub fn circuit(&self) -> Circuit {
+        match self {
+            Reveal::Decision => decision_circuit(),
+            Reveal::Bands { thresholds } => {
+                bands_circuit(&Thresholds::Private { count: *thresholds })
+                    .expect("private thresholds are always well formed")
+            }
+            Reveal::Score => score_circuit(),
+        }
+    }
+}
+
+/// The raw-score circuit: the sum of the two 64-bit shares, output to both (63 AND gates).
+pub fn score_circuit() -> Circuit {
+    let mut b = gc::CircuitBuilder::new();
+    let owner = b.garbler_inputs(64);
+    let fi = b.evaluator_inputs(64);
+    let sum = b.add(&owner, &fi);
+    for &bit in &sum {
+        b.garbler_output(bit);
+        b.evaluator_output(bit);
+    }
+    b.build().expect("the score circuit is well formed")
+}
+
+/// The public parameters of one run, the same on both sides.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    /// Binds every hash of the run (derive it from the session and the request).
+    pub session: SessionId,
+    /// Public bounds of each attribute, in the model's order (from the catalogue).
+    pub bounds: Vec<Bounds>,
+    /// What the run reveals.
+    pub reveal: Reveal,
+}
+
+impl Params {
+    /// Checks the parameters: `1..=MAX_ATTRIBUTES` attributes with ordered finite bounds, and at most
+    /// [`MAX_BAND_THRESHOLDS`] band thresholds.
+    pub fn validate(&self) -> Result<(), Error> {
+        let n = self.bounds.len();
+        if n == 0 || n > MAX_ATTRIBUTES {
+            return Err(ApiMisuse::AttributeCount { got: n }.into());
+        }
+        for (i, b) in self.bounds.iter().enumerate() {
+            if !(b.lo.is_finite() && b.hi.is_finite() && b.lo <= b.hi) {
+                return Err(Error::Fixed(FixedError::EmptyBounds {
+                    index: i,
+                    lo: b.lo,
+                    hi: b.hi,
+                }));
+            }
+        }
+        if let Reveal::Bands { thresholds } = self.reveal {
+            if thresholds == 0 || thresholds > MAX_BAND_THRESHOLDS {
+                return Err(ApiMisuse::BandCount { got: thresholds }.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of attributes.
+    pub fn n(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// Extension OTs one run uses: `64·n` for the products plus one per FI circuit input.
+    pub fn ots(&self) -> usize {
+        WEIGHT_BITS * self.n() + self.fi_inputs()
+    }
+
+    fn fi_inputs(&self) -> usize {
+        match self.reveal {
+            Reveal::Bands { thresholds } => 64 * (1 + thresholds),
+            Reveal::Decision | Reveal::Score => 64,
+        }
+    }
+
+    /// The largest message either side may receive in a run with these parameters, in bytes (for the
+    /// transport's reassembly limit).
+    pub fn max_message_bytes(&self) -> usize {
+        let rows = kos::padded_rows(self.ots());
+        (16 * rows).max(8 * WEIGHT_BITS * self.n()) + 1 + 64 * 1024
+    }
+
+    fn transcript(&self) -> Transcript {
+        let mut h = Sha256::new();
+        h.update(b"duo/score/v1");
+        h.update(self.session.0);
+        h.update((self.n() as u64).to_le_bytes());
+        for b in &self.bounds {
+            h.update(b.lo.to_le_bytes());
+            h.update(b.hi.to_le_bytes());
+        }
+        let (kind, t) = match self.reveal {
+            Reveal::Decision => (0u8, 0u64),
+            Reveal::Bands { thresholds } => (1, thresholds as u64),
+            Reveal::Score => (2, 0),
+        };
+        h.update([kind]);
+        h.update(t.to_le_bytes());
+        Transcript(h)
+    }
+}
+
+/// The FI's private input: an encoded model and, for [`Reveal::Bands`], its band thresholds.
+#[derive(Clone, PartialEq)]
+pub struct FiModel {
+    model: FixedModel,
+    bands: Vec<i64>,
+}
+
+impl fmt::Debug for FiModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FiModel({} attributes, ..)", self.model.weights().len())
+    }
+}
+
+impl FiModel {
+    /// A model with band thresholds (in score units, strictly ascending; empty unless the reveal is bands).
+    pub fn new(model: FixedModel, bands: &[f64]) -> Result<FiModel, Error> {
+        let mut enc = Vec::with_capacity(bands.len());
+        for (i, &t) in bands.iter().enumerate() {
+            let e = fixed::encode(t, SCORE_FRAC_BITS, || format!("band threshold {i}"))?;
+            if enc.last().is_some_and(|&prev| e <= prev) {
+                return Err(ApiMisuse::BandsNotAscending { index: i }.into());
+            }
+            enc.push(e);
+        }
+        Ok(FiModel { model, bands: enc })
+    }
+
+    /// The encoded model.
+    pub fn model(&self) -> &FixedModel {
+        &self.model
+    }
+
+    /// The encoded band thresholds.
+    pub fn bands(&self) -> &[i64] {
+        &self.bands
+    }
+
+    fn check(&self, params: &Params) -> Result<(), Error> {
+        if self.model.bounds() != params.bounds.as_slice() {
+            return Err(ApiMisuse::ModelBounds.into());
+        }
+        let want = match params.reveal {
+            Reveal::Bands { thresholds } => thresholds,
+            _ => 0,
+        };
+        if self.bands.len() != want {
+            return Err(ApiMisuse::BandCount {
+                got: self.bands.len(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// What the FI adds to its share: `bias − threshold` for a decision, `bias` otherwise.
+    fn offset(&self, reveal: Reveal) -> u64 {
+        match reveal {
+            Reveal::Decision => self.model.decision_offset(),
+            _ => self.model.bias() as u64,
+        }
+    }
+}
+
+/// The output of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Whether the score reaches the threshold.
+    Decision(bool),
+    /// The band index, `0..=thresholds` (how many band thresholds the score reaches).
+    Band(u32),
+    /// The score, encoded at scale `2^32` (see [`fixed::decode_score`]).
+    Score(u64),
+}
+
+impl Outcome {
+    fn from_bits(reveal: Reveal, bits: &[bool]) -> Outcome {
+        match reveal {
+            Reveal::Decision => Outcome::Decision(bits.first().copied().unwrap_or(false)),
+            Reveal::Bands { .. } => Outcome::Band(bits_to_u64(bits) as u32),
+            Reveal::Score => Outcome::Score(bits_to_u64(bits)),
+        }
+    }
+}
+
+/// The ideal functionality: what a run must output, computed in the clear (tests, and the definition).
+pub fn ideal(params: &Params, attrs: &[f64], model: &FiModel) -> Result<Outcome, Error> {
+    params.validate()?;
+    model.check(params)?;
+    let x = encode_owner(params, attrs)?;
+    let dot = x
+        .iter()
+        .zip(model.model.weights())
+        .fold(0u64, |acc, (&x, &w)| {
+            acc.wrapping_add(x.wrapping_mul(w as u64))
+        });
+    let sum = dot.wrapping_add(model.offset(params.reveal));
+    Ok(match params.reveal {
+        Reveal::Decision => Outcome::Decision(fixed::decision_of_sum(sum)),
+        Reveal::Bands { .. } => Outcome::Band(fixed::band_of(sum, &model.bands)),
+        Reveal::Score => Outcome::Score(sum),
+    })
+}
+
+fn encode_owner(params: &Params, attrs: &[f64]) -> Result<Vec<u64>, Error> {
+    if attrs.len() != params.n() {
+        return Err(ApiMisuse::AttributeCount { got: attrs.len() }.into());
+    }
+    attrs
+        .iter()
+        .zip(&params.bounds)
+        .map(|(&x, &b)| {
+            fixed::encode_attribute(x, b)
+                .map(|v| v as u64)
+                .map_err(Error::from)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------------------
+
+/// Any failure of a scoring run. After an error the run is over and its extension state is gone.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer sent something an honest peer never sends: abort and log it.
+    #[error("peer misbehaved: {0}")]
+    Peer(#[from] PeerMisbehaved),
+    /// The caller broke the API's contract.
+    #[error("API misuse: {0}")]
+    Misuse(#[from] ApiMisuse),
+    /// Oblivious transfer failed (a peer error or misuse inside the OT layer).
+    #[error("oblivious transfer: {0}")]
+    Ot(#[from] ot::Error),
+    /// The garbled circuit failed (a peer error or misuse inside the GC layer).
+    #[error("garbled circuit: {0}")]
+    Gc(#[from] gc::Error),
+    /// An input could not be encoded, or the model does not fit the headroom.
+    #[error("{0}")]
+    Fixed(#[from] FixedError),
+    /// The channel failed (only from the drivers over a [`Channel`]).
+    #[error("channel: {0}")]
+    Channel(#[from] ChannelError),
+}
+
+impl Error {
+    /// Whether the error is the peer's doing (a bad or unexpected message), as opposed to this side's.
+    pub fn is_peer(&self) -> bool {
+        matches!(
+            self,
+            Error::Peer(_)
+                | Error::Ot(ot::Error::Peer(_))
+                | Error::Gc(gc::Error::Peer(_))
+                | Error::Channel(_)
+        )
+    }
+}
+
+/// Ways the peer can break a scoring run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerMisbehaved {
+    /// A message arrived that the run does not expect now (or an unknown message type).
+    #[error("unexpected message {got} while waiting for {expected}")]
+    Unexpected {
+        /// What the run waits for.
+        expected: &'static str,
+        /// The type byte received (or `empty`).
+        got: String,
+    },
+    /// A message had the wrong length.
+    #[error("{what}: expected {expected} bytes, got {got}")]
+    WrongLength {
+        /// Which message.
+        what: &'static str,
+        /// Bytes required.
+        expected: usize,
+        /// Bytes received.
+        got: usize,
+    },
+    /// The transcripts of the two sides differ: a message was changed in transit.
+    #[error("the two sides saw different messages (transcript mismatch); the run is aborted")]
+    TranscriptMismatch,
+}
+
+/// Ways the caller can misuse the scoring API.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiMisuse {
+    /// Attribute count outside `1..=MAX_ATTRIBUTES`, or attributes not matching the parameters.
+    #[error("{got} attributes: a run takes 1 to {MAX_ATTRIBUTES}, as many as the parameters list")]
+    AttributeCount {
+        /// Attributes given.
+        got: usize,
+    },
+    /// Band thresholds not matching the parameters, or too many.
+    #[error("{got} band thresholds: bands need 1 to {MAX_BAND_THRESHOLDS}, as many as the parameters say")]
+    BandCount {
+        /// Thresholds given.
+        got: usize,
+    },
+    /// Band thresholds must be strictly ascending.
+    #[error("band threshold {index} is not above the one before it")]
+    BandsNotAscending {
+        /// Index of the offending threshold.
+        index: usize,
+    },
+    /// The model's attribute bounds are not the run's public bounds.
+    #[error("the model was encoded for other attribute bounds than this run's")]
+    ModelBounds,
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Transcript
+// ---------------------------------------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct Transcript(Sha256);
+
+impl Transcript {
+    fn absorb(&mut self, from_owner: bool, msg: &[u8]) {
+        self.0.update([from_owner as u8]);
+        self.0.update((msg.len() as u64).to_le_bytes());
+        self.0.update(msg);
+    }
+
+    fn value(&self) -> [u8; 32] {
+        self.0.clone().finalize().into()
+    }
+}
+
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Owner (garbler, extension sender)
+// ---------------------------------------------------------------------------------------------------------
+
+/// The owner's side of a run, between messages.
+pub struct OwnerRun {
+    params: Params,
+    circuit: Circuit,
+    x: Vec<u64>,
+    transcript: Transcript,
+    /// The owner's base-OT message, hashed after the FI's (both messages cross; the transcript orders them).
+    deferred: Option<Vec<u8>>,
+    state: OwnerState,
+}
+
+enum OwnerState {
+    Base(kos::SenderSetup),
+    Matrix(kos::SenderExtend),
+    Response(kos::SenderCheck),
+    Flips {
+        sender: kos::Sender,
+        labels_cot: CotSender,
+        pairs: EvaluatorLabelPairs,
+        pending: PendingOutput,
+    },
+    Output {
+        sender: kos::Sender,
+        pending: PendingOutput,
+    },
+    Done,
+}
+
+impl fmt::Debug for OwnerRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnerRun")
+            .field("n", &self.params.n())
+            .field("reveal", &self.params.reveal)
+            .field("waiting_for", &self.waiting_for())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for OwnerRun {
+    fn drop(&mut self) {
+        self.x.zeroize();
+    }
+}
+
+/// What the owner does after a message.
+#[derive(Debug)]
+pub enum OwnerStep {
+    /// Send these messages (possibly none) and wait for the next one.
+    Continue(Box<OwnerRun>, Vec<Vec<u8>>),
+    /// The run is over: send these messages, and keep the extension state for a warm run.
+    Done {
+        /// The output.
+        outcome: Outcome,
+        /// Messages to send (the FI's decoding).
+        send: Vec<Vec<u8>>,
+        /// The extension sender, for the next run in this session.
+        ot: Box<kos::Sender>,
+    },
+}
+
+impl OwnerRun {
+    /// Starts a run with the owner's attributes (clamped to the public bounds). With `ot` from an earlier run
+    /// the base OTs are skipped (warm); without, the first message is the base-OT receiver message (cold).
+    pub fn start<R: RngCore + CryptoRng + ?Sized>(
+        params: &Params,
+        attrs: &[f64],
+        ot: Option<kos::Sender>,
+        rng: &mut R,
+    ) -> Result<(OwnerRun, Vec<Vec<u8>>), Error> {
+        params.validate()?;
+        let x = encode_owner(params, attrs)?;
+        let mut run = OwnerRun {
+            params: params.clone(),
+            circuit: params.reveal.circuit(),
+            x,
+            transcript: params.transcript(),
+            deferred: None,
+            state: OwnerState::Done,
+        };
+        let mut out = Vec::new();
+        run.state = match ot {
+            Some(sender) => OwnerState::Matrix(sender.extend(params.ots())?),
+            None => {
+                let (setup, msg) = kos::Sender::setup(params.session, rng)?;
+                let msg = msgs::frame(Tag::BaseReceiver, &msg.to_bytes());
+                run.deferred = Some(msg.clone());
+                out.push(msg);
+                OwnerState::Base(setup)
+            }
+        };
+        Ok((run, out))
+    }
+
+    /// The message the run waits for.
+    pub fn waiting_for(&self) -> &'static str {
+        match self.state {
+            OwnerState::Base(_) => "the FI's base-OT message",
+            OwnerState::Matrix(_) => "the FI's extension matrix",
+            OwnerState::Response(_) => "the FI's consistency-check response",
+            OwnerState::Flips { .. } => "the FI's input flips",
+            OwnerState::Output { .. } => "the FI's output labels",
+            OwnerState::Done => "nothing",
+        }
+    }
+
+    fn send(&mut self, tag: Tag, body: &[u8]) -> Vec<u8> {
+        let msg = msgs::frame(tag, body);
+        if tag != Tag::Matrix {
+            self.transcript.absorb(true, &msg);
+        }
+        msg
+    }
+
+    /// Takes the FI's next message.
+    pub fn handle<R: RngCore + CryptoRng + ?Sized>(
+        mut self,
+        msg: Vec<u8>,
+        rng: &mut R,
+    ) -> Result<OwnerStep, Error> {
+        let state = std::mem::replace(&mut self.state, OwnerState::Done);
+        let expected = match &state {
+            OwnerState::Base(_) => Tag::BaseSender,
+            OwnerState::Matrix(_) => Tag::Matrix,
+            OwnerState::Response(_) => Tag::Response,
+            OwnerState::Flips { .. } => Tag::Flips,
+            OwnerState::Output { .. } => Tag::OutputLabels,
+            OwnerState::Done => return Err(msgs::unexpected("nothing", &msg).into()),
+        };
+        let body = msgs::expect(&msg, expected)?;
+        let before = self.transcript.value();
+        if expected != Tag::Matrix {
+            self.transcript.absorb(false, &msg);
+        }
+        if let Some(mine) = self.deferred.take() {
+            self.transcript.absorb(true, &mine);
+        }
+        let mut out = Vec::new();
+        match state {
+            OwnerState::Base(setup) => {
+                let a = BaseSenderMsg::from_bytes(body).map_err(ot::Error::from)?;
+                let sender = setup.finish(&a);
+                self.state = OwnerState::Matrix(sender.extend(self.params.ots())?);
+            }
+            OwnerState::Matrix(ext) => {
+                let u = MatrixMsg::from_bytes(body.to_vec()).map_err(ot::Error::from)?;
+                let (mut check, challenge) = ext.receive_matrix(u, rng)?;
+                out.push(self.send(Tag::Challenge, &challenge.to_bytes()));
+                check.precompute();
+                self.state = OwnerState::Response(check);
+            }
+            OwnerState::Response(check) => {
+                let resp = ResponseMsg::from_bytes(body).map_err(ot::Error::from)?;
+                let (sender, cot) = check.receive_response(&resp)?;
+                let (products, labels_cot) = cot.split_at(WEIGHT_BITS * self.params.n())?;
+                // Gilboa: OT (i, j) carries x_i·2^j; the owner's share is minus the sum of its pads.
+                let mut deltas = Vec::with_capacity(products.len());
+                for &x in &self.x {
+                    for j in 0..WEIGHT_BITS {
+                        deltas.push(x << j);
+                    }
+                }
+                let (mut pads, corrections) = products.send_correlated_u64(&deltas)?;
+                deltas.zeroize();
+                let share = pads.iter().fold(0u64, |acc, &p| acc.wrapping_sub(p));
+                pads.zeroize();
+                out.push(self.send(Tag::Corrections, &corrections.to_bytes()));
+                let mut garbler = Garbler::new(Delta::random(rng));
+                let mut share_bits = u64_to_bits(share, 64);
+                let g = garbler.garble(&self.circuit, &share_bits, rng)?;
+                share_bits.zeroize();
+                let garbled = msgs::encode_garbled(&g.header, &g.tables);
+                out.push(self.send(Tag::Garbled, &garbled));
+                self.state = OwnerState::Flips {
+                    sender,
+                    labels_cot,
+                    pairs: g.evaluator_labels,
+                    pending: g.pending,
+                };
+            }
+            OwnerState::Flips {
+                sender,
+                labels_cot,
+                pairs,
+                pending,
+            } => {
+                let flips = msgs::decode_bits(body, pairs.len(), "input flips")?;
+                let chosen: Vec<[Block; 2]> = flips
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &flip)| {
+                        let (l0, l1) = pairs.pair(i);
+                        // Swap the pair where the flip is 1, without branching on it.
+                        let d = (l0 ^ l1).and_bit(flip);
+                        [l0 ^ d, l1 ^ d]
+                    })
+                    .collect();
+                let c = labels_cot.send_chosen(&chosen)?;
+                out.push(self.send(Tag::Labels, &c.to_bytes()));
+                self.state = OwnerState::Output { sender, pending };
+            }
+            OwnerState::Output { sender, pending } => {
+                let (labels, fi_hash) = msgs::decode_output_labels(body, &self.circuit)?;
+                // The FI hashed everything before its own message, as `before` does here.
+                if !ct_eq(&fi_hash, &before) {
+                    return Err(PeerMisbehaved::TranscriptMismatch.into());
+                }
+                let accepted = pending.check(&labels)?;
+                let outcome = Outcome::from_bits(self.params.reveal, &accepted.garbler_outputs);
+                let decoding = msgs::encode_bits(&accepted.decoding.bits);
+                let mut confirm = self.transcript.clone();
+                confirm.absorb(true, &msgs::frame(Tag::Decoding, &decoding));
+                let mut body = decoding;
+                body.extend_from_slice(&confirm.value());
+                out.push(msgs::frame(Tag::Decoding, &body));
+                return Ok(OwnerStep::Done {
+                    outcome,
+                    send: out,
+                    ot: Box::new(sender),
+                });
+            }
+            OwnerState::Done => {}
+        }
+        Ok(OwnerStep::Continue(Box::new(self), out))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// FI (evaluator, extension receiver)
+// ---------------------------------------------------------------------------------------------------------
+
+/// The FI's side of a run, between messages.
+pub struct FiRun {
+    params: Params,
+    circuit: Circuit,
+    model: FiModel,
+    transcript: Transcript,
+    state: FiState,
+}
+
+enum FiState {
+    Base {
+        setup: kos::ReceiverSetup,
+        choices: Vec<bool>,
+    },
+    Challenge(kos::ReceiverExtend),
+    Corrections {
+        receiver: kos::Receiver,
+        cot: CotReceiver,
+    },
+    Garbled {
+        receiver: kos::Receiver,
+        labels_cot: CotReceiver,
+        inputs: Vec<bool>,
+    },
+    Labels {
+        receiver: kos::Receiver,
+        labels_cot: CotReceiver,
+        header: GarbledHeader,
+        tables: GarbledTables,
+    },
+    Decoding {
+        receiver: kos::Receiver,
+        awaiting: AwaitingDecoding,
+    },
+    Done,
+}
+
+impl fmt::Debug for FiRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FiRun")
+            .field("n", &self.params.n())
+            .field("reveal", &self.params.reveal)
+            .field("waiting_for", &self.waiting_for())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the FI does after a message.
+#[derive(Debug)]
+pub enum FiStep {
+    /// Send these messages (possibly none) and wait for the next one.
+    Continue(Box<FiRun>, Vec<Vec<u8>>),
+    /// The run is over; keep the extension state for a warm run.
+    Done {
+        /// The output.
+        outcome: Outcome,
+        /// The extension receiver, for the next run in this session.
+        ot: kos::Receiver,
+    },
+}
+
+impl FiRun {
+    /// Starts a run with the FI's model. With `ot` from an earlier run the base OTs are skipped (warm) and the
+    /// first message is the extension matrix; without, it is the base-OT sender message (cold).
+    pub fn start<R: RngCore + CryptoRng + ?Sized>(
+        params: &Params,
+        model: &FiModel,
+        ot: Option<kos::Receiver>,
+        rng: &mut R,
+    ) -> Result<(FiRun, Vec<Vec<u8>>), Error> {
+        params.validate()?;
+        model.check(params)?;
+        // Choices: the bits of every weight (LSB first), then random bits for the circuit-input OTs.
+        let mut choices = Vec::with_capacity(params.ots());
+        for &w in model.model.weights() {
+            choices.extend(u64_to_bits(w as u64, WEIGHT_BITS));
+        }
+        let mut random = vec![0u8; params.fi_inputs().div_ceil(8)];
+        rng.fill_bytes(&mut random);
+        choices.extend((0..params.fi_inputs()).map(|i| (random[i / 8] >> (i % 8)) & 1 == 1));
+        random.zeroize();
+        let mut run = FiRun {
+            params: params.clone(),
+            circuit: params.reveal.circuit(),
+            model: model.clone(),
+            transcript: params.transcript(),
+            state: FiState::Done,
+        };
+        let mut out = Vec::new();
+        run.state = match ot {
+            Some(receiver) => {
+                let (ext, matrix) = receiver.extend(&choices, rng)?;
+                choices.zeroize();
+                out.push(run.send(Tag::Matrix, &matrix.into_bytes()));
+                FiState::Challenge(ext)
+            }
+            None => {
+                let (setup, msg) = kos::Receiver::setup(params.session, rng)?;
+                out.push(run.send(Tag::BaseSender, &msg.to_bytes()));
+                FiState::Base { setup, choices }
+            }
+        };
+        Ok((run, out))
+    }
+
+    /// The message the run waits for.
+    pub fn waiting_for(&self) -> &'static str {
+        match self.state {
+            FiState::Base { .. } => "the owner's base-OT message",
+            FiState::Challenge(_) => "the owner's challenge",
+            FiState::Corrections { .. } => "the owner's product corrections",
+            FiState::Garbled { .. } => "the owner's garbled circuit",
+            FiState::Labels { .. } => "the owner's input labels",
+            FiState::Decoding { .. } => "the owner's output decoding",
+            FiState::Done => "nothing",
+        }
+    }
+
+    fn send(&mut self, tag: Tag, body: &[u8]) -> Vec<u8> {
+        let msg = msgs::frame(tag, body);
+        if tag != Tag::Matrix {
+            self.transcript.absorb(false, &msg);
+        }
+        msg
+    }
+
+    /// Takes the owner's next message.
+    pub fn handle<R: RngCore + CryptoRng + ?Sized>(
+        mut self,
+        msg: Vec<u8>,
+        rng: &mut R,
+    ) -> Result<FiStep, Error> {
+        let state = std::mem::replace(&mut self.state, FiState::Done);
+        let expected = match &state {
+            FiState::Base { .. } => Tag::BaseReceiver,
+            FiState::Challenge(_) => Tag::Challenge,
+            FiState::Corrections { .. } => Tag::Corrections,
+            FiState::Garbled { .. } => Tag::Garbled,
+            FiState::Labels { .. } => Tag::Labels,
+            FiState::Decoding { .. } => Tag::Decoding,
+            FiState::Done => return Err(msgs::unexpected("nothing", &msg).into()),
+        };
+        let body = msgs::expect(&msg, expected)?;
+        if expected != Tag::Decoding {
+            self.transcript.absorb(true, &msg);
+        }
+        let mut out = Vec::new();
+        match state {
+            FiState::Base { setup, mut choices } => {
+                let pairs = BaseReceiverMsg::from_bytes(body).map_err(ot::Error::from)?;
+                let receiver = setup.finish(&pairs)?;
+                let (ext, matrix) = receiver.extend(&choices, rng)?;
+                choices.zeroize();
+                out.push(self.send(Tag::Matrix, &matrix.into_bytes()));
+                self.state = FiState::Challenge(ext);
+            }
+            FiState::Challenge(ext) => {
+                let challenge = ChallengeMsg::from_bytes(body).map_err(ot::Error::from)?;
+                let (receiver, resp, cot) = ext.receive_challenge(&challenge);
+                out.push(self.send(Tag::Response, &resp.to_bytes()));
+                self.state = FiState::Corrections { receiver, cot };
+            }
+            FiState::Corrections { receiver, cot } => {
+                let corrections = CorrectionsU64::from_bytes(body).map_err(ot::Error::from)?;
+                let (products, labels_cot) = cot.split_at(WEIGHT_BITS * self.params.n())?;
+                let mut got = products.receive_correlated_u64(&corrections)?;
+                let share = got
+                    .iter()
+                    .fold(self.model.offset(self.params.reveal), |acc, &v| {
+                        acc.wrapping_add(v)
+                    });
+                got.zeroize();
+                let mut inputs = u64_to_bits(share, 64);
+                for &t in &self.model.bands {
+                    inputs.extend(u64_to_bits(t as u64, 64));
+                }
+                self.state = FiState::Garbled {
+                    receiver,
+                    labels_cot,
+                    inputs,
+                };
+            }
+            FiState::Garbled {
+                receiver,
+                labels_cot,
+                mut inputs,
+            } => {
+                let (header, tables) = msgs::decode_garbled(body, &self.circuit)?;
+                let flips: Vec<bool> = inputs
+                    .iter()
+                    .zip(labels_cot.choices())
+                    .map(|(&c, &r)| c ^ r)
+                    .collect();
+                inputs.zeroize();
+                out.push(self.send(Tag::Flips, &msgs::encode_bits(&flips)));
+                self.state = FiState::Labels {
+                    receiver,
+                    labels_cot,
+                    header,
+                    tables,
+                };
+            }
+            FiState::Labels {
+                receiver,
+                labels_cot,
+                header,
+                tables,
+            } => {
+                let c = ChosenMsg::from_bytes(body).map_err(ot::Error::from)?;
+                let labels = labels_cot.receive_chosen(&c)?;
+                let (output, awaiting) =
+                    Evaluator::new().evaluate(&self.circuit, &header, &tables, &labels)?;
+                let hash = self.transcript.value();
+                let body = msgs::encode_output_labels(&output, &hash);
+                out.push(self.send(Tag::OutputLabels, &body));
+                self.state = FiState::Decoding { receiver, awaiting };
+            }
+            FiState::Decoding { receiver, awaiting } => {
+                let (bits, tag) =
+                    msgs::decode_decoding(body, self.circuit.evaluator_outputs().len())?;
+                let mut confirm = self.transcript.clone();
+                confirm.absorb(true, &msgs::frame(Tag::Decoding, &msgs::encode_bits(&bits)));
+                if !ct_eq(&tag, &confirm.value()) {
+                    return Err(PeerMisbehaved::TranscriptMismatch.into());
+                }
+                let decoded = awaiting.decode(&OutputDecoding {
+                    circuit_digest: self.circuit.digest(),
+                    bits,
+                })?;
+                let outcome = Outcome::from_bits(self.params.reveal, &decoded);
+                return Ok(FiStep::Done {
+                    outcome,
+                    ot: receiver,
+                });
+            }
+            FiState::Done => {}
+        }
+        Ok(FiStep::Continue(Box::new(self), out))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Drivers over a channel (tests, benches)
+// ---------------------------------------------------------------------------------------------------------
+
+/// Runs the owner's side over `ch`; returns the outcome and the extension state for a warm run.
+pub fn owner_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
+    ch: &mut C,
+    params: &Params,
+    attrs: &[f64],
+    ot: Option<kos::Sender>,
+    rng: &mut R,
+) -> Result<(Outcome, kos::Sender), Error> {
+    let (mut run, out) = OwnerRun::start(params, attrs, ot, rng)?;
+    for m in out {
+        ch.send(m)?;
+    }
+    loop {
+        match run.handle(ch.recv()?, rng)? {
+            OwnerStep::Continue(next, out) => {
+                for m in out {
+                    ch.send(m)?;
+                }
+                run = *next;
+            }
+            OwnerStep::Done { outcome, send, ot } => {
+                for m in send {
+                    ch.send(m)?;
+                }
+                return Ok((outcome, *ot));
+            }
+        }
+    }
+}
+
+/// Runs the FI's side over `ch`; returns the outcome and the extension state for a warm run.
+pub fn fi_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
+    ch: &mut C,
+    params: &Params,
+    model: &FiModel,
+    ot: Option<kos::Receiver>,
+    rng: &mut R,
+) -> Result<(Outcome, kos::Receiver), Error> {
+    let (mut run, out) = FiRun::start(params, model, ot, rng)?;
+    for m in out {
+        ch.send(m)?;
+    }
+    loop {
+        match run.handle(ch.recv()?, rng)? {
+            FiStep::Continue(next, out) => {
+                for m in out {
+                    ch.send(m)?;
+                }
+                run = *next;
+            }
+            FiStep::Done { outcome, ot } => return Ok((outcome, ot)),
+        }
+    }
+}

@@ -1,0 +1,500 @@
+use super::*;
+use crate::channel;
+use crate::fixed::{Bounds, FixedModel};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use std::collections::VecDeque;
+
+fn sid(tag: u8) -> SessionId {
+    SessionId([tag; 32])
+}
+
+fn params(n: usize, reveal: Reveal, tag: u8) -> Params {
+    Params {
+        session: sid(tag),
+        bounds: (0..n)
+            .map(|i| Bounds::new(-(i as f64) - 1.0, 100.0 + i as f64))
+            .collect(),
+        reveal,
+    }
+}
+
+fn random_model(rng: &mut ChaCha20Rng, p: &Params) -> FiModel {
+    let weights: Vec<f64> = (0..p.n())
+        .map(|_| match rng.random_range(0..5) {
+            0 => 0.0,
+            1 => -rng.random_range(0.0..50.0),
+            _ => rng.random_range(-10.0..10.0),
+        })
+        .map(|w: f64| if w != 0.0 && w.abs() < 1e-4 { 0.0 } else { w })
+        .collect();
+    let bias = rng.random_range(-1000.0..1000.0);
+    let threshold = rng.random_range(-1000.0..1000.0);
+    let model = FixedModel::new(&p.bounds, &weights, bias, threshold).unwrap();
+    let bands = match p.reveal {
+        Reveal::Bands { thresholds } => {
+            let mut t: Vec<f64> = (0..thresholds)
+                .map(|k| -2000.0 + 4000.0 * k as f64 / thresholds as f64)
+                .collect();
+            t.iter_mut().for_each(|x| *x += rng.random_range(0.0..10.0));
+            t
+        }
+        _ => vec![],
+    };
+    FiModel::new(model, &bands).unwrap()
+}
+
+fn random_attrs(rng: &mut ChaCha20Rng, p: &Params) -> Vec<f64> {
+    p.bounds
+        .iter()
+        .map(|b| match rng.random_range(0..6) {
+            0 => b.lo,
+            1 => b.hi,
+            2 => b.hi + 1e6, // clamped
+            3 => 0.0,
+            _ => rng.random_range(b.lo..=b.hi),
+        })
+        .collect()
+}
+
+type OwnerResult = Option<Result<(Outcome, kos::Sender), Error>>;
+type FiResult = Option<Result<(Outcome, kos::Receiver), Error>>;
+
+/// Runs both sides in one thread, passing each message through `tamper(to_owner, message)`. A side that
+/// errs stops; a side left waiting ends with `None`.
+fn drive(
+    p: &Params,
+    attrs: &[f64],
+    model: &FiModel,
+    owner_ot: Option<kos::Sender>,
+    fi_ot: Option<kos::Receiver>,
+    seed: u64,
+    mut tamper: impl FnMut(bool, &mut Vec<u8>),
+) -> (OwnerResult, FiResult) {
+    let mut ro = ChaCha20Rng::seed_from_u64(seed);
+    let mut rf = ChaCha20Rng::seed_from_u64(seed ^ 0xf1);
+    let mut to_owner = VecDeque::new();
+    let mut to_fi = VecDeque::new();
+    let (o, out) = OwnerRun::start(p, attrs, owner_ot, &mut ro).unwrap();
+    to_fi.extend(out);
+    let (f, out) = FiRun::start(p, model, fi_ot, &mut rf).unwrap();
+    to_owner.extend(out);
+    let (mut owner, mut fi) = (Some(o), Some(f));
+    let (mut owner_res, mut fi_res): (OwnerResult, FiResult) = (None, None);
+    loop {
+        if let (Some(run), Some(mut m)) = (owner.as_ref(), to_owner.front().cloned()) {
+            let _ = run;
+            to_owner.pop_front();
+            tamper(true, &mut m);
+            match owner.take().unwrap().handle(m, &mut ro) {
+                Ok(OwnerStep::Continue(next, out)) => {
+                    to_fi.extend(out);
+                    owner = Some(*next);
+                }
+                Ok(OwnerStep::Done { outcome, send, ot }) => {
+                    to_fi.extend(send);
+                    owner_res = Some(Ok((outcome, *ot)));
+                }
+                Err(e) => owner_res = Some(Err(e)),
+            }
+            continue;
+        }
+        if let (Some(_), Some(mut m)) = (fi.as_ref(), to_fi.front().cloned()) {
+            to_fi.pop_front();
+            tamper(false, &mut m);
+            match fi.take().unwrap().handle(m, &mut rf) {
+                Ok(FiStep::Continue(next, out)) => {
+                    to_owner.extend(out);
+                    fi = Some(*next);
+                }
+                Ok(FiStep::Done { outcome, ot }) => fi_res = Some(Ok((outcome, ot))),
+                Err(e) => fi_res = Some(Err(e)),
+            }
+            continue;
+        }
+        break;
+    }
+    (owner_res, fi_res)
+}
+
+fn both_ok(r: (OwnerResult, FiResult)) -> (Outcome, kos::Sender, Outcome, kos::Receiver) {
+    let (o, f) = r;
+    let (oo, os) = o.expect("owner finished").expect("owner ok");
+    let (fo, fs) = f.expect("FI finished").expect("FI ok");
+    (oo, os, fo, fs)
+}
+
+#[test]
+fn runs_equal_the_ideal_functionality_cold_and_warm() {
+    let mut rng = ChaCha20Rng::seed_from_u64(7);
+    for (k, reveal) in [
+        Reveal::Decision,
+        Reveal::Bands { thresholds: 3 },
+        Reveal::Bands { thresholds: 1 },
+        Reveal::Score,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for n in [1usize, 3, 8, 33] {
+            let p = params(n, reveal, k as u8);
+            let (mut os, mut fs) = (None, None);
+            // Five runs on one extension state: the first cold, the rest warm.
+            for run in 0..5 {
+                let model = random_model(&mut rng, &p);
+                let attrs = random_attrs(&mut rng, &p);
+                let want = ideal(&p, &attrs, &model).unwrap();
+                let (oo, o_ot, fo, f_ot) = both_ok(drive(
+                    &p,
+                    &attrs,
+                    &model,
+                    os.take(),
+                    fs.take(),
+                    rng.random(),
+                    |_, _| {},
+                ));
+                assert_eq!(oo, want, "owner, {reveal:?}, n = {n}, run {run}");
+                assert_eq!(fo, want, "FI, {reveal:?}, n = {n}, run {run}");
+                (os, fs) = (Some(o_ot), Some(f_ot));
+            }
+        }
+    }
+}
+
+#[test]
+fn decisions_match_the_fixed_point_reference_on_edges() {
+    // Negative weights, a zero weight, attributes at and beyond the clamp bounds, and scores exactly at,
+    // just above and just below the threshold.
+    let p = params(4, Reveal::Decision, 40);
+    let weights = [2.5, -1.25, 0.0, 0.5];
+    let at = |attrs: &[f64]| {
+        let dot: f64 = attrs
+            .iter()
+            .zip(&p.bounds)
+            .zip(&weights)
+            .map(|((&x, b), w)| x.clamp(b.lo, b.hi) * w)
+            .sum();
+        dot
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(41);
+    let cases: [[f64; 4]; 5] = [
+        [10.0, 4.0, 7.0, 2.0],
+        [-1.0, 101.0, 0.0, 103.0], // every attribute at a bound
+        [-50.0, 1e9, -1e9, 1e9],   // clamped
+        [0.0, 0.0, 0.0, 0.0],
+        [100.0, -2.0, 3.0, -4.0],
+    ];
+    for attrs in cases {
+        let score = at(&attrs);
+        // Exactly at the threshold (bias 1.0 so the threshold is score + 1.0): reaches it.
+        for (delta, want) in [
+            (0.0, true),
+            (2f64.powi(-32), false),
+            (-(2f64.powi(-32)), true),
+        ] {
+            let model = FixedModel::new(&p.bounds, &weights, 1.0, score + 1.0 + delta).unwrap();
+            let reference = model.score_reference(&attrs).unwrap();
+            assert_eq!(reference.decision, want, "reference, {attrs:?}, {delta}");
+            let fi = FiModel::new(model, &[]).unwrap();
+            let (oo, _, fo, _) =
+                both_ok(drive(&p, &attrs, &fi, None, None, rng.random(), |_, _| {}));
+            assert_eq!(oo, Outcome::Decision(want), "{attrs:?}, {delta}");
+            assert_eq!(fo, Outcome::Decision(want));
+        }
+        // The raw score equals the reference score bit for bit.
+        let sp = Params {
+            reveal: Reveal::Score,
+            ..p.clone()
+        };
+        let model = FixedModel::new(&p.bounds, &weights, -3.75, 0.0).unwrap();
+        let reference = model.score_reference(&attrs).unwrap();
+        let fi = FiModel::new(model, &[]).unwrap();
+        let (oo, _, fo, _) = both_ok(drive(&sp, &attrs, &fi, None, None, rng.random(), |_, _| {}));
+        assert_eq!(oo, Outcome::Score(reference.score));
+        assert_eq!(fo, Outcome::Score(reference.score));
+    }
+}
+
+#[test]
+fn drivers_over_a_channel_agree_and_count_bytes() {
+    let p = params(32, Reveal::Decision, 50);
+    let mut rng = ChaCha20Rng::seed_from_u64(51);
+    let model = random_model(&mut rng, &p);
+    let attrs = random_attrs(&mut rng, &p);
+    let want = ideal(&p, &attrs, &model).unwrap();
+    let (mut a, mut b) = channel::pair();
+    let p2 = p.clone();
+    let t = std::thread::spawn(move || {
+        let mut r = ChaCha20Rng::seed_from_u64(52);
+        let (first, ot) = fi_over(&mut b, &p2, &model, None, &mut r).unwrap();
+        let (second, _) = fi_over(&mut b, &p2, &model, Some(ot), &mut r).unwrap();
+        (first, second)
+    });
+    let mut r = ChaCha20Rng::seed_from_u64(53);
+    let (first, ot) = owner_over(&mut a, &p, &attrs, None, &mut r).unwrap();
+    let cold = a.bytes_sent() + a.bytes_received();
+    let (second, _) = owner_over(&mut a, &p, &attrs, Some(ot), &mut r).unwrap();
+    let warm = a.bytes_sent() + a.bytes_received() - cold;
+    assert_eq!(t.join().unwrap(), (want, want));
+    assert_eq!((first, second), (want, want));
+    // Warm: the matrix (16 bytes per padded OT) and the corrections (8 per product OT) dominate.
+    let ots = p.ots();
+    let floor = (16 * ots + 8 * 64 * 32) as u64;
+    assert!(
+        warm >= floor && warm < floor + 16 * 1024,
+        "warm bytes {warm}"
+    );
+    // Cold adds the base OTs: 32 bytes from the FI, 64 per base OT from the owner.
+    assert!(cold >= warm + 32 + 64 * 128, "cold {cold}, warm {warm}");
+}
+
+/// Flips one bit of the `index`-th message of type `tag` (in either direction).
+fn flip(tag: Tag, byte: usize) -> impl FnMut(bool, &mut Vec<u8>) {
+    let mut done = false;
+    move |_, m: &mut Vec<u8>| {
+        if !done && m.first() == Some(&(tag as u8)) {
+            let i = (1 + byte).min(m.len() - 1);
+            m[i] ^= 0x10;
+            done = true;
+        }
+    }
+}
+
+#[test]
+fn every_tampered_message_type_aborts_or_changes_nothing() {
+    let mut rng = ChaCha20Rng::seed_from_u64(60);
+    let tags = [
+        Tag::BaseSender,
+        Tag::BaseReceiver,
+        Tag::Matrix,
+        Tag::Challenge,
+        Tag::Response,
+        Tag::Corrections,
+        Tag::Garbled,
+        Tag::Flips,
+        Tag::Labels,
+        Tag::OutputLabels,
+        Tag::Decoding,
+    ];
+    for reveal in [Reveal::Decision, Reveal::Bands { thresholds: 3 }] {
+        let p = params(5, reveal, 61);
+        for tag in tags {
+            let mut aborted = 0;
+            for trial in 0..12 {
+                let model = random_model(&mut rng, &p);
+                let attrs = random_attrs(&mut rng, &p);
+                let want = ideal(&p, &attrs, &model).unwrap();
+                let byte = rng.random_range(0..64usize) + trial;
+                let (o, f) = drive(
+                    &p,
+                    &attrs,
+                    &model,
+                    None,
+                    None,
+                    rng.random(),
+                    flip(tag, byte),
+                );
+                // Never a wrong output, on either side.
+                if let Some(Ok((out, _))) = &o {
+                    assert_eq!(*out, want, "owner accepted a wrong output, {tag:?}");
+                }
+                if let Some(Ok((out, _))) = &f {
+                    assert_eq!(*out, want, "FI accepted a wrong output, {tag:?}");
+                }
+                let ok = matches!(o, Some(Ok(_))) && matches!(f, Some(Ok(_)));
+                if !ok {
+                    aborted += 1;
+                }
+            }
+            // Every type but the matrix is covered by a check that always fires; a matrix bit in a column where
+            // Δ is 0 changes nothing, so about half of those runs complete (correctly).
+            if tag == Tag::Matrix {
+                assert!(aborted > 0, "matrix tampering never detected");
+            } else {
+                assert_eq!(aborted, 12, "{tag:?} tampering went unnoticed");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_modified_output_label_is_rejected_by_the_owner() {
+    let p = params(3, Reveal::Decision, 70);
+    let mut rng = ChaCha20Rng::seed_from_u64(71);
+    let model = random_model(&mut rng, &p);
+    let attrs = random_attrs(&mut rng, &p);
+    // Byte 32..48 of the body is the owner's output label.
+    let (o, f) = drive(
+        &p,
+        &attrs,
+        &model,
+        None,
+        None,
+        72,
+        flip(Tag::OutputLabels, 35),
+    );
+    match o {
+        Some(Err(Error::Gc(gc::Error::Peer(gc::PeerMisbehaved::InvalidOutputLabel {
+            index: 0,
+        })))) => {}
+        other => panic!("expected the label check to fail, got {other:?}"),
+    }
+    // The FI never got its decoding bits.
+    assert!(f.is_none());
+}
+
+#[test]
+fn a_failed_consistency_check_aborts_the_owner() {
+    let p = params(2, Reveal::Decision, 80);
+    let mut rng = ChaCha20Rng::seed_from_u64(81);
+    let model = random_model(&mut rng, &p);
+    let attrs = random_attrs(&mut rng, &p);
+    let (o, _) = drive(&p, &attrs, &model, None, None, 82, flip(Tag::Response, 3));
+    assert!(matches!(
+        o,
+        Some(Err(Error::Ot(ot::Error::Peer(
+            ot::PeerMisbehaved::ConsistencyCheckFailed
+        ))))
+    ));
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn attribute_values_and_weights_are_absent_from_what_the_peer_receives() {
+    let p = params(4, Reveal::Decision, 90);
+    let attrs = [37.123_456, 91.5, 12.25, 3.0625];
+    let weights = [3.251_7, -2.619_3, 1.477_1, 0.533_9];
+    let model = FiModel::new(FixedModel::new(&p.bounds, &weights, 5.0, 1.0).unwrap(), &[]).unwrap();
+    let mut to_owner: Vec<Vec<u8>> = Vec::new();
+    let mut to_fi: Vec<Vec<u8>> = Vec::new();
+    let (o, f) = drive(&p, &attrs, &model, None, None, 91, |to_o, m| {
+        if to_o {
+            to_owner.push(m.clone())
+        } else {
+            to_fi.push(m.clone())
+        }
+    });
+    assert!(matches!(o, Some(Ok(_))) && matches!(f, Some(Ok(_))));
+    let fi_view: Vec<u8> = to_fi.concat();
+    let owner_view: Vec<u8> = to_owner.concat();
+    for (x, b) in attrs.iter().zip(&p.bounds) {
+        let enc = fixed::encode_attribute(*x, *b).unwrap() as u64;
+        for j in 0..64 {
+            let v = enc << j;
+            if v.trailing_zeros() < 40 {
+                assert!(
+                    !contains(&fi_view, &v.to_le_bytes()),
+                    "attribute {x} << {j}"
+                );
+            }
+        }
+        assert!(!contains(&fi_view, &x.to_le_bytes()));
+    }
+    for w in model.model().weights() {
+        assert!(!contains(&owner_view, &w.to_le_bytes()), "weight {w}");
+        assert!(
+            !contains(&owner_view, &(*w as i32).to_le_bytes()),
+            "weight {w}"
+        );
+    }
+    for w in weights {
+        assert!(!contains(&owner_view, &w.to_le_bytes()));
+    }
+}
+
+#[test]
+fn messages_out_of_order_or_malformed_are_refused() {
+    let p = params(2, Reveal::Decision, 100);
+    let mut rng = ChaCha20Rng::seed_from_u64(101);
+    let model = random_model(&mut rng, &p);
+    let attrs = random_attrs(&mut rng, &p);
+    for bad in [
+        vec![],
+        vec![0u8],
+        vec![99, 1, 2],
+        vec![Tag::Decoding as u8; 40],
+    ] {
+        let (o, _) = OwnerRun::start(&p, &attrs, None, &mut rng).unwrap();
+        let e = o.handle(bad.clone(), &mut rng).unwrap_err();
+        assert!(e.is_peer(), "{e}");
+        assert!(
+            matches!(e, Error::Peer(PeerMisbehaved::Unexpected { .. })),
+            "{e}"
+        );
+        let (f, _) = FiRun::start(&p, &model, None, &mut rng).unwrap();
+        let e = f.handle(bad, &mut rng).unwrap_err();
+        assert!(
+            matches!(e, Error::Peer(PeerMisbehaved::Unexpected { .. })),
+            "{e}"
+        );
+    }
+    // A base-OT message of the wrong length.
+    let (o, _) = OwnerRun::start(&p, &attrs, None, &mut rng).unwrap();
+    let e = o
+        .handle(vec![Tag::BaseSender as u8, 1, 2, 3], &mut rng)
+        .unwrap_err();
+    assert!(e.is_peer());
+}
+
+#[test]
+fn bad_parameters_and_models_are_refused_before_any_message() {
+    let mut rng = ChaCha20Rng::seed_from_u64(110);
+    let p = params(2, Reveal::Bands { thresholds: 2 }, 111);
+    let model = FixedModel::new(&p.bounds, &[1.0, 2.0], 0.0, 0.0).unwrap();
+    // Bands need exactly the announced number of ascending thresholds.
+    assert!(matches!(
+        FiRun::start(
+            &p,
+            &FiModel::new(model.clone(), &[1.0]).unwrap(),
+            None,
+            &mut rng
+        ),
+        Err(Error::Misuse(ApiMisuse::BandCount { got: 1 }))
+    ));
+    assert!(matches!(
+        FiModel::new(model.clone(), &[2.0, 2.0]),
+        Err(Error::Misuse(ApiMisuse::BandsNotAscending { index: 1 }))
+    ));
+    // A model encoded for other bounds.
+    let other = params(2, Reveal::Decision, 112);
+    let wrong = FixedModel::new(&[Bounds::new(0.0, 1.0); 2], &[1.0, 1.0], 0.0, 0.0).unwrap();
+    assert!(matches!(
+        FiRun::start(&other, &FiModel::new(wrong, &[]).unwrap(), None, &mut rng),
+        Err(Error::Misuse(ApiMisuse::ModelBounds))
+    ));
+    // Attribute counts and values.
+    assert!(matches!(
+        OwnerRun::start(&other, &[1.0], None, &mut rng),
+        Err(Error::Misuse(ApiMisuse::AttributeCount { got: 1 }))
+    ));
+    assert!(matches!(
+        OwnerRun::start(&other, &[1.0, f64::NAN], None, &mut rng),
+        Err(Error::Fixed(_))
+    ));
+    let none = Params {
+        bounds: vec![],
+        ..other.clone()
+    };
+    assert!(none.validate().is_err());
+    let many = Params {
+        reveal: Reveal::Bands { thresholds: 16 },
+        ..other
+    };
+    assert!(matches!(
+        many.validate(),
+        Err(Error::Misuse(ApiMisuse::BandCount { got: 16 }))
+    ));
+}
+
+#[test]
+fn bits_revealed() {
+    assert_eq!(Reveal::Decision.bits(), 1.0);
+    assert_eq!(Reveal::Bands { thresholds: 3 }.bits(), 2.0);
+    assert_eq!(Reveal::Score.bits(), 64.0);
+    assert_eq!(decision_circuit().garbler_outputs().len(), 1);
+    assert_eq!(score_circuit().garbler_outputs().len(), 64);
+    assert_eq!(score_circuit().and_count(), 63);
+}
