@@ -3,6 +3,7 @@
 use crate::backend::{Action, Backend};
 use crate::ledger::Amount;
 use crate::policy::{Condition, Policy, Rule, WILDCARD};
+use crate::scoring::{Reveal, RevealKind, ScoringUse};
 use crate::when::{RateCounts, Window};
 use chrono::{Datelike, NaiveDateTime};
 use duo_engine::Checked;
@@ -40,11 +41,31 @@ pub struct RequestFacts<'a> {
     pub rate_counts: Option<&'a dyn RateCounts>,
     /// The node-local date and time of the request, for `hours` and `weekdays`.
     pub now: Option<NaiveDateTime>,
+    /// For a private scoring run (`2pc`): what it reveals and what this principal used of the scoring
+    /// limits in the current window. A `2pc` request without them is denied (rule `"scoring"`).
+    pub scoring: Option<ScoringFacts>,
+}
+
+/// The facts of a private scoring request (backend `2pc`) that the node supplies in
+/// [`RequestFacts::scoring`].
+///
+/// For such a request the node also sets [`RequestFacts::checked`] to the merged lineage of the model's
+/// catalogue attributes: [`Checked::catalogue`] lists every attribute the model reads (over the window
+/// ending at the last full month) and [`Checked::catalogue_only`] is false.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScoringFacts {
+    /// What the run would reveal to the FI.
+    pub reveal: Reveal,
+    /// What this principal used of its scoring limits in the last
+    /// [`crate::ScoringLimits::window_days`] days of the owner's policy ([`Policy::scoring_limits`]),
+    /// not counting this run.
+    pub used: ScoringUse,
 }
 
 impl<'a> RequestFacts<'a> {
     /// The facts of a request with only what every request has: no earlier release of its catalogue
-    /// attributes, the backends of [`Backend::DEFAULT_AVAILABLE`], and no cost, budget, rate counts or time.
+    /// attributes, the backends of [`Backend::DEFAULT_AVAILABLE`], and no cost, budget, rate counts, time
+    /// or scoring facts.
     pub fn new(
         principal: &'a str,
         backend: Backend,
@@ -62,6 +83,7 @@ impl<'a> RequestFacts<'a> {
             budget_left_after: None,
             rate_counts: None,
             now: None,
+            scoring: None,
         }
     }
 }
@@ -79,6 +101,7 @@ impl fmt::Debug for RequestFacts<'_> {
             .field("budget_left_after", &self.budget_left_after)
             .field("rate_counts", &self.rate_counts.map(|_| ".."))
             .field("now", &self.now)
+            .field("scoring", &self.scoring)
             .finish()
     }
 }
@@ -94,7 +117,8 @@ pub enum Decision {
     },
     /// Refuse.
     Deny {
-        /// The denying rule's name, `"default"`, or `"backend"` when the backend is not available.
+        /// The denying rule's name, `"default"`, or the guarantee that refused: `"backend"`, `"scoring"`,
+        /// `"scoring-limit"` or `"score-release"` (see [`decide`]).
         rule: String,
         /// Why, in words meant for the FI.
         reason: String,
@@ -118,8 +142,8 @@ impl Decision {
         }
     }
 
-    /// The name of the rule behind the decision (`"default"` when none matched, `"backend"` when the backend
-    /// is not available).
+    /// The name of the rule behind the decision (`"default"` when none matched, or the name of the
+    /// guarantee that denied it: `"backend"`, `"scoring"`, `"scoring-limit"`, `"score-release"`).
     pub fn rule(&self) -> &str {
         match self {
             Decision::Approve { rule }
@@ -146,6 +170,16 @@ pub const WHY_ROW_LEVEL: &str = "a row-level release always goes to the owner";
 /// Guarantee: a DP release is auto-approved only when its privacy cost is known.
 pub const WHY_DP_COST_UNKNOWN: &str = "the privacy cost of this dp release is not known";
 
+/// Guarantee: a `2pc` request without [`RequestFacts::scoring`] is denied (rule `"scoring"`).
+pub const REASON_NO_SCORING_FACTS: &str =
+    "the owner's node gave no scoring facts (what the run would \
+     reveal and the runs used) for this 2pc request";
+/// Guarantee: a raw score is released only through a rule whose `reveal` lists `score` (rule
+/// `"score-release"`).
+pub const REASON_SCORE_RELEASE: &str =
+    "a raw score can reveal an attribute outright, and no rule of \
+     the owner's policy allows releasing one; ask for a decision or score bands instead";
+
 /// Decide a release request.
 ///
 /// The rules are tried in order and the first whose conditions all hold gives the action; when none
@@ -163,13 +197,23 @@ pub const WHY_DP_COST_UNKNOWN: &str = "the privacy cost of this dp release is no
 /// 4. A row-level release ([`duo_engine::Type::is_row_level`]) is never approved without the owner: an
 ///    approval becomes an ask.
 /// 5. A `dp` release whose cost is not in the facts is never approved without the owner.
+/// 6. A `2pc` request (private scoring) without [`RequestFacts::scoring`], or whose reveal is not valid
+///    ([`Reveal::is_valid`]), is denied, as rule `"scoring"`.
+/// 7. A `2pc` request over the policy's limits ([`Policy::scoring_limits`], [`crate::ScoringLimits::check`]
+///    on [`ScoringFacts::used`]) is denied, as rule `"scoring-limit"`, with the numbers. Limits are checked
+///    after a rule's deny (which stays final, with its own name) and before an approve or an ask, so
+///    neither a rule nor the owner can go over them.
+/// 8. A `2pc` request revealing the raw score ([`Reveal::Score`]) is denied, as rule `"score-release"`,
+///    unless the rule that matched has a `reveal` condition listing `score`; then its approve or ask
+///    stands. The default action never releases a raw score.
 ///
 /// Budgets are not enforced here but by the [`crate::Ledger`] at release: a rule may approve a request the
 /// ledger then refuses.
 ///
 /// When several guarantees turn an approval into an ask, `why` lists each of them, separated by `"; "`.
 pub fn decide(policy: &Policy, facts: &RequestFacts<'_>) -> Decision {
-    let (rule, action, reason) = match policy.first_match(facts) {
+    let matched = policy.first_match(facts);
+    let (rule, action, reason) = match matched {
         Some(r) => (r.name(), r.action(), r.reason()),
         None => ("default", policy.default_action(), None),
     };
@@ -186,6 +230,11 @@ pub fn decide(policy: &Policy, facts: &RequestFacts<'_>) -> Decision {
                 facts.backend
             ),
         };
+    }
+    if facts.backend == Backend::TwoPc {
+        if let Some(deny) = scoring_denial(policy, matched, facts) {
+            return deny;
+        }
     }
     match action {
         Action::Ask => {
@@ -209,6 +258,48 @@ pub fn decide(policy: &Policy, facts: &RequestFacts<'_>) -> Decision {
             }
         }
     }
+}
+
+/// Guarantees 6 to 8 of [`decide`] for a `2pc` request whose rule did not deny: the denial, if any.
+fn scoring_denial(
+    policy: &Policy,
+    matched: Option<&Rule>,
+    facts: &RequestFacts<'_>,
+) -> Option<Decision> {
+    let deny = |rule: &str, reason: String| {
+        Some(Decision::Deny {
+            rule: rule.to_owned(),
+            reason,
+        })
+    };
+    let Some(scoring) = facts.scoring else {
+        return deny("scoring", REASON_NO_SCORING_FACTS.to_owned());
+    };
+    if !scoring.reveal.is_valid() {
+        return deny(
+            "scoring",
+            format!(
+                "{} is not a reveal this node runs; the number of bands must be from {} to {}",
+                scoring.reveal,
+                Reveal::MIN_BANDS,
+                Reveal::MAX_BANDS
+            ),
+        );
+    }
+    if let Err(e) = policy.scoring_limits().check(&scoring.used, scoring.reveal) {
+        return deny("scoring-limit", e.to_string());
+    }
+    if scoring.reveal == Reveal::Score && !matched.is_some_and(allows_score) {
+        return deny("score-release", REASON_SCORE_RELEASE.to_owned());
+    }
+    None
+}
+
+/// Whether a rule has a `reveal` condition listing `score`.
+fn allows_score(rule: &Rule) -> bool {
+    rule.conditions()
+        .iter()
+        .any(|c| matches!(c, Condition::Reveal(kinds) if kinds.contains(&RevealKind::Score)))
 }
 
 /// The hard guarantees that forbid approving this request without the owner, in plain words (empty when
@@ -284,6 +375,12 @@ impl Condition {
                 names.iter().any(|n| n == WILDCARD || n == facts.principal)
             }
             Condition::Backend(backends) => backends.contains(&facts.backend),
+            Condition::Reveal(kinds) => {
+                facts.backend == Backend::TwoPc
+                    && facts
+                        .scoring
+                        .is_some_and(|s| kinds.contains(&s.reveal.kind()))
+            }
             Condition::Datasets(names) => checked.datasets.iter().all(|d| names.contains(d)),
             Condition::Tags(tags) => checked.datasets.iter().all(|d| {
                 facts
@@ -292,12 +389,19 @@ impl Condition {
                     .is_some_and(|have| have.iter().any(|t| tags.contains(t)))
             }),
             Condition::Ops(ops) => checked.op_kinds.is_subset(ops),
-            Condition::Catalogue(names) => match checked.catalogue.as_slice() {
-                [only] if checked.catalogue_only => {
-                    names.iter().any(|n| n == WILDCARD || *n == only.name)
+            Condition::Catalogue(names) => {
+                let listed = |name: &str| names.iter().any(|n| n == WILDCARD || n == name);
+                if facts.backend == Backend::TwoPc {
+                    // A scoring run's lineage merges every attribute of the model.
+                    !checked.catalogue.is_empty()
+                        && checked.catalogue.iter().all(|c| listed(&c.name))
+                } else {
+                    match checked.catalogue.as_slice() {
+                        [only] if checked.catalogue_only => listed(&only.name),
+                        _ => false,
+                    }
                 }
-                _ => false,
-            },
+            }
             Condition::RowLevel(row_level) => checked.ty.is_row_level() == *row_level,
             Condition::DatasetsAny(names) => checked.datasets.iter().any(|d| names.contains(d)),
             Condition::TagsAny(tags) => checked.datasets.iter().any(|d| {
@@ -526,6 +630,358 @@ mod tests {
         assert_eq!(serde_json::from_str::<Decision>(&json).unwrap(), d);
     }
 
+    /// The merged lineage the node builds for a scoring run over these catalogue attributes (latest window).
+    fn scoring_checked(names: &[&str]) -> Checked {
+        Checked {
+            expr: Expr::Literal { value: Value::Null },
+            ty: ty(false),
+            datasets: BTreeSet::new(),
+            columns: BTreeSet::new(),
+            op_kinds: [OpKind::Catalogue].into(),
+            catalogue: names
+                .iter()
+                .map(|n| CatalogueUse {
+                    name: (*n).to_owned(),
+                    window_end: window_end(),
+                    latest: true,
+                })
+                .collect(),
+            catalogue_only: false,
+            nodes: names.len(),
+        }
+    }
+
+    const WITH_2PC: &[Backend] = &[Backend::Plaintext, Backend::TwoPc];
+
+    /// Decide a 2pc request by Acme Bank revealing `reveal`, with `used` of the limits.
+    fn decide_2pc(policy: &str, names: &[&str], reveal: Reveal, used: ScoringUse) -> Decision {
+        let policy = Policy::parse(policy).unwrap();
+        let checked = scoring_checked(names);
+        let tags = BTreeMap::new();
+        let facts = RequestFacts {
+            available_backends: WITH_2PC,
+            scoring: Some(ScoringFacts { reveal, used }),
+            ..RequestFacts::new("Acme Bank", Backend::TwoPc, &checked, &tags)
+        };
+        decide(&policy, &facts)
+    }
+
+    const ATTRS: [&str; 2] = ["rent_on_time_ratio_12m", "income_cv_12m"];
+
+    fn unused() -> ScoringUse {
+        ScoringUse::default()
+    }
+
+    #[test]
+    fn demo_approves_private_decisions() {
+        let d = decide_2pc(Policy::demo_text(), &ATTRS, Reveal::Decision, unused());
+        assert_eq!(
+            d,
+            Decision::Approve {
+                rule: "private-decision".into()
+            }
+        );
+        // Bands are not covered by the demo rule: the default asks.
+        let d = decide_2pc(
+            Policy::demo_text(),
+            &ATTRS,
+            Reveal::Bands { k: 4 },
+            unused(),
+        );
+        assert_eq!(
+            d,
+            Decision::Ask {
+                rule: "default".into(),
+                why: DEFAULT_ASK_WHY.into()
+            }
+        );
+    }
+
+    #[test]
+    fn bands_are_asked_under_the_default_policy() {
+        let d = decide_2pc(
+            Policy::default_text(),
+            &ATTRS,
+            Reveal::Bands { k: 4 },
+            ScoringUse {
+                runs: 2,
+                millibits: 2_000,
+            },
+        );
+        assert_eq!(
+            d,
+            Decision::Ask {
+                rule: "default".into(),
+                why: DEFAULT_ASK_WHY.into()
+            }
+        );
+        // The default policy has no bit cap: a decision after 2 runs of 16 bands is still asked.
+        let d = decide_2pc(
+            Policy::default_text(),
+            &ATTRS,
+            Reveal::Decision,
+            ScoringUse {
+                runs: 2,
+                millibits: 8_000,
+            },
+        );
+        assert_eq!(d.action(), Action::Ask);
+    }
+
+    #[test]
+    fn raw_score_is_denied_without_a_rule_that_lists_it() {
+        let score_release = Decision::Deny {
+            rule: "score-release".into(),
+            reason: REASON_SCORE_RELEASE.into(),
+        };
+        for policy in [
+            // A broad approve rule matches, but does not list score.
+            "[[rule]]\nname = \"all\"\nprincipal = [\"*\"]\nbackend = [\"2pc\"]\naction = \"approve\"\n",
+            // Nor does a reveal rule listing the other kinds.
+            "[[rule]]\nname = \"most\"\nreveal = [\"decision\", \"bands\"]\naction = \"approve\"\n",
+            // The default action never releases a raw score, approve or ask.
+            "default = \"approve\"",
+            "default = \"ask\"",
+            Policy::default_text(),
+        ] {
+            assert_eq!(
+                decide_2pc(policy, &ATTRS, Reveal::Score, unused()),
+                score_release,
+                "{policy}"
+            );
+        }
+        assert!(REASON_SCORE_RELEASE.contains("can reveal an attribute outright"));
+        // Under the demo policy the 4-bit cap refuses 64 bits first: limits come before the release check.
+        let d = decide_2pc(Policy::demo_text(), &ATTRS, Reveal::Score, unused());
+        assert_eq!(d.rule(), "scoring-limit");
+        assert!(
+            matches!(&d, Decision::Deny { reason, .. } if reason.contains("64 bits, more than the cap of 4 bits"))
+        );
+    }
+
+    #[test]
+    fn raw_score_follows_a_rule_that_lists_it() {
+        let approve = "[[rule]]\nname = \"scores\"\nreveal = [\"score\"]\naction = \"approve\"\n";
+        assert_eq!(
+            decide_2pc(approve, &ATTRS, Reveal::Score, unused()),
+            Decision::Approve {
+                rule: "scores".into()
+            }
+        );
+        let ask = "[[rule]]\nname = \"scores\"\nreveal = [\"decision\", \"score\"]\naction = \"ask\"\nreason = \"raw scores need me\"\n";
+        assert_eq!(
+            decide_2pc(ask, &ATTRS, Reveal::Score, unused()),
+            Decision::Ask {
+                rule: "scores".into(),
+                why: "raw scores need me".into()
+            }
+        );
+        // The rule's reveal holds for a decision too.
+        assert_eq!(
+            decide_2pc(ask, &ATTRS, Reveal::Decision, unused()).rule(),
+            "scores"
+        );
+        // A reveal rule does not match bands when it lists only score: the default decides.
+        assert_eq!(
+            decide_2pc(approve, &ATTRS, Reveal::Bands { k: 2 }, unused()).rule(),
+            "default"
+        );
+    }
+
+    #[test]
+    fn limits_win_over_approve_and_ask() {
+        let full = ScoringUse {
+            runs: 3,
+            millibits: 3_000,
+        };
+        let d = decide_2pc(Policy::demo_text(), &ATTRS, Reveal::Decision, full);
+        assert_eq!(
+            d,
+            Decision::Deny {
+                rule: "scoring-limit".into(),
+                reason: "3 of 3 scoring runs in the last 30 days used; another run is possible \
+                         once the oldest of them is more than 30 days old"
+                    .into()
+            }
+        );
+        // Two runs used: the third fits.
+        let two = ScoringUse {
+            runs: 2,
+            millibits: 2_000,
+        };
+        assert_eq!(
+            decide_2pc(Policy::demo_text(), &ATTRS, Reveal::Decision, two).action(),
+            Action::Approve
+        );
+        // The demo's 4-bit cap: 2 bits used, 4 bands (2 bits) fit exactly; 5 bands do not, and that
+        // denial wins over the ask of the default.
+        assert_eq!(
+            decide_2pc(Policy::demo_text(), &ATTRS, Reveal::Bands { k: 4 }, two).action(),
+            Action::Ask
+        );
+        let d = decide_2pc(Policy::demo_text(), &ATTRS, Reveal::Bands { k: 5 }, two);
+        assert_eq!(d.rule(), "scoring-limit");
+        assert!(matches!(&d, Decision::Deny { reason, .. } if reason.contains("2.322 bits")));
+        // Also over an approving rule that allows raw scores.
+        let scores = "[scoring]\nmax_runs = 10\nmax_bits = 100\n\n[[rule]]\nname = \"scores\"\nreveal = [\"score\"]\naction = \"approve\"\n";
+        let used = ScoringUse {
+            runs: 1,
+            millibits: 64_000,
+        };
+        let d = decide_2pc(scores, &ATTRS, Reveal::Score, used);
+        assert_eq!(d.rule(), "scoring-limit");
+        assert_eq!(d.action(), Action::Deny);
+    }
+
+    #[test]
+    fn a_deny_rule_keeps_its_name_over_the_limits() {
+        let policy = "[[rule]]\nname = \"no-scoring\"\nbackend = [\"2pc\"]\naction = \"deny\"\nreason = \"not today\"\n";
+        let over = ScoringUse {
+            runs: 99,
+            millibits: 0,
+        };
+        for reveal in [Reveal::Decision, Reveal::Score] {
+            assert_eq!(
+                decide_2pc(policy, &ATTRS, reveal, over),
+                Decision::Deny {
+                    rule: "no-scoring".into(),
+                    reason: "not today".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn scoring_needs_its_facts_and_a_valid_reveal() {
+        let policy = Policy::parse("default = \"approve\"").unwrap();
+        let checked = scoring_checked(&ATTRS);
+        let tags = BTreeMap::new();
+        let facts = RequestFacts {
+            available_backends: WITH_2PC,
+            ..RequestFacts::new("Acme Bank", Backend::TwoPc, &checked, &tags)
+        };
+        assert_eq!(
+            decide(&policy, &facts),
+            Decision::Deny {
+                rule: "scoring".into(),
+                reason: REASON_NO_SCORING_FACTS.into()
+            }
+        );
+        // An unavailable backend is refused as such first.
+        let unavailable = RequestFacts::new("Acme Bank", Backend::TwoPc, &checked, &tags);
+        assert_eq!(decide(&policy, &unavailable).rule(), "backend");
+        let d = decide_2pc(
+            "default = \"approve\"",
+            &ATTRS,
+            Reveal::Bands { k: 17 },
+            unused(),
+        );
+        assert_eq!(
+            d,
+            Decision::Deny {
+                rule: "scoring".into(),
+                reason:
+                    "17 bands is not a reveal this node runs; the number of bands must be from \
+                         2 to 16"
+                        .into()
+            }
+        );
+        // Scoring facts do not change other backends' decisions.
+        let plain = scoring_checked(&ATTRS[..1]);
+        let facts = RequestFacts {
+            scoring: Some(ScoringFacts {
+                reveal: Reveal::Score,
+                used: ScoringUse {
+                    runs: 99,
+                    millibits: 0,
+                },
+            }),
+            ..RequestFacts::new("Acme Bank", Backend::Plaintext, &plain, &tags)
+        };
+        assert_eq!(decide(&policy, &facts).action(), Action::Ask);
+    }
+
+    #[test]
+    fn reveal_condition_holds_only_for_scoring_requests() {
+        let policy = Policy::parse(
+            "[[rule]]\nname = \"decisions\"\nreveal = [\"decision\"]\naction = \"approve\"\n",
+        )
+        .unwrap();
+        let rule = &policy.rules()[0];
+        let checked = scoring_checked(&ATTRS);
+        let tags = BTreeMap::new();
+        let scoring = Some(ScoringFacts {
+            reveal: Reveal::Decision,
+            used: unused(),
+        });
+        let twopc = RequestFacts {
+            scoring,
+            ..RequestFacts::new("Acme Bank", Backend::TwoPc, &checked, &tags)
+        };
+        assert!(rule.matches(&twopc));
+        let no_facts = RequestFacts::new("Acme Bank", Backend::TwoPc, &checked, &tags);
+        assert!(!rule.matches(&no_facts));
+        let plaintext = RequestFacts {
+            scoring,
+            ..RequestFacts::new("Acme Bank", Backend::Plaintext, &checked, &tags)
+        };
+        assert!(!rule.matches(&plaintext));
+        let bands = RequestFacts {
+            scoring: Some(ScoringFacts {
+                reveal: Reveal::Bands { k: 2 },
+                used: unused(),
+            }),
+            ..twopc
+        };
+        assert!(!rule.matches(&bands));
+        assert!(format!("{twopc:?}").contains("reveal: Decision"));
+    }
+
+    #[test]
+    fn catalogue_condition_covers_every_attribute_of_a_scoring_run() {
+        let rule = |list: &str| {
+            format!(
+                "[[rule]]\nname = \"model\"\nbackend = [\"2pc\"]\ncatalogue = {list}\naction = \"approve\"\n"
+            )
+        };
+        let two = rule(r#"["rent_on_time_ratio_12m", "income_cv_12m"]"#);
+        let any = rule(r#"["*"]"#);
+        let cases: &[(&str, &[&str], &str)] = &[
+            (&two, &ATTRS, "model"),
+            (&two, &["income_cv_12m"], "model"),
+            (
+                &two,
+                &[
+                    "rent_on_time_ratio_12m",
+                    "income_cv_12m",
+                    "nsf_overdraft_count_90d",
+                ],
+                "default",
+            ),
+            (&two, &[], "default"),
+            (
+                &any,
+                &[
+                    "rent_on_time_ratio_12m",
+                    "income_cv_12m",
+                    "nsf_overdraft_count_90d",
+                ],
+                "model",
+            ),
+            (&any, &[], "default"),
+        ];
+        for (policy, names, want) in cases {
+            let d = decide_2pc(policy, names, Reveal::Decision, unused());
+            assert_eq!(d.rule(), *want, "{names:?} under {policy}");
+        }
+        // For plaintext the condition keeps its meaning: exactly one catalogue attribute.
+        let policy = Policy::parse(&any).unwrap();
+        let checked = scoring_checked(&ATTRS);
+        let tags = BTreeMap::new();
+        let plain = RequestFacts::new("Acme Bank", Backend::Plaintext, &checked, &tags);
+        assert!(!policy.rules()[0].conditions()[1].matches("model", &plain));
+    }
+
     const NAMES: [&str; 3] = [
         "rent_on_time_ratio_12m",
         "income_cv_12m",
@@ -535,7 +991,7 @@ mod tests {
     const TAGS: [&str; 3] = ["housing", "bills", "bank"];
 
     /// Rule bodies for generated policies; most of them approve, to stress the guarantees.
-    const RULE_BODIES: [&str; 12] = [
+    const RULE_BODIES: [&str; 15] = [
         "action = \"approve\"",
         "row_level = true\naction = \"approve\"",
         "backend = [\"plaintext\"]\naction = \"approve\"",
@@ -548,6 +1004,9 @@ mod tests {
         "catalogue = [\"income_cv_12m\"]\naction = \"ask\"",
         "backend = [\"dp\"]\nmax_cost = \"1\"\naction = \"approve\"",
         "tags_any = [\"bank\"]\naction = \"deny\"\nreason = \"no bank data\"",
+        "backend = [\"2pc\"]\nreveal = [\"score\", \"bands\"]\naction = \"approve\"",
+        "reveal = [\"decision\"]\naction = \"ask\"",
+        "backend = [\"2pc\"]\ncatalogue = [\"*\"]\naction = \"approve\"",
     ];
 
     fn arb_type() -> impl Strategy<Value = Type> {
@@ -605,13 +1064,36 @@ mod tests {
         (
             proptest::sample::select(vec!["approve", "deny", "ask"]),
             proptest::collection::vec(proptest::sample::select(RULE_BODIES.to_vec()), 0..5),
+            proptest::option::of((1u32..5, proptest::option::of(1u32..10))),
         )
-            .prop_map(|(default, bodies)| {
+            .prop_map(|(default, bodies, scoring)| {
                 let mut text = format!("default = \"{default}\"\n");
+                if let Some((max_runs, max_bits)) = scoring {
+                    text.push_str(&format!("[scoring]\nmax_runs = {max_runs}\n"));
+                    if let Some(bits) = max_bits {
+                        text.push_str(&format!("max_bits = {bits}\n"));
+                    }
+                }
                 for (i, body) in bodies.iter().enumerate() {
                     text.push_str(&format!("\n[[rule]]\nname = \"r{i}\"\n{body}\n"));
                 }
                 text
+            })
+    }
+
+    fn arb_scoring() -> impl Strategy<Value = ScoringFacts> {
+        (
+            prop_oneof![
+                Just(Reveal::Decision),
+                Just(Reveal::Score),
+                (0u32..20).prop_map(|k| Reveal::Bands { k }),
+            ],
+            0u32..6,
+            0u64..12_000,
+        )
+            .prop_map(|(reveal, runs, millibits)| ScoringFacts {
+                reveal,
+                used: ScoringUse { runs, millibits },
             })
     }
 
@@ -635,12 +1117,14 @@ mod tests {
             already_released in any::<bool>(),
             available in proptest::sample::subsequence(Backend::ALL.to_vec(), 0..=3),
             cost in proptest::option::of((0u64..3_000_000_000).prop_map(Amount::from_nanos)),
+            scoring in proptest::option::of(arb_scoring()),
         ) {
             let policy = Policy::parse(&policy).unwrap();
             let mut facts = RequestFacts::new(principal, backend, &checked, &tags);
             facts.already_released = already_released;
             facts.available_backends = &available;
             facts.cost = cost;
+            facts.scoring = scoring;
             let decision = decide(&policy, &facts);
             if checked.ty.is_row_level() {
                 prop_assert_ne!(decision.action(), Action::Approve, "{:?}", decision);
@@ -657,6 +1141,16 @@ mod tests {
                 prop_assert!(backend != Backend::Dp || cost.is_some());
                 prop_assert!(approval_blockers(&facts).is_empty());
                 prop_assert!(!already_released || backend != Backend::Plaintext);
+            }
+            // A scoring run goes ahead (or to the owner) only with valid facts, within the limits, and
+            // reveals a raw score only through a rule that lists it.
+            if backend == Backend::TwoPc && decision.action() != Action::Deny {
+                let s = scoring.expect("scoring facts");
+                prop_assert!(s.reveal.is_valid());
+                prop_assert!(policy.scoring_limits().check(&s.used, s.reveal).is_ok());
+                if s.reveal == Reveal::Score {
+                    prop_assert!(policy.first_match(&facts).is_some_and(allows_score));
+                }
             }
             // A denying first match is final, whatever the backend and the guarantees.
             if let Some(rule) = policy.first_match(&facts) {

@@ -10,19 +10,31 @@
 //! integer amounts ([`Amount`], 1e-9 units rounded up), caps per principal, per dataset and global, and a
 //! charge that succeeds as a whole or fails with the numbers.
 //!
+//! Private scoring runs (backend `2pc`) are counted in bits ([`scoring`]): a run reveals a decision (1 bit),
+//! one of `k` score bands (`log2 k` bits) or the raw score (64 bits, never a default) ([`Reveal`]), and the
+//! policy's [`ScoringLimits`] bound the runs and bits per principal and window. The node supplies what the
+//! run reveals and what the principal used in [`ScoringFacts`].
+//!
 //! # The policy file
 //!
 //! ```toml
 //! default = "ask"            # approve | deny | ask; "ask" when left out
 //!
+//! [scoring]                  # limits on private scoring (2pc) per principal; optional, as are its keys
+//! max_runs = 3               # runs in the window, counted when a run starts (1..=1000; 3 when left out)
+//! window_days = 30           # the sliding window in days (1..=366; 30 when left out)
+//! max_bits = 4               # bits revealed in the window (a positive number; no cap when left out)
+//!
 //! [[rule]]
-//! name = "acme-catalogue"    # required, unique; not "default" or "backend"
+//! name = "acme-catalogue"    # required, unique; not default, backend, scoring, scoring-limit, score-release
 //! principal = ["Acme Bank"]  # the requesting principal is listed; "*" matches any
 //! backend = ["plaintext"]    # the backend is listed: plaintext | dp | 2pc
+//! reveal = ["decision"]      # a 2pc run whose output is listed: decision | bands | score
 //! datasets = ["rent"]        # every dataset the lineage reads is listed
 //! tags = ["housing"]         # every dataset the lineage reads has at least one of these tags
 //! ops = ["mean", "count"]    # every operation kind the lineage uses is listed
-//! catalogue = ["rent_on_time_ratio_12m"]  # the lineage is exactly one catalogue attribute, listed ("*" = any)
+//! catalogue = ["rent_on_time_ratio_12m"]  # the lineage is exactly one catalogue attribute, listed ("*" = any);
+//!                            # for 2pc: the model uses catalogue attributes, all of them listed
 //! row_level = true           # the release reveals rows (a table or a column): true, or false
 //! datasets_any = ["bank"]    # at least one dataset the lineage reads is listed
 //! tags_any = ["bank"]        # at least one dataset the lineage reads has one of these tags
@@ -51,7 +63,10 @@
 //! - A condition on a fact the node did not supply ([`RequestFacts::cost`],
 //!   [`RequestFacts::budget_left_after`], [`RequestFacts::rate_counts`], [`RequestFacts::now`]) does not
 //!   hold; in particular a plaintext request, which has no cost, never satisfies `max_cost` or
-//!   `min_budget_left`.
+//!   `min_budget_left`. Likewise `reveal` holds only for a `2pc` request with [`RequestFacts::scoring`].
+//! - For `2pc`, the node sets [`RequestFacts::checked`] to the merged lineage of the model's catalogue
+//!   attributes, and supplies [`ScoringFacts`]: what the run reveals and what this principal used in the
+//!   last `window_days` days (runs started, aborted ones included, and their bits).
 //! - For `rate`, the node counts, per principal, rule and window, the releases for which
 //!   [`Policy::rate_counters`] named that rule (its other conditions held), and supplies the counts.
 //! - Catalogue names are not checked against the engine's catalogue here; [`Policy::catalogue_names`]
@@ -75,7 +90,13 @@
 //! 3. a row-level release is never approved without the owner;
 //! 4. backends this node cannot run ([`RequestFacts::available_backends`]; by default only plaintext) are
 //!    denied, as rule `"backend"`;
-//! 5. a `dp` release whose cost is unknown is not approved without the owner.
+//! 5. a `dp` release whose cost is unknown is not approved without the owner;
+//! 6. a `2pc` request without scoring facts, or with a band count outside 2..=16, is denied, as rule
+//!    `"scoring"`;
+//! 7. a `2pc` request over the `[scoring]` limits is denied, as rule `"scoring-limit"`, with the numbers:
+//!    after a rule's deny (which keeps its own name), before any approve or ask;
+//! 8. a raw score is denied, as rule `"score-release"`, unless the rule that matched has a `reveal`
+//!    condition listing `score` (the default action never releases one).
 //!
 //! Budgets are enforced by the [`Ledger`] when the node charges, not by [`decide`]: a rule may approve a
 //! request that the ledger then refuses with the numbers.
@@ -85,13 +106,17 @@ pub mod backend;
 pub mod decision;
 pub mod ledger;
 pub mod policy;
+pub mod scoring;
 pub mod when;
 
 pub use backend::{Action, Backend, UnknownName};
-pub use decision::{approval_blockers, decide, Decision, RequestFacts};
+pub use decision::{approval_blockers, decide, Decision, RequestFacts, ScoringFacts};
 pub use ledger::{
     zcdp_epsilon, Account, Amount, AmountError, Charge, ChargeRecord, Charged, Exceeded, Ledger,
     LedgerError, Measure, Scope,
 };
 pub use policy::{policy_hash, Condition, Policy, PolicyError, Rule};
+pub use scoring::{
+    Reveal, RevealKind, RevealParseError, ScoringExceeded, ScoringLimits, ScoringUse,
+};
 pub use when::{Hours, RateCounts, RateLimit, Window};

@@ -7,6 +7,7 @@
 
 use crate::backend::{Action, Backend};
 use crate::ledger::Amount;
+use crate::scoring::{RevealKind, ScoringLimits};
 use crate::when::{weekday_from_name, Hours, RateLimit, Window, WEEKDAY_NAMES};
 use chrono::Weekday;
 use duo_engine::OpKind;
@@ -19,7 +20,18 @@ use toml::Spanned;
 pub const WILDCARD: &str = "*";
 
 /// Rule names that decisions use for something other than a rule; a rule may not take them.
-pub const RESERVED_RULE_NAMES: [&str; 2] = ["default", "backend"];
+pub const RESERVED_RULE_NAMES: [&str; 5] = [
+    "default",
+    "backend",
+    "scoring",
+    "scoring-limit",
+    "score-release",
+];
+
+/// The most scoring runs per window a policy's `[scoring]` table may allow.
+pub const MAX_SCORING_RUNS: u32 = 1_000;
+/// The longest scoring window, in days, a policy's `[scoring]` table may set.
+pub const MAX_SCORING_WINDOW_DAYS: u32 = 366;
 
 /// An owner's policy: rules tried in order, and the action when none matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +39,7 @@ pub struct Policy {
     default: Action,
     rules: Vec<Rule>,
     catalogue_refs: Vec<(String, usize)>,
+    scoring: ScoringLimits,
 }
 
 /// One rule: a name, conditions that must all hold, and an action.
@@ -52,6 +65,10 @@ pub enum Condition {
     Principal(Vec<String>),
     /// `backend`: the request's backend is listed.
     Backend(Vec<Backend>),
+    /// `reveal`: the request is a private scoring run (`2pc`) whose output kind is listed
+    /// ([`crate::ScoringFacts::reveal`]). A request without scoring facts does not match. A raw score is
+    /// released only through a rule whose `reveal` lists `score` (see [`crate::decide`]).
+    Reveal(Vec<RevealKind>),
     /// `datasets`: every dataset the lineage reads is listed.
     Datasets(Vec<String>),
     /// `tags`: every dataset the lineage reads carries at least one of these tags.
@@ -59,7 +76,8 @@ pub enum Condition {
     /// `ops`: every kind of operation the lineage uses is listed.
     Ops(BTreeSet<OpKind>),
     /// `catalogue`: the lineage is exactly one catalogue attribute, and its name is listed (or the list
-    /// holds `"*"`).
+    /// holds `"*"`). For a `2pc` request, whose lineage merges the model's attributes: it uses at least
+    /// one catalogue attribute and every one of them is listed (or the list holds `"*"`).
     Catalogue(Vec<String>),
     /// `row_level`: whether the release reveals rows (a table or a column) equals this.
     RowLevel(bool),
@@ -108,6 +126,12 @@ impl Policy {
                 .filter(|l| !l.is_empty())
                 .collect::<Vec<_>>()
                 .join(": ");
+            // The raw tables' type names mean nothing to the owner.
+            let message = ["RawScoring", "RawRate", "RawRule"]
+                .iter()
+                .fold(message, |m, raw| {
+                    m.replace(&format!("expected struct {raw}"), "expected a table")
+                });
             error_at(text, at, message)
         })?;
         let err = |span: Range<usize>, message: String| error_at(text, span.start, message);
@@ -186,6 +210,24 @@ impl Policy {
                     backends.push(parsed);
                 }
                 conditions.push(Condition::Backend(backends));
+            }
+            if let Some(list) = r.reveal {
+                let items = non_empty(text, "reveal", list)?;
+                let mut kinds = Vec::with_capacity(items.len());
+                for k in items {
+                    let kind = k
+                        .get_ref()
+                        .parse::<RevealKind>()
+                        .map_err(|e| err(k.span(), e.to_string()))?;
+                    if kinds.contains(&kind) {
+                        return Err(err(
+                            k.span(),
+                            format!("`{kind}` is listed twice in `reveal`"),
+                        ));
+                    }
+                    kinds.push(kind);
+                }
+                conditions.push(Condition::Reveal(kinds));
             }
             if let Some(list) = r.datasets {
                 conditions.push(Condition::Datasets(strings(text, "datasets", list)?));
@@ -291,10 +333,15 @@ impl Policy {
                 reason,
             });
         }
+        let scoring = match raw.scoring {
+            None => ScoringLimits::default(),
+            Some(table) => scoring_limits(text, table)?,
+        };
         Ok(Policy {
             default,
             rules,
             catalogue_refs,
+            scoring,
         })
     }
 
@@ -328,6 +375,12 @@ impl Policy {
     /// caller can check them against the engine's catalogue.
     pub fn catalogue_names(&self) -> Vec<(String, usize)> {
         self.catalogue_refs.clone()
+    }
+
+    /// The limits on private scoring runs per principal: the `[scoring]` table, or
+    /// [`ScoringLimits::default`] (3 runs per 30 days, no bit cap) where it or one of its keys is left out.
+    pub fn scoring_limits(&self) -> &ScoringLimits {
+        &self.scoring
     }
 }
 
@@ -381,6 +434,15 @@ struct RawPolicy {
     default: Option<Spanned<String>>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    scoring: Option<Spanned<RawScoring>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScoring {
+    max_runs: Option<Spanned<i64>>,
+    window_days: Option<Spanned<i64>>,
+    max_bits: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -389,6 +451,7 @@ struct RawRule {
     name: Option<Spanned<String>>,
     principal: Option<SpannedList>,
     backend: Option<SpannedList>,
+    reveal: Option<SpannedList>,
     datasets: Option<SpannedList>,
     tags: Option<SpannedList>,
     ops: Option<SpannedList>,
@@ -472,6 +535,49 @@ fn rate_limit(text: &str, rate: Spanned<RawRate>) -> Result<RateLimit, PolicyErr
         max: max_value,
         per: window,
     })
+}
+
+/// `[scoring]`: `max_runs` (1 to 1000), `window_days` (1 to 366), `max_bits` (optional, positive); the
+/// defaults for keys left out.
+fn scoring_limits(text: &str, table: Spanned<RawScoring>) -> Result<ScoringLimits, PolicyError> {
+    let raw = table.into_inner();
+    let mut limits = ScoringLimits::default();
+    let whole = |key: &str, value: Spanned<i64>, max: u32| {
+        u32::try_from(*value.get_ref())
+            .ok()
+            .filter(|v| (1..=max).contains(v))
+            .ok_or_else(|| {
+                error_at(
+                    text,
+                    value.span().start,
+                    format!("`scoring.{key}` must be a whole number from 1 to {max}"),
+                )
+            })
+    };
+    if let Some(v) = raw.max_runs {
+        limits.max_runs = whole("max_runs", v, MAX_SCORING_RUNS)?;
+    }
+    if let Some(v) = raw.window_days {
+        limits.window_days = whole("window_days", v, MAX_SCORING_WINDOW_DAYS)?;
+    }
+    if let Some(v) = raw.max_bits {
+        let bits = match v.get_ref() {
+            toml::Value::Integer(i) if *i > 0 => Some(*i as f64),
+            toml::Value::Float(f) if f.is_finite() && *f > 0.0 => Some(*f),
+            _ => None,
+        };
+        let Some(bits) = bits else {
+            return Err(error_at(
+                text,
+                v.span().start,
+                "`scoring.max_bits` must be a positive number of bits, such as 4 (leave it out for \
+                 no cap)"
+                    .to_owned(),
+            ));
+        };
+        limits.max_bits = Some(bits);
+    }
+    Ok(limits)
 }
 
 /// The items of a list, or an error at the list if it is empty.
@@ -566,6 +672,7 @@ default = "approve"
 name = "everything"
 principal = ["Acme Bank", "*"]
 backend = ["plaintext", "2pc"]
+reveal = ["decision", "score"]
 datasets = ["rent"]
 tags = ["housing"]
 ops = ["mean", "count", "by_month"]
@@ -598,6 +705,7 @@ action = "approve"
             &[
                 Condition::Principal(vec!["Acme Bank".into(), "*".into()]),
                 Condition::Backend(vec![Backend::Plaintext, Backend::TwoPc]),
+                Condition::Reveal(vec![RevealKind::Decision, RevealKind::Score]),
                 Condition::Datasets(vec!["rent".into()]),
                 Condition::Tags(vec!["housing".into()]),
                 Condition::Ops([OpKind::Mean, OpKind::Count, OpKind::ByMonth].into()),
@@ -619,12 +727,54 @@ action = "approve"
             ]
         );
         let bare = &p.rules()[1];
-        assert_eq!(bare.line(), 23);
+        assert_eq!(bare.line(), 24);
         assert!(bare.conditions().is_empty());
         assert_eq!(bare.reason(), None);
         assert_eq!(
             p.catalogue_names(),
-            vec![("rent_on_time_ratio_12m".to_owned(), 11)]
+            vec![("rent_on_time_ratio_12m".to_owned(), 12)]
+        );
+        // No [scoring] table: the default limits.
+        assert_eq!(p.scoring_limits(), &ScoringLimits::default());
+    }
+
+    #[test]
+    fn parses_the_scoring_table() {
+        let p =
+            Policy::parse("[scoring]\nmax_runs = 5\nwindow_days = 7\nmax_bits = 2.5\n").unwrap();
+        assert_eq!(
+            p.scoring_limits(),
+            &ScoringLimits {
+                max_runs: 5,
+                window_days: 7,
+                max_bits: Some(2.5)
+            }
+        );
+        // Keys left out keep their defaults; an integer cap is read as bits.
+        let p = Policy::parse("default = \"deny\"\n[scoring]\nmax_bits = 4\n").unwrap();
+        assert_eq!(
+            p.scoring_limits(),
+            &ScoringLimits {
+                max_runs: 3,
+                window_days: 30,
+                max_bits: Some(4.0)
+            }
+        );
+        assert_eq!(p.default_action(), Action::Deny);
+        let p = Policy::parse("[scoring]\n").unwrap();
+        assert_eq!(p.scoring_limits(), &ScoringLimits::default());
+        // The table may come after the rules, and the edges of each range are accepted.
+        let p = Policy::parse(
+            "[[rule]]\nname = \"a\"\naction = \"ask\"\n\n[scoring]\nmax_runs = 1000\nwindow_days = 366\n",
+        )
+        .unwrap();
+        assert_eq!(p.rules().len(), 1);
+        assert_eq!(p.scoring_limits().max_runs, 1000);
+        assert_eq!(p.scoring_limits().window_days, 366);
+        let p = Policy::parse("[scoring]\nmax_runs = 1\nwindow_days = 1\n").unwrap();
+        assert_eq!(
+            (p.scoring_limits().max_runs, p.scoring_limits().window_days),
+            (1, 1)
         );
     }
 
@@ -956,6 +1106,167 @@ action = "approve"
                 "`weekdays` cannot be an empty list",
             ),
             (
+                "unknown reveal kind",
+                "[[rule]]\nname = \"a\"\nreveal = [\"decision\", \"raw\"]\naction = \"ask\"\n",
+                3,
+                23,
+                "unknown reveal kind `raw`; expected one of: decision, bands, score",
+            ),
+            (
+                "reveal in the command-line form",
+                "[[rule]]\nname = \"a\"\nreveal = [\"bands:4\"]\naction = \"ask\"\n",
+                3,
+                11,
+                "unknown reveal kind `bands:4`",
+            ),
+            (
+                "empty reveal list",
+                "[[rule]]\nname = \"a\"\nreveal = []\naction = \"ask\"\n",
+                3,
+                10,
+                "`reveal` cannot be an empty list",
+            ),
+            (
+                "reveal kind twice",
+                "[[rule]]\nname = \"a\"\nreveal = [\"bands\", \"bands\"]\naction = \"ask\"\n",
+                3,
+                20,
+                "`bands` is listed twice in `reveal`",
+            ),
+            (
+                "reserved name scoring",
+                "[[rule]]\nname = \"scoring\"\naction = \"ask\"\n",
+                2,
+                8,
+                "`scoring` is reserved",
+            ),
+            (
+                "reserved name scoring-limit",
+                "[[rule]]\nname = \"scoring-limit\"\naction = \"ask\"\n",
+                2,
+                8,
+                "`scoring-limit` is reserved",
+            ),
+            (
+                "reserved name score-release",
+                "[[rule]]\nname = \"score-release\"\naction = \"approve\"\n",
+                2,
+                8,
+                "`score-release` is reserved",
+            ),
+            (
+                "unknown scoring key",
+                "[scoring]\nmax_runs = 3\nmax_run = 4\n",
+                3,
+                1,
+                "unknown field `max_run`",
+            ),
+            (
+                "scoring max_runs zero",
+                "[scoring]\nmax_runs = 0\n",
+                2,
+                12,
+                "`scoring.max_runs` must be a whole number from 1 to 1000",
+            ),
+            (
+                "scoring max_runs too large",
+                "[scoring]\nmax_runs = 1001\n",
+                2,
+                12,
+                "`scoring.max_runs` must be a whole number from 1 to 1000",
+            ),
+            (
+                "scoring max_runs past u32",
+                "[scoring]\nmax_runs = 99999999999\n",
+                2,
+                12,
+                "`scoring.max_runs` must be a whole number from 1 to 1000",
+            ),
+            (
+                "scoring max_runs negative",
+                "[scoring]\nmax_runs = -3\n",
+                2,
+                12,
+                "`scoring.max_runs` must be a whole number from 1 to 1000",
+            ),
+            (
+                "scoring max_runs a string",
+                "[scoring]\nmax_runs = \"3\"\n",
+                2,
+                12,
+                "invalid type",
+            ),
+            (
+                "scoring max_runs a float",
+                "[scoring]\nmax_runs = 3.5\n",
+                2,
+                12,
+                "invalid type",
+            ),
+            (
+                "scoring window_days zero",
+                "[scoring]\nwindow_days = 0\n",
+                2,
+                15,
+                "`scoring.window_days` must be a whole number from 1 to 366",
+            ),
+            (
+                "scoring window_days too long",
+                "[scoring]\nmax_runs = 3\nwindow_days = 367\n",
+                3,
+                15,
+                "`scoring.window_days` must be a whole number from 1 to 366",
+            ),
+            (
+                "scoring max_bits zero",
+                "[scoring]\nmax_bits = 0\n",
+                2,
+                12,
+                "`scoring.max_bits` must be a positive number of bits",
+            ),
+            (
+                "scoring max_bits negative",
+                "[scoring]\nmax_bits = -1.5\n",
+                2,
+                12,
+                "`scoring.max_bits` must be a positive number of bits",
+            ),
+            (
+                "scoring max_bits a string",
+                "[scoring]\nmax_bits = \"4\"\n",
+                2,
+                12,
+                "`scoring.max_bits` must be a positive number of bits",
+            ),
+            (
+                "scoring max_bits nan",
+                "[scoring]\nmax_bits = nan\n",
+                2,
+                12,
+                "`scoring.max_bits` must be a positive number of bits",
+            ),
+            (
+                "scoring max_bits infinite",
+                "[scoring]\nmax_bits = inf\n",
+                2,
+                12,
+                "`scoring.max_bits` must be a positive number of bits",
+            ),
+            (
+                "scoring as an array of tables",
+                "default = \"ask\"\n[[scoring]]\nmax_runs = 3\n",
+                2,
+                1,
+                "",
+            ),
+            (
+                "scoring not a table",
+                "scoring = 3\n",
+                1,
+                11,
+                "invalid type: integer `3`, expected a table",
+            ),
+            (
                 "non-ASCII before the error on the same line",
                 "[[rule]]\nname = \"a\"\ndatasets = [\"loyer\"]\ntags = [\"logé\", \"\"]\naction = \"ask\"\n",
                 4,
@@ -999,7 +1310,7 @@ action = "approve"
 
         let demo = Policy::parse(Policy::demo_text()).unwrap();
         assert_eq!(demo.default_action(), Action::Ask);
-        assert_eq!(demo.rules().len(), 3);
+        assert_eq!(demo.rules().len(), 4);
         assert_eq!(demo.rules()[0].conditions(), [Condition::RowLevel(true)]);
         assert_eq!(demo.rules()[0].action(), Action::Deny);
         assert_eq!(
@@ -1009,7 +1320,26 @@ action = "approve"
         assert_eq!(demo.rules()[1].action(), Action::Approve);
         assert_eq!(demo.rules()[2].name(), "small-dp");
         assert_eq!(demo.rules()[2].action(), Action::Approve);
+        assert_eq!(demo.rules()[3].name(), "private-decision");
+        assert_eq!(demo.rules()[3].action(), Action::Approve);
+        assert_eq!(
+            demo.rules()[3].conditions(),
+            [
+                Condition::Backend(vec![Backend::TwoPc]),
+                Condition::Reveal(vec![RevealKind::Decision]),
+            ]
+        );
+        assert_eq!(
+            demo.scoring_limits(),
+            &ScoringLimits {
+                max_runs: 3,
+                window_days: 30,
+                max_bits: Some(4.0)
+            }
+        );
         assert!(demo.catalogue_names().is_empty());
+        // The default policy leaves [scoring] commented out: the default limits hold.
+        assert_eq!(d.scoring_limits(), &ScoringLimits::default());
     }
 
     /// The commented-out examples in the default policy are themselves valid: uncommenting them parses.
@@ -1053,11 +1383,40 @@ action = "approve"
             p.rules().len()
         );
         assert!(!p.catalogue_names().is_empty());
+        // The private scoring examples: decisions approved, raw scores put to the owner, and limits.
+        let decisions = p
+            .rules()
+            .iter()
+            .find(|r| r.name() == "private-decisions")
+            .expect("the private-decisions example");
+        assert!(decisions
+            .conditions()
+            .contains(&Condition::Reveal(vec![RevealKind::Decision])));
+        assert_eq!(decisions.action(), Action::Approve);
+        let raw = p
+            .rules()
+            .iter()
+            .find(|r| r.name() == "acme-raw-score")
+            .expect("the acme-raw-score example");
+        assert!(raw
+            .conditions()
+            .contains(&Condition::Reveal(vec![RevealKind::Score])));
+        assert_eq!(raw.action(), Action::Ask);
+        assert_eq!(
+            p.scoring_limits(),
+            &ScoringLimits {
+                max_runs: 3,
+                window_days: 30,
+                max_bits: Some(8.0)
+            }
+        );
     }
 
-    /// Lines of the commented examples (as opposed to prose): a `[[rule]]` header or `key = value`.
+    /// Lines of the commented examples (as opposed to prose): a `[[rule]]` or `[scoring]` header or
+    /// `key = value`.
     fn is_toml_line(l: &str) -> bool {
         l.starts_with("[[rule]]")
+            || l.starts_with("[scoring]")
             || l.split_once(" = ").is_some_and(|(k, _)| {
                 !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
             })
