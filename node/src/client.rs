@@ -14,7 +14,10 @@ use crate::transport::{self, Limits, Mode, SecureChannel};
 use crate::wire::{self, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
 use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{AggKind, ArithOp, CmpOp, Expr, Pred, Type, Value};
-use duo_policies::Backend;
+use crate::scoring::{ModelFile, RunBytes, RunError, ScoreOutcome, ScoringSpec};
+use duo_policies::{Backend, Reveal};
+use duo_protocols::ot::kos;
+use duo_protocols::score::Params;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -190,6 +193,48 @@ impl FiHome {
 
     /// Append a verified receipt to the log, unless the same receipt is already there. The log's tail is
     /// indexed in memory and read again only when the file changed under us.
+    /// Keep the opening of a model commitment (the salt and the model) for an auditor, in
+    /// `models/COMMITMENT.json`.
+    pub fn keep_model_opening(
+        &self,
+        commitment: &str,
+        salt: &[u8; 32],
+        model: &ModelFile,
+    ) -> Result<PathBuf, Error> {
+        let dir = self.dir.join("models");
+        crate::home::private_dir(&self.dir)?;
+        crate::home::private_dir(&dir)?;
+        let path = dir.join(format!("{commitment}.json"));
+        let body = serde_json::json!({
+            "commitment": commitment,
+            "salt": crate::store::hex(salt),
+            "model": model,
+            "how": "SHA-256 of \"duo/model-commitment/v1\", the salt's 32 bytes and the model's JSON as written here, compact",
+        });
+        crate::home::write_private(&path, &serde_json::to_vec_pretty(&body)?)?;
+        Ok(path)
+    }
+
+    /// The scoring runs this FI started, per owner key (for its own limit).
+    pub fn score_runs(&self) -> Result<Vec<ScoreRunRecord>, Error> {
+        match std::fs::read(self.dir.join("score_runs.json")) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn add_score_run(&self, rec: ScoreRunRecord) -> Result<(), Error> {
+        let mut all = self.score_runs()?;
+        // Older than a year is never inside a window.
+        let year_ago = rec.at - 366 * 86_400;
+        all.retain(|r| r.at > year_ago);
+        all.push(rec);
+        crate::home::private_dir(&self.dir)?;
+        crate::home::write_private(&self.dir.join("score_runs.json"), &serde_json::to_vec(&all)?)?;
+        Ok(())
+    }
+
     fn keep_receipt(&self, owner: &str, receipt: &Receipt) -> Result<(), Error> {
         let mut index = self
             .receipt_index
@@ -296,6 +341,67 @@ pub struct Client {
     signing_key: String,
     /// Where verified receipts are kept (the FI home and the pairing's name), when connected through one.
     keep: Option<(FiHome, String)>,
+    /// The OT extension state of this session's last scoring run (a later run skips the base OTs).
+    warm: Option<kos::Receiver>,
+    /// This FI's own limit on scoring runs against this owner.
+    score_limit: ScoreLimit,
+    /// Runs started in this session (counted here when there is no FI home to count them in).
+    runs_here: Vec<i64>,
+}
+
+/// One scoring run this FI started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreRunRecord {
+    /// The owner node's key fingerprint.
+    pub owner: String,
+    /// When (Unix seconds).
+    pub at: i64,
+}
+
+/// The FI's own limit on scoring runs per owner node: an owner who controls its inputs could probe the model,
+/// so the FI caps how often one owner may run it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreLimit {
+    /// Runs per window against one owner key.
+    pub max_runs: u32,
+    /// The window, in days.
+    pub window_days: u32,
+}
+
+impl Default for ScoreLimit {
+    fn default() -> Self {
+        ScoreLimit {
+            max_runs: 5,
+            window_days: 30,
+        }
+    }
+}
+
+/// What a scoring run gave the FI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreReport {
+    /// The scoring request.
+    pub request: u64,
+    /// The run.
+    pub run: u64,
+    /// The attributes the model used.
+    pub attributes: Vec<String>,
+    /// What the run revealed (to both sides).
+    pub reveal: Reveal,
+    /// The outcome.
+    pub outcome: ScoreOutcome,
+    /// Bits revealed.
+    pub bits: f64,
+    /// The model commitment shown to the owner (when this call made the request).
+    pub commitment: Option<String>,
+    /// Protocol bytes sent and received.
+    pub bytes: RunBytes,
+    /// Whether the run included the base OTs (the first run of a session).
+    pub cold: bool,
+    /// Milliseconds from the run request to the owner's receipt.
+    pub millis: f64,
+    /// The node's signed receipt.
+    pub receipt: Receipt,
 }
 
 impl std::fmt::Debug for Client {
@@ -411,6 +517,9 @@ impl Client {
                 principal,
                 signing_key,
                 keep,
+                warm: None,
+                score_limit: ScoreLimit::default(),
+                runs_here: Vec::new(),
             }),
             (_, ServerMsg::Error { code, message }) => Err(Error::Remote { code, message }),
             (_, other) => Err(Error::Transport(format!(
@@ -684,6 +793,226 @@ impl Client {
                 return Ok(view);
             }
         }
+    }
+
+    /// Set this FI's limit on scoring runs against this owner (default 5 per 30 days).
+    pub fn set_score_limit(&mut self, limit: ScoreLimit) {
+        self.score_limit = limit;
+    }
+
+    /// Ask to score `model` privately against the owner's attributes, revealing `reveal`, and run it once
+    /// approved (waiting up to `wait` for the owner). The model never leaves this process in the clear: the
+    /// owner sees the attributes it uses, what the run reveals and a salted commitment, whose opening is kept
+    /// in the FI home (`models/COMMITMENT.json`) for an auditor.
+    pub async fn score(
+        &mut self,
+        model: &ModelFile,
+        reveal: Reveal,
+        reason: &str,
+        wait: Duration,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<ScoreReport, Error> {
+        // Everything that can be refused locally is, before the owner hears of it.
+        model.encode(reveal)?;
+        self.check_score_limit()?;
+        let mut salt = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut salt);
+        let commitment = model.commitment(&salt);
+        if let Some((home, _)) = &self.keep {
+            home.keep_model_opening(&commitment, &salt, model)?;
+        }
+        let spec = ScoringSpec {
+            attributes: model.attributes(),
+            reveal,
+            commitment: commitment.clone(),
+        };
+        progress("asking the owner");
+        let view = match self
+            .call(&ClientMsg::Score {
+                scoring: spec,
+                reason: reason.into(),
+            })
+            .await?
+        {
+            ServerMsg::Request(v) => *v,
+            other => return Err(unexpected(other)),
+        };
+        let view = if view.state == RequestState::Pending {
+            progress("waiting for the owner's decision");
+            self.status(view.id, wait).await?
+        } else {
+            view
+        };
+        match view.state {
+            RequestState::Approved => {
+                let mut report = self.score_run(view.id, model, progress).await?;
+                report.commitment = Some(commitment);
+                Ok(report)
+            }
+            RequestState::Denied => Err(Error::Refused(format!(
+                "scoring request {} was denied: {}",
+                view.id,
+                view.why.unwrap_or_default()
+            ))),
+            RequestState::Pending => Err(Error::Refused(format!(
+                "scoring request {} still waits for the owner; run it once approved with `duo fi score --request {} --model ...`",
+                view.id, view.id
+            ))),
+        }
+    }
+
+    /// Run an approved scoring request (one run per request).
+    pub async fn score_run(
+        &mut self,
+        request: u64,
+        model: &ModelFile,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<ScoreReport, Error> {
+        self.check_score_limit()?;
+        // Counted when it starts, like the owner counts it.
+        self.record_score_run()?;
+        let began = std::time::Instant::now();
+        let id = self.next_id;
+        self.next_id += 1;
+        self.chan
+            .send(&wire::encode(id, &ClientMsg::ScoreRun { request }))
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        let start = match self.recv_reply(id).await? {
+            ServerMsg::ScoreStart(s) => *s,
+            ServerMsg::Error { code, message } => return Err(Error::Remote { code, message }),
+            other => return Err(unexpected(other)),
+        };
+        if start.attributes != model.attributes() {
+            return Err(Error::Refused(format!(
+                "request {request} scores [{}], but this model uses [{}]",
+                start.attributes.join(", "),
+                model.attributes().join(", ")
+            )));
+        }
+        let fi_model = model.encode(start.reveal)?;
+        let params = Params {
+            session: crate::scoring::session_id(self.chan.handshake_hash(), request, start.run),
+            bounds: fi_model.model().bounds().to_vec(),
+            reveal: crate::scoring::protocol_reveal(start.reveal),
+        };
+        let cold = self.warm.is_none();
+        let (outcome, ot, bytes) = match crate::scoring::drive_fi(
+            &mut self.chan,
+            &params,
+            &fi_model,
+            self.warm.take(),
+            progress,
+        )
+        .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                let why = e.to_string();
+                if !matches!(
+                    e,
+                    RunError::PeerEnded(_) | RunError::Transport(_) | RunError::Timeout(..)
+                ) {
+                    // Tell the owner why, then take its reply (the account of the abort) off the channel.
+                    let abort = serde_json::json!({ "type": "score_abort", "reason": why });
+                    if self.chan.send(&wire::encode(id, &abort)).await.is_ok() {
+                        let _ = tokio::time::timeout(Duration::from_secs(5), self.recv_reply(id))
+                            .await;
+                    }
+                }
+                return Err(Error::Refused(format!("scoring run aborted: {why}")));
+            }
+        };
+        self.warm = Some(ot);
+        progress("waiting for the owner's receipt");
+        let done = match self.recv_reply(id).await? {
+            ServerMsg::ScoreDone(d) => *d,
+            ServerMsg::Error { code, message } => return Err(Error::Remote { code, message }),
+            other => return Err(unexpected(other)),
+        };
+        let mine = ScoreOutcome::from_run(outcome, start.reveal);
+        let r = &done.receipt;
+        r.verify(Some(&self.signing_key))?;
+        let signed: Option<duo_engine::Answer> = serde_json::from_str(&r.answer).ok();
+        if done.outcome != mine
+            || r.request != request
+            || r.principal != self.principal
+            || r.backend != Backend::TwoPc.name()
+            || signed != Some(mine.answer())
+        {
+            return Err(Error::Refused(format!(
+                "request {request}: the owner's report or receipt does not match the output this side computed"
+            )));
+        }
+        if let Some((home, name)) = &self.keep {
+            home.keep_receipt(name, r)?;
+        }
+        Ok(ScoreReport {
+            request,
+            run: start.run,
+            attributes: start.attributes,
+            reveal: start.reveal,
+            outcome: mine,
+            bits: start.reveal.bits(),
+            commitment: None,
+            bytes,
+            cold,
+            millis: began.elapsed().as_secs_f64() * 1e3,
+            receipt: done.receipt,
+        })
+    }
+
+    async fn recv_reply(&mut self, id: u64) -> Result<ServerMsg, Error> {
+        let bytes = self
+            .chan
+            .recv()
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .ok_or_else(|| Error::Transport("the owner node closed the session".into()))?;
+        let (rid, reply) = wire::decode_server(&bytes)?;
+        if rid != id {
+            return Err(Error::Transport(format!(
+                "reply to message {rid} while waiting for {id}"
+            )));
+        }
+        Ok(reply)
+    }
+
+    fn owner_key(&self) -> String {
+        crate::keys::fingerprint(&self.chan.remote_static())
+    }
+
+    fn check_score_limit(&self) -> Result<(), Error> {
+        let limit = self.score_limit;
+        let since = crate::store::now_unix() - i64::from(limit.window_days) * 86_400;
+        let used = match &self.keep {
+            Some((home, _)) => home
+                .score_runs()?
+                .iter()
+                .filter(|r| r.owner == self.owner_key() && r.at > since)
+                .count(),
+            None => self.runs_here.iter().filter(|&&t| t > since).count(),
+        };
+        if used as u64 >= u64::from(limit.max_runs) {
+            return Err(Error::Limit(format!(
+                "this FI's own limit: {used} of {} scoring runs against this owner in the last {} days; \
+                 an owner who controls its inputs could probe the model (raise it with --max-runs-per-owner)",
+                limit.max_runs, limit.window_days
+            )));
+        }
+        Ok(())
+    }
+
+    fn record_score_run(&mut self) -> Result<(), Error> {
+        let now = crate::store::now_unix();
+        self.runs_here.push(now);
+        if let Some((home, _)) = &self.keep {
+            home.add_score_run(ScoreRunRecord {
+                owner: self.owner_key(),
+                at: now,
+            })?;
+        }
+        Ok(())
     }
 
     /// Close the session.

@@ -8,7 +8,7 @@ use crate::transport::{self, AcceptError, Limits, Mode};
 use crate::wire::{self, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
 use duo_engine::ingest::{load_csv, parse_meta, IngestLimits};
 use duo_engine::{render, Checked, Expr, Suggestions};
-use duo_policies::Policy;
+use duo_policies::{Backend, Policy};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -441,7 +441,7 @@ fn limit_error(what: &str) -> ServerMsg {
 }
 
 /// Run a closure on the owner store without blocking other tasks.
-async fn blocking<R: Send + 'static>(
+pub(crate) async fn blocking<R: Send + 'static>(
     slot: &mut Option<Owner>,
     f: impl FnOnce(&mut Owner) -> R + Send + 'static,
 ) -> Result<R, Error> {
@@ -617,6 +617,7 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
         remote,
         pointers: Vec::new(),
         viewed: Default::default(),
+        warm: None,
         owner,
         shared: shared.clone(),
     };
@@ -665,6 +666,19 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
             continue;
         };
         let (id, reply) = match wire::decode_client(&bytes) {
+            Ok((id, ClientMsg::ScoreRun { request })) => {
+                let reply = crate::scoring::owner_run(
+                    &mut chan,
+                    &mut state.owner,
+                    &mut state.warm,
+                    &state.principal,
+                    id,
+                    request,
+                )
+                .await;
+                last_message = tokio::time::Instant::now();
+                (id, reply)
+            }
             Ok((id, msg)) => (id, state.handle(msg).await),
             Err(e) => (
                 e.id,
@@ -703,6 +717,8 @@ struct SessionState {
     pointers: Vec<Checked>,
     /// What this session has viewed already (logged once per session, not once per message).
     viewed: std::collections::BTreeSet<&'static str>,
+    /// The OT extension state of this session's last scoring run (a later run skips the base OTs).
+    warm: Option<duo_protocols::ot::kos::Sender>,
     owner: Option<Owner>,
     shared: Arc<Shared>,
 }
@@ -884,11 +900,53 @@ impl SessionState {
                 let _turn = self.shared.write_turn.lock().await;
                 let view = blocking(&mut self.owner, move |o| {
                     let checked = o.check(&expr)?;
-                    o.submit(&principal, backend, &reason, &source, &checked, dp.as_ref())
+                    o.submit(&principal, backend, &reason, &source, &checked, dp.as_ref(), None)
                 })
                 .await??;
                 Ok(ServerMsg::Request(Box::new(view)))
             }
+            ClientMsg::Score { scoring, reason } => {
+                let max = self.shared.cfg.principal_limits.requests_per_hour;
+                if !self
+                    .shared
+                    .with_use(&principal, |u| within_rate(&mut u.requests, max))
+                    .unwrap_or(false)
+                {
+                    log_limit(&self.shared, &mut self.owner, &principal, "requests").await;
+                    return Ok(limit_error("too many requests this hour"));
+                }
+                if reason.len() > wire::MAX_REASON {
+                    return Err(Error::Refused(format!(
+                        "the reason is longer than {} bytes",
+                        wire::MAX_REASON
+                    )));
+                }
+                let reason = sanitize(&reason);
+                let _turn = self.shared.write_turn.lock().await;
+                let view = blocking(&mut self.owner, move |o| {
+                    let checked = crate::scoring::scoring_checked(o, &scoring)?;
+                    let source = format!(
+                        "score [{}] reveal {} commitment {}",
+                        scoring.attributes.join(", "),
+                        scoring.reveal,
+                        scoring.commitment
+                    );
+                    o.submit(
+                        &principal,
+                        Backend::TwoPc,
+                        &reason,
+                        &source,
+                        &checked,
+                        None,
+                        Some(&scoring),
+                    )
+                })
+                .await??;
+                Ok(ServerMsg::Request(Box::new(view)))
+            }
+            ClientMsg::ScoreRun { .. } => Err(Error::Internal(
+                "a scoring run is driven by the session loop".into(),
+            )),
             ClientMsg::Status { request, wait_ms } => {
                 let deadline = tokio::time::Instant::now()
                     + Duration::from_millis(wait_ms.min(wire::MAX_WAIT_MS));

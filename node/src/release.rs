@@ -13,7 +13,8 @@ use duo_engine::{
     catalogue, check, evaluate, render, Answer, CheckContext, Checked, DataSource, Dataset,
     DatasetMeta, Expr, Limits, Type,
 };
-use duo_policies::{decide, Backend, Decision, Policy, RequestFacts};
+use crate::scoring::{self, ScoringSpec, ScoringView};
+use duo_policies::{decide, Backend, Decision, Policy, RequestFacts, ScoringFacts};
 use duo_policies::{Amount, Charge, Ledger};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -153,6 +154,10 @@ pub struct PendingView {
     /// For a DP request: its cost, the budget left after it, and the expected error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dp: Option<DpView>,
+    /// For a scoring (`2pc`) request: the attributes used, what a run reveals to whom, the FI's model
+    /// commitment, and the runs and bits this FI has used in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scoring: Option<ScoringView>,
     /// When the request was made.
     pub created_at: String,
 }
@@ -289,6 +294,17 @@ impl Owner {
         self.cache.policy(&text)
     }
 
+    /// The node's receipt signer.
+    pub(crate) fn signer(&self) -> Arc<NodeSigner> {
+        self.signer.clone()
+    }
+
+    /// Evaluate a checked lineage on the current dataset versions.
+    pub(crate) fn evaluate_now(&self, checked: &Checked) -> Result<Answer, Error> {
+        let versions = Self::versions_read(&self.conn, checked)?;
+        Self::evaluate_at(&self.cache, &self.conn, checked, &versions)
+    }
+
     /// Type-check a lineage against the current published metadata.
     pub fn check(&self, expr: &Expr) -> Result<Checked, Error> {
         let metas = self.cache.metas(&self.conn)?;
@@ -346,6 +362,7 @@ impl Owner {
 
     /// Handle a new release request from `principal`: decide it by policy and, if approved, release it, all in
     /// one transaction. Returns what the FI sees.
+    #[allow(clippy::too_many_arguments)]
     pub fn submit(
         &mut self,
         principal: &str,
@@ -354,7 +371,23 @@ impl Owner {
         source: &str,
         checked: &Checked,
         dp_params: Option<&DpParams>,
+        scoring: Option<&ScoringSpec>,
     ) -> Result<RequestView, Error> {
+        match (backend, scoring) {
+            (Backend::TwoPc, None) => {
+                return Err(Error::Refused(
+                    "a 2pc request is a scoring request: name the model's attributes and what it reveals (`duo fi score`)"
+                        .into(),
+                ))
+            }
+            (Backend::TwoPc, Some(spec)) => spec.validate()?,
+            (_, Some(_)) => {
+                return Err(Error::Refused(
+                    "only backend 2pc takes a scoring model".into(),
+                ))
+            }
+            _ => {}
+        }
         let dp_params =
             match (backend, dp_params) {
                 (Backend::Dp, Some(p)) => Some(p.clone()),
@@ -376,8 +409,14 @@ impl Owner {
             ));
         }
         let (policy, _) = self.policy()?;
-        let description = render::describe(&checked.expr);
-        let lineage = serde_json::to_string(&checked.expr)?;
+        let description = match scoring {
+            Some(spec) => spec.describe(),
+            None => render::describe(&checked.expr),
+        };
+        let lineage = match scoring {
+            Some(spec) => serde_json::to_string(spec)?,
+            None => serde_json::to_string(&checked.expr)?,
+        };
         let cache = self.cache.clone();
         let signer = self.signer.clone();
         let max_pending = self.max_pending;
@@ -461,13 +500,17 @@ impl Owner {
         };
 
         // The same question, already answered for this principal on the same data: give the stored answer.
-        let stored: Option<(u64, String)> = tx
-            .prepare_cached(
+        let stored: Option<(u64, String)> = if backend == Backend::TwoPc {
+            // Every scoring run is its own computation (the FI's model is its private input): never reused.
+            None
+        } else {
+            tx.prepare_cached(
                 "SELECT id, answer FROM requests WHERE release_key = ?1 AND state = 'approved'
                  AND answer IS NOT NULL ORDER BY id LIMIT 1",
             )?
             .query_row([&key], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-            .optional()?;
+            .optional()?
+        };
         if let Some((first, answer_text)) = stored {
             let why = format!("same question as request {first}; stored answer given again");
             let id = insert(
@@ -521,6 +564,13 @@ impl Owner {
             None => (None, None),
         };
         let counts = rate_counts(&tx, &policy, principal)?;
+        let scoring_facts = match scoring {
+            Some(spec) => Some(ScoringFacts {
+                reveal: spec.reveal,
+                used: scoring::scoring_use(&tx, principal, policy.scoring_limits())?,
+            }),
+            None => None,
+        };
         let facts = RequestFacts {
             already_released,
             now: Some(chrono::Local::now().naive_local()),
@@ -528,6 +578,7 @@ impl Owner {
             cost,
             budget_left_after: left_after,
             rate_counts: Some(&counts),
+            scoring: scoring_facts,
             ..RequestFacts::new(principal, backend, checked, &tags)
         };
         let decision = match &dp_state {
@@ -541,6 +592,34 @@ impl Owner {
         fail::fail_point!("release::after_decision");
         // An approved lineage that cannot be computed (the data changed shape) is recorded as refused, with the
         // error, in the same transaction; the FI sees the error only because the release was approved.
+        if let (Some(spec), Decision::Approve { rule }) = (scoring, &decision) {
+            // An approved scoring request releases nothing yet: it lets the FI start one run.
+            let id = insert(RequestState::Approved, Some(rule), None, None, Some("policy"))?;
+            scoring::store_spec(&tx, id, spec)?;
+            log_request(id)?;
+            append_log(
+                &tx,
+                "decision",
+                Some(principal),
+                &serde_json::json!({ "request": id, "action": "approve", "by": "policy", "rule": rule }),
+            )?;
+            record_rates(&tx, &policy, &facts)?;
+            tx.commit()?;
+            return Ok(RequestView {
+                id,
+                state: RequestState::Approved,
+                backend,
+                reason: reason.to_string(),
+                description,
+                answer: None,
+                why: Some("approved: start the run (one run per request)".into()),
+                decided_by: Some("policy".into()),
+                ty: checked.ty.clone(),
+                receipt: None,
+                cost: None,
+                accuracy95: None,
+            });
+        }
         let decision = match decision {
             Decision::Approve { rule } => {
                 let answered = match &dp_state {
@@ -614,6 +693,9 @@ impl Owner {
                     }
                 };
                 let id = insert(state, Some(&rule), Some(&why), None, by)?;
+                if let Some(spec) = scoring {
+                    scoring::store_spec(&tx, id, spec)?;
+                }
                 set_dp_facts(
                     &tx,
                     id,
@@ -788,18 +870,61 @@ impl Owner {
                 None => None,
             };
             let counts = rate_counts(&tx, &policy, &view.principal)?;
+            let spec = scoring::stored_spec(&tx, id)?;
+            let scoring_facts = match &spec {
+                Some(spec) => Some(ScoringFacts {
+                    reveal: spec.reveal,
+                    used: scoring::scoring_use(&tx, &view.principal, policy.scoring_limits())?,
+                }),
+                None => None,
+            };
             let facts = RequestFacts {
                 already_released: already,
                 now: Some(chrono::Local::now().naive_local()),
                 available_backends: AVAILABLE_BACKENDS,
                 cost: dp_state.as_ref().map(|(_, plan, _)| plan.cost),
                 rate_counts: Some(&counts),
+                scoring: scoring_facts,
                 ..RequestFacts::new(&view.principal, view.backend, &checked, &tags)
             };
             if let Decision::Deny { rule, reason } = decide(&policy, &facts) {
                 return Err(Error::Stale {
                     why: format!("the policy now denies this request (rule `{rule}`: {reason})"),
                     fresh: Box::new(view),
+                });
+            }
+            if spec.is_some() {
+                // The owner lets the FI start one run; the outcome is released when the run ends.
+                let changed = tx.execute(
+                    "UPDATE requests SET state = 'approved', decided_by = 'owner', decided_at = ?2,
+                         rule = 'owner', why = NULL
+                     WHERE id = ?1 AND state = 'pending'",
+                    params![id as i64, store::now_text()],
+                )?;
+                if changed != 1 {
+                    return Err(Error::Refused(format!("request {id} is no longer pending")));
+                }
+                append_log(
+                    &tx,
+                    "decision",
+                    Some(&view.principal),
+                    &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
+                )?;
+                record_rates(&tx, &policy, &facts)?;
+                tx.commit()?;
+                return Ok(RequestView {
+                    id,
+                    state: RequestState::Approved,
+                    backend: view.backend,
+                    reason: view.reason,
+                    description: view.description,
+                    answer: None,
+                    why: Some("approved: the FI may start the run (one run per request)".into()),
+                    decided_by: Some("owner".into()),
+                    ty: checked.ty.clone(),
+                    receipt: None,
+                    cost: None,
+                    accuracy95: None,
                 });
             }
             let dp_cost = dp_state.as_ref().map(|(_, plan, _)| plan.cost.to_string());
@@ -937,7 +1062,7 @@ fn already_released(conn: &Connection, principal: &str, checked: &Checked) -> Re
 }
 
 #[allow(clippy::too_many_arguments)]
-fn record_release(
+pub(crate) fn record_release(
     tx: &Connection,
     signer: &NodeSigner,
     id: u64,
@@ -1078,10 +1203,28 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
         }
         None => None,
     };
+    let scoring_view = match scoring::stored_spec(conn, id)? {
+        Some(spec) => {
+            let (policy, _) = owner.policy()?;
+            Some(scoring::scoring_view(
+                conn,
+                &principal,
+                &spec,
+                policy.scoring_limits(),
+            )?)
+        }
+        None => None,
+    };
     // A DP release draws its noise at approval; the owner sees its cost and expected error, not a value.
-    let value = match &dp_view {
-        Some(_) => Err("released with noise at approval (see cost and expected error)".to_string()),
-        None => {
+    let value = match (&dp_view, &scoring_view) {
+        (_, Some(_)) => Err(
+            "computed privately with the FI's model when the FI runs it; neither side sees the other's inputs"
+                .to_string(),
+        ),
+        (Some(_), _) => {
+            Err("released with noise at approval (see cost and expected error)".to_string())
+        }
+        (None, None) => {
             Owner::evaluate_at(&owner.cache, conn, &checked, &versions).map_err(|e| e.to_string())
         }
     };
@@ -1104,6 +1247,7 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
         h.update(serde_json::to_string(&current)?.as_bytes());
         h.update(serde_json::to_string(&value)?.as_bytes());
         h.update(serde_json::to_string(&dp_view)?.as_bytes());
+        h.update(serde_json::to_string(&scoring_view)?.as_bytes());
         for e in &earlier {
             h.update(e.id.to_le_bytes());
         }
@@ -1124,6 +1268,7 @@ fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingV
         created_at,
         ty: checked.ty,
         dp: dp_view,
+        scoring: scoring_view,
     })
 }
 
@@ -1161,7 +1306,7 @@ pub fn catalogue_infos() -> Vec<catalogue::CatalogueInfo> {
 }
 
 /// Backends this node runs.
-pub const AVAILABLE_BACKENDS: &[Backend] = &[Backend::Plaintext, Backend::Dp];
+pub const AVAILABLE_BACKENDS: &[Backend] = &[Backend::Plaintext, Backend::Dp, Backend::TwoPc];
 
 /// The privacy ledger, as stored (one JSON document, changed only inside write transactions).
 pub fn load_ledger(conn: &Connection) -> Result<Ledger, Error> {

@@ -106,6 +106,22 @@ CREATE TABLE IF NOT EXISTS release_attributes (
     window_end TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS release_attributes_by_key ON release_attributes (principal, attribute, window_end);
+CREATE TABLE IF NOT EXISTS scoring_requests (
+    request_id INTEGER PRIMARY KEY,
+    spec       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scoring_runs (
+    id         INTEGER PRIMARY KEY,
+    request_id INTEGER NOT NULL UNIQUE,
+    principal  TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    millibits  INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    outcome    TEXT,
+    error      TEXT,
+    ended_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS scoring_runs_by_principal ON scoring_runs (principal, started_at);
 CREATE TABLE IF NOT EXISTS rate_events (
     principal TEXT NOT NULL,
     rule      TEXT NOT NULL,

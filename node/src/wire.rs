@@ -7,6 +7,7 @@
 
 use crate::dp::DpParams;
 use crate::release::RequestView;
+use crate::scoring::{ScoreDone, ScoreStart, ScoringSpec};
 use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{DatasetMeta, Expr, Type};
 use duo_policies::Backend;
@@ -66,6 +67,21 @@ pub enum ClientMsg {
         pointer: u64,
         /// What to spend.
         dp: DpParams,
+    },
+    /// Ask to score the FI's private model against the owner's attributes (backend `2pc`). Decided like any
+    /// request; an approved one allows one run ([`ClientMsg::ScoreRun`]).
+    Score {
+        /// The attributes, what a run reveals, and the FI's model commitment.
+        scoring: ScoringSpec,
+        /// Why the FI needs it (shown to the owner and logged).
+        reason: String,
+    },
+    /// Start the run of an approved scoring request. The owner answers [`ServerMsg::ScoreStart`], then both
+    /// sides exchange binary protocol chunks (see [`crate::scoring`]), then the owner sends
+    /// [`ServerMsg::ScoreDone`] or an error.
+    ScoreRun {
+        /// The approved scoring request.
+        request: u64,
     },
     /// The state of an earlier request; with `wait_ms > 0`, wait up to that long for a decision first.
     Status {
@@ -139,6 +155,10 @@ pub enum ServerMsg {
         /// The noise mechanism.
         mechanism: String,
     },
+    /// A scoring run starts: its public parameters. Binary protocol chunks follow.
+    ScoreStart(Box<ScoreStart>),
+    /// A scoring run finished: what it revealed, with a signed receipt.
+    ScoreDone(Box<ScoreDone>),
     /// An error; the session goes on.
     Error {
         /// Machine-readable code.

@@ -1,0 +1,1011 @@
+//! Private scoring (backend `2pc`): the FI's secret linear model against the owner's catalogue attributes.
+//!
+//! A scoring request goes the way of every request: the FI names the attributes its model uses, what the run
+//! reveals ([`Reveal`]) and a salted commitment to its model, with a reason; the policy (or the owner) decides;
+//! the log records it. What differs is the release: an approved scoring request lets the FI start **one run**
+//! ([`crate::wire::ClientMsg::ScoreRun`]). The run is counted against the principal's `[scoring]` limits when it
+//! starts, whether it completes or aborts, and what it reveals is counted in bits (a decision 1 bit, `k` bands
+//! `log2 k`, a raw score 64).
+//!
+//! During a run the session carries the protocol of [`duo_protocols::score`] as binary messages: each protocol
+//! message is cut into chunks of at most [`CHUNK`] bytes, each chunk a channel payload `[0xB5, last, bytes...]`
+//! (JSON payloads start with `{`, so the two never mix). A JSON payload during a run means the peer gave up
+//! (its error is read and logged). Every wait has a timeout; a timeout, a closed channel or a protocol error
+//! ends the run on both sides and is logged by the owner (`scoring-end` with the error).
+//!
+//! The model file the FI uses (`duo fi score --model MODEL.toml`):
+//!
+//! ```toml
+//! name = "thin-file-v1"           # optional, for the FI's own records
+//! bias = -1.0
+//! threshold = 0.25
+//! bands = [-0.5, 0.0, 0.5]        # optional: band thresholds, for --reveal bands:4
+//! [weights]                        # catalogue attribute = weight
+//! on_time_rent_ratio_12m = 2.0
+//! nsf_fee_count_12m = -0.25
+//! ```
+
+use crate::error::Error;
+use crate::release::Owner;
+use crate::store::{self, append_log, hex, write_tx};
+use crate::transport::{SecureChannel, TransportError};
+use duo_engine::{catalogue, Answer, Checked, Expr, Value};
+use duo_policies::{Reveal, ScoringLimits, ScoringUse};
+use duo_protocols::fixed::{Bounds, FixedModel};
+use duo_protocols::ot::{kos, SessionId};
+use duo_protocols::score::{self, FiModel, FiRun, FiStep, Outcome, OwnerRun, OwnerStep, Params};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// First byte of a protocol chunk on the session.
+pub const CHUNK_MARK: u8 = 0xB5;
+
+/// Largest protocol chunk, in bytes: far below the session's frame and message limits.
+pub const CHUNK: usize = 32 * 1024;
+
+/// How long either side waits for the next protocol message before it ends the run.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an FI asks to score: the attributes its model uses, what the run reveals, and its model commitment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ScoringSpec {
+    /// Catalogue attributes, in the model's order (sorted by name by the client), each over the window ending
+    /// at the last full month.
+    pub attributes: Vec<String>,
+    /// What the run reveals to both sides.
+    pub reveal: Reveal,
+    /// The FI's salted commitment to its model (64 hex digits): SHA-256 of a domain tag, a 32-byte salt and
+    /// the model's canonical JSON. Asserted by the FI, openable to an auditor, not enforced by the protocol.
+    pub commitment: String,
+}
+
+impl ScoringSpec {
+    /// Checks the spec against the catalogue.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.attributes.is_empty() {
+            return Err(Error::Refused(
+                "a scoring request names at least one catalogue attribute".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &self.attributes {
+            if catalogue::entry(a).is_none() {
+                return Err(Error::Refused(format!(
+                    "`{a}` is not a catalogue attribute; see `duo fi catalogue`"
+                )));
+            }
+            if !seen.insert(a) {
+                return Err(Error::Refused(format!("attribute `{a}` is listed twice")));
+            }
+        }
+        if !self.reveal.is_valid() {
+            return Err(Error::Refused(format!(
+                "cannot reveal {}: bands must number {} to {}",
+                self.reveal,
+                Reveal::MIN_BANDS,
+                Reveal::MAX_BANDS
+            )));
+        }
+        if self.commitment.len() != 64 || !self.commitment.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Refused(
+                "the model commitment must be 64 hex digits (SHA-256)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The public bounds of each attribute, in order.
+    pub fn bounds(&self) -> Vec<Bounds> {
+        self.attributes
+            .iter()
+            .filter_map(|a| catalogue::entry(a))
+            .map(|e| Bounds::new(e.bounds.lo, e.bounds.hi))
+            .collect()
+    }
+
+    /// The request in plain words (for the log and both screens).
+    pub fn describe(&self) -> String {
+        format!(
+            "private scoring of the FI's model over {}; reveals {} to both sides",
+            self.attributes.join(", "),
+            self.reveal.describe()
+        )
+    }
+}
+
+/// The protocol's name for what a run reveals.
+pub fn protocol_reveal(r: Reveal) -> score::Reveal {
+    match r {
+        Reveal::Decision => score::Reveal::Decision,
+        Reveal::Bands { k } => score::Reveal::Bands {
+            thresholds: k.saturating_sub(1) as usize,
+        },
+        Reveal::Score => score::Reveal::Score,
+    }
+}
+
+/// What the owner sees of a scoring request before deciding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoringView {
+    /// The attributes the model uses (their values never leave the node in the clear).
+    pub attributes: Vec<String>,
+    /// What a run reveals, in words.
+    pub reveals: String,
+    /// Who learns it.
+    pub to_whom: String,
+    /// Bits one run reveals.
+    pub bits: f64,
+    /// The FI's model commitment.
+    pub commitment: String,
+    /// Runs this FI started in the current window, and the limit.
+    pub runs_used: u32,
+    /// The limit on runs per window.
+    pub runs_max: u32,
+    /// The window, in days.
+    pub window_days: u32,
+    /// Bits revealed to this FI in the window so far.
+    pub bits_used: f64,
+}
+
+/// The owner's answer to [`crate::wire::ClientMsg::ScoreRun`]: the run's public parameters. Protocol messages
+/// follow at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ScoreStart {
+    /// The request.
+    pub request: u64,
+    /// The run (both sides derive the protocol session id from the channel, the request and the run).
+    pub run: u64,
+    /// The attributes, in the order of the model.
+    pub attributes: Vec<String>,
+    /// What the run reveals.
+    pub reveal: Reveal,
+}
+
+/// The output of a run, as both sides learn it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScoreOutcome {
+    /// Whether the score reaches the FI's threshold.
+    Decision {
+        /// `true`: it does.
+        approve: bool,
+    },
+    /// The band of the score.
+    Band {
+        /// Band index, from 0 (below every band threshold).
+        band: u32,
+        /// Number of bands.
+        of: u32,
+    },
+    /// The score itself.
+    Score {
+        /// The score in model units.
+        value: f64,
+    },
+}
+
+impl ScoreOutcome {
+    /// The outcome of a protocol run, in the node's terms.
+    pub fn from_run(o: Outcome, reveal: Reveal) -> ScoreOutcome {
+        match o {
+            Outcome::Decision(approve) => ScoreOutcome::Decision { approve },
+            Outcome::Band(band) => ScoreOutcome::Band {
+                band,
+                of: match reveal {
+                    Reveal::Bands { k } => k,
+                    _ => 0,
+                },
+            },
+            Outcome::Score(s) => ScoreOutcome::Score {
+                value: duo_protocols::fixed::decode_score(s),
+            },
+        }
+    }
+
+    /// As an answer (what the receipt signs).
+    pub fn answer(&self) -> Answer {
+        let value = match *self {
+            ScoreOutcome::Decision { approve } => Value::Bool(approve),
+            ScoreOutcome::Band { band, .. } => Value::Int(band as i64),
+            ScoreOutcome::Score { value } => Value::Float(value),
+        };
+        Answer::Scalar { value }
+    }
+}
+
+impl std::fmt::Display for ScoreOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScoreOutcome::Decision { approve: true } => f.write_str("approve (score reaches the threshold)"),
+            ScoreOutcome::Decision { approve: false } => {
+                f.write_str("decline (score below the threshold)")
+            }
+            ScoreOutcome::Band { band, of } => write!(f, "band {band} of {of} (0 is lowest)"),
+            ScoreOutcome::Score { value } => write!(f, "score {value}"),
+        }
+    }
+}
+
+/// The owner's report of a finished run: [`crate::wire::ServerMsg::ScoreDone`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ScoreDone {
+    /// The request.
+    pub request: u64,
+    /// The run.
+    pub run: u64,
+    /// What the run revealed.
+    pub outcome: ScoreOutcome,
+    /// Bits it revealed.
+    pub bits: f64,
+    /// The node's signed receipt for the outcome.
+    pub receipt: crate::receipt::Receipt,
+}
+
+/// The protocol session id of a run: bound to the channel (its handshake hash), the request and the run.
+pub fn session_id(handshake_hash: &[u8], request: u64, run: u64) -> SessionId {
+    let mut h = Sha256::new();
+    h.update(b"duo/score/session/v1");
+    h.update((handshake_hash.len() as u64).to_le_bytes());
+    h.update(handshake_hash);
+    h.update(request.to_le_bytes());
+    h.update(run.to_le_bytes());
+    SessionId(h.finalize().into())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Owner store side
+// ---------------------------------------------------------------------------------------------------------
+
+/// The lineage facts of a scoring request: every attribute over its latest window, merged.
+pub(crate) fn scoring_checked(owner: &Owner, spec: &ScoringSpec) -> Result<Checked, Error> {
+    spec.validate()?;
+    let mut merged: Option<Checked> = None;
+    for a in &spec.attributes {
+        let c = owner.check(&Expr::Catalogue {
+            name: a.clone(),
+            window_end: None,
+        })?;
+        merged = Some(match merged {
+            None => c,
+            Some(mut m) => {
+                m.datasets.extend(c.datasets);
+                m.columns.extend(c.columns);
+                m.op_kinds.extend(c.op_kinds);
+                m.catalogue.extend(c.catalogue);
+                m.nodes += c.nodes;
+                m
+            }
+        });
+    }
+    let mut m = merged.ok_or_else(|| Error::Refused("no attributes".into()))?;
+    m.catalogue_only = m.catalogue.len() == 1;
+    m.ty = duo_engine::Type::Scalar {
+        dtype: match spec.reveal {
+            Reveal::Decision => duo_engine::DataType::Bool,
+            Reveal::Bands { .. } => duo_engine::DataType::I64,
+            Reveal::Score => duo_engine::DataType::F64,
+        },
+        bounds: None,
+    };
+    Ok(m)
+}
+
+/// Runs started and bits revealed to `principal` within the policy's window.
+pub(crate) fn scoring_use(
+    conn: &rusqlite::Connection,
+    principal: &str,
+    limits: &ScoringLimits,
+) -> Result<ScoringUse, Error> {
+    let since = store::now_unix() - limits.window_seconds();
+    let (runs, millibits): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(SUM(millibits), 0) FROM scoring_runs
+             WHERE principal = ?1 AND started_at > ?2",
+        )?
+        .query_row(params![principal, since], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(ScoringUse {
+        runs: runs as u32,
+        millibits: millibits as u64,
+    })
+}
+
+pub(crate) fn stored_spec(
+    conn: &rusqlite::Connection,
+    request: u64,
+) -> Result<Option<ScoringSpec>, Error> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT spec FROM scoring_requests WHERE request_id = ?1")?
+        .query_row([request as i64], |r| r.get(0))
+        .optional()?;
+    Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+}
+
+pub(crate) fn store_spec(
+    tx: &rusqlite::Connection,
+    request: u64,
+    spec: &ScoringSpec,
+) -> Result<(), Error> {
+    tx.prepare_cached("INSERT INTO scoring_requests (request_id, spec) VALUES (?1, ?2)")?
+        .execute(params![request as i64, serde_json::to_string(spec)?])?;
+    Ok(())
+}
+
+pub(crate) fn scoring_view(
+    conn: &rusqlite::Connection,
+    principal: &str,
+    spec: &ScoringSpec,
+    limits: &ScoringLimits,
+) -> Result<ScoringView, Error> {
+    let used = scoring_use(conn, principal, limits)?;
+    Ok(ScoringView {
+        attributes: spec.attributes.clone(),
+        reveals: spec.reveal.describe(),
+        to_whom: format!("{principal} and you (the FI's model stays with the FI)"),
+        bits: spec.reveal.bits(),
+        commitment: spec.commitment.clone(),
+        runs_used: used.runs,
+        runs_max: limits.max_runs,
+        window_days: limits.window_days,
+        bits_used: used.millibits as f64 / 1000.0,
+    })
+}
+
+/// A run the owner's store has admitted: counted, logged, with the owner's attribute values.
+pub(crate) struct AdmittedRun {
+    pub run: u64,
+    pub spec: ScoringSpec,
+    pub attrs: Vec<f64>,
+}
+
+impl Owner {
+    /// Admits one run of an approved scoring request: checks it is this principal's, approved, not run yet
+    /// and within the `[scoring]` limits; computes the attribute values; counts the run and logs its start,
+    /// in one transaction.
+    pub(crate) fn begin_scoring_run(
+        &mut self,
+        principal: &str,
+        request: u64,
+    ) -> Result<AdmittedRun, Error> {
+        let (policy, _) = self.policy()?;
+        let limits = *policy.scoring_limits();
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT backend, state FROM requests WHERE id = ?1 AND principal = ?2",
+                params![request as i64, principal],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            None => return Err(Error::NotFound(format!("request {request}"))),
+            Some((b, _)) if b != "2pc" => {
+                return Err(Error::Refused(format!(
+                    "request {request} is not a scoring request"
+                )))
+            }
+            Some((_, s)) if s != "approved" => {
+                return Err(Error::Refused(format!(
+                    "request {request} is {s}; a run needs an approved scoring request"
+                )))
+            }
+            _ => {}
+        }
+        let spec = stored_spec(&self.conn, request)?
+            .ok_or_else(|| Error::Internal(format!("scoring request {request} has no spec")))?;
+        // The values, computed before anything is counted: a value that cannot be computed ends it here.
+        let mut attrs = Vec::with_capacity(spec.attributes.len());
+        for a in &spec.attributes {
+            let checked = self.check(&Expr::Catalogue {
+                name: a.clone(),
+                window_end: None,
+            })?;
+            let answer = self.evaluate_now(&checked)?;
+            let v = match answer {
+                Answer::Scalar { value } => value.as_f64(),
+                _ => None,
+            };
+            attrs.push(v.ok_or_else(|| {
+                Error::Refused(format!(
+                    "attribute `{a}` has no value on this node for its window; the run cannot start"
+                ))
+            })?);
+        }
+        let tx = write_tx(&mut self.conn)?;
+        let ran: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM scoring_runs WHERE request_id = ?1",
+                [request as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(run) = ran {
+            return Err(Error::Refused(format!(
+                "request {request} already had its run ({run}); each scoring request allows one run: ask again"
+            )));
+        }
+        let used = scoring_use(&tx, principal, &limits)?;
+        if let Err(e) = limits.check(&used, spec.reveal) {
+            append_log(
+                &tx,
+                "scoring-refused",
+                Some(principal),
+                &serde_json::json!({ "request": request, "why": e.to_string() }),
+            )?;
+            tx.commit()?;
+            return Err(Error::Limit(e.to_string()));
+        }
+        tx.execute(
+            "INSERT INTO scoring_runs (request_id, principal, started_at, millibits, state)
+             VALUES (?1, ?2, ?3, ?4, 'started')",
+            params![
+                request as i64,
+                principal,
+                store::now_unix(),
+                spec.reveal.millibits() as i64
+            ],
+        )?;
+        let run = tx.last_insert_rowid() as u64;
+        append_log(
+            &tx,
+            "scoring-start",
+            Some(principal),
+            &serde_json::json!({
+                "request": request, "run": run, "attributes": spec.attributes,
+                "reveal": spec.reveal, "bits": spec.reveal.bits(), "commitment": spec.commitment,
+                "runs_in_window": used.runs + 1, "max_runs": limits.max_runs,
+            }),
+        )?;
+        tx.commit()?;
+        Ok(AdmittedRun { run, spec, attrs })
+    }
+
+    /// Records how a run ended: its outcome (stored as the request's answer, logged as a release, with a
+    /// signed receipt) or why it aborted.
+    pub(crate) fn finish_scoring_run(
+        &mut self,
+        principal: &str,
+        request: u64,
+        run: u64,
+        result: Result<ScoreOutcome, String>,
+        bytes: u64,
+        millis: f64,
+    ) -> Result<Option<crate::receipt::Receipt>, Error> {
+        let checked = match &result {
+            Ok(_) => {
+                let spec = stored_spec(&self.conn, request)?.ok_or_else(|| {
+                    Error::Internal(format!("scoring request {request} has no spec"))
+                })?;
+                Some(scoring_checked(self, &spec)?)
+            }
+            Err(_) => None,
+        };
+        let signer = self.signer();
+        let tx = write_tx(&mut self.conn)?;
+        let now = store::now_unix();
+        let receipt = match (&result, &checked) {
+            (Ok(outcome), Some(checked)) => {
+                tx.execute(
+                    "UPDATE scoring_runs SET state = 'done', outcome = ?2, ended_at = ?3 WHERE id = ?1",
+                    params![run as i64, serde_json::to_string(outcome)?, now],
+                )?;
+                append_log(
+                    &tx,
+                    "scoring-end",
+                    Some(principal),
+                    &serde_json::json!({ "request": request, "run": run, "outcome": outcome,
+                        "bytes": bytes, "millis": millis }),
+                )?;
+                let answer = outcome.answer();
+                tx.execute(
+                    "UPDATE requests SET answer = ?2 WHERE id = ?1",
+                    params![request as i64, serde_json::to_string(&answer)?],
+                )?;
+                Some(crate::release::record_release(
+                    &tx,
+                    &signer,
+                    request,
+                    principal,
+                    duo_policies::Backend::TwoPc,
+                    checked,
+                    &answer,
+                    0,
+                )?)
+            }
+            _ => {
+                let why = result.as_ref().err().cloned().unwrap_or_default();
+                tx.execute(
+                    "UPDATE scoring_runs SET state = 'aborted', error = ?2, ended_at = ?3 WHERE id = ?1",
+                    params![run as i64, why, now],
+                )?;
+                append_log(
+                    &tx,
+                    "scoring-end",
+                    Some(principal),
+                    &serde_json::json!({ "request": request, "run": run, "aborted": why,
+                        "bytes": bytes, "millis": millis }),
+                )?;
+                None
+            }
+        };
+        tx.commit()?;
+        Ok(receipt)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Driving a run over the session
+// ---------------------------------------------------------------------------------------------------------
+
+/// Why a run over the session ended without an output.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The protocol failed (the peer misbehaved, or an input was refused).
+    #[error("{0}")]
+    Protocol(#[from] score::Error),
+    /// The peer sent nothing for [`STEP_TIMEOUT`].
+    #[error("no message from the peer for {0:?} while waiting for {1}")]
+    Timeout(Duration, &'static str),
+    /// The channel failed or closed.
+    #[error("the channel failed: {0}")]
+    Transport(#[from] TransportError),
+    /// The peer sent a control message instead of a protocol message: it gave up.
+    #[error("the peer ended the run: {0}")]
+    PeerEnded(String),
+    /// A protocol chunk was malformed, or a message outgrew the run's limit.
+    #[error("bad protocol chunk: {0}")]
+    BadChunk(String),
+}
+
+/// Counters of one run on one side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunBytes {
+    /// Protocol bytes sent (chunk payloads, without the two-byte chunk header and channel overhead).
+    pub sent: u64,
+    /// Protocol bytes received.
+    pub received: u64,
+}
+
+async fn send_msg<S: AsyncRead + AsyncWrite + Unpin>(
+    chan: &mut SecureChannel<S>,
+    msg: &[u8],
+    bytes: &mut RunBytes,
+) -> Result<(), RunError> {
+    let mut chunks = msg.chunks(CHUNK).peekable();
+    let mut buf = Vec::with_capacity(CHUNK + 2);
+    if msg.is_empty() {
+        chan.send(&[CHUNK_MARK, 1]).await?;
+    }
+    while let Some(c) = chunks.next() {
+        buf.clear();
+        buf.push(CHUNK_MARK);
+        buf.push(chunks.peek().is_none() as u8);
+        buf.extend_from_slice(c);
+        chan.send(&buf).await?;
+    }
+    bytes.sent += msg.len() as u64;
+    Ok(())
+}
+
+async fn recv_msg<S: AsyncRead + AsyncWrite + Unpin>(
+    chan: &mut SecureChannel<S>,
+    max: usize,
+    waiting_for: &'static str,
+    bytes: &mut RunBytes,
+) -> Result<Vec<u8>, RunError> {
+    let mut msg = Vec::new();
+    loop {
+        let got = tokio::time::timeout(STEP_TIMEOUT, chan.recv())
+            .await
+            .map_err(|_| RunError::Timeout(STEP_TIMEOUT, waiting_for))??;
+        let Some(payload) = got else {
+            return Err(RunError::Transport(TransportError::Closed));
+        };
+        match payload.split_first() {
+            Some((&CHUNK_MARK, rest)) => {
+                let (&last, body) = rest
+                    .split_first()
+                    .ok_or_else(|| RunError::BadChunk("a chunk without its header".into()))?;
+                if last > 1 {
+                    return Err(RunError::BadChunk(format!("chunk flag {last}")));
+                }
+                if msg.len() + body.len() > max {
+                    return Err(RunError::BadChunk(format!(
+                        "a protocol message over {max} bytes, the limit for this run"
+                    )));
+                }
+                msg.extend_from_slice(body);
+                if last == 1 {
+                    bytes.received += msg.len() as u64;
+                    return Ok(msg);
+                }
+            }
+            _ => {
+                let text = String::from_utf8_lossy(&payload);
+                let why = serde_json::from_slice::<serde_json::Value>(&payload)
+                    .ok()
+                    .and_then(|v| {
+                        v.pointer("/body/message")
+                            .or_else(|| v.pointer("/body/reason"))
+                            .and_then(|m| m.as_str().map(str::to_string))
+                    })
+                    .unwrap_or_else(|| text.chars().take(200).collect());
+                return Err(RunError::PeerEnded(crate::owner::sanitize(&why)));
+            }
+        }
+    }
+}
+
+/// Drives the owner's side of a run over the session; returns the outcome, the extension state (for a warm
+/// run in this session) and the byte counts.
+pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
+    chan: &mut SecureChannel<S>,
+    params: &Params,
+    attrs: &[f64],
+    ot: Option<kos::Sender>,
+) -> Result<(Outcome, kos::Sender, RunBytes), RunError> {
+    let mut bytes = RunBytes::default();
+    let max = params.max_message_bytes();
+    let mut rng = StdRng::from_os_rng();
+    let (mut run, out) = OwnerRun::start(params, attrs, ot, &mut rng)?;
+    for m in &out {
+        send_msg(chan, m, &mut bytes).await?;
+    }
+    loop {
+        let msg = recv_msg(chan, max, run.waiting_for(), &mut bytes).await?;
+        match run.handle(msg, &mut rng)? {
+            OwnerStep::Continue(next, out) => {
+                for m in &out {
+                    send_msg(chan, m, &mut bytes).await?;
+                }
+                run = *next;
+            }
+            OwnerStep::Done { outcome, send, ot } => {
+                for m in &send {
+                    send_msg(chan, m, &mut bytes).await?;
+                }
+                return Ok((outcome, *ot, bytes));
+            }
+        }
+    }
+}
+
+/// Drives the FI's side of a run over its session, calling `progress` with what it waits for.
+pub(crate) async fn drive_fi<S: AsyncRead + AsyncWrite + Unpin>(
+    chan: &mut SecureChannel<S>,
+    params: &Params,
+    model: &FiModel,
+    ot: Option<kos::Receiver>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Outcome, kos::Receiver, RunBytes), RunError> {
+    let mut bytes = RunBytes::default();
+    let max = params.max_message_bytes();
+    let mut rng = StdRng::from_os_rng();
+    let (mut run, out) = FiRun::start(params, model, ot, &mut rng)?;
+    for m in &out {
+        send_msg(chan, m, &mut bytes).await?;
+    }
+    loop {
+        progress(run.waiting_for());
+        let msg = recv_msg(chan, max, run.waiting_for(), &mut bytes).await?;
+        match run.handle(msg, &mut rng)? {
+            FiStep::Continue(next, out) => {
+                for m in &out {
+                    send_msg(chan, m, &mut bytes).await?;
+                }
+                run = *next;
+            }
+            FiStep::Done { outcome, ot } => return Ok((outcome, ot, bytes)),
+        }
+    }
+}
+
+/// The owner's side of `ScoreRun`: admit, announce, run, record. Returns the reply to send when the run is
+/// over (a [`ScoreDone`] or an error).
+pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
+    chan: &mut SecureChannel<S>,
+    owner: &mut Option<Owner>,
+    warm: &mut Option<kos::Sender>,
+    principal: &str,
+    id: u64,
+    request: u64,
+) -> crate::wire::ServerMsg {
+    use crate::wire::{self, ServerMsg};
+    let who = principal.to_string();
+    let admitted =
+        crate::owner::blocking(owner, move |o| o.begin_scoring_run(&who, request)).await;
+    let admitted = match admitted {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) | Err(e) => {
+            return ServerMsg::Error {
+                code: e.code().into(),
+                message: e.to_string(),
+            }
+        }
+    };
+    let AdmittedRun { run, spec, attrs } = admitted;
+    let params = Params {
+        session: session_id(chan.handshake_hash(), request, run),
+        bounds: spec.bounds(),
+        reveal: protocol_reveal(spec.reveal),
+    };
+    let start = ServerMsg::ScoreStart(Box::new(ScoreStart {
+        request,
+        run,
+        attributes: spec.attributes.clone(),
+        reveal: spec.reveal,
+    }));
+    let began = Instant::now();
+    let result = match chan.send(&wire::encode(id, &start)).await {
+        Ok(()) => drive_owner(chan, &params, &attrs, warm.take()).await,
+        Err(e) => Err(RunError::Transport(e)),
+    };
+    let millis = began.elapsed().as_secs_f64() * 1e3;
+    let (result, bytes) = match result {
+        Ok((outcome, ot, bytes)) => {
+            *warm = Some(ot);
+            (
+                Ok(ScoreOutcome::from_run(outcome, spec.reveal)),
+                bytes.sent + bytes.received,
+            )
+        }
+        Err(e) => (Err(e.to_string()), 0),
+    };
+    let who = principal.to_string();
+    let recorded = result.clone();
+    let receipt = crate::owner::blocking(owner, move |o| {
+        o.finish_scoring_run(&who, request, run, recorded, bytes, millis)
+    })
+    .await;
+    match (result, receipt) {
+        (Ok(outcome), Ok(Ok(Some(receipt)))) => ServerMsg::ScoreDone(Box::new(ScoreDone {
+            request,
+            run,
+            outcome,
+            bits: spec.reveal.bits(),
+            receipt,
+        })),
+        (Err(why), _) => ServerMsg::Error {
+            code: "score_aborted".into(),
+            message: format!("scoring run {run} aborted: {why}"),
+        },
+        (Ok(_), Ok(Err(e)) | Err(e)) => ServerMsg::Error {
+            code: "internal".into(),
+            message: format!("the run finished but could not be recorded: {e}"),
+        },
+        (Ok(_), Ok(Ok(None))) => ServerMsg::Error {
+            code: "internal".into(),
+            message: "the run finished without a receipt".into(),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The FI's model file
+// ---------------------------------------------------------------------------------------------------------
+
+/// An FI's linear model, as read from its TOML file (see the module docs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    /// A name for the FI's records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Weight per catalogue attribute.
+    pub weights: BTreeMap<String, f64>,
+    /// Added to the weighted sum.
+    pub bias: f64,
+    /// The decision is "the score reaches this".
+    pub threshold: f64,
+    /// Band thresholds, ascending (for a banded reveal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bands: Vec<f64>,
+}
+
+/// Domain tag of model commitments.
+pub const COMMITMENT_TAG: &[u8] = b"duo/model-commitment/v1";
+
+impl ModelFile {
+    /// Parses a model file; every number must be finite and every attribute in the catalogue.
+    pub fn parse(text: &str) -> Result<ModelFile, Error> {
+        let m: ModelFile = toml::from_str(text)
+            .map_err(|e| Error::Refused(format!("model file: {}", e.message())))?;
+        if m.weights.is_empty() {
+            return Err(Error::Refused(
+                "model file: [weights] names no attribute".into(),
+            ));
+        }
+        for (a, w) in &m.weights {
+            if catalogue::entry(a).is_none() {
+                return Err(Error::Refused(format!(
+                    "model file: `{a}` is not a catalogue attribute; see `duo fi catalogue`"
+                )));
+            }
+            if !w.is_finite() {
+                return Err(Error::Refused(format!(
+                    "model file: the weight of `{a}` is not a finite number"
+                )));
+            }
+        }
+        for (what, v) in [("bias", m.bias), ("threshold", m.threshold)] {
+            if !v.is_finite() {
+                return Err(Error::Refused(format!(
+                    "model file: {what} is not a finite number"
+                )));
+            }
+        }
+        if m.bands.iter().any(|b| !b.is_finite()) || m.bands.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::Refused(
+                "model file: bands must be finite and strictly ascending".into(),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// The attributes, in the model's (sorted) order.
+    pub fn attributes(&self) -> Vec<String> {
+        self.weights.keys().cloned().collect()
+    }
+
+    /// The salted commitment to this model: SHA-256 of [`COMMITMENT_TAG`], the salt and the canonical JSON.
+    pub fn commitment(&self, salt: &[u8; 32]) -> String {
+        let mut h = Sha256::new();
+        h.update(COMMITMENT_TAG);
+        h.update(salt);
+        h.update(serde_json::to_vec(self).unwrap_or_default());
+        hex(&h.finalize())
+    }
+
+    /// The model encoded for a run, after the headroom check, with band thresholds for `reveal`.
+    pub fn encode(&self, reveal: Reveal) -> Result<FiModel, Error> {
+        let bounds: Vec<Bounds> = self
+            .weights
+            .keys()
+            .filter_map(|a| catalogue::entry(a))
+            .map(|e| Bounds::new(e.bounds.lo, e.bounds.hi))
+            .collect();
+        let weights: Vec<f64> = self.weights.values().copied().collect();
+        let fixed = FixedModel::new(&bounds, &weights, self.bias, self.threshold)
+            .map_err(|e| Error::Refused(format!("model refused: {e}")))?;
+        let bands: &[f64] = match reveal {
+            Reveal::Bands { k } => {
+                if self.bands.len() + 1 != k as usize {
+                    return Err(Error::Refused(format!(
+                        "--reveal bands:{k} needs {} band thresholds in the model file; it has {}",
+                        k.saturating_sub(1),
+                        self.bands.len()
+                    )));
+                }
+                &self.bands
+            }
+            _ => &[],
+        };
+        FiModel::new(fixed, bands).map_err(|e| Error::Refused(format!("model refused: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODEL: &str = r#"
+name = "t"
+bias = -1.0
+threshold = 0.25
+bands = [-0.5, 0.5]
+[weights]
+on_time_rent_ratio_12m = 2.0
+nsf_fee_count_12m = -0.25
+"#;
+
+    #[test]
+    fn model_files_parse_commit_and_encode() {
+        let m = ModelFile::parse(MODEL).unwrap();
+        assert_eq!(
+            m.attributes(),
+            vec!["nsf_fee_count_12m", "on_time_rent_ratio_12m"]
+        );
+        let salt = [7u8; 32];
+        let c = m.commitment(&salt);
+        assert_eq!(c.len(), 64);
+        assert_ne!(c, m.commitment(&[8u8; 32]));
+        let mut other = m.clone();
+        other.bias = -0.5;
+        assert_ne!(c, other.commitment(&salt));
+        assert!(m.encode(Reveal::Decision).is_ok());
+        assert!(m.encode(Reveal::Bands { k: 3 }).is_ok());
+        let e = m.encode(Reveal::Bands { k: 4 }).unwrap_err().to_string();
+        assert!(e.contains("needs 3 band thresholds"), "{e}");
+    }
+
+    #[test]
+    fn bad_model_files_are_refused_with_reasons() {
+        for (text, want) in [
+            ("bias = 0.0\nthreshold = 0.0\n[weights]\n", "names no attribute"),
+            (
+                "bias = 0.0\nthreshold = 0.0\n[weights]\nsalary = 1.0\n",
+                "not a catalogue attribute",
+            ),
+            (
+                "bias = nan\nthreshold = 0.0\n[weights]\nnsf_fee_count_12m = 1.0\n",
+                "bias is not a finite",
+            ),
+            (
+                "bias = 0.0\nthreshold = 0.0\nbands = [1.0, 1.0]\n[weights]\nnsf_fee_count_12m = 1.0\n",
+                "strictly ascending",
+            ),
+            (
+                "bias = 0.0\nthreshold = 0.0\nextra = 1\n[weights]\nnsf_fee_count_12m = 1.0\n",
+                "unknown field",
+            ),
+        ] {
+            let e = ModelFile::parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+        // A model that could overflow the headroom is refused before anything leaves the FI.
+        let huge = "bias = 0.0\nthreshold = 0.0\n[weights]\navg_daily_balance_3m = 1e12\n";
+        let e = ModelFile::parse(huge)
+            .unwrap()
+            .encode(Reveal::Decision)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("headroom"), "{e}");
+    }
+
+    #[test]
+    fn specs_are_checked() {
+        let ok = ScoringSpec {
+            attributes: vec!["on_time_rent_ratio_12m".into()],
+            reveal: Reveal::Decision,
+            commitment: "ab".repeat(32),
+        };
+        assert!(ok.validate().is_ok());
+        for bad in [
+            ScoringSpec {
+                attributes: vec![],
+                ..ok.clone()
+            },
+            ScoringSpec {
+                attributes: vec!["x".into()],
+                ..ok.clone()
+            },
+            ScoringSpec {
+                attributes: vec!["on_time_rent_ratio_12m".into(); 2],
+                ..ok.clone()
+            },
+            ScoringSpec {
+                commitment: "zz".repeat(32),
+                ..ok.clone()
+            },
+            ScoringSpec {
+                reveal: Reveal::Bands { k: 40 },
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            protocol_reveal(Reveal::Bands { k: 4 }),
+            score::Reveal::Bands { thresholds: 3 }
+        );
+    }
+
+    #[test]
+    fn session_ids_bind_channel_request_and_run() {
+        let a = session_id(b"hh", 1, 1);
+        assert_ne!(a, session_id(b"hh", 1, 2));
+        assert_ne!(a, session_id(b"hh", 2, 1));
+        assert_ne!(a, session_id(b"hH", 1, 1));
+        assert_eq!(a, session_id(b"hh", 1, 1));
+    }
+}
