@@ -21,8 +21,8 @@
 //! threshold = 0.25
 //! bands = [-0.5, 0.0, 0.5]        # optional: band thresholds, for --reveal bands:4
 //! [weights]                        # catalogue attribute = weight
-//! on_time_rent_ratio_12m = 2.0
-//! nsf_fee_count_12m = -0.25
+//! rent_on_time_ratio_12m = 2.0
+//! nsf_overdraft_count_90d = -0.25
 //! ```
 
 use crate::error::Error;
@@ -904,8 +904,8 @@ bias = -1.0
 threshold = 0.25
 bands = [-0.5, 0.5]
 [weights]
-on_time_rent_ratio_12m = 2.0
-nsf_fee_count_12m = -0.25
+rent_on_time_ratio_12m = 2.0
+nsf_overdraft_count_90d = -0.25
 "#;
 
     #[test]
@@ -913,7 +913,7 @@ nsf_fee_count_12m = -0.25
         let m = ModelFile::parse(MODEL).unwrap();
         assert_eq!(
             m.attributes(),
-            vec!["nsf_fee_count_12m", "on_time_rent_ratio_12m"]
+            vec!["nsf_overdraft_count_90d", "rent_on_time_ratio_12m"]
         );
         let salt = [7u8; 32];
         let c = m.commitment(&salt);
@@ -937,15 +937,15 @@ nsf_fee_count_12m = -0.25
                 "not a catalogue attribute",
             ),
             (
-                "bias = nan\nthreshold = 0.0\n[weights]\nnsf_fee_count_12m = 1.0\n",
+                "bias = nan\nthreshold = 0.0\n[weights]\nnsf_overdraft_count_90d = 1.0\n",
                 "bias is not a finite",
             ),
             (
-                "bias = 0.0\nthreshold = 0.0\nbands = [1.0, 1.0]\n[weights]\nnsf_fee_count_12m = 1.0\n",
+                "bias = 0.0\nthreshold = 0.0\nbands = [1.0, 1.0]\n[weights]\nnsf_overdraft_count_90d = 1.0\n",
                 "strictly ascending",
             ),
             (
-                "bias = 0.0\nthreshold = 0.0\nextra = 1\n[weights]\nnsf_fee_count_12m = 1.0\n",
+                "bias = 0.0\nthreshold = 0.0\nextra = 1\n[weights]\nnsf_overdraft_count_90d = 1.0\n",
                 "unknown field",
             ),
         ] {
@@ -965,7 +965,7 @@ nsf_fee_count_12m = -0.25
     #[test]
     fn specs_are_checked() {
         let ok = ScoringSpec {
-            attributes: vec!["on_time_rent_ratio_12m".into()],
+            attributes: vec!["rent_on_time_ratio_12m".into()],
             reveal: Reveal::Decision,
             commitment: "ab".repeat(32),
         };
@@ -980,7 +980,7 @@ nsf_fee_count_12m = -0.25
                 ..ok.clone()
             },
             ScoringSpec {
-                attributes: vec!["on_time_rent_ratio_12m".into(); 2],
+                attributes: vec!["rent_on_time_ratio_12m".into(); 2],
                 ..ok.clone()
             },
             ScoringSpec {
