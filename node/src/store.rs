@@ -898,18 +898,22 @@ pub fn verify_log(conn: &Connection) -> Result<LogReport, Error> {
             expected_seq = e.seq + 1;
         }
     }
-    let mut stmt = conn.prepare("SELECT id, state, decided_by FROM requests ORDER BY id")?;
+    // An approved scoring (2pc) request releases something only when its run completes (then it has an answer).
+    let mut stmt = conn.prepare(
+        "SELECT id, state, decided_by, backend <> '2pc' OR answer IS NOT NULL FROM requests ORDER BY id",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, i64>(0)? as u64,
             r.get::<_, String>(1)?,
             r.get::<_, Option<String>>(2)?,
+            r.get::<_, bool>(3)?,
         ))
     })?;
     for row in rows {
-        let (id, state, decided_by) = row?;
+        let (id, state, decided_by, released) = row?;
         let mut need = vec!["request", "decision"];
-        if state == "approved" && decided_by.as_deref() != Some("store") {
+        if state == "approved" && decided_by.as_deref() != Some("store") && released {
             need.push("release");
         }
         for entry in need {

@@ -226,13 +226,15 @@ pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
         });
     };
     let ty = body.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    const KNOWN: [&str; 6] = [
+    const KNOWN: [&str; 8] = [
         "list_datasets",
         "list_catalogue",
         "pointer",
         "request",
         "status",
         "cost",
+        "score",
+        "score_run",
     ];
     if !KNOWN.contains(&ty) {
         return Err(DecodeError {

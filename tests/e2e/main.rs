@@ -10,3 +10,4 @@ mod frames;
 mod pairing;
 mod persistence;
 mod requests;
+mod scoring;

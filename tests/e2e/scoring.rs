@@ -1,0 +1,351 @@
+//! Private scoring (backend 2pc) through a real node over a real WebSocket: outcomes equal the fixed-point
+//! reference on the owner's values, runs are counted and limited, bands go to the owner, a vanished FI ends the
+//! run cleanly on the owner's side, and everything is in the log.
+
+use crate::support::*;
+use duo::engine::{Answer, Value};
+use duo::node::client::Client;
+use duo::node::scoring::{ModelFile, ScoreOutcome};
+use duo::node::store;
+use duo::policies::{Backend, Reveal};
+use std::time::Duration;
+
+const SCORING_POLICY: &str = r#"
+default = "ask"
+
+[scoring]
+max_runs = 3
+window_days = 30
+max_bits = 6
+
+[[rule]]
+name = "catalogue"
+catalogue = ["*"]
+backend = ["plaintext"]
+action = "approve"
+
+[[rule]]
+name = "private-decision"
+backend = ["2pc"]
+reveal = ["decision"]
+action = "approve"
+"#;
+
+const ATTRS: [&str; 3] = [
+    "rent_on_time_ratio_12m",
+    "nsf_overdraft_count_90d",
+    "utility_on_time_ratio_12m",
+];
+
+fn model(bias: f64, threshold: f64, bands: &[f64]) -> ModelFile {
+    let bands = bands
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    ModelFile::parse(&format!(
+        "name = \"test\"\nbias = {bias}\nthreshold = {threshold}\nbands = [{bands}]\n[weights]\n\
+         rent_on_time_ratio_12m = 2.5\nnsf_overdraft_count_90d = -0.75\nutility_on_time_ratio_12m = 1.25\n"
+    ))
+    .unwrap()
+}
+
+/// The owner's attribute values, in the model's (sorted) order, fetched through the plaintext catalogue path.
+async fn owner_values(c: &mut Client, m: &ModelFile) -> Vec<f64> {
+    let mut out = Vec::new();
+    for a in m.attributes() {
+        let p = c.attribute(&a).await.unwrap();
+        let v = c
+            .request(&p, Backend::Plaintext, "reference for the scoring test")
+            .await
+            .unwrap();
+        match v.answer {
+            Some(Answer::Scalar { value }) => out.push(value.as_f64().unwrap()),
+            other => panic!("{a}: {other:?}"),
+        }
+    }
+    out
+}
+
+fn quiet() -> impl FnMut(&str) {
+    |_: &str| {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
+    let owner = owner_with_sample(SCORING_POLICY);
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, "acme").await;
+    let mut c = connect(&fi).await;
+    let base = model(-1.0, 0.5, &[]);
+    assert_eq!(base.attributes().len(), ATTRS.len());
+    let values = owner_values(&mut c, &base).await;
+    let reference = base
+        .encode(Reveal::Decision)
+        .unwrap()
+        .model()
+        .score_reference(&values)
+        .unwrap();
+    let score = duo_protocols::fixed::decode_score(reference.score);
+
+    // 1. Cold: the decision the model gives on the owner's values.
+    let r1 = c
+        .score(
+            &base,
+            Reveal::Decision,
+            "thin-file review",
+            Duration::from_secs(5),
+            &mut quiet(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r1.outcome,
+        ScoreOutcome::Decision {
+            approve: reference.decision
+        }
+    );
+    assert!(r1.cold);
+    assert_eq!(r1.bits, 1.0);
+    // 2. Warm, threshold exactly at the score: reaches it.
+    let at = model(-1.0, score, &[]);
+    let r2 = c
+        .score(
+            &at,
+            Reveal::Decision,
+            "edge",
+            Duration::from_secs(5),
+            &mut quiet(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r2.outcome, ScoreOutcome::Decision { approve: true });
+    assert!(!r2.cold);
+    assert!(
+        r2.bytes.sent + r2.bytes.received < r1.bytes.sent + r1.bytes.received,
+        "warm {:?} vs cold {:?}",
+        r2.bytes,
+        r1.bytes
+    );
+    // 3. Just above the score: does not.
+    let above = model(-1.0, score + 1e-6, &[]);
+    let r3 = c
+        .score(
+            &above,
+            Reveal::Decision,
+            "edge",
+            Duration::from_secs(5),
+            &mut quiet(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r3.outcome, ScoreOutcome::Decision { approve: false });
+    // 4. Over the owner's limit of 3 runs per 30 days: refused with the numbers, before any run.
+    let e = c
+        .score(
+            &base,
+            Reveal::Decision,
+            "again",
+            Duration::from_secs(5),
+            &mut quiet(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("3 of 3"), "{e}");
+
+    // The owner's record: three runs, each started and ended in the log, the chain intact; receipts kept.
+    let o = owner.store();
+    let done: i64 = o
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM scoring_runs WHERE principal = 'acme' AND state = 'done'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(done, 3);
+    let kinds: Vec<String> = store::log_entries(&o.conn, 0, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "scoring-start").count(), 3);
+    assert_eq!(kinds.iter().filter(|k| *k == "scoring-end").count(), 3);
+    assert!(store::verify_log(&o.conn).unwrap().problems.is_empty());
+    let kept = fi.home.receipts().unwrap();
+    assert_eq!(
+        kept.iter().filter(|e| e.receipt.backend == "2pc").count(),
+        3
+    );
+    // The commitment the owner saw is the one the FI can open.
+    let commitment = r1.commitment.unwrap();
+    let spec: String = o
+        .conn
+        .query_row(
+            "SELECT spec FROM scoring_requests WHERE request_id = ?1",
+            [r1.request as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(spec.contains(&commitment));
+    let opening = fi
+        ._dir
+        .path()
+        .join("models")
+        .join(format!("{commitment}.json"));
+    let opened: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(opening).unwrap()).unwrap();
+    let salt = opened["salt"].as_str().unwrap();
+    let salt: [u8; 32] = (0..32)
+        .map(|i| u8::from_str_radix(&salt[2 * i..2 * i + 2], 16).unwrap())
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    assert_eq!(base.commitment(&salt), commitment);
+    // The weights never reached the owner's store or log in the clear.
+    let log_text =
+        serde_json::to_string(&store::log_entries(&o.conn, 0, 100_000).unwrap()).unwrap();
+    assert!(!log_text.contains("-0.75"), "a weight in the owner's log");
+    c.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
+    let owner = owner_with_sample(SCORING_POLICY);
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, "bank2").await;
+    let mut c = connect(&fi).await;
+    let m = model(-1.0, 0.5, &[0.0, 1.0, 2.0]);
+    let values = owner_values(&mut c, &m).await;
+    let fim = m.encode(Reveal::Bands { k: 4 }).unwrap();
+    let s = fim.model().score_reference(&values).unwrap().score;
+    let want = duo_protocols::fixed::band_of(s, fim.bands());
+
+    // Bands: no rule approves them, so the owner decides.
+    let e = c
+        .score(
+            &m,
+            Reveal::Bands { k: 4 },
+            "pricing tier",
+            Duration::from_millis(200),
+            &mut quiet(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("still waits for the owner"), "{e}");
+    let mut o = owner.store();
+    let id = o.pending_ids().unwrap()[0];
+    let view = o.pending_view(id).unwrap();
+    let sv = view
+        .scoring
+        .as_ref()
+        .expect("the owner sees the scoring facts");
+    assert_eq!(sv.attributes, m.attributes());
+    assert_eq!(sv.bits, 2.0);
+    assert_eq!(sv.runs_used, 0);
+    assert!(
+        view.value.is_err(),
+        "no value is computed for a scoring request"
+    );
+    o.approve(id, Some(&view.token)).unwrap();
+    let r = c.score_run(id, &m, &mut quiet()).await.unwrap();
+    assert_eq!(r.outcome, ScoreOutcome::Band { band: want, of: 4 });
+    assert_eq!(r.bits, 2.0);
+    // One run per approved request.
+    let e = c
+        .score_run(id, &m, &mut quiet())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already had its run"), "{e}");
+
+    // A raw score (64 bits) is over this policy's 6-bit cap and no rule allows it: refused.
+    let e = c
+        .score(
+            &m,
+            Reveal::Score,
+            "raw",
+            Duration::from_secs(2),
+            &mut quiet(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("denied"), "{e}");
+    let state: String = o
+        .conn
+        .query_row(
+            "SELECT state FROM requests WHERE backend = '2pc' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "denied");
+    c.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
+    let owner = owner_with_sample(SCORING_POLICY);
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, "flaky").await;
+    let mut c = connect(&fi).await;
+    let m = model(-1.0, 0.5, &[]);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut progress = move |s: &str| {
+        let _ = tx.send(s.to_string());
+    };
+    {
+        let run = c.score(
+            &m,
+            Reveal::Decision,
+            "r",
+            Duration::from_secs(5),
+            &mut progress,
+        );
+        tokio::select! {
+            r = run => panic!("the run finished: {r:?}"),
+            _ = async {
+                while let Some(s) = rx.recv().await {
+                    if s.contains("challenge") {
+                        break;
+                    }
+                }
+            } => {}
+        }
+    }
+    drop(c);
+    // The owner notices the closed session, records the abort, and the run counts against the limit.
+    let o = owner.store();
+    let mut state = String::new();
+    for _ in 0..200 {
+        state = o
+            .conn
+            .query_row(
+                "SELECT state || ':' || COALESCE(error, '') FROM scoring_runs WHERE principal = 'flaky'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or_default();
+        if state.starts_with("aborted") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(state.starts_with("aborted:"), "{state}");
+    assert!(state.contains("channel"), "{state}");
+    let kinds: Vec<String> = store::log_entries(&o.conn, 0, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"scoring-end".to_string()));
+    let problems = store::verify_log(&o.conn).unwrap().problems;
+    assert!(problems.is_empty(), "{problems:?}");
+    node.shutdown().await;
+    let _ = Value::Null;
+}
