@@ -161,6 +161,8 @@ fn every_client_message_type_in_the_schema_is_known_to_the_decoder() {
             "pointer",
             "request",
             "cost",
+            "score",
+            "score_run",
             "status"
         ]
     );
@@ -186,6 +188,8 @@ fn server_message_types_are_the_documented_ones() {
             "pointer",
             "request",
             "cost",
+            "score_start",
+            "score_done",
             "error"
         ]
     );
@@ -198,6 +202,8 @@ fn server_message_types_are_the_documented_ones() {
         "pointer",
         "request",
         "cost",
+        "score_start",
+        "score_done",
         "error",
     ] {
         assert!(
