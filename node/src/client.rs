@@ -875,7 +875,13 @@ impl Client {
         let id = self.next_id;
         self.next_id += 1;
         self.chan
-            .send(&wire::encode(id, &ClientMsg::ScoreRun { request }))
+            .send(&wire::encode(
+                id,
+                &ClientMsg::ScoreRun {
+                    request,
+                    warm: self.warm.is_some(),
+                },
+            ))
             .await
             .map_err(|e| Error::Transport(e.to_string()))?;
         let start = match self.recv_reply(id).await? {
@@ -891,6 +897,10 @@ impl Client {
             )));
         }
         let fi_model = model.encode(start.reveal)?;
+        if !start.warm {
+            // The node starts from new base OTs; so must this side.
+            self.warm = None;
+        }
         let params = Params {
             session: crate::scoring::session_id(self.chan.handshake_hash(), request, start.run),
             bounds: fi_model.model().bounds().to_vec(),

@@ -666,7 +666,10 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
             continue;
         };
         let (id, reply) = match wire::decode_client(&bytes) {
-            Ok((id, ClientMsg::ScoreRun { request })) => {
+            Ok((id, ClientMsg::ScoreRun { request, warm })) => {
+                if !warm {
+                    state.warm = None;
+                }
                 let reply = crate::scoring::owner_run(
                     &mut chan,
                     &mut state.owner,

@@ -168,6 +168,9 @@ pub struct ScoreStart {
     pub attributes: Vec<String>,
     /// What the run reveals.
     pub reveal: Reveal,
+    /// Whether the run reuses the OT-extension state of an earlier run in this session (no base OTs).
+    #[serde(default)]
+    pub warm: bool,
 }
 
 /// The output of a run, as both sides learn it.
@@ -744,6 +747,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
         run,
         attributes: spec.attributes.clone(),
         reveal: spec.reveal,
+        warm: warm.is_some(),
     }));
     let began = Instant::now();
     let result = match chan.send(&wire::encode(id, &start)).await {

@@ -82,6 +82,10 @@ pub enum ClientMsg {
     ScoreRun {
         /// The approved scoring request.
         request: u64,
+        /// Whether the FI still holds the OT-extension state of an earlier run in this session (the run then
+        /// skips the base OTs if the node holds it too; [`ScoreStart::warm`] says which it will be).
+        #[serde(default)]
+        warm: bool,
     },
     /// The state of an earlier request; with `wait_ms > 0`, wait up to that long for a decision first.
     Status {
