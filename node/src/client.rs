@@ -10,11 +10,11 @@ use crate::error::Error;
 use crate::keys::{fingerprint, InviteCode, Keypair};
 use crate::receipt::Receipt;
 use crate::release::{RequestState, RequestView};
+use crate::scoring::{ModelFile, RunBytes, RunError, ScoreOutcome, ScoringSpec};
 use crate::transport::{self, Limits, Mode, SecureChannel};
 use crate::wire::{self, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
 use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{AggKind, ArithOp, CmpOp, Expr, Pred, Type, Value};
-use crate::scoring::{ModelFile, RunBytes, RunError, ScoreOutcome, ScoringSpec};
 use duo_policies::{Backend, Reveal};
 use duo_protocols::ot::kos;
 use duo_protocols::score::Params;
@@ -231,7 +231,10 @@ impl FiHome {
         all.retain(|r| r.at > year_ago);
         all.push(rec);
         crate::home::private_dir(&self.dir)?;
-        crate::home::write_private(&self.dir.join("score_runs.json"), &serde_json::to_vec(&all)?)?;
+        crate::home::write_private(
+            &self.dir.join("score_runs.json"),
+            &serde_json::to_vec(&all)?,
+        )?;
         Ok(())
     }
 
@@ -810,7 +813,7 @@ impl Client {
         reveal: Reveal,
         reason: &str,
         wait: Duration,
-        progress: &mut dyn FnMut(&str),
+        progress: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ScoreReport, Error> {
         // Everything that can be refused locally is, before the owner hears of it.
         model.encode(reveal)?;
@@ -866,7 +869,7 @@ impl Client {
         &mut self,
         request: u64,
         model: &ModelFile,
-        progress: &mut dyn FnMut(&str),
+        progress: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ScoreReport, Error> {
         self.check_score_limit()?;
         // Counted when it starts, like the owner counts it.
@@ -926,8 +929,8 @@ impl Client {
                     // Tell the owner why, then take its reply (the account of the abort) off the channel.
                     let abort = serde_json::json!({ "type": "score_abort", "reason": why });
                     if self.chan.send(&wire::encode(id, &abort)).await.is_ok() {
-                        let _ = tokio::time::timeout(Duration::from_secs(5), self.recv_reply(id))
-                            .await;
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(5), self.recv_reply(id)).await;
                     }
                 }
                 return Err(Error::Refused(format!("scoring run aborted: {why}")));

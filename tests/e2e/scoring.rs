@@ -67,7 +67,7 @@ async fn owner_values(c: &mut Client, m: &ModelFile) -> Vec<f64> {
     out
 }
 
-fn quiet() -> impl FnMut(&str) {
+fn quiet() -> impl FnMut(&str) + Send {
     |_: &str| {}
 }
 
