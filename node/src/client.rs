@@ -209,7 +209,7 @@ impl FiHome {
             "commitment": commitment,
             "salt": crate::store::hex(salt),
             "model": model,
-            "how": "SHA-256 of \"duo/model-commitment/v1\", the salt's 32 bytes and the model's JSON as written here, compact",
+            "how": "SHA-256 of the bytes \"duo/model-commitment/v1\", the salt's 32 bytes and the model's JSON with keys sorted and no whitespace",
         });
         crate::home::write_private(&path, &serde_json::to_vec_pretty(&body)?)?;
         Ok(path)

@@ -998,12 +998,50 @@ impl ModelFile {
         self.weights.keys().cloned().collect()
     }
 
-    /// The salted commitment to this model: SHA-256 of [`COMMITMENT_TAG`], the salt and the canonical JSON.
+    /// The model's canonical JSON: object keys sorted, no whitespace (what the commitment hashes; Python's
+    /// `json.dumps(model, sort_keys=True, separators=(",", ":"))` writes the same bytes).
+    pub fn canonical_json(&self) -> String {
+        fn write(v: &serde_json::Value, out: &mut String) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    let mut keys: Vec<&String> = m.keys().collect();
+                    keys.sort();
+                    out.push('{');
+                    for (i, k) in keys.into_iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                        out.push(':');
+                        write(&m[k], out);
+                    }
+                    out.push('}');
+                }
+                serde_json::Value::Array(a) => {
+                    out.push('[');
+                    for (i, x) in a.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        write(x, out);
+                    }
+                    out.push(']');
+                }
+                other => out.push_str(&other.to_string()),
+            }
+        }
+        let mut out = String::new();
+        write(&serde_json::to_value(self).unwrap_or_default(), &mut out);
+        out
+    }
+
+    /// The salted commitment to this model: SHA-256 of [`COMMITMENT_TAG`], the 32-byte salt and
+    /// [`ModelFile::canonical_json`], in hex.
     pub fn commitment(&self, salt: &[u8; 32]) -> String {
         let mut h = Sha256::new();
         h.update(COMMITMENT_TAG);
         h.update(salt);
-        h.update(serde_json::to_vec(self).unwrap_or_default());
+        h.update(self.canonical_json().as_bytes());
         hex(&h.finalize())
     }
 
@@ -1059,6 +1097,10 @@ nsf_overdraft_count_90d = -0.25
         let salt = [7u8; 32];
         let c = m.commitment(&salt);
         assert_eq!(c.len(), 64);
+        assert_eq!(
+            m.canonical_json(),
+            r#"{"bands":[-0.5,0.5],"bias":-1.0,"name":"t","threshold":0.25,"weights":{"nsf_overdraft_count_90d":-0.25,"rent_on_time_ratio_12m":2.0}}"#
+        );
         assert_ne!(c, m.commitment(&[8u8; 32]));
         let mut other = m.clone();
         other.bias = -0.5;
