@@ -751,7 +751,10 @@ impl Client {
 
     /// Verify the receipt of an approved answer against the node's signing key, and keep it.
     fn checked_view(&self, v: RequestView) -> Result<RequestView, Error> {
-        if v.state == RequestState::Approved {
+        // An approved scoring request releases nothing until its run: no answer, no receipt yet.
+        let scoring_not_run =
+            v.backend == Backend::TwoPc && v.answer.is_none() && v.receipt.is_none();
+        if v.state == RequestState::Approved && !scoring_not_run {
             let receipt = v.receipt.as_ref().ok_or_else(|| {
                 Error::Refused(format!(
                     "request {}: the answer came without a receipt",
@@ -892,14 +895,23 @@ impl Client {
             ServerMsg::Error { code, message } => return Err(Error::Remote { code, message }),
             other => return Err(unexpected(other)),
         };
-        if start.attributes != model.attributes() {
-            return Err(Error::Refused(format!(
+        let fi_model = if start.attributes != model.attributes() {
+            Err(Error::Refused(format!(
                 "request {request} scores [{}], but this model uses [{}]",
                 start.attributes.join(", "),
                 model.attributes().join(", ")
-            )));
-        }
-        let fi_model = model.encode(start.reveal)?;
+            )))
+        } else {
+            model.encode(start.reveal)
+        };
+        let fi_model = match fi_model {
+            Ok(m) => m,
+            Err(e) => {
+                // The run has started on the owner's side: end it there too.
+                self.abort_run(id, &e.to_string()).await;
+                return Err(e);
+            }
+        };
         if !start.warm {
             // The node starts from new base OTs; so must this side.
             self.warm = None;
@@ -926,12 +938,7 @@ impl Client {
                     e,
                     RunError::PeerEnded(_) | RunError::Transport(_) | RunError::Timeout(..)
                 ) {
-                    // Tell the owner why, then take its reply (the account of the abort) off the channel.
-                    let abort = serde_json::json!({ "type": "score_abort", "reason": why });
-                    if self.chan.send(&wire::encode(id, &abort)).await.is_ok() {
-                        let _ =
-                            tokio::time::timeout(Duration::from_secs(5), self.recv_reply(id)).await;
-                    }
+                    self.abort_run(id, &why).await;
                 }
                 return Err(Error::Refused(format!("scoring run aborted: {why}")));
             }
@@ -973,6 +980,26 @@ impl Client {
             millis: began.elapsed().as_secs_f64() * 1e3,
             receipt: done.receipt,
         })
+    }
+
+    /// Tells the owner this side ends the run, then takes its reply (its account of the abort) off the channel.
+    async fn abort_run(&mut self, id: u64, why: &str) {
+        let abort = serde_json::json!({ "type": "score_abort", "reason": why });
+        if self.chan.send(&wire::encode(id, &abort)).await.is_err() {
+            return;
+        }
+        // Protocol chunks the owner sent before it read the abort are skipped.
+        let drain = async {
+            while let Ok(Some(bytes)) = self.chan.recv().await {
+                if bytes.first() == Some(&crate::scoring::CHUNK_MARK) {
+                    continue;
+                }
+                if matches!(wire::decode_server(&bytes), Ok((rid, _)) if rid == id) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
     }
 
     async fn recv_reply(&mut self, id: u64) -> Result<ServerMsg, Error> {

@@ -262,6 +262,37 @@ async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
         .to_string();
     assert!(e.contains("already had its run"), "{e}");
 
+    // The owner approves while the FI waits: the FI runs at once.
+    let owner_dir = owner.dir.clone();
+    let approver = tokio::spawn(async move {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            let mut o = duo::node::release::Owner::open(
+                &owner_dir,
+                store::Sync::Normal,
+                duo::node::release::DatasetCache::default(),
+            )
+            .unwrap();
+            if let Some(&id) = o.pending_ids().unwrap().first() {
+                o.approve(id, None).unwrap();
+                return;
+            }
+        }
+        panic!("no pending request to approve");
+    });
+    let r = c
+        .score(
+            &m,
+            Reveal::Bands { k: 4 },
+            "pricing tier",
+            Duration::from_secs(20),
+            &mut quiet(),
+        )
+        .await
+        .unwrap();
+    approver.await.unwrap();
+    assert_eq!(r.outcome, ScoreOutcome::Band { band: want, of: 4 });
+
     // A raw score (64 bits) is over this policy's 6-bit cap and no rule allows it: refused.
     let e = c
         .score(
@@ -348,4 +379,51 @@ async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
     assert!(problems.is_empty(), "{problems:?}");
     node.shutdown().await;
     let _ = Value::Null;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_another_model_ends_on_both_sides_and_the_session_goes_on() {
+    let owner = owner_with_sample(SCORING_POLICY);
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, "mixup").await;
+    let mut c = connect(&fi).await;
+    let m = model(-1.0, 0.5, &[0.0]);
+    let e = c
+        .score(
+            &m,
+            Reveal::Bands { k: 2 },
+            "tier",
+            Duration::from_millis(100),
+            &mut quiet(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("still waits"), "{e}");
+    let mut o = owner.store();
+    let id = o.pending_ids().unwrap()[0];
+    o.approve(id, None).unwrap();
+    // Run it with a model over other attributes: the FI refuses after the owner started the run.
+    let other =
+        ModelFile::parse("bias = 0.0\nthreshold = 0.0\n[weights]\nincome_cv_12m = 1.0\n").unwrap();
+    let e = c
+        .score_run(id, &other, &mut quiet())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("this model uses"), "{e}");
+    let state: String = o
+        .conn
+        .query_row(
+            "SELECT state FROM scoring_runs WHERE request_id = ?1",
+            [id as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "aborted");
+    // The session is in step: the next call gets its own reply.
+    let ds = c.datasets().await.unwrap();
+    assert!(!ds.is_empty());
+    c.close().await;
+    node.shutdown().await;
 }
