@@ -1,19 +1,23 @@
 //! Two-party computation building blocks (issue 4, items 5 and 7): 128 Masny-Rindal base OTs; KOS correlated OT
 //! extension at 2^20 with its consistency check, over the in-memory channel on two threads, with and without
 //! the base OTs; half-gates garbling and evaluation of a wide layer of 2^18 independent AND gates and of the
-//! AES-128 circuit (6400 AND). Goals: >= 40 M correlated OTs/s at 2^20 with base OTs excluded (stretch 60 M);
-//! garbling >= 60 M AND/s on the wide layer (two-call hash) or >= 100 M AND/s (multi-instance hash).
-
+//! AES-128 circuit (6400 AND); private scoring (decision) in memory on two threads, warm at n = 32 and
+//! n = 1000 attributes and cold (with base OTs) at n = 32. Goals: >= 40 M correlated OTs/s at 2^20 with base
+//! OTs excluded (stretch 60 M); garbling >= 60 M AND/s on the wide layer (two-call hash) or >= 100 M AND/s
+//! (multi-instance hash); scoring n = 32 warm <= 0.3 ms for the protocol alone, n = 1000 warm <= 3 ms.
+//! `duo bench ot|gc|score` measures the same without criterion.
 use std::hint::black_box;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use duo_protocols::block::Block;
-use duo_protocols::channel;
+use duo_protocols::channel::{self, Channel};
+use duo_protocols::fixed::{Bounds, FixedModel};
 use duo_protocols::gc::aes_circuit::aes128_circuit;
 use duo_protocols::gc::{Bit, Circuit, CircuitBuilder, Delta, Evaluator, Garbler};
 use duo_protocols::ot::{base, kos, SessionId};
+use duo_protocols::score::{self, FiModel, Params, Reveal};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -207,5 +211,84 @@ fn garbled_circuits(c: &mut Criterion) {
     garbling_group(c, "gc_aes128", &aes);
 }
 
-criterion_group!(benches, base_ot, ot_extension, garbled_circuits);
+/// A decision over `n` attributes in `[0, 100]` with random weights in `[-1, 1]`.
+fn scoring_instance(n: usize, rng: &mut StdRng) -> (Params, FiModel, Vec<f64>) {
+    let params = Params {
+        session: sid(5),
+        bounds: vec![Bounds::new(0.0, 100.0); n],
+        reveal: Reveal::Decision,
+    };
+    let weights: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let model = FixedModel::new(&params.bounds, &weights, 1.5, 0.0).unwrap();
+    let model = FiModel::new(model, &[]).unwrap();
+    let attrs = (0..n).map(|_| rng.random_range(0.0..=100.0)).collect();
+    (params, model, attrs)
+}
+
+/// Extension state carried from one batch of warm runs to the next.
+type OtState = (Option<kos::Sender>, Option<kos::Receiver>);
+
+/// `iters` scoring runs back to back over one in-memory channel, the FI on a second thread; cold runs do
+/// their base OTs, warm runs take the extension state from `state` (cold ones if it is empty) and leave it
+/// there. The FI acknowledges each outcome before the owner starts the next run, so the time per run is its
+/// latency (plus one message), not the throughput of overlapping runs. Returns the time from the owner's first
+/// run to the FI's last acknowledgement.
+fn scoring_runs(
+    inst: &(Params, FiModel, Vec<f64>),
+    iters: u64,
+    cold: bool,
+    state: &mut OtState,
+) -> Duration {
+    let (params, model, attrs) = inst;
+    let (mut ch_o, mut ch_f) = channel::pair();
+    let (mut ot_o, ot_f) = (state.0.take(), state.1.take());
+    thread::scope(|s| {
+        let t = s.spawn(move || {
+            let mut rng = StdRng::seed_from_u64(6);
+            let mut ot = ot_f;
+            for _ in 0..iters {
+                let st = if cold { None } else { ot.take() };
+                let (outcome, r) = score::fi_over(&mut ch_f, params, model, st, &mut rng).unwrap();
+                black_box(outcome);
+                ot = Some(r);
+                // Done: the owner starts the next run only now, so runs never overlap (latency, not throughput).
+                ch_f.send(Vec::new()).unwrap();
+            }
+            ot
+        });
+        let mut rng = StdRng::seed_from_u64(7);
+        let start = Instant::now();
+        for _ in 0..iters {
+            let st = if cold { None } else { ot_o.take() };
+            let (outcome, s) = score::owner_over(&mut ch_o, params, attrs, st, &mut rng).unwrap();
+            black_box(outcome);
+            ot_o = Some(s);
+            ch_o.recv().unwrap();
+        }
+        let ot_f = t.join().unwrap();
+        let elapsed = start.elapsed();
+        *state = (ot_o, ot_f);
+        elapsed
+    })
+}
+
+fn scoring(c: &mut Criterion) {
+    let mut group = configure(c, "scoring");
+    let mut rng = StdRng::seed_from_u64(8);
+    for n in [32usize, 1000] {
+        let inst = scoring_instance(n, &mut rng);
+        let mut state: OtState = (None, None);
+        group.bench_function(format!("warm_n{n}"), |b| {
+            b.iter_custom(|iters| scoring_runs(&inst, iters, false, &mut state))
+        });
+    }
+    let inst = scoring_instance(32, &mut rng);
+    let mut state: OtState = (None, None);
+    group.bench_function("cold_n32", |b| {
+        b.iter_custom(|iters| scoring_runs(&inst, iters, true, &mut state))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, base_ot, ot_extension, garbled_circuits, scoring);
 criterion_main!(benches);

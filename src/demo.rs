@@ -3,8 +3,9 @@
 use crate::node::client::{self, Client, FiHome};
 use crate::node::owner::{self, ServeConfig};
 use crate::node::release::{DatasetCache, Owner, RequestState};
+use crate::node::scoring::ModelFile;
 use crate::node::store;
-use crate::policies::{Backend, Policy};
+use crate::policies::{Backend, Policy, Reveal};
 use crate::show;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ pub struct DemoArgs {
     #[arg(long)]
     pub keep: Option<PathBuf>,
 }
+
+/// The FI's model in the demo's private credit decision: the example model file.
+const MODEL: &str = include_str!("../examples/model.toml");
 
 fn step(n: u32, title: &str) {
     println!("\n== {n}. {title}");
@@ -259,10 +263,96 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
     drop(o);
 
+    step(
+        10,
+        "A private credit decision: the FI's secret model meets the owner's attributes (2PC)",
+    );
+    let model = ModelFile::parse(MODEL)?;
+    println!(
+        "the FI loads its model `{}` over {} attributes; its weights, bias and threshold stay with the FI",
+        model.name.as_deref().unwrap_or("model"),
+        model.attributes().len()
+    );
+    let limits = *Policy::parse(Policy::demo_text())?.scoring_limits();
+    println!(
+        "the owner's policy approves a decision (1 bit) without asking, at most {} runs and {} bits per FI \
+         in {} days",
+        limits.max_runs,
+        limits.max_bits.map_or("unlimited".into(), show::bits),
+        limits.window_days
+    );
+    let mut progress = |what: &str| println!("  ... {}", show::score_progress(what));
+    let cold = fi
+        .score(
+            &model,
+            Reveal::Decision,
+            "underwriting: a small-dollar loan decision",
+            Duration::from_secs(5),
+            &mut progress,
+        )
+        .await?;
+    let opening = cold.commitment.as_ref().map(|c| {
+        client::fi_dir(&home)
+            .join("models")
+            .join(format!("{c}.json"))
+    });
+    println!("  -- the FI learned (duo fi score --model examples/model.toml --reason ...):");
+    print!(
+        "{}",
+        indent(&show::score_report(
+            &cold,
+            fi.principal(),
+            opening.as_deref()
+        ))
+    );
+    println!("  -- the owner learned (duo owner log):");
+    let o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
+    let run_entries: Vec<_> = store::log_entries(&o.conn, 0, 10_000)?
+        .into_iter()
+        .filter(|e| e.kind.starts_with("scoring-"))
+        .collect();
+    for e in &run_entries {
+        println!("    {:<13} {}", e.kind, show::log_summary(&e.kind, &e.body));
+    }
+    drop(o);
+    println!(
+        "  so both sides learned the same decision, {}, and nothing else: the owner saw the attributes \
+         used and the model's commitment, never its weights; the FI never saw an attribute value",
+        cold.outcome
+    );
+    if run_entries.len() != 2 || !cold.cold || cold.bits != 1.0 {
+        bail!("the private decision did not run as expected: {run_entries:?}");
+    }
+    let warm = fi
+        .score(
+            &model,
+            Reveal::Decision,
+            "underwriting: the same decision, confirmed",
+            Duration::from_secs(5),
+            &mut |_| {},
+        )
+        .await?;
+    println!(
+        "  a second run in the same session is warm (the OT extension is reused, no base OTs): \
+         {:.1} ms and {} bytes, against {:.1} ms and {} bytes cold; same answer: {}",
+        warm.millis,
+        show::thousands(warm.bytes.sent + warm.bytes.received),
+        cold.millis,
+        show::thousands(cold.bytes.sent + cold.bytes.received),
+        warm.outcome
+    );
+    if warm.cold || warm.outcome != cold.outcome {
+        bail!("the warm run did not reuse the session or gave another answer");
+    }
+    println!(
+        "  that is 2 of the {} runs this FI may start in {} days",
+        limits.max_runs, limits.window_days
+    );
+
     fi.close().await;
     node.shutdown().await;
 
-    step(10, "The FI checks the receipts it kept");
+    step(11, "The FI checks the receipts it kept");
     let kept = fi_home.receipts()?;
     let problems = fi_home.verify_receipts()?;
     if !problems.is_empty() {
@@ -273,50 +363,26 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         kept.len()
     );
 
-    step(11, "The owner checks the audit log");
+    step(12, "The owner checks the audit log");
     let o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
     let report = store::verify_log(&o.conn)?;
     for e in store::log_entries(&o.conn, 0, 10_000)? {
         if matches!(
             e.kind.as_str(),
-            "request" | "decision" | "release" | "paired"
+            "request"
+                | "decision"
+                | "release"
+                | "paired"
+                | "scoring-start"
+                | "scoring-end"
+                | "scoring-refused"
         ) {
-            let body: serde_json::Value = serde_json::from_str(&e.body)?;
-            let field = |k: &str| {
-                body.get(k)
-                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-            };
-            let summary = match e.kind.as_str() {
-                "request" => format!(
-                    "#{} {}",
-                    field("request").unwrap_or_default(),
-                    field("description").unwrap_or_default()
-                ),
-                "decision" => format!(
-                    "#{} {} by {}",
-                    field("request").unwrap_or_default(),
-                    field("action").unwrap_or_default(),
-                    field("by").unwrap_or_default()
-                ),
-                "release" => format!(
-                    "#{} answer {}",
-                    field("request").unwrap_or_default(),
-                    field("answer").unwrap_or_default()
-                ),
-                "budget_set" => format!("cap {}", field("cap").unwrap_or_default()),
-                "budget_charged" => format!(
-                    "#{} charged {}",
-                    field("request").unwrap_or_default(),
-                    field("amount").unwrap_or_default()
-                ),
-                _ => format!("invite {}", field("invite").unwrap_or_default()),
-            };
             println!(
-                "  {:>3} {:<9} {:<10} {}",
+                "  {:>3} {:<13} {:<10} {}",
                 e.seq,
                 e.kind,
                 e.principal.as_deref().unwrap_or("-"),
-                summary
+                show::log_summary(&e.kind, &e.body)
             );
         }
     }

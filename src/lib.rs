@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod bench_twopc;
 pub mod demo;
 pub mod show;
 

@@ -228,6 +228,22 @@ enum BudgetCmd {
 enum BenchCmd {
     /// A bounded load test on loopback: many FI sessions issuing auto-approved releases against one owner node.
     Load(duo::bench::LoadArgs),
+    /// Oblivious transfer: base-OT time and KOS extension rate.
+    ///
+    /// 128 Masny-Rindal base OTs, and KOS correlated-OT extension (with its consistency check) of 2^M OTs with
+    /// and without the base OTs, in memory on two threads (owner = extension sender, FI = receiver), with bytes
+    /// on the wire.
+    Ot(duo::bench_twopc::OtArgs),
+    /// Garbled circuits: garbling and evaluation rates.
+    ///
+    /// Half-gates garbling and evaluation in AND gates per second, one thread, for a wide layer of independent
+    /// AND gates and for copies of the AES-128 circuit, with garbled-table bytes.
+    Gc(duo::bench_twopc::GcArgs),
+    /// Private credit scoring: latency and bytes on the wire.
+    ///
+    /// Latency of a scoring run, cold (with base OTs) and warm (extension state from an earlier run reused), and
+    /// bytes on the wire, for several numbers of attributes. Each outcome is checked against the ideal one.
+    Score(duo::bench_twopc::ScoreArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -359,6 +375,55 @@ enum FiCmd {
         /// Wait up to this many seconds for the owner's decision.
         #[arg(long, default_value_t = 0)]
         wait: u64,
+        /// Which paired owner.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Score the owner privately with a model file (2PC): only the agreed output is revealed
+    ///
+    /// Private scoring (backend 2pc) is a two-party computation in which the model never leaves the FI in the
+    /// clear and the owner's attribute values never leave the owner's node.
+    ///
+    /// The owner (or the owner's policy) sees the attributes the model uses, what a run reveals and to whom,
+    /// and a salted commitment to the model, never its weights; the commitment's opening is kept in the FI
+    /// home (`fi/models/COMMITMENT.json`) for an auditor. Once the request is approved, one run computes the
+    /// model and both sides learn only the agreed output:
+    ///
+    ///   decision  whether the score reaches the model's threshold: 1 bit (the default);
+    ///
+    ///   bands:K   which of K score bands (2 to 16) the score falls in, using the K-1 `bands` thresholds of
+    ///             the model file: log2 K bits;
+    ///
+    ///   score     the raw score: 64 bits, which can reveal an attribute outright; owners' policies refuse it
+    ///             unless a rule allows it.
+    ///
+    /// The owner's policy limits the runs and bits per FI and window; this FI also limits its own runs per
+    /// owner (--max-runs-per-owner), since an owner who controls its inputs could probe the model.
+    #[command(verbatim_doc_comment)]
+    Score {
+        /// The model file (TOML): `bias`, `threshold`, optional `name` and `bands`, and a `[weights]` table
+        /// of catalogue attribute = weight. See the README.
+        #[arg(long)]
+        model: PathBuf,
+        /// Why you need it (the owner sees it).
+        #[arg(long, required_unless_present = "request")]
+        reason: Option<String>,
+        /// What the run reveals: decision (1 bit), bands:K (log2 K bits) or score (64 bits).
+        #[arg(long, default_value = "decision")]
+        reveal: duo::policies::Reveal,
+        /// Wait up to this many seconds for the owner's decision (for a request that goes to the owner);
+        /// without it, a request the owner must decide is left pending: run it later with --request.
+        #[arg(long, default_value_t = 0, conflicts_with = "request")]
+        wait: u64,
+        /// Run this already approved scoring request (made earlier by `duo fi score`) instead of asking
+        /// again; pass the same model file. Each approved request allows one run.
+        #[arg(long, conflicts_with = "reason")]
+        request: Option<u64>,
+        /// This FI's own limit: scoring runs against one owner per 30 days.
+        #[arg(long, default_value_t = duo::node::client::ScoreLimit::default().max_runs)]
+        max_runs_per_owner: u32,
         /// Which paired owner.
         #[arg(long)]
         owner: Option<String>,
@@ -510,6 +575,33 @@ fn run(cmd: Cmd, home: &Path) -> Result<i32> {
                 );
             }
             Ok(if r.errors == 0 { 0 } else { 1 })
+        }
+        Cmd::Bench(BenchCmd::Ot(args)) => {
+            let r = duo::bench_twopc::ot(&args)?;
+            emit(
+                JsonFlag { json: args.json },
+                &r,
+                duo::bench_twopc::OtReport::text,
+            )?;
+            Ok(0)
+        }
+        Cmd::Bench(BenchCmd::Gc(args)) => {
+            let r = duo::bench_twopc::gc(&args)?;
+            emit(
+                JsonFlag { json: args.json },
+                &r,
+                duo::bench_twopc::GcReport::text,
+            )?;
+            Ok(0)
+        }
+        Cmd::Bench(BenchCmd::Score(args)) => {
+            let r = duo::bench_twopc::score(&args)?;
+            emit(
+                JsonFlag { json: args.json },
+                &r,
+                duo::bench_twopc::ScoreReport::text,
+            )?;
+            Ok(0)
         }
         Cmd::VerifyReceipt { file, key } => {
             let receipt = read_receipt(&file)?;
@@ -1022,14 +1114,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 print_json(&entries)?;
             } else {
                 for e in entries {
-                    println!(
-                        "{:>5} {} {:<16} {:<14} {}",
-                        e.seq,
-                        e.ts,
-                        e.kind,
-                        e.principal.as_deref().unwrap_or("-"),
-                        e.body
-                    );
+                    println!("{}", show::log_entry(&e));
                 }
             }
             Ok(0)
@@ -1274,6 +1359,83 @@ async fn fi_cmd(cmd: FiCmd, home: &Path) -> Result<i32> {
                 RequestState::Denied => 1,
                 _ => 0,
             })
+        }
+        FiCmd::Score {
+            model,
+            reason,
+            reveal,
+            wait,
+            request,
+            max_runs_per_owner,
+            owner,
+            json,
+        } => {
+            let text = std::fs::read_to_string(&model)
+                .with_context(|| format!("reading the model file {}", model.display()))?;
+            let m = duo::node::scoring::ModelFile::parse(&text).map_err(|e| {
+                anyhow!(
+                    "{}: {e} (the README shows the model file's format)",
+                    model.display()
+                )
+            })?;
+            if max_runs_per_owner == 0 {
+                bail!("--max-runs-per-owner must be at least 1");
+            }
+            // Refused here, before the owner hears of it: a model over the headroom, or bands without thresholds.
+            if request.is_none() {
+                m.encode(reveal)
+                    .map_err(|e| anyhow!("{}: {e}", model.display()))?;
+            }
+            let mut c = Client::connect(&fi, owner.as_deref()).await?;
+            c.set_score_limit(client::ScoreLimit {
+                max_runs: max_runs_per_owner,
+                window_days: client::ScoreLimit::default().window_days,
+            });
+            let mut progress = |what: &str| eprintln!("... {}", show::score_progress(what));
+            let result = match request {
+                // The owner checks that the request is this FI's, approved and not run yet.
+                Some(id) => c.score_run(id, &m, &mut progress).await,
+                None => {
+                    let reason = reason.unwrap_or_default();
+                    c.score(
+                        &m,
+                        reveal,
+                        &reason,
+                        Duration::from_secs(wait),
+                        &mut progress,
+                    )
+                    .await
+                }
+            };
+            let fi_name = c.principal().to_string();
+            c.close().await;
+            let report = match result {
+                Ok(r) => r,
+                Err(
+                    e @ (duo::node::Error::Refused(_)
+                    | duo::node::Error::Limit(_)
+                    | duo::node::Error::Remote { .. }),
+                ) => {
+                    if json.json {
+                        print_json(
+                            &serde_json::json!({ "error": e.code(), "message": e.to_string() }),
+                        )?;
+                    } else {
+                        eprintln!("not scored: {e}");
+                    }
+                    return Ok(1);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let opening = report.commitment.as_ref().map(|c| {
+                client::fi_dir(home)
+                    .join("models")
+                    .join(format!("{c}.json"))
+            });
+            emit(json, &report, |r| {
+                show::score_report(r, &fi_name, opening.as_deref().filter(|p| p.exists()))
+            })?;
+            Ok(0)
         }
         FiCmd::Receipts { verify, json } => {
             let entries = fi.receipts()?;

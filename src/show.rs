@@ -2,9 +2,14 @@
 
 use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{Answer, DataType, Type, Value};
+use duo_node::client::ScoreReport;
 use duo_node::release::{PendingView, RequestState, RequestView};
+use duo_node::scoring::{ScoreOutcome, ScoringView};
+use duo_node::store::LogEntry;
 use duo_node::wire::PublishedDataset;
+use duo_policies::Reveal;
 use std::fmt::Write;
+use std::path::Path;
 
 /// A value in words.
 pub fn value(v: &Value) -> String {
@@ -144,6 +149,11 @@ pub fn pending(v: &PendingView) -> String {
         v.why
     );
     match (&v.value, &v.dp) {
+        _ if v.scoring.is_some() => {
+            if let Some(sc) = &v.scoring {
+                s.push_str(&scoring_view(sc));
+            }
+        }
         (_, Some(d)) => {
             let _ = writeln!(
                 s,
@@ -188,6 +198,284 @@ pub fn pending(v: &PendingView) -> String {
         v.id, v.token, v.id
     );
     s
+}
+
+/// A number of bits without trailing zeros: `1`, `1.585`, `64`.
+pub fn bits(b: f64) -> String {
+    let text = format!("{b:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text.is_empty() {
+        "0".into()
+    } else {
+        text.to_string()
+    }
+}
+
+/// "1 bit", "2 bits".
+fn bits_words(b: f64) -> String {
+    let n = bits(b);
+    if n == "1" {
+        "1 bit".into()
+    } else {
+        format!("{n} bits")
+    }
+}
+
+/// What a run reveals, from the FI's side: `a yes/no decision (1 bit)`.
+pub fn reveal_words(r: Reveal) -> String {
+    match r {
+        Reveal::Decision => {
+            "a yes/no decision, whether the score reaches the threshold (1 bit)".into()
+        }
+        Reveal::Bands { k } => format!(
+            "which of {k} score bands the score falls in ({})",
+            bits_words(r.bits())
+        ),
+        Reveal::Score => format!("the raw score ({})", bits_words(r.bits())),
+    }
+}
+
+/// The scoring part of a pending request, as the owner sees it before deciding.
+pub fn scoring_view(sc: &ScoringView) -> String {
+    let mut s = String::from(
+        "  private scoring (2pc): the FI's secret model is computed together with your attributes; \
+         neither side sees the other's inputs\n",
+    );
+    let _ = writeln!(
+        s,
+        "    attributes used: {} (their values stay on this node)",
+        sc.attributes.join(", ")
+    );
+    let _ = writeln!(s, "    a run reveals:   {}", sc.reveals);
+    let _ = writeln!(s, "    revealed to:     {}", sc.to_whom);
+    let _ = writeln!(s, "    bits per run:    {}", bits(sc.bits));
+    let _ = writeln!(
+        s,
+        "    model commitment: {} (asserted by the FI: it can be opened to an auditor, but the \
+         protocol does not enforce it)",
+        sc.commitment
+    );
+    let _ = writeln!(
+        s,
+        "    this FI's use:   {} of {} runs in the last {} days, {} revealed",
+        sc.runs_used,
+        sc.runs_max,
+        sc.window_days,
+        bits_words(sc.bits_used)
+    );
+    if sc.bits >= f64::from(Reveal::SCORE_BITS) {
+        s.push_str(
+            "  WARNING: this asks for the raw score. A raw score can reveal an attribute outright: a \
+             model that weights a single attribute returns its exact value.\n",
+        );
+    }
+    s
+}
+
+/// What `duo fi score` learned, for the FI operator: the outcome, what it revealed and to whom, the run's
+/// costs, the commitment and where its opening is kept, and the receipt.
+pub fn score_report(r: &ScoreReport, fi: &str, opening: Option<&Path>) -> String {
+    let mut s = format!(
+        "scoring request {}, run {}: {}\n",
+        r.request, r.run, r.outcome
+    );
+    let _ = writeln!(
+        s,
+        "  revealed:   {}, to {fi} (this FI) and to the owner; nothing else",
+        reveal_words(r.reveal)
+    );
+    let _ = writeln!(
+        s,
+        "  model:      its weights, bias and threshold never left this FI in the clear"
+    );
+    let _ = writeln!(
+        s,
+        "  attributes: {} (their values never left the owner's node in the clear)",
+        r.attributes.join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "  run:        {}, {} bytes on the wire (sent {}, received {}), {:.1} ms",
+        if r.cold {
+            "cold (with the base OTs)"
+        } else {
+            "warm (the session's OT extension reused)"
+        },
+        thousands(r.bytes.sent + r.bytes.received),
+        thousands(r.bytes.sent),
+        thousands(r.bytes.received),
+        r.millis
+    );
+    match (&r.commitment, opening) {
+        (Some(c), Some(p)) => {
+            let _ = writeln!(
+                s,
+                "  commitment: {c} (shown to the owner); its opening, for an auditor, is in {}",
+                p.display()
+            );
+        }
+        (Some(c), None) => {
+            let _ = writeln!(s, "  commitment: {c} (shown to the owner)");
+        }
+        (None, _) => {
+            let _ = writeln!(
+                s,
+                "  commitment: made when request {} was asked; its opening is in the FI home's models/ folder",
+                r.request
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  receipt:    verified (signed by node key {}..., owner log entry {}) and kept",
+        r.receipt.node_key.get(..16).unwrap_or(&r.receipt.node_key),
+        r.receipt.log_seq
+    );
+    s
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A scoring run's progress line: what the FI is doing or waiting for.
+pub fn score_progress(what: &str) -> String {
+    if what.starts_with("the ") {
+        format!("waiting for {what}")
+    } else {
+        what.to_string()
+    }
+}
+
+/// One audit-log entry's details in words; kinds without a special form show their JSON body.
+pub fn log_summary(kind: &str, body: &str) -> String {
+    let Ok(b) = serde_json::from_str::<serde_json::Value>(body) else {
+        return body.to_string();
+    };
+    let field = |k: &str| {
+        b.get(k)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .unwrap_or_default()
+    };
+    let reveal = || {
+        b.get("reveal")
+            .and_then(|r| serde_json::from_value::<Reveal>(r.clone()).ok())
+            .map_or_else(|| field("reveal"), |r| r.to_string())
+    };
+    match kind {
+        "request" => format!("#{} {}", field("request"), field("description")),
+        "decision" => {
+            let mut s = format!(
+                "#{} {} by {}",
+                field("request"),
+                field("action"),
+                field("by")
+            );
+            if b.get("rule").is_some() {
+                let _ = write!(s, " (rule {})", field("rule"));
+            }
+            for k in ["why", "reason"] {
+                if b.get(k).is_some_and(|v| !v.is_null()) {
+                    let _ = write!(s, ": {}", field(k));
+                }
+            }
+            s
+        }
+        "release" => {
+            let answer = b
+                .get("answer")
+                .and_then(|a| serde_json::from_value::<Answer>(a.clone()).ok())
+                .map_or_else(
+                    || field("answer"),
+                    |a| match &a {
+                        Answer::Scalar { value: v } => value(v),
+                        other => answer(
+                            other,
+                            &Type::Scalar {
+                                dtype: DataType::F64,
+                                bounds: None,
+                            },
+                        ),
+                    },
+                );
+            format!("#{} via {}: {answer}", field("request"), field("backend"))
+        }
+        "scoring-start" => {
+            let attrs = b
+                .get("attributes")
+                .and_then(|a| a.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            let commitment = field("commitment");
+            format!(
+                "#{} run {} started (run {} of {} in the window): reveals {} ({}) over {attrs}; \
+                 model commitment {}...",
+                field("request"),
+                field("run"),
+                field("runs_in_window"),
+                field("max_runs"),
+                reveal(),
+                bits_words(b.get("bits").and_then(|x| x.as_f64()).unwrap_or(0.0)),
+                commitment.get(..16).unwrap_or(&commitment)
+            )
+        }
+        "scoring-end" => {
+            let cost = format!(
+                "{} bytes, {:.1} ms",
+                thousands(b.get("bytes").and_then(|x| x.as_u64()).unwrap_or(0)),
+                b.get("millis").and_then(|x| x.as_f64()).unwrap_or(0.0)
+            );
+            match b
+                .get("outcome")
+                .and_then(|o| serde_json::from_value::<ScoreOutcome>(o.clone()).ok())
+            {
+                Some(o) => format!(
+                    "#{} run {} finished: {o} ({cost})",
+                    field("request"),
+                    field("run")
+                ),
+                None => format!(
+                    "#{} run {} aborted: {} ({cost})",
+                    field("request"),
+                    field("run"),
+                    field("aborted")
+                ),
+            }
+        }
+        "paired" => format!(
+            "invite {}, FI key {}",
+            field("invite"),
+            field("fi_key_fingerprint")
+        ),
+        "scoring-refused" => format!("#{} run refused: {}", field("request"), field("why")),
+        _ => body.to_string(),
+    }
+}
+
+/// One audit-log entry on one line: sequence number, time, kind, principal, details.
+pub fn log_entry(e: &LogEntry) -> String {
+    format!(
+        "{:>5} {} {:<16} {:<14} {}",
+        e.seq,
+        e.ts,
+        e.kind,
+        e.principal.as_deref().unwrap_or("-"),
+        log_summary(&e.kind, &e.body)
+    )
 }
 
 /// Published datasets.
@@ -259,5 +547,92 @@ mod tests {
         assert_eq!(dollars(-3500), "-$35.00");
         assert_eq!(dollars(123_456_789), "$1,234,567.89");
         assert_eq!(dollars(i64::MIN), "-$92,233,720,368,547,758.08");
+    }
+
+    #[test]
+    fn bits_drop_trailing_zeros() {
+        assert_eq!(bits(1.0), "1");
+        assert_eq!(bits(4f64.log2()), "2");
+        assert_eq!(bits(3f64.log2()), "1.585");
+        assert_eq!(bits(0.0), "0");
+        assert_eq!(bits_words(1.0), "1 bit");
+        assert_eq!(bits_words(64.0), "64 bits");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(12), "12");
+    }
+
+    #[test]
+    fn scoring_log_entries_read_as_words() {
+        let start = serde_json::json!({
+            "request": 4, "run": 2, "attributes": ["income_cv_12m", "rent_on_time_ratio_12m"],
+            "reveal": {"kind": "bands", "k": 4}, "bits": 2.0, "commitment": "ab".repeat(32),
+            "runs_in_window": 2, "max_runs": 3,
+        });
+        let s = log_summary("scoring-start", &start.to_string());
+        assert_eq!(
+            s,
+            "#4 run 2 started (run 2 of 3 in the window): reveals 4 bands (2 bits) over \
+             income_cv_12m, rent_on_time_ratio_12m; model commitment abababababababab..."
+        );
+        let end = serde_json::json!({
+            "request": 4, "run": 2, "outcome": {"kind": "decision", "approve": true},
+            "bytes": 123456, "millis": 12.25,
+        });
+        assert_eq!(
+            log_summary("scoring-end", &end.to_string()),
+            "#4 run 2 finished: approve (score reaches the threshold) (123,456 bytes, 12.2 ms)"
+        );
+        let aborted = serde_json::json!({
+            "request": 4, "run": 2, "aborted": "the channel failed: closed", "bytes": 0, "millis": 3.0,
+        });
+        assert_eq!(
+            log_summary("scoring-end", &aborted.to_string()),
+            "#4 run 2 aborted: the channel failed: closed (0 bytes, 3.0 ms)"
+        );
+        let refused = serde_json::json!({ "request": 9, "why": "3 of 3 scoring runs used" });
+        assert_eq!(
+            log_summary("scoring-refused", &refused.to_string()),
+            "#9 run refused: 3 of 3 scoring runs used"
+        );
+        let release = serde_json::json!({
+            "request": 4, "backend": "2pc",
+            "answer": {"kind": "scalar", "value": {"type": "bool", "value": true}}, "cost_nanos": 0,
+        });
+        assert_eq!(
+            log_summary("release", &release.to_string()),
+            "#4 via 2pc: true"
+        );
+        // Unknown kinds and bodies that are not JSON are shown as they are.
+        assert_eq!(log_summary("metadata_viewed", "{\"x\":1}"), "{\"x\":1}");
+        assert_eq!(log_summary("scoring-end", "not json"), "not json");
+    }
+
+    #[test]
+    fn raw_score_requests_carry_a_warning() {
+        let view = ScoringView {
+            attributes: vec!["rent_on_time_ratio_12m".into()],
+            reveals: Reveal::Score.describe(),
+            to_whom: "Acme and you".into(),
+            bits: Reveal::Score.bits(),
+            commitment: "cd".repeat(32),
+            runs_used: 1,
+            runs_max: 3,
+            window_days: 30,
+            bits_used: 1.0,
+        };
+        let s = scoring_view(&view);
+        assert!(s.contains("WARNING"), "{s}");
+        assert!(s.contains("reveal an attribute outright"), "{s}");
+        assert!(
+            s.contains("1 of 3 runs in the last 30 days, 1 bit revealed"),
+            "{s}"
+        );
+        assert!(s.contains("not enforce"), "{s}");
+        let decision = ScoringView {
+            reveals: Reveal::Decision.describe(),
+            bits: 1.0,
+            ..view
+        };
+        assert!(!scoring_view(&decision).contains("WARNING"));
     }
 }

@@ -903,7 +903,15 @@ impl SessionState {
                 let _turn = self.shared.write_turn.lock().await;
                 let view = blocking(&mut self.owner, move |o| {
                     let checked = o.check(&expr)?;
-                    o.submit(&principal, backend, &reason, &source, &checked, dp.as_ref(), None)
+                    o.submit(
+                        &principal,
+                        backend,
+                        &reason,
+                        &source,
+                        &checked,
+                        dp.as_ref(),
+                        None,
+                    )
                 })
                 .await??;
                 Ok(ServerMsg::Request(Box::new(view)))

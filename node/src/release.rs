@@ -8,12 +8,12 @@
 use crate::dp::{self, DpParams};
 use crate::error::Error;
 use crate::receipt::{signing_key_path, NodeSigner, Receipt};
+use crate::scoring::{self, ScoringSpec, ScoringView};
 use crate::store::{self, append_log, hex, write_tx};
 use duo_engine::{
     catalogue, check, evaluate, render, Answer, CheckContext, Checked, DataSource, Dataset,
     DatasetMeta, Expr, Limits, Type,
 };
-use crate::scoring::{self, ScoringSpec, ScoringView};
 use duo_policies::{decide, Backend, Decision, Policy, RequestFacts, ScoringFacts};
 use duo_policies::{Amount, Charge, Ledger};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -594,7 +594,13 @@ impl Owner {
         // error, in the same transaction; the FI sees the error only because the release was approved.
         if let (Some(spec), Decision::Approve { rule }) = (scoring, &decision) {
             // An approved scoring request releases nothing yet: it lets the FI start one run.
-            let id = insert(RequestState::Approved, Some(rule), None, None, Some("policy"))?;
+            let id = insert(
+                RequestState::Approved,
+                Some(rule),
+                None,
+                None,
+                Some("policy"),
+            )?;
             scoring::store_spec(&tx, id, spec)?;
             log_request(id)?;
             append_log(

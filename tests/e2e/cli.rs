@@ -210,3 +210,238 @@ fn policy_check_points_at_the_line() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(":5:"), "{text}");
 }
+
+/// `duo fi score` end to end against a served owner node with the demo policy: the revealed decision and band
+/// equal the bit-exact fixed-point reference of the model on the owner's attribute values (fetched here as
+/// auto-approved plaintext catalogue releases), the commitment opens to the model, and the owner's limit of 3
+/// runs in 30 days refuses a 4th.
+#[test]
+fn fi_score_reveals_what_the_model_gives_and_the_owner_limits_runs() {
+    use duo::node::scoring::ModelFile;
+    use duo_protocols::fixed::{self, Bounds, FixedModel};
+
+    let dir = tempfile::tempdir().unwrap();
+    let owner = dir.path().join("owner-home");
+    let fi = dir.path().join("fi-home");
+    duo::sample_owner(
+        &owner,
+        duo::policies::Policy::demo_text(),
+        7,
+        duo::engine::sample::Profile::Reliable,
+    )
+    .unwrap();
+    let (mut node, url) = serve(&owner);
+    let code = json(&ok(
+        &owner,
+        &["owner", "invite", "--fi", "Acme Bank", "--json"],
+    ))["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&fi, &["fi", "pair", &url, &code]);
+
+    let model_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/model.toml");
+    let model_arg = model_path.to_str().unwrap();
+    let model = ModelFile::parse(&std::fs::read_to_string(&model_path).unwrap()).unwrap();
+    assert_eq!(
+        model.bands.len(),
+        3,
+        "the example model has bands for bands:4"
+    );
+
+    // The reference: the owner's values, released in plaintext (the demo policy approves catalogue attributes).
+    let attrs: Vec<f64> = model
+        .attributes()
+        .iter()
+        .map(|a| {
+            let v = json(&ok(
+                &fi,
+                &[
+                    "fi",
+                    "request",
+                    &format!("{a}()"),
+                    "--reason",
+                    "reference",
+                    "--json",
+                ],
+            ));
+            assert_eq!(v["state"], "approved", "{v}");
+            v["answer"]["value"]["value"].as_f64().unwrap()
+        })
+        .collect();
+    let bounds: Vec<Bounds> = model
+        .attributes()
+        .iter()
+        .map(|a| {
+            let e = duo::engine::catalogue::entry(a).unwrap();
+            Bounds::new(e.bounds.lo, e.bounds.hi)
+        })
+        .collect();
+    let weights: Vec<f64> = model.weights.values().copied().collect();
+    let reference = FixedModel::new(&bounds, &weights, model.bias, model.threshold)
+        .unwrap()
+        .score_reference(&attrs)
+        .unwrap();
+    let thresholds: Vec<i64> = model
+        .bands
+        .iter()
+        .map(|&t| fixed::encode(t, fixed::SCORE_FRAC_BITS, || "band".into()).unwrap())
+        .collect();
+    let band = fixed::band_of(reference.score, &thresholds);
+    // The example model approves the reliable sample person.
+    assert!(
+        reference.decision,
+        "score {}",
+        fixed::decode_score(reference.score)
+    );
+
+    // Run 1: a decision, auto-approved by the demo policy, in text.
+    let out = duo(
+        &fi,
+        &[
+            "fi",
+            "score",
+            "--model",
+            model_arg,
+            "--reason",
+            "loan decision",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{text}\n{err}");
+    let want = if reference.decision {
+        "approve"
+    } else {
+        "decline"
+    };
+    assert!(text.contains(&format!("run 1: {want}")), "{text}");
+    assert!(text.contains("(1 bit)"), "{text}");
+    assert!(
+        text.contains("to Acme Bank (this FI) and to the owner"),
+        "{text}"
+    );
+    assert!(text.contains("receipt:    verified"), "{text}");
+    assert!(err.contains("waiting for the owner's challenge"), "{err}");
+
+    // Run 2: four bands go to the owner; the owner sees the scoring facts, approves, and the FI runs it.
+    let out = duo(
+        &fi,
+        &[
+            "fi", "score", "--model", model_arg, "--reason", "pricing", "--reveal", "bands:4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("still waits for the owner"), "{err}");
+    let pending = json(&ok(&owner, &["owner", "requests", "--json"]));
+    let id = pending[0]["id"].as_u64().unwrap().to_string();
+    assert_eq!(pending[0]["scoring"]["runs_used"], 1);
+    assert_eq!(pending[0]["scoring"]["bits"], 2.0);
+    let screen = ok(&owner, &["owner", "requests"]);
+    assert!(screen.contains("private scoring (2pc)"), "{screen}");
+    assert!(
+        screen.contains("(their values stay on this node)"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("1 of 3 runs in the last 30 days"),
+        "{screen}"
+    );
+    assert!(!screen.contains("WARNING"), "{screen}");
+    ok(&owner, &["owner", "approve", &id, "--yes"]);
+    let banded = json(&ok(
+        &fi,
+        &[
+            "fi",
+            "score",
+            "--model",
+            model_arg,
+            "--request",
+            &id,
+            "--json",
+        ],
+    ));
+    assert_eq!(banded["outcome"]["kind"], "band", "{banded}");
+    assert_eq!(banded["outcome"]["band"], band, "{banded}");
+    assert_eq!(banded["outcome"]["of"], 4);
+    assert_eq!(banded["bits"], 2.0);
+    // One run per approved request.
+    let again = duo(
+        &fi,
+        &["fi", "score", "--model", model_arg, "--request", &id],
+    );
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already had its run"));
+
+    // Run 3: a decision in JSON; the commitment opens to the model.
+    let r = json(&ok(
+        &fi,
+        &[
+            "fi", "score", "--model", model_arg, "--reason", "again", "--json",
+        ],
+    ));
+    assert_eq!(r["outcome"]["kind"], "decision");
+    assert_eq!(r["outcome"]["approve"], reference.decision);
+    assert_eq!(r["bits"], 1.0);
+    assert_eq!(r["cold"], true);
+    assert_eq!(r["run"], 3);
+    let commitment = r["commitment"].as_str().unwrap();
+    let opening =
+        json(&std::fs::read_to_string(fi.join(format!("fi/models/{commitment}.json"))).unwrap());
+    let salt_hex = opening["salt"].as_str().unwrap();
+    let salt: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&salt_hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let opened: ModelFile = serde_json::from_value(opening["model"].clone()).unwrap();
+    assert_eq!(opened, model);
+    assert_eq!(opened.commitment(&salt.try_into().unwrap()), commitment);
+
+    // Run 4: refused by the owner's limit, with the numbers.
+    let out = duo(
+        &fi,
+        &["fi", "score", "--model", model_arg, "--reason", "once more"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("3 of 3 scoring runs in the last 30 days"),
+        "{err}"
+    );
+
+    // The owner's log tells the story in words.
+    let log = ok(&owner, &["owner", "log"]);
+    assert!(log.contains("run 3 of 3 in the window"), "{log}");
+    assert!(
+        log.contains(&format!("run 2 finished: band {band} of 4")),
+        "{log}"
+    );
+    assert!(log.contains("deny by policy (rule scoring-limit)"), "{log}");
+    node.kill().unwrap();
+    node.wait().unwrap();
+
+    // A model file that does not parse names the file and the problem, before any connection.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "bias = 0.0\nthreshold = 0.0\n[weights]\nsalary = 1.0\n",
+    )
+    .unwrap();
+    let out = duo(
+        &fi,
+        &[
+            "fi",
+            "score",
+            "--model",
+            bad.to_str().unwrap(),
+            "--reason",
+            "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml") && err.contains("`salary` is not a catalogue attribute"),
+        "{err}"
+    );
+}
