@@ -926,8 +926,9 @@ pub async fn loopback_runs(
             bytes: bytes.sent + bytes.received,
         });
     }
-    fi.await
-        .map_err(|e| Error::Internal(format!("FI task: {e}")))??;
+    // Close this end while the FI closes its own, so neither waits out the other's close grace.
+    let (_, fi) = tokio::join!(chan.close(), fi);
+    fi.map_err(|e| Error::Internal(format!("FI task: {e}")))??;
     Ok(out)
 }
 

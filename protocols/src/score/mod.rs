@@ -50,8 +50,8 @@
 //!
 //! # Transcript confirmation
 //!
-//! Each side hashes (SHA-256, with the session id and the public parameters) every message it sent and
-//! received, except the extension matrix. The FI's output-label message carries its hash, which the owner
+//! Each side hashes (BLAKE3 in its key-derivation mode, over the session id and the public parameters) every
+//! message it sent and received, except the extension matrix. The FI's output-label message carries its hash, which the owner
 //! compares with its own before it accepts any output; the owner's decoding message carries a hash of the
 //! whole transcript including the decoding bits, which the FI compares before it decodes. So a message changed
 //! in transit makes the run abort rather than give a wrong output: the matrix is left out because the KOS check
@@ -94,7 +94,6 @@ use crate::ot::msgs::{
 };
 use crate::ot::{self, kos, CotReceiver, CotSender, SessionId};
 use rand::{CryptoRng, RngCore};
-use sha2::{Digest, Sha256};
 use std::fmt;
 use zeroize::Zeroize;
 
@@ -214,21 +213,20 @@ impl Params {
     }
 
     fn transcript(&self) -> Transcript {
-        let mut h = Sha256::new();
-        h.update(b"duo/score/v1");
-        h.update(self.session.0);
-        h.update((self.n() as u64).to_le_bytes());
+        let mut h = blake3::Hasher::new_derive_key("duo/score/transcript/v1");
+        h.update(&self.session.0);
+        h.update(&(self.n() as u64).to_le_bytes());
         for b in &self.bounds {
-            h.update(b.lo.to_le_bytes());
-            h.update(b.hi.to_le_bytes());
+            h.update(&b.lo.to_le_bytes());
+            h.update(&b.hi.to_le_bytes());
         }
         let (kind, t) = match self.reveal {
             Reveal::Decision => (0u8, 0u64),
             Reveal::Bands { thresholds } => (1, thresholds as u64),
             Reveal::Score => (2, 0),
         };
-        h.update([kind]);
-        h.update(t.to_le_bytes());
+        h.update(&[kind]);
+        h.update(&t.to_le_bytes());
         Transcript(h)
     }
 }
@@ -450,18 +448,19 @@ pub enum ApiMisuse {
 // Transcript
 // ---------------------------------------------------------------------------------------------------------
 
+/// The running transcript hash: BLAKE3 in key-derivation mode under a context string of this protocol.
 #[derive(Clone)]
-struct Transcript(Sha256);
+struct Transcript(blake3::Hasher);
 
 impl Transcript {
     fn absorb(&mut self, from_owner: bool, msg: &[u8]) {
-        self.0.update([from_owner as u8]);
-        self.0.update((msg.len() as u64).to_le_bytes());
+        self.0.update(&[from_owner as u8]);
+        self.0.update(&(msg.len() as u64).to_le_bytes());
         self.0.update(msg);
     }
 
     fn value(&self) -> [u8; 32] {
-        self.0.clone().finalize().into()
+        *self.0.finalize().as_bytes()
     }
 }
 
@@ -557,7 +556,7 @@ impl OwnerRun {
             Some(sender) => OwnerState::Matrix(sender.extend(params.ots())?),
             None => {
                 let (setup, msg) = kos::Sender::setup(params.session, rng)?;
-                let msg = msgs::frame(Tag::BaseReceiver, &msg.to_bytes());
+                let msg = msgs::frame(Tag::BaseReceiver, msg.to_bytes());
                 run.deferred = Some(msg.clone());
                 out.push(msg);
                 OwnerState::Base(setup)
@@ -578,7 +577,7 @@ impl OwnerRun {
         }
     }
 
-    fn send(&mut self, tag: Tag, body: &[u8]) -> Vec<u8> {
+    fn send(&mut self, tag: Tag, body: Vec<u8>) -> Vec<u8> {
         let msg = msgs::frame(tag, body);
         if tag != Tag::Matrix {
             self.transcript.absorb(true, &msg);
@@ -601,30 +600,31 @@ impl OwnerRun {
             OwnerState::Output { .. } => Tag::OutputLabels,
             OwnerState::Done => return Err(msgs::unexpected("nothing", &msg).into()),
         };
-        let body = msgs::expect(&msg, expected)?;
+        msgs::expect(&msg, expected)?;
         let before = self.transcript.value();
         if expected != Tag::Matrix {
             self.transcript.absorb(false, &msg);
         }
+        let body = msgs::body(msg);
         if let Some(mine) = self.deferred.take() {
             self.transcript.absorb(true, &mine);
         }
         let mut out = Vec::new();
         match state {
             OwnerState::Base(setup) => {
-                let a = BaseSenderMsg::from_bytes(body).map_err(ot::Error::from)?;
+                let a = BaseSenderMsg::from_bytes(&body).map_err(ot::Error::from)?;
                 let sender = setup.finish(&a);
                 self.state = OwnerState::Matrix(sender.extend(self.params.ots())?);
             }
             OwnerState::Matrix(ext) => {
-                let u = MatrixMsg::from_bytes(body.to_vec()).map_err(ot::Error::from)?;
+                let u = MatrixMsg::from_bytes(body).map_err(ot::Error::from)?;
                 let (mut check, challenge) = ext.receive_matrix(u, rng)?;
-                out.push(self.send(Tag::Challenge, &challenge.to_bytes()));
+                out.push(self.send(Tag::Challenge, challenge.to_bytes()));
                 check.precompute();
                 self.state = OwnerState::Response(check);
             }
             OwnerState::Response(check) => {
-                let resp = ResponseMsg::from_bytes(body).map_err(ot::Error::from)?;
+                let resp = ResponseMsg::from_bytes(&body).map_err(ot::Error::from)?;
                 let (sender, cot) = check.receive_response(&resp)?;
                 let (products, labels_cot) = cot.split_at(WEIGHT_BITS * self.params.n())?;
                 // Gilboa: OT (i, j) carries x_i·2^j; the owner's share is minus the sum of its pads.
@@ -638,13 +638,13 @@ impl OwnerRun {
                 deltas.zeroize();
                 let share = pads.iter().fold(0u64, |acc, &p| acc.wrapping_sub(p));
                 pads.zeroize();
-                out.push(self.send(Tag::Corrections, &corrections.to_bytes()));
+                out.push(self.send(Tag::Corrections, corrections.to_bytes()));
                 let mut garbler = Garbler::new(Delta::random(rng));
                 let mut share_bits = u64_to_bits(share, 64);
                 let g = garbler.garble(&self.circuit, &share_bits, rng)?;
                 share_bits.zeroize();
                 let garbled = msgs::encode_garbled(&g.header, &g.tables);
-                out.push(self.send(Tag::Garbled, &garbled));
+                out.push(self.send(Tag::Garbled, garbled));
                 self.state = OwnerState::Flips {
                     sender,
                     labels_cot,
@@ -658,7 +658,7 @@ impl OwnerRun {
                 pairs,
                 pending,
             } => {
-                let flips = msgs::decode_bits(body, pairs.len(), "input flips")?;
+                let flips = msgs::decode_bits(&body, pairs.len(), "input flips")?;
                 let chosen: Vec<[Block; 2]> = flips
                     .iter()
                     .enumerate()
@@ -670,11 +670,11 @@ impl OwnerRun {
                     })
                     .collect();
                 let c = labels_cot.send_chosen(&chosen)?;
-                out.push(self.send(Tag::Labels, &c.to_bytes()));
+                out.push(self.send(Tag::Labels, c.to_bytes()));
                 self.state = OwnerState::Output { sender, pending };
             }
             OwnerState::Output { sender, pending } => {
-                let (labels, fi_hash) = msgs::decode_output_labels(body, &self.circuit)?;
+                let (labels, fi_hash) = msgs::decode_output_labels(&body, &self.circuit)?;
                 // The FI hashed everything before its own message, as `before` does here.
                 if !ct_eq(&fi_hash, &before) {
                     return Err(PeerMisbehaved::TranscriptMismatch.into());
@@ -683,10 +683,10 @@ impl OwnerRun {
                 let outcome = Outcome::from_bits(self.params.reveal, &accepted.garbler_outputs);
                 let decoding = msgs::encode_bits(&accepted.decoding.bits);
                 let mut confirm = self.transcript.clone();
-                confirm.absorb(true, &msgs::frame(Tag::Decoding, &decoding));
+                confirm.absorb(true, &msgs::frame(Tag::Decoding, decoding.clone()));
                 let mut body = decoding;
                 body.extend_from_slice(&confirm.value());
-                out.push(msgs::frame(Tag::Decoding, &body));
+                out.push(msgs::frame(Tag::Decoding, body));
                 return Ok(OwnerStep::Done {
                     outcome,
                     send: out,
@@ -796,12 +796,12 @@ impl FiRun {
             Some(receiver) => {
                 let (ext, matrix) = receiver.extend(&choices, rng)?;
                 choices.zeroize();
-                out.push(run.send(Tag::Matrix, &matrix.into_bytes()));
+                out.push(run.send(Tag::Matrix, matrix.into_bytes()));
                 FiState::Challenge(ext)
             }
             None => {
                 let (setup, msg) = kos::Receiver::setup(params.session, rng)?;
-                out.push(run.send(Tag::BaseSender, &msg.to_bytes()));
+                out.push(run.send(Tag::BaseSender, msg.to_bytes()));
                 FiState::Base { setup, choices }
             }
         };
@@ -821,7 +821,7 @@ impl FiRun {
         }
     }
 
-    fn send(&mut self, tag: Tag, body: &[u8]) -> Vec<u8> {
+    fn send(&mut self, tag: Tag, body: Vec<u8>) -> Vec<u8> {
         let msg = msgs::frame(tag, body);
         if tag != Tag::Matrix {
             self.transcript.absorb(false, &msg);
@@ -845,28 +845,29 @@ impl FiRun {
             FiState::Decoding { .. } => Tag::Decoding,
             FiState::Done => return Err(msgs::unexpected("nothing", &msg).into()),
         };
-        let body = msgs::expect(&msg, expected)?;
+        msgs::expect(&msg, expected)?;
         if expected != Tag::Decoding {
             self.transcript.absorb(true, &msg);
         }
+        let body = msgs::body(msg);
         let mut out = Vec::new();
         match state {
             FiState::Base { setup, mut choices } => {
-                let pairs = BaseReceiverMsg::from_bytes(body).map_err(ot::Error::from)?;
+                let pairs = BaseReceiverMsg::from_bytes(&body).map_err(ot::Error::from)?;
                 let receiver = setup.finish(&pairs)?;
                 let (ext, matrix) = receiver.extend(&choices, rng)?;
                 choices.zeroize();
-                out.push(self.send(Tag::Matrix, &matrix.into_bytes()));
+                out.push(self.send(Tag::Matrix, matrix.into_bytes()));
                 self.state = FiState::Challenge(ext);
             }
             FiState::Challenge(ext) => {
-                let challenge = ChallengeMsg::from_bytes(body).map_err(ot::Error::from)?;
+                let challenge = ChallengeMsg::from_bytes(&body).map_err(ot::Error::from)?;
                 let (receiver, resp, cot) = ext.receive_challenge(&challenge);
-                out.push(self.send(Tag::Response, &resp.to_bytes()));
+                out.push(self.send(Tag::Response, resp.to_bytes()));
                 self.state = FiState::Corrections { receiver, cot };
             }
             FiState::Corrections { receiver, cot } => {
-                let corrections = CorrectionsU64::from_bytes(body).map_err(ot::Error::from)?;
+                let corrections = CorrectionsU64::from_bytes(&body).map_err(ot::Error::from)?;
                 let (products, labels_cot) = cot.split_at(WEIGHT_BITS * self.params.n())?;
                 let mut got = products.receive_correlated_u64(&corrections)?;
                 let share = got
@@ -890,14 +891,14 @@ impl FiRun {
                 labels_cot,
                 mut inputs,
             } => {
-                let (header, tables) = msgs::decode_garbled(body, &self.circuit)?;
+                let (header, tables) = msgs::decode_garbled(&body, &self.circuit)?;
                 let flips: Vec<bool> = inputs
                     .iter()
                     .zip(labels_cot.choices())
                     .map(|(&c, &r)| c ^ r)
                     .collect();
                 inputs.zeroize();
-                out.push(self.send(Tag::Flips, &msgs::encode_bits(&flips)));
+                out.push(self.send(Tag::Flips, msgs::encode_bits(&flips)));
                 self.state = FiState::Labels {
                     receiver,
                     labels_cot,
@@ -911,20 +912,20 @@ impl FiRun {
                 header,
                 tables,
             } => {
-                let c = ChosenMsg::from_bytes(body).map_err(ot::Error::from)?;
+                let c = ChosenMsg::from_bytes(&body).map_err(ot::Error::from)?;
                 let labels = labels_cot.receive_chosen(&c)?;
                 let (output, awaiting) =
                     Evaluator::new().evaluate(&self.circuit, &header, &tables, &labels)?;
                 let hash = self.transcript.value();
                 let body = msgs::encode_output_labels(&output, &hash);
-                out.push(self.send(Tag::OutputLabels, &body));
+                out.push(self.send(Tag::OutputLabels, body));
                 self.state = FiState::Decoding { receiver, awaiting };
             }
             FiState::Decoding { receiver, awaiting } => {
                 let (bits, tag) =
-                    msgs::decode_decoding(body, self.circuit.evaluator_outputs().len())?;
+                    msgs::decode_decoding(&body, self.circuit.evaluator_outputs().len())?;
                 let mut confirm = self.transcript.clone();
-                confirm.absorb(true, &msgs::frame(Tag::Decoding, &msgs::encode_bits(&bits)));
+                confirm.absorb(true, &msgs::frame(Tag::Decoding, msgs::encode_bits(&bits)));
                 if !ct_eq(&tag, &confirm.value()) {
                     return Err(PeerMisbehaved::TranscriptMismatch.into());
                 }

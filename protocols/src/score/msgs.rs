@@ -1,4 +1,5 @@
-//! The byte format of scoring messages: one type byte, then the body.
+//! The byte format of scoring messages: the body, then one type byte (last, so that framing a megabyte
+//! matrix and taking it apart move no bytes).
 //!
 //! Bodies of OT messages are the [`crate::ot::msgs`] encodings. The others, all parsed to exact lengths:
 //!
@@ -84,17 +85,22 @@ impl Tag {
     }
 }
 
-pub(super) fn frame(tag: Tag, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + body.len());
-    out.push(tag as u8);
-    out.extend_from_slice(body);
-    out
+/// The message: the body, then the type byte (at the end, so that framing and unframing move no bytes).
+pub(super) fn frame(tag: Tag, mut body: Vec<u8>) -> Vec<u8> {
+    body.push(tag as u8);
+    body
+}
+
+/// The body of a message whose type [`expect`] accepted.
+pub(super) fn body(mut msg: Vec<u8>) -> Vec<u8> {
+    msg.pop();
+    msg
 }
 
 pub(super) fn unexpected(expected: &'static str, msg: &[u8]) -> PeerMisbehaved {
     PeerMisbehaved::Unexpected {
         expected,
-        got: match msg.first() {
+        got: match msg.last() {
             None => "empty".into(),
             Some(&b) => match Tag::from_byte(b) {
                 Some(t) => t.name().into(),
@@ -104,10 +110,10 @@ pub(super) fn unexpected(expected: &'static str, msg: &[u8]) -> PeerMisbehaved {
     }
 }
 
-/// The body of `msg` if its type is `tag`.
-pub(super) fn expect(msg: &[u8], tag: Tag) -> Result<&[u8], PeerMisbehaved> {
-    match msg.split_first() {
-        Some((&b, body)) if b == tag as u8 => Ok(body),
+/// Checks that the type of `msg` is `tag`.
+pub(super) fn expect(msg: &[u8], tag: Tag) -> Result<(), PeerMisbehaved> {
+    match msg.last() {
+        Some(&b) if b == tag as u8 => Ok(()),
         _ => Err(unexpected(tag.name(), msg)),
     }
 }

@@ -252,8 +252,9 @@ fn drivers_over_a_channel_agree_and_count_bytes() {
 fn flip(tag: Tag, byte: usize) -> impl FnMut(bool, &mut Vec<u8>) {
     let mut done = false;
     move |_, m: &mut Vec<u8>| {
-        if !done && m.first() == Some(&(tag as u8)) {
-            let i = (1 + byte).min(m.len() - 1);
+        if !done && m.last() == Some(&(tag as u8)) {
+            // Within the body (the type byte is last).
+            let i = byte.min(m.len().saturating_sub(2));
             m[i] ^= 0x10;
             done = true;
         }
@@ -323,7 +324,7 @@ fn a_modified_output_label_is_rejected_by_the_owner() {
     let mut rng = ChaCha20Rng::seed_from_u64(71);
     let model = random_model(&mut rng, &p);
     let attrs = random_attrs(&mut rng, &p);
-    // Byte 32..48 of the body is the owner's output label.
+    // Bytes 32..48 of the body are the owner's output label.
     let (o, f) = drive(
         &p,
         &attrs,
@@ -414,7 +415,7 @@ fn messages_out_of_order_or_malformed_are_refused() {
     for bad in [
         vec![],
         vec![0u8],
-        vec![99, 1, 2],
+        vec![1, 2, 99],
         vec![Tag::Decoding as u8; 40],
     ] {
         let (o, _) = OwnerRun::start(&p, &attrs, None, &mut rng).unwrap();
@@ -434,7 +435,7 @@ fn messages_out_of_order_or_malformed_are_refused() {
     // A base-OT message of the wrong length.
     let (o, _) = OwnerRun::start(&p, &attrs, None, &mut rng).unwrap();
     let e = o
-        .handle(vec![Tag::BaseSender as u8, 1, 2, 3], &mut rng)
+        .handle(vec![1, 2, 3, Tag::BaseSender as u8], &mut rng)
         .unwrap_err();
     assert!(e.is_peer());
 }
