@@ -10,13 +10,19 @@
 //!
 //! ```text
 //! sender                                        receiver (choice b_j)
-//! s <- Z_q, A = s·G          --- A --->          a_j <- Z_q
-//!                                               r_{1-b} <- uniform point
+//! s <- Z_q, A = s·G          --- A --->          a_j, x_j <- Z_q
+//!                                               r_{1-b} = 2·x_j·G        (a uniform point)
 //!                                               r_b = a_j·G - H_j(r_{1-b})
 //!                            <--- (r0_j, r1_j) ---
-//! M_c = r_c + H_j(r_{1-c})    (c = 0, 1)         key = KDF_j(b, a_j·A)
-//! key_c = KDF_j(c, s·M_c)
+//! M_c = r_c + H_j(r_{1-c})    (c = 0, 1)         key = KDF_j(b, 2·a_j·A)
+//! key_c = KDF_j(c, 2·s·M_c)
 //! ```
+//!
+//! The doublings are there for speed only: `double_and_compress_batch` encodes twice each point of a batch
+//! with a single field inversion, and doubling is a bijection of the prime-order group, so `2·s·M_c` is
+//! exactly as hard to compute as `s·M_c` and `2·x_j·G` exactly as uniform as `x_j·G`. (The receiver knowing
+//! the discrete log of `r_{1-b}` does not help it: `M_{1-b} = r_{1-b} + H_j(r_b)` still has an unknown one.)
+//! The curve arithmetic of a batch is split over up to four scoped threads ([`par_map`]); it does no I/O.
 //!
 //! So the receiver's pair satisfies `r_b + H_j(r_{1-b}) = a_j·G`; the sender cannot tell which index does, since
 //! `(r0, r1)` is a uniform pair for either choice bit (perfect receiver privacy, whatever the sender does). A
@@ -53,10 +59,35 @@ fn random_scalar<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Scalar {
     s
 }
 
-fn random_point<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> RistrettoPoint {
-    let mut b = [0u8; 64];
-    rng.fill_bytes(&mut b);
-    RistrettoPoint::from_uniform_bytes(&b)
+/// `f(j, &items[j])` for every item, in order, split over up to four scoped threads when there is enough work.
+/// Pure computation: no I/O, no shared state beyond what `f` reads.
+pub(crate) fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(usize, &T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads < 2 || items.len() < 16 {
+        return items.iter().enumerate().map(|(j, x)| f(j, x)).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .enumerate()
+            .map(|(k, part)| {
+                scope.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, x)| f(k * chunk + i, x))
+                        .collect::<Vec<U>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 fn hash_to_group(sid: &SessionId, j: usize, r: &CompressedRistretto) -> RistrettoPoint {
@@ -75,7 +106,7 @@ fn kdf(
     a: &CompressedRistretto,
     pair: &[CompressedRistretto; 2],
     c: u8,
-    p: &RistrettoPoint,
+    doubled: &CompressedRistretto,
 ) -> Block {
     let mut h = Sha512::new();
     h.update(b"duo/ot/mr19/key/v1");
@@ -85,7 +116,7 @@ fn kdf(
     h.update(pair[0].as_bytes());
     h.update(pair[1].as_bytes());
     h.update([c]);
-    h.update(p.compress().as_bytes());
+    h.update(doubled.as_bytes());
     let out = h.finalize();
     let mut k = [0u8; 16];
     k.copy_from_slice(&out[..16]);
@@ -154,23 +185,34 @@ impl Sender {
             }
             .into());
         }
-        let mut keys = Vec::with_capacity(self.n);
-        for (j, (enc, pts)) in msg.encoded.iter().zip(&msg.points).enumerate() {
-            let mut pair = [Block::ZERO; 2];
+        // s·M_c for every OT and c (the heavy part, in parallel), then one batch encoding of their doubles.
+        let (sid, s) = (&self.sid, &self.s);
+        let shared = par_map(&msg.points, |j, pts| {
+            let mut out = [RistrettoPoint::default(); 2];
             for c in 0..2 {
-                let m = pts[c] + hash_to_group(&self.sid, j, &enc[1 - c]);
+                let m = pts[c] + hash_to_group(sid, j, &msg.encoded[j][1 - c]);
                 if m.is_identity() {
                     return Err(PeerMisbehaved::IdentityPoint {
                         what: "base-OT receiver message (r_c + H(r_{1-c}))",
                         index: 2 * j + c,
-                    }
-                    .into());
+                    });
                 }
-                pair[c] = kdf(&self.sid, j, &self.a, enc, c as u8, &(self.s * m));
+                out[c] = s * m;
             }
-            keys.push(pair);
+            Ok(out)
+        });
+        let mut points = Vec::with_capacity(2 * self.n);
+        for pair in shared {
+            points.extend(pair?);
         }
-        Ok(keys)
+        let doubled = RistrettoPoint::double_and_compress_batch(&points);
+        points.zeroize();
+        Ok(msg
+            .encoded
+            .iter()
+            .enumerate()
+            .map(|(j, enc)| [0, 1].map(|c| kdf(sid, j, &self.a, enc, c as u8, &doubled[2 * j + c])))
+            .collect())
     }
 }
 
@@ -213,21 +255,27 @@ impl Receiver {
             }
             .into());
         }
-        let mut secrets = Vec::with_capacity(n);
+        // Randomness first (the generator stays on this thread), then the curve arithmetic in parallel.
+        let secrets: Vec<Scalar> = (0..n).map(|_| random_scalar(rng)).collect();
+        let mut xs: Vec<Scalar> = (0..n).map(|_| random_scalar(rng)).collect();
+        // r_{1-b} = 2·x_j·G: x_j·G in parallel, then one batch encoding of the doubles.
+        let halves = par_map(&xs, |_, x| RistrettoPoint::mul_base(x));
+        xs.zeroize();
+        let other_enc = RistrettoPoint::double_and_compress_batch(&halves);
+        let work: Vec<(usize, &Scalar)> = secrets.iter().enumerate().collect();
+        let mine = par_map(&work, |_, &(j, a)| {
+            let mine = RistrettoPoint::mul_base(a) - hash_to_group(&sid, j, &other_enc[j]);
+            (mine, mine.compress())
+        });
         let mut encoded = Vec::with_capacity(n);
         let mut points = Vec::with_capacity(n);
-        for (j, &b) in choices.iter().enumerate() {
-            let a = random_scalar(rng);
-            let other = random_point(rng);
-            let other_enc = other.compress();
-            let mine = RistrettoPoint::mul_base(&a) - hash_to_group(&sid, j, &other_enc);
-            let mine_enc = mine.compress();
+        for (j, ((mine, mine_enc), &b)) in mine.into_iter().zip(choices).enumerate() {
+            let other = halves[j] + halves[j];
             // Place (mine, other) at (b, 1 - b) without branching on b.
-            let (mut p, mut e) = ([other, mine], [other_enc, mine_enc]);
+            let (mut p, mut e) = ([other, mine], [other_enc[j], mine_enc]);
             swap_if(&mut p, &mut e, !b);
             points.push(p);
             encoded.push(e);
-            secrets.push(a);
         }
         let msg = BaseReceiverMsg {
             encoded: encoded.clone(),
@@ -246,14 +294,14 @@ impl Receiver {
 
     /// Takes the sender's `A` and returns the chosen key of every OT.
     pub fn finish(self, msg: &BaseSenderMsg) -> Vec<Block> {
-        self.secrets
+        let mut shared = par_map(&self.secrets, |_, a| a * msg.point);
+        let doubled = RistrettoPoint::double_and_compress_batch(&shared);
+        shared.zeroize();
+        self.choices
             .iter()
-            .zip(&self.choices)
             .zip(&self.encoded)
             .enumerate()
-            .map(|(j, ((a, &b), enc))| {
-                kdf(&self.sid, j, &msg.encoded, enc, b as u8, &(a * msg.point))
-            })
+            .map(|(j, (&b, enc))| kdf(&self.sid, j, &msg.encoded, enc, b as u8, &doubled[j]))
             .collect()
     }
 }

@@ -118,13 +118,26 @@ impl BaseReceiverMsg {
             });
         }
         let n = bytes.len() / PAIR_BYTES;
-        let mut encoded = Vec::with_capacity(n);
-        let mut points = Vec::with_capacity(n);
-        for (j, pair) in bytes.chunks_exact(PAIR_BYTES).enumerate() {
+        if n > super::base::MAX_BASE_OTS {
+            return Err(PeerMisbehaved::WrongLength {
+                what: Self::WHAT,
+                expected: PAIR_BYTES * super::base::MAX_BASE_OTS,
+                got: bytes.len(),
+            });
+        }
+        // Decompression (a square root per point) is the costly part: in parallel, first error reported.
+        let pairs: Vec<&[u8]> = bytes.chunks_exact(PAIR_BYTES).collect();
+        let decoded = super::base::par_map(&pairs, |j, pair| {
             let (c0, p0) = decode_point(Self::WHAT, 2 * j, &pair[..POINT_BYTES])?;
             let (c1, p1) = decode_point(Self::WHAT, 2 * j + 1, &pair[POINT_BYTES..])?;
-            encoded.push([c0, c1]);
-            points.push([p0, p1]);
+            Ok(([c0, c1], [p0, p1]))
+        });
+        let mut encoded = Vec::with_capacity(n);
+        let mut points = Vec::with_capacity(n);
+        for d in decoded {
+            let (e, p) = d?;
+            encoded.push(e);
+            points.push(p);
         }
         Ok(BaseReceiverMsg { encoded, points })
     }
