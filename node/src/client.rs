@@ -544,19 +544,7 @@ impl Client {
             .send(&wire::encode(id, msg))
             .await
             .map_err(|e| Error::Transport(e.to_string()))?;
-        let bytes = self
-            .chan
-            .recv()
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))?
-            .ok_or_else(|| Error::Transport("the owner node closed the session".into()))?;
-        let (rid, reply) = wire::decode_server(&bytes)?;
-        if rid != id {
-            return Err(Error::Transport(format!(
-                "reply to message {rid} while waiting for {id}"
-            )));
-        }
-        match reply {
+        match self.recv_reply(id).await? {
             ServerMsg::Error { code, message } => Err(Error::Remote { code, message }),
             other => Ok(other),
         }

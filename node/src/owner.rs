@@ -748,6 +748,28 @@ impl SessionState {
         }
     }
 
+    /// The checks every new request passes first: the principal's hourly request rate and the reason's
+    /// length. `Some(reply)` when over the rate (logged at most once a minute).
+    async fn admit_request(&mut self, reason: &str) -> Result<Option<ServerMsg>, Error> {
+        let principal = self.principal.clone();
+        let max = self.shared.cfg.principal_limits.requests_per_hour;
+        if !self
+            .shared
+            .with_use(&principal, |u| within_rate(&mut u.requests, max))
+            .unwrap_or(false)
+        {
+            log_limit(&self.shared, &mut self.owner, &principal, "requests").await;
+            return Ok(Some(limit_error("too many requests this hour")));
+        }
+        if reason.len() > wire::MAX_REASON {
+            return Err(Error::Refused(format!(
+                "the reason is longer than {} bytes",
+                wire::MAX_REASON
+            )));
+        }
+        Ok(None)
+    }
+
     async fn handle_inner(&mut self, msg: ClientMsg) -> Result<ServerMsg, Error> {
         let principal = self.principal.clone();
         match msg {
@@ -875,20 +897,8 @@ impl SessionState {
                 reason,
                 dp,
             } => {
-                let max = self.shared.cfg.principal_limits.requests_per_hour;
-                if !self
-                    .shared
-                    .with_use(&principal, |u| within_rate(&mut u.requests, max))
-                    .unwrap_or(false)
-                {
-                    log_limit(&self.shared, &mut self.owner, &principal, "requests").await;
-                    return Ok(limit_error("too many requests this hour"));
-                }
-                if reason.len() > wire::MAX_REASON {
-                    return Err(Error::Refused(format!(
-                        "the reason is longer than {} bytes",
-                        wire::MAX_REASON
-                    )));
+                if let Some(refusal) = self.admit_request(&reason).await? {
+                    return Ok(refusal);
                 }
                 let idx = usize::try_from(pointer)
                     .ok()
@@ -917,20 +927,8 @@ impl SessionState {
                 Ok(ServerMsg::Request(Box::new(view)))
             }
             ClientMsg::Score { scoring, reason } => {
-                let max = self.shared.cfg.principal_limits.requests_per_hour;
-                if !self
-                    .shared
-                    .with_use(&principal, |u| within_rate(&mut u.requests, max))
-                    .unwrap_or(false)
-                {
-                    log_limit(&self.shared, &mut self.owner, &principal, "requests").await;
-                    return Ok(limit_error("too many requests this hour"));
-                }
-                if reason.len() > wire::MAX_REASON {
-                    return Err(Error::Refused(format!(
-                        "the reason is longer than {} bytes",
-                        wire::MAX_REASON
-                    )));
+                if let Some(refusal) = self.admit_request(&reason).await? {
+                    return Ok(refusal);
                 }
                 let reason = sanitize(&reason);
                 let _turn = self.shared.write_turn.lock().await;

@@ -499,6 +499,16 @@ impl Owner {
             Ok(())
         };
 
+        let log_policy_approval = |id: u64, rule: &str| -> Result<(), Error> {
+            append_log(
+                &tx,
+                "decision",
+                Some(principal),
+                &serde_json::json!({ "request": id, "action": "approve", "by": "policy", "rule": rule }),
+            )?;
+            Ok(())
+        };
+
         // The same question, already answered for this principal on the same data: give the stored answer.
         let stored: Option<(u64, String)> = if backend == Backend::TwoPc {
             // Every scoring run is its own computation (the FI's model is its private input): never reused.
@@ -603,12 +613,7 @@ impl Owner {
             )?;
             scoring::store_spec(&tx, id, spec)?;
             log_request(id)?;
-            append_log(
-                &tx,
-                "decision",
-                Some(principal),
-                &serde_json::json!({ "request": id, "action": "approve", "by": "policy", "rule": rule }),
-            )?;
+            log_policy_approval(id, rule)?;
             record_rates(&tx, &policy, &facts)?;
             tx.commit()?;
             return Ok(RequestView {
@@ -658,12 +663,7 @@ impl Owner {
                     Some("policy"),
                 )?;
                 log_request(id)?;
-                append_log(
-                    &tx,
-                    "decision",
-                    Some(principal),
-                    &serde_json::json!({ "request": id, "action": "approve", "by": "policy", "rule": rule }),
-                )?;
+                log_policy_approval(id, &rule)?;
                 let cost_nanos = cost.map_or(0, |c| c.nanos());
                 set_dp_facts(&tx, id, &dp_params, cost_nanos, dp_accuracy)?;
                 record_rates(&tx, &policy, &facts)?;
@@ -901,21 +901,7 @@ impl Owner {
             }
             if spec.is_some() {
                 // The owner lets the FI start one run; the outcome is released when the run ends.
-                let changed = tx.execute(
-                    "UPDATE requests SET state = 'approved', decided_by = 'owner', decided_at = ?2,
-                         rule = 'owner', why = NULL
-                     WHERE id = ?1 AND state = 'pending'",
-                    params![id as i64, store::now_text()],
-                )?;
-                if changed != 1 {
-                    return Err(Error::Refused(format!("request {id} is no longer pending")));
-                }
-                append_log(
-                    &tx,
-                    "decision",
-                    Some(&view.principal),
-                    &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
-                )?;
+                owner_approved(&tx, id, None, &view)?;
                 record_rates(&tx, &policy, &facts)?;
                 tx.commit()?;
                 return Ok(RequestView {
@@ -946,22 +932,7 @@ impl Owner {
                     Err(e) => return Err(Error::Refused(format!("cannot release: {e}"))),
                 },
             };
-            let answer_text = serde_json::to_string(&answer)?;
-            let changed = tx.execute(
-                "UPDATE requests SET state = 'approved', answer = ?2, decided_by = 'owner', decided_at = ?3,
-                     rule = 'owner', why = NULL
-                 WHERE id = ?1 AND state = 'pending'",
-                params![id as i64, answer_text, store::now_text()],
-            )?;
-            if changed != 1 {
-                return Err(Error::Refused(format!("request {id} is no longer pending")));
-            }
-            append_log(
-                &tx,
-                "decision",
-                Some(&view.principal),
-                &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
-            )?;
+            owner_approved(&tx, id, Some(&serde_json::to_string(&answer)?), &view)?;
             if let Some((_, _, charge)) = &dp_state {
                 record_charge(&tx, id, charge)?;
             }
@@ -1147,6 +1118,32 @@ fn stored_checked(conn: &Connection, id: u64) -> Result<(Checked, BTreeMap<Strin
         serde_json::from_str(&checked)?,
         serde_json::from_str(&versions)?,
     ))
+}
+
+/// Marks a pending request approved by the owner (with its answer, except a scoring request's, which has none
+/// until its run) and logs the decision with the token of what the owner saw.
+fn owner_approved(
+    tx: &Connection,
+    id: u64,
+    answer: Option<&str>,
+    view: &PendingView,
+) -> Result<(), Error> {
+    let changed = tx.execute(
+        "UPDATE requests SET state = 'approved', answer = ?2, decided_by = 'owner', decided_at = ?3,
+             rule = 'owner', why = NULL
+         WHERE id = ?1 AND state = 'pending'",
+        params![id as i64, answer, store::now_text()],
+    )?;
+    if changed != 1 {
+        return Err(Error::Refused(format!("request {id} is no longer pending")));
+    }
+    append_log(
+        tx,
+        "decision",
+        Some(&view.principal),
+        &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
+    )?;
+    Ok(())
 }
 
 fn pending_view_in(owner: &Owner, conn: &Connection, id: u64) -> Result<PendingView, Error> {

@@ -67,6 +67,35 @@ async fn owner_values(c: &mut Client, m: &ModelFile) -> Vec<f64> {
     out
 }
 
+/// Asks to score with a reveal no rule approves: the request waits for the owner. Returns the owner's store
+/// and the request id.
+async fn ask_pending(
+    c: &mut Client,
+    owner: &OwnerNode,
+    m: &ModelFile,
+    reveal: Reveal,
+) -> (duo::node::release::Owner, u64) {
+    let e = score_err(c, m, reveal, "pricing tier", Duration::from_millis(150)).await;
+    assert!(e.contains("still waits for the owner"), "{e}");
+    let o = owner.store();
+    let id = *o.pending_ids().unwrap().last().unwrap();
+    (o, id)
+}
+
+/// Asks and runs, expecting a refusal; returns its message.
+async fn score_err(
+    c: &mut Client,
+    m: &ModelFile,
+    reveal: Reveal,
+    reason: &str,
+    wait: Duration,
+) -> String {
+    c.score(m, reveal, reason, wait, &mut quiet())
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
 fn quiet() -> impl FnMut(&str) + Send {
     |_: &str| {}
 }
@@ -141,17 +170,14 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
         .unwrap();
     assert_eq!(r3.outcome, ScoreOutcome::Decision { approve: false });
     // 4. Over the owner's limit of 3 runs per 30 days: refused with the numbers, before any run.
-    let e = c
-        .score(
-            &base,
-            Reveal::Decision,
-            "again",
-            Duration::from_secs(5),
-            &mut quiet(),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = score_err(
+        &mut c,
+        &base,
+        Reveal::Decision,
+        "again",
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(e.contains("3 of 3"), "{e}");
 
     // The owner's record: three runs, each started and ended in the log, the chain intact; receipts kept.
@@ -224,20 +250,7 @@ async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
     let want = duo_protocols::fixed::band_of(s, fim.bands());
 
     // Bands: no rule approves them, so the owner decides.
-    let e = c
-        .score(
-            &m,
-            Reveal::Bands { k: 4 },
-            "pricing tier",
-            Duration::from_millis(200),
-            &mut quiet(),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("still waits for the owner"), "{e}");
-    let mut o = owner.store();
-    let id = o.pending_ids().unwrap()[0];
+    let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 4 }).await;
     let view = o.pending_view(id).unwrap();
     let sv = view
         .scoring
@@ -294,17 +307,7 @@ async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
     assert_eq!(r.outcome, ScoreOutcome::Band { band: want, of: 4 });
 
     // A raw score (64 bits) is over this policy's 6-bit cap and no rule allows it: refused.
-    let e = c
-        .score(
-            &m,
-            Reveal::Score,
-            "raw",
-            Duration::from_secs(2),
-            &mut quiet(),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = score_err(&mut c, &m, Reveal::Score, "raw", Duration::from_secs(2)).await;
     assert!(e.contains("denied"), "{e}");
     let state: String = o
         .conn
@@ -388,20 +391,7 @@ async fn a_run_with_another_model_ends_on_both_sides_and_the_session_goes_on() {
     let fi = paired_fi(&owner, &node, "mixup").await;
     let mut c = connect(&fi).await;
     let m = model(-1.0, 0.5, &[0.0]);
-    let e = c
-        .score(
-            &m,
-            Reveal::Bands { k: 2 },
-            "tier",
-            Duration::from_millis(100),
-            &mut quiet(),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("still waits"), "{e}");
-    let mut o = owner.store();
-    let id = o.pending_ids().unwrap()[0];
+    let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
     o.approve(id, None).unwrap();
     // Run it with a model over other attributes: the FI refuses after the owner started the run.
     let other =
