@@ -499,3 +499,96 @@ fn bits_revealed() {
     assert_eq!(score_circuit().garbler_outputs().len(), 64);
     assert_eq!(score_circuit().and_count(), 63);
 }
+
+/// Every state of both sides, fed random messages (random lengths, every type byte, and mutations of the honest
+/// message of that step): an error or a step, never a panic.
+#[test]
+fn random_messages_at_every_step_never_panic() {
+    let mut rng = ChaCha20Rng::seed_from_u64(120);
+    for reveal in [
+        Reveal::Decision,
+        Reveal::Bands { thresholds: 2 },
+        Reveal::Score,
+    ] {
+        let p = params(3, reveal, 121);
+        let model = random_model(&mut rng, &p);
+        let attrs = random_attrs(&mut rng, &p);
+        // Record the honest transcript, in the order each side receives it.
+        let mut to_owner: Vec<Vec<u8>> = Vec::new();
+        let mut to_fi: Vec<Vec<u8>> = Vec::new();
+        let (o, f) = drive(&p, &attrs, &model, None, None, 122, |to_o, m| {
+            if to_o {
+                to_owner.push(m.clone())
+            } else {
+                to_fi.push(m.clone())
+            }
+        });
+        assert!(matches!(o, Some(Ok(_))) && matches!(f, Some(Ok(_))));
+        for side_is_owner in [true, false] {
+            let honest = if side_is_owner { &to_owner } else { &to_fi };
+            for step in 0..honest.len() {
+                for trial in 0..24 {
+                    let mut bad = match trial % 3 {
+                        // Random bytes of a random length, ending in a random type byte.
+                        0 => {
+                            let len = rng.random_range(0..4096);
+                            let mut v: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                            v.push(rng.random_range(0..13));
+                            v
+                        }
+                        // The honest message, truncated or extended.
+                        1 => {
+                            let mut v = honest[step].clone();
+                            let tag = v.pop().unwrap_or(0);
+                            let keep = rng.random_range(0..=v.len());
+                            v.truncate(keep);
+                            if rng.random() {
+                                v.extend((0..rng.random_range(1..64)).map(|_| rng.random::<u8>()));
+                            }
+                            v.push(tag);
+                            v
+                        }
+                        // The honest message with a few random bytes changed.
+                        _ => {
+                            let mut v = honest[step].clone();
+                            for _ in 0..rng.random_range(1..8) {
+                                let i = rng.random_range(0..v.len());
+                                v[i] = rng.random();
+                            }
+                            v
+                        }
+                    };
+                    if bad.is_empty() {
+                        bad.push(0);
+                    }
+                    // Replay the honest messages before `step`, then the bad one.
+                    let mut r = ChaCha20Rng::seed_from_u64(122);
+                    let mut rf = ChaCha20Rng::seed_from_u64(122 ^ 0xf1);
+                    if side_is_owner {
+                        let (run, _) = OwnerRun::start(&p, &attrs, None, &mut r).unwrap();
+                        let mut run = Some(run);
+                        for m in &honest[..step] {
+                            run = match run.take().map(|x| x.handle(m.clone(), &mut r)) {
+                                Some(Ok(OwnerStep::Continue(next, _))) => Some(*next),
+                                _ => None,
+                            };
+                        }
+                        let run = run.expect("the honest prefix is accepted");
+                        let _ = run.handle(bad, &mut r);
+                    } else {
+                        let (run, _) = FiRun::start(&p, &model, None, &mut rf).unwrap();
+                        let mut run = Some(run);
+                        for m in &honest[..step] {
+                            run = match run.take().map(|x| x.handle(m.clone(), &mut rf)) {
+                                Some(Ok(FiStep::Continue(next, _))) => Some(*next),
+                                _ => None,
+                            };
+                        }
+                        let run = run.expect("the honest prefix is accepted");
+                        let _ = run.handle(bad, &mut rf);
+                    }
+                }
+            }
+        }
+    }
+}
