@@ -408,23 +408,26 @@ impl Owner {
         }
         let spec = stored_spec(&self.conn, request)?
             .ok_or_else(|| Error::Internal(format!("scoring request {request} has no spec")))?;
-        // The values, computed before anything is counted: a value that cannot be computed ends it here.
+        // The values, computed before the transaction. Whether each has a value is itself about the owner's
+        // data, so a missing one is found out only by a counted run (below), never for free.
         let mut attrs = Vec::with_capacity(spec.attributes.len());
+        let mut missing = None;
         for a in &spec.attributes {
             let checked = self.check(&Expr::Catalogue {
                 name: a.clone(),
                 window_end: None,
             })?;
-            let answer = self.evaluate_now(&checked)?;
-            let v = match answer {
-                Answer::Scalar { value } => value.as_f64(),
+            let v = match self.evaluate_now(&checked) {
+                Ok(Answer::Scalar { value }) => value.as_f64(),
                 _ => None,
             };
-            attrs.push(v.ok_or_else(|| {
-                Error::Refused(format!(
-                    "attribute `{a}` has no value on this node for its window; the run cannot start"
-                ))
-            })?);
+            match v {
+                Some(v) => attrs.push(v),
+                None => {
+                    missing.get_or_insert_with(|| a.clone());
+                    attrs.push(0.0);
+                }
+            }
         }
         let tx = write_tx(&mut self.conn)?;
         let ran: Option<i64> = tx
@@ -471,6 +474,25 @@ impl Owner {
                 "runs_in_window": used.runs + 1, "max_runs": limits.max_runs,
             }),
         )?;
+        if let Some(a) = missing {
+            // The FI learns only that some value is missing (at most a bit), and the run it used is counted.
+            let why = format!("attribute `{a}` has no value on this node for its window");
+            tx.execute(
+                "UPDATE scoring_runs SET state = 'aborted', error = ?2, ended_at = ?3 WHERE id = ?1",
+                params![run as i64, why, store::now_unix()],
+            )?;
+            append_log(
+                &tx,
+                "scoring-end",
+                Some(principal),
+                &serde_json::json!({ "request": request, "run": run, "aborted": why }),
+            )?;
+            tx.commit()?;
+            return Err(Error::Refused(format!(
+                "scoring run {run} could not start: one of the attributes has no value on the owner's node \
+                 for its window (the run is counted)"
+            )));
+        }
         tx.commit()?;
         Ok(AdmittedRun { run, spec, attrs })
     }
