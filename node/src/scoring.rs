@@ -696,6 +696,7 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
                     send_msg(chan, m, &mut bytes).await?;
                 }
                 run = *next;
+                run.work_ahead();
             }
             OwnerStep::Done { outcome, send, ot } => {
                 for m in &send {

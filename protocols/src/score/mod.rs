@@ -585,6 +585,15 @@ impl OwnerRun {
         msg
     }
 
+    /// Does the work that does not depend on the FI's next message (the OT extension's matrix transposition
+    /// and check hashes, after the challenge), so that it runs while the FI computes. Call it after sending the
+    /// messages of a step; optional ([`OwnerRun::handle`] does what was left).
+    pub fn work_ahead(&mut self) {
+        if let OwnerState::Response(check) = &mut self.state {
+            check.precompute();
+        }
+    }
+
     /// Takes the FI's next message.
     pub fn handle<R: RngCore + CryptoRng + ?Sized>(
         mut self,
@@ -618,9 +627,9 @@ impl OwnerRun {
             }
             OwnerState::Matrix(ext) => {
                 let u = MatrixMsg::from_bytes(body).map_err(ot::Error::from)?;
-                let (mut check, challenge) = ext.receive_matrix(u, rng)?;
+                let (check, challenge) = ext.receive_matrix(u, rng)?;
                 out.push(self.send(Tag::Challenge, challenge.to_bytes()));
-                check.precompute();
+                // The check's heavy part waits for `work_ahead`, so the challenge leaves at once.
                 self.state = OwnerState::Response(check);
             }
             OwnerState::Response(check) => {
@@ -968,6 +977,7 @@ pub fn owner_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
                     ch.send(m)?;
                 }
                 run = *next;
+                run.work_ahead();
             }
             OwnerStep::Done { outcome, send, ot } => {
                 for m in send {
