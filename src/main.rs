@@ -938,9 +938,28 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                     })
                 })
                 .collect();
+            let (policy, _) = o.policy()?;
+            let limits = *policy.scoring_limits();
+            let scoring: Vec<_> = duo::node::scoring::scoring_usage(&o.conn, &limits)?
+                .into_iter()
+                .map(|(principal, used)| {
+                    serde_json::json!({
+                        "principal": principal,
+                        "runs": used.runs,
+                        "bits": used.millibits as f64 / 1000.0,
+                    })
+                })
+                .collect();
+            let scoring = serde_json::json!({
+                "window_days": limits.window_days,
+                "max_runs": limits.max_runs,
+                "max_bits": limits.max_bits,
+                "by_fi": scoring,
+            });
             if json.json {
                 print_json(&serde_json::json!({
                     "measure": ledger.measure().name(), "accounts": accounts, "history": history,
+                    "scoring": scoring,
                 }))?;
             } else {
                 println!(
@@ -983,6 +1002,26 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                             h["datasets"]
                         );
                     }
+                }
+                println!(
+                    "private scoring (2pc), last {} days: at most {} runs{} per FI",
+                    limits.window_days,
+                    limits.max_runs,
+                    limits
+                        .max_bits
+                        .map_or(String::new(), |b| format!(" and {b} bits"))
+                );
+                let by_fi = scoring["by_fi"].as_array().cloned().unwrap_or_default();
+                if by_fi.is_empty() {
+                    println!("  no scoring runs in the window");
+                }
+                for f in by_fi {
+                    println!(
+                        "  {:<40} {} run(s), {} bit(s) revealed",
+                        f["principal"].as_str().unwrap_or(""),
+                        f["runs"],
+                        f["bits"]
+                    );
                 }
             }
             Ok(0)

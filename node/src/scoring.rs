@@ -325,6 +325,29 @@ pub(crate) fn scoring_use(
     })
 }
 
+/// What private scoring has revealed to each FI within the policy's window: runs started and bits, by
+/// principal (for the owner's budget screen).
+pub fn scoring_usage(
+    conn: &rusqlite::Connection,
+    limits: &ScoringLimits,
+) -> Result<Vec<(String, ScoringUse)>, Error> {
+    let since = store::now_unix() - limits.window_seconds();
+    let mut stmt = conn.prepare(
+        "SELECT principal, COUNT(*), COALESCE(SUM(millibits), 0) FROM scoring_runs
+         WHERE started_at > ?1 GROUP BY principal ORDER BY principal",
+    )?;
+    let rows = stmt.query_map([since], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            ScoringUse {
+                runs: r.get::<_, i64>(1)? as u32,
+                millibits: r.get::<_, i64>(2)? as u64,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 pub(crate) fn stored_spec(
     conn: &rusqlite::Connection,
     request: u64,

@@ -191,6 +191,12 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
         )
         .unwrap();
     assert_eq!(done, 3);
+    // The owner's budget screen counts them: 3 runs, 3 bits, for this FI.
+    let (policy, _) = o.policy().unwrap();
+    let usage = duo::node::scoring::scoring_usage(&o.conn, policy.scoring_limits()).unwrap();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].0, "acme");
+    assert_eq!((usage[0].1.runs, usage[0].1.millibits), (3, 3000));
     let kinds: Vec<String> = store::log_entries(&o.conn, 0, 100_000)
         .unwrap()
         .into_iter()
