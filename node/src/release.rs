@@ -305,6 +305,33 @@ impl Owner {
         Self::evaluate_at(&self.cache, &self.conn, checked, &versions)
     }
 
+    /// Whether the policy, as it is now, denies a scoring run of an approved request about to start: the deny
+    /// rules, the backend and the `[scoring]` limits are re-run, as an owner approval re-runs them.
+    pub(crate) fn scoring_denied(
+        &self,
+        principal: &str,
+        checked: &Checked,
+        spec: &ScoringSpec,
+    ) -> Result<Option<(String, String)>, Error> {
+        let (policy, _) = self.policy()?;
+        let tags = Self::tags_with(&self.cache, &self.conn, checked)?;
+        let counts = rate_counts(&self.conn, &policy, principal)?;
+        let facts = RequestFacts {
+            now: Some(chrono::Local::now().naive_local()),
+            available_backends: AVAILABLE_BACKENDS,
+            rate_counts: Some(&counts),
+            scoring: Some(ScoringFacts {
+                reveal: spec.reveal,
+                used: scoring::scoring_use(&self.conn, principal, policy.scoring_limits())?,
+            }),
+            ..RequestFacts::new(principal, Backend::TwoPc, checked, &tags)
+        };
+        Ok(match decide(&policy, &facts) {
+            Decision::Deny { rule, reason } => Some((rule, reason)),
+            _ => None,
+        })
+    }
+
     /// Type-check a lineage against the current published metadata.
     pub fn check(&self, expr: &Expr) -> Result<Checked, Error> {
         let metas = self.cache.metas(&self.conn)?;

@@ -431,6 +431,25 @@ impl Owner {
         }
         let spec = stored_spec(&self.conn, request)?
             .ok_or_else(|| Error::Internal(format!("scoring request {request} has no spec")))?;
+        // The policy as it is now: a run of a request approved earlier is refused if the policy now denies it.
+        let checked = scoring_checked(self, &spec)?;
+        if let Some((rule, reason)) = self.scoring_denied(principal, &checked, &spec)? {
+            let tx = write_tx(&mut self.conn)?;
+            append_log(
+                &tx,
+                "scoring-refused",
+                Some(principal),
+                &serde_json::json!({ "request": request, "rule": rule, "why": reason }),
+            )?;
+            tx.commit()?;
+            return Err(if rule == "scoring-limit" {
+                Error::Limit(reason)
+            } else {
+                Error::Refused(format!(
+                    "the owner's policy now refuses this run (rule `{rule}`): {reason}"
+                ))
+            });
+        }
         // The values, computed before the transaction. Whether each has a value is itself about the owner's
         // data, so a missing one is found out only by a counted run (below), never for free.
         let mut attrs = Vec::with_capacity(spec.attributes.len());

@@ -423,3 +423,43 @@ async fn a_run_with_another_model_ends_on_both_sides_and_the_session_goes_on() {
     c.close().await;
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_now_denies_stops_a_run_approved_earlier() {
+    let owner = owner_with_sample(SCORING_POLICY);
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, "late").await;
+    let mut c = connect(&fi).await;
+    let m = model(-1.0, 0.5, &[0.0]);
+    let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
+    o.approve(id, None).unwrap();
+    // The owner then forbids private scoring for this FI.
+    let path = duo::node::release::policy_path(&owner.dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let deny = "\n[[rule]]\nname = \"no-late\"\nprincipal = [\"late\"]\nbackend = [\"2pc\"]\naction = \"deny\"\nreason = \"no more scoring\"\n";
+    let text = text.replacen("\n[[rule]]", &format!("{deny}\n[[rule]]"), 1);
+    std::fs::write(&path, text).unwrap();
+    let e = c
+        .score_run(id, &m, &mut quiet())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no-late") && e.contains("no more scoring"),
+        "{e}"
+    );
+    // Nothing ran, nothing is counted, and the refusal is in the log.
+    let runs: i64 = o
+        .conn
+        .query_row("SELECT COUNT(*) FROM scoring_runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 0);
+    let kinds: Vec<String> = store::log_entries(&o.conn, 0, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&"scoring-refused".to_string()));
+    c.close().await;
+    node.shutdown().await;
+}
