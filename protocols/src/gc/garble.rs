@@ -425,17 +425,15 @@ fn garble_into(
             // Blocks 4k, 4k+1 (A0, A1) of gate first+k use tweak 2(first+k), blocks 4k+2, 4k+3 (B0, B1) use
             // 2(first+k)+1: block j uses 2·first + j/2 (see gate_tweaks).
             let t0 = gate_tweaks(tweak_base + g0 as u64).0;
-            hash.hash_many(buf, &mut scratch, |j| {
+            hash.hash_many_halves(buf, &mut scratch, |j| {
                 let t = t0 + (j >> 1) as u128;
                 #[cfg(test)]
                 tweak_log::record(t);
                 t
             });
             for (k, (g, &(a0, b0))) in gates.iter().zip(inputs.iter()).enumerate() {
-                let ha0 = aes_u128(&buf[4 * k]);
-                let ha1 = aes_u128(&buf[4 * k + 1]);
-                let hb0 = aes_u128(&buf[4 * k + 2]);
-                let hb1 = aes_u128(&buf[4 * k + 3]);
+                let h = |i: usize| aes_u128(&buf[4 * k + i]) ^ aes_u128(&scratch[4 * k + i]);
+                let (ha0, ha1, hb0, hb1) = (h(0), h(1), h(2), h(3));
                 let pa = mask(a0);
                 let pb = mask(b0);
                 // Garbler half gate: T_G = H(A0) ⊕ H(A1) ⊕ p_b·Δ, W_G = H(A0) ⊕ p_a·T_G.

@@ -112,6 +112,26 @@ impl Tccr {
         scratch: &mut [AesBlock],
         tweak: impl Fn(usize) -> u128,
     ) {
+        self.hash_many_halves(blocks, scratch, tweak);
+        // blocks := π(π(x) ⊕ i) ⊕ π(x)
+        for (b, s) in blocks.iter_mut().zip(scratch.iter()) {
+            *b = to_aes_u128(aes_u128(b) ^ aes_u128(s));
+        }
+    }
+
+    /// The two halves of [`Tccr::hash_many`] without the final XOR: afterwards `blocks[j] = π(x_j)` and
+    /// `scratch[j] = π(π(x_j) ⊕ tweak(j))`, so `H(x_j, tweak(j)) = blocks[j] ⊕ scratch[j]`. Callers that read
+    /// each hash once save a pass over the blocks.
+    ///
+    /// # Panics
+    /// If `scratch` is shorter than `blocks`.
+    #[inline]
+    pub fn hash_many_halves(
+        &self,
+        blocks: &mut [AesBlock],
+        scratch: &mut [AesBlock],
+        tweak: impl Fn(usize) -> u128,
+    ) {
         let n = blocks.len();
         let scratch = &mut scratch[..n];
         // blocks := π(x)
@@ -122,12 +142,6 @@ impl Tccr {
         }
         // scratch := π(π(x) ⊕ i)
         self.pi.permute_many(scratch);
-        // blocks := π(π(x) ⊕ i) ⊕ π(x)
-        for (b, s) in blocks.iter_mut().zip(scratch.iter()) {
-            for k in 0..16 {
-                b[k] ^= s[k];
-            }
-        }
     }
 }
 
