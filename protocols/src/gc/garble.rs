@@ -277,10 +277,16 @@ impl Garbler {
         evaluator_zero: Vec<Block>,
         rng: &mut R,
     ) -> Result<Garbling, Error> {
-        let mut tables = Vec::with_capacity(circuit.table_bytes());
-        let s = self.garble_streaming(circuit, garbler_inputs, evaluator_zero, rng, |chunk| {
-            tables.extend_from_slice(chunk)
-        })?;
+        // The rows are written in place: no chunk buffer, no copy.
+        let mut tables = vec![0u8; circuit.table_bytes()];
+        let s = self.garble_rows(
+            circuit,
+            garbler_inputs,
+            evaluator_zero,
+            rng,
+            &mut tables,
+            |_| {},
+        )?;
         Ok(Garbling {
             header: s.header,
             tables: GarbledTables::from_vec_unchecked(tables),
@@ -298,6 +304,20 @@ impl Garbler {
         garbler_inputs: &[bool],
         evaluator_zero: Vec<Block>,
         rng: &mut R,
+        sink: impl FnMut(&[u8]),
+    ) -> Result<StreamedGarbling, Error> {
+        let mut out = vec![0u8; STREAM_CHUNK];
+        self.garble_rows(circuit, garbler_inputs, evaluator_zero, rng, &mut out, sink)
+    }
+
+    /// Garbles into `out` (whole gates), handing it to `sink` each time it is full and at the end.
+    fn garble_rows<R: RngCore + ?Sized>(
+        &mut self,
+        circuit: &Circuit,
+        garbler_inputs: &[bool],
+        evaluator_zero: Vec<Block>,
+        rng: &mut R,
+        out: &mut [u8],
         sink: impl FnMut(&[u8]),
     ) -> Result<StreamedGarbling, Error> {
         if garbler_inputs.len() != circuit.garbler_inputs().len() {
@@ -341,7 +361,7 @@ impl Garbler {
             labels[w.index()] = z;
         }
 
-        garble_into(&self.hash, circuit, delta, tweak_base, labels, sink);
+        garble_into(&self.hash, circuit, delta, tweak_base, labels, out, sink);
 
         let garbler_zero: Vec<Block> = circuit
             .garbler_outputs()
@@ -389,20 +409,21 @@ pub struct StreamedGarbling {
 }
 
 /// The garbling pass over the layered schedule. `labels` holds the zero labels of the input wires and receives
-/// every wire's zero label; `sink` receives the tables (32 bytes per AND gate) in chunks.
+/// every wire's zero label; the tables (32 bytes per AND gate) are written into `out` (a whole number of
+/// gates), which `sink` receives each time it is full and, partly filled, at the end.
 fn garble_into(
     hash: &Tccr,
     c: &Circuit,
     delta: Block,
     tweak_base: u64,
     labels: &mut [Block],
+    out: &mut [u8],
     mut sink: impl FnMut(&[u8]),
 ) {
     let d = delta.0;
     let mut buf = vec![AesBlock::default(); 4 * BATCH];
     let mut scratch = vec![AesBlock::default(); 4 * BATCH];
     let mut inputs = vec![(0u128, 0u128); BATCH];
-    let mut out = vec![0u8; STREAM_CHUNK];
     let mut filled = 0usize;
     let (mut and_start, mut lin_start) = (0usize, 0usize);
     for layer in &c.layers {
@@ -447,8 +468,8 @@ fn garble_into(
                 row[..16].copy_from_slice(&tg.to_le_bytes());
                 row[16..].copy_from_slice(&te.to_le_bytes());
                 filled += 32;
-                if filled == STREAM_CHUNK {
-                    sink(&out);
+                if filled == out.len() {
+                    sink(out);
                     filled = 0;
                 }
             }
