@@ -389,6 +389,12 @@ pub(crate) fn scoring_view(
     })
 }
 
+fn already_ran(request: u64, run: i64) -> Error {
+    Error::Refused(format!(
+        "request {request} already had its run ({run}); each scoring request allows one run: ask again"
+    ))
+}
+
 /// A run the owner's store has admitted: counted, logged, with the owner's attribute values.
 pub(crate) struct AdmittedRun {
     pub run: u64,
@@ -431,6 +437,18 @@ impl Owner {
         }
         let spec = stored_spec(&self.conn, request)?
             .ok_or_else(|| Error::Internal(format!("scoring request {request} has no spec")))?;
+        // One run per approved request (checked again inside the transaction below, against a race).
+        let ran: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM scoring_runs WHERE request_id = ?1",
+                [request as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(run) = ran {
+            return Err(already_ran(request, run));
+        }
         // The policy as it is now: a run of a request approved earlier is refused if the policy now denies it.
         let checked = scoring_checked(self, &spec)?;
         if let Some((rule, reason)) = self.scoring_denied(principal, &checked, &spec)? {
@@ -480,9 +498,7 @@ impl Owner {
             )
             .optional()?;
         if let Some(run) = ran {
-            return Err(Error::Refused(format!(
-                "request {request} already had its run ({run}); each scoring request allows one run: ask again"
-            )));
+            return Err(already_ran(request, run));
         }
         let used = scoring_use(&tx, principal, &limits)?;
         if let Err(e) = limits.check(&used, spec.reveal) {
