@@ -82,6 +82,19 @@ async fn ask_pending(
     (o, id)
 }
 
+/// Asks for a decision and runs it (the test policy approves decisions).
+async fn decide(c: &mut Client, m: &ModelFile, reason: &str) -> duo::node::client::ScoreReport {
+    c.score(
+        m,
+        Reveal::Decision,
+        reason,
+        Duration::from_secs(5),
+        &mut quiet(),
+    )
+    .await
+    .unwrap()
+}
+
 /// Asks and runs, expecting a refusal; returns its message.
 async fn score_err(
     c: &mut Client,
@@ -118,16 +131,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
     let score = duo_protocols::fixed::decode_score(reference.score);
 
     // 1. Cold: the decision the model gives on the owner's values.
-    let r1 = c
-        .score(
-            &base,
-            Reveal::Decision,
-            "thin-file review",
-            Duration::from_secs(5),
-            &mut quiet(),
-        )
-        .await
-        .unwrap();
+    let r1 = decide(&mut c, &base, "thin-file review").await;
     assert_eq!(
         r1.outcome,
         ScoreOutcome::Decision {
@@ -138,16 +142,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
     assert_eq!(r1.bits, 1.0);
     // 2. Warm, threshold exactly at the score: reaches it.
     let at = model(-1.0, score, &[]);
-    let r2 = c
-        .score(
-            &at,
-            Reveal::Decision,
-            "edge",
-            Duration::from_secs(5),
-            &mut quiet(),
-        )
-        .await
-        .unwrap();
+    let r2 = decide(&mut c, &at, "edge").await;
     assert_eq!(r2.outcome, ScoreOutcome::Decision { approve: true });
     assert!(!r2.cold);
     assert!(
@@ -158,16 +153,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
     );
     // 3. Just above the score: does not.
     let above = model(-1.0, score + 1e-6, &[]);
-    let r3 = c
-        .score(
-            &above,
-            Reveal::Decision,
-            "edge",
-            Duration::from_secs(5),
-            &mut quiet(),
-        )
-        .await
-        .unwrap();
+    let r3 = decide(&mut c, &above, "edge").await;
     assert_eq!(r3.outcome, ScoreOutcome::Decision { approve: false });
     // 4. Over the owner's limit of 3 runs per 30 days: refused with the numbers, before any run.
     let e = score_err(
