@@ -670,6 +670,16 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
                 if !warm {
                     state.warm = None;
                 }
+                let (who, db) = (state.principal.clone(), &shared.handshake_db);
+                let still_paired = move || {
+                    db.lock().ok().is_some_and(|c| {
+                        matches!(store::principal_for_key(&c, &remote), Ok(Some(p)) if p == who)
+                    })
+                };
+                let guard = crate::scoring::RunGuard {
+                    changes: Some(shared.changes.clone()),
+                    still_paired: &still_paired,
+                };
                 let reply = crate::scoring::owner_run(
                     &mut chan,
                     &mut state.owner,
@@ -677,6 +687,7 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
                     &state.principal,
                     id,
                     request,
+                    guard,
                 )
                 .await;
                 last_message = tokio::time::Instant::now();

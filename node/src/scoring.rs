@@ -647,6 +647,9 @@ pub enum RunError {
     /// The peer sent a control message instead of a protocol message: it gave up.
     #[error("the peer ended the run: {0}")]
     PeerEnded(String),
+    /// The owner revoked the FI's pairing (or it expired) during the run.
+    #[error("the owner revoked or ended this FI's pairing during the run")]
+    Revoked,
     /// A protocol chunk was malformed, or a message outgrew the run's limit.
     #[error("bad protocol chunk: {0}")]
     BadChunk(String),
@@ -682,15 +685,18 @@ async fn send_msg<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Receives the next protocol message by `deadline`. Cancel-safe: the chunks received so far stay in `partial`.
 async fn recv_msg<S: AsyncRead + AsyncWrite + Unpin>(
     chan: &mut SecureChannel<S>,
     max: usize,
     waiting_for: &'static str,
     bytes: &mut RunBytes,
+    partial: &mut Vec<u8>,
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<u8>, RunError> {
-    let mut msg = Vec::new();
+    let msg = partial;
     loop {
-        let got = tokio::time::timeout(STEP_TIMEOUT, chan.recv())
+        let got = tokio::time::timeout_at(deadline, chan.recv())
             .await
             .map_err(|_| RunError::Timeout(STEP_TIMEOUT, waiting_for))??;
         let Some(payload) = got else {
@@ -712,7 +718,7 @@ async fn recv_msg<S: AsyncRead + AsyncWrite + Unpin>(
                 msg.extend_from_slice(body);
                 if last == 1 {
                     bytes.received += msg.len() as u64;
-                    return Ok(msg);
+                    return Ok(std::mem::take(msg));
                 }
             }
             _ => {
@@ -731,6 +737,31 @@ async fn recv_msg<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// What ends a run from the owner's side while it is under way: the FI's pairing ending (revoked or expired).
+/// `still_paired` is asked whenever the store changes and once more before the owner releases the output.
+pub(crate) struct RunGuard<'a> {
+    /// Store changes (a revocation is one).
+    pub changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Whether the FI is still paired.
+    pub still_paired: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl RunGuard<'_> {
+    /// Returns when the store changed and the FI is no longer paired; never otherwise.
+    async fn revoked(&mut self) {
+        let Some(rx) = self.changes.as_mut() else {
+            return std::future::pending().await;
+        };
+        while rx.changed().await.is_ok() {
+            if !(self.still_paired)() {
+                return;
+            }
+        }
+        // The watcher is gone (the node is shutting down): nothing more to watch.
+        std::future::pending().await
+    }
+}
+
 /// Drives the owner's side of a run over the session; returns the outcome, the extension state (for a warm
 /// run in this session) and the byte counts.
 pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
@@ -738,6 +769,7 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
     params: &Params,
     attrs: &[f64],
     ot: Option<kos::Sender>,
+    guard: &mut RunGuard<'_>,
 ) -> Result<(Outcome, kos::Sender, RunBytes), RunError> {
     let mut bytes = RunBytes::default();
     let max = params.max_message_bytes();
@@ -746,8 +778,13 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
     for m in &out {
         send_msg(chan, m, &mut bytes).await?;
     }
+    let mut partial = Vec::new();
     loop {
-        let msg = recv_msg(chan, max, run.waiting_for(), &mut bytes).await?;
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        let msg = tokio::select! {
+            got = recv_msg(chan, max, run.waiting_for(), &mut bytes, &mut partial, deadline) => got?,
+            _ = guard.revoked() => return Err(RunError::Revoked),
+        };
         match run.handle(msg, &mut rng)? {
             OwnerStep::Continue(next, out) => {
                 for m in &out {
@@ -757,6 +794,10 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
                 run.work_ahead();
             }
             OwnerStep::Done { outcome, send, ot } => {
+                // The FI's output leaves with these messages: only to a principal still paired.
+                if !(guard.still_paired)() {
+                    return Err(RunError::Revoked);
+                }
                 for m in &send {
                     send_msg(chan, m, &mut bytes).await?;
                 }
@@ -781,9 +822,19 @@ pub(crate) async fn drive_fi<S: AsyncRead + AsyncWrite + Unpin>(
     for m in &out {
         send_msg(chan, m, &mut bytes).await?;
     }
+    let mut partial = Vec::new();
     loop {
         progress(run.waiting_for());
-        let msg = recv_msg(chan, max, run.waiting_for(), &mut bytes).await?;
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        let msg = recv_msg(
+            chan,
+            max,
+            run.waiting_for(),
+            &mut bytes,
+            &mut partial,
+            deadline,
+        )
+        .await?;
         match run.handle(msg, &mut rng)? {
             FiStep::Continue(next, out) => {
                 for m in &out {
@@ -805,6 +856,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     principal: &str,
     id: u64,
     request: u64,
+    mut guard: RunGuard<'_>,
 ) -> crate::wire::ServerMsg {
     use crate::wire::{self, ServerMsg};
     let who = principal.to_string();
@@ -833,7 +885,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     }));
     let began = Instant::now();
     let result = match chan.send(&wire::encode(id, &start)).await {
-        Ok(()) => drive_owner(chan, &params, &attrs, warm.take()).await,
+        Ok(()) => drive_owner(chan, &params, &attrs, warm.take(), &mut guard).await,
         Err(e) => Err(RunError::Transport(e)),
     };
     let millis = began.elapsed().as_secs_f64() * 1e3;
@@ -994,7 +1046,11 @@ pub async fn loopback_runs(
         };
         let cold = warm.is_none();
         let p0 = Instant::now();
-        let (_, ot, bytes) = drive_owner(&mut chan, &params, &attrs, warm.take())
+        let mut guard = RunGuard {
+            changes: None,
+            still_paired: &|| true,
+        };
+        let (_, ot, bytes) = drive_owner(&mut chan, &params, &attrs, warm.take(), &mut guard)
             .await
             .map_err(|e| Error::Refused(e.to_string()))?;
         let protocol_millis = p0.elapsed().as_secs_f64() * 1e3;

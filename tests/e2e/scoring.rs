@@ -449,3 +449,63 @@ async fn a_policy_that_now_denies_stops_a_run_approved_earlier() {
     c.close().await;
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_during_a_run_ends_it_before_the_output_leaves() {
+    let owner = owner_with_sample(SCORING_POLICY);
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, "gone").await;
+    let mut c = connect(&fi).await;
+    let m = model(-1.0, 0.5, &[]);
+    // The owner revokes the FI while the run is under way (when the FI waits for the challenge).
+    let dir = owner.dir.clone();
+    let mut revoked = false;
+    let mut progress = move |s: &str| {
+        if !revoked && s.contains("challenge") {
+            let mut o = duo::node::release::Owner::open(
+                &dir,
+                store::Sync::Normal,
+                duo::node::release::DatasetCache::default(),
+            )
+            .unwrap();
+            store::revoke(&mut o.conn, "gone").unwrap();
+            revoked = true;
+        }
+    };
+    let e = c
+        .score(
+            &m,
+            Reveal::Decision,
+            "r",
+            Duration::from_secs(5),
+            &mut progress,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("revoked") || e.contains("closed"), "{e}");
+    let o = owner.store();
+    let state: String = o
+        .conn
+        .query_row(
+            "SELECT state || ':' || COALESCE(error, '') FROM scoring_runs WHERE principal = 'gone'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        state.starts_with("aborted:") && state.contains("revoked"),
+        "{state}"
+    );
+    // Nothing was released to it.
+    let released: i64 = o
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM requests WHERE principal = 'gone' AND backend = '2pc' AND answer IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(released, 0);
+    node.shutdown().await;
+}
