@@ -509,3 +509,52 @@ async fn a_revocation_during_a_run_ends_it_before_the_output_leaves() {
     assert_eq!(released, 0);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attribute_without_a_value_costs_a_run_and_tells_only_that() {
+    let owner = owner_with_sample(SCORING_POLICY);
+    // Rent paid only until more than a year ago: no rent is due in the 12-month window.
+    let sample = owner.home.path().join("sample");
+    let csv = std::fs::read_to_string(sample.join("rent.csv")).unwrap();
+    let cutoff = chrono::Utc::now().date_naive() - chrono::Days::new(430);
+    let old: Vec<&str> = csv
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| {
+            *i == 0
+                || chrono::NaiveDate::parse_from_str(&l[..10], "%Y-%m-%d").is_ok_and(|d| d < cutoff)
+        })
+        .map(|(_, l)| l)
+        .collect();
+    assert!(old.len() > 1 && old.len() < csv.lines().count());
+    let path = sample.join("rent_old.csv");
+    std::fs::write(&path, old.join("\n") + "\n").unwrap();
+    let meta = std::fs::read_to_string(sample.join("rent.meta.toml")).unwrap();
+    duo::node::owner::load(&owner.dir, &path, "rent", &meta).unwrap();
+
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, "probe").await;
+    let mut c = connect(&fi).await;
+    let m = model(-1.0, 0.5, &[]);
+    let e = score_err(&mut c, &m, Reveal::Decision, "r", Duration::from_secs(5)).await;
+    // The FI learns that some value is missing, not which.
+    assert!(e.contains("one of the attributes has no value"), "{e}");
+    assert!(!e.contains("rent_on_time_ratio_12m"), "{e}");
+    let o = owner.store();
+    let (state, error): (String, String) = o
+        .conn
+        .query_row(
+            "SELECT state, error FROM scoring_runs WHERE principal = 'probe'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    // The run counts, and the owner's record names the attribute.
+    assert_eq!(state, "aborted");
+    assert!(error.contains("rent_on_time_ratio_12m"), "{error}");
+    let (policy, _) = o.policy().unwrap();
+    let usage = duo::node::scoring::scoring_usage(&o.conn, policy.scoring_limits()).unwrap();
+    assert_eq!(usage[0].1.runs, 1);
+    c.close().await;
+    node.shutdown().await;
+}
