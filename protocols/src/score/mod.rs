@@ -53,10 +53,9 @@
 //! Each side hashes every message it sent and received, except the extension matrix, after the session id and
 //! the public parameters (BLAKE3 in its key-derivation mode). The FI's output-label message carries its hash,
 //! which the owner compares with its own before it accepts any output; the owner's decoding message carries a
-//! hash of the
-//! whole transcript including the decoding bits, which the FI compares before it decodes. So a message changed
-//! in transit makes the run abort rather than give a wrong output: the matrix is left out because the KOS check
-//! already covers it (a changed matrix column either fails the check or, where the bit of `Δ` is 0, changes
+//! hash of the whole transcript including the decoding bits, which the FI compares before it decodes. So a
+//! message changed in transit makes the run abort rather than give a wrong output: the matrix is left out
+//! because the KOS check already covers it (a changed matrix column either fails the check or, where the bit of `Δ` is 0, changes
 //! nothing). Against a network attacker who rewrites messages consistently, the protection is the node's
 //! authenticated session, not this hash.
 //!
