@@ -215,6 +215,27 @@ impl FiHome {
         Ok(path)
     }
 
+    /// The scoring requests this FI made (what it asked for, and its commitments' salts).
+    pub fn asked_scorings(&self) -> Result<Vec<AskedScoring>, Error> {
+        match std::fs::read(self.dir.join("scoring_requests.json")) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn keep_asked_scoring(&self, asked: AskedScoring) -> Result<(), Error> {
+        let mut all = self.asked_scorings()?;
+        all.retain(|a| !(a.owner == asked.owner && a.request == asked.request));
+        all.push(asked);
+        crate::home::private_dir(&self.dir)?;
+        crate::home::write_private(
+            &self.dir.join("scoring_requests.json"),
+            &serde_json::to_vec(&all)?,
+        )?;
+        Ok(())
+    }
+
     /// The scoring runs this FI started, per owner key (for its own limit).
     pub fn score_runs(&self) -> Result<Vec<ScoreRunRecord>, Error> {
         match std::fs::read(self.dir.join("score_runs.json")) {
@@ -350,6 +371,22 @@ pub struct Client {
     score_limit: ScoreLimit,
     /// Runs started in this session (counted here when there is no FI home to count them in).
     runs_here: Vec<i64>,
+    /// The scoring requests this session made, with their commitments' salts (also kept in the FI home).
+    asked: Vec<AskedScoring>,
+}
+
+/// A scoring request this FI made: what it asked for and the salt of its model commitment, so that a run of it
+/// uses exactly the committed model and what the request said it would reveal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AskedScoring {
+    /// The owner node's key fingerprint.
+    pub owner: String,
+    /// The request id the owner gave it.
+    pub request: u64,
+    /// What was asked.
+    pub spec: ScoringSpec,
+    /// The commitment's salt, hex.
+    pub salt: String,
 }
 
 /// One scoring run this FI started.
@@ -523,6 +560,7 @@ impl Client {
                 warm: None,
                 score_limit: ScoreLimit::default(),
                 runs_here: Vec::new(),
+                asked: Vec::new(),
             }),
             (_, ServerMsg::Error { code, message }) => Err(Error::Remote { code, message }),
             (_, other) => Err(Error::Transport(format!(
@@ -823,7 +861,7 @@ impl Client {
         progress("asking the owner");
         let view = match self
             .call(&ClientMsg::Score {
-                scoring: spec,
+                scoring: spec.clone(),
                 reason: reason.into(),
             })
             .await?
@@ -831,6 +869,16 @@ impl Client {
             ServerMsg::Request(v) => *v,
             other => return Err(unexpected(other)),
         };
+        let asked = AskedScoring {
+            owner: self.owner_key(),
+            request: view.id,
+            spec,
+            salt: crate::store::hex(&salt),
+        };
+        if let Some((home, _)) = &self.keep {
+            home.keep_asked_scoring(asked.clone())?;
+        }
+        self.asked.push(asked);
         let view = if view.state == RequestState::Pending {
             progress("waiting for the owner's decision");
             self.status(view.id, wait).await?
@@ -838,11 +886,7 @@ impl Client {
             view
         };
         match view.state {
-            RequestState::Approved => {
-                let mut report = self.score_run(view.id, model, progress).await?;
-                report.commitment = Some(commitment);
-                Ok(report)
-            }
+            RequestState::Approved => self.score_run(view.id, model, progress).await,
             RequestState::Denied => Err(Error::Refused(format!(
                 "scoring request {} was denied: {}",
                 view.id,
@@ -862,6 +906,17 @@ impl Client {
         model: &ModelFile,
         progress: &mut (dyn FnMut(&str) + Send),
     ) -> Result<ScoreReport, Error> {
+        // The run must be of exactly the committed model, revealing what the request said.
+        let asked = self.asked_scoring(request)?;
+        let salt: [u8; 32] = crate::receipt::unhex(&asked.salt)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| Error::Internal(format!("request {request}: a bad salt on record")))?;
+        if model.commitment(&salt) != asked.spec.commitment {
+            return Err(Error::Refused(format!(
+                "this model is not the one request {request} committed to (commitment {}); run it with that model file",
+                asked.spec.commitment
+            )));
+        }
         self.check_score_limit()?;
         // Counted when it starts, like the owner counts it.
         self.record_score_run()?;
@@ -883,11 +938,15 @@ impl Client {
             ServerMsg::Error { code, message } => return Err(Error::Remote { code, message }),
             other => return Err(unexpected(other)),
         };
-        let fi_model = if start.attributes != model.attributes() {
+        let fi_model = if start.attributes != asked.spec.attributes
+            || start.reveal != asked.spec.reveal
+        {
             Err(Error::Refused(format!(
-                "request {request} scores [{}], but this model uses [{}]",
+                "the owner started a run of [{}] revealing {}, but request {request} asked for [{}] revealing {}",
                 start.attributes.join(", "),
-                model.attributes().join(", ")
+                start.reveal,
+                asked.spec.attributes.join(", "),
+                asked.spec.reveal
             )))
         } else {
             model.encode(start.reveal)
@@ -962,11 +1021,11 @@ impl Client {
             reveal: start.reveal,
             outcome: mine,
             bits: start.reveal.bits(),
-            commitment: None,
             bytes,
             cold,
             millis: began.elapsed().as_secs_f64() * 1e3,
             receipt: done.receipt,
+            commitment: Some(asked.spec.commitment),
         })
     }
 
@@ -1004,6 +1063,29 @@ impl Client {
             )));
         }
         Ok(reply)
+    }
+
+    /// What this FI asked for in scoring request `request` of this owner (this session, or the FI home).
+    fn asked_scoring(&self, request: u64) -> Result<AskedScoring, Error> {
+        let owner = self.owner_key();
+        let here = self
+            .asked
+            .iter()
+            .find(|a| a.request == request && a.owner == owner)
+            .cloned();
+        let kept = match (&here, &self.keep) {
+            (None, Some((home, _))) => home
+                .asked_scorings()?
+                .into_iter()
+                .find(|a| a.request == request && a.owner == owner),
+            _ => None,
+        };
+        here.or(kept).ok_or_else(|| {
+            Error::Refused(format!(
+                "this FI has no record of asking for scoring request {request} of this owner; \
+                 run it from the FI home that asked for it"
+            ))
+        })
     }
 
     fn owner_key(&self) -> String {

@@ -115,7 +115,7 @@ pub fn parse_verifying_key(hex_key: &str) -> Result<VerifyingKey, Error> {
         .ok_or_else(|| Error::Refused("not an ed25519 public key (64 hex digits)".into()))
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }

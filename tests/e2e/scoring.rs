@@ -377,7 +377,7 @@ async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_with_another_model_ends_on_both_sides_and_the_session_goes_on() {
+async fn only_the_committed_model_runs_and_the_session_goes_on() {
     let owner = owner_with_sample(SCORING_POLICY);
     let node = owner.start().await;
     let fi = paired_fi(&owner, &node, "mixup").await;
@@ -385,27 +385,38 @@ async fn a_run_with_another_model_ends_on_both_sides_and_the_session_goes_on() {
     let m = model(-1.0, 0.5, &[0.0]);
     let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
     o.approve(id, None).unwrap();
-    // Run it with a model over other attributes: the FI refuses after the owner started the run.
+    let runs = |o: &duo::node::release::Owner| -> i64 {
+        o.conn
+            .query_row("SELECT COUNT(*) FROM scoring_runs", [], |r| r.get(0))
+            .unwrap()
+    };
+    // Another model (other attributes), or the same attributes with another weight: refused by this FI before
+    // the owner starts anything, since neither is the model the request committed to.
     let other =
         ModelFile::parse("bias = 0.0\nthreshold = 0.0\n[weights]\nincome_cv_12m = 1.0\n").unwrap();
+    let tweaked = model(-1.0, 0.5 + 1e-3, &[0.0]);
+    for wrong in [&other, &tweaked] {
+        let e = c
+            .score_run(id, wrong, &mut quiet())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not the one request"), "{e}");
+    }
+    // A request this FI never made: no record of it here.
     let e = c
-        .score_run(id, &other, &mut quiet())
+        .score_run(id + 100, &m, &mut quiet())
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("this model uses"), "{e}");
-    let state: String = o
-        .conn
-        .query_row(
-            "SELECT state FROM scoring_runs WHERE request_id = ?1",
-            [id as i64],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(state, "aborted");
-    // The session is in step: the next call gets its own reply.
-    let ds = c.datasets().await.unwrap();
-    assert!(!ds.is_empty());
+    assert!(e.contains("no record"), "{e}");
+    assert_eq!(runs(&o), 0);
+    // The session is in step, and the committed model runs.
+    assert!(!c.datasets().await.unwrap().is_empty());
+    let r = c.score_run(id, &m, &mut quiet()).await.unwrap();
+    assert!(matches!(r.outcome, ScoreOutcome::Band { of: 2, .. }));
+    assert_eq!(r.commitment.as_deref().map(str::len), Some(64));
+    assert_eq!(runs(&o), 1);
     c.close().await;
     node.shutdown().await;
 }
