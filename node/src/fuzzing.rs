@@ -17,7 +17,7 @@
 //!
 //! Raw items are a little-endian `u16` length and that many bytes. After an accepted
 //! handshake the rest of the script is a list of operations on the encrypted channel (see
-//! [`Op`]); [`channel`] skips the flags byte and always runs an honest handshake first.
+//! `Op`); [`channel`] skips the flags byte and always runs an honest handshake first.
 //!
 //! Checked properties: an honest handshake is accepted; the server never accepts a client
 //! that did not run a real handshake; the server receives exactly the complete messages sent

@@ -22,7 +22,7 @@
 //! with a single field inversion, and doubling is a bijection of the prime-order group, so `2·s·M_c` is
 //! exactly as hard to compute as `s·M_c` and `2·x_j·G` exactly as uniform as `x_j·G`. (The receiver knowing
 //! the discrete log of `r_{1-b}` does not help it: `M_{1-b} = r_{1-b} + H_j(r_b)` still has an unknown one.)
-//! The curve arithmetic of a batch is split over up to four scoped threads ([`par_map`]); it does no I/O.
+//! The curve arithmetic of a batch is split over up to four scoped threads (`par_map`); it does no I/O.
 //!
 //! So the receiver's pair satisfies `r_b + H_j(r_{1-b}) = a_j·G`; the sender cannot tell which index does, since
 //! `(r0, r1)` is a uniform pair for either choice bit (perfect receiver privacy, whatever the sender does). A

@@ -1,8 +1,8 @@
 //! Histogram over public bin edges: count the rows in each bin, then add discrete noise to every count.
 //!
 //! # Citations
-//! * [DMNS06] Dwork, McSherry, Nissim, Smith, *Calibrating Noise to Sensitivity in Private Data Analysis*.
-//! * [CKS20] Canonne, Kamath, Steinke, *The Discrete Gaussian for Differential Privacy*.
+//! * \[DMNS06\] Dwork, McSherry, Nissim, Smith, *Calibrating Noise to Sensitivity in Private Data Analysis*.
+//! * \[CKS20\] Canonne, Kamath, Steinke, *The Discrete Gaussian for Differential Privacy*.
 //!
 //! # Semantics and proof sketch
 //! With strictly increasing public edges `e_0 < ... < e_{m-1}` there are `m + 1` bins; a row `v` falls in bin

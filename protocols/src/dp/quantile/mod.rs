@@ -2,11 +2,11 @@
 //! of the data, then pick one with a private selection (report-noisy-max).
 //!
 //! # Citations
-//! * [MS20] McKenna, Sheldon, *Permute-and-Flip: A new mechanism for differentially private selection*,
+//! * \[MS20\] McKenna, Sheldon, *Permute-and-Flip: A new mechanism for differentially private selection*,
 //!   NeurIPS 2020 (pure DP: exponential noise).
-//! * [MT07] McSherry, Talwar, *Mechanism Design via Differential Privacy* (the exponential mechanism;
+//! * \[MT07\] McSherry, Talwar, *Mechanism Design via Differential Privacy* (the exponential mechanism;
 //!   zCDP: Gumbel noise).
-//! * [Smi11] Smith, *Privacy-preserving statistical estimation with optimal convergence rates* (quantile
+//! * \[Smi11\] Smith, *Privacy-preserving statistical estimation with optimal convergence rates* (quantile
 //!   scores).
 //!
 //! # Semantics and proof sketch

@@ -1,10 +1,10 @@
 //! Bounded integer sum: clamp each row into public bounds `[lo, hi]`, add exactly, then add discrete noise.
 //!
 //! # Citations
-//! * [CSVW22] Casacuberta, Shoemate, Vadhan, Wagaman, *Widespread Underestimation of Sensitivity in
+//! * \[CSVW22\] Casacuberta, Shoemate, Vadhan, Wagaman, *Widespread Underestimation of Sensitivity in
 //!   Differentially Private Libraries and How to Fix It*, CCS 2022 (why overflow semantics matter).
-//! * [DMNS06] Dwork, McSherry, Nissim, Smith, *Calibrating Noise to Sensitivity in Private Data Analysis*.
-//! * [CKS20] Canonne, Kamath, Steinke, *The Discrete Gaussian for Differential Privacy* (the noise).
+//! * \[DMNS06\] Dwork, McSherry, Nissim, Smith, *Calibrating Noise to Sensitivity in Private Data Analysis*.
+//! * \[CKS20\] Canonne, Kamath, Steinke, *The Discrete Gaussian for Differential Privacy* (the noise).
 //!
 //! # Semantics and proof sketch
 //! The OpenDP pipeline this feeds is `make_clamp >> make_sum >> make_laplace | make_gaussian` over
