@@ -918,8 +918,6 @@ impl Client {
             )));
         }
         self.check_score_limit()?;
-        // Counted when it starts, like the owner counts it.
-        self.record_score_run()?;
         let began = std::time::Instant::now();
         let id = self.next_id;
         self.next_id += 1;
@@ -938,6 +936,8 @@ impl Client {
             ServerMsg::Error { code, message } => return Err(Error::Remote { code, message }),
             other => return Err(unexpected(other)),
         };
+        // Counted once the owner started it, as the owner counts it (a refusal costs nothing).
+        self.record_score_run()?;
         let fi_model = if start.attributes != asked.spec.attributes
             || start.reveal != asked.spec.reveal
         {

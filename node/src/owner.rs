@@ -670,6 +670,13 @@ async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
                 if !warm {
                     state.warm = None;
                 }
+                // Runs count against the principal's hourly request rate, like requests.
+                if let Ok(Some(refusal)) = state.admit_request("").await {
+                    if chan.send(&wire::encode(id, &refusal)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 let (who, db) = (state.principal.clone(), &shared.handshake_db);
                 let still_paired = move || {
                     db.lock().ok().is_some_and(|c| {

@@ -305,8 +305,10 @@ impl Owner {
         Self::evaluate_at(&self.cache, &self.conn, checked, &versions)
     }
 
-    /// Whether the policy, as it is now, denies a scoring run of an approved request about to start: the deny
-    /// rules, the backend and the `[scoring]` limits are re-run, as an owner approval re-runs them.
+    /// Whether the policy, as it is now, refuses a scoring run of an approved request about to start: any deny
+    /// rule that matches it now, a backend no longer available, or the `[scoring]` limits. (Not the whole
+    /// first-match decision: the request's own approval was counted in the `rate` conditions, so re-deciding
+    /// from scratch would refuse what the policy approved.)
     pub(crate) fn scoring_denied(
         &self,
         principal: &str,
@@ -316,20 +318,36 @@ impl Owner {
         let (policy, _) = self.policy()?;
         let tags = Self::tags_with(&self.cache, &self.conn, checked)?;
         let counts = rate_counts(&self.conn, &policy, principal)?;
+        let used = scoring::scoring_use(&self.conn, principal, policy.scoring_limits())?;
         let facts = RequestFacts {
             now: Some(chrono::Local::now().naive_local()),
             available_backends: AVAILABLE_BACKENDS,
             rate_counts: Some(&counts),
             scoring: Some(ScoringFacts {
                 reveal: spec.reveal,
-                used: scoring::scoring_use(&self.conn, principal, policy.scoring_limits())?,
+                used,
             }),
             ..RequestFacts::new(principal, Backend::TwoPc, checked, &tags)
         };
-        Ok(match decide(&policy, &facts) {
-            Decision::Deny { rule, reason } => Some((rule, reason)),
-            _ => None,
-        })
+        if let Some(rule) = policy
+            .rules()
+            .iter()
+            .find(|r| r.action() == duo_policies::Action::Deny && r.matches(&facts))
+        {
+            let reason = rule.reason().unwrap_or("denied by the owner's policy");
+            return Ok(Some((rule.name().to_string(), reason.to_string())));
+        }
+        if !AVAILABLE_BACKENDS.contains(&Backend::TwoPc) {
+            return Ok(Some((
+                "backend".into(),
+                "backend `2pc` is not available on this node".into(),
+            )));
+        }
+        Ok(policy
+            .scoring_limits()
+            .check(&used, spec.reveal)
+            .err()
+            .map(|e| ("scoring-limit".to_string(), e.to_string())))
     }
 
     /// Type-check a lineage against the current published metadata.
@@ -440,9 +458,14 @@ impl Owner {
             Some(spec) => spec.describe(),
             None => render::describe(&checked.expr),
         };
-        let lineage = match scoring {
-            Some(spec) => serde_json::to_string(spec)?,
-            None => serde_json::to_string(&checked.expr)?,
+        // What the request is about, as the log and the receipts record it: the resolved expression, or for a
+        // scoring request its attributes, reveal and model commitment.
+        let (lineage, lineage_value) = match scoring {
+            Some(spec) => (serde_json::to_string(spec)?, serde_json::to_value(spec)?),
+            None => (
+                serde_json::to_string(&checked.expr)?,
+                serde_json::to_value(&checked.expr)?,
+            ),
         };
         let cache = self.cache.clone();
         let signer = self.signer.clone();
@@ -520,7 +543,7 @@ impl Owner {
                 Some(principal),
                 &serde_json::json!({
                     "request": id, "backend": backend.name(), "reason": reason,
-                    "description": description, "lineage": checked.expr, "versions": versions,
+                    "description": description, "lineage": lineage_value, "versions": versions,
                 }),
             )?;
             Ok(())
@@ -571,7 +594,7 @@ impl Owner {
                 id,
                 principal,
                 backend,
-                &checked.expr,
+                &lineage,
                 &answer,
                 pos,
                 0,
@@ -1094,16 +1117,13 @@ pub(crate) fn record_release(
         Some(principal),
         &serde_json::json!({ "request": id, "backend": backend.name(), "answer": answer, "cost_nanos": cost_nanos }),
     )?;
+    // The lineage as the request recorded it: the expression, or for a scoring request its attributes, reveal
+    // and model commitment.
+    let lineage: String = tx
+        .prepare_cached("SELECT lineage FROM requests WHERE id = ?1")?
+        .query_row([id as i64], |r| r.get(0))?;
     issue_receipt(
-        tx,
-        signer,
-        id,
-        principal,
-        backend,
-        &checked.expr,
-        answer,
-        pos,
-        cost_nanos,
+        tx, signer, id, principal, backend, &lineage, answer, pos, cost_nanos,
     )
 }
 
@@ -1115,7 +1135,7 @@ fn issue_receipt(
     id: u64,
     principal: &str,
     backend: Backend,
-    lineage: &Expr,
+    lineage_json: &str,
     answer: &Answer,
     pos: store::LogPos,
     cost_nanos: u64,
@@ -1124,7 +1144,7 @@ fn issue_receipt(
         id,
         principal,
         backend.name(),
-        serde_json::to_string(lineage)?,
+        lineage_json.to_string(),
         serde_json::to_string(answer)?,
         cost_nanos,
         pos.seq,

@@ -400,6 +400,8 @@ pub(crate) struct AdmittedRun {
     pub run: u64,
     pub spec: ScoringSpec,
     pub attrs: Vec<f64>,
+    /// The run's lineage facts, computed at admission (what its release records).
+    pub checked: Checked,
 }
 
 impl Owner {
@@ -552,34 +554,32 @@ impl Owner {
             )));
         }
         tx.commit()?;
-        Ok(AdmittedRun { run, spec, attrs })
+        Ok(AdmittedRun {
+            run,
+            spec,
+            attrs,
+            checked,
+        })
     }
 
     /// Records how a run ended: its outcome (stored as the request's answer, logged as a release, with a
     /// signed receipt) or why it aborted.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn finish_scoring_run(
         &mut self,
         principal: &str,
         request: u64,
         run: u64,
+        checked: &Checked,
         result: Result<ScoreOutcome, String>,
         bytes: u64,
         millis: f64,
     ) -> Result<Option<crate::receipt::Receipt>, Error> {
-        let checked = match &result {
-            Ok(_) => {
-                let spec = stored_spec(&self.conn, request)?.ok_or_else(|| {
-                    Error::Internal(format!("scoring request {request} has no spec"))
-                })?;
-                Some(scoring_checked(self, &spec)?)
-            }
-            Err(_) => None,
-        };
         let signer = self.signer();
         let tx = write_tx(&mut self.conn)?;
         let now = store::now_unix();
-        let receipt = match (&result, &checked) {
-            (Ok(outcome), Some(checked)) => {
+        let receipt = match &result {
+            Ok(outcome) => {
                 tx.execute(
                     "UPDATE scoring_runs SET state = 'done', outcome = ?2, ended_at = ?3 WHERE id = ?1",
                     params![run as i64, serde_json::to_string(outcome)?, now],
@@ -762,15 +762,27 @@ impl RunGuard<'_> {
     }
 }
 
-/// Drives the owner's side of a run over the session; returns the outcome, the extension state (for a warm
-/// run in this session) and the byte counts.
+/// The owner's side of a run that computed its output: the FI's output is still on this node.
+pub(crate) struct OwnerDone {
+    /// The output (the owner's copy).
+    pub outcome: Outcome,
+    /// The extension state, for a warm run in this session.
+    pub ot: kos::Sender,
+    /// Bytes so far.
+    pub bytes: RunBytes,
+    /// The last messages, which carry the FI's output: send them only once the release is recorded.
+    pub release: Vec<Vec<u8>>,
+}
+
+/// Drives the owner's side of a run over the session up to, not including, the messages that carry the FI's
+/// output ([`OwnerDone::release`]).
 pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
     chan: &mut SecureChannel<S>,
     params: &Params,
     attrs: &[f64],
     ot: Option<kos::Sender>,
     guard: &mut RunGuard<'_>,
-) -> Result<(Outcome, kos::Sender, RunBytes), RunError> {
+) -> Result<OwnerDone, RunError> {
     let mut bytes = RunBytes::default();
     let max = params.max_message_bytes();
     let mut rng = StdRng::from_os_rng();
@@ -794,14 +806,23 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
                 run.work_ahead();
             }
             OwnerStep::Done { outcome, send, ot } => {
-                // The FI's output leaves with these messages: only to a principal still paired.
-                if !(guard.still_paired)() {
-                    return Err(RunError::Revoked);
+                if let (Outcome::Band(b), score::Reveal::Bands { thresholds }) =
+                    (outcome, params.reveal)
+                {
+                    // Only FI thresholds out of order give a band past the last; never record one.
+                    if b as usize > thresholds {
+                        return Err(RunError::BadChunk(format!(
+                            "the circuit gave band {b} of {}: the FI's band thresholds are not ascending",
+                            thresholds + 1
+                        )));
+                    }
                 }
-                for m in &send {
-                    send_msg(chan, m, &mut bytes).await?;
-                }
-                return Ok((outcome, *ot, bytes));
+                return Ok(OwnerDone {
+                    outcome,
+                    ot: *ot,
+                    bytes,
+                    release: send,
+                });
             }
         }
     }
@@ -870,7 +891,12 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
-    let AdmittedRun { run, spec, attrs } = admitted;
+    let AdmittedRun {
+        run,
+        spec,
+        attrs,
+        checked,
+    } = admitted;
     let params = Params {
         session: session_id(chan.handshake_hash(), request, run),
         bounds: spec.bounds(),
@@ -888,38 +914,57 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(()) => drive_owner(chan, &params, &attrs, warm.take(), &mut guard).await,
         Err(e) => Err(RunError::Transport(e)),
     };
-    let millis = began.elapsed().as_secs_f64() * 1e3;
-    let (result, bytes) = match result {
-        Ok((outcome, ot, bytes)) => {
-            *warm = Some(ot);
-            (
-                Ok(ScoreOutcome::from_run(outcome, spec.reveal)),
-                bytes.sent + bytes.received,
-            )
+    // The release is recorded (outcome, log entries, receipt) before the message carrying the FI's output leaves,
+    // and only for a principal still paired; anything else ends the run as aborted.
+    let mut last_bytes = RunBytes::default();
+    let result = match result {
+        Ok(done) if !(guard.still_paired)() => {
+            let _ = done;
+            Err(RunError::Revoked.to_string())
         }
-        Err(e) => (Err(e.to_string()), 0),
+        Ok(done) => {
+            *warm = Some(done.ot);
+            last_bytes = done.bytes;
+            Ok((
+                ScoreOutcome::from_run(done.outcome, spec.reveal),
+                done.release,
+            ))
+        }
+        Err(e) => Err(e.to_string()),
     };
+    let millis = began.elapsed().as_secs_f64() * 1e3;
+    let recorded = result.as_ref().map(|(o, _)| *o).map_err(Clone::clone);
     let who = principal.to_string();
-    let recorded = result.clone();
+    let total = last_bytes.sent + last_bytes.received;
     let receipt = crate::owner::blocking(owner, move |o| {
-        o.finish_scoring_run(&who, request, run, recorded, bytes, millis)
+        o.finish_scoring_run(&who, request, run, &checked, recorded, total, millis)
     })
     .await;
     match (result, receipt) {
-        (Ok(outcome), Ok(Ok(Some(receipt)))) => ServerMsg::ScoreDone(Box::new(ScoreDone {
-            request,
-            run,
-            outcome,
-            bits: spec.reveal.bits(),
-            receipt,
-        })),
+        (Ok((outcome, release)), Ok(Ok(Some(receipt)))) => {
+            for m in &release {
+                if let Err(e) = send_msg(chan, m, &mut last_bytes).await {
+                    return ServerMsg::Error {
+                        code: "score_aborted".into(),
+                        message: format!("scoring run {run}: the output could not be sent: {e}"),
+                    };
+                }
+            }
+            ServerMsg::ScoreDone(Box::new(ScoreDone {
+                request,
+                run,
+                outcome,
+                bits: spec.reveal.bits(),
+                receipt,
+            }))
+        }
         (Err(why), _) => ServerMsg::Error {
             code: "score_aborted".into(),
             message: format!("scoring run {run} aborted: {why}"),
         },
         (Ok(_), Ok(Err(e)) | Err(e)) => ServerMsg::Error {
-            code: "internal".into(),
-            message: format!("the run finished but could not be recorded: {e}"),
+            code: "score_aborted".into(),
+            message: format!("scoring run {run} aborted: its release could not be recorded: {e}"),
         },
         (Ok(_), Ok(Ok(None))) => ServerMsg::Error {
             code: "internal".into(),
@@ -1050,9 +1095,15 @@ pub async fn loopback_runs(
             changes: None,
             still_paired: &|| true,
         };
-        let (_, ot, bytes) = drive_owner(&mut chan, &params, &attrs, warm.take(), &mut guard)
+        let done = drive_owner(&mut chan, &params, &attrs, warm.take(), &mut guard)
             .await
             .map_err(|e| Error::Refused(e.to_string()))?;
+        let (ot, mut bytes) = (done.ot, done.bytes);
+        for m in &done.release {
+            send_msg(&mut chan, m, &mut bytes)
+                .await
+                .map_err(|e| Error::Refused(e.to_string()))?;
+        }
         let protocol_millis = p0.elapsed().as_secs_f64() * 1e3;
         log("scoring-end", run)?;
         warm = Some(ot);

@@ -574,8 +574,13 @@ pub fn revoke(conn: &mut Connection, principal: &str) -> Result<Vec<u64>, Error>
         )));
     }
     let ids: Vec<u64> = {
+        // Pending requests, and approved scoring requests whose run has not started (their release is still
+        // to come).
         let mut stmt = tx.prepare(
-            "SELECT id FROM requests WHERE principal = ?1 AND state = 'pending' ORDER BY id",
+            "SELECT id FROM requests WHERE principal = ?1 AND (state = 'pending'
+                 OR (backend = '2pc' AND state = 'approved' AND answer IS NULL
+                     AND id NOT IN (SELECT request_id FROM scoring_runs)))
+             ORDER BY id",
         )?;
         let rows = stmt.query_map([principal], |r| r.get::<_, i64>(0))?;
         rows.collect::<Result<Vec<_>, _>>()?

@@ -196,6 +196,13 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
         kept.iter().filter(|e| e.receipt.backend == "2pc").count(),
         3
     );
+    // Each receipt names what was scored: every attribute, the reveal and the commitment.
+    for e in kept.iter().filter(|e| e.receipt.backend == "2pc") {
+        for a in ATTRS {
+            assert!(e.receipt.lineage.contains(a), "{}", e.receipt.lineage);
+        }
+        assert!(e.receipt.lineage.contains("commitment"));
+    }
     // The commitment the owner saw is the one the FI can open.
     let commitment = r1.commitment.unwrap();
     let spec: String = o
@@ -567,5 +574,54 @@ async fn an_attribute_without_a_value_costs_a_run_and_tells_only_that() {
     let usage = duo::node::scoring::scoring_usage(&o.conn, policy.scoring_limits()).unwrap();
     assert_eq!(usage[0].1.runs, 1);
     c.close().await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_approval_still_runs_and_revocation_cancels_unrun_approvals() {
+    // Approve one decision a day, deny the rest: the approval counted in the rate must not refuse its own run.
+    let policy = r#"
+default = "deny"
+
+[[rule]]
+name = "catalogue"
+catalogue = ["*"]
+backend = ["plaintext"]
+action = "approve"
+
+[[rule]]
+name = "one-decision-a-day"
+backend = ["2pc"]
+reveal = ["decision"]
+rate = { max = 1, per = "day" }
+action = "approve"
+
+[[rule]]
+name = "bands-ask"
+backend = ["2pc"]
+reveal = ["bands"]
+action = "ask"
+"#;
+    let owner = owner_with_sample(policy);
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, "daily").await;
+    let mut c = connect(&fi).await;
+    let m = model(-1.0, 0.5, &[0.0]);
+    let r = decide(&mut c, &m, "daily").await;
+    assert!(matches!(r.outcome, ScoreOutcome::Decision { .. }));
+    // An approved bands request that has not run yet is cancelled by a revocation.
+    let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
+    o.approve(id, None).unwrap();
+    let cancelled = store::revoke(&mut o.conn, "daily").unwrap();
+    assert!(cancelled.contains(&id), "{cancelled:?}");
+    let state: String = o
+        .conn
+        .query_row(
+            "SELECT state FROM requests WHERE id = ?1",
+            [id as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "denied");
     node.shutdown().await;
 }
