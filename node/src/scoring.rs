@@ -1142,6 +1142,47 @@ pub struct ModelFile {
     pub bands: Vec<f64>,
 }
 
+/// A float as Python's `repr` writes it: the shortest digits that read back to the same value (Rust's `{:e}`
+/// gives the same digits), in plain notation when the decimal exponent is from -4 to 15 (with `.0` when
+/// integral), otherwise as `d.ddde±XX` with at least two exponent digits.
+fn python_float(x: f64) -> String {
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if (-4..16).contains(&exp) {
+        if exp >= 0 {
+            let e = exp as usize;
+            let int: String = if digits.len() > e {
+                digits[..=e].to_string()
+            } else {
+                format!("{digits}{}", "0".repeat(e + 1 - digits.len()))
+            };
+            let frac = digits.get(e + 1..).filter(|f| !f.is_empty()).unwrap_or("0");
+            format!("{sign}{int}.{frac}")
+        } else {
+            format!("{sign}0.{}{digits}", "0".repeat((-exp - 1) as usize))
+        }
+    } else {
+        let rest = &digits[1..];
+        let dot = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!(
+            "{sign}{}{dot}e{esign}{:02}",
+            &digits[..1],
+            exp.unsigned_abs()
+        )
+    }
+}
+
 /// Domain tag of model commitments.
 pub const COMMITMENT_TAG: &[u8] = b"duo/model-commitment/v1";
 
@@ -1187,8 +1228,10 @@ impl ModelFile {
         self.weights.keys().cloned().collect()
     }
 
-    /// The model's canonical JSON: object keys sorted, no whitespace (what the commitment hashes; Python's
-    /// `json.dumps(model, sort_keys=True, separators=(",", ":"))` writes the same bytes).
+    /// The model's canonical JSON: object keys sorted, no whitespace, numbers written as Python writes floats
+    /// (the shortest digits that read back exactly; plain notation for decimal exponents from -4 to 15,
+    /// otherwise `1e-05`, `1e+16`). That is what the commitment hashes, and what Python's
+    /// `json.dumps(model, sort_keys=True, separators=(",", ":"))` writes.
     pub fn canonical_json(&self) -> String {
         fn write(v: &serde_json::Value, out: &mut String) {
             match v {
@@ -1216,6 +1259,11 @@ impl ModelFile {
                     }
                     out.push(']');
                 }
+                serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                    (Some(i), _) if !n.is_f64() => out.push_str(&i.to_string()),
+                    (_, Some(f)) => out.push_str(&python_float(f)),
+                    _ => out.push_str(&n.to_string()),
+                },
                 other => out.push_str(&other.to_string()),
             }
         }
@@ -1298,6 +1346,38 @@ nsf_overdraft_count_90d = -0.25
         assert!(m.encode(Reveal::Bands { k: 3 }).is_ok());
         let e = m.encode(Reveal::Bands { k: 4 }).unwrap_err().to_string();
         assert!(e.contains("needs 3 band thresholds"), "{e}");
+    }
+
+    #[test]
+    fn floats_are_written_as_python_writes_them() {
+        // Expected strings printed by Python 3's repr() for the same doubles.
+        let cases: [(f64, &str); 22] = [
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (-1.0, "-1.0"),
+            (0.25, "0.25"),
+            (2.0, "2.0"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (123456789012345.0, "123456789012345.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (2.5e-05, "2.5e-05"),
+            (-2.5e-05, "-2.5e-05"),
+            (1.5e300, "1.5e+300"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (0.1, "0.1"),
+            (123.456, "123.456"),
+            (1e22, "1e+22"),
+            (-3.75, "-3.75"),
+            (65536.0, "65536.0"),
+            (2e-5, "2e-05"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(python_float(x), want, "{x:e}");
+        }
     }
 
     #[test]
