@@ -981,10 +981,9 @@ impl Client {
             Ok(x) => x,
             Err(e) => {
                 let why = e.to_string();
-                if !matches!(
-                    e,
-                    RunError::PeerEnded(_) | RunError::Transport(_) | RunError::Timeout(..)
-                ) {
+                // The owner's account of the run is still to come unless the owner already ended it (its
+                // error was the message read) or the channel is gone: ask it to end and read its reply.
+                if !matches!(e, RunError::PeerEnded(_) | RunError::Transport(_)) {
                     self.abort_run(id, &why).await;
                 }
                 return Err(Error::Refused(format!("scoring run aborted: {why}")));
