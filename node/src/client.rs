@@ -955,7 +955,9 @@ impl Client {
             Ok(m) => m,
             Err(e) => {
                 // The run has started on the owner's side: end it there too.
-                self.abort_run(id, &e.to_string()).await;
+                // A generic reason: the local error may quote the model's numbers.
+                self.abort_run(id, "the FI could not run its model for this request")
+                    .await;
                 return Err(e);
             }
         };
