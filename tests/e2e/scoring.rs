@@ -50,6 +50,24 @@ fn model(bias: f64, threshold: f64, bands: &[f64]) -> ModelFile {
     .unwrap()
 }
 
+/// An owner node with the sample data under the scoring policy, and an FI paired as `principal`, connected.
+async fn scoring_node(principal: &str) -> (OwnerNode, duo::node::owner::RunningNode, Fi, Client) {
+    let owner = owner_with_sample(SCORING_POLICY);
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, principal).await;
+    let c = connect(&fi).await;
+    (owner, node, fi, c)
+}
+
+/// The kinds of every entry of the owner's log, in order.
+fn log_kinds(o: &duo::node::release::Owner) -> Vec<String> {
+    store::log_entries(&o.conn, 0, 100_000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
 /// The owner's attribute values, in the model's (sorted) order, fetched through the plaintext catalogue path.
 async fn owner_values(c: &mut Client, m: &ModelFile) -> Vec<f64> {
     let mut out = Vec::new();
@@ -115,10 +133,7 @@ fn quiet() -> impl FnMut(&str) + Send {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
-    let owner = owner_with_sample(SCORING_POLICY);
-    let node = owner.start().await;
-    let fi = paired_fi(&owner, &node, "acme").await;
-    let mut c = connect(&fi).await;
+    let (owner, node, fi, mut c) = scoring_node("acme").await;
     let base = model(-1.0, 0.5, &[]);
     assert_eq!(base.attributes().len(), ATTRS.len());
     let values = owner_values(&mut c, &base).await;
@@ -183,11 +198,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
     assert_eq!(usage.len(), 1);
     assert_eq!(usage[0].0, "acme");
     assert_eq!((usage[0].1.runs, usage[0].1.millibits), (3, 3000));
-    let kinds: Vec<String> = store::log_entries(&o.conn, 0, 100_000)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = log_kinds(&o);
     assert_eq!(kinds.iter().filter(|k| *k == "scoring-start").count(), 3);
     assert_eq!(kinds.iter().filter(|k| *k == "scoring-end").count(), 3);
     assert!(store::verify_log(&o.conn).unwrap().problems.is_empty());
@@ -238,10 +249,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
-    let owner = owner_with_sample(SCORING_POLICY);
-    let node = owner.start().await;
-    let fi = paired_fi(&owner, &node, "bank2").await;
-    let mut c = connect(&fi).await;
+    let (owner, node, _fi, mut c) = scoring_node("bank2").await;
     let m = model(-1.0, 0.5, &[0.0, 1.0, 2.0]);
     let values = owner_values(&mut c, &m).await;
     let fim = m.encode(Reveal::Bands { k: 4 }).unwrap();
@@ -323,10 +331,7 @@ async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
-    let owner = owner_with_sample(SCORING_POLICY);
-    let node = owner.start().await;
-    let fi = paired_fi(&owner, &node, "flaky").await;
-    let mut c = connect(&fi).await;
+    let (owner, node, _fi, mut c) = scoring_node("flaky").await;
     let m = model(-1.0, 0.5, &[]);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut progress = move |s: &str| {
@@ -340,8 +345,9 @@ async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
             Duration::from_secs(5),
             &mut progress,
         );
+        // Biased: once the FI waits for the challenge, the next poll ends the run rather than going on with it.
         tokio::select! {
-            r = run => panic!("the run finished: {r:?}"),
+            biased;
             _ = async {
                 while let Some(s) = rx.recv().await {
                     if s.contains("challenge") {
@@ -349,6 +355,7 @@ async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
                     }
                 }
             } => {}
+            r = run => panic!("the run finished: {r:?}"),
         }
     }
     drop(c);
@@ -371,11 +378,7 @@ async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
     }
     assert!(state.starts_with("aborted:"), "{state}");
     assert!(state.contains("channel"), "{state}");
-    let kinds: Vec<String> = store::log_entries(&o.conn, 0, 100_000)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = log_kinds(&o);
     assert!(kinds.contains(&"scoring-end".to_string()));
     let problems = store::verify_log(&o.conn).unwrap().problems;
     assert!(problems.is_empty(), "{problems:?}");
@@ -385,10 +388,7 @@ async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_committed_model_runs_and_the_session_goes_on() {
-    let owner = owner_with_sample(SCORING_POLICY);
-    let node = owner.start().await;
-    let fi = paired_fi(&owner, &node, "mixup").await;
-    let mut c = connect(&fi).await;
+    let (owner, node, _fi, mut c) = scoring_node("mixup").await;
     let m = model(-1.0, 0.5, &[0.0]);
     let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
     o.approve(id, None).unwrap();
@@ -430,10 +430,7 @@ async fn only_the_committed_model_runs_and_the_session_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_that_now_denies_stops_a_run_approved_earlier() {
-    let owner = owner_with_sample(SCORING_POLICY);
-    let node = owner.start().await;
-    let fi = paired_fi(&owner, &node, "late").await;
-    let mut c = connect(&fi).await;
+    let (owner, node, _fi, mut c) = scoring_node("late").await;
     let m = model(-1.0, 0.5, &[0.0]);
     let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
     o.approve(id, None).unwrap();
@@ -458,11 +455,7 @@ async fn a_policy_that_now_denies_stops_a_run_approved_earlier() {
         .query_row("SELECT COUNT(*) FROM scoring_runs", [], |r| r.get(0))
         .unwrap();
     assert_eq!(runs, 0);
-    let kinds: Vec<String> = store::log_entries(&o.conn, 0, 100_000)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect();
+    let kinds = log_kinds(&o);
     assert!(kinds.contains(&"scoring-refused".to_string()));
     c.close().await;
     node.shutdown().await;
@@ -470,10 +463,7 @@ async fn a_policy_that_now_denies_stops_a_run_approved_earlier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_during_a_run_ends_it_before_the_output_leaves() {
-    let owner = owner_with_sample(SCORING_POLICY);
-    let node = owner.start().await;
-    let fi = paired_fi(&owner, &node, "gone").await;
-    let mut c = connect(&fi).await;
+    let (owner, node, _fi, mut c) = scoring_node("gone").await;
     let m = model(-1.0, 0.5, &[]);
     // The owner revokes the FI while the run is under way (when the FI waits for the challenge).
     let dir = owner.dir.clone();

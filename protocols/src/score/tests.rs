@@ -57,6 +57,25 @@ fn random_attrs(rng: &mut ChaCha20Rng, p: &Params) -> Vec<f64> {
         .collect()
 }
 
+/// An honest cold run: the messages each side received, in order (the run must succeed).
+fn honest_transcript(
+    p: &Params,
+    attrs: &[f64],
+    model: &FiModel,
+    seed: u64,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (mut to_owner, mut to_fi) = (Vec::new(), Vec::new());
+    let (o, f) = drive(p, attrs, model, None, None, seed, |to_o, m| {
+        if to_o {
+            to_owner.push(m.clone())
+        } else {
+            to_fi.push(m.clone())
+        }
+    });
+    assert!(matches!(o, Some(Ok(_))) && matches!(f, Some(Ok(_))));
+    (to_owner, to_fi)
+}
+
 type OwnerResult = Option<Result<(Outcome, kos::Sender), Error>>;
 type FiResult = Option<Result<(Outcome, kos::Receiver), Error>>;
 
@@ -369,16 +388,7 @@ fn attribute_values_and_weights_are_absent_from_what_the_peer_receives() {
     let attrs = [37.123_456, 91.5, 12.25, 3.0625];
     let weights = [3.251_7, -2.619_3, 1.477_1, 0.533_9];
     let model = FiModel::new(FixedModel::new(&p.bounds, &weights, 5.0, 1.0).unwrap(), &[]).unwrap();
-    let mut to_owner: Vec<Vec<u8>> = Vec::new();
-    let mut to_fi: Vec<Vec<u8>> = Vec::new();
-    let (o, f) = drive(&p, &attrs, &model, None, None, 91, |to_o, m| {
-        if to_o {
-            to_owner.push(m.clone())
-        } else {
-            to_fi.push(m.clone())
-        }
-    });
-    assert!(matches!(o, Some(Ok(_))) && matches!(f, Some(Ok(_))));
+    let (to_owner, to_fi) = honest_transcript(&p, &attrs, &model, 91);
     let fi_view: Vec<u8> = to_fi.concat();
     let owner_view: Vec<u8> = to_owner.concat();
     for (x, b) in attrs.iter().zip(&p.bounds) {
@@ -514,16 +524,7 @@ fn random_messages_at_every_step_never_panic() {
         let model = random_model(&mut rng, &p);
         let attrs = random_attrs(&mut rng, &p);
         // Record the honest transcript, in the order each side receives it.
-        let mut to_owner: Vec<Vec<u8>> = Vec::new();
-        let mut to_fi: Vec<Vec<u8>> = Vec::new();
-        let (o, f) = drive(&p, &attrs, &model, None, None, 122, |to_o, m| {
-            if to_o {
-                to_owner.push(m.clone())
-            } else {
-                to_fi.push(m.clone())
-            }
-        });
-        assert!(matches!(o, Some(Ok(_))) && matches!(f, Some(Ok(_))));
+        let (to_owner, to_fi) = honest_transcript(&p, &attrs, &model, 122);
         for side_is_owner in [true, false] {
             let honest = if side_is_owner { &to_owner } else { &to_fi };
             for step in 0..honest.len() {
