@@ -2,6 +2,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use duo::engine::ingest::{load_csv, parse_meta, IngestLimits};
+use duo::node::store::prelude::*;
 
 fn ingest(c: &mut Criterion) {
     let cfg = duo::engine::sample::SampleConfig {
@@ -51,13 +52,13 @@ fn ingest(c: &mut Criterion) {
         let version = duo::node::owner::load(&dir, &path, "transactions", &meta_text)
             .unwrap()
             .version;
-        let conn = duo::node::store::open(&dir, duo::node::store::Sync::Normal).unwrap();
+        let conn = duo::node::store::Store::open(&dir, duo::node::store::Sync::Normal).unwrap();
         group.bench_with_input(
             BenchmarkId::new("read_from_store", rows),
             &version,
             |b, v| {
                 b.iter(|| {
-                    let ds = duo::node::store::load_dataset(&conn, "transactions", *v).unwrap();
+                    let ds = conn.load_dataset("transactions", *v).unwrap();
                     assert_eq!(ds.rows(), rows);
                 })
             },

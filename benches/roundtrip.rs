@@ -9,7 +9,7 @@
 //!   loop that prints p50/p99 rather than a criterion group.
 
 use criterion::{criterion_group, Criterion};
-use duo::node::client::{self, Client, FiHome};
+use duo::node::fi::{self as client, Client, FiHome};
 use duo::node::owner::{self, ServeConfig};
 use duo::node::store;
 use duo::policies::Backend;

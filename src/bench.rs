@@ -5,7 +5,7 @@
 //! each issuing auto-approved releases (the first one a fresh release, the rest the same question answered from
 //! the store with a new request, decision, log entries and signed receipt each time) for a fixed time.
 
-use crate::node::client::{self, Client, FiHome};
+use crate::node::fi::{self as client, Client, FiHome};
 use crate::node::owner;
 use crate::policies::Backend;
 use anyhow::{bail, Result};

@@ -1,10 +1,11 @@
 //! `duo demo`: the whole story in one process, over a real loopback WebSocket.
 
-use crate::node::client::{self, Client, FiHome};
+use crate::node::fi::ModelFile;
+use crate::node::fi::{self as client, Client, FiHome};
 use crate::node::owner::{self, ServeConfig};
-use crate::node::release::{DatasetCache, Owner, RequestState};
-use crate::node::scoring::ModelFile;
-use crate::node::store;
+use crate::node::owner::{DatasetCache, Owner};
+use crate::node::proto::request::RequestState;
+use crate::node::store::{self, prelude::*};
 use crate::policies::{Backend, Policy, Reveal};
 use crate::show;
 use anyhow::{bail, Result};
@@ -197,8 +198,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "Differentially private releases under the owner's budget",
     );
     let mut o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
-    crate::node::release::set_cap(
-        &mut o.conn,
+    o.set_cap(
         &crate::policies::Scope::Global,
         "1.0".parse()?,
         crate::policies::Measure::PureEpsilon,
@@ -208,19 +208,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "one unit of privacy here protects one payment or transaction (the datasets' privacy unit)"
     );
     let budget_left = |o: &Owner| -> Result<String> {
-        let l = crate::node::release::load_ledger(&o.conn)?;
+        let l = o.store().ledger()?;
         Ok(l.account(&crate::policies::Scope::Global)
             .remaining()
             .map_or("-".into(), |a| a.to_string()))
     };
-    let eps = |e: f64| crate::node::dp::DpParams {
+    let eps = |e: f64| crate::node::proto::request::DpParams {
         epsilon: Some(e),
         ..Default::default()
     };
     let income = fi
         .expr("sum(clamp(filter(transactions, category == \"income\" and last_months(12)).amount, 0, 500000))")
         .await?;
-    if let crate::node::wire::ServerMsg::Cost {
+    if let crate::node::proto::ServerMsg::Cost {
         cost, accuracy95, ..
     } = fi.cost(&income, eps(0.5)).await?
     {
@@ -307,7 +307,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     println!("  -- the owner learned (duo owner log):");
     let o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
-    let run_entries: Vec<_> = store::log_entries(&o.conn, 0, 10_000)?
+    let run_entries: Vec<_> = o
+        .store()
+        .log_entries(0, 10_000)?
         .into_iter()
         .filter(|e| e.kind.starts_with("scoring-"))
         .collect();
@@ -365,8 +367,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     step(12, "The owner checks the audit log");
     let o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
-    let report = store::verify_log(&o.conn)?;
-    for e in store::log_entries(&o.conn, 0, 10_000)? {
+    let report = o.store().verify_log()?;
+    for e in o.store().log_entries(0, 10_000)? {
         if matches!(
             e.kind.as_str(),
             "request"

@@ -8,7 +8,7 @@
 //! # Example: an FI session
 //!
 //! ```no_run
-//! use duo::client::{Client, FiHome};
+//! use duo::fi::{Client, FiHome};
 //! use duo::policies::Backend;
 //! use std::time::Duration;
 //!
@@ -79,5 +79,5 @@ pub fn sample_owner(
     Ok(dir)
 }
 pub use duo_node as node;
-pub use duo_node::client;
+pub use duo_node::fi;
 pub use duo_policies as policies;

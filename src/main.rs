@@ -2,10 +2,11 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use duo::node::client::{self, Client, FiHome};
+use duo::node::fi::{self as client, Client, FiHome};
 use duo::node::owner::{self, ServeConfig};
-use duo::node::release::{DatasetCache, Owner, RequestState};
-use duo::node::store;
+use duo::node::owner::{DatasetCache, Owner};
+use duo::node::proto::request::RequestState;
+use duo::node::store::{self, prelude::*};
 use duo::policies::{Backend, Policy};
 use duo::show;
 use std::net::SocketAddr;
@@ -304,9 +305,9 @@ struct DpArgs {
 }
 
 impl DpArgs {
-    fn params(&self) -> Option<duo::node::dp::DpParams> {
+    fn params(&self) -> Option<duo::node::proto::request::DpParams> {
         (self.epsilon.is_some() || self.rho.is_some() || self.alpha.is_some()).then_some(
-            duo::node::dp::DpParams {
+            duo::node::proto::request::DpParams {
                 epsilon: self.epsilon,
                 rho: self.rho,
                 alpha: self.alpha,
@@ -422,7 +423,7 @@ enum FiCmd {
         #[arg(long, conflicts_with = "reason")]
         request: Option<u64>,
         /// This FI's own limit: scoring runs against one owner per 30 days.
-        #[arg(long, default_value_t = duo::node::client::ScoreLimit::default().max_runs)]
+        #[arg(long, default_value_t = duo::node::fi::ScoreLimit::default().max_runs)]
         max_runs_per_owner: u32,
         /// Which paired owner.
         #[arg(long)]
@@ -679,7 +680,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 );
                 println!(
                     "  policy: {}{}",
-                    duo::node::release::policy_path(&dir).display(),
+                    duo::node::owner::policy_path(&dir).display(),
                     if r.wrote_policy {
                         " (default written: every request goes to you)"
                     } else {
@@ -747,7 +748,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         OwnerCmd::Datasets { json } => {
             let dir = ensure_owner(home)?;
             let o = open_owner(&dir)?;
-            let rows = store::datasets(&o.conn)?;
+            let rows = o.store().datasets()?;
             if json.json {
                 print_json(&rows)?;
             } else if rows.is_empty() {
@@ -786,7 +787,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 eprintln!(
                     "owner node listening on {} (key {}); Ctrl-C to stop",
                     node.url(),
-                    duo::node::keys::fingerprint(&owner::node_key(&dir)?.public)
+                    duo::node::net::keys::fingerprint(&owner::node_key(&dir)?.public)
                 );
                 shutdown_signal().await;
                 eprintln!("stopping");
@@ -824,7 +825,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         OwnerCmd::Fi(OwnerFiCmd::List { json }) => {
             let dir = ensure_owner(home)?;
             let o = open_owner(&dir)?;
-            let list = store::pairings(&o.conn)?;
+            let list = o.store().pairings()?;
             if json.json {
                 print_json(&list)?;
             } else if list.is_empty() {
@@ -851,7 +852,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         OwnerCmd::Fi(OwnerFiCmd::Revoke { principal, json }) => {
             let dir = ensure_owner(home)?;
             let mut o = open_owner(&dir)?;
-            let cancelled = store::revoke(&mut o.conn, &principal)?;
+            let cancelled = o.store_mut().revoke(&principal)?;
             if json.json {
                 print_json(
                     &serde_json::json!({ "principal": principal, "cancelled_requests": cancelled }),
@@ -870,8 +871,8 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 return Ok(1);
             }
             let mut o = open_owner(&dir)?;
-            let n = store::delete_dataset(&mut o.conn, &name)?;
-            store::scrub(&o.conn)?;
+            let n = o.store_mut().delete_dataset(&name)?;
+            o.store().scrub()?;
             println!("deleted {n} version(s) of `{name}`; the log keeps what was released from it");
             Ok(0)
         }
@@ -898,7 +899,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 (None, Some(d)) => Scope::Dataset(d),
                 (None, None) => Scope::Global,
             };
-            duo::node::release::set_cap(&mut o.conn, &scope, amount, measure)?;
+            o.set_cap(&scope, amount, measure)?;
             if json.json {
                 print_json(
                     &serde_json::json!({ "scope": scope, "cap": amount.to_string(), "measure": measure.name() }),
@@ -911,21 +912,21 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         OwnerCmd::Budget(BudgetCmd::Show { json }) => {
             let dir = ensure_owner(home)?;
             let o = open_owner(&dir)?;
-            let ledger = duo::node::release::load_ledger(&o.conn)?;
-            let mut stmt = o.conn.prepare(
-                "SELECT request_id, at, principal, datasets, amount FROM budget_history ORDER BY rowid",
-            )?;
-            let history = stmt
-                .query_map([], |r| {
-                    Ok(serde_json::json!({
-                        "request": r.get::<_, i64>(0)?,
-                        "at": r.get::<_, String>(1)?,
-                        "principal": r.get::<_, String>(2)?,
-                        "datasets": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(3)?).unwrap_or_default(),
-                        "amount": duo::policies::Amount::from_nanos(r.get::<_, i64>(4)? as u64).to_string(),
-                    }))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+            let ledger = o.store().ledger()?;
+            let history: Vec<_> = o
+                .store()
+                .budget_history()?
+                .into_iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "request": e.request,
+                        "at": e.at,
+                        "principal": e.principal,
+                        "datasets": e.datasets,
+                        "amount": e.amount.to_string(),
+                    })
+                })
+                .collect();
             let accounts: Vec<_> = ledger
                 .accounts()
                 .into_iter()
@@ -940,7 +941,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 .collect();
             let (policy, _) = o.policy()?;
             let limits = *policy.scoring_limits();
-            let scoring: Vec<_> = duo::node::scoring::scoring_usage(&o.conn, &limits)?
+            let scoring: Vec<_> = duo::node::owner::scoring::scoring_usage(&o, &limits)?
                 .into_iter()
                 .map(|(principal, used)| {
                     serde_json::json!({
@@ -1032,14 +1033,16 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 return Ok(1);
             }
             let mut o = open_owner(&dir)?;
-            let names: Vec<String> = store::datasets(&o.conn)?
+            let names: Vec<String> = o
+                .store()
+                .datasets()?
                 .into_iter()
                 .map(|d| d.meta.name)
                 .collect();
             for name in &names {
-                store::delete_dataset(&mut o.conn, name)?;
+                o.store_mut().delete_dataset(name)?;
             }
-            store::scrub(&o.conn)?;
+            o.store().scrub()?;
             println!(
                 "deleted {} dataset(s); the log, pairings and history are kept",
                 names.len()
@@ -1078,7 +1081,8 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                     emit(json, &v, |v| format!("released:\n{}", show::request(v)))?;
                     Ok(0)
                 }
-                Err(duo::node::Error::Stale { why, fresh }) => {
+                Err(duo::node::Error::Stale { why, .. }) => {
+                    let fresh = o.pending_view(id)?;
                     if json.json {
                         print_json(
                             &serde_json::json!({ "error": "stale", "why": why, "fresh": fresh }),
@@ -1108,16 +1112,16 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
             let dir = ensure_owner(home)?;
             let o = open_owner(&dir)?;
             if verify {
-                let mut r = store::verify_log(&o.conn)?;
+                let mut r = o.store().verify_log()?;
                 if let Some(path) = receipt {
                     let receipt = read_receipt(&path)?;
-                    let own = duo::node::receipt::NodeSigner::load_or_create(
-                        &duo::node::receipt::signing_key_path(&dir),
+                    let own = duo::node::owner::signer::NodeSigner::load_or_create(
+                        &duo::node::owner::signer::signing_key_path(&dir),
                     )?;
                     if let Err(e) = receipt.verify(Some(&own.public_hex())) {
                         bail!("{}: not a receipt of this node: {e}", path.display());
                     }
-                    match store::log_entry(&o.conn, receipt.log_seq)? {
+                    match o.store().log_entry(receipt.log_seq)? {
                         Some(e) if e.hash == receipt.log_hash => {}
                         Some(_) => r.problems.push(store::LogProblem::Edited {
                             seq: receipt.log_seq,
@@ -1144,11 +1148,9 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
                 }
                 return Ok(if r.problems.is_empty() { 0 } else { 1 });
             }
-            let total: i64 = o
-                .conn
-                .query_row("SELECT COUNT(*) FROM log", [], |r| r.get(0))?;
-            let after = (total as u64).saturating_sub(limit as u64);
-            let entries = store::log_entries(&o.conn, after, limit)?;
+            let total = o.store().log_len()?;
+            let after = total.saturating_sub(limit as u64);
+            let entries = o.store().log_entries(after, limit)?;
             if json.json {
                 print_json(&entries)?;
             } else {
@@ -1161,7 +1163,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         OwnerCmd::Policy(PolicyCmd::Check { file, json }) => {
             let path = match file {
                 Some(f) => f,
-                None => duo::node::release::policy_path(&owner::owner_dir(home)),
+                None => duo::node::owner::policy_path(&owner::owner_dir(home)),
             };
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
@@ -1201,7 +1203,7 @@ fn owner_cmd(cmd: OwnerCmd, home: &Path) -> Result<i32> {
 }
 
 /// Read a receipt: a bare receipt, a request view that carries one, or a receipt-log entry.
-fn read_receipt(path: &Path) -> Result<duo::node::receipt::Receipt> {
+fn read_receipt(path: &Path) -> Result<duo::node::proto::receipt::Receipt> {
     let text = if path == Path::new("-") {
         std::io::read_to_string(std::io::stdin())?
     } else {
@@ -1304,7 +1306,7 @@ async fn fi_cmd(cmd: FiCmd, home: &Path) -> Result<i32> {
             for e in &exprs {
                 let p = c.expr(e).await?;
                 match c.cost(&p, params.clone()).await? {
-                    duo::node::wire::ServerMsg::Cost {
+                    duo::node::proto::ServerMsg::Cost {
                         cost,
                         measure,
                         accuracy95,
@@ -1411,7 +1413,7 @@ async fn fi_cmd(cmd: FiCmd, home: &Path) -> Result<i32> {
         } => {
             let text = std::fs::read_to_string(&model)
                 .with_context(|| format!("reading the model file {}", model.display()))?;
-            let m = duo::node::scoring::ModelFile::parse(&text).map_err(|e| {
+            let m = duo::node::fi::ModelFile::parse(&text).map_err(|e| {
                 anyhow!(
                     "{}: {e} (the README shows the model file's format)",
                     model.display()

@@ -2,11 +2,12 @@
 
 use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{Answer, DataType, Type, Value};
-use duo_node::client::ScoreReport;
-use duo_node::release::{PendingView, RequestState, RequestView};
-use duo_node::scoring::{ScoreOutcome, ScoringView};
+use duo_node::fi::ScoreReport;
+use duo_node::owner::view::{PendingView, ScoringView};
+use duo_node::proto::request::{RequestState, RequestView};
+use duo_node::proto::scoring::ScoreOutcome;
+use duo_node::proto::PublishedDataset;
 use duo_node::store::LogEntry;
-use duo_node::wire::PublishedDataset;
 use duo_policies::Reveal;
 use std::fmt::Write;
 use std::path::Path;

@@ -8,13 +8,13 @@
 #[allow(dead_code)]
 mod support;
 
-use duo::node::release::RequestState;
-use duo::node::store;
+use duo::node::proto::request::RequestState;
+use duo::node::store::prelude::*;
 use duo::policies::Backend;
 use support::*;
 
 fn count(o: &OwnerNode, sql: &str) -> i64 {
-    o.store().conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    o.db().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 /// Crash inside the release transaction at `point`; after a restart the request never happened, and asking
@@ -26,7 +26,7 @@ async fn crash_inside_release(point: &str) {
     let fi = paired_fi(&o, &node, "Acme").await;
     let mut c = connect(&fi).await;
     let p = c.expr("rent_on_time_ratio_12m()").await.unwrap();
-    let log_before = store::verify_log(&o.store().conn).unwrap().entries;
+    let log_before = o.db().verify_log().unwrap().entries;
     fail::cfg(point, "panic").unwrap();
     assert!(c
         .request(&p, Backend::Plaintext, "underwriting")
@@ -37,7 +37,7 @@ async fn crash_inside_release(point: &str) {
     node.shutdown().await;
 
     let node = o.start_at(addr).await;
-    let report = store::verify_log(&o.store().conn).unwrap();
+    let report = o.db().verify_log().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(
         report.entries, log_before,
@@ -100,8 +100,7 @@ async fn crash_between_stored_answer_and_send() {
         1
     );
     let stored: String = o
-        .store()
-        .conn
+        .db()
         .query_row(
             "SELECT answer FROM requests WHERE state = 'approved'",
             [],
@@ -118,10 +117,7 @@ async fn crash_between_stored_answer_and_send() {
         count(&o, "SELECT COUNT(*) FROM log WHERE kind = 'release'"),
         1
     );
-    assert!(store::verify_log(&o.store().conn)
-        .unwrap()
-        .problems
-        .is_empty());
+    assert!(o.db().verify_log().unwrap().problems.is_empty());
     node.shutdown().await;
     scenario.teardown();
 }
@@ -130,8 +126,8 @@ async fn crash_between_stored_answer_and_send() {
 fn crash_during_ingest_leaves_the_store_as_it_was() {
     let scenario = fail::FailScenario::setup();
     let o = owner_with_sample(TEST_POLICY);
-    let before = store::datasets(&o.store().conn).unwrap();
-    let entries = store::verify_log(&o.store().conn).unwrap().entries;
+    let before = o.db().datasets().unwrap();
+    let entries = o.db().verify_log().unwrap().entries;
     let meta = std::fs::read_to_string(o.home.path().join("sample/rent.meta.toml")).unwrap();
     let csv = o.home.path().join("sample/rent.csv");
     fail::cfg("store::mid_ingest", "panic").unwrap();
@@ -140,8 +136,8 @@ fn crash_during_ingest_leaves_the_store_as_it_was() {
         std::thread::spawn(move || duo::node::owner::load(&dir, &csv, "rent", &meta)).join();
     assert!(crashed.is_err(), "the failpoint did not fire");
     fail::remove("store::mid_ingest");
-    assert_eq!(store::datasets(&o.store().conn).unwrap(), before);
-    let report = store::verify_log(&o.store().conn).unwrap();
+    assert_eq!(o.db().datasets().unwrap(), before);
+    let report = o.db().verify_log().unwrap();
     assert_eq!(report.entries, entries);
     assert!(report.problems.is_empty());
     scenario.teardown();
@@ -149,27 +145,21 @@ fn crash_during_ingest_leaves_the_store_as_it_was() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_between_charge_and_send_charges_once_and_a_retry_gets_the_stored_noise() {
-    use duo::node::dp::DpParams;
-    use duo::node::release::{load_ledger, save_ledger};
+    use duo::node::proto::request::DpParams;
     use duo::policies::Scope;
     let scenario = fail::FailScenario::setup();
     let o = owner_with_sample(
         "default = \"ask\"\n[[rule]]\nname = \"dp\"\nbackend = [\"dp\"]\nmax_cost = \"1\"\naction = \"approve\"\n",
     );
     {
-        let mut conn = o.store().conn;
-        let tx = store::write_tx(&mut conn).unwrap();
-        let mut ledger = load_ledger(&tx).unwrap();
+        let mut owner = o.store();
+        let tx = owner.store_mut().write().unwrap();
+        let mut ledger = tx.ledger().unwrap();
         ledger.set_cap(&Scope::Global, "1".parse().unwrap());
-        save_ledger(&tx, &ledger).unwrap();
+        tx.save_ledger(&ledger).unwrap();
         tx.commit().unwrap();
     }
-    let spent = |o: &OwnerNode| {
-        load_ledger(&o.store().conn)
-            .unwrap()
-            .account(&Scope::Global)
-            .spent
-    };
+    let spent = |o: &OwnerNode| o.db().ledger().unwrap().account(&Scope::Global).spent;
     let params = DpParams {
         epsilon: Some(0.3),
         ..DpParams::default()
@@ -188,8 +178,7 @@ async fn crash_between_charge_and_send_charges_once_and_a_retry_gets_the_stored_
     // Charged exactly once, with the answer stored.
     assert_eq!(spent(&o), "0.3".parse().unwrap());
     let stored: String = o
-        .store()
-        .conn
+        .db()
         .query_row(
             "SELECT answer FROM requests WHERE state = 'approved'",
             [],

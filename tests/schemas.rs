@@ -4,8 +4,8 @@
 //! To update the files after changing a wire type (or its doc comments, which become descriptions):
 //! `DUO_UPDATE_SCHEMAS=1 cargo test --test schemas`, then review and commit the diff.
 
-use duo::node::receipt::Receipt;
-use duo::node::wire::{self, ClientMsg, Envelope, ServerMsg};
+use duo::node::proto::receipt::Receipt;
+use duo::node::proto::{self as wire, ClientMsg, Envelope, ServerMsg};
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
 use serde_json::{Map, Value};
@@ -66,7 +66,7 @@ fn schemas() -> Vec<SchemaFile> {
                 Contract::Deserialize,
                 "Duo client message",
                 "One application message from the FI to the owner node (docs/protocol.md, section 7), as the \
-                 owner node accepts it. Generated from duo_node::wire::Envelope<ClientMsg>; do not edit.",
+                 owner node accepts it. Generated from duo_node::proto::Envelope<ClientMsg>; do not edit.",
             ),
         },
         SchemaFile {
@@ -75,7 +75,7 @@ fn schemas() -> Vec<SchemaFile> {
                 Contract::Serialize,
                 "Duo server message",
                 "One application message from the owner node to the FI (docs/protocol.md, section 7), as the \
-                 owner node sends it. Generated from duo_node::wire::Envelope<ServerMsg>; do not edit.",
+                 owner node sends it. Generated from duo_node::proto::Envelope<ServerMsg>; do not edit.",
             ),
         },
         SchemaFile {
@@ -84,7 +84,7 @@ fn schemas() -> Vec<SchemaFile> {
                 Contract::Serialize,
                 "Duo receipt",
                 "A signed receipt for one release (docs/protocol.md, section 9). Generated from \
-                 duo_node::receipt::Receipt; do not edit.",
+                 duo_node::proto::receipt::Receipt; do not edit.",
             ),
         },
     ]
@@ -235,8 +235,8 @@ const VECTOR_RECEIPT: &str = r#"{"v":1,"node_key":"ea4a6c63e29c520abef5507b132ec
 
 #[test]
 fn spec_test_vectors_match_the_code() {
-    use duo::node::keys::{fingerprint, psk_from_secret, InviteCode, Keypair};
-    use duo::node::store::hex;
+    use duo::node::net::keys::{fingerprint, psk_from_secret, InviteCode, Keypair};
+    use duo::node::proto::digest::hex;
 
     let doc = protocol_md();
     for v in [

@@ -13,7 +13,7 @@ use duo::engine::ingest::{load_csv, parse_meta, IngestLimits};
 use duo::engine::parse::{parse_expr, to_source};
 use duo::engine::sample::{generate, Profile, SampleConfig};
 use duo::engine::{check, CheckContext, Checked, DatasetMeta, Limits};
-use duo::node::wire::{decode_client, decode_server, encode};
+use duo::node::proto::{decode_client, decode_server, encode};
 use duo::policies::{decide, Backend, Policy, RequestFacts};
 
 /// The day the checker takes as today.

@@ -6,7 +6,7 @@
 pub enum Error {
     /// A database error.
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Store(Box<dyn std::error::Error + Send + Sync>),
     /// A file or socket error.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -31,13 +31,13 @@ pub enum Error {
     /// A per-principal limit was reached.
     #[error("{0}")]
     Limit(String),
-    /// The state the owner saw has changed since; the fresh facts are attached.
+    /// The state the owner saw has changed since.
     #[error("the request changed since you looked at it: {why}")]
     Stale {
         /// What changed.
         why: String,
-        /// The fresh view to show instead.
-        fresh: Box<crate::release::PendingView>,
+        /// The token of what the owner would see now (`approve --seen` takes it once they have looked again).
+        token: String,
     },
     /// The peer sent something invalid or the server replied with an error.
     #[error("{code}: {message}")]

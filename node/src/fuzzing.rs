@@ -1,4 +1,4 @@
-//! Fuzzing entry points (not part of the API): the server side of [`crate::transport::accept`]
+//! Fuzzing entry points (not part of the API): the server side of [`crate::net::transport::accept`]
 //! driven over an in-memory duplex stream by a scripted client whose frames the fuzzer chooses.
 //!
 //! The script is the fuzzer's input, read front to back; missing bytes read as zero. For
@@ -32,8 +32,8 @@ use tokio::io::DuplexStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::keys::Keypair;
-use crate::transport::{
+use crate::net::keys::Keypair;
+use crate::net::transport::{
     accept, Limits, TransportError, MAX_CHUNK, NOISE_MAX_MESSAGE, PAIRING_NOISE_PARAMS,
     SESSION_NOISE_PARAMS,
 };
@@ -174,7 +174,7 @@ async fn serve(stream: DuplexStream, owner: &Keypair, reject: bool) -> ServerEnd
         owner,
         |id: &str| (id == INVITE_ID).then_some(PSK),
         |id: &str| format!("no usable invite {id}"),
-        |_: &crate::transport::Mode, _: &[u8; 32]| {
+        |_: &crate::net::transport::Mode, _: &[u8; 32]| {
             if reject {
                 Err(("unknown_key".to_owned(), "not paired".to_owned()))
             } else {

@@ -1,28 +1,24 @@
-//! The Duo node: everything that runs.
+//! The Duo node: everything that runs. Its rooms, with dependencies pointing one way (down this list):
 //!
-//! - [`transport`]: WebSocket carrying a Noise channel; [`keys`]: static keys, fingerprints and invite codes;
-//! - [`wire`]: the application messages inside the channel;
-//! - [`store`]: the owner's SQLite store and the hash-chained audit log;
-//! - [`release`]: requests, decisions and releases (one transaction each); [`receipt`]: signed receipts;
-//! - [`owner`]: initialising the owner node, loading data, invites and the service FIs connect to;
-//! - [`scoring`]: private scoring (backend `2pc`): requests, runs over the session, the FI's model file;
-//! - [`client`]: the FI client with lazy pointers;
-//! - [`home`]: data directories.
+//! - [`owner`]: the owner's node: the release path and its backends, the owner's decisions, private scoring
+//!   runs, setting up a node, and the service FIs connect to;
+//! - [`fi`]: the FI's client, its home on disk and its model file (it imports nothing from [`owner`]);
+//! - [`store`]: the owner's SQLite store: all of its SQL, behind typed queries;
+//! - [`net`]: keys and invite codes, the WebSocket + Noise channel, scoring runs' chunks on it;
+//! - [`proto`]: every message both sides exchange, receipts, and the hashing they share;
+//! - [`error`], [`home`]: the error type and data directories.
 #![forbid(unsafe_code)]
 
-pub mod client;
-pub mod dp;
 pub mod error;
+pub mod fi;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod home;
-pub mod keys;
+#[doc(hidden)]
+pub mod loopback;
+pub mod net;
 pub mod owner;
-pub mod receipt;
-pub mod release;
-pub mod scoring;
+pub mod proto;
 pub mod store;
-pub mod transport;
-pub mod wire;
 
 pub use error::Error;

@@ -217,7 +217,7 @@ fn policy_check_points_at_the_line() {
 /// runs in 30 days refuses a 4th.
 #[test]
 fn fi_score_reveals_what_the_model_gives_and_the_owner_limits_runs() {
-    use duo::node::scoring::ModelFile;
+    use duo::node::fi::ModelFile;
     use duo_protocols::fixed::{self, Bounds, FixedModel};
 
     let dir = tempfile::tempdir().unwrap();

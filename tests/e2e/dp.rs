@@ -2,9 +2,9 @@
 
 use crate::support::*;
 use duo::engine::{Answer, Value};
-use duo::node::dp::DpParams;
-use duo::node::release::{load_ledger, save_ledger, RequestState};
-use duo::node::store;
+use duo::node::proto::request::DpParams;
+use duo::node::proto::request::RequestState;
+use duo::node::store::prelude::*;
 use duo::policies::{Amount, Scope};
 
 const DP_POLICY: &str = r#"
@@ -29,19 +29,16 @@ fn eps(e: f64) -> DpParams {
 }
 
 fn set_cap(o: &OwnerNode, scope: Scope, cap: &str) {
-    let mut conn = o.store().conn;
-    let tx = store::write_tx(&mut conn).unwrap();
-    let mut ledger = load_ledger(&tx).unwrap();
+    let mut owner = o.store();
+    let tx = owner.store_mut().write().unwrap();
+    let mut ledger = tx.ledger().unwrap();
     ledger.set_cap(&scope, cap.parse().unwrap());
-    save_ledger(&tx, &ledger).unwrap();
+    tx.save_ledger(&ledger).unwrap();
     tx.commit().unwrap();
 }
 
 fn spent(o: &OwnerNode) -> Amount {
-    load_ledger(&o.store().conn)
-        .unwrap()
-        .account(&Scope::Global)
-        .spent
+    o.db().ledger().unwrap().account(&Scope::Global).spent
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,10 +90,7 @@ async fn dp_releases_charge_the_ledger_repeat_for_free_and_stop_at_the_cap() {
         "{why}"
     );
     assert_eq!(spent(&o), "0.9".parse().unwrap());
-    assert!(store::verify_log(&o.store().conn)
-        .unwrap()
-        .problems
-        .is_empty());
+    assert!(o.db().verify_log().unwrap().problems.is_empty());
     node.shutdown().await;
 }
 
@@ -174,7 +168,9 @@ async fn an_owner_approval_fails_with_fresh_numbers_when_the_budget_moved() {
     let seen_a = owner.pending_view(ra.id).unwrap();
     owner.approve(ra.id, Some(&seen_a.token)).unwrap();
     match owner.approve(rb.id, Some(&seen_b.token)) {
-        Err(duo::node::Error::Stale { fresh, .. }) => {
+        Err(duo::node::Error::Stale { token, .. }) => {
+            let fresh = owner.pending_view(rb.id).unwrap();
+            assert_eq!(fresh.token, token);
             assert!(fresh.dp.unwrap().budget_left_after.is_err());
         }
         other => panic!("expected a stale approval, got {other:?}"),

@@ -1,10 +1,10 @@
 //! Hostile frames: malformed, unknown, oversized; the node answers or closes, and keeps serving others.
 
 use crate::support::*;
+use duo::node::net::transport::{self, Limits, Mode};
 use duo::node::owner::{self, ServeConfig};
+use duo::node::proto::{self as wire, ServerMsg};
 use duo::node::store;
-use duo::node::transport::{self, Limits, Mode};
-use duo::node::wire::{self, ServerMsg};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -12,7 +12,7 @@ type Channel = transport::SecureChannel<tokio_tungstenite::MaybeTlsStream<tokio:
 
 /// A session driven by hand; `limits` lets the client send more than the node accepts.
 async fn raw_session(o: &OwnerNode, url: &str, fi: &Fi, limits: &Limits) -> Channel {
-    let fp = duo::node::keys::fingerprint(&owner::node_key(&o.dir).unwrap().public);
+    let fp = duo::node::net::keys::fingerprint(&owner::node_key(&o.dir).unwrap().public);
     let key = fi.home.key().unwrap();
     let mut chan = transport::connect(url, &key, Mode::Session, None, &fp, limits)
         .await
@@ -198,7 +198,7 @@ async fn per_principal_limits_trigger_and_others_keep_being_served() {
     // Sessions.
     let mut a1 = connect(&acme).await;
     let _a2 = connect(&acme).await;
-    let err = duo::node::client::Client::connect(&acme.home, None)
+    let err = duo::node::fi::Client::connect(&acme.home, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("limit"), "{err}");
@@ -230,12 +230,11 @@ async fn per_principal_limits_trigger_and_others_keep_being_served() {
     let p = b.expr("count(rent)").await.unwrap();
     assert_eq!(
         b.request(&p, Backend::Plaintext, "b").await.unwrap().state,
-        duo::node::release::RequestState::Pending
+        duo::node::proto::request::RequestState::Pending
     );
     // The limits were logged.
     let n: i64 = o
-        .store()
-        .conn
+        .db()
         .query_row(
             "SELECT COUNT(*) FROM log WHERE kind = 'limit_exceeded'",
             [],

@@ -1,10 +1,11 @@
 //! Pairing: good, wrong, reused, expired and burned codes; unpaired keys.
 
 use crate::support::*;
-use duo::node::client::{self, Client, FiHome};
-use duo::node::keys::Keypair;
+use duo::node::fi::{self as client, Client, FiHome};
+use duo::node::net::keys::Keypair;
 use duo::node::owner;
 use duo::node::store;
+use duo::node::store::prelude::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,7 +20,7 @@ async fn good_code_pairs_and_later_sessions_use_pinned_keys() {
     assert_eq!(c.principal(), "Acme Bank");
     assert_eq!(c.datasets().await.unwrap().len(), 4);
     c.close().await;
-    let pairings = store::pairings(&o.store().conn).unwrap();
+    let pairings = o.db().pairings().unwrap();
     assert_eq!(pairings.len(), 1);
     assert_eq!(pairings[0].principal, "Acme Bank");
     node.shutdown().await;
@@ -50,7 +51,7 @@ async fn wrong_reused_and_expired_codes_are_refused() {
         .unwrap_err();
     assert!(home.pairings().unwrap().is_empty(), "{err}");
     // The attempt was counted before the handshake.
-    let inv = store::invite(&o.store().conn, &code.id).unwrap().unwrap();
+    let inv = o.db().invite(&code.id).unwrap().unwrap();
     assert_eq!(inv.attempts, 1);
 
     // The right code still works once ...
@@ -65,17 +66,18 @@ async fn wrong_reused_and_expired_codes_are_refused() {
     assert!(err.to_string().contains("invite"), "{err}");
 
     // Expired.
-    let mut conn = o.store().conn;
-    let expired = duo::node::keys::InviteCode::generate(&owner::node_key(&o.dir).unwrap().public);
-    store::create_invite(
-        &mut conn,
-        &expired.id,
-        "Late",
-        &expired.psk(),
-        store::now_unix() - 5,
-        owner::DEFAULT_PAIRING,
-    )
-    .unwrap();
+    let expired =
+        duo::node::net::keys::InviteCode::generate(&owner::node_key(&o.dir).unwrap().public);
+    o.store()
+        .store_mut()
+        .create_invite(
+            &expired.id,
+            "Late",
+            &expired.psk(),
+            store::now_unix() - 5,
+            owner::DEFAULT_PAIRING,
+        )
+        .unwrap();
     let err = client::pair(
         &FiHome::new(other.path()),
         &node.url(),
@@ -120,7 +122,7 @@ async fn a_code_is_burned_after_repeated_failures() {
 async fn unpaired_keys_and_wrong_owner_keys_are_refused() {
     let o = owner_with_sample(TEST_POLICY);
     let node = o.start().await;
-    let fp = duo::node::keys::fingerprint(&owner::node_key(&o.dir).unwrap().public);
+    let fp = duo::node::net::keys::fingerprint(&owner::node_key(&o.dir).unwrap().public);
     // A key the owner never paired.
     let stranger = Keypair::generate();
     let err = Client::connect_with(&node.url(), &stranger, &fp)
@@ -130,7 +132,7 @@ async fn unpaired_keys_and_wrong_owner_keys_are_refused() {
     // A paired FI that pinned a different owner key does not talk to this node.
     let fi = paired_fi(&o, &node, "Acme").await;
     let key = fi.home.key().unwrap();
-    let other_fp = duo::node::keys::fingerprint(&Keypair::generate().public);
+    let other_fp = duo::node::net::keys::fingerprint(&Keypair::generate().public);
     let err = Client::connect_with(&node.url(), &key, &other_fp)
         .await
         .unwrap_err();
@@ -150,7 +152,7 @@ async fn a_revoked_principal_is_cut_off_mid_session_and_cannot_reconnect() {
     let p = c.expr("max(rent.amount)").await.unwrap();
     let pending = c.request(&p, Backend::Plaintext, "max").await.unwrap();
     // The owner revokes from "another process" while the session is open.
-    let cancelled = store::revoke(&mut o.store().conn, "Acme").unwrap();
+    let cancelled = o.store().store_mut().revoke("Acme").unwrap();
     assert_eq!(cancelled, vec![pending.id]);
     // The open session is closed by the node: the next call fails.
     let mut cut = false;
@@ -169,16 +171,13 @@ async fn a_revoked_principal_is_cut_off_mid_session_and_cannot_reconnect() {
     assert_eq!(b.datasets().await.unwrap().len(), 4);
     // The cancelled request is recorded as denied, with the reason, and the log verifies.
     let v = o.store().request_view("Acme", pending.id).unwrap();
-    assert_eq!(v.state, duo::node::release::RequestState::Denied);
+    assert_eq!(v.state, duo::node::proto::request::RequestState::Denied);
     assert!(v.why.unwrap().contains("revoked"));
-    assert!(store::verify_log(&o.store().conn)
-        .unwrap()
-        .problems
-        .is_empty());
+    assert!(o.db().verify_log().unwrap().problems.is_empty());
     // A new invite pairs it again, with a new key, as the same principal.
     let again = paired_fi(&o, &node, "Acme").await;
     assert_eq!(connect(&again).await.principal(), "Acme");
-    let list = store::pairings(&o.store().conn).unwrap();
+    let list = o.db().pairings().unwrap();
     assert!(list
         .iter()
         .any(|p| p.principal == "Acme" && p.state == "active"));
@@ -190,8 +189,7 @@ async fn an_expired_pairing_is_refused() {
     let o = owner_with_sample(TEST_POLICY);
     let node = o.start().await;
     let fi = paired_fi(&o, &node, "Acme").await;
-    o.store()
-        .conn
+    o.db()
         .execute(
             "UPDATE pairings SET expires_at = ?1",
             [store::now_unix() - 1],
@@ -199,7 +197,7 @@ async fn an_expired_pairing_is_refused() {
         .unwrap();
     let err = Client::connect(&fi.home, None).await.unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
-    let list = store::pairings(&o.store().conn).unwrap();
+    let list = o.db().pairings().unwrap();
     assert_eq!(list[0].state, "expired");
     node.shutdown().await;
 }

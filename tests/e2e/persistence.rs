@@ -2,8 +2,9 @@
 
 use crate::support::*;
 use duo::node::owner;
-use duo::node::release::RequestState;
+use duo::node::proto::request::RequestState;
 use duo::node::store;
+use duo::node::store::prelude::*;
 use duo::policies::Backend;
 use std::time::Duration;
 
@@ -37,18 +38,15 @@ async fn requests_pairings_and_answers_survive_a_restart() {
     o.store().approve(pending.id, None).unwrap();
     let p3 = c.status(pending.id, Duration::from_secs(10)).await.unwrap();
     assert_eq!(p3.state, RequestState::Approved);
-    assert!(store::verify_log(&o.store().conn)
-        .unwrap()
-        .problems
-        .is_empty());
+    assert!(o.db().verify_log().unwrap().problems.is_empty());
     node.shutdown().await;
 }
 
 #[test]
 fn a_tampered_log_is_found_and_named() {
     let o = owner_with_sample(TEST_POLICY);
-    let conn = o.store().conn;
-    let report = store::verify_log(&conn).unwrap();
+    let conn = o.db();
+    let report = conn.verify_log().unwrap();
     assert!(report.entries >= 4);
     assert!(report.problems.is_empty());
     // The triggers refuse edits through SQL ...
@@ -60,15 +58,15 @@ fn a_tampered_log_is_found_and_named() {
         "DROP TRIGGER log_no_update; UPDATE log SET body = '{\"dataset\":\"rent\"}' WHERE seq = 2;",
     )
     .unwrap();
-    let report = store::verify_log(&conn).unwrap();
+    let report = conn.verify_log().unwrap();
     assert_eq!(report.problems, vec![store::LogProblem::Edited { seq: 2 }]);
 }
 
 #[test]
 fn bad_csv_leaves_the_store_as_it_was() {
     let o = owner_with_sample(TEST_POLICY);
-    let before = store::datasets(&o.store().conn).unwrap();
-    let log_before = store::verify_log(&o.store().conn).unwrap().entries;
+    let before = o.db().datasets().unwrap();
+    let log_before = o.db().verify_log().unwrap().entries;
     let meta = std::fs::read_to_string(o.home.path().join("sample/rent.meta.toml")).unwrap();
     let good = std::fs::read_to_string(o.home.path().join("sample/rent.csv")).unwrap();
     let header = good.lines().next().unwrap().to_string();
@@ -110,11 +108,8 @@ fn bad_csv_leaves_the_store_as_it_was() {
         let err = owner::load(&o.dir, &path, "rent", &meta).unwrap_err();
         assert!(err.to_string().contains(needle), "{what}: {err}");
     }
-    assert_eq!(store::datasets(&o.store().conn).unwrap(), before);
-    assert_eq!(
-        store::verify_log(&o.store().conn).unwrap().entries,
-        log_before
-    );
+    assert_eq!(o.db().datasets().unwrap(), before);
+    assert_eq!(o.db().verify_log().unwrap().entries, log_before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,14 +124,14 @@ async fn entries_cut_from_the_end_of_the_log_are_found_from_the_requests() {
         .await
         .unwrap();
     node.shutdown().await;
-    let conn = o.store().conn;
+    let conn = o.db();
     let last: i64 = conn
         .query_row("SELECT MAX(seq) FROM log", [], |r| r.get(0))
         .unwrap();
     conn.execute_batch("DROP TRIGGER log_no_delete;").unwrap();
     conn.execute("DELETE FROM log WHERE seq = ?1", [last])
         .unwrap();
-    let report = store::verify_log(&conn).unwrap();
+    let report = conn.verify_log().unwrap();
     assert_eq!(
         report.problems,
         vec![store::LogProblem::Unlogged {
@@ -156,11 +151,11 @@ async fn deleting_a_dataset_removes_its_rows_and_blocks_pending_approvals() {
     let v = c.request(&p, Backend::Plaintext, "bills").await.unwrap();
     assert_eq!(v.state, RequestState::Pending);
     let mut owner = o.store();
-    store::delete_dataset(&mut owner.conn, "utilities").unwrap();
-    store::scrub(&owner.conn).unwrap();
+    owner.store_mut().delete_dataset("utilities").unwrap();
+    owner.store().scrub().unwrap();
     // The rows are gone from the store; the FI no longer sees the dataset.
-    let blob: Vec<u8> = owner
-        .conn
+    let blob: Vec<u8> = o
+        .db()
         .query_row(
             "SELECT data FROM datasets WHERE name = 'utilities'",
             [],
@@ -171,7 +166,7 @@ async fn deleting_a_dataset_removes_its_rows_and_blocks_pending_approvals() {
     assert_eq!(c.datasets().await.unwrap().len(), 3);
     // The pending request can no longer be approved.
     assert!(owner.approve(v.id, None).is_err());
-    assert!(store::verify_log(&owner.conn).unwrap().problems.is_empty());
+    assert!(owner.store().verify_log().unwrap().problems.is_empty());
     node.shutdown().await;
 }
 
@@ -197,9 +192,7 @@ async fn answers_carry_receipts_the_fi_verifies_and_keeps() {
     r.verify(Some(&key)).unwrap();
     assert_eq!((r.request, r.principal.as_str()), (v.id, "Acme"));
     // The receipt names the log entry that recorded the release.
-    let entry = store::log_entry(&o.store().conn, r.log_seq)
-        .unwrap()
-        .unwrap();
+    let entry = o.db().log_entry(r.log_seq).unwrap().unwrap();
     assert_eq!(entry.kind, "release");
     assert_eq!(entry.hash, r.log_hash);
     // The FI kept both receipts, chained.

@@ -2,7 +2,7 @@
 
 use crate::support::*;
 use duo::engine::{Answer, Value};
-use duo::node::release::RequestState;
+use duo::node::proto::request::RequestState;
 use duo::policies::Backend;
 use std::time::Duration;
 
@@ -36,8 +36,7 @@ async fn catalogue_attribute_is_auto_approved_once_then_answered_from_store() {
     assert_eq!(again.answer, v.answer);
     assert_ne!(again.id, v.id);
     let releases: i64 = o
-        .store()
-        .conn
+        .db()
         .query_row("SELECT COUNT(*) FROM log WHERE kind = 'release'", [], |r| {
             r.get(0)
         })
@@ -131,8 +130,7 @@ async fn policy_denies_row_level_and_listed_datasets() {
     assert_eq!(v.why.as_deref(), Some("subscriptions are private"));
     // Nothing was released.
     let releases: i64 = o
-        .store()
-        .conn
+        .db()
         .query_row(
             "SELECT COUNT(*) FROM requests WHERE answer IS NOT NULL",
             [],
@@ -162,8 +160,7 @@ async fn pointer_api_builds_lineage_without_computing() {
     assert!(err.to_string().contains("type"), "{err}");
     // No request was made by building pointers.
     let n: i64 = o
-        .store()
-        .conn
+        .db()
         .query_row("SELECT COUNT(*) FROM requests", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 0);
@@ -181,12 +178,12 @@ async fn approval_fails_with_fresh_facts_when_state_changed() {
     let owner = o.store();
     let seen = owner.pending_view(v.id).unwrap();
     // The policy changes after the owner looked.
-    let path = duo::node::release::policy_path(&o.dir);
+    let path = duo::node::owner::policy_path(&o.dir);
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, format!("{text}\n# edited\n")).unwrap();
     let mut owner = o.store();
     match owner.approve(v.id, Some(&seen.token)) {
-        Err(duo::node::Error::Stale { fresh, .. }) => assert_ne!(fresh.token, seen.token),
+        Err(duo::node::Error::Stale { token, .. }) => assert_ne!(token, seen.token),
         other => panic!("expected a stale approval, got {other:?}"),
     }
     // A policy that now denies blocks the approval even with the fresh token.

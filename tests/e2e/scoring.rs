@@ -4,9 +4,11 @@
 
 use crate::support::*;
 use duo::engine::{Answer, Value};
-use duo::node::client::Client;
-use duo::node::scoring::{ModelFile, ScoreOutcome};
+use duo::node::fi::Client;
+use duo::node::fi::ModelFile;
+use duo::node::proto::scoring::ScoreOutcome;
 use duo::node::store;
+use duo::node::store::prelude::*;
 use duo::policies::{Backend, Reveal};
 use std::time::Duration;
 
@@ -60,8 +62,9 @@ async fn scoring_node(principal: &str) -> (OwnerNode, duo::node::owner::RunningN
 }
 
 /// The kinds of every entry of the owner's log, in order.
-fn log_kinds(o: &duo::node::release::Owner) -> Vec<String> {
-    store::log_entries(&o.conn, 0, 100_000)
+fn log_kinds(o: &duo::node::owner::Owner) -> Vec<String> {
+    o.store()
+        .log_entries(0, 100_000)
         .unwrap()
         .into_iter()
         .map(|e| e.kind)
@@ -92,7 +95,7 @@ async fn ask_pending(
     owner: &OwnerNode,
     m: &ModelFile,
     reveal: Reveal,
-) -> (duo::node::release::Owner, u64) {
+) -> (duo::node::owner::Owner, u64) {
     let e = score_err(c, m, reveal, "pricing tier", Duration::from_millis(150)).await;
     assert!(e.contains("still waits for the owner"), "{e}");
     let o = owner.store();
@@ -101,7 +104,7 @@ async fn ask_pending(
 }
 
 /// Asks for a decision and runs it (the test policy approves decisions).
-async fn decide(c: &mut Client, m: &ModelFile, reason: &str) -> duo::node::client::ScoreReport {
+async fn decide(c: &mut Client, m: &ModelFile, reason: &str) -> duo::node::fi::ScoreReport {
     c.score(
         m,
         Reveal::Decision,
@@ -183,8 +186,8 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
 
     // The owner's record: three runs, each started and ended in the log, the chain intact; receipts kept.
     let o = owner.store();
-    let done: i64 = o
-        .conn
+    let done: i64 = owner
+        .db()
         .query_row(
             "SELECT COUNT(*) FROM scoring_runs WHERE principal = 'acme' AND state = 'done'",
             [],
@@ -194,14 +197,14 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
     assert_eq!(done, 3);
     // The owner's budget screen counts them: 3 runs, 3 bits, for this FI.
     let (policy, _) = o.policy().unwrap();
-    let usage = duo::node::scoring::scoring_usage(&o.conn, policy.scoring_limits()).unwrap();
+    let usage = duo::node::owner::scoring::scoring_usage(&o, policy.scoring_limits()).unwrap();
     assert_eq!(usage.len(), 1);
     assert_eq!(usage[0].0, "acme");
     assert_eq!((usage[0].1.runs, usage[0].1.millibits), (3, 3000));
     let kinds = log_kinds(&o);
     assert_eq!(kinds.iter().filter(|k| *k == "scoring-start").count(), 3);
     assert_eq!(kinds.iter().filter(|k| *k == "scoring-end").count(), 3);
-    assert!(store::verify_log(&o.conn).unwrap().problems.is_empty());
+    assert!(o.store().verify_log().unwrap().problems.is_empty());
     let kept = fi.home.receipts().unwrap();
     assert_eq!(
         kept.iter().filter(|e| e.receipt.backend == "2pc").count(),
@@ -216,8 +219,8 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
     }
     // The commitment the owner saw is the one the FI can open.
     let commitment = r1.commitment.unwrap();
-    let spec: String = o
-        .conn
+    let spec: String = owner
+        .db()
         .query_row(
             "SELECT spec FROM scoring_requests WHERE request_id = ?1",
             [r1.request as i64],
@@ -240,8 +243,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
         .unwrap();
     assert_eq!(base.commitment(&salt), commitment);
     // The weights never reached the owner's store or log in the clear.
-    let log_text =
-        serde_json::to_string(&store::log_entries(&o.conn, 0, 100_000).unwrap()).unwrap();
+    let log_text = serde_json::to_string(&o.store().log_entries(0, 100_000).unwrap()).unwrap();
     assert!(!log_text.contains("-0.75"), "a weight in the owner's log");
     c.close().await;
     node.shutdown().await;
@@ -287,10 +289,10 @@ async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
     let approver = tokio::spawn(async move {
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(25)).await;
-            let mut o = duo::node::release::Owner::open(
+            let mut o = duo::node::owner::Owner::open(
                 &owner_dir,
                 store::Sync::Normal,
-                duo::node::release::DatasetCache::default(),
+                duo::node::owner::DatasetCache::default(),
             )
             .unwrap();
             if let Some(&id) = o.pending_ids().unwrap().first() {
@@ -316,8 +318,8 @@ async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
     // A raw score (64 bits) is over this policy's 6-bit cap and no rule allows it: refused.
     let e = score_err(&mut c, &m, Reveal::Score, "raw", Duration::from_secs(2)).await;
     assert!(e.contains("denied"), "{e}");
-    let state: String = o
-        .conn
+    let state: String = owner
+        .db()
         .query_row(
             "SELECT state FROM requests WHERE backend = '2pc' ORDER BY id DESC LIMIT 1",
             [],
@@ -363,8 +365,8 @@ async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
     let o = owner.store();
     let mut state = String::new();
     for _ in 0..200 {
-        state = o
-            .conn
+        state = owner
+            .db()
             .query_row(
                 "SELECT state || ':' || COALESCE(error, '') FROM scoring_runs WHERE principal = 'flaky'",
                 [],
@@ -380,7 +382,7 @@ async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
     assert!(state.contains("channel"), "{state}");
     let kinds = log_kinds(&o);
     assert!(kinds.contains(&"scoring-end".to_string()));
-    let problems = store::verify_log(&o.conn).unwrap().problems;
+    let problems = o.store().verify_log().unwrap().problems;
     assert!(problems.is_empty(), "{problems:?}");
     node.shutdown().await;
     let _ = Value::Null;
@@ -392,8 +394,9 @@ async fn only_the_committed_model_runs_and_the_session_goes_on() {
     let m = model(-1.0, 0.5, &[0.0]);
     let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
     o.approve(id, None).unwrap();
-    let runs = |o: &duo::node::release::Owner| -> i64 {
-        o.conn
+    let runs = |_: &duo::node::owner::Owner| -> i64 {
+        owner
+            .db()
             .query_row("SELECT COUNT(*) FROM scoring_runs", [], |r| r.get(0))
             .unwrap()
     };
@@ -435,7 +438,7 @@ async fn a_policy_that_now_denies_stops_a_run_approved_earlier() {
     let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
     o.approve(id, None).unwrap();
     // The owner then forbids private scoring for this FI.
-    let path = duo::node::release::policy_path(&owner.dir);
+    let path = duo::node::owner::policy_path(&owner.dir);
     let text = std::fs::read_to_string(&path).unwrap();
     let deny = "\n[[rule]]\nname = \"no-late\"\nprincipal = [\"late\"]\nbackend = [\"2pc\"]\naction = \"deny\"\nreason = \"no more scoring\"\n";
     let text = text.replacen("\n[[rule]]", &format!("{deny}\n[[rule]]"), 1);
@@ -450,8 +453,8 @@ async fn a_policy_that_now_denies_stops_a_run_approved_earlier() {
         "{e}"
     );
     // Nothing ran, nothing is counted, and the refusal is in the log.
-    let runs: i64 = o
-        .conn
+    let runs: i64 = owner
+        .db()
         .query_row("SELECT COUNT(*) FROM scoring_runs", [], |r| r.get(0))
         .unwrap();
     assert_eq!(runs, 0);
@@ -470,13 +473,13 @@ async fn a_revocation_during_a_run_ends_it_before_the_output_leaves() {
     let mut revoked = false;
     let mut progress = move |s: &str| {
         if !revoked && s.contains("challenge") {
-            let mut o = duo::node::release::Owner::open(
+            let mut o = duo::node::owner::Owner::open(
                 &dir,
                 store::Sync::Normal,
-                duo::node::release::DatasetCache::default(),
+                duo::node::owner::DatasetCache::default(),
             )
             .unwrap();
-            store::revoke(&mut o.conn, "gone").unwrap();
+            o.store_mut().revoke("gone").unwrap();
             revoked = true;
         }
     };
@@ -492,9 +495,8 @@ async fn a_revocation_during_a_run_ends_it_before_the_output_leaves() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("revoked") || e.contains("closed"), "{e}");
-    let o = owner.store();
-    let state: String = o
-        .conn
+    let state: String = owner
+        .db()
         .query_row(
             "SELECT state || ':' || COALESCE(error, '') FROM scoring_runs WHERE principal = 'gone'",
             [],
@@ -506,8 +508,8 @@ async fn a_revocation_during_a_run_ends_it_before_the_output_leaves() {
         "{state}"
     );
     // Nothing was released to it.
-    let released: i64 = o
-        .conn
+    let released: i64 = owner
+        .db()
         .query_row(
             "SELECT COUNT(*) FROM requests WHERE principal = 'gone' AND backend = '2pc' AND answer IS NOT NULL",
             [],
@@ -549,8 +551,8 @@ async fn an_attribute_without_a_value_costs_a_run_and_tells_only_that() {
     assert!(e.contains("one of the attributes has no value"), "{e}");
     assert!(!e.contains("rent_on_time_ratio_12m"), "{e}");
     let o = owner.store();
-    let (state, error): (String, String) = o
-        .conn
+    let (state, error): (String, String) = owner
+        .db()
         .query_row(
             "SELECT state, error FROM scoring_runs WHERE principal = 'probe'",
             [],
@@ -561,7 +563,7 @@ async fn an_attribute_without_a_value_costs_a_run_and_tells_only_that() {
     assert_eq!(state, "aborted");
     assert!(error.contains("rent_on_time_ratio_12m"), "{error}");
     let (policy, _) = o.policy().unwrap();
-    let usage = duo::node::scoring::scoring_usage(&o.conn, policy.scoring_limits()).unwrap();
+    let usage = duo::node::owner::scoring::scoring_usage(&o, policy.scoring_limits()).unwrap();
     assert_eq!(usage[0].1.runs, 1);
     c.close().await;
     node.shutdown().await;
@@ -602,10 +604,10 @@ action = "ask"
     // An approved bands request that has not run yet is cancelled by a revocation.
     let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
     o.approve(id, None).unwrap();
-    let cancelled = store::revoke(&mut o.conn, "daily").unwrap();
+    let cancelled = o.store_mut().revoke("daily").unwrap();
     assert!(cancelled.contains(&id), "{cancelled:?}");
-    let state: String = o
-        .conn
+    let state: String = owner
+        .db()
         .query_row(
             "SELECT state FROM requests WHERE id = ?1",
             [id as i64],

@@ -1,8 +1,8 @@
 //! Shared set-up: an owner node with sample data, and paired FIs.
 
-use duo::node::client::{self, Client, FiHome};
+use duo::node::fi::{self as client, Client, FiHome};
 use duo::node::owner::{self, RunningNode, ServeConfig};
-use duo::node::release::{DatasetCache, Owner};
+use duo::node::owner::{DatasetCache, Owner};
 use duo::node::store;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -85,4 +85,11 @@ pub async fn paired_fi(owner: &OwnerNode, node: &RunningNode, principal: &str) -
 
 pub async fn connect(fi: &Fi) -> Client {
     Client::connect(&fi.home, None).await.unwrap()
+}
+
+impl OwnerNode {
+    /// The owner's database, opened directly: for tests that read rows or play an attacker who edits them.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(duo::node::store::db_path(&self.dir)).unwrap()
+    }
 }

@@ -1,13 +1,19 @@
-//! Application messages carried inside the encrypted channel (see [`crate::transport`] for the channel).
+//! The protocol both sides share: every message and reply type inside the encrypted channel (see
+//! [`crate::net::transport`] for the channel), receipts, and the hashing they use. Owner and FI code both
+//! build on this module; it imports nothing from either.
 //!
 //! Control messages are JSON. Every client message is an envelope `{"v": 1, "id": N, "body": {...}}` with a
 //! client-chosen id; the owner answers each with exactly one envelope carrying the same id. Bodies are tagged by
 //! `"type"`. A malformed envelope, an unknown type or an unsupported version gets an `error` reply with a code,
 //! and the session goes on.
 
-use crate::dp::DpParams;
-use crate::release::RequestView;
-use crate::scoring::{ScoreDone, ScoreStart, ScoringSpec};
+pub mod digest;
+pub mod receipt;
+pub mod request;
+pub mod scoring;
+
+use crate::proto::request::{DpParams, RequestView};
+use crate::proto::scoring::{ScoreDone, ScoreStart, ScoringSpec};
 use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{DatasetMeta, Expr, Type};
 use duo_policies::Backend;
@@ -77,7 +83,7 @@ pub enum ClientMsg {
         reason: String,
     },
     /// Start the run of an approved scoring request. The owner answers [`ServerMsg::ScoreStart`], then both
-    /// sides exchange binary protocol chunks (see [`crate::scoring`]), then the owner sends
+    /// sides exchange binary protocol chunks (see [`crate::proto::scoring`]), then the owner sends
     /// [`ServerMsg::ScoreDone`] or an error.
     ScoreRun {
         /// The approved scoring request.
@@ -192,42 +198,63 @@ pub struct DecodeError {
     pub code: &'static str,
     /// Details.
     pub message: String,
+    /// For `unknown_type`: the type the message named.
+    pub unknown_type: Option<String>,
+}
+
+impl DecodeError {
+    fn new(id: u64, code: &'static str, message: String) -> Self {
+        DecodeError {
+            id,
+            code,
+            message,
+            unknown_type: None,
+        }
+    }
+}
+
+/// Now, as both sides write timestamps (RFC 3339, UTC, milliseconds).
+pub fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Text from a peer made safe for the owner's terminal: control characters become spaces.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Decode a client message, telling malformed envelopes, unknown versions and unknown types apart.
 pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
-    let raw: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| DecodeError {
-        id: 0,
-        code: "malformed",
-        message: format!("not a JSON message: {e}"),
-    })?;
+    let raw: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| DecodeError::new(0, "malformed", format!("not a JSON message: {e}")))?;
     let id = raw.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
-    let v = raw.get("v").and_then(|v| v.as_u64());
-    match v {
+    match raw.get("v").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(WIRE_VERSION) => {}
         Some(v) => {
-            return Err(DecodeError {
+            return Err(DecodeError::new(
                 id,
-                code: "unsupported_version",
-                message: format!(
+                "unsupported_version",
+                format!(
                     "message version {v} is not supported; this node speaks version {WIRE_VERSION}"
                 ),
-            })
+            ))
         }
         None => {
-            return Err(DecodeError {
+            return Err(DecodeError::new(
                 id,
-                code: "malformed",
-                message: "the envelope needs a numeric `v` and `id`".into(),
-            })
+                "malformed",
+                "the envelope needs a numeric `v` and `id`".into(),
+            ))
         }
     }
     let Some(body) = raw.get("body") else {
-        return Err(DecodeError {
+        return Err(DecodeError::new(
             id,
-            code: "malformed",
-            message: "the envelope has no `body`".into(),
-        });
+            "malformed",
+            "the envelope has no `body`".into(),
+        ));
     };
     let ty = body.get("type").and_then(|t| t.as_str()).unwrap_or("");
     const KNOWN: [&str; 8] = [
@@ -242,16 +269,12 @@ pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
     ];
     if !KNOWN.contains(&ty) {
         return Err(DecodeError {
-            id,
-            code: "unknown_type",
-            message: format!("unknown message type {ty:?}"),
+            unknown_type: Some(ty.to_string()),
+            ..DecodeError::new(id, "unknown_type", format!("unknown message type {ty:?}"))
         });
     }
-    let msg = ClientMsg::deserialize(body).map_err(|e| DecodeError {
-        id,
-        code: "malformed",
-        message: format!("bad `{ty}` message: {e}"),
-    })?;
+    let msg = ClientMsg::deserialize(body)
+        .map_err(|e| DecodeError::new(id, "malformed", format!("bad `{ty}` message: {e}")))?;
     Ok((id, msg))
 }
 

@@ -9,6 +9,7 @@
 //! quantiles need bounds, which the metadata or a `clamp` in the lineage provide.
 
 use crate::error::Error;
+use crate::proto::request::DpParams;
 use duo_engine::{
     evaluate, AggKind, Answer, ArithOp, Checked, DataSource, DatasetMeta, Expr, PrivacyUnit, Type,
     Value,
@@ -17,50 +18,6 @@ use duo_policies::Amount;
 use duo_protocols::dp::{self, Budget, Contribution, PrivacyMeasure, Query};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// What an FI asks to spend on a DP release: exactly one of an epsilon, a rho, or a target accuracy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-pub struct DpParams {
-    /// Pure-DP epsilon (charged epsilon^2/2 on a zCDP node).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epsilon: Option<f64>,
-    /// zCDP rho (zCDP nodes only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rho: Option<f64>,
-    /// Target accuracy: the answer within `alpha` of the exact value ...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alpha: Option<f64>,
-    /// ... with probability at least `1 - beta` (default 0.05).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub beta: Option<f64>,
-}
-
-impl DpParams {
-    fn budget(&self) -> Result<Budget, Error> {
-        match (self.epsilon, self.rho, self.alpha) {
-            (Some(e), None, None) => Ok(Budget::Epsilon(e)),
-            (None, Some(r), None) => Ok(Budget::Rho(r)),
-            (None, None, Some(a)) => Ok(Budget::Accuracy {
-                alpha: a,
-                beta: self.beta.unwrap_or(0.05),
-            }),
-            _ => Err(Error::Refused(
-                "a dp request states exactly one of --epsilon, --rho, or --alpha (with an optional --beta)".into(),
-            )),
-        }
-    }
-
-    fn halved(&self) -> Result<Budget, Error> {
-        match self.budget()? {
-            Budget::Epsilon(e) => Ok(Budget::Epsilon(e / 2.0)),
-            Budget::Rho(r) => Ok(Budget::Rho(r / 2.0)),
-            _ => Err(Error::Refused(
-                "a dp mean is a noisy sum over a noisy count; state --epsilon or --rho, not a target accuracy".into(),
-            )),
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Shape {
@@ -753,5 +710,73 @@ mod tests {
                 var.sqrt() / mean
             );
         }
+    }
+}
+
+/// The `dp` backend: a noisy aggregate from OpenDP's mechanisms, charged to the privacy ledger.
+#[derive(Debug, Clone, Copy)]
+pub struct Dp;
+
+impl super::Backend for Dp {
+    fn kind(&self) -> duo_policies::Backend {
+        duo_policies::Backend::Dp
+    }
+
+    fn admit(&self, ask: &super::Ask<'_>) -> Result<(), Error> {
+        super::plaintext::refuse_foreign_params(ask)?;
+        if ask.dp.is_none() {
+            return Err(Error::Refused(
+                "a dp request states its cost: --epsilon, --rho, or a target accuracy --alpha"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The cost, and whether the budgets allow it, from public facts only.
+    fn plan(&self, ctx: &super::Ctx<'_>, ask: &super::Ask<'_>) -> Result<super::Plan, Error> {
+        use crate::store::prelude::*;
+        let params = ask
+            .dp
+            .ok_or_else(|| Error::Internal("a dp request without its parameters".into()))?;
+        let ledger = ctx.conn.ledger()?;
+        let metas = ctx.cache.metas(ctx.conn)?;
+        let plan = plan(ctx.checked, &metas, ledger.measure(), params)?;
+        let charge = duo_policies::Charge {
+            principal: ask.principal.to_string(),
+            datasets: ctx.checked.datasets.clone(),
+            amount: plan.cost,
+        };
+        let left = ledger.check(&charge).map_err(|e| e.to_string());
+        Ok(super::Plan {
+            cost: Some(plan.cost),
+            budget_left: Some(left),
+            accuracy95: plan.accuracy95,
+            mechanism: Some(plan.mechanism.clone()),
+            scoring: None,
+            dp: Some(super::DpCharge {
+                ledger,
+                plan,
+                charge,
+            }),
+        })
+    }
+
+    /// Charge the ledger and draw the noisy answer, inside the caller's transaction: if anything fails later
+    /// the transaction rolls back and neither the charge nor the answer exist; once it commits, both do, and the
+    /// same question is answered from the store, never sampled again.
+    fn answer(&self, ctx: &super::Ctx<'_>, plan: &super::Plan) -> Result<Option<Answer>, Error> {
+        use crate::store::prelude::*;
+        let d = plan
+            .dp
+            .as_ref()
+            .ok_or_else(|| Error::Internal("a dp answer without its plan".into()))?;
+        let mut ledger = d.ledger.clone();
+        ledger
+            .charge(&d.charge)
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        ctx.conn.save_ledger(&ledger)?;
+        let loaded = crate::owner::load_versions(ctx.cache, ctx.conn, ctx.versions)?;
+        release(&d.plan, &loaded).map(Some)
     }
 }

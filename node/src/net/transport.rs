@@ -34,17 +34,17 @@
 //! ## 2. Noise handshake
 //! Protocol name `Noise_XX_25519_ChaChaPoly_SHA256` for `"session"`,
 //! `Noise_XXpsk3_25519_ChaChaPoly_SHA256` for `"pair"`, whose PSK is the invite's pre-shared key
-//! ([`crate::keys::psk_from_secret`]: `SHA-256("duo invite psk v1" || id || secret)`). The
+//! ([`crate::net::keys::psk_from_secret`]: `SHA-256("duo invite psk v1" || id || secret)`). The
 //! prologue is `b"duo/1\n" || H || b"\n" || W` where `H` and `W` are the exact bytes of the
 //! hello and welcome frames, so the cleartext negotiation is authenticated by the handshake.
-//! Static keys are the nodes' X25519 keys ([`crate::keys::Keypair`]). Each handshake message is
+//! Static keys are the nodes' X25519 keys ([`crate::net::keys::Keypair`]). Each handshake message is
 //! one binary frame, with an empty payload (a non-empty payload is refused in version 1):
 //! ```text
 //! client -> server   message 1: e
 //! server -> client   message 2: e, ee, s, es
 //! client -> server   message 3: s, se            (pairing: s, se, psk)
 //! ```
-//! After message 2 the client computes [`crate::keys::fingerprint`] of the server's static key
+//! After message 2 the client computes [`crate::net::keys::fingerprint`] of the server's static key
 //! and aborts unless it equals the expected owner fingerprint (pinned from the invite code or
 //! from the FI's stored pairing). After message 3 the server decides whether to accept the
 //! client's static key (for a session: is it the key of a paired principal; for pairing: is
@@ -99,14 +99,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use zeroize::Zeroizing;
 
-use crate::keys::{fingerprint, normalize_fingerprint, Keypair};
+use crate::net::keys::{fingerprint, normalize_fingerprint, Keypair};
 
 /// The transport protocol version this implementation speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Noise protocol name of sessions between paired keys.
-pub const SESSION_NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
-/// Noise protocol name of pairing handshakes (PSK = the invite's pre-shared key).
-pub const PAIRING_NOISE_PARAMS: &str = "Noise_XXpsk3_25519_ChaChaPoly_SHA256";
+pub use crate::net::keys::{PAIRING_NOISE_PARAMS, SESSION_NOISE_PARAMS};
 /// Largest Noise message (and so largest binary frame after the handshake).
 pub const NOISE_MAX_MESSAGE: usize = 65_535;
 /// Length of the authentication tag of a Noise transport message.
@@ -1202,7 +1199,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::InviteCode;
+    use crate::net::keys::InviteCode;
     use std::collections::HashMap;
     use tokio::net::TcpListener;
     use tokio::task::JoinHandle;

@@ -1,7 +1,7 @@
 //! Node keys, fingerprints and invite codes.
 //!
 //! * [`Keypair`]: the X25519 static key a node uses in its Noise handshakes (see
-//!   [`crate::transport`]). The owner node's key is what an FI pins; the FI's key is what the
+//!   the transport). The owner node's key is what an FI pins; the FI's key is what the
 //!   owner registers for a principal at pairing.
 //! * [`fingerprint`]: a short, typeable name for a public key, carried in invite codes and shown
 //!   to people who compare keys.
@@ -22,6 +22,11 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 use zeroize::{Zeroize, Zeroizing};
 
 /// Domain separation prefix of [`fingerprint`].
+/// Noise protocol name of sessions between paired keys.
+pub const SESSION_NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+/// Noise protocol name of pairing handshakes (PSK = the invite's pre-shared key).
+pub const PAIRING_NOISE_PARAMS: &str = "Noise_XXpsk3_25519_ChaChaPoly_SHA256";
+
 const FINGERPRINT_DOMAIN: &[u8] = b"duo fingerprint v1";
 /// Domain separation prefix of [`psk_from_secret`].
 const PSK_DOMAIN: &[u8] = b"duo invite psk v1";
@@ -74,7 +79,7 @@ pub enum KeyError {
     },
 }
 
-/// An X25519 static key pair for the Noise handshakes of [`crate::transport`].
+/// An X25519 static key pair for the Noise handshakes of the transport.
 ///
 /// The secret half is zeroed when the value is dropped and never printed by `Debug`.
 #[derive(Clone)]
@@ -86,7 +91,7 @@ pub struct Keypair {
 
 impl Keypair {
     /// Generates a fresh key pair with the operating system's random source (through snow's
-    /// default resolver, with the parameters of [`crate::transport`]).
+    /// default resolver, with the parameters of the transport).
     ///
     /// # Panics
     /// Only if [`Keypair::try_generate`] fails, that is if the platform has no random source
@@ -102,7 +107,7 @@ impl Keypair {
     /// [`KeyError::KeyGeneration`] if snow cannot provide X25519 (not expected with the default
     /// resolver).
     pub fn try_generate() -> Result<Keypair, KeyError> {
-        let params: snow::params::NoiseParams = crate::transport::SESSION_NOISE_PARAMS
+        let params: snow::params::NoiseParams = SESSION_NOISE_PARAMS
             .parse()
             .map_err(|e: snow::Error| KeyError::KeyGeneration(e.to_string()))?;
         let mut kp = snow::Builder::new(params)

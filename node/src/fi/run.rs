@@ -1,0 +1,50 @@
+//! The FI's side of a private scoring run over its session.
+
+use crate::net::run::{recv_msg, send_msg, RunBytes, RunError};
+use crate::net::transport::SecureChannel;
+use crate::proto::scoring::STEP_TIMEOUT;
+use duo_protocols::ot::kos;
+use duo_protocols::score::{FiModel, FiRun, FiStep, Outcome, Params};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Drives the FI's side of a run over its session, calling `progress` with what it waits for.
+pub async fn drive_fi<S: AsyncRead + AsyncWrite + Unpin>(
+    chan: &mut SecureChannel<S>,
+    params: &Params,
+    model: &FiModel,
+    ot: Option<kos::Receiver>,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(Outcome, kos::Receiver, RunBytes), RunError> {
+    let mut bytes = RunBytes::default();
+    let max = params.max_message_bytes();
+    let mut rng = StdRng::from_os_rng();
+    let (mut run, out) = FiRun::start(params, model, ot, &mut rng)?;
+    for m in &out {
+        send_msg(chan, m, &mut bytes).await?;
+    }
+    let mut partial = Vec::new();
+    loop {
+        progress(run.waiting_for());
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        let msg = recv_msg(
+            chan,
+            max,
+            run.waiting_for(),
+            &mut bytes,
+            &mut partial,
+            deadline,
+        )
+        .await?;
+        match run.handle(msg, &mut rng)? {
+            FiStep::Continue(next, out) => {
+                for m in &out {
+                    send_msg(chan, m, &mut bytes).await?;
+                }
+                run = *next;
+            }
+            FiStep::Done { outcome, ot } => return Ok((outcome, ot, bytes)),
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Private scoring runs over a real loopback WebSocket and Noise session, both sides in one process, for
+//! `duo bench score` and the benches (not part of the node's API).
+
+use crate::error::Error;
+use crate::fi::run::drive_fi;
+use crate::net::run::send_msg;
+use crate::owner::scoring::{drive_owner, RunGuard};
+use crate::proto::scoring::session_id;
+use crate::store::{self, Log, Store};
+use duo_protocols::fixed::{Bounds, FixedModel};
+use duo_protocols::score::{self, FiModel, Params};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// One run of [`loopback_runs`], as the owner's side saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoopbackRun {
+    /// Whether the run included the base OTs.
+    pub cold: bool,
+    /// Milliseconds from the start of the run (its log write, if any) to the end (its log write, if any).
+    pub millis: f64,
+    /// Milliseconds of the protocol alone (first message to the last).
+    pub protocol_millis: f64,
+    /// Protocol bytes sent and received by the owner.
+    pub bytes: u64,
+}
+
+/// Runs `runs` private scorings with `n` random attributes over a real loopback WebSocket and its Noise
+/// session, both sides in this process: the first run cold, the rest warm, as in one FI session. With
+/// `log_dir`, each run also commits its start and its end to a hash-chained log in a scratch owner store
+/// there, with `sync` as the node would (the durable log write of a real run). For `duo bench`.
+pub async fn loopback_runs(
+    n: usize,
+    reveal: score::Reveal,
+    runs: usize,
+    log_dir: Option<&std::path::Path>,
+    sync: store::Sync,
+) -> Result<Vec<LoopbackRun>, Error> {
+    use crate::net::keys::{fingerprint, Keypair};
+    use crate::net::transport::{self, Limits, Mode};
+    use rand::Rng;
+    let mut rng = StdRng::seed_from_u64(n as u64);
+    let bounds: Vec<Bounds> = (0..n).map(|_| Bounds::new(-10.0, 10.0)).collect();
+    let weights: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let attrs: Vec<f64> = (0..n).map(|_| rng.random_range(-10.0..10.0)).collect();
+    let fixed =
+        FixedModel::new(&bounds, &weights, 0.5, 0.0).map_err(|e| Error::Refused(e.to_string()))?;
+    let bands: Vec<f64> = match reveal {
+        score::Reveal::Bands { thresholds } => (0..thresholds).map(|i| i as f64).collect(),
+        _ => Vec::new(),
+    };
+    let model = FiModel::new(fixed, &bands).map_err(|e| Error::Refused(e.to_string()))?;
+    let server_key = Keypair::generate();
+    let client_key = Keypair::generate();
+    let owner_fp = fingerprint(&server_key.public);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("ws://{}", listener.local_addr()?);
+    let limits = Limits::default();
+    let conn = match log_dir {
+        Some(dir) => Some(Store::open(dir, sync)?),
+        None => None,
+    };
+    let fi_bounds = bounds.clone();
+    let fi_limits = limits.clone();
+    let fi = tokio::spawn(async move {
+        let mut chan = transport::connect(
+            &url,
+            &client_key,
+            Mode::Session,
+            None,
+            &owner_fp,
+            &fi_limits,
+        )
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+        let mut warm = None;
+        for run in 0..runs {
+            let params = Params {
+                session: session_id(chan.handshake_hash(), 0, run as u64),
+                bounds: fi_bounds.clone(),
+                reveal,
+            };
+            let (_, ot, _) = drive_fi(&mut chan, &params, &model, warm.take(), &mut |_| {})
+                .await
+                .map_err(|e| Error::Refused(e.to_string()))?;
+            warm = Some(ot);
+        }
+        chan.close().await;
+        Ok::<_, Error>(())
+    });
+    let (tcp, _) = listener.accept().await?;
+    let _ = tcp.set_nodelay(true);
+    let (mut chan, _) = transport::accept(
+        tcp,
+        &server_key,
+        |_| None,
+        |_| String::new(),
+        |_, _| Ok(()),
+        &limits,
+    )
+    .await
+    .map_err(|e| Error::Transport(e.to_string()))?;
+    let mut conn = conn;
+    let mut log = |kind: &str, run: usize| -> Result<(), Error> {
+        if let Some(c) = conn.as_mut() {
+            let tx = c.write()?;
+            tx.append_log(
+                kind,
+                Some("bench"),
+                &serde_json::json!({ "run": run, "n": n }),
+            )?;
+            tx.commit()?;
+        }
+        Ok(())
+    };
+    let mut warm = None;
+    let mut out = Vec::with_capacity(runs);
+    for run in 0..runs {
+        let began = Instant::now();
+        log("scoring-start", run)?;
+        let params = Params {
+            session: session_id(chan.handshake_hash(), 0, run as u64),
+            bounds: bounds.clone(),
+            reveal,
+        };
+        let cold = warm.is_none();
+        let p0 = Instant::now();
+        let mut guard = RunGuard {
+            changes: None,
+            still_paired: &|| true,
+        };
+        let done = drive_owner(&mut chan, &params, &attrs, warm.take(), &mut guard)
+            .await
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        let (ot, mut bytes) = (done.ot, done.bytes);
+        for m in &done.release {
+            send_msg(&mut chan, m, &mut bytes)
+                .await
+                .map_err(|e| Error::Refused(e.to_string()))?;
+        }
+        let protocol_millis = p0.elapsed().as_secs_f64() * 1e3;
+        log("scoring-end", run)?;
+        warm = Some(ot);
+        out.push(LoopbackRun {
+            cold,
+            millis: began.elapsed().as_secs_f64() * 1e3,
+            protocol_millis,
+            bytes: bytes.sent + bytes.received,
+        });
+    }
+    // Close this end while the FI closes its own, so neither waits out the other's close grace.
+    let (_, fi) = tokio::join!(chan.close(), fi);
+    fi.map_err(|e| Error::Internal(format!("FI task: {e}")))??;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loopback_runs_go_cold_then_warm_and_log_each_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = loopback_runs(
+            8,
+            score::Reveal::Decision,
+            3,
+            Some(dir.path()),
+            store::Sync::Normal,
+        )
+        .await
+        .unwrap();
+        assert_eq!(runs.len(), 3);
+        assert!(runs[0].cold && !runs[1].cold && !runs[2].cold);
+        // Warm runs skip the base OTs: 32 bytes from the FI and 64 per base OT from the owner, at least.
+        assert!(runs[0].bytes >= runs[1].bytes + 32 + 64 * 128);
+        assert_eq!(runs[1].bytes, runs[2].bytes);
+        let conn = Store::open(dir.path(), store::Sync::Normal).unwrap();
+        let kinds: Vec<String> = conn
+            .log_entries(0, 100)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            ["scoring-start", "scoring-end"].repeat(3),
+            "one durable start and end per run"
+        );
+    }
+}

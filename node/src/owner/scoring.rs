@@ -1,0 +1,552 @@
+//! Private scoring (backend `2pc`) on the owner's side: a scoring request goes the way of every request (the
+//! FI names the attributes its model uses, what the run reveals and a salted commitment to its model, with a
+//! reason; the policy or the owner decides; the log records it). What differs is the release: an approved
+//! scoring request lets the FI start **one run** ([`crate::proto::ClientMsg::ScoreRun`]). The run is counted
+//! against the principal's `[scoring]` limits when it starts, whether it completes or aborts, and what it
+//! reveals is counted in bits (a decision 1 bit, `k` bands `log2 k`, a raw score 64). A timeout, a closed channel
+//! or a protocol error ends the run on both sides and is logged (`scoring-end` with the error).
+
+use super::backend;
+use super::view::ScoringView;
+use super::Owner;
+use crate::error::Error;
+use crate::net::run::{recv_msg, send_msg, RunBytes, RunError};
+use crate::net::transport::SecureChannel;
+use crate::proto::receipt::Receipt;
+use crate::proto::scoring::{
+    protocol_reveal, session_id, ScoreDone, ScoreOutcome, ScoreStart, ScoringSpec, STEP_TIMEOUT,
+};
+use crate::proto::{self as wire, ServerMsg};
+use crate::store::prelude::*;
+use crate::store::{Conn, Tx};
+use duo_engine::{Answer, Checked, Expr};
+use duo_policies::{RequestFacts, Reveal, ScoringFacts, ScoringLimits};
+use duo_protocols::ot::kos;
+use duo_protocols::score::{self, Outcome, OwnerRun, OwnerStep, Params};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// The lineage facts of a scoring request: every attribute over its latest window, merged.
+pub(crate) fn scoring_checked(owner: &Owner, spec: &ScoringSpec) -> Result<Checked, Error> {
+    spec.validate()?;
+    let mut merged: Option<Checked> = None;
+    for a in &spec.attributes {
+        let c = owner.check(&Expr::Catalogue {
+            name: a.clone(),
+            window_end: None,
+        })?;
+        merged = Some(match merged {
+            None => c,
+            Some(mut m) => {
+                m.datasets.extend(c.datasets);
+                m.columns.extend(c.columns);
+                m.op_kinds.extend(c.op_kinds);
+                m.catalogue.extend(c.catalogue);
+                m.nodes += c.nodes;
+                m
+            }
+        });
+    }
+    let mut m = merged.ok_or_else(|| Error::Refused("no attributes".into()))?;
+    m.catalogue_only = m.catalogue.len() == 1;
+    m.ty = duo_engine::Type::Scalar {
+        dtype: match spec.reveal {
+            Reveal::Decision => duo_engine::DataType::Bool,
+            Reveal::Bands { .. } => duo_engine::DataType::I64,
+            Reveal::Score => duo_engine::DataType::F64,
+        },
+        bounds: None,
+    };
+    Ok(m)
+}
+
+/// Seconds since the epoch at which the `[scoring]` window starts now.
+fn window_start(limits: &ScoringLimits) -> i64 {
+    crate::store::now_unix() - limits.window_seconds()
+}
+
+/// What private scoring has revealed to each FI within the policy's window: runs started and bits, by
+/// principal (for the owner's budget screen).
+pub fn scoring_usage(
+    owner: &Owner,
+    limits: &ScoringLimits,
+) -> Result<Vec<(String, duo_policies::ScoringUse)>, Error> {
+    owner.store().scoring_usage(window_start(limits))
+}
+
+/// What the owner sees of a scoring request before deciding.
+pub(crate) fn scoring_view(
+    conn: &dyn Conn,
+    principal: &str,
+    spec: &ScoringSpec,
+    limits: &ScoringLimits,
+) -> Result<ScoringView, Error> {
+    let used = conn.scoring_use(principal, window_start(limits))?;
+    Ok(ScoringView {
+        attributes: spec.attributes.clone(),
+        reveals: spec.reveal.describe(),
+        to_whom: format!("{principal} and you (the FI's model stays with the FI)"),
+        bits: spec.reveal.bits(),
+        commitment: spec.commitment.clone(),
+        runs_used: used.runs,
+        runs_max: limits.max_runs,
+        window_days: limits.window_days,
+        bits_used: used.millibits as f64 / 1000.0,
+    })
+}
+
+fn already_ran(request: u64, run: u64) -> Error {
+    Error::Refused(format!(
+        "request {request} already had its run ({run}); each scoring request allows one run: ask again"
+    ))
+}
+
+/// A run the owner's store has admitted: counted, logged, with the owner's attribute values.
+pub(crate) struct AdmittedRun {
+    pub run: u64,
+    pub spec: ScoringSpec,
+    pub attrs: Vec<f64>,
+    /// The run's lineage facts, computed at admission (what its release records).
+    pub checked: Checked,
+}
+
+impl Owner {
+    /// Whether the policy, as it is now, refuses a scoring run of an approved request about to start: any deny
+    /// rule that matches it now, a backend no longer available, or the `[scoring]` limits. (Not the whole
+    /// first-match decision: the request's own approval was counted in the `rate` conditions, so re-deciding
+    /// from scratch would refuse what the policy approved.)
+    fn scoring_denied(
+        &self,
+        principal: &str,
+        checked: &Checked,
+        spec: &ScoringSpec,
+    ) -> Result<Option<(String, String)>, Error> {
+        let (policy, _) = self.policy()?;
+        let tags = super::tags_with(&self.cache, &self.store, checked)?;
+        let counts = super::release::rate_counts(&self.store, &policy, principal)?;
+        let used = self
+            .store
+            .scoring_use(principal, window_start(policy.scoring_limits()))?;
+        let facts = RequestFacts {
+            now: Some(chrono::Local::now().naive_local()),
+            available_backends: backend::AVAILABLE,
+            rate_counts: Some(&counts),
+            scoring: Some(ScoringFacts {
+                reveal: spec.reveal,
+                used,
+            }),
+            ..RequestFacts::new(principal, duo_policies::Backend::TwoPc, checked, &tags)
+        };
+        if let Some(rule) = policy
+            .rules()
+            .iter()
+            .find(|r| r.action() == duo_policies::Action::Deny && r.matches(&facts))
+        {
+            let reason = rule.reason().unwrap_or("denied by the owner's policy");
+            return Ok(Some((rule.name().to_string(), reason.to_string())));
+        }
+        if !backend::AVAILABLE.contains(&duo_policies::Backend::TwoPc) {
+            return Ok(Some((
+                "backend".into(),
+                "backend `2pc` is not available on this node".into(),
+            )));
+        }
+        Ok(policy
+            .scoring_limits()
+            .check(&used, spec.reveal)
+            .err()
+            .map(|e| ("scoring-limit".to_string(), e.to_string())))
+    }
+
+    /// The approved, not yet run scoring request `request` of `principal`, with its spec.
+    fn approved_scoring(&self, principal: &str, request: u64) -> Result<ScoringSpec, Error> {
+        let row = self
+            .store
+            .request(request, Some(principal))?
+            .ok_or_else(|| Error::NotFound(format!("request {request}")))?;
+        if row.backend != duo_policies::Backend::TwoPc {
+            return Err(Error::Refused(format!(
+                "request {request} is not a scoring request"
+            )));
+        }
+        if row.state != crate::proto::request::RequestState::Approved {
+            return Err(Error::Refused(format!(
+                "request {request} is {}; a run needs an approved scoring request",
+                row.state.as_str()
+            )));
+        }
+        let spec = self
+            .store
+            .scoring_spec(request)?
+            .ok_or_else(|| Error::Internal(format!("scoring request {request} has no spec")))?;
+        // One run per approved request (checked again inside the admitting transaction, against a race).
+        if let Some(run) = self.store.run_of(request)? {
+            return Err(already_ran(request, run));
+        }
+        Ok(spec)
+    }
+
+    /// The owner's attribute values for a run, and the first attribute without one. Whether each has a value
+    /// is itself about the owner's data, so a missing one is found out only by a counted run, never for free.
+    fn attribute_values(&self, spec: &ScoringSpec) -> Result<(Vec<f64>, Option<String>), Error> {
+        let mut attrs = Vec::with_capacity(spec.attributes.len());
+        let mut missing = None;
+        for a in &spec.attributes {
+            let checked = self.check(&Expr::Catalogue {
+                name: a.clone(),
+                window_end: None,
+            })?;
+            let v = match self.evaluate_now(&checked) {
+                Ok(Answer::Scalar { value }) => value.as_f64(),
+                _ => None,
+            };
+            match v {
+                Some(v) => attrs.push(v),
+                None => {
+                    missing.get_or_insert_with(|| a.clone());
+                    attrs.push(0.0);
+                }
+            }
+        }
+        Ok((attrs, missing))
+    }
+
+    /// Admits one run of an approved scoring request: checks it is this principal's, approved, not run yet
+    /// and within the `[scoring]` limits; computes the attribute values; counts the run and logs its start,
+    /// in one transaction.
+    pub(crate) fn begin_scoring_run(
+        &mut self,
+        principal: &str,
+        request: u64,
+    ) -> Result<AdmittedRun, Error> {
+        let (policy, _) = self.policy()?;
+        let limits = *policy.scoring_limits();
+        let spec = self.approved_scoring(principal, request)?;
+        // The policy as it is now: a run of a request approved earlier is refused if the policy now denies it.
+        let checked = scoring_checked(self, &spec)?;
+        if let Some((rule, reason)) = self.scoring_denied(principal, &checked, &spec)? {
+            let tx = self.store.write()?;
+            tx.append_log(
+                "scoring-refused",
+                Some(principal),
+                &serde_json::json!({ "request": request, "rule": rule, "why": reason }),
+            )?;
+            tx.commit()?;
+            return Err(if rule == "scoring-limit" {
+                Error::Limit(reason)
+            } else {
+                Error::Refused(format!(
+                    "the owner's policy now refuses this run (rule `{rule}`): {reason}"
+                ))
+            });
+        }
+        let (attrs, missing) = self.attribute_values(&spec)?;
+        let tx = self.store.write()?;
+        if let Some(run) = tx.run_of(request)? {
+            return Err(already_ran(request, run));
+        }
+        let used = tx.scoring_use(principal, window_start(&limits))?;
+        if let Err(e) = limits.check(&used, spec.reveal) {
+            tx.append_log(
+                "scoring-refused",
+                Some(principal),
+                &serde_json::json!({ "request": request, "why": e.to_string() }),
+            )?;
+            tx.commit()?;
+            return Err(Error::Limit(e.to_string()));
+        }
+        let run = tx.start_run(request, principal, spec.reveal.millibits())?;
+        tx.append_log(
+            "scoring-start",
+            Some(principal),
+            &serde_json::json!({
+                "request": request, "run": run, "attributes": spec.attributes,
+                "reveal": spec.reveal, "bits": spec.reveal.bits(), "commitment": spec.commitment,
+                "runs_in_window": used.runs + 1, "max_runs": limits.max_runs,
+            }),
+        )?;
+        if let Some(a) = missing {
+            abort_missing(tx, principal, request, run, &a)?;
+            return Err(Error::Refused(format!(
+                "scoring run {run} could not start: one of the attributes has no value on the owner's node \
+                 for its window (the run is counted)"
+            )));
+        }
+        tx.commit()?;
+        Ok(AdmittedRun {
+            run,
+            spec,
+            attrs,
+            checked,
+        })
+    }
+
+    /// Records how a run ended: its outcome (stored as the request's answer, logged as a release, with a
+    /// signed receipt) or why it aborted.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn finish_scoring_run(
+        &mut self,
+        principal: &str,
+        request: u64,
+        run: u64,
+        checked: &Checked,
+        result: Result<ScoreOutcome, String>,
+        bytes: u64,
+        millis: f64,
+    ) -> Result<Option<Receipt>, Error> {
+        let signer = self.signer.clone();
+        let tx = self.store.write()?;
+        let receipt = match &result {
+            Ok(outcome) => {
+                tx.run_done(run, outcome)?;
+                tx.append_log(
+                    "scoring-end",
+                    Some(principal),
+                    &serde_json::json!({ "request": request, "run": run, "outcome": outcome,
+                        "bytes": bytes, "millis": millis }),
+                )?;
+                let answer = outcome.answer();
+                tx.set_answer(request, &serde_json::to_string(&answer)?)?;
+                Some(super::release::record_release(
+                    &tx,
+                    &signer,
+                    request,
+                    principal,
+                    duo_policies::Backend::TwoPc,
+                    checked,
+                    &answer,
+                    0,
+                )?)
+            }
+            Err(why) => {
+                tx.run_aborted(run, why)?;
+                tx.append_log(
+                    "scoring-end",
+                    Some(principal),
+                    &serde_json::json!({ "request": request, "run": run, "aborted": why,
+                        "bytes": bytes, "millis": millis }),
+                )?;
+                None
+            }
+        };
+        tx.commit()?;
+        Ok(receipt)
+    }
+}
+
+/// A run whose attribute has no value: counted, aborted and logged naming the attribute. The FI learns only
+/// that some value is missing (at most a bit), and the run it used is counted.
+fn abort_missing(
+    tx: Tx<'_>,
+    principal: &str,
+    request: u64,
+    run: u64,
+    attribute: &str,
+) -> Result<(), Error> {
+    let why = format!("attribute `{attribute}` has no value on this node for its window");
+    tx.run_aborted(run, &why)?;
+    tx.append_log(
+        "scoring-end",
+        Some(principal),
+        &serde_json::json!({ "request": request, "run": run, "aborted": why }),
+    )?;
+    tx.commit()
+}
+
+/// What ends a run from the owner's side while it is under way: the FI's pairing ending (revoked or expired).
+/// `still_paired` is asked whenever the store changes and once more before the owner releases the output.
+pub(crate) struct RunGuard<'a> {
+    /// Store changes (a revocation is one).
+    pub changes: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Whether the FI is still paired.
+    pub still_paired: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl RunGuard<'_> {
+    /// Returns when the store changed and the FI is no longer paired; never otherwise.
+    async fn revoked(&mut self) {
+        let Some(rx) = self.changes.as_mut() else {
+            return std::future::pending().await;
+        };
+        while rx.changed().await.is_ok() {
+            if !(self.still_paired)() {
+                return;
+            }
+        }
+        // The watcher is gone (the node is shutting down): nothing more to watch.
+        std::future::pending().await
+    }
+}
+
+/// The owner's side of a run that computed its output: the FI's output is still on this node.
+pub(crate) struct OwnerDone {
+    /// The output (the owner's copy).
+    pub outcome: Outcome,
+    /// The extension state, for a warm run in this session.
+    pub ot: kos::Sender,
+    /// Bytes so far.
+    pub bytes: RunBytes,
+    /// The last messages, which carry the FI's output: send them only once the release is recorded.
+    pub release: Vec<Vec<u8>>,
+}
+
+/// Drives the owner's side of a run over the session up to, not including, the messages that carry the FI's
+/// output ([`OwnerDone::release`]).
+pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
+    chan: &mut SecureChannel<S>,
+    params: &Params,
+    attrs: &[f64],
+    ot: Option<kos::Sender>,
+    guard: &mut RunGuard<'_>,
+) -> Result<OwnerDone, RunError> {
+    let mut bytes = RunBytes::default();
+    let max = params.max_message_bytes();
+    let mut rng = StdRng::from_os_rng();
+    let (mut run, out) = OwnerRun::start(params, attrs, ot, &mut rng)?;
+    for m in &out {
+        send_msg(chan, m, &mut bytes).await?;
+    }
+    let mut partial = Vec::new();
+    loop {
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        let msg = tokio::select! {
+            got = recv_msg(chan, max, run.waiting_for(), &mut bytes, &mut partial, deadline) => got?,
+            _ = guard.revoked() => return Err(RunError::Revoked),
+        };
+        match run.handle(msg, &mut rng)? {
+            OwnerStep::Continue(next, out) => {
+                for m in &out {
+                    send_msg(chan, m, &mut bytes).await?;
+                }
+                run = *next;
+                run.work_ahead();
+            }
+            OwnerStep::Done { outcome, send, ot } => {
+                if let (Outcome::Band(b), score::Reveal::Bands { thresholds }) =
+                    (outcome, params.reveal)
+                {
+                    // Only FI thresholds out of order give a band past the last; never record one.
+                    if b as usize > thresholds {
+                        return Err(RunError::BadChunk(format!(
+                            "the circuit gave band {b} of {}: the FI's band thresholds are not ascending",
+                            thresholds + 1
+                        )));
+                    }
+                }
+                return Ok(OwnerDone {
+                    outcome,
+                    ot: *ot,
+                    bytes,
+                    release: send,
+                });
+            }
+        }
+    }
+}
+
+/// The owner's side of `ScoreRun`: admit, announce, run, record. Returns the reply to send when the run is
+/// over (a [`ScoreDone`] or an error).
+pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
+    chan: &mut SecureChannel<S>,
+    owner: &mut Option<Owner>,
+    warm: &mut Option<kos::Sender>,
+    principal: &str,
+    id: u64,
+    request: u64,
+    mut guard: RunGuard<'_>,
+) -> ServerMsg {
+    let who = principal.to_string();
+    let admitted =
+        super::service::blocking(owner, move |o| o.begin_scoring_run(&who, request)).await;
+    let admitted = match admitted {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) | Err(e) => {
+            return ServerMsg::Error {
+                code: e.code().into(),
+                message: e.to_string(),
+            }
+        }
+    };
+    let AdmittedRun {
+        run,
+        spec,
+        attrs,
+        checked,
+    } = admitted;
+    let params = Params {
+        session: session_id(chan.handshake_hash(), request, run),
+        bounds: spec.bounds(),
+        reveal: protocol_reveal(spec.reveal),
+    };
+    let start = ServerMsg::ScoreStart(Box::new(ScoreStart {
+        request,
+        run,
+        attributes: spec.attributes.clone(),
+        reveal: spec.reveal,
+        warm: warm.is_some(),
+    }));
+    let began = Instant::now();
+    let result = match chan.send(&wire::encode(id, &start)).await {
+        Ok(()) => drive_owner(chan, &params, &attrs, warm.take(), &mut guard).await,
+        Err(e) => Err(RunError::Transport(e)),
+    };
+    // The release is recorded (outcome, log entries, receipt) before the message carrying the FI's output leaves,
+    // and only for a principal still paired; anything else ends the run as aborted.
+    let mut last_bytes = RunBytes::default();
+    let result = match result {
+        Ok(done) if !(guard.still_paired)() => {
+            let _ = done;
+            Err(RunError::Revoked.to_string())
+        }
+        Ok(done) => {
+            *warm = Some(done.ot);
+            last_bytes = done.bytes;
+            Ok((
+                ScoreOutcome::from_run(done.outcome, spec.reveal),
+                done.release,
+            ))
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    let millis = began.elapsed().as_secs_f64() * 1e3;
+    let recorded = result.as_ref().map(|(o, _)| *o).map_err(Clone::clone);
+    let who = principal.to_string();
+    let total = last_bytes.sent + last_bytes.received;
+    let receipt = super::service::blocking(owner, move |o| {
+        o.finish_scoring_run(&who, request, run, &checked, recorded, total, millis)
+    })
+    .await;
+    match (result, receipt) {
+        (Ok((outcome, release)), Ok(Ok(Some(receipt)))) => {
+            for m in &release {
+                if let Err(e) = send_msg(chan, m, &mut last_bytes).await {
+                    return ServerMsg::Error {
+                        code: "score_aborted".into(),
+                        message: format!("scoring run {run}: the output could not be sent: {e}"),
+                    };
+                }
+            }
+            ServerMsg::ScoreDone(Box::new(ScoreDone {
+                request,
+                run,
+                outcome,
+                bits: spec.reveal.bits(),
+                receipt,
+            }))
+        }
+        (Err(why), _) => ServerMsg::Error {
+            code: "score_aborted".into(),
+            message: format!("scoring run {run} aborted: {why}"),
+        },
+        (Ok(_), Ok(Err(e)) | Err(e)) => ServerMsg::Error {
+            code: "score_aborted".into(),
+            message: format!("scoring run {run} aborted: its release could not be recorded: {e}"),
+        },
+        (Ok(_), Ok(Ok(None))) => ServerMsg::Error {
+            code: "internal".into(),
+            message: "the run finished without a receipt".into(),
+        },
+    }
+}

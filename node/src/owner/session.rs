@@ -1,0 +1,648 @@
+//! One FI's session: the handshake's look-ups, then one handler per kind of client message.
+
+use super::release::Ask;
+use super::service::{blocking, limit_error, log_limit, within_rate, SessionSlot, Shared};
+use super::Owner;
+use crate::error::Error;
+use crate::net::keys::fingerprint;
+use crate::net::transport::{self, AcceptError, Mode};
+use crate::proto::{self as wire, sanitize, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
+use crate::store::prelude::*;
+use duo_engine::{render, Checked, Expr};
+use duo_policies::Backend;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// One connection, from the handshake to the end of the session.
+pub(crate) async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
+    let Some((mut chan, mode)) = handshake(tcp, &shared).await else {
+        return;
+    };
+    let mut owner = Owner::open(&shared.cfg.owner_dir, shared.cfg.sync, shared.cache.clone())
+        .ok()
+        .map(|o| o.with_max_pending(shared.cfg.principal_limits.max_pending));
+    if owner.is_none() {
+        return;
+    }
+    let remote = chan.remote_static();
+    let Some(principal) = authenticate(&mut chan, &mode, &mut owner).await else {
+        chan.close().await;
+        return;
+    };
+    let Some(_slot) = take_slot(&shared, &mut chan, &mut owner, &principal).await else {
+        chan.close().await;
+        return;
+    };
+    let welcome = ServerMsg::Welcome {
+        principal: principal.clone(),
+        node: format!("duo {}", env!("CARGO_PKG_VERSION")),
+        signing_key: shared.signing_key.clone(),
+    };
+    if chan.send(&wire::encode(0, &welcome)).await.is_err() {
+        return;
+    }
+    let mut state = SessionState {
+        principal,
+        remote,
+        pointers: Vec::new(),
+        viewed: Default::default(),
+        warm: None,
+        owner,
+        shared: shared.clone(),
+    };
+    serve(&mut chan, &mut state).await;
+    chan.close().await;
+}
+
+type Chan = transport::SecureChannel<TcpStream>;
+
+/// The Noise handshake, with this node's few store look-ups (an invite's key, a paired key). Unauthenticated
+/// connections have their own small allowance.
+async fn handshake(tcp: TcpStream, shared: &Shared) -> Option<(Chan, Mode)> {
+    let handshake_permit = shared.handshakes.clone().try_acquire_owned().ok()?;
+    let db = &shared.handshake_db;
+    let psk_for = |invite: &str| -> Option<[u8; 32]> {
+        let mut c = db.lock().ok()?;
+        c.begin_invite_attempt(invite).ok().flatten()
+    };
+    let invite_refusal = |invite: &str| -> String {
+        db.lock()
+            .ok()
+            .and_then(|c| c.invite_refusal(invite).ok())
+            .unwrap_or_else(|| "this invite cannot be used".into())
+    };
+    let verify = |mode: &Mode, key: &[u8; 32]| -> Result<(), (String, String)> {
+        match mode {
+            Mode::Pair { .. } => Ok(()),
+            Mode::Session => {
+                let c = db
+                    .lock()
+                    .map_err(|_| ("internal".to_string(), "try again".to_string()))?;
+                match c.principal_for_key(key) {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err((
+                        "unknown_key".into(),
+                        "this FI key is not paired with this node, or its pairing expired; ask the owner for a new invite code".into(),
+                    )),
+                    Err(_) => Err(("internal".into(), "the node could not check the key".into())),
+                }
+            }
+        }
+    };
+    let accepted = transport::accept(
+        tcp,
+        &shared.key,
+        psk_for,
+        invite_refusal,
+        verify,
+        &shared.cfg.limits,
+    )
+    .await;
+    drop(handshake_permit);
+    match accepted {
+        Ok(x) => Some(x),
+        Err(AcceptError::BadPsk { invite_id }) => {
+            if let Ok(mut c) = shared.handshake_db.lock() {
+                let _ = c.invite_failed(&invite_id, "wrong invite secret");
+            }
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Who the peer is: the principal its invite names (pairing it now), or the one its key is paired as.
+async fn authenticate(chan: &mut Chan, mode: &Mode, owner: &mut Option<Owner>) -> Option<String> {
+    let remote = chan.remote_static();
+    match mode {
+        Mode::Pair { invite } => {
+            let invite = invite.clone();
+            let fp = fingerprint(&remote);
+            match blocking(owner, move |o| {
+                o.store_mut().complete_pairing(&invite, &remote, &fp)
+            })
+            .await
+            {
+                Ok(Ok(p)) => Some(p),
+                Ok(Err(e)) => {
+                    let failed = ServerMsg::Error {
+                        code: "pairing_failed".into(),
+                        message: e.to_string(),
+                    };
+                    let _ = chan.send(&wire::encode(0, &failed)).await;
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+        Mode::Session => match blocking(owner, move |o| {
+            let p = o.store().principal_for_key(&remote)?;
+            if let Some(p) = &p {
+                o.store().touch_pairing(p)?;
+            }
+            Ok::<_, Error>(p)
+        })
+        .await
+        {
+            Ok(Ok(p)) => p,
+            _ => None,
+        },
+    }
+}
+
+/// One more session for this principal, within its limit; `None` (the FI told why) when over it.
+async fn take_slot(
+    shared: &Arc<Shared>,
+    chan: &mut Chan,
+    owner: &mut Option<Owner>,
+    principal: &str,
+) -> Option<SessionSlot> {
+    let max = shared.cfg.principal_limits.max_sessions;
+    let admitted = shared
+        .with_use(principal, |u| {
+            if u.sessions >= max {
+                false
+            } else {
+                u.sessions += 1;
+                true
+            }
+        })
+        .unwrap_or(false);
+    if admitted {
+        return Some(SessionSlot {
+            shared: shared.clone(),
+            principal: principal.to_string(),
+        });
+    }
+    log_limit(shared, owner, principal, "sessions").await;
+    let msg =
+        format!("this FI already has {max} sessions open, the limit; close one and try again");
+    let refusal = ServerMsg::Error {
+        code: "limit".into(),
+        message: msg,
+    };
+    let _ = chan.send(&wire::encode(0, &refusal)).await;
+    None
+}
+
+/// The session's loop: answer each message, and end the session when the FI goes quiet for too long or its
+/// pairing ends. The pairing is checked on every store change (a revocation is one) and at least every 30 s (an
+/// expiry is not); the idle timeout counts from the last message, whatever else happens on the node.
+async fn serve(chan: &mut Chan, state: &mut SessionState) {
+    let shared = state.shared.clone();
+    let mut changes = shared.changes.clone();
+    let mut recheck = tokio::time::interval(Duration::from_secs(30));
+    recheck.tick().await;
+    let mut last_message = tokio::time::Instant::now();
+    loop {
+        let bytes = tokio::select! {
+            got = chan.recv() => match got {
+                Ok(Some(b)) => Some(b),
+                Ok(None) | Err(_) => break,
+            },
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                None
+            }
+            _ = recheck.tick() => None,
+        };
+        let Some(bytes) = bytes else {
+            if last_message.elapsed() > shared.cfg.limits.idle_timeout
+                || !state.still_paired(chan).await
+            {
+                break;
+            }
+            continue;
+        };
+        last_message = tokio::time::Instant::now();
+        let Some((id, reply)) = state.dispatch(chan, &bytes).await else {
+            continue;
+        };
+        last_message = tokio::time::Instant::now();
+        fail::fail_point!("owner::before_send", |_| {});
+        if chan.send(&state.encode_reply(id, &reply)).await.is_err() {
+            break;
+        }
+    }
+}
+
+struct SessionState {
+    principal: String,
+    /// The FI's static key for this session.
+    remote: [u8; 32],
+    pointers: Vec<Checked>,
+    /// What this session has viewed already (logged once per session, not once per message).
+    viewed: std::collections::BTreeSet<&'static str>,
+    /// The OT extension state of this session's last scoring run (a later run skips the base OTs).
+    warm: Option<duo_protocols::ot::kos::Sender>,
+    owner: Option<Owner>,
+    shared: Arc<Shared>,
+}
+
+fn error_msg(e: &Error) -> ServerMsg {
+    ServerMsg::Error {
+        code: e.code().into(),
+        message: e.to_string(),
+    }
+}
+
+impl SessionState {
+    fn allow_view(&self) -> bool {
+        let max = self.shared.cfg.principal_limits.views_per_hour;
+        self.shared
+            .with_use(&self.principal, |u| within_rate(&mut u.views, max))
+            .unwrap_or(false)
+    }
+
+    /// Decode one message and answer it; `None` when it needs no answer.
+    async fn dispatch(&mut self, chan: &mut Chan, bytes: &[u8]) -> Option<(u64, ServerMsg)> {
+        match wire::decode_client(bytes) {
+            Ok((id, ClientMsg::ScoreRun { request, warm })) => {
+                Some((id, self.score_run(chan, id, request, warm).await))
+            }
+            Ok((id, msg)) => Some((id, self.handle(msg).await)),
+            // An FI's `score_abort` that arrives after its run already ended needs no answer: an answer would
+            // be read as the reply to the FI's next message.
+            Err(e) if e.unknown_type.as_deref() == Some("score_abort") => None,
+            Err(e) => Some((
+                e.id,
+                ServerMsg::Error {
+                    code: e.code.into(),
+                    message: e.message,
+                },
+            )),
+        }
+    }
+
+    /// A reply as sent: refused as too large if it is over the session's message limit.
+    fn encode_reply(&self, id: u64, reply: &ServerMsg) -> Vec<u8> {
+        let max = self.shared.cfg.limits.max_message;
+        let bytes = wire::encode(id, reply);
+        if bytes.len() <= max {
+            return bytes;
+        }
+        wire::encode(
+            id,
+            &ServerMsg::Error {
+                code: "too_large".into(),
+                message: format!(
+                    "the reply is {} bytes, over this session's limit of {max}; ask for an aggregate instead",
+                    bytes.len()
+                ),
+            },
+        )
+    }
+
+    /// Whether the FI is still paired; if not, it is told the session is closed.
+    async fn still_paired(&mut self, chan: &mut Chan) -> bool {
+        let remote = self.remote;
+        let still = blocking(&mut self.owner, move |o| {
+            o.store().principal_for_key(&remote)
+        })
+        .await;
+        if matches!(still, Ok(Ok(Some(ref p))) if *p == self.principal) {
+            return true;
+        }
+        let bye = ServerMsg::Error {
+            code: "revoked".into(),
+            message: "the owner revoked or ended this pairing; the session is closed".into(),
+        };
+        let _ = chan.send(&wire::encode(0, &bye)).await;
+        false
+    }
+
+    /// A scoring run: admitted like a request (it counts against the hourly rate), then driven over the
+    /// session until its outcome is recorded.
+    async fn score_run(&mut self, chan: &mut Chan, id: u64, request: u64, warm: bool) -> ServerMsg {
+        if !warm {
+            self.warm = None;
+        }
+        if let Ok(Some(refusal)) = self.admit_request("").await {
+            return refusal;
+        }
+        let (who, db, remote) = (
+            self.principal.clone(),
+            &self.shared.handshake_db,
+            self.remote,
+        );
+        let still_paired = move || {
+            db.lock()
+                .ok()
+                .is_some_and(|c| matches!(c.principal_for_key(&remote), Ok(Some(p)) if p == who))
+        };
+        let guard = super::scoring::RunGuard {
+            changes: Some(self.shared.changes.clone()),
+            still_paired: &still_paired,
+        };
+        super::scoring::owner_run(
+            chan,
+            &mut self.owner,
+            &mut self.warm,
+            &self.principal,
+            id,
+            request,
+            guard,
+        )
+        .await
+    }
+
+    /// Answer one message (an error is an answer too; the session goes on).
+    async fn handle(&mut self, msg: ClientMsg) -> ServerMsg {
+        let reply = match msg {
+            ClientMsg::ListDatasets => self.list_datasets().await,
+            ClientMsg::ListCatalogue => self.list_catalogue().await,
+            ClientMsg::Pointer { expr } => self.pointer(expr).await,
+            ClientMsg::Cost { pointer, dp } => self.cost(pointer, dp).await,
+            ClientMsg::Request {
+                pointer,
+                backend,
+                reason,
+                dp,
+            } => self.request(pointer, backend, reason, dp).await,
+            ClientMsg::Score { scoring, reason } => self.score(scoring, reason).await,
+            ClientMsg::ScoreRun { .. } => Err(Error::Internal(
+                "a scoring run is driven by the session loop".into(),
+            )),
+            ClientMsg::Status { request, wait_ms } => self.status(request, wait_ms).await,
+        };
+        reply.unwrap_or_else(|e| error_msg(&e))
+    }
+
+    /// Whether one more metadata view fits this hour; logs the limit when not.
+    async fn view_allowed(&mut self) -> bool {
+        if self.allow_view() {
+            return true;
+        }
+        let principal = self.principal.clone();
+        log_limit(&self.shared, &mut self.owner, &principal, "views").await;
+        false
+    }
+
+    /// The pointer with this id in this session.
+    fn pointer_at(&self, pointer: u64) -> Result<&Checked, Error> {
+        usize::try_from(pointer)
+            .ok()
+            .and_then(|i| self.pointers.get(i))
+            .ok_or_else(|| Error::NotFound(format!("pointer {pointer} in this session")))
+    }
+
+    /// The checks every new request passes first: the principal's hourly request rate and the reason's
+    /// length. `Some(reply)` when over the rate (logged at most once a minute).
+    async fn admit_request(&mut self, reason: &str) -> Result<Option<ServerMsg>, Error> {
+        let principal = self.principal.clone();
+        let max = self.shared.cfg.principal_limits.requests_per_hour;
+        if !self
+            .shared
+            .with_use(&principal, |u| within_rate(&mut u.requests, max))
+            .unwrap_or(false)
+        {
+            log_limit(&self.shared, &mut self.owner, &principal, "requests").await;
+            return Ok(Some(limit_error("too many requests this hour")));
+        }
+        if reason.len() > wire::MAX_REASON {
+            return Err(Error::Refused(format!(
+                "the reason is longer than {} bytes",
+                wire::MAX_REASON
+            )));
+        }
+        Ok(None)
+    }
+
+    /// `list_datasets`: the published metadata (logged once per session).
+    async fn list_datasets(&mut self) -> Result<ServerMsg, Error> {
+        if !self.view_allowed().await {
+            return Ok(limit_error("too many metadata views this hour"));
+        }
+        let first = self.viewed.insert("datasets");
+        let principal = self.principal.clone();
+        blocking(&mut self.owner, move |o| {
+            let rows = o.store().datasets()?;
+            if first {
+                let tx = o.store_mut().write()?;
+                tx.append_log(
+                    "metadata_viewed",
+                    Some(&principal),
+                    &serde_json::json!({ "what": "datasets", "datasets": rows.iter().map(|r| (&r.meta.name, r.version)).collect::<Vec<_>>() }),
+                )?;
+                tx.commit()?;
+            }
+            Ok(ServerMsg::Datasets {
+                datasets: rows
+                    .into_iter()
+                    .map(|r| PublishedDataset {
+                        meta: r.meta,
+                        version: r.version,
+                    })
+                    .collect(),
+            })
+        })
+        .await?
+    }
+
+    /// `list_catalogue`: the catalogue of attributes (logged once per session).
+    async fn list_catalogue(&mut self) -> Result<ServerMsg, Error> {
+        if !self.view_allowed().await {
+            return Ok(limit_error("too many metadata views this hour"));
+        }
+        let first = self.viewed.insert("catalogue");
+        let principal = self.principal.clone();
+        blocking(&mut self.owner, move |o| {
+            if first {
+                let tx = o.store_mut().write()?;
+                tx.append_log(
+                    "metadata_viewed",
+                    Some(&principal),
+                    &serde_json::json!({ "what": "catalogue" }),
+                )?;
+                tx.commit()?;
+            }
+            Ok(ServerMsg::Catalogue {
+                entries: duo_engine::catalogue::entries()
+                    .iter()
+                    .map(duo_engine::catalogue::CatalogueInfo::from)
+                    .collect(),
+            })
+        })
+        .await?
+    }
+
+    /// `pointer`: type-check an expression over this session's pointers and keep it.
+    async fn pointer(&mut self, expr: Expr) -> Result<ServerMsg, Error> {
+        if self.pointers.len() >= self.shared.cfg.max_pointers {
+            return Ok(ServerMsg::Error {
+                code: "quota".into(),
+                message: format!(
+                    "this session already holds {} pointers, the limit; open a new session",
+                    self.pointers.len()
+                ),
+            });
+        }
+        // Refuse before expanding: a message made of many references to a large pointer would otherwise
+        // multiply into a huge tree. The expanded size is known from the stored pointers.
+        let mut refs = Vec::new();
+        collect_ptrs(&expr, &mut refs);
+        let mut expanded = expr.node_count();
+        for id in &refs {
+            expanded = expanded.saturating_add(self.pointer_at(*id)?.nodes.saturating_sub(1));
+        }
+        let limit = duo_engine::Limits::default().max_nodes;
+        if expanded > limit {
+            return Err(Error::Check(duo_engine::CheckError::TooLarge {
+                nodes: expanded,
+                limit,
+            }));
+        }
+        let pointers = &self.pointers;
+        let expr = expr
+            .substitute_ptrs(&|id| {
+                usize::try_from(id)
+                    .ok()
+                    .and_then(|i| pointers.get(i))
+                    .map(|c| c.expr.clone())
+            })
+            .ok_or_else(|| Error::Internal("pointer vanished".into()))?;
+        let checked = blocking(&mut self.owner, move |o| o.check(&expr)).await??;
+        let info = PointerInfo {
+            id: self.pointers.len() as u64,
+            ty: checked.ty.clone(),
+            description: render::describe(&checked.expr),
+        };
+        self.pointers.push(checked);
+        Ok(ServerMsg::Pointer(info))
+    }
+
+    /// `cost`: what a DP release of a pointer would cost and how accurate it would be.
+    async fn cost(
+        &mut self,
+        pointer: u64,
+        dp: crate::proto::request::DpParams,
+    ) -> Result<ServerMsg, Error> {
+        let checked = self.pointer_at(pointer)?.clone();
+        blocking(&mut self.owner, move |o| -> Result<ServerMsg, Error> {
+            let (plan, measure) = o.dp_plan(&checked, &dp)?;
+            Ok(ServerMsg::Cost {
+                cost: plan.cost.map(|c| c.to_string()).unwrap_or_default(),
+                measure,
+                accuracy95: plan.accuracy95,
+                mechanism: plan.mechanism.unwrap_or_default(),
+            })
+        })
+        .await?
+    }
+
+    /// `request`: ask for the release of a pointer.
+    async fn request(
+        &mut self,
+        pointer: u64,
+        backend: Backend,
+        reason: String,
+        dp: Option<crate::proto::request::DpParams>,
+    ) -> Result<ServerMsg, Error> {
+        if let Some(refusal) = self.admit_request(&reason).await? {
+            return Ok(refusal);
+        }
+        let expr: Expr = self.pointer_at(pointer)?.expr.clone();
+        // What the owner reads is the checked lineage written out by the node, never text from the FI.
+        let source = duo_engine::parse::to_source(&expr);
+        let reason = sanitize(&reason);
+        let principal = self.principal.clone();
+        // Sessions of this node take turns at the store's write lock here, so they queue without SQLite's
+        // sleeping busy handler; other processes (owner commands) still get the lock fairly.
+        let _turn = self.shared.write_turn.lock().await;
+        let view = blocking(&mut self.owner, move |o| {
+            let checked = o.check(&expr)?;
+            o.submit(&Ask {
+                principal: &principal,
+                backend,
+                reason: &reason,
+                source: &source,
+                checked: &checked,
+                dp: dp.as_ref(),
+                scoring: None,
+            })
+        })
+        .await??;
+        Ok(ServerMsg::Request(Box::new(view)))
+    }
+
+    /// `score`: ask to score the FI's private model against the owner's attributes.
+    async fn score(
+        &mut self,
+        scoring: crate::proto::scoring::ScoringSpec,
+        reason: String,
+    ) -> Result<ServerMsg, Error> {
+        if let Some(refusal) = self.admit_request(&reason).await? {
+            return Ok(refusal);
+        }
+        let reason = sanitize(&reason);
+        let principal = self.principal.clone();
+        let _turn = self.shared.write_turn.lock().await;
+        let view = blocking(&mut self.owner, move |o| {
+            let checked = super::scoring::scoring_checked(o, &scoring)?;
+            let source = format!(
+                "score [{}] reveal {} commitment {}",
+                scoring.attributes.join(", "),
+                scoring.reveal,
+                scoring.commitment
+            );
+            o.submit(&Ask {
+                principal: &principal,
+                backend: Backend::TwoPc,
+                reason: &reason,
+                source: &source,
+                checked: &checked,
+                dp: None,
+                scoring: Some(&scoring),
+            })
+        })
+        .await??;
+        Ok(ServerMsg::Request(Box::new(view)))
+    }
+
+    /// `status`: the state of an earlier request, waiting up to `wait_ms` for a decision.
+    async fn status(&mut self, request: u64, wait_ms: u64) -> Result<ServerMsg, Error> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(wire::MAX_WAIT_MS));
+        let mut changes = self.shared.changes.clone();
+        let (remote, principal) = (self.remote, self.principal.clone());
+        loop {
+            changes.borrow_and_update();
+            let p = principal.clone();
+            // A wait ends early if the pairing was revoked meanwhile.
+            let (view, still) = blocking(&mut self.owner, move |o| {
+                let still = o.store().principal_for_key(&remote)?;
+                Ok::<_, Error>((o.request_view(&p, request)?, still))
+            })
+            .await??;
+            if still.as_deref() != Some(principal.as_str()) {
+                return Err(Error::Refused(
+                    "the owner revoked or ended this pairing".into(),
+                ));
+            }
+            if view.state != crate::proto::request::RequestState::Pending
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(ServerMsg::Request(Box::new(view)));
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return Ok(ServerMsg::Request(Box::new(view))) },
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+}
+
+/// Every pointer reference in an expression.
+fn collect_ptrs(expr: &Expr, out: &mut Vec<u64>) {
+    if let Expr::Ptr { id } = expr {
+        out.push(*id);
+    }
+    for c in expr.children() {
+        collect_ptrs(c, out);
+    }
+}

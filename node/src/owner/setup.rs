@@ -1,0 +1,145 @@
+//! Setting up an owner node: its directory, node key, policy file and signing key; loading data; invites.
+
+use super::policy_path;
+use super::signer::{signing_key_path, NodeSigner};
+use crate::error::Error;
+use crate::net::keys::{fingerprint, InviteCode, Keypair};
+use crate::store::{self, Store, Sync};
+use duo_engine::ingest::{load_csv, parse_meta, IngestLimits};
+use duo_engine::Suggestions;
+use duo_policies::Policy;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The owner's directory inside a Duo home.
+pub fn owner_dir(home: &Path) -> PathBuf {
+    home.join("owner")
+}
+
+fn key_path(owner_dir: &Path) -> PathBuf {
+    owner_dir.join("node.key")
+}
+
+/// What `init` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitReport {
+    /// Whether a new node key was made.
+    pub new_key: bool,
+    /// Whether the policy file was written.
+    pub wrote_policy: bool,
+    /// The node key's fingerprint.
+    pub fingerprint: String,
+}
+
+/// Create the owner directory, the node key and the policy file if they are missing (existing ones are kept).
+/// `policy_text` replaces the default policy when the file does not exist yet.
+pub fn init(owner_dir: &Path, policy_text: Option<&str>) -> Result<InitReport, Error> {
+    crate::home::private_dir(owner_dir)?;
+    let kp = key_path(owner_dir);
+    let new_key = !kp.exists();
+    if new_key {
+        crate::home::write_private(&kp, &Keypair::generate().to_file_bytes())?;
+    }
+    let pp = policy_path(owner_dir);
+    let wrote_policy = !pp.exists();
+    if wrote_policy {
+        let text = policy_text.unwrap_or(Policy::default_text());
+        Policy::parse(text)?;
+        crate::home::write_private(&pp, text.as_bytes())?;
+    }
+    NodeSigner::load_or_create(&signing_key_path(owner_dir))?;
+    Store::open(owner_dir, Sync::Full)?;
+    let key = node_key(owner_dir)?;
+    Ok(InitReport {
+        new_key,
+        wrote_policy,
+        fingerprint: fingerprint(&key.public),
+    })
+}
+
+/// The owner node's static key.
+pub fn node_key(owner_dir: &Path) -> Result<Keypair, Error> {
+    let bytes = std::fs::read(key_path(owner_dir)).map_err(|e| {
+        Error::NotFound(format!(
+            "node key in {}: {e} (run `duo owner init`)",
+            owner_dir.display()
+        ))
+    })?;
+    Keypair::from_file_bytes(&bytes).map_err(|e| Error::Internal(format!("node key: {e}")))
+}
+
+/// The result of loading a CSV file.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    /// Dataset name.
+    pub name: String,
+    /// New version.
+    pub version: u64,
+    /// Rows loaded.
+    pub rows: u64,
+    /// What the node inferred (owner-only).
+    pub suggestions: Suggestions,
+}
+
+/// Load a CSV file as a new version of dataset `name`, with the metadata in `meta_text`. A bad file changes
+/// nothing.
+pub fn load(
+    owner_dir: &Path,
+    csv_path: &Path,
+    name: &str,
+    meta_text: &str,
+) -> Result<LoadReport, Error> {
+    let mut meta = parse_meta(meta_text).map_err(|e| Error::Refused(format!("metadata: {e}")))?;
+    meta.name = name.to_string();
+    // Re-validate with the chosen name.
+    let meta_text = toml::to_string(&meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let meta = parse_meta(&meta_text).map_err(|e| Error::Refused(format!("metadata: {e}")))?;
+    let file = std::fs::File::open(csv_path)
+        .map_err(|e| Error::NotFound(format!("{}: {e}", csv_path.display())))?;
+    let (ds, sugg) = load_csv(
+        std::io::BufReader::new(file),
+        &meta,
+        &IngestLimits::default(),
+    )
+    .map_err(|e| Error::Refused(format!("{}: {e}", csv_path.display())))?;
+    let version = Store::open(owner_dir, Sync::Full)?.put_dataset(&ds, &sugg)?;
+    Ok(LoadReport {
+        name: name.to_string(),
+        version,
+        rows: ds.rows() as u64,
+        suggestions: sugg,
+    })
+}
+
+/// How long a pairing lasts unless the invite says otherwise.
+pub const DEFAULT_PAIRING: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Make an invite code for `principal`, valid for `ttl`; the pairing it makes lasts [`DEFAULT_PAIRING`].
+pub fn invite(owner_dir: &Path, principal: &str, ttl: Duration) -> Result<InviteCode, Error> {
+    invite_for(owner_dir, principal, ttl, DEFAULT_PAIRING)
+}
+
+/// Make an invite code for `principal`, valid for `ttl`, whose pairing lasts `pairing`.
+pub fn invite_for(
+    owner_dir: &Path,
+    principal: &str,
+    ttl: Duration,
+    pairing: Duration,
+) -> Result<InviteCode, Error> {
+    let principal = principal.trim();
+    if principal.is_empty() || principal.len() > 128 || principal.chars().any(char::is_control) {
+        return Err(Error::Refused(
+            "the principal name must be 1 to 128 printable characters".into(),
+        ));
+    }
+    let key = node_key(owner_dir)?;
+    let code = InviteCode::generate(&key.public);
+    Store::open(owner_dir, Sync::Full)?.create_invite(
+        &code.id,
+        principal,
+        &code.psk(),
+        store::now_unix() + ttl.as_secs() as i64,
+        pairing,
+    )?;
+    Ok(code)
+}

@@ -1,0 +1,125 @@
+//! Requests as the FI sees them: their state, the view of one request, and what a DP request spends.
+
+use crate::error::Error;
+use crate::proto::receipt::Receipt;
+use duo_engine::{Answer, Type};
+use duo_policies::Backend;
+use duo_protocols::dp::Budget;
+use serde::{Deserialize, Serialize};
+
+/// The state of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for the owner.
+    Pending,
+    /// Released; the answer is attached.
+    Approved,
+    /// Refused; the reason is attached.
+    Denied,
+}
+
+impl RequestState {
+    /// As stored and shown: `pending`, `approved` or `denied`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Denied => "denied",
+        }
+    }
+
+    /// The state named by [`RequestState::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(RequestState::Pending),
+            "approved" => Some(RequestState::Approved),
+            "denied" => Some(RequestState::Denied),
+            _ => None,
+        }
+    }
+}
+
+/// What the FI may see of one of its requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct RequestView {
+    /// Request id.
+    pub id: u64,
+    /// Current state.
+    pub state: RequestState,
+    /// Backend asked for.
+    pub backend: Backend,
+    /// The FI's stated reason.
+    pub reason: String,
+    /// The lineage in plain words.
+    pub description: String,
+    /// The answer, once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+    /// Why it was denied, or why it waits for the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Who decided: `policy`, `owner`, or `store` (the same question was answered before and the stored answer
+    /// was given again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// The static type of the answer (from the published metadata, never from the data).
+    pub ty: Type,
+    /// The node's signed receipt for the answer (approved requests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Receipt>,
+    /// For DP requests: the privacy cost (charged once approved), in the node's measure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    /// For DP requests: half-width of a 95% interval around the exact value, from public parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy95: Option<f64>,
+}
+
+/// What an FI asks to spend on a DP release: exactly one of an epsilon, a rho, or a target accuracy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct DpParams {
+    /// Pure-DP epsilon (charged epsilon^2/2 on a zCDP node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
+    /// zCDP rho (zCDP nodes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f64>,
+    /// Target accuracy: the answer within `alpha` of the exact value ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// ... with probability at least `1 - beta` (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+}
+
+impl DpParams {
+    /// What to spend, as the mechanisms take it.
+    pub fn budget(&self) -> Result<Budget, Error> {
+        match (self.epsilon, self.rho, self.alpha) {
+            (Some(e), None, None) => Ok(Budget::Epsilon(e)),
+            (None, Some(r), None) => Ok(Budget::Rho(r)),
+            (None, None, Some(a)) => Ok(Budget::Accuracy {
+                alpha: a,
+                beta: self.beta.unwrap_or(0.05),
+            }),
+            _ => Err(Error::Refused(
+                "a dp request states exactly one of --epsilon, --rho, or --alpha (with an optional --beta)".into(),
+            )),
+        }
+    }
+
+    /// Half of it, for each of the two parts of a mean (a target accuracy cannot be split).
+    pub fn halved(&self) -> Result<Budget, Error> {
+        match self.budget()? {
+            Budget::Epsilon(e) => Ok(Budget::Epsilon(e / 2.0)),
+            Budget::Rho(r) => Ok(Budget::Rho(r / 2.0)),
+            _ => Err(Error::Refused(
+                "a dp mean is a noisy sum over a noisy count; state --epsilon or --rho, not a target accuracy".into(),
+            )),
+        }
+    }
+}

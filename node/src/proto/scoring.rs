@@ -1,0 +1,270 @@
+//! Private scoring (backend `2pc`) as both sides see it: what an FI asks to score, how a run starts and ends,
+//! and how the protocol's messages travel on the session.
+//!
+//! During a run the session carries the protocol of [`duo_protocols::score`] as binary messages: each protocol
+//! message is cut into chunks of at most [`CHUNK`] bytes, each chunk a channel payload `[0xB5, last, bytes...]`
+//! (JSON payloads start with `{`, so the two never mix). A JSON payload during a run means the peer gave up.
+//! Every wait has a timeout ([`STEP_TIMEOUT`]).
+
+use crate::error::Error;
+use crate::proto::digest::FieldHasher;
+use crate::proto::receipt::Receipt;
+use duo_engine::{catalogue, Answer, Value};
+use duo_policies::Reveal;
+use duo_protocols::fixed::Bounds;
+use duo_protocols::ot::SessionId;
+use duo_protocols::score::{self, Outcome};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// First byte of a protocol chunk on the session.
+pub const CHUNK_MARK: u8 = 0xB5;
+
+/// Largest protocol chunk, in bytes: far below the session's frame and message limits.
+pub const CHUNK: usize = 32 * 1024;
+
+/// How long either side waits for the next protocol message before it ends the run.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an FI asks to score: the attributes its model uses, what the run reveals, and its model commitment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ScoringSpec {
+    /// Catalogue attributes, in the model's order (sorted by name by the client), each over the window ending
+    /// at the last full month.
+    pub attributes: Vec<String>,
+    /// What the run reveals to both sides.
+    pub reveal: Reveal,
+    /// The FI's salted commitment to its model (64 hex digits): SHA-256 of a domain tag, a 32-byte salt and
+    /// the model's canonical JSON. Asserted by the FI, openable to an auditor, not enforced by the protocol.
+    pub commitment: String,
+}
+
+impl ScoringSpec {
+    /// Checks the spec against the catalogue.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.attributes.is_empty() {
+            return Err(Error::Refused(
+                "a scoring request names at least one catalogue attribute".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &self.attributes {
+            if catalogue::entry(a).is_none() {
+                return Err(Error::Refused(format!(
+                    "`{a}` is not a catalogue attribute; see `duo fi catalogue`"
+                )));
+            }
+            if !seen.insert(a) {
+                return Err(Error::Refused(format!("attribute `{a}` is listed twice")));
+            }
+        }
+        if !self.reveal.is_valid() {
+            return Err(Error::Refused(format!(
+                "cannot reveal {}: bands must number {} to {}",
+                self.reveal,
+                Reveal::MIN_BANDS,
+                Reveal::MAX_BANDS
+            )));
+        }
+        if self.commitment.len() != 64 || !self.commitment.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Refused(
+                "the model commitment must be 64 hex digits (SHA-256)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The public bounds of each attribute, in order.
+    pub fn bounds(&self) -> Vec<Bounds> {
+        self.attributes
+            .iter()
+            .filter_map(|a| catalogue::entry(a))
+            .map(|e| Bounds::new(e.bounds.lo, e.bounds.hi))
+            .collect()
+    }
+
+    /// The request in plain words (for the log and both screens).
+    pub fn describe(&self) -> String {
+        format!(
+            "private scoring of the FI's model over {}; reveals {} to both sides",
+            self.attributes.join(", "),
+            self.reveal.describe()
+        )
+    }
+}
+
+/// The protocol's name for what a run reveals.
+pub fn protocol_reveal(r: Reveal) -> score::Reveal {
+    match r {
+        Reveal::Decision => score::Reveal::Decision,
+        Reveal::Bands { k } => score::Reveal::Bands {
+            thresholds: k.saturating_sub(1) as usize,
+        },
+        Reveal::Score => score::Reveal::Score,
+    }
+}
+
+/// The owner's answer to [`crate::proto::ClientMsg::ScoreRun`]: the run's public parameters. Protocol messages
+/// follow at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ScoreStart {
+    /// The request.
+    pub request: u64,
+    /// The run (both sides derive the protocol session id from the channel, the request and the run).
+    pub run: u64,
+    /// The attributes, in the order of the model.
+    pub attributes: Vec<String>,
+    /// What the run reveals.
+    pub reveal: Reveal,
+    /// Whether the run reuses the OT-extension state of an earlier run in this session (no base OTs).
+    #[serde(default)]
+    pub warm: bool,
+}
+
+/// The output of a run, as both sides learn it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScoreOutcome {
+    /// Whether the score reaches the FI's threshold.
+    Decision {
+        /// `true`: it does.
+        approve: bool,
+    },
+    /// The band of the score.
+    Band {
+        /// Band index, from 0 (below every band threshold).
+        band: u32,
+        /// Number of bands.
+        of: u32,
+    },
+    /// The score itself.
+    Score {
+        /// The score in model units.
+        value: f64,
+    },
+}
+
+impl ScoreOutcome {
+    /// The outcome of a protocol run, in the node's terms.
+    pub fn from_run(o: Outcome, reveal: Reveal) -> ScoreOutcome {
+        match o {
+            Outcome::Decision(approve) => ScoreOutcome::Decision { approve },
+            Outcome::Band(band) => ScoreOutcome::Band {
+                band,
+                of: match reveal {
+                    Reveal::Bands { k } => k,
+                    _ => 0,
+                },
+            },
+            Outcome::Score(s) => ScoreOutcome::Score {
+                value: duo_protocols::fixed::decode_score(s),
+            },
+        }
+    }
+
+    /// As an answer (what the receipt signs).
+    pub fn answer(&self) -> Answer {
+        let value = match *self {
+            ScoreOutcome::Decision { approve } => Value::Bool(approve),
+            ScoreOutcome::Band { band, .. } => Value::Int(band as i64),
+            ScoreOutcome::Score { value } => Value::Float(value),
+        };
+        Answer::Scalar { value }
+    }
+}
+
+impl std::fmt::Display for ScoreOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScoreOutcome::Decision { approve: true } => {
+                f.write_str("approve (score reaches the threshold)")
+            }
+            ScoreOutcome::Decision { approve: false } => {
+                f.write_str("decline (score below the threshold)")
+            }
+            ScoreOutcome::Band { band, of } => write!(f, "band {band} of {of} (0 is lowest)"),
+            ScoreOutcome::Score { value } => write!(f, "score {value}"),
+        }
+    }
+}
+
+/// The owner's report of a finished run: [`crate::proto::ServerMsg::ScoreDone`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ScoreDone {
+    /// The request.
+    pub request: u64,
+    /// The run.
+    pub run: u64,
+    /// What the run revealed.
+    pub outcome: ScoreOutcome,
+    /// Bits it revealed.
+    pub bits: f64,
+    /// The node's signed receipt for the outcome.
+    pub receipt: Receipt,
+}
+
+/// The protocol session id of a run: bound to the channel (its handshake hash), the request and the run.
+pub fn session_id(handshake_hash: &[u8], request: u64, run: u64) -> SessionId {
+    let mut h = FieldHasher::new(b"duo/score/session/v1");
+    h.field(handshake_hash)
+        .raw(request.to_le_bytes())
+        .raw(run.to_le_bytes());
+    SessionId(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_checked() {
+        let ok = ScoringSpec {
+            attributes: vec!["rent_on_time_ratio_12m".into()],
+            reveal: Reveal::Decision,
+            commitment: "ab".repeat(32),
+        };
+        assert!(ok.validate().is_ok());
+        for bad in [
+            ScoringSpec {
+                attributes: vec![],
+                ..ok.clone()
+            },
+            ScoringSpec {
+                attributes: vec!["x".into()],
+                ..ok.clone()
+            },
+            ScoringSpec {
+                attributes: vec!["rent_on_time_ratio_12m".into(); 2],
+                ..ok.clone()
+            },
+            ScoringSpec {
+                commitment: "zz".repeat(32),
+                ..ok.clone()
+            },
+            ScoringSpec {
+                reveal: Reveal::Bands { k: 40 },
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            protocol_reveal(Reveal::Bands { k: 4 }),
+            score::Reveal::Bands { thresholds: 3 }
+        );
+    }
+
+    #[test]
+    fn session_ids_bind_channel_request_and_run() {
+        let a = session_id(b"hh", 1, 1);
+        assert_ne!(a, session_id(b"hh", 1, 2));
+        assert_ne!(a, session_id(b"hh", 2, 1));
+        assert_ne!(a, session_id(b"hH", 1, 1));
+        assert_eq!(a, session_id(b"hh", 1, 1));
+    }
+}

@@ -1,0 +1,100 @@
+//! The privacy ledger (one JSON document, changed only inside write transactions) and its history of charges.
+
+use super::{now_text, HasConn, Log};
+use crate::error::Error;
+use duo_policies::{Amount, Charge, Ledger, Measure};
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+/// One charge to the ledger, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetEvent {
+    /// The request charged.
+    pub request: u64,
+    /// When.
+    pub at: String,
+    /// To whom it was released.
+    pub principal: String,
+    /// The datasets it read.
+    pub datasets: Vec<String>,
+    /// The amount charged.
+    pub amount: Amount,
+}
+
+/// The ledger, for a [`super::Store`] or a [`super::Tx`].
+pub trait Ledgers: HasConn {
+    /// The privacy ledger, as stored (a fresh one in the default measure before the first cap).
+    fn ledger(&self) -> Result<Ledger, Error> {
+        let text: Option<String> = self
+            .conn()
+            .prepare_cached("SELECT value FROM settings WHERE key = 'ledger'")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        match text {
+            Some(t) => Ok(serde_json::from_str(&t)?),
+            None => Ok(Ledger::new(Measure::default())),
+        }
+    }
+
+    /// Store the ledger (inside the caller's transaction).
+    fn save_ledger(&self, ledger: &Ledger) -> Result<(), Error> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO settings (key, value) VALUES ('ledger', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([serde_json::to_string(ledger)?])?;
+        Ok(())
+    }
+
+    /// Keep a charge in the history and log it (inside the caller's transaction, with the charge itself).
+    fn record_charge(&self, request: u64, charge: &Charge) -> Result<(), Error> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO budget_history (request_id, at, principal, datasets, amount) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                request as i64,
+                now_text(),
+                charge.principal,
+                serde_json::to_string(&charge.datasets)?,
+                charge.amount.nanos() as i64
+            ])?;
+        self.append_log(
+            "budget_charged",
+            Some(&charge.principal),
+            &serde_json::json!({ "request": request, "amount": charge.amount.to_string(), "datasets": charge.datasets }),
+        )?;
+        Ok(())
+    }
+
+    /// Every charge, oldest first.
+    fn budget_history(&self) -> Result<Vec<BudgetEvent>, Error> {
+        let mut stmt = self.conn().prepare(
+            "SELECT request_id, at, principal, datasets, amount FROM budget_history ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (request, at, principal, datasets, amount) = row?;
+            out.push(BudgetEvent {
+                request: request as u64,
+                at,
+                principal,
+                datasets: serde_json::from_str(&datasets).unwrap_or_default(),
+                amount: Amount::from_nanos(amount as u64),
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl<T: HasConn + ?Sized> Ledgers for T {}

@@ -1,0 +1,454 @@
+//! The owner's store: one SQLite database (WAL) in the owner's data directory.
+//!
+//! It holds datasets (every version), invites, pairings, requests with their decisions and stored answers, the
+//! release index used by policies, and the audit log. The running node keeps no copy of record in memory: every
+//! CLI command and every session reads and writes this database, so an approval given from another process is
+//! seen at once. Everything a decision depends on is re-read inside the transaction that acts on it
+//! (`BEGIN IMMEDIATE`).
+//!
+//! The audit log is append-only (triggers refuse `UPDATE` and `DELETE`) and hash-chained: each entry's hash covers
+//! the previous entry's hash and the entry's own fields, so [`Log::verify_log`] finds any edited, removed or reordered
+//! entry.
+
+//! The connection is private to this module: every caller, the owner service and the CLI alike, goes through
+//! the typed queries of the traits below ([`Datasets`], [`Pairings`], [`Log`], [`Requests`], [`Ledgers`],
+//! [`ScoringRuns`]), which a [`Store`] and a write transaction ([`Tx`]) both offer. Import them with
+//! `use duo_node::store::prelude::*`.
+
+mod datasets;
+mod ledger;
+mod log;
+mod pairings;
+mod requests;
+mod scoring;
+
+pub use datasets::{DatasetRow, Datasets};
+pub use ledger::{BudgetEvent, Ledgers};
+pub use log::{entry_hash, parse_ts, Log, LogEntry, LogPos, LogProblem, LogReport, GENESIS_HASH};
+pub use pairings::{Invite, Pairing, Pairings, MAX_INVITE_ATTEMPTS};
+pub use requests::{EarlierRelease, NewRequest, RequestRow, Requests, StoredRequest};
+pub use scoring::ScoringRuns;
+
+use crate::error::Error;
+use chrono::Utc;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every query trait, to import at once.
+pub mod prelude {
+    pub use super::{Datasets, Ledgers, Log, Pairings, Requests, ScoringRuns};
+}
+
+/// How hard SQLite syncs each commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sync {
+    /// `synchronous=FULL`: a commit survives a power cut (the default).
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives a crash of the program, but the last commits may be lost on power
+    /// failure. Faster.
+    Normal,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    name        TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    meta        TEXT NOT NULL,
+    suggestions TEXT NOT NULL,
+    data        BLOB NOT NULL,
+    rows        INTEGER NOT NULL,
+    loaded_at   TEXT NOT NULL,
+    current     INTEGER NOT NULL DEFAULT 1,
+    deleted_at  TEXT,
+    PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS invites (
+    id         TEXT PRIMARY KEY,
+    principal  TEXT NOT NULL,
+    psk        BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    state      TEXT NOT NULL DEFAULT 'open',
+    pairing_secs INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pairings (
+    principal   TEXT PRIMARY KEY,
+    fi_key      BLOB NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    paired_at   TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    last_seen   TEXT,
+    state       TEXT NOT NULL DEFAULT 'active'
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id           INTEGER PRIMARY KEY,
+    principal    TEXT NOT NULL,
+    backend      TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    lineage      TEXT NOT NULL,
+    checked      TEXT NOT NULL,
+    description  TEXT NOT NULL,
+    versions     TEXT NOT NULL,
+    release_key  TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    rule         TEXT,
+    why          TEXT,
+    answer       TEXT,
+    receipt      TEXT,
+    dp_params    TEXT,
+    cost         INTEGER,
+    accuracy     REAL,
+    decided_by   TEXT,
+    created_at   TEXT NOT NULL,
+    decided_at   TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_by_key ON requests (release_key, state);
+CREATE INDEX IF NOT EXISTS requests_by_state ON requests (state);
+CREATE TABLE IF NOT EXISTS release_columns (
+    request_id INTEGER NOT NULL,
+    dataset    TEXT NOT NULL,
+    col        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS release_columns_by_col ON release_columns (dataset, col);
+CREATE TABLE IF NOT EXISTS release_attributes (
+    request_id INTEGER NOT NULL,
+    principal  TEXT NOT NULL,
+    attribute  TEXT NOT NULL,
+    window_end TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS release_attributes_by_key ON release_attributes (principal, attribute, window_end);
+CREATE TABLE IF NOT EXISTS scoring_requests (
+    request_id INTEGER PRIMARY KEY,
+    spec       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scoring_runs (
+    id         INTEGER PRIMARY KEY,
+    request_id INTEGER NOT NULL UNIQUE,
+    principal  TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    millibits  INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    outcome    TEXT,
+    error      TEXT,
+    ended_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS scoring_runs_by_principal ON scoring_runs (principal, started_at);
+CREATE TABLE IF NOT EXISTS rate_events (
+    principal TEXT NOT NULL,
+    rule      TEXT NOT NULL,
+    at        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rate_events_by_key ON rate_events (principal, rule, at);
+CREATE TABLE IF NOT EXISTS budget_history (
+    request_id INTEGER NOT NULL,
+    at         TEXT NOT NULL,
+    principal  TEXT NOT NULL,
+    datasets   TEXT NOT NULL,
+    amount     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log (
+    seq       INTEGER PRIMARY KEY,
+    ts        TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    principal TEXT,
+    body      TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS log_no_update BEFORE UPDATE ON log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS log_no_delete BEFORE DELETE ON log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#;
+
+/// Path of the owner's database inside an owner directory.
+pub fn db_path(owner_dir: &Path) -> PathBuf {
+    owner_dir.join("duo.sqlite")
+}
+
+/// The owner's database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+/// A write transaction (`BEGIN IMMEDIATE`: it holds the write lock from the start). Dropped without
+/// [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub struct Tx<'s> {
+    tx: Transaction<'s>,
+}
+
+mod sealed {
+    /// What the query traits run on. Sealed: only this module hands out a connection.
+    pub trait HasConn {
+        /// The connection.
+        fn conn(&self) -> &rusqlite::Connection;
+    }
+}
+use sealed::HasConn;
+
+impl HasConn for Connection {
+    fn conn(&self) -> &Connection {
+        self
+    }
+}
+
+impl HasConn for Store {
+    fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl HasConn for Tx<'_> {
+    fn conn(&self) -> &Connection {
+        &self.tx
+    }
+}
+
+/// Anything the typed queries run on: a [`Store`] (each statement on its own) or a [`Tx`].
+pub trait Conn: HasConn {}
+impl<T: HasConn + ?Sized> Conn for T {}
+
+impl Store {
+    /// Open (creating if needed) the owner's database with WAL, a busy timeout and the schema.
+    pub fn open(owner_dir: &Path, sync: Sync) -> Result<Store, Error> {
+        crate::home::private_dir(owner_dir)?;
+        let path = db_path(owner_dir);
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match sync {
+                Sync::Full => "FULL",
+                Sync::Normal => "NORMAL",
+            },
+        )?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            if p.exists() {
+                crate::home::set_mode(&p, 0o600)?;
+            }
+        }
+        Ok(Store { conn })
+    }
+
+    /// Start a write transaction that takes the write lock at once.
+    pub fn write(&mut self) -> Result<Tx<'_>, Error> {
+        Ok(Tx {
+            tx: write_tx(&mut self.conn)?,
+        })
+    }
+
+    /// A counter that changes whenever any connection (any process) commits to the database.
+    pub fn data_version(&self) -> Result<i64, Error> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))?)
+    }
+
+    /// Overwrite freed pages and shrink the database, so deleted rows do not linger in the file or its WAL.
+    pub fn scrub(&self) -> Result<(), Error> {
+        self.conn.execute_batch(
+            "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+        )?;
+        Ok(())
+    }
+}
+
+impl Tx<'_> {
+    /// Commit.
+    pub fn commit(self) -> Result<(), Error> {
+        Ok(self.tx.commit()?)
+    }
+}
+
+/// Start a write transaction that takes the write lock at once.
+fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, Error> {
+    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+}
+
+pub use crate::proto::now_text;
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    Utc::now().timestamp()
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::Store(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86400);
+
+    fn fresh() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Store::open(dir.path(), Sync::Normal).unwrap();
+        (dir, conn)
+    }
+
+    fn append(conn: &mut Store, n: usize) {
+        for i in 0..n {
+            let tx = conn.write().unwrap();
+            tx.append_log("test", Some("p"), &serde_json::json!({ "i": i }))
+                .unwrap();
+            tx.commit().unwrap();
+        }
+    }
+
+    /// Drop the append-only triggers so a test can play the attacker.
+    fn unprotect(conn: &Store) {
+        conn.conn
+            .execute_batch("DROP TRIGGER log_no_update; DROP TRIGGER log_no_delete;")
+            .unwrap();
+    }
+
+    #[test]
+    fn log_chains_and_verifies() {
+        let (_d, mut conn) = fresh();
+        append(&mut conn, 5);
+        let r = conn.verify_log().unwrap();
+        assert_eq!(r.entries, 5);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        let entries = conn.log_entries(0, 10).unwrap();
+        assert_eq!(entries[0].prev_hash, GENESIS_HASH);
+        assert_eq!(entries[1].prev_hash, entries[0].hash);
+        assert_eq!(r.head_hash, entries[4].hash);
+    }
+
+    #[test]
+    fn log_refuses_update_and_delete() {
+        let (_d, mut conn) = fresh();
+        append(&mut conn, 2);
+        let e = conn
+            .conn
+            .execute("UPDATE log SET body = '{}' WHERE seq = 1", [])
+            .unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{e}");
+        let e = conn
+            .conn
+            .execute("DELETE FROM log WHERE seq = 2", [])
+            .unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{e}");
+        assert_eq!(conn.log_entries(0, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn verify_finds_an_edited_entry() {
+        let (_d, mut conn) = fresh();
+        append(&mut conn, 5);
+        unprotect(&conn);
+        conn.conn
+            .execute("UPDATE log SET body = '{\"i\":99}' WHERE seq = 3", [])
+            .unwrap();
+        let r = conn.verify_log().unwrap();
+        assert_eq!(r.problems, vec![LogProblem::Edited { seq: 3 }]);
+    }
+
+    #[test]
+    fn verify_finds_a_removed_entry() {
+        let (_d, mut conn) = fresh();
+        append(&mut conn, 5);
+        unprotect(&conn);
+        conn.conn
+            .execute("DELETE FROM log WHERE seq = 2", [])
+            .unwrap();
+        let r = conn.verify_log().unwrap();
+        assert_eq!(r.problems, vec![LogProblem::Missing { from: 2, to: 2 }]);
+    }
+
+    #[test]
+    fn verify_finds_reordered_entries() {
+        let (_d, mut conn) = fresh();
+        append(&mut conn, 5);
+        unprotect(&conn);
+        // Swap entries 2 and 3 wholesale (each keeps its own valid hash), renumbering them.
+        conn.conn
+            .execute_batch(
+                "UPDATE log SET seq = -2 WHERE seq = 2;
+             UPDATE log SET seq = 2 WHERE seq = 3;
+             UPDATE log SET seq = 3 WHERE seq = -2;",
+            )
+            .unwrap();
+        let r = conn.verify_log().unwrap();
+        assert!(
+            r.problems.contains(&LogProblem::BrokenChain { seq: 2 }),
+            "{:?}",
+            r.problems
+        );
+        assert!(!r.problems.is_empty());
+    }
+
+    #[test]
+    fn invites_burn_after_failures() {
+        let (_d, mut conn) = fresh();
+        conn.create_invite("abc", "Acme", &[7; 32], now_unix() + 600, DAY)
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(conn.begin_invite_attempt("abc").unwrap(), Some([7; 32]));
+            assert!(!conn.invite_failed("abc", "bad psk").unwrap());
+        }
+        assert!(conn.begin_invite_attempt("abc").unwrap().is_some());
+        // Attempts are counted when they start: a fourth, concurrent one gets nothing.
+        assert!(conn.begin_invite_attempt("abc").unwrap().is_none());
+        assert!(conn.invite_failed("abc", "bad psk").unwrap());
+        assert!(conn.begin_invite_attempt("abc").unwrap().is_none());
+        assert!(conn.invite_refusal("abc").unwrap().contains("burned"));
+        assert!(conn.complete_pairing("abc", &[1; 32], "fp").is_err());
+    }
+
+    #[test]
+    fn pairing_consumes_the_invite_and_rotates_keys() {
+        let (_d, mut conn) = fresh();
+        conn.create_invite("one", "Acme", &[7; 32], now_unix() + 600, DAY)
+            .unwrap();
+        let p = conn.complete_pairing("one", &[1; 32], "fp1").unwrap();
+        assert_eq!(p, "Acme");
+        assert!(conn.begin_invite_attempt("one").unwrap().is_none());
+        assert!(conn.invite_refusal("one").unwrap().contains("already used"));
+        assert_eq!(
+            conn.principal_for_key(&[1; 32]).unwrap().as_deref(),
+            Some("Acme")
+        );
+        conn.create_invite("two", "Acme", &[8; 32], now_unix() + 600, DAY)
+            .unwrap();
+        conn.complete_pairing("two", &[2; 32], "fp2").unwrap();
+        assert_eq!(conn.principal_for_key(&[1; 32]).unwrap(), None);
+        assert_eq!(
+            conn.principal_for_key(&[2; 32]).unwrap().as_deref(),
+            Some("Acme")
+        );
+        assert_eq!(conn.pairings().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn expired_invites_are_not_usable() {
+        let (_d, mut conn) = fresh();
+        conn.create_invite("old", "Acme", &[7; 32], now_unix() - 1, DAY)
+            .unwrap();
+        assert!(conn.begin_invite_attempt("old").unwrap().is_none());
+        assert!(conn.invite_refusal("old").unwrap().contains("expired"));
+    }
+}
