@@ -667,12 +667,36 @@ impl Client {
         };
         self.warm = Some(ot);
         progress("waiting for the owner's receipt");
+        let mine = ScoreOutcome::from_run(outcome, start.reveal);
+        let done = self.check_score_done(id, request, mine).await?;
+        Ok(ScoreReport {
+            request,
+            run: start.run,
+            attributes: start.attributes,
+            reveal: start.reveal,
+            outcome: mine,
+            bits: start.reveal.bits(),
+            bytes,
+            cold,
+            millis: began.elapsed().as_secs_f64() * 1e3,
+            receipt: done.receipt,
+            commitment: Some(asked.spec.commitment),
+        })
+    }
+
+    /// The owner's report of a run: it must name the output this side computed, with a receipt that verifies
+    /// against the pinned key and signs that output. The receipt is kept.
+    async fn check_score_done(
+        &mut self,
+        id: u64,
+        request: u64,
+        mine: ScoreOutcome,
+    ) -> Result<crate::proto::scoring::ScoreDone, Error> {
         let done = match self.recv_reply(id).await? {
             ServerMsg::ScoreDone(d) => *d,
             ServerMsg::Error { code, message } => return Err(Error::Remote { code, message }),
             other => return Err(unexpected(other)),
         };
-        let mine = ScoreOutcome::from_run(outcome, start.reveal);
         let r = &done.receipt;
         r.verify(Some(&self.signing_key))?;
         let signed: Option<duo_engine::Answer> = serde_json::from_str(&r.answer).ok();
@@ -689,19 +713,7 @@ impl Client {
         if let Some((home, name)) = &self.keep {
             home.keep_receipt(name, r)?;
         }
-        Ok(ScoreReport {
-            request,
-            run: start.run,
-            attributes: start.attributes,
-            reveal: start.reveal,
-            outcome: mine,
-            bits: start.reveal.bits(),
-            bytes,
-            cold,
-            millis: began.elapsed().as_secs_f64() * 1e3,
-            receipt: done.receipt,
-            commitment: Some(asked.spec.commitment),
-        })
+        Ok(done)
     }
 
     /// Tells the owner this side ends the run, then takes its reply (its account of the abort) off the channel.

@@ -1,18 +1,78 @@
 //! The owner's own decisions on requests waiting for them: approve (with the guarantee that what they saw has
 //! not changed) or deny with a reason.
 
-use super::backend::{self, Ctx};
-use super::release::{plan_stored, record_rates, record_release, Ask};
-use super::view::{pending_view, request_view};
+use super::backend::{self, Ask, Ctx, Plan};
+use super::release::{plan_stored, rate_counts, record_rates, record_release};
+use super::signer::NodeSigner;
+use super::view::{pending_view, request_view, PendingView};
 use super::{tags_with, Owner};
 use crate::error::Error;
-use crate::proto::request::RequestView;
+use crate::proto::request::{DpParams, RequestView};
+use crate::proto::scoring::ScoringSpec;
 use crate::store::prelude::*;
-use duo_policies::{decide, Decision, RequestFacts};
+use crate::store::{RequestRow, StoredRequest, Tx};
+use duo_engine::Answer;
+use duo_policies::{decide, Decision, Policy, RequestFacts};
+
+/// A stored pending request, read back for its approval.
+struct Pending {
+    row: RequestRow,
+    stored: StoredRequest,
+    dp: Option<DpParams>,
+    spec: Option<ScoringSpec>,
+}
+
+impl Pending {
+    fn read(tx: &Tx<'_>, id: u64) -> Result<Pending, Error> {
+        Ok(Pending {
+            row: tx
+                .request(id, None)?
+                .ok_or_else(|| Error::NotFound(format!("request {id}")))?,
+            stored: tx.stored_request(id)?,
+            dp: tx.dp_params(id)?,
+            spec: tx.scoring_spec(id)?,
+        })
+    }
+
+    /// The request as the backends see it.
+    fn ask(&self) -> Ask<'_> {
+        Ask {
+            principal: &self.row.principal,
+            backend: self.row.backend,
+            reason: &self.row.reason,
+            source: &self.row.source,
+            checked: &self.stored.checked,
+            dp: self.dp.as_ref(),
+            scoring: self.spec.as_ref(),
+        }
+    }
+}
+
+/// Refuses an approval of something other than what the owner saw: `seen` is the token of the view they
+/// approved, and a dataset reloaded since the request was made always needs the FI to ask again.
+fn check_seen(view: &PendingView, seen: Option<&str>) -> Result<(), Error> {
+    let stale = |why: &str| Error::Stale {
+        why: why.to_string(),
+        token: view.token.clone(),
+    };
+    if seen.is_some_and(|s| s != view.token) {
+        return Err(stale(
+            "the policy, the data, the value or the earlier releases changed",
+        ));
+    }
+    if view.data_changed {
+        return Err(stale(
+            "a dataset this request reads was reloaded since it was made; the FI must ask again",
+        ));
+    }
+    Ok(())
+}
 
 impl Owner {
     /// The owner approves a pending request. With `seen`, the approval fails with [`Error::Stale`] if anything
-    /// the owner was shown has changed since; the policy's deny rules are re-run either way.
+    /// the owner was shown has changed since; the policy's deny rules are re-run either way. The same stages as
+    /// a new request follow: the plan is made again (a DP request's budgets may have moved), the policy's deny
+    /// rules are checked, the backend answers, and the release is recorded, in one transaction.
     pub fn approve(&mut self, id: u64, seen: Option<&str>) -> Result<RequestView, Error> {
         let policy_and_hash = self.policy()?;
         let policy = policy_and_hash.0.clone();
@@ -24,75 +84,53 @@ impl Owner {
         } = self;
         let tx = store.write()?;
         let view = pending_view(cache, &policy_and_hash, &tx, id)?;
+        check_seen(&view, seen)?;
         let stale = |why: String| Error::Stale {
             why,
             token: view.token.clone(),
         };
-        if seen.is_some_and(|s| s != view.token) {
-            return Err(stale(
-                "the policy, the data, the value or the earlier releases changed".into(),
-            ));
-        }
-        if view.data_changed {
-            return Err(stale(
-                "a dataset this request reads was reloaded since it was made; the FI must ask again".into(),
-            ));
-        }
-        let row = tx
-            .request(id, None)?
-            .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
-        let stored = tx.stored_request(id)?;
-        let (dp, spec) = (tx.dp_params(id)?, tx.scoring_spec(id)?);
-        // The plan is made again now: a DP request's budgets may have moved.
+        let pending = Pending::read(&tx, id)?;
+        let ask = pending.ask();
         let plan = plan_stored(
             cache,
             &tx,
-            &row,
-            &stored,
+            &pending.row,
+            &pending.stored,
             &policy,
-            dp.as_ref(),
-            spec.as_ref(),
+            ask.dp,
+            ask.scoring,
         )?;
         if let Some(Err(e)) = &plan.budget_left {
             return Err(stale(format!("the budget no longer allows it: {e}")));
         }
-        let tags = tags_with(cache, &tx, &stored.checked)?;
-        let counts = super::release::rate_counts(&tx, &policy, &row.principal)?;
+        let tags = tags_with(cache, &tx, ask.checked)?;
+        let counts = rate_counts(&tx, &policy, ask.principal)?;
         let facts = RequestFacts {
-            already_released: tx.already_released(&row.principal, &stored.checked)?,
+            already_released: tx.already_released(ask.principal, ask.checked)?,
             now: Some(chrono::Local::now().naive_local()),
             available_backends: backend::AVAILABLE,
             cost: plan.cost,
             rate_counts: Some(&counts),
             scoring: plan.scoring,
-            ..RequestFacts::new(&row.principal, row.backend, &stored.checked, &tags)
+            ..RequestFacts::new(ask.principal, ask.backend, ask.checked, &tags)
         };
         if let Decision::Deny { rule, reason } = decide(&policy, &facts) {
             return Err(stale(format!(
                 "the policy now denies this request (rule `{rule}`: {reason})"
             )));
         }
-        let answer = match (&spec, &plan.charge()) {
+        let answer = match (ask.scoring, plan.charge()) {
             // The owner lets the FI start one run; the outcome is released when the run ends.
             (Some(_), _) => None,
             (None, Some(_)) => {
-                let ask = Ask {
-                    principal: &row.principal,
-                    backend: row.backend,
-                    reason: &row.reason,
-                    source: &row.source,
-                    checked: &stored.checked,
-                    dp: dp.as_ref(),
-                    scoring: None,
-                };
                 let ctx = Ctx {
                     conn: &tx,
                     cache,
                     checked: ask.checked,
-                    versions: &stored.versions,
+                    versions: &pending.stored.versions,
                     policy: &policy,
                 };
-                backend::of(row.backend).answer(&ctx, &plan)?
+                backend::of(ask.backend).answer(&ctx, &plan)?
             }
             // `view.value` was computed inside this transaction, so it is what the data says now.
             (None, None) => match &view.value {
@@ -100,35 +138,16 @@ impl Owner {
                 Err(e) => return Err(Error::Refused(format!("cannot release: {e}"))),
             },
         };
-        let answer_text = answer.as_ref().map(serde_json::to_string).transpose()?;
-        let why = spec
-            .is_some()
-            .then_some("approved: the FI may start the run (one run per request)");
-        if !tx.approve_pending(id, answer_text.as_deref(), why)? {
-            return Err(Error::Refused(format!("request {id} is no longer pending")));
-        }
-        tx.append_log(
-            "decision",
-            Some(&row.principal),
-            &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
+        record_approval(
+            &tx,
+            signer,
+            &policy,
+            &ask,
+            &view,
+            &plan,
+            &facts,
+            answer.as_ref(),
         )?;
-        if let (Some(charge), Some(_)) = (plan.charge(), &answer) {
-            tx.record_charge(id, charge)?;
-        }
-        record_rates(&tx, &policy, &facts)?;
-        if let Some(answer) = &answer {
-            let cost = plan.cost.map_or(0, |c| c.nanos());
-            record_release(
-                &tx,
-                signer,
-                id,
-                &row.principal,
-                row.backend,
-                &stored.checked,
-                answer,
-                cost,
-            )?;
-        }
         let row = tx
             .request(id, None)?
             .ok_or_else(|| Error::Internal(format!("request {id} vanished")))?;
@@ -156,4 +175,52 @@ impl Owner {
         tx.commit()?;
         self.request_view(&principal, id)
     }
+}
+
+/// Record the owner's approval: the request's new state, the decision's log entry with the token of what the
+/// owner saw, the charge, the rate counters, and the release with its receipt (a scoring request's release
+/// comes with its run).
+#[allow(clippy::too_many_arguments)]
+fn record_approval(
+    tx: &Tx<'_>,
+    signer: &NodeSigner,
+    policy: &Policy,
+    ask: &Ask<'_>,
+    view: &PendingView,
+    plan: &Plan,
+    facts: &RequestFacts<'_>,
+    answer: Option<&Answer>,
+) -> Result<(), Error> {
+    let id = view.id;
+    let answer_text = answer.map(serde_json::to_string).transpose()?;
+    let why = ask
+        .scoring
+        .is_some()
+        .then_some("approved: the FI may start the run (one run per request)");
+    if !tx.approve_pending(id, answer_text.as_deref(), why)? {
+        return Err(Error::Refused(format!("request {id} is no longer pending")));
+    }
+    tx.append_log(
+        "decision",
+        Some(ask.principal),
+        &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
+    )?;
+    if let (Some(charge), Some(_)) = (plan.charge(), answer) {
+        tx.record_charge(id, charge)?;
+    }
+    record_rates(tx, policy, facts)?;
+    if let Some(answer) = answer {
+        let cost = plan.cost.map_or(0, |c| c.nanos());
+        record_release(
+            tx,
+            signer,
+            id,
+            ask.principal,
+            ask.backend,
+            ask.checked,
+            answer,
+            cost,
+        )?;
+    }
+    Ok(())
 }
