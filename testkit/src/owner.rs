@@ -83,14 +83,13 @@ impl OwnerNode {
         sample_dir(self.home.path())
     }
 
-    /// The owner's store, opened as the node opens it in tests (`synchronous=NORMAL`).
+    /// The owner's store, opened as the node opens it in tests ([`open_store`]).
     ///
     /// # Panics
     ///
     /// If the store cannot be opened.
     pub fn store(&self) -> Owner {
-        Owner::open(&self.dir, store::Sync::Normal, DatasetCache::default())
-            .unwrap_or_else(|e| panic!("open the owner store in {}: {e}", self.dir.display()))
+        open_store(&self.dir)
     }
 
     /// The configuration the test nodes serve with: the defaults, with `synchronous=NORMAL` (a test does not
@@ -140,6 +139,17 @@ impl OwnerNode {
             .await
             .unwrap_or_else(|e| panic!("start the owner node on {addr}: {e}"))
     }
+}
+
+/// The store of the owner in `owner_dir`, opened as the node opens it in tests (`synchronous=NORMAL`): for a
+/// task that cannot borrow the [`OwnerNode`].
+///
+/// # Panics
+///
+/// If the store cannot be opened.
+pub fn open_store(owner_dir: &Path) -> Owner {
+    Owner::open(owner_dir, store::Sync::Normal, DatasetCache::default())
+        .unwrap_or_else(|e| panic!("open the owner store in {}: {e}", owner_dir.display()))
 }
 
 /// An owner with `policy` and the sample data of the tests (seed [`TEST_SEED`], reliable payer), in a new

@@ -1,10 +1,11 @@
 //! Pairing: good, wrong, reused, expired and burned codes; unpaired keys.
 
-use crate::support::*;
 use duo::node::client::{self, Client, FiHome};
 use duo::node::keys::Keypair;
 use duo::node::owner;
 use duo::node::store;
+use duo_testkit::policy::TEST_POLICY;
+use duo_testkit::{connect, owner_with_sample, paired_fi};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
