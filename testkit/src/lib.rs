@@ -10,8 +10,8 @@
 //!
 //! - set-up for tests (`owner_with_sample`, `paired_fi`, `connect`, the [`scoring`] helpers) panics with a
 //!   message naming the step that failed, so a test reads as a list of steps;
-//! - set-up that a program also runs ([`sample_owner`], [`fi::pair`], [`fi::pair_and_connect`],
-//!   [`OwnerNode::sample`], [`scoring::Instance::random`]) returns a `Result`.
+//! - set-up that a program also runs ([`sample_owner`], [`SampleOwner::create`], [`OwnerNode::sample`],
+//!   [`fi::pair`], [`fi::pair_and_connect`], [`scoring::Instance::random`]) returns a `Result`.
 //!
 //! # Example: an owner node with an FI paired to it
 //!
@@ -36,4 +36,4 @@ pub mod policy;
 pub mod scoring;
 
 pub use fi::{connect, paired_fi, Fi};
-pub use owner::{log_kinds, owner_with_sample, sample_owner, OwnerNode};
+pub use owner::{log_kinds, owner_with_sample, sample_owner, OwnerNode, SampleOwner};

@@ -1,7 +1,7 @@
 //! The owner side: an owner directory with the sample data loaded, and its node serving on loopback.
 
 use duo_engine::sample::{self, Profile, SampleConfig};
-use duo_node::owner::{self, RunningNode, ServeConfig};
+use duo_node::owner::{self, InitReport, LoadReport, RunningNode, ServeConfig};
 use duo_node::release::{DatasetCache, Owner};
 use duo_node::{store, Error};
 use std::net::SocketAddr;
@@ -26,33 +26,60 @@ pub fn loopback() -> SocketAddr {
 /// last full month, generated from `seed` with the payment behaviour `profile`. The sample files are written
 /// to `home/sample` (see [`OwnerNode::sample_dir`]); the owner directory is returned.
 ///
-/// What the demo, `duo bench load`, the benches and the end-to-end tests start from.
+/// What the demo, `duo bench load`, the benches and the end-to-end tests start from; [`SampleOwner::create`]
+/// does the same and also returns what each step reported.
 pub fn sample_owner(
     home: &Path,
     policy: &str,
     seed: u64,
     profile: Profile,
 ) -> Result<PathBuf, Error> {
-    let dir = owner::owner_dir(home);
-    owner::init(&dir, Some(policy))?;
-    let cfg = SampleConfig {
-        seed,
-        profile,
-        end_month: sample::last_full_month(chrono::Utc::now().date_naive()),
-        months: SAMPLE_MONTHS,
-    };
-    let files = sample::generate(&cfg);
-    let data = sample_dir(home);
-    sample::write_dir(&data, &files)?;
-    for f in &files {
-        owner::load(
-            &dir,
-            &data.join(format!("{}.csv", f.name)),
-            &f.name,
-            &f.meta_toml,
-        )?;
+    SampleOwner::create(home, policy, seed, profile).map(|s| s.dir)
+}
+
+/// An owner made by [`SampleOwner::create`], with what its set-up reported (for a program that shows it,
+/// like the demo).
+#[derive(Debug, Clone)]
+pub struct SampleOwner {
+    /// The owner directory (`home/owner`).
+    pub dir: PathBuf,
+    /// What making the owner directory, its key and its policy did.
+    pub init: InitReport,
+    /// One report per sample dataset loaded, in load order.
+    pub loaded: Vec<LoadReport>,
+}
+
+impl SampleOwner {
+    /// Makes an owner in `home` with `policy` and the sample data of `seed` and `profile`, as
+    /// [`sample_owner`] does.
+    pub fn create(
+        home: &Path,
+        policy: &str,
+        seed: u64,
+        profile: Profile,
+    ) -> Result<SampleOwner, Error> {
+        let dir = owner::owner_dir(home);
+        let init = owner::init(&dir, Some(policy))?;
+        let cfg = SampleConfig {
+            seed,
+            profile,
+            end_month: sample::last_full_month(chrono::Utc::now().date_naive()),
+            months: SAMPLE_MONTHS,
+        };
+        let files = sample::generate(&cfg);
+        let data = sample_dir(home);
+        sample::write_dir(&data, &files)?;
+        let mut loaded = Vec::with_capacity(files.len());
+        for f in &files {
+            loaded.push(owner::load(
+                &dir,
+                &data.join(format!("{}.csv", f.name)),
+                &f.name,
+                &f.meta_toml,
+            )?);
+        }
+        Ok(SampleOwner { dir, init, loaded })
     }
-    Ok(dir)
 }
 
 fn sample_dir(home: &Path) -> PathBuf {
@@ -174,4 +201,33 @@ pub fn log_kinds(owner: &Owner) -> Vec<String> {
         .into_iter()
         .map(|e| e.kind)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::TEST_POLICY;
+
+    #[test]
+    fn a_sample_owner_has_the_sample_datasets_and_the_policy_it_was_given() {
+        let home = tempfile::tempdir().unwrap();
+        let made =
+            SampleOwner::create(home.path(), TEST_POLICY, TEST_SEED, Profile::Reliable).unwrap();
+        assert_eq!(made.dir, owner::owner_dir(home.path()));
+        assert!(made.init.new_key && made.init.wrote_policy);
+        let mut names: Vec<&str> = made.loaded.iter().map(|l| l.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["rent", "subscriptions", "transactions", "utilities"]
+        );
+        for l in &made.loaded {
+            assert!(l.rows > 0, "{}: no rows", l.name);
+            assert!(sample_dir(home.path())
+                .join(format!("{}.csv", l.name))
+                .is_file());
+        }
+        let policy = std::fs::read_to_string(duo_node::release::policy_path(&made.dir)).unwrap();
+        assert_eq!(policy, TEST_POLICY);
+    }
 }
