@@ -9,45 +9,39 @@
 //!   loop that prints p50/p99 rather than a criterion group.
 
 use criterion::{criterion_group, Criterion};
-use duo::node::fi::{self as client, Client, FiHome};
-use duo::node::owner::{self, ServeConfig};
+use duo::node::fi::Client;
+use duo::node::owner::RunningNode;
 use duo::node::store;
 use duo::policies::Backend;
+use duo_testkit::owner::BENCH_SEED;
+use duo_testkit::policy::CATALOGUE_APPROVE;
+use duo_testkit::{fi, OwnerNode};
 use std::time::{Duration, Instant};
 
-const POLICY: &str = r#"
-default = "ask"
-[[rule]]
-name = "catalogue"
-catalogue = ["*"]
-backend = ["plaintext"]
-action = "approve"
-"#;
-
-struct Setup {
-    _home: tempfile::TempDir,
-    dir: std::path::PathBuf,
-}
-
-fn setup() -> Setup {
-    let home = tempfile::tempdir().unwrap();
-    let dir = duo::sample_owner(
-        home.path(),
-        POLICY,
-        1,
+/// An owner with the sample data whose policy approves every catalogue attribute in plaintext.
+fn setup() -> OwnerNode {
+    OwnerNode::sample(
+        CATALOGUE_APPROVE,
+        BENCH_SEED,
         duo::engine::sample::Profile::Reliable,
     )
-    .unwrap();
-    Setup { _home: home, dir }
+    .unwrap()
 }
 
-async fn paired(s: &Setup, url: &str, principal: &str, fi_dir: &std::path::Path) -> Client {
-    let home = FiHome::new(fi_dir);
-    let code = owner::invite(&s.dir, principal, Duration::from_secs(600)).unwrap();
-    client::pair(&home, url, &code.to_string(), "owner")
+/// The owner's node syncing with `sync`, its hourly request limit lifted: the bench is one FI asking many
+/// times.
+async fn start(s: &OwnerNode, sync: store::Sync) -> RunningNode {
+    s.start_with(|cfg| {
+        cfg.sync = sync;
+        cfg.principal_limits.requests_per_hour = usize::MAX;
+    })
+    .await
+}
+
+async fn paired(s: &OwnerNode, url: &str, principal: &str, fi_dir: &std::path::Path) -> Client {
+    fi::pair_and_connect(&s.dir, url, principal, fi_dir)
         .await
-        .unwrap();
-    Client::connect(&home, None).await.unwrap()
+        .unwrap()
 }
 
 fn sync_name(sync: store::Sync) -> &'static str {
@@ -68,13 +62,7 @@ fn stored(c: &mut Criterion) {
         let s = setup();
         let fi_dir = tempfile::tempdir().unwrap();
         let (node, mut client, ptr) = rt.block_on(async {
-            let mut cfg = ServeConfig::new(&s.dir);
-            cfg.sync = sync;
-            // The bench is one FI asking many times: lift the hourly request limit.
-            cfg.principal_limits.requests_per_hour = usize::MAX;
-            let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap();
+            let node = start(&s, sync).await;
             let mut client = paired(&s, &node.url(), "Bench", fi_dir.path()).await;
             let ptr = client.expr("rent_on_time_ratio_12m()").await.unwrap();
             let first = client
@@ -117,13 +105,7 @@ fn fresh_releases() {
         let s = setup();
         let fi_dirs: Vec<_> = (0..40).map(|_| tempfile::tempdir().unwrap()).collect();
         let mut times = rt.block_on(async {
-            let mut cfg = ServeConfig::new(&s.dir);
-            cfg.sync = sync;
-            // The bench is one FI asking many times: lift the hourly request limit.
-            cfg.principal_limits.requests_per_hour = usize::MAX;
-            let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
-                .await
-                .unwrap();
+            let node = start(&s, sync).await;
             let mut times = Vec::new();
             for (i, d) in fi_dirs.iter().enumerate() {
                 let mut c = paired(&s, &node.url(), &format!("FI {i}"), d.path()).await;

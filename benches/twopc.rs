@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use duo_protocols::block::Block;
 use duo_protocols::channel::{self, Channel};
-use duo_protocols::fixed::{Bounds, FixedModel};
 use duo_protocols::gc::aes_circuit::aes128_circuit;
 use duo_protocols::gc::{Bit, Circuit, CircuitBuilder, Delta, Evaluator, Garbler};
 use duo_protocols::ot::{base, kos, SessionId};
-use duo_protocols::score::{self, FiModel, Params, Reveal};
+use duo_protocols::score::{self, Reveal};
+use duo_testkit::scoring::Instance;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -212,17 +212,8 @@ fn garbled_circuits(c: &mut Criterion) {
 }
 
 /// A decision over `n` attributes in `[0, 100]` with random weights in `[-1, 1]`.
-fn scoring_instance(n: usize, rng: &mut StdRng) -> (Params, FiModel, Vec<f64>) {
-    let params = Params {
-        session: sid(5),
-        bounds: vec![Bounds::new(0.0, 100.0); n],
-        reveal: Reveal::Decision,
-    };
-    let weights: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let model = FixedModel::new(&params.bounds, &weights, 1.5, 0.0).unwrap();
-    let model = FiModel::new(model, &[]).unwrap();
-    let attrs = (0..n).map(|_| rng.random_range(0.0..=100.0)).collect();
-    (params, model, attrs)
+fn scoring_instance(n: usize, rng: &mut StdRng) -> Instance {
+    Instance::random(n, Reveal::Decision, sid(5), rng).unwrap()
 }
 
 /// Extension state carried from one batch of warm runs to the next.
@@ -233,13 +224,13 @@ type OtState = (Option<kos::Sender>, Option<kos::Receiver>);
 /// there. The FI acknowledges each outcome before the owner starts the next run, so the time per run is its
 /// latency (plus one message), not the throughput of overlapping runs. Returns the time from the owner's first
 /// run to the FI's last acknowledgement.
-fn scoring_runs(
-    inst: &(Params, FiModel, Vec<f64>),
-    iters: u64,
-    cold: bool,
-    state: &mut OtState,
-) -> Duration {
-    let (params, model, attrs) = inst;
+fn scoring_runs(inst: &Instance, iters: u64, cold: bool, state: &mut OtState) -> Duration {
+    let Instance {
+        params,
+        model,
+        attrs,
+        ..
+    } = inst;
     let (mut ch_o, mut ch_f) = channel::pair();
     let (mut ot_o, ot_f) = (state.0.take(), state.1.take());
     thread::scope(|s| {

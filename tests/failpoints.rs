@@ -4,14 +4,11 @@
 //! Failpoints are process-wide, so these tests live in their own test binary and each holds a
 //! `fail::FailScenario` (which serializes them).
 
-#[path = "e2e/support.rs"]
-#[allow(dead_code)]
-mod support;
-
 use duo::node::proto::request::RequestState;
 use duo::node::store::prelude::*;
 use duo::policies::Backend;
-use support::*;
+use duo_testkit::policy::TEST_POLICY;
+use duo_testkit::{connect, owner_with_sample, paired_fi, OwnerNode};
 
 fn count(o: &OwnerNode, sql: &str) -> i64 {
     o.db().query_row(sql, [], |r| r.get(0)).unwrap()
@@ -128,8 +125,8 @@ fn crash_during_ingest_leaves_the_store_as_it_was() {
     let o = owner_with_sample(TEST_POLICY);
     let before = o.db().datasets().unwrap();
     let entries = o.db().verify_log().unwrap().entries;
-    let meta = std::fs::read_to_string(o.home.path().join("sample/rent.meta.toml")).unwrap();
-    let csv = o.home.path().join("sample/rent.csv");
+    let meta = std::fs::read_to_string(o.sample_dir().join("rent.meta.toml")).unwrap();
+    let csv = o.sample_dir().join("rent.csv");
     fail::cfg("store::mid_ingest", "panic").unwrap();
     let dir = o.dir.clone();
     let crashed =

@@ -223,10 +223,10 @@ fn fi_score_reveals_what_the_model_gives_and_the_owner_limits_runs() {
     let dir = tempfile::tempdir().unwrap();
     let owner = dir.path().join("owner-home");
     let fi = dir.path().join("fi-home");
-    duo::sample_owner(
+    duo_testkit::sample_owner(
         &owner,
         duo::policies::Policy::demo_text(),
-        7,
+        duo_testkit::owner::TEST_SEED,
         duo::engine::sample::Profile::Reliable,
     )
     .unwrap();

@@ -1,25 +1,12 @@
 //! The dp backend through the node: budgets, charging, free repeats, refusals with numbers, races, previews.
 
-use crate::support::*;
 use duo::engine::{Answer, Value};
 use duo::node::proto::request::DpParams;
 use duo::node::proto::request::RequestState;
 use duo::node::store::prelude::*;
 use duo::policies::{Amount, Scope};
-
-const DP_POLICY: &str = r#"
-default = "ask"
-[[rule]]
-name = "no-rows"
-row_level = true
-action = "deny"
-reason = "row-level data never leaves this node"
-[[rule]]
-name = "small-dp"
-backend = ["dp"]
-max_cost = "0.5"
-action = "approve"
-"#;
+use duo_testkit::policy::{ASK_ALL, DP_POLICY};
+use duo_testkit::{connect, owner_with_sample, paired_fi, OwnerNode};
 
 fn eps(e: f64) -> DpParams {
     DpParams {
@@ -146,7 +133,7 @@ async fn concurrent_requests_against_a_cap_for_exactly_k_release_exactly_k() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_approval_fails_with_fresh_numbers_when_the_budget_moved() {
-    let o = owner_with_sample("default = \"ask\"\n");
+    let o = owner_with_sample(ASK_ALL);
     set_cap(&o, Scope::Global, "1.0");
     let node = o.start().await;
     let fi = paired_fi(&o, &node, "Acme").await;

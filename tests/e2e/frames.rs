@@ -1,10 +1,10 @@
 //! Hostile frames: malformed, unknown, oversized; the node answers or closes, and keeps serving others.
 
-use crate::support::*;
 use duo::node::net::transport::{self, Limits, Mode};
-use duo::node::owner::{self, ServeConfig};
+use duo::node::owner;
 use duo::node::proto::{self as wire, ServerMsg};
-use duo::node::store;
+use duo_testkit::policy::{ASK_ALL, TEST_POLICY};
+use duo_testkit::{connect, owner_with_sample, paired_fi, Fi, OwnerNode};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -132,12 +132,7 @@ async fn garbage_before_the_handshake_is_refused_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pointer_quota_per_session() {
     let o = owner_with_sample(TEST_POLICY);
-    let mut cfg = ServeConfig::new(&o.dir);
-    cfg.sync = store::Sync::Normal;
-    cfg.max_pointers = 5;
-    let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let node = o.start_with(|cfg| cfg.max_pointers = 5).await;
     let fi = paired_fi(&o, &node, "Acme").await;
     let mut c = connect(&fi).await;
     for _ in 0..5 {
@@ -153,13 +148,8 @@ async fn pointer_quota_per_session() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_over_the_message_limit_becomes_an_error_not_a_broken_session() {
-    let o = owner_with_sample("default = \"ask\"\n");
-    let mut cfg = ServeConfig::new(&o.dir);
-    cfg.sync = store::Sync::Normal;
-    cfg.limits.max_message = 16 * 1024;
-    let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let o = owner_with_sample(ASK_ALL);
+    let node = o.start_with(|cfg| cfg.limits.max_message = 16 * 1024).await;
     let fi = paired_fi(&o, &node, "Acme").await;
     let mut c = connect(&fi).await;
     // An owner-approved row-level release of every transaction amount: far over 16 KiB as JSON.
@@ -180,18 +170,17 @@ async fn a_reply_over_the_message_limit_becomes_an_error_not_a_broken_session() 
 async fn per_principal_limits_trigger_and_others_keep_being_served() {
     use duo::node::owner::PrincipalLimits;
     use duo::policies::Backend;
-    let o = owner_with_sample("default = \"ask\"\n");
-    let mut cfg = ServeConfig::new(&o.dir);
-    cfg.sync = store::Sync::Normal;
-    cfg.principal_limits = PrincipalLimits {
-        max_sessions: 2,
-        max_pending: 2,
-        requests_per_hour: 4,
-        views_per_hour: 3,
-    };
-    let node = owner::spawn(cfg, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let o = owner_with_sample(ASK_ALL);
+    let node = o
+        .start_with(|cfg| {
+            cfg.principal_limits = PrincipalLimits {
+                max_sessions: 2,
+                max_pending: 2,
+                requests_per_hour: 4,
+                views_per_hour: 3,
+            }
+        })
+        .await;
     let acme = paired_fi(&o, &node, "Acme").await;
     let beta = paired_fi(&o, &node, "Beta").await;
 

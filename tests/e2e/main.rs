@@ -2,8 +2,6 @@
 //!
 //! One test binary (fewer links); each module covers one part of the story.
 
-mod support;
-
 mod cli;
 mod dp;
 mod frames;

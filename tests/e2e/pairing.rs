@@ -1,11 +1,12 @@
 //! Pairing: good, wrong, reused, expired and burned codes; unpaired keys.
 
-use crate::support::*;
 use duo::node::fi::{self as client, Client, FiHome};
 use duo::node::net::keys::Keypair;
 use duo::node::owner;
 use duo::node::store;
 use duo::node::store::prelude::*;
+use duo_testkit::policy::TEST_POLICY;
+use duo_testkit::{connect, owner_with_sample, paired_fi};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

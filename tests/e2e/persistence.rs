@@ -1,11 +1,12 @@
 //! Persistence: restarts (also of a killed process), the audit log, and bad input that must change nothing.
 
-use crate::support::*;
 use duo::node::owner;
 use duo::node::proto::request::RequestState;
 use duo::node::store;
 use duo::node::store::prelude::*;
 use duo::policies::Backend;
+use duo_testkit::policy::TEST_POLICY;
+use duo_testkit::{connect, owner_with_sample, paired_fi};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,8 +68,8 @@ fn bad_csv_leaves_the_store_as_it_was() {
     let o = owner_with_sample(TEST_POLICY);
     let before = o.db().datasets().unwrap();
     let log_before = o.db().verify_log().unwrap().entries;
-    let meta = std::fs::read_to_string(o.home.path().join("sample/rent.meta.toml")).unwrap();
-    let good = std::fs::read_to_string(o.home.path().join("sample/rent.csv")).unwrap();
+    let meta = std::fs::read_to_string(o.sample_dir().join("rent.meta.toml")).unwrap();
+    let good = std::fs::read_to_string(o.sample_dir().join("rent.csv")).unwrap();
     let header = good.lines().next().unwrap().to_string();
     let cases = [
         (
@@ -205,7 +206,7 @@ async fn answers_carry_receipts_the_fi_verifies_and_keeps() {
     altered.answer = altered.answer.replace('1', "0");
     assert!(altered.verify(Some(&key)).is_err());
     // Editing the FI's receipt log is found.
-    let path = fi._dir.path().join("receipts.jsonl");
+    let path = fi.dir.path().join("receipts.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
     let first_line = text.lines().next().unwrap().to_string();
     let edited = text.replacen(&first_line, &first_line.replace("\"Acme\"", "\"Acme2\""), 1);

@@ -1,9 +1,10 @@
 //! Requests: auto-approval, owner approval and denial, re-asking, waiting, quotas and stale approvals.
 
-use crate::support::*;
 use duo::engine::{Answer, Value};
 use duo::node::proto::request::RequestState;
 use duo::policies::Backend;
+use duo_testkit::policy::TEST_POLICY;
+use duo_testkit::{connect, owner_with_sample, paired_fi};
 use std::time::Duration;
 
 fn scalar(a: &Option<Answer>) -> Value {

@@ -2,143 +2,24 @@
 //! reference on the owner's values, runs are counted and limited, bands go to the owner, a vanished FI ends the
 //! run cleanly on the owner's side, and everything is in the log.
 
-use crate::support::*;
-use duo::engine::{Answer, Value};
-use duo::node::fi::Client;
+use duo::engine::Value;
 use duo::node::fi::ModelFile;
 use duo::node::proto::scoring::ScoreOutcome;
-use duo::node::store;
 use duo::node::store::prelude::*;
-use duo::policies::{Backend, Reveal};
+use duo::policies::Reveal;
+use duo_testkit::owner::open_store;
+use duo_testkit::policy::SCORING_POLICY;
+use duo_testkit::scoring::{
+    ask_pending, decide, owner_values, quiet, score_err, scoring_node, test_model, MODEL_ATTRIBUTES,
+};
+use duo_testkit::{connect, log_kinds, owner_with_sample, paired_fi};
 use std::time::Duration;
-
-const SCORING_POLICY: &str = r#"
-default = "ask"
-
-[scoring]
-max_runs = 3
-window_days = 30
-max_bits = 6
-
-[[rule]]
-name = "catalogue"
-catalogue = ["*"]
-backend = ["plaintext"]
-action = "approve"
-
-[[rule]]
-name = "private-decision"
-backend = ["2pc"]
-reveal = ["decision"]
-action = "approve"
-"#;
-
-const ATTRS: [&str; 3] = [
-    "rent_on_time_ratio_12m",
-    "nsf_overdraft_count_90d",
-    "utility_on_time_ratio_12m",
-];
-
-fn model(bias: f64, threshold: f64, bands: &[f64]) -> ModelFile {
-    let bands = bands
-        .iter()
-        .map(|b| b.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    ModelFile::parse(&format!(
-        "name = \"test\"\nbias = {bias}\nthreshold = {threshold}\nbands = [{bands}]\n[weights]\n\
-         rent_on_time_ratio_12m = 2.5\nnsf_overdraft_count_90d = -0.75\nutility_on_time_ratio_12m = 1.25\n"
-    ))
-    .unwrap()
-}
-
-/// An owner node with the sample data under the scoring policy, and an FI paired as `principal`, connected.
-async fn scoring_node(principal: &str) -> (OwnerNode, duo::node::owner::RunningNode, Fi, Client) {
-    let owner = owner_with_sample(SCORING_POLICY);
-    let node = owner.start().await;
-    let fi = paired_fi(&owner, &node, principal).await;
-    let c = connect(&fi).await;
-    (owner, node, fi, c)
-}
-
-/// The kinds of every entry of the owner's log, in order.
-fn log_kinds(o: &duo::node::owner::Owner) -> Vec<String> {
-    o.store()
-        .log_entries(0, 100_000)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.kind)
-        .collect()
-}
-
-/// The owner's attribute values, in the model's (sorted) order, fetched through the plaintext catalogue path.
-async fn owner_values(c: &mut Client, m: &ModelFile) -> Vec<f64> {
-    let mut out = Vec::new();
-    for a in m.attributes() {
-        let p = c.attribute(&a).await.unwrap();
-        let v = c
-            .request(&p, Backend::Plaintext, "reference for the scoring test")
-            .await
-            .unwrap();
-        match v.answer {
-            Some(Answer::Scalar { value }) => out.push(value.as_f64().unwrap()),
-            other => panic!("{a}: {other:?}"),
-        }
-    }
-    out
-}
-
-/// Asks to score with a reveal no rule approves: the request waits for the owner. Returns the owner's store
-/// and the request id.
-async fn ask_pending(
-    c: &mut Client,
-    owner: &OwnerNode,
-    m: &ModelFile,
-    reveal: Reveal,
-) -> (duo::node::owner::Owner, u64) {
-    let e = score_err(c, m, reveal, "pricing tier", Duration::from_millis(150)).await;
-    assert!(e.contains("still waits for the owner"), "{e}");
-    let o = owner.store();
-    let id = *o.pending_ids().unwrap().last().unwrap();
-    (o, id)
-}
-
-/// Asks for a decision and runs it (the test policy approves decisions).
-async fn decide(c: &mut Client, m: &ModelFile, reason: &str) -> duo::node::fi::ScoreReport {
-    c.score(
-        m,
-        Reveal::Decision,
-        reason,
-        Duration::from_secs(5),
-        &mut quiet(),
-    )
-    .await
-    .unwrap()
-}
-
-/// Asks and runs, expecting a refusal; returns its message.
-async fn score_err(
-    c: &mut Client,
-    m: &ModelFile,
-    reveal: Reveal,
-    reason: &str,
-    wait: Duration,
-) -> String {
-    c.score(m, reveal, reason, wait, &mut quiet())
-        .await
-        .unwrap_err()
-        .to_string()
-}
-
-fn quiet() -> impl FnMut(&str) + Send {
-    |_: &str| {}
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
     let (owner, node, fi, mut c) = scoring_node("acme").await;
-    let base = model(-1.0, 0.5, &[]);
-    assert_eq!(base.attributes().len(), ATTRS.len());
+    let base = test_model(-1.0, 0.5, &[]);
+    assert_eq!(base.attributes().len(), MODEL_ATTRIBUTES.len());
     let values = owner_values(&mut c, &base).await;
     let reference = base
         .encode(Reveal::Decision)
@@ -159,7 +40,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
     assert!(r1.cold);
     assert_eq!(r1.bits, 1.0);
     // 2. Warm, threshold exactly at the score: reaches it.
-    let at = model(-1.0, score, &[]);
+    let at = test_model(-1.0, score, &[]);
     let r2 = decide(&mut c, &at, "edge").await;
     assert_eq!(r2.outcome, ScoreOutcome::Decision { approve: true });
     assert!(!r2.cold);
@@ -170,7 +51,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
         r1.bytes
     );
     // 3. Just above the score: does not.
-    let above = model(-1.0, score + 1e-6, &[]);
+    let above = test_model(-1.0, score + 1e-6, &[]);
     let r3 = decide(&mut c, &above, "edge").await;
     assert_eq!(r3.outcome, ScoreOutcome::Decision { approve: false });
     // 4. Over the owner's limit of 3 runs per 30 days: refused with the numbers, before any run.
@@ -212,7 +93,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
     );
     // Each receipt names what was scored: every attribute, the reveal and the commitment.
     for e in kept.iter().filter(|e| e.receipt.backend == "2pc") {
-        for a in ATTRS {
+        for a in MODEL_ATTRIBUTES {
             assert!(e.receipt.lineage.contains(a), "{}", e.receipt.lineage);
         }
         assert!(e.receipt.lineage.contains("commitment"));
@@ -229,7 +110,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
         .unwrap();
     assert!(spec.contains(&commitment));
     let opening = fi
-        ._dir
+        .dir
         .path()
         .join("models")
         .join(format!("{commitment}.json"));
@@ -252,7 +133,7 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
     let (owner, node, _fi, mut c) = scoring_node("bank2").await;
-    let m = model(-1.0, 0.5, &[0.0, 1.0, 2.0]);
+    let m = test_model(-1.0, 0.5, &[0.0, 1.0, 2.0]);
     let values = owner_values(&mut c, &m).await;
     let fim = m.encode(Reveal::Bands { k: 4 }).unwrap();
     let s = fim.model().score_reference(&values).unwrap().score;
@@ -289,12 +170,7 @@ async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
     let approver = tokio::spawn(async move {
         for _ in 0..200 {
             tokio::time::sleep(Duration::from_millis(25)).await;
-            let mut o = duo::node::owner::Owner::open(
-                &owner_dir,
-                store::Sync::Normal,
-                duo::node::owner::DatasetCache::default(),
-            )
-            .unwrap();
+            let mut o = open_store(&owner_dir);
             if let Some(&id) = o.pending_ids().unwrap().first() {
                 o.approve(id, None).unwrap();
                 return;
@@ -334,7 +210,7 @@ async fn bands_wait_for_the_owner_and_raw_scores_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
     let (owner, node, _fi, mut c) = scoring_node("flaky").await;
-    let m = model(-1.0, 0.5, &[]);
+    let m = test_model(-1.0, 0.5, &[]);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut progress = move |s: &str| {
         let _ = tx.send(s.to_string());
@@ -391,7 +267,7 @@ async fn a_vanished_fi_ends_the_run_and_the_run_still_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_committed_model_runs_and_the_session_goes_on() {
     let (owner, node, _fi, mut c) = scoring_node("mixup").await;
-    let m = model(-1.0, 0.5, &[0.0]);
+    let m = test_model(-1.0, 0.5, &[0.0]);
     let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
     o.approve(id, None).unwrap();
     let runs = |_: &duo::node::owner::Owner| -> i64 {
@@ -404,7 +280,7 @@ async fn only_the_committed_model_runs_and_the_session_goes_on() {
     // the owner starts anything, since neither is the model the request committed to.
     let other =
         ModelFile::parse("bias = 0.0\nthreshold = 0.0\n[weights]\nincome_cv_12m = 1.0\n").unwrap();
-    let tweaked = model(-1.0, 0.5 + 1e-3, &[0.0]);
+    let tweaked = test_model(-1.0, 0.5 + 1e-3, &[0.0]);
     for wrong in [&other, &tweaked] {
         let e = c
             .score_run(id, wrong, &mut quiet())
@@ -434,7 +310,7 @@ async fn only_the_committed_model_runs_and_the_session_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_that_now_denies_stops_a_run_approved_earlier() {
     let (owner, node, _fi, mut c) = scoring_node("late").await;
-    let m = model(-1.0, 0.5, &[0.0]);
+    let m = test_model(-1.0, 0.5, &[0.0]);
     let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
     o.approve(id, None).unwrap();
     // The owner then forbids private scoring for this FI.
@@ -467,18 +343,13 @@ async fn a_policy_that_now_denies_stops_a_run_approved_earlier() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_during_a_run_ends_it_before_the_output_leaves() {
     let (owner, node, _fi, mut c) = scoring_node("gone").await;
-    let m = model(-1.0, 0.5, &[]);
+    let m = test_model(-1.0, 0.5, &[]);
     // The owner revokes the FI while the run is under way (when the FI waits for the challenge).
     let dir = owner.dir.clone();
     let mut revoked = false;
     let mut progress = move |s: &str| {
         if !revoked && s.contains("challenge") {
-            let mut o = duo::node::owner::Owner::open(
-                &dir,
-                store::Sync::Normal,
-                duo::node::owner::DatasetCache::default(),
-            )
-            .unwrap();
+            let mut o = open_store(&dir);
             o.store_mut().revoke("gone").unwrap();
             revoked = true;
         }
@@ -524,7 +395,7 @@ async fn a_revocation_during_a_run_ends_it_before_the_output_leaves() {
 async fn an_attribute_without_a_value_costs_a_run_and_tells_only_that() {
     let owner = owner_with_sample(SCORING_POLICY);
     // Rent paid only until more than a year ago: no rent is due in the 12-month window.
-    let sample = owner.home.path().join("sample");
+    let sample = owner.sample_dir();
     let csv = std::fs::read_to_string(sample.join("rent.csv")).unwrap();
     let cutoff = chrono::Utc::now().date_naive() - chrono::Days::new(430);
     let old: Vec<&str> = csv
@@ -545,7 +416,7 @@ async fn an_attribute_without_a_value_costs_a_run_and_tells_only_that() {
     let node = owner.start().await;
     let fi = paired_fi(&owner, &node, "probe").await;
     let mut c = connect(&fi).await;
-    let m = model(-1.0, 0.5, &[]);
+    let m = test_model(-1.0, 0.5, &[]);
     let e = score_err(&mut c, &m, Reveal::Decision, "r", Duration::from_secs(5)).await;
     // The FI learns that some value is missing, not which.
     assert!(e.contains("one of the attributes has no value"), "{e}");
@@ -598,7 +469,7 @@ action = "ask"
     let node = owner.start().await;
     let fi = paired_fi(&owner, &node, "daily").await;
     let mut c = connect(&fi).await;
-    let m = model(-1.0, 0.5, &[0.0]);
+    let m = test_model(-1.0, 0.5, &[0.0]);
     let r = decide(&mut c, &m, "daily").await;
     assert!(matches!(r.outcome, ScoreOutcome::Decision { .. }));
     // An approved bands request that has not run yet is cancelled by a revocation.
