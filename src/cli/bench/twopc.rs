@@ -1063,12 +1063,12 @@ fn score_memory(setup: &ScoreSetup, reps: usize) -> Result<(ScorePhase, ScorePha
 }
 
 /// Scoring over a real loopback WebSocket and Noise session, through the node
-/// ([`crate::node::scoring::loopback_runs`]): `reps` cold runs (each on a new session, after one untimed), then
+/// ([`duo::node::scoring::loopback_runs`]): `reps` cold runs (each on a new session, after one untimed), then
 /// one session of `2 + reps` runs whose first (cold) and second (warm-up) are not timed. Every run writes its
 /// start and end to a scratch owner log with `synchronous=FULL`.
 fn score_ws(n: usize, reveal: score::Reveal, reps: usize) -> Result<(ScorePhase, ScorePhase)> {
-    use crate::node::scoring::{loopback_runs, LoopbackRun};
-    use crate::node::store::Sync;
+    use duo::node::scoring::{loopback_runs, LoopbackRun};
+    use duo::node::store::Sync;
     let tmp = tempfile::Builder::new()
         .prefix("duo-bench-score-")
         .tempdir()?;

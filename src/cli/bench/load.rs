@@ -5,10 +5,10 @@
 //! each issuing auto-approved releases (the first one a fresh release, the rest the same question answered from
 //! the store with a new request, decision, log entries and signed receipt each time) for a fixed time.
 
-use crate::node::client::{self, Client, FiHome};
-use crate::node::owner;
-use crate::policies::Backend;
 use anyhow::{bail, Result};
+use duo::node::client::{self, Client, FiHome};
+use duo::node::owner;
+use duo::policies::Backend;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -73,6 +73,32 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+impl LoadReport {
+    /// The report in two lines of text.
+    pub fn text(&self) -> String {
+        let rss = &self.owner_rss_kib;
+        let (first, last, max) = (
+            rss.first().copied().unwrap_or(0),
+            rss.last().copied().unwrap_or(0),
+            rss.iter().copied().max().unwrap_or(0),
+        );
+        format!(
+            "{} sessions, {:.1} s: {} releases, {:.0} releases/s, p50 {} us, p99 {} us, {} errors\n\
+             owner node memory: {} KiB at start, {} KiB at end, {} KiB at most",
+            self.sessions,
+            self.seconds,
+            self.releases,
+            self.releases_per_sec,
+            self.p50_us,
+            self.p99_us,
+            self.errors,
+            first,
+            last,
+            max
+        )
+    }
+}
+
 /// Run the load test.
 pub async fn load(args: LoadArgs) -> Result<LoadReport> {
     if args.sessions == 0 || args.sessions > 1024 {
@@ -82,11 +108,11 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
         bail!("--seconds must be between 1 and 3600");
     }
     let tmp = tempfile::Builder::new().prefix("duo-load-").tempdir()?;
-    let dir = crate::sample_owner(
+    let dir = duo::sample_owner(
         tmp.path(),
         POLICY,
         1,
-        crate::engine::sample::Profile::Reliable,
+        duo::engine::sample::Profile::Reliable,
     )?;
     // The owner node runs as its own process (`duo owner serve`), so its memory is measured alone. Its owner
     // allows the load: no per-principal rate limit gets in the way.

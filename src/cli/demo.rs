@@ -1,13 +1,13 @@
 //! `duo demo`: the whole story in one process, over a real loopback WebSocket.
 
-use crate::node::client::{self, Client, FiHome};
-use crate::node::owner::{self, ServeConfig};
-use crate::node::release::{DatasetCache, Owner, RequestState};
-use crate::node::scoring::ModelFile;
-use crate::node::store;
-use crate::policies::{Backend, Policy, Reveal};
-use crate::show;
+use crate::cli::show;
 use anyhow::{bail, Result};
+use duo::node::client::{self, Client, FiHome};
+use duo::node::owner::{self, ServeConfig};
+use duo::node::release::{DatasetCache, Owner, RequestState};
+use duo::node::scoring::ModelFile;
+use duo::node::store;
+use duo::policies::{Backend, Policy, Reveal};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,14 +27,19 @@ pub struct DemoArgs {
 }
 
 /// The FI's model in the demo's private credit decision: the example model file.
-const MODEL: &str = include_str!("../examples/model.toml");
+const MODEL: &str = include_str!("../../examples/model.toml");
 
 fn step(n: u32, title: &str) {
     println!("\n== {n}. {title}");
 }
 
-/// Run the demo.
-pub async fn run(args: DemoArgs) -> Result<()> {
+/// `duo demo`: the story, on its own runtime.
+pub fn run(args: DemoArgs) -> Result<i32> {
+    super::runtime()?.block_on(story(args)).map(|()| 0)
+}
+
+/// The demo's steps, in order; any step that does not go as the story says is an error.
+async fn story(args: DemoArgs) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("duo-demo-").tempdir()?;
     let home = args
         .keep
@@ -45,15 +50,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     step(1, "The owner generates sample data and loads it");
     let today = chrono::Utc::now().date_naive();
-    let cfg = crate::engine::sample::SampleConfig {
+    let cfg = duo::engine::sample::SampleConfig {
         seed: args.seed,
         profile: args.profile.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?,
-        end_month: crate::engine::sample::last_full_month(today),
+        end_month: duo::engine::sample::last_full_month(today),
         months: 24,
     };
-    let files = crate::engine::sample::generate(&cfg);
+    let files = duo::engine::sample::generate(&cfg);
     let data_dir = home.join("sample");
-    crate::engine::sample::write_dir(&data_dir, &files)?;
+    duo::engine::sample::write_dir(&data_dir, &files)?;
     let init = owner::init(&owner_dir, Some(Policy::demo_text()))?;
     println!(
         "owner node created in {} (key {})",
@@ -197,30 +202,30 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         "Differentially private releases under the owner's budget",
     );
     let mut o = Owner::open(&owner_dir, store::Sync::Full, DatasetCache::default())?;
-    crate::node::release::set_cap(
+    duo::node::release::set_cap(
         &mut o.conn,
-        &crate::policies::Scope::Global,
+        &duo::policies::Scope::Global,
         "1.0".parse()?,
-        crate::policies::Measure::PureEpsilon,
+        duo::policies::Measure::PureEpsilon,
     )?;
     println!("the owner sets a global budget of epsilon 1.0 (duo owner budget set --epsilon 1.0)");
     println!(
         "one unit of privacy here protects one payment or transaction (the datasets' privacy unit)"
     );
     let budget_left = |o: &Owner| -> Result<String> {
-        let l = crate::node::release::load_ledger(&o.conn)?;
-        Ok(l.account(&crate::policies::Scope::Global)
+        let l = duo::node::release::load_ledger(&o.conn)?;
+        Ok(l.account(&duo::policies::Scope::Global)
             .remaining()
             .map_or("-".into(), |a| a.to_string()))
     };
-    let eps = |e: f64| crate::node::dp::DpParams {
+    let eps = |e: f64| duo::node::dp::DpParams {
         epsilon: Some(e),
         ..Default::default()
     };
     let income = fi
         .expr("sum(clamp(filter(transactions, category == \"income\" and last_months(12)).amount, 0, 500000))")
         .await?;
-    if let crate::node::wire::ServerMsg::Cost {
+    if let duo::node::wire::ServerMsg::Cost {
         cost, accuracy95, ..
     } = fi.cost(&income, eps(0.5)).await?
     {

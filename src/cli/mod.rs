@@ -1,0 +1,98 @@
+//! The `duo` subcommands, one module each, and what they share: the `--json` flag, printing, the async
+//! runtime, opening the owner's node, reading a receipt and asking before a deletion.
+//!
+//! `main.rs` parses the command line and calls one function here per subcommand; each returns the process's
+//! exit code (0 done, 1 a negative answer such as a denial or a failed check) or an error (exit 2).
+
+pub mod bench;
+pub mod budget;
+pub mod demo;
+pub mod fi;
+pub mod log;
+pub mod owner;
+pub mod policy;
+pub mod receipt;
+pub mod sample;
+pub mod show;
+pub mod ttl;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use duo::node::owner as node_owner;
+use duo::node::release::{DatasetCache, Owner};
+use duo::node::store;
+use std::path::{Path, PathBuf};
+
+/// `--json`: print JSON instead of text.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A multi-threaded tokio runtime for the commands that talk over the network.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Print `v` as pretty JSON.
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Print `v` as JSON with `--json`, else as the text `text` makes of it.
+pub fn emit<T: serde::Serialize>(
+    json: JsonFlag,
+    v: &T,
+    text: impl FnOnce(&T) -> String,
+) -> Result<()> {
+    if json.json {
+        print_json(v)
+    } else {
+        print!("{}", text(v));
+        Ok(())
+    }
+}
+
+/// The owner directory under `home`, initialised (key, store, default policy) if it is not yet.
+pub fn ensure_owner(home: &Path) -> Result<PathBuf> {
+    let dir = node_owner::owner_dir(home);
+    if !dir.join("node.key").exists() {
+        let r = node_owner::init(&dir, None)?;
+        eprintln!(
+            "initialised a new owner node in {} (key {})",
+            dir.display(),
+            r.fingerprint
+        );
+    }
+    Ok(dir)
+}
+
+/// The owner's node in `dir`, its store synced in full.
+pub fn open_owner(dir: &Path) -> Result<Owner> {
+    Ok(Owner::open(
+        dir,
+        store::Sync::Full,
+        DatasetCache::default(),
+    )?)
+}
+
+/// Ask on the terminal; refuses (with how to proceed) when there is no terminal.
+///
+/// The answer must be the word `yes`, typed out: this guards deletions that cannot be undone. Without a
+/// terminal on standard input (a script, a pipe) nothing is read and the command fails, naming `--yes`.
+pub fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} This cannot be undone; pass --yes to confirm");
+    }
+    eprint!("{question} This cannot be undone. Type yes to go on: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
