@@ -1,8 +1,11 @@
 //! `duo bench ...`: measurements for researchers and operators. Progress goes to standard error, the report
 //! to standard output (one JSON object with `--json`).
 
-pub mod load;
-pub mod twopc;
+mod gc;
+mod load;
+mod measure;
+mod ot;
+mod score;
 
 use super::{emit, runtime, JsonFlag};
 use anyhow::Result;
@@ -18,17 +21,17 @@ pub enum BenchCmd {
     /// 128 Masny-Rindal base OTs, and KOS correlated-OT extension (with its consistency check) of 2^M OTs with
     /// and without the base OTs, in memory on two threads (owner = extension sender, FI = receiver), with bytes
     /// on the wire.
-    Ot(twopc::OtArgs),
+    Ot(ot::OtArgs),
     /// Garbled circuits: garbling and evaluation rates.
     ///
     /// Half-gates garbling and evaluation in AND gates per second, one thread, for a wide layer of independent
     /// AND gates and for copies of the AES-128 circuit, with garbled-table bytes.
-    Gc(twopc::GcArgs),
+    Gc(gc::GcArgs),
     /// Private credit scoring: latency and bytes on the wire.
     ///
     /// Latency of a scoring run, cold (with base OTs) and warm (extension state from an earlier run reused), and
     /// bytes on the wire, for several numbers of attributes. Each outcome is checked against the ideal one.
-    Score(twopc::ScoreArgs),
+    Score(score::ScoreArgs),
 }
 
 /// Run one bench; `duo bench load` exits 1 if any request failed.
@@ -45,18 +48,18 @@ pub fn run(cmd: BenchCmd) -> Result<i32> {
             Ok(if r.errors == 0 { 0 } else { 1 })
         }
         BenchCmd::Ot(args) => {
-            let r = twopc::ot(&args)?;
-            emit(JsonFlag { json: args.json }, &r, twopc::OtReport::text)?;
+            let r = ot::ot(&args)?;
+            emit(JsonFlag { json: args.json }, &r, ot::OtReport::text)?;
             Ok(0)
         }
         BenchCmd::Gc(args) => {
-            let r = twopc::gc(&args)?;
-            emit(JsonFlag { json: args.json }, &r, twopc::GcReport::text)?;
+            let r = gc::gc(&args)?;
+            emit(JsonFlag { json: args.json }, &r, gc::GcReport::text)?;
             Ok(0)
         }
         BenchCmd::Score(args) => {
-            let r = twopc::score(&args)?;
-            emit(JsonFlag { json: args.json }, &r, twopc::ScoreReport::text)?;
+            let r = score::score(&args)?;
+            emit(JsonFlag { json: args.json }, &r, score::ScoreReport::text)?;
             Ok(0)
         }
     }

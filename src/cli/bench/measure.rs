@@ -1,0 +1,199 @@
+//! What `duo bench ot`, `gc` and `score` share: the machine they ran on, timings over repetitions, bytes on
+//! the wire, the two parties on two threads over an in-memory channel, and the figures in words.
+//!
+//! Each party runs on its own thread and they talk over [`channel::pair`], the in-memory duplex that counts
+//! the bytes each end sends: the owner is the OT-extension sender and the garbler, the FI the receiver and the
+//! evaluator, as in a real run. Times are wall-clock medians over `--reps` repetitions; rates are computed
+//! from the median. The same pieces have criterion benches in `benches/twopc.rs`.
+
+use anyhow::{anyhow, bail, Result};
+use duo_protocols::channel::{self, End};
+use duo_protocols::ot::SessionId;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::thread;
+use std::time::Duration;
+
+/// Where a measurement ran: to judge the figures (a busy machine or a debug build makes them slower).
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Logical CPUs available to this process.
+    pub cpus: usize,
+    /// The one-minute load average when the run started (Linux only).
+    pub load_avg_1m: Option<f64>,
+    /// Whether this is an optimized build; debug builds are many times slower.
+    pub release_build: bool,
+}
+
+impl Machine {
+    pub(super) fn now() -> Machine {
+        Machine {
+            cpus: thread::available_parallelism().map_or(1, |n| n.get()),
+            load_avg_1m: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok())),
+            release_build: !cfg!(debug_assertions),
+        }
+    }
+
+    pub(super) fn line(&self) -> String {
+        let load = self
+            .load_avg_1m
+            .map_or(String::new(), |l| format!(", load {l:.2} at start"));
+        let build = if self.release_build {
+            "release build"
+        } else {
+            "DEBUG build (use --release for meaningful figures)"
+        };
+        format!("{build}, {} CPUs{load}", self.cpus)
+    }
+}
+
+/// Wall-clock times of one measured operation over the repetitions.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    /// Median, milliseconds.
+    pub median_ms: f64,
+    /// Fastest, milliseconds.
+    pub min_ms: f64,
+    /// 90th percentile (nearest rank), milliseconds.
+    pub p90_ms: f64,
+    /// Repetitions measured.
+    pub reps: usize,
+}
+
+impl Timing {
+    pub(super) fn of(mut samples: Vec<Duration>) -> Timing {
+        samples.sort_unstable();
+        // Milliseconds, to the microsecond.
+        let ms = |d: Option<&Duration>| d.map_or(0.0, |d| (d.as_secs_f64() * 1e6).round() / 1e3);
+        let n = samples.len();
+        Timing {
+            median_ms: if n > 0 && n % 2 == 0 {
+                ((ms(samples.get(n / 2 - 1)) + ms(samples.get(n / 2))) * 500.0).round() / 1e3
+            } else {
+                ms(samples.get(n / 2))
+            },
+            min_ms: ms(samples.first()),
+            p90_ms: ms(samples.get(((n * 9).div_ceil(10)).saturating_sub(1))),
+            reps: n,
+        }
+    }
+
+    /// `count` items per median run, per second.
+    pub(super) fn rate(&self, count: u64) -> f64 {
+        if self.median_ms > 0.0 {
+            (count as f64 / (self.median_ms / 1e3)).round()
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Bytes both ways in one run, as the owner's end of the channel counted them (message payloads only).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Wire {
+    /// Owner to FI.
+    pub owner_to_fi: u64,
+    /// FI to owner.
+    pub fi_to_owner: u64,
+    /// Messages both ways.
+    pub messages: u64,
+}
+
+impl Wire {
+    /// Both directions.
+    pub fn total(&self) -> u64 {
+        self.owner_to_fi + self.fi_to_owner
+    }
+}
+
+/// Progress lines on standard error, unless quiet.
+#[derive(Clone, Copy)]
+pub(super) struct Progress {
+    /// No progress lines.
+    pub quiet: bool,
+}
+
+impl Progress {
+    pub(super) fn say(&self, msg: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+}
+
+/// Runs `owner` here and `fi` on a second thread, connected by a fresh in-memory channel. Each party's end is
+/// dropped as soon as its side returns, so an error on one side ends the other's wait instead of hanging.
+pub(super) fn run_pair<A, B: Send>(
+    owner: impl FnOnce(&mut End) -> Result<A>,
+    fi: impl FnOnce(&mut End) -> Result<B> + Send,
+) -> Result<(A, B, Wire)> {
+    let (mut o, mut f) = channel::pair();
+    thread::scope(|s| {
+        let t = s.spawn(move || {
+            let r = fi(&mut f);
+            drop(f);
+            r
+        });
+        let a = owner(&mut o);
+        let wire = Wire {
+            owner_to_fi: o.bytes_sent(),
+            fi_to_owner: o.bytes_received(),
+            messages: o.messages_sent() + o.messages_received(),
+        };
+        drop(o);
+        let b = t.join().map_err(|_| anyhow!("the FI's thread panicked"))?;
+        match (a, b) {
+            (Ok(a), Ok(b)) => Ok((a, b, wire)),
+            (Err(e), _) => Err(e.context("owner side")),
+            (Ok(_), Err(e)) => Err(e.context("FI side")),
+        }
+    })
+}
+
+pub(super) fn fresh_rng() -> StdRng {
+    StdRng::from_os_rng()
+}
+
+pub(super) fn session_id(rng: &mut StdRng) -> SessionId {
+    SessionId(rng.random())
+}
+
+pub(super) fn check_reps(reps: usize) -> Result<()> {
+    if reps == 0 || reps > 10_000 {
+        bail!("--reps must be between 1 and 10000");
+    }
+    Ok(())
+}
+
+pub(super) fn bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1024.0 * 1024.0 {
+        format!("{:.2} MiB", n / (1024.0 * 1024.0))
+    } else if n >= 1024.0 {
+        format!("{:.1} KiB", n / 1024.0)
+    } else {
+        format!("{n:.0} B")
+    }
+}
+
+/// `r` things per second, e.g. "19.2 M OT/s".
+pub(super) fn per_sec(r: f64, unit: &str) -> String {
+    if r >= 1e6 {
+        format!("{:.1} M {unit}/s", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1} k {unit}/s", r / 1e3)
+    } else {
+        format!("{r:.0} {unit}/s")
+    }
+}
+
+pub(super) fn ms(t: &Timing) -> String {
+    if t.median_ms < 1.0 {
+        format!("{:.3} ms", t.median_ms)
+    } else {
+        format!("{:.1} ms", t.median_ms)
+    }
+}
