@@ -1543,3 +1543,79 @@ fn plan_charge(
     };
     Ok((ledger, plan, charge))
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Typed queries for the command line (`duo owner budget show`), so that it runs no SQL of its own.
+// ---------------------------------------------------------------------------------------------------------
+
+/// One charge to the privacy budget: what `duo owner budget show` lists as the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetCharge {
+    /// The request whose release was charged.
+    pub request: u64,
+    /// When, as stored (RFC 3339, UTC).
+    pub at: String,
+    /// The principal charged.
+    pub principal: String,
+    /// The datasets charged, each the full amount.
+    pub datasets: Vec<String>,
+    /// The amount, in the ledger's measure.
+    pub amount: Amount,
+}
+
+/// Every charge to the privacy budget, oldest first.
+pub fn budget_history(conn: &Connection) -> Result<Vec<BudgetCharge>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT request_id, at, principal, datasets, amount FROM budget_history ORDER BY rowid",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (request, at, principal, datasets, amount) = row?;
+        Ok(BudgetCharge {
+            request: request as u64,
+            at,
+            principal,
+            datasets: serde_json::from_str(&datasets)?,
+            amount: Amount::from_nanos(amount as u64),
+        })
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod budget_history_tests {
+    use super::*;
+
+    #[test]
+    fn charges_are_listed_oldest_first_with_their_datasets() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = store::open(dir.path(), store::Sync::Normal).unwrap();
+        assert!(budget_history(&conn).unwrap().is_empty());
+        let tx = write_tx(&mut conn).unwrap();
+        for (id, nanos) in [(3, 500_000_000), (7, 250_000_000)] {
+            let charge = Charge {
+                principal: "Acme".into(),
+                datasets: ["rent".to_string(), "transactions".to_string()].into(),
+                amount: Amount::from_nanos(nanos),
+            };
+            record_charge(&tx, id, &charge).unwrap();
+        }
+        tx.commit().unwrap();
+        let history = budget_history(&conn).unwrap();
+        assert_eq!(
+            history.iter().map(|c| c.request).collect::<Vec<_>>(),
+            [3, 7]
+        );
+        assert_eq!(history[0].principal, "Acme");
+        assert_eq!(history[0].datasets, ["rent", "transactions"]);
+        assert_eq!(history[1].amount.to_string(), "0.25");
+    }
+}

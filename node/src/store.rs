@@ -944,6 +944,44 @@ pub fn parse_ts(ts: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Typed queries for the command line (`duo owner log`), so that it runs no SQL of its own.
+// ---------------------------------------------------------------------------------------------------------
+
+/// The last `limit` entries of the audit log, oldest first (all of them when there are fewer).
+pub fn log_tail(conn: &Connection, limit: usize) -> Result<Vec<LogEntry>, Error> {
+    let total: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM log")?
+        .query_row([], |r| r.get(0))?;
+    let after = (total as u64).saturating_sub(limit as u64);
+    log_entries(conn, after, limit)
+}
+
+#[cfg(test)]
+mod log_tail_tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_is_the_last_entries_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path(), Sync::Normal).unwrap();
+        assert!(log_tail(&conn, 3).unwrap().is_empty());
+        for i in 0..5 {
+            append_log(&conn, "test", None, &serde_json::json!({ "i": i })).unwrap();
+        }
+        let seqs = |limit| -> Vec<u64> {
+            log_tail(&conn, limit)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seqs(2), [4, 5]);
+        assert_eq!(seqs(50), [1, 2, 3, 4, 5]);
+        assert!(seqs(0).is_empty());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 use super::{ensure_owner, open_owner, print_json, JsonFlag};
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
+use duo::node::release;
 use duo::policies::{Amount, Ledger, Measure, Scope, ScoringLimits};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -73,7 +74,7 @@ fn set(
     let amount: Amount = text
         .parse()
         .map_err(|e| anyhow!("`{text}` is not a budget: {e}"))?;
-    duo::node::release::set_cap(&mut o.conn, &scope, amount, measure)?;
+    release::set_cap(&mut o.conn, &scope, amount, measure)?;
     if json.json {
         print_json(
             &json!({ "scope": scope, "cap": amount.to_string(), "measure": measure.name() }),
@@ -88,21 +89,16 @@ fn set(
 fn show(home: &Path, json: JsonFlag) -> Result<i32> {
     let dir = ensure_owner(home)?;
     let o = open_owner(&dir)?;
-    let ledger = duo::node::release::load_ledger(&o.conn)?;
-    let mut stmt = o.conn.prepare(
-        "SELECT request_id, at, principal, datasets, amount FROM budget_history ORDER BY rowid",
-    )?;
-    let history = stmt
-        .query_map([], |r| {
-            Ok(json!({
-                "request": r.get::<_, i64>(0)?,
-                "at": r.get::<_, String>(1)?,
-                "principal": r.get::<_, String>(2)?,
-                "datasets": serde_json::from_str::<Value>(&r.get::<_, String>(3)?).unwrap_or_default(),
-                "amount": Amount::from_nanos(r.get::<_, i64>(4)? as u64).to_string(),
-            }))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let ledger = release::load_ledger(&o.conn)?;
+    let history: Vec<Value> = release::budget_history(&o.conn)?
+        .into_iter()
+        .map(|c| {
+            json!({
+                "request": c.request, "at": c.at, "principal": c.principal, "datasets": c.datasets,
+                "amount": c.amount.to_string(),
+            })
+        })
+        .collect();
     let (policy, _) = o.policy()?;
     let limits = *policy.scoring_limits();
     let by_fi: Vec<_> = duo::node::scoring::scoring_usage(&o.conn, &limits)?

@@ -33,11 +33,7 @@ pub fn run(home: &Path, args: LogArgs) -> Result<i32> {
     if args.verify {
         return verify(&dir, &o, args.receipt.as_deref(), args.json);
     }
-    let total: i64 = o
-        .conn
-        .query_row("SELECT COUNT(*) FROM log", [], |r| r.get(0))?;
-    let after = (total as u64).saturating_sub(args.limit as u64);
-    let entries = store::log_entries(&o.conn, after, args.limit)?;
+    let entries = store::log_tail(&o.conn, args.limit)?;
     if args.json.json {
         print_json(&entries)?;
     } else {
