@@ -115,7 +115,7 @@ pub struct InviteArgs {
     /// The name you give this FI (its principal), e.g. "Acme Bank".
     #[arg(long = "fi")]
     principal: String,
-    /// How long the code stays valid (e.g. 15m, 2h, 1d).
+    /// How long the code stays valid, with its unit (e.g. 15m, 2h, 1d).
     #[arg(long, default_value = "15m")]
     ttl: String,
     /// How many days the pairing lasts; after that the FI needs a new invite.
