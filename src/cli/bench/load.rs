@@ -1,18 +1,19 @@
-//! `duo bench`: measurements for researchers and operators.
-//!
-//! `duo bench load` runs a bounded load test on loopback: an owner node (`duo owner serve`, its own process)
-//! and many FI sessions in this process,
-//! each issuing auto-approved releases (the first one a fresh release, the rest the same question answered from
-//! the store with a new request, decision, log entries and signed receipt each time) for a fixed time.
+//! `duo bench load`: a bounded load test on loopback. An owner node (`duo owner serve`, its own process) and
+//! many FI sessions in this process, each issuing auto-approved releases (the first one a fresh release, the
+//! rest the same question answered from the store with a new request, decision, log entries and signed
+//! receipt each time) for a fixed time; latency percentiles from an HDR histogram.
 
+use super::measure::Micros;
 use anyhow::{bail, Result};
-use duo::node::client::{self, Client, FiHome};
+use duo::node::client::{self, Client, FiHome, Pointer};
 use duo::node::owner;
 use duo::policies::Backend;
 use serde::Serialize;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncBufReadExt;
 
 /// Options of `duo bench load`.
 #[derive(clap::Args, Debug, Clone)]
@@ -42,9 +43,9 @@ pub struct LoadReport {
     pub releases: u64,
     /// Releases per second.
     pub releases_per_sec: f64,
-    /// Median latency, microseconds.
+    /// Median latency (nearest rank), microseconds.
     pub p50_us: u64,
-    /// 99th percentile latency, microseconds.
+    /// 99th percentile latency (nearest rank), microseconds.
     pub p99_us: u64,
     /// Requests that failed.
     pub errors: u64,
@@ -114,39 +115,8 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
         1,
         duo::engine::sample::Profile::Reliable,
     )?;
-    // The owner node runs as its own process (`duo owner serve`), so its memory is measured alone. Its owner
-    // allows the load: no per-principal rate limit gets in the way.
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("--home")
-        .arg(tmp.path())
-        .args([
-            "owner",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--sync",
-            &args.sync,
-        ])
-        .args(["--requests-per-hour", &usize::MAX.to_string()])
-        .args(["--max-connections", &(args.sessions + 16).to_string()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
+    let (mut child, url) = serve(tmp.path(), &args).await?;
     let pid = child.id().unwrap_or(0);
-    let url = {
-        use tokio::io::AsyncBufReadExt;
-        let out = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout from the owner node"))?;
-        let mut line = String::new();
-        tokio::io::BufReader::new(out).read_line(&mut line).await?;
-        line.trim().to_string()
-    };
-    if !url.starts_with("ws://") {
-        bail!("the owner node did not start: {url:?}");
-    }
     if !args.json {
         eprintln!("pairing {} FI sessions...", args.sessions);
     }
@@ -162,6 +132,69 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
     if !args.json {
         eprintln!("running for {} s...", args.seconds);
     }
+    let run = drive(clients, &args, pid).await?;
+    let _ = child.kill().await;
+    let releases = run.latency.len();
+    Ok(LoadReport {
+        sessions: args.sessions,
+        seconds: run.seconds,
+        releases,
+        releases_per_sec: releases as f64 / run.seconds,
+        p50_us: run.latency.quantile(0.5),
+        p99_us: run.latency.quantile(0.99),
+        errors: run.errors,
+        owner_rss_kib: run.rss,
+    })
+}
+
+/// Start the owner node as its own process (`duo owner serve` on a free port), so that its memory is measured
+/// alone; it allows the load (no per-principal rate limit gets in the way). The process and its URL.
+async fn serve(home: &Path, args: &LoadArgs) -> Result<(tokio::process::Child, String)> {
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--home")
+        .arg(home)
+        .args([
+            "owner",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sync",
+            &args.sync,
+        ])
+        .args(["--requests-per-hour", &usize::MAX.to_string()])
+        .args(["--max-connections", &(args.sessions + 16).to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout from the owner node"))?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(out).read_line(&mut line).await?;
+    let url = line.trim().to_string();
+    if !url.starts_with("ws://") {
+        bail!("the owner node did not start: {url:?}");
+    }
+    Ok((child, url))
+}
+
+/// What the sessions did in the measured time.
+struct Run {
+    /// Seconds from the first request to the stop.
+    seconds: f64,
+    /// Latency of every answered release.
+    latency: Micros,
+    /// Requests that failed.
+    errors: u64,
+    /// The owner node's resident memory each second, KiB.
+    rss: Vec<u64>,
+}
+
+/// Every session asks for releases in a loop for `args.seconds`, recording its latencies; meanwhile the owner
+/// node's memory (process `pid`) is read each second.
+async fn drive(clients: Vec<(Client, Pointer)>, args: &LoadArgs, pid: u32) -> Result<Run> {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -170,18 +203,18 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
         let stop = stop.clone();
         let errors = errors.clone();
         tasks.spawn(async move {
-            let mut lat = Vec::new();
+            let mut latency = Micros::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 match c.request(&p, Backend::Plaintext, "load test").await {
-                    Ok(v) if v.answer.is_some() => lat.push(t.elapsed().as_micros() as u64),
+                    Ok(v) if v.answer.is_some() => latency.record(&t.elapsed()),
                     _ => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
             c.close().await;
-            lat
+            latency
         });
     }
     let mut rss = vec![rss_kib(pid)];
@@ -193,26 +226,15 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let elapsed = start.elapsed().as_secs_f64();
-    let mut lat = Vec::new();
+    let seconds = start.elapsed().as_secs_f64();
+    let mut latency = Micros::new();
     while let Some(r) = tasks.join_next().await {
-        lat.extend(r?);
+        latency.merge(&r?);
     }
-    let _ = child.kill().await;
-    lat.sort_unstable();
-    let pct = |q: f64| {
-        lat.get(((lat.len().max(1) - 1) as f64 * q) as usize)
-            .copied()
-            .unwrap_or(0)
-    };
-    Ok(LoadReport {
-        sessions: args.sessions,
-        seconds: elapsed,
-        releases: lat.len() as u64,
-        releases_per_sec: lat.len() as f64 / elapsed,
-        p50_us: pct(0.5),
-        p99_us: pct(0.99),
+    Ok(Run {
+        seconds,
+        latency,
         errors: errors.load(Ordering::Relaxed),
-        owner_rss_kib: rss,
+        rss,
     })
 }

@@ -1,5 +1,5 @@
-//! What `duo bench ot`, `gc` and `score` share: the machine they ran on, timings over repetitions, bytes on
-//! the wire, the two parties on two threads over an in-memory channel, and the figures in words.
+//! What the benches share: the machine they ran on, timings over repetitions and latency percentiles, bytes
+//! on the wire, the two parties on two threads over an in-memory channel, and the figures in words.
 //!
 //! Each party runs on its own thread and they talk over [`channel::pair`], the in-memory duplex that counts
 //! the bytes each end sends: the owner is the OT-extension sender and the garbler, the FI the receiver and the
@@ -9,6 +9,7 @@
 use anyhow::{anyhow, bail, Result};
 use duo_protocols::channel::{self, End};
 use duo_protocols::ot::SessionId;
+use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -53,7 +54,7 @@ impl Machine {
 /// Wall-clock times of one measured operation over the repetitions.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timing {
-    /// Median, milliseconds.
+    /// Median (nearest rank: the lower middle run of an even number), milliseconds.
     pub median_ms: f64,
     /// Fastest, milliseconds.
     pub min_ms: f64,
@@ -64,20 +65,18 @@ pub struct Timing {
 }
 
 impl Timing {
-    pub(super) fn of(mut samples: Vec<Duration>) -> Timing {
-        samples.sort_unstable();
-        // Milliseconds, to the microsecond.
-        let ms = |d: Option<&Duration>| d.map_or(0.0, |d| (d.as_secs_f64() * 1e6).round() / 1e3);
-        let n = samples.len();
+    /// The median, fastest and 90th percentile of `samples`, in milliseconds to the microsecond.
+    pub(super) fn of(samples: Vec<Duration>) -> Timing {
+        let mut micros = Micros::new();
+        for d in &samples {
+            micros.record(d);
+        }
+        let ms = |us: u64| us as f64 / 1e3;
         Timing {
-            median_ms: if n > 0 && n % 2 == 0 {
-                ((ms(samples.get(n / 2 - 1)) + ms(samples.get(n / 2))) * 500.0).round() / 1e3
-            } else {
-                ms(samples.get(n / 2))
-            },
-            min_ms: ms(samples.first()),
-            p90_ms: ms(samples.get(((n * 9).div_ceil(10)).saturating_sub(1))),
-            reps: n,
+            median_ms: ms(micros.quantile(0.5)),
+            min_ms: ms(micros.quantile(0.0)),
+            p90_ms: ms(micros.quantile(0.9)),
+            reps: samples.len(),
         }
     }
 
@@ -88,6 +87,53 @@ impl Timing {
         } else {
             0.0
         }
+    }
+}
+
+/// Durations in whole microseconds, in an HDR histogram: exact up to 2 ms, within 0.1% above (three
+/// significant digits), up to an hour (longer ones count as an hour), in the same small memory however many
+/// are recorded. Percentiles are nearest-rank.
+pub(super) struct Micros(Histogram<u64>);
+
+/// The longest duration [`Micros`] tells apart: an hour, in microseconds.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+impl Micros {
+    /// An empty histogram.
+    pub(super) fn new() -> Micros {
+        Micros(
+            Histogram::new_with_max(MAX_MICROS, 3)
+                .expect("an hour at three significant digits is a valid histogram"),
+        )
+    }
+
+    /// Record `d`, rounded to the microsecond.
+    pub(super) fn record(&mut self, d: &Duration) {
+        let us = (d.as_nanos() + 500) / 1000;
+        self.0
+            .saturating_record(u64::try_from(us).unwrap_or(u64::MAX));
+    }
+
+    /// Add everything `other` recorded.
+    pub(super) fn merge(&mut self, other: &Micros) {
+        self.0
+            .add(&other.0)
+            .expect("histograms of the same range add up");
+    }
+
+    /// How many durations were recorded.
+    pub(super) fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// The `q`-quantile (0 the fastest, 1 the slowest), nearest rank, in microseconds; 0 when empty.
+    pub(super) fn quantile(&self, q: f64) -> u64 {
+        if self.0.is_empty() {
+            return 0;
+        }
+        let v = self.0.value_at_quantile(q);
+        // The histogram answers with the top of the value's bucket; the bucket's middle is closer.
+        self.0.median_equivalent(v)
     }
 }
 
@@ -195,5 +241,53 @@ pub(super) fn ms(t: &Timing) -> String {
         format!("{:.3} ms", t.median_ms)
     } else {
         format!("{:.1} ms", t.median_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn timings_are_nearest_rank_percentiles() {
+        let t = Timing::of((1..=10).rev().map(|k| us(k * 100)).collect());
+        assert_eq!(
+            (t.min_ms, t.median_ms, t.p90_ms, t.reps),
+            (0.1, 0.5, 0.9, 10)
+        );
+        let t = Timing::of(vec![us(7), us(3), us(5)]);
+        assert_eq!((t.min_ms, t.median_ms, t.p90_ms), (0.003, 0.005, 0.007));
+        let t = Timing::of(Vec::new());
+        assert_eq!(
+            (t.min_ms, t.median_ms, t.p90_ms, t.reps),
+            (0.0, 0.0, 0.0, 0)
+        );
+    }
+
+    #[test]
+    fn long_durations_are_within_a_thousandth() {
+        let mut m = Micros::new();
+        for ms in [250, 1_250, 40_000] {
+            m.record(&Duration::from_millis(ms));
+        }
+        for (q, want) in [(0.0, 250_000.0), (0.5, 1_250_000.0), (1.0, 40_000_000.0)] {
+            let got = m.quantile(q) as f64;
+            assert!((got - want).abs() <= want / 1000.0, "{q}: {got} vs {want}");
+        }
+        let mut all = Micros::new();
+        all.merge(&m);
+        all.merge(&m);
+        assert_eq!(all.len(), 6);
+        // Over an hour counts as an hour; under a microsecond rounds to the nearest.
+        all.record(&Duration::from_secs(7200));
+        assert!(all.quantile(1.0) as f64 >= MAX_MICROS as f64 * 0.999);
+        let mut small = Micros::new();
+        small.record(&Duration::from_nanos(1_499));
+        small.record(&Duration::from_nanos(1_500));
+        assert_eq!((small.quantile(0.0), small.quantile(1.0)), (1, 2));
     }
 }
