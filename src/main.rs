@@ -1,10 +1,14 @@
 //! The `duo` command line: parses the arguments and hands each subcommand to its module in `cli/`.
 
+// Print through cli::out (outln!, out!, errln!): println! and friends panic when a pipe closes.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod cli;
 
 use clap::{Parser, Subcommand};
 use cli::bench::BenchCmd;
 use cli::fi::FiCmd;
+use cli::out::errln;
 use cli::owner::OwnerCmd;
 use std::path::{Path, PathBuf};
 
@@ -45,16 +49,20 @@ fn main() {
         .home
         .clone()
         .unwrap_or_else(duo::node::home::default_home);
-    match run(cli.cmd, &home) {
-        Ok(code) => std::process::exit(code),
+    let code = match run(cli.cmd, &home) {
+        Ok(code) => code,
+        // The reader of standard output has gone (`duo owner log | head -1`): stop quietly, with the status
+        // of a Unix tool that the closed pipe ended.
+        Err(e) if cli::out::is_closed(&e) => cli::out::CLOSED_STATUS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2);
+            errln!("error: {e:#}");
+            2
         }
-    }
+    };
+    std::process::exit(code)
 }
 
-/// Run one subcommand; the process's exit code, or an error (exit 2).
+/// Run one subcommand: the process's exit code, or an error (exit 2).
 fn run(cmd: Cmd, home: &Path) -> anyhow::Result<i32> {
     match cmd {
         Cmd::Demo(args) => cli::demo::run(args),

@@ -1,6 +1,7 @@
 //! `duo owner budget ...`: privacy budget caps, what has been spent, and private scoring's use per FI.
 
 use super::{ensure_owner, open_owner, print_json, JsonFlag};
+use crate::cli::out::outln;
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 use duo::node::release;
@@ -80,7 +81,7 @@ fn set(
             &json!({ "scope": scope, "cap": amount.to_string(), "measure": measure.name() }),
         )?;
     } else {
-        println!("{scope}: cap {amount} {}", measure.name());
+        outln!("{scope}: cap {amount} {}", measure.name())?;
     }
     Ok(0)
 }
@@ -122,9 +123,9 @@ fn show(home: &Path, json: JsonFlag) -> Result<i32> {
             }),
         }))?;
     } else {
-        print_accounts(&ledger);
-        print_history(&history);
-        print_scoring(&limits, &by_fi);
+        print_accounts(&ledger)?;
+        print_history(&history)?;
+        print_scoring(&limits, &by_fi)?;
     }
     Ok(0)
 }
@@ -146,15 +147,15 @@ fn accounts(ledger: &Ledger) -> Vec<Value> {
 }
 
 /// The caps, one line each; on a zCDP node a cap also in (epsilon, delta) at delta = 1e-6.
-fn print_accounts(ledger: &Ledger) {
-    println!(
+fn print_accounts(ledger: &Ledger) -> Result<()> {
+    outln!(
         "privacy budgets ({}; one unit of privacy protects what each dataset's privacy unit says)",
         ledger.measure().name()
-    );
+    )?;
     if ledger.accounts().is_empty() {
-        println!(
+        outln!(
             "  no budget set: dp requests are refused; set one with `duo owner budget set --epsilon 1`"
-        );
+        )?;
     }
     let zcdp = ledger.measure() == Measure::Zcdp;
     let as_eps = |rho: Amount| {
@@ -162,7 +163,7 @@ fn print_accounts(ledger: &Ledger) {
             .map_or_else(|_| "?".to_string(), |e| format!(" (eps {e} at delta 1e-6)"))
     };
     for (scope, a) in ledger.accounts() {
-        println!(
+        outln!(
             "  {:<40} cap {:<12} spent {:<12} remaining {}{}",
             scope.to_string(),
             a.cap.map_or("-".to_string(), |c| c.to_string()),
@@ -172,47 +173,50 @@ fn print_accounts(ledger: &Ledger) {
                 (true, Some(cap)) => format!("; cap{}", as_eps(cap)),
                 _ => String::new(),
             }
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Every charge, oldest first (nothing when there was none).
-fn print_history(history: &[Value]) {
+fn print_history(history: &[Value]) -> Result<()> {
     if history.is_empty() {
-        return;
+        return Ok(());
     }
-    println!("history:");
+    outln!("history:")?;
     for h in history {
-        println!(
+        outln!(
             "  request {} at {}: {} to {} on {}",
             h["request"],
             h["at"].as_str().unwrap_or(""),
             h["amount"].as_str().unwrap_or(""),
             h["principal"].as_str().unwrap_or(""),
             h["datasets"]
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// The policy's scoring limits and each FI's runs and bits in the window.
-fn print_scoring(limits: &ScoringLimits, by_fi: &[Value]) {
-    println!(
+fn print_scoring(limits: &ScoringLimits, by_fi: &[Value]) -> Result<()> {
+    outln!(
         "private scoring (2pc), last {} days: at most {} runs{} per FI",
         limits.window_days,
         limits.max_runs,
         limits
             .max_bits
             .map_or(String::new(), |b| format!(" and {b} bits"))
-    );
+    )?;
     if by_fi.is_empty() {
-        println!("  no scoring runs in the window");
+        outln!("  no scoring runs in the window")?;
     }
     for f in by_fi {
-        println!(
+        outln!(
             "  {:<40} {} run(s), {} bit(s) revealed",
             f["principal"].as_str().unwrap_or(""),
             f["runs"],
             f["bits"]
-        );
+        )?;
     }
+    Ok(())
 }

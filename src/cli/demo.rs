@@ -5,6 +5,7 @@
 //! denied by policy, repeated, differentially private), runs a private credit decision, and both sides
 //! check what they kept. A step that does not go as the story says ends the demo with an error.
 
+use crate::cli::out::{out, outln};
 use crate::cli::show;
 use anyhow::{bail, Result};
 use duo::node::client::{self, Client, FiHome};
@@ -70,9 +71,9 @@ async fn story(args: DemoArgs) -> Result<()> {
     demo.check_receipts()?;
     demo.check_log()?;
     if args.keep.is_some() {
-        println!("\ndata kept in {}", demo.home.display());
+        outln!("\ndata kept in {}", demo.home.display())?;
     }
-    println!("\ndemo finished");
+    outln!("\ndemo finished")?;
     Ok(())
 }
 
@@ -84,8 +85,8 @@ struct Demo {
 }
 
 /// A step's heading.
-fn step(n: u32, title: &str) {
-    println!("\n== {n}. {title}");
+fn step(n: u32, title: &str) -> Result<()> {
+    outln!("\n== {n}. {title}")
 }
 
 /// Every line of `s` indented by two spaces.
@@ -96,7 +97,7 @@ fn indent(s: &str) -> String {
 impl Demo {
     /// Step 1: sample data written and loaded into a new owner node with the demo policy.
     fn load_sample(&self, args: &DemoArgs) -> Result<()> {
-        step(1, "The owner generates sample data and loads it");
+        step(1, "The owner generates sample data and loads it")?;
         let today = chrono::Utc::now().date_naive();
         let cfg = duo::engine::sample::SampleConfig {
             seed: args.seed,
@@ -108,12 +109,12 @@ impl Demo {
         let data_dir = self.home.join("sample");
         duo::engine::sample::write_dir(&data_dir, &files)?;
         let init = owner::init(&self.owner_dir, Some(Policy::demo_text()))?;
-        println!(
+        outln!(
             "owner node created in {} (key {})",
             self.owner_dir.display(),
             init.fingerprint
-        );
-        println!("policy: row-level releases denied; catalogue attributes auto-approved; everything else goes to the owner");
+        )?;
+        outln!("policy: row-level releases denied; catalogue attributes auto-approved; everything else goes to the owner")?;
         for f in &files {
             let r = owner::load(
                 &self.owner_dir,
@@ -121,61 +122,64 @@ impl Demo {
                 &f.name,
                 &f.meta_toml,
             )?;
-            println!(
+            outln!(
                 "loaded {:<14} {:>5} rows (version {})",
-                r.name, r.rows, r.version
-            );
+                r.name,
+                r.rows,
+                r.version
+            )?;
         }
         Ok(())
     }
 
     /// Step 2: the node listens on a free loopback port; an invite code for "Acme Bank".
     async fn serve_and_invite(&self) -> Result<(RunningNode, InviteCode)> {
-        step(2, "The owner serves and invites an FI named \"Acme Bank\"");
+        step(2, "The owner serves and invites an FI named \"Acme Bank\"")?;
         let node = owner::spawn(ServeConfig::new(&self.owner_dir), "127.0.0.1:0".parse()?).await?;
         let code = owner::invite(&self.owner_dir, "Acme Bank", Duration::from_secs(15 * 60))?;
-        println!("listening on {}", node.url());
-        println!("invite code (one use, 15 minutes): {code}");
+        outln!("listening on {}", node.url())?;
+        outln!("invite code (one use, 15 minutes): {code}")?;
         Ok((node, code))
     }
 
     /// Step 3: a mistyped code is refused; the real one pairs.
     async fn pair(&self, node: &RunningNode, code: &InviteCode) -> Result<()> {
-        step(3, "The FI pairs over the encrypted channel");
+        step(3, "The FI pairs over the encrypted channel")?;
         match client::pair(&self.fi_home, &node.url(), &mistyped(code), OWNER_NAME).await {
             Ok(_) => bail!("a corrupted invite code was accepted"),
-            Err(e) => println!("a mistyped code is refused by the node: {e}"),
+            Err(e) => outln!("a mistyped code is refused by the node: {e}")?,
         }
         let rec = client::pair(&self.fi_home, &node.url(), &code.to_string(), OWNER_NAME).await?;
-        println!(
+        outln!(
             "paired as \"{}\"; owner key {} pinned",
-            rec.principal, rec.fingerprint
-        );
+            rec.principal,
+            rec.fingerprint
+        )?;
         Ok(())
     }
 
     /// Step 4: the FI connects and lists the datasets' metadata and the catalogue.
     async fn browse(&self) -> Result<Client> {
-        step(4, "The FI browses metadata (never rows) and the catalogue");
+        step(4, "The FI browses metadata (never rows) and the catalogue")?;
         let mut fi = Client::connect(&self.fi_home, Some(OWNER_NAME)).await?;
         let datasets = fi.datasets().await?;
         for d in &datasets {
-            println!(
+            outln!(
                 "  {:<14} {} columns, privacy unit: {}",
                 d.meta.name,
                 d.meta.columns.len(),
                 d.meta.privacy_unit.describe()
-            );
+            )?;
         }
         let catalogue = fi.catalogue().await?;
-        print!("{}", indent(&show::catalogue(&catalogue)));
+        out!("{}", indent(&show::catalogue(&catalogue)))?;
         Ok(fi)
     }
 
     /// Step 6: an ad-hoc question waits for the owner, who looks at it and approves; the waiting FI gets the
     /// approved answer.
     async fn owner_decides(&self, mut fi: Client) -> Result<Client> {
-        step(6, "An ad-hoc question: the owner decides");
+        step(6, "An ad-hoc question: the owner decides")?;
         let p = fi
             .expr("mean(clamp(filter(transactions, category == \"income\" and last_months(6)).amount, 0, 1000000))")
             .await?;
@@ -186,14 +190,14 @@ impl Demo {
                 "affordability: typical paycheck size",
             )
             .await?;
-        print!("{}", indent(&show::request(&pending)));
+        out!("{}", indent(&show::request(&pending)))?;
         let id = pending.id;
         let waiter = tokio::spawn(async move {
             let v = fi.status(id, Duration::from_secs(30)).await;
             (fi, v)
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
-        println!("  -- the owner looks at the request (duo owner requests):");
+        outln!("  -- the owner looks at the request (duo owner requests):")?;
         let od = self.owner_dir.clone();
         let (view, approved) = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut o = open(&od)?;
@@ -202,15 +206,15 @@ impl Demo {
             Ok((view, approved))
         })
         .await??;
-        print!("{}", indent(&indent(&show::pending(&view))));
-        println!(
+        out!("{}", indent(&indent(&show::pending(&view))))?;
+        outln!(
             "  -- the owner approves (duo owner approve {id} --seen {})",
             view.token
-        );
+        )?;
         let (fi, waited) = waiter.await?;
         let waited = waited?;
-        println!("  -- the waiting FI receives:");
-        print!("{}", indent(&show::request(&waited)));
+        outln!("  -- the waiting FI receives:")?;
+        out!("{}", indent(&show::request(&waited)))?;
         if waited.answer != approved.answer || waited.state != RequestState::Approved {
             bail!("the FI did not receive the approved answer");
         }
@@ -223,7 +227,7 @@ impl Demo {
         step(
             9,
             "Differentially private releases under the owner's budget",
-        );
+        )?;
         let mut o = open(&self.owner_dir)?;
         duo::node::release::set_cap(
             &mut o.conn,
@@ -231,12 +235,12 @@ impl Demo {
             "1.0".parse()?,
             duo::policies::Measure::PureEpsilon,
         )?;
-        println!(
+        outln!(
             "the owner sets a global budget of epsilon 1.0 (duo owner budget set --epsilon 1.0)"
-        );
-        println!(
+        )?;
+        outln!(
             "one unit of privacy here protects one payment or transaction (the datasets' privacy unit)"
-        );
+        )?;
         let income = fi
             .expr("sum(clamp(filter(transactions, category == \"income\" and last_months(12)).amount, 0, 500000))")
             .await?;
@@ -244,10 +248,10 @@ impl Demo {
             cost, accuracy95, ..
         } = fi.cost(&income, epsilon(0.5)).await?
         {
-            println!(
+            outln!(
                 "  FI previews (duo fi cost): cost {cost} epsilon, 95% of answers within ±{:.0} cents; nothing charged",
                 accuracy95.unwrap_or(f64::NAN)
-            );
+            )?;
         }
         let dp1 = fi
             .request_dp(
@@ -256,16 +260,16 @@ impl Demo {
                 "income over the last year, with privacy",
             )
             .await?;
-        print!("{}", indent(&show::request(&dp1)));
-        println!("  budget left: {}", budget_left(&o)?);
+        out!("{}", indent(&show::request(&dp1)))?;
+        outln!("  budget left: {}", budget_left(&o)?)?;
         let dp1b = fi
             .request_dp(&income, epsilon(0.5), "the same question again")
             .await?;
-        print!("{}", indent(&show::request(&dp1b)));
-        println!(
+        out!("{}", indent(&show::request(&dp1b)))?;
+        outln!(
             "  budget left: {} (a repeat draws no new noise and costs nothing)",
             budget_left(&o)?
-        );
+        )?;
         if dp1b.answer != dp1.answer {
             bail!("a repeated dp request was sampled again");
         }
@@ -278,21 +282,21 @@ impl Demo {
         step(
             10,
             "A private credit decision: the FI's secret model meets the owner's attributes (2PC)",
-        );
+        )?;
         let model = ModelFile::parse(MODEL)?;
-        println!(
+        outln!(
             "the FI loads its model `{}` over {} attributes; its weights, bias and threshold stay with the FI",
             model.name.as_deref().unwrap_or("model"),
             model.attributes().len()
-        );
+        )?;
         let limits = *Policy::parse(Policy::demo_text())?.scoring_limits();
-        println!(
+        outln!(
             "the owner's policy approves a decision (1 bit) without asking, at most {} runs and {} bits per FI \
              in {} days",
             limits.max_runs,
             limits.max_bits.map_or("unlimited".into(), show::bits),
             limits.window_days
-        );
+        )?;
         let cold = self.cold_decision(fi, &model).await?;
         warm_decision(fi, &model, &cold, &limits).await
     }
@@ -303,7 +307,10 @@ impl Demo {
         fi: &mut Client,
         model: &ModelFile,
     ) -> Result<client::ScoreReport> {
-        let mut progress = |what: &str| println!("  ... {}", show::score_progress(what));
+        // A line that cannot be written is dropped here; the next one after the run reports it.
+        let mut progress = |what: &str| {
+            let _ = outln!("  ... {}", show::score_progress(what));
+        };
         let cold = fi
             .score(
                 model,
@@ -318,29 +325,29 @@ impl Demo {
                 .join("models")
                 .join(format!("{c}.json"))
         });
-        println!("  -- the FI learned (duo fi score --model examples/model.toml --reason ...):");
-        print!(
+        outln!("  -- the FI learned (duo fi score --model examples/model.toml --reason ...):")?;
+        out!(
             "{}",
             indent(&show::score_report(
                 &cold,
                 fi.principal(),
                 opening.as_deref()
             ))
-        );
-        println!("  -- the owner learned (duo owner log):");
+        )?;
+        outln!("  -- the owner learned (duo owner log):")?;
         let o = open(&self.owner_dir)?;
         let run_entries: Vec<_> = store::log_entries(&o.conn, 0, 10_000)?
             .into_iter()
             .filter(|e| e.kind.starts_with("scoring-"))
             .collect();
         for e in &run_entries {
-            println!("    {:<13} {}", e.kind, show::log_summary(&e.kind, &e.body));
+            outln!("    {:<13} {}", e.kind, show::log_summary(&e.kind, &e.body))?;
         }
-        println!(
+        outln!(
             "  so both sides learned the same decision, {}, and nothing else: the owner saw the attributes \
              used and the model's commitment, never its weights; the FI never saw an attribute value",
             cold.outcome
-        );
+        )?;
         if run_entries.len() != 2 || !cold.cold || cold.bits != 1.0 {
             bail!("the private decision did not run as expected: {run_entries:?}");
         }
@@ -349,23 +356,23 @@ impl Demo {
 
     /// Step 11: every receipt the FI kept verifies against the pinned key and its own hash chain.
     fn check_receipts(&self) -> Result<()> {
-        step(11, "The FI checks the receipts it kept");
+        step(11, "The FI checks the receipts it kept")?;
         let kept = self.fi_home.receipts()?;
         let problems = self.fi_home.verify_receipts()?;
         if !problems.is_empty() {
             bail!("the FI's receipts do not verify: {problems:?}");
         }
-        println!(
+        outln!(
             "{} receipt(s), each signed by the owner node's key pinned at pairing, hash-chained in the FI's own log",
             kept.len()
-        );
+        )?;
         Ok(())
     }
 
     /// Step 12: the owner's log, its requests, decisions, releases, pairing and scoring runs in words, and its
     /// hash chain verified.
     fn check_log(&self) -> Result<()> {
-        step(12, "The owner checks the audit log");
+        step(12, "The owner checks the audit log")?;
         let o = open(&self.owner_dir)?;
         let report = store::verify_log(&o.conn)?;
         for e in store::log_entries(&o.conn, 0, 10_000)? {
@@ -379,23 +386,23 @@ impl Demo {
                     | "scoring-end"
                     | "scoring-refused"
             ) {
-                println!(
+                outln!(
                     "  {:>3} {:<13} {:<10} {}",
                     e.seq,
                     e.kind,
                     e.principal.as_deref().unwrap_or("-"),
                     show::log_summary(&e.kind, &e.body)
-                );
+                )?;
             }
         }
         if !report.problems.is_empty() {
             bail!("the audit log does not verify: {:?}", report.problems);
         }
-        println!(
+        outln!(
             "log verified: {} entries, hash chain intact (head {})",
             report.entries,
             &report.head_hash[..16]
-        );
+        )?;
         Ok(())
     }
 }
@@ -423,7 +430,7 @@ fn open(dir: &Path) -> Result<Owner> {
 
 /// Step 5: a catalogue attribute, approved by the policy without asking the owner.
 async fn catalogue_release(fi: &mut Client) -> Result<RequestView> {
-    step(5, "A catalogue attribute, auto-approved by policy");
+    step(5, "A catalogue attribute, auto-approved by policy")?;
     let p = fi.expr("rent_on_time_ratio_12m()").await?;
     let first = fi
         .request(
@@ -432,7 +439,7 @@ async fn catalogue_release(fi: &mut Client) -> Result<RequestView> {
             "underwriting: rent history for a small-dollar loan",
         )
         .await?;
-    print!("{}", indent(&show::request(&first)));
+    out!("{}", indent(&show::request(&first)))?;
     if first.state != RequestState::Approved {
         bail!("the catalogue attribute was not auto-approved");
     }
@@ -441,12 +448,12 @@ async fn catalogue_release(fi: &mut Client) -> Result<RequestView> {
 
 /// Step 7: rows, denied by the policy.
 async fn row_release_denied(fi: &mut Client) -> Result<()> {
-    step(7, "A row-level release, denied by policy");
+    step(7, "A row-level release, denied by policy")?;
     let p = fi.expr("rent.amount").await?;
     let denied = fi
         .request(&p, Backend::Plaintext, "we would like every rent payment")
         .await?;
-    print!("{}", indent(&show::request(&denied)));
+    out!("{}", indent(&show::request(&denied)))?;
     if denied.state != RequestState::Denied {
         bail!("the row-level release was not denied");
     }
@@ -458,12 +465,12 @@ async fn repeat_from_store(fi: &mut Client, first: &RequestView) -> Result<()> {
     step(
         8,
         "The first question again: answered from the store, no new release",
-    );
+    )?;
     let p = fi.expr("rent_on_time_ratio_12m()").await?;
     let again = fi
         .request(&p, Backend::Plaintext, "underwriting: rent history (retry)")
         .await?;
-    print!("{}", indent(&show::request(&again)));
+    out!("{}", indent(&show::request(&again)))?;
     if again.answer != first.answer {
         bail!("the repeated request got a different answer");
     }
@@ -494,13 +501,13 @@ async fn spend_the_rest(fi: &mut Client, o: &Owner) -> Result<()> {
     let dp2 = fi
         .request_dp(&fees, epsilon(0.4), "fee count, with privacy")
         .await?;
-    print!("{}", indent(&show::request(&dp2)));
-    println!("  budget left: {}", budget_left(o)?);
+    out!("{}", indent(&show::request(&dp2)))?;
+    outln!("  budget left: {}", budget_left(o)?)?;
     let rent = fi.expr("mean(clamp(rent.amount, 0, 300000))").await?;
     let over = fi
         .request_dp(&rent, epsilon(0.3), "typical rent, with privacy")
         .await?;
-    print!("{}", indent(&show::request(&over)));
+    out!("{}", indent(&show::request(&over)))?;
     if over.state != RequestState::Denied {
         bail!("a request over the budget was not refused");
     }
@@ -523,7 +530,7 @@ async fn warm_decision(
             &mut |_| {},
         )
         .await?;
-    println!(
+    outln!(
         "  a second run in the same session is warm (the OT extension is reused, no base OTs): \
          {:.1} ms and {} bytes, against {:.1} ms and {} bytes cold; same answer: {}",
         warm.millis,
@@ -531,13 +538,14 @@ async fn warm_decision(
         cold.millis,
         show::thousands(cold.bytes.sent + cold.bytes.received),
         warm.outcome
-    );
+    )?;
     if warm.cold || warm.outcome != cold.outcome {
         bail!("the warm run did not reuse the session or gave another answer");
     }
-    println!(
+    outln!(
         "  that is 2 of the {} runs this FI may start in {} days",
-        limits.max_runs, limits.window_days
-    );
+        limits.max_runs,
+        limits.window_days
+    )?;
     Ok(())
 }

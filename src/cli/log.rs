@@ -2,6 +2,7 @@
 
 use super::receipt::read_receipt;
 use super::{ensure_owner, open_owner, print_json, show, JsonFlag};
+use crate::cli::out::outln;
 use anyhow::{bail, Result};
 use clap::Args;
 use duo::node::receipt::{signing_key_path, NodeSigner};
@@ -38,7 +39,7 @@ pub fn run(home: &Path, args: LogArgs) -> Result<i32> {
         print_json(&entries)?;
     } else {
         for e in entries {
-            println!("{}", show::log_entry(&e));
+            outln!("{}", show::log_entry(&e))?;
         }
     }
     Ok(0)
@@ -53,15 +54,15 @@ fn verify(dir: &Path, o: &Owner, receipt: Option<&Path>, json: JsonFlag) -> Resu
     if json.json {
         print_json(&r)?;
     } else if r.problems.is_empty() {
-        println!("log verified: {} entries, head {}", r.entries, r.head_hash);
+        outln!("log verified: {} entries, head {}", r.entries, r.head_hash)?;
     } else {
-        println!(
+        outln!(
             "LOG TAMPERED: {} problem(s) in {} entries",
             r.problems.len(),
             r.entries
-        );
+        )?;
         for p in &r.problems {
-            println!("  {p}");
+            outln!("  {p}")?;
         }
     }
     Ok(if r.problems.is_empty() { 0 } else { 1 })

@@ -9,6 +9,7 @@ pub mod budget;
 pub mod demo;
 pub mod fi;
 pub mod log;
+pub mod out;
 pub mod owner;
 pub mod policy;
 pub mod receipt;
@@ -21,6 +22,7 @@ use clap::Args;
 use duo::node::owner as node_owner;
 use duo::node::release::{DatasetCache, Owner};
 use duo::node::store;
+use out::{errln, out, outln};
 use std::path::{Path, PathBuf};
 
 /// `--json`: print JSON instead of text.
@@ -40,7 +42,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Print `v` as pretty JSON.
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
@@ -53,7 +55,7 @@ pub fn emit<T: serde::Serialize>(
     if json.json {
         print_json(v)
     } else {
-        print!("{}", text(v));
+        out!("{}", text(v))?;
         Ok(())
     }
 }
@@ -63,7 +65,7 @@ pub fn ensure_owner(home: &Path) -> Result<PathBuf> {
     let dir = node_owner::owner_dir(home);
     if !dir.join("node.key").exists() {
         let r = node_owner::init(&dir, None)?;
-        eprintln!(
+        errln!(
             "initialised a new owner node in {} (key {})",
             dir.display(),
             r.fingerprint
@@ -90,7 +92,9 @@ pub fn confirm(question: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!("{question} This cannot be undone; pass --yes to confirm");
     }
-    eprint!("{question} This cannot be undone. Type yes to go on: ");
+    out::stderr(format_args!(
+        "{question} This cannot be undone. Type yes to go on: "
+    ));
     std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;

@@ -5,6 +5,7 @@ use super::log::LogArgs;
 use super::policy::PolicyCmd;
 use super::show;
 use super::{confirm, emit, ensure_owner, open_owner, print_json, runtime, ttl, JsonFlag};
+use crate::cli::out::{errln, outln};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use duo::node::owner::{self, ServeConfig};
@@ -204,13 +205,13 @@ fn init(home: &Path, policy: Option<PathBuf>, json: JsonFlag) -> Result<i32> {
             "dir": dir, "fingerprint": r.fingerprint, "new_key": r.new_key, "wrote_policy": r.wrote_policy,
         }))?;
     } else {
-        println!("owner node in {}", dir.display());
-        println!(
+        outln!("owner node in {}", dir.display())?;
+        outln!(
             "  key fingerprint: {}{}",
             r.fingerprint,
             if r.new_key { " (new)" } else { "" }
-        );
-        println!(
+        )?;
+        outln!(
             "  policy: {}{}",
             duo::node::release::policy_path(&dir).display(),
             if r.wrote_policy {
@@ -218,7 +219,7 @@ fn init(home: &Path, policy: Option<PathBuf>, json: JsonFlag) -> Result<i32> {
             } else {
                 " (kept)"
             }
-        );
+        )?;
     }
     Ok(0)
 }
@@ -246,13 +247,15 @@ fn load(home: &Path, args: LoadArgs) -> Result<i32> {
         }))?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "loaded {} rows into `{}` (version {})",
-        r.rows, r.name, r.version
-    );
-    println!("  inferred from the data (shown only to you, never published):");
+        r.rows,
+        r.name,
+        r.version
+    )?;
+    outln!("  inferred from the data (shown only to you, never published):")?;
     for c in &r.suggestions.columns {
-        println!(
+        outln!(
             "    {:<14} min {} max {}{}{}",
             c.name,
             c.min.as_deref().unwrap_or("-"),
@@ -270,7 +273,7 @@ fn load(home: &Path, args: LoadArgs) -> Result<i32> {
             } else {
                 String::new()
             }
-        );
+        )?;
     }
     Ok(0)
 }
@@ -283,13 +286,17 @@ fn datasets(home: &Path, json: JsonFlag) -> Result<i32> {
     if json.json {
         print_json(&rows)?;
     } else if rows.is_empty() {
-        println!("no datasets yet; load one with `duo owner load FILE.csv --name NAME`");
+        outln!("no datasets yet; load one with `duo owner load FILE.csv --name NAME`")?;
     } else {
         for r in rows {
-            println!(
+            outln!(
                 "{} v{}: {} rows, loaded {}\n  {}",
-                r.meta.name, r.version, r.rows, r.loaded_at, r.meta.description
-            );
+                r.meta.name,
+                r.version,
+                r.rows,
+                r.loaded_at,
+                r.meta.description
+            )?;
         }
     }
     Ok(0)
@@ -309,14 +316,14 @@ fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
     };
     runtime()?.block_on(async move {
         let node = owner::spawn(cfg, args.listen).await?;
-        println!("{}", node.url());
-        eprintln!(
+        outln!("{}", node.url())?;
+        errln!(
             "owner node listening on {} (key {}); Ctrl-C to stop",
             node.url(),
             duo::node::keys::fingerprint(&owner::node_key(&dir)?.public)
         );
         shutdown_signal().await;
-        eprintln!("stopping");
+        errln!("stopping");
         node.shutdown().await;
         Ok(0)
     })
@@ -353,8 +360,8 @@ fn invite(home: &Path, args: InviteArgs) -> Result<i32> {
             "principal": principal, "code": code.to_string(), "expires_in_secs": ttl.as_secs(),
         }))?;
     } else {
-        println!("{code}");
-        eprintln!(
+        outln!("{code}")?;
+        errln!(
             "give this code to {principal} out of band; it works once, for {}",
             ttl::words(ttl)
         );
@@ -370,13 +377,13 @@ fn fi_list(home: &Path, json: JsonFlag) -> Result<i32> {
     if json.json {
         print_json(&list)?;
     } else if list.is_empty() {
-        println!("no FI is paired; make an invite with `duo owner invite --fi NAME`");
+        outln!("no FI is paired; make an invite with `duo owner invite --fi NAME`")?;
     } else {
         for p in list {
             let expires = chrono::DateTime::from_timestamp(p.expires_at, 0)
                 .map(|t| t.format("%Y-%m-%d").to_string())
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{}  [{}]\n  key {}; paired {}; expires {}; last seen {}; {} pending request(s)",
                 p.principal,
                 p.state,
@@ -385,7 +392,7 @@ fn fi_list(home: &Path, json: JsonFlag) -> Result<i32> {
                 expires,
                 p.last_seen.as_deref().unwrap_or("never"),
                 p.pending
-            );
+            )?;
         }
     }
     Ok(0)
@@ -401,10 +408,10 @@ fn fi_revoke(home: &Path, principal: &str, json: JsonFlag) -> Result<i32> {
             &serde_json::json!({ "principal": principal, "cancelled_requests": cancelled }),
         )?;
     } else {
-        println!(
+        outln!(
             "revoked `{principal}`: its sessions close now; {} pending request(s) cancelled",
             cancelled.len()
-        );
+        )?;
     }
     Ok(0)
 }
@@ -418,7 +425,7 @@ fn dataset_delete(home: &Path, name: &str, yes: bool) -> Result<i32> {
     let mut o = open_owner(&dir)?;
     let n = store::delete_dataset(&mut o.conn, name)?;
     store::scrub(&o.conn)?;
-    println!("deleted {n} version(s) of `{name}`; the log keeps what was released from it");
+    outln!("deleted {n} version(s) of `{name}`; the log keeps what was released from it")?;
     Ok(0)
 }
 
@@ -437,10 +444,10 @@ fn forget(home: &Path, yes: bool) -> Result<i32> {
         store::delete_dataset(&mut o.conn, name)?;
     }
     store::scrub(&o.conn)?;
-    println!(
+    outln!(
         "deleted {} dataset(s); the log, pairings and history are kept",
         names.len()
-    );
+    )?;
     Ok(0)
 }
 
@@ -456,10 +463,10 @@ fn requests(home: &Path, json: JsonFlag) -> Result<i32> {
     if json.json {
         print_json(&views)?;
     } else if views.is_empty() {
-        println!("no requests are waiting for you");
+        outln!("no requests are waiting for you")?;
     } else {
         for v in &views {
-            println!("{}", show::pending(v));
+            outln!("{}", show::pending(v))?;
         }
     }
     Ok(0)
@@ -480,8 +487,8 @@ fn approve(home: &Path, args: ApproveArgs) -> Result<i32> {
             if args.json.json {
                 print_json(&serde_json::json!({ "error": "stale", "why": why, "fresh": fresh }))?;
             } else {
-                eprintln!("not approved: {why}\nhere is what approving would mean now:\n");
-                eprintln!("{}", show::pending(&fresh));
+                errln!("not approved: {why}\nhere is what approving would mean now:\n");
+                errln!("{}", show::pending(&fresh));
             }
             Ok(1)
         }

@@ -1,6 +1,7 @@
 //! `duo owner policy ...`: checking a policy file.
 
 use super::{print_json, JsonFlag};
+use crate::cli::out::outln;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use duo::policies::Policy;
@@ -38,7 +39,7 @@ fn check(home: &Path, file: Option<PathBuf>, json: JsonFlag) -> Result<i32> {
             if json.json {
                 print_json(&serde_json::json!({ "file": path, "ok": true, "rules": rules }))?;
             } else {
-                println!("{}: ok, {rules} rule(s)", path.display());
+                outln!("{}: ok, {rules} rule(s)", path.display())?;
             }
             Ok(0)
         }
@@ -48,7 +49,7 @@ fn check(home: &Path, file: Option<PathBuf>, json: JsonFlag) -> Result<i32> {
                     "file": path, "ok": false, "line": line, "column": column, "message": message,
                 }))?;
             } else {
-                println!("{}:{line}:{column}: {message}", path.display());
+                outln!("{}:{line}:{column}: {message}", path.display())?;
             }
             Ok(1)
         }

@@ -1,5 +1,6 @@
 //! `duo verify-receipt`, and reading a receipt file (also for `duo owner log --verify --receipt`).
 
+use crate::cli::out::outln;
 use anyhow::{Context, Result};
 use clap::Args;
 use duo::node::receipt::Receipt;
@@ -21,7 +22,7 @@ pub fn verify(args: VerifyArgs) -> Result<i32> {
     let receipt = read_receipt(&args.file)?;
     match receipt.verify(args.key.as_deref()) {
         Ok(()) => {
-            println!(
+            outln!(
                 "receipt verifies: request {} released to \"{}\" via {} (log entry {}, node key {}){}",
                 receipt.request,
                 receipt.principal,
@@ -33,11 +34,11 @@ pub fn verify(args: VerifyArgs) -> Result<i32> {
                 } else {
                     ""
                 }
-            );
+            )?;
             Ok(0)
         }
         Err(e) => {
-            println!("receipt does NOT verify: {e}");
+            outln!("receipt does NOT verify: {e}")?;
             Ok(1)
         }
     }

@@ -1,6 +1,7 @@
 //! `duo sample`: realistic sample data for trying Duo out.
 
 use super::{print_json, JsonFlag};
+use crate::cli::out::outln;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use duo::engine::sample::{self, SampleConfig};
@@ -47,7 +48,7 @@ pub fn run(args: SampleArgs) -> Result<i32> {
         print_json(&paths)?;
     } else {
         for p in paths {
-            println!("{}", p.display());
+            outln!("{}", p.display())?;
         }
     }
     Ok(0)

@@ -4,6 +4,7 @@
 //! receipt each time) for a fixed time; latency percentiles from an HDR histogram.
 
 use super::measure::Micros;
+use crate::cli::out::errln;
 use anyhow::{bail, Result};
 use duo::node::client::{self, Client, FiHome, Pointer};
 use duo::node::owner;
@@ -118,7 +119,7 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
     let (mut child, url) = serve(tmp.path(), &args).await?;
     let pid = child.id().unwrap_or(0);
     if !args.json {
-        eprintln!("pairing {} FI sessions...", args.sessions);
+        errln!("pairing {} FI sessions...", args.sessions);
     }
     let mut clients = Vec::new();
     for i in 0..args.sessions {
@@ -130,7 +131,7 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
         clients.push((c, p));
     }
     if !args.json {
-        eprintln!("running for {} s...", args.seconds);
+        errln!("running for {} s...", args.seconds);
     }
     let run = drive(clients, &args, pid).await?;
     let _ = child.kill().await;
@@ -222,7 +223,7 @@ async fn drive(clients: Vec<(Client, Pointer)>, args: &LoadArgs, pid: u32) -> Re
         tokio::time::sleep(Duration::from_secs(1)).await;
         rss.push(rss_kib(pid));
         if !args.json && (s + 1) % 10 == 0 {
-            eprintln!("  {} s, owner node rss {} KiB", s + 1, rss_kib(pid));
+            errln!("  {} s, owner node rss {} KiB", s + 1, rss_kib(pid));
         }
     }
     stop.store(true, Ordering::Relaxed);

@@ -6,6 +6,7 @@
 //! evaluator, as in a real run. Times are wall-clock medians over `--reps` repetitions; rates are computed
 //! from the median. The same pieces have criterion benches in `benches/twopc.rs`.
 
+use crate::cli::out::errln;
 use anyhow::{anyhow, bail, Result};
 use duo_protocols::channel::{self, End};
 use duo_protocols::ot::SessionId;
@@ -165,7 +166,7 @@ pub(super) struct Progress {
 impl Progress {
     pub(super) fn say(&self, msg: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("{}", msg.as_ref());
+            errln!("{}", msg.as_ref());
         }
     }
 }

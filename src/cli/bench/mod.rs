@@ -8,6 +8,7 @@ mod ot;
 mod score;
 
 use super::{emit, runtime, JsonFlag};
+use crate::cli::out::outln;
 use anyhow::Result;
 use clap::Subcommand;
 
@@ -43,7 +44,7 @@ pub fn run(cmd: BenchCmd) -> Result<i32> {
             if json {
                 super::print_json(&r)?;
             } else {
-                println!("{}", r.text());
+                outln!("{}", r.text())?;
             }
             Ok(if r.errors == 0 { 0 } else { 1 })
         }

@@ -11,6 +11,7 @@ use duo::node::client::{self, Client, FiHome};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::cli::out::outln;
 pub use release::{CostArgs, RequestArgs};
 pub use score::ScoreArgs;
 
@@ -130,10 +131,13 @@ async fn pair(fi: &FiHome, url: &str, code: &str, name: &str, json: JsonFlag) ->
     if json.json {
         print_json(&rec)?;
     } else {
-        println!(
+        outln!(
             "paired with {} as \"{}\" (owner key {} pinned; saved as `{}`)",
-            rec.url, rec.principal, rec.fingerprint, rec.name
-        );
+            rec.url,
+            rec.principal,
+            rec.fingerprint,
+            rec.name
+        )?;
     }
     Ok(0)
 }
@@ -164,10 +168,10 @@ fn receipts(fi: &FiHome, verify: bool, json: JsonFlag) -> Result<i32> {
         if json.json {
             print_json(&serde_json::json!({ "entries": entries.len(), "problems": problems }))?;
         } else if problems.is_empty() {
-            println!("{} receipt(s); chain and signatures verify", entries.len());
+            outln!("{} receipt(s); chain and signatures verify", entries.len())?;
         } else {
             for p in &problems {
-                println!("{p}");
+                outln!("{p}")?;
             }
         }
         return Ok(if problems.is_empty() { 0 } else { 1 });
@@ -175,10 +179,10 @@ fn receipts(fi: &FiHome, verify: bool, json: JsonFlag) -> Result<i32> {
     if json.json {
         print_json(&entries)?;
     } else if entries.is_empty() {
-        println!("no receipts yet");
+        outln!("no receipts yet")?;
     } else {
         for e in entries {
-            println!(
+            outln!(
                 "{:>4} {} request {} via {} at {} (owner log entry {})",
                 e.seq,
                 e.owner,
@@ -186,7 +190,7 @@ fn receipts(fi: &FiHome, verify: bool, json: JsonFlag) -> Result<i32> {
                 e.receipt.backend,
                 e.receipt.issued_at,
                 e.receipt.log_seq
-            );
+            )?;
         }
     }
     Ok(0)

@@ -1,6 +1,7 @@
 //! `duo fi cost` and `duo fi request`: previewing and asking for releases of expressions.
 
 use super::super::{print_json, show, JsonFlag};
+use crate::cli::out::{errln, out, outln};
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use duo::node::client::{Client, FiHome};
@@ -113,15 +114,15 @@ pub async fn cost(fi: &FiHome, args: CostArgs) -> Result<i32> {
     if args.json.json {
         print_json(&json!({ "releases": rows, "total": total.to_string(), "measure": unit }))?;
     } else {
-        print_costs(&rows, total, &unit);
+        print_costs(&rows, total, &unit)?;
     }
     Ok(0)
 }
 
 /// The cost rows as text, and their total.
-fn print_costs(rows: &[Value], total: Amount, unit: &str) {
+fn print_costs(rows: &[Value], total: Amount, unit: &str) -> Result<()> {
     for r in rows {
-        println!(
+        outln!(
             "{}\n  cost {} {}; 95% of answers within {} of the exact value; {}",
             r["lineage"].as_str().unwrap_or(""),
             r["cost"].as_str().unwrap_or(""),
@@ -130,9 +131,9 @@ fn print_costs(rows: &[Value], total: Amount, unit: &str) {
                 .as_f64()
                 .map_or("n/a".to_string(), |a| format!("±{a:.1}")),
             r["mechanism"].as_str().unwrap_or("")
-        );
+        )?;
     }
-    println!("total: {total} {unit} (nothing was charged)");
+    outln!("total: {total} {unit} (nothing was charged)")
 }
 
 /// `duo fi request`: ask, optionally wait for the owner; exit 1 on a denial, 2 on a syntax error.
@@ -150,7 +151,7 @@ pub async fn request(fi: &FiHome, args: RequestArgs) -> Result<i32> {
     }
     // Parse locally first so syntax errors point at the position without a round trip.
     if let Err(e) = duo::engine::parse::parse_expr(&args.expr) {
-        eprintln!("{}", e.render(&args.expr));
+        errln!("{}", e.render(&args.expr));
         return Ok(2);
     }
     let mut c = Client::connect(fi, args.owner.as_deref()).await?;
@@ -161,9 +162,10 @@ pub async fn request(fi: &FiHome, args: RequestArgs) -> Result<i32> {
     };
     if v.state == RequestState::Pending && args.wait > 0 {
         if !args.json.json {
-            eprintln!(
+            errln!(
                 "request {} is waiting for the owner; waiting up to {}s",
-                v.id, args.wait
+                v.id,
+                args.wait
             );
         }
         v = c.status(v.id, Duration::from_secs(args.wait)).await?;
@@ -172,9 +174,9 @@ pub async fn request(fi: &FiHome, args: RequestArgs) -> Result<i32> {
     if args.json.json {
         print_json(&v)?;
     } else {
-        print!("{}", show::request(&v));
+        out!("{}", show::request(&v))?;
         if v.state == RequestState::Pending {
-            println!("  (ask again later with `duo fi result {}`)", v.id);
+            outln!("  (ask again later with `duo fi result {}`)", v.id)?;
         }
     }
     Ok(match v.state {

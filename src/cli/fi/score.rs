@@ -1,6 +1,7 @@
 //! `duo fi score`: private credit scoring (2PC) with the FI's model file.
 
 use super::super::{emit, print_json, show, JsonFlag};
+use crate::cli::out::errln;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use duo::node::client::{self, Client, FiHome, ScoreLimit, ScoreReport};
@@ -49,7 +50,7 @@ pub async fn score(fi: &FiHome, home: &Path, args: ScoreArgs) -> Result<i32> {
         max_runs: args.max_runs_per_owner,
         window_days: ScoreLimit::default().window_days,
     });
-    let mut progress = |what: &str| eprintln!("... {}", show::score_progress(what));
+    let mut progress = |what: &str| errln!("... {}", show::score_progress(what));
     let result = match args.request {
         // The owner checks that the request is this FI's, approved and not run yet.
         Some(id) => c.score_run(id, &model, &mut progress).await,
@@ -72,7 +73,7 @@ pub async fn score(fi: &FiHome, home: &Path, args: ScoreArgs) -> Result<i32> {
             if args.json.json {
                 print_json(&serde_json::json!({ "error": e.code(), "message": e.to_string() }))?;
             } else {
-                eprintln!("not scored: {e}");
+                errln!("not scored: {e}");
             }
             return Ok(1);
         }
