@@ -1,13 +1,13 @@
 //! `duo bench gc`: half-gates garbling and evaluation of a wide layer of AND gates and of AES-128 copies.
 
-use super::measure::{bytes, check_reps, fresh_rng, ms, per_sec, Machine, Progress, Timing};
+use super::measure::{bytes, check_reps, fresh_rng, ms, per_sec, table, Col};
+use super::measure::{Machine, Progress, Timing};
 use anyhow::{bail, Result};
 use duo_protocols::block::Block;
 use duo_protocols::gc::aes_circuit::aes128_circuit;
 use duo_protocols::gc::{Bit, Circuit, CircuitBuilder, Delta, Evaluator, Garbler};
 use rand::Rng;
 use serde::Serialize;
-use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -75,32 +75,29 @@ pub struct GcReport {
 impl GcReport {
     /// The report as a readable table.
     pub fn text(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "duo bench gc: half-gates with free XOR, one thread; median of {} ({})",
+        let mut s = format!(
+            "duo bench gc: half-gates with free XOR, one thread; median of {} ({})\n",
             self.wide_layer.garble.time.reps,
             self.machine.line()
         );
+        let cols = [Col::left(20), Col::right(10).gap(3), Col::right(14)];
         for c in [&self.wide_layer, &self.aes128] {
             let name = if c.copies > 1 {
                 format!("{} x{} ({} AND each)", c.circuit, c.copies, c.and_gates)
             } else {
                 format!("{} ({} AND)", c.circuit, c.and_gates)
             };
-            let _ = writeln!(s, "  {name}, tables {} per copy", bytes(c.table_bytes));
-            for (what, t) in [
+            s.push_str(&format!(
+                "  {name}, tables {} per copy\n",
+                bytes(c.table_bytes)
+            ));
+            let rows = [
                 ("garble", &c.garble),
                 ("garble, streamed", &c.garble_streaming),
                 ("evaluate", &c.evaluate),
-            ] {
-                let _ = writeln!(
-                    s,
-                    "    {what:<20} {:>10}   {:>14}",
-                    ms(&t.time),
-                    per_sec(t.and_per_sec, "AND")
-                );
-            }
+            ]
+            .map(|(what, t)| vec![what.to_string(), ms(&t.time), per_sec(t.and_per_sec, "AND")]);
+            s.push_str(&table(4, &cols, rows));
         }
         s
     }
@@ -229,4 +226,51 @@ fn measure_circuit(
         garble_streaming: timing(streaming),
         evaluate: timing(evaluate),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::measure::fixtures::{machine, timing};
+    use super::*;
+
+    fn circuit(name: &'static str, and_gates: u64, copies: u64) -> CircuitReport {
+        let gates = |median, rate| GateTiming {
+            time: timing(median, median),
+            and_per_sec: rate,
+        };
+        CircuitReport {
+            circuit: name,
+            and_gates,
+            gates: and_gates * 3,
+            copies,
+            table_bytes: and_gates * 32,
+            garble: gates(0.455, 2_250_549.0),
+            garble_streaming: gates(2.1, 3_120_000.0),
+            evaluate: gates(0.021, 48_761_904.0),
+        }
+    }
+
+    #[test]
+    fn the_report_reads_as_a_table() {
+        let report = GcReport {
+            bench: "gc",
+            machine: machine(),
+            wide_layer: circuit("wide_layer", 1 << 20, 1),
+            aes128: circuit("aes128", 6400, 164),
+        };
+        assert_eq!(
+            report.text(),
+        concat!(
+            "duo bench gc: half-gates with free XOR, one thread; median of 5 (release build, 8 CPUs, load 0.25 at start)\n",
+            "  wide_layer (1048576 AND), tables 32.00 MiB per copy\n",
+            "    garble                 0.455 ms      2.3 M AND/s\n",
+            "    garble, streamed         2.1 ms      3.1 M AND/s\n",
+            "    evaluate               0.021 ms     48.8 M AND/s\n",
+            "  aes128 x164 (6400 AND each), tables 200.0 KiB per copy\n",
+            "    garble                 0.455 ms      2.3 M AND/s\n",
+            "    garble, streamed         2.1 ms      3.1 M AND/s\n",
+            "    evaluate               0.021 ms     48.8 M AND/s\n",
+        )
+        );
+    }
 }

@@ -8,6 +8,7 @@
 
 use crate::cli::out::errln;
 use anyhow::{anyhow, bail, Result};
+use comfy_table::{presets, CellAlignment, ColumnConstraint, Table, Width};
 use duo_protocols::channel::{self, End};
 use duo_protocols::ot::SessionId;
 use hdrhistogram::Histogram;
@@ -156,6 +157,74 @@ impl Wire {
     }
 }
 
+/// One column of a report's table: at least `width` characters, aligned left or right, and `gap` spaces
+/// before the next column.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Col {
+    width: u16,
+    right: bool,
+    gap: u16,
+}
+
+impl Col {
+    /// A left-aligned column, one space before the next.
+    pub(super) const fn left(width: u16) -> Col {
+        Col {
+            width,
+            right: false,
+            gap: 1,
+        }
+    }
+
+    /// A right-aligned column, one space before the next.
+    pub(super) const fn right(width: u16) -> Col {
+        Col {
+            width,
+            right: true,
+            gap: 1,
+        }
+    }
+
+    /// The same column with `gap` spaces before the next.
+    pub(super) const fn gap(self, gap: u16) -> Col {
+        Col { gap, ..self }
+    }
+}
+
+/// Rows as the bench reports print them: no borders or rules, `indent` spaces before the first column, each
+/// column as `cols` says (a row may have fewer cells than there are columns), no trailing spaces; one line per
+/// row, each ending in a newline. A cell wider than its column widens the whole column.
+pub(super) fn table(
+    indent: u16,
+    cols: &[Col],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> String {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING);
+    for row in rows {
+        t.add_row(row);
+    }
+    let last = cols.len().saturating_sub(1);
+    for (i, (column, col)) in t.column_iter_mut().zip(cols).enumerate() {
+        let before = if i == 0 { indent } else { 0 };
+        let after = if i == last { 0 } else { col.gap };
+        column.set_padding((before, after));
+        column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(
+            before + col.width + after,
+        )));
+        column.set_cell_alignment(if col.right {
+            CellAlignment::Right
+        } else {
+            CellAlignment::Left
+        });
+    }
+    let mut text = t.trim_fmt();
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text
+}
+
 /// Progress lines on standard error, unless quiet.
 #[derive(Clone, Copy)]
 pub(super) struct Progress {
@@ -249,6 +318,39 @@ pub(super) fn ms(t: &Timing) -> String {
 mod tests {
     use super::*;
 
+    fn strings(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn tables_print_as_padded_format_strings_would() {
+        let cols = [
+            Col::left(6),
+            Col::right(5).gap(3),
+            Col::right(4),
+            Col::left(0),
+        ];
+        let rows = [
+            ["name", "n", "ms", "note"],
+            ["memory", "8", "0.5", ""],
+            ["ws", "12345", "10.25", "over its column"],
+        ];
+        // The third column is 4 wide, but "10.25" widens it to 5 for every row (format! would widen only the
+        // row it is in).
+        let want: String = rows
+            .iter()
+            .map(|r| {
+                let line = format!("  {:<6} {:>5}   {:>5} {}", r[0], r[1], r[2], r[3]);
+                format!("{}\n", line.trim_end())
+            })
+            .collect();
+        let got = table(2, &cols, rows.iter().map(|r| strings(r)));
+        assert_eq!(got, want);
+        let short = table(4, &[Col::left(3), Col::right(3)], [strings(&["a"])]);
+        assert_eq!(short, "    a\n");
+        assert_eq!(table(2, &cols, Vec::<Vec<String>>::new()), "");
+    }
+
     fn us(n: u64) -> Duration {
         Duration::from_micros(n)
     }
@@ -290,5 +392,39 @@ mod tests {
         small.record(&Duration::from_nanos(1_499));
         small.record(&Duration::from_nanos(1_500));
         assert_eq!((small.quantile(0.0), small.quantile(1.0)), (1, 2));
+    }
+}
+
+/// Fixed figures for the reports' text tests.
+#[cfg(test)]
+pub(super) mod fixtures {
+    use super::{Machine, Timing, Wire};
+
+    /// A release build on 8 CPUs at load 0.25.
+    pub fn machine() -> Machine {
+        Machine {
+            cpus: 8,
+            load_avg_1m: Some(0.25),
+            release_build: true,
+        }
+    }
+
+    /// A timing with this median and p90 (milliseconds) over 5 runs.
+    pub fn timing(median_ms: f64, p90_ms: f64) -> Timing {
+        Timing {
+            median_ms,
+            min_ms: median_ms / 2.0,
+            p90_ms,
+            reps: 5,
+        }
+    }
+
+    /// Bytes each way, in 4 messages.
+    pub fn wire(owner_to_fi: u64, fi_to_owner: u64) -> Wire {
+        Wire {
+            owner_to_fi,
+            fi_to_owner,
+            messages: 4,
+        }
     }
 }

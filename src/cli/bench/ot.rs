@@ -1,12 +1,11 @@
 //! `duo bench ot`: 128 base OTs, and the KOS extension of 2^M correlated OTs with and without them.
 
 use super::measure::{bytes, check_reps, fresh_rng, ms, per_sec, run_pair, session_id};
-use super::measure::{Machine, Progress, Timing, Wire};
+use super::measure::{table, Col, Machine, Progress, Timing, Wire};
 use anyhow::{bail, Result};
 use duo_protocols::ot::{kos, SessionId};
 use rand::Rng;
 use serde::Serialize;
-use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -88,42 +87,45 @@ impl OtReport {
     pub fn text(&self) -> String {
         let e = &self.extension;
         let b = &self.base_ot;
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "duo bench ot: in memory, one thread per party; median of {} ({})",
+        let wire = |w: &Wire| {
+            format!(
+                "wire {} (owner->FI {}, FI->owner {}",
+                bytes(w.total()),
+                bytes(w.owner_to_fi),
+                bytes(w.fi_to_owner)
+            )
+        };
+        let rows = [
+            vec![
+                format!("base OT x{} (Masny-Rindal)", b.count),
+                ms(&b.time),
+                String::new(),
+                format!("{})", wire(&b.wire)),
+            ],
+            vec![
+                format!("KOS extension 2^{}, base OTs excluded", e.log2_m),
+                ms(&e.without_base_ots.time),
+                per_sec(e.without_base_ots.ots_per_sec, "OT"),
+                format!("{}; {:.1} B/OT)", wire(&e.wire), e.bytes_per_ot),
+            ],
+            vec![
+                format!("KOS extension 2^{}, with base OTs", e.log2_m),
+                ms(&e.with_base_ots.time),
+                per_sec(e.with_base_ots.ots_per_sec, "OT"),
+            ],
+        ];
+        let cols = [
+            Col::left(40),
+            Col::right(10).gap(3),
+            Col::right(14).gap(3),
+            Col::left(0),
+        ];
+        format!(
+            "duo bench ot: in memory, one thread per party; median of {} ({})\n{}",
             e.with_base_ots.time.reps,
-            self.machine.line()
-        );
-        let _ = writeln!(
-            s,
-            "  {:<40} {:>10}   {:>14}   wire {} (owner->FI {}, FI->owner {})",
-            format!("base OT x{} (Masny-Rindal)", b.count),
-            ms(&b.time),
-            "",
-            bytes(b.wire.total()),
-            bytes(b.wire.owner_to_fi),
-            bytes(b.wire.fi_to_owner),
-        );
-        let _ = writeln!(
-            s,
-            "  {:<40} {:>10}   {:>14}   wire {} (owner->FI {}, FI->owner {}; {:.1} B/OT)",
-            format!("KOS extension 2^{}, base OTs excluded", e.log2_m),
-            ms(&e.without_base_ots.time),
-            per_sec(e.without_base_ots.ots_per_sec, "OT"),
-            bytes(e.wire.total()),
-            bytes(e.wire.owner_to_fi),
-            bytes(e.wire.fi_to_owner),
-            e.bytes_per_ot,
-        );
-        let _ = writeln!(
-            s,
-            "  {:<40} {:>10}   {:>14}",
-            format!("KOS extension 2^{}, with base OTs", e.log2_m),
-            ms(&e.with_base_ots.time),
-            per_sec(e.with_base_ots.ots_per_sec, "OT"),
-        );
-        s
+            self.machine.line(),
+            table(2, &cols, rows)
+        )
     }
 }
 
@@ -238,4 +240,49 @@ fn base_setup(sid: SessionId) -> Result<(kos::Sender, kos::Receiver, Wire)> {
         |ch| Ok(kos::sender_setup_over(ch, sid, &mut fresh_rng())?),
         |ch| Ok(kos::receiver_setup_over(ch, sid, &mut fresh_rng())?),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::measure::fixtures::{machine, timing, wire};
+    use super::*;
+
+    #[test]
+    fn the_report_reads_as_a_table() {
+        let report = OtReport {
+            bench: "ot",
+            transport: "memory",
+            machine: machine(),
+            base_ot: BaseOtReport {
+                count: 128,
+                time: timing(27.04, 30.0),
+                wire: wire(8192, 32),
+            },
+            extension: ExtensionReport {
+                log2_m: 20,
+                ots: 1 << 20,
+                padded_rows: (1 << 20) + 256,
+                kos_check: true,
+                without_base_ots: ExtensionTiming {
+                    time: timing(0.665, 0.7),
+                    ots_per_sec: 1_576_806.0,
+                },
+                with_base_ots: ExtensionTiming {
+                    time: timing(33.6, 35.0),
+                    ots_per_sec: 31_207_619.0,
+                },
+                wire: wire(16, 16_781_312),
+                bytes_per_ot: 16.004,
+            },
+        };
+        assert_eq!(
+            report.text(),
+        concat!(
+            "duo bench ot: in memory, one thread per party; median of 5 (release build, 8 CPUs, load 0.25 at start)\n",
+            "  base OT x128 (Masny-Rindal)                 27.0 ms                    wire 8.0 KiB (owner->FI 8.0 KiB, FI->owner 32 B)\n",
+            "  KOS extension 2^20, base OTs excluded      0.665 ms       1.6 M OT/s   wire 16.00 MiB (owner->FI 16 B, FI->owner 16.00 MiB; 16.0 B/OT)\n",
+            "  KOS extension 2^20, with base OTs           33.6 ms      31.2 M OT/s\n",
+        )
+        );
+    }
 }

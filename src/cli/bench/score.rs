@@ -1,14 +1,14 @@
 //! `duo bench score`: private scoring runs, cold and warm, in memory and over the node's loopback WebSocket;
 //! each outcome checked against the ideal one.
 
-use super::measure::{bytes, check_reps, fresh_rng, session_id, Machine, Progress, Timing, Wire};
+use super::measure::{bytes, check_reps, fresh_rng, session_id, table, Col};
+use super::measure::{Machine, Progress, Timing, Wire};
 use anyhow::{anyhow, bail, Result};
 use duo_protocols::channel;
 use duo_protocols::fixed::{Bounds, FixedModel};
 use duo_protocols::score;
 use rand::Rng;
 use serde::Serialize;
-use std::fmt::Write as _;
 use std::sync::{Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -89,37 +89,52 @@ pub struct ScoreReport {
 impl ScoreReport {
     /// The report as a readable table.
     pub fn text(&self) -> String {
-        let mut s = String::new();
         let reps = self.runs.first().map_or(0, |r| r.warm.time.reps);
-        let _ = writeln!(
-            s,
-            "duo bench score: reveal {} ({} bit{}); median (p90) of {reps} runs ({})",
-            self.reveal,
-            self.reveal_bits,
-            if self.reveal_bits == 1.0 { "" } else { "s" },
-            self.machine.line()
-        );
-        let _ = writeln!(
-            s,
-            "  {:<9} {:>5} {:>7} {:>21} {:>11} {:>21} {:>11} {:>21}",
-            "transport", "n", "OTs", "cold", "cold wire", "warm", "warm wire", "warm with log"
-        );
-        for r in &self.runs {
-            let lat = |t: &Timing| format!("{:.3} ({:.3}) ms", t.median_ms, t.p90_ms);
-            let _ = writeln!(
-                s,
-                "  {:<9} {:>5} {:>7} {:>21} {:>11} {:>21} {:>11} {:>21}",
-                r.transport,
-                r.n,
-                r.ots,
+        let lat = |t: &Timing| format!("{:.3} ({:.3}) ms", t.median_ms, t.p90_ms);
+        let header = [
+            "transport",
+            "n",
+            "OTs",
+            "cold",
+            "cold wire",
+            "warm",
+            "warm wire",
+            "warm with log",
+        ];
+        let rows = self.runs.iter().map(|r| {
+            vec![
+                r.transport.to_string(),
+                r.n.to_string(),
+                r.ots.to_string(),
                 lat(&r.cold.time),
                 bytes(r.cold.bytes),
                 lat(&r.warm.time),
                 bytes(r.warm.bytes),
                 r.warm.with_log.as_ref().map_or("-".to_string(), lat),
-            );
-        }
-        s
+            ]
+        });
+        let cols = [
+            Col::left(9),
+            Col::right(5),
+            Col::right(7),
+            Col::right(21),
+            Col::right(11),
+            Col::right(21),
+            Col::right(11),
+            Col::right(21),
+        ];
+        format!(
+            "duo bench score: reveal {} ({} bit{}); median (p90) of {reps} runs ({})\n{}",
+            self.reveal,
+            self.reveal_bits,
+            if self.reveal_bits == 1.0 { "" } else { "s" },
+            self.machine.line(),
+            table(
+                2,
+                &cols,
+                std::iter::once(header.map(String::from).to_vec()).chain(rows)
+            )
+        )
     }
 }
 
@@ -443,4 +458,52 @@ fn score_ws(n: usize, reveal: score::Reveal, reps: usize) -> Result<(ScorePhase,
         }
     };
     Ok((phase(&cold), phase(&warm)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::measure::fixtures::{machine, timing, wire};
+    use super::*;
+
+    fn run(transport: &'static str, n: usize, ws: bool) -> ScoreRun {
+        let phase = |median, p90, bytes| ScorePhase {
+            time: timing(median, p90),
+            with_log: ws.then(|| timing(median * 2.0, p90 * 2.0)),
+            bytes,
+            wire: (!ws).then(|| wire(bytes / 2, bytes - bytes / 2)),
+        };
+        ScoreRun {
+            transport,
+            n,
+            ots: 64 * n + 64,
+            and_gates: 63,
+            cold: phase(26.219, 41.796, 31_948),
+            warm: phase(0.684, 0.707, 23_756),
+        }
+    }
+
+    #[test]
+    fn the_report_reads_as_a_table() {
+        let report = ScoreReport {
+            bench: "score",
+            machine: machine(),
+            reveal: "bands:4".into(),
+            reveal_bits: 2.0,
+            runs: vec![
+                run("memory", 8, false),
+                run("memory", 1000, false),
+                run("ws", 8, true),
+            ],
+        };
+        assert_eq!(
+            report.text(),
+        concat!(
+            "duo bench score: reveal bands:4 (2 bits); median (p90) of 5 runs (release build, 8 CPUs, load 0.25 at start)\n",
+            "  transport     n     OTs                  cold   cold wire                  warm   warm wire         warm with log\n",
+            "  memory        8     576    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB                     -\n",
+            "  memory     1000   64064    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB                     -\n",
+            "  ws            8     576    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB      1.368 (1.414) ms\n",
+        )
+        );
+    }
 }
