@@ -87,15 +87,19 @@ pub fn open_owner(dir: &Path) -> Result<Owner> {
 ///
 /// The answer must be the word `yes`, typed out: this guards deletions that cannot be undone. Without a
 /// terminal on standard input (a script, a pipe) nothing is read and the command fails, naming `--yes`.
+///
+/// This is std on purpose rather than a prompt crate: dialoguer's `Confirm` takes a single `y` keystroke
+/// (too easy for a deletion of everything) and decides whether it may prompt from standard error, not
+/// standard input, so `echo yes | duo owner forget` would no longer be refused; its text `Input` would still
+/// need the check above, and would bring the console crate for one line of reading.
 pub fn confirm(question: &str) -> Result<bool> {
-    use std::io::{BufRead, IsTerminal, Write};
+    use std::io::{BufRead, IsTerminal};
     if !std::io::stdin().is_terminal() {
         bail!("{question} This cannot be undone; pass --yes to confirm");
     }
     out::stderr(format_args!(
         "{question} This cannot be undone. Type yes to go on: "
     ));
-    std::io::stderr().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(line.trim() == "yes")
