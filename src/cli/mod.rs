@@ -1,8 +1,10 @@
-//! The `duo` subcommands, one module each, and what they share: the `--json` flag, printing, the async
-//! runtime, opening the owner's node, reading a receipt and asking before a deletion.
+//! The `duo` subcommands, one module each, and what they share: the `--json` flag, printing (through
+//! [`out`](mod@out), which a closed pipe cannot crash), the async runtime, opening the owner's node and
+//! asking before a deletion.
 //!
 //! `main.rs` parses the command line and calls one function here per subcommand; each returns the process's
-//! exit code (0 done, 1 a negative answer such as a denial or a failed check) or an error (exit 2).
+//! exit code (0 done, 1 a negative answer such as a denial or a failed check) or an error (exit 2; 141 when
+//! standard output was closed before everything was printed).
 
 pub mod bench;
 pub mod budget;
