@@ -1,8 +1,10 @@
 //! Duo keeps a person's alternative credit data (rent, utilities, phone, subscriptions, bank transactions) on
 //! their own computer and lets a financial institution learn from it only through releases the owner approved.
 //!
-//! This crate is the facade: it re-exports the engine, the policies and the node, and holds the `duo` command
-//! line. The FI side works through lazy pointers: each operation is type-checked by the owner's node against the
+//! This crate is the facade: it re-exports the engine, the policies and the node. The `duo` command line is the
+//! crate's binary (`src/main.rs` and the modules in `src/cli/`), built on this facade.
+//!
+//! The FI side works through lazy pointers: each operation is type-checked by the owner's node against the
 //! published metadata and extends a lineage; nothing is computed until a release is approved.
 //!
 //! # Example: an FI session
@@ -38,11 +40,6 @@
 //! # }
 //! ```
 #![forbid(unsafe_code)]
-
-pub mod bench;
-pub mod bench_twopc;
-pub mod demo;
-pub mod show;
 
 pub use duo_engine as engine;
 

@@ -89,7 +89,7 @@ pub trait Ledgers: HasConn {
                 request: request as u64,
                 at,
                 principal,
-                datasets: serde_json::from_str(&datasets).unwrap_or_default(),
+                datasets: serde_json::from_str(&datasets)?,
                 amount: Amount::from_nanos(amount as u64),
             });
         }

@@ -165,6 +165,12 @@ pub trait Log: HasConn {
         Ok(n as u64)
     }
 
+    /// The last `limit` entries, oldest first (all of them when there are fewer).
+    fn log_tail(&self, limit: usize) -> Result<Vec<LogEntry>, Error> {
+        let after = self.log_len()?.saturating_sub(limit as u64);
+        self.log_entries(after, limit)
+    }
+
     /// The entry at `seq`, if any.
     fn log_entry(&self, seq: u64) -> Result<Option<LogEntry>, Error> {
         let conn = self.conn();

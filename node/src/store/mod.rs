@@ -326,6 +326,23 @@ mod tests {
     }
 
     #[test]
+    fn the_tail_is_the_last_entries_oldest_first() {
+        let (_d, mut conn) = fresh();
+        assert!(conn.log_tail(3).unwrap().is_empty());
+        append(&mut conn, 5);
+        let seqs = |limit| -> Vec<u64> {
+            conn.log_tail(limit)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seqs(3), [3, 4, 5]);
+        assert_eq!(seqs(10), [1, 2, 3, 4, 5]);
+        assert!(seqs(0).is_empty());
+    }
+
+    #[test]
     fn log_chains_and_verifies() {
         let (_d, mut conn) = fresh();
         append(&mut conn, 5);

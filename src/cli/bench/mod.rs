@@ -1,0 +1,67 @@
+//! `duo bench ...`: measurements for researchers and operators. Progress goes to standard error, the report
+//! to standard output (one JSON object with `--json`).
+
+mod gc;
+mod load;
+mod measure;
+mod ot;
+mod score;
+
+use super::{emit, runtime, JsonFlag};
+use crate::cli::out::outln;
+use anyhow::Result;
+use clap::Subcommand;
+
+/// The benches.
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// A bounded load test on loopback: many FI sessions issuing auto-approved releases against one owner node.
+    Load(load::LoadArgs),
+    /// Oblivious transfer: base-OT time and KOS extension rate.
+    ///
+    /// 128 Masny-Rindal base OTs, and KOS correlated-OT extension (with its consistency check) of 2^M OTs with
+    /// and without the base OTs, in memory on two threads (owner = extension sender, FI = receiver), with bytes
+    /// on the wire.
+    Ot(ot::OtArgs),
+    /// Garbled circuits: garbling and evaluation rates.
+    ///
+    /// Half-gates garbling and evaluation in AND gates per second, one thread, for a wide layer of independent
+    /// AND gates and for copies of the AES-128 circuit, with garbled-table bytes.
+    Gc(gc::GcArgs),
+    /// Private credit scoring: latency and bytes on the wire.
+    ///
+    /// Latency of a scoring run, cold (with base OTs) and warm (extension state from an earlier run reused), and
+    /// bytes on the wire, for several numbers of attributes. Each outcome is checked against the ideal one.
+    Score(score::ScoreArgs),
+}
+
+/// Run one bench; `duo bench load` exits 1 if any request failed.
+pub fn run(cmd: BenchCmd) -> Result<i32> {
+    match cmd {
+        BenchCmd::Load(args) => {
+            let json = args.json;
+            let r = runtime()?.block_on(load::load(args))?;
+            if json {
+                super::print_json(&r)?;
+            } else {
+                outln!("{}", r.text())?;
+            }
+            Ok(if r.errors == 0 { 0 } else { 1 })
+        }
+        BenchCmd::Ot(args) => {
+            let r = ot::ot(&args)?;
+            emit(JsonFlag { json: args.json }, &r, ot::OtReport::text)?;
+            Ok(0)
+        }
+        BenchCmd::Gc(args) => {
+            let r = gc::gc(&args)?;
+            emit(JsonFlag { json: args.json }, &r, gc::GcReport::text)?;
+            Ok(0)
+        }
+        BenchCmd::Score(args) => {
+            let r = score::score(&args)?;
+            emit(JsonFlag { json: args.json }, &r, score::ScoreReport::text)?;
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! `duo owner budget ...`: privacy budget caps, what has been spent, and private scoring's use per FI.
+
+use super::{ensure_owner, open_owner, print_json, JsonFlag};
+use crate::cli::out::outln;
+use anyhow::{anyhow, bail, Result};
+use clap::Subcommand;
+use duo::node::store::prelude::*;
+use duo::policies::{Amount, Ledger, Measure, Scope, ScoringLimits};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// `duo owner budget ...`.
+#[derive(Subcommand, Debug)]
+pub enum BudgetCmd {
+    /// Set a cap (the global cap without --fi or --dataset). Only this command raises a cap.
+    Set {
+        /// Cap this FI's spending.
+        #[arg(long = "fi", conflicts_with = "dataset")]
+        principal: Option<String>,
+        /// Cap the spending on this dataset.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// The cap, in epsilon (pure-DP nodes).
+        #[arg(long, conflicts_with = "rho", required_unless_present = "rho")]
+        epsilon: Option<String>,
+        /// The cap, in rho (zCDP nodes).
+        #[arg(long)]
+        rho: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show caps, spent, remaining and the history of charges.
+    Show {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+/// Run one budget command.
+pub fn run(cmd: BudgetCmd, home: &Path) -> Result<i32> {
+    match cmd {
+        BudgetCmd::Set {
+            principal,
+            dataset,
+            epsilon,
+            rho,
+            json,
+        } => {
+            let scope = match (principal, dataset) {
+                (Some(p), _) => Scope::Principal(p),
+                (None, Some(d)) => Scope::Dataset(d),
+                (None, None) => Scope::Global,
+            };
+            set(home, scope, epsilon, rho, json)
+        }
+        BudgetCmd::Show { json } => show(home, json),
+    }
+}
+
+/// `duo owner budget set`: one cap, in the node's measure.
+fn set(
+    home: &Path,
+    scope: Scope,
+    epsilon: Option<String>,
+    rho: Option<String>,
+    json: JsonFlag,
+) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let mut o = open_owner(&dir)?;
+    let (text, measure) = match (epsilon, rho) {
+        (Some(e), None) => (e, Measure::PureEpsilon),
+        (None, Some(r)) => (r, Measure::Zcdp),
+        _ => bail!("give exactly one of --epsilon or --rho"),
+    };
+    let amount: Amount = text
+        .parse()
+        .map_err(|e| anyhow!("`{text}` is not a budget: {e}"))?;
+    o.set_cap(&scope, amount, measure)?;
+    if json.json {
+        print_json(
+            &json!({ "scope": scope, "cap": amount.to_string(), "measure": measure.name() }),
+        )?;
+    } else {
+        outln!("{scope}: cap {amount} {}", measure.name())?;
+    }
+    Ok(0)
+}
+
+/// `duo owner budget show`: caps, spent, remaining, every charge, and scoring runs and bits per FI.
+fn show(home: &Path, json: JsonFlag) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let o = open_owner(&dir)?;
+    let ledger = o.store().ledger()?;
+    let history: Vec<Value> = o
+        .store()
+        .budget_history()?
+        .into_iter()
+        .map(|c| {
+            json!({
+                "request": c.request, "at": c.at, "principal": c.principal, "datasets": c.datasets,
+                "amount": c.amount.to_string(),
+            })
+        })
+        .collect();
+    let (policy, _) = o.policy()?;
+    let limits = *policy.scoring_limits();
+    let by_fi: Vec<_> = duo::node::owner::scoring::scoring_usage(&o, &limits)?
+        .into_iter()
+        .map(|(principal, used)| {
+            json!({
+                "principal": principal,
+                "runs": used.runs,
+                "bits": used.millibits as f64 / 1000.0,
+            })
+        })
+        .collect();
+    if json.json {
+        print_json(&json!({
+            "measure": ledger.measure().name(), "accounts": accounts(&ledger), "history": history,
+            "scoring": json!({
+                "window_days": limits.window_days,
+                "max_runs": limits.max_runs,
+                "max_bits": limits.max_bits,
+                "by_fi": by_fi,
+            }),
+        }))?;
+    } else {
+        print_accounts(&ledger)?;
+        print_history(&history)?;
+        print_scoring(&limits, &by_fi)?;
+    }
+    Ok(0)
+}
+
+/// Every account of the ledger as JSON: scope, cap, spent and remaining.
+fn accounts(ledger: &Ledger) -> Vec<Value> {
+    ledger
+        .accounts()
+        .into_iter()
+        .map(|(scope, a)| {
+            json!({
+                "scope": scope,
+                "cap": a.cap.map(|c| c.to_string()),
+                "spent": a.spent.to_string(),
+                "remaining": a.remaining().map(|c| c.to_string()),
+            })
+        })
+        .collect()
+}
+
+/// The caps, one line each; on a zCDP node a cap also in (epsilon, delta) at delta = 1e-6.
+fn print_accounts(ledger: &Ledger) -> Result<()> {
+    outln!(
+        "privacy budgets ({}; one unit of privacy protects what each dataset's privacy unit says)",
+        ledger.measure().name()
+    )?;
+    if ledger.accounts().is_empty() {
+        outln!(
+            "  no budget set: dp requests are refused; set one with `duo owner budget set --epsilon 1`"
+        )?;
+    }
+    let zcdp = ledger.measure() == Measure::Zcdp;
+    let as_eps = |rho: Amount| {
+        duo::policies::zcdp_epsilon(rho, 1e-6)
+            .map_or_else(|_| "?".to_string(), |e| format!(" (eps {e} at delta 1e-6)"))
+    };
+    for (scope, a) in ledger.accounts() {
+        outln!(
+            "  {:<40} cap {:<12} spent {:<12} remaining {}{}",
+            scope.to_string(),
+            a.cap.map_or("-".to_string(), |c| c.to_string()),
+            a.spent.to_string(),
+            a.remaining().map_or("-".to_string(), |c| c.to_string()),
+            match (zcdp, a.cap) {
+                (true, Some(cap)) => format!("; cap{}", as_eps(cap)),
+                _ => String::new(),
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// Every charge, oldest first (nothing when there was none).
+fn print_history(history: &[Value]) -> Result<()> {
+    if history.is_empty() {
+        return Ok(());
+    }
+    outln!("history:")?;
+    for h in history {
+        outln!(
+            "  request {} at {}: {} to {} on {}",
+            h["request"],
+            h["at"].as_str().unwrap_or(""),
+            h["amount"].as_str().unwrap_or(""),
+            h["principal"].as_str().unwrap_or(""),
+            h["datasets"]
+        )?;
+    }
+    Ok(())
+}
+
+/// The policy's scoring limits and each FI's runs and bits in the window.
+fn print_scoring(limits: &ScoringLimits, by_fi: &[Value]) -> Result<()> {
+    outln!(
+        "private scoring (2pc), last {} days: at most {} runs{} per FI",
+        limits.window_days,
+        limits.max_runs,
+        limits
+            .max_bits
+            .map_or(String::new(), |b| format!(" and {b} bits"))
+    )?;
+    if by_fi.is_empty() {
+        outln!("  no scoring runs in the window")?;
+    }
+    for f in by_fi {
+        outln!(
+            "  {:<40} {} run(s), {} bit(s) revealed",
+            f["principal"].as_str().unwrap_or(""),
+            f["runs"],
+            f["bits"]
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! `duo fi ...`: the financial institution's commands. Each connects to a paired owner node (all but `pair`
+//! and `receipts`), does one thing and closes the session.
+
+mod release;
+mod score;
+
+use super::{emit, print_json, runtime, show, JsonFlag};
+use anyhow::Result;
+use clap::Subcommand;
+use duo::node::fi::{self as client, Client, FiHome};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::out::outln;
+pub use release::{CostArgs, RequestArgs};
+pub use score::ScoreArgs;
+
+/// The FI's commands.
+#[derive(Subcommand, Debug)]
+pub enum FiCmd {
+    /// Preview, without charging anything, what DP releases would cost and how accurate they would be.
+    Cost(CostArgs),
+    /// Pair with an owner node using the invite code the owner gave you.
+    Pair {
+        /// The owner node's address, e.g. ws://127.0.0.1:7878.
+        url: String,
+        /// The invite code (duo1-...).
+        code: String,
+        /// Local name for this owner node.
+        #[arg(long, default_value = "owner")]
+        name: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the owner's published datasets (metadata and schemas, never rows).
+    Datasets {
+        /// Which paired owner (default: the most recent pairing).
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the catalogue of named attributes.
+    Catalogue {
+        /// Which paired owner.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Ask for the release of an expression, e.g. `mean(clamp(rent.amount, 0, 300000))` or
+    /// `rent_on_time_ratio_12m()`. See the expression syntax in the README.
+    Request(RequestArgs),
+    /// Score the owner privately with a model file (2PC): only the agreed output is revealed
+    ///
+    /// Private scoring (backend 2pc) is a two-party computation in which the model never leaves the FI in the
+    /// clear and the owner's attribute values never leave the owner's node.
+    ///
+    /// The owner (or the owner's policy) sees the attributes the model uses, what a run reveals and to whom,
+    /// and a salted commitment to the model, never its weights; the commitment's opening is kept in the FI
+    /// home (`fi/models/COMMITMENT.json`) for an auditor. Once the request is approved, one run computes the
+    /// model and both sides learn only the agreed output:
+    ///
+    ///   decision  whether the score reaches the model's threshold: 1 bit (the default);
+    ///
+    ///   bands:K   which of K score bands (2 to 16) the score falls in, using the K-1 `bands` thresholds of
+    ///             the model file: log2 K bits;
+    ///
+    ///   score     the raw score: 64 bits, which can reveal an attribute outright; owners' policies refuse it
+    ///             unless a rule allows it.
+    ///
+    /// The owner's policy limits the runs and bits per FI and window; this FI also limits its own runs per
+    /// owner (--max-runs-per-owner), since an owner who controls its inputs could probe the model.
+    #[command(verbatim_doc_comment)]
+    Score(ScoreArgs),
+    /// The receipts this FI has kept, each verified when it arrived; --verify checks them all again.
+    Receipts {
+        /// Check the log's chain and every signature against the pinned keys; exit 1 on any problem.
+        #[arg(long)]
+        verify: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The state of an earlier request (and its answer, once approved).
+    Result {
+        /// Request id.
+        id: u64,
+        /// Wait up to this many seconds for a decision.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+        /// Which paired owner.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+/// Run one FI command.
+pub fn run(cmd: FiCmd, home: &Path) -> Result<i32> {
+    runtime()?.block_on(run_async(cmd, home))
+}
+
+async fn run_async(cmd: FiCmd, home: &Path) -> Result<i32> {
+    let fi = FiHome::new(&client::fi_dir(home));
+    match cmd {
+        FiCmd::Pair {
+            url,
+            code,
+            name,
+            json,
+        } => pair(&fi, &url, &code, &name, json).await,
+        FiCmd::Datasets { owner, json } => datasets(&fi, owner.as_deref(), json).await,
+        FiCmd::Catalogue { owner, json } => catalogue(&fi, owner.as_deref(), json).await,
+        FiCmd::Cost(args) => release::cost(&fi, args).await,
+        FiCmd::Request(args) => release::request(&fi, args).await,
+        FiCmd::Score(args) => score::score(&fi, home, args).await,
+        FiCmd::Receipts { verify, json } => receipts(&fi, verify, json),
+        FiCmd::Result {
+            id,
+            wait,
+            owner,
+            json,
+        } => result(&fi, id, wait, owner.as_deref(), json).await,
+    }
+}
+
+/// `duo fi pair`: pin the owner's key and register this FI's.
+async fn pair(fi: &FiHome, url: &str, code: &str, name: &str, json: JsonFlag) -> Result<i32> {
+    let rec = client::pair(fi, url, code, name).await?;
+    if json.json {
+        print_json(&rec)?;
+    } else {
+        outln!(
+            "paired with {} as \"{}\" (owner key {} pinned; saved as `{}`)",
+            rec.url,
+            rec.principal,
+            rec.fingerprint,
+            rec.name
+        )?;
+    }
+    Ok(0)
+}
+
+/// `duo fi datasets`: the owner's published metadata.
+async fn datasets(fi: &FiHome, owner: Option<&str>, json: JsonFlag) -> Result<i32> {
+    let mut c = Client::connect(fi, owner).await?;
+    let ds = c.datasets().await?;
+    c.close().await;
+    emit(json, &ds, |d| show::datasets(d))?;
+    Ok(0)
+}
+
+/// `duo fi catalogue`: the named attributes.
+async fn catalogue(fi: &FiHome, owner: Option<&str>, json: JsonFlag) -> Result<i32> {
+    let mut c = Client::connect(fi, owner).await?;
+    let cat = c.catalogue().await?;
+    c.close().await;
+    emit(json, &cat, |c| show::catalogue(c))?;
+    Ok(0)
+}
+
+/// `duo fi receipts`: the kept receipts, or (`verify`) a check of them all; exit 1 on any problem.
+fn receipts(fi: &FiHome, verify: bool, json: JsonFlag) -> Result<i32> {
+    let entries = fi.receipts()?;
+    if verify {
+        let problems = fi.verify_receipts()?;
+        if json.json {
+            print_json(&serde_json::json!({ "entries": entries.len(), "problems": problems }))?;
+        } else if problems.is_empty() {
+            outln!("{} receipt(s); chain and signatures verify", entries.len())?;
+        } else {
+            for p in &problems {
+                outln!("{p}")?;
+            }
+        }
+        return Ok(if problems.is_empty() { 0 } else { 1 });
+    }
+    if json.json {
+        print_json(&entries)?;
+    } else if entries.is_empty() {
+        outln!("no receipts yet")?;
+    } else {
+        for e in entries {
+            outln!(
+                "{:>4} {} request {} via {} at {} (owner log entry {})",
+                e.seq,
+                e.owner,
+                e.receipt.request,
+                e.receipt.backend,
+                e.receipt.issued_at,
+                e.receipt.log_seq
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// `duo fi result`: an earlier request's state, waiting up to `wait` seconds for a decision.
+async fn result(
+    fi: &FiHome,
+    id: u64,
+    wait: u64,
+    owner: Option<&str>,
+    json: JsonFlag,
+) -> Result<i32> {
+    let mut c = Client::connect(fi, owner).await?;
+    let v = c.status(id, Duration::from_secs(wait)).await?;
+    c.close().await;
+    emit(json, &v, show::request)?;
+    Ok(0)
+}

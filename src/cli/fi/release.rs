@@ -1,0 +1,186 @@
+//! `duo fi cost` and `duo fi request`: previewing and asking for releases of expressions.
+
+use super::super::{print_json, show, JsonFlag};
+use crate::cli::out::{errln, out, outln};
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use duo::node::fi::{Client, FiHome};
+use duo::node::proto::request::DpParams;
+use duo::node::proto::request::RequestState;
+use duo::node::proto::ServerMsg;
+use duo::policies::{Amount, Backend};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// What a DP request spends: an epsilon, a rho, or a target accuracy.
+#[derive(Args, Debug, Clone)]
+pub struct DpArgs {
+    /// Privacy cost in epsilon (with --backend dp).
+    #[arg(long, conflicts_with_all = ["rho", "alpha"])]
+    epsilon: Option<f64>,
+    /// Privacy cost in rho, on zCDP nodes (with --backend dp).
+    #[arg(long, conflicts_with = "alpha")]
+    rho: Option<f64>,
+    /// Target accuracy: the answer within ALPHA of the exact value ...
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// ... with probability at least 1 - BETA (default 0.05).
+    #[arg(long, requires = "alpha")]
+    beta: Option<f64>,
+}
+
+impl DpArgs {
+    /// The DP parameters, if any was given.
+    fn params(&self) -> Option<DpParams> {
+        (self.epsilon.is_some() || self.rho.is_some() || self.alpha.is_some()).then_some(DpParams {
+            epsilon: self.epsilon,
+            rho: self.rho,
+            alpha: self.alpha,
+            beta: self.beta,
+        })
+    }
+}
+
+/// Options of `duo fi cost`.
+#[derive(Args, Debug)]
+pub struct CostArgs {
+    /// One or more expressions.
+    #[arg(required = true)]
+    exprs: Vec<String>,
+    #[command(flatten)]
+    dp: DpArgs,
+    /// Which paired owner.
+    #[arg(long)]
+    owner: Option<String>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// Options of `duo fi request`.
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    /// The expression.
+    expr: String,
+    /// Why you need it (the owner sees it).
+    #[arg(long)]
+    reason: String,
+    /// Backend: plaintext (the exact value) or dp (a differentially private value).
+    #[arg(long, default_value = "plaintext", value_parser = ["plaintext", "dp"])]
+    backend: String,
+    #[command(flatten)]
+    dp: DpArgs,
+    /// Wait up to this many seconds for the owner's decision.
+    #[arg(long, default_value_t = 0)]
+    wait: u64,
+    /// Which paired owner.
+    #[arg(long)]
+    owner: Option<String>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// `duo fi cost`: each expression's cost and accuracy, and the total; nothing is charged.
+pub async fn cost(fi: &FiHome, args: CostArgs) -> Result<i32> {
+    let params = args.dp.params().ok_or_else(|| {
+        anyhow!("state what to spend: --epsilon X, --rho X, or --alpha A [--beta B]")
+    })?;
+    let mut c = Client::connect(fi, args.owner.as_deref()).await?;
+    let mut rows = Vec::new();
+    let mut total = Amount::from_nanos(0);
+    let mut unit = String::new();
+    for e in &args.exprs {
+        let p = c.expr(e).await?;
+        match c.cost(&p, params.clone()).await? {
+            ServerMsg::Cost {
+                cost,
+                measure,
+                accuracy95,
+                mechanism,
+            } => {
+                let amount: Amount = cost.parse().map_err(|e| anyhow!("{e}"))?;
+                total = total
+                    .checked_add(amount)
+                    .ok_or_else(|| anyhow!("total overflows"))?;
+                unit = measure.clone();
+                rows.push(json!({
+                    "expr": e, "lineage": p.description, "cost": cost, "measure": measure,
+                    "accuracy95": accuracy95, "mechanism": mechanism,
+                }));
+            }
+            other => bail!("unexpected reply {other:?}"),
+        }
+    }
+    c.close().await;
+    if args.json.json {
+        print_json(&json!({ "releases": rows, "total": total.to_string(), "measure": unit }))?;
+    } else {
+        print_costs(&rows, total, &unit)?;
+    }
+    Ok(0)
+}
+
+/// The cost rows as text, and their total.
+fn print_costs(rows: &[Value], total: Amount, unit: &str) -> Result<()> {
+    for r in rows {
+        outln!(
+            "{}\n  cost {} {}; 95% of answers within {} of the exact value; {}",
+            r["lineage"].as_str().unwrap_or(""),
+            r["cost"].as_str().unwrap_or(""),
+            r["measure"].as_str().unwrap_or(""),
+            r["accuracy95"]
+                .as_f64()
+                .map_or("n/a".to_string(), |a| format!("±{a:.1}")),
+            r["mechanism"].as_str().unwrap_or("")
+        )?;
+    }
+    outln!("total: {total} {unit} (nothing was charged)")
+}
+
+/// `duo fi request`: ask, optionally wait for the owner; exit 1 on a denial, 2 on a syntax error.
+pub async fn request(fi: &FiHome, args: RequestArgs) -> Result<i32> {
+    let backend: Backend = args
+        .backend
+        .parse()
+        .map_err(|_| anyhow!("unknown backend `{}`; use plaintext or dp", args.backend))?;
+    let params = args.dp.params();
+    if backend == Backend::Dp && params.is_none() {
+        bail!("a dp request states what to spend: --epsilon X, --rho X, or --alpha A [--beta B]");
+    }
+    if backend != Backend::Dp && params.is_some() {
+        bail!("--epsilon, --rho and --alpha go with --backend dp");
+    }
+    // Parse locally first so syntax errors point at the position without a round trip.
+    if let Err(e) = duo::engine::parse::parse_expr(&args.expr) {
+        errln!("{}", e.render(&args.expr));
+        return Ok(2);
+    }
+    let mut c = Client::connect(fi, args.owner.as_deref()).await?;
+    let p = c.expr(&args.expr).await?;
+    let mut v = match params {
+        Some(params) => c.request_dp(&p, params, &args.reason).await?,
+        None => c.request(&p, backend, &args.reason).await?,
+    };
+    if v.state == RequestState::Pending && args.wait > 0 {
+        if !args.json.json {
+            errln!(
+                "request {} is waiting for the owner; waiting up to {}s",
+                v.id,
+                args.wait
+            );
+        }
+        v = c.status(v.id, Duration::from_secs(args.wait)).await?;
+    }
+    c.close().await;
+    if args.json.json {
+        print_json(&v)?;
+    } else {
+        out!("{}", show::request(&v))?;
+        if v.state == RequestState::Pending {
+            outln!("  (ask again later with `duo fi result {}`)", v.id)?;
+        }
+    }
+    Ok(match v.state {
+        RequestState::Denied => 1,
+        _ => 0,
+    })
+}

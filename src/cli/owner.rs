@@ -1,0 +1,509 @@
+//! `duo owner ...`: the data owner's commands (the budget, the log and the policy have their own modules).
+
+use super::budget::BudgetCmd;
+use super::log::LogArgs;
+use super::policy::PolicyCmd;
+use super::show;
+use super::{confirm, emit, ensure_owner, open_owner, print_json, runtime, ttl, JsonFlag};
+use crate::cli::out::{errln, outln};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use duo::node::owner::{self, ServeConfig};
+use duo::node::store::{self, prelude::*};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The owner's commands.
+#[derive(Subcommand, Debug)]
+pub enum OwnerCmd {
+    /// Create the owner node: its key, its store and a commented default policy (existing ones are kept).
+    Init {
+        /// Use this policy file instead of the default.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Load a CSV file as a new version of a dataset.
+    Load(LoadArgs),
+    /// List loaded datasets, with what the node inferred from them (shown only to you).
+    Datasets {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Serve FIs: listen for paired sessions and pairings.
+    Serve(ServeArgs),
+    /// Make a one-time invite code for an FI, bound to the name you choose for it.
+    Invite(InviteArgs),
+    /// The FIs paired with this node.
+    #[command(subcommand)]
+    Fi(OwnerFiCmd),
+    /// Dataset commands.
+    #[command(subcommand)]
+    Dataset(DatasetCmd),
+    /// Privacy budgets: caps per FI, per dataset and overall, and what has been spent.
+    #[command(subcommand)]
+    Budget(BudgetCmd),
+    /// Delete all loaded data (every version of every dataset); the log and the history are kept.
+    Forget {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show the requests waiting for your decision, with the exact value each would release.
+    Requests {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Approve a pending request (releases the value shown by `duo owner requests`).
+    Approve(ApproveArgs),
+    /// Deny a pending request; the FI sees your reason.
+    Deny {
+        /// Request id.
+        id: u64,
+        /// Why (sent to the FI).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Show the audit log, or check that it has not been tampered with.
+    Log(LogArgs),
+    /// Policy file commands.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+/// Options of `duo owner load`.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// The CSV file.
+    file: PathBuf,
+    /// Dataset name (letters, digits, underscores).
+    #[arg(long)]
+    name: String,
+    /// Metadata file (TOML). Default: FILE with `.csv` replaced by `.meta.toml`.
+    #[arg(long)]
+    meta: Option<PathBuf>,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// Options of `duo owner serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    listen: SocketAddr,
+    /// How commits are synced: `full` survives power loss, `normal` survives a crash of the program.
+    #[arg(long, default_value = "full", value_parser = ["full", "normal"])]
+    sync: String,
+    /// Requests each FI may make per hour.
+    #[arg(long, default_value_t = 3600)]
+    requests_per_hour: usize,
+    /// Concurrent sessions each FI may hold.
+    #[arg(long, default_value_t = 8)]
+    sessions_per_fi: usize,
+    /// Concurrent connections in all.
+    #[arg(long, default_value_t = 256)]
+    max_connections: usize,
+}
+
+/// Options of `duo owner invite`.
+#[derive(Args, Debug)]
+pub struct InviteArgs {
+    /// The name you give this FI (its principal), e.g. "Acme Bank".
+    #[arg(long = "fi")]
+    principal: String,
+    /// How long the code stays valid, with its unit (e.g. 15m, 2h, 1d).
+    #[arg(long, default_value = "15m")]
+    ttl: String,
+    /// How many days the pairing lasts; after that the FI needs a new invite.
+    #[arg(long, default_value_t = 90)]
+    pairing_days: u32,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// Options of `duo owner approve`.
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    /// Request id.
+    id: u64,
+    /// The token `duo owner requests` printed: the approval fails if anything you were shown has changed.
+    #[arg(long, required_unless_present = "yes")]
+    seen: Option<String>,
+    /// Approve without a token: whatever the request would release now (printed after approving).
+    #[arg(long, conflicts_with = "seen")]
+    yes: bool,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// `duo owner fi ...`.
+#[derive(Subcommand, Debug)]
+pub enum OwnerFiCmd {
+    /// List paired FIs: principal, key fingerprint, since, expiry, last seen, pending requests.
+    List {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Cut an FI off: its sessions close at once and its pending requests are cancelled. Its history is kept;
+    /// a new invite pairs it again.
+    Revoke {
+        /// The principal name.
+        principal: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+/// `duo owner dataset ...`.
+#[derive(Subcommand, Debug)]
+pub enum DatasetCmd {
+    /// Delete every version of a dataset's rows; its metadata and the log stay.
+    Delete {
+        /// Dataset name.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Run one owner command.
+pub fn run(cmd: OwnerCmd, home: &Path) -> Result<i32> {
+    match cmd {
+        OwnerCmd::Init { policy, json } => init(home, policy, json),
+        OwnerCmd::Load(args) => load(home, args),
+        OwnerCmd::Datasets { json } => datasets(home, json),
+        OwnerCmd::Serve(args) => serve(home, args),
+        OwnerCmd::Invite(args) => invite(home, args),
+        OwnerCmd::Fi(OwnerFiCmd::List { json }) => fi_list(home, json),
+        OwnerCmd::Fi(OwnerFiCmd::Revoke { principal, json }) => fi_revoke(home, &principal, json),
+        OwnerCmd::Dataset(DatasetCmd::Delete { name, yes }) => dataset_delete(home, &name, yes),
+        OwnerCmd::Budget(cmd) => super::budget::run(cmd, home),
+        OwnerCmd::Forget { yes } => forget(home, yes),
+        OwnerCmd::Requests { json } => requests(home, json),
+        OwnerCmd::Approve(args) => approve(home, args),
+        OwnerCmd::Deny { id, reason, json } => deny(home, id, &reason, json),
+        OwnerCmd::Log(args) => super::log::run(home, args),
+        OwnerCmd::Policy(cmd) => super::policy::run(cmd, home),
+    }
+}
+
+/// `duo owner init`: the node's key, store and policy (the default one unless `policy` names a file).
+fn init(home: &Path, policy: Option<PathBuf>, json: JsonFlag) -> Result<i32> {
+    let dir = owner::owner_dir(home);
+    let text = policy
+        .map(|p| std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display())))
+        .transpose()?;
+    let r = owner::init(&dir, text.as_deref())?;
+    if json.json {
+        print_json(&serde_json::json!({
+            "dir": dir, "fingerprint": r.fingerprint, "new_key": r.new_key, "wrote_policy": r.wrote_policy,
+        }))?;
+    } else {
+        outln!("owner node in {}", dir.display())?;
+        outln!(
+            "  key fingerprint: {}{}",
+            r.fingerprint,
+            if r.new_key { " (new)" } else { "" }
+        )?;
+        outln!(
+            "  policy: {}{}",
+            duo::node::owner::policy_path(&dir).display(),
+            if r.wrote_policy {
+                " (default written: every request goes to you)"
+            } else {
+                " (kept)"
+            }
+        )?;
+    }
+    Ok(0)
+}
+
+/// `duo owner load`: a CSV file and its metadata as a new version of a dataset.
+fn load(home: &Path, args: LoadArgs) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let meta_path = args.meta.unwrap_or_else(|| {
+        let s = args.file.to_string_lossy();
+        PathBuf::from(
+            s.strip_suffix(".csv")
+                .map_or_else(|| format!("{s}.meta.toml"), |b| format!("{b}.meta.toml")),
+        )
+    });
+    let meta_text = std::fs::read_to_string(&meta_path).with_context(|| {
+        format!(
+            "reading the metadata file {} (pass --meta FILE; `duo sample --out DIR` writes examples)",
+            meta_path.display()
+        )
+    })?;
+    let r = owner::load(&dir, &args.file, &args.name, &meta_text)?;
+    if args.json.json {
+        print_json(&serde_json::json!({
+            "name": r.name, "version": r.version, "rows": r.rows, "suggestions": r.suggestions,
+        }))?;
+        return Ok(0);
+    }
+    outln!(
+        "loaded {} rows into `{}` (version {})",
+        r.rows,
+        r.name,
+        r.version
+    )?;
+    outln!("  inferred from the data (shown only to you, never published):")?;
+    for c in &r.suggestions.columns {
+        outln!(
+            "    {:<14} min {} max {}{}{}",
+            c.name,
+            c.min.as_deref().unwrap_or("-"),
+            c.max.as_deref().unwrap_or("-"),
+            if c.nulls > 0 {
+                format!(", {} empty", c.nulls)
+            } else {
+                String::new()
+            },
+            if c.outside_bounds > 0 {
+                format!(
+                    ", {} outside the declared bounds (clamped when used)",
+                    c.outside_bounds
+                )
+            } else {
+                String::new()
+            }
+        )?;
+    }
+    Ok(0)
+}
+
+/// `duo owner datasets`: what is loaded.
+fn datasets(home: &Path, json: JsonFlag) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let o = open_owner(&dir)?;
+    let rows = o.store().datasets()?;
+    if json.json {
+        print_json(&rows)?;
+    } else if rows.is_empty() {
+        outln!("no datasets yet; load one with `duo owner load FILE.csv --name NAME`")?;
+    } else {
+        for r in rows {
+            outln!(
+                "{} v{}: {} rows, loaded {}\n  {}",
+                r.meta.name,
+                r.version,
+                r.rows,
+                r.loaded_at,
+                r.meta.description
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// `duo owner serve`: listen until Ctrl-C or SIGTERM; the URL goes to standard output.
+fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let mut cfg = ServeConfig::new(&dir);
+    cfg.principal_limits.requests_per_hour = args.requests_per_hour;
+    cfg.principal_limits.max_sessions = args.sessions_per_fi.max(1);
+    cfg.max_connections = args.max_connections.max(1);
+    cfg.sync = if args.sync == "normal" {
+        store::Sync::Normal
+    } else {
+        store::Sync::Full
+    };
+    runtime()?.block_on(async move {
+        let node = owner::spawn(cfg, args.listen).await?;
+        outln!("{}", node.url())?;
+        errln!(
+            "owner node listening on {} (key {}); Ctrl-C to stop",
+            node.url(),
+            duo::node::net::keys::fingerprint(&owner::node_key(&dir)?.public)
+        );
+        shutdown_signal().await;
+        errln!("stopping");
+        node.shutdown().await;
+        Ok(0)
+    })
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `duo owner invite`: a one-time code on standard output, what to do with it on standard error.
+fn invite(home: &Path, args: InviteArgs) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let ttl = ttl::parse_ttl(&args.ttl)?;
+    if !(1..=3650).contains(&args.pairing_days) {
+        bail!("--pairing-days must be between 1 and 3650");
+    }
+    let pairing = Duration::from_secs(u64::from(args.pairing_days) * 86400);
+    let principal = args.principal.trim();
+    let code = owner::invite_for(&dir, &args.principal, ttl, pairing)?;
+    if args.json.json {
+        print_json(&serde_json::json!({
+            "principal": principal, "code": code.to_string(), "expires_in_secs": ttl.as_secs(),
+        }))?;
+    } else {
+        outln!("{code}")?;
+        errln!(
+            "give this code to {principal} out of band; it works once, for {}",
+            ttl::words(ttl)
+        );
+    }
+    Ok(0)
+}
+
+/// `duo owner fi list`: the paired FIs.
+fn fi_list(home: &Path, json: JsonFlag) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let o = open_owner(&dir)?;
+    let list = o.store().pairings()?;
+    if json.json {
+        print_json(&list)?;
+    } else if list.is_empty() {
+        outln!("no FI is paired; make an invite with `duo owner invite --fi NAME`")?;
+    } else {
+        for p in list {
+            let expires = chrono::DateTime::from_timestamp(p.expires_at, 0)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            outln!(
+                "{}  [{}]\n  key {}; paired {}; expires {}; last seen {}; {} pending request(s)",
+                p.principal,
+                p.state,
+                p.fingerprint,
+                p.paired_at,
+                expires,
+                p.last_seen.as_deref().unwrap_or("never"),
+                p.pending
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// `duo owner fi revoke`: cut an FI off.
+fn fi_revoke(home: &Path, principal: &str, json: JsonFlag) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let mut o = open_owner(&dir)?;
+    let cancelled = o.store_mut().revoke(principal)?;
+    if json.json {
+        print_json(
+            &serde_json::json!({ "principal": principal, "cancelled_requests": cancelled }),
+        )?;
+    } else {
+        outln!(
+            "revoked `{principal}`: its sessions close now; {} pending request(s) cancelled",
+            cancelled.len()
+        )?;
+    }
+    Ok(0)
+}
+
+/// `duo owner dataset delete`: every version of one dataset's rows, after asking.
+fn dataset_delete(home: &Path, name: &str, yes: bool) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    if !yes && !confirm(&format!("delete every version of the rows of `{name}`?"))? {
+        return Ok(1);
+    }
+    let mut o = open_owner(&dir)?;
+    let n = o.store_mut().delete_dataset(name)?;
+    o.store().scrub()?;
+    outln!("deleted {n} version(s) of `{name}`; the log keeps what was released from it")?;
+    Ok(0)
+}
+
+/// `duo owner forget`: every dataset's rows, after asking.
+fn forget(home: &Path, yes: bool) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    if !yes && !confirm("delete ALL loaded data on this node?")? {
+        return Ok(1);
+    }
+    let mut o = open_owner(&dir)?;
+    let names: Vec<String> = o
+        .store()
+        .datasets()?
+        .into_iter()
+        .map(|d| d.meta.name)
+        .collect();
+    for name in &names {
+        o.store_mut().delete_dataset(name)?;
+    }
+    o.store().scrub()?;
+    outln!(
+        "deleted {} dataset(s); the log, pairings and history are kept",
+        names.len()
+    )?;
+    Ok(0)
+}
+
+/// `duo owner requests`: the pending requests, each with what approving it would release.
+fn requests(home: &Path, json: JsonFlag) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let o = open_owner(&dir)?;
+    let views = o
+        .pending_ids()?
+        .into_iter()
+        .map(|id| o.pending_view(id))
+        .collect::<Result<Vec<_>, _>>()?;
+    if json.json {
+        print_json(&views)?;
+    } else if views.is_empty() {
+        outln!("no requests are waiting for you")?;
+    } else {
+        for v in &views {
+            outln!("{}", show::pending(v))?;
+        }
+    }
+    Ok(0)
+}
+
+/// `duo owner approve`: exit 1, with what approving would mean now, if anything shown has changed.
+fn approve(home: &Path, args: ApproveArgs) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let mut o = open_owner(&dir)?;
+    match o.approve(args.id, args.seen.as_deref()) {
+        Ok(v) => {
+            emit(args.json, &v, |v| {
+                format!("released:\n{}", show::request(v))
+            })?;
+            Ok(0)
+        }
+        Err(duo::node::Error::Stale { why, .. }) => {
+            let fresh = o.pending_view(args.id)?;
+            if args.json.json {
+                print_json(&serde_json::json!({ "error": "stale", "why": why, "fresh": fresh }))?;
+            } else {
+                errln!("not approved: {why}\nhere is what approving would mean now:\n");
+                errln!("{}", show::pending(&fresh));
+            }
+            Ok(1)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `duo owner deny`: the FI sees `reason`.
+fn deny(home: &Path, id: u64, reason: &str, json: JsonFlag) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let mut o = open_owner(&dir)?;
+    let v = o.deny(id, reason)?;
+    emit(json, &v, |v| format!("denied:\n{}", show::request(v)))?;
+    Ok(0)
+}
