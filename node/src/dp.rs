@@ -13,8 +13,7 @@ use duo_engine::{
     evaluate, AggKind, Answer, ArithOp, Checked, DataSource, DatasetMeta, Expr, PrivacyUnit, Type,
     Value,
 };
-use duo_policies::Amount;
-use duo_protocols::dp::{self, Budget, Contribution, PrivacyMeasure, Query};
+use duo_protocols::dp::{self, Amount, Budget, Contribution, Measure, Query};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -136,14 +135,6 @@ pub struct DpPlan {
     pub mechanism: String,
 }
 
-/// The node's measure as the mechanisms name it.
-pub fn protocol_measure(m: duo_policies::Measure) -> PrivacyMeasure {
-    match m {
-        duo_policies::Measure::PureEpsilon => PrivacyMeasure::PureEpsilon,
-        duo_policies::Measure::Zcdp => PrivacyMeasure::ZeroConcentrated,
-    }
-}
-
 fn refuse(msg: impl Into<String>) -> Error {
     Error::Refused(format!("not available with dp: {}", msg.into()))
 }
@@ -210,11 +201,10 @@ fn int_bounds(ty: &Type) -> Result<(i64, i64), Error> {
 pub fn plan(
     checked: &Checked,
     metas: &BTreeMap<String, DatasetMeta>,
-    measure: duo_policies::Measure,
+    m: Measure,
     params: &DpParams,
 ) -> Result<DpPlan, Error> {
     let contribution = contribution(checked, metas)?;
-    let m = protocol_measure(measure);
     // A catalogue attribute is released through its DP form; a public factor is applied after noise.
     let mut expr = checked.expr.clone();
     if let Expr::Catalogue {
@@ -346,7 +336,7 @@ pub fn plan(
     let mut cost = Amount::from_nanos(0);
     for (p, _) in &parts {
         cost = cost
-            .checked_add(Amount::from_nanos(p.cost().nanos))
+            .checked_add(p.cost())
             .ok_or_else(|| Error::Refused("the cost overflows".into()))?;
     }
     if factor != 1.0 && !matches!(shape, Shape::Scalar) {
@@ -382,7 +372,7 @@ fn catalogue_form(
     name: &str,
     end: chrono::NaiveDate,
     contribution: Contribution,
-    m: PrivacyMeasure,
+    m: Measure,
     params: &DpParams,
 ) -> Result<Option<DpPlan>, Error> {
     let start = |months: u32| {
@@ -397,7 +387,7 @@ fn catalogue_form(
             let mut cost = Amount::from_nanos(0);
             for (p, _) in &parts {
                 cost = cost
-                    .checked_add(Amount::from_nanos(p.cost().nanos))
+                    .checked_add(p.cost())
                     .ok_or_else(|| Error::Refused("the cost overflows".into()))?;
             }
             let accuracy95 = match shape {

@@ -121,17 +121,6 @@ impl ScoringSpec {
     }
 }
 
-/// The protocol's name for what a run reveals.
-pub fn protocol_reveal(r: Reveal) -> score::Reveal {
-    match r {
-        Reveal::Decision => score::Reveal::Decision,
-        Reveal::Bands { k } => score::Reveal::Bands {
-            thresholds: k.saturating_sub(1) as usize,
-        },
-        Reveal::Score => score::Reveal::Score,
-    }
-}
-
 /// What the owner sees of a scoring request before deciding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoringView {
@@ -806,14 +795,11 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
                 run.work_ahead();
             }
             OwnerStep::Done { outcome, send, ot } => {
-                if let (Outcome::Band(b), score::Reveal::Bands { thresholds }) =
-                    (outcome, params.reveal)
-                {
+                if let (Outcome::Band(b), score::Reveal::Bands { k }) = (outcome, params.reveal) {
                     // Only FI thresholds out of order give a band past the last; never record one.
-                    if b as usize > thresholds {
+                    if b >= k {
                         return Err(RunError::BadChunk(format!(
-                            "the circuit gave band {b} of {}: the FI's band thresholds are not ascending",
-                            thresholds + 1
+                            "the circuit gave band {b} of {k}: the FI's band thresholds are not ascending"
                         )));
                     }
                 }
@@ -900,7 +886,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     let params = Params {
         session: session_id(chan.handshake_hash(), request, run),
         bounds: spec.bounds(),
-        reveal: protocol_reveal(spec.reveal),
+        reveal: spec.reveal,
     };
     let start = ServerMsg::ScoreStart(Box::new(ScoreStart {
         request,
@@ -1011,7 +997,7 @@ pub async fn loopback_runs(
     let fixed =
         FixedModel::new(&bounds, &weights, 0.5, 0.0).map_err(|e| Error::Refused(e.to_string()))?;
     let bands: Vec<f64> = match reveal {
-        score::Reveal::Bands { thresholds } => (0..thresholds).map(|i| i as f64).collect(),
+        score::Reveal::Bands { .. } => (0..reveal.thresholds()).map(|i| i as f64).collect(),
         _ => Vec::new(),
     };
     let model = FiModel::new(fixed, &bands).map_err(|e| Error::Refused(e.to_string()))?;
@@ -1446,10 +1432,8 @@ nsf_overdraft_count_90d = -0.25
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
-        assert_eq!(
-            protocol_reveal(Reveal::Bands { k: 4 }),
-            score::Reveal::Bands { thresholds: 3 }
-        );
+        // k bands run with k - 1 FI thresholds.
+        assert_eq!(Reveal::Bands { k: 4 }.thresholds(), 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
