@@ -4,7 +4,9 @@
 //! privacy unit's [`Contribution`] bound, the node's ledger [`Measure`], and a [`Budget`] (a stated
 //! epsilon or rho, or a target accuracy). The [`Plan`] knows its cost, an [`Amount`] (OpenDP's privacy map
 //! at the contribution bound, rounded up to 1e-9 units), and its expected error before any data is
-//! touched; then [`Plan::release`] runs it on the column.
+//! touched; then [`Plan::release`] runs it on the column. Answers built from several noisy parts (a mean
+//! over a noisy count, a variance, a coefficient of variation) are composed by the post-processing
+//! functions of [`compose`].
 //!
 //! # What is protected
 //! Neighbouring datasets differ by adding or removing *all the rows of one privacy unit*, at most
@@ -29,11 +31,13 @@
 //! [`zcdp_epsilon`], the rounded-up bound the owner's commands show).
 //!
 //! Layout: one folder per mechanism ([`sum`], [`histogram`], [`quantile`]) with its notes (citations,
-//! semantics and proof sketch, runtime, utility) and its tests; [`units`] for the measure and amounts.
+//! semantics and proof sketch, runtime, utility) and its tests; [`compose`] for answers composed from
+//! noisy parts; [`units`] for the measure and amounts.
 
 // OpenDP's measurement and transformation types are long by nature; naming each would hide them.
 #![allow(clippy::type_complexity)]
 
+pub mod compose;
 pub mod histogram;
 pub mod quantile;
 pub mod sum;
@@ -128,7 +132,8 @@ pub enum Query {
         hi: i64,
     },
     /// The noisy clamped sum divided by a public denominator `n` (for example the days in the window, or a
-    /// declared number of rows); answer [`Answer::Real`]. The denominator is public, never the row count.
+    /// declared number of rows), by [`compose::mean`]; answer [`Answer::Real`]. The denominator is public,
+    /// never the row count.
     Mean {
         /// Lower clamp bound.
         lo: i64,
@@ -138,7 +143,8 @@ pub enum Query {
         n: u64,
     },
     /// `S2/n - (S/n)^2` from a noisy clamped sum `S` and a noisy sum of squares `S2` (each half the
-    /// budget), clamped into `[0, ((hi - lo) / 2)^2]`, with a public denominator `n`; [`Answer::Real`].
+    /// budget), clamped into `[0, ((hi - lo) / 2)^2]`, with a public denominator `n`, by
+    /// [`compose::variance`]; [`Answer::Real`].
     Variance {
         /// Lower clamp bound.
         lo: i64,
@@ -624,7 +630,7 @@ impl Plan {
                 let s = self
                     .scalar_noise::<MO>(self.scale)?
                     .eval(&sum::clamped_sum(values, *lo, *hi))?;
-                Answer::Real(s as f64 / *n as f64)
+                composed(compose::mean(s, public_denominator(*n)))?
             }
             Query::Variance { lo, hi, n } => {
                 let s = self
@@ -633,7 +639,7 @@ impl Plan {
                 let s2 = self
                     .scalar_noise::<MO>(self.scale2())?
                     .eval(&sum_of_squares(values, *lo, *hi))?;
-                Answer::Real(variance_from_sums(s, s2, *lo, *hi, *n))
+                composed(compose::variance(s, s2, public_denominator(*n), *lo, *hi))?
             }
             Query::Histogram { edges } => {
                 let (_, noise) = self.histogram_pipeline::<MO>(edges)?;
@@ -660,7 +666,7 @@ impl Plan {
                 let s = self
                     .scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?
                     .invoke(values)?;
-                Answer::Real(s as f64 / *n as f64)
+                composed(compose::mean(s, public_denominator(*n)))?
             }
             Query::Variance { lo, hi, n } => {
                 let both = make_composition(vec![
@@ -668,7 +674,13 @@ impl Plan {
                     self.scalar_pipeline::<MO>(opendp_sum_of_squares(*lo, *hi)?, self.scale2())?,
                 ])?
                 .invoke(values)?;
-                Answer::Real(variance_from_sums(both[0], both[1], *lo, *hi, *n))
+                composed(compose::variance(
+                    both[0],
+                    both[1],
+                    public_denominator(*n),
+                    *lo,
+                    *hi,
+                ))?
             }
             Query::Histogram { edges } => {
                 Answer::Counts(self.histogram_pipeline::<MO>(edges)?.0.invoke(values)?)
@@ -957,10 +969,14 @@ fn opendp_sum_of_squares(
     clamp >> square >> sum
 }
 
-/// Post-processing of a noisy sum and sum of squares into a variance, clamped to the possible range.
-fn variance_from_sums(s: i64, s2: i64, lo: i64, hi: i64, n: u64) -> f64 {
-    let n = n as f64;
-    let mean = s as f64 / n;
-    let half_range = (hi as f64 - lo as f64) / 2.0;
-    (s2 as f64 / n - mean * mean).clamp(0.0, half_range * half_range)
+/// A query's public denominator for [`compose`] (at least 1 after validation; saturating past `i64::MAX`).
+fn public_denominator(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A composed real answer; a public denominator is never below 1, so `None` cannot happen after
+/// validation.
+fn composed(x: Option<f64>) -> Fallible<Answer> {
+    x.map(Answer::Real)
+        .ok_or_else(|| opendp_error(ErrorVariant::FailedFunction, "a public denominator below 1"))
 }
