@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use duo_protocols::dp::{plan, Budget, Contribution, PrivacyMeasure, Query};
+use duo_protocols::dp::{plan, Budget, Contribution, Measure, Query};
 
 const SIZES: [usize; 4] = [1_000, 10_000, 1_000_000, 10_000_000];
 const LO: i64 = -50_000; // cents
@@ -45,7 +45,7 @@ fn sum(c: &mut Criterion) {
     let p = plan(
         Query::Sum { lo: LO, hi: HI },
         Contribution::EVENT,
-        PrivacyMeasure::PureEpsilon,
+        Measure::PureEpsilon,
         Budget::Epsilon(1.0),
     )
     .unwrap();
@@ -75,7 +75,7 @@ fn histogram(c: &mut Criterion) {
             edges: edges.clone(),
         },
         Contribution::EVENT,
-        PrivacyMeasure::PureEpsilon,
+        Measure::PureEpsilon,
         Budget::Epsilon(1.0),
     )
     .unwrap();
@@ -112,7 +112,7 @@ fn median(c: &mut Criterion) {
     let p = plan(
         Query::median_grid(LO, HI, 256).unwrap(),
         Contribution::EVENT,
-        PrivacyMeasure::PureEpsilon,
+        Measure::PureEpsilon,
         Budget::Epsilon(1.0),
     )
     .unwrap();

@@ -181,6 +181,7 @@ async fn serve(stream: DuplexStream, owner: &Keypair, reject: bool) -> ServerEnd
                 Ok(())
             }
         },
+        |_: &str| {},
         &limits,
     )
     .await;

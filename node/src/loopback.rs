@@ -48,7 +48,7 @@ pub async fn loopback_runs(
     let fixed =
         FixedModel::new(&bounds, &weights, 0.5, 0.0).map_err(|e| Error::Refused(e.to_string()))?;
     let bands: Vec<f64> = match reveal {
-        score::Reveal::Bands { thresholds } => (0..thresholds).map(|i| i as f64).collect(),
+        score::Reveal::Bands { .. } => (0..reveal.thresholds()).map(|i| i as f64).collect(),
         _ => Vec::new(),
     };
     let model = FiModel::new(fixed, &bands).map_err(|e| Error::Refused(e.to_string()))?;
@@ -98,6 +98,7 @@ pub async fn loopback_runs(
         |_| None,
         |_| String::new(),
         |_, _| Ok(()),
+        |_: &str| {},
         &limits,
     )
     .await

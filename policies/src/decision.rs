@@ -379,7 +379,7 @@ impl Condition {
                 facts.backend == Backend::TwoPc
                     && facts
                         .scoring
-                        .is_some_and(|s| kinds.contains(&s.reveal.kind()))
+                        .is_some_and(|s| kinds.contains(&RevealKind::from(s.reveal)))
             }
             Condition::Datasets(names) => checked.datasets.iter().all(|d| names.contains(d)),
             Condition::Tags(tags) => checked.datasets.iter().all(|d| {

@@ -200,9 +200,12 @@ impl Instance {
         let weights: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
         let fixed = FixedModel::new(&params.bounds, &weights, 1.5, 0.0)?;
         let bands: Vec<f64> = match reveal {
-            score::Reveal::Bands { thresholds } => (0..thresholds)
-                .map(|k| (k as f64 - thresholds as f64 / 2.0) * 10.0 * (n as f64).sqrt())
-                .collect(),
+            score::Reveal::Bands { .. } => {
+                let thresholds = reveal.thresholds();
+                (0..thresholds)
+                    .map(|k| (k as f64 - thresholds as f64 / 2.0) * 10.0 * (n as f64).sqrt())
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let model = score::FiModel::new(fixed, &bands)?;
@@ -235,10 +238,7 @@ mod tests {
     #[test]
     fn an_instance_reveals_what_it_was_asked_to() {
         let mut rng = StdRng::seed_from_u64(1);
-        for reveal in [
-            score::Reveal::Decision,
-            score::Reveal::Bands { thresholds: 3 },
-        ] {
+        for reveal in [score::Reveal::Decision, score::Reveal::Bands { k: 4 }] {
             let i = Instance::random(8, reveal, SessionId([1; 32]), &mut rng).unwrap();
             assert_eq!((i.params.bounds.len(), i.attrs.len()), (8, 8));
             assert_eq!(i.params.reveal, reveal);

@@ -642,7 +642,7 @@ impl Client {
         let params = Params {
             session: session_id(self.chan.handshake_hash(), request, start.run),
             bounds: fi_model.model().bounds().to_vec(),
-            reveal: crate::proto::scoring::protocol_reveal(start.reveal),
+            reveal: start.reveal,
         };
         let cold = self.warm.is_none();
         let (outcome, ot, bytes) = match drive_fi(

@@ -960,14 +960,16 @@ struct Established {
 /// and the mode the client asked for.
 ///
 /// # Errors
-/// An [`AcceptError`]; notably [`AcceptError::BadPsk`], which the caller should count against
-/// the invite. The client has been sent an error report where the module docs say so.
-pub async fn accept<S, P, R, F>(
+/// An [`AcceptError`]; notably [`AcceptError::BadPsk`], which `bad_psk` has already been told of (with
+/// the invite id) before the client is sent its error report, so a failure is counted before the client can
+/// try again. The client has been sent an error report where the module docs say so.
+pub async fn accept<S, P, R, F, B>(
     stream: S,
     local: &Keypair,
     psk_for_invite: P,
     invite_refusal: R,
     verify: F,
+    bad_psk: B,
     limits: &Limits,
 ) -> Result<(SecureChannel<S>, Mode), AcceptError>
 where
@@ -975,6 +977,7 @@ where
     P: FnOnce(&str) -> Option<[u8; 32]>,
     R: FnOnce(&str) -> String,
     F: FnOnce(&Mode, &[u8; 32]) -> Result<(), (String, String)>,
+    B: FnOnce(&str),
 {
     let t = limits.handshake_timeout;
     let deadline = Instant::now() + t;
@@ -998,7 +1001,12 @@ where
             let channel = SecureChannel::new(ws, est.noise, est.remote, est.hash, limits.clone());
             return Ok((channel, est.mode));
         }
-        Ok(Err(failure)) => failure,
+        Ok(Err(failure)) => {
+            if let AcceptError::BadPsk { invite_id } = &failure.error {
+                bad_psk(invite_id);
+            }
+            failure
+        }
         Err(_) => Failure::report(
             AcceptError::Timeout(t),
             codes::HANDSHAKE_TIMEOUT,
@@ -1212,6 +1220,8 @@ mod tests {
     struct Server {
         url: String,
         handle: JoinHandle<ServerResult>,
+        /// Invite ids the server was told of a wrong secret for, in order.
+        bad_psk: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     }
 
     /// Starts a server that accepts one connection. `known` is the set of client keys the
@@ -1224,6 +1234,8 @@ mod tests {
     ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let bad_psk = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let told = bad_psk.clone();
         let handle = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             accept(
@@ -1239,6 +1251,7 @@ mod tests {
                         "this key is not paired".to_owned(),
                     )),
                 },
+                move |id: &str| told.lock().unwrap().push(id.to_owned()),
                 &limits,
             )
             .await
@@ -1246,6 +1259,7 @@ mod tests {
         Server {
             url: format!("ws://{addr}/duo"),
             handle,
+            bad_psk,
         }
     }
 
@@ -1378,6 +1392,12 @@ mod tests {
             TransportError::Rejected { code, .. } => assert_eq!(code, codes::BAD_INVITE_SECRET),
             other => panic!("unexpected client error {other:?}"),
         }
+        // The server counted the failure before the client could read its report, so a retry at once already
+        // finds the invite's new state.
+        assert_eq!(
+            *srv.bad_psk.lock().unwrap(),
+            std::slice::from_ref(&invite.id)
+        );
         match join(srv.handle).await {
             Err(AcceptError::BadPsk { invite_id }) => assert_eq!(invite_id, invite.id),
             other => panic!("unexpected server result {other:?}"),
@@ -1567,6 +1587,7 @@ mod tests {
             |_: &str| None,
             |_: &str| String::new(),
             |_: &Mode, _: &[u8; 32]| Ok(()),
+            |_: &str| {},
             &limits,
         );
         assert_send(&s);

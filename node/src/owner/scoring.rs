@@ -14,7 +14,7 @@ use crate::net::run::{recv_msg, send_msg, RunBytes, RunError};
 use crate::net::transport::SecureChannel;
 use crate::proto::receipt::Receipt;
 use crate::proto::scoring::{
-    protocol_reveal, session_id, ScoreDone, ScoreOutcome, ScoreStart, ScoringSpec, STEP_TIMEOUT,
+    session_id, ScoreDone, ScoreOutcome, ScoreStart, ScoringSpec, STEP_TIMEOUT,
 };
 use crate::proto::{self as wire, ServerMsg};
 use crate::store::prelude::*;
@@ -424,14 +424,11 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
                 run.work_ahead();
             }
             OwnerStep::Done { outcome, send, ot } => {
-                if let (Outcome::Band(b), score::Reveal::Bands { thresholds }) =
-                    (outcome, params.reveal)
-                {
+                if let (Outcome::Band(b), score::Reveal::Bands { k }) = (outcome, params.reveal) {
                     // Only FI thresholds out of order give a band past the last; never record one.
-                    if b as usize > thresholds {
+                    if b >= k {
                         return Err(RunError::BadChunk(format!(
-                            "the circuit gave band {b} of {}: the FI's band thresholds are not ascending",
-                            thresholds + 1
+                            "the circuit gave band {b} of {k}: the FI's band thresholds are not ascending"
                         )));
                     }
                 }
@@ -478,7 +475,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     let params = Params {
         session: session_id(chan.handshake_hash(), request, run),
         bounds: spec.bounds(),
-        reveal: protocol_reveal(spec.reveal),
+        reveal: spec.reveal,
     };
     let start = ServerMsg::ScoreStart(Box::new(ScoreStart {
         request,

@@ -5,7 +5,7 @@ use super::service::{blocking, limit_error, log_limit, within_rate, SessionSlot,
 use super::Owner;
 use crate::error::Error;
 use crate::net::keys::fingerprint;
-use crate::net::transport::{self, AcceptError, Mode};
+use crate::net::transport::{self, Mode};
 use crate::proto::{self as wire, sanitize, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
 use crate::store::prelude::*;
 use duo_engine::{render, Checked, Expr};
@@ -92,26 +92,25 @@ async fn handshake(tcp: TcpStream, shared: &Shared) -> Option<(Chan, Mode)> {
             }
         }
     };
+    // A wrong invite secret is counted (and the invite burned after its last attempt) before the FI is told,
+    // so its next attempt already sees the invite's new state.
+    let bad_psk = |invite: &str| {
+        if let Ok(mut c) = db.lock() {
+            let _ = c.invite_failed(invite, "wrong invite secret");
+        }
+    };
     let accepted = transport::accept(
         tcp,
         &shared.key,
         psk_for,
         invite_refusal,
         verify,
+        bad_psk,
         &shared.cfg.limits,
     )
     .await;
     drop(handshake_permit);
-    match accepted {
-        Ok(x) => Some(x),
-        Err(AcceptError::BadPsk { invite_id }) => {
-            if let Ok(mut c) = shared.handshake_db.lock() {
-                let _ = c.invite_failed(&invite_id, "wrong invite secret");
-            }
-            None
-        }
-        Err(_) => None,
-    }
+    accepted.ok()
 }
 
 /// Who the peer is: the principal its invite names (pairing it now), or the one its key is paired as.

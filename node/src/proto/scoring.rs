@@ -13,7 +13,7 @@ use duo_engine::{catalogue, Answer, Value};
 use duo_policies::Reveal;
 use duo_protocols::fixed::Bounds;
 use duo_protocols::ot::SessionId;
-use duo_protocols::score::{self, Outcome};
+use duo_protocols::score::Outcome;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -92,17 +92,6 @@ impl ScoringSpec {
             self.attributes.join(", "),
             self.reveal.describe()
         )
-    }
-}
-
-/// The protocol's name for what a run reveals.
-pub fn protocol_reveal(r: Reveal) -> score::Reveal {
-    match r {
-        Reveal::Decision => score::Reveal::Decision,
-        Reveal::Bands { k } => score::Reveal::Bands {
-            thresholds: k.saturating_sub(1) as usize,
-        },
-        Reveal::Score => score::Reveal::Score,
     }
 }
 
@@ -253,10 +242,8 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
-        assert_eq!(
-            protocol_reveal(Reveal::Bands { k: 4 }),
-            score::Reveal::Bands { thresholds: 3 }
-        );
+        // k bands run with k - 1 FI thresholds.
+        assert_eq!(Reveal::Bands { k: 4 }.thresholds(), 3);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Differentially private releases on [OpenDP](https://opendp.org) (`opendp` 0.14, feature `contrib`).
 //!
 //! A release is planned from public parameters only ([`plan`]): the [`Query`] with its public bounds, the
-//! privacy unit's [`Contribution`] bound, the node's ledger [`PrivacyMeasure`], and a [`Budget`] (a stated
-//! epsilon or rho, or a target accuracy). The [`Plan`] knows its [`Cost`] (OpenDP's privacy map at the
-//! contribution bound, rounded up to 1e-9 units) and its expected error before any data is touched; then
-//! [`Plan::release`] runs it on the column.
+//! privacy unit's [`Contribution`] bound, the node's ledger [`Measure`], and a [`Budget`] (a stated
+//! epsilon or rho, or a target accuracy). The [`Plan`] knows its cost, an [`Amount`] (OpenDP's privacy map
+//! at the contribution bound, rounded up to 1e-9 units), and its expected error before any data is
+//! touched; then [`Plan::release`] runs it on the column. Answers built from several noisy parts (a mean
+//! over a noisy count, a variance, a coefficient of variation) are composed by the post-processing
+//! functions of [`compose`].
 //!
 //! # What is protected
 //! Neighbouring datasets differ by adding or removing *all the rows of one privacy unit*, at most
@@ -22,20 +24,24 @@
 //! against them), and the noise is OpenDP's own measurement, so OpenDP's privacy proof applies.
 //!
 //! # Ledger
-//! One measure per node ([`PrivacyMeasure`]). Under zCDP a pure-DP mechanism (chosen when the request
-//! states an epsilon) is charged `rho = epsilon^2 / 2` through OpenDP's `make_pureDP_to_zCDP`. Display an
-//! (epsilon, delta) equivalent of a rho with [`epsilon_delta`].
+//! One measure per node ([`Measure`]), and amounts in it ([`Amount`]), both defined in [`units`] for the
+//! whole workspace (the owner's ledger and policies use these types). Under zCDP a pure-DP mechanism
+//! (chosen when the request states an epsilon) is charged `rho = epsilon^2 / 2` through OpenDP's
+//! `make_pureDP_to_zCDP`. Display an (epsilon, delta) equivalent of a rho with [`epsilon_delta`] (or with
+//! [`zcdp_epsilon`], the rounded-up bound the owner's commands show).
 //!
 //! Layout: one folder per mechanism ([`sum`], [`histogram`], [`quantile`]) with its notes (citations,
-//! semantics and proof sketch, runtime, utility) and its tests; [`cost`] for amounts.
+//! semantics and proof sketch, runtime, utility) and its tests; [`compose`] for answers composed from
+//! noisy parts; [`units`] for the measure and amounts.
 
 // OpenDP's measurement and transformation types are long by nature; naming each would hide them.
 #![allow(clippy::type_complexity)]
 
-pub mod cost;
+pub mod compose;
 pub mod histogram;
 pub mod quantile;
 pub mod sum;
+pub mod units;
 
 #[cfg(test)]
 mod tests;
@@ -58,7 +64,10 @@ use opendp::metrics::{AbsoluteDistance, L1Distance, L2Distance, LInfDistance, Sy
 use opendp::transformations::make_count;
 use serde::{Deserialize, Serialize};
 
-pub use cost::{epsilon_delta, Cost, MAX_NANOS, NANOS_PER_UNIT};
+pub use units::{
+    epsilon_delta, zcdp_epsilon, Amount, AmountError, Measure, UnknownMeasure, MAX_NANOS,
+    NANOS_PER_UNIT,
+};
 
 /// Errors from planning or running a release. Every variant but [`DpError::OpenDp`] is the caller's
 /// mistake or a refusal decided from public parameters only.
@@ -94,25 +103,6 @@ impl DpError {
     }
 }
 
-/// The node's one ledger measure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub enum PrivacyMeasure {
-    /// Pure epsilon-DP (the default); costs are epsilons.
-    #[default]
-    PureEpsilon,
-    /// Zero-concentrated DP; costs are rhos.
-    ZeroConcentrated,
-}
-
-impl fmt::Display for PrivacyMeasure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PrivacyMeasure::PureEpsilon => "epsilon",
-            PrivacyMeasure::ZeroConcentrated => "rho",
-        })
-    }
-}
-
 /// How many rows one privacy unit can add or remove: 1 for event-level data, the dataset's declared
 /// per-month bound for month-level data. Public, declared with the dataset, never read from the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -142,7 +132,8 @@ pub enum Query {
         hi: i64,
     },
     /// The noisy clamped sum divided by a public denominator `n` (for example the days in the window, or a
-    /// declared number of rows); answer [`Answer::Real`]. The denominator is public, never the row count.
+    /// declared number of rows), by [`compose::mean`]; answer [`Answer::Real`]. The denominator is public,
+    /// never the row count.
     Mean {
         /// Lower clamp bound.
         lo: i64,
@@ -152,7 +143,8 @@ pub enum Query {
         n: u64,
     },
     /// `S2/n - (S/n)^2` from a noisy clamped sum `S` and a noisy sum of squares `S2` (each half the
-    /// budget), clamped into `[0, ((hi - lo) / 2)^2]`, with a public denominator `n`; [`Answer::Real`].
+    /// budget), clamped into `[0, ((hi - lo) / 2)^2]`, with a public denominator `n`, by
+    /// [`compose::variance`]; [`Answer::Real`].
     Variance {
         /// Lower clamp bound.
         lo: i64,
@@ -315,14 +307,14 @@ pub enum Answer {
 pub struct Plan {
     query: Query,
     contribution: Contribution,
-    measure: PrivacyMeasure,
+    measure: Measure,
     /// True for pure-DP noise (Laplace, permute-and-flip), cast to zCDP under a zCDP ledger.
     pure: bool,
     /// Noise scale; for a variance, the sum's.
     scale: f64,
     /// For a variance, the sum of squares' scale.
     scale2: Option<f64>,
-    cost: Cost,
+    cost: Amount,
 }
 
 /// Plans a release: checks the public parameters, picks the mechanism and the smallest noise scale whose
@@ -334,7 +326,7 @@ pub struct Plan {
 pub fn plan(
     query: Query,
     contribution: Contribution,
-    measure: PrivacyMeasure,
+    measure: Measure,
     budget: Budget,
 ) -> Result<Plan, DpError> {
     query.validate()?;
@@ -344,9 +336,9 @@ pub fn plan(
         ));
     }
     let pure = match (measure, budget) {
-        (PrivacyMeasure::PureEpsilon, Budget::Rho(_)) => return Err(DpError::MeasureMismatch),
-        (PrivacyMeasure::PureEpsilon, _) | (_, Budget::Epsilon(_)) => true,
-        (PrivacyMeasure::ZeroConcentrated, _) => false,
+        (Measure::PureEpsilon, Budget::Rho(_)) => return Err(DpError::MeasureMismatch),
+        (Measure::PureEpsilon, _) | (_, Budget::Epsilon(_)) => true,
+        (Measure::Zcdp, _) => false,
     };
     let mut plan = Plan {
         query,
@@ -355,32 +347,31 @@ pub fn plan(
         pure,
         scale: 1.0,
         scale2: None,
-        cost: Cost::ZERO,
+        cost: Amount::ZERO,
     };
     plan.check_ranges()?;
     match budget {
         Budget::Epsilon(x) | Budget::Rho(x) => {
             let target = match (measure, budget) {
                 // A pure epsilon under zCDP is charged rho = epsilon^2 / 2.
-                (PrivacyMeasure::ZeroConcentrated, Budget::Epsilon(_))
-                    if x.is_finite() && x >= 0.0 =>
-                {
-                    Cost::from_units(x * x / 2.0)?
+                (Measure::Zcdp, Budget::Epsilon(_)) if x.is_finite() && x >= 0.0 => {
+                    Amount::from_units(x * x / 2.0)?
                 }
-                _ => Cost::from_units(x)?,
+                _ => Amount::from_units(x)?,
             };
-            if target == Cost::ZERO {
+            if target == Amount::ZERO {
                 return Err(DpError::InvalidBudget(
                     "a release costs more than zero".into(),
                 ));
             }
             if let Query::Variance { .. } = plan.query {
                 // Half the budget each to the sum and to the sum of squares.
-                let half = Cost::from_nanos(target.nanos / 2);
+                let half = Amount::from_nanos(target.nanos() / 2);
                 plan.scale = plan.fit_scale(half, Part::First)?;
-                plan.scale2 = Some(
-                    plan.fit_scale(Cost::from_nanos(target.nanos - half.nanos), Part::Second)?,
-                );
+                plan.scale2 = Some(plan.fit_scale(
+                    Amount::from_nanos(target.nanos() - half.nanos()),
+                    Part::Second,
+                )?);
             } else {
                 plan.scale = plan.fit_scale(target, Part::First)?;
             }
@@ -398,7 +389,7 @@ pub fn plan(
         }
     }
     plan.cost = plan.compute_cost()?;
-    if plan.cost == Cost::ZERO {
+    if plan.cost == Amount::ZERO {
         return Err(DpError::InvalidBudget(
             "the accuracy target needs no noise; refusing a free release".into(),
         ));
@@ -425,7 +416,7 @@ impl Plan {
     }
 
     /// The ledger measure the cost is in.
-    pub fn measure(&self) -> PrivacyMeasure {
+    pub fn measure(&self) -> Measure {
         self.measure
     }
 
@@ -445,7 +436,7 @@ impl Plan {
     }
 
     /// The charge: OpenDP's privacy map at the contribution bound, rounded up to 1e-9 units.
-    pub fn cost(&self) -> Cost {
+    pub fn cost(&self) -> Amount {
         self.cost
     }
 
@@ -478,10 +469,8 @@ impl Plan {
             ));
         }
         match self.measure {
-            PrivacyMeasure::PureEpsilon => self.release_in::<MaxDivergence>(values),
-            PrivacyMeasure::ZeroConcentrated => {
-                self.release_in::<ZeroConcentratedDivergence>(values)
-            }
+            Measure::PureEpsilon => self.release_in::<MaxDivergence>(values),
+            Measure::Zcdp => self.release_in::<ZeroConcentratedDivergence>(values),
         }
         .map_err(DpError::opendp)
     }
@@ -490,10 +479,8 @@ impl Plan {
     /// benchmarks and cross-checks. Same distribution as [`Plan::release`], slower.
     pub fn release_via_opendp(&self, values: &Vec<i64>) -> Result<Answer, DpError> {
         match self.measure {
-            PrivacyMeasure::PureEpsilon => self.opendp_release_in::<MaxDivergence>(values),
-            PrivacyMeasure::ZeroConcentrated => {
-                self.opendp_release_in::<ZeroConcentratedDivergence>(values)
-            }
+            Measure::PureEpsilon => self.opendp_release_in::<MaxDivergence>(values),
+            Measure::Zcdp => self.opendp_release_in::<ZeroConcentratedDivergence>(values),
         }
         .map_err(DpError::opendp)
     }
@@ -532,22 +519,22 @@ impl Plan {
     /// The privacy map of the plan's OpenDP measurement at the contribution bound.
     fn privacy_map(&self, part: Option<Part>) -> Fallible<f64> {
         match self.measure {
-            PrivacyMeasure::PureEpsilon => self.map_in::<MaxDivergence>(part),
-            PrivacyMeasure::ZeroConcentrated => self.map_in::<ZeroConcentratedDivergence>(part),
+            Measure::PureEpsilon => self.map_in::<MaxDivergence>(part),
+            Measure::Zcdp => self.map_in::<ZeroConcentratedDivergence>(part),
         }
     }
 
-    fn compute_cost(&self) -> Result<Cost, DpError> {
-        Cost::round_up(self.privacy_map(None).map_err(DpError::opendp)?)
+    fn compute_cost(&self) -> Result<Amount, DpError> {
+        Amount::charge_of_map(self.privacy_map(None).map_err(DpError::opendp)?)
     }
 
     /// The smallest scale (to within a few ulps) whose privacy map (of `part`) is at most `target`.
     ///
     /// Every map here is `c / scale` or `c / scale^2` (up to OpenDP's upward rounding), so one evaluation at
     /// scale 1 gives the analytic answer; we then step up until OpenDP's map agrees.
-    fn fit_scale(&mut self, target: Cost, part: Part) -> Result<f64, DpError> {
+    fn fit_scale(&mut self, target: Amount, part: Part) -> Result<f64, DpError> {
         let target = target.as_f64_round_down();
-        let power = if self.pure && self.measure == PrivacyMeasure::PureEpsilon {
+        let power = if self.pure && self.measure == Measure::PureEpsilon {
             1.0
         } else {
             2.0
@@ -643,7 +630,7 @@ impl Plan {
                 let s = self
                     .scalar_noise::<MO>(self.scale)?
                     .eval(&sum::clamped_sum(values, *lo, *hi))?;
-                Answer::Real(s as f64 / *n as f64)
+                composed(compose::mean(s, public_denominator(*n)))?
             }
             Query::Variance { lo, hi, n } => {
                 let s = self
@@ -652,7 +639,7 @@ impl Plan {
                 let s2 = self
                     .scalar_noise::<MO>(self.scale2())?
                     .eval(&sum_of_squares(values, *lo, *hi))?;
-                Answer::Real(variance_from_sums(s, s2, *lo, *hi, *n))
+                composed(compose::variance(s, s2, public_denominator(*n), *lo, *hi))?
             }
             Query::Histogram { edges } => {
                 let (_, noise) = self.histogram_pipeline::<MO>(edges)?;
@@ -679,7 +666,7 @@ impl Plan {
                 let s = self
                     .scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?
                     .invoke(values)?;
-                Answer::Real(s as f64 / *n as f64)
+                composed(compose::mean(s, public_denominator(*n)))?
             }
             Query::Variance { lo, hi, n } => {
                 let both = make_composition(vec![
@@ -687,7 +674,13 @@ impl Plan {
                     self.scalar_pipeline::<MO>(opendp_sum_of_squares(*lo, *hi)?, self.scale2())?,
                 ])?
                 .invoke(values)?;
-                Answer::Real(variance_from_sums(both[0], both[1], *lo, *hi, *n))
+                composed(compose::variance(
+                    both[0],
+                    both[1],
+                    public_denominator(*n),
+                    *lo,
+                    *hi,
+                ))?
             }
             Query::Histogram { edges } => {
                 Answer::Counts(self.histogram_pipeline::<MO>(edges)?.0.invoke(values)?)
@@ -976,10 +969,14 @@ fn opendp_sum_of_squares(
     clamp >> square >> sum
 }
 
-/// Post-processing of a noisy sum and sum of squares into a variance, clamped to the possible range.
-fn variance_from_sums(s: i64, s2: i64, lo: i64, hi: i64, n: u64) -> f64 {
-    let n = n as f64;
-    let mean = s as f64 / n;
-    let half_range = (hi as f64 - lo as f64) / 2.0;
-    (s2 as f64 / n - mean * mean).clamp(0.0, half_range * half_range)
+/// A query's public denominator for [`compose`] (at least 1 after validation; saturating past `i64::MAX`).
+fn public_denominator(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A composed real answer; a public denominator is never below 1, so `None` cannot happen after
+/// validation.
+fn composed(x: Option<f64>) -> Fallible<Answer> {
+    x.map(Answer::Real)
+        .ok_or_else(|| opendp_error(ErrorVariant::FailedFunction, "a public denominator below 1"))
 }

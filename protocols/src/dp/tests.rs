@@ -11,8 +11,8 @@ use rand_chacha::ChaCha20Rng;
 
 use super::*;
 
-const PURE: PrivacyMeasure = PrivacyMeasure::PureEpsilon;
-const ZCDP: PrivacyMeasure = PrivacyMeasure::ZeroConcentrated;
+const PURE: Measure = Measure::PureEpsilon;
+const ZCDP: Measure = Measure::Zcdp;
 
 fn rows(k: u32) -> Contribution {
     Contribution {
@@ -59,15 +59,15 @@ fn cmp_with_nanos(m: f64, nanos: u64) -> Ordering {
 }
 
 /// `cost` is OpenDP's map rounded up: `(cost - 1e-9) < map <= cost` exactly.
-fn assert_rounded_up(map: f64, cost: Cost) {
+fn assert_rounded_up(map: f64, cost: Amount) {
     assert_ne!(
-        cmp_with_nanos(map, cost.nanos),
+        cmp_with_nanos(map, cost.nanos()),
         Ordering::Greater,
         "map {map} above cost {cost}"
     );
-    if cost.nanos > 0 {
+    if cost.nanos() > 0 {
         assert_eq!(
-            cmp_with_nanos(map, cost.nanos - 1),
+            cmp_with_nanos(map, cost.nanos() - 1),
             Ordering::Greater,
             "cost {cost} not the smallest above map {map}"
         );
@@ -115,7 +115,7 @@ fn charge_is_opendp_privacy_map_rounded_up() {
         // A budget stated in nanos is met exactly: "exactly j releases" is well defined.
         assert_eq!(
             p.cost(),
-            Cost::from_units(eps).unwrap(),
+            Amount::from_units(eps).unwrap(),
             "sum [{lo}, {hi}] k={k} eps={eps}"
         );
 
@@ -131,7 +131,7 @@ fn charge_is_opendp_privacy_map_rounded_up() {
         )
         .unwrap();
         assert_rounded_up((t >> noise).unwrap().map(&k).unwrap(), p.cost());
-        assert_eq!(p.cost(), Cost::from_units(rho).unwrap());
+        assert_eq!(p.cost(), Amount::from_units(rho).unwrap());
 
         // zCDP with an epsilon: Laplace, charged rho = epsilon^2 / 2.
         let p = plan(Query::Sum { lo, hi }, rows(k), ZCDP, Budget::Epsilon(eps)).unwrap();
@@ -146,7 +146,7 @@ fn charge_is_opendp_privacy_map_rounded_up() {
         .unwrap();
         let pure_map = (t >> noise).unwrap().map(&k).unwrap();
         assert_rounded_up(make_pure_to_rho(pure_map), p.cost());
-        assert!(p.cost() <= Cost::from_units(eps * eps / 2.0).unwrap());
+        assert!(p.cost() <= Amount::from_units(eps * eps / 2.0).unwrap());
     }
 
     // Count, histogram and quantile, both ledgers.
@@ -257,8 +257,8 @@ fn charge_is_opendp_privacy_map_rounded_up() {
     )
     .unwrap();
     assert!(
-        p.cost() <= Cost::from_units(1.0).unwrap()
-            && p.cost() >= Cost::from_units(0.999_999_99).unwrap()
+        p.cost() <= Amount::from_units(1.0).unwrap()
+            && p.cost() >= Amount::from_units(0.999_999_99).unwrap()
     );
 }
 
@@ -354,7 +354,7 @@ fn accuracy_target_is_met_by_the_cheapest_scale_and_is_monotone() {
             },
             Query::Histogram { edges: vec![0, 10] },
         ] {
-            let mut last = Cost::from_nanos(u64::MAX);
+            let mut last = Amount::from_nanos(u64::MAX);
             // OpenDP's discrete Gaussian accuracy functions take time linear in alpha; keep them small here.
             let alphas: &[f64] = if measure == PURE {
                 &[1.0, 3.0, 10.0, 50.0, 200.0, 1e3, 1e4, 1e5]
@@ -419,7 +419,7 @@ fn accuracy_matches_exact_discrete_laplace_tail() {
 fn rho_epsilon_conversions() {
     // In zCDP mode an epsilon is charged epsilon^2 / 2.
     let p = plan(Query::Count, rows(1), ZCDP, Budget::Epsilon(0.5)).unwrap();
-    assert_eq!(p.cost(), Cost::from_nanos(125_000_000));
+    assert_eq!(p.cost(), Amount::from_nanos(125_000_000));
     // (epsilon, delta) from rho: above rho, below the simple bound rho + 2 sqrt(rho ln(1/delta)), and
     // decreasing in delta.
     for rho in [0.001, 0.05, 0.5, 2.0] {
@@ -436,11 +436,39 @@ fn rho_epsilon_conversions() {
     }
     assert!(epsilon_delta(0.1, 0.0).is_err());
     assert!(epsilon_delta(-0.1, 1e-6).is_err());
-    assert_eq!(Cost::from_nanos(1_500_000_001).to_string(), "1.500000001");
+    // OpenDP's optimal conversion is never above the bound the owner's commands show.
+    for (rho, delta) in [(0.5, 1e-6), (0.01, 1e-9), (2.0, 1e-5)] {
+        let shown = zcdp_epsilon(Amount::from_units(rho).unwrap(), delta).unwrap();
+        assert!(epsilon_delta(rho, delta).unwrap() <= shown.to_f64());
+    }
+    assert_eq!(Amount::from_nanos(1_500_000_001).to_string(), "1.500000001");
+    // A stated budget rounds to the nearest nano-unit (a charge would round 0.1 up to 100_000_001).
     assert_eq!(
-        Cost::from_units(0.1).unwrap(),
-        Cost::from_nanos(100_000_000)
+        Amount::from_units(0.1).unwrap(),
+        Amount::from_nanos(100_000_000)
     );
+    assert_eq!(Amount::from_units(0.000_000_000_4).unwrap(), Amount::ZERO);
+    assert!(Amount::from_units(-0.1).is_err());
+    assert!(Amount::from_units(f64::NAN).is_err());
+    assert!(Amount::from_units(1e7).is_err());
+    // A privacy map past the largest plan cost, or infinite, is refused; a NaN or negative one is an error.
+    assert_eq!(
+        Amount::charge_of_map(0.1),
+        Ok(Amount::from_nanos(100_000_001))
+    );
+    assert_eq!(Amount::charge_of_map(1e7), Err(DpError::CostTooLarge));
+    assert_eq!(
+        Amount::charge_of_map(f64::INFINITY),
+        Err(DpError::CostTooLarge)
+    );
+    assert!(matches!(
+        Amount::charge_of_map(f64::NAN),
+        Err(DpError::OpenDp(_))
+    ));
+    assert!(matches!(
+        Amount::charge_of_map(-1.0),
+        Err(DpError::OpenDp(_))
+    ));
 }
 
 /// With a huge budget the noise is zero with overwhelming probability (every scale below is under 0.1, so

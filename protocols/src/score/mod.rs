@@ -76,15 +76,17 @@
 //! - The model commitment the FI shows the owner is asserted by the FI and not enforced by this protocol.
 
 mod msgs;
+mod reveal;
 #[cfg(test)]
 mod tests;
 
 pub use msgs::{Tag, MAX_ATTRIBUTES, MAX_BAND_THRESHOLDS};
+pub use reveal::{bits_text, Reveal, RevealParseError};
 
 use crate::block::Block;
 use crate::channel::{Channel, ChannelError};
 use crate::fixed::{self, Bounds, FixedError, FixedModel, SCORE_FRAC_BITS};
-use crate::gc::builder::{bits_to_u64, u64_to_bits, Thresholds};
+use crate::gc::builder::{bits_to_u64, u64_to_bits};
 use crate::gc::{
     self, AwaitingDecoding, Circuit, Delta, Evaluator, EvaluatorLabelPairs, GarbledHeader,
     GarbledTables, Garbler, OutputDecoding, PendingOutput,
@@ -101,43 +103,6 @@ pub use crate::gc::builder::{bands_circuit, decision_circuit};
 
 /// Bits of each weight the FI inputs: the whole ring, so any model the headroom check accepts fits.
 pub const WEIGHT_BITS: usize = 64;
-
-/// What a run reveals, to both parties. Public: both sides agree on it before the run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Reveal {
-    /// Whether the score reaches the FI's threshold: one bit.
-    Decision,
-    /// The band of the score among `thresholds` FI-private ascending thresholds: `k = thresholds + 1` bands.
-    Bands {
-        /// Number of band thresholds (`1..=MAX_BAND_THRESHOLDS`).
-        thresholds: usize,
-    },
-    /// The score itself, at scale `2^32`. Can reveal an attribute outright (a model with one weight).
-    Score,
-}
-
-impl Reveal {
-    /// Information revealed, in bits: 1, `log2 k`, or 64.
-    pub fn bits(&self) -> f64 {
-        match self {
-            Reveal::Decision => 1.0,
-            Reveal::Bands { thresholds } => ((*thresholds + 1) as f64).log2(),
-            Reveal::Score => 64.0,
-        }
-    }
-
-    /// The circuit computing this output from the two shares (and the FI's band thresholds).
-    pub fn circuit(&self) -> Circuit {
-        match self {
-            Reveal::Decision => decision_circuit(),
-            Reveal::Bands { thresholds } => {
-                bands_circuit(&Thresholds::Private { count: *thresholds })
-                    .expect("private thresholds are always well formed")
-            }
-            Reveal::Score => score_circuit(),
-        }
-    }
-}
 
 /// The raw-score circuit: the sum of the two 64-bit shares, output to both (63 AND gates).
 pub fn score_circuit() -> Circuit {
@@ -180,10 +145,11 @@ impl Params {
                 }));
             }
         }
-        if let Reveal::Bands { thresholds } = self.reveal {
-            if thresholds == 0 || thresholds > MAX_BAND_THRESHOLDS {
-                return Err(ApiMisuse::BandCount { got: thresholds }.into());
+        if !self.reveal.is_valid() {
+            return Err(ApiMisuse::BandCount {
+                got: self.reveal.thresholds(),
             }
+            .into());
         }
         Ok(())
     }
@@ -199,10 +165,8 @@ impl Params {
     }
 
     fn fi_inputs(&self) -> usize {
-        match self.reveal {
-            Reveal::Bands { thresholds } => 64 * (1 + thresholds),
-            Reveal::Decision | Reveal::Score => 64,
-        }
+        // The FI's share, then its band thresholds (none unless the reveal is bands).
+        64 * (1 + self.reveal.thresholds())
     }
 
     /// The largest message either side may receive in a run with these parameters, in bytes (for the
@@ -222,7 +186,7 @@ impl Params {
         }
         let (kind, t) = match self.reveal {
             Reveal::Decision => (0u8, 0u64),
-            Reveal::Bands { thresholds } => (1, thresholds as u64),
+            Reveal::Bands { .. } => (1, self.reveal.thresholds() as u64),
             Reveal::Score => (2, 0),
         };
         h.update(&[kind]);
@@ -272,10 +236,7 @@ impl FiModel {
         if self.model.bounds() != params.bounds.as_slice() {
             return Err(ApiMisuse::ModelBounds.into());
         }
-        let want = match params.reveal {
-            Reveal::Bands { thresholds } => thresholds,
-            _ => 0,
-        };
+        let want = params.reveal.thresholds();
         if self.bands.len() != want {
             return Err(ApiMisuse::BandCount {
                 got: self.bands.len(),
@@ -299,7 +260,7 @@ impl FiModel {
 pub enum Outcome {
     /// Whether the score reaches the threshold.
     Decision(bool),
-    /// The band index, `0..=thresholds` (how many band thresholds the score reaches).
+    /// The band index, `0..k` for `k` bands (how many of the `k - 1` band thresholds the score reaches).
     Band(u32),
     /// The score, encoded at scale `2^32` (see [`fixed::decode_score`]).
     Score(u64),

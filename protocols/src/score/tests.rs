@@ -32,7 +32,8 @@ fn random_model(rng: &mut ChaCha20Rng, p: &Params) -> FiModel {
     let threshold = rng.random_range(-1000.0..1000.0);
     let model = FixedModel::new(&p.bounds, &weights, bias, threshold).unwrap();
     let bands = match p.reveal {
-        Reveal::Bands { thresholds } => {
+        Reveal::Bands { .. } => {
+            let thresholds = p.reveal.thresholds();
             let mut t: Vec<f64> = (0..thresholds)
                 .map(|k| -2000.0 + 4000.0 * k as f64 / thresholds as f64)
                 .collect();
@@ -148,8 +149,8 @@ fn runs_equal_the_ideal_functionality_cold_and_warm() {
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     for (k, reveal) in [
         Reveal::Decision,
-        Reveal::Bands { thresholds: 3 },
-        Reveal::Bands { thresholds: 1 },
+        Reveal::Bands { k: 4 },
+        Reveal::Bands { k: 2 },
         Reveal::Score,
     ]
     .into_iter()
@@ -296,7 +297,7 @@ fn every_tampered_message_type_aborts_or_changes_nothing() {
         Tag::OutputLabels,
         Tag::Decoding,
     ];
-    for reveal in [Reveal::Decision, Reveal::Bands { thresholds: 3 }] {
+    for reveal in [Reveal::Decision, Reveal::Bands { k: 4 }] {
         let p = params(5, reveal, 61);
         for tag in tags {
             let mut aborted = 0;
@@ -453,7 +454,7 @@ fn messages_out_of_order_or_malformed_are_refused() {
 #[test]
 fn bad_parameters_and_models_are_refused_before_any_message() {
     let mut rng = ChaCha20Rng::seed_from_u64(110);
-    let p = params(2, Reveal::Bands { thresholds: 2 }, 111);
+    let p = params(2, Reveal::Bands { k: 3 }, 111);
     let model = FixedModel::new(&p.bounds, &[1.0, 2.0], 0.0, 0.0).unwrap();
     // Bands need exactly the announced number of ascending thresholds.
     assert!(matches!(
@@ -491,7 +492,7 @@ fn bad_parameters_and_models_are_refused_before_any_message() {
     };
     assert!(none.validate().is_err());
     let many = Params {
-        reveal: Reveal::Bands { thresholds: 16 },
+        reveal: Reveal::Bands { k: 17 },
         ..other
     };
     assert!(matches!(
@@ -503,7 +504,7 @@ fn bad_parameters_and_models_are_refused_before_any_message() {
 #[test]
 fn bits_revealed() {
     assert_eq!(Reveal::Decision.bits(), 1.0);
-    assert_eq!(Reveal::Bands { thresholds: 3 }.bits(), 2.0);
+    assert_eq!(Reveal::Bands { k: 4 }.bits(), 2.0);
     assert_eq!(Reveal::Score.bits(), 64.0);
     assert_eq!(decision_circuit().garbler_outputs().len(), 1);
     assert_eq!(score_circuit().garbler_outputs().len(), 64);
@@ -515,11 +516,7 @@ fn bits_revealed() {
 #[test]
 fn random_messages_at_every_step_never_panic() {
     let mut rng = ChaCha20Rng::seed_from_u64(120);
-    for reveal in [
-        Reveal::Decision,
-        Reveal::Bands { thresholds: 2 },
-        Reveal::Score,
-    ] {
+    for reveal in [Reveal::Decision, Reveal::Bands { k: 3 }, Reveal::Score] {
         let p = params(3, reveal, 121);
         let model = random_model(&mut rng, &p);
         let attrs = random_attrs(&mut rng, &p);

@@ -156,9 +156,7 @@ pub fn parse_reveal(s: &str) -> Result<score::Reveal> {
             score::MAX_BAND_THRESHOLDS + 1
         );
     }
-    Ok(score::Reveal::Bands {
-        thresholds: bands - 1,
-    })
+    Ok(score::Reveal::Bands { k: bands as u32 })
 }
 
 /// Runs `duo bench score`.
@@ -247,9 +245,12 @@ impl ScoreSetup {
         let weights: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
         let fixed = FixedModel::new(&params.bounds, &weights, 1.5, 0.0)?;
         let bands: Vec<f64> = match reveal {
-            score::Reveal::Bands { thresholds } => (0..thresholds)
-                .map(|k| (k as f64 - thresholds as f64 / 2.0) * 10.0 * (n as f64).sqrt())
-                .collect(),
+            score::Reveal::Bands { .. } => {
+                let thresholds = reveal.thresholds();
+                (0..thresholds)
+                    .map(|k| (k as f64 - thresholds as f64 / 2.0) * 10.0 * (n as f64).sqrt())
+                    .collect()
+            }
             _ => Vec::new(),
         };
         let model = score::FiModel::new(fixed, &bands)?;

@@ -6,7 +6,9 @@
 //! arithmetic as the lineage says); the noise and its cost come from the OpenDP mechanisms in
 //! [`duo_protocols::dp`]. Sensitivity follows from the dataset's declared privacy unit (one row for `event`,
 //! the declared `max_rows_per_month` for `month`) and from public bounds, never from the data: sums and
-//! quantiles need bounds, which the metadata or a `clamp` in the lineage provide.
+//! quantiles need bounds, which the metadata or a `clamp` in the lineage provide. Answers built from several
+//! noisy parts (a mean, a variance, the coefficient of variation of `income_cv_12m`) are composed by
+//! [`duo_protocols::dp::compose`], next to the mechanisms, which clamps a variance one way.
 
 use crate::error::Error;
 use crate::proto::request::DpParams;
@@ -14,8 +16,7 @@ use duo_engine::{
     evaluate, AggKind, Answer, ArithOp, Checked, DataSource, DatasetMeta, Expr, PrivacyUnit, Type,
     Value,
 };
-use duo_policies::Amount;
-use duo_protocols::dp::{self, Budget, Contribution, PrivacyMeasure, Query};
+use duo_protocols::dp::{self, compose, Amount, Budget, Contribution, Measure, Query};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -93,14 +94,6 @@ pub struct DpPlan {
     pub mechanism: String,
 }
 
-/// The node's measure as the mechanisms name it.
-pub fn protocol_measure(m: duo_policies::Measure) -> PrivacyMeasure {
-    match m {
-        duo_policies::Measure::PureEpsilon => PrivacyMeasure::PureEpsilon,
-        duo_policies::Measure::Zcdp => PrivacyMeasure::ZeroConcentrated,
-    }
-}
-
 fn refuse(msg: impl Into<String>) -> Error {
     Error::Refused(format!("not available with dp: {}", msg.into()))
 }
@@ -167,11 +160,10 @@ fn int_bounds(ty: &Type) -> Result<(i64, i64), Error> {
 pub fn plan(
     checked: &Checked,
     metas: &BTreeMap<String, DatasetMeta>,
-    measure: duo_policies::Measure,
+    m: Measure,
     params: &DpParams,
 ) -> Result<DpPlan, Error> {
     let contribution = contribution(checked, metas)?;
-    let m = protocol_measure(measure);
     // A catalogue attribute is released through its DP form; a public factor is applied after noise.
     let mut expr = checked.expr.clone();
     if let Expr::Catalogue {
@@ -303,7 +295,7 @@ pub fn plan(
     let mut cost = Amount::from_nanos(0);
     for (p, _) in &parts {
         cost = cost
-            .checked_add(Amount::from_nanos(p.cost().nanos))
+            .checked_add(p.cost())
             .ok_or_else(|| Error::Refused("the cost overflows".into()))?;
     }
     if factor != 1.0 && !matches!(shape, Shape::Scalar) {
@@ -339,7 +331,7 @@ fn catalogue_form(
     name: &str,
     end: chrono::NaiveDate,
     contribution: Contribution,
-    m: PrivacyMeasure,
+    m: Measure,
     params: &DpParams,
 ) -> Result<Option<DpPlan>, Error> {
     let start = |months: u32| {
@@ -354,7 +346,7 @@ fn catalogue_form(
             let mut cost = Amount::from_nanos(0);
             for (p, _) in &parts {
                 cost = cost
-                    .checked_add(Amount::from_nanos(p.cost().nanos))
+                    .checked_add(p.cost())
                     .ok_or_else(|| Error::Refused("the cost overflows".into()))?;
             }
             let accuracy95 = match shape {
@@ -564,54 +556,48 @@ pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
         dp::Answer::Integer(v) => Some(*v),
         _ => None,
     };
-    Ok(match (&p.shape, outs.as_slice()) {
-        (Shape::Scalar, [dp::Answer::Integer(v)]) if p.factor == 1.0 => Answer::Scalar {
+    // The bounds the values were clamped into: the first part's, a sum over them (mean, variance, CV).
+    let bounds = match p.parts.first().map(|(plan, _)| plan.query()) {
+        Some(Query::Sum { lo, hi }) => Some((*lo, *hi)),
+        _ => None,
+    };
+    // Composed answers are post-processing in `compose`, which clamps a variance one way; no value (a noisy
+    // count below 1, or a CV over a mean at or below zero) is released as null.
+    let composed = |x: Option<f64>| Answer::Scalar {
+        value: x.map_or(Value::Null, Value::Float),
+    };
+    Ok(match (&p.shape, outs.as_slice(), bounds) {
+        (Shape::Scalar, [dp::Answer::Integer(v)], _) if p.factor == 1.0 => Answer::Scalar {
             value: Value::Int(*v),
         },
-        (Shape::Scalar, [dp::Answer::Integer(v)]) => Answer::Scalar {
+        (Shape::Scalar, [dp::Answer::Integer(v)], _) => Answer::Scalar {
             value: Value::Float(*v as f64 * p.factor),
         },
-        (Shape::Scalar, [dp::Answer::Real(v)]) => Answer::Scalar {
+        (Shape::Scalar, [dp::Answer::Real(v)], _) => Answer::Scalar {
             value: Value::Float(*v * p.factor),
         },
-        (Shape::Mean, [s, c]) => {
-            let (s, c) = (int(s).unwrap_or(0), int(c).unwrap_or(0));
-            Answer::Scalar {
-                value: if c <= 0 {
-                    Value::Null
-                } else {
-                    Value::Float(s as f64 / c as f64)
-                },
-            }
+        (Shape::Mean, [s, c], _) => {
+            composed(compose::mean(int(s).unwrap_or(0), int(c).unwrap_or(0)))
         }
-        (Shape::Cv { months }, [s1, s2]) => {
-            let n = f64::from(*months);
-            let (s1, s2) = (int(s1).unwrap_or(0) as f64, int(s2).unwrap_or(0) as f64);
-            let mean = s1 / n;
-            Answer::Scalar {
-                value: if mean <= 0.0 {
-                    Value::Null
-                } else {
-                    let var = (s2 / n - mean * mean).max(0.0);
-                    Value::Float((var.sqrt() / mean).clamp(0.0, 10.0))
-                },
-            }
-        }
-        (Shape::Variance, [s1, s2, n]) => {
-            let (s1, s2, n) = (
-                int(s1).unwrap_or(0) as f64,
-                int(s2).unwrap_or(0) as f64,
-                int(n).unwrap_or(0) as f64,
+        (Shape::Cv { months }, [s1, s2], Some((lo, hi))) => {
+            let cv = compose::coefficient_of_variation(
+                int(s1).unwrap_or(0),
+                int(s2).unwrap_or(0),
+                i64::from(*months),
+                lo,
+                hi,
             );
-            Answer::Scalar {
-                value: if n < 1.0 {
-                    Value::Null
-                } else {
-                    Value::Float((s2 / n - (s1 / n).powi(2)).max(0.0))
-                },
-            }
+            // Then into the attribute's published bounds, [0, 10].
+            composed(cv.map(|cv| cv.clamp(0.0, 10.0)))
         }
-        (Shape::Histogram { edges }, [dp::Answer::Counts(counts)]) => {
+        (Shape::Variance, [s1, s2, n], Some((lo, hi))) => composed(compose::variance(
+            int(s1).unwrap_or(0),
+            int(s2).unwrap_or(0),
+            int(n).unwrap_or(0),
+            lo,
+            hi,
+        )),
+        (Shape::Histogram { edges }, [dp::Answer::Counts(counts)], _) => {
             // OpenDP's bins: below the first edge, between edges, at or above the last. Report the bins between
             // edges; negative noisy counts are shown as zero (post-processing).
             let inner = counts
@@ -650,6 +636,47 @@ mod tests {
                 (f.name, ds)
             })
             .collect()
+    }
+
+    /// Whatever the noise, a released variance is null or within `[0, ((hi - lo) / 2)^2]` of its clamp
+    /// bounds, and an income CV null or within the attribute's published `[0, 10]`: the composition in
+    /// `duo_protocols::dp::compose` gets the bounds the plan clamped to.
+    #[test]
+    fn composed_answers_stay_in_their_ranges_under_heavy_noise() {
+        let data = sample(Profile::Struggling);
+        let metas: BTreeMap<String, DatasetMeta> = data
+            .iter()
+            .map(|(n, d)| (n.clone(), d.meta.clone()))
+            .collect();
+        let ctx = duo_engine::CheckContext {
+            metas: &metas,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
+            limits: duo_engine::Limits::default(),
+        };
+        let noisy = DpParams {
+            epsilon: Some(0.01),
+            ..DpParams::default()
+        };
+        for (src, max) in [
+            (
+                "variance(clamp(rent.amount, 0, 300000))",
+                150_000f64 * 150_000.0,
+            ),
+            ("income_cv_12m()", 10.0),
+        ] {
+            let expr = duo_engine::parse::parse_expr(src).unwrap();
+            let checked = duo_engine::check(&expr, &ctx).unwrap();
+            let p = plan(&checked, &metas, Measure::PureEpsilon, &noisy).unwrap();
+            for _ in 0..50 {
+                match release(&p, &data).unwrap() {
+                    Answer::Scalar {
+                        value: Value::Float(x),
+                    } => assert!((0.0..=max).contains(&x), "{src}: {x}"),
+                    Answer::Scalar { value: Value::Null } => {}
+                    other => panic!("{src}: {other:?}"),
+                }
+            }
+        }
     }
 
     /// Before noise, the DP forms compute exactly the plaintext attributes (with clamps too wide to bind).
