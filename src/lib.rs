@@ -43,38 +43,6 @@
 
 pub use duo_engine as engine;
 
-use std::path::{Path, PathBuf};
-
-/// An owner node in `home` with `policy` and the sample data (24 months ending at the last full month, seed
-/// `seed`) loaded: what the demo, `duo bench load`, the benches and the end-to-end tests start from. Returns the
-/// owner directory; the sample files are written to `home/sample`.
-pub fn sample_owner(
-    home: &Path,
-    policy: &str,
-    seed: u64,
-    profile: engine::sample::Profile,
-) -> Result<PathBuf, node::Error> {
-    let dir = node::owner::owner_dir(home);
-    node::owner::init(&dir, Some(policy))?;
-    let cfg = engine::sample::SampleConfig {
-        seed,
-        profile,
-        end_month: engine::sample::last_full_month(chrono::Utc::now().date_naive()),
-        months: 24,
-    };
-    let files = engine::sample::generate(&cfg);
-    let data = home.join("sample");
-    engine::sample::write_dir(&data, &files)?;
-    for f in &files {
-        node::owner::load(
-            &dir,
-            &data.join(format!("{}.csv", f.name)),
-            &f.name,
-            &f.meta_toml,
-        )?;
-    }
-    Ok(dir)
-}
 pub use duo_node as node;
 pub use duo_node::fi;
 pub use duo_policies as policies;

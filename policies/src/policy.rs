@@ -416,14 +416,7 @@ impl Rule {
 /// given under one policy is not applied after the policy changed.
 pub fn policy_hash(text: &str) -> String {
     use sha2::{Digest, Sha256};
-    use std::fmt::Write;
-    let digest = Sha256::digest(text.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        // Writing to a String cannot fail.
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    data_encoding::HEXLOWER.encode(&Sha256::digest(text.as_bytes()))
 }
 
 type SpannedList = Spanned<Vec<Spanned<String>>>;
@@ -653,6 +646,15 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_hashes_are_lowercase_hex_sha256() {
+        assert_eq!(
+            policy_hash(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(policy_hash("default = \"ask\"\n").len(), 64);
+    }
 
     #[test]
     fn minimal_policy_defaults_to_ask() {

@@ -16,6 +16,7 @@ use duo::node::owner::{DatasetCache, Owner};
 use duo::node::proto::request::{RequestState, RequestView};
 use duo::node::store::{self, prelude::*};
 use duo::policies::{Backend, Policy, Reveal, ScoringLimits};
+use duo_testkit::owner::SampleOwner;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -99,30 +100,15 @@ impl Demo {
     /// Step 1: sample data written and loaded into a new owner node with the demo policy.
     fn load_sample(&self, args: &DemoArgs) -> Result<()> {
         step(1, "The owner generates sample data and loads it")?;
-        let today = chrono::Utc::now().date_naive();
-        let cfg = duo::engine::sample::SampleConfig {
-            seed: args.seed,
-            profile: args.profile.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?,
-            end_month: duo::engine::sample::last_full_month(today),
-            months: 24,
-        };
-        let files = duo::engine::sample::generate(&cfg);
-        let data_dir = self.home.join("sample");
-        duo::engine::sample::write_dir(&data_dir, &files)?;
-        let init = owner::init(&self.owner_dir, Some(Policy::demo_text()))?;
+        let profile = args.profile.parse().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let made = SampleOwner::create(&self.home, Policy::demo_text(), args.seed, profile)?;
         outln!(
             "owner node created in {} (key {})",
-            self.owner_dir.display(),
-            init.fingerprint
+            made.dir.display(),
+            made.init.fingerprint
         )?;
         outln!("policy: row-level releases denied; catalogue attributes auto-approved; everything else goes to the owner")?;
-        for f in &files {
-            let r = owner::load(
-                &self.owner_dir,
-                &data_dir.join(format!("{}.csv", f.name)),
-                &f.name,
-                &f.meta_toml,
-            )?;
+        for r in &made.loaded {
             outln!(
                 "loaded {:<14} {:>5} rows (version {})",
                 r.name,

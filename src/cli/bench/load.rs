@@ -6,9 +6,10 @@
 use super::measure::Micros;
 use crate::cli::out::errln;
 use anyhow::{bail, Result};
-use duo::node::fi::{self as client, Client, FiHome, Pointer};
-use duo::node::owner;
+use duo::node::fi::{Client, Pointer};
 use duo::policies::Backend;
+use duo_testkit::owner::BENCH_SEED;
+use duo_testkit::policy::CATALOGUE_APPROVE;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,15 +54,6 @@ pub struct LoadReport {
     /// Resident memory of the owner node's process each second, KiB.
     pub owner_rss_kib: Vec<u64>,
 }
-
-const POLICY: &str = r#"
-default = "ask"
-[[rule]]
-name = "catalogue"
-catalogue = ["*"]
-backend = ["plaintext"]
-action = "approve"
-"#;
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -110,10 +102,10 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
         bail!("--seconds must be between 1 and 3600");
     }
     let tmp = tempfile::Builder::new().prefix("duo-load-").tempdir()?;
-    let dir = duo::sample_owner(
+    let dir = duo_testkit::sample_owner(
         tmp.path(),
-        POLICY,
-        1,
+        CATALOGUE_APPROVE,
+        BENCH_SEED,
         duo::engine::sample::Profile::Reliable,
     )?;
     let (mut child, url) = serve(tmp.path(), &args).await?;
@@ -123,10 +115,9 @@ pub async fn load(args: LoadArgs) -> Result<LoadReport> {
     }
     let mut clients = Vec::new();
     for i in 0..args.sessions {
-        let home = FiHome::new(&tmp.path().join(format!("fi-{i}")));
-        let code = owner::invite(&dir, &format!("FI {i}"), Duration::from_secs(600))?;
-        client::pair(&home, &url, &code.to_string(), "owner").await?;
-        let mut c = Client::connect(&home, None).await?;
+        let fi_dir = tmp.path().join(format!("fi-{i}"));
+        let mut c =
+            duo_testkit::fi::pair_and_connect(&dir, &url, &format!("FI {i}"), &fi_dir).await?;
         let p = c.expr("rent_on_time_ratio_12m()").await?;
         clients.push((c, p));
     }

@@ -5,9 +5,7 @@ use super::measure::{bytes, check_reps, fresh_rng, session_id, table, Col};
 use super::measure::{Machine, Progress, Timing, Wire};
 use anyhow::{anyhow, bail, Result};
 use duo_protocols::channel;
-use duo_protocols::fixed::{Bounds, FixedModel};
 use duo_protocols::score;
-use rand::Rng;
 use serde::Serialize;
 use std::sync::{Condvar, Mutex};
 use std::thread;
@@ -196,7 +194,9 @@ pub fn score(args: &ScoreArgs) -> Result<ScoreReport> {
                 args.reps,
                 args.reps
             ));
-            let setup = ScoreSetup::new(n, reveal)?;
+            let mut rng = fresh_rng();
+            let session = session_id(&mut rng);
+            let setup = ScoreSetup::random(n, reveal, session, &mut rng)?;
             let (cold, warm) = if transport == "ws" {
                 score_ws(n, reveal, args.reps)?
             } else {
@@ -221,49 +221,9 @@ pub fn score(args: &ScoreArgs) -> Result<ScoreReport> {
     })
 }
 
-/// A random model and random attributes of `n` attributes in `[0, 100]`, and the outcome a run must give.
-pub struct ScoreSetup {
-    /// The public parameters (the session id is replaced run by run).
-    pub params: score::Params,
-    /// The FI's model.
-    pub model: score::FiModel,
-    /// The owner's attributes.
-    pub attrs: Vec<f64>,
-    /// The ideal outcome.
-    pub want: score::Outcome,
-}
-
-impl ScoreSetup {
-    /// A random instance with `n` attributes revealing `reveal`.
-    pub fn new(n: usize, reveal: score::Reveal) -> Result<ScoreSetup> {
-        let mut rng = fresh_rng();
-        let params = score::Params {
-            session: session_id(&mut rng),
-            bounds: vec![Bounds::new(0.0, 100.0); n],
-            reveal,
-        };
-        let weights: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let fixed = FixedModel::new(&params.bounds, &weights, 1.5, 0.0)?;
-        let bands: Vec<f64> = match reveal {
-            score::Reveal::Bands { .. } => {
-                let thresholds = reveal.thresholds();
-                (0..thresholds)
-                    .map(|k| (k as f64 - thresholds as f64 / 2.0) * 10.0 * (n as f64).sqrt())
-                    .collect()
-            }
-            _ => Vec::new(),
-        };
-        let model = score::FiModel::new(fixed, &bands)?;
-        let attrs: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..=100.0)).collect();
-        let want = score::ideal(&params, &attrs, &model)?;
-        Ok(ScoreSetup {
-            params,
-            model,
-            attrs,
-            want,
-        })
-    }
-}
+/// A random model and random attributes of `n` attributes in `[0, 100]`, and the outcome a run must give (the
+/// session id is replaced run by run).
+type ScoreSetup = duo_testkit::scoring::Instance;
 
 /// A barrier that either party can open for good when it stops, so the other never waits for a run that
 /// will not come.

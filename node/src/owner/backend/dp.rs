@@ -183,6 +183,19 @@ pub fn plan(
             expr = (**left).clone();
         }
     }
+    let (parts, shape) = aggregate_parts(&expr, metas, contribution, m, params)?;
+    finish_plan(parts, shape, factor)
+}
+
+/// The noisy parts of an aggregate (one for a count, sum, quantile or histogram; a sum and a count for a mean;
+/// a sum, a sum of squares and a count for a variance), and how the answer is composed from them.
+fn aggregate_parts(
+    expr: &Expr,
+    metas: &BTreeMap<String, DatasetMeta>,
+    contribution: Contribution,
+    m: Measure,
+    params: &DpParams,
+) -> Result<(Vec<(dp::Plan, Input)>, Shape), Error> {
     let mk = |q: Query, b: Budget| {
         dp::plan(q, contribution, m, b).map_err(|e| Error::Refused(e.to_string()))
     };
@@ -197,7 +210,7 @@ pub fn plan(
         )?;
         Ok(c.ty)
     };
-    let (parts, shape) = match &expr {
+    Ok(match expr {
         Expr::Aggregate {
             kind: AggKind::Count,
             input,
@@ -291,7 +304,11 @@ pub fn plan(
                  max, by_month and dot are not released with dp)",
             ))
         }
-    };
+    })
+}
+
+/// The plan from its parts: the total cost, and the accuracy and mechanism of a single part.
+fn finish_plan(parts: Vec<(dp::Plan, Input)>, shape: Shape, factor: f64) -> Result<DpPlan, Error> {
     let mut cost = Amount::from_nanos(0);
     for (p, _) in &parts {
         cost = cost
