@@ -39,7 +39,7 @@ pub async fn loopback_runs(
     sync: store::Sync,
 ) -> Result<Vec<LoopbackRun>, Error> {
     use crate::net::keys::{fingerprint, Keypair};
-    use crate::net::transport::{self, Limits, Mode};
+    use crate::net::transport::{self, Limits};
     use rand::Rng;
     let mut rng = StdRng::seed_from_u64(n as u64);
     let bounds: Vec<Bounds> = (0..n).map(|_| Bounds::new(-10.0, 10.0)).collect();
@@ -62,34 +62,16 @@ pub async fn loopback_runs(
         Some(dir) => Some(Store::open(dir, sync)?),
         None => None,
     };
-    let fi_bounds = bounds.clone();
-    let fi_limits = limits.clone();
-    let fi = tokio::spawn(async move {
-        let mut chan = transport::connect(
-            &url,
-            &client_key,
-            Mode::Session,
-            None,
-            &owner_fp,
-            &fi_limits,
-        )
-        .await
-        .map_err(|e| Error::Transport(e.to_string()))?;
-        let mut warm = None;
-        for run in 0..runs {
-            let params = Params {
-                session: session_id(chan.handshake_hash(), 0, run as u64),
-                bounds: fi_bounds.clone(),
-                reveal,
-            };
-            let (_, ot, _) = drive_fi(&mut chan, &params, &model, warm.take(), &mut |_| {})
-                .await
-                .map_err(|e| Error::Refused(e.to_string()))?;
-            warm = Some(ot);
-        }
-        chan.close().await;
-        Ok::<_, Error>(())
-    });
+    let fi = tokio::spawn(fi_side(
+        url,
+        client_key,
+        owner_fp,
+        limits.clone(),
+        bounds.clone(),
+        model,
+        reveal,
+        runs,
+    ));
     let (tcp, _) = listener.accept().await?;
     let _ = tcp.set_nodelay(true);
     let (mut chan, _) = transport::accept(
@@ -155,6 +137,38 @@ pub async fn loopback_runs(
     let (_, fi) = tokio::join!(chan.close(), fi);
     fi.map_err(|e| Error::Internal(format!("FI task: {e}")))??;
     Ok(out)
+}
+
+/// The FI's side of [`loopback_runs`]: `runs` runs on one session, the first cold.
+#[allow(clippy::too_many_arguments)]
+async fn fi_side(
+    url: String,
+    key: crate::net::keys::Keypair,
+    owner_fp: String,
+    limits: crate::net::transport::Limits,
+    bounds: Vec<Bounds>,
+    model: FiModel,
+    reveal: score::Reveal,
+    runs: usize,
+) -> Result<(), Error> {
+    use crate::net::transport::{self, Mode};
+    let mut chan = transport::connect(&url, &key, Mode::Session, None, &owner_fp, &limits)
+        .await
+        .map_err(|e| Error::Transport(e.to_string()))?;
+    let mut warm = None;
+    for run in 0..runs {
+        let params = Params {
+            session: session_id(chan.handshake_hash(), 0, run as u64),
+            bounds: bounds.clone(),
+            reveal,
+        };
+        let (_, ot, _) = drive_fi(&mut chan, &params, &model, warm.take(), &mut |_| {})
+            .await
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        warm = Some(ot);
+    }
+    chan.close().await;
+    Ok(())
 }
 
 #[cfg(test)]
