@@ -486,12 +486,19 @@ fn approve(home: &Path, args: ApproveArgs) -> Result<i32> {
             Ok(0)
         }
         Err(duo::node::Error::Stale { why, .. }) => {
-            let fresh = o.pending_view(args.id)?;
+            // What approving would mean now, read again; it may have stopped waiting meanwhile.
+            let fresh = o.pending_view(args.id);
             if args.json.json {
+                let fresh = fresh.ok();
                 print_json(&serde_json::json!({ "error": "stale", "why": why, "fresh": fresh }))?;
             } else {
-                errln!("not approved: {why}\nhere is what approving would mean now:\n");
-                errln!("{}", show::pending(&fresh));
+                match fresh {
+                    Ok(fresh) => {
+                        errln!("not approved: {why}\nhere is what approving would mean now:\n");
+                        errln!("{}", show::pending(&fresh));
+                    }
+                    Err(e) => errln!("not approved: {why}\n({e})"),
+                }
             }
             Ok(1)
         }

@@ -277,3 +277,42 @@ async fn pointer_references_cannot_multiply_past_the_lineage_quota() {
     }
     node.shutdown().await;
 }
+
+/// A plaintext request that also carries DP parameters (a hand-made message; the client never sends one) is a
+/// plaintext request: the parameters are ignored, nothing is priced, and the owner sees the exact value to
+/// approve, as for any plaintext request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dp_parameters_on_a_plaintext_request_are_ignored() {
+    use duo::node::proto::request::DpParams;
+    use duo::node::proto::{ClientMsg, ServerMsg};
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("sum(utilities.amount)").await.unwrap();
+    let reply = c
+        .call(&ClientMsg::Request {
+            pointer: p.id,
+            backend: Backend::Plaintext,
+            reason: "bills".into(),
+            dp: Some(DpParams {
+                epsilon: Some(0.5),
+                ..DpParams::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let ServerMsg::Request(v) = reply else {
+        panic!("expected a request view, got {reply:?}");
+    };
+    assert_eq!(v.state, RequestState::Pending, "{v:?}");
+    assert_eq!((v.cost.as_deref(), v.accuracy95), (None, None));
+    let mut owner = o.store();
+    let seen = owner.pending_view(v.id).unwrap();
+    assert!(seen.dp.is_none(), "{:?}", seen.dp);
+    assert!(seen.value.is_ok(), "{:?}", seen.value);
+    let released = owner.approve(v.id, Some(&seen.token)).unwrap();
+    assert_eq!(released.state, RequestState::Approved);
+    assert_eq!(released.answer, seen.value.ok());
+    node.shutdown().await;
+}

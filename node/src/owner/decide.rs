@@ -128,7 +128,7 @@ impl Owner {
                     cache,
                     checked: ask.checked,
                     versions: &pending.stored.versions,
-                    policy: &policy,
+                    policy: Some(&policy),
                 };
                 backend::of(ask.backend).answer(&ctx, &plan)?
             }
@@ -152,7 +152,11 @@ impl Owner {
             .request(id, None)?
             .ok_or_else(|| Error::Internal(format!("request {id} vanished")))?;
         tx.commit()?;
-        request_view(row)
+        let mut approved = request_view(row)?;
+        if ask.scoring.is_some() {
+            approved.why = Some("approved: the FI may start the run (one run per request)".into());
+        }
+        Ok(approved)
     }
 
     /// The owner denies a pending request, with a reason the FI will see.
@@ -193,11 +197,7 @@ fn record_approval(
 ) -> Result<(), Error> {
     let id = view.id;
     let answer_text = answer.map(serde_json::to_string).transpose()?;
-    let why = ask
-        .scoring
-        .is_some()
-        .then_some("approved: the FI may start the run (one run per request)");
-    if !tx.approve_pending(id, answer_text.as_deref(), why)? {
+    if !tx.approve_pending(id, answer_text.as_deref())? {
         return Err(Error::Refused(format!("request {id} is no longer pending")));
     }
     tx.append_log(
@@ -205,8 +205,8 @@ fn record_approval(
         Some(ask.principal),
         &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
     )?;
-    if let (Some(charge), Some(_)) = (plan.charge(), answer) {
-        tx.record_charge(id, charge)?;
+    if answer.is_some() {
+        backend::dp::charge(tx, id, plan)?;
     }
     record_rates(tx, policy, facts)?;
     if let Some(answer) = answer {

@@ -82,8 +82,10 @@ impl Owner {
     /// transaction. Returns what the FI sees.
     pub fn submit(&mut self, ask: &Ask<'_>) -> Result<RequestView, Error> {
         let backend = backend::of(ask.backend);
+        // DP parameters belong to a dp request only; any other backend ignores them (as it always has).
         let ask = &Ask {
             reason: ask.reason.trim(),
+            dp: ask.dp.filter(|_| ask.backend == Kind::Dp),
             ..*ask
         };
         admit(ask, backend)?;
@@ -103,13 +105,21 @@ impl Owner {
             return commit_view(tx, id);
         }
         gather_policy_facts(&tx, &cache, &policy, ask, &mut facts)?;
-        let decision = decide(&policy, ask, &facts);
+        // One view of the request for the policy, read once: the decision and the rate counters the record
+        // stage keeps see the same facts (the same clock reading too).
+        let policy_facts = facts.request_facts(ask);
+        let decision = decide(&policy, &facts, &policy_facts);
         fail::fail_point!("release::after_decision");
-        let outcome = answer(&tx, &cache, &policy, ask, backend, &facts, decision);
+        let outcome = answer(&tx, &cache, &policy, ask, backend, &facts, decision)?;
         fail::fail_point!("release::after_answer");
-        let id = record(&tx, &signer, &policy, ask, &facts, outcome?)?;
+        let started_run = matches!(outcome, Outcome::Released { answer: None, .. });
+        let id = record(&tx, &signer, &policy, ask, &facts, &policy_facts, outcome)?;
         fail::fail_point!("release::before_commit");
-        commit_view(tx, id)
+        let mut view = commit_view(tx, id)?;
+        if started_run {
+            view.why = Some("approved: start the run (one run per request)".into());
+        }
+        Ok(view)
     }
 
     /// The FI's view of one of its own requests.
@@ -124,14 +134,13 @@ impl Owner {
     /// Plan a DP release without charging anything: its plan (cost in the node's measure, accuracy, mechanism)
     /// and the measure's name.
     pub fn dp_plan(&self, checked: &Checked, params: &DpParams) -> Result<(Plan, String), Error> {
-        let (policy, _) = self.policy()?;
-        let versions = versions_read(&self.store, checked)?;
+        // Planned from the metadata and the ledger alone, as a release would be: the data is not read.
         let ctx = Ctx {
             conn: &self.store,
             cache: &self.cache,
             checked,
-            versions: &versions,
-            policy: &policy,
+            versions: &BTreeMap::new(),
+            policy: None,
         };
         let ask = Ask {
             principal: "",
@@ -177,7 +186,7 @@ fn gather(
         cache,
         checked: ask.checked,
         versions: &versions,
-        policy,
+        policy: Some(policy),
     };
     // A DP release is planned from public facts only: its cost, and whether the budgets allow it.
     let plan = backend.plan(&ctx, ask)?;
@@ -234,13 +243,13 @@ fn stored_answer(
 }
 
 /// Stage 3: the policy's decision; a DP request over a cap is refused at once, with the numbers.
-fn decide(policy: &Policy, ask: &Ask<'_>, facts: &Facts) -> Decision {
+fn decide(policy: &Policy, facts: &Facts, policy_facts: &RequestFacts<'_>) -> Decision {
     match &facts.plan.budget_left {
         Some(Err(e)) => Decision::Deny {
             rule: "budget".into(),
             reason: e.clone(),
         },
-        _ => policy_decide(policy, &facts.request_facts(ask)),
+        _ => policy_decide(policy, policy_facts),
     }
 }
 
@@ -262,7 +271,7 @@ fn answer(
                 cache,
                 checked: ask.checked,
                 versions: &facts.versions,
-                policy,
+                policy: Some(policy),
             };
             match backend.answer(&ctx, &facts.plan) {
                 Ok(answer) => Outcome::Released { rule, answer },
@@ -284,6 +293,7 @@ fn record(
     policy: &Policy,
     ask: &Ask<'_>,
     facts: &Facts,
+    policy_facts: &RequestFacts<'_>,
     outcome: Outcome,
 ) -> Result<u64, Error> {
     let answer_text = match &outcome {
@@ -293,14 +303,9 @@ fn record(
         _ => None,
     };
     let (state, rule, why, decided_by) = match &outcome {
-        Outcome::Released { rule, answer } => (
-            RequestState::Approved,
-            rule.as_str(),
-            answer
-                .is_none()
-                .then_some("approved: start the run (one run per request)"),
-            Some("policy"),
-        ),
+        Outcome::Released { rule, .. } => {
+            (RequestState::Approved, rule.as_str(), None, Some("policy"))
+        }
         Outcome::Denied { rule, why } => (
             RequestState::Denied,
             rule.as_str(),
@@ -339,11 +344,9 @@ fn record(
     };
     tx.append_log("decision", Some(ask.principal), &decision)?;
     if let Outcome::Released { answer, .. } = &outcome {
-        record_rates(tx, policy, &facts.request_facts(ask))?;
+        record_rates(tx, policy, policy_facts)?;
         if let Some(answer) = answer {
-            if let Some(charge) = facts.plan.charge() {
-                tx.record_charge(id, charge)?;
-            }
+            backend::dp::charge(tx, id, &facts.plan)?;
             record_release(
                 tx,
                 signer,
@@ -369,9 +372,10 @@ fn record_stored(
     answer_text: &str,
 ) -> Result<u64, Error> {
     let why = format!("same question as request {first}; stored answer given again");
+    // Nothing is charged for a stored answer: the row keeps no DP cost.
     let id = insert(
         tx,
-        ask,
+        &Ask { dp: None, ..*ask },
         facts,
         RequestState::Approved,
         Some("store"),
@@ -585,7 +589,7 @@ pub(crate) fn plan_stored(
         cache,
         checked: &stored.checked,
         versions: &stored.versions,
-        policy,
+        policy: Some(policy),
     };
     backend::of(row.backend).plan(&ctx, &ask)
 }

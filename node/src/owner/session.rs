@@ -219,10 +219,13 @@ async fn serve(chan: &mut Chan, state: &mut SessionState) {
             continue;
         };
         last_message = tokio::time::Instant::now();
-        let Some((id, reply)) = state.dispatch(chan, &bytes).await else {
+        let Some((id, reply, ran)) = state.dispatch(chan, &bytes).await else {
             continue;
         };
-        last_message = tokio::time::Instant::now();
+        if ran {
+            // A scoring run is one long exchange of messages: the idle time counts from its end.
+            last_message = tokio::time::Instant::now();
+        }
         fail::fail_point!("owner::before_send", |_| {});
         if chan.send(&state.encode_reply(id, &reply)).await.is_err() {
             break;
@@ -258,13 +261,14 @@ impl SessionState {
             .unwrap_or(false)
     }
 
-    /// Decode one message and answer it; `None` when it needs no answer.
-    async fn dispatch(&mut self, chan: &mut Chan, bytes: &[u8]) -> Option<(u64, ServerMsg)> {
+    /// Decode one message and answer it: the id, the reply, and whether it was a scoring run. `None` when it
+    /// needs no answer.
+    async fn dispatch(&mut self, chan: &mut Chan, bytes: &[u8]) -> Option<(u64, ServerMsg, bool)> {
         match wire::decode_client(bytes) {
             Ok((id, ClientMsg::ScoreRun { request, warm })) => {
-                Some((id, self.score_run(chan, id, request, warm).await))
+                Some((id, self.score_run(chan, id, request, warm).await, true))
             }
-            Ok((id, msg)) => Some((id, self.handle(msg).await)),
+            Ok((id, msg)) => Some((id, self.handle(msg).await, false)),
             // An FI's `score_abort` that arrives after its run already ended needs no answer: an answer would
             // be read as the reply to the FI's next message.
             Err(e) if e.unknown_type.as_deref() == Some("score_abort") => None,
@@ -274,6 +278,7 @@ impl SessionState {
                     code: e.code.into(),
                     message: e.message,
                 },
+                false,
             )),
         }
     }

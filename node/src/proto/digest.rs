@@ -84,6 +84,20 @@ mod tests {
         );
     }
 
+    /// Answers are stored and signed as JSON and read back: a float must come back as the same float. (Without
+    /// serde_json's `float_roundtrip`, values near 1e-7 or past 1e36 may come back one ULP off.)
+    #[test]
+    fn floats_read_back_exactly_from_json() {
+        let mut x = 1.0e-12_f64;
+        while x < 1.0e40 {
+            for v in [x, x * 1.234_567_891_234_5, -x * 7.654_321_987_654_3] {
+                let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+                assert_eq!(back.to_bits(), v.to_bits(), "{v:e}");
+            }
+            x *= 1.7;
+        }
+    }
+
     #[test]
     fn hex_round_trips() {
         assert_eq!(hex(&[0, 0xab, 0xff]), "00abff");

@@ -316,19 +316,14 @@ pub trait Requests: HasConn {
         Ok(())
     }
 
-    /// Mark a pending request approved by the owner, with its answer (JSON) if it has one now and what the FI
-    /// is told. False if it was no longer pending.
-    fn approve_pending(
-        &self,
-        id: u64,
-        answer: Option<&str>,
-        why: Option<&str>,
-    ) -> Result<bool, Error> {
+    /// Mark a pending request approved by the owner, with its answer (JSON) if it has one now. False if it was
+    /// no longer pending.
+    fn approve_pending(&self, id: u64, answer: Option<&str>) -> Result<bool, Error> {
         let changed = self.conn().execute(
             "UPDATE requests SET state = 'approved', answer = ?2, decided_by = 'owner', decided_at = ?3,
-                 rule = 'owner', why = ?4
+                 rule = 'owner', why = NULL
              WHERE id = ?1 AND state = 'pending'",
-            params![id as i64, answer, now_text(), why],
+            params![id as i64, answer, now_text()],
         )?;
         Ok(changed == 1)
     }

@@ -806,21 +806,37 @@ impl super::Backend for Dp {
         })
     }
 
-    /// Charge the ledger and draw the noisy answer, inside the caller's transaction: if anything fails later
-    /// the transaction rolls back and neither the charge nor the answer exist; once it commits, both do, and the
-    /// same question is answered from the store, never sampled again.
+    /// Draw the noisy answer, once the budgets are known to allow the charge. The charge itself is saved by
+    /// [`charge`] in the release's record stage, with its history and log entry, so an answer that fails to
+    /// compute (recorded as a denial) charges nothing; and since both happen in the release transaction, once
+    /// it commits the same question is answered from the store, never sampled again.
     fn answer(&self, ctx: &super::Ctx<'_>, plan: &super::Plan) -> Result<Option<Answer>, Error> {
-        use crate::store::prelude::*;
         let d = plan
             .dp
             .as_ref()
             .ok_or_else(|| Error::Internal("a dp answer without its plan".into()))?;
-        let mut ledger = d.ledger.clone();
-        ledger
+        d.ledger
+            .clone()
             .charge(&d.charge)
             .map_err(|e| Error::Refused(e.to_string()))?;
-        ctx.conn.save_ledger(&ledger)?;
         let loaded = crate::owner::load_versions(ctx.cache, ctx.conn, ctx.versions)?;
         release(&d.plan, &loaded).map(Some)
     }
+}
+
+/// Charge the ledger for a released answer and keep the charge in the history and the log, inside the
+/// release transaction.
+pub(crate) fn charge(
+    tx: &crate::store::Tx<'_>,
+    request: u64,
+    plan: &super::Plan,
+) -> Result<(), Error> {
+    use crate::store::prelude::*;
+    let Some(d) = &plan.dp else { return Ok(()) };
+    let mut ledger = d.ledger.clone();
+    ledger
+        .charge(&d.charge)
+        .map_err(|e| Error::Refused(e.to_string()))?;
+    tx.save_ledger(&ledger)?;
+    tx.record_charge(request, &d.charge)
 }

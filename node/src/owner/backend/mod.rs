@@ -52,8 +52,8 @@ pub struct Ctx<'a> {
     pub checked: &'a Checked,
     /// The dataset versions it reads.
     pub versions: &'a BTreeMap<String, u64>,
-    /// The policy in force.
-    pub policy: &'a Policy,
+    /// The policy in force (`None` for a cost preview, which no policy decides).
+    pub policy: Option<&'a Policy>,
 }
 
 /// A backend's plan of a release, from public facts only.

@@ -31,7 +31,10 @@ impl Backend for TwoPc {
         let spec = ask
             .scoring
             .ok_or_else(|| Error::Internal("a scoring request without its spec".into()))?;
-        let limits = ctx.policy.scoring_limits();
+        let policy = ctx
+            .policy
+            .ok_or_else(|| Error::Internal("a scoring plan without the policy".into()))?;
+        let limits = policy.scoring_limits();
         let since = crate::store::now_unix() - limits.window_seconds();
         Ok(Plan {
             scoring: Some(ScoringFacts {
