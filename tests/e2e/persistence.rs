@@ -165,8 +165,14 @@ async fn deleting_a_dataset_removes_its_rows_and_blocks_pending_approvals() {
         .unwrap();
     assert!(blob.is_empty());
     assert_eq!(c.datasets().await.unwrap().len(), 3);
+    // The owner is told the data is gone, not an internal decoding error.
+    let seen = owner.pending_view(v.id).unwrap();
+    let why = seen.value.unwrap_err();
+    assert!(why.contains("the owner deleted its rows"), "{why}");
+    assert!(!why.contains("internal"), "{why}");
     // The pending request can no longer be approved.
-    assert!(owner.approve(v.id, None).is_err());
+    let e = owner.approve(v.id, None).unwrap_err().to_string();
+    assert!(e.contains("reloaded or deleted"), "{e}");
     assert!(owner.store().verify_log().unwrap().problems.is_empty());
     node.shutdown().await;
 }

@@ -57,12 +57,13 @@ fn check_seen(view: &PendingView, seen: Option<&str>) -> Result<(), Error> {
     };
     if seen.is_some_and(|s| s != view.token) {
         return Err(stale(
-            "the policy, the data, the value or the earlier releases changed",
+            "the token does not match what the request shows now (mistyped, or the policy, the data, the value \
+             or the earlier releases changed)",
         ));
     }
     if view.data_changed {
         return Err(stale(
-            "a dataset this request reads was reloaded since it was made; the FI must ask again",
+            "a dataset this request reads was reloaded or deleted since it was made; the FI must ask again",
         ));
     }
     Ok(())

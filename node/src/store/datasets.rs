@@ -94,14 +94,19 @@ pub trait Datasets: HasConn {
     /// Load one version of a dataset.
     fn load_dataset(&self, name: &str, version: u64) -> Result<Dataset, Error> {
         let conn = self.conn();
-        let (meta, data): (String, Vec<u8>) = conn
+        let (meta, data, deleted): (String, Vec<u8>, Option<String>) = conn
             .query_row(
-                "SELECT meta, data FROM datasets WHERE name = ?1 AND version = ?2",
+                "SELECT meta, data, deleted_at FROM datasets WHERE name = ?1 AND version = ?2",
                 params![name, version as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("dataset `{name}` version {version}")))?;
+        if let Some(at) = deleted {
+            return Err(Error::NotFound(format!(
+                "dataset `{name}`: the owner deleted its rows ({at})"
+            )));
+        }
         let columns: Vec<Column> = postcard::from_bytes(&data)
             .map_err(|e| Error::Internal(format!("stored dataset: {e}")))?;
         Ok(Dataset {
