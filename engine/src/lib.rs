@@ -25,6 +25,7 @@ pub mod render;
 pub mod sample;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod text;
 pub mod value;
 
 pub use check::{check, CheckContext, CheckError, Checked, Limits, Type};

@@ -530,7 +530,7 @@ fn name(n: &str) -> String {
         match c {
             '`' => s.push_str("\\`"),
             '\\' => s.push_str("\\\\"),
-            c if c.is_control() => s.push_str(&c.escape_default().to_string()),
+            c if crate::text::is_hidden(c) => s.push_str(&c.escape_default().to_string()),
             c => s.push(c),
         }
     }

@@ -316,3 +316,31 @@ async fn dp_parameters_on_a_plaintext_request_are_ignored() {
     assert_eq!(released.answer, seen.value.ok());
     node.shutdown().await;
 }
+
+/// Text from the FI cannot fool the owner: a reason that carries a right-to-left override, an isolate and
+/// zero-width characters reaches the owner's screen with those characters shown as `<U+XXXX>`, never as they
+/// are. (A string in a lineage must be a published category, so it cannot carry them; the lineage's source
+/// escapes them anyway, see `duo_engine::parse::to_source`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bidi_and_zero_width_text_from_the_fi_is_neutralized_for_the_owner() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c
+        .expr("count(filter(transactions, category == \"income\"))")
+        .await
+        .unwrap();
+    let reason = "affordability \u{202E}devorppa ydaerla\u{202C}\u{2066} check\u{200B}";
+    let v = c.request(&p, Backend::Plaintext, reason).await.unwrap();
+    assert_eq!(v.state, RequestState::Pending, "{v:?}");
+    let seen = o.store().pending_view(v.id).unwrap();
+    for text in [&seen.reason, &seen.description, &seen.source] {
+        assert!(
+            !text.chars().any(duo::engine::text::is_hidden),
+            "hidden characters reach the owner: {text:?}"
+        );
+    }
+    assert!(seen.reason.contains("<U+202E>"), "{}", seen.reason);
+    node.shutdown().await;
+}

@@ -644,7 +644,13 @@ where
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars()
         .take(max_chars)
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if duo_engine::text::is_hidden(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 

@@ -218,11 +218,11 @@ pub fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Text from a peer made safe for the owner's terminal: control characters become spaces.
+/// Text from a peer made safe to show the owner: control characters become spaces, and invisible or
+/// reordering characters (bidirectional overrides, zero-width characters) a visible `<U+XXXX>`
+/// ([`duo_engine::text::neutralize`]).
 pub fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    duo_engine::text::neutralize(text)
 }
 
 /// Decode a client message, telling malformed envelopes, unknown versions and unknown types apart.
