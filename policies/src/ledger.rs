@@ -201,6 +201,14 @@ impl Ledger {
         self.measure
     }
 
+    /// Whether nothing was ever capped or charged: no account has a cap or any spending. Only such a ledger
+    /// may still change its measure.
+    pub fn is_blank(&self) -> bool {
+        self.accounts()
+            .iter()
+            .all(|(_, a)| *a == Account::default())
+    }
+
     /// The account of a scope (no cap and nothing spent if it was never charged or capped).
     pub fn account(&self, scope: &Scope) -> Account {
         match scope {

@@ -302,3 +302,54 @@ async fn a_dp_variance_spends_its_budget_in_three_parts() {
     assert!((450_000_000..=450_000_003).contains(&charged), "{charged}");
     node.shutdown().await;
 }
+
+/// A new node can run in zCDP: the first cap in rho chooses the measure (before, the global account always
+/// counted as existing and `budget set --rho` was refused on a brand-new node). Charges, previews and
+/// refusals are then in rho, a pure-epsilon request is charged epsilon²/2, and a cap in epsilon is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_runs_in_zcdp_when_its_first_cap_is_in_rho() {
+    use duo::policies::Measure;
+    let o = owner_with_sample(DP_POLICY);
+    let mut owner = o.store();
+    owner
+        .set_cap(&Scope::Global, "0.5".parse().unwrap(), Measure::Zcdp)
+        .unwrap();
+    assert_eq!(owner.store().ledger().unwrap().measure(), Measure::Zcdp);
+    let e = owner
+        .set_cap(&Scope::Global, "1".parse().unwrap(), Measure::PureEpsilon)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("give --rho instead"), "{e}");
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let sum = c
+        .expr("sum(clamp(filter(transactions, category == \"income\").amount, 0, 500000))")
+        .await
+        .unwrap();
+    let rho = |r: f64| DpParams {
+        rho: Some(r),
+        ..DpParams::default()
+    };
+    match c.cost(&sum, rho(0.1)).await.unwrap() {
+        duo::node::proto::ServerMsg::Cost { cost, measure, .. } => {
+            assert_eq!((cost.as_str(), measure.as_str()), ("0.1", "rho"));
+        }
+        other => panic!("expected a cost preview, got {other:?}"),
+    }
+    let v = c.request_dp(&sum, rho(0.1), "income").await.unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    assert_eq!(spent(&o), "0.1".parse().unwrap());
+    // A pure-epsilon request on a zCDP node is charged rho = epsilon² / 2.
+    let count = c.expr("count(transactions)").await.unwrap();
+    let v = c.request_dp(&count, eps(0.2), "activity").await.unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    assert_eq!(v.cost.as_deref(), Some("0.02"));
+    assert_eq!(spent(&o), "0.12".parse().unwrap());
+    // Over the cap: refused with the numbers, nothing charged.
+    let rows = c.expr("count(rent)").await.unwrap();
+    let v = c.request_dp(&rows, rho(0.45), "too much").await.unwrap();
+    assert_eq!(v.state, RequestState::Denied, "{v:?}");
+    assert_eq!(spent(&o), "0.12".parse().unwrap());
+    node.shutdown().await;
+}

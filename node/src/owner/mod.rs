@@ -125,7 +125,9 @@ impl Owner {
     ) -> Result<Option<Amount>, Error> {
         let tx = self.store.write()?;
         let mut ledger = tx.ledger()?;
-        if ledger.accounts().is_empty() && ledger.measure() != measure {
+        // The first cap chooses the measure. (The global account is always listed, so "no accounts" never
+        // held: a new node could not be switched to zCDP.)
+        if ledger.is_blank() && ledger.measure() != measure {
             ledger = Ledger::new(measure);
         }
         if ledger.measure() != measure {
