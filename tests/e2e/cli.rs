@@ -445,3 +445,44 @@ fn fi_score_reveals_what_the_model_gives_and_the_owner_limits_runs() {
         "{err}"
     );
 }
+
+/// A reader that goes away (`duo owner log | head -1`) ends the command quietly, with the status a Unix tool
+/// killed by a broken pipe has (141), never with a panic.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let data = dir.path().join("data");
+    ok(&home, &["sample", "--out", data.to_str().unwrap()]);
+    ok(&home, &["owner", "init"]);
+    ok(
+        &home,
+        &[
+            "owner",
+            "load",
+            data.join("transactions.csv").to_str().unwrap(),
+            "--name",
+            "transactions",
+        ],
+    );
+    for args in [&["owner", "log", "--json"][..], &["owner", "datasets"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
+            .arg("--home")
+            .arg(&home)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the reading end before the command has written anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "duo {args:?}: {stderr}");
+        assert!(
+            out.status.success() || out.status.code() == Some(141),
+            "duo {args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
