@@ -107,7 +107,9 @@ impl DpParams {
                 beta: self.beta.unwrap_or(0.05),
             }),
             _ => Err(Error::Refused(
-                "a dp request states exactly one of --epsilon, --rho, or --alpha (with an optional --beta)".into(),
+                "a dp request states exactly one of `epsilon`, `rho` or `alpha` (with an optional `beta`); on the \
+                 command line --epsilon, --rho or --alpha (--beta)"
+                    .into(),
             )),
         }
     }

@@ -770,7 +770,8 @@ impl super::Backend for Dp {
         super::plaintext::refuse_foreign_params(ask)?;
         if ask.dp.is_none() {
             return Err(Error::Refused(
-                "a dp request states its cost: --epsilon, --rho, or a target accuracy --alpha"
+                "a dp request states its cost: `epsilon`, `rho`, or a target accuracy `alpha` (on the command line \
+                 --epsilon, --rho or --alpha)"
                     .into(),
             ));
         }
