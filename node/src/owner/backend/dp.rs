@@ -808,7 +808,7 @@ impl super::Backend for Dp {
     }
 
     /// Draw the noisy answer, once the budgets are known to allow the charge. The charge itself is saved by
-    /// [`charge`] in the release's record stage, with its history and log entry, so an answer that fails to
+    /// `charge` in the release's record stage, with its history and log entry, so an answer that fails to
     /// compute (recorded as a denial) charges nothing; and since both happen in the release transaction, once
     /// it commits the same question is answered from the store, never sampled again.
     fn answer(&self, ctx: &super::Ctx<'_>, plan: &super::Plan) -> Result<Option<Answer>, Error> {
