@@ -2,7 +2,7 @@
 //! not changed) or deny with a reason.
 
 use super::backend::{self, Ask, Ctx, Plan};
-use super::release::{plan_stored, rate_counts, record_rates, record_release};
+use super::release::{plan_stored, rate_counts, record_approved};
 use super::signer::NodeSigner;
 use super::view::{pending_view, request_view, PendingView};
 use super::{tags_with, Owner};
@@ -206,22 +206,5 @@ fn record_approval(
         Some(ask.principal),
         &serde_json::json!({ "request": id, "action": "approve", "by": "owner", "token": view.token }),
     )?;
-    if answer.is_some() {
-        backend::dp::charge(tx, id, plan)?;
-    }
-    record_rates(tx, policy, facts)?;
-    if let Some(answer) = answer {
-        let cost = plan.cost.map_or(0, |c| c.nanos());
-        record_release(
-            tx,
-            signer,
-            id,
-            ask.principal,
-            ask.backend,
-            ask.checked,
-            answer,
-            cost,
-        )?;
-    }
-    Ok(())
+    record_approved(tx, signer, policy, facts, id, ask, plan, answer)
 }

@@ -330,7 +330,6 @@ fn record(
         decided_by,
     )?;
     log_request(tx, ask, facts, id)?;
-    let cost_nanos = facts.plan.cost.map_or(0, |c| c.nanos());
     let decision = match &outcome {
         Outcome::Released { rule, .. } => {
             serde_json::json!({ "request": id, "action": "approve", "by": "policy", "rule": rule })
@@ -344,22 +343,51 @@ fn record(
     };
     tx.append_log("decision", Some(ask.principal), &decision)?;
     if let Outcome::Released { answer, .. } = &outcome {
-        record_rates(tx, policy, policy_facts)?;
-        if let Some(answer) = answer {
-            backend::dp::charge(tx, id, &facts.plan)?;
-            record_release(
-                tx,
-                signer,
-                id,
-                ask.principal,
-                ask.backend,
-                ask.checked,
-                answer,
-                cost_nanos,
-            )?;
-        }
+        record_approved(
+            tx,
+            signer,
+            policy,
+            policy_facts,
+            id,
+            ask,
+            &facts.plan,
+            answer.as_ref(),
+        )?;
     }
     Ok(id)
+}
+
+/// What every approval records once its decision is logged, by the policy or by the owner: the release
+/// counted against the policy's rate rules and, when it has an answer now (a scoring request's comes with its
+/// run), the ledger charge, the release index, the `release` log entry and the signed receipt.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_approved(
+    tx: &Tx<'_>,
+    signer: &NodeSigner,
+    policy: &Policy,
+    policy_facts: &RequestFacts<'_>,
+    id: u64,
+    ask: &Ask<'_>,
+    plan: &Plan,
+    answer: Option<&Answer>,
+) -> Result<(), Error> {
+    record_rates(tx, policy, policy_facts)?;
+    let Some(answer) = answer else {
+        return Ok(());
+    };
+    backend::dp::charge(tx, id, plan)?;
+    let cost_nanos = plan.cost.map_or(0, |c| c.nanos());
+    record_release(
+        tx,
+        signer,
+        id,
+        ask.principal,
+        ask.backend,
+        ask.checked,
+        answer,
+        cost_nanos,
+    )?;
+    Ok(())
 }
 
 /// Record a request answered from the store: the same question on the same data was released before.
