@@ -157,7 +157,7 @@ async fn a_revoked_principal_is_cut_off_mid_session_and_cannot_reconnect() {
     let pending = c.request(&p, Backend::Plaintext, "max").await.unwrap();
     // The owner revokes from "another process" while the session is open.
     let cancelled = o.store().store_mut().revoke("Acme").unwrap();
-    assert_eq!(cancelled, vec![pending.id]);
+    assert_eq!(cancelled.requests, vec![pending.id]);
     // The open session is closed by the node: the next call fails.
     let mut cut = false;
     for _ in 0..50 {
@@ -321,5 +321,99 @@ async fn an_invite_for_a_paired_fi_is_refused_unless_it_re_keys() {
             == 0
     );
     assert_eq!(connect(&real).await.principal(), "Acme Bank");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_keying_replaces_the_key_and_tells_the_old_one() {
+    use duo::node::proto::request::RequestState;
+    use duo::policies::Backend;
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let old = paired_fi(&o, &node, "Acme Bank").await;
+    let mut c = connect(&old).await;
+    let p = c.expr("rent_on_time_ratio_12m()").await.unwrap();
+    let answered = c
+        .request(&p, Backend::Plaintext, "underwriting")
+        .await
+        .unwrap();
+    assert_eq!(answered.state, RequestState::Approved, "{answered:?}");
+    let old_fp = o.db().pairings().unwrap()[0].fingerprint.clone();
+    // The owner re-keys Acme Bank explicitly; the FI pairs a new key with that code.
+    let code = owner::rekey_invite(&o.dir, "Acme Bank", TTL, owner::DEFAULT_PAIRING).unwrap();
+    let open = o.db().open_invites().unwrap();
+    assert_eq!(open.len(), 1);
+    assert!(open[0].rekey);
+    let new_dir = tempfile::tempdir().unwrap();
+    let new = FiHome::new(new_dir.path());
+    let rec = client::pair(&new, &node.url(), &code.to_string(), "owner")
+        .await
+        .unwrap();
+    assert_eq!(rec.principal, "Acme Bank");
+    // The old key's open session is closed ...
+    let mut cut = None;
+    for _ in 0..50 {
+        if let Err(e) = c.catalogue().await {
+            cut = Some(e.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cut = cut.expect("the replaced key's session kept working");
+    assert!(cut.contains("re-keyed") || cut.contains("closed"), "{cut}");
+    // ... and a new session with it is refused, saying the key was replaced.
+    let err = Client::connect(&old.home, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown_key"), "{err}");
+    assert!(err.contains("replaced by a newer key"), "{err}");
+    // The new key inherits the pairing's history.
+    let mut n = Client::connect(&new, None).await.unwrap();
+    assert_eq!(n.principal(), "Acme Bank");
+    let seen = n.status(answered.id, Duration::ZERO).await.unwrap();
+    assert_eq!(seen.answer, answered.answer);
+    // The log records the replacement.
+    let paired: Vec<_> = o
+        .db()
+        .log_entries(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "paired")
+        .collect();
+    assert_eq!(paired.len(), 2);
+    let body: serde_json::Value = serde_json::from_str(&paired[1].body).unwrap();
+    assert_eq!(body["rekey"], true);
+    assert_eq!(body["replaced_fi_key_fingerprint"], old_fp.as_str());
+    assert!(o.db().verify_log().unwrap().problems.is_empty());
+    assert!(o.db().open_invites().unwrap().is_empty());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_key_invite_made_before_a_revoke_does_not_pair_after_it() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme Bank").await;
+    let code = owner::rekey_invite(&o.dir, "Acme Bank", TTL, owner::DEFAULT_PAIRING).unwrap();
+    let revoked = o.store().store_mut().revoke("Acme Bank").unwrap();
+    assert_eq!(revoked.invites, [code.id.as_str()]);
+    let dir = tempfile::tempdir().unwrap();
+    let err = client::pair(
+        &FiHome::new(dir.path()),
+        &node.url(),
+        &code.to_string(),
+        "owner",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("cancelled"), "{err}");
+    // The revoked key is told it is not paired (it was revoked, not replaced).
+    let err = Client::connect(&fi.home, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not paired"), "{err}");
     node.shutdown().await;
 }
