@@ -34,7 +34,8 @@ pub enum OwnerCmd {
     },
     /// Serve FIs: listen for paired sessions and pairings.
     Serve(ServeArgs),
-    /// Make a one-time invite code for an FI, bound to the name you choose for it.
+    /// Make a one-time invite code for an FI, bound to the name you choose for it (`--rekey` for an FI that is
+    /// already paired); list or cancel open invites.
     Invite(InviteArgs),
     /// The FIs paired with this node.
     #[command(subcommand)]
@@ -112,18 +113,42 @@ pub struct ServeArgs {
 
 /// Options of `duo owner invite`.
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct InviteArgs {
+    #[command(subcommand)]
+    cmd: Option<InviteCmd>,
     /// The name you give this FI (its principal), e.g. "Acme Bank".
-    #[arg(long = "fi")]
-    principal: String,
+    #[arg(long = "fi", required = true)]
+    principal: Option<String>,
     /// How long the code stays valid, with its unit (e.g. 15m, 2h, 1d).
     #[arg(long, default_value = "15m")]
     ttl: String,
     /// How many days the pairing lasts; after that the FI needs a new invite.
     #[arg(long, default_value_t = 90)]
     pairing_days: u32,
+    /// Re-key an FI that is already paired: when the code is used, its current key stops working and the new
+    /// key inherits its budgets and history (an invite for a paired FI is refused without this).
+    #[arg(long)]
+    rekey: bool,
     #[command(flatten)]
     json: JsonFlag,
+}
+
+/// `duo owner invite ...`.
+#[derive(Subcommand, Debug)]
+pub enum InviteCmd {
+    /// List the invites that can still be used: id, FI, expiry, attempts, and whether it re-keys.
+    List {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Cancel an open invite: its code no longer pairs (logged).
+    Cancel {
+        /// The invite id (`duo owner invite list`; the part of the code after `duo1-`).
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 /// Options of `duo owner approve`.
@@ -149,8 +174,8 @@ pub enum OwnerFiCmd {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// Cut an FI off: its sessions close at once and its pending requests are cancelled. Its history is kept;
-    /// a new invite pairs it again.
+    /// Cut an FI off: its sessions close at once, and its pending requests and open invites are cancelled. Its
+    /// history is kept; a new invite pairs it again.
     Revoke {
         /// The principal name.
         principal: String,
@@ -179,6 +204,14 @@ pub fn run(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         OwnerCmd::Load(args) => load(home, args),
         OwnerCmd::Datasets { json } => datasets(home, json),
         OwnerCmd::Serve(args) => serve(home, args),
+        OwnerCmd::Invite(InviteArgs {
+            cmd: Some(InviteCmd::List { json }),
+            ..
+        }) => invite_list(home, json),
+        OwnerCmd::Invite(InviteArgs {
+            cmd: Some(InviteCmd::Cancel { id, json }),
+            ..
+        }) => invite_cancel(home, &id, json),
         OwnerCmd::Invite(args) => invite(home, args),
         OwnerCmd::Fi(OwnerFiCmd::List { json }) => fi_list(home, json),
         OwnerCmd::Fi(OwnerFiCmd::Revoke { principal, json }) => fi_revoke(home, &principal, json),
@@ -353,18 +386,110 @@ fn invite(home: &Path, args: InviteArgs) -> Result<i32> {
         bail!("--pairing-days must be between 1 and 3650");
     }
     let pairing = Duration::from_secs(u64::from(args.pairing_days) * 86400);
-    let principal = args.principal.trim();
-    let code = owner::invite_for(&dir, &args.principal, ttl, pairing)?;
+    let Some(given) = args.principal.as_deref() else {
+        bail!("name the FI with --fi NAME");
+    };
+    let principal = given.trim();
+    // The key a re-key replaces, as the owner sees it in `duo owner fi list`.
+    let replaces = if args.rekey {
+        open_owner(&dir)?
+            .store()
+            .current_pairing(principal)?
+            .map(|p| p.fingerprint)
+    } else {
+        None
+    };
+    let code = if args.rekey {
+        owner::rekey_invite(&dir, principal, ttl, pairing)?
+    } else {
+        owner::invite_for(&dir, principal, ttl, pairing)?
+    };
+    let others = open_owner(&dir)?
+        .store()
+        .open_invites()?
+        .into_iter()
+        .filter(|i| i.principal == principal && i.id != code.id)
+        .count();
     if args.json.json {
         print_json(&serde_json::json!({
-            "principal": principal, "code": code.to_string(), "expires_in_secs": ttl.as_secs(),
+            "principal": principal, "code": code.to_string(), "invite": code.id,
+            "expires_in_secs": ttl.as_secs(), "rekey": args.rekey, "replaces_fi_key_fingerprint": replaces,
+            "other_open_invites": others,
         }))?;
     } else {
         outln!("{code}")?;
         errln!(
-            "give this code to {principal} out of band; it works once, for {}",
-            ttl::words(ttl)
+            "give this code to {principal} out of band; it works once, for {} (invite {})",
+            ttl::words(ttl),
+            code.id
         );
+        if args.rekey {
+            errln!(
+                "this code RE-KEYS {principal}: when it is used, the FI key paired now ({}) stops working at once, \
+                 and the new key inherits {principal}'s budgets, counters, requests and past answers. Whoever \
+                 holds the code can take {principal}'s place: send it as carefully as a first invite. \
+                 `duo owner invite cancel {}` withdraws it.",
+                replaces.as_deref().unwrap_or("see `duo owner fi list`"),
+                code.id
+            );
+        }
+        if others > 0 {
+            errln!(
+                "{principal} has {others} other open invite(s); the first one used cancels the others \
+                 (`duo owner invite list`)"
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// `duo owner invite list`: the invites that can still be used.
+fn invite_list(home: &Path, json: JsonFlag) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let list = open_owner(&dir)?.store().open_invites()?;
+    if json.json {
+        print_json(&list)?;
+    } else if list.is_empty() {
+        outln!("no open invite; make one with `duo owner invite --fi NAME`")?;
+    } else {
+        for i in list {
+            let expires = chrono::DateTime::from_timestamp(i.expires_at, 0)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default();
+            outln!(
+                "{}  {}{}\n  made {}; expires {}; {} of {} attempt(s) used",
+                i.id,
+                i.principal,
+                if i.rekey {
+                    "  [re-key: replaces its current key]"
+                } else {
+                    ""
+                },
+                i.created_at,
+                expires,
+                i.attempts,
+                store::MAX_INVITE_ATTEMPTS
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// `duo owner invite cancel`: withdraw an open invite.
+fn invite_cancel(home: &Path, id: &str, json: JsonFlag) -> Result<i32> {
+    let dir = ensure_owner(home)?;
+    let id = id.trim().to_ascii_lowercase();
+    let inv = open_owner(&dir)?.store_mut().cancel_invite(&id)?;
+    if json.json {
+        print_json(&serde_json::json!({
+            "invite": inv.id, "principal": inv.principal, "rekey": inv.rekey,
+        }))?;
+    } else {
+        outln!(
+            "cancelled invite {} for `{}`: its code no longer pairs",
+            inv.id,
+            inv.principal
+        )?;
     }
     Ok(0)
 }
@@ -404,13 +529,15 @@ fn fi_revoke(home: &Path, principal: &str, json: JsonFlag) -> Result<i32> {
     let mut o = open_owner(&dir)?;
     let cancelled = o.store_mut().revoke(principal)?;
     if json.json {
-        print_json(
-            &serde_json::json!({ "principal": principal, "cancelled_requests": cancelled }),
-        )?;
+        print_json(&serde_json::json!({
+            "principal": principal, "cancelled_requests": cancelled.requests,
+            "cancelled_invites": cancelled.invites,
+        }))?;
     } else {
         outln!(
-            "revoked `{principal}`: its sessions close now; {} pending request(s) cancelled",
-            cancelled.len()
+            "revoked `{principal}`: its sessions close now; {} pending request(s) and {} open invite(s) cancelled",
+            cancelled.requests.len(),
+            cancelled.invites.len()
         )?;
     }
     Ok(0)

@@ -457,13 +457,56 @@ pub fn log_summary(kind: &str, body: &str) -> String {
                 ),
             }
         }
-        "paired" => format!(
-            "invite {}, FI key {}",
-            field("invite"),
-            field("fi_key_fingerprint")
+        "paired" => {
+            let mut s = format!(
+                "invite {}, FI key {}",
+                field("invite"),
+                field("fi_key_fingerprint")
+            );
+            if b.get("replaced_fi_key_fingerprint").is_some() {
+                s += &format!(
+                    "; {} FI key {} ({}), which no longer works",
+                    if b.get("rekey") == Some(&serde_json::Value::Bool(true)) {
+                        "re-key: replaces"
+                    } else {
+                        "replaces"
+                    },
+                    field("replaced_fi_key_fingerprint"),
+                    field("replaced_pairing_state")
+                );
+            }
+            s + &cancelled_invites(&b)
+        }
+        "revoked" => format!(
+            "cancelled requests {}{}",
+            field("cancelled_requests"),
+            cancelled_invites(&b)
         ),
+        "invite_cancelled" => {
+            let why = field("why");
+            format!(
+                "invite {} cancelled by the {}{}{why}",
+                field("invite"),
+                field("by"),
+                if why.is_empty() { "" } else { ": " }
+            )
+        }
         "scoring-refused" => format!("#{} run refused: {}", field("request"), field("why")),
         _ => body.to_string(),
+    }
+}
+
+/// `; cancelled invites a, b` when a log entry's `cancelled_invites` is not empty.
+fn cancelled_invites(b: &serde_json::Value) -> String {
+    let ids: Vec<&str> = b
+        .get("cancelled_invites")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if ids.is_empty() {
+        String::new()
+    } else {
+        format!("; cancelled invite(s) {}", ids.join(", "))
     }
 }
 
@@ -606,6 +649,42 @@ mod tests {
         // Unknown kinds and bodies that are not JSON are shown as they are.
         assert_eq!(log_summary("metadata_viewed", "{\"x\":1}"), "{\"x\":1}");
         assert_eq!(log_summary("scoring-end", "not json"), "not json");
+    }
+
+    #[test]
+    fn pairing_log_entries_name_replaced_keys_and_cancelled_invites() {
+        let first = serde_json::json!({
+            "invite": "aaaa", "fi_key_fingerprint": "fp1", "rekey": false, "cancelled_invites": ["bbbb"],
+        });
+        assert_eq!(
+            log_summary("paired", &first.to_string()),
+            "invite aaaa, FI key fp1; cancelled invite(s) bbbb"
+        );
+        let rekey = serde_json::json!({
+            "invite": "cccc", "fi_key_fingerprint": "fp2", "rekey": true, "cancelled_invites": [],
+            "replaced_fi_key_fingerprint": "fp1", "replaced_pairing_state": "active",
+        });
+        assert_eq!(
+            log_summary("paired", &rekey.to_string()),
+            "invite cccc, FI key fp2; re-key: replaces FI key fp1 (active), which no longer works"
+        );
+        let revoked =
+            serde_json::json!({ "cancelled_requests": [3], "cancelled_invites": ["dddd"] });
+        assert_eq!(
+            log_summary("revoked", &revoked.to_string()),
+            "cancelled requests [3]; cancelled invite(s) dddd"
+        );
+        let cancelled = serde_json::json!({ "invite": "dddd", "by": "owner" });
+        assert_eq!(
+            log_summary("invite_cancelled", &cancelled.to_string()),
+            "invite dddd cancelled by the owner"
+        );
+        let upgrade =
+            serde_json::json!({ "invite": "eeee", "by": "upgrade", "why": "made before" });
+        assert_eq!(
+            log_summary("invite_cancelled", &upgrade.to_string()),
+            "invite eeee cancelled by the upgrade: made before"
+        );
     }
 
     #[test]

@@ -486,3 +486,81 @@ fn a_closed_pipe_ends_the_command_quietly() {
         );
     }
 }
+
+fn fails(home: &Path, args: &[&str]) -> String {
+    let out = duo(home, args);
+    assert!(
+        !out.status.success(),
+        "duo {args:?} succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// `duo owner invite`: open invites are listed and cancelled; a second invite for a paired FI is refused
+/// unless it re-keys, says what re-keying means, and the replaced key is told so.
+#[test]
+fn invites_are_listed_cancelled_and_re_key_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = dir.path().join("owner-home");
+    let fi = dir.path().join("fi-home");
+    let fi2 = dir.path().join("fi2-home");
+    ok(&owner, &["owner", "init"]);
+    let (mut node, url) = serve(&owner);
+    let invite = |args: &[&str]| {
+        json(&ok(
+            &owner,
+            &[&["owner", "invite", "--json"], args].concat(),
+        ))
+    };
+    let first = invite(&["--fi", "Acme Bank", "--ttl", "15m"]);
+    let spare = invite(&["--fi", "Acme Bank"]);
+    assert_eq!(spare["other_open_invites"], 1);
+    let list = json(&ok(&owner, &["owner", "invite", "list", "--json"]));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["principal"], "Acme Bank");
+    assert_eq!(list[0]["rekey"], false);
+    assert_eq!(list[0]["attempts"], 0);
+    assert!(list[0].get("psk").is_none());
+    let spare_id = spare["invite"].as_str().unwrap();
+    let cancelled = ok(&owner, &["owner", "invite", "cancel", spare_id]);
+    assert!(cancelled.contains("no longer pairs"), "{cancelled}");
+    let err = fails(&owner, &["owner", "invite", "cancel", spare_id]);
+    assert!(err.contains("cancelled"), "{err}");
+    let err = fails(&fi2, &["fi", "pair", &url, spare["code"].as_str().unwrap()]);
+    assert!(err.contains("cancelled"), "{err}");
+
+    ok(&fi, &["fi", "pair", &url, first["code"].as_str().unwrap()]);
+    assert!(ok(&owner, &["owner", "invite", "list"]).contains("no open invite"));
+    // A plain invite for the paired FI is refused, and says how to re-key.
+    let err = fails(&owner, &["owner", "invite", "--fi", "Acme Bank"]);
+    assert!(err.contains("already paired"), "{err}");
+    assert!(err.contains("--rekey"), "{err}");
+    // --rekey makes one, and says what it means.
+    let out = duo(&owner, &["owner", "invite", "--fi", "Acme Bank", "--rekey"]);
+    assert!(out.status.success());
+    let code = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let said = String::from_utf8(out.stderr).unwrap();
+    assert!(said.contains("RE-KEYS"), "{said}");
+    assert!(said.contains("stops working"), "{said}");
+    assert!(said.contains("inherits"), "{said}");
+    assert!(ok(&owner, &["owner", "invite", "list"]).contains("re-key"));
+    // The new key pairs and the old one is told it was replaced.
+    ok(&fi2, &["fi", "pair", &url, &code]);
+    let err = fails(&fi, &["fi", "datasets"]);
+    assert!(err.contains("replaced by a newer key"), "{err}");
+    ok(&fi2, &["fi", "datasets"]);
+    let log = ok(&owner, &["owner", "log"]);
+    assert!(log.contains("re-key: replaces FI key"), "{log}");
+    assert!(log.contains("invite_cancelled"), "{log}");
+    // Revoking cancels the FI's open invites too.
+    invite(&["--fi", "Acme Bank", "--rekey"]);
+    let revoked = json(&ok(
+        &owner,
+        &["owner", "fi", "revoke", "Acme Bank", "--json"],
+    ));
+    assert_eq!(revoked["cancelled_invites"].as_array().unwrap().len(), 1);
+    ok(&owner, &["owner", "log", "--verify"]);
+    node.kill().unwrap();
+    node.wait().unwrap();
+}

@@ -475,7 +475,7 @@ action = "ask"
     // An approved bands request that has not run yet is cancelled by a revocation.
     let (mut o, id) = ask_pending(&mut c, &owner, &m, Reveal::Bands { k: 2 }).await;
     o.approve(id, None).unwrap();
-    let cancelled = o.store_mut().revoke("daily").unwrap();
+    let cancelled = o.store_mut().revoke("daily").unwrap().requests;
     assert!(cancelled.contains(&id), "{cancelled:?}");
     let state: String = owner
         .db()

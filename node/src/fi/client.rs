@@ -744,6 +744,14 @@ impl Client {
             .map_err(|e| Error::Transport(e.to_string()))?
             .ok_or_else(|| Error::Transport("the owner node closed the session".into()))?;
         let (rid, reply) = wire::decode_server(&bytes)?;
+        // With id 0 the node ends the session (the owner revoked or re-keyed this pairing, or it expired) and
+        // says why.
+        if let (0, ServerMsg::Error { code, message }) = (rid, &reply) {
+            return Err(Error::Remote {
+                code: code.clone(),
+                message: message.clone(),
+            });
+        }
         if rid != id {
             return Err(Error::Transport(format!(
                 "reply to message {rid} while waiting for {id}"

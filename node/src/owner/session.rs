@@ -59,6 +59,11 @@ pub(crate) async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Share
 
 type Chan = transport::SecureChannel<TcpStream>;
 
+/// Why a key that a newer key replaced (a re-key) is refused a session (`unknown_key`).
+const REPLACED_KEY: &str = "this FI key's pairing was replaced by a newer key (the owner re-keyed it): this key no \
+     longer works, and the new key holds the pairing with its budgets and history; if you did not ask for this, \
+     contact the owner";
+
 /// The Noise handshake, with this node's few store look-ups (an invite's key, a paired key). Unauthenticated
 /// connections have their own small allowance.
 async fn handshake(tcp: TcpStream, shared: &Shared) -> Option<(Chan, Mode)> {
@@ -83,6 +88,12 @@ async fn handshake(tcp: TcpStream, shared: &Shared) -> Option<(Chan, Mode)> {
                     .map_err(|_| ("internal".to_string(), "try again".to_string()))?;
                 match c.principal_for_key(key) {
                     Ok(Some(_)) => Ok(()),
+                    // The refusal travels in clear text: it says what happened to this key, and names neither
+                    // the principal nor the new key.
+                    Ok(None) if matches!(c.replaced_key(key), Ok(Some(_))) => Err((
+                        "unknown_key".into(),
+                        REPLACED_KEY.into(),
+                    )),
                     Ok(None) => Err((
                         "unknown_key".into(),
                         "this FI key is not paired with this node, or its pairing expired; ask the owner for a new invite code".into(),
@@ -306,15 +317,23 @@ impl SessionState {
     async fn still_paired(&mut self, chan: &mut Chan) -> bool {
         let remote = self.remote;
         let still = blocking(&mut self.owner, move |o| {
-            o.store().principal_for_key(&remote)
+            let p = o.store().principal_for_key(&remote)?;
+            let replaced = p.is_none() && o.store().replaced_key(&remote)?.is_some();
+            Ok::<_, Error>((p, replaced))
         })
         .await;
-        if matches!(still, Ok(Ok(Some(ref p))) if *p == self.principal) {
+        if matches!(still, Ok(Ok((Some(ref p), _))) if *p == self.principal) {
             return true;
         }
+        let message = if matches!(still, Ok(Ok((_, true)))) {
+            "the owner re-keyed this pairing: a newer key replaced this one, which no longer works; the session \
+             is closed"
+        } else {
+            "the owner revoked or ended this pairing; the session is closed"
+        };
         let bye = ServerMsg::Error {
             code: "revoked".into(),
-            message: "the owner revoked or ended this pairing; the session is closed".into(),
+            message: message.into(),
         };
         let _ = chan.send(&wire::encode(0, &bye)).await;
         false

@@ -115,16 +115,43 @@ pub fn load(
 pub const DEFAULT_PAIRING: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Make an invite code for `principal`, valid for `ttl`; the pairing it makes lasts [`DEFAULT_PAIRING`].
+/// Refused if `principal` is already paired (see [`rekey_invite`]).
 pub fn invite(owner_dir: &Path, principal: &str, ttl: Duration) -> Result<InviteCode, Error> {
     invite_for(owner_dir, principal, ttl, DEFAULT_PAIRING)
 }
 
-/// Make an invite code for `principal`, valid for `ttl`, whose pairing lasts `pairing`.
+/// Make an invite code for `principal`, valid for `ttl`, whose pairing lasts `pairing`. Refused if
+/// `principal` is already paired (an active pairing that has not expired): pairing it again would replace its
+/// key, which only a [`rekey_invite`] does. The first of a principal's invites to be used cancels the others.
 pub fn invite_for(
     owner_dir: &Path,
     principal: &str,
     ttl: Duration,
     pairing: Duration,
+) -> Result<InviteCode, Error> {
+    make_invite(owner_dir, principal, ttl, pairing, false)
+}
+
+/// Make a code that re-keys `principal`, which must be paired, valid for `ttl`, whose pairing lasts `pairing`.
+/// When it is used, the FI key it pairs replaces the current one: the old key stops working at once (its
+/// holder is told its pairing was re-keyed) and the new key inherits the principal's budgets, counters,
+/// requests and answers. For an FI that lost its key or wants a new one; whoever holds the code can take the
+/// principal's place, so it must reach the FI as safely as a first invite.
+pub fn rekey_invite(
+    owner_dir: &Path,
+    principal: &str,
+    ttl: Duration,
+    pairing: Duration,
+) -> Result<InviteCode, Error> {
+    make_invite(owner_dir, principal, ttl, pairing, true)
+}
+
+fn make_invite(
+    owner_dir: &Path,
+    principal: &str,
+    ttl: Duration,
+    pairing: Duration,
+    rekey: bool,
 ) -> Result<InviteCode, Error> {
     let principal = principal.trim();
     if principal.is_empty() || principal.len() > 128 || principal.chars().any(char::is_control) {
@@ -134,12 +161,12 @@ pub fn invite_for(
     }
     let key = node_key(owner_dir)?;
     let code = InviteCode::generate(&key.public);
-    Store::open(owner_dir, Sync::Full)?.create_invite(
-        &code.id,
-        principal,
-        &code.psk(),
-        store::now_unix() + ttl.as_secs() as i64,
-        pairing,
-    )?;
+    let expires_at = store::now_unix() + ttl.as_secs() as i64;
+    let mut store = Store::open(owner_dir, Sync::Full)?;
+    if rekey {
+        store.create_rekey_invite(&code.id, principal, &code.psk(), expires_at, pairing)?;
+    } else {
+        store.create_invite(&code.id, principal, &code.psk(), expires_at, pairing)?;
+    }
     Ok(code)
 }

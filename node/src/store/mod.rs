@@ -25,7 +25,9 @@ mod scoring;
 pub use datasets::{DatasetRow, Datasets};
 pub use ledger::{BudgetEvent, Ledgers};
 pub use log::{entry_hash, parse_ts, Log, LogEntry, LogPos, LogProblem, LogReport, GENESIS_HASH};
-pub use pairings::{Invite, Pairing, Pairings, MAX_INVITE_ATTEMPTS};
+pub use pairings::{
+    Invite, OpenInvite, Pairing, Pairings, ReplacedKey, Revocation, MAX_INVITE_ATTEMPTS,
+};
 pub use requests::{EarlierRelease, NewRequest, RequestRow, Requests, StoredRequest};
 pub use scoring::ScoringRuns;
 
@@ -78,7 +80,8 @@ CREATE TABLE IF NOT EXISTS invites (
     expires_at INTEGER NOT NULL,
     attempts   INTEGER NOT NULL DEFAULT 0,
     state      TEXT NOT NULL DEFAULT 'open',
-    pairing_secs INTEGER NOT NULL
+    pairing_secs INTEGER NOT NULL,
+    rekey      INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS pairings (
     principal   TEXT PRIMARY KEY,
@@ -88,6 +91,13 @@ CREATE TABLE IF NOT EXISTS pairings (
     expires_at  INTEGER NOT NULL,
     last_seen   TEXT,
     state       TEXT NOT NULL DEFAULT 'active'
+);
+CREATE TABLE IF NOT EXISTS replaced_keys (
+    fi_key          BLOB PRIMARY KEY,
+    principal       TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL,
+    replaced_at     TEXT NOT NULL,
+    new_fingerprint TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS requests (
     id           INTEGER PRIMARY KEY,
@@ -225,7 +235,7 @@ impl Store {
     pub fn open(owner_dir: &Path, sync: Sync) -> Result<Store, Error> {
         crate::home::private_dir(owner_dir)?;
         let path = db_path(owner_dir);
-        let conn = Connection::open(&path)?;
+        let mut conn = Connection::open(&path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(
@@ -238,6 +248,7 @@ impl Store {
         )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        pairings::upgrade(&mut conn)?;
         for suffix in ["", "-wal", "-shm"] {
             let mut p = path.clone().into_os_string();
             p.push(suffix);
@@ -449,8 +460,17 @@ mod tests {
             conn.principal_for_key(&[1; 32]).unwrap().as_deref(),
             Some("Acme")
         );
-        conn.create_invite("two", "Acme", &[8; 32], now_unix() + 600, DAY)
+        // A paired principal gets a new key only through a re-key invite.
+        let refused = conn
+            .create_invite("two", "Acme", &[8; 32], now_unix() + 600, DAY)
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("already paired"), "{refused}");
+        assert!(refused.contains("--rekey"), "{refused}");
+        assert_eq!(conn.invite("two").unwrap(), None);
+        conn.create_rekey_invite("two", "Acme", &[8; 32], now_unix() + 600, DAY)
             .unwrap();
+        assert!(conn.invite("two").unwrap().unwrap().rekey);
         conn.complete_pairing("two", &[2; 32], "fp2").unwrap();
         assert_eq!(conn.principal_for_key(&[1; 32]).unwrap(), None);
         assert_eq!(
@@ -458,6 +478,185 @@ mod tests {
             Some("Acme")
         );
         assert_eq!(conn.pairings().unwrap().len(), 1);
+        // The old key is remembered as replaced, and the log says so.
+        let r = conn.replaced_key(&[1; 32]).unwrap().unwrap();
+        assert_eq!(
+            (
+                r.principal.as_str(),
+                r.fingerprint.as_str(),
+                r.new_fingerprint.as_str()
+            ),
+            ("Acme", "fp1", "fp2")
+        );
+        assert_eq!(conn.replaced_key(&[2; 32]).unwrap(), None);
+        let paired = conn.log_tail(1).unwrap().remove(0);
+        assert_eq!(paired.kind, "paired");
+        let body: serde_json::Value = serde_json::from_str(&paired.body).unwrap();
+        assert_eq!(body["rekey"], true);
+        assert_eq!(body["replaced_fi_key_fingerprint"], "fp1");
+        assert_eq!(body["replaced_pairing_state"], "active");
+        assert!(conn.verify_log().unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn a_re_key_invite_needs_a_current_pairing() {
+        let (_d, mut conn) = fresh();
+        let e = conn
+            .create_rekey_invite("one", "Acme", &[7; 32], now_unix() + 600, DAY)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no current pairing"), "{e}");
+        assert!(conn.open_invites().unwrap().is_empty());
+        assert!(conn.log_tail(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pairing_cancels_the_principals_other_invites() {
+        let (_d, mut conn) = fresh();
+        for (id, who) in [("a1", "Acme"), ("a2", "Acme"), ("b1", "Beta")] {
+            conn.create_invite(id, who, &[7; 32], now_unix() + 600, DAY)
+                .unwrap();
+        }
+        let open = |c: &Store| -> Vec<String> {
+            c.open_invites()
+                .unwrap()
+                .into_iter()
+                .map(|i| i.id)
+                .collect()
+        };
+        assert_eq!(open(&conn), ["a1", "a2", "b1"]);
+        conn.complete_pairing("a1", &[1; 32], "fp1").unwrap();
+        assert_eq!(open(&conn), ["b1"]);
+        assert_eq!(conn.invite("a2").unwrap().unwrap().state, "cancelled");
+        assert!(conn.invite_refusal("a2").unwrap().contains("cancelled"));
+        assert!(conn.begin_invite_attempt("a2").unwrap().is_none());
+        let e = conn.complete_pairing("a2", &[9; 32], "fp9").unwrap_err();
+        assert!(e.to_string().contains("can no longer be used"), "{e}");
+        assert_eq!(
+            conn.principal_for_key(&[1; 32]).unwrap().as_deref(),
+            Some("Acme")
+        );
+        let paired = conn.log_tail(1).unwrap().remove(0);
+        let body: serde_json::Value = serde_json::from_str(&paired.body).unwrap();
+        assert_eq!(body["cancelled_invites"], serde_json::json!(["a2"]));
+        assert_eq!(body["rekey"], false);
+        assert!(body.get("replaced_fi_key_fingerprint").is_none());
+    }
+
+    #[test]
+    fn revoking_cancels_the_principals_open_invites() {
+        let (_d, mut conn) = fresh();
+        conn.create_invite("a1", "Acme", &[7; 32], now_unix() + 600, DAY)
+            .unwrap();
+        conn.complete_pairing("a1", &[1; 32], "fp1").unwrap();
+        conn.create_rekey_invite("a2", "Acme", &[8; 32], now_unix() + 600, DAY)
+            .unwrap();
+        let r = conn.revoke("Acme").unwrap();
+        assert_eq!(r.invites, ["a2"]);
+        assert!(r.requests.is_empty());
+        assert_eq!(conn.invite("a2").unwrap().unwrap().state, "cancelled");
+        assert!(conn.complete_pairing("a2", &[2; 32], "fp2").is_err());
+        let revoked = conn.log_tail(1).unwrap().remove(0);
+        assert_eq!(revoked.kind, "revoked");
+        assert!(
+            revoked.body.contains("\"cancelled_invites\":[\"a2\"]"),
+            "{}",
+            revoked.body
+        );
+        // A new plain invite pairs the revoked principal again, with a new key; the revoked key is replaced.
+        conn.create_invite("a3", "Acme", &[9; 32], now_unix() + 600, DAY)
+            .unwrap();
+        conn.complete_pairing("a3", &[3; 32], "fp3").unwrap();
+        assert_eq!(
+            conn.principal_for_key(&[3; 32]).unwrap().as_deref(),
+            Some("Acme")
+        );
+        assert_eq!(
+            conn.replaced_key(&[1; 32])
+                .unwrap()
+                .unwrap()
+                .new_fingerprint,
+            "fp3"
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(&conn.log_tail(1).unwrap()[0].body).unwrap();
+        assert_eq!(body["replaced_pairing_state"], "revoked");
+    }
+
+    #[test]
+    fn the_owner_cancels_an_open_invite() {
+        let (_d, mut conn) = fresh();
+        conn.create_invite("a1", "Acme", &[7; 32], now_unix() + 600, DAY)
+            .unwrap();
+        let inv = conn.cancel_invite("a1").unwrap();
+        assert_eq!((inv.principal.as_str(), inv.rekey), ("Acme", false));
+        assert!(conn.open_invites().unwrap().is_empty());
+        assert!(conn.begin_invite_attempt("a1").unwrap().is_none());
+        let e = conn.cancel_invite("a1").unwrap_err().to_string();
+        assert!(e.contains("cancelled"), "{e}");
+        let e = conn.cancel_invite("nope").unwrap_err().to_string();
+        assert!(e.contains("no such invite"), "{e}");
+        let entry = conn.log_tail(1).unwrap().remove(0);
+        assert_eq!(entry.kind, "invite_cancelled");
+        assert_eq!(entry.principal.as_deref(), Some("Acme"));
+        assert!(conn.verify_log().unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn an_older_database_gets_the_rekey_column_and_loses_its_stale_invites() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The tables as they were before re-key invites: Acme is paired and still has a second open code;
+            // Beta was never paired and has one.
+            let old = Connection::open(db_path(dir.path())).unwrap();
+            old.execute_batch(
+                "CREATE TABLE invites (id TEXT PRIMARY KEY, principal TEXT NOT NULL, psk BLOB NOT NULL,
+                     created_at TEXT NOT NULL, expires_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+                     state TEXT NOT NULL DEFAULT 'open', pairing_secs INTEGER NOT NULL);
+                 CREATE TABLE pairings (principal TEXT PRIMARY KEY, fi_key BLOB NOT NULL UNIQUE,
+                     fingerprint TEXT NOT NULL, paired_at TEXT NOT NULL, expires_at INTEGER NOT NULL,
+                     last_seen TEXT, state TEXT NOT NULL DEFAULT 'active');",
+            )
+            .unwrap();
+            let far = now_unix() + 600;
+            for (id, who, state) in [
+                ("a1", "Acme", "used"),
+                ("a2", "Acme", "open"),
+                ("b1", "Beta", "open"),
+            ] {
+                old.execute(
+                    "INSERT INTO invites (id, principal, psk, created_at, expires_at, state, pairing_secs)
+                     VALUES (?1, ?2, ?3, 'then', ?4, ?5, 86400)",
+                    rusqlite::params![id, who, [7u8; 32].as_slice(), far, state],
+                )
+                .unwrap();
+            }
+            old.execute(
+                "INSERT INTO pairings (principal, fi_key, fingerprint, paired_at, expires_at)
+                 VALUES ('Acme', ?1, 'fp1', 'then', ?2)",
+                rusqlite::params![[1u8; 32].as_slice(), far],
+            )
+            .unwrap();
+        }
+        let conn = Store::open(dir.path(), Sync::Normal).unwrap();
+        let open: Vec<String> = conn
+            .open_invites()
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(open, ["b1"]);
+        assert_eq!(conn.invite("a2").unwrap().unwrap().state, "cancelled");
+        assert!(!conn.invite("b1").unwrap().unwrap().rekey);
+        let log = conn.log_tail(10).unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].kind, "invite_cancelled");
+        assert!(log[0].body.contains("\"a2\""), "{}", log[0].body);
+        // Opening it again changes nothing.
+        drop(conn);
+        let conn = Store::open(dir.path(), Sync::Normal).unwrap();
+        assert_eq!(conn.log_tail(10).unwrap().len(), 1);
+        assert!(conn.verify_log().unwrap().problems.is_empty());
     }
 
     #[test]

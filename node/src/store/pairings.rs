@@ -1,8 +1,12 @@
-//! Invites and pairings: who may pair, who is paired, and revocation.
+//! Invites and pairings: who may pair, who is paired, re-keying, and revocation.
+//!
+//! A principal has at most one usable way in at a time: pairing it (or revoking it) cancels its other open
+//! invites, an invite for a principal that is already paired is refused unless it is a re-key invite, and a
+//! key that a re-key replaced is remembered so that its holder is told why it no longer works.
 
 use super::{now_text, now_unix, write_tx, HasConn, Log, Store};
 use crate::error::Error;
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -19,8 +23,51 @@ pub struct Invite {
     pub expires_at: i64,
     /// Pairing attempts so far (each counted when it starts, so concurrent attempts cannot exceed the limit).
     pub attempts: u32,
-    /// `open`, `used` or `burned`.
+    /// `open`, `used`, `burned` or `cancelled` (by the owner, or because its principal paired with another
+    /// invite or was revoked).
     pub state: String,
+    /// Whether it re-keys a principal that is already paired ([`Store::create_rekey_invite`]) rather than
+    /// pairing one that is not.
+    pub rekey: bool,
+}
+
+/// An invite that may still be used, as `duo owner invite list` shows it (never its key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInvite {
+    /// Public invite id (part of the code).
+    pub id: String,
+    /// Principal the invite is bound to.
+    pub principal: String,
+    /// When it was made.
+    pub created_at: String,
+    /// Expiry, seconds since the epoch.
+    pub expires_at: i64,
+    /// Pairing attempts so far.
+    pub attempts: u32,
+    /// Whether using it replaces the key of the principal's current pairing.
+    pub rekey: bool,
+}
+
+/// A key whose pairing a newer key took over; its holder is told so when it tries a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacedKey {
+    /// The principal the key was paired as.
+    pub principal: String,
+    /// Fingerprint of the replaced key.
+    pub fingerprint: String,
+    /// When the newer key took over.
+    pub replaced_at: String,
+    /// Fingerprint of the key that took over.
+    pub new_fingerprint: String,
+}
+
+/// What a revocation cancelled ([`Store::revoke`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Ids of the requests it cancelled.
+    pub requests: Vec<u64>,
+    /// Ids of the principal's open invites it cancelled.
+    pub invites: Vec<String>,
 }
 
 /// Pairing attempts an invite allows; once they have all failed it is burned.
@@ -56,28 +103,35 @@ pub trait Pairings: HasConn {
         let conn = self.conn();
         Ok(conn
             .query_row(
-                "SELECT id, principal, psk, expires_at, attempts, state FROM invites WHERE id = ?1",
+                "SELECT id, principal, psk, expires_at, attempts, state, rekey FROM invites WHERE id = ?1",
                 [id],
                 |r| {
                     let psk: Vec<u8> = r.get(2)?;
-                    Ok((r.get(0)?, r.get(1)?, psk, r.get(3)?, r.get(4)?, r.get(5)?))
+                    Ok((
+                        (r.get(0)?, r.get(1)?, psk),
+                        (r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
+                    ))
                 },
             )
             .optional()?
-            .and_then(|(id, principal, psk, expires_at, attempts, state)| {
-                let psk: [u8; 32] = psk.try_into().ok()?;
-                Some(Invite {
-                    id,
-                    principal,
-                    psk,
-                    expires_at,
-                    attempts,
-                    state,
-                })
-            }))
+            .and_then(
+                |((id, principal, psk), (expires_at, attempts, state, rekey))| {
+                    let psk: [u8; 32] = psk.try_into().ok()?;
+                    Some(Invite {
+                        id,
+                        principal,
+                        psk,
+                        expires_at,
+                        attempts,
+                        state,
+                        rekey,
+                    })
+                },
+            ))
     }
 
-    /// Why an invite could not be used, in words for the log and the FI.
+    /// Why an invite could not be used, in words for the log and the FI. The words name no principal: the
+    /// invite id travels in clear text, so anyone on the path may ask.
     fn invite_refusal(&self, id: &str) -> Result<String, Error> {
         let conn = self.conn();
         Ok(match conn.invite(id)? {
@@ -86,12 +140,35 @@ pub trait Pairings: HasConn {
             Some(i) if i.state == "burned" => {
                 "this invite was burned after too many failed attempts".into()
             }
+            Some(i) if i.state == "cancelled" => {
+                "this invite was cancelled; ask the owner for a new one".into()
+            }
             Some(i) if i.expires_at <= now_unix() => "this invite has expired".into(),
             Some(i) if i.attempts >= MAX_INVITE_ATTEMPTS => {
                 "this invite has had too many attempts; ask the owner for a new one".into()
             }
             Some(_) => "this invite cannot be used".into(),
         })
+    }
+
+    /// The invites that may still be used (open and not expired), oldest first.
+    fn open_invites(&self) -> Result<Vec<OpenInvite>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, principal, created_at, expires_at, attempts, rekey FROM invites
+             WHERE state = 'open' AND expires_at > ?1 ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([now_unix()], |r| {
+            Ok(OpenInvite {
+                id: r.get(0)?,
+                principal: r.get(1)?,
+                created_at: r.get(2)?,
+                expires_at: r.get(3)?,
+                attempts: r.get(4)?,
+                rekey: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The principal a key is paired as, if the pairing is active and has not expired.
@@ -102,6 +179,26 @@ pub trait Pairings: HasConn {
                 "SELECT principal FROM pairings WHERE fi_key = ?1 AND expires_at > ?2 AND state = 'active'",
             )?
             .query_row(params![fi_key.as_slice(), now_unix()], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// If a newer key took over the pairing this key had: when, and which key.
+    fn replaced_key(&self, fi_key: &[u8; 32]) -> Result<Option<ReplacedKey>, Error> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                "SELECT principal, fingerprint, replaced_at, new_fingerprint FROM replaced_keys
+                 WHERE fi_key = ?1",
+                [fi_key.as_slice()],
+                |r| {
+                    Ok(ReplacedKey {
+                        principal: r.get(0)?,
+                        fingerprint: r.get(1)?,
+                        replaced_at: r.get(2)?,
+                        new_fingerprint: r.get(3)?,
+                    })
+                },
+            )
             .optional()?)
     }
 
@@ -117,38 +214,120 @@ pub trait Pairings: HasConn {
 
     /// All pairings, with their pending requests.
     fn pairings(&self) -> Result<Vec<Pairing>, Error> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT p.principal, p.fingerprint, p.paired_at, p.expires_at, p.last_seen, p.state,
-                    (SELECT COUNT(*) FROM requests r WHERE r.principal = p.principal AND r.state = 'pending')
-             FROM pairings p ORDER BY p.principal",
-        )?;
-        let now = now_unix();
-        let rows = stmt.query_map([], |r| {
-            let expires_at: i64 = r.get(3)?;
-            let state: String = r.get(5)?;
-            Ok(Pairing {
-                principal: r.get(0)?,
-                fingerprint: r.get(1)?,
-                paired_at: r.get(2)?,
-                expires_at,
-                last_seen: r.get(4)?,
-                state: if state == "active" && expires_at <= now {
-                    "expired".into()
-                } else {
-                    state
-                },
-                pending: r.get::<_, i64>(6)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        select_pairings(self.conn(), None)
+    }
+
+    /// The principal's pairing if it is active and has not expired: the one a re-key invite replaces.
+    fn current_pairing(&self, principal: &str) -> Result<Option<Pairing>, Error> {
+        Ok(select_pairings(self.conn(), Some(principal))?
+            .into_iter()
+            .find(|p| p.state == "active"))
     }
 }
 
 impl<T: HasConn + ?Sized> Pairings for T {}
 
+/// Pairings with their pending requests: all of them, or the one of `principal`.
+fn select_pairings(conn: &Connection, principal: Option<&str>) -> Result<Vec<Pairing>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.principal, p.fingerprint, p.paired_at, p.expires_at, p.last_seen, p.state,
+                (SELECT COUNT(*) FROM requests r WHERE r.principal = p.principal AND r.state = 'pending')
+         FROM pairings p WHERE ?1 IS NULL OR p.principal = ?1 ORDER BY p.principal",
+    )?;
+    let now = now_unix();
+    let rows = stmt.query_map([principal], |r| {
+        let expires_at: i64 = r.get(3)?;
+        let state: String = r.get(5)?;
+        Ok(Pairing {
+            principal: r.get(0)?,
+            fingerprint: r.get(1)?,
+            paired_at: r.get(2)?,
+            expires_at,
+            last_seen: r.get(4)?,
+            state: if state == "active" && expires_at <= now {
+                "expired".into()
+            } else {
+                state
+            },
+            pending: r.get::<_, i64>(6)? as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Cancel the principal's invites that could still be used (open, not expired), except `except`, and return
+/// their ids. The caller logs them in the same transaction.
+fn cancel_open_invites(
+    conn: &Connection,
+    principal: &str,
+    except: Option<&str>,
+) -> Result<Vec<String>, Error> {
+    let ids: Vec<String> = {
+        let mut stmt = conn.prepare(
+            "SELECT id FROM invites WHERE principal = ?1 AND state = 'open' AND expires_at > ?2
+                 AND (?3 IS NULL OR id != ?3)
+             ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map(params![principal, now_unix(), except], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for id in &ids {
+        conn.execute("UPDATE invites SET state = 'cancelled' WHERE id = ?1", [id])?;
+    }
+    Ok(ids)
+}
+
+/// Bring a database made before re-key invites existed up to date: add the invites' `rekey` column and, in
+/// the same transaction, cancel the open invites of every principal that has a pairing (active, expired or
+/// revoked), each with its log entry. Those invites were made when pairing and revoking left a principal's
+/// other invites open, so any of them may be a code made before a revocation or a second code for a paired
+/// FI. Does nothing to a current database.
+pub(super) fn upgrade(conn: &mut Connection) -> Result<(), Error> {
+    fn has_rekey(conn: &Connection) -> Result<bool, Error> {
+        Ok(conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('invites') WHERE name = 'rekey'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? > 0)
+    }
+    if has_rekey(conn)? {
+        return Ok(());
+    }
+    let tx = write_tx(conn)?;
+    // Another process may have upgraded it since the look above.
+    if has_rekey(&tx)? {
+        return Ok(());
+    }
+    tx.execute_batch("ALTER TABLE invites ADD COLUMN rekey INTEGER NOT NULL DEFAULT 0")?;
+    let principals: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT DISTINCT i.principal FROM invites i JOIN pairings p ON p.principal = i.principal
+             WHERE i.state = 'open' AND i.expires_at > ?1 ORDER BY i.principal",
+        )?;
+        let rows = stmt.query_map([now_unix()], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for principal in principals {
+        for id in cancel_open_invites(&tx, &principal, None)? {
+            tx.append_log(
+                "invite_cancelled",
+                Some(&principal),
+                &serde_json::json!({
+                    "invite": id,
+                    "by": "upgrade",
+                    "why": "made before pairing and revoking cancelled a principal's other invites",
+                }),
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 impl Store {
-    /// Store a new invite and log it.
+    /// Store a new invite for a principal that is not paired (never paired, revoked, or expired) and log it.
+    /// Refused while the principal has a current pairing: using the invite would replace that pairing's key,
+    /// which only a re-key invite ([`Store::create_rekey_invite`]) may do.
     pub fn create_invite(
         &mut self,
         id: &str,
@@ -157,27 +336,99 @@ impl Store {
         expires_at: i64,
         pairing: Duration,
     ) -> Result<(), Error> {
+        self.insert_invite(id, principal, psk, expires_at, pairing, false)
+    }
+
+    /// Store a re-key invite for a principal that is paired, and log it. The pairing it makes replaces the
+    /// current key: the old key stops working at once, and the new key inherits everything kept under the
+    /// principal (budgets, counters, requests and their answers). Refused if the principal has no current
+    /// pairing (a plain invite pairs it).
+    pub fn create_rekey_invite(
+        &mut self,
+        id: &str,
+        principal: &str,
+        psk: &[u8; 32],
+        expires_at: i64,
+        pairing: Duration,
+    ) -> Result<(), Error> {
+        self.insert_invite(id, principal, psk, expires_at, pairing, true)
+    }
+
+    fn insert_invite(
+        &mut self,
+        id: &str,
+        principal: &str,
+        psk: &[u8; 32],
+        expires_at: i64,
+        pairing: Duration,
+        rekey: bool,
+    ) -> Result<(), Error> {
         let conn = &mut self.conn;
         let tx = write_tx(conn)?;
+        let current = tx.current_pairing(principal)?;
+        let replaces = match (&current, rekey) {
+            (Some(p), false) => {
+                return Err(Error::Refused(format!(
+                    "`{principal}` is already paired (key {}): a new pairing would replace its key. To do that, \
+                     re-key it with `duo owner invite --fi \"{principal}\" --rekey`; to cut it off, \
+                     `duo owner fi revoke \"{principal}\"`",
+                    p.fingerprint
+                )));
+            }
+            (None, true) => {
+                return Err(Error::Refused(format!(
+                    "`{principal}` has no current pairing to re-key (see `duo owner fi list`); \
+                     a plain invite pairs it"
+                )));
+            }
+            (p, _) => p.as_ref().map(|p| p.fingerprint.clone()),
+        };
         let pairing_secs = i64::try_from(pairing.as_secs()).unwrap_or(i64::MAX);
         tx.execute(
-            "INSERT INTO invites (id, principal, psk, created_at, expires_at, pairing_secs)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO invites (id, principal, psk, created_at, expires_at, pairing_secs, rekey)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 id,
                 principal,
                 psk.as_slice(),
                 now_text(),
                 expires_at,
-                pairing_secs
+                pairing_secs,
+                rekey
             ],
         )?;
-        tx.append_log("invite_created",
-            Some(principal),
-            &serde_json::json!({ "invite": id, "expires_at": expires_at, "pairing_secs": pairing_secs }),
-        )?;
+        let mut body = serde_json::json!({
+            "invite": id, "expires_at": expires_at, "pairing_secs": pairing_secs, "rekey": rekey,
+        });
+        if let Some(fp) = replaces {
+            body["replaces_fi_key_fingerprint"] = fp.into();
+        }
+        tx.append_log("invite_created", Some(principal), &body)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Cancel an open invite: its code no longer pairs. Logged. Returns the invite as it was.
+    pub fn cancel_invite(&mut self, id: &str) -> Result<Invite, Error> {
+        let conn = &mut self.conn;
+        let tx = write_tx(conn)?;
+        let Some(inv) = tx
+            .invite(id)?
+            .filter(|i| i.state == "open" && i.expires_at > now_unix())
+        else {
+            let why = tx.invite_refusal(id)?;
+            return Err(Error::NotFound(format!(
+                "no open invite `{id}`: {why} (see `duo owner invite list`)"
+            )));
+        };
+        tx.execute("UPDATE invites SET state = 'cancelled' WHERE id = ?1", [id])?;
+        tx.append_log(
+            "invite_cancelled",
+            Some(&inv.principal),
+            &serde_json::json!({ "invite": id, "by": "owner" }),
+        )?;
+        tx.commit()?;
+        Ok(inv)
     }
 
     /// Start a pairing attempt: if the invite may still be used (open, not expired, attempts left), count the
@@ -223,9 +474,12 @@ impl Store {
         Ok(burned)
     }
 
-    /// Consume an invite and register the FI's key for its principal (replacing an earlier key: re-pairing rotates
-    /// the key and keeps everything keyed on the principal), with its log entry. The pairing lasts as long as the
-    /// invite said. Fails if the invite is no longer usable (checked again inside the transaction).
+    /// Consume an invite and register the FI's key for its principal, with its log entry, in one transaction.
+    /// The pairing lasts as long as the invite said. The principal's other open invites are cancelled. A
+    /// principal with a current pairing is paired again only by a re-key invite: the new key replaces the old
+    /// one (which stops working at once, and is remembered as replaced so its holder can be told) and keeps
+    /// everything keyed on the principal. An earlier key of a revoked or expired pairing is replaced the same
+    /// way. Fails if the invite is no longer usable (checked again inside the transaction).
     pub fn complete_pairing(
         &mut self,
         invite_id: &str,
@@ -238,6 +492,13 @@ impl Store {
             .invite(invite_id)?
             .filter(|i| i.state == "open" && i.expires_at > now_unix())
             .ok_or_else(|| Error::Refused(format!("invite {invite_id} can no longer be used")))?;
+        // Invites for a paired principal are refused unless they re-key, and pairing cancels the others; this
+        // holds even so for an invite that somehow outlived both.
+        if !inv.rekey && tx.current_pairing(&inv.principal)?.is_some() {
+            return Err(Error::Refused(format!(
+                "invite {invite_id} can no longer be used: its FI is already paired"
+            )));
+        }
         let pairing_secs: i64 = tx.query_row(
             "SELECT pairing_secs FROM invites WHERE id = ?1",
             [invite_id],
@@ -246,6 +507,33 @@ impl Store {
         tx.execute(
             "UPDATE invites SET state = 'used' WHERE id = ?1",
             [invite_id],
+        )?;
+        let cancelled = cancel_open_invites(&tx, &inv.principal, Some(invite_id))?;
+        // The key this pairing replaces, if any: its holder is told so from now on.
+        let old: Option<(Vec<u8>, String, String)> = tx
+            .query_row(
+                "SELECT fi_key, fingerprint,
+                        CASE WHEN state = 'active' AND expires_at <= ?2 THEN 'expired' ELSE state END
+                 FROM pairings WHERE principal = ?1",
+                params![inv.principal, now_unix()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let replaced = old.filter(|(key, _, _)| key.as_slice() != fi_key.as_slice());
+        if let Some((key, old_fp, _)) = &replaced {
+            tx.execute(
+                "INSERT INTO replaced_keys (fi_key, principal, fingerprint, replaced_at, new_fingerprint)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(fi_key) DO UPDATE SET principal = excluded.principal,
+                     fingerprint = excluded.fingerprint, replaced_at = excluded.replaced_at,
+                     new_fingerprint = excluded.new_fingerprint",
+                params![key, inv.principal, old_fp, now_text(), fingerprint],
+            )?;
+        }
+        // This key is current again, whatever it replaced before.
+        tx.execute(
+            "DELETE FROM replaced_keys WHERE fi_key = ?1",
+            [fi_key.as_slice()],
         )?;
         // A key belongs to one principal: drop it from any other principal it was registered for.
         tx.execute(
@@ -265,19 +553,23 @@ impl Store {
                 now_unix().saturating_add(pairing_secs)
             ],
         )?;
-        tx.append_log(
-            "paired",
-            Some(&inv.principal),
-            &serde_json::json!({ "invite": invite_id, "fi_key_fingerprint": fingerprint }),
-        )?;
+        let mut body = serde_json::json!({
+            "invite": invite_id, "fi_key_fingerprint": fingerprint, "rekey": inv.rekey,
+            "cancelled_invites": cancelled,
+        });
+        if let Some((_, old_fp, old_state)) = replaced {
+            body["replaced_fi_key_fingerprint"] = old_fp.into();
+            body["replaced_pairing_state"] = old_state.into();
+        }
+        tx.append_log("paired", Some(&inv.principal), &body)?;
         tx.commit()?;
         Ok(inv.principal)
     }
 
     /// Revoke a principal: its pairing stops working at once (running sessions close when they notice), and its
-    /// pending requests are cancelled, in one transaction with the log entries. Budgets, counters and history stay
-    /// keyed on the principal, so a later re-pairing keeps them. Returns the ids of the cancelled requests.
-    pub fn revoke(&mut self, principal: &str) -> Result<Vec<u64>, Error> {
+    /// pending requests and open invites are cancelled, in one transaction with the log entries. Budgets,
+    /// counters and history stay keyed on the principal, so a later re-pairing keeps them.
+    pub fn revoke(&mut self, principal: &str) -> Result<Revocation, Error> {
         let conn = &mut self.conn;
         let tx = write_tx(conn)?;
         let changed = tx.execute(
@@ -286,7 +578,8 @@ impl Store {
         )?;
         if changed == 0 {
             return Err(Error::NotFound(format!(
-                "no active pairing for `{principal}` (see `duo owner fi list`)"
+                "no active pairing for `{principal}` (see `duo owner fi list`; \
+                 `duo owner invite cancel ID` cancels an invite)"
             )));
         }
         let ids: Vec<u64> = {
@@ -316,13 +609,17 @@ impl Store {
                 &serde_json::json!({ "request": id, "action": "deny", "by": "owner", "reason": why }),
             )?;
         }
+        let invites = cancel_open_invites(&tx, principal, None)?;
         tx.append_log(
             "revoked",
             Some(principal),
-            &serde_json::json!({ "cancelled_requests": ids }),
+            &serde_json::json!({ "cancelled_requests": ids, "cancelled_invites": invites }),
         )?;
         tx.commit()?;
-        Ok(ids)
+        Ok(Revocation {
+            requests: ids,
+            invites,
+        })
     }
 
     /// Delete the rows of every version of a dataset (its metadata stays for the log's sake). Pending requests on it
