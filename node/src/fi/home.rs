@@ -1,5 +1,22 @@
 //! The FI's home on disk: its key, its pairings, the receipts it was given (hash-chained), and what it asked
 //! of private scoring.
+//!
+//! # Several processes on one home
+//!
+//! Several `duo fi` commands (and several [`FiHome`] values in one process) may use one home at once. Every
+//! change to it holds an exclusive advisory lock on the file `lock` in the home (`flock` on Unix, `LockFileEx`
+//! on Windows, through the `fs4` crate), taken afresh for each change and released when it is done: appending
+//! to the receipt log `receipts.jsonl`, rewriting `pairings.json`, `scoring_requests.json` or
+//! `score_runs.json` (read, changed and written back under the one lock, so no writer loses another's
+//! record), and creating `fi.key`. A [`FiHome`] keeps the receipt log's tail (its length, next sequence number,
+//! last hash and the receipts it holds) in memory; under the lock it compares the file's length with the one
+//! it indexed and reads the log again when another writer appended meanwhile, so each entry gets the next
+//! number and chains to the entry really before it. Reading the receipt log ([`FiHome::receipts`],
+//! [`FiHome::verify_receipts`]) takes the same lock shared, so it never sees half of an appended line; when
+//! the lock file cannot be opened (no home yet, or a read-only copy of one) it reads without it. The other
+//! files are replaced whole (written to a temporary file, then renamed), so reading them needs no lock. The
+//! lock is advisory: a program that writes the home without taking it (a `duo` from before the lock) is not
+//! held back.
 
 use crate::error::Error;
 use crate::fi::model::ModelFile;
@@ -9,6 +26,10 @@ use crate::proto::receipt::Receipt;
 use crate::proto::scoring::ScoringSpec;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The file in an FI home whose lock every change to the home holds.
+const LOCK_FILE: &str = "lock";
+
 /// The FI's directory inside a Duo home.
 pub fn fi_dir(home: &Path) -> PathBuf {
     home.join("fi")
@@ -75,6 +96,51 @@ struct ReceiptIndex {
     seen: std::collections::HashSet<String>,
 }
 
+/// An advisory lock on an FI home's lock file, released when dropped.
+#[derive(Debug)]
+struct HomeLock {
+    file: std::fs::File,
+}
+
+impl HomeLock {
+    /// Wait for the lock on `file`: shared when `shared`, else exclusive.
+    fn take(file: std::fs::File, shared: bool) -> std::io::Result<HomeLock> {
+        loop {
+            // Through the trait: `File` has inherent `lock` and `lock_shared` only from Rust 1.89, newer than
+            // the workspace's rust-version.
+            let locked = if shared {
+                fs4::FileExt::lock_shared(&file)
+            } else {
+                fs4::FileExt::lock(&file)
+            };
+            match locked {
+                Ok(()) => return Ok(HomeLock { file }),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for HomeLock {
+    fn drop(&mut self) {
+        // Closing the file releases the lock too; unlocking first releases it at once on every platform.
+        let _ = fs4::FileExt::unlock(&self.file);
+    }
+}
+
+/// How the lock file is opened: read-write, created 0600 if missing, never truncated.
+fn lock_file_options() -> std::fs::OpenOptions {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts
+}
+
 impl FiHome {
     /// The FI home in `dir` (created on first use).
     pub fn new(dir: &Path) -> Self {
@@ -84,13 +150,45 @@ impl FiHome {
         }
     }
 
+    /// Take the home's lock exclusively (see the module docs), creating the home and its lock file if need be.
+    fn lock(&self) -> Result<HomeLock, Error> {
+        crate::home::private_dir(&self.dir)?;
+        let file = lock_file_options().open(self.dir.join(LOCK_FILE))?;
+        Ok(HomeLock::take(file, false)?)
+    }
+
+    /// Take the home's lock shared, for reading the receipt log. `None` when the lock file cannot be opened:
+    /// there is no home yet (so no log to read), or it is a read-only copy (so no writer to wait for).
+    fn lock_shared(&self) -> Result<Option<HomeLock>, Error> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = match lock_file_options().open(&path) {
+            Ok(f) => f,
+            Err(_) => match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(_) => return Ok(None),
+            },
+        };
+        Ok(Some(HomeLock::take(file, true)?))
+    }
+
     /// The FI's static key, made on first use.
     pub fn key(&self) -> Result<Keypair, Error> {
-        crate::home::private_dir(&self.dir)?;
         let path = self.dir.join("fi.key");
-        if let Ok(bytes) = std::fs::read(&path) {
-            return Keypair::from_file_bytes(&bytes)
-                .map_err(|e| Error::Internal(format!("{}: {e}", path.display())));
+        let read = || -> Option<Result<Keypair, Error>> {
+            let bytes = std::fs::read(&path).ok()?;
+            Some(
+                Keypair::from_file_bytes(&bytes)
+                    .map_err(|e| Error::Internal(format!("{}: {e}", path.display()))),
+            )
+        };
+        if let Some(kp) = read() {
+            crate::home::private_dir(&self.dir)?;
+            return kp;
+        }
+        let _lock = self.lock()?;
+        // Another process may have made it while this one waited for the lock.
+        if let Some(kp) = read() {
+            return kp;
         }
         let kp = Keypair::generate();
         crate::home::write_private(&path, &kp.to_file_bytes())?;
@@ -128,6 +226,12 @@ impl FiHome {
 
     /// The FI's receipt log, oldest first.
     pub fn receipts(&self) -> Result<Vec<ReceiptEntry>, Error> {
+        let _lock = self.lock_shared()?;
+        self.read_receipts()
+    }
+
+    /// The receipt log as it is on disk; the caller holds the home's lock.
+    fn read_receipts(&self) -> Result<Vec<ReceiptEntry>, Error> {
         let text = match std::fs::read_to_string(self.receipts_path()) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -168,8 +272,6 @@ impl FiHome {
         Ok(problems)
     }
 
-    /// Append a verified receipt to the log, unless the same receipt is already there. The log's tail is
-    /// indexed in memory and read again only when the file changed under us.
     /// Keep the opening of a model commitment (the salt and the model) for an auditor, in
     /// `models/COMMITMENT.json`.
     pub fn keep_model_opening(
@@ -202,10 +304,10 @@ impl FiHome {
     }
 
     pub(crate) fn keep_asked_scoring(&self, asked: AskedScoring) -> Result<(), Error> {
+        let _lock = self.lock()?;
         let mut all = self.asked_scorings()?;
         all.retain(|a| !(a.owner == asked.owner && a.request == asked.request));
         all.push(asked);
-        crate::home::private_dir(&self.dir)?;
         crate::home::write_private(
             &self.dir.join("scoring_requests.json"),
             &serde_json::to_vec(&all)?,
@@ -223,12 +325,12 @@ impl FiHome {
     }
 
     pub(crate) fn add_score_run(&self, rec: ScoreRunRecord) -> Result<(), Error> {
+        let _lock = self.lock()?;
         let mut all = self.score_runs()?;
         // Older than a year is never inside a window.
         let year_ago = rec.at - 366 * 86_400;
         all.retain(|r| r.at > year_ago);
         all.push(rec);
-        crate::home::private_dir(&self.dir)?;
         crate::home::write_private(
             &self.dir.join("score_runs.json"),
             &serde_json::to_vec(&all)?,
@@ -236,14 +338,18 @@ impl FiHome {
         Ok(())
     }
 
+    /// Append a verified receipt to the log, unless the same receipt is already there. The log's tail is
+    /// indexed in memory and read again only when the file changed under us: under the home's lock, so no
+    /// other writer appends between reading the tail and writing the entry.
     pub(crate) fn keep_receipt(&self, owner: &str, receipt: &Receipt) -> Result<(), Error> {
         let mut index = self
             .receipt_index
             .lock()
             .map_err(|_| Error::Internal("receipt index lock poisoned".into()))?;
+        let _lock = self.lock()?;
         let len_now = std::fs::metadata(self.receipts_path()).map_or(0, |m| m.len());
         if index.as_ref().is_none_or(|i| i.file_len != len_now) {
-            let existing = self.receipts()?;
+            let existing = self.read_receipts()?;
             *index = Some(ReceiptIndex {
                 file_len: len_now,
                 next_seq: existing.len() as u64 + 1,
@@ -272,7 +378,6 @@ impl FiHome {
             receipt: receipt.clone(),
             prev,
         };
-        crate::home::private_dir(&self.dir)?;
         let mut line = serde_json::to_vec(&entry)?;
         line.push(b'\n');
         let path = self.receipts_path();
@@ -296,10 +401,10 @@ impl FiHome {
     }
 
     pub(crate) fn save(&self, rec: PairingRecord) -> Result<(), Error> {
+        let _lock = self.lock()?;
         let mut all = self.pairings()?;
         all.retain(|p| p.name != rec.name);
         all.push(rec);
-        crate::home::private_dir(&self.dir)?;
         crate::home::write_private(
             &self.dir.join("pairings.json"),
             &serde_json::to_vec_pretty(&all)?,
@@ -329,4 +434,246 @@ pub struct ScoreRunRecord {
     pub owner: String,
     /// When (Unix seconds).
     pub at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::owner::signer::NodeSigner;
+    use duo_policies::Reveal;
+    use std::collections::BTreeSet;
+    use std::sync::Barrier;
+    use std::time::{Duration, Instant};
+
+    /// Writers at once on one home, as eight `duo fi request` would be.
+    const WRITERS: usize = 8;
+    /// Rounds: each starts all the writers together.
+    const ROUNDS: usize = 5;
+    /// Receipts each writer keeps per round.
+    const PER_ROUND: usize = 4;
+
+    /// A signing key (outside the FI home) and a pairing that pins it, as `duo fi pair` leaves them.
+    fn paired_home(fi: &Path, keys: &Path) -> NodeSigner {
+        let signer = NodeSigner::load_or_create(&keys.join("signing.key")).unwrap();
+        FiHome::new(fi)
+            .save(PairingRecord {
+                name: "owner".into(),
+                url: "ws://127.0.0.1:1".into(),
+                fingerprint: "ab".repeat(32),
+                principal: "Acme".into(),
+                paired_at: "2025-01-01T00:00:00Z".into(),
+                signing_key: Some(signer.public_hex()),
+            })
+            .unwrap();
+        signer
+    }
+
+    /// A distinct receipt for each (round, writer, i).
+    fn receipt(signer: &NodeSigner, round: usize, writer: usize, i: usize) -> Receipt {
+        let request = (round * 10_000 + writer * 100 + i) as u64 + 1;
+        signer.sign(
+            request,
+            "Acme",
+            "plaintext",
+            "{\"node\":\"catalogue\"}".into(),
+            "{\"kind\":\"scalar\"}".into(),
+            0,
+            request,
+            "ab".repeat(32),
+        )
+    }
+
+    /// The log verifies, numbers 1..=n each once, and holds n distinct receipts.
+    fn assert_one_chain(dir: &Path, n: usize, errors: &[String]) {
+        let home = FiHome::new(dir);
+        let problems = home.verify_receipts().unwrap();
+        let entries = home.receipts().unwrap();
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        let mut dup = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        for s in &seqs {
+            if !seen.insert(*s) {
+                dup.insert(*s);
+            }
+        }
+        let requests: BTreeSet<u64> = entries.iter().map(|e| e.receipt.request).collect();
+        assert!(
+            errors.is_empty()
+                && problems.is_empty()
+                && dup.is_empty()
+                && seqs == (1..=n as u64).collect::<Vec<_>>()
+                && requests.len() == n,
+            "{n} receipts kept at once: {} errors {errors:?}; {} entries, sequence numbers kept twice {dup:?}, \
+             {} distinct receipts; verify: {problems:?}",
+            errors.len(),
+            entries.len(),
+            requests.len(),
+        );
+    }
+
+    #[test]
+    fn parallel_homes_keep_one_receipt_chain() {
+        let fi = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        let signer = paired_home(fi.path(), keys.path());
+        let start = Barrier::new(WRITERS);
+        let errors = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for w in 0..WRITERS {
+                let (start, errors, signer, dir) = (&start, &errors, &signer, fi.path());
+                s.spawn(move || {
+                    // Its own `FiHome`: no state shared in memory, as with separate processes.
+                    let home = FiHome::new(dir);
+                    for round in 0..ROUNDS {
+                        start.wait();
+                        for i in 0..PER_ROUND {
+                            if let Err(e) =
+                                home.keep_receipt("owner", &receipt(signer, round, w, i))
+                            {
+                                errors.lock().unwrap().push(e.to_string());
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let errors = errors.into_inner().unwrap();
+        assert_one_chain(fi.path(), WRITERS * ROUNDS * PER_ROUND, &errors);
+    }
+
+    /// Set in the processes that [`parallel_processes_keep_one_receipt_chain`] starts: the FI home, the signing
+    /// key, the file that says go, and the round and writer, one a line.
+    const CHILD: &str = "DUO_TEST_FI_HOME_WRITER";
+
+    #[test]
+    fn parallel_processes_keep_one_receipt_chain() {
+        if let Ok(spec) = std::env::var(CHILD) {
+            let lines: Vec<&str> = spec.lines().collect();
+            let [fi, key, go, round, writer] = lines[..] else {
+                panic!("{CHILD}: {spec:?}");
+            };
+            let signer = NodeSigner::load_or_create(Path::new(key)).unwrap();
+            let (round, writer) = (round.parse().unwrap(), writer.parse().unwrap());
+            let home = FiHome::new(Path::new(fi));
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !Path::new(go).exists() {
+                assert!(Instant::now() < deadline, "no go file");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            for i in 0..PER_ROUND {
+                home.keep_receipt("owner", &receipt(&signer, round, writer, i))
+                    .unwrap();
+            }
+            return;
+        }
+        let fi = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        paired_home(fi.path(), keys.path());
+        let exe = std::env::current_exe().unwrap();
+        let mut errors = Vec::new();
+        for round in 0..ROUNDS {
+            let go = keys.path().join(format!("go-{round}"));
+            let children: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let spec = [
+                        fi.path().display().to_string(),
+                        keys.path().join("signing.key").display().to_string(),
+                        go.display().to_string(),
+                        round.to_string(),
+                        w.to_string(),
+                    ]
+                    .join("\n");
+                    std::process::Command::new(&exe)
+                        .args([
+                            "--exact",
+                            "fi::home::tests::parallel_processes_keep_one_receipt_chain",
+                            "--test-threads=1",
+                            "--nocapture",
+                        ])
+                        .env(CHILD, spec)
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            std::fs::write(&go, b"go").unwrap();
+            for c in children {
+                let out = c.wait_with_output().unwrap();
+                if !out.status.success() {
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    let why = stderr
+                        .lines()
+                        .find(|l| l.contains("panicked") || l.contains("Error"))
+                        .unwrap_or("")
+                        .to_string();
+                    errors.push(format!("writer failed ({}): {why}", out.status));
+                }
+            }
+        }
+        assert_one_chain(fi.path(), WRITERS * ROUNDS * PER_ROUND, &errors);
+    }
+
+    #[test]
+    fn parallel_homes_lose_no_pairing_or_scoring_record() {
+        let fi = tempfile::tempdir().unwrap();
+        let start = Barrier::new(WRITERS);
+        let errors = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for w in 0..WRITERS {
+                let (start, errors, dir) = (&start, &errors, fi.path());
+                s.spawn(move || {
+                    let home = FiHome::new(dir);
+                    for round in 0..ROUNDS {
+                        start.wait();
+                        let id = (round * WRITERS + w) as u64;
+                        let results = [
+                            home.save(PairingRecord {
+                                name: format!("owner-{id}"),
+                                url: "ws://127.0.0.1:1".into(),
+                                fingerprint: "ab".repeat(32),
+                                principal: "Acme".into(),
+                                paired_at: "2025-01-01T00:00:00Z".into(),
+                                signing_key: None,
+                            }),
+                            home.keep_asked_scoring(AskedScoring {
+                                owner: "ab".repeat(32),
+                                request: id,
+                                spec: ScoringSpec {
+                                    attributes: vec!["rent_on_time_ratio_12m".into()],
+                                    reveal: Reveal::Decision,
+                                    commitment: "cd".repeat(32),
+                                },
+                                salt: "ef".repeat(32),
+                            }),
+                            home.add_score_run(ScoreRunRecord {
+                                owner: "ab".repeat(32),
+                                at: 1_750_000_000 + id as i64,
+                            }),
+                        ];
+                        for r in results {
+                            if let Err(e) = r {
+                                errors.lock().unwrap().push(e.to_string());
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let errors = errors.into_inner().unwrap();
+        let home = FiHome::new(fi.path());
+        let n = WRITERS * ROUNDS;
+        let counts = (
+            home.pairings().unwrap().len(),
+            home.asked_scorings().unwrap().len(),
+            home.score_runs().unwrap().len(),
+        );
+        assert!(
+            errors.is_empty() && counts == (n, n, n),
+            "{n} of each kept at once: (pairings, asked scorings, score runs) on disk {counts:?}; \
+             {} errors {errors:?}",
+            errors.len()
+        );
+    }
 }
