@@ -367,11 +367,9 @@ pub fn log_summary(kind: &str, body: &str) -> String {
             .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
             .unwrap_or_default()
     };
-    let reveal = || {
-        b.get("reveal")
-            .and_then(|r| serde_json::from_value::<Reveal>(r.clone()).ok())
-            .map_or_else(|| field("reveal"), |r| r.to_string())
-    };
+    if let Some(s) = scoring_summary(kind, &b) {
+        return s;
+    }
     match kind {
         "request" => format!("#{} {}", field("request"), field("description")),
         "decision" => {
@@ -410,6 +408,58 @@ pub fn log_summary(kind: &str, body: &str) -> String {
                 );
             format!("#{} via {}: {answer}", field("request"), field("backend"))
         }
+        "paired" => {
+            let mut s = format!(
+                "invite {}, FI key {}",
+                field("invite"),
+                field("fi_key_fingerprint")
+            );
+            if b.get("replaced_fi_key_fingerprint").is_some() {
+                s += &format!(
+                    "; {} FI key {} ({}), which no longer works",
+                    if b.get("rekey") == Some(&serde_json::Value::Bool(true)) {
+                        "re-key: replaces"
+                    } else {
+                        "replaces"
+                    },
+                    field("replaced_fi_key_fingerprint"),
+                    field("replaced_pairing_state")
+                );
+            }
+            s + &cancelled_invites(&b)
+        }
+        "revoked" => format!(
+            "cancelled requests {}{}",
+            field("cancelled_requests"),
+            cancelled_invites(&b)
+        ),
+        "invite_cancelled" => {
+            let why = field("why");
+            format!(
+                "invite {} cancelled by the {}{}{why}",
+                field("invite"),
+                field("by"),
+                if why.is_empty() { "" } else { ": " }
+            )
+        }
+        _ => body.to_string(),
+    }
+}
+
+/// The words for a private-scoring log entry (`scoring-start`, `scoring-end`, `scoring-refused`); `None` for
+/// other kinds.
+fn scoring_summary(kind: &str, b: &serde_json::Value) -> Option<String> {
+    let field = |k: &str| {
+        b.get(k)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .unwrap_or_default()
+    };
+    let reveal = || {
+        b.get("reveal")
+            .and_then(|r| serde_json::from_value::<Reveal>(r.clone()).ok())
+            .map_or_else(|| field("reveal"), |r| r.to_string())
+    };
+    Some(match kind {
         "scoring-start" => {
             let attrs = b
                 .get("attributes")
@@ -457,43 +507,9 @@ pub fn log_summary(kind: &str, body: &str) -> String {
                 ),
             }
         }
-        "paired" => {
-            let mut s = format!(
-                "invite {}, FI key {}",
-                field("invite"),
-                field("fi_key_fingerprint")
-            );
-            if b.get("replaced_fi_key_fingerprint").is_some() {
-                s += &format!(
-                    "; {} FI key {} ({}), which no longer works",
-                    if b.get("rekey") == Some(&serde_json::Value::Bool(true)) {
-                        "re-key: replaces"
-                    } else {
-                        "replaces"
-                    },
-                    field("replaced_fi_key_fingerprint"),
-                    field("replaced_pairing_state")
-                );
-            }
-            s + &cancelled_invites(&b)
-        }
-        "revoked" => format!(
-            "cancelled requests {}{}",
-            field("cancelled_requests"),
-            cancelled_invites(&b)
-        ),
-        "invite_cancelled" => {
-            let why = field("why");
-            format!(
-                "invite {} cancelled by the {}{}{why}",
-                field("invite"),
-                field("by"),
-                if why.is_empty() { "" } else { ": " }
-            )
-        }
         "scoring-refused" => format!("#{} run refused: {}", field("request"), field("why")),
-        _ => body.to_string(),
-    }
+        _ => return None,
+    })
 }
 
 /// `; cancelled invites a, b` when a log entry's `cancelled_invites` is not empty.
