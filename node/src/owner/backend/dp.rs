@@ -287,6 +287,15 @@ fn aggregate_parts(
                         .ok_or_else(|| refuse("dp histogram edges must be whole numbers"))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            // The plaintext histogram's last bin includes its upper edge; OpenDP's bins are half-open. The
+            // values are whole numbers, so moving the last edge up by one gives the last bin the same members
+            // (one bin per value still: the sensitivity does not change).
+            let mut int_edges = int_edges;
+            if let Some(last) = int_edges.last_mut() {
+                *last = last
+                    .checked_add(1)
+                    .ok_or_else(|| refuse("the last histogram edge is too large"))?;
+            }
             (
                 vec![(
                     mk(Query::Histogram { edges: int_edges }, params.budget()?)?,
@@ -615,8 +624,9 @@ pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
             hi,
         )),
         (Shape::Histogram { edges }, [dp::Answer::Counts(counts)], _) => {
-            // OpenDP's bins: below the first edge, between edges, at or above the last. Report the bins between
-            // edges; negative noisy counts are shown as zero (post-processing).
+            // OpenDP's bins: below the first edge, between edges, at or above the last (which the plan moved up by
+            // one, so the last bin between edges includes the published last edge, as in plaintext). Report the
+            // bins between edges; negative noisy counts are shown as zero (post-processing).
             let inner = counts
                 .iter()
                 .skip(1)
@@ -693,6 +703,54 @@ mod tests {
                     other => panic!("{src}: {other:?}"),
                 }
             }
+        }
+    }
+
+    /// A DP histogram bins as the plaintext one does: `e0 <= x < e1`, ..., the last bin including its upper
+    /// edge. With edges at values the data has (the last at its largest amount), a DP histogram at epsilon 1e6
+    /// must give the plaintext counts exactly: its discrete Laplace noise has scale 1e-6, so a bin's noise is
+    /// nonzero with probability about 2e^(-1e6), which is no false alarm in any number of runs.
+    #[test]
+    fn dp_histograms_count_values_on_the_edges_as_plaintext_does() {
+        let data = sample(Profile::Reliable);
+        let metas: BTreeMap<String, DatasetMeta> = data
+            .iter()
+            .map(|(n, d)| (n.clone(), d.meta.clone()))
+            .collect();
+        let ctx = duo_engine::CheckContext {
+            metas: &metas,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
+            limits: duo_engine::Limits::default(),
+        };
+        let column = duo_engine::parse::parse_expr("transactions.amount").unwrap();
+        let mut values = input_values(&Input::Lineage(column), &data).unwrap();
+        values.sort_unstable();
+        values.dedup();
+        let pick = |q: usize| values[(values.len() - 1) * q / 4];
+        let edges: Vec<i64> = (0..=4).map(pick).collect();
+        let src = format!(
+            "histogram(transactions.amount, [{}])",
+            edges
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let checked =
+            duo_engine::check(&duo_engine::parse::parse_expr(&src).unwrap(), &ctx).unwrap();
+        let exact = duo_engine::evaluate(&checked.expr, &data).unwrap();
+        let Answer::Histogram { counts: want, .. } = &exact else {
+            panic!("{exact:?}");
+        };
+        assert!(want.iter().sum::<u64>() > 0, "{want:?}");
+        let sharp = DpParams {
+            epsilon: Some(1e6),
+            ..DpParams::default()
+        };
+        let p = plan(&checked, &metas, Measure::PureEpsilon, &sharp).unwrap();
+        match release(&p, &data).unwrap() {
+            Answer::Histogram { counts, .. } => assert_eq!(&counts, want, "edges {edges:?}"),
+            other => panic!("{other:?}"),
         }
     }
 
