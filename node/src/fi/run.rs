@@ -27,6 +27,9 @@ pub async fn drive_fi<S: AsyncRead + AsyncWrite + Unpin>(
     let mut partial = Vec::new();
     loop {
         progress(run.waiting_for());
+        // Give whoever watches the progress a turn before the next message is read, even when it has already
+        // arrived: a caller that drops the run on some step (a timeout, the user giving up) then stops it there.
+        tokio::task::yield_now().await;
         let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
         let msg = recv_msg(
             chan,
