@@ -25,6 +25,12 @@ pub enum OwnerCmd {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Show the node's keys: the fingerprint FIs pin at pairing, and the receipt-signing key an auditor gives
+    /// `duo verify-receipt --key`.
+    Key {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Load a CSV file as a new version of a dataset.
     Load(LoadArgs),
     /// List loaded datasets, with what the node inferred from them (shown only to you).
@@ -201,6 +207,7 @@ pub enum DatasetCmd {
 pub fn run(cmd: OwnerCmd, home: &Path) -> Result<i32> {
     match cmd {
         OwnerCmd::Init { policy, json } => init(home, policy, json),
+        OwnerCmd::Key { json } => key(home, json),
         OwnerCmd::Load(args) => load(home, args),
         OwnerCmd::Datasets { json } => datasets(home, json),
         OwnerCmd::Serve(args) => serve(home, args),
@@ -224,6 +231,27 @@ pub fn run(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         OwnerCmd::Log(args) => super::log::run(home, args),
         OwnerCmd::Policy(cmd) => super::policy::run(cmd, home),
     }
+}
+
+/// `duo owner key`: the node key's fingerprint and the receipt-signing key (public halves only).
+fn key(home: &Path, json: JsonFlag) -> Result<i32> {
+    let dir = owner::owner_dir(home);
+    if !dir.join("node.key").exists() {
+        anyhow::bail!("no owner node in {} (run `duo owner init`)", dir.display());
+    }
+    let fingerprint = duo::node::net::keys::fingerprint(&owner::node_key(&dir)?.public);
+    let signing = duo::node::owner::signer::NodeSigner::load_or_create(
+        &duo::node::owner::signer::signing_key_path(&dir),
+    )?
+    .public_hex();
+    if json.json {
+        print_json(&serde_json::json!({ "fingerprint": fingerprint, "signing_key": signing }))?;
+    } else {
+        outln!("node key fingerprint: {fingerprint}   (FIs pin it when they pair)")?;
+        outln!("receipt-signing key:  {signing}")?;
+        outln!("  an auditor checks a receipt with: duo verify-receipt FILE --key {signing}")?;
+    }
+    Ok(0)
 }
 
 /// `duo owner init`: the node's key, store and policy (the default one unless `policy` names a file).

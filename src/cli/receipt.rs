@@ -17,12 +17,13 @@ pub struct VerifyArgs {
     key: Option<String>,
 }
 
-/// Check a receipt's signature: exit 0 if it verifies, 1 if not.
+/// Check the signature of a receipt, or of every receipt in a list (what `duo fi receipts --json` prints):
+/// exit 0 if all verify, 1 if any does not.
 pub fn verify(args: VerifyArgs) -> Result<i32> {
-    let receipt = read_receipt(&args.file)?;
-    match receipt.verify(args.key.as_deref()) {
-        Ok(()) => {
-            outln!(
+    let mut status = 0;
+    for receipt in read_receipts(&args.file)? {
+        match receipt.verify(args.key.as_deref()) {
+            Ok(()) => outln!(
                 "receipt verifies: request {} released to \"{}\" via {} (log entry {}, node key {}){}",
                 receipt.request,
                 receipt.principal,
@@ -34,18 +35,32 @@ pub fn verify(args: VerifyArgs) -> Result<i32> {
                 } else {
                     ""
                 }
-            )?;
-            Ok(0)
+            )?,
+            Err(e) => {
+                outln!("receipt for request {} does NOT verify: {e}", receipt.request)?;
+                status = 1;
+            }
         }
-        Err(e) => {
-            outln!("receipt does NOT verify: {e}")?;
-            Ok(1)
-        }
+    }
+    Ok(status)
+}
+
+/// Read one receipt: a bare receipt, a request view that carries one, or a receipt-log entry (a list of
+/// exactly one of those too).
+pub fn read_receipt(path: &Path) -> Result<Receipt> {
+    let mut all = read_receipts(path)?;
+    match all.len() {
+        1 => Ok(all.remove(0)),
+        n => anyhow::bail!(
+            "{} holds {n} receipts; give one (for example one entry of `duo fi receipts --json`)",
+            path.display()
+        ),
     }
 }
 
-/// Read a receipt: a bare receipt, a request view that carries one, or a receipt-log entry.
-pub fn read_receipt(path: &Path) -> Result<Receipt> {
+/// Read receipts: one (a bare receipt, a request view that carries one, or a receipt-log entry) or a list of
+/// them, as `duo fi receipts --json` prints.
+pub fn read_receipts(path: &Path) -> Result<Vec<Receipt>> {
     let text = if path == Path::new("-") {
         std::io::read_to_string(std::io::stdin())?
     } else {
@@ -53,6 +68,17 @@ pub fn read_receipt(path: &Path) -> Result<Receipt> {
     };
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let inner = v.get("receipt").cloned().unwrap_or(v);
-    serde_json::from_value(inner).with_context(|| format!("{} holds no receipt", path.display()))
+    let items = match v {
+        serde_json::Value::Array(items) => items,
+        one => vec![one],
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let inner = item.get("receipt").cloned().unwrap_or(item);
+            serde_json::from_value(inner)
+                .with_context(|| format!("{}: item {} holds no receipt", path.display(), i + 1))
+        })
+        .collect()
 }

@@ -160,6 +160,34 @@ fn owner_and_fi_walkthrough_survives_kill_9() {
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
+
+    // An auditor checks the FI's receipts, as `duo fi receipts --json` prints them, against the signing key
+    // the owner prints; with another key every one is refused.
+    let signing = json(&ok(&owner, &["owner", "key", "--json"]))["signing_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(signing.len(), 64, "{signing}");
+    let receipts = ok(&fi, &["fi", "receipts", "--json"]);
+    let kept = json(&receipts).as_array().unwrap().len();
+    assert!(kept >= 1, "{receipts}");
+    let file = dir.path().join("receipts.json");
+    std::fs::write(&file, &receipts).unwrap();
+    let file = file.to_str().unwrap();
+    let checked = ok(&owner, &["verify-receipt", file, "--key", &signing]);
+    assert_eq!(
+        checked.matches("receipt verifies").count(),
+        kept,
+        "{checked}"
+    );
+    let wrong = duo(&owner, &["verify-receipt", file, "--key", &"ab".repeat(32)]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&wrong.stdout)
+            .matches("does NOT verify")
+            .count(),
+        kept
+    );
     node.kill().unwrap();
     node.wait().unwrap();
 
