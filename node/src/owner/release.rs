@@ -528,11 +528,7 @@ pub(crate) fn rate_counts(
 }
 
 /// Count a release against every rate-limited rule whose other conditions it meets.
-pub(crate) fn record_rates(
-    tx: &dyn Conn,
-    policy: &Policy,
-    facts: &RequestFacts<'_>,
-) -> Result<(), Error> {
+fn record_rates(tx: &dyn Conn, policy: &Policy, facts: &RequestFacts<'_>) -> Result<(), Error> {
     for (rule, _) in policy.rate_counters(facts) {
         tx.record_rate(facts.principal, &rule)?;
     }
