@@ -163,8 +163,17 @@ fn every_client_message_type_in_the_schema_is_known_to_the_decoder() {
             "cost",
             "score",
             "score_run",
+            "score_abort",
             "status"
         ]
+    );
+    let mut known = tags.clone();
+    known.sort();
+    let mut decoded = wire::CLIENT_TYPES.to_vec();
+    decoded.sort_unstable();
+    assert_eq!(
+        known, decoded,
+        "the decoder's list of types is the schema's"
     );
     for tag in tags {
         // A body with only its type is either accepted or malformed (missing fields), never unknown.

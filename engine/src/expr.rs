@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// assigns each a [`crate::check::Type`] and rejects ill-typed trees.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(tag = "node", rename_all = "snake_case")]
+#[serde(tag = "node", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expr {
     /// A reference to a pointer already created in this session (wire only: the owner substitutes the
     /// pointer's expression before checking, so stored lineages never contain it).
@@ -131,7 +131,7 @@ pub enum Expr {
 /// A row predicate inside [`Expr::Filter`]. Column names refer to the filtered table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Pred {
     /// `column op value` (for example `category == "rent"`, `amount > 10000`).
     Compare {

@@ -22,6 +22,10 @@ pub enum Error {
     /// The policy file is invalid.
     #[error("policy file: {0}")]
     Policy(#[from] duo_policies::PolicyError),
+    /// The policy file cannot be used (missing, unreadable, invalid, or writable by others): the detail is the
+    /// owner's and never goes on the wire (an FI gets the code `policy_unavailable` and a generic message).
+    #[error("{0}")]
+    PolicyUnavailable(String),
     /// Something named does not exist.
     #[error("not found: {0}")]
     NotFound(String),
@@ -64,9 +68,40 @@ impl Error {
             Error::Refused(_) => "refused",
             Error::Limit(_) => "limit",
             Error::Stale { .. } => "stale",
-            Error::Policy(_) => "policy_error",
+            Error::Policy(_) | Error::PolicyUnavailable(_) => "policy_unavailable",
             Error::Eval(_) => "eval_error",
             _ => "internal",
+        }
+    }
+
+    /// Whether the error is about the owner's own node (its policy, files, store or a bug) rather than about
+    /// what the FI asked: its text is the owner's and stays on the node.
+    pub fn is_owner_side(&self) -> bool {
+        matches!(
+            self,
+            Error::Store(_)
+                | Error::Io(_)
+                | Error::Json(_)
+                | Error::Policy(_)
+                | Error::PolicyUnavailable(_)
+                | Error::Internal(_)
+                | Error::Transport(_)
+        )
+    }
+
+    /// The message an FI is sent for this error: the error's own text when it is about the FI's message, and a
+    /// generic sentence when it is about the owner's node (paths, file contents and parse errors stay there).
+    pub fn wire_message(&self) -> String {
+        match self {
+            Error::Policy(_) | Error::PolicyUnavailable(_) => {
+                "the owner's policy cannot be used right now, so nothing can be decided; the owner's node shows                  why. Try again later"
+                    .into()
+            }
+            e if e.is_owner_side() => {
+                "the owner's node could not do this because of a problem on its side, which it shows its owner;                  try again later"
+                    .into()
+            }
+            e => e.to_string(),
         }
     }
 }

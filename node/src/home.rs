@@ -61,3 +61,29 @@ pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     let _ = (path, mode);
     Ok(())
 }
+
+/// Refuse a secret or trusted file that group or others may write: whoever can write the policy or a key file
+/// can make the node approve anything or impersonate it. The error says how to fix it. (Nothing is checked off
+/// Unix.)
+pub fn refuse_writable_by_others(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(path)?.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} can be written by other users (mode {:o}), so the node will not trust it; run `chmod 600 {}` \
+                     (and check nobody else changed it)",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}

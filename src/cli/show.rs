@@ -372,6 +372,12 @@ pub fn log_summary(kind: &str, body: &str) -> String {
     }
     match kind {
         "request" => format!("#{} {}", field("request"), field("description")),
+        "request_refused" => format!(
+            "a `{}` refused ({}): {}",
+            field("message"),
+            field("code"),
+            field("detail")
+        ),
         "decision" => {
             let mut s = format!(
                 "#{} {} by {}",

@@ -59,6 +59,9 @@ async fn dp_releases_charge_the_ledger_repeat_for_free_and_stop_at_the_cap() {
     assert_eq!(again.answer, v.answer);
     assert_eq!(again.decided_by.as_deref(), Some("store"));
     assert_eq!(spent(&o), "0.4".parse().unwrap());
+    // This request was charged nothing: it has no cost, and its receipt says 0 (spec, section 8.7).
+    assert_eq!(again.cost, None, "{again:?}");
+    assert_eq!(again.receipt.as_ref().unwrap().cost_nanos, 0);
     // A different question spends more.
     let count = c
         .expr("count(filter(transactions, category == \"nsf_fee\"))")

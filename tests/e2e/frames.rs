@@ -39,25 +39,35 @@ async fn malformed_and_unknown_messages_get_error_replies() {
     let node = o.start().await;
     let fi = paired_fi(&o, &node, "Acme").await;
     let mut chan = raw_session(&o, &node.url(), &fi, &Limits::default()).await;
-    let cases: [(&[u8], &str); 5] = [
+    let cases: [(&[u8], &str); 9] = [
         (b"not json at all", "malformed"),
         (br#"{"v":1,"id":3,"body":{"type":"drop_everything"}}"#, "unknown_type"),
         (br#"{"v":2,"id":4,"body":{"type":"list_datasets"}}"#, "unsupported_version"),
         (br#"{"v":1,"id":5,"body":{"type":"request","pointer":99,"backend":"plaintext","reason":"x"}}"#, "not_found"),
         (br#"{"v":1,"id":6,"body":{"type":"request","pointer":0,"backend":"carrier_pigeon","reason":"x"}}"#, "malformed"),
+        // Unknown fields are refused at every depth, beside a bare type too.
+        (br#"{"v":1,"id":8,"body":{"type":"list_datasets","limit":1}}"#, "malformed"),
+        (br#"{"v":1,"id":9,"body":{"type":"pointer","expr":{"node":"dataset","name":"rent","where":"1=1"}}}"#, "malformed"),
+        // A `score_abort` with no run in progress gets its one reply.
+        (br#"{"v":1,"id":10,"body":{"type":"score_abort","reason":"late"}}"#, "no_run"),
+        // A message whose id cannot be read is not acted on.
+        (br#"{"v":1,"body":{"type":"list_datasets"}}"#, "malformed"),
     ];
     for (bytes, code) in cases {
         chan.send(bytes).await.unwrap();
         let reply = chan.recv().await.unwrap().unwrap();
-        assert_eq!(
-            error_code(&reply).1,
-            code,
-            "for {}",
-            String::from_utf8_lossy(bytes)
-        );
+        let (id, got) = error_code(&reply);
+        assert_eq!(got, code, "for {}", String::from_utf8_lossy(bytes));
+        // The reply carries the message's id when it could be read (0 otherwise).
+        let sent: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+        let sent_id = sent
+            .get("id")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        assert_eq!(id, sent_id, "for {}", String::from_utf8_lossy(bytes));
     }
     // The session still works.
-    chan.send(&wire::encode(7, &wire::ClientMsg::ListCatalogue))
+    chan.send(&wire::encode(7, &wire::ClientMsg::ListCatalogue {}))
         .await
         .unwrap();
     let reply = chan.recv().await.unwrap().unwrap();

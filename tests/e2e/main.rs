@@ -5,6 +5,7 @@
 mod cli;
 mod dp;
 mod frames;
+mod owner_files;
 mod pairing;
 mod persistence;
 mod requests;

@@ -264,7 +264,7 @@ impl Client {
 
     /// The published metadata of the owner's datasets.
     pub async fn datasets(&mut self) -> Result<Vec<PublishedDataset>, Error> {
-        match self.call(&ClientMsg::ListDatasets).await? {
+        match self.call(&ClientMsg::ListDatasets {}).await? {
             ServerMsg::Datasets { datasets } => Ok(datasets),
             other => Err(unexpected(other)),
         }
@@ -272,7 +272,7 @@ impl Client {
 
     /// The catalogue of attributes.
     pub async fn catalogue(&mut self) -> Result<Vec<CatalogueInfo>, Error> {
-        match self.call(&ClientMsg::ListCatalogue).await? {
+        match self.call(&ClientMsg::ListCatalogue {}).await? {
             ServerMsg::Catalogue { entries } => Ok(entries),
             other => Err(unexpected(other)),
         }
@@ -737,27 +737,34 @@ impl Client {
     }
 
     async fn recv_reply(&mut self, id: u64) -> Result<ServerMsg, Error> {
-        let bytes = self
-            .chan
-            .recv()
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))?
-            .ok_or_else(|| Error::Transport("the owner node closed the session".into()))?;
-        let (rid, reply) = wire::decode_server(&bytes)?;
-        // With id 0 the node ends the session (the owner revoked or re-keyed this pairing, or it expired) and
-        // says why.
-        if let (0, ServerMsg::Error { code, message }) = (rid, &reply) {
-            return Err(Error::Remote {
-                code: code.clone(),
-                message: message.clone(),
-            });
+        loop {
+            let bytes = self
+                .chan
+                .recv()
+                .await
+                .map_err(|e| Error::Transport(e.to_string()))?
+                .ok_or_else(|| Error::Transport("the owner node closed the session".into()))?;
+            let (rid, reply) = wire::decode_server(&bytes)?;
+            // With id 0 the node ends the session (the owner revoked or re-keyed this pairing, or it expired)
+            // and says why.
+            if let (0, ServerMsg::Error { code, message }) = (rid, &reply) {
+                return Err(Error::Remote {
+                    code: code.clone(),
+                    message: message.clone(),
+                });
+            }
+            // A late reply to an earlier message (the node's `no_run` to a `score_abort` that arrived after its
+            // run had ended) is skipped: ids only go up.
+            if rid < id {
+                continue;
+            }
+            if rid != id {
+                return Err(Error::Transport(format!(
+                    "reply to message {rid} while waiting for {id}"
+                )));
+            }
+            return Ok(reply);
         }
-        if rid != id {
-            return Err(Error::Transport(format!(
-                "reply to message {rid} while waiting for {id}"
-            )));
-        }
-        Ok(reply)
     }
 
     /// What this FI asked for in scoring request `request` of this owner (this session, or the FI home).

@@ -176,6 +176,9 @@ impl FiHome {
         let path = self.dir.join("fi.key");
         let read = || -> Option<Result<Keypair, Error>> {
             let bytes = std::fs::read(&path).ok()?;
+            if let Err(e) = crate::home::refuse_writable_by_others(&path) {
+                return Some(Err(Error::Refused(e.to_string())));
+            }
             Some(
                 Keypair::from_file_bytes(&bytes)
                     .map_err(|e| Error::Internal(format!("{}: {e}", path.display()))),

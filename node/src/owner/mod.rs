@@ -87,16 +87,24 @@ impl Owner {
     }
 
     /// Read the policy file (every time: it is the record) and parse it (once per distinct text); returns the
-    /// policy and the hash of its text.
+    /// policy and the hash of its text. A missing, unreadable, invalid or group/other-writable file is
+    /// [`Error::PolicyUnavailable`]: the owner's detail, which never reaches an FI.
     pub fn policy(&self) -> Result<(Arc<Policy>, String), Error> {
         let path = policy_path(&self.dir);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::NotFound(format!(
+            Error::PolicyUnavailable(format!(
                 "policy file {}: {e} (run `duo owner init` to write the default policy)",
                 path.display()
             ))
         })?;
-        self.cache.policy(&text)
+        crate::home::refuse_writable_by_others(&path)
+            .map_err(|e| Error::PolicyUnavailable(e.to_string()))?;
+        self.cache.policy(&text).map_err(|e| match e {
+            Error::Policy(e) => {
+                Error::PolicyUnavailable(format!("policy file {}: {e}", path.display()))
+            }
+            other => other,
+        })
     }
 
     /// Type-check a lineage against the current published metadata.

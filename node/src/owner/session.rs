@@ -140,7 +140,7 @@ async fn authenticate(chan: &mut Chan, mode: &Mode, owner: &mut Option<Owner>) -
                 Ok(Err(e)) => {
                     let failed = ServerMsg::Error {
                         code: "pairing_failed".into(),
-                        message: e.to_string(),
+                        message: e.wire_message(),
                     };
                     let _ = chan.send(&wire::encode(0, &failed)).await;
                     None
@@ -257,10 +257,11 @@ struct SessionState {
     shared: Arc<Shared>,
 }
 
+/// An error as the FI is sent it: its code, and no text of the owner's (see [`Error::wire_message`]).
 fn error_msg(e: &Error) -> ServerMsg {
     ServerMsg::Error {
         code: e.code().into(),
-        message: e.to_string(),
+        message: e.wire_message(),
     }
 }
 
@@ -279,10 +280,18 @@ impl SessionState {
             Ok((id, ClientMsg::ScoreRun { request, warm })) => {
                 Some((id, self.score_run(chan, id, request, warm).await, true))
             }
+            // A `score_abort` outside a run (it arrived after its run ended): answered like any message. Its id
+            // is the run's, which was answered already, so a client skips this late reply (spec, section 7.5).
+            Ok((id, ClientMsg::ScoreAbort { .. })) => Some((
+                id,
+                ServerMsg::Error {
+                    code: "no_run".into(),
+                    message: "no scoring run with this id is in progress; it had ended already"
+                        .into(),
+                },
+                false,
+            )),
             Ok((id, msg)) => Some((id, self.handle(msg).await, false)),
-            // An FI's `score_abort` that arrives after its run already ended needs no answer: an answer would
-            // be read as the reply to the FI's next message.
-            Err(e) if e.unknown_type.as_deref() == Some("score_abort") => None,
             Err(e) => Some((
                 e.id,
                 ServerMsg::Error {
@@ -376,9 +385,10 @@ impl SessionState {
 
     /// Answer one message (an error is an answer too; the session goes on).
     async fn handle(&mut self, msg: ClientMsg) -> ServerMsg {
+        let what = msg.type_name();
         let reply = match msg {
-            ClientMsg::ListDatasets => self.list_datasets().await,
-            ClientMsg::ListCatalogue => self.list_catalogue().await,
+            ClientMsg::ListDatasets {} => self.list_datasets().await,
+            ClientMsg::ListCatalogue {} => self.list_catalogue().await,
             ClientMsg::Pointer { expr } => self.pointer(expr).await,
             ClientMsg::Cost { pointer, dp } => self.cost(pointer, dp).await,
             ClientMsg::Request {
@@ -388,12 +398,43 @@ impl SessionState {
                 dp,
             } => self.request(pointer, backend, reason, dp).await,
             ClientMsg::Score { scoring, reason } => self.score(scoring, reason).await,
-            ClientMsg::ScoreRun { .. } => Err(Error::Internal(
+            ClientMsg::ScoreRun { .. } | ClientMsg::ScoreAbort { .. } => Err(Error::Internal(
                 "a scoring run is driven by the session loop".into(),
             )),
             ClientMsg::Status { request, wait_ms } => self.status(request, wait_ms).await,
         };
-        reply.unwrap_or_else(|e| error_msg(&e))
+        match reply {
+            Ok(reply) => reply,
+            Err(e) => self.refused(what, &e).await,
+        }
+    }
+
+    /// The reply to a message that failed: a refused request or scoring request is logged (with the owner's
+    /// detail), and an error on the owner's side is shown to the owner; the FI is sent only the code and, for
+    /// errors on the owner's side, a generic sentence ([`Error::wire_message`]).
+    async fn refused(&mut self, what: &'static str, e: &Error) -> ServerMsg {
+        let owner_side = e.is_owner_side();
+        if owner_side {
+            eprintln!(
+                "duo: a `{what}` from {} failed on this node: {e}",
+                sanitize(&self.principal)
+            );
+        }
+        if owner_side || matches!(what, "request" | "score") {
+            let principal = self.principal.clone();
+            let body =
+                serde_json::json!({ "message": what, "code": e.code(), "detail": e.to_string() });
+            let logged = blocking(&mut self.owner, move |o| {
+                let tx = o.store_mut().write()?;
+                tx.append_log("request_refused", Some(&principal), &body)?;
+                tx.commit()
+            })
+            .await;
+            if !matches!(logged, Ok(Ok(()))) {
+                eprintln!("duo: could not log the refusal of a `{what}`");
+            }
+        }
+        error_msg(e)
     }
 
     /// Whether one more metadata view fits this hour; logs the limit when not.

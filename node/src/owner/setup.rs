@@ -65,6 +65,8 @@ pub fn node_key(owner_dir: &Path) -> Result<Keypair, Error> {
             owner_dir.display()
         ))
     })?;
+    crate::home::refuse_writable_by_others(&key_path(owner_dir))
+        .map_err(|e| Error::Refused(e.to_string()))?;
     Keypair::from_file_bytes(&bytes).map_err(|e| Error::Internal(format!("node key: {e}")))
 }
 

@@ -23,6 +23,8 @@ impl NodeSigner {
     /// Load the key from `path`, creating it (mode 0600) if missing.
     pub fn load_or_create(path: &Path) -> Result<NodeSigner, Error> {
         if let Ok(bytes) = std::fs::read(path) {
+            crate::home::refuse_writable_by_others(path)
+                .map_err(|e| Error::Refused(e.to_string()))?;
             let text = String::from_utf8(bytes).map_err(|_| {
                 Error::Internal(format!("{}: not a signing key file", path.display()))
             })?;

@@ -45,10 +45,12 @@ pub struct Envelope<T> {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMsg {
+    // The two listings are empty struct variants rather than unit ones: serde ignores unknown fields beside
+    // the tag of a unit variant, and the spec refuses them.
     /// List the published metadata of every dataset.
-    ListDatasets,
+    ListDatasets {},
     /// List the catalogue of attributes.
-    ListCatalogue,
+    ListCatalogue {},
     /// Create a pointer: type-check `expr` (which may refer to earlier pointers as `{"node":"ptr","id":N}`)
     /// and remember it in this session.
     Pointer {
@@ -93,6 +95,14 @@ pub enum ClientMsg {
         #[serde(default)]
         warm: bool,
     },
+    /// The FI gives up the scoring run it started with this envelope id. During the run the node ends it and
+    /// replies `error` `score_aborted` (which is also the run's reply); outside a run it replies `error`
+    /// `no_run`.
+    ScoreAbort {
+        /// Why (shown to the owner and logged).
+        #[serde(default)]
+        reason: String,
+    },
     /// The state of an earlier request; with `wait_ms > 0`, wait up to that long for a decision first.
     Status {
         /// Request id.
@@ -101,6 +111,23 @@ pub enum ClientMsg {
         #[serde(default)]
         wait_ms: u64,
     },
+}
+
+impl ClientMsg {
+    /// The message's `type` on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMsg::ListDatasets { .. } => "list_datasets",
+            ClientMsg::ListCatalogue { .. } => "list_catalogue",
+            ClientMsg::Pointer { .. } => "pointer",
+            ClientMsg::Request { .. } => "request",
+            ClientMsg::Cost { .. } => "cost",
+            ClientMsg::Score { .. } => "score",
+            ClientMsg::ScoreRun { .. } => "score_run",
+            ClientMsg::ScoreAbort { .. } => "score_abort",
+            ClientMsg::Status { .. } => "status",
+        }
+    }
 }
 
 /// Published facts about a dataset.
@@ -229,9 +256,22 @@ pub fn sanitize(text: &str) -> String {
 pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
     let raw: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| DecodeError::new(0, "malformed", format!("not a JSON message: {e}")))?;
-    let id = raw.get("id").and_then(|v| v.as_u64()).unwrap_or(0);
-    match raw.get("v").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(WIRE_VERSION) => {}
+    let Some(env) = raw.as_object() else {
+        return Err(DecodeError::new(
+            0,
+            "malformed",
+            "a message is a JSON object".into(),
+        ));
+    };
+    let Some(id) = env.get("id").and_then(|v| v.as_u64()) else {
+        return Err(DecodeError::new(
+            0,
+            "malformed",
+            "the envelope needs an `id`: an unsigned integer".into(),
+        ));
+    };
+    match env.get("v").and_then(|v| v.as_f64()) {
+        Some(v) if v == f64::from(WIRE_VERSION) => {}
         Some(v) => {
             return Err(DecodeError::new(
                 id,
@@ -245,11 +285,11 @@ pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
             return Err(DecodeError::new(
                 id,
                 "malformed",
-                "the envelope needs a numeric `v` and `id`".into(),
+                "the envelope needs a `v`: the number 1".into(),
             ))
         }
     }
-    let Some(body) = raw.get("body") else {
+    let Some(body) = env.get("body") else {
         return Err(DecodeError::new(
             id,
             "malformed",
@@ -257,17 +297,7 @@ pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
         ));
     };
     let ty = body.get("type").and_then(|t| t.as_str()).unwrap_or("");
-    const KNOWN: [&str; 8] = [
-        "list_datasets",
-        "list_catalogue",
-        "pointer",
-        "request",
-        "status",
-        "cost",
-        "score",
-        "score_run",
-    ];
-    if !KNOWN.contains(&ty) {
+    if !CLIENT_TYPES.contains(&ty) {
         return Err(DecodeError {
             unknown_type: Some(ty.to_string()),
             ..DecodeError::new(id, "unknown_type", format!("unknown message type {ty:?}"))
@@ -275,7 +305,56 @@ pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
     }
     let msg = ClientMsg::deserialize(body)
         .map_err(|e| DecodeError::new(id, "malformed", format!("bad `{ty}` message: {e}")))?;
+    // Every field sent must have been understood, nested objects included: serde's own check misses some
+    // (fields beside the tag of a unit variant), so the message is written back and compared.
+    let understood = serde_json::to_value(&msg).unwrap_or_default();
+    if let Some(path) = unknown_field(body, &understood, ty) {
+        return Err(DecodeError::new(
+            id,
+            "malformed",
+            format!("bad `{ty}` message: unknown field `{path}`"),
+        ));
+    }
     Ok((id, msg))
+}
+
+/// The `type` of every client message.
+pub const CLIENT_TYPES: [&str; 9] = [
+    "list_datasets",
+    "list_catalogue",
+    "pointer",
+    "request",
+    "status",
+    "cost",
+    "score",
+    "score_run",
+    "score_abort",
+];
+
+/// The path of a field of `sent` that `understood` (the decoded message written back) does not have, if any.
+/// A field sent as `null` may be missing from `understood` (an absent optional field is written so).
+fn unknown_field(
+    sent: &serde_json::Value,
+    understood: &serde_json::Value,
+    path: &str,
+) -> Option<String> {
+    use serde_json::Value;
+    match (sent, understood) {
+        (Value::Object(s), Value::Object(u)) => s.iter().find_map(|(k, v)| {
+            let here = format!("{path}.{k}");
+            match u.get(k) {
+                Some(w) => unknown_field(v, w, &here),
+                None if v.is_null() => None,
+                None => Some(here),
+            }
+        }),
+        (Value::Array(s), Value::Array(u)) => s
+            .iter()
+            .zip(u)
+            .enumerate()
+            .find_map(|(i, (v, w))| unknown_field(v, w, &format!("{path}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// Decode a server message.
@@ -301,13 +380,74 @@ mod tests {
             .unwrap_err();
         assert_eq!((e.id, e.code), (6, "malformed"));
         let (id, m) = decode_client(br#"{"v":1,"id":7,"body":{"type":"list_catalogue"}}"#).unwrap();
-        assert_eq!((id, m), (7, ClientMsg::ListCatalogue));
+        assert_eq!((id, m), (7, ClientMsg::ListCatalogue {}));
+    }
+
+    /// The spec: `v` is a number equal to 1; `id` an unsigned integer, else `malformed` with id 0.
+    #[test]
+    fn the_envelope_is_read_as_the_spec_says() {
+        let (id, _) =
+            decode_client(br#"{"v":1.0,"id":3,"body":{"type":"list_datasets"}}"#).unwrap();
+        assert_eq!(id, 3);
+        let e = decode_client(br#"{"v":1.5,"id":3,"body":{"type":"list_datasets"}}"#).unwrap_err();
+        assert_eq!((e.id, e.code), (3, "unsupported_version"));
+        let e = decode_client(br#"{"v":"1","id":3,"body":{"type":"list_datasets"}}"#).unwrap_err();
+        assert_eq!((e.id, e.code), (3, "malformed"));
+        for env in [
+            &br#"{"v":1,"body":{"type":"list_datasets"}}"#[..],
+            br#"{"v":1,"id":"3","body":{"type":"list_datasets"}}"#,
+            br#"{"v":1,"id":-3,"body":{"type":"list_datasets"}}"#,
+            br#"[1,2]"#,
+        ] {
+            let e = decode_client(env).unwrap_err();
+            assert_eq!(
+                (e.id, e.code),
+                (0, "malformed"),
+                "{}",
+                String::from_utf8_lossy(env)
+            );
+        }
+        // Unknown fields in the envelope are ignored.
+        assert!(decode_client(br#"{"v":1,"id":3,"x":0,"body":{"type":"list_datasets"}}"#).is_ok());
+    }
+
+    /// Unknown fields are refused in every client body, nested objects and unit variants included.
+    #[test]
+    fn unknown_fields_are_refused_at_every_depth() {
+        let refused = [
+            r#"{"type":"list_datasets","x":1}"#,
+            r#"{"type":"list_catalogue","verbose":true}"#,
+            r#"{"type":"pointer","expr":{"node":"dataset","name":"rent","x":1}}"#,
+            r#"{"type":"pointer","expr":{"node":"count","input":{"node":"dataset","name":"rent","as_of":"2026-01-01"}}}"#,
+            r#"{"type":"cost","pointer":0,"dp":{"epsilon":1,"delta":0.001}}"#,
+            r#"{"type":"request","pointer":0,"backend":"dp","reason":"r","dp":{"epsilon":1},"priority":9}"#,
+            r#"{"type":"status","request":1,"wait_ms":0,"verbose":1}"#,
+            r#"{"type":"score","reason":"r","scoring":{"attributes":["a"],"reveal":{"kind":"decision","bits":64},"commitment":"00"}}"#,
+        ];
+        for body in refused {
+            let env = format!(r#"{{"v":1,"id":9,"body":{body}}}"#);
+            let e = decode_client(env.as_bytes()).unwrap_err();
+            assert_eq!((e.id, e.code), (9, "malformed"), "{body}: {}", e.message);
+        }
+        // The same messages without the extra fields decode (so the refusals above are about those fields).
+        for body in [
+            r#"{"type":"list_datasets"}"#,
+            r#"{"type":"pointer","expr":{"node":"dataset","name":"rent"}}"#,
+            r#"{"type":"cost","pointer":0,"dp":{"epsilon":1}}"#,
+            r#"{"type":"request","pointer":0,"backend":"dp","reason":"r","dp":{"epsilon":1,"rho":null}}"#,
+            r#"{"type":"status","request":1,"wait_ms":0}"#,
+            r#"{"type":"score","reason":"r","scoring":{"attributes":["a"],"reveal":{"kind":"decision"},"commitment":"00"}}"#,
+            r#"{"type":"score_abort","reason":"gave up"}"#,
+        ] {
+            let env = format!(r#"{{"v":1,"id":9,"body":{body}}}"#);
+            assert!(decode_client(env.as_bytes()).is_ok(), "{body}");
+        }
     }
 
     fn client_msg() -> impl Strategy<Value = ClientMsg> {
         prop_oneof![
-            Just(ClientMsg::ListDatasets),
-            Just(ClientMsg::ListCatalogue),
+            Just(ClientMsg::ListDatasets {}),
+            Just(ClientMsg::ListCatalogue {}),
             "[a-z_]{1,12}".prop_map(|name| {
                 ClientMsg::Pointer {
                     expr: Expr::Column {

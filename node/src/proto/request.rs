@@ -81,6 +81,7 @@ pub struct RequestView {
 /// What an FI asks to spend on a DP release: exactly one of an epsilon, a rho, or a target accuracy.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
 pub struct DpParams {
     /// Pure-DP epsilon (charged epsilon^2/2 on a zCDP node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,7 +121,9 @@ impl DpParams {
             Budget::Epsilon(e) => Ok(Budget::Epsilon(e / 2.0)),
             Budget::Rho(r) => Ok(Budget::Rho(r / 2.0)),
             _ => Err(Error::Refused(
-                "a dp mean is a noisy sum over a noisy count; state --epsilon or --rho, not a target accuracy".into(),
+                "a dp mean is a noisy sum over a noisy count: state `epsilon` or `rho` (on the command line --epsilon or \
+                 --rho), not a target accuracy `alpha`"
+                    .into(),
             )),
         }
     }
