@@ -44,7 +44,16 @@ enum Cmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error, with --json: JSON on standard output too. (Help and the version print as text.)
+        Err(e) if json_requested() && e.use_stderr() => {
+            let v = serde_json::json!({ "error": "usage", "message": e.render().to_string() });
+            let _ = cli::out::stdout(format_args!("{v:#}\n"));
+            std::process::exit(2)
+        }
+        Err(e) => e.exit(),
+    };
     let home = cli
         .home
         .clone()
@@ -54,12 +63,25 @@ fn main() {
         // The reader of standard output has gone (`duo owner log | head -1`): stop quietly, with the status
         // of a Unix tool that the closed pipe ended.
         Err(e) if cli::out::is_closed(&e) => cli::out::CLOSED_STATUS,
+        Err(e) if json_requested() => match cli::out::json_error(&e) {
+            Err(e) if cli::out::is_closed(&e) => cli::out::CLOSED_STATUS,
+            _ => 2,
+        },
         Err(e) => {
             errln!("error: {e:#}");
             2
         }
     };
     std::process::exit(code)
+}
+
+/// Whether the command line asked for JSON (`--json` before any `--`): its errors are then JSON on standard
+/// output too. (Each subcommand has its own `--json` flag, so the parsed command cannot be asked once it failed.)
+fn json_requested() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 /// Run one subcommand: the process's exit code, or an error (exit 2).

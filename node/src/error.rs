@@ -74,6 +74,15 @@ impl Error {
         }
     }
 
+    /// The code to report: the owner node's own code for an error it sent ([`Error::Remote`]), else
+    /// [`Error::code`].
+    pub fn reported_code(&self) -> &str {
+        match self {
+            Error::Remote { code, .. } => code,
+            e => e.code(),
+        }
+    }
+
     /// Whether the error is about the owner's own node (its policy, files, store or a bug) rather than about
     /// what the FI asked: its text is the owner's and stays on the node.
     pub fn is_owner_side(&self) -> bool {

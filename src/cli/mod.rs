@@ -42,10 +42,40 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Print `v` as pretty JSON.
+/// Print `v` as pretty JSON, in the CLI's JSON conventions ([`script_json`]).
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    outln!("{}", serde_json::to_string_pretty(v)?)?;
+    outln!("{}", serde_json::to_string_pretty(&script_json(v)?)?)?;
     Ok(())
+}
+
+/// `v` as JSON for people's scripts: every `expires_at` held as Unix seconds becomes RFC 3339 text (as every
+/// other time in the CLI's JSON), and a log entry's `body`, stored as JSON text, becomes the object it holds.
+fn script_json<T: serde::Serialize>(v: &T) -> Result<serde_json::Value> {
+    fn fix(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(t) = m.get("expires_at").and_then(serde_json::Value::as_i64) {
+                    if let Some(t) = chrono::DateTime::from_timestamp(t, 0) {
+                        m.insert(
+                            "expires_at".into(),
+                            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into(),
+                        );
+                    }
+                }
+                if let Some(body) = m.get("body").and_then(serde_json::Value::as_str) {
+                    if let Ok(parsed) = serde_json::from_str::<serde_json::Value>(body) {
+                        m.insert("body".into(), parsed);
+                    }
+                }
+                m.values_mut().for_each(fix);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(fix),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(v)?;
+    fix(&mut v);
+    Ok(v)
 }
 
 /// Print `v` as JSON with `--json`, else as the text `text` makes of it.

@@ -47,6 +47,18 @@ fn write(w: &mut impl Write, args: fmt::Arguments<'_>) -> anyhow::Result<()> {
     })
 }
 
+/// A failed command's error as JSON on standard output, for `--json`: `{"error": CODE, "message": TEXT}`. The
+/// code is the node's (`not_found`, `refused`, …, or the owner node's code for an error it sent); `error` for
+/// anything else.
+pub fn json_error(e: &anyhow::Error) -> anyhow::Result<()> {
+    let code = e
+        .chain()
+        .find_map(|c| c.downcast_ref::<duo::node::Error>())
+        .map_or("error", duo::node::Error::reported_code);
+    let v = serde_json::json!({ "error": code, "message": format!("{e:#}") });
+    stdout(format_args!("{}\n", serde_json::to_string_pretty(&v)?))
+}
+
 /// Write `args` to standard error, dropping it if standard error is closed (used by [`errln!`]).
 pub fn stderr(args: fmt::Arguments<'_>) {
     let _ = io::stderr().lock().write_fmt(args);

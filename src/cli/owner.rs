@@ -645,7 +645,9 @@ fn approve(home: &Path, args: ApproveArgs) -> Result<i32> {
             let fresh = o.pending_view(args.id);
             if args.json.json {
                 let fresh = fresh.ok();
-                print_json(&serde_json::json!({ "error": "stale", "why": why, "fresh": fresh }))?;
+                print_json(
+                    &serde_json::json!({ "error": "stale", "message": why, "fresh": fresh }),
+                )?;
             } else {
                 match fresh {
                     Ok(fresh) => {

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-fn duo(home: &Path, args: &[&str]) -> Output {
+pub(crate) fn duo(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_duo"))
         .arg("--home")
         .arg(home)
@@ -13,7 +13,7 @@ fn duo(home: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(home: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(home: &Path, args: &[&str]) -> String {
     let out = duo(home, args);
     assert!(
         out.status.success(),
@@ -24,7 +24,7 @@ fn ok(home: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn serve(home: &Path) -> (Child, String) {
+pub(crate) fn serve(home: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
         .arg("--home")
         .arg(home)
@@ -42,7 +42,7 @@ fn serve(home: &Path) -> (Child, String) {
     (child, url)
 }
 
-fn json(s: &str) -> serde_json::Value {
+pub(crate) fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
 }
 

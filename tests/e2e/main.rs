@@ -3,6 +3,7 @@
 //! One test binary (fewer links); each module covers one part of the story.
 
 mod cli;
+mod cli_json;
 mod dp;
 mod frames;
 mod owner_files;

@@ -13,6 +13,7 @@ pub mod scoring;
 pub mod service;
 pub mod session;
 pub mod setup;
+mod shown;
 pub mod signer;
 pub mod view;
 

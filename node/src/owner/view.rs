@@ -68,7 +68,9 @@ pub struct DpView {
     pub cost: String,
     /// The node's measure (`epsilon` or `rho`).
     pub measure: String,
-    /// The smallest remaining budget after it, or why the budgets do not allow it.
+    /// The smallest remaining budget after it, or why the budgets do not allow it (JSON: the amount, or
+    /// `{"error": why}`).
+    #[serde(with = "super::shown")]
     pub budget_left_after: Result<String, String>,
     /// Half-width of a 95% interval around the exact value, if known.
     pub accuracy95: Option<f64>,
@@ -95,7 +97,9 @@ pub struct PendingView {
     pub source: String,
     /// Why it came to the owner.
     pub why: String,
-    /// The exact value that approving would release (plaintext), or the evaluation error.
+    /// The exact value that approving would release (plaintext), or why it cannot be shown (JSON: the Answer,
+    /// or `{"error": why}`).
+    #[serde(with = "super::shown")]
     pub value: Result<Answer, String>,
     /// Earlier releases touching the same columns.
     pub earlier: Vec<EarlierRelease>,

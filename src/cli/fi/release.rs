@@ -151,7 +151,11 @@ pub async fn request(fi: &FiHome, args: RequestArgs) -> Result<i32> {
     }
     // Parse locally first so syntax errors point at the position without a round trip.
     if let Err(e) = duo::engine::parse::parse_expr(&args.expr) {
-        errln!("{}", e.render(&args.expr));
+        if args.json.json {
+            print_json(&serde_json::json!({ "error": "parse", "message": e.render(&args.expr) }))?;
+        } else {
+            errln!("{}", e.render(&args.expr));
+        }
         return Ok(2);
     }
     let mut c = Client::connect(fi, args.owner.as_deref()).await?;

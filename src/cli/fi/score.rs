@@ -71,7 +71,9 @@ pub async fn score(fi: &FiHome, home: &Path, args: ScoreArgs) -> Result<i32> {
             | duo::node::Error::Remote { .. }),
         ) => {
             if args.json.json {
-                print_json(&serde_json::json!({ "error": e.code(), "message": e.to_string() }))?;
+                print_json(
+                    &serde_json::json!({ "error": e.reported_code(), "message": e.to_string() }),
+                )?;
             } else {
                 errln!("not scored: {e}");
             }
