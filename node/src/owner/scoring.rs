@@ -424,14 +424,7 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
                 run.work_ahead();
             }
             OwnerStep::Done { outcome, send, ot } => {
-                if let (Outcome::Band(b), score::Reveal::Bands { k }) = (outcome, params.reveal) {
-                    // Only FI thresholds out of order give a band past the last; never record one.
-                    if b >= k {
-                        return Err(RunError::BadChunk(format!(
-                            "the circuit gave band {b} of {k}: the FI's band thresholds are not ascending"
-                        )));
-                    }
-                }
+                check_band(outcome, params.reveal)?;
                 return Ok(OwnerDone {
                     outcome,
                     ot: *ot,
@@ -440,6 +433,28 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
                 });
             }
         }
+    }
+}
+
+/// A band past the last comes only from FI thresholds out of order: never recorded nor released.
+fn check_band(outcome: Outcome, reveal: score::Reveal) -> Result<(), RunError> {
+    match (outcome, reveal) {
+        (Outcome::Band(b), score::Reveal::Bands { k }) if b >= k => Err(RunError::Withheld(
+            format!("the circuit gave band {b} of {k}: the FI's band thresholds are not ascending"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The FI's copy of an aborted run: the code `score_aborted`, the run and a generic reason
+/// ([`RunError::wire_reason`]); the detail is in the owner's log (`scoring-end`) only.
+fn aborted(run: u64, e: &RunError) -> ServerMsg {
+    ServerMsg::Error {
+        code: "score_aborted".into(),
+        message: format!(
+            "scoring run {run} aborted: {} (the run is counted; the owner's log has the detail)",
+            e.wire_reason()
+        ),
     }
 }
 
@@ -495,7 +510,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     let result = match result {
         Ok(done) if !(guard.still_paired)() => {
             let _ = done;
-            Err(RunError::Revoked.to_string())
+            Err(RunError::Revoked)
         }
         Ok(done) => {
             *warm = Some(done.ot);
@@ -505,10 +520,10 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
                 done.release,
             ))
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     };
     let millis = began.elapsed().as_secs_f64() * 1e3;
-    let recorded = result.as_ref().map(|(o, _)| *o).map_err(Clone::clone);
+    let recorded = result.as_ref().map(|(o, _)| *o).map_err(|e| e.to_string());
     let who = principal.to_string();
     let total = last_bytes.sent + last_bytes.received;
     let receipt = super::service::blocking(owner, move |o| {
@@ -533,10 +548,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
                 receipt,
             }))
         }
-        (Err(why), _) => ServerMsg::Error {
-            code: "score_aborted".into(),
-            message: format!("scoring run {run} aborted: {why}"),
-        },
+        (Err(e), _) => aborted(run, &e),
         (Ok(_), Ok(Err(e)) | Err(e)) => ServerMsg::Error {
             code: "score_aborted".into(),
             message: format!("scoring run {run} aborted: its release could not be recorded: {e}"),
@@ -545,5 +557,30 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
             code: "internal".into(),
             message: "the run finished without a receipt".into(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10, item 8: the owner withholds a band past the last, and the FI's copy of the abort does not
+    /// carry it (it was a release with no receipt); the owner's record keeps the detail.
+    #[test]
+    fn an_abort_tells_the_fi_nothing_of_the_output() {
+        let k3 = score::Reveal::Bands { k: 3 };
+        assert!(check_band(Outcome::Band(2), k3).is_ok());
+        assert!(check_band(Outcome::Decision(true), score::Reveal::Decision).is_ok());
+        let e = check_band(Outcome::Band(3), k3).unwrap_err();
+        assert!(e.to_string().contains("band 3 of 3"), "{e}");
+        let ServerMsg::Error { code, message } = aborted(17, &e) else {
+            panic!("not an error reply");
+        };
+        assert_eq!(code, "score_aborted");
+        assert!(
+            !message.contains("band") && !message.contains("3 of 3"),
+            "the FI was told: {message}"
+        );
+        assert!(message.contains("scoring run 17 aborted"), "{message}");
     }
 }

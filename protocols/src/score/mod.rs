@@ -361,7 +361,9 @@ pub enum Error {
     /// (the FI's input labels or the output). Only a modified owner fails it, and whether it fails can depend
     /// on the FI's inputs, so the abort itself may tell the owner about one bit of the model: the FI should
     /// not score this owner again without its operator's decision.
-    #[error("{0} (after the FI's inputs entered the circuit: do not score this owner again unchecked)")]
+    #[error(
+        "{0} (after the FI's inputs entered the circuit: do not score this owner again unchecked)"
+    )]
     AfterFiInputs(Box<Error>),
 }
 
@@ -668,7 +670,8 @@ impl OwnerRun {
                 if let Some(h) = &self.hostile {
                     h.lock().unwrap().garbled(&mut g, share, rng);
                 }
-                let commitments = g.pending
+                let commitments = g
+                    .pending
                     .commitments(&output_context(&self.params.session, &self.circuit));
                 let garbled = msgs::encode_garbled(&g.header, &commitments, &g.tables);
                 out.push(self.send(Tag::Garbled, garbled));
@@ -989,7 +992,10 @@ impl FiRun {
                     Evaluator::new().evaluate(&self.circuit, &header, &tables, &labels)?;
                 // Only a label the owner committed to leaves this side: any other could encode the FI's
                 // inputs.
-                commitments.check(&output_context(&self.params.session, &self.circuit), &output)?;
+                commitments.check(
+                    &output_context(&self.params.session, &self.circuit),
+                    &output,
+                )?;
                 let hash = self.transcript.value();
                 let body = msgs::encode_output_labels(&output, &hash);
                 out.push(self.send(Tag::OutputLabels, body));

@@ -1,3 +1,4 @@
+use super::hostile::HostileOwner;
 use super::*;
 use crate::channel;
 use crate::fixed::{Bounds, FixedModel};
@@ -5,7 +6,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use super::hostile::HostileOwner;
 
 fn sid(tag: u8) -> SessionId {
     SessionId([tag; 32])
@@ -623,12 +623,25 @@ fn a_modified_owner_cannot_read_a_weight_from_the_output_label() {
     };
     // Weight 0.8125 (53 248 at scale 2^16); bias = threshold, so the FI's share is u + w·2^48 exactly.
     let weight = 0.8125;
-    let model = FiModel::new(FixedModel::new(&p.bounds, &[weight], 0.5, 0.5).unwrap(), &[]).unwrap();
+    let model = FiModel::new(
+        FixedModel::new(&p.bounds, &[weight], 0.5, 0.5).unwrap(),
+        &[],
+    )
+    .unwrap();
     let w = model.model().weights()[0] as u64;
     assert_eq!(w, 53_248);
     // The honest decision is "approve" (0.8125 · 1 + 0.5 ≥ 0.5); the owner makes it "decline".
     let hostile = Arc::new(Mutex::new(HostileOwner::new(BITS, false)));
-    let (o, f) = drive_with(&p, &[1.0], &model, None, None, 91, Some(hostile.clone()), |_, _| {});
+    let (o, f) = drive_with(
+        &p,
+        &[1.0],
+        &model,
+        None,
+        None,
+        91,
+        Some(hostile.clone()),
+        |_, _| {},
+    );
     let h = hostile.lock().unwrap();
     let read = h.recover(&p.reveal.circuit());
     let fi = f.map(|r| r.map(|(outcome, _)| outcome));
