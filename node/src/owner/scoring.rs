@@ -400,6 +400,7 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
     attrs: &[f64],
     ot: Option<kos::Sender>,
     guard: &mut RunGuard<'_>,
+    principal: &str,
 ) -> Result<OwnerDone, RunError> {
     let mut bytes = RunBytes::default();
     let max = params.max_message_bytes();
@@ -417,8 +418,9 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
         };
         match run.handle(msg, &mut rng)? {
             OwnerStep::Continue(next, out) => {
-                for m in &out {
-                    send_msg(chan, m, &mut bytes).await?;
+                for mut m in out {
+                    corrupt_for_tests(principal, &mut m);
+                    send_msg(chan, &m, &mut bytes).await?;
                 }
                 run = *next;
                 run.work_ahead();
@@ -434,6 +436,19 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// Tests only (the `failpoints` feature): with the failpoint `scoring::corrupt-fi-labels` set to
+/// `return(PRINCIPAL)`, this node hands that FI wrong input labels, as a modified owner node would; the FI must
+/// abort before it returns an output label.
+#[allow(unused_variables)]
+fn corrupt_for_tests(principal: &str, msg: &mut [u8]) {
+    fail::fail_point!("scoring::corrupt-fi-labels", |arg: Option<String>| {
+        if arg.as_deref() == Some(principal) && msg.last() == Some(&(score::Tag::Labels as u8)) {
+            let n = msg.len() - 1;
+            msg[..n].iter_mut().for_each(|b| *b ^= 0x5a);
+        }
+    });
 }
 
 /// A band past the last comes only from FI thresholds out of order: never recorded nor released.
@@ -501,7 +516,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     }));
     let began = Instant::now();
     let result = match chan.send(&wire::encode(id, &start)).await {
-        Ok(()) => drive_owner(chan, &params, &attrs, warm.take(), &mut guard).await,
+        Ok(()) => drive_owner(chan, &params, &attrs, warm.take(), &mut guard, principal).await,
         Err(e) => Err(RunError::Transport(e)),
     };
     // The release is recorded (outcome, log entries, receipt) before the message carrying the FI's output leaves,
