@@ -117,7 +117,7 @@ mod tests {
         // Another run's context, a shifted label, or a label moved to another wire: refused.
         assert!(commitments.check(b"run-2", &out).is_err());
         let mut bad = out.clone();
-        bad.labels[1] = bad.labels[1] ^ Block(2);
+        bad.labels[1] ^= Block(2);
         assert_eq!(
             commitments.check(ctx, &bad),
             Err(PeerMisbehaved::UncommittedOutputLabel { index: 1 }.into())

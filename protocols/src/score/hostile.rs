@@ -55,7 +55,7 @@ impl HostileOwner {
         self.share = share;
         let n = g.header.garbler_labels.len();
         for l in &mut g.header.garbler_labels[n - self.bits..] {
-            *l = *l ^ Block(Block::random(rng).0 & !1);
+            *l ^= Block(Block::random(rng).0 & !1);
         }
         self.pairs = (0..g.evaluator_labels.len())
             .map(|i| g.evaluator_labels.pair(i))
