@@ -114,7 +114,7 @@ pub async fn loopback_runs(
             changes: None,
             still_paired: &|| true,
         };
-        let done = drive_owner(&mut chan, &params, &attrs, warm.take(), &mut guard)
+        let done = drive_owner(&mut chan, &params, &attrs, warm.take(), &mut guard, "bench")
             .await
             .map_err(|e| Error::Refused(e.to_string()))?;
         let (ot, mut bytes) = (done.ot, done.bytes);

@@ -266,8 +266,13 @@ pub fn scoring_view(sc: &ScoringView) -> String {
     );
     if sc.bits >= f64::from(Reveal::SCORE_BITS) {
         s.push_str(
-            "  WARNING: this asks for the raw score. A raw score can reveal an attribute outright: a \
-             model that weights a single attribute returns its exact value.\n",
+            "  WARNING: this asks for the raw score. A raw score can return every attribute listed above, \
+             each exactly, in one run: the FI chooses the weights.\n",
+        );
+    } else {
+        s.push_str(
+            "  note: the FI chooses the model, so what a run reveals can be any bit of any attribute listed \
+             above, not only a credit score.\n",
         );
     }
     s
@@ -724,7 +729,10 @@ mod tests {
         };
         let s = scoring_view(&view);
         assert!(s.contains("WARNING"), "{s}");
-        assert!(s.contains("reveal an attribute outright"), "{s}");
+        assert!(
+            s.contains("can return every attribute listed above, each exactly, in one run"),
+            "{s}"
+        );
         assert!(
             s.contains("1 of 3 runs in the last 30 days, 1 bit revealed"),
             "{s}"
@@ -735,6 +743,8 @@ mod tests {
             bits: 1.0,
             ..view
         };
-        assert!(!scoring_view(&decision).contains("WARNING"));
+        let d = scoring_view(&decision);
+        assert!(!d.contains("WARNING"), "{d}");
+        assert!(d.contains("any bit of any attribute listed above"), "{d}");
     }
 }

@@ -488,3 +488,114 @@ action = "ask"
     assert_eq!(state, "denied");
     node.shutdown().await;
 }
+
+/// Issue 10, item 8: an owner node that hands the FI wrong input labels (a failpoint plays the modified node)
+/// gets no output label back: the FI aborts, keeps a flag in its home, and scores that owner no more, in this
+/// session or a later one, until its operator allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_hands_out_wrong_labels_is_scored_no_more() {
+    let (owner, node, fi, mut c) = scoring_node("mallory").await;
+    let m = test_model(-1.0, 0.5, &[]);
+    // Only the runs of this test's principal are touched; other tests run in this process meanwhile.
+    fail::cfg("scoring::corrupt-fi-labels", "return(mallory)").unwrap();
+    let e = score_err(
+        &mut c,
+        &m,
+        Reveal::Decision,
+        "first",
+        Duration::from_secs(5),
+    )
+    .await;
+    fail::remove("scoring::corrupt-fi-labels");
+    assert!(
+        e.contains("neither label the owner committed to") && e.contains("--allow-after-abort"),
+        "{e}"
+    );
+    let flags = fi.home.score_aborts().unwrap();
+    assert_eq!(flags.len(), 1, "{flags:?}");
+    // The owner got no label: its run ended without an output (the FI's abort), and nothing was released.
+    let state: String = owner
+        .db()
+        .query_row(
+            "SELECT state FROM scoring_runs WHERE principal = 'mallory'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "aborted");
+    let requests = |_: ()| -> i64 {
+        owner
+            .db()
+            .query_row("SELECT COUNT(*) FROM requests", [], |r| r.get(0))
+            .unwrap()
+    };
+    let asked = requests(());
+    // The owner is honest again, but this FI refuses before asking it anything, in this session and the next.
+    let e = score_err(
+        &mut c,
+        &m,
+        Reveal::Decision,
+        "again",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        e.contains("no more") && e.contains("--allow-after-abort"),
+        "{e}"
+    );
+    c.close().await;
+    let mut c = fi.connect().await;
+    let e = score_err(
+        &mut c,
+        &m,
+        Reveal::Decision,
+        "again",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(e.contains("no more"), "{e}");
+    assert_eq!(requests(()), asked);
+    // The operator decides to score it again: the flag goes, and a run works.
+    let cleared = c.allow_after_abort().unwrap();
+    assert_eq!(cleared, flags);
+    assert!(fi.home.score_aborts().unwrap().is_empty());
+    let r = decide(&mut c, &m, "allowed").await;
+    assert!(matches!(r.outcome, ScoreOutcome::Decision { .. }));
+    c.close().await;
+    node.shutdown().await;
+}
+
+/// Issue 10, item 8: the FI's own run limit counts per applicant (the name it paired the owner under), not per
+/// owner key: an owner that comes back with a new node key and a new invite gets no fresh runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fi_run_limit_counts_per_applicant_not_per_owner_key() {
+    let (_owner, node, fi, mut c) = scoring_node("alice").await;
+    let limit = duo::node::fi::ScoreLimit {
+        max_runs: 1,
+        window_days: 30,
+    };
+    let m = test_model(-1.0, 0.5, &[]);
+    c.set_score_limit(limit);
+    decide(&mut c, &m, "first").await;
+    c.close().await;
+    // The same applicant, paired again under the same name with another node (a new key).
+    let other = duo_testkit::owner_with_sample(SCORING_POLICY);
+    let other_node = other.start().await;
+    duo_testkit::fi::pair(&other.dir, &other_node.url(), "alice", fi.dir.path())
+        .await
+        .unwrap();
+    let mut c = fi.connect().await;
+    c.set_score_limit(limit);
+    let e = score_err(
+        &mut c,
+        &m,
+        Reveal::Decision,
+        "second",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(e.contains("1 of 1 scoring runs for `owner`"), "{e}");
+    c.close().await;
+    other_node.shutdown().await;
+    node.shutdown().await;
+}

@@ -6,7 +6,7 @@
 //! decides.
 
 use crate::error::Error;
-use crate::fi::home::{AskedScoring, FiHome, PairingRecord, ScoreRunRecord};
+use crate::fi::home::{AskedScoring, FiHome, PairingRecord, ScoreAbortRecord, ScoreRunRecord};
 use crate::fi::model::ModelFile;
 use crate::fi::run::drive_fi;
 use crate::net::keys::{fingerprint, InviteCode, Keypair};
@@ -68,15 +68,19 @@ pub struct Client {
     score_limit: ScoreLimit,
     /// Runs started in this session (counted here when there is no FI home to count them in).
     runs_here: Vec<i64>,
+    /// A run of this session that the owner's messages failed after this FI's inputs entered the circuit
+    /// (kept here when there is no FI home to keep it in).
+    aborted_here: Option<ScoreAbortRecord>,
     /// The scoring requests this session made, with their commitments' salts (also kept in the FI home).
     asked: Vec<AskedScoring>,
 }
 
-/// The FI's own limit on scoring runs per owner node: an owner who controls its inputs could probe the model,
-/// so the FI caps how often one owner may run it.
+/// The FI's own limit on scoring runs per applicant: an owner who controls its inputs could probe the model, so
+/// the FI caps how often one owner may run it. Runs count per applicant, the name the FI paired the owner node
+/// under (and per owner key), not per key alone: an owner can make new keys at will.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScoreLimit {
-    /// Runs per window against one owner key.
+    /// Runs per window against one applicant.
     pub max_runs: u32,
     /// The window, in days.
     pub window_days: u32,
@@ -234,6 +238,7 @@ impl Client {
                 warm: None,
                 score_limit: ScoreLimit::default(),
                 runs_here: Vec::new(),
+                aborted_here: None,
                 asked: Vec::new(),
             }),
             (_, ServerMsg::Error { code, message }) => Err(Error::Remote { code, message }),
@@ -657,12 +662,26 @@ impl Client {
             Ok(x) => x,
             Err(e) => {
                 let why = e.to_string();
+                let flagged = matches!(&e, RunError::Protocol(p) if p.after_fi_inputs());
+                if flagged {
+                    // Kept before anything else can fail: this owner is scored no more unchecked.
+                    self.flag_abort(request, start.run, &why)?;
+                }
                 // The owner's account of the run is still to come unless the owner already ended it (its
                 // error was the message read) or the channel is gone: ask it to end and read its reply.
                 if !matches!(e, RunError::PeerEnded(_) | RunError::Transport(_)) {
                     self.abort_run(id, &why).await;
                 }
-                return Err(Error::Refused(format!("scoring run aborted: {why}")));
+                return Err(Error::Refused(if flagged {
+                    format!(
+                        "scoring run aborted: {why}. Only a modified owner node fails this check, and the abort \
+                         itself may have told it a bit of the model: this FI scores `{}` no more until you \
+                         decide to, with `duo fi score --allow-after-abort`",
+                        self.applicant()
+                    )
+                } else {
+                    format!("scoring run aborted: {why}")
+                }));
             }
         };
         self.warm = Some(ot);
@@ -794,20 +813,44 @@ impl Client {
         fingerprint(&self.chan.remote_static())
     }
 
+    /// The applicant: the name this FI paired the owner node under (the owner key without an FI home).
+    fn applicant(&self) -> String {
+        match &self.keep {
+            Some((_, name)) => name.clone(),
+            None => self.owner_key(),
+        }
+    }
+
+    /// The FI's own checks before a run: no abort on record for this owner ([`ScoreAbortRecord`]), and the
+    /// run limit per applicant.
     fn check_score_limit(&self) -> Result<(), Error> {
+        let (applicant, key) = (self.applicant(), self.owner_key());
+        let flagged = match &self.keep {
+            Some((home, _)) => home.score_aborts_for(&applicant, &key)?.into_iter().next(),
+            None => self.aborted_here.clone(),
+        };
+        if let Some(a) = flagged {
+            return Err(Error::Refused(format!(
+                "this FI scores `{applicant}` no more: its scoring run {} (request {}) aborted after this FI's \
+                 inputs had entered the circuit ({}). Only a modified owner node fails that check, and each \
+                 such abort may tell it a bit of the model. To score it again anyway, run `duo fi score` with \
+                 --allow-after-abort",
+                a.run, a.request, a.why
+            )));
+        }
         let limit = self.score_limit;
         let since = chrono::Utc::now().timestamp() - i64::from(limit.window_days) * 86_400;
         let used = match &self.keep {
             Some((home, _)) => home
                 .score_runs()?
                 .iter()
-                .filter(|r| r.owner == self.owner_key() && r.at > since)
+                .filter(|r| r.counts_for(&applicant, &key) && r.at > since)
                 .count(),
             None => self.runs_here.iter().filter(|&&t| t > since).count(),
         };
         if used as u64 >= u64::from(limit.max_runs) {
             return Err(Error::Limit(format!(
-                "this FI's own limit: {used} of {} scoring runs against this owner in the last {} days; \
+                "this FI's own limit: {used} of {} scoring runs for `{applicant}` in the last {} days; \
                  an owner who controls its inputs could probe the model (raise it with --max-runs-per-owner)",
                 limit.max_runs, limit.window_days
             )));
@@ -818,13 +861,43 @@ impl Client {
     fn record_score_run(&mut self) -> Result<(), Error> {
         let now = chrono::Utc::now().timestamp();
         self.runs_here.push(now);
-        if let Some((home, _)) = &self.keep {
+        if let Some((home, name)) = &self.keep {
             home.add_score_run(ScoreRunRecord {
                 owner: self.owner_key(),
                 at: now,
+                applicant: Some(name.clone()),
             })?;
         }
         Ok(())
+    }
+
+    /// Keeps the record that stops this FI scoring this owner ([`ScoreAbortRecord`]).
+    fn flag_abort(&mut self, request: u64, run: u64, why: &str) -> Result<(), Error> {
+        let rec = ScoreAbortRecord {
+            applicant: self.applicant(),
+            owner: self.owner_key(),
+            request,
+            run,
+            at: chrono::Utc::now().timestamp(),
+            why: why.to_string(),
+        };
+        match &self.keep {
+            Some((home, _)) => home.add_score_abort(rec),
+            None => {
+                self.aborted_here = Some(rec);
+                Ok(())
+            }
+        }
+    }
+
+    /// The operator's decision to score this owner again after an abort that stopped it: removes the
+    /// records naming it (by pairing name or key) and returns them.
+    pub fn allow_after_abort(&mut self) -> Result<Vec<ScoreAbortRecord>, Error> {
+        let mut cleared: Vec<ScoreAbortRecord> = self.aborted_here.take().into_iter().collect();
+        if let Some((home, _)) = &self.keep {
+            cleared.extend(home.clear_score_aborts(&self.applicant(), &self.owner_key())?);
+        }
+        Ok(cleared)
     }
 
     /// Close the session.

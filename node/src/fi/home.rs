@@ -6,8 +6,8 @@
 //! Several `duo fi` commands (and several [`FiHome`] values in one process) may use one home at once. Every
 //! change to it holds an exclusive advisory lock on the file `lock` in the home (`flock` on Unix, `LockFileEx`
 //! on Windows, through the `fs4` crate), taken afresh for each change and released when it is done: appending
-//! to the receipt log `receipts.jsonl`, rewriting `pairings.json`, `scoring_requests.json` or
-//! `score_runs.json` (read, changed and written back under the one lock, so no writer loses another's
+//! to the receipt log `receipts.jsonl`, rewriting `pairings.json`, `scoring_requests.json`,
+//! `score_runs.json` or `score_aborts.json` (read, changed and written back under the one lock, so no writer loses another's
 //! record), and creating `fi.key`. A [`FiHome`] keeps the receipt log's tail (its length, next sequence number,
 //! last hash and the receipts it holds) in memory; under the lock it compares the file's length with the one
 //! it indexed and reads the log again when another writer appended meanwhile, so each entry gets the next
@@ -318,7 +318,7 @@ impl FiHome {
         Ok(())
     }
 
-    /// The scoring runs this FI started, per owner key (for its own limit).
+    /// The scoring runs this FI started, with the applicant and owner key of each (for its own limit).
     pub fn score_runs(&self) -> Result<Vec<ScoreRunRecord>, Error> {
         match std::fs::read(self.dir.join("score_runs.json")) {
             Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
@@ -339,6 +339,60 @@ impl FiHome {
             &serde_json::to_vec(&all)?,
         )?;
         Ok(())
+    }
+
+    /// The scoring runs that ended with a failed check of the owner's messages after this FI's inputs had
+    /// entered the circuit ([`ScoreAbortRecord`]). While one names an owner, this FI scores it no more.
+    pub fn score_aborts(&self) -> Result<Vec<ScoreAbortRecord>, Error> {
+        match std::fs::read(self.dir.join("score_aborts.json")) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The abort records that stop scoring of the owner paired as `applicant` with key `owner`: those naming
+    /// either.
+    pub fn score_aborts_for(
+        &self,
+        applicant: &str,
+        owner: &str,
+    ) -> Result<Vec<ScoreAbortRecord>, Error> {
+        let mut all = self.score_aborts()?;
+        all.retain(|r| r.names(applicant, owner));
+        Ok(all)
+    }
+
+    pub(crate) fn add_score_abort(&self, rec: ScoreAbortRecord) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let mut all = self.score_aborts()?;
+        all.push(rec);
+        crate::home::write_private(
+            &self.dir.join("score_aborts.json"),
+            &serde_json::to_vec_pretty(&all)?,
+        )?;
+        Ok(())
+    }
+
+    /// The operator's decision to score the owner paired as `applicant` (key `owner`) again after an abort:
+    /// removes the records naming either, and returns them.
+    pub fn clear_score_aborts(
+        &self,
+        applicant: &str,
+        owner: &str,
+    ) -> Result<Vec<ScoreAbortRecord>, Error> {
+        let _lock = self.lock()?;
+        let (cleared, kept): (Vec<_>, Vec<_>) = self
+            .score_aborts()?
+            .into_iter()
+            .partition(|r| r.names(applicant, owner));
+        if !cleared.is_empty() {
+            crate::home::write_private(
+                &self.dir.join("score_aborts.json"),
+                &serde_json::to_vec_pretty(&kept)?,
+            )?;
+        }
+        Ok(cleared)
     }
 
     /// Append a verified receipt to the log, unless the same receipt is already there. The log's tail is
@@ -437,6 +491,44 @@ pub struct ScoreRunRecord {
     pub owner: String,
     /// When (Unix seconds).
     pub at: i64,
+    /// The applicant: the name this FI paired the owner node under (absent in records from before it was
+    /// kept, which count by key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applicant: Option<String>,
+}
+
+impl ScoreRunRecord {
+    /// Whether the run counts against the applicant paired as `applicant` with key `owner`: a run under that
+    /// name, or with that key (an owner key is free to make, a pairing name is the FI's own).
+    pub fn counts_for(&self, applicant: &str, owner: &str) -> bool {
+        self.applicant.as_deref() == Some(applicant) || self.owner == owner
+    }
+}
+
+/// A scoring run whose owner's messages failed a check after this FI's inputs had entered the circuit: only a
+/// modified owner node fails it, and the abort itself may have told it about a bit of the model. While the
+/// record is kept this FI does not score that owner (by pairing name or key) again; the operator removes it
+/// with `duo fi score --allow-after-abort`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreAbortRecord {
+    /// The name this FI paired the owner node under.
+    pub applicant: String,
+    /// The owner node's key fingerprint.
+    pub owner: String,
+    /// The scoring request.
+    pub request: u64,
+    /// The run.
+    pub run: u64,
+    /// When (Unix seconds).
+    pub at: i64,
+    /// The failed check.
+    pub why: String,
+}
+
+impl ScoreAbortRecord {
+    fn names(&self, applicant: &str, owner: &str) -> bool {
+        self.applicant == applicant || self.owner == owner
+    }
 }
 
 #[cfg(test)]
@@ -653,6 +745,7 @@ mod tests {
                             home.add_score_run(ScoreRunRecord {
                                 owner: "ab".repeat(32),
                                 at: 1_750_000_000 + id as i64,
+                                applicant: Some("owner".into()),
                             }),
                         ];
                         for r in results {

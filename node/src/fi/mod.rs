@@ -8,5 +8,7 @@ pub mod model;
 pub mod run;
 
 pub use client::{key_fingerprint, pair, Client, Pointer, ScoreLimit, ScoreReport};
-pub use home::{fi_dir, AskedScoring, FiHome, PairingRecord, ReceiptEntry, ScoreRunRecord};
+pub use home::{
+    fi_dir, AskedScoring, FiHome, PairingRecord, ReceiptEntry, ScoreAbortRecord, ScoreRunRecord,
+};
 pub use model::ModelFile;

@@ -1,4 +1,6 @@
-//! The FI's side of a private scoring run over its session.
+//! The FI's side of a private scoring run over its session. A run that fails a check of the owner's messages
+//! after the FI's inputs entered the circuit ends with [`duo_protocols::score::Error::AfterFiInputs`]; the
+//! client then keeps a flag in the FI home and scores that owner no more until its operator allows it.
 
 use crate::net::run::{recv_msg, send_msg, RunBytes, RunError};
 use crate::net::transport::SecureChannel;

@@ -30,6 +30,26 @@ pub enum RunError {
     /// A protocol chunk was malformed, or a message outgrew the run's limit.
     #[error("bad protocol chunk: {0}")]
     BadChunk(String),
+    /// The owner's side only: the run computed an output the owner's node does not release (the detail may
+    /// quote the output: it goes to the owner's log, never to the FI).
+    #[error("the output was withheld: {0}")]
+    Withheld(String),
+}
+
+impl RunError {
+    /// What the owner's node tells the FI about an abort: a fixed phrase per kind of failure, never the detail
+    /// (which can quote the owner's output or data; it goes to the owner's log).
+    pub fn wire_reason(&self) -> &'static str {
+        match self {
+            RunError::Protocol(e) if e.is_peer() => "the FI's protocol messages were refused",
+            RunError::Timeout(..) => "no protocol message from the FI in time",
+            RunError::Transport(_) => "the channel failed",
+            RunError::PeerEnded(_) => "the FI ended the run",
+            RunError::Revoked => "the owner revoked or ended this FI's pairing during the run",
+            RunError::BadChunk(_) => "a malformed protocol chunk from the FI",
+            RunError::Protocol(_) | RunError::Withheld(_) => "the owner's node ended the run",
+        }
+    }
 }
 
 /// Counters of one run on one side.

@@ -400,6 +400,7 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
     attrs: &[f64],
     ot: Option<kos::Sender>,
     guard: &mut RunGuard<'_>,
+    principal: &str,
 ) -> Result<OwnerDone, RunError> {
     let mut bytes = RunBytes::default();
     let max = params.max_message_bytes();
@@ -417,21 +418,15 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
         };
         match run.handle(msg, &mut rng)? {
             OwnerStep::Continue(next, out) => {
-                for m in &out {
-                    send_msg(chan, m, &mut bytes).await?;
+                for mut m in out {
+                    corrupt_for_tests(principal, &mut m);
+                    send_msg(chan, &m, &mut bytes).await?;
                 }
                 run = *next;
                 run.work_ahead();
             }
             OwnerStep::Done { outcome, send, ot } => {
-                if let (Outcome::Band(b), score::Reveal::Bands { k }) = (outcome, params.reveal) {
-                    // Only FI thresholds out of order give a band past the last; never record one.
-                    if b >= k {
-                        return Err(RunError::BadChunk(format!(
-                            "the circuit gave band {b} of {k}: the FI's band thresholds are not ascending"
-                        )));
-                    }
-                }
+                check_band(outcome, params.reveal)?;
                 return Ok(OwnerDone {
                     outcome,
                     ot: *ot,
@@ -440,6 +435,41 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
                 });
             }
         }
+    }
+}
+
+/// Tests only (the `failpoints` feature): with the failpoint `scoring::corrupt-fi-labels` set to
+/// `return(PRINCIPAL)`, this node hands that FI wrong input labels, as a modified owner node would; the FI must
+/// abort before it returns an output label.
+#[allow(unused_variables)]
+fn corrupt_for_tests(principal: &str, msg: &mut [u8]) {
+    fail::fail_point!("scoring::corrupt-fi-labels", |arg: Option<String>| {
+        if arg.as_deref() == Some(principal) && msg.last() == Some(&(score::Tag::Labels as u8)) {
+            let n = msg.len() - 1;
+            msg[..n].iter_mut().for_each(|b| *b ^= 0x5a);
+        }
+    });
+}
+
+/// A band past the last comes only from FI thresholds out of order: never recorded nor released.
+fn check_band(outcome: Outcome, reveal: score::Reveal) -> Result<(), RunError> {
+    match (outcome, reveal) {
+        (Outcome::Band(b), score::Reveal::Bands { k }) if b >= k => Err(RunError::Withheld(
+            format!("the circuit gave band {b} of {k}: the FI's band thresholds are not ascending"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The FI's copy of an aborted run: the code `score_aborted`, the run and a generic reason
+/// ([`RunError::wire_reason`]); the detail is in the owner's log (`scoring-end`) only.
+fn aborted(run: u64, e: &RunError) -> ServerMsg {
+    ServerMsg::Error {
+        code: "score_aborted".into(),
+        message: format!(
+            "scoring run {run} aborted: {} (the run is counted; the owner's log has the detail)",
+            e.wire_reason()
+        ),
     }
 }
 
@@ -486,7 +516,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     }));
     let began = Instant::now();
     let result = match chan.send(&wire::encode(id, &start)).await {
-        Ok(()) => drive_owner(chan, &params, &attrs, warm.take(), &mut guard).await,
+        Ok(()) => drive_owner(chan, &params, &attrs, warm.take(), &mut guard, principal).await,
         Err(e) => Err(RunError::Transport(e)),
     };
     // The release is recorded (outcome, log entries, receipt) before the message carrying the FI's output leaves,
@@ -495,7 +525,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     let result = match result {
         Ok(done) if !(guard.still_paired)() => {
             let _ = done;
-            Err(RunError::Revoked.to_string())
+            Err(RunError::Revoked)
         }
         Ok(done) => {
             *warm = Some(done.ot);
@@ -505,10 +535,10 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
                 done.release,
             ))
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     };
     let millis = began.elapsed().as_secs_f64() * 1e3;
-    let recorded = result.as_ref().map(|(o, _)| *o).map_err(Clone::clone);
+    let recorded = result.as_ref().map(|(o, _)| *o).map_err(|e| e.to_string());
     let who = principal.to_string();
     let total = last_bytes.sent + last_bytes.received;
     let receipt = super::service::blocking(owner, move |o| {
@@ -533,10 +563,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
                 receipt,
             }))
         }
-        (Err(why), _) => ServerMsg::Error {
-            code: "score_aborted".into(),
-            message: format!("scoring run {run} aborted: {why}"),
-        },
+        (Err(e), _) => aborted(run, &e),
         (Ok(_), Ok(Err(e)) | Err(e)) => ServerMsg::Error {
             code: "score_aborted".into(),
             message: format!("scoring run {run} aborted: its release could not be recorded: {e}"),
@@ -545,5 +572,30 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
             code: "internal".into(),
             message: "the run finished without a receipt".into(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10, item 8: the owner withholds a band past the last, and the FI's copy of the abort does not
+    /// carry it (it was a release with no receipt); the owner's record keeps the detail.
+    #[test]
+    fn an_abort_tells_the_fi_nothing_of_the_output() {
+        let k3 = score::Reveal::Bands { k: 3 };
+        assert!(check_band(Outcome::Band(2), k3).is_ok());
+        assert!(check_band(Outcome::Decision(true), score::Reveal::Decision).is_ok());
+        let e = check_band(Outcome::Band(3), k3).unwrap_err();
+        assert!(e.to_string().contains("band 3 of 3"), "{e}");
+        let ServerMsg::Error { code, message } = aborted(17, &e) else {
+            panic!("not an error reply");
+        };
+        assert_eq!(code, "score_aborted");
+        assert!(
+            !message.contains("band") && !message.contains("3 of 3"),
+            "the FI was told: {message}"
+        );
+        assert!(message.contains("scoring run 17 aborted"), "{message}");
     }
 }

@@ -5,6 +5,12 @@
 //! message is cut into chunks of at most [`CHUNK`] bytes, each chunk a channel payload `[0xB5, last, bytes...]`
 //! (JSON payloads start with `{`, so the two never mix). A JSON payload during a run means the peer gave up.
 //! Every wait has a timeout ([`STEP_TIMEOUT`]).
+//!
+//! What a run does not give the FI: any guarantee that its output is correct against a modified owner node (the
+//! owner chooses the decoding bits of the FI's output). Against such a node the FI's model is protected to about
+//! one bit per owner output wire per run, because the FI returns only output labels the owner committed to
+//! (see [`duo_protocols::score`]). And since the FI chooses the model, a decision can be any bit of any
+//! requested attribute, and a raw score can return every requested attribute exactly in one run.
 
 use crate::error::Error;
 use crate::proto::digest::FieldHasher;

@@ -187,6 +187,12 @@ pub struct AcceptedOutput {
 }
 
 impl PendingOutput {
+    /// The commitments to both labels of every garbler output wire, sent with the garbled circuit
+    /// ([`super::commit`]); `context` binds them to the run (the session id and the circuit digest).
+    pub fn commitments(&self, context: &[u8]) -> super::OutputCommitments {
+        super::OutputCommitments::of(context, &self.garbler_zero, self.delta)
+    }
+
     /// Checks the evaluator's labels for the garbler's output wires. Each must be exactly one of that wire's
     /// two labels; anything else (a label the circuit did not compute, a wrong count, another circuit) is
     /// refused and the run must abort. Only on success does the garbler learn its outputs and release the

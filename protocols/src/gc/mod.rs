@@ -25,9 +25,11 @@
 //!
 //! ```text
 //!  owner (Garbler)                                             FI (Evaluator)
-//!  garble()  --- GarbledHeader, GarbledTables (chunked) ------>
+//!  garble()  --- GarbledHeader, GarbledTables (chunked), ----->
+//!                OutputCommitments (PendingOutput::commitments)
 //!            === evaluator input labels by OT (crate::ot) ===>
 //!                                                               evaluate()
+//!                                   OutputCommitments::check() (each label must be one the owner committed to)
 //!            <-- OutputLabels (labels of the OWNER's outputs) --
 //!  PendingOutput::check(): each label must be one of the two labels of its wire, or the run aborts
 //!            --- OutputDecoding (bits for the FI's outputs) --->
@@ -52,9 +54,16 @@
 //!   bits only after that check, so an FI that cheats gets nothing. Which FI input the result is for is up to
 //!   the FI (the ideal functionality allows it any input); OT with a malicious-secure extension delivers its
 //!   labels.
-//! - The owner is semi-honest toward the FI's inputs (the FI's model): an owner that garbles a wrong circuit can
-//!   learn about one bit per owner output wire per run, by selective failure or by the output itself, which is
-//!   why the scoring circuits give the owner a single output wire by default.
+//! - The owner is semi-honest toward the FI's inputs (the FI's model), with one guard: the evaluator returns a
+//!   label on a garbler output wire only if it is one of the two labels the garbler committed to with the
+//!   circuit ([`commit`]), and aborts otherwise. Without it a garbler that hands out wrong input labels gets
+//!   back a label that encodes the evaluator's inputs (a whole weight from one run). With it an owner that
+//!   garbles a wrong circuit or hands out wrong labels can still learn about one bit per owner output wire per
+//!   run, by selective failure (the abort) or by the output itself, which is why the scoring circuits give the
+//!   owner a single output wire by default, and why the FI stops scoring an owner after such an abort.
+//! - Nothing here gives the evaluator correct outputs against a modified garbler: the garbler chooses the
+//!   decoding bits (and could garble another circuit), so the evaluator's decoded output is what the garbler
+//!   wants it to be.
 //! - The garbler's secret state ([`Delta`], [`EvaluatorLabelPairs`], [`PendingOutput`]) has opaque `Debug` and
 //!   is zeroized on drop. Garbling and evaluation run the same instructions whatever the label values, except
 //!   for the table lookups they index by public wire numbers.
@@ -67,6 +76,7 @@
 pub mod aes_circuit;
 pub mod builder;
 pub mod circuit;
+pub mod commit;
 pub mod eval;
 pub mod garble;
 pub mod hash;
@@ -76,6 +86,7 @@ mod tests;
 
 pub use builder::{Bit, CircuitBuilder};
 pub use circuit::{Circuit, CircuitError, Gate, WireId};
+pub use commit::{output_label_hash, OutputCommitments};
 pub use eval::{AwaitingDecoding, Evaluator};
 pub use garble::{
     AcceptedOutput, Delta, EvaluatorLabelPairs, Garbler, Garbling, PendingOutput, StreamedGarbling,
@@ -134,6 +145,16 @@ pub enum PeerMisbehaved {
     /// An output label is neither of its wire's two labels: the circuit did not compute it.
     #[error("output label {index} is not a label of its wire; the circuit did not compute it")]
     InvalidOutputLabel {
+        /// Index among the garbler's outputs.
+        index: usize,
+    },
+    /// The evaluator's label on a garbler output wire is neither label the garbler committed to: the garbler
+    /// handed out wrong input labels or garbled other tables ([`commit`]).
+    #[error(
+        "the label of the owner's output wire {index} is neither label the owner committed to: it garbled \
+         or delivered labels dishonestly"
+    )]
+    UncommittedOutputLabel {
         /// Index among the garbler's outputs.
         index: usize,
     },

@@ -29,8 +29,11 @@
 //!    the sign of the sum ([`decision_circuit`], 63 AND gates), the band index ([`bands_circuit`]), or the sum
 //!    ([`score_circuit`]). The FI's input labels travel by chosen-message OT, derandomized from extension OTs
 //!    with random choices: the FI sends `e = input ⊕ r` and the owner swaps each label pair where `e` is 1.
-//! 4. **Outputs**: the FI returns the labels of the owner's output wires; the owner accepts them only if each
-//!    is one of its wire's two labels ([`crate::gc::PendingOutput::check`]), then sends the FI's decoding bits.
+//! 4. **Outputs**: with the garbled circuit the owner commits to both labels of each of its output wires (a hash
+//!    of each, [`crate::gc::commit`]); the FI returns its label on an owner output wire only if it is one of
+//!    the two committed ones, and aborts otherwise ([`Error::AfterFiInputs`]). The owner accepts the returned
+//!    labels only if each is one of its wire's two labels ([`crate::gc::PendingOutput::check`]), then sends the
+//!    FI's decoding bits.
 //!
 //! ```text
 //!  owner                                                         FI
@@ -38,9 +41,10 @@
 //!                           <-------------- Matrix (choices: weight bits ‖ random)
 //!  Challenge -------------->
 //!                           <-------------- Response
-//!  (KOS check)  Corrections, Garbled ---->
+//!  (KOS check)  Corrections, Garbled (with output-label commitments) ---->
 //!                           <-------------- Flips (e = FI input ⊕ r)
 //!  Labels ------------------>
+//!                                           (evaluate; each output label must be a committed one)
 //!                           <-------------- OutputLabels ‖ transcript hash
 //!  (label check, transcript) Decoding ‖ transcript tag ---->           (transcript, decode)
 //! ```
@@ -68,13 +72,30 @@
 //!   runs) still yields one bit per output wire, for example one bit of one attribute: count runs, not models.
 //!   The KOS check leaks at most `c` bits of `Δ` with probability `2^-c` (see [`crate::ot`]); the owner's
 //!   extension state is consumed by a failed check.
-//! - **The owner is semi-honest toward the FI's model.** A modified owner can learn about one bit per owner
-//!   output wire per run (selective failure), which is why a decision gives the owner one output wire; a raw
-//!   score gives it 64 and should be approved knowing that. The FI's weights reach the owner only as OT choice
-//!   bits (hidden by the extension) and its share only as garbled inputs.
+//! - **Against a modified owner the FI's model is protected to about one bit per owner output wire per run.**
+//!   The FI's weights reach the owner only as OT choice bits (hidden by the extension) and its share only as
+//!   garbled inputs; what comes back to the owner is the FI's label on each owner output wire. Without a check
+//!   that label could encode the FI's inputs: an owner that garbles honestly but hands the FI shifted labels
+//!   for the top `k` bits of its share, with its Gilboa input set to `2^(64-k)`, reads `k` bits of a weight
+//!   from one decision run by trying the `2^k` candidates (the test
+//!   `a_modified_owner_cannot_read_a_weight_from_the_output_label`). The output-label commitments of step 4
+//!   stop that: the label the FI returns is one of two the owner fixed before it saw anything of the FI, or
+//!   the FI aborts, so a modified owner learns about one bit per output wire (which label, or whether the FI
+//!   aborted: selective failure). An abort after the FI's inputs entered the circuit
+//!   ([`Error::AfterFiInputs`]) is the owner's doing; the FI should not score that owner again without its
+//!   operator's decision (the node keeps such a flag). A decision gives the owner one output wire; a raw score
+//!   gives it 64.
+//! - **What the protocol does not give the FI.** No guarantee that its output is correct against a modified
+//!   owner: the owner chooses the decoding bits of the FI's outputs (and could garble another circuit), so the
+//!   FI decodes whatever the owner wants, and the run ends normally. And since the FI picks the model, a
+//!   decision can be any one bit of any requested attribute (a model that weights one attribute, with the
+//!   threshold at the bit's place), and a raw score can return every requested attribute exactly in one run
+//!   (weights at powers of two far enough apart): the owner approves the reveal, not the model.
 //! - **The owner never accepts an output the circuit did not compute**: see step 4 and [`crate::gc`].
 //! - The model commitment the FI shows the owner is asserted by the FI and not enforced by this protocol.
 
+#[cfg(test)]
+mod hostile;
 mod msgs;
 mod reveal;
 #[cfg(test)]
@@ -89,7 +110,7 @@ use crate::fixed::{self, Bounds, FixedError, FixedModel, SCORE_FRAC_BITS};
 use crate::gc::builder::{bits_to_u64, u64_to_bits};
 use crate::gc::{
     self, AwaitingDecoding, Circuit, Delta, Evaluator, EvaluatorLabelPairs, GarbledHeader,
-    GarbledTables, Garbler, OutputDecoding, PendingOutput,
+    GarbledTables, Garbler, OutputCommitments, OutputDecoding, PendingOutput,
 };
 use crate::ot::msgs::{
     BaseReceiverMsg, BaseSenderMsg, ChallengeMsg, ChosenMsg, CorrectionsU64, MatrixMsg, ResponseMsg,
@@ -336,6 +357,14 @@ pub enum Error {
     /// The channel failed (only from the drivers over a [`Channel`]).
     #[error("channel: {0}")]
     Channel(#[from] ChannelError),
+    /// The FI's side only: the owner's messages failed a check after the FI's inputs had entered the circuit
+    /// (the FI's input labels or the output). Only a modified owner fails it, and whether it fails can depend
+    /// on the FI's inputs, so the abort itself may tell the owner about one bit of the model: the FI should
+    /// not score this owner again without its operator's decision.
+    #[error(
+        "{0} (after the FI's inputs entered the circuit: do not score this owner again unchecked)"
+    )]
+    AfterFiInputs(Box<Error>),
 }
 
 impl Error {
@@ -347,7 +376,14 @@ impl Error {
                 | Error::Ot(ot::Error::Peer(_))
                 | Error::Gc(gc::Error::Peer(_))
                 | Error::Channel(_)
+                | Error::AfterFiInputs(_)
         )
+    }
+
+    /// Whether the FI's run failed a check of the owner's messages after the FI's inputs entered the circuit
+    /// ([`Error::AfterFiInputs`]).
+    pub fn after_fi_inputs(&self) -> bool {
+        matches!(self, Error::AfterFiInputs(_))
     }
 }
 
@@ -425,6 +461,13 @@ impl Transcript {
     }
 }
 
+/// What binds the output-label commitments to a run: the session id and the circuit's digest.
+fn output_context(session: &SessionId, circuit: &Circuit) -> Vec<u8> {
+    let mut c = session.0.to_vec();
+    c.extend_from_slice(&circuit.digest());
+    c
+}
+
 fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -442,6 +485,9 @@ pub struct OwnerRun {
     /// The owner's base-OT message, hashed after the FI's (both messages cross; the transcript orders them).
     deferred: Option<Vec<u8>>,
     state: OwnerState,
+    /// Tests only: a modified owner's deviations ([`hostile`]).
+    #[cfg(test)]
+    hostile: Option<std::sync::Arc<std::sync::Mutex<hostile::HostileOwner>>>,
 }
 
 enum OwnerState {
@@ -511,6 +557,8 @@ impl OwnerRun {
             transcript: params.transcript(),
             deferred: None,
             state: OwnerState::Done,
+            #[cfg(test)]
+            hostile: None,
         };
         let mut out = Vec::new();
         run.state = match ot {
@@ -597,6 +645,10 @@ impl OwnerRun {
                 let resp = ResponseMsg::from_bytes(&body).map_err(ot::Error::from)?;
                 let (sender, cot) = check.receive_response(&resp)?;
                 let (products, labels_cot) = cot.split_at(WEIGHT_BITS * self.params.n())?;
+                #[cfg(test)]
+                if let Some(h) = self.hostile.clone() {
+                    h.lock().unwrap().gilboa_inputs(&mut self.x);
+                }
                 // Gilboa: OT (i, j) carries x_i·2^j; the owner's share is minus the sum of its pads.
                 let mut deltas = Vec::with_capacity(products.len());
                 for &x in &self.x {
@@ -611,9 +663,17 @@ impl OwnerRun {
                 out.push(self.send(Tag::Corrections, corrections.to_bytes()));
                 let mut garbler = Garbler::new(Delta::random(rng));
                 let mut share_bits = u64_to_bits(share, 64);
-                let g = garbler.garble(&self.circuit, &share_bits, rng)?;
+                #[allow(unused_mut)]
+                let mut g = garbler.garble(&self.circuit, &share_bits, rng)?;
                 share_bits.zeroize();
-                let garbled = msgs::encode_garbled(&g.header, &g.tables);
+                #[cfg(test)]
+                if let Some(h) = &self.hostile {
+                    h.lock().unwrap().garbled(&mut g, share, rng);
+                }
+                let commitments = g
+                    .pending
+                    .commitments(&output_context(&self.params.session, &self.circuit));
+                let garbled = msgs::encode_garbled(&g.header, &commitments, &g.tables);
                 out.push(self.send(Tag::Garbled, garbled));
                 self.state = OwnerState::Flips {
                     sender,
@@ -649,23 +709,41 @@ impl OwnerRun {
                 if !ct_eq(&fi_hash, &before) {
                     return Err(PeerMisbehaved::TranscriptMismatch.into());
                 }
+                #[cfg(test)]
+                if let Some(h) = self.hostile.clone() {
+                    // The modified owner keeps the label and sends the decoding bits it likes.
+                    let (outcome, bits) = h.lock().unwrap().output(&labels);
+                    drop(pending);
+                    return Ok(self.finish(outcome, &bits, out, sender));
+                }
                 let accepted = pending.check(&labels)?;
                 let outcome = Outcome::from_bits(self.params.reveal, &accepted.garbler_outputs);
-                let decoding = msgs::encode_bits(&accepted.decoding.bits);
-                let mut confirm = self.transcript.clone();
-                confirm.absorb(true, &msgs::frame(Tag::Decoding, decoding.clone()));
-                let mut body = decoding;
-                body.extend_from_slice(&confirm.value());
-                out.push(msgs::frame(Tag::Decoding, body));
-                return Ok(OwnerStep::Done {
-                    outcome,
-                    send: out,
-                    ot: Box::new(sender),
-                });
+                return Ok(self.finish(outcome, &accepted.decoding.bits, out, sender));
             }
             OwnerState::Done => {}
         }
         Ok(OwnerStep::Continue(Box::new(self), out))
+    }
+
+    /// The last step: the FI's decoding bits with the transcript tag over them.
+    fn finish(
+        &self,
+        outcome: Outcome,
+        bits: &[bool],
+        mut out: Vec<Vec<u8>>,
+        sender: kos::Sender,
+    ) -> OwnerStep {
+        let decoding = msgs::encode_bits(bits);
+        let mut confirm = self.transcript.clone();
+        confirm.absorb(true, &msgs::frame(Tag::Decoding, decoding.clone()));
+        let mut body = decoding;
+        body.extend_from_slice(&confirm.value());
+        out.push(msgs::frame(Tag::Decoding, body));
+        OwnerStep::Done {
+            outcome,
+            send: out,
+            ot: Box::new(sender),
+        }
     }
 }
 
@@ -701,6 +779,7 @@ enum FiState {
         receiver: kos::Receiver,
         labels_cot: CotReceiver,
         header: GarbledHeader,
+        commitments: OutputCommitments,
         tables: GarbledTables,
     },
     Decoding {
@@ -799,8 +878,27 @@ impl FiRun {
         msg
     }
 
-    /// Takes the owner's next message.
+    /// Takes the owner's next message. A peer error once the FI's inputs are in the circuit (at the input
+    /// labels or later) is an [`Error::AfterFiInputs`].
     pub fn handle<R: RngCore + CryptoRng + ?Sized>(
+        self,
+        msg: Vec<u8>,
+        rng: &mut R,
+    ) -> Result<FiStep, Error> {
+        let inputs_in = matches!(
+            self.state,
+            FiState::Labels { .. } | FiState::Decoding { .. }
+        );
+        self.step(msg, rng).map_err(|e| {
+            if inputs_in && e.is_peer() {
+                Error::AfterFiInputs(Box::new(e))
+            } else {
+                e
+            }
+        })
+    }
+
+    fn step<R: RngCore + CryptoRng + ?Sized>(
         mut self,
         msg: Vec<u8>,
         rng: &mut R,
@@ -861,7 +959,11 @@ impl FiRun {
                 labels_cot,
                 mut inputs,
             } => {
-                let (header, tables) = msgs::decode_garbled(&body, &self.circuit)?;
+                let msgs::Garbled {
+                    header,
+                    commitments,
+                    tables,
+                } = msgs::decode_garbled(&body, &self.circuit)?;
                 let flips: Vec<bool> = inputs
                     .iter()
                     .zip(labels_cot.choices())
@@ -873,6 +975,7 @@ impl FiRun {
                     receiver,
                     labels_cot,
                     header,
+                    commitments,
                     tables,
                 };
             }
@@ -880,12 +983,19 @@ impl FiRun {
                 receiver,
                 labels_cot,
                 header,
+                commitments,
                 tables,
             } => {
                 let c = ChosenMsg::from_bytes(&body).map_err(ot::Error::from)?;
                 let labels = labels_cot.receive_chosen(&c)?;
                 let (output, awaiting) =
                     Evaluator::new().evaluate(&self.circuit, &header, &tables, &labels)?;
+                // Only a label the owner committed to leaves this side: any other could encode the FI's
+                // inputs.
+                commitments.check(
+                    &output_context(&self.params.session, &self.circuit),
+                    &output,
+                )?;
                 let hash = self.transcript.value();
                 let body = msgs::encode_output_labels(&output, &hash);
                 out.push(self.send(Tag::OutputLabels, body));

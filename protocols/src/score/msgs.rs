@@ -5,14 +5,14 @@
 //!
 //! | type | body |
 //! |------|------|
-//! | `Garbled` | circuit digest (32) ‖ tweak base (u64 LE) ‖ 16 bytes per garbler input label ‖ tables (32 per AND) |
+//! | `Garbled` | circuit digest (32) ‖ tweak base (u64 LE) ‖ 16 bytes per garbler input label ‖ 64 bytes per owner output wire (the two label hashes of [`crate::gc::commit`], in point-and-permute order) ‖ tables (32 per AND) |
 //! | `Flips`, decoding bits | bits packed LSB first into `⌈n/8⌉` bytes, unused bits zero |
 //! | `OutputLabels` | circuit digest (32) ‖ 16 bytes per owner output label ‖ transcript hash (32) |
 //! | `Decoding` | packed decoding bits ‖ transcript tag (32) |
 
 use super::PeerMisbehaved;
 use crate::block::Block;
-use crate::gc::{Circuit, GarbledHeader, GarbledTables, OutputLabels};
+use crate::gc::{Circuit, GarbledHeader, GarbledTables, OutputCommitments, OutputLabels};
 
 /// Most attributes one run may score (bounds every buffer a peer can make the other side allocate).
 pub const MAX_ATTRIBUTES: usize = 4096;
@@ -130,24 +130,40 @@ fn block_at(b: &[u8]) -> Block {
     Block::from_bytes(a)
 }
 
-pub(super) fn encode_garbled(header: &GarbledHeader, tables: &GarbledTables) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(40 + 16 * header.garbler_labels.len() + tables.as_bytes().len());
+pub(super) fn encode_garbled(
+    header: &GarbledHeader,
+    commitments: &OutputCommitments,
+    tables: &GarbledTables,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        40 + 16 * header.garbler_labels.len()
+            + 64 * commitments.hashes.len()
+            + tables.as_bytes().len(),
+    );
     out.extend_from_slice(&header.circuit_digest);
     out.extend_from_slice(&header.tweak_base.to_le_bytes());
     for l in &header.garbler_labels {
         out.extend_from_slice(&l.to_bytes());
     }
+    for [h0, h1] in &commitments.hashes {
+        out.extend_from_slice(h0);
+        out.extend_from_slice(h1);
+    }
     out.extend_from_slice(tables.as_bytes());
     out
 }
 
-pub(super) fn decode_garbled(
-    body: &[u8],
-    circuit: &Circuit,
-) -> Result<(GarbledHeader, GarbledTables), super::Error> {
+/// The parts of a `Garbled` message.
+pub(super) struct Garbled {
+    pub header: GarbledHeader,
+    pub commitments: OutputCommitments,
+    pub tables: GarbledTables,
+}
+
+pub(super) fn decode_garbled(body: &[u8], circuit: &Circuit) -> Result<Garbled, super::Error> {
     let labels = circuit.garbler_inputs().len();
-    let expected = 40 + 16 * labels + circuit.table_bytes();
+    let outputs = circuit.garbler_outputs().len();
+    let expected = 40 + 16 * labels + 64 * outputs + circuit.table_bytes();
     if body.len() != expected {
         return Err(PeerMisbehaved::WrongLength {
             what: "garbled circuit",
@@ -166,8 +182,19 @@ pub(super) fn decode_garbled(
             .map(block_at)
             .collect(),
     };
-    let tables = GarbledTables::from_bytes(circuit, body[40 + 16 * labels..].to_vec())?;
-    Ok((header, tables))
+    let at = 40 + 16 * labels;
+    let commitments = OutputCommitments {
+        hashes: body[at..at + 64 * outputs]
+            .chunks_exact(64)
+            .map(|h| [array32(h), array32(&h[32..])])
+            .collect(),
+    };
+    let tables = GarbledTables::from_bytes(circuit, body[at + 64 * outputs..].to_vec())?;
+    Ok(Garbled {
+        header,
+        commitments,
+        tables,
+    })
 }
 
 pub(super) fn encode_bits(bits: &[bool]) -> Vec<u8> {

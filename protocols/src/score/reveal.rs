@@ -97,7 +97,8 @@ impl Reveal {
     pub fn describe(self) -> String {
         match self {
             Reveal::Decision => "a yes/no decision: whether your score clears the FI's threshold \
-                                 (1 bit); your attribute values and the score stay hidden"
+                                 (1 bit; the FI chooses the model, so that bit can be any bit of any \
+                                 attribute used); your attribute values and the score stay hidden"
                 .to_owned(),
             Reveal::Bands { k } => format!(
                 "which of {k} score bands your score falls in ({} bits); the FI sets the band edges \
@@ -106,7 +107,8 @@ impl Reveal {
             ),
             Reveal::Score => "the raw score itself (64 bits). A raw score can reveal an attribute \
                               outright: a model that weights a single attribute returns its exact \
-                              value, and a few runs with different models can reveal several"
+                              value, and one with weights far enough apart returns every attribute \
+                              it uses, each exactly, in one run"
                 .to_owned(),
         }
     }
@@ -273,7 +275,7 @@ mod tests {
         assert_eq!(Reveal::Decision.name(), "decision");
         assert_eq!(Reveal::Bands { k: 4 }.name(), "bands");
         assert_eq!(Reveal::Score.name(), "score");
-        assert!(Reveal::Decision.describe().contains("(1 bit)"));
+        assert!(Reveal::Decision.describe().contains("(1 bit; "));
         assert!(Reveal::Bands { k: 4 }.describe().contains("4 score bands"));
         assert!(Reveal::Bands { k: 4 }.describe().contains("(2 bits)"));
         assert!(Reveal::Bands { k: 3 }.describe().contains("(1.585 bits)"));

@@ -1,9 +1,11 @@
+use super::hostile::HostileOwner;
 use super::*;
 use crate::channel;
 use crate::fixed::{Bounds, FixedModel};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 fn sid(tag: u8) -> SessionId {
     SessionId([tag; 32])
@@ -89,13 +91,29 @@ fn drive(
     owner_ot: Option<kos::Sender>,
     fi_ot: Option<kos::Receiver>,
     seed: u64,
+    tamper: impl FnMut(bool, &mut Vec<u8>),
+) -> (OwnerResult, FiResult) {
+    drive_with(p, attrs, model, owner_ot, fi_ot, seed, None, tamper)
+}
+
+/// [`drive`], the owner modified as `hostile` says (or honest).
+#[allow(clippy::too_many_arguments)]
+fn drive_with(
+    p: &Params,
+    attrs: &[f64],
+    model: &FiModel,
+    owner_ot: Option<kos::Sender>,
+    fi_ot: Option<kos::Receiver>,
+    seed: u64,
+    hostile: Option<Arc<Mutex<HostileOwner>>>,
     mut tamper: impl FnMut(bool, &mut Vec<u8>),
 ) -> (OwnerResult, FiResult) {
     let mut ro = ChaCha20Rng::seed_from_u64(seed);
     let mut rf = ChaCha20Rng::seed_from_u64(seed ^ 0xf1);
     let mut to_owner = VecDeque::new();
     let mut to_fi = VecDeque::new();
-    let (o, out) = OwnerRun::start(p, attrs, owner_ot, &mut ro).unwrap();
+    let (mut o, out) = OwnerRun::start(p, attrs, owner_ot, &mut ro).unwrap();
+    o.hostile = hostile;
     to_fi.extend(out);
     let (f, out) = FiRun::start(p, model, fi_ot, &mut rf).unwrap();
     to_owner.extend(out);
@@ -589,4 +607,50 @@ fn random_messages_at_every_step_never_panic() {
             }
         }
     }
+}
+
+/// Issue 10, item 8: a modified owner that shifts the labels of its share's top 16 bits and sets its Gilboa
+/// input to `2^48` reads a 16-bit weight from the output label of one decision run (65 536 trial evaluations),
+/// and makes the FI accept the decision it chose. With the output-label commitments the FI refuses the
+/// label (it is neither committed label) before returning it: the run aborts and the owner reads nothing.
+#[test]
+fn a_modified_owner_cannot_read_a_weight_from_the_output_label() {
+    const BITS: usize = 16;
+    let p = Params {
+        session: sid(90),
+        bounds: vec![Bounds::new(0.0, 1.0)],
+        reveal: Reveal::Decision,
+    };
+    // Weight 0.8125 (53 248 at scale 2^16); bias = threshold, so the FI's share is u + w·2^48 exactly.
+    let weight = 0.8125;
+    let model = FiModel::new(
+        FixedModel::new(&p.bounds, &[weight], 0.5, 0.5).unwrap(),
+        &[],
+    )
+    .unwrap();
+    let w = model.model().weights()[0] as u64;
+    assert_eq!(w, 53_248);
+    // The honest decision is "approve" (0.8125 · 1 + 0.5 ≥ 0.5); the owner makes it "decline".
+    let hostile = Arc::new(Mutex::new(HostileOwner::new(BITS, false)));
+    let (o, f) = drive_with(
+        &p,
+        &[1.0],
+        &model,
+        None,
+        None,
+        91,
+        Some(hostile.clone()),
+        |_, _| {},
+    );
+    let h = hostile.lock().unwrap();
+    let read = h.recover(&p.reveal.circuit());
+    let fi = f.map(|r| r.map(|(outcome, _)| outcome));
+    let fi_refused = matches!(&fi, Some(Err(Error::AfterFiInputs(e)))
+        if matches!(**e, Error::Gc(gc::Error::Peer(gc::PeerMisbehaved::UncommittedOutputLabel { index: 0 }))));
+    assert!(
+        fi_refused && h.returned.is_none() && read.is_empty() && !matches!(o, Some(Ok(_))),
+        "a modified owner read weights {read:?} (the FI's weight is {w}) from one decision run; the FI \
+         returned a label: {}, and its run ended with {fi:?}",
+        h.returned.is_some()
+    );
 }

@@ -70,7 +70,12 @@ pub enum FiCmd {
     ///             unless a rule allows it.
     ///
     /// The owner's policy limits the runs and bits per FI and window; this FI also limits its own runs per
-    /// owner (--max-runs-per-owner), since an owner who controls its inputs could probe the model.
+    /// owner, counted under the name it paired the owner with (--max-runs-per-owner), since an owner who
+    /// controls its inputs could probe the model.
+    ///
+    /// A modified owner node can make the FI's output anything it likes (the owner chooses how the FI decodes
+    /// it), and can try to read the model: this FI returns only output labels the owner committed to, and after
+    /// a run aborts on that check it scores that owner no more until you pass --allow-after-abort.
     #[command(verbatim_doc_comment)]
     Score(ScoreArgs),
     /// The receipts this FI has kept, each verified when it arrived; --verify checks them all again.

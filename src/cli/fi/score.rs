@@ -34,6 +34,11 @@ pub struct ScoreArgs {
     /// This FI's own limit: scoring runs against one owner per 30 days.
     #[arg(long, default_value_t = ScoreLimit::default().max_runs)]
     max_runs_per_owner: u32,
+    /// Score this owner again although one of its runs aborted after this FI's inputs had entered the circuit
+    /// (a check only a modified owner node fails, whose abort may have told it a bit of the model). Clears that
+    /// record for this owner; without it this FI refuses to score the owner again.
+    #[arg(long)]
+    allow_after_abort: bool,
     /// Which paired owner.
     #[arg(long)]
     owner: Option<String>,
@@ -50,6 +55,18 @@ pub async fn score(fi: &FiHome, home: &Path, args: ScoreArgs) -> Result<i32> {
         max_runs: args.max_runs_per_owner,
         window_days: ScoreLimit::default().window_days,
     });
+    if args.allow_after_abort {
+        for a in c.allow_after_abort()? {
+            errln!(
+                "note: scoring `{}` again although its run {} (request {}) aborted after this FI's inputs had \
+                 entered the circuit ({})",
+                a.applicant,
+                a.run,
+                a.request,
+                a.why
+            );
+        }
+    }
     let mut progress = |what: &str| errln!("... {}", show::score_progress(what));
     let result = match args.request {
         // The owner checks that the request is this FI's, approved and not run yet.
