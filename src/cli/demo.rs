@@ -235,8 +235,8 @@ impl Demo {
         } = fi.cost(&income, epsilon(0.5)).await?
         {
             outln!(
-                "  FI previews (duo fi cost): cost {cost} epsilon, 95% of answers within ±{:.0} cents; nothing charged",
-                accuracy95.unwrap_or(f64::NAN)
+                "  FI previews (duo fi cost): cost {cost} epsilon, expected error {}; nothing charged",
+                show::within95(accuracy95, &income.ty)
             )?;
         }
         let dp1 = fi

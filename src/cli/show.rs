@@ -35,21 +35,45 @@ pub fn dollars(cents: i64) -> String {
     format!("{sign}${grouped}.{:02}", abs % 100)
 }
 
+/// An amount of money held as a (possibly fractional) number of cents, e.g. a mean or an expected error, in
+/// dollars to the cent.
+pub fn dollars_f(cents: f64) -> String {
+    if !cents.is_finite() || cents.abs() >= 9.0e18 {
+        return format!("{cents} cents");
+    }
+    dollars(cents.round() as i64)
+}
+
 fn typed(v: &Value, dtype: Option<DataType>) -> String {
     match (v, dtype) {
         (Value::Int(c), Some(DataType::Money)) => dollars(*c),
+        (Value::Float(c), Some(DataType::Money)) => dollars_f(*c),
         _ => value(v),
+    }
+}
+
+/// The element type of a value of type `ty` (a scalar's, a vector's, a column's), if it has one.
+fn elem_dtype(ty: &Type) -> Option<DataType> {
+    match ty {
+        Type::Scalar { dtype, .. } | Type::Column { dtype, .. } | Type::Vector { dtype, .. } => {
+            Some(*dtype)
+        }
+        _ => None,
+    }
+}
+
+/// The half-width of a 95% interval around the exact value, in the answer's unit: dollars for money.
+pub fn within95(accuracy95: Option<f64>, ty: &Type) -> String {
+    match (accuracy95, elem_dtype(ty)) {
+        (None, _) => "n/a".to_string(),
+        (Some(a), Some(DataType::Money)) => format!("±{} at 95%", dollars_f(a)),
+        (Some(a), _) => format!("±{a:.1} at 95%"),
     }
 }
 
 /// An answer in a few lines; money (by the answer's static type) is shown in dollars.
 pub fn answer(a: &Answer, ty: &Type) -> String {
-    let elem = match ty {
-        Type::Scalar { dtype, .. } | Type::Column { dtype, .. } | Type::Vector { dtype, .. } => {
-            Some(*dtype)
-        }
-        _ => None,
-    };
+    let elem = elem_dtype(ty);
     match a {
         Answer::Scalar { value: v } => typed(v, elem),
         Answer::Vector { labels, values } => labels
@@ -69,11 +93,25 @@ pub fn answer(a: &Answer, ty: &Type) -> String {
         }
         Answer::Rows { columns, rows } => {
             let mut s = format!("{} rows of ({})", rows.len(), columns.join(", "));
+            // Money columns (by the table's static type) in dollars.
+            let dtypes: Vec<Option<DataType>> = columns
+                .iter()
+                .map(|c| match ty {
+                    Type::Table { columns, .. } => {
+                        columns.iter().find(|(n, _)| n == c).map(|(_, d)| *d)
+                    }
+                    _ => None,
+                })
+                .collect();
             for r in rows.iter().take(5) {
                 let _ = write!(
                     s,
                     "\n    {}",
-                    r.iter().map(value).collect::<Vec<_>>().join(", ")
+                    r.iter()
+                        .zip(dtypes.iter().chain(std::iter::repeat(&None)))
+                        .map(|(v, d)| typed(v, *d))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
             if rows.len() > 5 {
@@ -116,13 +154,7 @@ pub fn request(v: &RequestView) -> String {
             } else {
                 ""
             },
-            v.accuracy95.map_or("n/a".to_string(), |a| match v.ty {
-                Type::Scalar {
-                    dtype: DataType::Money,
-                    ..
-                } => format!("±{} at 95%", dollars(a.round() as i64)),
-                _ => format!("±{a:.1} at 95%"),
-            })
+            within95(v.accuracy95, &v.ty)
         );
     }
     if let Some(r) = &v.receipt {
@@ -166,8 +198,7 @@ pub fn pending(v: &PendingView) -> String {
                     Ok(left) => left.clone(),
                     Err(e) => format!("not enough ({e})"),
                 },
-                d.accuracy95
-                    .map_or("n/a".to_string(), |a| format!("±{a:.1} at 95%"))
+                within95(d.accuracy95, &v.ty)
             );
             let _ = writeln!(s, "  one unit of privacy protects: {}", d.protects);
         }
@@ -618,6 +649,43 @@ mod tests {
         assert_eq!(dollars(-3500), "-$35.00");
         assert_eq!(dollars(123_456_789), "$1,234,567.89");
         assert_eq!(dollars(i64::MIN), "-$92,233,720,368,547,758.08");
+    }
+
+    #[test]
+    fn money_is_shown_as_money_wherever_a_person_reads_it() {
+        let money = Type::Scalar {
+            dtype: DataType::Money,
+            bounds: None,
+        };
+        // A mean of money is a fraction of cents: dollars to the cent, not `282379.0000`.
+        let mean = Answer::Scalar {
+            value: Value::Float(282_379.0),
+        };
+        assert_eq!(answer(&mean, &money), "$2,823.79");
+        assert_eq!(within95(Some(2_995_732.8), &money), "±$29,957.33 at 95%");
+        let count = Type::Scalar {
+            dtype: DataType::I64,
+            bounds: None,
+        };
+        assert_eq!(within95(Some(3.04), &count), "±3.0 at 95%");
+        let table = Type::Table {
+            dataset: "rent".into(),
+            columns: vec![
+                ("month".into(), DataType::Category),
+                ("amount".into(), DataType::Money),
+            ],
+            max_rows: 2,
+            window: None,
+        };
+        let rows = Answer::Rows {
+            columns: vec!["month".into(), "amount".into()],
+            rows: vec![vec![Value::Str("2026-01".into()), Value::Int(150_000)]],
+        };
+        assert!(
+            answer(&rows, &table).ends_with("\"2026-01\", $1,500.00"),
+            "{}",
+            answer(&rows, &table)
+        );
     }
 
     #[test]

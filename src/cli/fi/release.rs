@@ -105,6 +105,7 @@ pub async fn cost(fi: &FiHome, args: CostArgs) -> Result<i32> {
                 rows.push(json!({
                     "expr": e, "lineage": p.description, "cost": cost, "measure": measure,
                     "accuracy95": accuracy95, "mechanism": mechanism,
+                    "within95": show::within95(accuracy95, &p.ty),
                 }));
             }
             other => bail!("unexpected reply {other:?}"),
@@ -123,13 +124,11 @@ pub async fn cost(fi: &FiHome, args: CostArgs) -> Result<i32> {
 fn print_costs(rows: &[Value], total: Amount, unit: &str) -> Result<()> {
     for r in rows {
         outln!(
-            "{}\n  cost {} {}; 95% of answers within {} of the exact value; {}",
+            "{}\n  cost {} {}; expected error {}; {}",
             r["lineage"].as_str().unwrap_or(""),
             r["cost"].as_str().unwrap_or(""),
             r["measure"].as_str().unwrap_or(""),
-            r["accuracy95"]
-                .as_f64()
-                .map_or("n/a".to_string(), |a| format!("±{a:.1}")),
+            r["within95"].as_str().unwrap_or("n/a"),
             r["mechanism"].as_str().unwrap_or("")
         )?;
     }
