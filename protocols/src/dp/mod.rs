@@ -1,4 +1,4 @@
-//! Differentially private releases on [OpenDP](https://opendp.org) (`opendp` 0.14, feature `contrib`).
+//! Differentially private releases on [OpenDP](https://opendp.org) (`opendp` 0.16, feature `contrib`).
 //!
 //! A release is planned from public parameters only ([`plan`]): the [`Query`] with its public bounds, the
 //! privacy unit's [`Contribution`] bound, the node's ledger [`Measure`], and a [`Budget`] (a stated

@@ -260,6 +260,58 @@ fn charge_is_opendp_privacy_map_rounded_up() {
         p.cost() <= Amount::from_units(1.0).unwrap()
             && p.cost() >= Amount::from_units(0.999_999_99).unwrap()
     );
+    // ... and its charge is OpenDP's map of the composition, built here from OpenDP's constructors.
+    let (lo, hi) = (-100, 1_000);
+    let laplace = |t: Transformation<_, _, AtomDomain<i64>, AbsoluteDistance<i64>>, s: f64| {
+        let noise = make_laplace::<_, _, MaxDivergence>(
+            t.output_domain.clone(),
+            t.output_metric.clone(),
+            s,
+            None,
+        )
+        .unwrap();
+        (t >> noise).unwrap()
+    };
+    let both = make_composition(vec![
+        laplace(sum::opendp_sum(lo, hi).unwrap(), p.scale()),
+        laplace(opendp_sum_of_squares(lo, hi).unwrap(), p.scale2()),
+    ])
+    .unwrap();
+    assert_rounded_up(both.map(&3).unwrap(), p.cost());
+
+    // Count and mean under zCDP (Gaussian for a rho; Laplace cast for an epsilon), every contribution bound.
+    for k in [1, 5, 38] {
+        let p = plan(Query::Count, rows(k), ZCDP, Budget::Rho(0.02)).unwrap();
+        let noise = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+            AtomDomain::default(),
+            AbsoluteDistance::default(),
+            p.scale(),
+            None,
+        )
+        .unwrap();
+        let m =
+            (make_count::<i64, i64>(VectorDomain::new(AtomDomain::default()), SymmetricDistance)
+                .unwrap()
+                >> noise)
+                .unwrap();
+        assert_rounded_up(m.map(&k).unwrap(), p.cost());
+        let p = plan(
+            Query::Mean {
+                lo: 0,
+                hi: 5_000,
+                n: 90,
+            },
+            rows(k),
+            ZCDP,
+            Budget::Epsilon(0.4),
+        )
+        .unwrap();
+        let pure = laplace(sum::opendp_sum(0, 5_000).unwrap(), p.scale());
+        assert_rounded_up(
+            make_pureDP_to_zCDP(pure).unwrap().map(&k).unwrap(),
+            p.cost(),
+        );
+    }
 }
 
 /// OpenDP's pure-to-zCDP cast of a map value (`make_pureDP_to_zCDP`): `RU(RU(eps^2) / 2)`.
