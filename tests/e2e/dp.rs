@@ -275,31 +275,52 @@ async fn income_cv_and_average_daily_balance_are_released_from_noisy_sums() {
     node.shutdown().await;
 }
 
+/// A variance (three noisy parts) and a mean (two) are charged at most what was stated, so a `max_cost = "0.5"`
+/// rule approves a variance at 0.5 and a budget with exactly 0.5 left accepts it. Before the split was done in
+/// nano-units, each third of 0.5 rounded up to 0.166666667 and the variance cost 0.500000001: the rule sent it
+/// to the owner and the last 0.5 of the budget refused it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dp_variance_spends_its_budget_in_three_parts() {
+async fn a_dp_variance_spends_its_budget_in_three_parts_and_never_past_it() {
     let o = owner_with_sample(DP_POLICY);
-    set_cap(&o, Scope::Global, "1");
+    set_cap(&o, Scope::Global, "1.333333333");
     let node = o.start().await;
     let fi = paired_fi(&o, &node, "Acme").await;
     let mut c = connect(&fi).await;
-    let p = c
-        .expr("variance(clamp(rent.amount, 0, 300000))")
-        .await
-        .unwrap();
+    let mean = c.expr("mean(clamp(rent.amount, 0, 300000))").await.unwrap();
     let v = c
-        .request_dp(&p, eps(0.45), "rent variability")
+        .request_dp(&mean, eps(0.333_333_333), "rent level")
         .await
         .unwrap();
     assert_eq!(v.state, RequestState::Approved, "{v:?}");
-    assert!(matches!(
-        v.answer,
-        Some(Answer::Scalar {
-            value: Value::Float(_) | Value::Null
-        })
-    ));
-    // Three parts of 0.15 each, each rounded up: the charge is at least the request and at most 3 nanos over.
-    let charged = spent(&o).nanos();
-    assert!((450_000_000..=450_000_003).contains(&charged), "{charged}");
+    assert_eq!(v.cost.as_deref(), Some("0.333333333"));
+    assert_eq!(spent(&o), "0.333333333".parse().unwrap());
+    for (i, src) in [
+        "variance(clamp(rent.amount, 0, 300000))",
+        "variance(clamp(rent.amount, 0, 200000))",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = c.expr(src).await.unwrap();
+        let v = c
+            .request_dp(&p, eps(0.5), "rent variability")
+            .await
+            .unwrap();
+        // Approved by the `small-dp` rule (max_cost 0.5), not left for the owner.
+        assert_eq!(v.state, RequestState::Approved, "{src}: {v:?}");
+        assert_eq!(v.decided_by.as_deref(), Some("policy"), "{src}: {v:?}");
+        assert!(matches!(
+            v.answer,
+            Some(Answer::Scalar {
+                value: Value::Float(_) | Value::Null
+            })
+        ));
+        assert_eq!(v.cost.as_deref(), Some("0.5"), "{src}");
+        assert_eq!(v.receipt.as_ref().unwrap().cost_nanos, 500_000_000);
+        // The second one takes exactly the 0.5 that was left.
+        let want = 333_333_333 + 500_000_000 * (i as u64 + 1);
+        assert_eq!(spent(&o).nanos(), want, "{src}");
+    }
     node.shutdown().await;
 }
 

@@ -397,6 +397,55 @@ pub fn plan(
     Ok(plan)
 }
 
+/// Splits a stated epsilon or rho into `parts` budgets for the noisy parts of one answer (a mean's sum and
+/// count, a variance's three sums, ...), so that the parts' charges add up to at most the stated amount.
+///
+/// The split is done in whole nano-units of the stated number (rounded to the nearest 1e-9, as [`plan`]
+/// does): each part gets `floor(T / parts)` nanos, the first `T mod parts` one nano more. [`plan`] then
+/// charges each part at most its share (its privacy map rounded up, never less), so the sum is at most `T`;
+/// splitting the float (`epsilon / 3`) instead rounds each third to the nearest nano and can sum past `T`
+/// (0.5 / 3 rounds to 0.166666667, three of which are 0.500000001).
+///
+/// Under a zCDP ledger a stated epsilon is split as an epsilon (each part is pure DP, the whole answer
+/// `epsilon`-DP) and each part is charged `epsilon_i^2 / 2`, which sum to less than `epsilon^2 / 2`.
+///
+/// # Errors
+/// [`DpError::InvalidBudget`] for a target accuracy (it has no amount to split), for no parts, or for an
+/// amount too small to give every part a nano-unit.
+pub fn split(budget: Budget, parts: u32) -> Result<Vec<Budget>, DpError> {
+    let (x, make): (f64, fn(f64) -> Budget) =
+        match budget {
+            Budget::Epsilon(x) => (x, Budget::Epsilon),
+            Budget::Rho(x) => (x, Budget::Rho),
+            Budget::Accuracy { .. } => return Err(DpError::InvalidBudget(
+                "a target accuracy cannot be split between noisy parts; state an epsilon or rho"
+                    .into(),
+            )),
+        };
+    if parts == 0 {
+        return Err(DpError::InvalidBudget("nothing to split into".into()));
+    }
+    let total = Amount::from_units(x)?.nanos();
+    let k = u64::from(parts);
+    if total < k {
+        return Err(DpError::InvalidBudget(format!(
+            "{x} is too small to split into {parts} noisy parts"
+        )));
+    }
+    Ok((0..k)
+        .map(|i| {
+            let nanos = total / k + u64::from(i < total % k);
+            // `from_units` rounds this back to `nanos` (exactly below 2^50 nanos); above, step down until
+            // it rounds to no more.
+            let mut units = nanos as f64 / NANOS_PER_UNIT as f64;
+            while Amount::from_units(units).map_or(true, |a| a.nanos() > nanos) {
+                units = units.next_down();
+            }
+            make(units)
+        })
+        .collect())
+}
+
 /// Which of a variance's two measurements (others have only the first).
 #[derive(Clone, Copy, PartialEq)]
 enum Part {

@@ -789,3 +789,65 @@ fn laplace_test_rejects_a_wrong_scale() {
         "a 30% scale error went undetected: {d} <= {threshold}"
     );
 }
+
+/// Splitting a stated budget between noisy parts: the parts' charges (each its privacy map rounded up) add up
+/// to at most the stated amount, and to exactly it when the map is met exactly. Splitting the float instead
+/// (`0.5 / 3` for each of three parts) charged 0.500000001.
+#[test]
+fn split_budgets_sum_to_at_most_the_stated_amount() {
+    let total = |measure: Measure, budget: Budget, k: u32| -> Amount {
+        split(budget, k)
+            .unwrap()
+            .into_iter()
+            .map(|b| {
+                plan(Query::Sum { lo: 0, hi: 300_000 }, rows(2), measure, b)
+                    .unwrap()
+                    .cost()
+            })
+            .fold(Amount::ZERO, |a, c| a.checked_add(c).unwrap())
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let mut cases = vec![
+        (PURE, Budget::Epsilon(0.333_333_333), 2),
+        (PURE, Budget::Epsilon(0.5), 3),
+        (ZCDP, Budget::Rho(0.5), 3),
+        (ZCDP, Budget::Rho(0.1), 2),
+    ];
+    for _ in 0..200 {
+        let x = rng.random_range(1e-6..5.0);
+        let k = rng.random_range(1..=4);
+        cases.push((PURE, Budget::Epsilon(x), k));
+        cases.push((ZCDP, Budget::Rho(x), k));
+    }
+    for (measure, budget, k) in cases {
+        let (Budget::Epsilon(x) | Budget::Rho(x)) = budget else {
+            unreachable!()
+        };
+        let stated = Amount::from_units(x).unwrap();
+        let charged = total(measure, budget, k);
+        assert!(charged <= stated, "{budget:?} in {k}: {charged} > {stated}");
+        // Linear maps (pure, and Gaussian in rho) are met to the nano.
+        assert_eq!(charged, stated, "{budget:?} in {k}");
+    }
+    // The old float split went past the stated amount.
+    let thirds: Amount = (0..3)
+        .map(|_| {
+            plan(Query::Count, rows(1), PURE, Budget::Epsilon(0.5 / 3.0))
+                .unwrap()
+                .cost()
+        })
+        .fold(Amount::ZERO, |a, c| a.checked_add(c).unwrap());
+    assert_eq!(thirds, "0.500000001".parse().unwrap());
+    // An epsilon under zCDP stays an epsilon split: each part charged eps_i^2 / 2, less than eps^2 / 2 in all.
+    let charged = total(ZCDP, Budget::Epsilon(0.5), 3);
+    assert!(charged <= Amount::from_units(0.125).unwrap(), "{charged}");
+    assert!(split(
+        Budget::Accuracy {
+            alpha: 1.0,
+            beta: 0.05
+        },
+        2
+    )
+    .is_err());
+    assert!(split(Budget::Epsilon(2e-9), 3).is_err());
+}

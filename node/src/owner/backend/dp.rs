@@ -79,6 +79,21 @@ fn public_factor(op: ArithOp, right: &Expr) -> Option<f64> {
     }
 }
 
+/// The stated budget split between `K` noisy parts so that their charges add up to at most it
+/// ([`dp::split`]); `what` says why a target accuracy cannot be split.
+fn split<const K: usize>(params: &DpParams, what: &str) -> Result<[Budget; K], Error> {
+    let budget = params.budget()?;
+    if let Budget::Accuracy { .. } = budget {
+        return Err(refuse(format!(
+            "{what}; state --epsilon or --rho, not a target accuracy"
+        )));
+    }
+    dp::split(budget, K as u32)
+        .map_err(|e| Error::Refused(e.to_string()))?
+        .try_into()
+        .map_err(|_| Error::Internal("a budget split into the wrong number of parts".into()))
+}
+
 /// A planned DP release of a lineage: its cost, expected error and mechanism, from public facts only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DpPlan {
@@ -230,11 +245,11 @@ fn aggregate_parts(
             input,
         } => {
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
-            let half = params.halved()?;
+            let [sum, count] = split::<2>(params, "a dp mean is a noisy sum over a noisy count")?;
             (
                 vec![
-                    (mk(Query::Sum { lo, hi }, half)?, Input::Lineage((**input).clone())),
-                    (mk(Query::Count, half)?, Input::Lineage((**input).clone())),
+                    (mk(Query::Sum { lo, hi }, sum)?, Input::Lineage((**input).clone())),
+                    (mk(Query::Count, count)?, Input::Lineage((**input).clone())),
                 ],
                 Shape::Mean,
             )
@@ -247,23 +262,15 @@ fn aggregate_parts(
             let top = lo.unsigned_abs().max(hi.unsigned_abs());
             let sq_hi = i64::try_from(top.saturating_mul(top))
                 .map_err(|_| refuse("the bounds are too wide for a dp variance"))?;
-            let third = match params.budget()? {
-                Budget::Epsilon(e) => Budget::Epsilon(e / 3.0),
-                Budget::Rho(r) => Budget::Rho(r / 3.0),
-                _ => {
-                    return Err(refuse(
-                        "a dp variance combines three noisy sums; state --epsilon or --rho, not a target accuracy",
-                    ))
-                }
-            };
+            let [b1, b2, b3] = split::<3>(params, "a dp variance combines three noisy sums")?;
             (
                 vec![
-                    (mk(Query::Sum { lo, hi }, third)?, Input::Lineage((**input).clone())),
+                    (mk(Query::Sum { lo, hi }, b1)?, Input::Lineage((**input).clone())),
                     (
-                        mk(Query::Sum { lo: 0, hi: sq_hi }, third)?,
+                        mk(Query::Sum { lo: 0, hi: sq_hi }, b2)?,
                         Input::Squares((**input).clone()),
                     ),
-                    (mk(Query::Count, third)?, Input::Lineage((**input).clone())),
+                    (mk(Query::Count, b3)?, Input::Lineage((**input).clone())),
                 ],
                 Shape::Variance,
             )
@@ -398,7 +405,10 @@ fn catalogue_form(
     match name {
         "income_cv_12m" => {
             let from = start(12)?;
-            let half = params.halved()?;
+            let [b1, b2] = split::<2>(
+                params,
+                "the dp income CV is composed from a noisy sum and a noisy sum of squares",
+            )?;
             let one_month = Contribution {
                 max_rows_per_unit: 1,
             };
@@ -416,7 +426,7 @@ fn catalogue_form(
                             lo: 0,
                             hi: INCOME_PER_MONTH,
                         },
-                        half,
+                        b1,
                         one_month,
                     )?,
                     input(false),
@@ -427,7 +437,7 @@ fn catalogue_form(
                             lo: 0,
                             hi: INCOME_PER_MONTH * INCOME_PER_MONTH,
                         },
-                        half,
+                        b2,
                         one_month,
                     )?,
                     input(true),
