@@ -37,6 +37,7 @@
 // OpenDP's measurement and transformation types are long by nature; naming each would hide them.
 #![allow(clippy::type_complexity)]
 
+pub mod accuracy;
 pub mod compose;
 pub mod histogram;
 pub mod quantile;
@@ -49,8 +50,7 @@ mod tests;
 use std::fmt;
 
 use opendp::accuracy::{
-    accuracy_to_discrete_gaussian_scale, accuracy_to_discrete_laplacian_scale,
-    discrete_gaussian_scale_to_accuracy, discrete_laplacian_scale_to_accuracy,
+    accuracy_to_discrete_laplacian_scale, discrete_laplacian_scale_to_accuracy,
 };
 use opendp::combinators::{
     make_chain_mt, make_composition, make_pureDP_to_zCDP, CompositionMeasure,
@@ -495,9 +495,9 @@ impl Plan {
     pub fn accuracy(&self, beta: f64) -> Option<f64> {
         let divisor = self.accuracy_divisor()?;
         let raw = if self.pure {
-            discrete_laplacian_scale_to_accuracy(self.scale, beta)
+            discrete_laplacian_scale_to_accuracy(self.scale, beta).map_err(DpError::opendp)
         } else {
-            discrete_gaussian_scale_to_accuracy(self.scale, beta)
+            accuracy::discrete_gaussian_accuracy(self.scale, beta)
         };
         raw.ok().map(|a| a / divisor)
     }
@@ -614,23 +614,20 @@ impl Plan {
 
     /// The largest scale whose accuracy at `beta` is at most `alpha` (in the noise's units).
     fn scale_for_accuracy(&self, alpha: f64, beta: f64) -> Result<f64, DpError> {
-        let (to_scale, to_accuracy): (
-            fn(f64, f64) -> Fallible<f64>,
-            fn(f64, f64) -> Fallible<f64>,
-        ) = if self.pure {
-            (
-                accuracy_to_discrete_laplacian_scale,
-                discrete_laplacian_scale_to_accuracy,
-            )
-        } else {
-            (
-                accuracy_to_discrete_gaussian_scale,
-                discrete_gaussian_scale_to_accuracy,
-            )
+        let to_accuracy = |scale: f64| {
+            if self.pure {
+                discrete_laplacian_scale_to_accuracy(scale, beta).map_err(DpError::opendp)
+            } else {
+                accuracy::discrete_gaussian_accuracy(scale, beta)
+            }
         };
-        let mut scale = to_scale(alpha, beta).map_err(DpError::opendp)?;
+        let mut scale = if self.pure {
+            accuracy_to_discrete_laplacian_scale(alpha, beta).map_err(DpError::opendp)?
+        } else {
+            accuracy::discrete_gaussian_scale_for_accuracy(alpha, beta)?
+        };
         for _ in 0..64 {
-            if to_accuracy(scale, beta).map_err(DpError::opendp)? <= alpha {
+            if to_accuracy(scale)? <= alpha {
                 return Ok(scale);
             }
             scale *= 1.0 - 1e-12;
