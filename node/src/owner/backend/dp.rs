@@ -81,8 +81,7 @@ fn public_factor(op: ArithOp, right: &Expr) -> Option<f64> {
 
 /// The stated budget split between `K` noisy parts so that their charges add up to at most it
 /// ([`dp::split`]); `what` says why a target accuracy cannot be split.
-fn split<const K: usize>(params: &DpParams, what: &str) -> Result<[Budget; K], Error> {
-    let budget = params.budget()?;
+fn split<const K: usize>(budget: Budget, what: &str) -> Result<[Budget; K], Error> {
     if let Budget::Accuracy { .. } = budget {
         return Err(refuse(format!(
             "{what}; state --epsilon or --rho, not a target accuracy"
@@ -92,6 +91,19 @@ fn split<const K: usize>(params: &DpParams, what: &str) -> Result<[Budget; K], E
         .map_err(|e| Error::Refused(e.to_string()))?
         .try_into()
         .map_err(|_| Error::Internal("a budget split into the wrong number of parts".into()))
+}
+
+/// The budget of the unscaled aggregate whose noisy value times the public `factor` is the answer the FI
+/// receives: a target accuracy is stated on that answer (`--alpha 10` for `sum(x) / 100` is 10 on the answer, so
+/// 1000 on the sum), an epsilon or rho is unchanged.
+fn on_the_answer(budget: Budget, factor: f64) -> Budget {
+    match budget {
+        Budget::Accuracy { alpha, beta } => Budget::Accuracy {
+            alpha: alpha / factor.abs(),
+            beta,
+        },
+        other => other,
+    }
 }
 
 /// A planned DP release of a lineage: its cost, expected error and mechanism, from public facts only.
@@ -198,7 +210,8 @@ pub fn plan(
             expr = (**left).clone();
         }
     }
-    let (parts, shape) = aggregate_parts(&expr, metas, contribution, m, params)?;
+    let budget = on_the_answer(params.budget()?, factor);
+    let (parts, shape) = aggregate_parts(&expr, metas, contribution, m, budget)?;
     finish_plan(parts, shape, factor)
 }
 
@@ -209,7 +222,7 @@ fn aggregate_parts(
     metas: &BTreeMap<String, DatasetMeta>,
     contribution: Contribution,
     m: Measure,
-    params: &DpParams,
+    budget: Budget,
 ) -> Result<(Vec<(dp::Plan, Input)>, Shape), Error> {
     let mk = |q: Query, b: Budget| {
         dp::plan(q, contribution, m, b).map_err(|e| Error::Refused(e.to_string()))
@@ -229,14 +242,14 @@ fn aggregate_parts(
         Expr::Aggregate {
             kind: AggKind::Count,
             input,
-        } => (vec![(mk(Query::Count, params.budget()?)?, Input::Lineage((**input).clone()))], Shape::Scalar),
+        } => (vec![(mk(Query::Count, budget)?, Input::Lineage((**input).clone()))], Shape::Scalar),
         Expr::Aggregate {
             kind: AggKind::Sum,
             input,
         } => {
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
             (
-                vec![(mk(Query::Sum { lo, hi }, params.budget()?)?, Input::Lineage((**input).clone()))],
+                vec![(mk(Query::Sum { lo, hi }, budget)?, Input::Lineage((**input).clone()))],
                 Shape::Scalar,
             )
         }
@@ -245,7 +258,7 @@ fn aggregate_parts(
             input,
         } => {
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
-            let [sum, count] = split::<2>(params, "a dp mean is a noisy sum over a noisy count")?;
+            let [sum, count] = split::<2>(budget, "a dp mean is a noisy sum over a noisy count")?;
             (
                 vec![
                     (mk(Query::Sum { lo, hi }, sum)?, Input::Lineage((**input).clone())),
@@ -262,7 +275,7 @@ fn aggregate_parts(
             let top = lo.unsigned_abs().max(hi.unsigned_abs());
             let sq_hi = i64::try_from(top.saturating_mul(top))
                 .map_err(|_| refuse("the bounds are too wide for a dp variance"))?;
-            let [b1, b2, b3] = split::<3>(params, "a dp variance combines three noisy sums")?;
+            let [b1, b2, b3] = split::<3>(budget, "a dp variance combines three noisy sums")?;
             (
                 vec![
                     (mk(Query::Sum { lo, hi }, b1)?, Input::Lineage((**input).clone())),
@@ -279,7 +292,7 @@ fn aggregate_parts(
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
             let bins = u32::try_from((hi - lo).clamp(1, 256)).unwrap_or(256);
             let query = Query::quantile_grid(lo, hi, bins, *q).map_err(|e| Error::Refused(e.to_string()))?;
-            (vec![(mk(query, params.budget()?)?, Input::Lineage((**input).clone()))], Shape::Scalar)
+            (vec![(mk(query, budget)?, Input::Lineage((**input).clone()))], Shape::Scalar)
         }
         Expr::Histogram { input, edges } => {
             int_bounds(&input_ty(input)?).or_else(|e| match input_ty(input)? {
@@ -305,7 +318,7 @@ fn aggregate_parts(
             }
             (
                 vec![(
-                    mk(Query::Histogram { edges: int_edges }, params.budget()?)?,
+                    mk(Query::Histogram { edges: int_edges }, budget)?,
                     Input::Lineage((**input).clone()),
                 )],
                 Shape::Histogram {
@@ -406,7 +419,7 @@ fn catalogue_form(
         "income_cv_12m" => {
             let from = start(12)?;
             let [b1, b2] = split::<2>(
-                params,
+                params.budget()?,
                 "the dp income CV is composed from a noisy sum and a noisy sum of squares",
             )?;
             let one_month = Contribution {
@@ -455,7 +468,7 @@ fn catalogue_form(
                         lo: -bound,
                         hi: bound,
                     },
-                    params.budget()?,
+                    on_the_answer(params.budget()?, 1.0 / days as f64),
                     contribution,
                 )?,
                 Input::BalanceWeights {
@@ -762,6 +775,147 @@ mod tests {
             Answer::Histogram { counts, .. } => assert_eq!(&counts, want, "edges {edges:?}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The plan of `src` on the sample's metadata, under `m`, with `params`.
+    fn plan_of(src: &str, m: Measure, params: &DpParams) -> DpPlan {
+        let data = sample(Profile::Reliable);
+        let metas: BTreeMap<String, DatasetMeta> = data
+            .iter()
+            .map(|(n, d)| (n.clone(), d.meta.clone()))
+            .collect();
+        let ctx = duo_engine::CheckContext {
+            metas: &metas,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
+            limits: duo_engine::Limits::default(),
+        };
+        let checked =
+            duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap();
+        plan(&checked, &metas, m, params).unwrap()
+    }
+
+    /// A target accuracy is met on the answer the FI receives, not on the aggregate before a public factor: at
+    /// `--alpha 1000` (beta 0.05) `sum(clamp(rent.amount, 0, 300000)) / 100` needs a noise scale of about
+    /// 100,000 / ln(20) on the sum, so epsilon = 300,000 ln(20) / 100,000 = 8.99 (Laplace: alpha = scale
+    /// ln(1/beta)); the zCDP plan needs sigma = 100,000 / z(0.975), rho = 300,000^2 / (2 sigma^2) (Gaussian:
+    /// alpha = sigma z(1 - beta/2)). The average daily balance is a sum of balance weights over the days of the
+    /// window (92 here), each transaction clamped to $10,000: sensitivity 1e6 x 92 cents on the sum. Before the
+    /// fix the sum was planned to within alpha itself: epsilon 899.17 for the rent, 92 times too much for the
+    /// balance.
+    #[test]
+    fn accuracy_targets_are_met_on_the_scaled_answer() {
+        let z = 1.959_963_984_540_054; // the standard normal's 97.5% quantile
+        let alpha = |a: f64| DpParams {
+            alpha: Some(a),
+            beta: Some(0.05),
+            ..DpParams::default()
+        };
+        let days = 92.0;
+        for (src, a, sensitivity, scale) in [
+            (
+                "sum(clamp(rent.amount, 0, 300000)) / 100",
+                1_000.0,
+                300_000.0,
+                100.0,
+            ),
+            (
+                "sum(clamp(rent.amount, 0, 300000)) * 0.01",
+                1_000.0,
+                300_000.0,
+                100.0,
+            ),
+            ("avg_daily_balance_3m()", 100_000.0, 1e6 * days, days),
+        ] {
+            let p = plan_of(src, Measure::PureEpsilon, &alpha(a));
+            let closed = sensitivity * 20f64.ln() / (a * scale);
+            let cost = p.cost.to_f64();
+            assert!(
+                (cost / closed - 1.0).abs() < 1e-3,
+                "{src}: epsilon {cost}, closed form {closed}"
+            );
+            let got = p.accuracy95.unwrap();
+            assert!(got <= a && got > a * 0.999, "{src}: accuracy {got}");
+
+            let p = plan_of(src, Measure::Zcdp, &alpha(a));
+            let sigma = a * scale / z;
+            let closed = sensitivity * sensitivity / (2.0 * sigma * sigma);
+            let cost = p.cost.to_f64();
+            assert!(
+                (cost / closed - 1.0).abs() < 1e-3,
+                "{src}: rho {cost}, closed form {closed}"
+            );
+            let got = p.accuracy95.unwrap();
+            assert!(got <= a && got > a * 0.999, "{src}: accuracy {got}");
+        }
+    }
+
+    /// The zCDP preview of `avg_daily_balance_3m()` at rho 1 answers (its noise scale, 6.5e7 on the sum of
+    /// balance weights, sent OpenDP's term-by-term accuracy function past 120 s), with the closed-form bound:
+    /// 1.96 sigma / 92 days, from above and within a part in a million.
+    #[test]
+    fn a_zcdp_preview_of_the_average_daily_balance_answers_at_rho_1() {
+        let rho = DpParams {
+            rho: Some(1.0),
+            ..DpParams::default()
+        };
+        let p = plan_of("avg_daily_balance_3m()", Measure::Zcdp, &rho);
+        assert_eq!(p.cost, "1".parse().unwrap());
+        let sigma = 1e6 * 92.0 / 2f64.sqrt();
+        let continuous = 1.959_963_984_540_054 * sigma / 92.0;
+        let a = p.accuracy95.unwrap();
+        assert!(
+            a >= continuous && a <= continuous * (1.0 + 1e-6),
+            "{a} vs {continuous}"
+        );
+    }
+
+    /// Under a month unit the charged sensitivity is what one month of the loaded data can change: the declared
+    /// `max_rows_per_month` rows, each within the clamp. A file with a fuller month is refused at load (before,
+    /// it loaded and the charge understated the sensitivity up to 38 times); one at the bound loads, and a DP sum
+    /// over it is planned at exactly that contribution: removing the fullest month moves the exact sum by at
+    /// most the sensitivity the noise is scaled to.
+    #[test]
+    fn a_month_unit_charges_the_sensitivity_the_loaded_data_can_have() {
+        let meta = parse_meta(
+            "name = \"activity\"\nprivacy_unit = \"month\"\ntime_column = \"day\"\nmax_rows = 1000\n\
+             max_rows_per_month = 3\n[[columns]]\nname = \"day\"\ntype = \"date\"\n[[columns]]\n\
+             name = \"amount\"\ntype = \"money\"\nbounds = [0, 100000]\n",
+        )
+        .unwrap();
+        let full =
+            "day,amount\n2026-03-01,100000\n2026-03-09,100000\n2026-03-30,100000\n2026-04-02,5\n";
+        let over = format!("{full}2026-03-31,1\n");
+        let e = load_csv(over.as_bytes(), &meta, &IngestLimits::default()).unwrap_err();
+        assert!(e.to_string().contains("2026-03 has 4 rows"), "{e}");
+        let (ds, _) = load_csv(full.as_bytes(), &meta, &IngestLimits::default()).unwrap();
+        let metas = BTreeMap::from([("activity".to_string(), meta.clone())]);
+        let data = BTreeMap::from([("activity".to_string(), ds)]);
+        let ctx = duo_engine::CheckContext {
+            metas: &metas,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
+            limits: duo_engine::Limits::default(),
+        };
+        let src = "sum(clamp(activity.amount, 0, 100000))";
+        let checked =
+            duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap();
+        let one = DpParams {
+            epsilon: Some(1.0),
+            ..DpParams::default()
+        };
+        let p = plan(&checked, &metas, Measure::PureEpsilon, &one).unwrap();
+        let (part, input) = &p.parts[0];
+        assert_eq!(part.contribution().max_rows_per_unit, 3);
+        // Discrete Laplace at epsilon 1: scale = sensitivity = 3 rows x 100,000.
+        assert!(
+            (part.scale() / 300_000.0 - 1.0).abs() < 1e-9,
+            "{}",
+            part.scale()
+        );
+        // What the data can contribute: the fullest month's clamped rows.
+        let values = input_values(input, &data).unwrap();
+        let march: i64 = values.iter().take(3).sum();
+        assert_eq!(march, 300_000);
+        assert!(march as f64 <= part.scale());
     }
 
     /// Before noise, the DP forms compute exactly the plaintext attributes (with clamps too wide to bind).
