@@ -115,10 +115,16 @@ pub struct DpPlan {
     factor: f64,
     /// The total cost in 1e-9 units of the node's measure.
     pub cost: Amount,
-    /// Half-width of a 95% interval around the exact value, when known from public parameters.
+    /// Half-width of a 95% interval around the exact value, from public parameters only (see
+    /// [`expected_error`]).
     pub accuracy95: Option<f64>,
     /// The noise mechanism.
     pub mechanism: String,
+    /// The answer's public bounds (the checked lineage's type, from metadata and clamps, never the data): the
+    /// released value is clamped into them, which is free post-processing and never moves it away from the
+    /// exact value.
+    #[serde(default)]
+    bounds: Option<(f64, f64)>,
 }
 
 fn refuse(msg: impl Into<String>) -> Error {
@@ -199,7 +205,7 @@ pub fn plan(
     } = &expr
     {
         if let Some(special) = catalogue_form(name, *end, contribution, m, params)? {
-            return Ok(special);
+            return Ok(within_public_bounds(special, &checked.ty));
         }
         expr = duo_engine::catalogue::dp_lineage(name, *end, metas).map_err(refuse)?;
     }
@@ -212,7 +218,55 @@ pub fn plan(
     }
     let budget = on_the_answer(params.budget()?, factor);
     let (parts, shape) = aggregate_parts(&expr, metas, contribution, m, budget)?;
-    finish_plan(parts, shape, factor)
+    Ok(within_public_bounds(
+        finish_plan(parts, shape, factor)?,
+        &checked.ty,
+    ))
+}
+
+/// The plan with the answer's public bounds from the checked type: the release is clamped into them, and the
+/// expected error is at most their width (the exact value is inside them too).
+fn within_public_bounds(mut p: DpPlan, ty: &Type) -> DpPlan {
+    if let Type::Scalar {
+        bounds: Some(b), ..
+    } = ty
+    {
+        if b.lo <= b.hi {
+            p.bounds = Some((b.lo, b.hi));
+            p.accuracy95 = p.accuracy95.map(|a| a.min(b.hi - b.lo));
+        }
+    }
+    p
+}
+
+/// The expected error shown before a release: the half-width of an interval holding the answer's distance to
+/// the exact value with probability at least 95%, from public parameters only; conservative closed forms:
+///
+/// - a count, sum or histogram bin (scaled by a public factor): OpenDP's accuracy of its noise (see
+///   `duo_protocols::dp::accuracy`), times the factor;
+/// - a quantile: the span of its candidates (the answer and the exact quantile are both among them);
+/// - a mean (noisy sum over noisy count, clamped into `[lo, hi]`): `hi - lo`; a variance: `((hi - lo) / 2)^2`;
+///   the income CV: 10, its published range. A tighter form needs the number of rows, which is private (see
+///   docs/dp.md for the form at `n` rows).
+fn expected_error(parts: &[(dp::Plan, Input)], shape: &Shape, factor: f64) -> Option<f64> {
+    let (first, _) = parts.first()?;
+    let span = match first.query() {
+        Query::Sum { lo, hi } => Some(*hi as f64 - *lo as f64),
+        Query::Quantile { candidates, .. } => {
+            Some(*candidates.last()? as f64 - *candidates.first()? as f64)
+        }
+        _ => None,
+    };
+    match shape {
+        Shape::Scalar => match first.query() {
+            Query::Quantile { .. } => span.map(|w| w * factor.abs()),
+            _ => first.accuracy95().map(|a| a * factor.abs()),
+        },
+        Shape::Histogram { .. } => first.accuracy95(),
+        Shape::Mean => span,
+        Shape::Variance => span.map(|w| (w / 2.0) * (w / 2.0)),
+        Shape::Cv { .. } => Some(10.0),
+    }
 }
 
 /// The noisy parts of an aggregate (one for a count, sum, quantile or histogram; a sum and a count for a mean;
@@ -349,13 +403,7 @@ fn finish_plan(parts: Vec<(dp::Plan, Input)>, shape: Shape, factor: f64) -> Resu
             "only a single count, sum or quantile can be scaled by a public factor",
         ));
     }
-    let accuracy95 = match shape {
-        Shape::Mean | Shape::Variance => None,
-        _ => parts
-            .first()
-            .and_then(|(p, _)| p.accuracy95())
-            .map(|a| a * factor.abs()),
-    };
+    let accuracy95 = expected_error(&parts, &shape, factor);
     let mechanism = parts
         .first()
         .map(|(p, _)| p.mechanism().to_string())
@@ -367,6 +415,7 @@ fn finish_plan(parts: Vec<(dp::Plan, Input)>, shape: Shape, factor: f64) -> Resu
         cost,
         accuracy95,
         mechanism,
+        bounds: None,
     })
 }
 
@@ -387,34 +436,6 @@ fn catalogue_form(
     let mk = |q: Query, b: Budget, c: Contribution| {
         dp::plan(q, c, m, b).map_err(|e| Error::Refused(e.to_string()))
     };
-    let finish =
-        |parts: Vec<(dp::Plan, Input)>, shape: Shape, factor: f64| -> Result<DpPlan, Error> {
-            let mut cost = Amount::from_nanos(0);
-            for (p, _) in &parts {
-                cost = cost
-                    .checked_add(p.cost())
-                    .ok_or_else(|| Error::Refused("the cost overflows".into()))?;
-            }
-            let accuracy95 = match shape {
-                Shape::Scalar => parts
-                    .first()
-                    .and_then(|(p, _)| p.accuracy95())
-                    .map(|a| a * factor),
-                _ => None,
-            };
-            let mechanism = parts
-                .first()
-                .map(|(p, _)| p.mechanism().to_string())
-                .unwrap_or_default();
-            Ok(DpPlan {
-                parts,
-                shape,
-                factor,
-                cost,
-                accuracy95,
-                mechanism,
-            })
-        };
     match name {
         "income_cv_12m" => {
             let from = start(12)?;
@@ -456,7 +477,7 @@ fn catalogue_form(
                     input(true),
                 ),
             ];
-            Ok(Some(finish(parts, Shape::Cv { months: 12 }, 1.0)?))
+            Ok(Some(finish_plan(parts, Shape::Cv { months: 12 }, 1.0)?))
         }
         "avg_daily_balance_3m" => {
             let from = start(3)?;
@@ -477,7 +498,7 @@ fn catalogue_form(
                     per_tx: BALANCE_PER_TX,
                 },
             )];
-            Ok(Some(finish(parts, Shape::Scalar, 1.0 / days as f64)?))
+            Ok(Some(finish_plan(parts, Shape::Scalar, 1.0 / days as f64)?))
         }
         _ => Ok(None),
     }
@@ -591,8 +612,38 @@ fn values(input: &Expr, data: &dyn DataSource) -> Result<Vec<i64>, Error> {
     }
 }
 
-/// Run a planned release: exact inputs on the owner's node, then OpenDP's noise. Floats appear only after noise.
+/// Run a planned release: exact inputs on the owner's node, then OpenDP's noise, then post-processing: the
+/// composition of noisy parts, a public factor, and the clamp into the answer's public bounds (a noisy count is
+/// never negative, a mean never outside its clamp). Floats appear only after noise.
 pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
+    let answer = noisy_answer(p, data)?;
+    Ok(match (answer, p.bounds) {
+        (Answer::Scalar { value }, Some((lo, hi))) => Answer::Scalar {
+            value: clamped(value, lo, hi),
+        },
+        (other, _) => other,
+    })
+}
+
+/// A released scalar clamped into public bounds `[lo, hi]` (an integer into the whole numbers among them).
+fn clamped(value: Value, lo: f64, hi: f64) -> Value {
+    match value {
+        Value::Int(v) => {
+            let (lo, hi) = (lo.ceil(), hi.floor());
+            if lo <= hi {
+                // `as` saturates: bounds past the i64 range clamp nothing there.
+                Value::Int(v.clamp(lo as i64, hi as i64))
+            } else {
+                Value::Int(v)
+            }
+        }
+        Value::Float(x) => Value::Float(x.clamp(lo, hi)),
+        other => other,
+    }
+}
+
+/// The answer from the noisy parts, composed and scaled, before the clamp into public bounds.
+fn noisy_answer(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
     let mut outs = Vec::new();
     for (plan, input) in &p.parts {
         let vals = input_values(input, data)?;
@@ -916,6 +967,88 @@ mod tests {
         let march: i64 = values.iter().take(3).sum();
         assert_eq!(march, 300_000);
         assert!(march as f64 <= part.scale());
+    }
+
+    /// Released values are clamped into their public bounds (free post-processing). A count of no rows at
+    /// epsilon 0.05 (discrete Laplace of scale 20) was negative about half the time, and a mean at epsilon
+    /// 0.02 (noisy sum over noisy count) left its clamp often. Over 100 draws each: every count is in
+    /// `[0, max_rows]` and every mean in `[0, 300000]` (or null); the clamps are deterministic, so the test has
+    /// no false alarms. Power: without the clamp, the chance that 100 counts are all non-negative is about
+    /// 0.51^100 < 1e-29. The count also sits on its bound at least 30 times in 100: each draw does with
+    /// probability about 0.51 (noise <= 0), so fewer than 30 has probability under 1e-5 with the clamp (the
+    /// false-alarm rate of that check), while without it a draw is exactly 0 with probability about 0.025.
+    #[test]
+    fn released_values_stay_within_their_public_bounds() {
+        let data = sample(Profile::Reliable);
+        let metas: BTreeMap<String, DatasetMeta> = data
+            .iter()
+            .map(|(n, d)| (n.clone(), d.meta.clone()))
+            .collect();
+        let ctx = duo_engine::CheckContext {
+            metas: &metas,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
+            limits: duo_engine::Limits::default(),
+        };
+        let plan_at = |src: &str, e: f64| {
+            let checked =
+                duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap();
+            let eps = DpParams {
+                epsilon: Some(e),
+                ..DpParams::default()
+            };
+            plan(&checked, &metas, Measure::PureEpsilon, &eps).unwrap()
+        };
+        let none = plan_at("count(filter(rent, amount > 100000000))", 0.05);
+        let max_rows = metas["rent"].max_rows as i64;
+        let mut zeros = 0;
+        for _ in 0..100 {
+            match release(&none, &data).unwrap() {
+                Answer::Scalar {
+                    value: Value::Int(v),
+                } => {
+                    assert!((0..=max_rows).contains(&v), "{v}");
+                    zeros += usize::from(v == 0);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(zeros >= 30, "{zeros} of 100 on the bound");
+        let mean = plan_at("mean(clamp(rent.amount, 0, 300000))", 0.02);
+        for _ in 0..100 {
+            match release(&mean, &data).unwrap() {
+                Answer::Scalar {
+                    value: Value::Float(x),
+                } => assert!((0.0..=300_000.0).contains(&x), "{x}"),
+                Answer::Scalar { value: Value::Null } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// A mean, a variance and a quantile show an expected error (they showed none): conservative closed forms
+    /// from public parameters only, the width of the range the answer and the exact value share.
+    #[test]
+    fn means_variances_and_quantiles_show_an_expected_error() {
+        let one = DpParams {
+            epsilon: Some(1.0),
+            ..DpParams::default()
+        };
+        for (src, want) in [
+            ("mean(clamp(rent.amount, 0, 300000))", 300_000.0),
+            (
+                "variance(clamp(rent.amount, 0, 300000))",
+                150_000.0 * 150_000.0,
+            ),
+            ("median(clamp(rent.amount, 100000, 200000))", 100_000.0),
+            ("income_cv_12m()", 10.0),
+        ] {
+            let p = plan_of(src, Measure::PureEpsilon, &one);
+            assert_eq!(p.accuracy95, Some(want), "{src}");
+        }
+        // A count's error is its noise's, at most the width of its public bounds.
+        let p = plan_of("count(rent)", Measure::PureEpsilon, &one);
+        let a = p.accuracy95.unwrap();
+        assert!(a > 1.0 && a < 10.0, "{a}");
     }
 
     /// Before noise, the DP forms compute exactly the plaintext attributes (with clamps too wide to bind).
