@@ -115,8 +115,8 @@ pub struct DpPlan {
     factor: f64,
     /// The total cost in 1e-9 units of the node's measure.
     pub cost: Amount,
-    /// Half-width of a 95% interval around the exact value, from public parameters only (see
-    /// [`expected_error`]).
+    /// Half-width of a 95% interval around the exact value, from public parameters only: the noise's accuracy
+    /// for a count, sum or histogram, a conservative closed form for composed answers (docs/dp.md).
     pub accuracy95: Option<f64>,
     /// The noise mechanism.
     pub mechanism: String,
