@@ -2,12 +2,17 @@
 //! each beside the best non-private pass over the same `Vec<i64>` and beside OpenDP's own pipeline for the
 //! same query. Goal: the DP sum within 2x of the non-private clamp-and-sum at 1e7 rows; under 1 ms at 1e3 to
 //! 1e4 rows. (Loading a column from SQLite is measured separately, in the node's benches.)
+//!
+//! `zcdp_preview`: the cost preview of `avg_daily_balance_3m()` under zCDP (a sum with sensitivity
+//! $10,000 x 92 days; at rho 1 its noise scale is 6.5e7), planned and its 95% accuracy computed, at rho 1, 10
+//! and 100, beside OpenDP's term-by-term discrete Gaussian accuracy at scales it can still reach (1e4, 1e5;
+//! its work is linear in the scale, so 6.5e7 takes hundreds of times the 1e5 figure).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use duo_protocols::dp::{plan, Budget, Contribution, Measure, Query};
+use duo_protocols::dp::{accuracy, plan, Budget, Contribution, Measure, Query};
 
 const SIZES: [usize; 4] = [1_000, 10_000, 1_000_000, 10_000_000];
 const LO: i64 = -50_000; // cents
@@ -140,5 +145,47 @@ fn median(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sum, histogram, median);
+fn zcdp_preview(c: &mut Criterion) {
+    let mut group = configure(c, "dp_zcdp_preview");
+    let bound = 1_000_000 * 92;
+    for rho in [1.0, 10.0, 100.0] {
+        group.bench_with_input(
+            BenchmarkId::new("avg_daily_balance_3m", rho),
+            &rho,
+            |b, r| {
+                b.iter(|| {
+                    let p = plan(
+                        Query::Sum {
+                            lo: -bound,
+                            hi: bound,
+                        },
+                        Contribution::EVENT,
+                        Measure::Zcdp,
+                        Budget::Rho(black_box(*r)),
+                    )
+                    .unwrap();
+                    p.accuracy95().unwrap()
+                })
+            },
+        );
+    }
+    for scale in [1e4, 1e5] {
+        group.bench_with_input(
+            BenchmarkId::new("opendp_exact_accuracy", scale),
+            &scale,
+            |b, s| {
+                b.iter(|| {
+                    opendp::accuracy::discrete_gaussian_scale_to_accuracy(black_box(*s), 0.05)
+                        .unwrap()
+                })
+            },
+        );
+        group.bench_with_input(BenchmarkId::new("bound_accuracy", scale), &scale, |b, s| {
+            b.iter(|| accuracy::discrete_gaussian_accuracy_bound(black_box(*s), 0.05).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, sum, histogram, median, zcdp_preview);
 criterion_main!(benches);

@@ -10,8 +10,8 @@
 use crate::dataset::{Column, ColumnData, Dataset};
 use crate::meta::{Bounds, ColumnMeta, ColumnSuggestion, DatasetMeta, PrivacyUnit, Suggestions};
 use crate::value::DataType;
-use chrono::NaiveDate;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use chrono::{Datelike, NaiveDate};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::{self, Read};
 
 /// Limits applied while reading a CSV file, whatever the metadata says.
@@ -329,6 +329,33 @@ pub enum IngestError {
         line: u64,
         /// The per-field limit.
         max_field: usize,
+    },
+    /// Under `privacy_unit = "month"`, a calendar month holds more rows than the declared `max_rows_per_month`
+    /// (the sensitivity of every DP release over the dataset; loading it would understate what one month can
+    /// change). The fullest month is named.
+    #[error(
+        "{month} has {rows} rows, more than max_rows_per_month = {max}: one month's rows are what one unit of \
+         privacy protects, so DP releases would understate what a month can change; raise max_rows_per_month in \
+         the metadata file to at least {rows} (this is the fullest month), or load fewer rows per month"
+    )]
+    MonthOverBound {
+        /// The fullest month, `YYYY-MM`.
+        month: String,
+        /// Its rows.
+        rows: u64,
+        /// The declared bound.
+        max: u32,
+    },
+    /// Under `privacy_unit = "month"`, a row has no date in the time column, so it is in no month.
+    #[error(
+        "line {line}, column \"{column}\": empty, but privacy_unit = \"month\" places every row in a month by \
+         this date; fill it in"
+    )]
+    MonthUndated {
+        /// The row's line.
+        line: u64,
+        /// The time column.
+        column: String,
     },
     /// More rows than allowed.
     #[error("line {line}: more than {max} rows; raise max_rows in the metadata or split the file")]
@@ -715,6 +742,14 @@ impl<'m> Plan<'m> {
     }
 
     /// Parses one cell and appends it.
+    /// The date just pushed to a date column (`None` for an empty cell or another type).
+    fn last_date(&self) -> Option<NaiveDate> {
+        match &self.builder {
+            Builder::Date(v) => v.last().copied().flatten(),
+            _ => None,
+        }
+    }
+
     fn push(&mut self, raw: &str) -> Result<(), CellProblem> {
         let s = raw.trim();
         if s.is_empty() {
@@ -1091,9 +1126,16 @@ pub fn load_csv<R: Read>(
     let next = rdr.position().byte();
     rdr.get_mut().allowed = next.saturating_add(row_budget(expected));
 
-    // Rows.
+    // Rows; under a month unit, the rows of each calendar month (the time column's plan is checked below).
     let mut record = csv::ByteRecord::new();
     let mut rows: u64 = 0;
+    let month_unit = meta.privacy_unit == PrivacyUnit::Month;
+    let time_plan = meta
+        .time_column
+        .as_ref()
+        .and_then(|t| plans.iter().position(|p| &p.meta.name == t))
+        .filter(|_| month_unit);
+    let mut per_month: BTreeMap<(i32, u32), u64> = BTreeMap::new();
     loop {
         match rdr.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -1138,7 +1180,36 @@ pub fn load_csv<R: Read>(
                 problem,
             })?;
         }
+        if let Some(t) = time_plan {
+            match plans[t].last_date() {
+                Some(d) => *per_month.entry((d.year(), d.month())).or_default() += 1,
+                None => {
+                    return Err(IngestError::MonthUndated {
+                        line,
+                        column: plans[t].meta.name.clone(),
+                    })
+                }
+            }
+        }
         rows += 1;
+    }
+    if let Some(max) = meta.max_rows_per_month.filter(|_| month_unit) {
+        // The fullest month (the earliest of equals).
+        let fullest =
+            per_month.iter().fold(
+                None,
+                |best: Option<(&(i32, u32), u64)>, (m, n)| match best {
+                    Some((_, b)) if b >= *n => best,
+                    _ => Some((m, *n)),
+                },
+            );
+        if let Some(((y, m), n)) = fullest.filter(|(_, n)| *n > u64::from(max)) {
+            return Err(IngestError::MonthOverBound {
+                month: format!("{y:04}-{m:02}"),
+                rows: n,
+                max,
+            });
+        }
     }
 
     let (columns, sug_columns) = plans.into_iter().map(Plan::finish).unzip();
@@ -1211,6 +1282,56 @@ type = "bool"
             Ok(m) => m,
             Err(e) => panic!("test metadata rejected: {e}"),
         }
+    }
+
+    /// A month-unit dataset declaring `max_rows_per_month = k`.
+    fn month_meta(k: u32) -> DatasetMeta {
+        parse_meta(&format!(
+            "name = \"activity\"\nprivacy_unit = \"month\"\ntime_column = \"day\"\nmax_rows = 1000\n\
+             max_rows_per_month = {k}\n[[columns]]\nname = \"day\"\ntype = \"date\"\nnullable = true\n\
+             [[columns]]\nname = \"amount\"\ntype = \"money\"\nbounds = [0, 100000]\n"
+        ))
+        .unwrap()
+    }
+
+    /// Under a month unit the declared `max_rows_per_month` is the sensitivity of every DP release, so a month
+    /// holding more rows is refused at load, naming the fullest month, its rows and what to do (before, 36 to 38
+    /// rows a month loaded under a bound of 1). A month at the bound loads; an undated row is in no month.
+    #[test]
+    fn a_month_unit_refuses_months_over_the_declared_bound() {
+        let mut csv = String::from("day,amount\n2025-01-31,5\n2025-02-01,1\n");
+        for d in 1..=3 {
+            csv.push_str(&format!("2025-03-{d:02},100\n"));
+        }
+        let limits = IngestLimits::default();
+        match load_csv(csv.as_bytes(), &month_meta(2), &limits) {
+            Err(e @ IngestError::MonthOverBound { .. }) => {
+                assert_eq!(
+                    e,
+                    IngestError::MonthOverBound {
+                        month: "2025-03".into(),
+                        rows: 3,
+                        max: 2
+                    }
+                );
+                let text = e.to_string();
+                assert!(
+                    text.contains("2025-03 has 3 rows")
+                        && text.contains(
+                            "raise max_rows_per_month in the metadata file to at least 3"
+                        ),
+                    "{text}"
+                );
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let (ds, _) = load_csv(csv.as_bytes(), &month_meta(3), &limits).unwrap();
+        assert_eq!(ds.columns[0].data.len(), 5);
+        let undated = "day,amount\n2025-01-31,5\n,7\n";
+        assert!(matches!(
+            load_csv(undated.as_bytes(), &month_meta(3), &limits),
+            Err(IngestError::MonthUndated { line: 3, .. })
+        ));
     }
 
     fn load(csv: &str) -> Result<(Dataset, Suggestions), IngestError> {

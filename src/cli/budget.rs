@@ -77,13 +77,48 @@ fn set(
         .map_err(|e| anyhow!("`{text}` is not a budget: {e}"))?;
     o.set_cap(&scope, amount, measure)?;
     if json.json {
-        print_json(
-            &json!({ "scope": scope, "cap": amount.to_string(), "measure": measure.name() }),
-        )?;
+        let mut out =
+            json!({ "scope": scope, "cap": amount.to_string(), "measure": measure.name() });
+        if let Some(eps) = epsilon_at_delta(measure, amount) {
+            out["cap_epsilon_delta"] = eps;
+        }
+        print_json(&out)?;
     } else {
-        outln!("{scope}: cap {amount} {}", measure.name())?;
+        outln!("{scope}: cap {}", with_equivalent(amount, measure))?;
     }
     Ok(0)
+}
+
+/// The delta at which a rho is also shown as an (epsilon, delta) guarantee.
+pub(crate) const DISPLAY_DELTA: f64 = 1e-6;
+
+/// An amount in `measure` as a person reads it: `0.5 epsilon`, or on a zCDP node `0.5 rho (epsilon 5.757 at
+/// delta 1e-6)`, the epsilon by [`duo::policies::zcdp_epsilon`] (Bun and Steinke's conversion, rounded up).
+pub(crate) fn with_equivalent(amount: Amount, measure: Measure) -> String {
+    match measure {
+        Measure::PureEpsilon => format!("{amount} epsilon"),
+        Measure::Zcdp => match duo::policies::zcdp_epsilon(amount, DISPLAY_DELTA) {
+            Ok(e) => format!("{amount} rho (epsilon {e} at delta {DISPLAY_DELTA:e})"),
+            Err(_) => format!("{amount} rho"),
+        },
+    }
+}
+
+/// [`with_equivalent`] from the wire's strings (an amount and a measure name); the text as given if either does
+/// not parse.
+pub(crate) fn with_equivalent_str(amount: &str, measure: &str) -> String {
+    match (amount.parse::<Amount>(), measure.parse::<Measure>()) {
+        (Ok(a), Ok(m)) => with_equivalent(a, m),
+        _ => format!("{amount} {measure}"),
+    }
+}
+
+/// On a zCDP node, the (epsilon, delta) guarantee of a rho, as JSON: `{"epsilon": "5.757", "delta": 1e-6}`.
+fn epsilon_at_delta(measure: Measure, rho: Amount) -> Option<Value> {
+    (measure == Measure::Zcdp)
+        .then(|| duo::policies::zcdp_epsilon(rho, DISPLAY_DELTA).ok())
+        .flatten()
+        .map(|e| json!({ "epsilon": e.to_string(), "delta": DISPLAY_DELTA }))
 }
 
 /// `duo owner budget show`: caps, spent, remaining, every charge, and scoring runs and bits per FI.
@@ -91,15 +126,20 @@ fn show(home: &Path, json: JsonFlag) -> Result<i32> {
     let dir = ensure_owner(home)?;
     let o = open_owner(&dir)?;
     let ledger = o.store().ledger()?;
+    let measure = ledger.measure();
     let history: Vec<Value> = o
         .store()
         .budget_history()?
         .into_iter()
         .map(|c| {
-            json!({
+            let mut h = json!({
                 "request": c.request, "at": c.at, "principal": c.principal, "datasets": c.datasets,
                 "amount": c.amount.to_string(),
-            })
+            });
+            if let Some(eps) = epsilon_at_delta(measure, c.amount) {
+                h["amount_epsilon_delta"] = eps;
+            }
+            h
         })
         .collect();
     let (policy, _) = o.policy()?;
@@ -126,29 +166,39 @@ fn show(home: &Path, json: JsonFlag) -> Result<i32> {
         }))?;
     } else {
         print_accounts(&ledger)?;
-        print_history(&history)?;
+        print_history(&history, measure)?;
         print_scoring(&limits, &by_fi)?;
     }
     Ok(0)
 }
 
-/// Every account of the ledger as JSON: scope, cap, spent and remaining.
+/// Every account of the ledger as JSON: scope, cap, spent and remaining; on a zCDP node also the cap and the
+/// spent amount as (epsilon, delta) guarantees (a remaining rho has no such meaning: epsilons do not subtract).
 fn accounts(ledger: &Ledger) -> Vec<Value> {
+    let measure = ledger.measure();
     ledger
         .accounts()
         .into_iter()
         .map(|(scope, a)| {
-            json!({
+            let mut v = json!({
                 "scope": scope,
                 "cap": a.cap.map(|c| c.to_string()),
                 "spent": a.spent.to_string(),
                 "remaining": a.remaining().map(|c| c.to_string()),
-            })
+            });
+            if let Some(eps) = a.cap.and_then(|c| epsilon_at_delta(measure, c)) {
+                v["cap_epsilon_delta"] = eps;
+            }
+            if let Some(eps) = epsilon_at_delta(measure, a.spent) {
+                v["spent_epsilon_delta"] = eps;
+            }
+            v
         })
         .collect()
 }
 
-/// The caps, one line each; on a zCDP node a cap also in (epsilon, delta) at delta = 1e-6.
+/// The caps, one line each; on a zCDP node the cap and the spent amount also in (epsilon, delta) at
+/// delta = 1e-6.
 fn print_accounts(ledger: &Ledger) -> Result<()> {
     outln!(
         "privacy budgets ({}; one unit of privacy protects what each dataset's privacy unit says)",
@@ -161,8 +211,8 @@ fn print_accounts(ledger: &Ledger) -> Result<()> {
     }
     let zcdp = ledger.measure() == Measure::Zcdp;
     let as_eps = |rho: Amount| {
-        duo::policies::zcdp_epsilon(rho, 1e-6)
-            .map_or_else(|_| "?".to_string(), |e| format!(" (eps {e} at delta 1e-6)"))
+        duo::policies::zcdp_epsilon(rho, DISPLAY_DELTA)
+            .map_or_else(|_| "?".to_string(), |e| e.to_string())
     };
     for (scope, a) in ledger.accounts() {
         outln!(
@@ -172,7 +222,15 @@ fn print_accounts(ledger: &Ledger) -> Result<()> {
             a.spent.to_string(),
             a.remaining().map_or("-".to_string(), |c| c.to_string()),
             match (zcdp, a.cap) {
-                (true, Some(cap)) => format!("; cap{}", as_eps(cap)),
+                (true, Some(cap)) => format!(
+                    "; as (epsilon, delta {DISPLAY_DELTA:e}): cap {}, spent {}",
+                    as_eps(cap),
+                    as_eps(a.spent)
+                ),
+                (true, None) => format!(
+                    "; as (epsilon, delta {DISPLAY_DELTA:e}): spent {}",
+                    as_eps(a.spent)
+                ),
                 _ => String::new(),
             }
         )?;
@@ -181,7 +239,7 @@ fn print_accounts(ledger: &Ledger) -> Result<()> {
 }
 
 /// Every charge, oldest first (nothing when there was none).
-fn print_history(history: &[Value]) -> Result<()> {
+fn print_history(history: &[Value], measure: Measure) -> Result<()> {
     if history.is_empty() {
         return Ok(());
     }
@@ -191,7 +249,7 @@ fn print_history(history: &[Value]) -> Result<()> {
             "  request {} at {}: {} to {} on {}",
             h["request"],
             h["at"].as_str().unwrap_or(""),
-            h["amount"].as_str().unwrap_or(""),
+            with_equivalent_str(h["amount"].as_str().unwrap_or(""), measure.name()),
             h["principal"].as_str().unwrap_or(""),
             h["datasets"]
         )?;

@@ -190,10 +190,9 @@ pub fn pending(v: &PendingView) -> String {
         (_, Some(d)) => {
             let _ = writeln!(
                 s,
-                "  differentially private ({}): cost {} {}; budget left after: {}; expected error: {}",
+                "  differentially private ({}): cost {}; budget left after: {}; expected error: {}",
                 d.mechanism,
-                d.cost,
-                d.measure,
+                super::budget::with_equivalent_str(&d.cost, &d.measure),
                 match &d.budget_left_after {
                     Ok(left) => left.clone(),
                     Err(e) => format!("not enough ({e})"),

@@ -278,31 +278,52 @@ async fn income_cv_and_average_daily_balance_are_released_from_noisy_sums() {
     node.shutdown().await;
 }
 
+/// A variance (three noisy parts) and a mean (two) are charged at most what was stated, so a `max_cost = "0.5"`
+/// rule approves a variance at 0.5 and a budget with exactly 0.5 left accepts it. Before the split was done in
+/// nano-units, each third of 0.5 rounded up to 0.166666667 and the variance cost 0.500000001: the rule sent it
+/// to the owner and the last 0.5 of the budget refused it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dp_variance_spends_its_budget_in_three_parts() {
+async fn a_dp_variance_spends_its_budget_in_three_parts_and_never_past_it() {
     let o = owner_with_sample(DP_POLICY);
-    set_cap(&o, Scope::Global, "1");
+    set_cap(&o, Scope::Global, "1.333333333");
     let node = o.start().await;
     let fi = paired_fi(&o, &node, "Acme").await;
     let mut c = connect(&fi).await;
-    let p = c
-        .expr("variance(clamp(rent.amount, 0, 300000))")
-        .await
-        .unwrap();
+    let mean = c.expr("mean(clamp(rent.amount, 0, 300000))").await.unwrap();
     let v = c
-        .request_dp(&p, eps(0.45), "rent variability")
+        .request_dp(&mean, eps(0.333_333_333), "rent level")
         .await
         .unwrap();
     assert_eq!(v.state, RequestState::Approved, "{v:?}");
-    assert!(matches!(
-        v.answer,
-        Some(Answer::Scalar {
-            value: Value::Float(_) | Value::Null
-        })
-    ));
-    // Three parts of 0.15 each, each rounded up: the charge is at least the request and at most 3 nanos over.
-    let charged = spent(&o).nanos();
-    assert!((450_000_000..=450_000_003).contains(&charged), "{charged}");
+    assert_eq!(v.cost.as_deref(), Some("0.333333333"));
+    assert_eq!(spent(&o), "0.333333333".parse().unwrap());
+    for (i, src) in [
+        "variance(clamp(rent.amount, 0, 300000))",
+        "variance(clamp(rent.amount, 0, 200000))",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = c.expr(src).await.unwrap();
+        let v = c
+            .request_dp(&p, eps(0.5), "rent variability")
+            .await
+            .unwrap();
+        // Approved by the `small-dp` rule (max_cost 0.5), not left for the owner.
+        assert_eq!(v.state, RequestState::Approved, "{src}: {v:?}");
+        assert_eq!(v.decided_by.as_deref(), Some("policy"), "{src}: {v:?}");
+        assert!(matches!(
+            v.answer,
+            Some(Answer::Scalar {
+                value: Value::Float(_) | Value::Null
+            })
+        ));
+        assert_eq!(v.cost.as_deref(), Some("0.5"), "{src}");
+        assert_eq!(v.receipt.as_ref().unwrap().cost_nanos, 500_000_000);
+        // The second one takes exactly the 0.5 that was left.
+        let want = 333_333_333 + 500_000_000 * (i as u64 + 1);
+        assert_eq!(spent(&o).nanos(), want, "{src}");
+    }
     node.shutdown().await;
 }
 
@@ -355,4 +376,181 @@ async fn a_new_node_runs_in_zcdp_when_its_first_cap_is_in_rho() {
     assert_eq!(v.state, RequestState::Denied, "{v:?}");
     assert_eq!(spent(&o), "0.12".parse().unwrap());
     node.shutdown().await;
+}
+
+/// The `duo` binary on a path, with a home.
+fn duo_cli(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_duo"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Its standard output, which must be a success.
+fn duo_ok(home: &std::path::Path, args: &[&str]) -> String {
+    let out = duo_cli(home, args);
+    assert!(
+        out.status.success(),
+        "duo {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A zCDP node end to end through the `duo` binary over a real socket: `duo owner budget set --rho 0.5` on a
+/// brand-new node (it answered "this node's budgets are in epsilon; give --epsilon instead"), an FI cap in rho,
+/// previews (the rho-1 preview of `avg_daily_balance_3m()` did not answer within 20 s: OpenDP's accuracy
+/// function is linear in the noise scale, 6.5e7 there), charges in rho and for an epsilon (epsilon^2 / 2),
+/// a refusal at the FI's cap with the numbers, and the (epsilon, delta) guarantee shown beside every rho a person
+/// reads: the cap when set, the budget's caps, spent amounts and charges, and the FI's cost preview.
+#[test]
+fn a_zcdp_node_end_to_end_through_the_cli() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let owner = dir.path().join("owner-home");
+    let fi = dir.path().join("fi-home");
+    duo_testkit::sample_owner(
+        &owner,
+        DP_POLICY,
+        duo_testkit::owner::TEST_SEED,
+        duo::engine::sample::Profile::Reliable,
+    )
+    .unwrap();
+    // A new node: the first cap in rho makes it a zCDP node; it shows the (epsilon, delta) equivalent.
+    let set = duo_ok(&owner, &["owner", "budget", "set", "--rho", "0.5"]);
+    assert!(
+        set.contains("cap 0.5 rho (epsilon ") && set.contains(" at delta 1e-6)"),
+        "{set}"
+    );
+    let set = duo_cli(&owner, &["owner", "budget", "set", "--epsilon", "1"]);
+    assert!(!set.status.success());
+    assert!(
+        String::from_utf8_lossy(&set.stderr).contains("give --rho instead"),
+        "{set:?}"
+    );
+    duo_ok(
+        &owner,
+        &[
+            "owner",
+            "budget",
+            "set",
+            "--fi",
+            "Acme Bank",
+            "--rho",
+            "0.3",
+        ],
+    );
+
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_duo"))
+        .arg("--home")
+        .arg(&owner)
+        .args(["owner", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_string();
+    let invite: serde_json::Value = serde_json::from_str(&duo_ok(
+        &owner,
+        &["owner", "invite", "--fi", "Acme Bank", "--json"],
+    ))
+    .unwrap();
+    duo_ok(&fi, &["fi", "pair", &url, invite["code"].as_str().unwrap()]);
+
+    // Previews: in rho with the equivalent; at rho 1 the average daily balance answers (with its bound).
+    let preview = duo_ok(
+        &fi,
+        &[
+            "fi",
+            "cost",
+            "avg_daily_balance_3m()",
+            "--rho",
+            "1",
+            "--json",
+        ],
+    );
+    let preview: serde_json::Value = serde_json::from_str(&preview).unwrap();
+    assert_eq!(preview["measure"], "rho", "{preview}");
+    assert_eq!(preview["total"], "1", "{preview}");
+    assert!(
+        preview["releases"][0]["accuracy95"].as_f64().unwrap() > 0.0,
+        "{preview}"
+    );
+    let text = duo_ok(&fi, &["fi", "cost", "count(rent)", "--rho", "0.1"]);
+    assert!(
+        text.contains("cost 0.1 rho (epsilon ") && text.contains("total: 0.1 rho (epsilon "),
+        "{text}"
+    );
+
+    // Charges: a rho, then an epsilon charged epsilon^2 / 2.
+    let request = |expr: &str, flag: &str, x: &str| {
+        let out = duo_cli(
+            &fi,
+            &[
+                "fi",
+                "request",
+                expr,
+                "--reason",
+                "e2e",
+                "--backend",
+                "dp",
+                flag,
+                x,
+                "--json",
+            ],
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        (out.status.code(), v)
+    };
+    let (code, v) = request("avg_daily_balance_3m()", "--rho", "0.2");
+    assert_eq!((code, &v["state"]), (Some(0), &"approved".into()), "{v}");
+    assert_eq!(v["cost"], "0.2");
+    let (code, v) = request("count(rent)", "--epsilon", "0.2");
+    assert_eq!((code, &v["state"]), (Some(0), &"approved".into()), "{v}");
+    assert_eq!(v["cost"], "0.02");
+    // Over the FI's cap (0.3; 0.22 spent): refused at once with the numbers, exit 1, nothing charged.
+    let (code, v) = request("count(utilities)", "--rho", "0.1");
+    assert_eq!((code, &v["state"]), (Some(1), &"denied".into()), "{v}");
+    let why = v["why"].as_str().unwrap();
+    assert!(
+        why.contains("requested 0.1") && why.contains("remaining 0.08"),
+        "{why}"
+    );
+
+    // The owner's view: caps and spent amounts in rho and as (epsilon, delta); the history too.
+    let show: serde_json::Value =
+        serde_json::from_str(&duo_ok(&owner, &["owner", "budget", "show", "--json"])).unwrap();
+    assert_eq!(show["measure"], "rho");
+    let global = show["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["scope"]["scope"] == "global")
+        .unwrap_or_else(|| panic!("{show}"));
+    assert_eq!(global["spent"], "0.22", "{show}");
+    let eps_cap: f64 = global["cap_epsilon_delta"]["epsilon"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Bun and Steinke: rho + 2 sqrt(rho ln(1/delta)) at rho 0.5, delta 1e-6, rounded up.
+    let want = 0.5 + 2.0 * (0.5 * 1e6f64.ln()).sqrt();
+    assert!(eps_cap >= want && eps_cap < want + 1e-8, "{eps_cap}");
+    assert_eq!(global["spent_epsilon_delta"]["delta"], 1e-6);
+    assert_eq!(show["history"].as_array().unwrap().len(), 2, "{show}");
+    let text = duo_ok(&owner, &["owner", "budget", "show"]);
+    assert!(
+        text.contains("as (epsilon, delta 1e-6): cap ") && text.contains(" rho (epsilon "),
+        "{text}"
+    );
+    node.kill().unwrap();
+    node.wait().unwrap();
 }

@@ -114,17 +114,4 @@ impl DpParams {
             )),
         }
     }
-
-    /// Half of it, for each of the two parts of a mean (a target accuracy cannot be split).
-    pub fn halved(&self) -> Result<Budget, Error> {
-        match self.budget()? {
-            Budget::Epsilon(e) => Ok(Budget::Epsilon(e / 2.0)),
-            Budget::Rho(r) => Ok(Budget::Rho(r / 2.0)),
-            _ => Err(Error::Refused(
-                "a dp mean is a noisy sum over a noisy count: state `epsilon` or `rho` (on the command line --epsilon or \
-                 --rho), not a target accuracy `alpha`"
-                    .into(),
-            )),
-        }
-    }
 }

@@ -1,4 +1,4 @@
-//! Differentially private releases on [OpenDP](https://opendp.org) (`opendp` 0.14, feature `contrib`).
+//! Differentially private releases on [OpenDP](https://opendp.org) (`opendp` 0.16, feature `contrib`).
 //!
 //! A release is planned from public parameters only ([`plan`]): the [`Query`] with its public bounds, the
 //! privacy unit's [`Contribution`] bound, the node's ledger [`Measure`], and a [`Budget`] (a stated
@@ -37,6 +37,7 @@
 // OpenDP's measurement and transformation types are long by nature; naming each would hide them.
 #![allow(clippy::type_complexity)]
 
+pub mod accuracy;
 pub mod compose;
 pub mod histogram;
 pub mod quantile;
@@ -49,8 +50,7 @@ mod tests;
 use std::fmt;
 
 use opendp::accuracy::{
-    accuracy_to_discrete_gaussian_scale, accuracy_to_discrete_laplacian_scale,
-    discrete_gaussian_scale_to_accuracy, discrete_laplacian_scale_to_accuracy,
+    accuracy_to_discrete_laplacian_scale, discrete_laplacian_scale_to_accuracy,
 };
 use opendp::combinators::{
     make_chain_mt, make_composition, make_pureDP_to_zCDP, CompositionMeasure,
@@ -397,6 +397,55 @@ pub fn plan(
     Ok(plan)
 }
 
+/// Splits a stated epsilon or rho into `parts` budgets for the noisy parts of one answer (a mean's sum and
+/// count, a variance's three sums, ...), so that the parts' charges add up to at most the stated amount.
+///
+/// The split is done in whole nano-units of the stated number (rounded to the nearest 1e-9, as [`plan`]
+/// does): each part gets `floor(T / parts)` nanos, the first `T mod parts` one nano more. [`plan`] then
+/// charges each part at most its share (its privacy map rounded up, never less), so the sum is at most `T`;
+/// splitting the float (`epsilon / 3`) instead rounds each third to the nearest nano and can sum past `T`
+/// (0.5 / 3 rounds to 0.166666667, three of which are 0.500000001).
+///
+/// Under a zCDP ledger a stated epsilon is split as an epsilon (each part is pure DP, the whole answer
+/// `epsilon`-DP) and each part is charged `epsilon_i^2 / 2`, which sum to less than `epsilon^2 / 2`.
+///
+/// # Errors
+/// [`DpError::InvalidBudget`] for a target accuracy (it has no amount to split), for no parts, or for an
+/// amount too small to give every part a nano-unit.
+pub fn split(budget: Budget, parts: u32) -> Result<Vec<Budget>, DpError> {
+    let (x, make): (f64, fn(f64) -> Budget) =
+        match budget {
+            Budget::Epsilon(x) => (x, Budget::Epsilon),
+            Budget::Rho(x) => (x, Budget::Rho),
+            Budget::Accuracy { .. } => return Err(DpError::InvalidBudget(
+                "a target accuracy cannot be split between noisy parts; state an epsilon or rho"
+                    .into(),
+            )),
+        };
+    if parts == 0 {
+        return Err(DpError::InvalidBudget("nothing to split into".into()));
+    }
+    let total = Amount::from_units(x)?.nanos();
+    let k = u64::from(parts);
+    if total < k {
+        return Err(DpError::InvalidBudget(format!(
+            "{x} is too small to split into {parts} noisy parts"
+        )));
+    }
+    Ok((0..k)
+        .map(|i| {
+            let nanos = total / k + u64::from(i < total % k);
+            // `from_units` rounds this back to `nanos` (exactly below 2^50 nanos); above, step down until
+            // it rounds to no more.
+            let mut units = nanos as f64 / NANOS_PER_UNIT as f64;
+            while Amount::from_units(units).map_or(true, |a| a.nanos() > nanos) {
+                units = units.next_down();
+            }
+            make(units)
+        })
+        .collect())
+}
+
 /// Which of a variance's two measurements (others have only the first).
 #[derive(Clone, Copy, PartialEq)]
 enum Part {
@@ -446,9 +495,9 @@ impl Plan {
     pub fn accuracy(&self, beta: f64) -> Option<f64> {
         let divisor = self.accuracy_divisor()?;
         let raw = if self.pure {
-            discrete_laplacian_scale_to_accuracy(self.scale, beta)
+            discrete_laplacian_scale_to_accuracy(self.scale, beta).map_err(DpError::opendp)
         } else {
-            discrete_gaussian_scale_to_accuracy(self.scale, beta)
+            accuracy::discrete_gaussian_accuracy(self.scale, beta)
         };
         raw.ok().map(|a| a / divisor)
     }
@@ -565,23 +614,20 @@ impl Plan {
 
     /// The largest scale whose accuracy at `beta` is at most `alpha` (in the noise's units).
     fn scale_for_accuracy(&self, alpha: f64, beta: f64) -> Result<f64, DpError> {
-        let (to_scale, to_accuracy): (
-            fn(f64, f64) -> Fallible<f64>,
-            fn(f64, f64) -> Fallible<f64>,
-        ) = if self.pure {
-            (
-                accuracy_to_discrete_laplacian_scale,
-                discrete_laplacian_scale_to_accuracy,
-            )
-        } else {
-            (
-                accuracy_to_discrete_gaussian_scale,
-                discrete_gaussian_scale_to_accuracy,
-            )
+        let to_accuracy = |scale: f64| {
+            if self.pure {
+                discrete_laplacian_scale_to_accuracy(scale, beta).map_err(DpError::opendp)
+            } else {
+                accuracy::discrete_gaussian_accuracy(scale, beta)
+            }
         };
-        let mut scale = to_scale(alpha, beta).map_err(DpError::opendp)?;
+        let mut scale = if self.pure {
+            accuracy_to_discrete_laplacian_scale(alpha, beta).map_err(DpError::opendp)?
+        } else {
+            accuracy::discrete_gaussian_scale_for_accuracy(alpha, beta)?
+        };
         for _ in 0..64 {
-            if to_accuracy(scale, beta).map_err(DpError::opendp)? <= alpha {
+            if to_accuracy(scale)? <= alpha {
                 return Ok(scale);
             }
             scale *= 1.0 - 1e-12;

@@ -260,6 +260,58 @@ fn charge_is_opendp_privacy_map_rounded_up() {
         p.cost() <= Amount::from_units(1.0).unwrap()
             && p.cost() >= Amount::from_units(0.999_999_99).unwrap()
     );
+    // ... and its charge is OpenDP's map of the composition, built here from OpenDP's constructors.
+    let (lo, hi) = (-100, 1_000);
+    let laplace = |t: Transformation<_, _, AtomDomain<i64>, AbsoluteDistance<i64>>, s: f64| {
+        let noise = make_laplace::<_, _, MaxDivergence>(
+            t.output_domain.clone(),
+            t.output_metric.clone(),
+            s,
+            None,
+        )
+        .unwrap();
+        (t >> noise).unwrap()
+    };
+    let both = make_composition(vec![
+        laplace(sum::opendp_sum(lo, hi).unwrap(), p.scale()),
+        laplace(opendp_sum_of_squares(lo, hi).unwrap(), p.scale2()),
+    ])
+    .unwrap();
+    assert_rounded_up(both.map(&3).unwrap(), p.cost());
+
+    // Count and mean under zCDP (Gaussian for a rho; Laplace cast for an epsilon), every contribution bound.
+    for k in [1, 5, 38] {
+        let p = plan(Query::Count, rows(k), ZCDP, Budget::Rho(0.02)).unwrap();
+        let noise = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+            AtomDomain::default(),
+            AbsoluteDistance::default(),
+            p.scale(),
+            None,
+        )
+        .unwrap();
+        let m =
+            (make_count::<i64, i64>(VectorDomain::new(AtomDomain::default()), SymmetricDistance)
+                .unwrap()
+                >> noise)
+                .unwrap();
+        assert_rounded_up(m.map(&k).unwrap(), p.cost());
+        let p = plan(
+            Query::Mean {
+                lo: 0,
+                hi: 5_000,
+                n: 90,
+            },
+            rows(k),
+            ZCDP,
+            Budget::Epsilon(0.4),
+        )
+        .unwrap();
+        let pure = laplace(sum::opendp_sum(0, 5_000).unwrap(), p.scale());
+        assert_rounded_up(
+            make_pureDP_to_zCDP(pure).unwrap().map(&k).unwrap(),
+            p.cost(),
+        );
+    }
 }
 
 /// OpenDP's pure-to-zCDP cast of a map value (`make_pureDP_to_zCDP`): `RU(RU(eps^2) / 2)`.
@@ -736,4 +788,66 @@ fn laplace_test_rejects_a_wrong_scale() {
         d > threshold,
         "a 30% scale error went undetected: {d} <= {threshold}"
     );
+}
+
+/// Splitting a stated budget between noisy parts: the parts' charges (each its privacy map rounded up) add up
+/// to at most the stated amount, and to exactly it when the map is met exactly. Splitting the float instead
+/// (`0.5 / 3` for each of three parts) charged 0.500000001.
+#[test]
+fn split_budgets_sum_to_at_most_the_stated_amount() {
+    let total = |measure: Measure, budget: Budget, k: u32| -> Amount {
+        split(budget, k)
+            .unwrap()
+            .into_iter()
+            .map(|b| {
+                plan(Query::Sum { lo: 0, hi: 300_000 }, rows(2), measure, b)
+                    .unwrap()
+                    .cost()
+            })
+            .fold(Amount::ZERO, |a, c| a.checked_add(c).unwrap())
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let mut cases = vec![
+        (PURE, Budget::Epsilon(0.333_333_333), 2),
+        (PURE, Budget::Epsilon(0.5), 3),
+        (ZCDP, Budget::Rho(0.5), 3),
+        (ZCDP, Budget::Rho(0.1), 2),
+    ];
+    for _ in 0..200 {
+        let x = rng.random_range(1e-6..5.0);
+        let k = rng.random_range(1..=4);
+        cases.push((PURE, Budget::Epsilon(x), k));
+        cases.push((ZCDP, Budget::Rho(x), k));
+    }
+    for (measure, budget, k) in cases {
+        let (Budget::Epsilon(x) | Budget::Rho(x)) = budget else {
+            unreachable!()
+        };
+        let stated = Amount::from_units(x).unwrap();
+        let charged = total(measure, budget, k);
+        assert!(charged <= stated, "{budget:?} in {k}: {charged} > {stated}");
+        // Linear maps (pure, and Gaussian in rho) are met to the nano.
+        assert_eq!(charged, stated, "{budget:?} in {k}");
+    }
+    // The old float split went past the stated amount.
+    let thirds: Amount = (0..3)
+        .map(|_| {
+            plan(Query::Count, rows(1), PURE, Budget::Epsilon(0.5 / 3.0))
+                .unwrap()
+                .cost()
+        })
+        .fold(Amount::ZERO, |a, c| a.checked_add(c).unwrap());
+    assert_eq!(thirds, "0.500000001".parse().unwrap());
+    // An epsilon under zCDP stays an epsilon split: each part charged eps_i^2 / 2, less than eps^2 / 2 in all.
+    let charged = total(ZCDP, Budget::Epsilon(0.5), 3);
+    assert!(charged <= Amount::from_units(0.125).unwrap(), "{charged}");
+    assert!(split(
+        Budget::Accuracy {
+            alpha: 1.0,
+            beta: 0.05
+        },
+        2
+    )
+    .is_err());
+    assert!(split(Budget::Epsilon(2e-9), 3).is_err());
 }

@@ -124,15 +124,20 @@ pub async fn cost(fi: &FiHome, args: CostArgs) -> Result<i32> {
 fn print_costs(rows: &[Value], total: Amount, unit: &str) -> Result<()> {
     for r in rows {
         outln!(
-            "{}\n  cost {} {}; expected error {}; {}",
+            "{}\n  cost {}; expected error {}; {}",
             r["lineage"].as_str().unwrap_or(""),
-            r["cost"].as_str().unwrap_or(""),
-            r["measure"].as_str().unwrap_or(""),
+            crate::cli::budget::with_equivalent_str(
+                r["cost"].as_str().unwrap_or(""),
+                r["measure"].as_str().unwrap_or("")
+            ),
             r["within95"].as_str().unwrap_or("n/a"),
             r["mechanism"].as_str().unwrap_or("")
         )?;
     }
-    outln!("total: {total} {unit} (nothing was charged)")
+    outln!(
+        "total: {} (nothing was charged)",
+        crate::cli::budget::with_equivalent_str(&total.to_string(), unit)
+    )
 }
 
 /// `duo fi request`: ask, optionally wait for the owner; exit 1 on a denial, 2 on a syntax error.

@@ -79,6 +79,33 @@ fn public_factor(op: ArithOp, right: &Expr) -> Option<f64> {
     }
 }
 
+/// The stated budget split between `K` noisy parts so that their charges add up to at most it
+/// ([`dp::split`]); `what` says why a target accuracy cannot be split.
+fn split<const K: usize>(budget: Budget, what: &str) -> Result<[Budget; K], Error> {
+    if let Budget::Accuracy { .. } = budget {
+        return Err(refuse(format!(
+            "{what}: state `epsilon` or `rho` (on the command line --epsilon or --rho), not a target accuracy `alpha`"
+        )));
+    }
+    dp::split(budget, K as u32)
+        .map_err(|e| Error::Refused(e.to_string()))?
+        .try_into()
+        .map_err(|_| Error::Internal("a budget split into the wrong number of parts".into()))
+}
+
+/// The budget of the unscaled aggregate whose noisy value times the public `factor` is the answer the FI
+/// receives: a target accuracy is stated on that answer (`--alpha 10` for `sum(x) / 100` is 10 on the answer, so
+/// 1000 on the sum), an epsilon or rho is unchanged.
+fn on_the_answer(budget: Budget, factor: f64) -> Budget {
+    match budget {
+        Budget::Accuracy { alpha, beta } => Budget::Accuracy {
+            alpha: alpha / factor.abs(),
+            beta,
+        },
+        other => other,
+    }
+}
+
 /// A planned DP release of a lineage: its cost, expected error and mechanism, from public facts only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DpPlan {
@@ -88,10 +115,16 @@ pub struct DpPlan {
     factor: f64,
     /// The total cost in 1e-9 units of the node's measure.
     pub cost: Amount,
-    /// Half-width of a 95% interval around the exact value, when known from public parameters.
+    /// Half-width of a 95% interval around the exact value, from public parameters only: the noise's accuracy
+    /// for a count, sum or histogram, a conservative closed form for composed answers (docs/dp.md).
     pub accuracy95: Option<f64>,
     /// The noise mechanism.
     pub mechanism: String,
+    /// The answer's public bounds (the checked lineage's type, from metadata and clamps, never the data): the
+    /// released value is clamped into them, which is free post-processing and never moves it away from the
+    /// exact value.
+    #[serde(default)]
+    bounds: Option<(f64, f64)>,
 }
 
 fn refuse(msg: impl Into<String>) -> Error {
@@ -172,7 +205,7 @@ pub fn plan(
     } = &expr
     {
         if let Some(special) = catalogue_form(name, *end, contribution, m, params)? {
-            return Ok(special);
+            return Ok(within_public_bounds(special, &checked.ty));
         }
         expr = duo_engine::catalogue::dp_lineage(name, *end, metas).map_err(refuse)?;
     }
@@ -183,8 +216,57 @@ pub fn plan(
             expr = (**left).clone();
         }
     }
-    let (parts, shape) = aggregate_parts(&expr, metas, contribution, m, params)?;
-    finish_plan(parts, shape, factor)
+    let budget = on_the_answer(params.budget()?, factor);
+    let (parts, shape) = aggregate_parts(&expr, metas, contribution, m, budget)?;
+    Ok(within_public_bounds(
+        finish_plan(parts, shape, factor)?,
+        &checked.ty,
+    ))
+}
+
+/// The plan with the answer's public bounds from the checked type: the release is clamped into them, and the
+/// expected error is at most their width (the exact value is inside them too).
+fn within_public_bounds(mut p: DpPlan, ty: &Type) -> DpPlan {
+    if let Type::Scalar {
+        bounds: Some(b), ..
+    } = ty
+    {
+        if b.lo <= b.hi {
+            p.bounds = Some((b.lo, b.hi));
+            p.accuracy95 = p.accuracy95.map(|a| a.min(b.hi - b.lo));
+        }
+    }
+    p
+}
+
+/// The expected error shown before a release: the half-width of an interval holding the answer's distance to
+/// the exact value with probability at least 95%, from public parameters only; conservative closed forms:
+///
+/// - a count, sum or histogram bin (scaled by a public factor): OpenDP's accuracy of its noise (see
+///   `duo_protocols::dp::accuracy`), times the factor;
+/// - a quantile: the span of its candidates (the answer and the exact quantile are both among them);
+/// - a mean (noisy sum over noisy count, clamped into `[lo, hi]`): `hi - lo`; a variance: `((hi - lo) / 2)^2`;
+///   the income CV: 10, its published range. A tighter form needs the number of rows, which is private (see
+///   docs/dp.md for the form at `n` rows).
+fn expected_error(parts: &[(dp::Plan, Input)], shape: &Shape, factor: f64) -> Option<f64> {
+    let (first, _) = parts.first()?;
+    let span = match first.query() {
+        Query::Sum { lo, hi } => Some(*hi as f64 - *lo as f64),
+        Query::Quantile { candidates, .. } => {
+            Some(*candidates.last()? as f64 - *candidates.first()? as f64)
+        }
+        _ => None,
+    };
+    match shape {
+        Shape::Scalar => match first.query() {
+            Query::Quantile { .. } => span.map(|w| w * factor.abs()),
+            _ => first.accuracy95().map(|a| a * factor.abs()),
+        },
+        Shape::Histogram { .. } => first.accuracy95(),
+        Shape::Mean => span,
+        Shape::Variance => span.map(|w| (w / 2.0) * (w / 2.0)),
+        Shape::Cv { .. } => Some(10.0),
+    }
 }
 
 /// The noisy parts of an aggregate (one for a count, sum, quantile or histogram; a sum and a count for a mean;
@@ -194,7 +276,7 @@ fn aggregate_parts(
     metas: &BTreeMap<String, DatasetMeta>,
     contribution: Contribution,
     m: Measure,
-    params: &DpParams,
+    budget: Budget,
 ) -> Result<(Vec<(dp::Plan, Input)>, Shape), Error> {
     let mk = |q: Query, b: Budget| {
         dp::plan(q, contribution, m, b).map_err(|e| Error::Refused(e.to_string()))
@@ -214,14 +296,14 @@ fn aggregate_parts(
         Expr::Aggregate {
             kind: AggKind::Count,
             input,
-        } => (vec![(mk(Query::Count, params.budget()?)?, Input::Lineage((**input).clone()))], Shape::Scalar),
+        } => (vec![(mk(Query::Count, budget)?, Input::Lineage((**input).clone()))], Shape::Scalar),
         Expr::Aggregate {
             kind: AggKind::Sum,
             input,
         } => {
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
             (
-                vec![(mk(Query::Sum { lo, hi }, params.budget()?)?, Input::Lineage((**input).clone()))],
+                vec![(mk(Query::Sum { lo, hi }, budget)?, Input::Lineage((**input).clone()))],
                 Shape::Scalar,
             )
         }
@@ -230,11 +312,11 @@ fn aggregate_parts(
             input,
         } => {
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
-            let half = params.halved()?;
+            let [sum, count] = split::<2>(budget, "a dp mean is a noisy sum over a noisy count")?;
             (
                 vec![
-                    (mk(Query::Sum { lo, hi }, half)?, Input::Lineage((**input).clone())),
-                    (mk(Query::Count, half)?, Input::Lineage((**input).clone())),
+                    (mk(Query::Sum { lo, hi }, sum)?, Input::Lineage((**input).clone())),
+                    (mk(Query::Count, count)?, Input::Lineage((**input).clone())),
                 ],
                 Shape::Mean,
             )
@@ -247,23 +329,15 @@ fn aggregate_parts(
             let top = lo.unsigned_abs().max(hi.unsigned_abs());
             let sq_hi = i64::try_from(top.saturating_mul(top))
                 .map_err(|_| refuse("the bounds are too wide for a dp variance"))?;
-            let third = match params.budget()? {
-                Budget::Epsilon(e) => Budget::Epsilon(e / 3.0),
-                Budget::Rho(r) => Budget::Rho(r / 3.0),
-                _ => {
-                    return Err(refuse(
-                        "a dp variance combines three noisy sums; state --epsilon or --rho, not a target accuracy",
-                    ))
-                }
-            };
+            let [b1, b2, b3] = split::<3>(budget, "a dp variance combines three noisy sums")?;
             (
                 vec![
-                    (mk(Query::Sum { lo, hi }, third)?, Input::Lineage((**input).clone())),
+                    (mk(Query::Sum { lo, hi }, b1)?, Input::Lineage((**input).clone())),
                     (
-                        mk(Query::Sum { lo: 0, hi: sq_hi }, third)?,
+                        mk(Query::Sum { lo: 0, hi: sq_hi }, b2)?,
                         Input::Squares((**input).clone()),
                     ),
-                    (mk(Query::Count, third)?, Input::Lineage((**input).clone())),
+                    (mk(Query::Count, b3)?, Input::Lineage((**input).clone())),
                 ],
                 Shape::Variance,
             )
@@ -272,7 +346,7 @@ fn aggregate_parts(
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
             let bins = u32::try_from((hi - lo).clamp(1, 256)).unwrap_or(256);
             let query = Query::quantile_grid(lo, hi, bins, *q).map_err(|e| Error::Refused(e.to_string()))?;
-            (vec![(mk(query, params.budget()?)?, Input::Lineage((**input).clone()))], Shape::Scalar)
+            (vec![(mk(query, budget)?, Input::Lineage((**input).clone()))], Shape::Scalar)
         }
         Expr::Histogram { input, edges } => {
             int_bounds(&input_ty(input)?).or_else(|e| match input_ty(input)? {
@@ -298,7 +372,7 @@ fn aggregate_parts(
             }
             (
                 vec![(
-                    mk(Query::Histogram { edges: int_edges }, params.budget()?)?,
+                    mk(Query::Histogram { edges: int_edges }, budget)?,
                     Input::Lineage((**input).clone()),
                 )],
                 Shape::Histogram {
@@ -329,13 +403,7 @@ fn finish_plan(parts: Vec<(dp::Plan, Input)>, shape: Shape, factor: f64) -> Resu
             "only a single count, sum or quantile can be scaled by a public factor",
         ));
     }
-    let accuracy95 = match shape {
-        Shape::Mean | Shape::Variance => None,
-        _ => parts
-            .first()
-            .and_then(|(p, _)| p.accuracy95())
-            .map(|a| a * factor.abs()),
-    };
+    let accuracy95 = expected_error(&parts, &shape, factor);
     let mechanism = parts
         .first()
         .map(|(p, _)| p.mechanism().to_string())
@@ -347,6 +415,7 @@ fn finish_plan(parts: Vec<(dp::Plan, Input)>, shape: Shape, factor: f64) -> Resu
         cost,
         accuracy95,
         mechanism,
+        bounds: None,
     })
 }
 
@@ -367,38 +436,13 @@ fn catalogue_form(
     let mk = |q: Query, b: Budget, c: Contribution| {
         dp::plan(q, c, m, b).map_err(|e| Error::Refused(e.to_string()))
     };
-    let finish =
-        |parts: Vec<(dp::Plan, Input)>, shape: Shape, factor: f64| -> Result<DpPlan, Error> {
-            let mut cost = Amount::from_nanos(0);
-            for (p, _) in &parts {
-                cost = cost
-                    .checked_add(p.cost())
-                    .ok_or_else(|| Error::Refused("the cost overflows".into()))?;
-            }
-            let accuracy95 = match shape {
-                Shape::Scalar => parts
-                    .first()
-                    .and_then(|(p, _)| p.accuracy95())
-                    .map(|a| a * factor),
-                _ => None,
-            };
-            let mechanism = parts
-                .first()
-                .map(|(p, _)| p.mechanism().to_string())
-                .unwrap_or_default();
-            Ok(DpPlan {
-                parts,
-                shape,
-                factor,
-                cost,
-                accuracy95,
-                mechanism,
-            })
-        };
     match name {
         "income_cv_12m" => {
             let from = start(12)?;
-            let half = params.halved()?;
+            let [b1, b2] = split::<2>(
+                params.budget()?,
+                "the dp income CV is composed from a noisy sum and a noisy sum of squares",
+            )?;
             let one_month = Contribution {
                 max_rows_per_unit: 1,
             };
@@ -416,7 +460,7 @@ fn catalogue_form(
                             lo: 0,
                             hi: INCOME_PER_MONTH,
                         },
-                        half,
+                        b1,
                         one_month,
                     )?,
                     input(false),
@@ -427,13 +471,13 @@ fn catalogue_form(
                             lo: 0,
                             hi: INCOME_PER_MONTH * INCOME_PER_MONTH,
                         },
-                        half,
+                        b2,
                         one_month,
                     )?,
                     input(true),
                 ),
             ];
-            Ok(Some(finish(parts, Shape::Cv { months: 12 }, 1.0)?))
+            Ok(Some(finish_plan(parts, Shape::Cv { months: 12 }, 1.0)?))
         }
         "avg_daily_balance_3m" => {
             let from = start(3)?;
@@ -445,7 +489,7 @@ fn catalogue_form(
                         lo: -bound,
                         hi: bound,
                     },
-                    params.budget()?,
+                    on_the_answer(params.budget()?, 1.0 / days as f64),
                     contribution,
                 )?,
                 Input::BalanceWeights {
@@ -454,7 +498,7 @@ fn catalogue_form(
                     per_tx: BALANCE_PER_TX,
                 },
             )];
-            Ok(Some(finish(parts, Shape::Scalar, 1.0 / days as f64)?))
+            Ok(Some(finish_plan(parts, Shape::Scalar, 1.0 / days as f64)?))
         }
         _ => Ok(None),
     }
@@ -568,8 +612,38 @@ fn values(input: &Expr, data: &dyn DataSource) -> Result<Vec<i64>, Error> {
     }
 }
 
-/// Run a planned release: exact inputs on the owner's node, then OpenDP's noise. Floats appear only after noise.
+/// Run a planned release: exact inputs on the owner's node, then OpenDP's noise, then post-processing: the
+/// composition of noisy parts, a public factor, and the clamp into the answer's public bounds (a noisy count is
+/// never negative, a mean never outside its clamp). Floats appear only after noise.
 pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
+    let answer = noisy_answer(p, data)?;
+    Ok(match (answer, p.bounds) {
+        (Answer::Scalar { value }, Some((lo, hi))) => Answer::Scalar {
+            value: clamped(value, lo, hi),
+        },
+        (other, _) => other,
+    })
+}
+
+/// A released scalar clamped into public bounds `[lo, hi]` (an integer into the whole numbers among them).
+fn clamped(value: Value, lo: f64, hi: f64) -> Value {
+    match value {
+        Value::Int(v) => {
+            let (lo, hi) = (lo.ceil(), hi.floor());
+            if lo <= hi {
+                // `as` saturates: bounds past the i64 range clamp nothing there.
+                Value::Int(v.clamp(lo as i64, hi as i64))
+            } else {
+                Value::Int(v)
+            }
+        }
+        Value::Float(x) => Value::Float(x.clamp(lo, hi)),
+        other => other,
+    }
+}
+
+/// The answer from the noisy parts, composed and scaled, before the clamp into public bounds.
+fn noisy_answer(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
     let mut outs = Vec::new();
     for (plan, input) in &p.parts {
         let vals = input_values(input, data)?;
@@ -752,6 +826,229 @@ mod tests {
             Answer::Histogram { counts, .. } => assert_eq!(&counts, want, "edges {edges:?}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The plan of `src` on the sample's metadata, under `m`, with `params`.
+    fn plan_of(src: &str, m: Measure, params: &DpParams) -> DpPlan {
+        let data = sample(Profile::Reliable);
+        let metas: BTreeMap<String, DatasetMeta> = data
+            .iter()
+            .map(|(n, d)| (n.clone(), d.meta.clone()))
+            .collect();
+        let ctx = duo_engine::CheckContext {
+            metas: &metas,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
+            limits: duo_engine::Limits::default(),
+        };
+        let checked =
+            duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap();
+        plan(&checked, &metas, m, params).unwrap()
+    }
+
+    /// A target accuracy is met on the answer the FI receives, not on the aggregate before a public factor: at
+    /// `--alpha 1000` (beta 0.05) `sum(clamp(rent.amount, 0, 300000)) / 100` needs a noise scale of about
+    /// 100,000 / ln(20) on the sum, so epsilon = 300,000 ln(20) / 100,000 = 8.99 (Laplace: alpha = scale
+    /// ln(1/beta)); the zCDP plan needs sigma = 100,000 / z(0.975), rho = 300,000^2 / (2 sigma^2) (Gaussian:
+    /// alpha = sigma z(1 - beta/2)). The average daily balance is a sum of balance weights over the days of the
+    /// window (92 here), each transaction clamped to $10,000: sensitivity 1e6 x 92 cents on the sum. Before the
+    /// fix the sum was planned to within alpha itself: epsilon 899.17 for the rent, 92 times too much for the
+    /// balance.
+    #[test]
+    fn accuracy_targets_are_met_on_the_scaled_answer() {
+        let z = 1.959_963_984_540_054; // the standard normal's 97.5% quantile
+        let alpha = |a: f64| DpParams {
+            alpha: Some(a),
+            beta: Some(0.05),
+            ..DpParams::default()
+        };
+        let days = 92.0;
+        for (src, a, sensitivity, scale) in [
+            (
+                "sum(clamp(rent.amount, 0, 300000)) / 100",
+                1_000.0,
+                300_000.0,
+                100.0,
+            ),
+            (
+                "sum(clamp(rent.amount, 0, 300000)) * 0.01",
+                1_000.0,
+                300_000.0,
+                100.0,
+            ),
+            ("avg_daily_balance_3m()", 100_000.0, 1e6 * days, days),
+        ] {
+            let p = plan_of(src, Measure::PureEpsilon, &alpha(a));
+            let closed = sensitivity * 20f64.ln() / (a * scale);
+            let cost = p.cost.to_f64();
+            assert!(
+                (cost / closed - 1.0).abs() < 1e-3,
+                "{src}: epsilon {cost}, closed form {closed}"
+            );
+            let got = p.accuracy95.unwrap();
+            assert!(got <= a && got > a * 0.999, "{src}: accuracy {got}");
+
+            let p = plan_of(src, Measure::Zcdp, &alpha(a));
+            let sigma = a * scale / z;
+            let closed = sensitivity * sensitivity / (2.0 * sigma * sigma);
+            let cost = p.cost.to_f64();
+            assert!(
+                (cost / closed - 1.0).abs() < 1e-3,
+                "{src}: rho {cost}, closed form {closed}"
+            );
+            let got = p.accuracy95.unwrap();
+            assert!(got <= a && got > a * 0.999, "{src}: accuracy {got}");
+        }
+    }
+
+    /// The zCDP preview of `avg_daily_balance_3m()` at rho 1 answers (its noise scale, 6.5e7 on the sum of
+    /// balance weights, sent OpenDP's term-by-term accuracy function past 120 s), with the closed-form bound:
+    /// 1.96 sigma / 92 days, from above and within a part in a million.
+    #[test]
+    fn a_zcdp_preview_of_the_average_daily_balance_answers_at_rho_1() {
+        let rho = DpParams {
+            rho: Some(1.0),
+            ..DpParams::default()
+        };
+        let p = plan_of("avg_daily_balance_3m()", Measure::Zcdp, &rho);
+        assert_eq!(p.cost, "1".parse().unwrap());
+        let sigma = 1e6 * 92.0 / 2f64.sqrt();
+        let continuous = 1.959_963_984_540_054 * sigma / 92.0;
+        let a = p.accuracy95.unwrap();
+        assert!(
+            a >= continuous && a <= continuous * (1.0 + 1e-6),
+            "{a} vs {continuous}"
+        );
+    }
+
+    /// Under a month unit the charged sensitivity is what one month of the loaded data can change: the declared
+    /// `max_rows_per_month` rows, each within the clamp. A file with a fuller month is refused at load (before,
+    /// it loaded and the charge understated the sensitivity up to 38 times); one at the bound loads, and a DP sum
+    /// over it is planned at exactly that contribution: removing the fullest month moves the exact sum by at
+    /// most the sensitivity the noise is scaled to.
+    #[test]
+    fn a_month_unit_charges_the_sensitivity_the_loaded_data_can_have() {
+        let meta = parse_meta(
+            "name = \"activity\"\nprivacy_unit = \"month\"\ntime_column = \"day\"\nmax_rows = 1000\n\
+             max_rows_per_month = 3\n[[columns]]\nname = \"day\"\ntype = \"date\"\n[[columns]]\n\
+             name = \"amount\"\ntype = \"money\"\nbounds = [0, 100000]\n",
+        )
+        .unwrap();
+        let full =
+            "day,amount\n2026-03-01,100000\n2026-03-09,100000\n2026-03-30,100000\n2026-04-02,5\n";
+        let over = format!("{full}2026-03-31,1\n");
+        let e = load_csv(over.as_bytes(), &meta, &IngestLimits::default()).unwrap_err();
+        assert!(e.to_string().contains("2026-03 has 4 rows"), "{e}");
+        let (ds, _) = load_csv(full.as_bytes(), &meta, &IngestLimits::default()).unwrap();
+        let metas = BTreeMap::from([("activity".to_string(), meta.clone())]);
+        let data = BTreeMap::from([("activity".to_string(), ds)]);
+        let ctx = duo_engine::CheckContext {
+            metas: &metas,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
+            limits: duo_engine::Limits::default(),
+        };
+        let src = "sum(clamp(activity.amount, 0, 100000))";
+        let checked =
+            duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap();
+        let one = DpParams {
+            epsilon: Some(1.0),
+            ..DpParams::default()
+        };
+        let p = plan(&checked, &metas, Measure::PureEpsilon, &one).unwrap();
+        let (part, input) = &p.parts[0];
+        assert_eq!(part.contribution().max_rows_per_unit, 3);
+        // Discrete Laplace at epsilon 1: scale = sensitivity = 3 rows x 100,000.
+        assert!(
+            (part.scale() / 300_000.0 - 1.0).abs() < 1e-9,
+            "{}",
+            part.scale()
+        );
+        // What the data can contribute: the fullest month's clamped rows.
+        let values = input_values(input, &data).unwrap();
+        let march: i64 = values.iter().take(3).sum();
+        assert_eq!(march, 300_000);
+        assert!(march as f64 <= part.scale());
+    }
+
+    /// Released values are clamped into their public bounds (free post-processing). A count of no rows at
+    /// epsilon 0.05 (discrete Laplace of scale 20) was negative about half the time, and a mean at epsilon
+    /// 0.02 (noisy sum over noisy count) left its clamp often. Over 100 draws each: every count is in
+    /// `[0, max_rows]` and every mean in `[0, 300000]` (or null); the clamps are deterministic, so the test has
+    /// no false alarms. Power: without the clamp, the chance that 100 counts are all non-negative is about
+    /// 0.51^100 < 1e-29. The count also sits on its bound at least 30 times in 100: each draw does with
+    /// probability about 0.51 (noise <= 0), so fewer than 30 has probability under 1e-5 with the clamp (the
+    /// false-alarm rate of that check), while without it a draw is exactly 0 with probability about 0.025.
+    #[test]
+    fn released_values_stay_within_their_public_bounds() {
+        let data = sample(Profile::Reliable);
+        let metas: BTreeMap<String, DatasetMeta> = data
+            .iter()
+            .map(|(n, d)| (n.clone(), d.meta.clone()))
+            .collect();
+        let ctx = duo_engine::CheckContext {
+            metas: &metas,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
+            limits: duo_engine::Limits::default(),
+        };
+        let plan_at = |src: &str, e: f64| {
+            let checked =
+                duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap();
+            let eps = DpParams {
+                epsilon: Some(e),
+                ..DpParams::default()
+            };
+            plan(&checked, &metas, Measure::PureEpsilon, &eps).unwrap()
+        };
+        let none = plan_at("count(filter(rent, amount > 100000000))", 0.05);
+        let max_rows = metas["rent"].max_rows as i64;
+        let mut zeros = 0;
+        for _ in 0..100 {
+            match release(&none, &data).unwrap() {
+                Answer::Scalar {
+                    value: Value::Int(v),
+                } => {
+                    assert!((0..=max_rows).contains(&v), "{v}");
+                    zeros += usize::from(v == 0);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(zeros >= 30, "{zeros} of 100 on the bound");
+        let mean = plan_at("mean(clamp(rent.amount, 0, 300000))", 0.02);
+        for _ in 0..100 {
+            match release(&mean, &data).unwrap() {
+                Answer::Scalar {
+                    value: Value::Float(x),
+                } => assert!((0.0..=300_000.0).contains(&x), "{x}"),
+                Answer::Scalar { value: Value::Null } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// A mean, a variance and a quantile show an expected error (they showed none): conservative closed forms
+    /// from public parameters only, the width of the range the answer and the exact value share.
+    #[test]
+    fn means_variances_and_quantiles_show_an_expected_error() {
+        let one = DpParams {
+            epsilon: Some(1.0),
+            ..DpParams::default()
+        };
+        for (src, want) in [
+            ("mean(clamp(rent.amount, 0, 300000))", 300_000.0),
+            (
+                "variance(clamp(rent.amount, 0, 300000))",
+                150_000.0 * 150_000.0,
+            ),
+            ("median(clamp(rent.amount, 100000, 200000))", 100_000.0),
+            ("income_cv_12m()", 10.0),
+        ] {
+            let p = plan_of(src, Measure::PureEpsilon, &one);
+            assert_eq!(p.accuracy95, Some(want), "{src}");
+        }
+        // A count's error is its noise's, at most the width of its public bounds.
+        let p = plan_of("count(rent)", Measure::PureEpsilon, &one);
+        let a = p.accuracy95.unwrap();
+        assert!(a > 1.0 && a < 10.0, "{a}");
     }
 
     /// Before noise, the DP forms compute exactly the plaintext attributes (with clamps too wide to bind).
