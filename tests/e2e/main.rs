@@ -5,6 +5,7 @@
 mod cli;
 mod dp;
 mod frames;
+mod lockout;
 mod pairing;
 mod persistence;
 mod requests;

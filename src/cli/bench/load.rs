@@ -155,6 +155,7 @@ async fn serve(home: &Path, args: &LoadArgs) -> Result<(tokio::process::Child, S
         ])
         .args(["--requests-per-hour", &usize::MAX.to_string()])
         .args(["--max-connections", &(args.sessions + 16).to_string()])
+        .arg("--quiet")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
