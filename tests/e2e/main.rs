@@ -10,3 +10,4 @@ mod pairing;
 mod persistence;
 mod requests;
 mod scoring;
+mod serve;

@@ -255,6 +255,7 @@ impl RunningNode {
 /// taken.
 pub async fn spawn(cfg: ServeConfig, listen: SocketAddr) -> Result<RunningNode, Error> {
     let lock = crate::home::ServeLock::take(&cfg.owner_dir)?;
+    failpoints_from_env();
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let key = Arc::new(node_key(&cfg.owner_dir)?);
@@ -286,6 +287,21 @@ pub async fn spawn(cfg: ServeConfig, listen: SocketAddr) -> Result<RunningNode, 
         task,
         _lock: lock,
     })
+}
+
+/// Test builds only (feature `failpoints`): arm the failpoints named in `DUO_TEST_FAILPOINTS`
+/// (`name=action;name=action`, actions as the `fail` crate reads them, e.g. `owner::cost_preview=sleep(60000)`),
+/// so that a test can slow a `duo owner serve` process down where it wants. Without the feature the failpoints
+/// are compiled out and the variable is never read.
+fn failpoints_from_env() {
+    #[cfg(feature = "failpoints")]
+    if let Ok(spec) = std::env::var("DUO_TEST_FAILPOINTS") {
+        for one in spec.split(';').filter(|s| !s.trim().is_empty()) {
+            if let Some((name, action)) = one.split_once('=') {
+                let _ = fail::cfg(name.trim(), action.trim());
+            }
+        }
+    }
 }
 
 pub(crate) struct Shared {

@@ -590,6 +590,7 @@ impl SessionState {
     ) -> Result<ServerMsg, Error> {
         let checked = self.pointer_at(pointer)?.clone();
         blocking(&mut self.owner, move |o| -> Result<ServerMsg, Error> {
+            fail::fail_point!("owner::cost_preview");
             let (plan, measure) = o.dp_plan(&checked, &dp)?;
             Ok(ServerMsg::Cost {
                 cost: plan.cost.map(|c| c.to_string()).unwrap_or_default(),
