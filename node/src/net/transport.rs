@@ -21,7 +21,7 @@
 //! `versions` lists the protocol versions the client speaks. `mode` is `"session"` (a later
 //! session between already-paired keys) or `"pair"` (pairing with an invite code; `invite` is
 //! the invite id, 1 to 64 printable ASCII characters, normally the 8-character id of the code).
-//! Unknown fields are ignored. The server picks the highest version both sides speak (this
+//! Unknown fields are ignored; a hello is at most [`MAX_HELLO`] (1024) bytes. The server picks the highest version both sides speak (this
 //! implementation speaks only [`PROTOCOL_VERSION`] = 1) and answers with a binary frame holding
 //! ```json
 //! {"duo":"welcome","version":1}
@@ -55,8 +55,10 @@
 //! invite secret), or the server refuses the key, the server sends an error report instead
 //! and closes: code `bad_invite_secret` (pairing) or `handshake_failed` (session), or the
 //! verifier's code (for example `unknown_key`). A malformed message 1 gives
-//! `handshake_failed`; a handshake not finished within [`Limits::handshake_timeout`] may
-//! give `handshake_timeout`. Message 3 of a pairing cannot tell a wrong secret from a
+//! `handshake_failed`; a handshake not finished within [`Limits::handshake_timeout`], or a
+//! client silent past a silence deadline (its whole upgrade request within
+//! [`Limits::upgrade_timeout`], each of its handshake messages within [`Limits::message_timeout`]),
+//! may give `handshake_timeout`. A server shedding load sends `busy` (step 4). Message 3 of a pairing cannot tell a wrong secret from a
 //! tampered message, so an attacker on the path can use up an invite's failure allowance
 //! (a denial of service, not a break).
 //!
@@ -82,7 +84,10 @@
 //! {"duo":"error","code":"unknown_invite","message":"a sentence for a person"}
 //! ```
 //! and then closes the connection. `code` is stable and meant for programs; `message` is for
-//! people. These reports are not authenticated (an attacker on the network could forge one,
+//! people. Code `busy` means the server dropped this connection before authenticating it to make
+//! room for newer ones, or has no room for another session: the client should try again in a
+//! moment ([`TransportError::Busy`]). A server over its cap on all connections answers the upgrade
+//! request with [`BUSY_HTTP_RESPONSE`] (HTTP 503) instead, which the client reads as busy too. These reports are not authenticated (an attacker on the network could forge one,
 //! just as it could cut the connection).
 
 use std::fmt;
