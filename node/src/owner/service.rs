@@ -287,16 +287,7 @@ pub async fn spawn(cfg: ServeConfig, listen: SocketAddr) -> Result<RunningNode, 
         &cfg.owner_dir,
     ))?
     .public_hex();
-    // Process-wide: any connection sets it for all, so a connection of its own.
-    rusqlite::Connection::open_in_memory()
-        .and_then(|c| {
-            c.query_row(
-                &format!("PRAGMA soft_heap_limit = {SQLITE_SOFT_HEAP_LIMIT}"),
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-        })
-        .map_err(|e| Error::Internal(format!("bound SQLite's memory: {e}")))?;
+    crate::store::bound_memory(SQLITE_SOFT_HEAP_LIMIT)?;
     let handshake_db = std::sync::Mutex::new(Store::open(&cfg.owner_dir, cfg.sync)?);
     let gate = Gate::new(GateLimits::new(cfg.max_pending, cfg.max_connections));
     let shared = Arc::new(Shared {
