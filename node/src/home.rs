@@ -87,3 +87,72 @@ pub fn refuse_writable_by_others(path: &Path) -> io::Result<()> {
     let _ = path;
     Ok(())
 }
+
+/// The file in an owner directory that a running owner node holds locked, with its process id inside.
+pub const SERVE_LOCK_FILE: &str = "serve.lock";
+
+/// The exclusive lock a running owner node holds on its owner directory (an advisory `flock` on
+/// [`SERVE_LOCK_FILE`], `LockFileEx` on Windows), so that only one node serves one store: two would each
+/// think they alone hand out sessions, per-FI limits and pressure reports. Released when dropped, and by the
+/// system when the process ends however it ends.
+#[derive(Debug)]
+pub struct ServeLock {
+    file: fs::File,
+}
+
+impl ServeLock {
+    /// Take the lock on `owner_dir` without waiting, writing this process's id into the lock file.
+    ///
+    /// # Errors
+    /// [`io::ErrorKind::WouldBlock`] with a sentence naming the directory and the holder's process id when
+    /// another node holds it; any other error opening the file.
+    pub fn take(owner_dir: &Path) -> io::Result<ServeLock> {
+        private_dir(owner_dir)?;
+        let path = owner_dir.join(SERVE_LOCK_FILE);
+        let mut opts = fs::OpenOptions::new();
+        opts.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut file = opts.open(&path)?;
+        loop {
+            match fs4::FileExt::try_lock(&file) {
+                Ok(()) => break,
+                Err(fs4::TryLockError::WouldBlock) => {
+                    let pid = fs::read_to_string(&path).unwrap_or_default();
+                    let pid = pid.trim();
+                    let holder = if pid.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {pid})")
+                    };
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!(
+                            "another `duo owner serve` is running on {}{holder}; stop it first, or serve \
+                             another home with --home",
+                            owner_dir.display()
+                        ),
+                    ));
+                }
+                Err(fs4::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Interrupted => {
+                    continue
+                }
+                Err(fs4::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+        file.set_len(0)?;
+        writeln!(file, "{}", std::process::id())?;
+        file.sync_all()?;
+        Ok(ServeLock { file })
+    }
+}
+
+impl Drop for ServeLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = fs4::FileExt::unlock(&self.file);
+    }
+}

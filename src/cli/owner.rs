@@ -112,9 +112,14 @@ pub struct ServeArgs {
     /// Concurrent sessions each FI may hold.
     #[arg(long, default_value_t = 8)]
     sessions_per_fi: usize,
-    /// Concurrent connections in all.
+    /// Concurrent FI sessions in all (connections still in their handshake have places of their own: when
+    /// those are all taken, the oldest unauthenticated connection makes room for a new one).
     #[arg(long, default_value_t = 256)]
     max_connections: usize,
+    /// Print no line per event (an FI connects, pairs, asks, is answered, leaves); warnings that the node is
+    /// under pressure are still printed.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Options of `duo owner invite`.
@@ -363,7 +368,9 @@ fn datasets(home: &Path, json: JsonFlag) -> Result<i32> {
     Ok(0)
 }
 
-/// `duo owner serve`: listen until Ctrl-C or SIGTERM; the URL goes to standard output.
+/// `duo owner serve`: listen until Ctrl-C or SIGTERM; the URL goes to standard output, a line per event to
+/// standard error. The process stops within about a second of the signal whatever the node is computing: the
+/// store's transactions make an unfinished one vanish as a crash would.
 fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
     let dir = ensure_owner(home)?;
     let mut cfg = ServeConfig::new(&dir);
@@ -375,7 +382,11 @@ fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
     } else {
         store::Sync::Full
     };
-    runtime()?.block_on(async move {
+    let (events, received) = tokio::sync::mpsc::channel(1024);
+    cfg.events = Some(events);
+    let printer = print_events(received, args.quiet);
+    let rt = runtime()?;
+    let served = rt.block_on(async move {
         let node = owner::spawn(cfg, args.listen).await?;
         outln!("{}", node.url())?;
         errln!(
@@ -387,6 +398,33 @@ fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
         errln!("stopping");
         node.shutdown().await;
         Ok(0)
+    });
+    // A session still computing (a long cost preview, say) is not waited for.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    drop(printer);
+    served
+}
+
+/// Print the node's events on standard error, one line each, from a thread of their own (a slow terminal
+/// never holds the node up: the node drops events the printer has not taken).
+fn print_events(
+    mut received: tokio::sync::mpsc::Receiver<owner::NodeEvent>,
+    quiet: bool,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while let Some(event) = received.blocking_recv() {
+            let warning = matches!(event, owner::NodeEvent::Pressure { .. });
+            if quiet && !warning {
+                continue;
+            }
+            let at = chrono::Local::now().format("%H:%M:%S");
+            let line = if warning {
+                format!("{at} warning: {event}")
+            } else {
+                format!("{at} {event}")
+            };
+            errln!("{line}");
+        }
     })
 }
 

@@ -30,6 +30,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod attack;
 pub mod fi;
 pub mod owner;
 pub mod policy;

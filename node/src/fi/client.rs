@@ -166,21 +166,38 @@ pub async fn pair(
     Ok(rec)
 }
 
+/// How many times a session is tried again when the owner node says it is busy.
+const BUSY_RETRIES: u32 = 2;
+
+/// Open a session's transport, trying again [`BUSY_RETRIES`] times, after a short random pause (about 0.2 s,
+/// then 0.6 s), when the owner node says it is busy; its last answer otherwise.
+async fn connect_session(
+    url: &str,
+    key: &Keypair,
+    owner_fingerprint: &str,
+) -> Result<SecureChannel<MaybeTlsStream<TcpStream>>, Error> {
+    let mut pause = Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        let limits = Limits::default();
+        match transport::connect(url, key, Mode::Session, None, owner_fingerprint, &limits).await {
+            Err(transport::TransportError::Busy(_)) if tries < BUSY_RETRIES => {
+                tries += 1;
+                let jitter = rand::random::<u64>() % (pause.as_millis() as u64 / 2 + 1);
+                tokio::time::sleep(pause + Duration::from_millis(jitter)).await;
+                pause *= 3;
+            }
+            other => return other.map_err(|e| Error::Transport(e.to_string())),
+        }
+    }
+}
+
 impl Client {
     /// Open a session with a paired owner node (`name` as in [`FiHome::pairing`]).
     pub async fn connect(home: &FiHome, name: Option<&str>) -> Result<Client, Error> {
         let rec = home.pairing(name)?;
         let key = home.key()?;
-        let chan = transport::connect(
-            &rec.url,
-            &key,
-            Mode::Session,
-            None,
-            &rec.fingerprint,
-            &Limits::default(),
-        )
-        .await
-        .map_err(|e| Error::Transport(e.to_string()))?;
+        let chan = connect_session(&rec.url, &key, &rec.fingerprint).await?;
         let client = Self::start(chan, Some((home.clone(), rec.name.clone()))).await?;
         if let Some(pinned) = &rec.signing_key {
             if !pinned.eq_ignore_ascii_case(&client.signing_key) {
@@ -199,16 +216,7 @@ impl Client {
         key: &Keypair,
         owner_fingerprint: &str,
     ) -> Result<Client, Error> {
-        let chan = transport::connect(
-            url,
-            key,
-            Mode::Session,
-            None,
-            owner_fingerprint,
-            &Limits::default(),
-        )
-        .await
-        .map_err(|e| Error::Transport(e.to_string()))?;
+        let chan = connect_session(url, key, owner_fingerprint).await?;
         Self::start(chan, None).await
     }
 

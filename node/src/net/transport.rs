@@ -21,7 +21,7 @@
 //! `versions` lists the protocol versions the client speaks. `mode` is `"session"` (a later
 //! session between already-paired keys) or `"pair"` (pairing with an invite code; `invite` is
 //! the invite id, 1 to 64 printable ASCII characters, normally the 8-character id of the code).
-//! Unknown fields are ignored. The server picks the highest version both sides speak (this
+//! Unknown fields are ignored; a hello is at most [`MAX_HELLO`] (1024) bytes. The server picks the highest version both sides speak (this
 //! implementation speaks only [`PROTOCOL_VERSION`] = 1) and answers with a binary frame holding
 //! ```json
 //! {"duo":"welcome","version":1}
@@ -55,8 +55,10 @@
 //! invite secret), or the server refuses the key, the server sends an error report instead
 //! and closes: code `bad_invite_secret` (pairing) or `handshake_failed` (session), or the
 //! verifier's code (for example `unknown_key`). A malformed message 1 gives
-//! `handshake_failed`; a handshake not finished within [`Limits::handshake_timeout`] may
-//! give `handshake_timeout`. Message 3 of a pairing cannot tell a wrong secret from a
+//! `handshake_failed`; a handshake not finished within [`Limits::handshake_timeout`], or a
+//! client silent past a silence deadline (its whole upgrade request within
+//! [`Limits::upgrade_timeout`], each of its handshake messages within [`Limits::message_timeout`]),
+//! may give `handshake_timeout`. A server shedding load sends `busy` (step 4). Message 3 of a pairing cannot tell a wrong secret from a
 //! tampered message, so an attacker on the path can use up an invite's failure allowance
 //! (a denial of service, not a break).
 //!
@@ -82,7 +84,10 @@
 //! {"duo":"error","code":"unknown_invite","message":"a sentence for a person"}
 //! ```
 //! and then closes the connection. `code` is stable and meant for programs; `message` is for
-//! people. These reports are not authenticated (an attacker on the network could forge one,
+//! people. Code `busy` means the server dropped this connection before authenticating it to make
+//! room for newer ones, or has no room for another session: the client should try again in a
+//! moment ([`TransportError::Busy`]). A server over its cap on all connections answers the upgrade
+//! request with [`BUSY_HTTP_RESPONSE`] (HTTP 503) instead, which the client reads as busy too. These reports are not authenticated (an attacker on the network could forge one,
 //! just as it could cut the connection).
 
 use std::fmt;
@@ -120,6 +125,8 @@ const PROLOGUE_PREFIX: &[u8] = b"duo/1\n";
 const MAX_INVITE_ID: usize = 64;
 /// How long a side waits to deliver an error report and close frame before dropping the socket.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The same, for a server closing a connection that never finished its handshake.
+const PRE_AUTH_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Longest `message` kept from a peer's error report.
 const MAX_REPORT_CHARS: usize = 1000;
 
@@ -139,7 +146,18 @@ pub mod codes {
     pub const HANDSHAKE_TIMEOUT: &str = "handshake_timeout";
     /// Suggested verifier code: the client's static key is not a paired principal's key.
     pub const UNKNOWN_KEY: &str = "unknown_key";
+    /// The server is shedding load (too many connections): nothing is wrong with the client's
+    /// URL, key or invite; try again in a moment.
+    pub const BUSY: &str = "busy";
 }
+
+/// The sentence of a `busy` report sent to a client whose unauthenticated connection was dropped.
+pub const BUSY_MESSAGE: &str =
+    "the owner node is busy with many connections and dropped this one before it was authenticated; \
+     try again in a moment";
+
+/// Largest hello accepted, in bytes (a real one is under 100 bytes).
+pub const MAX_HELLO: usize = 1024;
 
 /// Size and time limits of a connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +171,13 @@ pub struct Limits {
     /// Bound on the whole connection set-up: WebSocket upgrade, hello and Noise handshake
     /// (default 10 s).
     pub handshake_timeout: Duration,
+    /// Server side: the client's whole WebSocket upgrade request must arrive within this time of
+    /// the connection being accepted (default 3 s), so a silent or trickling connection gives its
+    /// place up quickly.
+    pub upgrade_timeout: Duration,
+    /// Server side: each handshake message of the client (hello, Noise messages 1 and 3) must
+    /// arrive within this time of the server's previous step (default 3 s).
+    pub message_timeout: Duration,
     /// Longest wait for the next frame in [`SecureChannel::recv`], and for each frame to be
     /// written in [`SecureChannel::send`] (default 300 s). Ping and pong frames count as activity.
     pub idle_timeout: Duration,
@@ -164,6 +189,8 @@ impl Default for Limits {
             max_frame: 65_536 + 64,
             max_message: 1 << 20,
             handshake_timeout: Duration::from_secs(10),
+            upgrade_timeout: Duration::from_secs(3),
+            message_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(300),
         }
     }
@@ -224,6 +251,11 @@ pub enum TransportError {
     /// The caller passed inconsistent parameters.
     #[error("invalid connection parameters: {0}")]
     InvalidArgument(String),
+    /// The owner node is shedding load and dropped this connection before authenticating it
+    /// (a `busy` report, or an HTTP 503 answer to the upgrade). Nothing is wrong with the URL,
+    /// key or invite.
+    #[error("the owner node is busy ({0}); try again in a moment")]
+    Busy(String),
     /// The WebSocket connection could not be opened.
     #[error("could not open a WebSocket connection to {url}: {source}; check the URL and that the owner node is running")]
     Connect {
@@ -243,7 +275,8 @@ pub enum TransportError {
     Timeout(Duration),
     /// The peer closed the connection during the handshake without saying why.
     #[error(
-        "the owner node closed the connection during the handshake; check the URL, then retry"
+        "the owner node closed the connection during the handshake without saying why: it may be busy, so \
+         try again in a moment; if it keeps happening, check the URL"
     )]
     HandshakeClosed,
     /// The owner node refused the connection with an error report.
@@ -309,6 +342,10 @@ pub enum AcceptError {
     /// The client closed the connection during the handshake.
     #[error("the client closed the connection during the handshake")]
     PeerClosed,
+    /// The server dropped the connection to make room for newer ones (reported as `busy` when
+    /// the WebSocket upgrade had finished).
+    #[error("the connection was dropped before authentication to make room (the node is busy)")]
+    Evicted,
     /// The first message was not a well-formed hello (reported as `bad_hello`).
     #[error("the client's hello was malformed: {0}")]
     BadHello(String),
@@ -778,10 +815,7 @@ async fn connect_inner(
     let (mut ws, _response) =
         tokio_tungstenite::connect_async_with_config(url, Some(ws_config(limits)), true)
             .await
-            .map_err(|e| TransportError::Connect {
-                url: url.to_owned(),
-                source: Box::new(e),
-            })?;
+            .map_err(|e| upgrade_error(url, e))?;
 
     // 1. Negotiation.
     let hello = Hello {
@@ -908,11 +942,49 @@ where
 }
 
 fn rejected(c: Control) -> TransportError {
-    TransportError::Rejected {
-        code: truncate(c.code.as_deref().unwrap_or("unknown"), 64),
-        message: truncate(c.message.as_deref().unwrap_or(""), MAX_REPORT_CHARS),
+    let code = truncate(c.code.as_deref().unwrap_or("unknown"), 64);
+    let message = truncate(c.message.as_deref().unwrap_or(""), MAX_REPORT_CHARS);
+    if code == codes::BUSY {
+        return TransportError::Busy(message);
+    }
+    TransportError::Rejected { code, message }
+}
+
+/// What a failed WebSocket upgrade means for the FI: an owner node shedding load answers 503 or
+/// closes a connection it accepted (busy), while a refused TCP connection or another answer means
+/// a wrong URL or a node that is not running.
+fn upgrade_error(url: &str, e: tungstenite::Error) -> TransportError {
+    use std::io::ErrorKind;
+    use tungstenite::error::ProtocolError;
+    match &e {
+        tungstenite::Error::Http(resp) if resp.status().as_u16() == 503 => {
+            TransportError::Busy("it answered the upgrade with 503 Service Unavailable".into())
+        }
+        tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete) => {
+            TransportError::HandshakeClosed
+        }
+        tungstenite::Error::Io(io)
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::UnexpectedEof
+            ) =>
+        {
+            TransportError::HandshakeClosed
+        }
+        _ => TransportError::Connect {
+            url: url.to_owned(),
+            source: Box::new(e),
+        },
     }
 }
+
+/// The answer a server writes on a connection it cannot take at all (before reading anything):
+/// an HTTP 503 the client's WebSocket upgrade reads as "busy".
+pub const BUSY_HTTP_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n\
+Content-Type: text/plain\r\nContent-Length: 52\r\nConnection: close\r\n\r\n\
+the owner node is busy; try again in a moment (busy)";
 
 fn valid_invite_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_INVITE_ID && s.bytes().all(|b| b.is_ascii_graphic())
@@ -960,10 +1032,12 @@ struct Established {
 ///   sentence sent to the client in the `unknown_invite` report (e.g. "this invite expired").
 /// * `verify(mode, client_static_key)`: called after handshake message 3 decrypted; returns
 ///   `Err((code, message))` to refuse (e.g. `("unknown_key", "...")` for a session from an
-///   unpaired key). The code and message are sent to the client in cleartext.
+///   unpaired key, or `("busy", ...)` when the server has no room for another session). The code
+///   and message are sent to the client in cleartext.
 ///
-/// The whole set-up is bounded by [`Limits::handshake_timeout`]. On success returns the channel
-/// and the mode the client asked for.
+/// The whole set-up is bounded by [`Limits::handshake_timeout`], the WebSocket upgrade by
+/// [`Limits::upgrade_timeout`] and each client message by [`Limits::message_timeout`]. On success
+/// returns the channel and the mode the client asked for.
 ///
 /// # Errors
 /// An [`AcceptError`]; notably [`AcceptError::BadPsk`], which `bad_psk` has already been told of (with
@@ -985,41 +1059,109 @@ where
     F: FnOnce(&Mode, &[u8; 32]) -> Result<(), (String, String)>,
     B: FnOnce(&str),
 {
-    let t = limits.handshake_timeout;
-    let deadline = Instant::now() + t;
-    let mut ws = match tokio::time::timeout_at(
-        deadline,
-        tokio_tungstenite::accept_async_with_config(stream, Some(ws_config(limits))),
-    )
-    .await
-    {
-        Err(_) => return Err(AcceptError::Timeout(t)),
-        Ok(Err(e)) => return Err(AcceptError::WebSocket(Box::new(e))),
-        Ok(Ok(ws)) => ws,
+    let checks = Checks {
+        psk_for_invite,
+        invite_refusal,
+        verify,
+        bad_psk,
     };
-    let outcome = tokio::time::timeout_at(
+    accept_evictable(stream, local, checks, limits, std::future::pending()).await
+}
+
+/// The server's look-ups during a handshake (see [`accept`] for each one's meaning).
+pub struct Checks<P, R, F, B> {
+    /// The pre-shared key of a usable invite.
+    pub psk_for_invite: P,
+    /// Why an invite cannot be used.
+    pub invite_refusal: R,
+    /// Whether to accept the client's static key.
+    pub verify: F,
+    /// Told of a wrong invite secret before the client is.
+    pub bad_psk: B,
+}
+
+/// [`accept`], for a server that may drop this connection before it is authenticated to make room
+/// for newer ones: when `evicted` completes first, the handshake stops, the client is sent a `busy`
+/// report (if its WebSocket upgrade had finished) and the connection is closed within 1 s.
+///
+/// # Errors
+/// As [`accept`], and [`AcceptError::Evicted`].
+pub async fn accept_evictable<S, P, R, F, B, E>(
+    stream: S,
+    local: &Keypair,
+    checks: Checks<P, R, F, B>,
+    limits: &Limits,
+    evicted: E,
+) -> Result<(SecureChannel<S>, Mode), AcceptError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: FnOnce(&str) -> Option<[u8; 32]>,
+    R: FnOnce(&str) -> String,
+    F: FnOnce(&Mode, &[u8; 32]) -> Result<(), (String, String)>,
+    B: FnOnce(&str),
+    E: std::future::Future<Output = ()>,
+{
+    let t = limits.handshake_timeout;
+    let start = Instant::now();
+    let deadline = start + t;
+    tokio::pin!(evicted);
+    let upgrade = tokio::time::timeout_at(
+        (start + limits.upgrade_timeout).min(deadline),
+        tokio_tungstenite::accept_async_with_config(stream, Some(ws_config(limits))),
+    );
+    let mut ws = tokio::select! {
+        biased;
+        () = &mut evicted => return Err(AcceptError::Evicted),
+        upgraded = upgrade => match upgraded {
+            Err(_) => return Err(AcceptError::Timeout(limits.upgrade_timeout.min(t))),
+            Ok(Err(e)) => return Err(AcceptError::WebSocket(Box::new(e))),
+            Ok(Ok(ws)) => ws,
+        },
+    };
+    let Checks {
+        psk_for_invite,
+        invite_refusal,
+        verify,
+        bad_psk,
+    } = checks;
+    let handshake = tokio::time::timeout_at(
         deadline,
-        server_handshake(&mut ws, local, psk_for_invite, invite_refusal, verify),
-    )
-    .await;
+        server_handshake(
+            &mut ws,
+            local,
+            psk_for_invite,
+            invite_refusal,
+            verify,
+            limits,
+        ),
+    );
+    let timed_out = || {
+        Failure::report(
+            AcceptError::Timeout(t),
+            codes::HANDSHAKE_TIMEOUT,
+            "the handshake took too long",
+        )
+    };
+    let outcome = tokio::select! {
+        biased;
+        () = &mut evicted => Err(Failure::report(AcceptError::Evicted, codes::BUSY, BUSY_MESSAGE)),
+        done = handshake => done.unwrap_or_else(|_| Err(timed_out())),
+    };
     let failure = match outcome {
-        Ok(Ok(est)) => {
+        Ok(est) => {
             let channel = SecureChannel::new(ws, est.noise, est.remote, est.hash, limits.clone());
             return Ok((channel, est.mode));
         }
-        Ok(Err(failure)) => {
+        Err(failure) => {
             if let AcceptError::BadPsk { invite_id } = &failure.error {
                 bad_psk(invite_id);
             }
             failure
         }
-        Err(_) => Failure::report(
-            AcceptError::Timeout(t),
-            codes::HANDSHAKE_TIMEOUT,
-            "the handshake took too long",
-        ),
     };
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+    // A client still in its handshake gets a short grace to read the report: a silent one must not hold
+    // its connection long after it lost its place.
+    let _ = tokio::time::timeout(PRE_AUTH_CLOSE_GRACE, async {
         if let Some((code, message)) = &failure.report {
             let report = ErrorReport {
                 duo: "error",
@@ -1039,23 +1181,26 @@ where
     Err(failure.error)
 }
 
-async fn server_handshake<S, P, R, F>(
+/// The hello, its checks and the welcome: the hello and welcome bytes (for the prologue), the hello,
+/// and the invite's pre-shared key for a pairing.
+struct Negotiated {
+    hello_bytes: Vec<u8>,
+    welcome_bytes: Vec<u8>,
+    hello: Hello,
+    psk: Option<Zeroizing<[u8; 32]>>,
+}
+
+async fn server_negotiate<S, P, R>(
     ws: &mut WebSocketStream<S>,
-    local: &Keypair,
     psk_for_invite: P,
     invite_refusal: R,
-    verify: F,
-) -> Result<Established, Failure>
+    limits: &Limits,
+) -> Result<Negotiated, Failure>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     P: FnOnce(&str) -> Option<[u8; 32]>,
     R: FnOnce(&str) -> String,
-    F: FnOnce(&Mode, &[u8; 32]) -> Result<(), (String, String)>,
 {
-    let ws_err = |e: tungstenite::Error| Failure::silent(AcceptError::WebSocket(Box::new(e)));
-    let internal = |e: snow::Error| Failure::silent(AcceptError::Internal(e.to_string()));
-
-    // 1. Negotiation.
     let bad_hello = |why: &str| {
         Failure::report(
             AcceptError::BadHello(why.to_owned()),
@@ -1063,11 +1208,15 @@ where
             &format!("the first message must be a Duo hello: {why}"),
         )
     };
-    let hello_bytes = match next_data(ws).await.map_err(ws_err)? {
-        None => return Err(Failure::silent(AcceptError::PeerClosed)),
-        Some(Message::Binary(b)) => b,
-        Some(_) => return Err(bad_hello("expected a binary frame")),
+    let hello_bytes = match within(limits, "the hello", next_data(ws)).await? {
+        Err(e) => return Err(Failure::silent(AcceptError::WebSocket(Box::new(e)))),
+        Ok(None) => return Err(Failure::silent(AcceptError::PeerClosed)),
+        Ok(Some(Message::Binary(b))) => b,
+        Ok(Some(_)) => return Err(bad_hello("expected a binary frame")),
     };
+    if hello_bytes.len() > MAX_HELLO {
+        return Err(bad_hello("the hello is longer than 1024 bytes"));
+    }
     let hello: Hello = match serde_json::from_slice(&hello_bytes) {
         Ok(h) => h,
         Err(_) => return Err(bad_hello("not a JSON hello with duo, versions and mode")),
@@ -1114,10 +1263,60 @@ where
         .map_err(|e| Failure::silent(AcceptError::Internal(e.to_string())))?;
     ws.send(Message::Binary(welcome_bytes.clone()))
         .await
-        .map_err(ws_err)?;
+        .map_err(|e| Failure::silent(AcceptError::WebSocket(Box::new(e))))?;
+    Ok(Negotiated {
+        hello_bytes,
+        welcome_bytes,
+        hello,
+        psk,
+    })
+}
+
+/// `fut` within [`Limits::message_timeout`]; a `handshake_timeout` report naming `what` if not.
+async fn within<T>(
+    limits: &Limits,
+    what: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, Failure> {
+    tokio::time::timeout(limits.message_timeout, fut)
+        .await
+        .map_err(|_| {
+            Failure::report(
+                AcceptError::Timeout(limits.message_timeout),
+                codes::HANDSHAKE_TIMEOUT,
+                &format!("{what} did not arrive within {:?}", limits.message_timeout),
+            )
+        })
+}
+
+async fn server_handshake<S, P, R, F>(
+    ws: &mut WebSocketStream<S>,
+    local: &Keypair,
+    psk_for_invite: P,
+    invite_refusal: R,
+    verify: F,
+    limits: &Limits,
+) -> Result<Established, Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: FnOnce(&str) -> Option<[u8; 32]>,
+    R: FnOnce(&str) -> String,
+    F: FnOnce(&Mode, &[u8; 32]) -> Result<(), (String, String)>,
+{
+    let ws_err = |e: tungstenite::Error| Failure::silent(AcceptError::WebSocket(Box::new(e)));
+    let internal = |e: snow::Error| Failure::silent(AcceptError::Internal(e.to_string()));
+
+    // 1. Negotiation.
+    let Negotiated {
+        hello_bytes,
+        welcome_bytes,
+        hello,
+        psk,
+    } = server_negotiate(ws, psk_for_invite, invite_refusal, limits).await?;
 
     // 2. Noise handshake.
     let prologue = build_prologue(&hello_bytes, &welcome_bytes);
+    drop((hello_bytes, welcome_bytes));
     let params = noise_params(&hello.mode).map_err(internal)?;
     let mut builder = snow::Builder::new(params)
         .local_private_key(local.secret())
@@ -1126,7 +1325,6 @@ where
         builder = builder.psk(3, psk.as_slice());
     }
     let mut hs = builder.build_responder().map_err(internal)?;
-    let mut buf = vec![0u8; NOISE_MAX_MESSAGE];
 
     let handshake_failed = |why: String| {
         Failure::report(
@@ -1135,19 +1333,23 @@ where
             "the secure handshake failed",
         )
     };
-    let m1 = server_handshake_frame(ws).await?;
+    // Handshake messages are small: buffers the size of what arrived, not of the largest Noise message.
+    let m1 = within(limits, "handshake message 1", server_handshake_frame(ws)).await??;
+    let mut buf = vec![0u8; m1.len()];
     let n = hs
         .read_message(&m1, &mut buf)
         .map_err(|e| handshake_failed(format!("handshake message 1: {e}")))?;
     if n != 0 {
         return Err(handshake_failed("handshake message 1 has a payload".into()));
     }
+    let mut buf = vec![0u8; HANDSHAKE_REPLY_MAX];
     let n = hs.write_message(&[], &mut buf).map_err(internal)?;
     ws.send(Message::Binary(buf.get(..n).unwrap_or_default().to_vec()))
         .await
         .map_err(ws_err)?;
 
-    let m3 = server_handshake_frame(ws).await?;
+    let m3 = within(limits, "handshake message 3", server_handshake_frame(ws)).await??;
+    let mut buf = vec![0u8; m3.len().max(HANDSHAKE_REPLY_MAX)];
     let read3 = hs.read_message(&m3, &mut buf);
     let n = match (read3, &hello.mode) {
         (Ok(n), _) => n,
@@ -1171,11 +1373,16 @@ where
     let remote = to_static_key(hs.get_remote_static())
         .ok_or_else(|| handshake_failed("no 32-byte client static key".into()))?;
     if let Err((code, message)) = verify(&hello.mode, &remote) {
-        return Err(Failure {
-            error: AcceptError::Rejected {
+        let error = if code == codes::BUSY {
+            AcceptError::Evicted
+        } else {
+            AcceptError::Rejected {
                 code: code.clone(),
                 message: message.clone(),
-            },
+            }
+        };
+        return Err(Failure {
+            error,
             report: Some((code, message)),
         });
     }
@@ -1192,6 +1399,9 @@ where
         mode: hello.mode,
     })
 }
+
+/// Room for the server's handshake message 2 (96 bytes) and its ok (16 bytes).
+const HANDSHAKE_REPLY_MAX: usize = 256;
 
 /// Reads a handshake frame on the server: must be binary.
 async fn server_handshake_frame<S>(ws: &mut WebSocketStream<S>) -> Result<Vec<u8>, Failure>
@@ -1864,5 +2074,148 @@ mod tests {
         let _ = client.ws.send(Message::Binary(vec![0u8; 70_000])).await;
         let err = server_chan.recv().await.unwrap_err();
         assert!(matches!(err, TransportError::WebSocket(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_trickled_upgrade_is_cut_at_the_upgrade_deadline() {
+        let (owner, _) = keys();
+        let limits = Limits {
+            upgrade_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let srv = server(owner, HashMap::new(), vec![], limits).await;
+        let addr = srv.url.trim_start_matches("ws://").trim_end_matches("/duo");
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        // One byte every 100 ms: never silent for long, never done.
+        let trickle = async {
+            for b in b"GET /duo HTTP/1.1\r\nHost: x\r\n".iter() {
+                use tokio::io::AsyncWriteExt;
+                if tcp.write_all(&[*b]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let (result, ()) = tokio::join!(join(srv.handle), trickle);
+        assert!(matches!(result, Err(AcceptError::Timeout(_))), "{result:?}");
+        // Cut at the 300 ms upgrade deadline, not the 10 s handshake timeout.
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn each_handshake_message_has_its_own_deadline() {
+        let (owner, _) = keys();
+        let limits = Limits {
+            message_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let srv = server(owner, HashMap::new(), vec![], limits).await;
+        let (mut ws, _) = tokio_tungstenite::connect_async(srv.url.as_str())
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            join(srv.handle).await,
+            Err(AcceptError::Timeout(_))
+        ));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let reply = tokio::time::timeout(STEP, next_data(&mut ws))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(error_code(reply), codes::HANDSHAKE_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn an_evicted_connection_is_told_busy() {
+        let (owner, _) = keys();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/duo", listener.local_addr().unwrap());
+        let (evict, evicted) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let checks = Checks {
+                psk_for_invite: |_: &str| None,
+                invite_refusal: |_: &str| String::new(),
+                verify: |_: &Mode, _: &[u8; 32]| Ok(()),
+                bad_psk: |_: &str| {},
+            };
+            let limits = Limits::default();
+            accept_evictable(tcp, &owner, checks, &limits, async {
+                let _ = evicted.await;
+            })
+            .await
+            .map(|_| ())
+        });
+        // Upgraded, but no hello yet: the server makes room for a newer connection.
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        evict.send(()).unwrap();
+        let reply = tokio::time::timeout(STEP, next_data(&mut ws))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(error_code(reply), codes::BUSY);
+        let result = tokio::time::timeout(STEP, handle).await.unwrap().unwrap();
+        assert!(matches!(result, Err(AcceptError::Evicted)), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn the_client_reads_busy_as_busy_not_as_a_wrong_url() {
+        let (owner, fi) = keys();
+        let fp = owner.fingerprint();
+        // A busy report from the verifier (no session place left).
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/duo", listener.local_addr().unwrap());
+        let server_key = owner.clone();
+        let srv = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let _ = accept(
+                tcp,
+                &server_key,
+                |_: &str| None,
+                |_: &str| String::new(),
+                |_: &Mode, _: &[u8; 32]| {
+                    Err((codes::BUSY.to_owned(), "no session place".to_owned()))
+                },
+                |_: &str| {},
+                &Limits::default(),
+            )
+            .await;
+        });
+        let err = connect(&url, &fi, Mode::Session, None, &fp, &Limits::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransportError::Busy(_)), "{err:?}");
+        assert!(err.to_string().contains("busy") && !err.to_string().contains("URL"));
+        srv.await.unwrap();
+
+        // An HTTP 503 answer to the upgrade (the node's answer over its connection cap).
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/duo", listener.local_addr().unwrap());
+        let srv = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tcp.read(&mut buf).await;
+            tcp.write_all(BUSY_HTTP_RESPONSE).await.unwrap();
+        });
+        let err = connect(&url, &fi, Mode::Session, None, &fp, &Limits::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransportError::Busy(_)), "{err:?}");
+        srv.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_hello_over_1024_bytes_is_refused() {
+        let (owner, _) = keys();
+        let srv = server(owner, HashMap::new(), vec![], Limits::default()).await;
+        let pad = "x".repeat(MAX_HELLO);
+        let hello = format!(r#"{{"duo":"hello","versions":[1],"mode":"session","pad":"{pad}"}}"#);
+        let reply = raw_first_frame(&srv.url, Message::Binary(hello.into_bytes())).await;
+        assert_eq!(error_code(reply), codes::BAD_HELLO);
     }
 }

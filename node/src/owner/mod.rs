@@ -19,7 +19,7 @@ pub mod view;
 
 pub use cache::DatasetCache;
 pub use release::Ask;
-pub use service::{spawn, PrincipalLimits, RunningNode, ServeConfig};
+pub use service::{spawn, EventSink, NodeEvent, PrincipalLimits, RunningNode, ServeConfig};
 pub use setup::{
     init, invite, invite_for, load, node_key, owner_dir, rekey_invite, InitReport, LoadReport,
     DEFAULT_PAIRING,

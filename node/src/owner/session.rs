@@ -1,9 +1,10 @@
 //! One FI's session: the handshake's look-ups, then one handler per kind of client message.
 
 use super::release::Ask;
-use super::service::{blocking, limit_error, log_limit, within_rate, SessionSlot, Shared};
+use super::service::{blocking, limit_error, log_limit, within_rate, SessionSlot, Shared, Shown};
 use super::Owner;
 use crate::error::Error;
+use crate::net::gate::{Admission, PendingSlot};
 use crate::net::keys::fingerprint;
 use crate::net::transport::{self, Mode};
 use crate::proto::{self as wire, sanitize, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
@@ -14,11 +15,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// One connection, from the handshake to the end of the session.
-pub(crate) async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Shared>) {
+pub(crate) async fn session(
+    tcp: TcpStream,
+    _peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut admission: Admission,
+) {
     let _ = tcp.set_nodelay(true);
-    let Some((mut chan, mode)) = handshake(tcp, &shared).await else {
+    let Some((mut chan, mode, _session_place)) = handshake(tcp, &shared, admission.slot()).await
+    else {
         return;
     };
     let mut owner = Owner::open(&shared.cfg.owner_dir, shared.cfg.sync, shared.cache.clone())
@@ -36,6 +44,7 @@ pub(crate) async fn session(tcp: TcpStream, _peer: SocketAddr, shared: Arc<Share
         chan.close().await;
         return;
     };
+    let _shown = Shown::connected(&shared, &principal, &mode);
     let welcome = ServerMsg::Welcome {
         principal: principal.clone(),
         node: format!("duo {}", env!("CARGO_PKG_VERSION")),
@@ -64,10 +73,16 @@ const REPLACED_KEY: &str = "this FI key's pairing was replaced by a newer key (t
      longer works, and the new key holds the pairing with its budgets and history; if you did not ask for this, \
      contact the owner";
 
-/// The Noise handshake, with this node's few store look-ups (an invite's key, a paired key). Unauthenticated
-/// connections have their own small allowance.
-async fn handshake(tcp: TcpStream, shared: &Shared) -> Option<(Chan, Mode)> {
-    let handshake_permit = shared.handshakes.clone().try_acquire_owned().ok()?;
+/// The Noise handshake, with this node's few store look-ups (an invite's key, a paired key), and the session
+/// place it takes on success. The connection holds its unauthenticated `slot` meanwhile, and stops (told `busy`)
+/// if the node evicts it for a newer one.
+async fn handshake(
+    tcp: TcpStream,
+    shared: &Shared,
+    slot: Option<PendingSlot>,
+) -> Option<(Chan, Mode, OwnedSemaphorePermit)> {
+    let mut slot = slot?;
+    let mut place = None;
     let db = &shared.handshake_db;
     let psk_for = |invite: &str| -> Option<[u8; 32]> {
         let mut c = db.lock().ok()?;
@@ -80,13 +95,61 @@ async fn handshake(tcp: TcpStream, shared: &Shared) -> Option<(Chan, Mode)> {
             .unwrap_or_else(|| "this invite cannot be used".into())
     };
     let verify = |mode: &Mode, key: &[u8; 32]| -> Result<(), (String, String)> {
-        match mode {
-            Mode::Pair { .. } => Ok(()),
-            Mode::Session => {
-                let c = db
-                    .lock()
-                    .map_err(|_| ("internal".to_string(), "try again".to_string()))?;
-                match c.principal_for_key(key) {
+        let verdict = verify_key(db, mode, key);
+        if verdict.is_ok() {
+            // Authenticated: a session place, never one an unauthenticated connection could hold.
+            place = Some(shared.gate.session().ok_or_else(|| {
+                (
+                    transport::codes::BUSY.to_string(),
+                    format!(
+                        "the owner node is serving its maximum of {} sessions; try again in a moment",
+                        shared.gate.limits().max_sessions
+                    ),
+                )
+            })?);
+        }
+        verdict
+    };
+    // A wrong invite secret is counted (and the invite burned after its last attempt) before the FI is told,
+    // so its next attempt already sees the invite's new state.
+    let bad_psk = |invite: &str| {
+        if let Ok(mut c) = db.lock() {
+            let _ = c.invite_failed(invite, "wrong invite secret");
+        }
+    };
+    let checks = transport::Checks {
+        psk_for_invite: psk_for,
+        invite_refusal,
+        verify,
+        bad_psk,
+    };
+    let accepted =
+        transport::accept_evictable(tcp, &shared.key, checks, &shared.cfg.limits, slot.evicted())
+            .await;
+    drop(slot);
+    match accepted {
+        Ok((chan, mode)) => Some((chan, mode, place?)),
+        Err(transport::AcceptError::Timeout(_)) => {
+            shared.gate.timed_out();
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Whether a key may have a session (any key may pair: the invite's secret was checked by the handshake).
+fn verify_key(
+    db: &std::sync::Mutex<crate::store::Store>,
+    mode: &Mode,
+    key: &[u8; 32],
+) -> Result<(), (String, String)> {
+    match mode {
+        Mode::Pair { .. } => Ok(()),
+        Mode::Session => {
+            let c = db
+                .lock()
+                .map_err(|_| ("internal".to_string(), "try again".to_string()))?;
+            match c.principal_for_key(key) {
                     Ok(Some(_)) => Ok(()),
                     // The refusal travels in clear text: it says what happened to this key, and names neither
                     // the principal nor the new key.
@@ -100,28 +163,8 @@ async fn handshake(tcp: TcpStream, shared: &Shared) -> Option<(Chan, Mode)> {
                     )),
                     Err(_) => Err(("internal".into(), "the node could not check the key".into())),
                 }
-            }
         }
-    };
-    // A wrong invite secret is counted (and the invite burned after its last attempt) before the FI is told,
-    // so its next attempt already sees the invite's new state.
-    let bad_psk = |invite: &str| {
-        if let Ok(mut c) = db.lock() {
-            let _ = c.invite_failed(invite, "wrong invite secret");
-        }
-    };
-    let accepted = transport::accept(
-        tcp,
-        &shared.key,
-        psk_for,
-        invite_refusal,
-        verify,
-        bad_psk,
-        &shared.cfg.limits,
-    )
-    .await;
-    drop(handshake_permit);
-    accepted.ok()
+    }
 }
 
 /// Who the peer is: the principal its invite names (pairing it now), or the one its key is paired as.
@@ -588,6 +631,7 @@ impl SessionState {
     ) -> Result<ServerMsg, Error> {
         let checked = self.pointer_at(pointer)?.clone();
         blocking(&mut self.owner, move |o| -> Result<ServerMsg, Error> {
+            fail::fail_point!("owner::cost_preview");
             let (plan, measure) = o.dp_plan(&checked, &dp)?;
             Ok(ServerMsg::Cost {
                 cost: plan.cost.map(|c| c.to_string()).unwrap_or_default(),
@@ -631,6 +675,7 @@ impl SessionState {
             })
         })
         .await??;
+        self.shared.show_request(&self.principal, &view);
         Ok(ServerMsg::Request(Box::new(view)))
     }
 
@@ -665,6 +710,7 @@ impl SessionState {
             })
         })
         .await??;
+        self.shared.show_request(&self.principal, &view);
         Ok(ServerMsg::Request(Box::new(view)))
     }
 

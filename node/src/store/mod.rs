@@ -186,6 +186,18 @@ pub fn db_path(owner_dir: &Path) -> PathBuf {
     owner_dir.join("duo.sqlite")
 }
 
+/// Bound SQLite's memory for the whole process to about `bytes` (`PRAGMA soft_heap_limit`): past it, SQLite
+/// reuses the page-cache pages of any connection instead of growing. Process-wide, so set on a connection of
+/// its own.
+pub fn bound_memory(bytes: i64) -> Result<(), Error> {
+    Connection::open_in_memory()?.query_row(
+        &format!("PRAGMA soft_heap_limit = {bytes}"),
+        [],
+        |r| r.get::<_, i64>(0),
+    )?;
+    Ok(())
+}
+
 /// The owner's database.
 #[derive(Debug)]
 pub struct Store {

@@ -55,7 +55,8 @@ pub struct LoadReport {
     pub owner_rss_kib: Vec<u64>,
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// The resident memory of process `pid`, KiB (0 when unknown, as off Linux).
+pub(super) fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -68,7 +69,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 impl LoadReport {
-    /// The report in two lines of text.
+    /// The report as text: the totals, the owner's memory, and its memory every 10 s.
     pub fn text(&self) -> String {
         let rss = &self.owner_rss_kib;
         let (first, last, max) = (
@@ -76,9 +77,19 @@ impl LoadReport {
             rss.last().copied().unwrap_or(0),
             rss.iter().copied().max().unwrap_or(0),
         );
+        // After the first third (the warm-up): how far memory moved.
+        let warm = rss.get(rss.len() / 3).copied().unwrap_or(0);
+        let samples: Vec<String> = rss
+            .iter()
+            .enumerate()
+            .filter(|(s, _)| s % 10 == 0 || *s + 1 == rss.len())
+            .map(|(s, kib)| format!("{s} s {kib}"))
+            .collect();
         format!(
             "{} sessions, {:.1} s: {} releases, {:.0} releases/s, p50 {} us, p99 {} us, {} errors\n\
-             owner node memory: {} KiB at start, {} KiB at end, {} KiB at most",
+             owner node memory: {} KiB at start, {} KiB at end, {} KiB at most; {:+} KiB from {} s (after \
+             warm-up) to the end\n\
+             owner node memory (KiB) by second: {}",
             self.sessions,
             self.seconds,
             self.releases,
@@ -88,7 +99,10 @@ impl LoadReport {
             self.errors,
             first,
             last,
-            max
+            max,
+            last as i64 - warm as i64,
+            rss.len() / 3,
+            samples.join(", ")
         )
     }
 }
@@ -155,6 +169,7 @@ async fn serve(home: &Path, args: &LoadArgs) -> Result<(tokio::process::Child, S
         ])
         .args(["--requests-per-hour", &usize::MAX.to_string()])
         .args(["--max-connections", &(args.sessions + 16).to_string()])
+        .arg("--quiet")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)

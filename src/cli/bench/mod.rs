@@ -3,6 +3,7 @@
 
 mod gc;
 mod load;
+mod lockout;
 mod measure;
 mod ot;
 mod score;
@@ -17,6 +18,12 @@ use clap::Subcommand;
 pub enum BenchCmd {
     /// A bounded load test on loopback: many FI sessions issuing auto-approved releases against one owner node.
     Load(load::LoadArgs),
+    /// Pre-authentication lockout: a paired FI's commands while connections that never authenticate flood the
+    /// owner node (silent, trickling, half-upgraded; each re-opened when closed), on loopback.
+    ///
+    /// Reports the share of the FI's commands that succeeded, their p50 and p99 latency, the owner node's
+    /// memory, and the pressure warnings it printed.
+    Lockout(lockout::LockoutArgs),
     /// Oblivious transfer: base-OT time and KOS extension rate.
     ///
     /// 128 Masny-Rindal base OTs, and KOS correlated-OT extension (with its consistency check) of 2^M OTs with
@@ -35,7 +42,8 @@ pub enum BenchCmd {
     Score(score::ScoreArgs),
 }
 
-/// Run one bench; `duo bench load` exits 1 if any request failed.
+/// Run one bench; `duo bench load` exits 1 if any request failed, `duo bench lockout` if under 99% of the FI's
+/// commands succeeded.
 pub fn run(cmd: BenchCmd) -> Result<i32> {
     match cmd {
         BenchCmd::Load(args) => {
@@ -47,6 +55,20 @@ pub fn run(cmd: BenchCmd) -> Result<i32> {
                 outln!("{}", r.text())?;
             }
             Ok(if r.errors == 0 { 0 } else { 1 })
+        }
+        BenchCmd::Lockout(args) => {
+            let json = args.json;
+            let r = runtime()?.block_on(lockout::lockout(args))?;
+            if json {
+                super::print_json(&r)?;
+            } else {
+                outln!("{}", r.text())?;
+            }
+            Ok(if r.succeeded * 100 >= r.commands * 99 {
+                0
+            } else {
+                1
+            })
         }
         BenchCmd::Ot(args) => {
             let r = ot::ot(&args)?;
