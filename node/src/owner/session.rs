@@ -98,6 +98,7 @@ async fn handshake(tcp: TcpStream, shared: &Shared) -> Option<(Chan, Mode)> {
                         "unknown_key".into(),
                         "this FI key is not paired with this node, or its pairing expired; ask the owner for a new invite code".into(),
                     )),
+                    Err(e @ Error::Integrity(_)) => Err((e.code().into(), e.to_string())),
                     Err(_) => Err(("internal".into(), "the node could not check the key".into())),
                 }
             }

@@ -16,6 +16,7 @@
 //! `use duo_node::store::prelude::*`.
 
 mod datasets;
+pub mod integrity;
 mod ledger;
 mod log;
 mod pairings;
@@ -249,6 +250,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         pairings::upgrade(&mut conn)?;
+        integrity::upgrade(&mut conn)?;
         for suffix in ["", "-wal", "-shm"] {
             let mut p = path.clone().into_os_string();
             p.push(suffix);
@@ -339,7 +341,10 @@ mod tests {
     #[test]
     fn the_tail_is_the_last_entries_oldest_first() {
         let (_d, mut conn) = fresh();
-        assert!(conn.log_tail(3).unwrap().is_empty());
+        // A new store's log starts with the entry that binds its (empty) state.
+        let first = conn.log_tail(3).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].kind, integrity::STATE_BOUND);
         append(&mut conn, 5);
         let seqs = |limit| -> Vec<u64> {
             conn.log_tail(limit)
@@ -348,8 +353,8 @@ mod tests {
                 .map(|e| e.seq)
                 .collect()
         };
-        assert_eq!(seqs(3), [3, 4, 5]);
-        assert_eq!(seqs(10), [1, 2, 3, 4, 5]);
+        assert_eq!(seqs(3), [4, 5, 6]);
+        assert_eq!(seqs(10), [1, 2, 3, 4, 5, 6]);
         assert!(seqs(0).is_empty());
     }
 
@@ -358,12 +363,12 @@ mod tests {
         let (_d, mut conn) = fresh();
         append(&mut conn, 5);
         let r = conn.verify_log().unwrap();
-        assert_eq!(r.entries, 5);
+        assert_eq!(r.entries, 6);
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         let entries = conn.log_entries(0, 10).unwrap();
         assert_eq!(entries[0].prev_hash, GENESIS_HASH);
         assert_eq!(entries[1].prev_hash, entries[0].hash);
-        assert_eq!(r.head_hash, entries[4].hash);
+        assert_eq!(r.head_hash, entries[5].hash);
     }
 
     #[test]
@@ -380,7 +385,7 @@ mod tests {
             .execute("DELETE FROM log WHERE seq = 2", [])
             .unwrap_err();
         assert!(e.to_string().contains("append-only"), "{e}");
-        assert_eq!(conn.log_entries(0, 10).unwrap().len(), 2);
+        assert_eq!(conn.log_entries(0, 10).unwrap().len(), 3);
     }
 
     #[test]
@@ -507,7 +512,7 @@ mod tests {
             .to_string();
         assert!(e.contains("no current pairing"), "{e}");
         assert!(conn.open_invites().unwrap().is_empty());
-        assert!(conn.log_tail(10).unwrap().is_empty());
+        assert_eq!(conn.log_len().unwrap(), 1);
     }
 
     #[test]
@@ -649,13 +654,16 @@ mod tests {
         assert_eq!(conn.invite("a2").unwrap().unwrap().state, "cancelled");
         assert!(!conn.invite("b1").unwrap().unwrap().rekey);
         let log = conn.log_tail(10).unwrap();
-        assert_eq!(log.len(), 1);
+        assert_eq!(log.len(), 2);
         assert_eq!(log[0].kind, "invite_cancelled");
         assert!(log[0].body.contains("\"a2\""), "{}", log[0].body);
+        // Then the entry that binds the state as found: the pairing's key and expiry.
+        assert_eq!(log[1].kind, integrity::STATE_BOUND);
+        assert!(log[1].body.contains("\"fp1\""), "{}", log[1].body);
         // Opening it again changes nothing.
         drop(conn);
         let conn = Store::open(dir.path(), Sync::Normal).unwrap();
-        assert_eq!(conn.log_tail(10).unwrap().len(), 1);
+        assert_eq!(conn.log_tail(10).unwrap().len(), 2);
         assert!(conn.verify_log().unwrap().problems.is_empty());
     }
 
