@@ -124,12 +124,17 @@ impl Owner {
         Ok(view)
     }
 
-    /// The FI's view of one of its own requests.
-    pub fn request_view(&self, principal: &str, id: u64) -> Result<RequestView, Error> {
+    /// The FI's view of one of its own requests, by the number it knows (its own sequence, 1, 2, 3, ...).
+    pub fn request_view(&self, principal: &str, fi_request: u64) -> Result<RequestView, Error> {
+        let not_found = || Error::NotFound(format!("request {fi_request}"));
+        let id = self
+            .store
+            .request_by_fi(principal, fi_request)?
+            .ok_or_else(not_found)?;
         let row = self
             .store
             .request(id, Some(principal))?
-            .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
+            .ok_or_else(not_found)?;
         // Its decision and answer are shown only as the log recorded them.
         integrity::check_request(&self.store, id)?;
         request_view(row)
@@ -403,7 +408,11 @@ fn record_stored(
     first: u64,
     answer_text: &str,
 ) -> Result<u64, Error> {
-    let why = format!("same question as request {first}; stored answer given again");
+    // The FI knows the earlier request by its own number.
+    let why = format!(
+        "same question as request {}; stored answer given again",
+        tx.fi_number(first)?
+    );
     // Nothing is charged for a stored answer: the row keeps no DP cost.
     let id = insert(
         tx,
@@ -484,7 +493,7 @@ fn log_request(tx: &Tx<'_>, ask: &Ask<'_>, facts: &Facts, id: u64) -> Result<(),
         "request",
         Some(ask.principal),
         &serde_json::json!({
-            "request": id, "backend": ask.backend.name(), "reason": ask.reason,
+            "request": id, "fi_request": tx.fi_number(id)?, "backend": ask.backend.name(), "reason": ask.reason,
             "description": facts.description, "lineage": lineage, "versions": facts.versions,
             "release_key": facts.key,
         }),
@@ -587,8 +596,9 @@ fn issue_receipt(
     pos: LogPos,
     cost_nanos: u64,
 ) -> Result<Receipt, Error> {
+    // The receipt names the request by the number its FI knows.
     let receipt = signer.sign(
-        id,
+        tx.fi_number(id)?,
         principal,
         backend.name(),
         lineage_json.to_string(),

@@ -121,7 +121,8 @@ CREATE TABLE IF NOT EXISTS requests (
     accuracy     REAL,
     decided_by   TEXT,
     created_at   TEXT NOT NULL,
-    decided_at   TEXT
+    decided_at   TEXT,
+    fi_seq       INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_by_key ON requests (release_key, state);
 CREATE INDEX IF NOT EXISTS requests_by_state ON requests (state);
@@ -250,6 +251,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         pairings::upgrade(&mut conn)?;
+        requests::upgrade(&conn)?;
         integrity::upgrade(&mut conn)?;
         for suffix in ["", "-wal", "-shm"] {
             let mut p = path.clone().into_os_string();
