@@ -638,3 +638,101 @@ pub(crate) fn check_request<C: HasConn + ?Sized>(conn: &C, id: u64) -> Result<()
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Ledgers, Store, Sync};
+
+    /// A store with a global cap of 1 (set as `Owner::set_cap` does) and 0.4 charged to Acme.
+    fn charged() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), Sync::Normal).unwrap();
+        let tx = store.write().unwrap();
+        let mut ledger = tx.ledger().unwrap();
+        ledger.set_cap(&Scope::Global, "1".parse().unwrap());
+        let h = tx.save_ledger(&ledger).unwrap();
+        tx.append_log(
+            "budget_set",
+            None,
+            &serde_json::json!({ "scope": Scope::Global, "cap": "1", "measure": "epsilon", "ledger_sha256": h }),
+        )
+        .unwrap();
+        let charge = Charge {
+            principal: "Acme".into(),
+            datasets: ["rent".to_string()].into(),
+            amount: "0.4".parse().unwrap(),
+        };
+        ledger.charge(&charge).unwrap();
+        tx.save_ledger(&ledger).unwrap();
+        tx.record_charge(1, &charge).unwrap();
+        tx.commit().unwrap();
+        (dir, store)
+    }
+
+    fn ledger_problems(store: &Store) -> Vec<String> {
+        store
+            .verify_log()
+            .unwrap()
+            .problems
+            .into_iter()
+            .filter(|p| matches!(p, LogProblem::StateEdited { table, .. } if table == "ledger"))
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_ledger_replays_from_the_log() {
+        let (_d, store) = charged();
+        assert_eq!(
+            store.ledger().unwrap().account(&Scope::Global).spent,
+            "0.4".parse().unwrap()
+        );
+        assert!(store.verify_log().unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn a_ledger_saved_around_the_log_is_refused() {
+        let (_d, store) = charged();
+        let mut fresh = Ledger::new(Measure::PureEpsilon);
+        fresh.set_cap(&Scope::Global, "1".parse().unwrap());
+        // Saved without the entry that must commit to it.
+        store.save_ledger(&fresh).unwrap();
+        assert!(matches!(store.ledger(), Err(Error::Integrity(_))));
+        assert!(!ledger_problems(&store).is_empty());
+        // A deleted row (everything reset) is refused too.
+        store
+            .conn()
+            .execute("DELETE FROM settings WHERE key = 'ledger'", [])
+            .unwrap();
+        assert!(matches!(store.ledger(), Err(Error::Integrity(_))));
+    }
+
+    #[test]
+    fn a_forged_ledger_entry_appended_to_the_log_is_found_by_the_replay() {
+        let (_d, store) = charged();
+        // The attacker resets the ledger and appends an entry that commits to it: the chain is intact and
+        // the row matches its last entry, so only the replay of the logged caps and charges can tell.
+        let mut fresh = Ledger::new(Measure::PureEpsilon);
+        fresh.set_cap(&Scope::Global, "1".parse().unwrap());
+        let h = store.save_ledger(&fresh).unwrap();
+        store
+            .append_log(
+                "budget_set",
+                None,
+                &serde_json::json!({ "scope": Scope::Global, "cap": "1", "measure": "epsilon", "ledger_sha256": h }),
+            )
+            .unwrap();
+        assert!(store.ledger().is_ok());
+        let problems = ledger_problems(&store);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("entry 4 (budget_set) commits to a ledger"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("global spent: stored 0, logged 0.4"),
+            "{problems:?}"
+        );
+    }
+}

@@ -670,6 +670,41 @@ mod tests {
     }
 
     #[test]
+    fn an_older_database_keeps_its_request_ids_as_the_fis_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The requests table as it was before requests were numbered per principal.
+            let old = Connection::open(db_path(dir.path())).unwrap();
+            let table = SCHEMA
+                .split("CREATE TABLE IF NOT EXISTS requests")
+                .nth(1)
+                .and_then(|t| t.split(");").next())
+                .unwrap()
+                .replace(",\n    fi_seq       INTEGER", "");
+            old.execute_batch(&format!("CREATE TABLE requests{table});"))
+                .unwrap();
+            for (id, who) in [(1, "Acme"), (2, "Beta"), (3, "Acme")] {
+                old.execute(
+                    "INSERT INTO requests (id, principal, backend, reason, source, lineage, checked, description,
+                         versions, release_key, state, created_at)
+                     VALUES (?1, ?2, 'plaintext', 'r', 's', 'l', 'c', 'd', '{}', 'k', 'pending', 'then')",
+                    rusqlite::params![id, who],
+                )
+                .unwrap();
+            }
+        }
+        let conn = Store::open(dir.path(), Sync::Normal).unwrap();
+        // Each FI keeps the numbers it already holds; they are unique per principal.
+        assert_eq!(conn.request_by_fi("Acme", 3).unwrap(), Some(3));
+        assert_eq!(conn.request_by_fi("Beta", 2).unwrap(), Some(2));
+        assert_eq!(conn.request_by_fi("Beta", 1).unwrap(), None);
+        assert_eq!(conn.fi_number(1).unwrap(), 1);
+        drop(conn);
+        let conn = Store::open(dir.path(), Sync::Normal).unwrap();
+        assert_eq!(conn.request_by_fi("Acme", 1).unwrap(), Some(1));
+    }
+
+    #[test]
     fn expired_invites_are_not_usable() {
         let (_d, mut conn) = fresh();
         conn.create_invite("old", "Acme", &[7; 32], now_unix() - 1, DAY)

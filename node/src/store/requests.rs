@@ -117,13 +117,13 @@ pub(super) fn upgrade(conn: &rusqlite::Connection) -> Result<(), Error> {
         |r| r.get(0),
     )?;
     if has == 0 {
-        // One statement each, and idempotent: a concurrent opener that added the column first makes the
-        // ALTER fail, which is fine.
+        // A concurrent opener that added the column first makes the ALTER fail, which is fine; the UPDATE
+        // is idempotent.
         let _ = conn.execute_batch("ALTER TABLE requests ADD COLUMN fi_seq INTEGER");
+        conn.execute_batch("UPDATE requests SET fi_seq = id WHERE fi_seq IS NULL")?;
     }
     conn.execute_batch(
-        "UPDATE requests SET fi_seq = id WHERE fi_seq IS NULL;
-         CREATE UNIQUE INDEX IF NOT EXISTS requests_by_fi ON requests (principal, fi_seq);",
+        "CREATE UNIQUE INDEX IF NOT EXISTS requests_by_fi ON requests (principal, fi_seq)",
     )?;
     Ok(())
 }
