@@ -8,7 +8,7 @@
 //!   the ledger exactly as stored after it. Reading the ledger ([`super::Ledgers::ledger`]) checks the row
 //!   against the last such entry, so a DP release is never planned on a ledger edited around the log; `log
 //!   --verify` also replays every logged cap and charge and checks each entry's hash and the row against the
-//!   result ([`replay_ledger`]), so a forged entry appended to the log is found too;
+//!   result (`replay_ledger`), so a forged entry appended to the log is found too;
 //! - a decision: the request's last `decision` entry (action and who) must match its row's state and
 //!   `decided_by`;
 //! - a stored answer: its `release` entry (or, for an answer given again from the store, its `decision` entry)
