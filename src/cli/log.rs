@@ -68,6 +68,16 @@ fn verify(dir: &Path, o: &Owner, receipt: Option<&Path>, json: JsonFlag) -> Resu
         for p in &r.problems {
             outln!("  {p}")?;
         }
+        if r.problems
+            .iter()
+            .any(|p| matches!(p, LogProblem::StateEdited { .. }))
+        {
+            outln!(
+                "The node refuses to use state that does not match the log (FIs get the error `integrity`). \
+                 Put back what was changed, from a backup of the owner directory, or revoke and re-invite a \
+                 pairing that was edited."
+            )?;
+        }
     }
     Ok(if r.problems.is_empty() { 0 } else { 1 })
 }

@@ -90,6 +90,8 @@ impl Owner {
             why,
             token: view.token.clone(),
         };
+        // Only a request the log recorded as waiting for the owner.
+        crate::store::integrity::check_request(&tx, id)?;
         let pending = Pending::read(&tx, id)?;
         let ask = pending.ask();
         let plan = plan_stored(

@@ -462,6 +462,8 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
             .store()
             .request_by_fi(&who, request)?
             .ok_or_else(|| Error::NotFound(format!("request {request}")))?;
+        // A run starts only on an approval the log recorded.
+        crate::store::integrity::check_request(o.store(), id)?;
         o.begin_scoring_run(&who, id).map(|a| (id, a))
     })
     .await;
