@@ -148,14 +148,13 @@ async fn crash_between_charge_and_send_charges_once_and_a_retry_gets_the_stored_
     let o = owner_with_sample(
         "default = \"ask\"\n[[rule]]\nname = \"dp\"\nbackend = [\"dp\"]\nmax_cost = \"1\"\naction = \"approve\"\n",
     );
-    {
-        let mut owner = o.store();
-        let tx = owner.store_mut().write().unwrap();
-        let mut ledger = tx.ledger().unwrap();
-        ledger.set_cap(&Scope::Global, "1".parse().unwrap());
-        tx.save_ledger(&ledger).unwrap();
-        tx.commit().unwrap();
-    }
+    o.store()
+        .set_cap(
+            &Scope::Global,
+            "1".parse().unwrap(),
+            duo::policies::Measure::PureEpsilon,
+        )
+        .unwrap();
     let spent = |o: &OwnerNode| o.db().ledger().unwrap().account(&Scope::Global).spent;
     let params = DpParams {
         epsilon: Some(0.3),

@@ -57,6 +57,14 @@ pub enum Error {
     /// A bug or corrupted state.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Stored state (an answer, a decision, the privacy ledger, a pairing) does not match the audit log entry
+    /// that committed it: it was edited around the log, and the node refuses to use it. The text names only
+    /// what kind of state it is (it reaches the FI); `duo owner log --verify` tells the owner which and why.
+    #[error(
+        "the owner's node found a stored {0} that does not match its audit log and will not use it; \
+         the owner can see why with `duo owner log --verify`"
+    )]
+    Integrity(String),
 }
 
 impl Error {
@@ -70,6 +78,7 @@ impl Error {
             Error::Stale { .. } => "stale",
             Error::Policy(_) | Error::PolicyUnavailable(_) => "policy_unavailable",
             Error::Eval(_) => "eval_error",
+            Error::Integrity(_) => "integrity",
             _ => "internal",
         }
     }

@@ -198,6 +198,7 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|e| e.kind)
+            .filter(|k| k != store::integrity::STATE_BOUND)
             .collect();
         assert_eq!(
             kinds,

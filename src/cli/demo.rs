@@ -188,14 +188,20 @@ impl Demo {
         let od = self.owner_dir.clone();
         let (view, approved) = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut o = open(&od)?;
-            let view = o.pending_view(id)?;
-            let approved = o.approve(id, Some(&view.token))?;
+            // The owner goes by the node's id; the FI's `id` is its own number for the request.
+            let node_id = *o
+                .pending_ids()?
+                .last()
+                .ok_or_else(|| anyhow::anyhow!("the request is not waiting for the owner"))?;
+            let view = o.pending_view(node_id)?;
+            let approved = o.approve(node_id, Some(&view.token))?;
             Ok((view, approved))
         })
         .await??;
         out!("{}", indent(&indent(&show::pending(&view))))?;
         outln!(
-            "  -- the owner approves (duo owner approve {id} --seen {})",
+            "  -- the owner approves (duo owner approve {} --seen {})",
+            view.id,
             view.token
         )?;
         let (fi, waited) = waiter.await?;

@@ -1,4 +1,5 @@
-//! `duo owner log`: the audit log in words, or a check that nobody has tampered with it.
+//! `duo owner log`: the audit log in words, or a check that nobody has tampered with it or with the state it
+//! commits to.
 
 use super::receipt::read_receipt;
 use super::{ensure_owner, open_owner, print_json, show, JsonFlag};
@@ -14,7 +15,9 @@ use std::path::{Path, PathBuf};
 /// Options of `duo owner log`.
 #[derive(Args, Debug)]
 pub struct LogArgs {
-    /// Check every entry's hash and link; exit 1 if anything was edited, removed or reordered.
+    /// Check every entry's hash and link, and that the privacy ledger, every decision and stored answer and
+    /// every pairing are what the log committed to (the ledger is replayed from the logged caps and charges);
+    /// exit 1 if anything was edited, removed or reordered, in the log or around it.
     #[arg(long)]
     verify: bool,
     /// With --verify: also check the log against a receipt an FI holds (JSON file): the entry it names must
@@ -64,6 +67,16 @@ fn verify(dir: &Path, o: &Owner, receipt: Option<&Path>, json: JsonFlag) -> Resu
         )?;
         for p in &r.problems {
             outln!("  {p}")?;
+        }
+        if r.problems
+            .iter()
+            .any(|p| matches!(p, LogProblem::StateEdited { .. }))
+        {
+            outln!(
+                "The node refuses to use state that does not match the log (FIs get the error `integrity`). \
+                 Put back what was changed, from a backup of the owner directory, or revoke and re-invite a \
+                 pairing that was edited."
+            )?;
         }
     }
     Ok(if r.problems.is_empty() { 0 } else { 1 })

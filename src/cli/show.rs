@@ -171,9 +171,10 @@ pub fn request(v: &RequestView) -> String {
 /// A pending request as the owner sees it before deciding.
 pub fn pending(v: &PendingView) -> String {
     let mut s = format!(
-        "request {} from {}  (backend {}, {})\n  lineage: {}\n  written as: {}\n  reason: {}\n  why it is here: {}\n",
+        "request {} from {} (its request {})  (backend {}, {})\n  lineage: {}\n  written as: {}\n  reason: {}\n  why it is here: {}\n",
         v.id,
         v.principal,
+        v.fi_request,
         v.backend.name(),
         v.created_at,
         v.description,

@@ -15,13 +15,13 @@ fn eps(e: f64) -> DpParams {
     }
 }
 
+/// Set a cap as `duo owner budget set` does (a ledger saved around the log would be refused when next read).
 fn set_cap(o: &OwnerNode, scope: Scope, cap: &str) {
     let mut owner = o.store();
-    let tx = owner.store_mut().write().unwrap();
-    let mut ledger = tx.ledger().unwrap();
-    ledger.set_cap(&scope, cap.parse().unwrap());
-    tx.save_ledger(&ledger).unwrap();
-    tx.commit().unwrap();
+    let measure = owner.store().ledger().unwrap().measure();
+    owner
+        .set_cap(&scope, cap.parse().unwrap(), measure)
+        .unwrap();
 }
 
 fn spent(o: &OwnerNode) -> Amount {

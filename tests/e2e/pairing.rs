@@ -210,14 +210,19 @@ async fn an_expired_pairing_is_refused() {
 async fn an_invite_made_before_a_revoke_does_not_pair_after_it() {
     let o = owner_with_sample(TEST_POLICY);
     let node = o.start().await;
-    let _fi = paired_fi(&o, &node, "Acme Bank").await;
-    // The pairing runs out; the owner makes an invite to renew it, then revokes the FI instead.
-    o.db()
-        .execute(
-            "UPDATE pairings SET expires_at = ?1",
-            [store::now_unix() - 1],
-        )
-        .unwrap();
+    // A pairing that lasts a second runs out (an expiry edited in the store would be found by the log check);
+    // the owner makes an invite to renew it, then revokes the FI instead.
+    let fi_dir = tempfile::tempdir().unwrap();
+    let short = owner::invite_for(&o.dir, "Acme Bank", TTL, Duration::from_secs(1)).unwrap();
+    client::pair(
+        &FiHome::new(fi_dir.path()),
+        &node.url(),
+        &short.to_string(),
+        "owner",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let renewal = owner::invite(&o.dir, "Acme Bank", TTL).unwrap();
     o.store().store_mut().revoke("Acme Bank").unwrap();
     // Whoever holds the renewal code cannot pair as Acme Bank any more.
@@ -235,7 +240,8 @@ async fn an_invite_made_before_a_revoke_does_not_pair_after_it() {
     let list = o.db().pairings().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].state, "revoked");
-    assert!(o.db().verify_log().unwrap().problems.is_empty());
+    let problems = o.db().verify_log().unwrap().problems;
+    assert!(problems.is_empty(), "{problems:?}");
     node.shutdown().await;
 }
 

@@ -220,3 +220,188 @@ async fn answers_carry_receipts_the_fi_verifies_and_keeps() {
     assert!(!fi.home.verify_receipts().unwrap().is_empty());
     node.shutdown().await;
 }
+
+/// The one problem `log --verify` finds in `table`, and its row.
+fn state_problem(o: &duo_testkit::OwnerNode, table: &str) -> (String, String) {
+    let problems: Vec<_> = o
+        .db()
+        .verify_log()
+        .unwrap()
+        .problems
+        .into_iter()
+        .filter_map(|p| match p {
+            store::LogProblem::StateEdited {
+                table: t,
+                item,
+                why,
+            } if t == table => Some((item, why)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !problems.is_empty(),
+        "no problem found in {table}: {:?}",
+        o.db().verify_log().unwrap().problems
+    );
+    problems[0].clone()
+}
+
+/// The error code of a refused call.
+fn code<T: std::fmt::Debug>(r: Result<T, duo::node::Error>) -> String {
+    match r {
+        Err(duo::node::Error::Remote { code, .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_edited_in_the_store_is_never_served_again() {
+    use duo::engine::{Answer, Value};
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("rent_on_time_ratio_12m()").await.unwrap();
+    let v = c
+        .request(&p, Backend::Plaintext, "underwriting")
+        .await
+        .unwrap();
+    assert!(o.db().verify_log().unwrap().problems.is_empty());
+    // An attacker with the database changes the stored answer (the log is left alone).
+    let forged = serde_json::to_string(&Answer::Scalar {
+        value: Value::Float(0.01),
+    })
+    .unwrap();
+    o.db()
+        .execute(
+            "UPDATE requests SET answer = ?1 WHERE state = 'approved'",
+            [&forged],
+        )
+        .unwrap();
+    // The verification names it ...
+    let (item, why) = state_problem(&o, "requests");
+    assert!(why.contains("stored answer"), "{item}: {why}");
+    // ... the same question is not answered from it (no fresh receipt over the forged answer) ...
+    assert_eq!(
+        code(c.request(&p, Backend::Plaintext, "again").await),
+        "integrity"
+    );
+    // ... and the FI's own request shows it no more.
+    assert_eq!(code(c.status(v.id, Duration::ZERO).await), "integrity");
+    assert_eq!(fi.home.receipts().unwrap().len(), 1);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_privacy_ledger_reset_around_the_log_gates_nothing() {
+    use duo::node::proto::request::DpParams;
+    use duo::policies::{Ledger, Measure, Scope};
+    let o = owner_with_sample(duo_testkit::policy::DP_POLICY);
+    o.store()
+        .set_cap(&Scope::Global, "1".parse().unwrap(), Measure::PureEpsilon)
+        .unwrap();
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let eps = DpParams {
+        epsilon: Some(0.4),
+        ..DpParams::default()
+    };
+    for q in [
+        "count(filter(transactions, category == \"nsf_fee\"))",
+        "count(filter(transactions, category == \"income\"))",
+    ] {
+        let p = c.expr(q).await.unwrap();
+        let v = c.request_dp(&p, eps.clone(), "fees").await.unwrap();
+        assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    }
+    assert!(o.db().verify_log().unwrap().problems.is_empty());
+    // 0.8 of 1 is spent; an attacker puts back a ledger with the same cap and nothing spent.
+    let mut fresh = Ledger::new(Measure::PureEpsilon);
+    fresh.set_cap(&Scope::Global, "1".parse().unwrap());
+    o.db()
+        .execute(
+            "UPDATE settings SET value = ?1 WHERE key = 'ledger'",
+            [serde_json::to_string(&fresh).unwrap()],
+        )
+        .unwrap();
+    let (_, why) = state_problem(&o, "ledger");
+    assert!(why.contains("ledger"), "{why}");
+    // A third release at 0.4 would pass the reset ledger; the node refuses to plan on it.
+    let p = c
+        .expr("count(filter(transactions, category == \"rent\"))")
+        .await
+        .unwrap();
+    assert_eq!(
+        code(c.request_dp(&p, eps.clone(), "more").await),
+        "integrity"
+    );
+    assert_eq!(code(c.cost(&p, eps).await), "integrity");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_flipped_in_the_store_is_not_shown_to_the_fi() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let p = c.expr("min(rent.amount)").await.unwrap();
+    let v = c
+        .request(&p, Backend::Plaintext, "lowest rent")
+        .await
+        .unwrap();
+    assert_eq!(v.state, RequestState::Pending);
+    let mut owner = o.store();
+    owner.deny(v.id, "not for you").unwrap();
+    // The attacker turns the denial into an approval, with the answer the owner refused to release.
+    let answer = serde_json::to_string(&duo::engine::Answer::Scalar {
+        value: duo::engine::Value::Int(95_000),
+    })
+    .unwrap();
+    o.db()
+        .execute(
+            "UPDATE requests SET state = 'approved', decided_by = 'owner', why = NULL, answer = ?1
+             WHERE state = 'denied'",
+            [&answer],
+        )
+        .unwrap();
+    let (_, why) = state_problem(&o, "requests");
+    assert!(why.contains("decision"), "{why}");
+    assert_eq!(code(c.status(v.id, Duration::ZERO).await), "integrity");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairing_expiry_moved_in_the_store_does_not_open_a_session() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = duo::node::fi::FiHome::new(dir.path());
+    // A pairing that lasts two seconds, and runs out.
+    let code_ = owner::invite_for(
+        &o.dir,
+        "Acme",
+        Duration::from_secs(600),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    duo::node::fi::pair(&home, &node.url(), &code_.to_string(), "owner")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(duo::node::fi::Client::connect(&home, None).await.is_err());
+    // The attacker moves its expiry a year on.
+    o.db()
+        .execute("UPDATE pairings SET expires_at = expires_at + 31536000", [])
+        .unwrap();
+    let (item, why) = state_problem(&o, "pairings");
+    assert_eq!(item, "Acme");
+    assert!(why.contains("expiry"), "{why}");
+    let err = duo::node::fi::Client::connect(&home, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("integrity"), "{err}");
+    node.shutdown().await;
+}

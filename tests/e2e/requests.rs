@@ -233,16 +233,25 @@ async fn a_seen_token_approves_only_the_request_it_was_shown_for() {
     let ra = a.request(&pa, Backend::Plaintext, "same").await.unwrap();
     let pb = b.expr("max(rent.amount)").await.unwrap();
     let rb = b.request(&pb, Backend::Plaintext, "same").await.unwrap();
+    // Each FI numbers its own requests: both are request 1 to their FI; the owner goes by the node's ids.
+    assert_eq!((ra.id, rb.id), (1, 1));
     let mut owner = o.store();
-    let shown_a = owner.pending_view(ra.id).unwrap();
-    let shown_b = owner.pending_view(rb.id).unwrap();
+    let [id_a, id_b] = owner.pending_ids().unwrap()[..] else {
+        panic!("two pending requests")
+    };
+    let shown_a = owner.pending_view(id_a).unwrap();
+    let shown_b = owner.pending_view(id_b).unwrap();
+    assert_eq!(
+        (shown_a.principal.as_str(), shown_b.principal.as_str()),
+        ("Acme", "Beta")
+    );
     assert_eq!(shown_a.value, shown_b.value);
     assert_ne!(shown_a.token, shown_b.token);
     assert!(matches!(
-        owner.approve(rb.id, Some(&shown_a.token)),
+        owner.approve(id_b, Some(&shown_a.token)),
         Err(duo::node::Error::Stale { .. })
     ));
-    owner.approve(rb.id, Some(&shown_b.token)).unwrap();
+    owner.approve(id_b, Some(&shown_b.token)).unwrap();
     node.shutdown().await;
 }
 
@@ -342,5 +351,72 @@ async fn bidi_and_zero_width_text_from_the_fi_is_neutralized_for_the_owner() {
         );
     }
     assert!(seen.reason.contains("<U+202E>"), "{}", seen.reason);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_fi_numbers_its_own_requests_and_learns_nothing_of_the_others() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let acme = paired_fi(&o, &node, "Acme").await;
+    let beta = paired_fi(&o, &node, "Beta").await;
+    let mut a = connect(&acme).await;
+    let mut b = connect(&beta).await;
+    let ratio_a = a.expr("rent_on_time_ratio_12m()").await.unwrap();
+    let min_a = a.expr("min(rent.amount)").await.unwrap();
+    let ratio_b = b.expr("rent_on_time_ratio_12m()").await.unwrap();
+    let max_b = b.expr("max(rent.amount)").await.unwrap();
+    // Interleaved: Acme, Beta, Acme, Beta, Acme (the node's own ids run 1 to 5).
+    let a1 = a.request(&ratio_a, Backend::Plaintext, "a1").await.unwrap();
+    let b1 = b.request(&max_b, Backend::Plaintext, "b1").await.unwrap();
+    let a2 = a.request(&min_a, Backend::Plaintext, "a2").await.unwrap();
+    let b2 = b.request(&ratio_b, Backend::Plaintext, "b2").await.unwrap();
+    let a3 = a.request(&ratio_a, Backend::Plaintext, "a3").await.unwrap();
+    assert_eq!([a1.id, a2.id, a3.id], [1, 2, 3]);
+    assert_eq!([b1.id, b2.id], [1, 2]);
+    // Receipts and the words of a repeat name the FI's own numbers too.
+    assert_eq!(a1.receipt.as_ref().unwrap().request, 1);
+    assert_eq!(b2.receipt.as_ref().unwrap().request, 2);
+    assert_eq!(a3.decided_by.as_deref(), Some("store"));
+    assert_eq!(
+        a3.why.as_deref(),
+        Some("same question as request 1; stored answer given again")
+    );
+    assert_eq!(a3.receipt.as_ref().unwrap().request, 3);
+    // Each FI's number 1 is its own request; Beta has no request 3 (Acme's third is not Beta's to see).
+    assert_eq!(b.status(1, Duration::ZERO).await.unwrap().reason, "b1");
+    assert_eq!(a.status(1, Duration::ZERO).await.unwrap().reason, "a1");
+    let e = b.status(3, Duration::ZERO).await.unwrap_err().to_string();
+    assert!(e.contains("not_found") && e.contains("request 3"), "{e}");
+    // The owner approves by the node's id, and sees each FI's own number beside it.
+    let mut owner = o.store();
+    let pending = owner.pending_ids().unwrap();
+    assert_eq!(pending, [2, 3]);
+    let seen: Vec<(String, u64)> = pending
+        .iter()
+        .map(|id| {
+            let v = owner.pending_view(*id).unwrap();
+            (v.principal, v.fi_request)
+        })
+        .collect();
+    assert_eq!(seen, [("Beta".to_string(), 1), ("Acme".to_string(), 2)]);
+    let approved = owner.approve(3, None).unwrap();
+    assert_eq!(approved.id, 3);
+    let a2 = a.status(2, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(a2.state, RequestState::Approved);
+    assert_eq!(a2.receipt.as_ref().unwrap().request, 2);
+    let problems = duo::node::store::Log::verify_log(owner.store())
+        .unwrap()
+        .problems;
+    assert!(problems.is_empty(), "{problems:?}");
+    // The FIs keep their receipts by their own numbers.
+    let kept: Vec<u64> = acme
+        .home
+        .receipts()
+        .unwrap()
+        .iter()
+        .map(|e| e.receipt.request)
+        .collect();
+    assert_eq!(kept, [1, 3, 2]);
     node.shutdown().await;
 }

@@ -4,7 +4,7 @@
 use super::backend::{self, Ask, Ctx, Plan};
 use super::release::{plan_stored, rate_counts, record_approved};
 use super::signer::NodeSigner;
-use super::view::{pending_view, request_view, PendingView};
+use super::view::{owner_request_view, pending_view, PendingView};
 use super::{tags_with, Owner};
 use crate::error::Error;
 use crate::proto::request::{DpParams, RequestView};
@@ -90,6 +90,8 @@ impl Owner {
             why,
             token: view.token.clone(),
         };
+        // Only a request the log recorded as waiting for the owner.
+        crate::store::integrity::check_request(&tx, id)?;
         let pending = Pending::read(&tx, id)?;
         let ask = pending.ask();
         let plan = plan_stored(
@@ -153,7 +155,7 @@ impl Owner {
             .request(id, None)?
             .ok_or_else(|| Error::Internal(format!("request {id} vanished")))?;
         tx.commit()?;
-        let mut approved = request_view(row)?;
+        let mut approved = owner_request_view(row)?;
         if ask.scoring.is_some() {
             approved.why = Some("approved: the FI may start the run (one run per request)".into());
         }
@@ -178,7 +180,11 @@ impl Owner {
             &serde_json::json!({ "request": id, "action": "deny", "by": "owner", "reason": reason }),
         )?;
         tx.commit()?;
-        self.request_view(&principal, id)
+        let row = self
+            .store
+            .request(id, Some(&principal))?
+            .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
+        owner_request_view(row)
     }
 }
 

@@ -148,13 +148,13 @@ impl Owner {
             )));
         }
         let old = ledger.set_cap(scope, cap);
-        tx.save_ledger(&ledger)?;
+        let ledger_sha256 = tx.save_ledger(&ledger)?;
         tx.append_log(
             "budget_set",
             None,
             &serde_json::json!({
                 "scope": scope, "cap": cap.to_string(), "previous": old.map(|a| a.to_string()),
-                "measure": measure.name(),
+                "measure": measure.name(), "ledger_sha256": ledger_sha256,
             }),
         )?;
         tx.commit()?;

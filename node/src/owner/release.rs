@@ -25,7 +25,7 @@ use crate::proto::receipt::Receipt;
 use crate::proto::request::{DpParams, RequestState, RequestView};
 use crate::proto::scoring::ScoringSpec;
 use crate::store::prelude::*;
-use crate::store::{Conn, LogPos, NewRequest, Tx};
+use crate::store::{integrity, Conn, LogPos, NewRequest, Tx};
 use duo_engine::{render, Answer, Checked};
 use duo_policies::{decide as policy_decide, Backend as Kind, Decision, Policy, RequestFacts};
 use std::collections::BTreeMap;
@@ -101,6 +101,8 @@ impl Owner {
         }
         let mut facts = gather(&tx, &cache, &policy, ask, backend)?;
         if let Some((first, answer)) = stored_answer(&tx, backend, &facts)? {
+            // Given again only if it is the answer the log recorded for this question.
+            integrity::check_request(&tx, first)?;
             let id = record_stored(&tx, &signer, ask, &facts, first, &answer)?;
             return commit_view(tx, id);
         }
@@ -122,12 +124,19 @@ impl Owner {
         Ok(view)
     }
 
-    /// The FI's view of one of its own requests.
-    pub fn request_view(&self, principal: &str, id: u64) -> Result<RequestView, Error> {
+    /// The FI's view of one of its own requests, by the number it knows (its own sequence, 1, 2, 3, ...).
+    pub fn request_view(&self, principal: &str, fi_request: u64) -> Result<RequestView, Error> {
+        let not_found = || Error::NotFound(format!("request {fi_request}"));
+        let id = self
+            .store
+            .request_by_fi(principal, fi_request)?
+            .ok_or_else(not_found)?;
         let row = self
             .store
             .request(id, Some(principal))?
-            .ok_or_else(|| Error::NotFound(format!("request {id}")))?;
+            .ok_or_else(not_found)?;
+        // Its decision and answer are shown only as the log recorded them.
+        integrity::check_request(&self.store, id)?;
         request_view(row)
     }
 
@@ -399,7 +408,11 @@ fn record_stored(
     first: u64,
     answer_text: &str,
 ) -> Result<u64, Error> {
-    let why = format!("same question as request {first}; stored answer given again");
+    // The FI knows the earlier request by its own number.
+    let why = format!(
+        "same question as request {}; stored answer given again",
+        tx.fi_number(first)?
+    );
     // Nothing is charged for a stored answer: the row keeps no DP cost.
     let id = insert(
         tx,
@@ -415,7 +428,10 @@ fn record_stored(
     let pos = tx.append_log(
         "decision",
         Some(ask.principal),
-        &serde_json::json!({ "request": id, "action": "approve", "by": "store", "same_as": first }),
+        &serde_json::json!({
+            "request": id, "action": "approve", "by": "store", "same_as": first,
+            "answer_sha256": integrity::sha256_hex(answer_text),
+        }),
     )?;
     let answer: Answer = serde_json::from_str(answer_text)?;
     issue_receipt(
@@ -477,8 +493,9 @@ fn log_request(tx: &Tx<'_>, ask: &Ask<'_>, facts: &Facts, id: u64) -> Result<(),
         "request",
         Some(ask.principal),
         &serde_json::json!({
-            "request": id, "backend": ask.backend.name(), "reason": ask.reason,
+            "request": id, "fi_request": tx.fi_number(id)?, "backend": ask.backend.name(), "reason": ask.reason,
             "description": facts.description, "lineage": lineage, "versions": facts.versions,
+            "release_key": facts.key,
         }),
     )?;
     Ok(())
@@ -548,10 +565,15 @@ pub(crate) fn record_release(
     cost_nanos: u64,
 ) -> Result<Receipt, Error> {
     tx.index_release(id, principal, checked)?;
+    // The entry commits to the answer's bytes as the request row stores them.
+    let answer_sha256 = integrity::sha256_hex(serde_json::to_string(answer)?);
     let pos = tx.append_log(
         "release",
         Some(principal),
-        &serde_json::json!({ "request": id, "backend": backend.name(), "answer": answer, "cost_nanos": cost_nanos }),
+        &serde_json::json!({
+            "request": id, "backend": backend.name(), "answer": answer, "cost_nanos": cost_nanos,
+            "answer_sha256": answer_sha256,
+        }),
     )?;
     // The lineage as the request recorded it: the expression, or for a scoring request its attributes, reveal
     // and model commitment.
@@ -574,8 +596,9 @@ fn issue_receipt(
     pos: LogPos,
     cost_nanos: u64,
 ) -> Result<Receipt, Error> {
+    // The receipt names the request by the number its FI knows.
     let receipt = signer.sign(
-        id,
+        tx.fi_number(id)?,
         principal,
         backend.name(),
         lineage_json.to_string(),

@@ -484,10 +484,20 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     request: u64,
     mut guard: RunGuard<'_>,
 ) -> ServerMsg {
+    // `request` is the FI's own number for it (on the wire and in the run's session id); the store knows the
+    // request by the node's id.
     let who = principal.to_string();
-    let admitted =
-        super::service::blocking(owner, move |o| o.begin_scoring_run(&who, request)).await;
-    let admitted = match admitted {
+    let admitted = super::service::blocking(owner, move |o| {
+        let id = o
+            .store()
+            .request_by_fi(&who, request)?
+            .ok_or_else(|| Error::NotFound(format!("request {request}")))?;
+        // A run starts only on an approval the log recorded.
+        crate::store::integrity::check_request(o.store(), id)?;
+        o.begin_scoring_run(&who, id).map(|a| (id, a))
+    })
+    .await;
+    let (node_request, admitted) = match admitted {
         Ok(Ok(a)) => a,
         Ok(Err(e)) | Err(e) => {
             return ServerMsg::Error {
@@ -542,7 +552,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     let who = principal.to_string();
     let total = last_bytes.sent + last_bytes.received;
     let receipt = super::service::blocking(owner, move |o| {
-        o.finish_scoring_run(&who, request, run, &checked, recorded, total, millis)
+        o.finish_scoring_run(&who, node_request, run, &checked, recorded, total, millis)
     })
     .await;
     match (result, receipt) {

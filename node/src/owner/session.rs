@@ -161,6 +161,7 @@ fn verify_key(
                         "unknown_key".into(),
                         "this FI key is not paired with this node, or its pairing expired; ask the owner for a new invite code".into(),
                     )),
+                    Err(e @ Error::Integrity(_)) => Err((e.code().into(), e.to_string())),
                     Err(_) => Err(("internal".into(), "the node could not check the key".into())),
                 }
         }
@@ -457,7 +458,8 @@ impl SessionState {
     /// errors on the owner's side, a generic sentence ([`Error::wire_message`]).
     async fn refused(&mut self, what: &'static str, e: &Error) -> ServerMsg {
         let owner_side = e.is_owner_side();
-        if owner_side {
+        // A store that no longer matches its log is the owner's to know about too.
+        if owner_side || matches!(e, Error::Integrity(_)) {
             eprintln!(
                 "duo: a `{what}` from {} failed on this node: {e}",
                 sanitize(&self.principal)

@@ -16,11 +16,24 @@ use std::sync::Arc;
 
 pub use crate::store::EarlierRelease;
 
-/// The FI's view of a stored request: the one place it is built.
+/// The FI's view of a stored request: the one place it is built. Its id is the principal's own number for
+/// it ([`RequestRow::fi_seq`]), never the node-wide id.
 pub fn request_view(row: RequestRow) -> Result<RequestView, Error> {
+    let id = row.fi_seq;
+    view_with_id(row, id)
+}
+
+/// The same view for the owner's commands (`duo owner approve`, `deny`): with the node's id, which those
+/// commands take.
+pub fn owner_request_view(row: RequestRow) -> Result<RequestView, Error> {
+    let id = row.id;
+    view_with_id(row, id)
+}
+
+fn view_with_id(row: RequestRow, id: u64) -> Result<RequestView, Error> {
     let state = row.state;
     Ok(RequestView {
-        id: row.id,
+        id,
         state,
         backend: row.backend,
         reason: row.reason,
@@ -83,10 +96,13 @@ pub struct DpView {
 /// Everything the owner sees before deciding a pending request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingView {
-    /// Request id.
+    /// Request id on the node (what `duo owner approve` and `deny` take).
     pub id: u64,
     /// Who asks.
     pub principal: String,
+    /// The principal's own number for this request: the id its FI sees (each FI numbers its requests 1, 2,
+    /// 3, ...).
+    pub fi_request: u64,
     /// Backend.
     pub backend: Backend,
     /// The FI's reason.
@@ -201,6 +217,7 @@ pub(crate) fn pending_view(
     };
     Ok(PendingView {
         id,
+        fi_request: row.fi_seq,
         principal: row.principal,
         backend: row.backend,
         reason: row.reason,

@@ -88,7 +88,7 @@ pub enum ClientMsg {
     /// sides exchange binary protocol chunks (see [`crate::proto::scoring`]), then the owner sends
     /// [`ServerMsg::ScoreDone`] or an error.
     ScoreRun {
-        /// The approved scoring request.
+        /// The approved scoring request (this principal's own number for it).
         request: u64,
         /// Whether the FI still holds the OT-extension state of an earlier run in this session (the run then
         /// skips the base OTs if the node holds it too; [`ScoreStart::warm`] says which it will be).
@@ -105,7 +105,7 @@ pub enum ClientMsg {
     },
     /// The state of an earlier request; with `wait_ms > 0`, wait up to that long for a decision first.
     Status {
-        /// Request id.
+        /// Request id (this principal's own number for it).
         request: u64,
         /// How long to wait for a decision (capped at [`MAX_WAIT_MS`]).
         #[serde(default)]

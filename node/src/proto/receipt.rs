@@ -28,7 +28,7 @@ pub struct Receipt {
     pub v: u32,
     /// The node's ed25519 public key, hex.
     pub node_key: String,
-    /// Request id on the owner's node.
+    /// Request id, as the principal numbers its requests (1, 2, 3, ... per principal).
     pub request: u64,
     /// The principal the answer was released to.
     pub principal: String,

@@ -45,7 +45,7 @@ impl RequestState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RequestView {
-    /// Request id.
+    /// Request id: the principal's own number for it (1, 2, 3, ... per principal, whatever other FIs ask).
     pub id: u64,
     /// Current state.
     pub state: RequestState,

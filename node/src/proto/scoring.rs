@@ -106,7 +106,7 @@ impl ScoringSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ScoreStart {
-    /// The request.
+    /// The request (the principal's own number for it).
     pub request: u64,
     /// The run (both sides derive the protocol session id from the channel, the request and the run).
     pub run: u64,
@@ -191,7 +191,7 @@ impl std::fmt::Display for ScoreOutcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ScoreDone {
-    /// The request.
+    /// The request (the principal's own number for it).
     pub request: u64,
     /// The run.
     pub run: u64,

@@ -1,9 +1,9 @@
 //! The privacy ledger (one JSON document, changed only inside write transactions) and its history of charges.
 
-use super::{now_text, HasConn, Log};
+use super::{integrity, now_text, HasConn, Log};
 use crate::error::Error;
 use duo_policies::{Amount, Charge, Ledger, Measure};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 /// One charge to the ledger, as the history keeps it.
@@ -23,31 +23,37 @@ pub struct BudgetEvent {
 
 /// The ledger, for a [`super::Store`] or a [`super::Tx`].
 pub trait Ledgers: HasConn {
-    /// The privacy ledger, as stored (a fresh one in the default measure before the first cap).
+    /// The privacy ledger, as stored (a fresh one in the default measure before the first cap). Refused with
+    /// [`Error::Integrity`] unless it is the ledger the last `budget_set` or `budget_charged` entry of the log
+    /// committed to: a ledger edited around the log (a spent amount reset, a cap raised) is never used.
     fn ledger(&self) -> Result<Ledger, Error> {
-        let text: Option<String> = self
-            .conn()
-            .prepare_cached("SELECT value FROM settings WHERE key = 'ledger'")?
-            .query_row([], |r| r.get(0))
-            .optional()?;
+        let text = integrity::stored_ledger(self.conn())?;
+        if let Some(m) = integrity::ledger_mismatch(self.conn(), text.as_deref())? {
+            return Err(m.refusal());
+        }
         match text {
             Some(t) => Ok(serde_json::from_str(&t)?),
             None => Ok(Ledger::new(Measure::default())),
         }
     }
 
-    /// Store the ledger (inside the caller's transaction).
-    fn save_ledger(&self, ledger: &Ledger) -> Result<(), Error> {
+    /// Store the ledger (inside the caller's transaction) and return the SHA-256 of the stored text, which the
+    /// log entry recording the change must carry as `ledger_sha256` (a `budget_set` entry; [`Self::record_charge`]
+    /// adds it to a `budget_charged` entry itself). A ledger saved without such an entry is refused when next
+    /// read.
+    fn save_ledger(&self, ledger: &Ledger) -> Result<String, Error> {
+        let text = serde_json::to_string(ledger)?;
         self.conn()
             .prepare_cached(
                 "INSERT INTO settings (key, value) VALUES ('ledger', ?1)
                  ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             )?
-            .execute([serde_json::to_string(ledger)?])?;
-        Ok(())
+            .execute([&text])?;
+        Ok(integrity::sha256_hex(&text))
     }
 
-    /// Keep a charge in the history and log it (inside the caller's transaction, with the charge itself).
+    /// Keep a charge in the history and log it (inside the caller's transaction, with the charge itself, after
+    /// the charged ledger was saved): the entry commits to the ledger as it now stands.
     fn record_charge(&self, request: u64, charge: &Charge) -> Result<(), Error> {
         self.conn()
             .prepare_cached(
@@ -63,7 +69,10 @@ pub trait Ledgers: HasConn {
         self.append_log(
             "budget_charged",
             Some(&charge.principal),
-            &serde_json::json!({ "request": request, "amount": charge.amount.to_string(), "datasets": charge.datasets }),
+            &serde_json::json!({
+                "request": request, "amount": charge.amount.to_string(), "datasets": charge.datasets,
+                "ledger_sha256": integrity::stored_ledger(self.conn())?.map(integrity::sha256_hex),
+            }),
         )?;
         Ok(())
     }

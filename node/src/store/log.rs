@@ -92,6 +92,16 @@ pub enum LogProblem {
         /// Which entry is missing: `request`, `decision` or `release`.
         entry: String,
     },
+    /// A state table holds something its log entries did not commit to: the privacy ledger, a request's
+    /// decision or stored answer, or a pairing was edited around the log.
+    StateEdited {
+        /// `ledger`, `requests` or `pairings`.
+        table: String,
+        /// Which row: `ledger`, a request id or a principal.
+        item: String,
+        /// What differs.
+        why: String,
+    },
 }
 
 impl std::fmt::Display for LogProblem {
@@ -104,6 +114,11 @@ impl std::fmt::Display for LogProblem {
                 f,
                 "request {request} has no `{entry}` entry in the log (entries were removed from the end, or written around the log)"
             ),
+            LogProblem::StateEdited { table, item, why } => match table.as_str() {
+                "ledger" => write!(f, "the privacy ledger was edited around the log: {why}"),
+                "requests" => write!(f, "request {item} was edited around the log: {why}"),
+                _ => write!(f, "the pairing of `{item}` was edited around the log: {why}"),
+            },
             LogProblem::BrokenChain { seq } => write!(
                 f,
                 "entry {seq} does not follow the entry before it (entries were reordered or replaced)"
@@ -201,7 +216,9 @@ pub trait Log: HasConn {
     }
 
     /// Walk the whole log and check every entry's hash and its link to the previous entry, then check that every
-    /// request in the store has its entries in the log.
+    /// request in the store has its entries in the log, and that the state tables hold what the log committed
+    /// to (see [`super::integrity`]): the ledger the logged caps and charges add up to, each request's decision
+    /// and stored answer, each pairing's key, expiry and state.
     ///
     /// The chain finds any edited, removed or reordered entry before the last one. Entries cut from the very end
     /// leave a valid shorter chain; they are found when the requests they recorded are still in the store.
@@ -209,6 +226,8 @@ pub trait Log: HasConn {
         let conn = self.conn();
         let mut problems = Vec::new();
         let mut logged: std::collections::BTreeSet<(u64, String)> = Default::default();
+        // Each request's last logged decision: whether it approved, other than from the store.
+        let mut approved: std::collections::BTreeMap<u64, bool> = Default::default();
         let mut prev_hash = GENESIS_HASH.to_string();
         let mut expected_seq = 1u64;
         let mut entries = 0u64;
@@ -243,11 +262,18 @@ pub trait Log: HasConn {
                     problems.push(LogProblem::Edited { seq: e.seq });
                 }
                 if matches!(e.kind.as_str(), "request" | "decision" | "release") {
-                    if let Some(id) = serde_json::from_str::<serde_json::Value>(&e.body)
-                        .ok()
-                        .and_then(|b| b.get("request").and_then(|r| r.as_u64()))
-                    {
+                    let body = serde_json::from_str::<serde_json::Value>(&e.body).ok();
+                    let body = body.as_ref();
+                    if let Some(id) = body.and_then(|b| b.get("request").and_then(|r| r.as_u64())) {
                         logged.insert((id, e.kind.clone()));
+                        if e.kind == "decision" {
+                            let field =
+                                |k: &str| body.and_then(|b| b.get(k)).and_then(|v| v.as_str());
+                            approved.insert(
+                                id,
+                                field("action") == Some("approve") && field("by") != Some("store"),
+                            );
+                        }
                     }
                 }
                 prev_hash = e.hash;
@@ -266,14 +292,23 @@ pub trait Log: HasConn {
                 r.get::<_, bool>(3)?,
             ))
         })?;
+        let mut unlogged = std::collections::BTreeSet::new();
         for row in rows {
             let (id, state, decided_by, released) = row?;
             let mut need = vec!["request", "decision"];
-            if state == "approved" && decided_by.as_deref() != Some("store") && released {
+            // A release is due when the row says so and its logged decision agrees (a row whose decision was
+            // flipped around the log is reported by the state check instead).
+            let logged_approval = approved.get(&id).copied().unwrap_or(true);
+            if state == "approved"
+                && decided_by.as_deref() != Some("store")
+                && released
+                && logged_approval
+            {
                 need.push("release");
             }
             for entry in need {
                 if !logged.contains(&(id, entry.to_string())) {
+                    unlogged.insert(id);
                     problems.push(LogProblem::Unlogged {
                         request: id,
                         entry: entry.to_string(),
@@ -281,6 +316,7 @@ pub trait Log: HasConn {
                 }
             }
         }
+        super::integrity::verify_state(conn, &unlogged, &mut problems)?;
         Ok(LogReport {
             entries,
             head_hash: prev_hash,

@@ -16,6 +16,7 @@
 //! `use duo_node::store::prelude::*`.
 
 mod datasets;
+pub mod integrity;
 mod ledger;
 mod log;
 mod pairings;
@@ -120,7 +121,8 @@ CREATE TABLE IF NOT EXISTS requests (
     accuracy     REAL,
     decided_by   TEXT,
     created_at   TEXT NOT NULL,
-    decided_at   TEXT
+    decided_at   TEXT,
+    fi_seq       INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_by_key ON requests (release_key, state);
 CREATE INDEX IF NOT EXISTS requests_by_state ON requests (state);
@@ -261,6 +263,8 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         pairings::upgrade(&mut conn)?;
+        requests::upgrade(&conn)?;
+        integrity::upgrade(&mut conn)?;
         for suffix in ["", "-wal", "-shm"] {
             let mut p = path.clone().into_os_string();
             p.push(suffix);
@@ -351,7 +355,10 @@ mod tests {
     #[test]
     fn the_tail_is_the_last_entries_oldest_first() {
         let (_d, mut conn) = fresh();
-        assert!(conn.log_tail(3).unwrap().is_empty());
+        // A new store's log starts with the entry that binds its (empty) state.
+        let first = conn.log_tail(3).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].kind, integrity::STATE_BOUND);
         append(&mut conn, 5);
         let seqs = |limit| -> Vec<u64> {
             conn.log_tail(limit)
@@ -360,8 +367,8 @@ mod tests {
                 .map(|e| e.seq)
                 .collect()
         };
-        assert_eq!(seqs(3), [3, 4, 5]);
-        assert_eq!(seqs(10), [1, 2, 3, 4, 5]);
+        assert_eq!(seqs(3), [4, 5, 6]);
+        assert_eq!(seqs(10), [1, 2, 3, 4, 5, 6]);
         assert!(seqs(0).is_empty());
     }
 
@@ -370,12 +377,12 @@ mod tests {
         let (_d, mut conn) = fresh();
         append(&mut conn, 5);
         let r = conn.verify_log().unwrap();
-        assert_eq!(r.entries, 5);
+        assert_eq!(r.entries, 6);
         assert!(r.problems.is_empty(), "{:?}", r.problems);
         let entries = conn.log_entries(0, 10).unwrap();
         assert_eq!(entries[0].prev_hash, GENESIS_HASH);
         assert_eq!(entries[1].prev_hash, entries[0].hash);
-        assert_eq!(r.head_hash, entries[4].hash);
+        assert_eq!(r.head_hash, entries[5].hash);
     }
 
     #[test]
@@ -392,7 +399,7 @@ mod tests {
             .execute("DELETE FROM log WHERE seq = 2", [])
             .unwrap_err();
         assert!(e.to_string().contains("append-only"), "{e}");
-        assert_eq!(conn.log_entries(0, 10).unwrap().len(), 2);
+        assert_eq!(conn.log_entries(0, 10).unwrap().len(), 3);
     }
 
     #[test]
@@ -519,7 +526,7 @@ mod tests {
             .to_string();
         assert!(e.contains("no current pairing"), "{e}");
         assert!(conn.open_invites().unwrap().is_empty());
-        assert!(conn.log_tail(10).unwrap().is_empty());
+        assert_eq!(conn.log_len().unwrap(), 1);
     }
 
     #[test]
@@ -661,14 +668,52 @@ mod tests {
         assert_eq!(conn.invite("a2").unwrap().unwrap().state, "cancelled");
         assert!(!conn.invite("b1").unwrap().unwrap().rekey);
         let log = conn.log_tail(10).unwrap();
-        assert_eq!(log.len(), 1);
+        assert_eq!(log.len(), 2);
         assert_eq!(log[0].kind, "invite_cancelled");
         assert!(log[0].body.contains("\"a2\""), "{}", log[0].body);
+        // Then the entry that binds the state as found: the pairing's key and expiry.
+        assert_eq!(log[1].kind, integrity::STATE_BOUND);
+        assert!(log[1].body.contains("\"fp1\""), "{}", log[1].body);
         // Opening it again changes nothing.
         drop(conn);
         let conn = Store::open(dir.path(), Sync::Normal).unwrap();
-        assert_eq!(conn.log_tail(10).unwrap().len(), 1);
+        assert_eq!(conn.log_tail(10).unwrap().len(), 2);
         assert!(conn.verify_log().unwrap().problems.is_empty());
+    }
+
+    #[test]
+    fn an_older_database_keeps_its_request_ids_as_the_fis_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // The requests table as it was before requests were numbered per principal.
+            let old = Connection::open(db_path(dir.path())).unwrap();
+            let table = SCHEMA
+                .split("CREATE TABLE IF NOT EXISTS requests")
+                .nth(1)
+                .and_then(|t| t.split(");").next())
+                .unwrap()
+                .replace(",\n    fi_seq       INTEGER", "");
+            old.execute_batch(&format!("CREATE TABLE requests{table});"))
+                .unwrap();
+            for (id, who) in [(1, "Acme"), (2, "Beta"), (3, "Acme")] {
+                old.execute(
+                    "INSERT INTO requests (id, principal, backend, reason, source, lineage, checked, description,
+                         versions, release_key, state, created_at)
+                     VALUES (?1, ?2, 'plaintext', 'r', 's', 'l', 'c', 'd', '{}', 'k', 'pending', 'then')",
+                    rusqlite::params![id, who],
+                )
+                .unwrap();
+            }
+        }
+        let conn = Store::open(dir.path(), Sync::Normal).unwrap();
+        // Each FI keeps the numbers it already holds; they are unique per principal.
+        assert_eq!(conn.request_by_fi("Acme", 3).unwrap(), Some(3));
+        assert_eq!(conn.request_by_fi("Beta", 2).unwrap(), Some(2));
+        assert_eq!(conn.request_by_fi("Beta", 1).unwrap(), None);
+        assert_eq!(conn.fi_number(1).unwrap(), 1);
+        drop(conn);
+        let conn = Store::open(dir.path(), Sync::Normal).unwrap();
+        assert_eq!(conn.request_by_fi("Acme", 1).unwrap(), Some(1));
     }
 
     #[test]

@@ -171,15 +171,22 @@ pub trait Pairings: HasConn {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The principal a key is paired as, if the pairing is active and has not expired.
+    /// The principal a key is paired as, if the pairing is active and has not expired. Refused with
+    /// [`Error::Integrity`] if the pairing's row (key, expiry, state) is not what its log entries committed to.
     fn principal_for_key(&self, fi_key: &[u8; 32]) -> Result<Option<String>, Error> {
         let conn = self.conn();
-        Ok(conn
+        let principal: Option<String> = conn
             .prepare_cached(
                 "SELECT principal FROM pairings WHERE fi_key = ?1 AND expires_at > ?2 AND state = 'active'",
             )?
             .query_row(params![fi_key.as_slice(), now_unix()], |r| r.get(0))
-            .optional()?)
+            .optional()?;
+        if let Some(p) = &principal {
+            if let Some(m) = super::integrity::pairing_mismatch(conn, p)? {
+                return Err(m.refusal());
+            }
+        }
+        Ok(principal)
     }
 
     /// If a newer key took over the pairing this key had: when, and which key.
@@ -540,6 +547,7 @@ impl Store {
             "DELETE FROM pairings WHERE fi_key = ?1 AND principal != ?2",
             params![fi_key.as_slice(), inv.principal],
         )?;
+        let expires_at = now_unix().saturating_add(pairing_secs);
         tx.execute(
             "INSERT INTO pairings (principal, fi_key, fingerprint, paired_at, expires_at, state)
              VALUES (?1, ?2, ?3, ?4, ?5, 'active')
@@ -550,12 +558,14 @@ impl Store {
                 fi_key.as_slice(),
                 fingerprint,
                 now_text(),
-                now_unix().saturating_add(pairing_secs)
+                expires_at
             ],
         )?;
+        // The entry commits to the pairing's key (by fingerprint) and expiry: a session checks them against it.
         let mut body = serde_json::json!({
             "invite": invite_id, "fi_key_fingerprint": fingerprint, "rekey": inv.rekey,
-            "cancelled_invites": cancelled,
+            "cancelled_invites": cancelled, "expires_at": expires_at,
+            "fi_key_sha256": super::integrity::sha256_hex(fi_key),
         });
         if let Some((_, old_fp, old_state)) = replaced {
             body["replaced_fi_key_fingerprint"] = old_fp.into();

@@ -46,8 +46,11 @@ pub struct NewRequest<'a> {
 /// A stored request, as read back.
 #[derive(Debug, Clone)]
 pub struct RequestRow {
-    /// Request id.
+    /// Request id on the node (what the owner's commands take).
     pub id: u64,
+    /// The principal's own number for it (1, 2, 3, ... for each principal): the id its FI sees on the wire,
+    /// so that no FI learns how many requests the others make.
+    pub fi_seq: u64,
     /// Who asked.
     pub principal: String,
     /// Backend.
@@ -104,6 +107,27 @@ pub struct EarlierRelease {
     pub decided_at: String,
 }
 
+/// Give every request its principal's own number: a store made before requests were numbered per principal
+/// gets the `fi_seq` column, and its requests keep, as their principal's number, the node-wide id their FI
+/// already knows (later requests of a principal continue after its highest number).
+pub(super) fn upgrade(conn: &rusqlite::Connection) -> Result<(), Error> {
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'fi_seq'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        // A concurrent opener that added the column first makes the ALTER fail, which is fine; the UPDATE
+        // is idempotent.
+        let _ = conn.execute_batch("ALTER TABLE requests ADD COLUMN fi_seq INTEGER");
+        conn.execute_batch("UPDATE requests SET fi_seq = id WHERE fi_seq IS NULL")?;
+    }
+    conn.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS requests_by_fi ON requests (principal, fi_seq)",
+    )?;
+    Ok(())
+}
+
 fn backend(s: &str) -> Result<Backend, Error> {
     s.parse::<Backend>()
         .map_err(|_| Error::Internal(format!("unknown backend {s}")))
@@ -135,14 +159,16 @@ pub trait Requests: HasConn {
             .collect())
     }
 
-    /// Insert a request; returns its id. Decided requests get their decision time now.
+    /// Insert a request; returns its id on the node. It gets its principal's next number ([`RequestRow::fi_seq`]).
+    /// Decided requests get their decision time now.
     fn insert_request(&self, r: &NewRequest<'_>) -> Result<u64, Error> {
         let now = now_text();
         self.conn()
             .prepare_cached(
                 "INSERT INTO requests (principal, backend, reason, source, lineage, checked, description, versions,
-                     release_key, state, rule, why, answer, decided_by, created_at, decided_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                     release_key, state, rule, why, answer, decided_by, created_at, decided_at, fi_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                     (SELECT COALESCE(MAX(fi_seq), 0) + 1 FROM requests WHERE principal = ?1))",
             )?
             .execute(params![
                 r.principal,
@@ -179,13 +205,33 @@ pub trait Requests: HasConn {
             .optional()?)
     }
 
+    /// The node's id of `principal`'s request number `fi_seq` (the id its FI knows), if it exists.
+    fn request_by_fi(&self, principal: &str, fi_seq: u64) -> Result<Option<u64>, Error> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT id FROM requests WHERE principal = ?1 AND fi_seq = ?2")?
+            .query_row(params![principal, fi_seq as i64], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|i| i as u64))
+    }
+
+    /// The principal's own number of the node's request `id` (the id its FI knows).
+    fn fi_number(&self, id: u64) -> Result<u64, Error> {
+        self.conn()
+            .prepare_cached("SELECT fi_seq FROM requests WHERE id = ?1")?
+            .query_row([id as i64], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(|n| n as u64)
+            .ok_or_else(|| Error::NotFound(format!("request {id}")))
+    }
+
     /// A request, if it exists (and, with `principal`, belongs to that principal).
     fn request(&self, id: u64, principal: Option<&str>) -> Result<Option<RequestRow>, Error> {
         let row = self
             .conn()
             .prepare_cached(
                 "SELECT principal, backend, reason, description, source, state, why, answer, decided_by, receipt,
-                     cost, accuracy, created_at, checked
+                     cost, accuracy, created_at, checked, fi_seq
                  FROM requests WHERE id = ?1 AND (?2 IS NULL OR principal = ?2)",
             )?
             .query_row(params![id as i64, principal], |r| {
@@ -204,6 +250,7 @@ pub trait Requests: HasConn {
                     r.get::<_, Option<f64>>(11)?,
                     r.get::<_, String>(12)?,
                     r.get::<_, String>(13)?,
+                    r.get::<_, i64>(14)? as u64,
                 ))
             })
             .optional()?;
@@ -223,6 +270,7 @@ pub trait Requests: HasConn {
             acc,
             at,
             checked,
+            fi_seq,
         ) = row;
         /// The one field of a checked lineage a view needs.
         #[derive(Deserialize)]
@@ -232,6 +280,7 @@ pub trait Requests: HasConn {
         let ty = serde_json::from_str::<TypeOnly>(&checked)?.ty;
         Ok(Some(RequestRow {
             id,
+            fi_seq,
             principal,
             backend: backend(&b)?,
             reason,
