@@ -76,15 +76,35 @@ fn set(
         .parse()
         .map_err(|e| anyhow!("`{text}` is not a budget: {e}"))?;
     o.set_cap(&scope, amount, measure)?;
+    // DP needs the global cap: a cap for one FI or dataset alone lets nothing through.
+    let global_set = o
+        .store()
+        .ledger()?
+        .accounts()
+        .iter()
+        .any(|(s, a)| matches!(s, Scope::Global) && a.cap.is_some());
+    let warning = (!global_set).then(|| {
+        format!(
+            "no global budget is set, so every DP request is still refused: this cap only narrows the global one; \
+             set it with `duo owner budget set --{} X`",
+            measure.name()
+        )
+    });
     if json.json {
         let mut out =
             json!({ "scope": scope, "cap": amount.to_string(), "measure": measure.name() });
         if let Some(eps) = epsilon_at_delta(measure, amount) {
             out["cap_epsilon_delta"] = eps;
         }
+        if let Some(w) = &warning {
+            out["warning"] = json!(w);
+        }
         print_json(&out)?;
     } else {
         outln!("{scope}: cap {}", with_equivalent(amount, measure))?;
+        if let Some(w) = &warning {
+            outln!("warning: {w}")?;
+        }
     }
     Ok(0)
 }

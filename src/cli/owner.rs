@@ -93,6 +93,9 @@ pub struct LoadArgs {
     /// Metadata file (TOML). Default: FILE with `.csv` replaced by `.meta.toml`.
     #[arg(long)]
     meta: Option<PathBuf>,
+    /// Load a file with a header but no data rows (it replaces the dataset with an empty version).
+    #[arg(long)]
+    allow_empty: bool,
     #[command(flatten)]
     json: JsonFlag,
 }
@@ -306,10 +309,12 @@ fn load(home: &Path, args: LoadArgs) -> Result<i32> {
             meta_path.display()
         )
     })?;
-    let r = owner::load(&dir, &args.file, &args.name, &meta_text)?;
+    let r = owner::load_with(&dir, &args.file, &args.name, &meta_text, args.allow_empty)?;
+    let warnings = load_warnings(&meta_text, &r);
     if args.json.json {
         print_json(&serde_json::json!({
             "name": r.name, "version": r.version, "rows": r.rows, "suggestions": r.suggestions,
+            "warnings": warnings,
         }))?;
         return Ok(0);
     }
@@ -319,6 +324,9 @@ fn load(home: &Path, args: LoadArgs) -> Result<i32> {
         r.name,
         r.version
     )?;
+    for w in &warnings {
+        outln!("  warning: {w}")?;
+    }
     outln!("  inferred from the data (shown only to you, never published):")?;
     for c in &r.suggestions.columns {
         outln!(
@@ -342,6 +350,31 @@ fn load(home: &Path, args: LoadArgs) -> Result<i32> {
         )?;
     }
     Ok(0)
+}
+
+/// What the owner should know about a load that went through: dates outside the declared window.
+fn load_warnings(meta_text: &str, r: &owner::LoadReport) -> Vec<String> {
+    let Ok(meta) = duo::engine::ingest::parse_meta(meta_text) else {
+        return Vec::new();
+    };
+    let (Some(window), Some(time)) = (meta.window, meta.time_column.as_deref()) else {
+        return Vec::new();
+    };
+    let Some(col) = r.suggestions.columns.iter().find(|c| c.name == time) else {
+        return Vec::new();
+    };
+    let (start, end) = (window.start.to_string(), window.end.to_string());
+    let before = col.min.as_deref().filter(|m| *m < start.as_str());
+    let after = col.max.as_deref().filter(|m| *m > end.as_str());
+    if before.is_none() && after.is_none() {
+        return Vec::new();
+    }
+    vec![format!(
+        "`{time}` runs from {} to {}, outside the declared window {start} to {end}: rows outside it are loaded \
+         but lie outside what the metadata publishes; widen the window in the metadata file or trim the file",
+        col.min.as_deref().unwrap_or("-"),
+        col.max.as_deref().unwrap_or("-"),
+    )]
 }
 
 /// `duo owner datasets`: what is loaded.

@@ -7,6 +7,7 @@ mod cli_json;
 mod dp;
 mod frames;
 mod lockout;
+mod new_user;
 mod owner_files;
 mod pairing;
 mod persistence;

@@ -492,6 +492,9 @@ impl Client {
                 home.keep_receipt(name, receipt)?;
             }
         }
+        if let Some((home, name)) = &self.keep {
+            home.keep_request(name, &v)?;
+        }
         Ok(v)
     }
 

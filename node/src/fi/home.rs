@@ -457,6 +457,50 @@ impl FiHome {
         Ok(())
     }
 
+    /// The requests this FI made, as each was last seen (oldest first): `duo fi requests`.
+    pub fn requests(&self) -> Result<Vec<AskedRequest>, Error> {
+        match std::fs::read(self.dir.join("requests.json")) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Record a request of owner `owner` (the pairing's name) as now seen, replacing its earlier record. The
+    /// newest [`MAX_KEPT_REQUESTS`] are kept.
+    pub(crate) fn keep_request(
+        &self,
+        owner: &str,
+        v: &crate::proto::request::RequestView,
+    ) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let mut all = self.requests()?;
+        let state = match v.state {
+            crate::proto::request::RequestState::Pending => "pending",
+            crate::proto::request::RequestState::Approved => "approved",
+            crate::proto::request::RequestState::Denied => "denied",
+        };
+        let asked_at = all
+            .iter()
+            .find(|r| r.owner == owner && r.id == v.id)
+            .map_or_else(crate::proto::now_text, |r| r.asked_at.clone());
+        all.retain(|r| !(r.owner == owner && r.id == v.id));
+        all.push(AskedRequest {
+            owner: owner.to_string(),
+            id: v.id,
+            state: state.to_string(),
+            backend: v.backend.name().to_string(),
+            description: v.description.clone(),
+            reason: v.reason.clone(),
+            asked_at,
+            seen_at: crate::proto::now_text(),
+        });
+        let extra = all.len().saturating_sub(MAX_KEPT_REQUESTS);
+        all.drain(..extra);
+        crate::home::write_private(&self.dir.join("requests.json"), &serde_json::to_vec(&all)?)?;
+        Ok(())
+    }
+
     pub(crate) fn save(&self, rec: PairingRecord) -> Result<(), Error> {
         let _lock = self.lock()?;
         let mut all = self.pairings()?;
@@ -468,6 +512,30 @@ impl FiHome {
         )?;
         Ok(())
     }
+}
+
+/// How many of its requests an FI home remembers for `duo fi requests` (the newest).
+pub const MAX_KEPT_REQUESTS: usize = 10_000;
+
+/// A request this FI made, as it last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AskedRequest {
+    /// The owner node, by the name this FI paired it under.
+    pub owner: String,
+    /// The request's id (this FI's own numbering on that node).
+    pub id: u64,
+    /// `pending`, `approved` or `denied`, when last seen.
+    pub state: String,
+    /// The backend asked for.
+    pub backend: String,
+    /// The lineage in plain words.
+    pub description: String,
+    /// The reason given.
+    pub reason: String,
+    /// When it was asked (RFC 3339).
+    pub asked_at: String,
+    /// When its state was last seen (RFC 3339).
+    pub seen_at: String,
 }
 
 /// A scoring request this FI made: what it asked for and the salt of its model commitment, so that a run of it

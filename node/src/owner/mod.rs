@@ -21,8 +21,8 @@ pub use cache::DatasetCache;
 pub use release::Ask;
 pub use service::{spawn, EventSink, NodeEvent, PrincipalLimits, RunningNode, ServeConfig};
 pub use setup::{
-    init, invite, invite_for, load, node_key, owner_dir, rekey_invite, InitReport, LoadReport,
-    DEFAULT_PAIRING,
+    init, invite, invite_for, load, load_with, node_key, owner_dir, rekey_invite, InitReport,
+    LoadReport, DEFAULT_PAIRING,
 };
 pub use view::{DpView, PendingView};
 

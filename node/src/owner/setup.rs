@@ -91,6 +91,18 @@ pub fn load(
     name: &str,
     meta_text: &str,
 ) -> Result<LoadReport, Error> {
+    load_with(owner_dir, csv_path, name, meta_text, false)
+}
+
+/// [`load`], and with `allow_empty` a file with no data rows too (it replaces the dataset with an empty
+/// version); without it such a file is refused, since a header-only file is far more often a mistake.
+pub fn load_with(
+    owner_dir: &Path,
+    csv_path: &Path,
+    name: &str,
+    meta_text: &str,
+    allow_empty: bool,
+) -> Result<LoadReport, Error> {
     let mut meta = parse_meta(meta_text).map_err(|e| Error::Refused(format!("metadata: {e}")))?;
     meta.name = name.to_string();
     // Re-validate with the chosen name.
@@ -104,6 +116,13 @@ pub fn load(
         &IngestLimits::default(),
     )
     .map_err(|e| Error::Refused(format!("{}: {e}", csv_path.display())))?;
+    if ds.rows() == 0 && !allow_empty {
+        return Err(Error::Refused(format!(
+            "{} has a header but no data rows; loading it would make dataset `{name}` empty (nothing was \
+             changed). Pass --allow-empty if that is what you want",
+            csv_path.display()
+        )));
+    }
     let version = Store::open(owner_dir, Sync::Full)?.put_dataset(&ds, &sugg)?;
     Ok(LoadReport {
         name: name.to_string(),

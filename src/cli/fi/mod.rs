@@ -26,12 +26,32 @@ pub enum FiCmd {
         url: String,
         /// The invite code (duo1-...).
         code: String,
-        /// Local name for this owner node.
+        /// Local name for this owner node (the other commands' --owner).
         #[arg(long, default_value = "owner")]
         name: String,
+        /// Replace a pairing of that name with another owner node (without it, pairing a second owner under a
+        /// name already in use is refused, so the first pairing is not lost).
+        #[arg(long)]
+        replace: bool,
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// The owner nodes this FI is paired with: name, address, pinned key, principal.
+    Owners {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The requests this FI made, as each was last seen (`duo fi result ID` asks again).
+    Requests {
+        /// Only those of this paired owner.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Model files for `duo fi score`.
+    #[command(subcommand)]
+    Model(ModelCmd),
     /// List the owner's published datasets (metadata and schemas, never rows).
     Datasets {
         /// Which paired owner (default: the most recent pairing).
@@ -101,6 +121,23 @@ pub enum FiCmd {
     },
 }
 
+/// `duo fi model`: model files.
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Write the example thin-file model (four catalogue attributes, commented) to start from.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "model.toml")]
+        path: std::path::PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// The example model, as `examples/model.toml` in the source holds it.
+const EXAMPLE_MODEL: &str = include_str!("../../../examples/model.toml");
+
 /// Run one FI command.
 pub fn run(cmd: FiCmd, home: &Path) -> Result<i32> {
     runtime()?.block_on(run_async(cmd, home))
@@ -113,8 +150,12 @@ async fn run_async(cmd: FiCmd, home: &Path) -> Result<i32> {
             url,
             code,
             name,
+            replace,
             json,
-        } => pair(&fi, &url, &code, &name, json).await,
+        } => pair(&fi, &url, &code, &name, replace, json).await,
+        FiCmd::Owners { json } => owners(&fi, json),
+        FiCmd::Requests { owner, json } => requests(&fi, owner.as_deref(), json),
+        FiCmd::Model(ModelCmd::Init { path, force }) => model_init(&path, force),
         FiCmd::Datasets { owner, json } => datasets(&fi, owner.as_deref(), json).await,
         FiCmd::Catalogue { owner, json } => catalogue(&fi, owner.as_deref(), json).await,
         FiCmd::Cost(args) => release::cost(&fi, args).await,
@@ -131,7 +172,29 @@ async fn run_async(cmd: FiCmd, home: &Path) -> Result<i32> {
 }
 
 /// `duo fi pair`: pin the owner's key and register this FI's.
-async fn pair(fi: &FiHome, url: &str, code: &str, name: &str, json: JsonFlag) -> Result<i32> {
+async fn pair(
+    fi: &FiHome,
+    url: &str,
+    code: &str,
+    name: &str,
+    replace: bool,
+    json: JsonFlag,
+) -> Result<i32> {
+    // Refused before the code is used, so a refusal costs the invite nothing.
+    let owner_key = duo::node::net::keys::InviteCode::parse(code)
+        .map(|c| c.fingerprint)
+        .map_err(|e| anyhow::anyhow!("invite code: {e}"))?;
+    if let Some(other) = fi.pairings()?.into_iter().find(|p| p.name == name) {
+        if other.fingerprint != owner_key && !replace {
+            anyhow::bail!(
+                "a pairing named `{name}` exists already, with another owner node ({} at {}); pair this one under \
+                 another name with --name NAME (the other commands take --owner NAME), or pass --replace to \
+                 replace that pairing",
+                other.fingerprint,
+                other.url
+            );
+        }
+    }
     let rec = client::pair(fi, url, code, name).await?;
     if json.json {
         print_json(&rec)?;
@@ -144,6 +207,72 @@ async fn pair(fi: &FiHome, url: &str, code: &str, name: &str, json: JsonFlag) ->
             rec.name
         )?;
     }
+    Ok(0)
+}
+
+/// `duo fi owners`: the pairings this FI holds.
+fn owners(fi: &FiHome, json: JsonFlag) -> Result<i32> {
+    let list = fi.pairings()?;
+    if json.json {
+        print_json(&list)?;
+    } else if list.is_empty() {
+        outln!("no owner node is paired; pair with `duo fi pair URL CODE`")?;
+    } else {
+        for p in list {
+            outln!(
+                "{}  {}\n  paired as \"{}\" on {}; owner key {}",
+                p.name,
+                p.url,
+                p.principal,
+                p.paired_at,
+                p.fingerprint
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+/// `duo fi requests`: this FI's requests as last seen, newest last.
+fn requests(fi: &FiHome, owner: Option<&str>, json: JsonFlag) -> Result<i32> {
+    let list: Vec<_> = fi
+        .requests()?
+        .into_iter()
+        .filter(|r| owner.is_none_or(|o| r.owner == o))
+        .collect();
+    if json.json {
+        print_json(&list)?;
+    } else if list.is_empty() {
+        outln!("no requests yet; ask with `duo fi request EXPR --reason WHY`")?;
+    } else {
+        for r in list {
+            outln!(
+                "{:>4} {}  [{}]  {}: {}\n       reason: {}; asked {}, last seen {}",
+                r.id,
+                r.owner,
+                r.state,
+                r.backend,
+                r.description,
+                r.reason,
+                r.asked_at,
+                r.seen_at
+            )?;
+        }
+        outln!("(`duo fi result ID` asks the owner node for a request's state now)")?;
+    }
+    Ok(0)
+}
+
+/// `duo fi model init`: the example model, to edit.
+fn model_init(path: &Path, force: bool) -> Result<i32> {
+    if path.exists() && !force {
+        anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
+    }
+    std::fs::write(path, EXAMPLE_MODEL)?;
+    outln!(
+        "wrote the example model to {}: edit its weights, then `duo fi score --model {} --reason WHY`",
+        path.display(),
+        path.display()
+    )?;
     Ok(0)
 }
 
