@@ -26,6 +26,11 @@ pub enum Error {
     /// owner's and never goes on the wire (an FI gets the code `policy_unavailable` and a generic message).
     #[error("{0}")]
     PolicyUnavailable(String),
+    /// A scoring request waits for the owner's decision (its id): run it once approved.
+    #[error(
+        "scoring request {0} waits for the owner; once approved, run it with `duo fi score --request {0} --model FILE`"
+    )]
+    Pending(u64),
     /// Something named does not exist.
     #[error("not found: {0}")]
     NotFound(String),
@@ -73,6 +78,7 @@ impl Error {
         match self {
             Error::Check(_) => "type_error",
             Error::NotFound(_) => "not_found",
+            Error::Pending(_) => "pending",
             Error::Refused(_) => "refused",
             Error::Limit(_) => "limit",
             Error::Stale { .. } => "stale",

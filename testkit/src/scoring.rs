@@ -158,7 +158,7 @@ pub async fn ask_pending(
         Duration::from_millis(150),
     )
     .await;
-    assert!(e.contains("still waits for the owner"), "{e}");
+    assert!(e.contains("waits for the owner"), "{e}");
     let o = owner.store();
     let id = *o
         .pending_ids()

@@ -582,10 +582,7 @@ impl Client {
                 view.id,
                 view.why.unwrap_or_default()
             ))),
-            RequestState::Pending => Err(Error::Refused(format!(
-                "scoring request {} still waits for the owner; run it once approved with `duo fi score --request {} --model ...`",
-                view.id, view.id
-            ))),
+            RequestState::Pending => Err(Error::Pending(view.id)),
         }
     }
 

@@ -1,7 +1,7 @@
 //! `duo fi score`: private credit scoring (2PC) with the FI's model file.
 
 use super::super::{emit, print_json, show, JsonFlag};
-use crate::cli::out::errln;
+use crate::cli::out::{errln, outln};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use duo::node::fi::ModelFile;
@@ -82,6 +82,19 @@ pub async fn score(fi: &FiHome, home: &Path, args: ScoreArgs) -> Result<i32> {
     c.close().await;
     let report = match result {
         Ok(r) => r,
+        // Not an error: the request is made and waits for the owner.
+        Err(duo::node::Error::Pending(id)) => {
+            if args.json.json {
+                print_json(&serde_json::json!({ "request": id, "state": "pending" }))?;
+            } else {
+                outln!(
+                    "scoring request {id} waits for the owner; once it is approved, run it with \
+                     `duo fi score --request {id} --model {}`",
+                    args.model.display()
+                )?;
+            }
+            return Ok(0);
+        }
         Err(
             e @ (duo::node::Error::Refused(_)
             | duo::node::Error::Limit(_)
