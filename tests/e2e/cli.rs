@@ -1,6 +1,5 @@
 //! The `duo` binary: the owner and FI walkthrough from the README, a kill -9 restart, and parse errors.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -25,20 +24,7 @@ pub(crate) fn ok(home: &Path, args: &[&str]) -> String {
 }
 
 pub(crate) fn serve(home: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
-        .arg("--home")
-        .arg(home)
-        .args(["owner", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().to_string();
-    assert!(url.starts_with("ws://127.0.0.1:"), "{url:?}");
+    let (child, url, _) = super::serve::spawn_serve(home, &[], &[]);
     (child, url)
 }
 

@@ -4,44 +4,14 @@
 use duo::node::fi::{Client, FiHome};
 use duo_testkit::attack::{Attack, AttackShape};
 use duo_testkit::owner::TEST_SEED;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// `duo owner serve` on a free loopback port, its standard error collected line by line.
 fn serve_collecting(home: &Path) -> (Child, String, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
-        .arg("--home")
-        .arg(home)
-        .args([
-            "owner",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--sync",
-            "normal",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().to_string();
-    assert!(url.starts_with("ws://127.0.0.1:"), "{url:?}");
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    (child, url, lines)
+    super::serve::spawn_serve(home, &[], &[])
 }
 
 /// One `duo fi datasets`: a session of its own, one `list_datasets`, closed.

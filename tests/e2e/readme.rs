@@ -3,9 +3,8 @@
 //! commands printed (as a person would copy them). A command that fails fails the test, naming the line.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 /// The command lines of the walkthrough's `sh` blocks, comments dropped.
 fn walkthrough_lines(readme: &str) -> Vec<String> {
@@ -110,33 +109,6 @@ impl Seen {
     }
 }
 
-/// `duo owner serve`, on a free port rather than the README's: its first line is the address.
-fn serve(dir: &Path, args: &[String]) -> (Child, String) {
-    let args: Vec<&str> = args[1..]
-        .iter()
-        .map(|a| {
-            if a == "127.0.0.1:7878" {
-                "127.0.0.1:0"
-            } else {
-                a
-            }
-        })
-        .collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
-        .args(&args)
-        .current_dir(dir)
-        .env("DUO_HOME", dir.join("home"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().to_string())
-}
-
 #[test]
 fn the_readme_walkthrough_runs_as_written() {
     let readme =
@@ -157,12 +129,9 @@ fn the_readme_walkthrough_runs_as_written() {
             args.truncate(i);
             file
         });
+        // `duo owner serve` runs on a free port rather than the README's, and keeps running.
         if args[1..3] == ["owner", "serve"] {
-            let (child, url) = serve(dir.path(), &args);
-            assert!(
-                url.starts_with("ws://127.0.0.1:"),
-                "{line}: printed {url:?}"
-            );
+            let (child, url, _) = super::serve::spawn_serve(&dir.path().join("home"), &[], &[]);
             seen.url = url;
             node = Some(child);
             continue;

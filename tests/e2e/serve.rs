@@ -18,40 +18,51 @@ struct Serve {
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
+/// `duo owner serve` on a free loopback port with `extra` arguments and `env` variables: the process, the
+/// address it printed first, and its standard error as it comes, line by line.
+pub(crate) fn spawn_serve(
+    home: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
+        .arg("--home")
+        .arg(home)
+        .args([
+            "owner",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--sync",
+            "normal",
+        ])
+        .args(extra)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().to_string();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url:?}");
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let sink = stderr.clone();
+    let pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(pipe).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    (child, url, stderr)
+}
+
 impl Serve {
-    /// Starts `duo owner serve` on a free loopback port with `extra` arguments and `env` variables.
+    /// Starts `duo owner serve` ([`spawn_serve`]).
     fn start(home: &Path, extra: &[&str], env: &[(&str, &str)]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
-            .arg("--home")
-            .arg(home)
-            .args([
-                "owner",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--sync",
-                "normal",
-            ])
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line.trim().to_string();
-        assert!(url.starts_with("ws://127.0.0.1:"), "{url:?}");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for l in BufReader::new(pipe).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(l);
-            }
-        });
+        let (child, url, stderr) = spawn_serve(home, extra, env);
         Serve { child, url, stderr }
     }
 
