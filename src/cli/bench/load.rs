@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 
 /// Options of `duo bench load`.
 #[derive(clap::Args, Debug, Clone)]
@@ -174,16 +173,7 @@ async fn serve(home: &Path, args: &LoadArgs) -> Result<(tokio::process::Child, S
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let out = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout from the owner node"))?;
-    let mut line = String::new();
-    tokio::io::BufReader::new(out).read_line(&mut line).await?;
-    let url = line.trim().to_string();
-    if !url.starts_with("ws://") {
-        bail!("the owner node did not start: {url:?}");
-    }
+    let url = super::node_url(&mut child).await?;
     Ok((child, url))
 }
 

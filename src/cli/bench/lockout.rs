@@ -215,16 +215,7 @@ async fn serve(home: &std::path::Path) -> Result<(tokio::process::Child, String,
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
-    let out = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout from the owner node"))?;
-    let mut line = String::new();
-    tokio::io::BufReader::new(out).read_line(&mut line).await?;
-    let url = line.trim().to_string();
-    if !url.starts_with("ws://") {
-        bail!("the owner node did not start: {url:?}");
-    }
+    let url = super::node_url(&mut child).await?;
     let warnings: Warnings = Arc::default();
     if let Some(err) = child.stderr.take() {
         let sink = warnings.clone();

@@ -87,3 +87,19 @@ pub fn run(cmd: BenchCmd) -> Result<i32> {
         }
     }
 }
+
+/// The address a `duo owner serve` child printed first (it prints nothing before it listens).
+async fn node_url(child: &mut tokio::process::Child) -> Result<String> {
+    use tokio::io::AsyncBufReadExt;
+    let out = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout from the owner node"))?;
+    let mut line = String::new();
+    tokio::io::BufReader::new(out).read_line(&mut line).await?;
+    let url = line.trim().to_string();
+    if !url.starts_with("ws://") {
+        anyhow::bail!("the owner node did not start: {url:?}");
+    }
+    Ok(url)
+}

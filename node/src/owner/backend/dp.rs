@@ -739,21 +739,30 @@ mod tests {
             .collect()
     }
 
+    /// The published metadata of the sample datasets.
+    fn metas_of(data: &BTreeMap<String, duo_engine::Dataset>) -> BTreeMap<String, DatasetMeta> {
+        data.iter()
+            .map(|(n, d)| (n.clone(), d.meta.clone()))
+            .collect()
+    }
+
+    /// Type-checking as of a fixed day after the sample's last month.
+    fn check_ctx(metas: &BTreeMap<String, DatasetMeta>) -> duo_engine::CheckContext<'_> {
+        duo_engine::CheckContext {
+            metas,
+            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
+            limits: duo_engine::Limits::default(),
+        }
+    }
+
     /// Whatever the noise, a released variance is null or within `[0, ((hi - lo) / 2)^2]` of its clamp
     /// bounds, and an income CV null or within the attribute's published `[0, 10]`: the composition in
     /// `duo_protocols::dp::compose` gets the bounds the plan clamped to.
     #[test]
     fn composed_answers_stay_in_their_ranges_under_heavy_noise() {
         let data = sample(Profile::Struggling);
-        let metas: BTreeMap<String, DatasetMeta> = data
-            .iter()
-            .map(|(n, d)| (n.clone(), d.meta.clone()))
-            .collect();
-        let ctx = duo_engine::CheckContext {
-            metas: &metas,
-            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
-            limits: duo_engine::Limits::default(),
-        };
+        let metas = metas_of(&data);
+        let ctx = check_ctx(&metas);
         let noisy = DpParams {
             epsilon: Some(0.01),
             ..DpParams::default()
@@ -787,15 +796,8 @@ mod tests {
     #[test]
     fn dp_histograms_count_values_on_the_edges_as_plaintext_does() {
         let data = sample(Profile::Reliable);
-        let metas: BTreeMap<String, DatasetMeta> = data
-            .iter()
-            .map(|(n, d)| (n.clone(), d.meta.clone()))
-            .collect();
-        let ctx = duo_engine::CheckContext {
-            metas: &metas,
-            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
-            limits: duo_engine::Limits::default(),
-        };
+        let metas = metas_of(&data);
+        let ctx = check_ctx(&metas);
         let column = duo_engine::parse::parse_expr("transactions.amount").unwrap();
         let mut values = input_values(&Input::Lineage(column), &data).unwrap();
         values.sort_unstable();
@@ -831,15 +833,8 @@ mod tests {
     /// The plan of `src` on the sample's metadata, under `m`, with `params`.
     fn plan_of(src: &str, m: Measure, params: &DpParams) -> DpPlan {
         let data = sample(Profile::Reliable);
-        let metas: BTreeMap<String, DatasetMeta> = data
-            .iter()
-            .map(|(n, d)| (n.clone(), d.meta.clone()))
-            .collect();
-        let ctx = duo_engine::CheckContext {
-            metas: &metas,
-            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
-            limits: duo_engine::Limits::default(),
-        };
+        let metas = metas_of(&data);
+        let ctx = check_ctx(&metas);
         let checked =
             duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap();
         plan(&checked, &metas, m, params).unwrap()
@@ -980,15 +975,8 @@ mod tests {
     #[test]
     fn released_values_stay_within_their_public_bounds() {
         let data = sample(Profile::Reliable);
-        let metas: BTreeMap<String, DatasetMeta> = data
-            .iter()
-            .map(|(n, d)| (n.clone(), d.meta.clone()))
-            .collect();
-        let ctx = duo_engine::CheckContext {
-            metas: &metas,
-            today: chrono::NaiveDate::from_ymd_opt(2026, 11, 15).unwrap(),
-            limits: duo_engine::Limits::default(),
-        };
+        let metas = metas_of(&data);
+        let ctx = check_ctx(&metas);
         let plan_at = |src: &str, e: f64| {
             let checked =
                 duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap();
