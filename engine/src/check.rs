@@ -395,6 +395,8 @@ pub(crate) fn agg_type(
                 nb.and_then(|b| bounds((n * b.lo).min(0.0), (n * b.hi).max(0.0))),
             )
         }
+        // A mean of money is money (fractions of a cent are kept); of anything else, a number.
+        AggKind::Mean if dtype == DataType::Money => (DataType::Money, nb),
         AggKind::Mean => (DataType::F64, nb),
         AggKind::Variance => (
             DataType::F64,
@@ -1876,6 +1878,19 @@ mod tests {
                     hi: 24_000_000.0
                 })
             }
+        );
+        // A mean of money is money (so it is shown in dollars), with the column's bounds.
+        let c = run(&agg(AggKind::Mean, col(rent.clone(), "amount"))).unwrap();
+        assert!(
+            matches!(
+                c.ty,
+                Type::Scalar {
+                    dtype: DataType::Money,
+                    ..
+                }
+            ),
+            "{:?}",
+            c.ty
         );
         let c = run(&agg(AggKind::Variance, col(ds("transactions"), "n"))).unwrap();
         assert_eq!(scalar_bounds(&c), Some(Bounds { lo: 0.0, hi: 25.0 }));

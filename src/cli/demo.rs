@@ -385,7 +385,11 @@ impl Demo {
                     e.seq,
                     e.kind,
                     e.principal.as_deref().unwrap_or("-"),
-                    show::log_summary(&e.kind, &e.body)
+                    show::log_summary_typed(
+                        &e.kind,
+                        &e.body,
+                        show::release_type(o.store(), &e).as_ref()
+                    )
                 )?;
             }
         }

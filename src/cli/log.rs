@@ -43,7 +43,8 @@ pub fn run(home: &Path, args: LogArgs) -> Result<i32> {
         print_json(&entries)?;
     } else {
         for e in entries {
-            outln!("{}", show::log_entry(&e))?;
+            let ty = show::release_type(o.store(), &e);
+            outln!("{}", show::log_entry(&e, ty.as_ref()))?;
         }
     }
     Ok(0)

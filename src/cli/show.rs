@@ -395,6 +395,12 @@ pub fn score_progress(what: &str) -> String {
 
 /// One audit-log entry's details in words; kinds without a special form show their JSON body.
 pub fn log_summary(kind: &str, body: &str) -> String {
+    log_summary_typed(kind, body, None)
+}
+
+/// [`log_summary`], with the static type of the request a `release` entry answers (from the store: the entry
+/// does not hold it), so money in it is shown in dollars.
+pub fn log_summary_typed(kind: &str, body: &str, ty: Option<&Type>) -> String {
     let Ok(b) = serde_json::from_str::<serde_json::Value>(body) else {
         return body.to_string();
     };
@@ -437,9 +443,10 @@ pub fn log_summary(kind: &str, body: &str) -> String {
                 .and_then(|a| serde_json::from_value::<Answer>(a.clone()).ok())
                 .map_or_else(
                     || field("answer"),
-                    |a| match &a {
-                        Answer::Scalar { value: v } => value(v),
-                        other => answer(
+                    |a| match (&a, ty) {
+                        (a, Some(ty)) => answer(a, ty),
+                        (Answer::Scalar { value: v }, None) => value(v),
+                        (other, None) => answer(
                             other,
                             &Type::Scalar {
                                 dtype: DataType::F64,
@@ -569,15 +576,26 @@ fn cancelled_invites(b: &serde_json::Value) -> String {
 }
 
 /// One audit-log entry on one line: sequence number, time, kind, principal, details.
-pub fn log_entry(e: &LogEntry) -> String {
+pub fn log_entry(e: &LogEntry, ty: Option<&Type>) -> String {
     format!(
         "{:>5} {} {:<16} {:<14} {}",
         e.seq,
         e.ts,
         e.kind,
         e.principal.as_deref().unwrap_or("-"),
-        log_summary(&e.kind, &e.body)
+        log_summary_typed(&e.kind, &e.body, ty)
     )
+}
+
+/// The static type of the request a `release` log entry answers, read from the owner's store.
+pub fn release_type(store: &duo::node::store::Store, e: &LogEntry) -> Option<Type> {
+    use duo::node::store::prelude::*;
+    if e.kind != "release" {
+        return None;
+    }
+    let body: serde_json::Value = serde_json::from_str(&e.body).ok()?;
+    let id = body.get("request")?.as_u64()?;
+    store.request(id, None).ok().flatten().map(|r| r.ty)
 }
 
 /// Published datasets.
