@@ -42,9 +42,15 @@ pub fn run(home: &Path, args: LogArgs) -> Result<i32> {
     if args.json.json {
         print_json(&entries)?;
     } else {
+        let shown = entries.len();
         for e in entries {
             let ty = show::release_type(o.store(), &e);
             outln!("{}", show::log_entry(&e, ty.as_ref()))?;
+        }
+        if shown == args.limit {
+            outln!(
+                "(the last {shown} entries; `--limit N` shows more, `--json` prints them for a program)"
+            )?;
         }
     }
     Ok(0)
