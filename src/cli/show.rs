@@ -414,6 +414,55 @@ pub fn log_summary_typed(kind: &str, body: &str, ty: Option<&Type>) -> String {
     }
     match kind {
         "request" => format!("#{} {}", field("request"), field("description")),
+        "metadata_viewed" => format!("viewed the {}", field("what")),
+        "dataset_loaded" => format!(
+            "dataset `{}` version {} ({} columns)",
+            field("dataset"),
+            field("version"),
+            field("columns")
+        ),
+        "dataset_deleted" => format!(
+            "dataset `{}` deleted ({} version(s))",
+            field("dataset"),
+            field("versions")
+        ),
+        "invite_created" => format!(
+            "invite {}{}, expires {}",
+            field("invite"),
+            if b.get("rekey") == Some(&serde_json::Value::Bool(true)) {
+                " (re-key)"
+            } else {
+                ""
+            },
+            b.get("expires_at")
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map_or_else(|| field("expires_at"), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        ),
+        "budget_set" => format!(
+            "{}: cap {} {} (was {})",
+            b.get("scope")
+                .map_or_else(String::new, budget_scope),
+            field("cap"),
+            field("measure"),
+            b.get("previous")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("none")
+        ),
+        "budget_charged" => format!("#{} charged {}", field("request"), field("amount")),
+        "pairing_failed" => format!("invite {}: {}", field("invite"), field("why")),
+        "limit_exceeded" => format!("over its {} limit", field("limit")),
+        "connections_dropped" => format!(
+            "under pressure for {} s: {} evicted, {} refused, {} silent, {} over the session places",
+            field("seconds"),
+            field("evicted"),
+            field("refused"),
+            field("timed_out"),
+            field("sessions_full")
+        ),
+        "state_bound" => {
+            "from here on the ledger, decisions, stored answers and pairings are bound to this log".to_string()
+        }
         "request_refused" => format!(
             "a `{}` refused ({}): {}",
             field("message"),
@@ -493,6 +542,12 @@ pub fn log_summary_typed(kind: &str, body: &str, ty: Option<&Type>) -> String {
         }
         _ => body.to_string(),
     }
+}
+
+/// A budget scope as logged (`{"scope":"global"}`, `{"scope":"principal","name":…}`, …) in words.
+fn budget_scope(v: &serde_json::Value) -> String {
+    serde_json::from_value::<duo::policies::Scope>(v.clone())
+        .map_or_else(|_| v.to_string(), |s| s.to_string())
 }
 
 /// The words for a private-scoring log entry (`scoring-start`, `scoring-end`, `scoring-refused`); `None` for
@@ -703,6 +758,54 @@ mod tests {
             answer(&rows, &table).ends_with("\"2026-01\", $1,500.00"),
             "{}",
             answer(&rows, &table)
+        );
+    }
+
+    /// Every kind of entry the node logs reads as words, not as its JSON body.
+    #[test]
+    fn every_logged_kind_reads_in_words() {
+        let bodies = [
+            ("metadata_viewed", r#"{"what":"catalogue"}"#),
+            (
+                "dataset_loaded",
+                r#"{"dataset":"rent","version":2,"columns":3}"#,
+            ),
+            ("dataset_deleted", r#"{"dataset":"rent","versions":2}"#),
+            (
+                "invite_created",
+                r#"{"invite":"abcd2345","expires_at":1796625023,"pairing_secs":60,"rekey":false}"#,
+            ),
+            (
+                "budget_set",
+                r#"{"scope":{"scope":"principal","name":"Acme"},"cap":"1","previous":null,"measure":"epsilon"}"#,
+            ),
+            (
+                "budget_charged",
+                r#"{"request":3,"amount":"0.5","datasets":["rent"]}"#,
+            ),
+            (
+                "pairing_failed",
+                r#"{"invite":"abcd2345","why":"wrong invite secret"}"#,
+            ),
+            ("limit_exceeded", r#"{"limit":"requests"}"#),
+            (
+                "connections_dropped",
+                r#"{"seconds":60,"evicted":3,"refused":0,"timed_out":1,"sessions_full":0}"#,
+            ),
+            ("state_bound", r#"{"format":2}"#),
+            (
+                "request_refused",
+                r#"{"message":"request","code":"refused","detail":"the reason is empty"}"#,
+            ),
+        ];
+        for (kind, body) in bodies {
+            let s = log_summary(kind, body);
+            assert!(!s.starts_with('{') && !s.contains("\":"), "{kind}: {s}");
+        }
+        let set = log_summary("budget_set", bodies[4].1);
+        assert!(
+            set.contains("Acme") && set.contains("cap 1 epsilon (was none)"),
+            "{set}"
         );
     }
 
