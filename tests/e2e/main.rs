@@ -11,3 +11,4 @@ mod pairing;
 mod persistence;
 mod requests;
 mod scoring;
+mod ui;
