@@ -1,5 +1,6 @@
 //! The Duo node: everything that runs. Its rooms, with dependencies pointing one way (down this list):
 //!
+//! - [`web`]: the owner's web UI, a loopback listener beside the service, on the same calls as the CLI;
 //! - [`owner`]: the owner's node: the release path and its backends, the owner's decisions, private scoring
 //!   runs, setting up a node, and the service FIs connect to;
 //! - [`fi`]: the FI's client, its home on disk and its model file (it imports nothing from [`owner`]);
@@ -20,5 +21,6 @@ pub mod net;
 pub mod owner;
 pub mod proto;
 pub mod store;
+pub mod web;
 
 pub use error::Error;

@@ -18,6 +18,7 @@ pub mod receipt;
 pub mod sample;
 pub mod show;
 pub mod ttl;
+pub mod ui;
 
 use anyhow::{bail, Result};
 use clap::Args;

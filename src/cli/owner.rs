@@ -77,6 +77,8 @@ pub enum OwnerCmd {
     },
     /// Show the audit log, or check that it has not been tampered with.
     Log(LogArgs),
+    /// Print the address of the running node's web UI (`duo owner serve` starts it).
+    Ui,
     /// Policy file commands.
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -123,6 +125,12 @@ pub struct ServeArgs {
     /// under pressure are still printed.
     #[arg(long)]
     quiet: bool,
+    /// Where the web UI listens: 127.0.0.1 or [::1] only (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0", conflicts_with = "no_ui")]
+    ui: SocketAddr,
+    /// Do not start the web UI.
+    #[arg(long)]
+    no_ui: bool,
 }
 
 /// Options of `duo owner invite`.
@@ -237,6 +245,7 @@ pub fn run(cmd: OwnerCmd, home: &Path) -> Result<i32> {
         OwnerCmd::Approve(args) => approve(home, args),
         OwnerCmd::Deny { id, reason, json } => deny(home, id, &reason, json),
         OwnerCmd::Log(args) => super::log::run(home, args),
+        OwnerCmd::Ui => super::ui::print_address(home),
         OwnerCmd::Policy(cmd) => super::policy::run(cmd, home),
     }
 }
@@ -415,12 +424,18 @@ fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
     } else {
         store::Sync::Full
     };
+    let ui_listen = (!args.no_ui).then_some(args.ui);
+    if let Some(listen) = ui_listen {
+        duo::node::web::check_listen(listen)?;
+    }
+    let sync = cfg.sync;
     let (events, received) = tokio::sync::mpsc::channel(1024);
     cfg.events = Some(events);
     let printer = print_events(received, args.quiet);
     let rt = runtime()?;
     let served = rt.block_on(async move {
         let node = owner::spawn(cfg, args.listen).await?;
+        let ui = super::ui::start(&dir, ui_listen, sync).await?;
         outln!("{}", node.url())?;
         errln!(
             "owner node listening on {} (key {}); Ctrl-C to stop",
@@ -429,6 +444,7 @@ fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
         );
         shutdown_signal().await;
         errln!("stopping");
+        super::ui::stop(&dir, ui).await;
         node.shutdown().await;
         Ok(0)
     });

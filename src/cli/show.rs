@@ -863,7 +863,7 @@ mod tests {
             "#4 via 2pc: true"
         );
         // Unknown kinds and bodies that are not JSON are shown as they are.
-        assert_eq!(log_summary("metadata_viewed", "{\"x\":1}"), "{\"x\":1}");
+        assert_eq!(log_summary("something_new", "{\"x\":1}"), "{\"x\":1}");
         assert_eq!(log_summary("scoring-end", "not json"), "not json");
     }
 

@@ -15,3 +15,4 @@ mod readme;
 mod requests;
 mod scoring;
 mod serve;
+mod ui;

@@ -1,0 +1,477 @@
+//! The owner's web UI over plain HTTP on a real `duo owner serve`: who may use it (secret, cookie, Host, Origin,
+//! CSRF), the headers on every response, body limits, and the approval guarantee.
+
+use super::cli::{json, ok};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `duo owner serve` with its UI; killed on drop.
+struct Ui {
+    child: Child,
+    /// The FI-facing `ws://` URL.
+    ws: String,
+    /// `127.0.0.1:PORT`.
+    host: String,
+    secret: String,
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(home: &Path) -> Ui {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
+        .arg("--home")
+        .arg(home)
+        .args(["owner", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ws = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut ws)
+        .unwrap();
+    // `duo owner ui` prints the address once the UI is up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        let out = super::cli::duo(home, &["owner", "ui"]);
+        if out.status.success() {
+            break String::from_utf8(out.stdout).unwrap().trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "the UI did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rest = url.strip_prefix("http://").expect("an http:// address");
+    let (host, secret) = rest.split_once("/?k=").expect("the secret in the address");
+    Ui {
+        child,
+        ws: ws.trim().to_string(),
+        host: host.to_string(),
+        secret: secret.to_string(),
+    }
+}
+
+/// A response: status, headers (names lower-cased), body.
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over a plain socket, with exactly the headers given (so Host and Origin are ours).
+fn http(ui: &Ui, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+    let mut s = TcpStream::connect(&ui.host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method == "POST" {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    // An event stream never ends: read what arrives within the timeout.
+    if path == "/events" {
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+    }
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// The cookie the secret is exchanged for (`name=value`).
+fn sign_in(ui: &Ui) -> String {
+    let r = http(
+        ui,
+        "GET",
+        &format!("/?k={}", ui.secret),
+        &[("Host", &ui.host)],
+        "",
+    );
+    assert_eq!(r.status, 303);
+    let c = r.header("set-cookie").unwrap().to_string();
+    c.split(';').next().unwrap().to_string()
+}
+
+fn owner_with_data(dir: &Path) -> std::path::PathBuf {
+    let home = dir.join("owner-home");
+    let data = dir.join("data");
+    ok(&home, &["sample", "--out", data.to_str().unwrap()]);
+    ok(&home, &["owner", "init"]);
+    let rent = data.join("rent.csv");
+    ok(
+        &home,
+        &["owner", "load", rent.to_str().unwrap(), "--name", "rent"],
+    );
+    home
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
+    page[at..at + 64].to_string()
+}
+
+#[test]
+fn the_secret_is_exchanged_for_a_strict_http_only_cookie_and_nothing_opens_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = owner_with_data(dir.path());
+    let ui = start(&home);
+    let host = [("Host", ui.host.as_str())];
+    for path in [
+        "/",
+        "/requests",
+        "/log",
+        "/log.json",
+        "/events",
+        "/static/app.js",
+    ] {
+        assert_eq!(http(&ui, "GET", path, &host, "").status, 401, "{path}");
+    }
+    let wrong = format!("/?k={}", "0".repeat(ui.secret.len()));
+    assert_eq!(http(&ui, "GET", &wrong, &host, "").status, 401);
+    let r = http(&ui, "GET", &format!("/log?k={}", ui.secret), &host, "");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/log"), "the secret is stripped");
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    assert!(!cookie.contains(&ui.secret), "the cookie is not the secret");
+    let c = sign_in(&ui);
+    let home_page = http(&ui, "GET", "/", &[("Host", &ui.host), ("Cookie", &c)], "");
+    assert_eq!(home_page.status, 200);
+    assert!(home_page.body.contains("rent"), "{}", home_page.body);
+    let forged = format!("{}x", c);
+    assert_eq!(
+        http(
+            &ui,
+            "GET",
+            "/",
+            &[("Host", &ui.host), ("Cookie", &forged)],
+            ""
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn a_foreign_host_is_refused_even_with_the_secret_and_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = owner_with_data(dir.path());
+    let ui = start(&home);
+    let c = sign_in(&ui);
+    let port = ui.host.rsplit_once(':').unwrap().1;
+    for host in [
+        format!("attacker.example:{port}"),
+        "127.0.0.1".to_string(),
+        format!("127.0.0.1:{}", port.parse::<u16>().unwrap() ^ 1),
+    ] {
+        let r = http(&ui, "GET", "/", &[("Host", &host), ("Cookie", &c)], "");
+        assert_eq!(r.status, 403, "{host}");
+        let r = http(
+            &ui,
+            "GET",
+            &format!("/?k={}", ui.secret),
+            &[("Host", &host)],
+            "",
+        );
+        assert_eq!(r.status, 403, "{host} with the secret");
+    }
+    for host in [format!("localhost:{port}"), format!("[::1]:{port}")] {
+        let r = http(&ui, "GET", "/", &[("Host", &host), ("Cookie", &c)], "");
+        assert_eq!(r.status, 200, "{host}");
+    }
+}
+
+#[test]
+fn cross_origin_posts_and_event_streams_are_refused_and_forms_need_the_csrf_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = owner_with_data(dir.path());
+    let ui = start(&home);
+    let c = sign_in(&ui);
+    let own = format!("http://{}", ui.host);
+    let page = http(
+        &ui,
+        "GET",
+        "/invite",
+        &[("Host", &ui.host), ("Cookie", &c)],
+        "",
+    );
+    let token = csrf(&page.body);
+    let body = format!("csrf={token}&fi=Mallory&minutes=15");
+    let post = |extra: &[(&str, &str)], body: &str| {
+        let mut h = vec![("Host", ui.host.as_str()), ("Cookie", c.as_str())];
+        h.extend_from_slice(extra);
+        http(&ui, "POST", "/invite", &h, body)
+    };
+    assert_eq!(
+        post(&[("Origin", "http://evil.example")], &body).status,
+        403
+    );
+    assert_eq!(post(&[("Origin", "null")], &body).status, 403);
+    assert_eq!(
+        post(&[("Origin", &own), ("Sec-Fetch-Site", "cross-site")], &body).status,
+        403
+    );
+    assert_eq!(post(&[("Sec-Fetch-Site", "same-site")], &body).status, 403);
+    assert_eq!(post(&[], &body).status, 403, "no origin at all");
+    let bad = format!("csrf={}&fi=Mallory&minutes=15", "0".repeat(64));
+    assert_eq!(
+        post(&[("Origin", &own)], &bad).status,
+        403,
+        "bad CSRF token"
+    );
+    assert!(
+        ok(&home, &["owner", "invite", "list"]).contains("no open invite"),
+        "nothing refused made an invite"
+    );
+    let made = post(
+        &[("Origin", &own), ("Sec-Fetch-Site", "same-origin")],
+        &body,
+    );
+    assert_eq!(made.status, 200);
+    assert!(made.body.contains("duo1-"), "{}", made.body);
+
+    let events = |extra: &[(&str, &str)]| {
+        let mut h = vec![("Host", ui.host.as_str()), ("Cookie", c.as_str())];
+        h.extend_from_slice(extra);
+        http(&ui, "GET", "/events", &h, "")
+    };
+    assert_eq!(events(&[("Origin", "http://evil.example")]).status, 403);
+    assert_eq!(events(&[("Sec-Fetch-Site", "cross-site")]).status, 403);
+    let ok_stream = events(&[("Sec-Fetch-Site", "same-origin")]);
+    assert_eq!(ok_stream.status, 200);
+    assert!(ok_stream
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    assert!(
+        ok_stream.body.contains("event: change"),
+        "{}",
+        ok_stream.body
+    );
+}
+
+#[test]
+fn every_response_carries_a_strict_csp_and_no_cors_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = owner_with_data(dir.path());
+    let ui = start(&home);
+    let c = sign_in(&ui);
+    let mut seen = Vec::new();
+    for path in [
+        "/",
+        "/welcome",
+        "/invite",
+        "/requests",
+        "/requests/queue",
+        "/log",
+        "/log.json",
+        "/static/app.js",
+        "/static/style.css",
+        "/no-such-page",
+    ] {
+        seen.push((
+            path,
+            http(
+                &ui,
+                "GET",
+                path,
+                &[
+                    ("Host", &ui.host),
+                    ("Cookie", &c),
+                    ("Origin", "http://evil.example"),
+                ],
+                "",
+            ),
+        ));
+    }
+    seen.push(("401", http(&ui, "GET", "/", &[("Host", &ui.host)], "")));
+    seen.push((
+        "403",
+        http(&ui, "GET", "/", &[("Host", "evil.example")], ""),
+    ));
+    for (path, r) in &seen {
+        let csp = r
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("{path}: no CSP"));
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert!(
+            !r.headers
+                .iter()
+                .any(|(n, _)| n.starts_with("access-control-")),
+            "{path}: a CORS header"
+        );
+    }
+    // No inline script: every <script> names a file.
+    let home_page = &seen[0].1.body;
+    assert!(home_page.contains("<script src=\"/static/app.js\""));
+    assert_eq!(home_page.matches("<script").count(), 1);
+}
+
+#[test]
+fn large_bodies_are_refused_and_the_ui_binds_loopback_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = owner_with_data(dir.path());
+    let ui = start(&home);
+    let c = sign_in(&ui);
+    let own = format!("http://{}", ui.host);
+    let body = format!("csrf=x&fi={}&minutes=15", "a".repeat(100_000));
+    let r = http(
+        &ui,
+        "POST",
+        "/invite",
+        &[("Host", &ui.host), ("Cookie", &c), ("Origin", &own)],
+        &body,
+    );
+    assert_eq!(r.status, 413);
+    for addr in ["0.0.0.0:0", "192.0.2.1:0", "[::]:0", "127.0.0.2:0"] {
+        let out = super::cli::duo(
+            &home,
+            &["owner", "serve", "--listen", "127.0.0.1:0", "--ui", addr],
+        );
+        assert!(!out.status.success(), "{addr}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("127.0.0.1 or [::1] only"), "{addr}: {err}");
+    }
+}
+
+/// Approve through the UI: a stale token releases nothing and shows the fresh view; the current one releases,
+/// and the FI gets the answer. A denial's reason reaches the FI.
+#[test]
+fn approving_in_the_ui_keeps_the_seen_guarantee_and_reaches_the_fi() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = owner_with_data(dir.path());
+    let fi = dir.path().join("fi-home");
+    let ui = start(&home);
+    let code = json(&ok(
+        &home,
+        &["owner", "invite", "--fi", "Acme Bank", "--json"],
+    ))["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&fi, &["fi", "pair", &ui.ws, &code]);
+    let ask = |expr: &str, reason: &str| {
+        json(&ok(
+            &fi,
+            &["fi", "request", expr, "--reason", reason, "--json"],
+        ))["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let id = ask("count(rent)", "months of <script>history</script>");
+    let c = sign_in(&ui);
+    let own = format!("http://{}", ui.host);
+    let h = [
+        ("Host", ui.host.as_str()),
+        ("Cookie", c.as_str()),
+        ("Origin", own.as_str()),
+    ];
+    let page = http(&ui, "GET", "/requests", &h[..2], "");
+    assert!(
+        page.body.contains("approving releases exactly: "),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("&#60;script&#62;history"),
+        "FI text is escaped"
+    );
+    assert!(!page.body.contains("<script>history"));
+    let token = csrf(&page.body);
+    let stale = http(
+        &ui,
+        "POST",
+        "/requests/approve",
+        &h,
+        &format!("csrf={token}&id={id}&seen=0000000000000000"),
+    );
+    assert_eq!(stale.status, 409);
+    assert!(stale.body.contains("Not approved"), "{}", stale.body);
+    assert!(
+        stale.body.contains("approving releases exactly: "),
+        "the fresh view"
+    );
+    let pending = json(&ok(&home, &["owner", "requests", "--json"]));
+    assert_eq!(pending[0]["state"], serde_json::Value::Null);
+    assert_eq!(pending[0]["id"], id, "still pending");
+    let seen = pending[0]["token"].as_str().unwrap();
+    let done = http(
+        &ui,
+        "POST",
+        "/requests/approve",
+        &h,
+        &format!("csrf={token}&id={id}&seen={seen}"),
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    let result = json(&ok(&fi, &["fi", "result", &id.to_string(), "--json"]));
+    assert_eq!(result["state"], "approved");
+    assert_eq!(result["answer"], pending[0]["value"], "{result}");
+
+    let id2 = ask("max(rent.amount)", "second look");
+    let denied = http(
+        &ui,
+        "POST",
+        "/requests/deny",
+        &h,
+        &format!("csrf={token}&id={id2}&reason=not+this+month"),
+    );
+    assert_eq!(denied.status, 200, "{}", denied.body);
+    let result = json(&ok(&fi, &["fi", "result", &id2.to_string(), "--json"]));
+    assert_eq!(result["state"], "denied");
+    assert!(result.to_string().contains("not this month"), "{result}");
+}
