@@ -252,6 +252,14 @@ fn cross_origin_posts_and_event_streams_are_refused_and_forms_need_the_csrf_toke
     );
     assert_eq!(post(&[("Origin", "null")], &body).status, 403);
     assert_eq!(
+        post(
+            &[("Origin", "null"), ("Sec-Fetch-Site", "cross-site")],
+            &body
+        )
+        .status,
+        403
+    );
+    assert_eq!(
         post(&[("Origin", &own), ("Sec-Fetch-Site", "cross-site")], &body).status,
         403
     );
@@ -379,12 +387,30 @@ fn large_bodies_are_refused_and_the_ui_binds_loopback_only() {
     );
     assert_eq!(r.status, 413);
     for addr in ["0.0.0.0:0", "192.0.2.1:0", "[::]:0", "127.0.0.2:0"] {
-        let out = super::cli::duo(
-            &home,
-            &["owner", "serve", "--listen", "127.0.0.1:0", "--ui", addr],
-        );
-        assert!(!out.status.success(), "{addr}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
+            .arg("--home")
+            .arg(&home)
+            .args(["owner", "serve", "--listen", "127.0.0.1:0", "--ui", addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It must refuse at once; one that starts serving is killed and fails the test.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = child.try_wait().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(status.is_some_and(|s| !s.success()), "{addr}: it served");
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         assert!(err.contains("127.0.0.1 or [::1] only"), "{addr}: {err}");
     }
 }
