@@ -2,7 +2,7 @@
 //! same views the command line prints (the same [`Owner`](crate::owner::Owner) methods, the same wording) as
 //! pages, with a live queue of requests over server-sent events.
 //!
-//! Who may use it ([`guard`]): whoever holds the per-launch secret in the printed address, exchanged on first
+//! Who may use it (`guard.rs`): whoever holds the per-launch secret in the printed address, exchanged on first
 //! use for an HttpOnly, SameSite=Strict cookie; requests must name the UI by one of its loopback host names
 //! (against DNS rebinding); state-changing requests and the event stream must come from the UI's own origin,
 //! and forms carry a CSRF token. Every response carries a strict Content-Security-Policy. Pages are askama
@@ -47,7 +47,7 @@ pub struct UiConfig {
     pub owner_dir: PathBuf,
     /// How commits are synced.
     pub sync: Sync,
-    /// Where to listen: 127.0.0.1 or [::1] (port 0 picks a free port); anything else is refused.
+    /// Where to listen: 127.0.0.1 or `[::1]` (port 0 picks a free port); anything else is refused.
     pub listen: SocketAddr,
     /// The wording of requests and log entries.
     pub words: Words,
@@ -95,7 +95,7 @@ pub fn address_file(owner_dir: &Path) -> PathBuf {
     owner_dir.join("ui.url")
 }
 
-/// Refuse any listening address but 127.0.0.1 and [::1]: the UI is for the person at this computer.
+/// Refuse any listening address but 127.0.0.1 and `[::1]`: the UI is for the person at this computer.
 pub fn check_listen(listen: SocketAddr) -> Result<(), Error> {
     match listen.ip() {
         IpAddr::V4(ip) if ip == Ipv4Addr::LOCALHOST => Ok(()),
