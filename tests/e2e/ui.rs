@@ -501,3 +501,47 @@ fn approving_in_the_ui_keeps_the_seen_guarantee_and_reaches_the_fi() {
     assert_eq!(result["state"], "denied");
     assert!(result.to_string().contains("not this month"), "{result}");
 }
+
+/// The event stream tells an open page at once when an FI asks (the page then fetches the queue).
+#[test]
+fn the_event_stream_announces_a_new_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = owner_with_data(dir.path());
+    let fi = dir.path().join("fi-home");
+    let ui = start(&home);
+    let code = json(&ok(
+        &home,
+        &["owner", "invite", "--fi", "Acme Bank", "--json"],
+    ))["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&fi, &["fi", "pair", &ui.ws, &code]);
+    let c = sign_in(&ui);
+    let mut s = TcpStream::connect(&ui.host).unwrap();
+    write!(
+        s,
+        "GET /events HTTP/1.1\r\nHost: {}\r\nCookie: {c}\r\nSec-Fetch-Site: same-origin\r\n\r\n",
+        ui.host
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut seen = String::new();
+    let read_until = |s: &mut TcpStream, want: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while !seen.contains(want) {
+            assert!(Instant::now() < deadline, "no {want:?} in {seen:?}");
+            if let Ok(n) = s.read(&mut buf) {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    };
+    read_until(&mut s, "event: change\ndata: 0\n", &mut seen);
+    ok(
+        &fi,
+        &["fi", "request", "count(rent)", "--reason", "history"],
+    );
+    read_until(&mut s, "event: change\ndata: 1\n", &mut seen);
+}
