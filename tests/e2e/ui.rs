@@ -252,6 +252,14 @@ fn cross_origin_posts_and_event_streams_are_refused_and_forms_need_the_csrf_toke
     );
     assert_eq!(post(&[("Origin", "null")], &body).status, 403);
     assert_eq!(
+        post(
+            &[("Origin", "null"), ("Sec-Fetch-Site", "cross-site")],
+            &body
+        )
+        .status,
+        403
+    );
+    assert_eq!(
         post(&[("Origin", &own), ("Sec-Fetch-Site", "cross-site")], &body).status,
         403
     );
@@ -379,12 +387,30 @@ fn large_bodies_are_refused_and_the_ui_binds_loopback_only() {
     );
     assert_eq!(r.status, 413);
     for addr in ["0.0.0.0:0", "192.0.2.1:0", "[::]:0", "127.0.0.2:0"] {
-        let out = super::cli::duo(
-            &home,
-            &["owner", "serve", "--listen", "127.0.0.1:0", "--ui", addr],
-        );
-        assert!(!out.status.success(), "{addr}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
+            .arg("--home")
+            .arg(&home)
+            .args(["owner", "serve", "--listen", "127.0.0.1:0", "--ui", addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It must refuse at once; one that starts serving is killed and fails the test.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = child.try_wait().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(status.is_some_and(|s| !s.success()), "{addr}: it served");
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         assert!(err.contains("127.0.0.1 or [::1] only"), "{addr}: {err}");
     }
 }
@@ -474,4 +500,48 @@ fn approving_in_the_ui_keeps_the_seen_guarantee_and_reaches_the_fi() {
     let result = json(&ok(&fi, &["fi", "result", &id2.to_string(), "--json"]));
     assert_eq!(result["state"], "denied");
     assert!(result.to_string().contains("not this month"), "{result}");
+}
+
+/// The event stream tells an open page at once when an FI asks (the page then fetches the queue).
+#[test]
+fn the_event_stream_announces_a_new_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = owner_with_data(dir.path());
+    let fi = dir.path().join("fi-home");
+    let ui = start(&home);
+    let code = json(&ok(
+        &home,
+        &["owner", "invite", "--fi", "Acme Bank", "--json"],
+    ))["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&fi, &["fi", "pair", &ui.ws, &code]);
+    let c = sign_in(&ui);
+    let mut s = TcpStream::connect(&ui.host).unwrap();
+    write!(
+        s,
+        "GET /events HTTP/1.1\r\nHost: {}\r\nCookie: {c}\r\nSec-Fetch-Site: same-origin\r\n\r\n",
+        ui.host
+    )
+    .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut seen = String::new();
+    let read_until = |s: &mut TcpStream, want: &str, seen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while !seen.contains(want) {
+            assert!(Instant::now() < deadline, "no {want:?} in {seen:?}");
+            if let Ok(n) = s.read(&mut buf) {
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    };
+    read_until(&mut s, "event: change\ndata: 0\n", &mut seen);
+    ok(
+        &fi,
+        &["fi", "request", "count(rent)", "--reason", "history"],
+    );
+    read_until(&mut s, "event: change\ndata: 1\n", &mut seen);
 }

@@ -66,8 +66,10 @@ impl Keys {
             .is_some_and(|h| self.hosts.iter().any(|a| a.eq_ignore_ascii_case(h)))
     }
 
-    /// The `Origin`, if sent, is `http://` and an allowed host; `Sec-Fetch-Site`, if sent, is `same-origin`.
-    /// With `required`, a browser request must show one of them (a page's POST always sends `Origin`).
+    /// `Sec-Fetch-Site`, if sent, is `same-origin`; the `Origin`, if sent, is `http://` and an allowed host, or
+    /// `null` alongside `Sec-Fetch-Site: same-origin` (with `Referrer-Policy: no-referrer` a browser sends
+    /// `Origin: null` on its own forms' POSTs, and `Sec-Fetch-Site` is a header no page can set). With
+    /// `required`, a browser request must show one of them (a page's POST always sends `Origin`).
     fn same_origin(&self, headers: &HeaderMap, required: bool) -> bool {
         let origin = headers
             .get(header::ORIGIN)
@@ -75,11 +77,12 @@ impl Keys {
         let site = headers
             .get("sec-fetch-site")
             .map(|s| s.to_str().unwrap_or(""));
-        let origin_ok = origin.is_none_or(|o| {
-            o.strip_prefix("http://")
-                .is_some_and(|h| self.hosts.iter().any(|a| a.eq_ignore_ascii_case(h)))
-        });
         let site_ok = site.is_none_or(|s| s == "same-origin");
+        let origin_ok = origin.is_none_or(|o| {
+            (o == "null" && site == Some("same-origin"))
+                || o.strip_prefix("http://")
+                    .is_some_and(|h| self.hosts.iter().any(|a| a.eq_ignore_ascii_case(h)))
+        });
         origin_ok && site_ok && (!required || origin.is_some() || site.is_some())
     }
 

@@ -2,7 +2,7 @@
 //! same views the command line prints (the same [`Owner`](crate::owner::Owner) methods, the same wording) as
 //! pages, with a live queue of requests over server-sent events.
 //!
-//! Who may use it (`guard`): whoever holds the per-launch secret in the printed address, exchanged on first
+//! Who may use it (`guard.rs`): whoever holds the per-launch secret in the printed address, exchanged on first
 //! use for an HttpOnly, SameSite=Strict cookie; requests must name the UI by one of its loopback host names
 //! (against DNS rebinding); state-changing requests and the event stream must come from the UI's own origin,
 //! and forms carry a CSRF token. Every response carries a strict Content-Security-Policy. Pages are askama
