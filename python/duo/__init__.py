@@ -1,0 +1,453 @@
+"""Duo for FI analysts: ask a data owner's Duo node questions from Python.
+
+A financial institution (FI) pairs once with an owner's node (:func:`pair`), then opens a :class:`Client`,
+looks at what the owner published (:meth:`Client.datasets`, :meth:`Client.catalogue`), makes lazy
+:class:`Pointer` s to the owner's data (:meth:`Client.expr`), previews what a differentially private (DP)
+release would cost (:meth:`Client.cost`) and asks for releases (:meth:`Client.request`). The owner, or the
+owner's policy, approves or denies each request; an approved answer comes with a receipt signed by the owner's
+node, checked against the key pinned at pairing before the answer is shown (:class:`Receipt`).
+
+Everything runs in Duo's Rust FI client (the extension module ``duo._duo``): the same pairing, Noise transport,
+wire messages and receipt checks as the ``duo fi`` commands, sharing their FI home (``HOME/fi``; ``home=None``
+means ``$DUO_HOME``, else ``$XDG_DATA_HOME/duo``, else ``~/.local/share/duo``).
+
+Money: the owner's node counts money in cents; the SDK gives money answers (by the answer's static type) as
+``decimal.Decimal`` **dollars**, exact to the cent for sums and counts, and to 1e-6 cent for means.
+
+Example::
+
+    import duo
+    duo.pair("ws://127.0.0.1:7878", "duo1-...")          # once, with the owner's invite code
+    fi = duo.Client()
+    fi.catalogue().to_pandas()                            # needs pandas
+    p = fi.expr("mean(clamp(rent.amount, 0, 300000))")
+    print(p)                                              # the lineage in words
+    fi.cost(p, epsilon=0.5)                               # nothing is charged
+    req = fi.request(p, reason="underwriting", backend="dp", epsilon=0.5)
+    print(req.result(wait=60), req.receipt.verify())
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any, Dict, Iterable, List, Optional, Union
+
+from . import _duo
+from .errors import (
+    BudgetExceeded,
+    CheckError,
+    Denied,
+    DuoError,
+    EvalError,
+    Integrity,
+    Limit,
+    NotFound,
+    ParseError,
+    Pending,
+    PolicyUnavailable,
+    Refused,
+    Stale,
+    TransportError,
+    TypeError_,
+    UsageError,
+)
+
+__all__ = [
+    "pair",
+    "owners",
+    "receipts",
+    "Client",
+    "Pointer",
+    "Request",
+    "Receipt",
+    "Cost",
+    "Records",
+    "DuoError",
+    "ParseError",
+    "CheckError",
+    "TypeError_",
+    "Refused",
+    "NotFound",
+    "Limit",
+    "Pending",
+    "Stale",
+    "PolicyUnavailable",
+    "EvalError",
+    "Integrity",
+    "TransportError",
+    "UsageError",
+    "Denied",
+    "BudgetExceeded",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class Records(list):
+    """A list of dicts (one per row) that can become a pandas DataFrame with :meth:`to_pandas`.
+
+    pandas is optional: install it (``pip install pandas``) for :meth:`to_pandas`; everything else works without.
+    """
+
+    def to_pandas(self) -> "pandas.DataFrame":  # type: ignore[name-defined]  # noqa: F821
+        """The rows as a ``pandas.DataFrame`` (nested values stay Python objects)."""
+        try:
+            import pandas
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from e
+        return pandas.DataFrame(list(self))
+
+
+def _home(home: Optional[PathLike]) -> Optional[str]:
+    return None if home is None else str(home)
+
+
+def pair(url: str, code: str, home: Optional[PathLike] = None, owner: str = "owner") -> Dict[str, Any]:
+    """Pair this FI with an owner node, using the one-time invite code the owner gave you.
+
+    ``url`` is the node's address (``ws://HOST:PORT``), ``code`` the invite (``duo1-...``), ``owner`` the local
+    name to keep the pairing under (``Client(owner=...)`` takes it). Pins the node's keys in the FI home and
+    returns the pairing record (name, url, fingerprint, principal, paired_at, signing_key). A second owner under
+    a name in use is refused (:class:`Refused`) before the code is spent.
+    """
+    return json.loads(_duo.pair(url, code, _home(home), owner))
+
+
+def owners(home: Optional[PathLike] = None) -> Records:
+    """The owner nodes this FI home is paired with (name, url, fingerprint, principal, paired_at, signing_key)."""
+    return Records(json.loads(_duo.owners(_home(home))))
+
+
+def receipts(home: Optional[PathLike] = None, verify: bool = True) -> Records:
+    """The FI home's receipt log, oldest first: rows with seq, owner, request, backend, issued_at, receipt.
+
+    With ``verify`` (the default) the log's hash chain and every signature are checked against the keys pinned
+    at pairing first, and :class:`Integrity` is raised listing the problems if any entry fails.
+    """
+    if verify:
+        problems = json.loads(_duo.verify_receipts(_home(home)))
+        if problems:
+            raise Integrity("integrity", "the receipt log does not verify: " + "; ".join(problems))
+    out = Records()
+    for e in json.loads(_duo.receipts(_home(home))):
+        r = e["receipt"]
+        out.append(
+            {
+                "seq": e["seq"],
+                "owner": e["owner"],
+                "request": r["request"],
+                "backend": r["backend"],
+                "issued_at": r["issued_at"],
+                "cost_nanos": r["cost_nanos"],
+                "receipt": Receipt(r),
+            }
+        )
+    return out
+
+
+def _dtype(ty: Dict[str, Any]) -> Optional[str]:
+    """The element type (``money``, ``int``, ``float``, ...) of a static type, if it has one."""
+    for v in ty.values():
+        if isinstance(v, dict) and "dtype" in v:
+            return v["dtype"]
+    return ty.get("dtype")
+
+
+def _money(v: Any) -> Any:
+    """Cents (int or float) as Decimal dollars; other values as they are."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return v
+    if isinstance(v, int):
+        return Decimal(v) / 100
+    return Decimal(repr(v)) / 100
+
+
+def _value(v: Any, money: bool) -> Any:
+    """A wire Value (``{"type": "float", "value": 1.5}``, ``{"type": "null"}``, ...) as a Python value."""
+    if isinstance(v, dict) and "type" in v:
+        kind, x = v["type"], v.get("value")
+        if kind in ("int", "float"):
+            return _money(x) if money else x
+        if kind == "date" and isinstance(x, str):
+            import datetime
+
+            return datetime.date.fromisoformat(x)
+        return x
+    return _money(v) if money else v
+
+
+def _answer(answer: Optional[Dict[str, Any]], ty: Dict[str, Any]) -> Any:
+    """An Answer as Python: a scalar's value, a vector's {label: value}, a histogram's (edges, counts), rows."""
+    if answer is None:
+        return None
+    money = _dtype(ty) == "money"
+    if answer.get("kind") == "scalar" or "value" in answer:
+        return _value(answer["value"], money)
+    if "labels" in answer:
+        return {l: _value(v, money) for l, v in zip(answer["labels"], answer["values"])}
+    if "edges" in answer:
+        return {"edges": answer["edges"], "counts": answer["counts"]}
+    if "rows" in answer:
+        return Records(dict(zip(answer["columns"], [_value(x, False) for x in row])) for row in answer["rows"])
+    return answer
+
+
+class Pointer:
+    """A lazy pointer to something on the owner's node: an id, its static type and its lineage in words.
+
+    Nothing is computed and nothing data-dependent comes back when a pointer is made; the owner's node has only
+    type-checked it against the published metadata. ``repr(p)`` is the lineage in the owner's words; ``p.ty``
+    the static type (a dict, as the wire spec's section 8.3 gives it); ``p.expr`` the expression it was made from.
+    """
+
+    __slots__ = ("id", "ty", "description", "expr", "_client")
+
+    def __init__(self, client: "Client", id: int, ty: Dict[str, Any], description: str, expr: str) -> None:
+        self._client = client
+        self.id = id
+        self.ty = ty
+        self.description = description
+        self.expr = expr
+
+    @property
+    def dtype(self) -> Optional[str]:
+        """The element type (``money``, ``int``, ``float``, ``bool``, ...), if the type has one."""
+        return _dtype(self.ty)
+
+    def __repr__(self) -> str:
+        return self.description
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class Receipt:
+    """The owner node's signed receipt for a released answer.
+
+    Fields as in the wire spec (``request``, ``principal``, ``backend``, ``lineage``, ``answer``, ``cost_nanos``,
+    ``log_seq``, ``log_hash``, ``issued_at``, ``node_key``, ``signature``) are attributes; ``raw`` is the dict.
+    """
+
+    def __init__(self, raw: Dict[str, Any], key: Optional[str] = None) -> None:
+        self.raw = dict(raw)
+        self._key = key
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["raw"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def verify(self, key: Optional[str] = None) -> bool:
+        """Check the signature against ``key`` (hex), by default the signing key pinned when this FI paired.
+
+        Returns ``True``; raises :class:`Refused` when the receipt was altered or signed by another key.
+        """
+        key = key or self._key or self.raw["node_key"]
+        _duo.verify_receipt(json.dumps(self.raw), key)
+        return True
+
+    def __repr__(self) -> str:
+        return (
+            f"Receipt(request={self.raw.get('request')}, backend={self.raw.get('backend')!r}, "
+            f"log_seq={self.raw.get('log_seq')}, issued_at={self.raw.get('issued_at')!r})"
+        )
+
+
+class Cost:
+    """A DP release's preview: ``cost`` (Decimal, in ``measure``: ``epsilon`` or ``rho``), ``accuracy95`` (the
+    half-width of a 95% interval around the exact value, in the answer's unit: Decimal dollars for money),
+    ``mechanism`` and the pointer's ``lineage``. Nothing was charged."""
+
+    def __init__(self, raw: Dict[str, Any], pointer: Pointer) -> None:
+        self.raw = raw
+        self.cost = Decimal(raw["cost"])
+        self.measure: str = raw["measure"]
+        acc = raw.get("accuracy95")
+        self.accuracy95 = None if acc is None else (_money(float(acc)) if pointer.dtype == "money" else acc)
+        self.mechanism: str = raw.get("mechanism", "")
+        self.lineage = pointer.description
+
+    def __repr__(self) -> str:
+        return f"Cost({self.measure}={self.cost}, accuracy95={self.accuracy95}, mechanism={self.mechanism!r})"
+
+
+class Request:
+    """A request for a release, as the owner's node last showed it.
+
+    ``id`` (this FI's own numbering), ``state`` (``pending``, ``approved``, ``denied``), ``backend``, ``reason``,
+    ``description`` (the lineage in words), ``ty``, ``why`` (the reason of a denial or of a wait),
+    ``decided_by``, ``cost`` (Decimal, DP), ``accuracy95``; once approved, ``answer`` (money as Decimal dollars)
+    and ``receipt`` (a :class:`Receipt`, already verified against the pinned key when it arrived).
+    """
+
+    def __init__(self, client: "Client", raw: Dict[str, Any]) -> None:
+        self._client = client
+        self._update(raw)
+
+    def _update(self, raw: Dict[str, Any]) -> None:
+        self.raw = raw
+        self.id: int = raw["id"]
+        self.state: str = raw["state"]
+        self.backend: str = raw["backend"]
+        self.reason: str = raw.get("reason", "")
+        self.description: str = raw.get("description", "")
+        self.ty: Dict[str, Any] = raw.get("ty", {})
+        self.why: Optional[str] = raw.get("why")
+        self.decided_by: Optional[str] = raw.get("decided_by")
+        self.cost: Optional[Decimal] = Decimal(raw["cost"]) if raw.get("cost") is not None else None
+        self.accuracy95: Optional[float] = raw.get("accuracy95")
+        self.answer: Any = _answer(raw.get("answer"), self.ty)
+        rc = raw.get("receipt")
+        self.receipt: Optional[Receipt] = Receipt(rc, self._client._signing_key) if rc else None
+
+    def refresh(self, wait: float = 0) -> "Request":
+        """Ask the owner's node for this request's state now, waiting up to ``wait`` seconds for a decision."""
+        self._update(self._client._status(self.id, wait))
+        return self
+
+    def result(self, wait: float = 60) -> Any:
+        """The answer, waiting up to ``wait`` seconds for the owner's decision.
+
+        Raises :class:`Denied` (or :class:`BudgetExceeded`, with the numbers) on a denial, and :class:`Pending`
+        if the owner has not decided within ``wait``. The wait is cut into short calls, so Ctrl-C stops it.
+        """
+        deadline = time.monotonic() + max(0.0, wait)
+        while self.state == "pending":
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Pending("pending", f"request {self.id} still waits for the owner; call result(wait=...) again")
+            self.refresh(min(left, 1.0))
+        if self.state == "denied":
+            why = self.why or "denied"
+            cls = BudgetExceeded if "budget" in why.lower() else Denied
+            raise cls(cls.CODE or "denied", why, self.id)
+        return self.answer
+
+    def __repr__(self) -> str:
+        tail = f", answer={self.answer!r}" if self.state == "approved" else (f", why={self.why!r}" if self.why else "")
+        return f"Request(id={self.id}, state={self.state!r}, backend={self.backend!r}, {self.description!r}{tail})"
+
+
+class Client:
+    """A session with a paired owner node (``owner``: the pairing's local name, default the most recent).
+
+    Calls from several threads are safe: they take turns on the session, and the GIL is released while a call
+    waits on the network. Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, home: Optional[PathLike] = None, owner: Optional[str] = None) -> None:
+        self._home = _home(home)
+        self._s = _duo.Session(self._home, owner)
+        rec = next((p for p in owners(self._home) if p["name"] == self._s.owner), {})
+        self._signing_key: Optional[str] = rec.get("signing_key")
+
+    @property
+    def principal(self) -> str:
+        """The name the owner gave this FI."""
+        return self._s.principal
+
+    @property
+    def owner(self) -> str:
+        """The local name of the owner node this session is with."""
+        return self._s.owner
+
+    def owners(self) -> Records:
+        """The owner nodes this FI home is paired with."""
+        return owners(self._home)
+
+    def datasets(self) -> Records:
+        """The owner's published datasets (metadata and schemas, never rows): one row per dataset, with
+        ``name``, ``version``, ``columns`` ({name: type}) and the rest of the published metadata."""
+        out = Records()
+        for d in json.loads(self._s.datasets()):
+            row = dict(d.get("meta", {}))
+            row["version"] = d.get("version")
+            out.append(row)
+        return out
+
+    def catalogue(self) -> Records:
+        """The catalogue of named attributes (``name``, description, type, ...), one row each."""
+        return Records(json.loads(self._s.catalogue()))
+
+    def expr(self, src: str) -> Pointer:
+        """A pointer from an expression, e.g. ``mean(clamp(rent.amount, 0, 300000))`` (syntax: README).
+
+        A syntax error raises :class:`ParseError` before anything is sent; a type error raises
+        :class:`CheckError` (the owner's node checks it against its published metadata; no data is read).
+        """
+        pid, ty, words = self._s.expr(src)
+        return Pointer(self, pid, json.loads(ty), words, src)
+
+    def _pointer(self, p: Union[Pointer, str]) -> Pointer:
+        return self.expr(p) if isinstance(p, str) else p
+
+    def cost(
+        self,
+        p: Union[Pointer, str],
+        epsilon: Optional[float] = None,
+        rho: Optional[float] = None,
+        alpha: Optional[float] = None,
+        beta: Optional[float] = None,
+    ) -> Cost:
+        """Preview a DP release of ``p``: its cost and expected error for ``epsilon``, ``rho``, or the target
+        accuracy ``alpha`` (within alpha of the exact value with probability 1 - ``beta``). Nothing is charged."""
+        p = self._pointer(p)
+        return Cost(json.loads(self._s.cost(p.id, epsilon, rho, alpha, beta)), p)
+
+    def request(
+        self,
+        p: Union[Pointer, str],
+        reason: str,
+        backend: str = "plaintext",
+        epsilon: Optional[float] = None,
+        rho: Optional[float] = None,
+        alpha: Optional[float] = None,
+        beta: Optional[float] = None,
+        wait: float = 0,
+    ) -> Request:
+        """Ask for the release of ``p`` with a ``reason`` the owner sees.
+
+        ``backend`` is ``"plaintext"`` (the exact value) or ``"dp"`` (a differentially private value, spending
+        ``epsilon``, ``rho``, or the budget that reaches accuracy ``alpha``/``beta``). Returns the
+        :class:`Request` at once (approved, denied, or pending); with ``wait`` > 0 waits that many seconds for a
+        pending one's decision. A denial is a state, not an exception: :meth:`Request.result` raises it.
+        """
+        p = self._pointer(p)
+        req = Request(self, json.loads(self._s.request(p.id, reason, backend, epsilon, rho, alpha, beta)))
+        if wait > 0 and req.state == "pending":
+            try:
+                req.result(wait)
+            except DuoError:
+                pass
+        return req
+
+    def result(self, request: int, wait: float = 0) -> Request:
+        """An earlier request of this FI (by id) as the owner's node shows it now."""
+        return Request(self, self._status(request, wait))
+
+    def _status(self, request: int, wait: float) -> Dict[str, Any]:
+        return json.loads(self._s.status(request, float(wait)))
+
+    def requests(self) -> Records:
+        """This FI's requests to this owner as last seen, oldest first (``result(id)`` asks again)."""
+        return Records(r for r in json.loads(_duo.requests(self._home)) if r.get("owner") == self.owner)
+
+    def receipts(self, verify: bool = True) -> Records:
+        """The receipts this FI kept from this owner node (see :func:`receipts`)."""
+        return Records(r for r in receipts(self._home, verify) if r["owner"] == self.owner)
+
+    def close(self) -> None:
+        """End the session."""
+        self._s.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(owner={self.owner!r}, principal={self.principal!r})"
