@@ -29,7 +29,10 @@ Example::
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
+import re
 import time
 from decimal import Decimal
 from typing import Any, Dict, Iterable, List, Optional, Union
@@ -63,6 +66,7 @@ __all__ = [
     "Request",
     "Receipt",
     "Cost",
+    "Condition",
     "Records",
     "DuoError",
     "ParseError",
@@ -194,33 +198,315 @@ def _answer(answer: Optional[Dict[str, Any]], ty: Dict[str, Any]) -> Any:
     return answer
 
 
+def _name(name: str) -> str:
+    """A column name in the expression syntax: as is when it is a plain name, else in backticks."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and name not in _RESERVED:
+        return name
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+_RESERVED = {"true", "false", "null", "and", "or", "not"}
+
+
+def _lit(v: Any) -> str:
+    """A Python value as a literal of the expression syntax (a pointer as ``$ID``)."""
+    if isinstance(v, Pointer):
+        return f"${v.id}"
+    if isinstance(v, Condition):
+        return f"${v.pointer().id}"
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (float, Decimal)):
+        if not math.isfinite(float(v)):
+            raise UsageError("usage", f"{v} is not a number the owner's node takes")
+        return repr(float(v)) if isinstance(v, float) else str(v)
+    if isinstance(v, datetime.date):
+        return v.isoformat()
+    if isinstance(v, str):
+        out = []
+        for ch in v:
+            if ch in "\\\"":
+                out.append("\\" + ch)
+            elif ch == "\n":
+                out.append("\\n")
+            elif ch == "\r":
+                out.append("\\r")
+            elif ch == "\t":
+                out.append("\\t")
+            elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+                out.append("\\u{%x}" % ord(ch))
+            else:
+                out.append(ch)
+        return '"' + "".join(out) + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_lit(x) for x in v) + "]"
+    raise UsageError("usage", f"cannot use a {type(v).__name__} in an expression")
+
+
+class Condition:
+    """A condition on a table's columns, made by comparing column pointers (``t.category == "income"``) and
+    combined with ``&`` (and), ``|`` (or) and ``~`` (not). :meth:`Pointer.filter` takes it; used anywhere else
+    (``(t.paid_date <= t.due_date).mean()``) it is the element-wise comparison of the two columns."""
+
+    __slots__ = ("src", "_expr", "_client", "_ptr")
+
+    def __init__(self, client: "Client", src: str, expr: Optional[str]) -> None:
+        self._client = client
+        self.src = src
+        self._expr = expr
+        self._ptr: Optional[Pointer] = None
+
+    def __and__(self, other: "Condition") -> "Condition":
+        return Condition(self._client, f"({self.src}) and ({_cond(other)})", None)
+
+    def __or__(self, other: "Condition") -> "Condition":
+        return Condition(self._client, f"({self.src}) or ({_cond(other)})", None)
+
+    def __invert__(self) -> "Condition":
+        return Condition(self._client, f"not ({self.src})", None)
+
+    def pointer(self) -> "Pointer":
+        """The element-wise comparison as a pointer (a column of booleans)."""
+        if self._expr is None:
+            raise UsageError("usage", "a combined condition goes in filter(...); compare two columns to get a column")
+        if self._ptr is None:
+            self._ptr = self._client.expr(self._expr)
+        return self._ptr
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.pointer(), name)
+
+    def __repr__(self) -> str:
+        return self.src
+
+
+def _cond(c: Union[Condition, str]) -> str:
+    if isinstance(c, Condition):
+        return c.src
+    if isinstance(c, str):
+        return c
+    raise UsageError("usage", "filter(...) takes a condition such as t.category == \"income\" (or its text)")
+
+
 class Pointer:
     """A lazy pointer to something on the owner's node: an id, its static type and its lineage in words.
 
     Nothing is computed and nothing data-dependent comes back when a pointer is made; the owner's node has only
-    type-checked it against the published metadata. ``repr(p)`` is the lineage in the owner's words; ``p.ty``
-    the static type (a dict, as the wire spec's section 8.3 gives it); ``p.expr`` the expression it was made from.
+    type-checked it against the published metadata (a type error raises :class:`CheckError` at once, before any
+    request). ``repr(p)`` is the lineage in the owner's words; ``p.ty`` the static type (a dict, as the wire
+    spec's section 8.3 gives it); ``p.expr`` the expression it was made from.
+
+    Pointers compose like the expression syntax: ``t.amount`` (or ``t["amount"]``) is a column,
+    ``t.filter(t.category == "income")`` the rows where a condition holds (``&``, ``|``, ``~`` combine
+    conditions), ``x.clamp(0, 500_000)``, ``x + y``, ``x * 2``, and the aggregates ``x.sum()``, ``x.mean()``,
+    ``x.count()``, ``x.variance()``, ``x.min()``, ``x.max()``, ``x.median()``, ``x.quantile(0.5)``,
+    ``x.histogram([0, 100000])``, ``x.by_month("sum")``; ``t.last_months(12)``. A column whose name is one of
+    these methods is reached with ``t["name"]``. Money is in cents in expressions, as in the data.
     """
 
-    __slots__ = ("id", "ty", "description", "expr", "_client")
+    __slots__ = ("id", "ty", "description", "expr", "_client", "_column")
 
-    def __init__(self, client: "Client", id: int, ty: Dict[str, Any], description: str, expr: str) -> None:
+    def __init__(
+        self,
+        client: "Client",
+        id: int,
+        ty: Dict[str, Any],
+        description: str,
+        expr: str,
+        column: Optional[str] = None,
+    ) -> None:
         self._client = client
         self.id = id
         self.ty = ty
         self.description = description
         self.expr = expr
+        self._column = column
 
     @property
     def dtype(self) -> Optional[str]:
         """The element type (``money``, ``int``, ``float``, ``bool``, ...), if the type has one."""
         return _dtype(self.ty)
 
+    def _derive(self, src: str, column: Optional[str] = None) -> "Pointer":
+        p = self._client.expr(src)
+        p._column = column
+        return p
+
+    # Tables.
+    def __getattr__(self, name: str) -> "Pointer":
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __getitem__(self, name: str) -> "Pointer":
+        """The column ``name`` of this table."""
+        return self._derive(f"${self.id}.{_name(name)}", column=name)
+
+    def filter(self, condition: Union[Condition, str]) -> "Pointer":
+        """The rows of this table where ``condition`` holds (a :class:`Condition`, or its text)."""
+        return self._derive(f"filter(${self.id}, {_cond(condition)})")
+
+    def last_months(self, months: int) -> "Pointer":
+        """The rows of this table in the last ``months`` full months (by its time column)."""
+        return self._derive(f"last_months(${self.id}, {int(months)})")
+
+    # Element-wise.
+    def clamp(self, lo: float, hi: float) -> "Pointer":
+        """The values clamped into ``[lo, hi]`` (cents for money): what bounds a DP release's sensitivity."""
+        return self._derive(f"clamp(${self.id}, {_lit(lo)}, {_lit(hi)})")
+
+    def _arith(self, op: str, other: Any, reverse: bool = False) -> "Pointer":
+        a, b = (_lit(other), f"${self.id}") if reverse else (f"${self.id}", _lit(other))
+        return self._derive(f"({a} {op} {b})")
+
+    def __add__(self, o: Any) -> "Pointer":
+        return self._arith("+", o)
+
+    def __radd__(self, o: Any) -> "Pointer":
+        return self._arith("+", o, True)
+
+    def __sub__(self, o: Any) -> "Pointer":
+        return self._arith("-", o)
+
+    def __rsub__(self, o: Any) -> "Pointer":
+        return self._arith("-", o, True)
+
+    def __mul__(self, o: Any) -> "Pointer":
+        return self._arith("*", o)
+
+    def __rmul__(self, o: Any) -> "Pointer":
+        return self._arith("*", o, True)
+
+    def __truediv__(self, o: Any) -> "Pointer":
+        return self._arith("/", o)
+
+    def __rtruediv__(self, o: Any) -> "Pointer":
+        return self._arith("/", o, True)
+
+    # Conditions (on columns).
+    def _cmp(self, op: str, other: Any) -> Condition:
+        if self._column is None:
+            raise UsageError("usage", "comparisons are between a table's columns (t.amount > 0), for filter(...)")
+        if isinstance(other, Pointer):
+            if other._column is None:
+                raise UsageError("usage", "compare a column with another column or a single value")
+            right, right_expr = _name(other._column), f"${other.id}"
+        else:
+            right = right_expr = _lit(other)
+        expr = f"${self.id} {op} {right_expr}" if isinstance(other, Pointer) else None
+        return Condition(self._client, f"{_name(self._column)} {op} {right}", expr)
+
+    def __eq__(self, o: Any) -> Condition:  # type: ignore[override]
+        return self._cmp("==", o)
+
+    def __ne__(self, o: Any) -> Condition:  # type: ignore[override]
+        return self._cmp("!=", o)
+
+    def __lt__(self, o: Any) -> Condition:
+        return self._cmp("<", o)
+
+    def __le__(self, o: Any) -> Condition:
+        return self._cmp("<=", o)
+
+    def __gt__(self, o: Any) -> Condition:
+        return self._cmp(">", o)
+
+    def __ge__(self, o: Any) -> Condition:
+        return self._cmp(">=", o)
+
+    __hash__ = object.__hash__
+
+    # Aggregates.
+    def count(self) -> "Pointer":
+        """The number of rows (or values)."""
+        return self._derive(f"count(${self.id})")
+
+    def sum(self) -> "Pointer":
+        """The sum (clamp first: a DP sum needs bounds)."""
+        return self._derive(f"sum(${self.id})")
+
+    def mean(self) -> "Pointer":
+        """The mean."""
+        return self._derive(f"mean(${self.id})")
+
+    def variance(self) -> "Pointer":
+        """The variance."""
+        return self._derive(f"variance(${self.id})")
+
+    def min(self) -> "Pointer":
+        """The smallest value."""
+        return self._derive(f"min(${self.id})")
+
+    def max(self) -> "Pointer":
+        """The largest value."""
+        return self._derive(f"max(${self.id})")
+
+    def median(self) -> "Pointer":
+        """The median."""
+        return self._derive(f"median(${self.id})")
+
+    def quantile(self, q: float) -> "Pointer":
+        """The ``q`` quantile (0 to 1)."""
+        return self._derive(f"quantile(${self.id}, {_lit(float(q))})")
+
+    def histogram(self, edges: Iterable[float]) -> "Pointer":
+        """Counts in the public bins between ``edges``."""
+        return self._derive(f"histogram(${self.id}, {_lit(list(edges))})")
+
+    def by_month(self, aggregate: str = "sum") -> "Pointer":
+        """One ``aggregate`` (``sum``, ``count``, ``mean``, ...) per month: a vector labelled by month."""
+        if not re.fullmatch(r"[a-z_]+", aggregate):
+            raise UsageError("usage", f"unknown aggregate `{aggregate}`")
+        return self._derive(f"by_month({aggregate}, ${self.id})")
+
+    def dot(self, weights: Iterable[float]) -> "Pointer":
+        """The weighted sum of a vector's entries."""
+        return self._derive(f"dot(${self.id}, {_lit(list(weights))})")
+
+    # Releases.
+    def cost(self, **dp: Any) -> "Cost":
+        """:meth:`Client.cost` of this pointer."""
+        return self._client.cost(self, **dp)
+
+    def request(self, reason: str, **kw: Any) -> "Request":
+        """:meth:`Client.request` of this pointer."""
+        return self._client.request(self, reason, **kw)
+
     def __repr__(self) -> str:
         return self.description
 
     def __str__(self) -> str:
         return self.description
+
+
+class _Attributes:
+    """``fi.attr.NAME()`` (or ``fi.attr.NAME(window_end)``, a month's last day) is a pointer to the catalogue
+    attribute NAME: ``fi.attr.rent_on_time_ratio_12m()``. ``dir(fi.attr)`` lists the catalogue."""
+
+    def __init__(self, client: "Client") -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def attribute(window_end: Optional[Union[str, datetime.date]] = None) -> Pointer:
+            arg = "" if window_end is None else _lit(
+                datetime.date.fromisoformat(window_end) if isinstance(window_end, str) else window_end
+            )
+            return self._client.expr(f"{_name(name)}({arg})")
+
+        attribute.__name__ = name
+        return attribute
+
+    def __dir__(self) -> List[str]:
+        return [c["name"] for c in self._client.catalogue()]
 
 
 class Receipt:
@@ -343,6 +629,8 @@ class Client:
         self._s = _duo.Session(self._home, owner)
         rec = next((p for p in owners(self._home) if p["name"] == self._s.owner), {})
         self._signing_key: Optional[str] = rec.get("signing_key")
+        #: Catalogue attributes as calls: ``fi.attr.rent_on_time_ratio_12m()``.
+        self.attr = _Attributes(self)
 
     @property
     def principal(self) -> str:
@@ -380,6 +668,14 @@ class Client:
         """
         pid, ty, words = self._s.expr(src)
         return Pointer(self, pid, json.loads(ty), words, src)
+
+    def dataset(self, name: str) -> Pointer:
+        """A pointer to the owner's dataset ``name`` (a table: take columns, filter, aggregate)."""
+        return self.expr(_name(name))
+
+    def attribute(self, name: str, window_end: Optional[Union[str, datetime.date]] = None) -> Pointer:
+        """A pointer to the catalogue attribute ``name`` (see :attr:`attr`)."""
+        return getattr(self.attr, name)(window_end)
 
     def _pointer(self, p: Union[Pointer, str]) -> Pointer:
         return self.expr(p) if isinstance(p, str) else p

@@ -167,7 +167,9 @@ fn parse(src: &str) -> PyResult<()> {
 /// A session with one paired owner node. Calls from several threads take turns on it.
 #[pyclass(module = "duo._duo")]
 struct Session {
-    client: Mutex<Option<Client>>,
+    /// The session, behind a fair (first come, first served) lock: a thread waiting on the owner in short calls
+    /// cannot starve the others.
+    client: tokio::sync::Mutex<Option<Client>>,
     /// This session's pointers by id (the node numbers them; requests name them by id).
     pointers: Mutex<HashMap<u64, fi::Pointer>>,
     principal: String,
@@ -186,14 +188,13 @@ impl Session {
     ) -> PyResult<T> {
         let rt = runtime()?;
         py.allow_threads(|| {
-            let mut guard = self
-                .client
-                .lock()
-                .map_err(|_| Error::Internal("a call on this session failed midway".into()))?;
-            let client = guard.as_mut().ok_or_else(|| {
-                Error::NotFound("this session is closed; make a new duo.Client".into())
-            })?;
-            rt.block_on(f(client))
+            rt.block_on(async {
+                let mut guard = self.client.lock().await;
+                let client = guard.as_mut().ok_or_else(|| {
+                    Error::NotFound("this session is closed; make a new duo.Client".into())
+                })?;
+                f(client).await
+            })
         })
         .map_err(err)
     }
@@ -242,7 +243,7 @@ impl Session {
         let client = block(py, Client::connect(&fi, Some(&name)))?.map_err(err)?;
         Ok(Session {
             principal: client.principal().to_string(),
-            client: Mutex::new(Some(client)),
+            client: tokio::sync::Mutex::new(Some(client)),
             pointers: Mutex::new(HashMap::new()),
             owner: name,
         })
@@ -373,15 +374,11 @@ impl Session {
 
     /// Close the session (later calls raise `duo.DuoError` with code `closed`).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let client = self
-            .client
-            .lock()
-            .map_err(|_| raise("internal", "the session's lock is poisoned"))?
-            .take();
-        if let Some(c) = client {
-            block(py, c.close())?;
-        }
-        Ok(())
+        block(py, async {
+            if let Some(c) = self.client.lock().await.take() {
+                c.close().await;
+            }
+        })
     }
 }
 

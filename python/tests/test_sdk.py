@@ -191,3 +191,47 @@ def test_a_thread_waiting_on_the_owner_does_not_block_others(fi):
     assert time.monotonic() - t < 2.5
     assert waiter.is_alive()
     waiter.join(30)
+
+
+def test_pointers_compose_with_python_operators(node, fi):
+    t = fi.dataset("transactions")
+    assert t.ty["kind"] == "table"
+    income = t.filter((t.category == "income") & (t.amount > 0))
+    x = income.amount.clamp(0, 500_000)
+    total = x.sum()
+    assert repr(total) == repr(
+        fi.expr('sum(clamp(filter(transactions, category == "income" and amount > 0).amount, 0, 500000))')
+    )
+    assert "income" in repr(total) and total.dtype == "money"
+    assert x.quantile(0.5).ty["kind"] == "scalar"
+    assert x.histogram([0, 100_000, 200_000]).ty["kind"] != "scalar"
+    assert x.by_month("sum").ty["kind"] == "vector"
+    rent = fi.dataset("rent").last_months(12)
+    on_time = (rent.paid_date <= rent.due_date).mean()
+    assert "paid_date" in repr(on_time)
+    assert repr((x * 2 + 1).mean()).startswith("mean of")
+    with pytest.raises(duo.CheckError):
+        t.no_such_column
+    with pytest.raises(duo.CheckError):
+        x.sum().sum()
+    with pytest.raises(duo.UsageError):
+        x.sum() > 3
+    # Strings with quotes and control characters reach the node intact (and are checked against the public
+    # category set there).
+    with pytest.raises(duo.CheckError) as e:
+        t.filter(t.category == 'say "hi"\n')
+    assert '"say \\"hi\\"\\n"' in e.value.message and "category set" in e.value.message
+    # A pointer built this way is asked for like any other.
+    req = total.request(reason="income check")
+    assert req.state == "pending" and req.description == repr(total)
+    node.deny(req.id, "not now")
+
+
+def test_catalogue_attributes_as_calls(fi):
+    a = fi.attr.rent_on_time_ratio_12m()
+    assert "rent_on_time_ratio_12m" in dir(fi.attr)
+    req = fi.request(a, reason="underwriting")
+    assert req.state == "approved"
+    assert req.result() == fi.request("rent_on_time_ratio_12m()", reason="again").result()
+    with pytest.raises(duo.DuoError):
+        fi.attr.no_such_attribute()
