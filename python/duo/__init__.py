@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import datetime
+import os
 import json
 import math
 import re
@@ -565,7 +566,8 @@ class Request:
 
     ``id`` (this FI's own numbering), ``state`` (``pending``, ``approved``, ``denied``), ``backend``, ``reason``,
     ``description`` (the lineage in words), ``ty``, ``why`` (the reason of a denial or of a wait),
-    ``decided_by``, ``cost`` (Decimal, DP), ``accuracy95``; once approved, ``answer`` (money as Decimal dollars)
+    ``decided_by``, ``cost`` (Decimal, DP), ``accuracy95`` (in the answer's unit, as :class:`Cost` gives it); once
+    approved, ``answer`` (money as Decimal dollars)
     and ``receipt`` (a :class:`Receipt`, already verified against the pinned key when it arrived).
     """
 
@@ -584,7 +586,10 @@ class Request:
         self.why: Optional[str] = raw.get("why")
         self.decided_by: Optional[str] = raw.get("decided_by")
         self.cost: Optional[Decimal] = Decimal(raw["cost"]) if raw.get("cost") is not None else None
-        self.accuracy95: Optional[float] = raw.get("accuracy95")
+        acc = raw.get("accuracy95")
+        money = _dtype(self.ty) == "money"
+        #: Half-width of a 95% interval around the exact value, in the answer's unit (Decimal dollars for money).
+        self.accuracy95: Any = None if acc is None else (_money(float(acc)) if money else acc)
         self.answer: Any = _answer(raw.get("answer"), self.ty)
         rc = raw.get("receipt")
         self.receipt: Optional[Receipt] = Receipt(rc, self._client._signing_key) if rc else None

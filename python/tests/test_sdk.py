@@ -119,6 +119,7 @@ def test_dp_cost_preview_then_budget_refusal_with_numbers(node, fi):
         fi.cost(p)
     first = fi.request(p, reason="affordability", backend="dp", epsilon=0.5)
     assert first.state == "approved" and first.cost == Decimal("0.5")
+    assert first.accuracy95 == c.accuracy95  # dollars, like the answer
     assert isinstance(first.result(), Decimal) and first.receipt.verify()
     # The same question again is answered from the store at no charge; other questions are charged.
     again = fi.request(p, reason="affordability", backend="dp", epsilon=0.5)
@@ -235,3 +236,23 @@ def test_catalogue_attributes_as_calls(fi):
     assert req.result() == fi.request("rent_on_time_ratio_12m()", reason="again").result()
     with pytest.raises(duo.DuoError):
         fi.attr.no_such_attribute()
+
+
+def test_every_public_name_is_documented():
+    import inspect
+
+    import duo.errors
+    import duo.testing
+
+    missing = []
+    for mod in (duo, duo.errors, duo.testing):
+        for name in getattr(mod, "__all__", []):
+            obj = getattr(mod, name)
+            if not inspect.getdoc(obj):
+                missing.append(f"{mod.__name__}.{name}")
+            if inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    if not attr.startswith("_") and callable(member) and not inspect.getdoc(member):
+                        missing.append(f"{mod.__name__}.{name}.{attr}")
+    assert missing == []
+    assert "take turns" in inspect.getdoc(duo.Client)
