@@ -2,7 +2,8 @@
 
 It starts an owner node with sample data (duo.testing.owner_node, which runs the `duo` program), pairs with
 it, explores the catalogue, previews the privacy cost of a few questions, asks them with differential privacy
-(the owner's policy approves small DP releases), and shows each answer with its 95% error bar; with matplotlib
+(the owner's policy approves small DP releases), shows each answer with its 95% error bar, and scores the
+applicant privately (2PC); with matplotlib
 installed it also plots them (to fi_analyst.png, or the path given as the first argument).
 
 Run: python examples/fi_analyst.py [PLOT.png]   (after `pip install ./python` and `cargo build`)
@@ -19,6 +20,11 @@ default = "ask"
 name = "catalogue"
 catalogue = ["*"]
 backend = ["plaintext"]
+action = "approve"
+[[rule]]
+name = "private-decision"
+backend = ["2pc"]
+reveal = ["decision"]
 action = "approve"
 [[rule]]
 name = "small-dp"
@@ -58,6 +64,11 @@ def main(plot_path: str = "fi_analyst.png") -> None:
             print(f"  {label}: {value:.2f} ± {err:.2f} (95%), receipt verified; {p!r}")
         rot = fi.request(fi.attr.rent_on_time_ratio_12m(), reason="affordability assessment")
         print(f"  rent paid on time, last 12 months: {rot.result():.0%} (exact, approved by policy)")
+        model = {"bias": -2.5, "threshold": 0.25,
+                 "weights": {"rent_on_time_ratio_12m": 2.0, "utility_on_time_ratio_12m": 1.5}}
+        s = fi.score(model, reason="loan decision")  # 2PC: the model stays here, the owner's values there
+        print(f"  private scoring: approve={s.outcome['approve']} ({s.bits:.0f} bit revealed, "
+              f"{s.bytes['sent'] + s.bytes['received']} bytes, {s.millis:.0f} ms), receipt verified: {s.receipt.verify()}")
         print(f"{len(fi.receipts(verify=True))} receipts kept, chain and signatures verified")
 
         try:

@@ -67,6 +67,7 @@ __all__ = [
     "Request",
     "Receipt",
     "Cost",
+    "Score",
     "Condition",
     "Records",
     "DuoError",
@@ -622,6 +623,61 @@ class Request:
         return f"Request(id={self.id}, state={self.state!r}, backend={self.backend!r}, {self.description!r}{tail})"
 
 
+def _model_toml(model: Union[Dict[str, Any], str, "os.PathLike[str]"]) -> str:
+    """A model (a dict like the model file, a path to a TOML model file, or its text) as TOML text."""
+    if isinstance(model, dict):
+        lines = []
+        for key in ("name", "bias", "threshold", "bands"):
+            if key in model:
+                lines.append(f"{key} = {_toml_value(model[key])}")
+        unknown = set(model) - {"name", "bias", "threshold", "bands", "weights"}
+        if unknown:
+            raise UsageError("usage", f"model: unknown keys {sorted(unknown)}; a model has name, bias, threshold, "
+                             "bands and weights")
+        lines.append("[weights]")
+        for attr, w in dict(model.get("weights", {})).items():
+            lines.append(f"{_toml_value(str(attr))} = {_toml_value(w)}")
+        return "\n".join(lines) + "\n"
+    text = str(model)
+    if "\n" not in text and (text.endswith(".toml") or os.path.exists(text)):
+        with open(text, encoding="utf-8") as f:
+            return f.read()
+    return text
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float, Decimal, list, tuple)):
+        raise UsageError("usage", f"model: {v!r} is not a number")
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(float(v))
+
+
+class Score:
+    """What a private scoring run gave this FI: ``outcome`` (``{"kind": "decision", "approve": True}``, ``{"kind": "band", "band": 3, "of": 4}``, ...)
+    ``bits`` revealed, ``attributes`` the model used, ``reveal``, ``request`` and ``run`` ids,
+    ``commitment`` (the model commitment the owner saw; its opening is kept in the FI home), ``bytes`` sent and
+    received, ``cold`` (whether the run included the base OTs), ``millis`` and the verified ``receipt``."""
+
+    def __init__(self, raw: Dict[str, Any], key: Optional[str]) -> None:
+        self.raw = raw
+        self.receipt = Receipt(raw["receipt"], key)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["raw"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        return (
+            f"Score(request={self.raw.get('request')}, outcome={self.raw.get('outcome')!r}, "
+            f"bits={self.raw.get('bits')}, millis={self.raw.get('millis')})"
+        )
+
+
 class Client:
     """A session with a paired owner node (``owner``: the pairing's local name, default the most recent).
 
@@ -724,6 +780,37 @@ class Client:
             except DuoError:
                 pass
         return req
+
+    def score(
+        self,
+        model: Union[Dict[str, Any], str, "os.PathLike[str]"],
+        reason: Optional[str] = None,
+        reveal: str = "decision",
+        wait: float = 0,
+        request: Optional[int] = None,
+        max_runs_per_owner: Optional[int] = None,
+    ) -> Score:
+        """Score the owner privately (two-party computation): the model never leaves this process in the clear
+        and the owner's attribute values never leave the owner's node; both learn only what ``reveal`` says:
+        ``"decision"`` (1 bit: the score reaches the threshold), ``"bands:K"`` (which of K bands), or ``"score"``.
+
+        ``model`` is a dict like the model file (``{"bias": -2.5, "threshold": 0.25, "weights":
+        {"rent_on_time_ratio_12m": 2.0}}``), a path to a TOML model file, or its text. Waits up to ``wait``
+        seconds for the owner's decision; raises :class:`Pending` (with ``.request``) if the owner has not
+        decided: run it later with ``score(model, request=ID)``. A denial or a limit raises :class:`Refused` or
+        :class:`Limit`. ``max_runs_per_owner`` is this FI's own cap on runs against this owner per 30 days.
+        """
+        if request is None and not reason:
+            raise UsageError("usage", "a scoring request states a reason (the owner sees it)")
+        out = json.loads(
+            self._s.score(_model_toml(model), reason, reveal, float(wait), request, max_runs_per_owner)
+        )
+        if out.get("state") == "pending":
+            e = Pending("pending", f"scoring request {out['request']} waits for the owner; once approved, "
+                        f"run it with score(model, request={out['request']})")
+            e.request = out["request"]  # type: ignore[attr-defined]
+            raise e
+        return Score(out, self._signing_key)
 
     def result(self, request: int, wait: float = 0) -> Request:
         """An earlier request of this FI (by id) as the owner's node shows it now."""

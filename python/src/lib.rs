@@ -372,6 +372,60 @@ impl Session {
         })?)
     }
 
+    /// Score the owner privately (2PC) with a model file's TOML text: ask (with `reason`, revealing `reveal`)
+    /// and run once approved, waiting up to `wait` seconds for the owner; or run the approved scoring request
+    /// `request`. The run's report as JSON, or `{"state": "pending", "request": ID}` when the owner has not
+    /// decided yet. `max_runs` is this FI's own limit on runs against this owner per 30 days.
+    #[pyo3(signature = (model, reason=None, reveal="decision", wait=0.0, request=None, max_runs=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn score(
+        &self,
+        py: Python<'_>,
+        model: &str,
+        reason: Option<String>,
+        reveal: &str,
+        wait: f64,
+        request: Option<u64>,
+        max_runs: Option<u32>,
+    ) -> PyResult<String> {
+        let model =
+            fi::ModelFile::parse(model).map_err(|e| raise("usage", &format!("model: {e}")))?;
+        let reveal: duo_policies::Reveal = reveal
+            .parse()
+            .map_err(|e| raise("usage", &format!("reveal `{reveal}`: {e}")))?;
+        if request.is_none() {
+            model
+                .encode(reveal)
+                .map_err(|e| raise("usage", &format!("model: {e}")))?;
+        }
+        let limit = fi::ScoreLimit {
+            max_runs: max_runs
+                .unwrap_or(fi::ScoreLimit::default().max_runs)
+                .max(1),
+            ..fi::ScoreLimit::default()
+        };
+        let wait = Duration::from_secs_f64(wait.clamp(0.0, 3600.0));
+        let reason = reason.unwrap_or_default();
+        let out = self.with(py, move |c| {
+            Box::pin(async move {
+                c.set_score_limit(limit);
+                let mut quiet = |_: &str| {};
+                let run = match request {
+                    Some(id) => c.score_run(id, &model, &mut quiet).await,
+                    None => c.score(&model, reveal, &reason, wait, &mut quiet).await,
+                };
+                match run {
+                    Ok(report) => Ok(serde_json::to_value(report)?),
+                    Err(Error::Pending(id)) => {
+                        Ok(serde_json::json!({ "state": "pending", "request": id }))
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+        })?;
+        json(&out)
+    }
+
     /// Close the session (later calls raise `duo.DuoError` with code `closed`).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         block(py, async {

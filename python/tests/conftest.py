@@ -22,6 +22,12 @@ backend = ["plaintext"]
 action = "approve"
 
 [[rule]]
+name = "private-decision"
+backend = ["2pc"]
+reveal = ["decision"]
+action = "approve"
+
+[[rule]]
 name = "small-dp"
 backend = ["dp"]
 max_cost = "0.5"

@@ -256,3 +256,33 @@ def test_every_public_name_is_documented():
                         missing.append(f"{mod.__name__}.{name}.{attr}")
     assert missing == []
     assert "take turns" in inspect.getdoc(duo.Client)
+
+
+MODEL = {
+    "name": "thin-file-test",
+    "bias": -2.5,
+    "threshold": 0.25,
+    "bands": [-0.5, 0.0, 0.5],
+    "weights": {"rent_on_time_ratio_12m": 2.0, "utility_on_time_ratio_12m": 1.5},
+}
+
+
+def test_private_scoring_decision_then_bands_approved_by_the_owner(node, fi, tmp_path):
+    s = fi.score(MODEL, reason="loan decision")
+    assert s.outcome["kind"] == "decision" and isinstance(s.outcome["approve"], bool)
+    assert s.bits == 1 and s.attributes == sorted(MODEL["weights"]) and s.receipt.verify()
+    assert s.bytes and s.millis > 0
+    # The same model from a TOML file, revealing a band: that goes to the owner.
+    path = tmp_path / "model.toml"
+    path.write_text(
+        'bias = -2.5\nthreshold = 0.25\nbands = [-0.5, 0.0, 0.5]\n[weights]\nrent_on_time_ratio_12m = 2.0\n'
+        "utility_on_time_ratio_12m = 1.5\n"
+    )
+    with pytest.raises(duo.Pending) as e:
+        fi.score(str(path), reason="pricing", reveal="bands:4")
+    node.approve(e.value.request)
+    banded = fi.score(path, request=e.value.request)
+    assert banded.bits == 2 and banded.request == e.value.request
+    assert banded.outcome["kind"] == "band" and 0 <= banded.outcome["band"] < 4 and banded.receipt.verify()
+    with pytest.raises(duo.UsageError):
+        fi.score(dict(MODEL, weights={"no_such_attribute": 1.0}), reason="x")
