@@ -802,9 +802,19 @@ class Client:
         """
         if request is None and not reason:
             raise UsageError("usage", "a scoring request states a reason (the owner sees it)")
-        out = json.loads(
-            self._s.score(_model_toml(model), reason, reveal, float(wait), request, max_runs_per_owner)
-        )
+        text = _model_toml(model)
+        out = json.loads(self._s.score(text, reason, reveal, 0.0, request, max_runs_per_owner))
+        if out.get("state") == "pending" and wait > 0:
+            # Wait for the owner in short calls (Ctrl-C stops it), then run the approved request.
+            req = self.result(out["request"])
+            try:
+                req.result(wait)
+            except Denied as e:
+                raise Refused("refused", f"scoring request {req.id} was denied: {e.message}") from None
+            except Pending:
+                pass
+            else:
+                out = json.loads(self._s.score(text, None, reveal, 0.0, req.id, max_runs_per_owner))
         if out.get("state") == "pending":
             e = Pending("pending", f"scoring request {out['request']} waits for the owner; once approved, "
                         f"run it with score(model, request={out['request']})")

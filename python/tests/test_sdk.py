@@ -284,5 +284,19 @@ def test_private_scoring_decision_then_bands_approved_by_the_owner(node, fi, tmp
     banded = fi.score(path, request=e.value.request)
     assert banded.bits == 2 and banded.request == e.value.request
     assert banded.outcome["kind"] == "band" and 0 <= banded.outcome["band"] < 4 and banded.receipt.verify()
+    # Waiting for the owner's decision, then running: the owner approves from another thread meanwhile.
+    def approve_the_scoring_request():
+        for _ in range(50):
+            time.sleep(0.2)
+            asked = [r["fi_request"] for r in node.pending() if r["backend"] == "2pc"]
+            if asked:
+                node.approve(asked[0])
+                return
+
+    approver = threading.Thread(target=approve_the_scoring_request)
+    approver.start()
+    waited = fi.score(MODEL, reason="pricing", reveal="bands:4", wait=30)
+    approver.join()
+    assert waited.outcome["kind"] == "band" and waited.receipt.verify()
     with pytest.raises(duo.UsageError):
         fi.score(dict(MODEL, weights={"no_such_attribute": 1.0}), reason="x")
