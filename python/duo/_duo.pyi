@@ -1,0 +1,69 @@
+"""Type stubs of ``duo._duo``, the Rust core of the ``duo`` package (python/src/lib.rs).
+
+Structured results come back as JSON text (the wire's serde forms); the ``duo`` package parses them.
+Errors are raised as the classes of :mod:`duo.errors`, chosen by the wire error code.
+"""
+
+from typing import Optional, Tuple
+
+def pair(url: str, code: str, home: Optional[str] = None, name: str = "owner") -> str:
+    """Pair with an owner node using its invite code; the pairing record as JSON."""
+
+def owners(home: Optional[str] = None) -> str:
+    """The pairings of an FI home, as JSON."""
+
+def receipts(home: Optional[str] = None) -> str:
+    """The FI home's receipt log, as JSON."""
+
+def verify_receipts(home: Optional[str] = None) -> str:
+    """The problems found checking the receipt log (a JSON list; empty when all verify)."""
+
+def requests(home: Optional[str] = None) -> str:
+    """The requests this FI made, as last seen, as JSON."""
+
+def verify_receipt(receipt: str, key: str) -> None:
+    """Check one receipt (JSON) against a hex signing key; raises ``duo.Refused`` when it does not verify."""
+
+def parse(src: str) -> None:
+    """Parse an expression locally; raises ``duo.ParseError`` pointing at the position."""
+
+class Session:
+    """A session with one paired owner node; calls from several threads take turns on it."""
+
+    def __init__(self, home: Optional[str] = None, owner: Optional[str] = None) -> None: ...
+    @property
+    def principal(self) -> str:
+        """The name the owner gave this FI."""
+    @property
+    def owner(self) -> str:
+        """The local name of the paired owner node."""
+    def datasets(self) -> str:
+        """The owner's published datasets, as JSON."""
+    def catalogue(self) -> str:
+        """The catalogue of named attributes, as JSON."""
+    def expr(self, src: str) -> Tuple[int, str, str]:
+        """A pointer: (id, static type as JSON, lineage in words)."""
+    def cost(
+        self,
+        pointer: int,
+        epsilon: Optional[float] = None,
+        rho: Optional[float] = None,
+        alpha: Optional[float] = None,
+        beta: Optional[float] = None,
+    ) -> str:
+        """A DP release's cost and expected error, as JSON; nothing is charged."""
+    def request(
+        self,
+        pointer: int,
+        reason: str,
+        backend: str = "plaintext",
+        epsilon: Optional[float] = None,
+        rho: Optional[float] = None,
+        alpha: Optional[float] = None,
+        beta: Optional[float] = None,
+    ) -> str:
+        """Ask for a release; the request's view as JSON (its receipt already verified)."""
+    def status(self, request: int, wait: float = 0.0) -> str:
+        """A request's state, waiting up to ``wait`` seconds for a decision, as JSON."""
+    def close(self) -> None:
+        """Close the session."""
