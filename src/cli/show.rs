@@ -409,60 +409,11 @@ pub fn log_summary_typed(kind: &str, body: &str, ty: Option<&Type>) -> String {
             .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
             .unwrap_or_default()
     };
-    if let Some(s) = scoring_summary(kind, &b) {
+    if let Some(s) = scoring_summary(kind, &b).or_else(|| node_summary(kind, &b)) {
         return s;
     }
     match kind {
         "request" => format!("#{} {}", field("request"), field("description")),
-        "metadata_viewed" => format!("viewed the {}", field("what")),
-        "dataset_loaded" => format!(
-            "dataset `{}` version {} ({} columns)",
-            field("dataset"),
-            field("version"),
-            field("columns")
-        ),
-        "dataset_deleted" => format!(
-            "dataset `{}` deleted ({} version(s))",
-            field("dataset"),
-            field("versions")
-        ),
-        "invite_created" => format!(
-            "invite {}{}, expires {}",
-            field("invite"),
-            if b.get("rekey") == Some(&serde_json::Value::Bool(true)) {
-                " (re-key)"
-            } else {
-                ""
-            },
-            b.get("expires_at")
-                .and_then(serde_json::Value::as_i64)
-                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                .map_or_else(|| field("expires_at"), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-        ),
-        "budget_set" => format!(
-            "{}: cap {} {} (was {})",
-            b.get("scope")
-                .map_or_else(String::new, budget_scope),
-            field("cap"),
-            field("measure"),
-            b.get("previous")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("none")
-        ),
-        "budget_charged" => format!("#{} charged {}", field("request"), field("amount")),
-        "pairing_failed" => format!("invite {}: {}", field("invite"), field("why")),
-        "limit_exceeded" => format!("over its {} limit", field("limit")),
-        "connections_dropped" => format!(
-            "under pressure for {} s: {} evicted, {} refused, {} silent, {} over the session places",
-            field("seconds"),
-            field("evicted"),
-            field("refused"),
-            field("timed_out"),
-            field("sessions_full")
-        ),
-        "state_bound" => {
-            "from here on the ledger, decisions, stored answers and pairings are bound to this log".to_string()
-        }
         "request_refused" => format!(
             "a `{}` refused ({}): {}",
             field("message"),
@@ -548,6 +499,68 @@ pub fn log_summary_typed(kind: &str, body: &str, ty: Option<&Type>) -> String {
 fn budget_scope(v: &serde_json::Value) -> String {
     serde_json::from_value::<duo::policies::Scope>(v.clone())
         .map_or_else(|_| v.to_string(), |s| s.to_string())
+}
+
+/// The words for the log entries of the node's own housekeeping (metadata views, loads, invites, caps, charges,
+/// failed pairings, limits, pressure, the state binding); `None` for other kinds.
+fn node_summary(kind: &str, b: &serde_json::Value) -> Option<String> {
+    let field = |k: &str| {
+        b.get(k)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .unwrap_or_default()
+    };
+    Some(match kind {
+        "metadata_viewed" => format!("viewed the {}", field("what")),
+        "dataset_loaded" => format!(
+            "dataset `{}` version {} ({} columns)",
+            field("dataset"),
+            field("version"),
+            field("columns")
+        ),
+        "dataset_deleted" => format!(
+            "dataset `{}` deleted ({} version(s))",
+            field("dataset"),
+            field("versions")
+        ),
+        "invite_created" => format!(
+            "invite {}{}, expires {}",
+            field("invite"),
+            if b.get("rekey") == Some(&serde_json::Value::Bool(true)) {
+                " (re-key)"
+            } else {
+                ""
+            },
+            b.get("expires_at")
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                .map_or_else(|| field("expires_at"), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        ),
+        "budget_set" => format!(
+            "{}: cap {} {} (was {})",
+            b.get("scope")
+                .map_or_else(String::new, budget_scope),
+            field("cap"),
+            field("measure"),
+            b.get("previous")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("none")
+        ),
+        "budget_charged" => format!("#{} charged {}", field("request"), field("amount")),
+        "pairing_failed" => format!("invite {}: {}", field("invite"), field("why")),
+        "limit_exceeded" => format!("over its {} limit", field("limit")),
+        "connections_dropped" => format!(
+            "under pressure for {} s: {} evicted, {} refused, {} silent, {} over the session places",
+            field("seconds"),
+            field("evicted"),
+            field("refused"),
+            field("timed_out"),
+            field("sessions_full")
+        ),
+        "state_bound" => {
+            "from here on the ledger, decisions, stored answers and pairings are bound to this log".to_string()
+        }
+        _ => return None,
+    })
 }
 
 /// The words for a private-scoring log entry (`scoring-start`, `scoring-end`, `scoring-refused`); `None` for
