@@ -12,30 +12,12 @@ Run: python examples/fi_analyst.py [PLOT.png]   (after `pip install ./python` an
 import sys
 
 import duo
-from duo.testing import owner_node
+from duo.testing import SAMPLE_POLICY, owner_node
 
-POLICY = """
-default = "ask"
-[[rule]]
-name = "catalogue"
-catalogue = ["*"]
-backend = ["plaintext"]
-action = "approve"
-[[rule]]
-name = "private-decision"
-backend = ["2pc"]
-reveal = ["decision"]
-action = "approve"
-[[rule]]
-name = "small-dp"
-backend = ["dp"]
-max_cost = "0.5"
-action = "approve"
-"""
 
 
 def main(plot_path: str = "fi_analyst.png") -> None:
-    with owner_node(policy=POLICY, principal="Acme Bank") as node:
+    with owner_node(policy=SAMPLE_POLICY, principal="Acme Bank") as node:
         node.duo("owner", "budget", "set", "--epsilon", "10")  # the owner's overall DP budget
         fi = node.client
         print(f"paired with {fi.owner} as {fi.principal!r}")

@@ -38,7 +38,7 @@ import time
 from decimal import Decimal
 from typing import Any, Dict, Iterable, List, Optional, Union
 
-from . import _duo
+from . import _duo, errors
 from .errors import (
     BudgetExceeded,
     CheckError,
@@ -70,22 +70,8 @@ __all__ = [
     "Score",
     "Condition",
     "Records",
-    "DuoError",
-    "ParseError",
-    "CheckError",
-    "TypeError_",
-    "Refused",
-    "NotFound",
-    "Limit",
-    "Pending",
-    "Stale",
-    "PolicyUnavailable",
-    "EvalError",
-    "Integrity",
-    "TransportError",
-    "UsageError",
-    "Denied",
-    "BudgetExceeded",
+    # The exceptions (duo.errors), each named once there.
+    *(name for name in errors.__all__ if name != "from_code"),
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]

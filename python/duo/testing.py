@@ -36,6 +36,36 @@ __all__ = ["owner_node", "OwnerNode", "duo_bin"]
 #: No rule: the owner decides every request (the node's default policy asks too).
 ASK_ALL = 'default = "ask"\n'
 
+#: A lender-friendly owner policy for trying the SDK: catalogue attributes in plaintext, private decisions and
+#: DP releases costing at most 0.5 are approved; row-level releases are denied; the owner decides the rest.
+SAMPLE_POLICY = """
+default = "ask"
+
+[[rule]]
+name = "no-rows"
+row_level = true
+action = "deny"
+reason = "row-level data never leaves this node"
+
+[[rule]]
+name = "catalogue"
+catalogue = ["*"]
+backend = ["plaintext"]
+action = "approve"
+
+[[rule]]
+name = "private-decision"
+backend = ["2pc"]
+reveal = ["decision"]
+action = "approve"
+
+[[rule]]
+name = "small-dp"
+backend = ["dp"]
+max_cost = "0.5"
+action = "approve"
+"""
+
 
 def duo_bin() -> str:
     """The ``duo`` program to run: ``$DUO_BIN``, ``duo`` on ``PATH``, or a build in this source tree."""

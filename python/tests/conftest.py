@@ -2,37 +2,10 @@
 
 import pytest
 
-from duo.testing import owner_node
+from duo.testing import SAMPLE_POLICY, owner_node
 
-#: Catalogue attributes in plaintext and DP releases costing at most 0.5 are approved by the policy; row-level
-#: releases are denied; the owner decides the rest.
-POLICY = """
-default = "ask"
-
-[[rule]]
-name = "no-rows"
-row_level = true
-action = "deny"
-reason = "row-level data never leaves this node"
-
-[[rule]]
-name = "catalogue"
-catalogue = ["*"]
-backend = ["plaintext"]
-action = "approve"
-
-[[rule]]
-name = "private-decision"
-backend = ["2pc"]
-reveal = ["decision"]
-action = "approve"
-
-[[rule]]
-name = "small-dp"
-backend = ["dp"]
-max_cost = "0.5"
-action = "approve"
-"""
+#: The sample policy of duo.testing (row-level denied; catalogue, private decisions and small DP approved).
+POLICY = SAMPLE_POLICY
 
 
 @pytest.fixture(scope="session")
