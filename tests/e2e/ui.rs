@@ -2,7 +2,7 @@
 //! CSRF), the headers on every response, body limits, and the approval guarantee.
 
 use super::cli::{json, ok};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -26,18 +26,7 @@ impl Drop for Ui {
 }
 
 fn start(home: &Path) -> Ui {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
-        .arg("--home")
-        .arg(home)
-        .args(["owner", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut ws = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut ws)
-        .unwrap();
+    let (child, ws, _) = super::serve::spawn_serve(home, &[], &[]);
     // `duo owner ui` prints the address once the UI is up.
     let deadline = Instant::now() + Duration::from_secs(20);
     let url = loop {
@@ -52,7 +41,7 @@ fn start(home: &Path) -> Ui {
     let (host, secret) = rest.split_once("/?k=").expect("the secret in the address");
     Ui {
         child,
-        ws: ws.trim().to_string(),
+        ws,
         host: host.to_string(),
         secret: secret.to_string(),
     }
@@ -149,6 +138,22 @@ fn owner_with_data(dir: &Path) -> std::path::PathBuf {
 }
 
 /// The CSRF token a page's forms carry.
+/// An owner with the sample data serving with its UI, and an FI home paired with it as "Acme Bank".
+fn paired(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Ui) {
+    let home = owner_with_data(dir);
+    let fi = dir.join("fi-home");
+    let ui = start(&home);
+    let code = json(&ok(
+        &home,
+        &["owner", "invite", "--fi", "Acme Bank", "--json"],
+    ))["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&fi, &["fi", "pair", &ui.ws, &code]);
+    (home, fi, ui)
+}
+
 fn csrf(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
     page[at..at + 64].to_string()
@@ -420,17 +425,7 @@ fn large_bodies_are_refused_and_the_ui_binds_loopback_only() {
 #[test]
 fn approving_in_the_ui_keeps_the_seen_guarantee_and_reaches_the_fi() {
     let dir = tempfile::tempdir().unwrap();
-    let home = owner_with_data(dir.path());
-    let fi = dir.path().join("fi-home");
-    let ui = start(&home);
-    let code = json(&ok(
-        &home,
-        &["owner", "invite", "--fi", "Acme Bank", "--json"],
-    ))["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    ok(&fi, &["fi", "pair", &ui.ws, &code]);
+    let (home, fi, ui) = paired(dir.path());
     let ask = |expr: &str, reason: &str| {
         json(&ok(
             &fi,
@@ -506,17 +501,7 @@ fn approving_in_the_ui_keeps_the_seen_guarantee_and_reaches_the_fi() {
 #[test]
 fn the_event_stream_announces_a_new_request() {
     let dir = tempfile::tempdir().unwrap();
-    let home = owner_with_data(dir.path());
-    let fi = dir.path().join("fi-home");
-    let ui = start(&home);
-    let code = json(&ok(
-        &home,
-        &["owner", "invite", "--fi", "Acme Bank", "--json"],
-    ))["code"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    ok(&fi, &["fi", "pair", &ui.ws, &code]);
+    let (_home, fi, ui) = paired(dir.path());
     let c = sign_in(&ui);
     let mut s = TcpStream::connect(&ui.host).unwrap();
     write!(

@@ -29,6 +29,7 @@
 //! New stores get it too, as their first entry; its presence in the log (not a setting, which could be deleted
 //! to force a new snapshot) marks the store as bound.
 
+use super::log::read_entry;
 use super::{entry_hash, write_tx, HasConn, Log, LogEntry, LogProblem};
 use crate::error::Error;
 use crate::proto::digest::hex;
@@ -139,18 +140,6 @@ pub(super) fn upgrade(conn: &mut Connection) -> Result<(), Error> {
     )?;
     tx.commit()?;
     Ok(())
-}
-
-fn read_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
-    Ok(LogEntry {
-        seq: r.get::<_, i64>(0)? as u64,
-        ts: r.get(1)?,
-        kind: r.get(2)?,
-        principal: r.get(3)?,
-        body: r.get(4)?,
-        prev_hash: r.get(5)?,
-        hash: r.get(6)?,
-    })
 }
 
 const COLUMNS: &str = "seq, ts, kind, principal, body, prev_hash, hash";

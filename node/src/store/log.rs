@@ -201,17 +201,7 @@ pub trait Log: HasConn {
         let mut stmt = conn.prepare(
             "SELECT seq, ts, kind, principal, body, prev_hash, hash FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
-            Ok(LogEntry {
-                seq: r.get::<_, i64>(0)? as u64,
-                ts: r.get(1)?,
-                kind: r.get(2)?,
-                principal: r.get(3)?,
-                body: r.get(4)?,
-                prev_hash: r.get(5)?,
-                hash: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map(params![after as i64, limit as i64], read_entry)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -326,3 +316,16 @@ pub trait Log: HasConn {
 }
 
 impl<T: HasConn + ?Sized> Log for T {}
+
+/// A log entry from a row selecting `seq, ts, kind, principal, body, prev_hash, hash`, in that order.
+pub(crate) fn read_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
+    Ok(LogEntry {
+        seq: r.get::<_, i64>(0)? as u64,
+        ts: r.get(1)?,
+        kind: r.get(2)?,
+        principal: r.get(3)?,
+        body: r.get(4)?,
+        prev_hash: r.get(5)?,
+        hash: r.get(6)?,
+    })
+}
