@@ -16,6 +16,7 @@
 pub mod catalogue;
 pub mod check;
 pub mod dataset;
+pub mod draft;
 pub mod eval;
 pub mod expr;
 pub mod ingest;

@@ -665,8 +665,7 @@ fn dataset_delete(home: &Path, name: &str, yes: bool) -> Result<i32> {
         return Ok(1);
     }
     let mut o = open_owner(&dir)?;
-    let n = o.store_mut().delete_dataset(name)?;
-    o.store().scrub()?;
+    let n = o.delete_dataset(name)?;
     outln!("deleted {n} version(s) of `{name}`; the log keeps what was released from it")?;
     Ok(0)
 }

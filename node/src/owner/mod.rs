@@ -21,8 +21,8 @@ pub use cache::DatasetCache;
 pub use release::Ask;
 pub use service::{spawn, EventSink, NodeEvent, PrincipalLimits, RunningNode, ServeConfig};
 pub use setup::{
-    init, invite, invite_for, load, load_with, node_key, owner_dir, rekey_invite, InitReport,
-    LoadReport, DEFAULT_PAIRING,
+    check_load, init, invite, invite_for, load, load_from, load_with, node_key, owner_dir,
+    rekey_invite, InitReport, LoadReport, DEFAULT_PAIRING,
 };
 pub use view::{DpView, PendingView};
 
@@ -85,6 +85,15 @@ impl Owner {
     /// The store, to write.
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
+    }
+
+    /// Delete every version of a dataset's rows (`duo owner dataset delete`, the UI's Data store), with its log
+    /// entry, then scrub the freed pages from the database files. Its metadata, the log and what was released
+    /// from it stay. Returns how many versions held rows.
+    pub fn delete_dataset(&mut self, name: &str) -> Result<u64, Error> {
+        let n = self.store.delete_dataset(name)?;
+        self.store.scrub()?;
+        Ok(n)
     }
 
     /// Read the policy file (every time: it is the record) and parse it (once per distinct text); returns the

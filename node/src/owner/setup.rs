@@ -6,8 +6,9 @@ use crate::error::Error;
 use crate::net::keys::{fingerprint, InviteCode, Keypair};
 use crate::store::{self, Store, Sync};
 use duo_engine::ingest::{load_csv, parse_meta, IngestLimits};
-use duo_engine::Suggestions;
+use duo_engine::{Dataset, Suggestions};
 use duo_policies::Policy;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -103,26 +104,30 @@ pub fn load_with(
     meta_text: &str,
     allow_empty: bool,
 ) -> Result<LoadReport, Error> {
-    let mut meta = parse_meta(meta_text).map_err(|e| Error::Refused(format!("metadata: {e}")))?;
-    meta.name = name.to_string();
-    // Re-validate with the chosen name.
-    let meta_text = toml::to_string(&meta).map_err(|e| Error::Internal(e.to_string()))?;
-    let meta = parse_meta(&meta_text).map_err(|e| Error::Refused(format!("metadata: {e}")))?;
     let file = std::fs::File::open(csv_path)
         .map_err(|e| Error::NotFound(format!("{}: {e}", csv_path.display())))?;
-    let (ds, sugg) = load_csv(
+    let label = csv_path.display().to_string();
+    load_from(
+        owner_dir,
         std::io::BufReader::new(file),
-        &meta,
-        &IngestLimits::default(),
+        &label,
+        name,
+        meta_text,
+        allow_empty,
     )
-    .map_err(|e| Error::Refused(format!("{}: {e}", csv_path.display())))?;
-    if ds.rows() == 0 && !allow_empty {
-        return Err(Error::Refused(format!(
-            "{} has a header but no data rows; loading it would make dataset `{name}` empty (nothing was \
-             changed). Pass --allow-empty if that is what you want",
-            csv_path.display()
-        )));
-    }
+}
+
+/// [`load_with`] from any reader (`label` names it in errors, as the file name does): what `duo owner load`
+/// does, for the UI's uploads too.
+pub fn load_from<R: Read>(
+    owner_dir: &Path,
+    input: R,
+    label: &str,
+    name: &str,
+    meta_text: &str,
+    allow_empty: bool,
+) -> Result<LoadReport, Error> {
+    let (ds, sugg) = read_checked(input, label, name, meta_text, allow_empty)?;
     let version = Store::open(owner_dir, Sync::Full)?.put_dataset(&ds, &sugg)?;
     Ok(LoadReport {
         name: name.to_string(),
@@ -130,6 +135,41 @@ pub fn load_with(
         rows: ds.rows() as u64,
         suggestions: sugg,
     })
+}
+
+/// Everything [`load_from`] checks, without storing anything: the rows and what the node inferred from them,
+/// or the error `load_from` would give (naming the line and column to fix).
+pub fn check_load<R: Read>(
+    input: R,
+    label: &str,
+    name: &str,
+    meta_text: &str,
+    allow_empty: bool,
+) -> Result<Suggestions, Error> {
+    read_checked(input, label, name, meta_text, allow_empty).map(|(_, s)| s)
+}
+
+fn read_checked<R: Read>(
+    input: R,
+    label: &str,
+    name: &str,
+    meta_text: &str,
+    allow_empty: bool,
+) -> Result<(Dataset, Suggestions), Error> {
+    let mut meta = parse_meta(meta_text).map_err(|e| Error::Refused(format!("metadata: {e}")))?;
+    meta.name = name.to_string();
+    // Re-validate with the chosen name.
+    let meta_text = toml::to_string(&meta).map_err(|e| Error::Internal(e.to_string()))?;
+    let meta = parse_meta(&meta_text).map_err(|e| Error::Refused(format!("metadata: {e}")))?;
+    let (ds, sugg) = load_csv(input, &meta, &IngestLimits::default())
+        .map_err(|e| Error::Refused(format!("{label}: {e}")))?;
+    if ds.rows() == 0 && !allow_empty {
+        return Err(Error::Refused(format!(
+            "{label} has a header but no data rows; loading it would make dataset `{name}` empty (nothing was \
+             changed). Pass --allow-empty if that is what you want"
+        )));
+    }
+    Ok((ds, sugg))
 }
 
 /// How long a pairing lasts unless the invite says otherwise.

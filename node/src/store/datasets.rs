@@ -22,6 +22,21 @@ pub struct DatasetRow {
     pub suggestions: Suggestions,
 }
 
+/// One version of a dataset, as the owner's Data store lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetVersion {
+    /// The version.
+    pub version: u64,
+    /// Rows it held (owner-only).
+    pub rows: u64,
+    /// When it was loaded.
+    pub loaded_at: String,
+    /// Whether it is the version requests are answered from.
+    pub current: bool,
+    /// When the owner deleted its rows, if they did.
+    pub deleted_at: Option<String>,
+}
+
 /// Queries on datasets, for a [`super::Store`] or a [`super::Tx`].
 pub trait Datasets: HasConn {
     /// The current datasets (metadata and facts for the owner), by name.
@@ -49,6 +64,33 @@ pub trait Datasets: HasConn {
                 loaded_at,
                 suggestions: serde_json::from_str(&sugg)?,
             });
+        }
+        Ok(out)
+    }
+
+    /// Every version of every dataset (deleted ones too), by name, newest version first.
+    fn dataset_versions(&self) -> Result<BTreeMap<String, Vec<DatasetVersion>>, Error> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT name, version, rows, loaded_at, current, deleted_at FROM datasets \
+             ORDER BY name, version DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                DatasetVersion {
+                    version: r.get::<_, i64>(1)? as u64,
+                    rows: r.get::<_, i64>(2)? as u64,
+                    loaded_at: r.get(3)?,
+                    current: r.get::<_, i64>(4)? != 0,
+                    deleted_at: r.get(5)?,
+                },
+            ))
+        })?;
+        let mut out: BTreeMap<String, Vec<DatasetVersion>> = BTreeMap::new();
+        for row in rows {
+            let (name, v) = row?;
+            out.entry(name).or_default().push(v);
         }
         Ok(out)
     }

@@ -23,7 +23,7 @@ mod pairings;
 mod requests;
 mod scoring;
 
-pub use datasets::{DatasetRow, Datasets};
+pub use datasets::{DatasetRow, DatasetVersion, Datasets};
 pub use ledger::{BudgetEvent, Ledgers};
 pub use log::{entry_hash, parse_ts, Log, LogEntry, LogPos, LogProblem, LogReport, GENESIS_HASH};
 pub use pairings::{

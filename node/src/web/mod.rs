@@ -8,6 +8,7 @@
 //! and forms carry a CSRF token. Every response carries a strict Content-Security-Policy. Pages are askama
 //! templates (checked at compile time, HTML-escaped); the one script and the style sheet are compiled in.
 
+mod data;
 mod guard;
 mod pages;
 

@@ -24,10 +24,12 @@ const LOG_PAGE: usize = 50;
 
 /// What every handler shares.
 pub(crate) struct State {
-    cfg: UiConfig,
+    pub(super) cfg: UiConfig,
     keys: Arc<Keys>,
     changes: watch::Receiver<u64>,
     owner: Mutex<Option<Owner>>,
+    /// Uploads waiting for the owner's confirmation.
+    pub(super) uploads: super::data::Uploads,
 }
 
 impl State {
@@ -37,11 +39,12 @@ impl State {
             keys: Arc::new(keys),
             changes,
             owner: Mutex::new(None),
+            uploads: Default::default(),
         }
     }
 }
 
-type St = Arc<State>;
+pub(super) type St = Arc<State>;
 
 /// The routes, behind the guard and the security headers.
 pub(crate) fn router(state: St) -> Router {
@@ -60,6 +63,7 @@ pub(crate) fn router(state: St) -> Router {
         .route("/log/verify", post(log_verify))
         .route("/log.json", get(log_json))
         .route("/events", get(events))
+        .merge(super::data::routes())
         .route("/static/app.js", get(script))
         .route("/static/style.css", get(style))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -69,7 +73,7 @@ pub(crate) fn router(state: St) -> Router {
 }
 
 /// A page that could not be shown: its status and what to do, in words.
-pub(crate) struct PageError(StatusCode, String);
+pub(crate) struct PageError(pub(super) StatusCode, pub(super) String);
 
 impl From<Error> for PageError {
     fn from(e: Error) -> Self {
@@ -103,16 +107,16 @@ impl IntoResponse for PageError {
     }
 }
 
-type Page = Result<Response, PageError>;
+pub(super) type Page = Result<Response, PageError>;
 
 /// What every page's frame needs.
-struct Chrome {
-    csrf: String,
-    title: &'static str,
-    nav: &'static str,
+pub(super) struct Chrome {
+    pub(super) csrf: String,
+    pub(super) title: &'static str,
+    pub(super) nav: &'static str,
 }
 
-fn chrome(st: &State, title: &'static str, nav: &'static str) -> Chrome {
+pub(super) fn chrome(st: &State, title: &'static str, nav: &'static str) -> Chrome {
     Chrome {
         csrf: st.keys.csrf.clone(),
         title,
@@ -120,7 +124,7 @@ fn chrome(st: &State, title: &'static str, nav: &'static str) -> Chrome {
     }
 }
 
-fn html<T: Template>(t: &T) -> Response {
+pub(super) fn html<T: Template>(t: &T) -> Response {
     match t.render() {
         Ok(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("template: {e}")).into_response(),
@@ -128,7 +132,7 @@ fn html<T: Template>(t: &T) -> Response {
 }
 
 /// Run `f` on the owner's node, off the async threads; `None` when there is no node yet.
-async fn with_owner<R: Send + 'static>(
+pub(super) async fn with_owner<R: Send + 'static>(
     st: &St,
     f: impl FnOnce(&mut Owner) -> Result<R, Error> + Send + 'static,
 ) -> Result<Option<R>, PageError> {
@@ -159,7 +163,7 @@ async fn with_owner<R: Send + 'static>(
 }
 
 /// As [`with_owner`], sending the person to the welcome page when there is no node yet.
-async fn owner_do<R: Send + 'static>(
+pub(super) async fn owner_do<R: Send + 'static>(
     st: &St,
     f: impl FnOnce(&mut Owner) -> Result<R, Error> + Send + 'static,
 ) -> Result<R, Result<Response, PageError>> {
@@ -180,7 +184,7 @@ macro_rules! owner_do {
 }
 
 /// A form's CSRF token must be this launch's.
-fn csrf_ok(st: &State, token: &str) -> Result<(), PageError> {
+pub(super) fn csrf_ok(st: &State, token: &str) -> Result<(), PageError> {
     if guard::same(token, &st.keys.csrf) {
         Ok(())
     } else {
@@ -193,7 +197,7 @@ fn csrf_ok(st: &State, token: &str) -> Result<(), PageError> {
 
 /// Text that came from an FI or the records, safe to show: invisible and reordering characters made visible,
 /// line by line (askama escapes HTML).
-fn shown(text: &str) -> String {
+pub(super) fn shown(text: &str) -> String {
     text.lines()
         .map(duo_engine::text::neutralize)
         .collect::<Vec<_>>()
@@ -201,7 +205,7 @@ fn shown(text: &str) -> String {
 }
 
 /// A stored timestamp as a date and time a person reads.
-fn when(ts: &str) -> String {
+pub(super) fn when(ts: &str) -> String {
     crate::store::parse_ts(ts)
         .map(|t| t.format("%-d %B %Y, %H:%M UTC").to_string())
         .unwrap_or_else(|| ts.to_string())
