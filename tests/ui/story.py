@@ -1,7 +1,7 @@
 """The owner's web UI in a real browser: Debian's Chromium (headless shell) driven by Playwright for Python.
 
-One story on a sample owner: `duo owner serve` prints the UI's address; the owner opens it and sees Home, makes
-an invite in the UI; an FI pairs and asks from the command line; the request appears on the open Requests page
+One story on a sample owner: `duo owner serve` prints the UI's address; the owner opens it and sees Home, uploads
+a CSV file through the Data form and confirms it, makes an invite in the UI; an FI pairs and asks from the command line; the request appears on the open Requests page
 without a reload; the owner approves it in the UI and the FI gets the answer; a second request is denied with a
 reason, which reaches the FI; the log verifies. Every response the browser gets carries the CSP, and the
 browser reports no CSP violation.
@@ -81,6 +81,9 @@ def story(page, owner, fi, ws, url, problems):
     assert "k=" not in page.url, page.url
     expect(page.get_by_role("rowheader", name="rent")).to_be_visible()
 
+    # Data: a CSV uploaded through the form, previewed, described and loaded only on confirmation.
+    upload_csv(page, owner)
+
     # Host a session: an invite made in the UI.
     page.get_by_role("link", name="Host a session").click()
     page.get_by_label("The lender's name").fill("Acme Bank")
@@ -131,6 +134,38 @@ def story(page, owner, fi, ws, url, problems):
     page.get_by_role("link", name="Home").click()
     page.get_by_role("button", name="Revoke Acme Bank").click()
     expect(page.get_by_role("button", name="Yes, revoke Acme Bank")).to_be_visible()
+
+
+BANK_CSV = "date,amount,kind\n2025-01-03,12.50,groceries\n2025-01-17,-1450.00,rent\n2025-02-02,3.99,groceries\n"
+
+
+def upload_csv(page, owner):
+    """The owner adds a dataset in the UI: upload, see the first rows and the drafted metadata, check, confirm."""
+    path = os.path.join(os.path.dirname(owner.home), "savings.csv")
+    with open(path, "w") as f:
+        f.write(BANK_CSV)
+    page.get_by_role("link", name="Data", exact=True).click()
+    page.get_by_role("link", name="Add data from a CSV file").click()
+    page.get_by_label(re.compile("^The file")).set_input_files(path)
+    page.get_by_role("button", name="Upload and preview").click()
+    expect(page.locator("#preview")).to_contain_text("-1450.00")
+    expect(page.get_by_label("Name", exact=True)).to_have_value("savings")
+    expect(page.locator("#c1-type")).to_have_value("money")
+    page.get_by_label("What it holds, in a sentence").fill("My savings account")
+    assert "savings" not in [d["meta"]["name"] for d in owner.json("owner", "datasets")], "loaded before confirming"
+    page.get_by_role("button", name="Check").click()
+    expect(page.get_by_text("A new dataset")).to_be_visible()
+    page.get_by_role("button", name="Load it").click()
+    expect(page.get_by_text("Loaded 3 rows into savings (version 1)")).to_be_visible()
+    loaded = {d["meta"]["name"]: d for d in owner.json("owner", "datasets")}
+    assert loaded["savings"]["meta"]["description"] == "My savings account", loaded["savings"]
+    page.get_by_role("link", name="Back").click()
+    expect(page.get_by_role("heading", name="savings", level=2)).to_be_visible()
+    page.get_by_role("link", name="Delete savings").click()
+    expect(page.get_by_role("button", name="Yes, delete savings")).to_be_visible()
+    page.get_by_role("link", name="No, keep it").click()
+    expect(page.get_by_role("heading", name="savings", level=2)).to_be_visible()
+    page.get_by_role("link", name="Home").click()
 
 
 def main():
