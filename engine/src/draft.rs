@@ -33,6 +33,13 @@ pub struct Draft {
     pub stopped: Option<String>,
 }
 
+impl Draft {
+    /// The drafted metadata as a metadata file (TOML), as `duo owner load --meta` reads it.
+    pub fn toml(&self) -> String {
+        toml::to_string(&self.meta).unwrap_or_default()
+    }
+}
+
 /// What one column's cells looked like.
 #[derive(Default)]
 struct Seen {
@@ -313,6 +320,11 @@ mod tests {
         );
         assert_eq!(d.preview.len(), 2);
         crate::ingest::validate_meta(&d.meta).unwrap();
+        assert_eq!(
+            crate::ingest::parse_meta(&d.toml()).unwrap(),
+            d.meta,
+            "the TOML reads back"
+        );
     }
 
     #[test]

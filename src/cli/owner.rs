@@ -98,6 +98,10 @@ pub struct LoadArgs {
     /// Load a file with a header but no data rows (it replaces the dataset with an empty version).
     #[arg(long)]
     allow_empty: bool,
+    /// Load nothing: write a draft of the metadata file (to --meta or FILE.meta.toml) from the CSV, as the web
+    /// UI pre-fills its form, for you to read and edit before loading. An existing file is kept.
+    #[arg(long)]
+    draft: bool,
     #[command(flatten)]
     json: JsonFlag,
 }
@@ -312,9 +316,12 @@ fn load(home: &Path, args: LoadArgs) -> Result<i32> {
                 .map_or_else(|| format!("{s}.meta.toml"), |b| format!("{b}.meta.toml")),
         )
     });
+    if args.draft {
+        return draft(&args.file, &args.name, &meta_path);
+    }
     let meta_text = std::fs::read_to_string(&meta_path).with_context(|| {
         format!(
-            "reading the metadata file {} (pass --meta FILE; `duo sample --out DIR` writes examples)",
+            "reading the metadata file {} (pass --meta FILE, or write a draft of it with --draft)",
             meta_path.display()
         )
     })?;
@@ -358,6 +365,37 @@ fn load(home: &Path, args: LoadArgs) -> Result<i32> {
             }
         )?;
     }
+    Ok(0)
+}
+
+/// `duo owner load --draft`: the metadata the node drafts from the file (`duo_engine::draft`, what the UI's
+/// upload form is pre-filled with), written for the owner to edit.
+fn draft(csv: &Path, name: &str, meta_path: &Path) -> Result<i32> {
+    if meta_path.exists() {
+        bail!(
+            "{} exists; it was kept (remove it, or pass --meta OTHER.toml, to draft a new one)",
+            meta_path.display()
+        );
+    }
+    let file = std::fs::File::open(csv).with_context(|| format!("reading {}", csv.display()))?;
+    let d = duo::engine::draft::draft_meta(
+        std::io::BufReader::new(file),
+        name,
+        &duo::engine::ingest::IngestLimits::default(),
+    );
+    if let Some(why) = &d.stopped {
+        errln!("warning: the draft covers the rows before {why}");
+    }
+    let text = format!(
+        "# Drafted by `duo owner load --draft` from {} ({} rows). Everything below is what an FI may see about\n\
+         # this dataset: check each line, add descriptions, then load with `duo owner load {} --name {name}`.\n{}",
+        csv.display(),
+        d.rows,
+        csv.display(),
+        d.toml()
+    );
+    std::fs::write(meta_path, text).with_context(|| format!("writing {}", meta_path.display()))?;
+    outln!("wrote a draft of the metadata to {}", meta_path.display())?;
     Ok(0)
 }
 

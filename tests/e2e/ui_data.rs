@@ -433,3 +433,45 @@ fn deleting_a_dataset_asks_first_and_needs_the_csrf_token() {
     assert!(o.get("/data").body.contains("Deleted datasets"));
     assert_eq!(o.get("/data/delete?name=rent").status, 404);
 }
+
+/// The command line drafts the metadata the UI's form is pre-filled with (one inference, `duo_engine::draft`),
+/// and the draft loads as it is.
+#[test]
+fn the_cli_drafts_the_metadata_the_ui_pre_fills() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, fi, ui) = paired(dir.path());
+    let csv = dir.path().join("bank.csv");
+    std::fs::write(&csv, BANK).unwrap();
+    let csv = csv.to_str().unwrap();
+    let out = ok(&home, &["owner", "load", csv, "--name", "bank", "--draft"]);
+    assert!(out.contains("bank.meta.toml"), "{out}");
+    let toml = std::fs::read_to_string(dir.path().join("bank.meta.toml")).unwrap();
+    assert!(
+        toml.contains("type = \"money\"") && toml.contains("bounds = [-200000.0, 2000.0]"),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("categories = [\"groceries\", \"rent\"]"),
+        "{toml}"
+    );
+    assert!(!fi_sees(&fi).contains_key("bank"), "a draft loads nothing");
+    let again = super::cli::duo(&home, &["owner", "load", csv, "--name", "bank", "--draft"]);
+    assert!(!again.status.success(), "an existing metadata file is kept");
+
+    let o = Owner::new(&ui);
+    let f = form_fields(
+        &o.upload(&o.token(), "bank", "bank.csv", BANK.as_bytes())
+            .body,
+        "/data/upload/check",
+    );
+    assert_eq!(f["col1_type"], "money");
+    assert_eq!(
+        (f["col1_lo"].as_str(), f["col1_hi"].as_str()),
+        ("-2000.00", "20.00"),
+        "the same bounds, in dollars"
+    );
+    assert_eq!(f["col2_categories"], "groceries\nrent");
+
+    ok(&home, &["owner", "load", csv, "--name", "bank"]);
+    assert!(fi_sees(&fi).contains_key("bank"));
+}
