@@ -353,6 +353,28 @@ fn a_malformed_csv_names_the_line_and_column_and_loses_nothing() {
     let r = o.post("/data/upload/check", &fields(&f));
     assert_eq!(r.status, 400);
     assert!(r.body.contains("column amount, lowest value"), "{}", r.body);
+    // A file with a header only loads only when the owner says so.
+    let page = o.upload(&o.token(), "empty", "empty.csv", b"date,amount\n");
+    let mut f = form_fields(&page.body, "/data/upload/check");
+    let r = o.post("/data/upload/check", &fields(&f));
+    assert_eq!(r.status, 400);
+    assert!(
+        unescape(&r.body).contains("has a header but no data rows"),
+        "{}",
+        r.body
+    );
+    f.insert("allow_empty".into(), "1".into());
+    let r = o.post("/data/upload/check", &fields(&f));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let done = o.post(
+        "/data/upload/confirm",
+        &fields(&form_fields(&r.body, "/data/upload/confirm")),
+    );
+    assert!(
+        done.body.contains("Loaded 0 rows into empty"),
+        "{}",
+        done.body
+    );
     // A forged check is refused before anything is read.
     f.insert("csrf".into(), "0".repeat(64));
     assert_eq!(o.post("/data/upload/check", &fields(&f)).status, 403);

@@ -166,7 +166,7 @@ fn read_checked<R: Read>(
     if ds.rows() == 0 && !allow_empty {
         return Err(Error::Refused(format!(
             "{label} has a header but no data rows; loading it would make dataset `{name}` empty (nothing was \
-             changed). Pass --allow-empty if that is what you want"
+             changed). If that is what you want, pass --allow-empty (in the web UI, tick \"load it anyway\")"
         )));
     }
     Ok((ds, sugg))

@@ -25,7 +25,7 @@ use duo_engine::ingest::{money_to_string, parse_money, IngestLimits};
 use duo_engine::{Bounds, ColumnMeta, DataType, DatasetMeta, PrivacyUnit, TimeWindow};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Largest upload accepted (the whole multipart body): 32 MiB, some 300,000 rows of a bank statement. Every
@@ -53,7 +53,8 @@ pub(super) fn routes() -> Router<St> {
 
 /// A file uploaded and not yet loaded.
 struct Staged {
-    bytes: Vec<u8>,
+    /// Shared, so checking the file does not copy it.
+    bytes: Arc<[u8]>,
     file: String,
     name: String,
     draft: Draft,
@@ -61,6 +62,8 @@ struct Staged {
     meta_text: Option<String>,
     /// The dataset's current version when the owner was shown what would change.
     replaces: Option<u64>,
+    /// The owner chose to load a file with no data rows (`--allow-empty`).
+    allow_empty: bool,
     at: Instant,
 }
 
@@ -428,12 +431,13 @@ async fn upload(Ext(st): Ext<St>, mut mp: Multipart) -> Page {
     .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let meta = draft.meta.clone();
     let token = st.uploads.put(Staged {
-        bytes,
+        bytes: bytes.into(),
         file,
         name,
         draft,
         meta_text: None,
         replaces: None,
+        allow_empty: false,
         at: Instant::now(),
     });
     declare_page(&st, &token, &meta, None, StatusCode::OK)
@@ -785,11 +789,14 @@ async fn check(Ext(st): Ext<St>, Form(form): Form<Vec<(String, String)>>) -> Pag
         .uploads
         .with(&token, |s| (s.bytes.clone(), s.file.clone()))?;
     let name = meta.name.clone();
+    let allow_empty = f.0.contains_key("allow_empty");
     let checked = {
         let (t, n, file) = (meta_text.clone(), name.clone(), file.clone());
-        tokio::task::spawn_blocking(move || owner::check_load(&bytes[..], &file, &n, &t, false))
-            .await
-            .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            owner::check_load(&bytes[..], &file, &n, &t, allow_empty)
+        })
+        .await
+        .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     };
     let sugg = match checked {
         Ok(s) => s,
@@ -822,6 +829,7 @@ async fn check(Ext(st): Ext<St>, Form(form): Form<Vec<(String, String)>>) -> Pag
         s.meta_text = Some(meta_text.clone());
         s.name = name.clone();
         s.replaces = change.replaces;
+        s.allow_empty = allow_empty;
     })?;
     Ok(html(&ConfirmPage {
         c: chrome(&st, "Check and load", "data"),
@@ -859,7 +867,7 @@ async fn confirm(Ext(st): Ext<St>, Form(f): Form<ConfirmForm>) -> Page {
                 s.name
             )));
         }
-        owner::load_from(o.dir(), &s.bytes[..], &s.file, &s.name, &meta_text, false)
+        owner::load_from(o.dir(), &s.bytes[..], &s.file, &s.name, &meta_text, s.allow_empty)
     })
     .await?;
     let Some(r) = r else {
