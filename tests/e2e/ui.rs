@@ -444,7 +444,7 @@ fn approving_in_the_ui_keeps_the_seen_guarantee_and_reaches_the_fi() {
     ];
     let page = http(&ui, "GET", "/requests", &h[..2], "");
     assert!(
-        page.body.contains("approving releases exactly: "),
+        page.body.contains("Approving releases exactly</dt>"),
         "{}",
         page.body
     );
@@ -464,7 +464,7 @@ fn approving_in_the_ui_keeps_the_seen_guarantee_and_reaches_the_fi() {
     assert_eq!(stale.status, 409);
     assert!(stale.body.contains("Not approved"), "{}", stale.body);
     assert!(
-        stale.body.contains("approving releases exactly: "),
+        stale.body.contains("Approving releases exactly</dt>"),
         "the fresh view"
     );
     let pending = json(&ok(&home, &["owner", "requests", "--json"]));

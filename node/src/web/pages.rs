@@ -520,8 +520,52 @@ async fn invite_cancel(Ext(st): Ext<St>, Form(f): Form<CancelForm>) -> Page {
 struct PendingLine {
     id: u64,
     principal: String,
-    words: String,
+    asked: String,
+    backend: &'static str,
+    facts: Vec<Fact>,
     token: String,
+}
+
+/// One line of the command line's wording of a request, as a term and its value.
+struct Fact {
+    label: String,
+    value: String,
+}
+
+/// The command line's wording of a pending request as terms and values: its first line (who asked, when) is
+/// the card's heading here, and its hints at commands are the buttons.
+fn facts(words: &str) -> Vec<Fact> {
+    let mut facts: Vec<Fact> = Vec::new();
+    for line in words.lines().skip(1) {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("approve: duo ")
+            || trimmed.starts_with("deny:") && trimmed.contains("duo owner deny")
+        {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        match trimmed.split_once(": ") {
+            Some((label, value)) if indent == 2 && !label.is_empty() => {
+                let mut chars = label.chars();
+                let first = chars.next().map(|c| c.to_uppercase().to_string());
+                facts.push(Fact {
+                    label: first.unwrap_or_default() + chars.as_str(),
+                    value: shown(value),
+                });
+            }
+            _ => match facts.last_mut() {
+                Some(last) => {
+                    last.value.push('\n');
+                    last.value.push_str(&shown(trimmed));
+                }
+                None => facts.push(Fact {
+                    label: String::new(),
+                    value: shown(trimmed),
+                }),
+            },
+        }
+    }
+    facts
 }
 
 #[derive(Template)]
@@ -549,18 +593,15 @@ fn queue_data(o: &Owner, words: super::Words, csrf: String) -> Result<Queue, Err
         pending.push(PendingLine {
             id,
             principal: shown(&v.principal),
-            // The command line's wording, less its hints at commands: the buttons below do that here.
-            words: shown(
-                &(words.pending)(&v)
-                    .lines()
-                    .filter(|l| {
-                        let l = l.trim_start();
-                        !(l.starts_with("approve: duo ")
-                            || l.starts_with("deny:") && l.contains("duo owner deny"))
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
+            asked: when(&v.created_at),
+            backend: match v.backend {
+                duo_policies::Backend::Plaintext => "asks for the exact value",
+                duo_policies::Backend::Dp => "asks for a noisy (differentially private) value",
+                duo_policies::Backend::TwoPc => {
+                    "asks for a private credit score (secure computation)"
+                }
+            },
+            facts: facts(&(words.pending)(&v)),
             token: v.token,
         });
     }
@@ -800,4 +841,32 @@ async fn style() -> Response {
         include_str!("assets/style.css"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::facts;
+
+    #[test]
+    fn a_request_in_words_reads_as_terms_and_values() {
+        let words = "request 3 from Acme (its request 3)  (backend dp, 2026-12-07T09:00:39Z)\n  lineage: sum of `amount`\n  \
+                     reason: rent: history\n  differentially private (Laplace): cost 0.5\n    per group: 0.1\n  \
+                     approve: duo owner approve 3 --seen abc\n  deny: duo owner deny 3 --reason ...\n";
+        let got: Vec<(String, String)> = facts(words)
+            .into_iter()
+            .map(|f| (f.label, f.value))
+            .collect();
+        let want = [
+            ("Lineage", "sum of `amount`"),
+            ("Reason", "rent: history"),
+            (
+                "Differentially private (Laplace)",
+                "cost 0.5\nper group: 0.1",
+            ),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(l, v)| (l.to_string(), v.to_string())).to_vec()
+        );
+    }
 }
