@@ -353,3 +353,72 @@ fn connecting_in_the_fi_ui_pairs_and_its_requests_reach_the_owner_and_come_back_
     assert!(list.body.contains("not this month"), "{}", list.body);
     assert!(list.body.contains("Ask again"));
 }
+
+/// `duo demo --ui` runs the story, then leaves the owner's node and both UIs up with the story's requests on
+/// them, until it is interrupted.
+#[cfg(unix)]
+#[test]
+fn the_demo_with_ui_leaves_both_uis_up_until_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_duo"))
+        .args(["demo", "--ui", "--keep"])
+        .arg(dir.path().join("demo"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut address = |prefix: &str| loop {
+        let l = lines.next().expect("the demo ended early").unwrap();
+        if let Some(url) = l.strip_prefix(prefix) {
+            let rest = url.trim().strip_prefix("http://").unwrap().to_string();
+            let (host, secret) = rest.split_once("/?k=").unwrap();
+            break (host.to_string(), secret.to_string());
+        }
+    };
+    let (owner_host, owner_secret) = address("the owner's UI:");
+    let (host, secret) = address("the FI's UI:");
+    let sign_in = |host: &str, secret: &str| {
+        let r = http_to(host, "GET", &format!("/?k={secret}"), &[("Host", host)], "");
+        assert_eq!(r.status, 303);
+        r.header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let fi_cookie = sign_in(&host, &secret);
+    let requests = http_to(
+        &host,
+        "GET",
+        "/requests",
+        &[("Host", &host), ("Cookie", &fi_cookie)],
+        "",
+    );
+    assert_eq!(requests.status, 200);
+    assert!(requests.body.contains("demo-owner"), "{}", requests.body);
+    assert!(
+        requests.body.contains("Receipt verified"),
+        "{}",
+        requests.body
+    );
+    let owner_cookie = sign_in(&owner_host, &owner_secret);
+    let log = http_to(
+        &owner_host,
+        "GET",
+        "/log",
+        &[("Host", &owner_host), ("Cookie", &owner_cookie)],
+        "",
+    );
+    assert_eq!(log.status, 200);
+    assert!(log.body.contains("Acme Bank"), "{}", log.body);
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.iter().any(|l| l.contains("demo finished")), "{rest:?}");
+    assert!(!dir.path().join("demo/fi/ui.url").exists());
+    assert!(!dir.path().join("demo/owner/ui.url").exists());
+}
