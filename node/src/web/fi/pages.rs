@@ -13,16 +13,19 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use duo_engine::catalogue::CatalogueInfo;
 use duo_policies::{Backend, Reveal};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest form body accepted (a connect form, a request form).
 const MAX_BODY: usize = 16 * 1024;
 /// Largest scoring form (it carries the model file's text).
 const MAX_MODEL_BODY: usize = 64 * 1024;
+/// How long a fetched catalogue serves the New request form.
+const CATALOGUE_TTL: Duration = Duration::from_secs(300);
 /// Requests shown on the Requests screen (the newest).
 const SHOWN_REQUESTS: usize = 50;
 
@@ -55,6 +58,9 @@ pub(crate) struct State {
     asked: Mutex<HashMap<(String, u64), String>>,
     /// Decided requests as last fetched (a decision never changes), by (owner, request id).
     decided: Mutex<HashMap<(String, u64), RequestView>>,
+    /// Each owner's catalogue as Home or New request last fetched it, for the New request form: the owner logs
+    /// every listing, so the form does not ask again at each render.
+    catalogues: Mutex<HashMap<String, (Instant, Vec<CatalogueInfo>)>>,
 }
 
 impl State {
@@ -66,6 +72,7 @@ impl State {
             jobs: Mutex::new(Vec::new()),
             asked: Mutex::new(HashMap::new()),
             decided: Mutex::new(HashMap::new()),
+            catalogues: Mutex::new(HashMap::new()),
         }
     }
 
@@ -314,6 +321,9 @@ async fn home(Ext(st): Ext<St>) -> Page {
             Ok((ds, cat)) => {
                 line.datasets = shown(&(words.datasets)(&ds));
                 line.catalogue = shown(&(words.catalogue)(&cat));
+                if let Ok(mut c) = st.catalogues.lock() {
+                    c.insert(p.name.clone(), (Instant::now(), cat));
+                }
             }
             Err(e) => {
                 line.error = Some(shown(&format!("The owner node cannot be reached now: {e}")))
@@ -327,10 +337,7 @@ async fn home(Ext(st): Ext<St>) -> Page {
     }))
 }
 
-type Published = (
-    Vec<crate::proto::PublishedDataset>,
-    Vec<duo_engine::catalogue::CatalogueInfo>,
-);
+type Published = (Vec<crate::proto::PublishedDataset>, Vec<CatalogueInfo>);
 
 async fn published(home: &FiHome, owner: &str) -> Result<Published, Error> {
     let mut c = Client::connect(home, Some(owner)).await?;
@@ -392,14 +399,11 @@ async fn new_form_page(st: &St, f: NewForm) -> Result<NewPage, PageError> {
     let owners = owner_names(&all, Some(&f.owner));
     // The catalogue of the chosen owner, to pick from; the form works without it.
     let attributes = match owners.first() {
-        Some(o) => published(&st.home, o)
+        Some(o) => catalogue(st, o)
             .await
-            .map(|(_, cat)| {
-                cat.into_iter()
-                    .map(|a| (a.name.clone(), shown(&a.description)))
-                    .collect()
-            })
-            .unwrap_or_default(),
+            .into_iter()
+            .map(|a| (a.name.clone(), shown(&a.description)))
+            .collect(),
         None => Vec::new(),
     };
     Ok(NewPage {
@@ -411,6 +415,28 @@ async fn new_form_page(st: &St, f: NewForm) -> Result<NewPage, PageError> {
         preview: None,
         sent: None,
     })
+}
+
+/// An owner's catalogue, fetched at most every [`CATALOGUE_TTL`]; empty when the owner cannot be reached.
+async fn catalogue(st: &St, owner: &str) -> Vec<CatalogueInfo> {
+    let fresh = st.catalogues.lock().ok().and_then(|c| {
+        c.get(owner)
+            .filter(|(at, _)| at.elapsed() < CATALOGUE_TTL)
+            .map(|(_, cat)| cat.clone())
+    });
+    if let Some(cat) = fresh {
+        return cat;
+    }
+    let Ok(mut c) = Client::connect(&st.home, Some(owner)).await else {
+        return Vec::new();
+    };
+    let cat = c.catalogue().await;
+    c.close().await;
+    let Ok(cat) = cat else { return Vec::new() };
+    if let Ok(mut all) = st.catalogues.lock() {
+        all.insert(owner.to_string(), (Instant::now(), cat.clone()));
+    }
+    cat
 }
 
 async fn new_page(Ext(st): Ext<St>, Query(q): Query<NewQuery>) -> Page {
