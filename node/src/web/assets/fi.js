@@ -24,7 +24,18 @@
       clearTimeout(timer);
       timer = setTimeout(runCheck, 300);
     });
-    if (owner) { owner.addEventListener('change', runCheck); }
+    if (owner) {
+      owner.addEventListener('change', function () {
+        // Another owner has another catalogue: load the form for it, keeping what was typed.
+        if (document.getElementById('attribute')) {
+          var reason = document.getElementById('reason');
+          location.href = '/new?owner=' + encodeURIComponent(owner.value) + '&expr=' +
+            encodeURIComponent(expr.value) + '&reason=' + encodeURIComponent(reason ? reason.value : '');
+        } else {
+          runCheck();
+        }
+      });
+    }
     runCheck();
   }
 
