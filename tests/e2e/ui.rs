@@ -9,12 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `duo owner serve` with its UI; killed on drop.
-struct Ui {
+pub(super) struct Ui {
     child: Child,
     /// The FI-facing `ws://` URL.
-    ws: String,
+    pub(super) ws: String,
     /// `127.0.0.1:PORT`.
-    host: String,
+    pub(super) host: String,
     secret: String,
 }
 
@@ -25,7 +25,7 @@ impl Drop for Ui {
     }
 }
 
-fn start(home: &Path) -> Ui {
+pub(super) fn start(home: &Path) -> Ui {
     let (child, ws, _) = super::serve::spawn_serve(home, &[], &[]);
     // `duo owner ui` prints the address once the UI is up.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -48,14 +48,14 @@ fn start(home: &Path) -> Ui {
 }
 
 /// A response: status, headers (names lower-cased), body.
-struct Resp {
-    status: u16,
+pub(super) struct Resp {
+    pub(super) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(super) body: String,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
@@ -65,7 +65,18 @@ impl Resp {
 
 /// One HTTP/1.1 request over a plain socket, with exactly the headers given (so Host and Origin are ours).
 fn http(ui: &Ui, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    let mut s = TcpStream::connect(&ui.host).unwrap();
+    http_to(&ui.host, method, path, headers, body)
+}
+
+/// [`http`] to the UI listening at `host` (`127.0.0.1:PORT`).
+pub(super) fn http_to(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
+    let mut s = TcpStream::connect(host).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -124,7 +135,7 @@ fn sign_in(ui: &Ui) -> String {
     c.split(';').next().unwrap().to_string()
 }
 
-fn owner_with_data(dir: &Path) -> std::path::PathBuf {
+pub(super) fn owner_with_data(dir: &Path) -> std::path::PathBuf {
     let home = dir.join("owner-home");
     let data = dir.join("data");
     ok(&home, &["sample", "--out", data.to_str().unwrap()]);
@@ -154,7 +165,7 @@ fn paired(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Ui) {
     (home, fi, ui)
 }
 
-fn csrf(page: &str) -> String {
+pub(super) fn csrf(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
     page[at..at + 64].to_string()
 }

@@ -1,6 +1,7 @@
 //! The owner's screens: each handler calls the same [`Owner`] method or store query as its command, and renders
 //! the command's wording (see [`Words`](super::Words)) in an askama template.
 
+use super::common::{html, script, shown, style};
 use super::guard::{self, Keys};
 use super::UiConfig;
 use crate::error::Error;
@@ -120,13 +121,6 @@ fn chrome(st: &State, title: &'static str, nav: &'static str) -> Chrome {
     }
 }
 
-fn html<T: Template>(t: &T) -> Response {
-    match t.render() {
-        Ok(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("template: {e}")).into_response(),
-    }
-}
-
 /// Run `f` on the owner's node, off the async threads; `None` when there is no node yet.
 async fn with_owner<R: Send + 'static>(
     st: &St,
@@ -189,15 +183,6 @@ fn csrf_ok(st: &State, token: &str) -> Result<(), PageError> {
             "this form is out of date (the node was restarted?): open the page again".into(),
         ))
     }
-}
-
-/// Text that came from an FI or the records, safe to show: invisible and reordering characters made visible,
-/// line by line (askama escapes HTML).
-fn shown(text: &str) -> String {
-    text.lines()
-        .map(duo_engine::text::neutralize)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A stored timestamp as a date and time a person reads.
@@ -824,25 +809,6 @@ async fn log_json(Ext(st): Ext<St>) -> Page {
     )
         .into_response())
 }
-
-// ---- Assets ----------------------------------------------------------------------------------------------------
-
-async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("assets/app.js"),
-    )
-        .into_response()
-}
-
-async fn style() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("assets/style.css"),
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::facts;
