@@ -27,6 +27,7 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from story import Duo, find_browser, serve  # noqa: E402
+from fi_story import fi_ui  # noqa: E402
 
 
 
@@ -62,8 +63,10 @@ def screen_name(path):
 
 def keyboard_reaches_everything(page):
     """Tab through the page: every visible link and button must get focus in turn."""
-    wanted = page.evaluate("""() => [...document.querySelectorAll('a[href], button, input, select, textarea')]
-        .filter(e => !e.disabled && e.offsetParent !== null && e.type !== 'hidden').length""")
+    # A group of radio buttons is one stop for Tab (the arrows move inside it).
+    wanted = page.evaluate("""() => new Set([...document.querySelectorAll('a[href], button, input, select, textarea')]
+        .filter(e => !e.disabled && e.offsetParent !== null && e.type !== 'hidden' && e.tabIndex >= 0)
+        .map((e, i) => e.type === 'radio' ? 'radio:' + e.name : i)).size""")
     seen = set()
     page.locator("body").focus()
     for _ in range(wanted + 5):
@@ -76,7 +79,7 @@ def keyboard_reaches_everything(page):
     return len(seen), wanted
 
 
-def visit(page, axe, url, screens, problems):
+def visit(page, axe, url, screens, prefix, problems):
     page.goto(url)
     path = urlparse(page.url).path + (("?" + urlparse(page.url).query) if urlparse(page.url).query else "")
     results = axe.run(page)
@@ -91,7 +94,8 @@ def visit(page, axe, url, screens, problems):
     if page.locator("main").count() != 1:
         problems.append(f"{path}: no single main landmark")
     if screens:
-        page.screenshot(path=os.path.join(screens, screen_name(urlparse(page.url).path) + ".png"), full_page=True)
+        name = prefix + screen_name(urlparse(page.url).path)
+        page.screenshot(path=os.path.join(screens, name + ".png"), full_page=True)
     reached, wanted = keyboard_reaches_everything(page)
     if reached < wanted:
         problems.append(f"{path}: Tab reaches {reached} of {wanted} controls")
@@ -107,7 +111,7 @@ def axe_is_live(page):
     assert {"image-alt", "label"} <= found, found
 
 
-def tour(page, start, extra, screens, problems):
+def tour(page, start, extra, screens, prefix, problems):
     """Follow every same-origin link from `start` (and the `extra` paths, screens behind a form such as a
     confirmation); check each screen once."""
     origin = re.match(r"http://[^/]+", start).group(0)
@@ -119,7 +123,7 @@ def tour(page, start, extra, screens, problems):
         if key in seen:
             continue
         seen.add(key)
-        path, links = visit(page, axe, url, screens, problems)
+        path, links = visit(page, axe, url, screens, prefix, problems)
         visited.append(path)
         for link in links:
             link = link.split("#")[0]
@@ -140,7 +144,7 @@ def main():
     if args.screens:
         os.makedirs(args.screens, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="duo-tour-")
-    proc = None
+    proc = fi_proc = None
     try:
         owner = Duo(exe, os.path.join(tmp, "owner-home"))
         fi = Duo(exe, os.path.join(tmp, "fi-home"))
@@ -152,24 +156,29 @@ def main():
         proc, ws, url = serve(owner)
         history(owner, fi, ws)
         problems = []
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=browser_path, headless=True)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=browser_path, headless=True)
             page = browser.new_page(viewport={"width": 1100, "height": 800})
             page.set_default_timeout(10000)
             try:
                 axe_is_live(page)
-                visited = tour(page, url, OWNER_EXTRA, args.screens, problems)
+                visited = tour(page, url, OWNER_EXTRA, args.screens, "", problems)
+                fi_proc, fi_url = fi_ui(fi)
+                fi_visited = tour(page, fi_url, [], args.screens, "fi-", problems)
             finally:
                 browser.close()
         print(f"tour: {len(visited)} owner screens checked: {', '.join(visited)}")
-        assert len(visited) >= 5, visited  # the tour must not silently stop at Home
+        print(f"tour: {len(fi_visited)} FI screens checked: {', '.join(fi_visited)}")
+        # The tour must not silently stop at Home.
+        assert len(visited) >= 5 and len(fi_visited) >= 4, (visited, fi_visited)
         assert not problems, "\n".join(problems)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
         print(f"ui tour: ok, no serious or critical accessibility violation ({browser_path})")
     finally:
-        if proc and proc.poll() is None:
-            proc.kill()
+        for p in (proc, fi_proc):
+            if p and p.poll() is None:
+                p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
