@@ -258,7 +258,11 @@ fn connecting_in_the_fi_ui_pairs_and_its_requests_reach_the_owner_and_come_back_
     assert_eq!(again.status, 409, "{}", again.body);
 
     let home_page = ui.get("/", &c);
-    assert!(home_page.body.contains("rent (v1)"), "{}", home_page.body);
+    assert!(
+        home_page.body.contains("<strong>rent</strong> (version 1)"),
+        "{}",
+        home_page.body
+    );
     assert!(home_page.body.contains("rent_on_time_ratio_12m()"));
 
     // The live check: the parser's error with its position, the node's type error, the lineage in words.

@@ -63,7 +63,7 @@ def connect(page, owner, ws, fi_url):
     assert key and key in owner.run("owner", "key"), key
     page.get_by_role("link", name="Home", exact=True).click()
     expect(page.get_by_role("heading", name="maria")).to_be_visible()
-    expect(page.get_by_text(re.compile(r"rent \(v1\)"))).to_be_visible()
+    expect(page.get_by_role("table", name=re.compile(r"^rent \(version 1\)"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"rent_on_time_ratio_12m\(\)")).first).to_be_visible()
 
 

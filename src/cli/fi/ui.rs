@@ -13,8 +13,7 @@ use std::path::Path;
 pub const WORDS: FiWords = FiWords {
     paired: super::paired_words,
     request: show::request,
-    datasets: show::datasets,
-    catalogue: show::catalogue,
+    money: show::dollars,
     cost: release::cost_words,
     score_progress: show::score_progress,
     score_report: show::score_report,

@@ -9,8 +9,7 @@ use super::{serve, RunningUi};
 use crate::error::Error;
 use crate::fi::{PairingRecord, Pointer, ScoreReport};
 use crate::proto::request::RequestView;
-use crate::proto::{PublishedDataset, ServerMsg};
-use duo_engine::catalogue::CatalogueInfo;
+use crate::proto::ServerMsg;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -23,10 +22,8 @@ pub struct FiWords {
     pub paired: fn(&PairingRecord) -> String,
     /// A request and its answer, as `duo fi request` / `duo fi result` print it.
     pub request: fn(&RequestView) -> String,
-    /// The owner's published datasets, as `duo fi datasets` prints them.
-    pub datasets: fn(&[PublishedDataset]) -> String,
-    /// The catalogue, as `duo fi catalogue` prints it.
-    pub catalogue: fn(&[CatalogueInfo]) -> String,
+    /// An amount of money in cents, as the CLI prints money (`$1,234.56`).
+    pub money: fn(i64) -> String,
     /// One DP release's preview (the pointer and the node's `Cost` reply), as `duo fi cost` prints it.
     pub cost: fn(&Pointer, &ServerMsg) -> String,
     /// A scoring run's progress line, as `duo fi score` prints it.

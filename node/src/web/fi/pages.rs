@@ -7,6 +7,7 @@ use super::{FiUiConfig, FiWords};
 use crate::error::Error;
 use crate::fi::{self as client, Client, FiHome, ModelFile, PairingRecord};
 use crate::proto::request::{DpParams, RequestState, RequestView};
+use crate::proto::PublishedDataset;
 use askama::Template;
 use axum::extract::{DefaultBodyLimit, Form, Query, State as Ext};
 use axum::http::{header, StatusCode};
@@ -14,6 +15,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use duo_engine::catalogue::CatalogueInfo;
+use duo_engine::meta::Bounds;
+use duo_engine::value::DataType;
 use duo_policies::{Backend, Reveal};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -283,11 +286,126 @@ struct OwnerLine {
     principal: String,
     paired: String,
     fingerprint: String,
-    datasets: String,
-    catalogue: String,
+    datasets: Vec<DatasetTable>,
+    catalogue: Vec<AttrRow>,
     error: Option<String>,
     /// The New request page for this owner.
     ask: String,
+}
+
+/// A published dataset as a table of its columns.
+struct DatasetTable {
+    name: String,
+    version: u64,
+    description: String,
+    /// The privacy unit, the row bound and the window, in a sentence.
+    facts: String,
+    columns: Vec<ColumnRow>,
+}
+
+struct ColumnRow {
+    name: String,
+    kind: &'static str,
+    meaning: String,
+    range: String,
+}
+
+/// A catalogue attribute as a row.
+struct AttrRow {
+    name: String,
+    meaning: String,
+    gives: String,
+    window: String,
+    reads: String,
+}
+
+/// A column's or an attribute's type, for a person.
+fn kind_words(t: DataType) -> &'static str {
+    match t {
+        DataType::I64 => "whole number",
+        DataType::F64 => "number",
+        DataType::Bool => "yes or no",
+        DataType::Date => "date",
+        DataType::Category => "category",
+        DataType::Money => "money",
+    }
+}
+
+/// Public bounds as a range, money in dollars (the CLI's formatting).
+fn range_words(t: DataType, b: &Bounds, money: fn(i64) -> String) -> String {
+    if t == DataType::Money {
+        format!("{} to {}", money(b.lo as i64), money(b.hi as i64))
+    } else {
+        format!("{} to {}", b.lo, b.hi)
+    }
+}
+
+fn dataset_tables(ds: &[PublishedDataset], money: fn(i64) -> String) -> Vec<DatasetTable> {
+    ds.iter()
+        .map(|d| {
+            let m = &d.meta;
+            let window = m
+                .window
+                .map(|w| {
+                    format!(
+                        "; covers {} to {}",
+                        w.start.format("%-d %B %Y"),
+                        w.end.format("%-d %B %Y")
+                    )
+                })
+                .unwrap_or_default();
+            let columns = m
+                .columns
+                .iter()
+                .map(|c| ColumnRow {
+                    name: shown(&c.name),
+                    kind: kind_words(c.dtype),
+                    meaning: shown(&c.description),
+                    range: match (&c.bounds, &c.categories) {
+                        (Some(b), _) => range_words(c.dtype, b, money),
+                        (None, Some(cats)) if !cats.is_empty() => {
+                            shown(&format!("one of: {}", cats.join(", ")))
+                        }
+                        _ => String::new(),
+                    },
+                })
+                .collect();
+            DatasetTable {
+                name: shown(&m.name),
+                version: d.version,
+                description: shown(&m.description),
+                facts: format!(
+                    "One unit of privacy: {}; at most {} rows{window}.",
+                    m.privacy_unit.describe(),
+                    m.max_rows
+                ),
+                columns,
+            }
+        })
+        .collect()
+}
+
+fn attr_rows(cat: &[CatalogueInfo], money: fn(i64) -> String) -> Vec<AttrRow> {
+    cat.iter()
+        .map(|e| AttrRow {
+            name: shown(&e.name),
+            meaning: shown(&e.description),
+            gives: format!(
+                "{}, {} {}",
+                kind_words(e.output),
+                range_words(e.output, &e.bounds, money),
+                if e.output == DataType::Money {
+                    ""
+                } else {
+                    e.unit.as_str()
+                }
+            )
+            .trim_end()
+            .to_string(),
+            window: shown(&e.window),
+            reads: shown(&e.inputs.join(", ")),
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -312,15 +430,15 @@ async fn home(Ext(st): Ext<St>) -> Page {
             principal: shown(&p.principal),
             paired: when(&p.paired_at),
             fingerprint: p.fingerprint.clone(),
-            datasets: String::new(),
-            catalogue: String::new(),
+            datasets: Vec::new(),
+            catalogue: Vec::new(),
             error: None,
             ask: format!("/new?owner={}", percent(&p.name)),
         };
         match published(&st.home, &p.name).await {
             Ok((ds, cat)) => {
-                line.datasets = shown(&(words.datasets)(&ds));
-                line.catalogue = shown(&(words.catalogue)(&cat));
+                line.datasets = dataset_tables(&ds, words.money);
+                line.catalogue = attr_rows(&cat, words.money);
                 if let Ok(mut c) = st.catalogues.lock() {
                     c.insert(p.name.clone(), (Instant::now(), cat));
                 }
