@@ -33,6 +33,10 @@ pub struct DemoArgs {
     /// `duo --home DIR owner log`).
     #[arg(long)]
     pub keep: Option<PathBuf>,
+    /// After the story, leave the owner's node and both web UIs (the owner's and the FI's) running, print their
+    /// addresses, and wait for Ctrl-C: click through the story in a browser.
+    #[arg(long)]
+    pub ui: bool,
 }
 
 /// The FI's model in the demo's private credit decision: the example model file.
@@ -69,9 +73,12 @@ async fn story(args: DemoArgs) -> Result<()> {
     demo.dp_releases(&mut fi).await?;
     demo.private_decision(&mut fi).await?;
     fi.close().await;
-    node.shutdown().await;
     demo.check_receipts()?;
     demo.check_log()?;
+    if args.ui {
+        demo.serve_uis().await?;
+    }
+    node.shutdown().await;
     if args.keep.is_some() {
         outln!("\ndata kept in {}", demo.home.display())?;
     }
@@ -346,6 +353,23 @@ impl Demo {
             bail!("the private decision did not run as expected: {run_entries:?}");
         }
         Ok(cold)
+    }
+
+    /// With `--ui`: both web UIs on free loopback ports, beside the running node, until Ctrl-C.
+    async fn serve_uis(&self) -> Result<()> {
+        let listen = "127.0.0.1:0".parse()?;
+        let owner_ui = super::ui::start(&self.owner_dir, Some(listen), store::Sync::Full).await?;
+        let fi_ui = super::fi::ui::start(&self.home, listen).await?;
+        outln!("\n== Both sides in a browser")?;
+        if let Some(ui) = &owner_ui {
+            outln!("the owner's UI: {}", ui.url())?;
+        }
+        outln!("the FI's UI:    {}", fi_ui.url())?;
+        outln!("(open each address in a browser; Ctrl-C stops the node and both UIs)")?;
+        super::owner::shutdown_signal().await;
+        super::fi::ui::stop(&self.home, fi_ui).await;
+        super::ui::stop(&self.owner_dir, owner_ui).await;
+        Ok(())
     }
 
     /// Step 11: every receipt the FI kept verifies against the pinned key and its own hash chain.

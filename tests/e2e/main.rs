@@ -17,3 +17,4 @@ mod scoring;
 mod serve;
 mod ui;
 mod ui_data;
+mod ui_fi;

@@ -77,7 +77,7 @@ impl<'a> Owner<'a> {
         body.extend_from_slice(bytes);
         body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
         http_as(
-            self.ui,
+            &self.ui.host,
             "POST",
             "/data/upload",
             &[

@@ -105,7 +105,7 @@ def story(page, owner, fi, ws, url, problems):
     print(f"request {rid} appeared on the open page {time.time() - asked:.2f} s after `duo fi request` returned "
           f"(includes the command's exit)")
     assert page.evaluate("document.body.dataset.notReloaded") == "yes", "the page was reloaded"
-    expect(page.get_by_text("approving releases exactly:")).to_be_visible()
+    expect(page.get_by_text("Approving releases exactly", exact=True)).to_be_visible()
     expect(page.locator("#pending-count")).to_have_text("1")
 
     # Approve in the UI; the FI gets the answer the owner saw.

@@ -166,6 +166,23 @@ pub async fn pair(
     Ok(rec)
 }
 
+/// The pairing already kept under `name` with another owner node than the one `code` invites to, if any:
+/// pairing with the code under that name would replace it (checked before the code is used, so a refusal costs
+/// the invite nothing).
+pub fn pairing_conflict(
+    home: &FiHome,
+    code: &str,
+    name: &str,
+) -> Result<Option<PairingRecord>, Error> {
+    let owner_key = InviteCode::parse(code)
+        .map_err(|e| Error::Refused(format!("invite code: {e}")))?
+        .fingerprint;
+    Ok(home
+        .pairings()?
+        .into_iter()
+        .find(|p| p.name == name && p.fingerprint != owner_key))
+}
+
 /// How many times a session is tried again when the owner node says it is busy.
 const BUSY_RETRIES: u32 = 2;
 

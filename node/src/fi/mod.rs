@@ -7,7 +7,9 @@ pub mod home;
 pub mod model;
 pub mod run;
 
-pub use client::{key_fingerprint, pair, Client, Pointer, ScoreLimit, ScoreReport};
+pub use client::{
+    key_fingerprint, pair, pairing_conflict, Client, Pointer, ScoreLimit, ScoreReport,
+};
 pub use home::{
     fi_dir, AskedScoring, FiHome, PairingRecord, ReceiptEntry, ScoreAbortRecord, ScoreRunRecord,
 };

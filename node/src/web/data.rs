@@ -7,9 +7,8 @@
 //! ([`owner::check_load`], the checks of `duo owner load`, errors naming line and column), then loaded by
 //! [`owner::load_from`] on the confirmation POST. The upload route alone accepts bodies up to [`MAX_UPLOAD`].
 
-use super::pages::{
-    chrome, csrf_ok, html, owner_do, shown, when, with_owner, Chrome, Page, PageError, St,
-};
+use super::common::{html, shown};
+use super::pages::{chrome, csrf_ok, owner_do, when, with_owner, Chrome, Page, PageError, St};
 use crate::error::Error;
 use crate::owner::{self, Owner};
 use crate::store::prelude::*;
@@ -73,7 +72,9 @@ pub(crate) struct Uploads(Mutex<HashMap<String, Staged>>);
 
 impl Uploads {
     fn put(&self, s: Staged) -> String {
-        let token = super::guard::Keys::generate(0).secret;
+        let mut b = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut b);
+        let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
         if let Ok(mut m) = self.0.lock() {
             m.retain(|_, v| v.at.elapsed() < STAGED_FOR);
             while m.len() >= MAX_STAGED {

@@ -30,6 +30,8 @@ pub(crate) struct Keys {
     pub(crate) csrf: String,
     /// `127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`.
     hosts: [String; 3],
+    /// Whose UI: `owner` or `fi` (the command that prints its address is `duo WHO ui`).
+    who: &'static str,
 }
 
 fn random_hex() -> String {
@@ -44,12 +46,13 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
 }
 
 impl Keys {
-    /// Fresh values for a UI on `port`.
-    pub(crate) fn generate(port: u16) -> Keys {
+    /// Fresh values for `who`'s UI (`owner` or `fi`) on `port`.
+    pub(crate) fn generate(port: u16, who: &'static str) -> Keys {
         Keys {
+            who,
             secret: random_hex(),
             session: random_hex(),
-            cookie_name: format!("duo_owner_{port}"),
+            cookie_name: format!("duo_{who}_{port}"),
             csrf: random_hex(),
             hosts: [
                 format!("127.0.0.1:{port}"),
@@ -127,7 +130,10 @@ pub(crate) async fn check(
     if !keys.host_allowed(headers) {
         return refuse(
             StatusCode::FORBIDDEN,
-            "forbidden: this address is not the Duo UI (open the address `duo owner ui` prints)",
+            &format!(
+                "forbidden: this address is not the Duo UI (open the address `duo {} ui` prints)",
+                keys.who
+            ),
         );
     }
     if keys.secret_in(req.uri().query()) {
@@ -150,7 +156,10 @@ pub(crate) async fn check(
     if !keys.has_cookie(headers) {
         return refuse(
             StatusCode::UNAUTHORIZED,
-            "not signed in: open the address `duo owner ui` prints (it holds this launch's secret)",
+            &format!(
+                "not signed in: open the address `duo {} ui` prints (it holds this launch's secret)",
+                keys.who
+            ),
         );
     }
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD);

@@ -8,9 +8,13 @@
 //! and forms carry a CSRF token. Every response carries a strict Content-Security-Policy. Pages are askama
 //! templates (checked at compile time, HTML-escaped); the one script and the style sheet are compiled in.
 
+mod common;
 mod data;
+pub mod fi;
 mod guard;
 mod pages;
+
+pub use fi::{spawn_fi, FiUiConfig, FiWords};
 
 use crate::error::Error;
 use crate::owner::view::PendingView;
@@ -110,15 +114,32 @@ pub fn check_listen(listen: SocketAddr) -> Result<(), Error> {
 
 /// Start the owner's UI.
 pub async fn spawn(cfg: UiConfig) -> Result<RunningUi, Error> {
-    check_listen(cfg.listen)?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    let addr = listener.local_addr()?;
     let stop_watcher = Arc::new(AtomicBool::new(false));
-    let changes = watch_store(&cfg.owner_dir, stop_watcher.clone())?;
-    let keys = guard::Keys::generate(addr.port());
+    let stop = stop_watcher.clone();
+    serve(cfg.listen, "owner", stop_watcher, move |keys| {
+        let changes = watch_store(&cfg.owner_dir, stop)?;
+        Ok(pages::router(Arc::new(pages::State::new(
+            cfg, keys, changes,
+        ))))
+    })
+    .await
+}
+
+/// What both UIs share: refuse a listening address off the loopback interface, bind, make the per-launch keys
+/// for `who`'s UI (`owner` or `fi`), build the routes with them and serve until [`RunningUi::shutdown`].
+/// `stop_watcher` is set at shutdown, for any background task the UI started.
+async fn serve(
+    listen: SocketAddr,
+    who: &'static str,
+    stop_watcher: Arc<AtomicBool>,
+    app: impl FnOnce(guard::Keys) -> Result<axum::Router, Error>,
+) -> Result<RunningUi, Error> {
+    check_listen(listen)?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let keys = guard::Keys::generate(addr.port(), who);
     let secret = keys.secret.clone();
-    let state = Arc::new(pages::State::new(cfg, keys, changes));
-    let app = pages::router(state);
+    let app = app(keys)?;
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)

@@ -1,6 +1,7 @@
 //! The owner's screens: each handler calls the same [`Owner`] method or store query as its command, and renders
 //! the command's wording (see [`Words`](super::Words)) in an askama template.
 
+use super::common::{html, script, shown, style};
 use super::guard::{self, Keys};
 use super::UiConfig;
 use crate::error::Error;
@@ -124,13 +125,6 @@ pub(super) fn chrome(st: &State, title: &'static str, nav: &'static str) -> Chro
     }
 }
 
-pub(super) fn html<T: Template>(t: &T) -> Response {
-    match t.render() {
-        Ok(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("template: {e}")).into_response(),
-    }
-}
-
 /// Run `f` on the owner's node, off the async threads; `None` when there is no node yet.
 pub(super) async fn with_owner<R: Send + 'static>(
     st: &St,
@@ -193,15 +187,6 @@ pub(super) fn csrf_ok(st: &State, token: &str) -> Result<(), PageError> {
             "this form is out of date (the node was restarted?): open the page again".into(),
         ))
     }
-}
-
-/// Text that came from an FI or the records, safe to show: invisible and reordering characters made visible,
-/// line by line (askama escapes HTML).
-pub(super) fn shown(text: &str) -> String {
-    text.lines()
-        .map(duo_engine::text::neutralize)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A stored timestamp as a date and time a person reads.
@@ -524,8 +509,52 @@ async fn invite_cancel(Ext(st): Ext<St>, Form(f): Form<CancelForm>) -> Page {
 struct PendingLine {
     id: u64,
     principal: String,
-    words: String,
+    asked: String,
+    backend: &'static str,
+    facts: Vec<Fact>,
     token: String,
+}
+
+/// One line of the command line's wording of a request, as a term and its value.
+struct Fact {
+    label: String,
+    value: String,
+}
+
+/// The command line's wording of a pending request as terms and values: its first line (who asked, when) is
+/// the card's heading here, and its hints at commands are the buttons.
+fn facts(words: &str) -> Vec<Fact> {
+    let mut facts: Vec<Fact> = Vec::new();
+    for line in words.lines().skip(1) {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("approve: duo ")
+            || trimmed.starts_with("deny:") && trimmed.contains("duo owner deny")
+        {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        match trimmed.split_once(": ") {
+            Some((label, value)) if indent == 2 && !label.is_empty() => {
+                let mut chars = label.chars();
+                let first = chars.next().map(|c| c.to_uppercase().to_string());
+                facts.push(Fact {
+                    label: first.unwrap_or_default() + chars.as_str(),
+                    value: shown(value),
+                });
+            }
+            _ => match facts.last_mut() {
+                Some(last) => {
+                    last.value.push('\n');
+                    last.value.push_str(&shown(trimmed));
+                }
+                None => facts.push(Fact {
+                    label: String::new(),
+                    value: shown(trimmed),
+                }),
+            },
+        }
+    }
+    facts
 }
 
 #[derive(Template)]
@@ -553,18 +582,15 @@ fn queue_data(o: &Owner, words: super::Words, csrf: String) -> Result<Queue, Err
         pending.push(PendingLine {
             id,
             principal: shown(&v.principal),
-            // The command line's wording, less its hints at commands: the buttons below do that here.
-            words: shown(
-                &(words.pending)(&v)
-                    .lines()
-                    .filter(|l| {
-                        let l = l.trim_start();
-                        !(l.starts_with("approve: duo ")
-                            || l.starts_with("deny:") && l.contains("duo owner deny"))
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
+            asked: when(&v.created_at),
+            backend: match v.backend {
+                duo_policies::Backend::Plaintext => "asks for the exact value",
+                duo_policies::Backend::Dp => "asks for a noisy (differentially private) value",
+                duo_policies::Backend::TwoPc => {
+                    "asks for a private credit score (secure computation)"
+                }
+            },
+            facts: facts(&(words.pending)(&v)),
             token: v.token,
         });
     }
@@ -787,21 +813,30 @@ async fn log_json(Ext(st): Ext<St>) -> Page {
     )
         .into_response())
 }
+#[cfg(test)]
+mod tests {
+    use super::facts;
 
-// ---- Assets ----------------------------------------------------------------------------------------------------
-
-async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("assets/app.js"),
-    )
-        .into_response()
-}
-
-async fn style() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("assets/style.css"),
-    )
-        .into_response()
+    #[test]
+    fn a_request_in_words_reads_as_terms_and_values() {
+        let words = "request 3 from Acme (its request 3)  (backend dp, 2026-12-07T09:00:39Z)\n  lineage: sum of `amount`\n  \
+                     reason: rent: history\n  differentially private (Laplace): cost 0.5\n    per group: 0.1\n  \
+                     approve: duo owner approve 3 --seen abc\n  deny: duo owner deny 3 --reason ...\n";
+        let got: Vec<(String, String)> = facts(words)
+            .into_iter()
+            .map(|f| (f.label, f.value))
+            .collect();
+        let want = [
+            ("Lineage", "sum of `amount`"),
+            ("Reason", "rent: history"),
+            (
+                "Differentially private (Laplace)",
+                "cost 0.5\nper group: 0.1",
+            ),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(l, v)| (l.to_string(), v.to_string())).to_vec()
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 mod release;
 mod score;
+pub mod ui;
 
 use super::{emit, print_json, runtime, show, JsonFlag};
 use anyhow::Result;
@@ -106,6 +107,13 @@ pub enum FiCmd {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Serve this FI's web UI on this computer until Ctrl-C: connect to a host, requests, private scoring.
+    /// Prints the address to open (with this launch's secret); it is also kept in the FI home's ui.url.
+    Ui {
+        /// Where to listen: 127.0.0.1 or [::1] only (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// The state of an earlier request (and its answer, once approved).
     Result {
         /// Request id.
@@ -162,6 +170,7 @@ async fn run_async(cmd: FiCmd, home: &Path) -> Result<i32> {
         FiCmd::Request(args) => release::request(&fi, args).await,
         FiCmd::Score(args) => score::score(&fi, home, args).await,
         FiCmd::Receipts { verify, json } => receipts(&fi, verify, json),
+        FiCmd::Ui { listen } => ui::run(home, listen).await,
         FiCmd::Result {
             id,
             wait,
@@ -181,11 +190,8 @@ async fn pair(
     json: JsonFlag,
 ) -> Result<i32> {
     // Refused before the code is used, so a refusal costs the invite nothing.
-    let owner_key = duo::node::net::keys::InviteCode::parse(code)
-        .map(|c| c.fingerprint)
-        .map_err(|e| anyhow::anyhow!("invite code: {e}"))?;
-    if let Some(other) = fi.pairings()?.into_iter().find(|p| p.name == name) {
-        if other.fingerprint != owner_key && !replace {
+    if let Some(other) = client::pairing_conflict(fi, code, name)? {
+        if !replace {
             anyhow::bail!(
                 "a pairing named `{name}` exists already, with another owner node ({} at {}); pair this one under \
                  another name with --name NAME (the other commands take --owner NAME), or pass --replace to \
@@ -199,15 +205,17 @@ async fn pair(
     if json.json {
         print_json(&rec)?;
     } else {
-        outln!(
-            "paired with {} as \"{}\" (owner key {} pinned; saved as `{}`)",
-            rec.url,
-            rec.principal,
-            rec.fingerprint,
-            rec.name
-        )?;
+        outln!("{}", paired_words(&rec))?;
     }
     Ok(0)
+}
+
+/// A new pairing in words.
+pub fn paired_words(rec: &client::PairingRecord) -> String {
+    format!(
+        "paired with {} as \"{}\" (owner key {} pinned; saved as `{}`)",
+        rec.url, rec.principal, rec.fingerprint, rec.name
+    )
 }
 
 /// `duo fi owners`: the pairings this FI holds.

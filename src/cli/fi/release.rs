@@ -4,7 +4,7 @@ use super::super::{print_json, show, JsonFlag};
 use crate::cli::out::{errln, out, outln};
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use duo::node::fi::{Client, FiHome};
+use duo::node::fi::{Client, FiHome, Pointer};
 use duo::node::proto::request::DpParams;
 use duo::node::proto::request::RequestState;
 use duo::node::proto::ServerMsg;
@@ -120,18 +120,45 @@ pub async fn cost(fi: &FiHome, args: CostArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// One release's preview in words: its lineage, cost, expected error and mechanism.
+fn cost_line(lineage: &str, cost: &str, measure: &str, within95: &str, mechanism: &str) -> String {
+    format!(
+        "{lineage}\n  cost {}; expected error {within95}; {mechanism}",
+        crate::cli::budget::with_equivalent_str(cost, measure),
+    )
+}
+
+/// A pointer's preview (the node's `Cost` reply) in words, as `duo fi cost` prints it.
+pub fn cost_words(p: &Pointer, m: &ServerMsg) -> String {
+    match m {
+        ServerMsg::Cost {
+            cost,
+            measure,
+            accuracy95,
+            mechanism,
+        } => cost_line(
+            &p.description,
+            cost,
+            measure,
+            &show::within95(*accuracy95, &p.ty),
+            mechanism,
+        ),
+        other => format!("unexpected reply {other:?}"),
+    }
+}
+
 /// The cost rows as text, and their total.
 fn print_costs(rows: &[Value], total: Amount, unit: &str) -> Result<()> {
     for r in rows {
         outln!(
-            "{}\n  cost {}; expected error {}; {}",
-            r["lineage"].as_str().unwrap_or(""),
-            crate::cli::budget::with_equivalent_str(
+            "{}",
+            cost_line(
+                r["lineage"].as_str().unwrap_or(""),
                 r["cost"].as_str().unwrap_or(""),
-                r["measure"].as_str().unwrap_or("")
-            ),
-            r["within95"].as_str().unwrap_or("n/a"),
-            r["mechanism"].as_str().unwrap_or("")
+                r["measure"].as_str().unwrap_or(""),
+                r["within95"].as_str().unwrap_or("n/a"),
+                r["mechanism"].as_str().unwrap_or("")
+            )
         )?;
     }
     outln!(

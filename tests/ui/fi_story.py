@@ -1,0 +1,199 @@
+"""The FI's web UI in a real browser (Debian's Chromium, driven by Playwright for Python), against a real owner.
+
+One story: an owner serves its sample data with its UI; the FI runs `duo fi ui`, opens the printed address and
+connects through its UI with the owner's invite code (the pinned owner key shown); Home shows the owner's
+datasets and catalogue; the FI writes an expression and sees the live check (an error, then the lineage in
+words), and sends a request with a reason; the owner approves it in the owner's UI; the FI's open Requests page
+shows the answer and its verified receipt without a reload; a DP request over the owner's budget is refused with
+the numbers; a request the owner denies shows the owner's reason; a private scoring run with a model file chosen
+in a file input waits for the owner, runs once approved and shows what each side learned. Every response
+carries the CSP and the browser reports no CSP violation.
+
+Usage: python3 tests/ui/fi_story.py [--duo target/debug/duo] [--browser PATH]
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from playwright.sync_api import expect, sync_playwright
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from story import Duo, find_browser, serve  # noqa: E402
+
+MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "model.toml")
+
+
+def fi_ui(fi):
+    proc = subprocess.Popen([fi.exe, "--home", fi.home, "fi", "ui"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url = proc.stdout.readline().strip()
+    assert url.startswith("http://127.0.0.1:") and "/?k=" in url, url
+    return proc, url
+
+
+def watch_csp(page, url, problems):
+    origin = re.match(r"http://[^/]+", url).group(0)
+
+    def on_response(r):
+        if r.url.startswith(origin) and "default-src 'none'" not in (r.headers.get("content-security-policy") or ""):
+            problems.append(f"no CSP on {r.url}")
+    page.on("response", on_response)
+    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
+
+
+def connect(page, owner, ws, fi_url):
+    page.goto(fi_url)
+    # Not paired yet: Home sends the person to Connect.
+    expect(page.get_by_role("heading", name="Connect to a host", level=1)).to_be_visible()
+    assert "k=" not in page.url, page.url
+    code = owner.json("owner", "invite", "--fi", "Acme Bank")["code"]
+    page.get_by_label("The owner node's address").fill(ws)
+    page.get_by_label("The invite code").fill(code)
+    page.get_by_label("A name for this owner").fill("maria")
+    page.get_by_role("button", name="Connect").click()
+    expect(page.get_by_role("heading", name="Connected")).to_be_visible()
+    key = page.locator("#owner-key").inner_text().strip()
+    assert key and key in owner.run("owner", "key"), key
+    page.get_by_role("link", name="Home", exact=True).click()
+    expect(page.get_by_role("heading", name="maria")).to_be_visible()
+    expect(page.get_by_role("table", name=re.compile(r"^rent \(version 1\)"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"rent_on_time_ratio_12m\(\)")).first).to_be_visible()
+
+
+def ask(page, expr, reason, dp_epsilon=None):
+    page.get_by_role("link", name="New request", exact=True).click()
+    page.get_by_label(re.compile("^What to ask")).fill(expr)
+    page.get_by_label(re.compile("^Why you need it")).fill(reason)
+    if dp_epsilon is not None:
+        page.get_by_label(re.compile("^A noisy value")).check()
+        page.get_by_label("Spend", exact=True).select_option("epsilon")
+        page.get_by_label("Amount", exact=True).fill(str(dp_epsilon))
+    page.get_by_role("button", name="Send the request").click()
+    heading = page.get_by_role("heading", name=re.compile(r"^Request \d+ sent"))
+    expect(heading).to_be_visible()
+    return int(re.search(r"\d+", heading.inner_text()).group(0))
+
+
+def story(browser, owner, fi, ws, owner_url, fi_url, problems):
+    page = browser.new_page()
+    page.set_default_timeout(10000)
+    watch_csp(page, fi_url, problems)
+    connect(page, owner, ws, fi_url)
+
+    # The live check: the parser's error as it is typed, then the lineage in words from the owner's node.
+    page.get_by_role("link", name="New request", exact=True).click()
+    box = page.get_by_label(re.compile("^What to ask"))
+    box.fill("mean(rent.amount")
+    expect(page.locator("#check")).to_contain_text("expected `)`")
+    box.fill("mean(rent.nope)")
+    expect(page.locator("#check")).to_contain_text("no column `nope`")
+    page.get_by_label("Pick a ready-made attribute").select_option("rent_on_time_ratio_12m()")
+    expect(box).to_have_value("rent_on_time_ratio_12m()")
+    expect(page.locator("#check")).to_contain_text("Reads as: catalogue attribute `rent_on_time_ratio_12m`")
+    # The DP preview: cost and expected error, nothing charged.
+    box.fill("mean(clamp(rent.amount, 0, 300000))")
+    page.get_by_label(re.compile("^A noisy value")).check()
+    page.get_by_label("Amount", exact=True).fill("0.5")
+    page.get_by_role("button", name="Preview the cost").click()
+    expect(page.get_by_text(re.compile(r"cost 0\.5 epsilon; expected error ±\$[\d,]+\.\d\d at 95%"))).to_be_visible()
+
+    # A request made in the UI; the owner approves it in the owner's UI; the open Requests page updates.
+    rid = ask(page, "count(rent)", "months of rent history")
+    page.get_by_role("link", name="Requests", exact=True).click()
+    expect(page.get_by_text(re.compile(r"\[pending\]"))).to_be_visible()
+    page.evaluate("document.body.dataset.notReloaded = 'yes'")
+    owner_page = browser.new_page()
+    watch_csp(owner_page, owner_url, problems)
+    owner_page.goto(owner_url)
+    owner_page.get_by_role("link", name=re.compile("^Requests")).click()
+    owner_page.get_by_role("button", name=f"Approve request {rid}").click()
+    expect(owner_page.get_by_text(f"Approved request {rid}.")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"\[approved\]"))).to_be_visible()
+    expect(page.get_by_text("answer: 24")).to_be_visible()
+    expect(page.get_by_text(re.compile("^Receipt verified"))).to_be_visible()
+    assert page.evaluate("document.body.dataset.notReloaded") == "yes", "the page was reloaded"
+
+    # A DP request over the owner's budget is refused, with the numbers.
+    owner.run("owner", "budget", "set", "--epsilon", "1")
+    ask(page, "mean(clamp(rent.amount, 0, 300000))", "average rent", dp_epsilon=2)
+    expect(page.get_by_text(re.compile(r"\[denied\]"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"budget would be exceeded: requested 2, remaining 1"))).to_be_visible()
+
+    # A denial's reason reaches the FI.
+    rid3 = ask(page, "max(rent.amount)", "largest rent")
+    page.get_by_role("link", name="Requests", exact=True).click()
+    owner.run("owner", "deny", str(rid3), "--reason", "not this one, sorry")
+    expect(page.get_by_text(re.compile("not this one, sorry"))).to_be_visible()
+    expect(page.get_by_role("link", name="Ask again").first).to_be_visible()
+
+    scoring(page, owner)
+
+
+def scoring(page, owner):
+    page.get_by_role("link", name="Private scoring").click()
+    page.get_by_label("Your model file (TOML)").set_input_files(MODEL)
+    expect(page.get_by_label(re.compile("^The model file's text"))).to_have_value(re.compile("thin-file-v1"))
+    page.get_by_label(re.compile("^Only the decision")).check()
+    page.get_by_label(re.compile("^Why you need it")).fill("thin-file loan")
+    page.get_by_role("button", name="Ask and run").click()
+    expect(page.get_by_role("heading", name="Waiting for the owner")).to_be_visible()
+    pending = owner.json("owner", "requests")
+    sid = pending[0]["id"]
+    owner.run("owner", "approve", str(sid), "--seen", pending[0]["token"])
+    page.get_by_role("button", name="Run it now").click()
+    expect(page.get_by_role("heading", name="Outcome")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"revealed: +a yes/no decision"))).to_be_visible()
+    expect(page.get_by_text(re.compile("never left this FI in the clear"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"receipt: +verified"))).to_be_visible()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duo", default="target/debug/duo")
+    ap.add_argument("--browser")
+    args = ap.parse_args()
+    browser_path = find_browser(args.browser)
+    exe = os.path.abspath(args.duo)
+    tmp = tempfile.mkdtemp(prefix="duo-fi-ui-")
+    procs = []
+    try:
+        owner = Duo(exe, os.path.join(tmp, "owner-home"))
+        fi = Duo(exe, os.path.join(tmp, "fi-home"))
+        data = os.path.join(tmp, "data")
+        owner.run("sample", "--out", data)
+        owner.run("owner", "init")
+        for name in ["rent", "utilities", "transactions"]:
+            owner.run("owner", "load", os.path.join(data, f"{name}.csv"), "--name", name)
+        proc, ws, owner_url = serve(owner)
+        procs.append(proc)
+        fi_proc, fi_url = fi_ui(fi)
+        procs.append(fi_proc)
+        problems = []
+        started = time.time()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=browser_path, headless=True)
+            try:
+                story(browser, owner, fi, ws, owner_url, fi_url, problems)
+            finally:
+                browser.close()
+        assert not problems, problems
+        fi_proc.send_signal(signal.SIGINT)
+        fi_proc.wait(timeout=20)
+        assert not os.path.exists(os.path.join(fi.home, "fi", "ui.url")), "the address file outlives `duo fi ui`"
+        print(f"fi ui story: ok in {time.time() - started:.1f} s ({browser_path})")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
