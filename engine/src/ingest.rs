@@ -608,6 +608,22 @@ pub fn money_to_string(cents: i64) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
+/// Cents as a person reads money: a dollar sign, thousands grouped, two decimals (`-123456` is `"-$1,234.56"`).
+/// Every screen and the command line show money this way.
+pub fn dollars(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    let whole = (abs / 100).to_string();
+    let mut grouped = String::new();
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(ch);
+    }
+    format!("{sign}${grouped}.{:02}", abs % 100)
+}
+
 /// Parses decimal dollars (`1450.00`, `-35.5`, `12`, `.5`) exactly into cents; `None` if it is not an amount.
 pub fn parse_money(s: &str) -> Option<i64> {
     money_cents(s).ok()

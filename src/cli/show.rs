@@ -20,20 +20,8 @@ pub fn value(v: &Value) -> String {
     }
 }
 
-/// Integer cents as dollars, e.g. `-$1,234.56`.
-pub fn dollars(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let abs = cents.unsigned_abs();
-    let whole = (abs / 100).to_string();
-    let mut grouped = String::new();
-    for (i, ch) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(ch);
-    }
-    format!("{sign}${grouped}.{:02}", abs % 100)
-}
+/// Integer cents as dollars, e.g. `-$1,234.56` (the engine's formatting, which the web UI uses too).
+pub use duo_engine::ingest::dollars;
 
 /// An amount of money held as a (possibly fractional) number of cents, e.g. a mean or an expected error, in
 /// dollars to the cent.

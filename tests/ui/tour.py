@@ -162,7 +162,7 @@ def main():
             page.set_default_timeout(10000)
             try:
                 axe_is_live(page)
-                visited = tour(page, url, OWNER_EXTRA, args.screens, "", problems)
+                visited = tour(page, url, OWNER_EXTRA, args.screens, "owner-", problems)
                 fi_proc, fi_url = fi_ui(fi)
                 fi_visited = tour(page, fi_url, [], args.screens, "fi-", problems)
             finally:

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use axum::Router;
 use duo_engine::draft::{draft_meta, Draft};
-use duo_engine::ingest::{money_to_string, parse_money, IngestLimits};
+use duo_engine::ingest::{dollars, money_to_string, parse_money, IngestLimits};
 use duo_engine::{Bounds, ColumnMeta, DataType, DatasetMeta, PrivacyUnit, TimeWindow};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -197,11 +197,10 @@ fn bound_text(t: DataType, x: f64) -> String {
 fn range_words(c: &ColumnMeta) -> String {
     let mut parts = Vec::new();
     if let Some(b) = c.bounds {
-        let (lo, hi) = (bound_text(c.dtype, b.lo), bound_text(c.dtype, b.hi));
-        parts.push(if c.dtype == DataType::Money {
-            format!("${lo} to ${hi}")
+        parts.push(if c.dtype == DataType::Money && b.lo.abs() < 9e15 && b.hi.abs() < 9e15 {
+            format!("{} to {}", dollars(b.lo as i64), dollars(b.hi as i64))
         } else {
-            format!("{lo} to {hi}")
+            format!("{} to {}", b.lo, b.hi)
         });
     }
     if let Some(cats) = &c.categories {

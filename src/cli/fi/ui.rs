@@ -13,7 +13,6 @@ use std::path::Path;
 pub const WORDS: FiWords = FiWords {
     paired: super::paired_words,
     request: show::request,
-    money: show::dollars,
     cost: release::cost_words,
     score_progress: show::score_progress,
     score_report: show::score_report,

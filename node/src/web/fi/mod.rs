@@ -22,8 +22,6 @@ pub struct FiWords {
     pub paired: fn(&PairingRecord) -> String,
     /// A request and its answer, as `duo fi request` / `duo fi result` print it.
     pub request: fn(&RequestView) -> String,
-    /// An amount of money in cents, as the CLI prints money (`$1,234.56`).
-    pub money: fn(i64) -> String,
     /// One DP release's preview (the pointer and the node's `Cost` reply), as `duo fi cost` prints it.
     pub cost: fn(&Pointer, &ServerMsg) -> String,
     /// A scoring run's progress line, as `duo fi score` prints it.

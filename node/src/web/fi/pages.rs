@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use duo_engine::catalogue::CatalogueInfo;
+use duo_engine::ingest::dollars;
 use duo_engine::meta::Bounds;
 use duo_engine::value::DataType;
 use duo_policies::{Backend, Reveal};
@@ -331,16 +332,16 @@ fn kind_words(t: DataType) -> &'static str {
     }
 }
 
-/// Public bounds as a range, money in dollars (the CLI's formatting).
-fn range_words(t: DataType, b: &Bounds, money: fn(i64) -> String) -> String {
-    if t == DataType::Money {
-        format!("{} to {}", money(b.lo as i64), money(b.hi as i64))
+/// Public bounds as a range, money in dollars.
+fn range_words(t: DataType, b: &Bounds) -> String {
+    if t == DataType::Money && b.lo.abs() < 9e15 && b.hi.abs() < 9e15 {
+        format!("{} to {}", dollars(b.lo as i64), dollars(b.hi as i64))
     } else {
         format!("{} to {}", b.lo, b.hi)
     }
 }
 
-fn dataset_tables(ds: &[PublishedDataset], money: fn(i64) -> String) -> Vec<DatasetTable> {
+fn dataset_tables(ds: &[PublishedDataset]) -> Vec<DatasetTable> {
     ds.iter()
         .map(|d| {
             let m = &d.meta;
@@ -362,7 +363,7 @@ fn dataset_tables(ds: &[PublishedDataset], money: fn(i64) -> String) -> Vec<Data
                     kind: kind_words(c.dtype),
                     meaning: shown(&c.description),
                     range: match (&c.bounds, &c.categories) {
-                        (Some(b), _) => range_words(c.dtype, b, money),
+                        (Some(b), _) => range_words(c.dtype, b),
                         (None, Some(cats)) if !cats.is_empty() => {
                             shown(&format!("one of: {}", cats.join(", ")))
                         }
@@ -385,7 +386,7 @@ fn dataset_tables(ds: &[PublishedDataset], money: fn(i64) -> String) -> Vec<Data
         .collect()
 }
 
-fn attr_rows(cat: &[CatalogueInfo], money: fn(i64) -> String) -> Vec<AttrRow> {
+fn attr_rows(cat: &[CatalogueInfo]) -> Vec<AttrRow> {
     cat.iter()
         .map(|e| AttrRow {
             name: shown(&e.name),
@@ -393,7 +394,7 @@ fn attr_rows(cat: &[CatalogueInfo], money: fn(i64) -> String) -> Vec<AttrRow> {
             gives: format!(
                 "{}, {} {}",
                 kind_words(e.output),
-                range_words(e.output, &e.bounds, money),
+                range_words(e.output, &e.bounds),
                 if e.output == DataType::Money {
                     ""
                 } else {
@@ -421,7 +422,6 @@ async fn home(Ext(st): Ext<St>) -> Page {
     if all.is_empty() {
         return Ok(Redirect::to("/connect").into_response());
     }
-    let words = st.words();
     let mut owners = Vec::new();
     for p in all.into_iter().rev() {
         let mut line = OwnerLine {
@@ -437,8 +437,8 @@ async fn home(Ext(st): Ext<St>) -> Page {
         };
         match published(&st.home, &p.name).await {
             Ok((ds, cat)) => {
-                line.datasets = dataset_tables(&ds, words.money);
-                line.catalogue = attr_rows(&cat, words.money);
+                line.datasets = dataset_tables(&ds);
+                line.catalogue = attr_rows(&cat);
                 if let Ok(mut c) = st.catalogues.lock() {
                     c.insert(p.name.clone(), (Instant::now(), cat));
                 }
