@@ -16,3 +16,4 @@ mod requests;
 mod scoring;
 mod serve;
 mod ui;
+mod ui_budget;

@@ -9,12 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `duo owner serve` with its UI; killed on drop.
-struct Ui {
+pub(super) struct Ui {
     child: Child,
     /// The FI-facing `ws://` URL.
-    ws: String,
+    pub(super) ws: String,
     /// `127.0.0.1:PORT`.
-    host: String,
+    pub(super) host: String,
     secret: String,
 }
 
@@ -25,7 +25,7 @@ impl Drop for Ui {
     }
 }
 
-fn start(home: &Path) -> Ui {
+pub(super) fn start(home: &Path) -> Ui {
     let (child, ws, _) = super::serve::spawn_serve(home, &[], &[]);
     // `duo owner ui` prints the address once the UI is up.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -48,10 +48,10 @@ fn start(home: &Path) -> Ui {
 }
 
 /// A response: status, headers (names lower-cased), body.
-struct Resp {
-    status: u16,
+pub(super) struct Resp {
+    pub(super) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(super) body: String,
 }
 
 impl Resp {
@@ -64,7 +64,13 @@ impl Resp {
 }
 
 /// One HTTP/1.1 request over a plain socket, with exactly the headers given (so Host and Origin are ours).
-fn http(ui: &Ui, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+pub(super) fn http(
+    ui: &Ui,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
     let mut s = TcpStream::connect(&ui.host).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
@@ -111,7 +117,7 @@ fn http(ui: &Ui, method: &str, path: &str, headers: &[(&str, &str)], body: &str)
 }
 
 /// The cookie the secret is exchanged for (`name=value`).
-fn sign_in(ui: &Ui) -> String {
+pub(super) fn sign_in(ui: &Ui) -> String {
     let r = http(
         ui,
         "GET",
@@ -124,7 +130,7 @@ fn sign_in(ui: &Ui) -> String {
     c.split(';').next().unwrap().to_string()
 }
 
-fn owner_with_data(dir: &Path) -> std::path::PathBuf {
+pub(super) fn owner_with_data(dir: &Path) -> std::path::PathBuf {
     let home = dir.join("owner-home");
     let data = dir.join("data");
     ok(&home, &["sample", "--out", data.to_str().unwrap()]);
@@ -139,7 +145,7 @@ fn owner_with_data(dir: &Path) -> std::path::PathBuf {
 
 /// The CSRF token a page's forms carry.
 /// An owner with the sample data serving with its UI, and an FI home paired with it as "Acme Bank".
-fn paired(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Ui) {
+pub(super) fn paired(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Ui) {
     let home = owner_with_data(dir);
     let fi = dir.join("fi-home");
     let ui = start(&home);
@@ -154,7 +160,7 @@ fn paired(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Ui) {
     (home, fi, ui)
 }
 
-fn csrf(page: &str) -> String {
+pub(super) fn csrf(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
     page[at..at + 64].to_string()
 }

@@ -59,6 +59,7 @@ pub(crate) fn router(state: St) -> Router {
         .route("/log", get(log_page))
         .route("/log/verify", post(log_verify))
         .route("/log.json", get(log_json))
+        .route("/budgets", get(budgets::page).post(budgets::set))
         .route("/events", get(events))
         .route("/static/app.js", get(script))
         .route("/static/style.css", get(style))
@@ -178,6 +179,10 @@ macro_rules! owner_do {
         }
     };
 }
+
+// The Budgets screen, a child of this module so it shares its helpers.
+#[path = "budgets.rs"]
+mod budgets;
 
 /// A form's CSRF token must be this launch's.
 fn csrf_ok(st: &State, token: &str) -> Result<(), PageError> {
