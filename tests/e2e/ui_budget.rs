@@ -195,3 +195,66 @@ fn the_budget_form_needs_the_same_origin_and_the_csrf_token() {
     assert_eq!(post(&[("Origin", &own)], &body), 200);
     assert_eq!(global_cap(&home), "5");
 }
+
+#[test]
+fn the_log_filters_by_kind_fi_and_date_on_the_page_and_in_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, fi, ui) = paired(dir.path());
+    ok(&home, &["owner", "budget", "set", "--epsilon", "1"]);
+    for reason in ["first", "second"] {
+        ok(&fi, &["fi", "request", "count(rent)", "--reason", reason]);
+    }
+    let c = sign_in(&ui);
+    let h = [("Host", ui.host.as_str()), ("Cookie", c.as_str())];
+    let get = |path: &str| http(&ui, "GET", path, &h, "");
+    let export = |query: &str| -> Vec<serde_json::Value> {
+        let r = get(&format!("/log.json?{query}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+        json(&r.body).as_array().unwrap().clone()
+    };
+    let all = export("");
+    assert!(all.len() >= 6, "{all:?}");
+    let count = |pred: &dyn Fn(&serde_json::Value) -> bool| all.iter().filter(|e| pred(e)).count();
+
+    // By kind: only requests, on the page and in the export.
+    let requests = export("kind=request");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests.iter().all(|e| e["kind"] == "request"));
+    let page = get("/log?kind=request");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("2 matching entries"), "{}", page.body);
+    assert!(
+        page.body.contains("<option value=\"request\" selected>"),
+        "the form keeps the filter"
+    );
+    assert!(
+        page.body
+            .contains("href=\"/log.json?page=1&#38;kind=request\""),
+        "the export link carries the filter: {}",
+        page.body
+    );
+
+    // By FI: only entries about Acme Bank (the space encoded as a browser sends it).
+    let acme = export("fi=Acme+Bank");
+    assert_eq!(acme.len(), count(&|e| e["principal"] == "Acme Bank"));
+    assert!(!acme.is_empty() && acme.iter().all(|e| e["principal"] == "Acme Bank"));
+    assert_eq!(export("fi=Acme+Bank&kind=budget_set").len(), 0);
+    assert_eq!(export("kind=budget_set").len(), 1);
+
+    // By date: today keeps everything, tomorrow and yesterday nothing.
+    let today = chrono::Utc::now().date_naive();
+    let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+    let (yesterday, tomorrow) = (today.pred_opt().unwrap(), today.succ_opt().unwrap());
+    assert_eq!(
+        export(&format!("from={}&to={}", day(today), day(today))).len(),
+        all.len()
+    );
+    assert_eq!(export(&format!("from={}", day(tomorrow))).len(), 0);
+    assert_eq!(export(&format!("to={}", day(yesterday))).len(), 0);
+    let none = get(&format!("/log?from={}", day(tomorrow)));
+    assert!(none.body.contains("0 matching entries"), "{}", none.body);
+
+    let bad = get("/log?from=last+week");
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("write it as 2026-01-31"), "{}", bad.body);
+}

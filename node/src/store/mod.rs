@@ -25,7 +25,9 @@ mod scoring;
 
 pub use datasets::{DatasetRow, Datasets};
 pub use ledger::{BudgetEvent, Ledgers};
-pub use log::{entry_hash, parse_ts, Log, LogEntry, LogPos, LogProblem, LogReport, GENESIS_HASH};
+pub use log::{
+    entry_hash, parse_ts, Log, LogEntry, LogFilter, LogPos, LogProblem, LogReport, GENESIS_HASH,
+};
 pub use pairings::{
     Invite, OpenInvite, Pairing, Pairings, ReplacedKey, Revocation, MAX_INVITE_ATTEMPTS,
 };
@@ -177,6 +179,9 @@ CREATE TABLE IF NOT EXISTS log (
     prev_hash TEXT NOT NULL,
     hash      TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS log_by_kind ON log (kind, seq);
+CREATE INDEX IF NOT EXISTS log_by_principal ON log (principal, seq);
+CREATE INDEX IF NOT EXISTS log_by_ts ON log (ts);
 CREATE TRIGGER IF NOT EXISTS log_no_update BEFORE UPDATE ON log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS log_no_delete BEFORE DELETE ON log
