@@ -209,7 +209,9 @@ fn chart(
         .iter()
         .filter_map(|(at, a)| Some((crate::store::parse_ts(at)?.timestamp(), a.nanos())))
         .collect();
-    let (first, last) = (times.first()?.0, times.last()?.0);
+    // The line runs on to now: a budget nobody spent from lately stays flat up to today.
+    let now = chrono::Utc::now().timestamp();
+    let (first, last) = (times.first()?.0, times.last()?.0.max(now));
     let total: u64 = times.iter().map(|t| t.1).sum();
     let cap = ledger.account(&Scope::Global).cap.map(|c| c.nanos());
     let top = total.max(cap.unwrap_or(0)).max(1);
@@ -247,7 +249,7 @@ fn chart(
     }
     let (x_from, x_to) = (super::date(first), super::date(last));
     let desc = format!(
-        "In all {} was spent in {} charge(s) from {} to {}{}.",
+        "In all {} was spent in {} charge(s) between {} and {}{}.",
         label(total),
         times.len(),
         x_from,
@@ -371,4 +373,69 @@ fn lowering_words(
         amount(old, measure),
         amount(new, measure)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(a: Amount, m: Measure) -> String {
+        format!("{a} {}", m.name())
+    }
+
+    #[test]
+    fn the_chart_steps_up_by_each_charge_to_the_total_under_the_cap() {
+        let mut ledger = Ledger::new(Measure::PureEpsilon);
+        ledger.set_cap(&Scope::Global, "2".parse().unwrap());
+        let spending = vec![
+            (
+                "2026-01-01T10:00:00.000Z".to_string(),
+                "0.5".parse().unwrap(),
+            ),
+            (
+                "2026-01-02T10:00:00.000Z".to_string(),
+                "0.25".parse().unwrap(),
+            ),
+            (
+                "2026-01-02T11:00:00.000Z".to_string(),
+                "0.25".parse().unwrap(),
+            ),
+        ];
+        let c = chart(&spending, &ledger, words).unwrap();
+        // The plot spans y 12 (the top, the cap of 2) to 210 (zero): the total of 1 sits at half height.
+        assert!(c.path.starts_with("M90.0 210.0 H90.0 V160.5"), "{}", c.path);
+        assert!(c.path.contains(" V111.0 H"), "the total of 1: {}", c.path);
+        assert_eq!(c.cap_y, Some(12));
+        assert_eq!(c.days.len(), 2);
+        assert_eq!(
+            c.days[1],
+            (
+                "2 January 2026".into(),
+                2,
+                "0.5 epsilon".into(),
+                "1 epsilon".into()
+            )
+        );
+        assert!(c
+            .desc
+            .starts_with("In all 1 epsilon was spent in 3 charge(s) between 1 January 2026 and "));
+        assert!(
+            chart(&[], &ledger, words).is_none(),
+            "no chart before the first charge"
+        );
+    }
+
+    #[test]
+    fn scopes_round_trip_through_the_form_and_nothing_else_is_one() {
+        for scope in [
+            Scope::Global,
+            Scope::Principal("Acme: Bank".into()),
+            Scope::Dataset("rent".into()),
+        ] {
+            assert_eq!(parse_scope(&scope_value(&scope)), Some(scope));
+        }
+        for bad in ["", "fi:", "dataset: ", "everyone", "user:x"] {
+            assert_eq!(parse_scope(bad), None, "{bad}");
+        }
+    }
 }
