@@ -55,6 +55,10 @@ pub struct UiArgs {
     /// Requests in the store.
     #[arg(long, default_value_t = 1000)]
     pub requests: usize,
+    /// Of the requests, how many are left waiting for the owner (the Requests page shows each). The node lets
+    /// one FI have 32 waiting, and the event measurement adds `--events` more.
+    #[arg(long, default_value_t = 10)]
+    pub waiting: usize,
     /// Log entries in the store (topped up with cap changes after the requests' own entries).
     #[arg(long, default_value_t = 10_000)]
     pub log_entries: u64,
@@ -91,6 +95,8 @@ pub struct UiReport {
     pub machine: Machine,
     /// Requests in the store.
     pub requests: u64,
+    /// Of them, waiting for the owner (before the event measurement adds its own).
+    pub waiting: usize,
     /// Log entries in the store.
     pub log_entries: u64,
     /// Each page.
@@ -112,10 +118,11 @@ impl UiReport {
     pub fn text(&self) -> String {
         let ms = |us: u64| format!("{:.2} ms", us as f64 / 1e3);
         let mut out = format!(
-            "{}\nstore: {} requests, {} log entries\nserver time per page over loopback (connect to last byte), \
+            "{}\nstore: {} requests ({} waiting for the owner), {} log entries\nserver time per page over loopback (connect to last byte), \
              goal p50 < 5 ms:\n",
             self.machine.line(),
             self.requests,
+            self.waiting,
             self.log_entries
         );
         for p in &self.pages {
@@ -214,8 +221,16 @@ fn sign_in(url: &str) -> Result<Ui> {
 
 /// Run the bench.
 pub async fn ui(args: UiArgs) -> Result<UiReport> {
-    if args.requests < 20 || args.fetches == 0 || args.events == 0 {
-        bail!("--requests must be at least 20, --fetches and --events at least 1");
+    if args.requests < 20
+        || args.fetches == 0
+        || args.events == 0
+        || args.waiting > args.requests
+        || args.waiting + args.events > 32
+    {
+        bail!(
+            "--requests must be at least 20, --fetches and --events at least 1, --waiting at most --requests, \
+             and --waiting plus --events at most 32 (the node's limit of requests waiting from one FI)"
+        );
     }
     let machine = Machine::now();
     let tmp = tempfile::Builder::new().prefix("duo-bench-ui-").tempdir()?;
@@ -259,7 +274,7 @@ pub async fn ui(args: UiArgs) -> Result<UiReport> {
     say(format!("filling the store: {} requests...", args.requests));
     let mut c =
         duo_testkit::fi::pair_and_connect(&dir, &url, "Acme Bank", &tmp.path().join("fi")).await?;
-    fill(&mut c, args.requests).await?;
+    fill(&mut c, args.requests, args.waiting).await?;
     let requests = args.requests as u64;
     let log_entries = top_up(&dir, args.log_entries)?;
     let ui_url = ui_address(&dir).await?;
@@ -282,6 +297,7 @@ pub async fn ui(args: UiArgs) -> Result<UiReport> {
     Ok(UiReport {
         machine,
         requests,
+        waiting: args.waiting,
         log_entries,
         pages,
         event_p50_us: event.quantile(0.5),
@@ -292,14 +308,14 @@ pub async fn ui(args: UiArgs) -> Result<UiReport> {
     })
 }
 
-/// `n` requests: a few plaintext ones the owner must decide (left waiting), DP releases of varying cost
-/// (each charged), and plaintext catalogue releases (approved, the rest answered from the store).
-async fn fill(c: &mut Client, n: usize) -> Result<()> {
+/// `n` requests: `waiting` plaintext ones the owner must decide (left waiting, spread out), DP releases of
+/// varying cost (each charged), and plaintext catalogue releases (approved, the rest answered from the store).
+async fn fill(c: &mut Client, n: usize, waiting: usize) -> Result<()> {
     let ask = c.expr("count(rent)").await?;
     let catalogue = c.expr("rent_on_time_ratio_12m()").await?;
     let noisy = c.expr("count(transactions)").await?;
     for i in 0..n {
-        if i % 100 == 0 {
+        if waiting > 0 && i % (n / waiting) == 0 && i / (n / waiting) < waiting {
             c.request(&ask, Backend::Plaintext, "bench: for the owner")
                 .await?;
         } else if i % 3 == 0 {
