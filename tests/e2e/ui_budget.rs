@@ -120,6 +120,10 @@ fn a_cap_set_in_the_ui_is_the_cap_the_cli_shows_and_dp_is_refused_at_and_lowerin
         "the chart, its description and its table: {}",
         page.body
     );
+    assert!(
+        !page.body.contains("style=") && page.body.matches("<script").count() == 1,
+        "no inline style or script for the strict CSP"
+    );
 
     // A per-FI cap, in the UI, is the FI's cap in the CLI.
     let set = http(
