@@ -13,6 +13,7 @@ pub const WORDS: Words = Words {
     pending: show::pending,
     request: show::request,
     log_entry: log_line,
+    amount: super::budget::with_equivalent,
 };
 
 /// A log entry in a line (the UI's log pages give no request type, so a release's money shows in cents).

@@ -16,5 +16,6 @@ mod requests;
 mod scoring;
 mod serve;
 mod ui;
+mod ui_budget;
 mod ui_data;
 mod ui_fi;

@@ -201,6 +201,7 @@ fn the_secret_is_exchanged_for_a_strict_http_only_cookie_and_nothing_opens_witho
         "/requests",
         "/log",
         "/log.json",
+        "/budgets",
         "/events",
         "/static/app.js",
     ] {
@@ -353,6 +354,8 @@ fn every_response_carries_a_strict_csp_and_no_cors_headers() {
         "/requests/queue",
         "/log",
         "/log.json",
+        "/log?kind=request",
+        "/budgets",
         "/static/app.js",
         "/static/style.css",
         "/no-such-page",

@@ -130,6 +130,30 @@ def story(page, owner, fi, ws, url, problems):
     page.get_by_role("button", name="Verify the chain").click()
     expect(page.get_by_text(re.compile("The log is intact"))).to_be_visible()
 
+    # Budgets: a cap set in the UI is the CLI's cap; a DP answer the owner approves is charged and charted;
+    # lowering the cap asks first.
+    page.get_by_role("link", name="Budgets").click()
+    expect(page.get_by_text(re.compile("A privacy budget limits how much"))).to_be_visible()
+    page.get_by_label("Whose budget").select_option("global")
+    page.get_by_label("Cap", exact=True).fill("1")
+    page.get_by_role("button", name="Set the cap").click()
+    expect(page.get_by_text("global budget: cap 1 epsilon")).to_be_visible()
+    caps = owner.json("owner", "budget", "show")["accounts"]
+    assert [a["cap"] for a in caps if a["scope"]["scope"] == "global"] == ["1"], caps
+    rid3 = fi.json("fi", "request", "count(rent)", "--backend", "dp", "--epsilon", "0.3",
+                   "--reason", "noisy count")["id"]
+    page.get_by_role("link", name=re.compile("^Requests")).click()
+    page.get_by_role("button", name=f"Approve request {rid3}").click()
+    expect(page.get_by_text(f"Approved request {rid3}.")).to_be_visible()
+    page.get_by_role("link", name="Budgets").click()
+    expect(page.get_by_role("img", name=re.compile("Privacy budget spent over time"))).to_be_visible()
+    expect(page.locator("figcaption")).to_contain_text("In all 0.3 epsilon was spent in 1 charge(s)")
+    page.get_by_label("Cap in epsilon").fill("0.2")
+    page.get_by_role("button", name="Set the cap").click()
+    expect(page.get_by_text(re.compile("no more noisy answers will be given"))).to_be_visible()
+    page.get_by_role("button", name="Lower the cap").click()
+    expect(page.get_by_text("global budget: cap 0.2 epsilon")).to_be_visible()
+
     # Home again: the paired FI, with a revoke that asks first.
     page.get_by_role("link", name="Home").click()
     page.get_by_role("button", name="Revoke Acme Bank").click()

@@ -77,6 +77,21 @@ pub trait Ledgers: HasConn {
         Ok(())
     }
 
+    /// When each charge was made and its amount, oldest first: the spending over time, without decoding each
+    /// charge's datasets (the Budgets screen's chart).
+    fn budget_spending(&self) -> Result<Vec<(String, Amount)>, Error> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT at, amount FROM budget_history ORDER BY rowid")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Amount::from_nanos(r.get::<_, i64>(1)? as u64),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every charge, oldest first.
     fn budget_history(&self) -> Result<Vec<BudgetEvent>, Error> {
         let mut stmt = self.conn().prepare(

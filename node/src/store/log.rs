@@ -145,6 +145,68 @@ pub fn parse_ts(ts: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// Which log entries a listing shows: every condition given must hold (none given: every entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Only entries of this kind (`request`, `decision`, `budget_set`, ...).
+    pub kind: Option<String>,
+    /// Only entries about this principal.
+    pub principal: Option<String>,
+    /// Only entries from this day on (UTC, inclusive).
+    pub from: Option<chrono::NaiveDate>,
+    /// Only entries up to this day (UTC, inclusive).
+    pub to: Option<chrono::NaiveDate>,
+}
+
+impl LogFilter {
+    /// Whether the filter keeps every entry.
+    pub fn is_empty(&self) -> bool {
+        *self == LogFilter::default()
+    }
+
+    /// The SQL condition and its parameters. Timestamps are RFC 3339 in UTC (`2026-01-31T12:00:00.000Z`), so a
+    /// day compares as text: from `YYYY-MM-DD` inclusive, to the next day exclusive.
+    fn sql(&self) -> (String, Vec<String>) {
+        let mut conds = Vec::new();
+        let mut args = Vec::new();
+        if let Some(k) = &self.kind {
+            args.push(k.clone());
+            conds.push(format!("kind = ?{}", args.len()));
+        }
+        if let Some(p) = &self.principal {
+            args.push(p.clone());
+            conds.push(format!("principal = ?{}", args.len()));
+        }
+        if let Some(d) = self.from {
+            args.push(d.format("%Y-%m-%d").to_string());
+            conds.push(format!("ts >= ?{}", args.len()));
+        }
+        if let Some(d) = self.to {
+            let next = d.succ_opt().unwrap_or(d);
+            args.push(next.format("%Y-%m-%d").to_string());
+            conds.push(format!("ts < ?{}", args.len()));
+        }
+        if conds.is_empty() {
+            (String::new(), args)
+        } else {
+            (format!("WHERE {}", conds.join(" AND ")), args)
+        }
+    }
+}
+
+/// The distinct values of an indexed column of the log, in order, one index seek each (not a scan of the log).
+fn distinct(conn: &rusqlite::Connection, column: &str) -> Result<Vec<String>, Error> {
+    let sql = format!(
+        "WITH RECURSIVE v(x) AS (
+             SELECT (SELECT MIN({column}) FROM log)
+             UNION ALL SELECT (SELECT MIN({column}) FROM log WHERE {column} > v.x) FROM v WHERE v.x IS NOT NULL
+         ) SELECT x FROM v WHERE x IS NOT NULL"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The audit log, for a [`super::Store`] or a [`super::Tx`].
 pub trait Log: HasConn {
     /// Append an entry inside the caller's transaction (so the entry commits with the change it records).
@@ -203,6 +265,56 @@ pub trait Log: HasConn {
         )?;
         let rows = stmt.query_map(params![after as i64, limit as i64], read_entry)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How many entries `filter` keeps (counted in SQL over the log's indexes).
+    fn log_count(&self, filter: &LogFilter) -> Result<u64, Error> {
+        let (cond, args) = filter.sql();
+        let n: i64 = self
+            .conn()
+            .prepare_cached(&format!("SELECT COUNT(*) FROM log {cond}"))?
+            .query_row(rusqlite::params_from_iter(&args), |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// The entries `filter` keeps, newest first, skipping the `skip` newest and returning at most `limit`: one
+    /// page of a listing, read with a `LIMIT` (never the whole log).
+    fn log_newest(
+        &self,
+        filter: &LogFilter,
+        skip: u64,
+        limit: usize,
+    ) -> Result<Vec<LogEntry>, Error> {
+        let (cond, mut args) = filter.sql();
+        let (l, o) = (args.len() + 1, args.len() + 2);
+        args.push(limit.to_string());
+        args.push(skip.to_string());
+        let mut stmt = self.conn().prepare_cached(&format!(
+            "SELECT seq, ts, kind, principal, body, prev_hash, hash FROM log {cond}
+             ORDER BY seq DESC LIMIT CAST(?{l} AS INTEGER) OFFSET CAST(?{o} AS INTEGER)"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(&args), read_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every entry `filter` keeps, oldest first (an export).
+    fn log_matching(&self, filter: &LogFilter) -> Result<Vec<LogEntry>, Error> {
+        let (cond, args) = filter.sql();
+        let mut stmt = self.conn().prepare_cached(&format!(
+            "SELECT seq, ts, kind, principal, body, prev_hash, hash FROM log {cond} ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(&args), read_entry)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The kinds of entry the log holds, in order.
+    fn log_kinds(&self) -> Result<Vec<String>, Error> {
+        distinct(self.conn(), "kind")
+    }
+
+    /// The principals the log names, in order.
+    fn log_principals(&self) -> Result<Vec<String>, Error> {
+        distinct(self.conn(), "principal")
     }
 
     /// Walk the whole log and check every entry's hash and its link to the previous entry, then check that every

@@ -25,7 +25,9 @@ mod scoring;
 
 pub use datasets::{DatasetRow, DatasetVersion, Datasets};
 pub use ledger::{BudgetEvent, Ledgers};
-pub use log::{entry_hash, parse_ts, Log, LogEntry, LogPos, LogProblem, LogReport, GENESIS_HASH};
+pub use log::{
+    entry_hash, parse_ts, Log, LogEntry, LogFilter, LogPos, LogProblem, LogReport, GENESIS_HASH,
+};
 pub use pairings::{
     Invite, OpenInvite, Pairing, Pairings, ReplacedKey, Revocation, MAX_INVITE_ATTEMPTS,
 };
@@ -177,6 +179,9 @@ CREATE TABLE IF NOT EXISTS log (
     prev_hash TEXT NOT NULL,
     hash      TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS log_by_kind ON log (kind, seq);
+CREATE INDEX IF NOT EXISTS log_by_principal ON log (principal, seq);
+CREATE INDEX IF NOT EXISTS log_by_ts ON log (ts);
 CREATE TRIGGER IF NOT EXISTS log_no_update BEFORE UPDATE ON log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS log_no_delete BEFORE DELETE ON log
@@ -350,6 +355,67 @@ mod tests {
         conn.conn
             .execute_batch("DROP TRIGGER log_no_update; DROP TRIGGER log_no_delete;")
             .unwrap();
+    }
+
+    #[test]
+    fn the_log_filter_counts_and_pages_only_matching_entries_in_sql() {
+        let (_d, mut conn) = fresh();
+        for i in 0..30u64 {
+            let tx = conn.write().unwrap();
+            let (kind, who) = if i % 3 == 0 {
+                ("request", Some("Acme"))
+            } else {
+                ("release", Some("Bravo"))
+            };
+            tx.append_log(kind, who, &serde_json::json!({ "i": i }))
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let f = |kind: Option<&str>, who: Option<&str>| LogFilter {
+            kind: kind.map(str::to_string),
+            principal: who.map(str::to_string),
+            ..LogFilter::default()
+        };
+        assert_eq!(conn.log_count(&LogFilter::default()).unwrap(), 31);
+        assert_eq!(conn.log_count(&f(Some("request"), None)).unwrap(), 10);
+        assert_eq!(
+            conn.log_count(&f(Some("request"), Some("Bravo"))).unwrap(),
+            0
+        );
+        let page = conn.log_newest(&f(None, Some("Bravo")), 5, 4).unwrap();
+        assert_eq!(page.len(), 4);
+        assert!(page.iter().all(|e| e.principal.as_deref() == Some("Bravo")));
+        assert!(page.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+        let all = conn.log_matching(&f(Some("request"), None)).unwrap();
+        assert_eq!(all.len(), 10);
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "oldest first");
+        assert_eq!(
+            conn.log_kinds().unwrap(),
+            ["release", "request", integrity::STATE_BOUND]
+        );
+        assert_eq!(conn.log_principals().unwrap(), ["Acme", "Bravo"]);
+        // Days: today's entries from today to today; none from tomorrow or up to yesterday.
+        let today = chrono::Utc::now().date_naive();
+        let day = |from, to| LogFilter {
+            from,
+            to,
+            ..LogFilter::default()
+        };
+        assert_eq!(conn.log_count(&day(Some(today), Some(today))).unwrap(), 31);
+        assert_eq!(conn.log_count(&day(today.succ_opt(), None)).unwrap(), 0);
+        assert_eq!(conn.log_count(&day(None, today.pred_opt())).unwrap(), 0);
+        // The conditions use the indexes, not a scan of the log.
+        let mut stmt = conn
+            .conn
+            .prepare("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM log WHERE kind = 'request'")
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("; ");
+        assert!(plan.contains("log_by_kind"), "{plan}");
     }
 
     #[test]

@@ -197,11 +197,13 @@ fn bound_text(t: DataType, x: f64) -> String {
 fn range_words(c: &ColumnMeta) -> String {
     let mut parts = Vec::new();
     if let Some(b) = c.bounds {
-        parts.push(if c.dtype == DataType::Money && b.lo.abs() < 9e15 && b.hi.abs() < 9e15 {
-            format!("{} to {}", dollars(b.lo as i64), dollars(b.hi as i64))
-        } else {
-            format!("{} to {}", b.lo, b.hi)
-        });
+        parts.push(
+            if c.dtype == DataType::Money && b.lo.abs() < 9e15 && b.hi.abs() < 9e15 {
+                format!("{} to {}", dollars(b.lo as i64), dollars(b.hi as i64))
+            } else {
+                format!("{} to {}", b.lo, b.hi)
+            },
+        );
     }
     if let Some(cats) = &c.categories {
         parts.push(format!("one of: {}", cats.join(", ")));

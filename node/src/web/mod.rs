@@ -37,6 +37,8 @@ pub struct Words {
     pub request: fn(&RequestView) -> String,
     /// One log entry, as `duo owner log` prints it.
     pub log_entry: fn(&LogEntry) -> String,
+    /// A privacy amount, as `duo owner budget` prints it (on a zCDP node with its epsilon equivalent).
+    pub amount: fn(duo_policies::Amount, duo_policies::Measure) -> String,
 }
 
 impl std::fmt::Debug for Words {

@@ -63,6 +63,7 @@ pub(crate) fn router(state: St) -> Router {
         .route("/log", get(log_page))
         .route("/log/verify", post(log_verify))
         .route("/log.json", get(log_json))
+        .route("/budgets", get(budgets::page).post(budgets::set))
         .route("/events", get(events))
         .merge(super::data::routes())
         .route("/static/app.js", get(script))
@@ -176,6 +177,10 @@ macro_rules! owner_do {
         }
     };
 }
+
+// The Budgets screen, a child of this module so it shares its helpers.
+#[path = "budgets.rs"]
+mod budgets;
 
 /// A form's CSRF token must be this launch's.
 pub(super) fn csrf_ok(st: &State, token: &str) -> Result<(), PageError> {
@@ -708,10 +713,78 @@ async fn events(
 
 // ---- Log -------------------------------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct LogQuery {
     /// Page 1 is the newest.
     page: Option<usize>,
+    /// Only this kind of entry (empty: all).
+    #[serde(default)]
+    kind: String,
+    /// Only entries about this FI (empty: all).
+    #[serde(default)]
+    fi: String,
+    /// From this day (`YYYY-MM-DD`, empty: the first).
+    #[serde(default)]
+    from: String,
+    /// To this day, inclusive (empty: today).
+    #[serde(default)]
+    to: String,
+}
+
+impl LogQuery {
+    /// The store's filter; a date that is not `YYYY-MM-DD` is refused with what to write.
+    fn filter(&self) -> Result<crate::store::LogFilter, PageError> {
+        let day = |name: &str, text: &str| -> Result<Option<chrono::NaiveDate>, PageError> {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(Some)
+                .map_err(|_| {
+                    PageError(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "the {name} date `{}` is not a date: write it as 2026-01-31",
+                            shown(text)
+                        ),
+                    )
+                })
+        };
+        let some = |t: &str| (!t.trim().is_empty()).then(|| t.trim().to_string());
+        Ok(crate::store::LogFilter {
+            kind: some(&self.kind),
+            principal: some(&self.fi),
+            from: day("from", &self.from)?,
+            to: day("to", &self.to)?,
+        })
+    }
+
+    /// The filter as a query string to carry on to other pages and the export (`&kind=...`, empty when none).
+    fn carried(&self) -> String {
+        [
+            ("kind", &self.kind),
+            ("fi", &self.fi),
+            ("from", &self.from),
+            ("to", &self.to),
+        ]
+        .iter()
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| format!("&{k}={}", url_encode(v.trim())))
+        .collect()
+    }
+}
+
+/// Percent-encode a query value (everything but unreserved characters).
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -723,21 +796,29 @@ struct LogPage {
     pages: usize,
     total: u64,
     verified: Option<(bool, String)>,
+    /// The filter as the form shows it.
+    q: LogQuery,
+    /// The filter carried on to the paging links and the export.
+    carried: String,
+    /// Whether a filter is applied.
+    filtered: bool,
+    /// The kinds and FIs the log holds, for the filter's lists.
+    kinds: Vec<String>,
+    fis: Vec<String>,
 }
 
-fn log_data(o: &Owner, words: super::Words, page: usize) -> Result<LogPage, Error> {
-    let total = o.store().log_len()?;
+/// One page of the log, newest first, through the filter (counted and paged in SQL).
+fn log_data(o: &Owner, words: super::Words, q: LogQuery) -> Result<LogPage, PageError> {
+    let filter = q.filter()?;
+    let s = o.store();
+    let total = s.log_count(&filter)?;
     let pages = (total as usize).div_ceil(LOG_PAGE).max(1);
-    let page = page.clamp(1, pages);
-    let end = (total as usize).saturating_sub((page - 1) * LOG_PAGE);
-    let start = end.saturating_sub(LOG_PAGE);
-    let mut entries: Vec<String> = o
-        .store()
-        .log_entries(start as u64, end - start)?
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let entries: Vec<String> = s
+        .log_newest(&filter, ((page - 1) * LOG_PAGE) as u64, LOG_PAGE)?
         .iter()
         .map(|e| shown(&(words.log_entry)(e)))
         .collect();
-    entries.reverse();
     Ok(LogPage {
         c: Chrome {
             csrf: String::new(),
@@ -749,13 +830,18 @@ fn log_data(o: &Owner, words: super::Words, page: usize) -> Result<LogPage, Erro
         pages,
         total,
         verified: None,
+        carried: q.carried(),
+        filtered: !filter.is_empty(),
+        kinds: s.log_kinds()?,
+        fis: s.log_principals()?.iter().map(|p| shown(p)).collect(),
+        q,
     })
 }
 
 async fn log_page(Ext(st): Ext<St>, Query(q): Query<LogQuery>) -> Page {
     let words = st.cfg.words;
-    let page = q.page.unwrap_or(1);
-    let mut p = owner_do!(&st, move |o: &mut Owner| log_data(o, words, page));
+    let p = owner_do!(&st, move |o: &mut Owner| Ok(log_data(o, words, q)));
+    let mut p = p?;
     p.c = chrome(&st, "Log", "log");
     Ok(html(&p))
 }
@@ -764,10 +850,11 @@ async fn log_page(Ext(st): Ext<St>, Query(q): Query<LogQuery>) -> Page {
 async fn log_verify(Ext(st): Ext<St>, Form(f): Form<CsrfOnly>) -> Page {
     csrf_ok(&st, &f.csrf)?;
     let words = st.cfg.words;
-    let (mut p, r) = owner_do!(&st, move |o: &mut Owner| Ok((
-        log_data(o, words, 1)?,
+    let (p, r) = owner_do!(&st, move |o: &mut Owner| Ok((
+        log_data(o, words, LogQuery::default()),
         o.store().verify_log()?
     )));
+    let mut p = p?;
     p.c = chrome(&st, "Log", "log");
     p.verified = Some(if r.problems.is_empty() {
         (
@@ -795,12 +882,13 @@ async fn log_verify(Ext(st): Ext<St>, Form(f): Form<CsrfOnly>) -> Page {
     Ok(html(&p))
 }
 
-/// The whole log as JSON (what `duo owner log --json --limit N` prints), as a download.
-async fn log_json(Ext(st): Ext<St>) -> Page {
-    let body = owner_do!(&st, |o: &mut Owner| {
-        let n = o.store().log_len()? as usize;
-        Ok(serde_json::to_string_pretty(&o.store().log_tail(n)?)?)
-    });
+/// The log as JSON (what `duo owner log --json --limit N` prints), through the same filter as the page, as a
+/// download.
+async fn log_json(Ext(st): Ext<St>, Query(q): Query<LogQuery>) -> Page {
+    let filter = q.filter()?;
+    let body = owner_do!(&st, move |o: &mut Owner| Ok(serde_json::to_string_pretty(
+        &o.store().log_matching(&filter)?
+    )?));
     Ok((
         [
             (header::CONTENT_TYPE, "application/json"),

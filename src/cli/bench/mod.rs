@@ -7,6 +7,7 @@ mod lockout;
 mod measure;
 mod ot;
 mod score;
+mod ui;
 
 use super::{emit, runtime, JsonFlag};
 use crate::cli::out::outln;
@@ -40,6 +41,14 @@ pub enum BenchCmd {
     /// Latency of a scoring run, cold (with base OTs) and warm (extension state from an earlier run reused), and
     /// bytes on the wire, for several numbers of attributes. Each outcome is checked against the ideal one.
     Score(score::ScoreArgs),
+    /// The owner UI's speed with a full store (1,000 requests, 10,000 log entries): server time per page, and a
+    /// new request's way to an open page.
+    ///
+    /// Each page (Home, Requests, Log first and later pages, a filtered Log page, Budgets) is fetched over
+    /// loopback from a running `duo owner serve`; the time from an FI sending a request the owner must decide to
+    /// the event on an open `/events` stream and to the request in the queue. Exits 1 when a page's median is
+    /// 5 ms or more or the event's 250 ms or more.
+    Ui(ui::UiArgs),
 }
 
 /// Run one bench; `duo bench load` exits 1 if any request failed, `duo bench lockout` if under 99% of the FI's
@@ -79,6 +88,12 @@ pub fn run(cmd: BenchCmd) -> Result<i32> {
             let r = gc::gc(&args)?;
             emit(JsonFlag { json: args.json }, &r, gc::GcReport::text)?;
             Ok(0)
+        }
+        BenchCmd::Ui(args) => {
+            let json = args.json;
+            let r = runtime()?.block_on(ui::ui(args))?;
+            emit(JsonFlag { json }, &r, ui::UiReport::text)?;
+            Ok(if r.goals_met { 0 } else { 1 })
         }
         BenchCmd::Score(args) => {
             let r = score::score(&args)?;
