@@ -643,15 +643,10 @@ pub fn log_entry(e: &LogEntry, ty: Option<&Type>) -> String {
     )
 }
 
-/// The static type of the request a `release` log entry answers, read from the owner's store.
+/// The static type of the request a `release` log entry answers, read from the owner's store (the store's
+/// function, which the web UI's log uses too).
 pub fn release_type(store: &duo::node::store::Store, e: &LogEntry) -> Option<Type> {
-    use duo::node::store::prelude::*;
-    if e.kind != "release" {
-        return None;
-    }
-    let body: serde_json::Value = serde_json::from_str(&e.body).ok()?;
-    let id = body.get("request")?.as_u64()?;
-    store.request(id, None).ok().flatten().map(|r| r.ty)
+    duo::node::store::release_type(store, e)
 }
 
 /// Published datasets.

@@ -12,13 +12,13 @@ use std::path::Path;
 pub const WORDS: Words = Words {
     pending: show::pending,
     request: show::request,
-    log_entry: log_line,
+    log_summary: log_words,
     amount: super::budget::with_equivalent,
 };
 
-/// A log entry in a line (the UI's log pages give no request type, so a release's money shows in cents).
-fn log_line(e: &duo::node::store::LogEntry) -> String {
-    show::log_entry(e, None)
+/// What a log entry records, as `duo owner log` says it.
+fn log_words(e: &duo::node::store::LogEntry, ty: Option<&duo_engine::Type>) -> String {
+    show::log_summary_typed(&e.kind, &e.body, ty)
 }
 
 /// Start the UI on `listen` and write its address to the owner directory (mode 0600); `None` with `--no-ui`.

@@ -441,3 +441,17 @@ pub(crate) fn read_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
         hash: r.get(6)?,
     })
 }
+
+/// The static type of the request a `release` log entry answers, read from the requests table (the entry does
+/// not hold it), so a reader can show the released money in dollars. `None` for other kinds.
+pub fn release_type<S: super::prelude::Requests + ?Sized>(
+    store: &S,
+    e: &LogEntry,
+) -> Option<duo_engine::check::Type> {
+    if e.kind != "release" {
+        return None;
+    }
+    let body: serde_json::Value = serde_json::from_str(&e.body).ok()?;
+    let id = body.get("request")?.as_u64()?;
+    store.request(id, None).ok().flatten().map(|r| r.ty)
+}

@@ -26,7 +26,8 @@ mod scoring;
 pub use datasets::{DatasetRow, DatasetVersion, Datasets};
 pub use ledger::{BudgetEvent, Ledgers};
 pub use log::{
-    entry_hash, parse_ts, Log, LogEntry, LogFilter, LogPos, LogProblem, LogReport, GENESIS_HASH,
+    entry_hash, parse_ts, release_type, Log, LogEntry, LogFilter, LogPos, LogProblem, LogReport,
+    GENESIS_HASH,
 };
 pub use pairings::{
     Invite, OpenInvite, Pairing, Pairings, ReplacedKey, Revocation, MAX_INVITE_ATTEMPTS,

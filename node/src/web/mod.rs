@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::owner::view::PendingView;
 use crate::proto::request::RequestView;
 use crate::store::{LogEntry, Store, Sync};
+use duo_engine::Type;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,8 +36,9 @@ pub struct Words {
     pub pending: fn(&PendingView) -> String,
     /// A decided request, as `duo owner approve` / `deny` print it.
     pub request: fn(&RequestView) -> String,
-    /// One log entry, as `duo owner log` prints it.
-    pub log_entry: fn(&LogEntry) -> String,
+    /// What one log entry records, in the words `duo owner log` uses for it (given the type of the request a
+    /// release answers, so money reads as dollars).
+    pub log_summary: fn(&LogEntry, Option<&Type>) -> String,
     /// A privacy amount, as `duo owner budget` prints it (on a zCDP node with its epsilon equivalent).
     pub amount: fn(duo_policies::Amount, duo_policies::Measure) -> String,
 }

@@ -7,6 +7,7 @@ use super::UiConfig;
 use crate::error::Error;
 use crate::owner::{self, DatasetCache, Owner};
 use crate::store::prelude::*;
+use crate::store::{LogEntry, Store};
 use askama::Template;
 use axum::extract::{DefaultBodyLimit, Form, Query, State as Ext};
 use axum::http::{header, StatusCode};
@@ -284,7 +285,7 @@ struct Home {
     measure: String,
     gauges: Vec<Gauge>,
     pending: usize,
-    activity: Vec<String>,
+    activity: Vec<LogLine>,
     fis: Vec<FiLine>,
 }
 
@@ -334,10 +335,10 @@ fn home_data(o: &mut Owner, words: super::Words) -> Result<Home, Error> {
             pending: p.pending,
         })
         .collect();
-    let mut activity: Vec<String> = s
+    let mut activity: Vec<LogLine> = s
         .log_tail(8)?
         .iter()
-        .map(|e| shown(&(words.log_entry)(e)))
+        .map(|e| log_line(s, words, e))
         .collect();
     activity.reverse();
     Ok(Home {
@@ -791,7 +792,7 @@ fn url_encode(text: &str) -> String {
 #[template(path = "log.html")]
 struct LogPage {
     c: Chrome,
-    entries: Vec<String>,
+    entries: Vec<LogLine>,
     page: usize,
     pages: usize,
     total: u64,
@@ -802,9 +803,39 @@ struct LogPage {
     carried: String,
     /// Whether a filter is applied.
     filtered: bool,
-    /// The kinds and FIs the log holds, for the filter's lists.
-    kinds: Vec<String>,
+    /// The kinds (each with its words) and FIs the log holds, for the filter's lists.
+    kinds: Vec<(String, String)>,
     fis: Vec<String>,
+}
+
+/// A log entry as a row: its number, when, what kind of event, who, and what it records in the CLI's words.
+pub(super) struct LogLine {
+    seq: u64,
+    when: String,
+    kind: String,
+    who: String,
+    what: String,
+}
+
+/// An entry's kind for a person: `budget_set` reads "Budget set".
+fn kind_words(kind: &str) -> String {
+    let spaced = kind.replace('_', " ");
+    let mut chars = spaced.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().collect::<String>() + chars.as_str())
+        .unwrap_or_default()
+}
+
+fn log_line(s: &Store, words: super::Words, e: &LogEntry) -> LogLine {
+    let ty = crate::store::release_type(s, e);
+    LogLine {
+        seq: e.seq,
+        when: when(&e.ts),
+        kind: kind_words(&e.kind),
+        who: e.principal.as_deref().map_or_else(|| "—".into(), shown),
+        what: shown(&(words.log_summary)(e, ty.as_ref())),
+    }
 }
 
 /// One page of the log, newest first, through the filter (counted and paged in SQL).
@@ -814,10 +845,10 @@ fn log_data(o: &Owner, words: super::Words, q: LogQuery) -> Result<LogPage, Page
     let total = s.log_count(&filter)?;
     let pages = (total as usize).div_ceil(LOG_PAGE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages);
-    let entries: Vec<String> = s
+    let entries: Vec<LogLine> = s
         .log_newest(&filter, ((page - 1) * LOG_PAGE) as u64, LOG_PAGE)?
         .iter()
-        .map(|e| shown(&(words.log_entry)(e)))
+        .map(|e| log_line(s, words, e))
         .collect();
     Ok(LogPage {
         c: Chrome {
@@ -832,7 +863,14 @@ fn log_data(o: &Owner, words: super::Words, q: LogQuery) -> Result<LogPage, Page
         verified: None,
         carried: q.carried(),
         filtered: !filter.is_empty(),
-        kinds: s.log_kinds()?,
+        kinds: s
+            .log_kinds()?
+            .into_iter()
+            .map(|k| {
+                let words = kind_words(&k);
+                (k, words)
+            })
+            .collect(),
         fis: s.log_principals()?.iter().map(|p| shown(p)).collect(),
         q,
     })
