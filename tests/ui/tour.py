@@ -7,7 +7,7 @@ violation of impact "serious" or "critical" fails the tour; the others are print
 one level-1 heading and a main landmark, the skip link must lead to it, and the keyboard must reach every
 link and button (each gets focus in turn with Tab).
 
-With `--screens DIR` it also saves a screenshot of each screen (docs/screens/ in the repository;
+With `--screens DIR` it also saves a screenshot of each screen (its first 1100x800 pixels) (docs/screens/ in the repository;
 `scripts/screens.sh` refreshes them).
 
 Usage: python3 tests/ui/tour.py [--duo target/debug/duo] [--browser PATH] [--screens DIR]
@@ -52,6 +52,10 @@ def history(owner, fi, ws):
     owner.run("owner", "deny", str(second), "--reason", "not this one")
     fi.json("fi", "request", "mean(rent.amount)", "--reason", "typical rent")
     owner.run("owner", "budget", "set", "--epsilon", "3")
+    spent = fi.json("fi", "request", "count(utilities)", "--backend", "dp", "--epsilon", "0.4",
+                    "--reason", "number of bills")["id"]
+    token = next(r["token"] for r in owner.json("owner", "requests") if r["id"] == spent)
+    owner.run("owner", "approve", str(spent), "--seen", token)
     fi.json("fi", "request", "sum(utilities.amount)", "--backend", "dp", "--epsilon", "0.5",
             "--reason", "utility spending")
 
@@ -98,7 +102,7 @@ def visit(page, axe, url, screens, prefix, problems):
         problems.append(f"{path}: no single main landmark")
     if screens:
         name = prefix + screen_name(urlparse(page.url).path)
-        page.screenshot(path=os.path.join(screens, name + ".png"), full_page=True)
+        page.screenshot(path=os.path.join(screens, name + ".png"))
     reached, wanted = keyboard_reaches_everything(page)
     if reached < wanted:
         problems.append(f"{path}: Tab reaches {reached} of {wanted} controls")

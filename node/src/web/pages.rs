@@ -398,7 +398,7 @@ async fn revoke(Ext(st): Ext<St>, Form(f): Form<RevokeForm>) -> Page {
     Ok(html(&Done {
         c: chrome(&st, "Revoked", "home"),
         message: format!(
-            "{} is revoked: its sessions close now; {} waiting request(s) and {} open invite(s) were cancelled.",
+            "{} is revoked: its sessions close now; waiting requests cancelled: {}; open invites cancelled: {}.",
             shown(&f.principal),
             r.requests.len(),
             r.invites.len()
