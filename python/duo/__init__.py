@@ -600,8 +600,10 @@ class Request:
             self.refresh(min(left, 1.0))
         if self.state == "denied":
             why = self.why or "denied"
-            cls = BudgetExceeded if "budget" in why.lower() else Denied
-            raise cls(cls.CODE or "denied", why, self.id)
+            budget = self.raw.get("budget")
+            if budget:
+                raise BudgetExceeded("budget", why, self.id, budget)
+            raise Denied("denied", why, self.id)
         return self.answer
 
     def __repr__(self) -> str:

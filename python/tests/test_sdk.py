@@ -131,9 +131,15 @@ def test_dp_cost_preview_then_budget_refusal_with_numbers(node, fi):
     with pytest.raises(duo.BudgetExceeded) as e:
         third.result()
     assert "budget" in e.value.message
-    assert e.value.spent == Decimal("1"), e.value.message
-    assert e.value.requested == Decimal("0.5"), e.value.message
-    assert e.value.remaining == Decimal("0"), e.value.message
+    b = e.value
+    assert (b.spent, b.requested, b.remaining, b.cap) == (Decimal("1"), Decimal("0.5"), Decimal("0"), Decimal("1"))
+    assert (b.scope, b.name, b.measure, b.request) == ("principal", fi.principal, "epsilon", third.id)
+    # The numbers are fields of the denial, kept in every later view of it, not words read from the message.
+    assert third.refresh().raw["budget"]["requested"] == "0.5"
+    third.why = "over budget"
+    with pytest.raises(duo.BudgetExceeded) as again_e:
+        third.result()
+    assert again_e.value.requested == Decimal("0.5") and again_e.value.remaining == Decimal("0")
 
 
 def test_tampered_receipt_is_refused(node, fi):
