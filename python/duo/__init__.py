@@ -815,7 +815,14 @@ class Client:
         return Request(self, self._status(request, wait))
 
     def _status(self, request: int, wait: float) -> Dict[str, Any]:
-        return json.loads(self._s.status(request, float(wait)))
+        # A long wait goes in calls of at most a second, like Request.result: each call holds the session, and
+        # one interrupted by Ctrl-C finishes in the background before the next call on it starts.
+        deadline = time.monotonic() + max(0.0, float(wait))
+        while True:
+            left = deadline - time.monotonic()
+            raw: Dict[str, Any] = json.loads(self._s.status(request, max(0.0, min(left, 1.0))))
+            if raw.get("state") != "pending" or left <= 1.0:
+                return raw
 
     def requests(self) -> Records:
         """This FI's requests to this owner as last seen, oldest first (``result(id)`` asks again)."""
