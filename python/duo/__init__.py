@@ -768,7 +768,7 @@ class Client:
     def __init__(self, home: Optional[PathLike] = None, owner: Optional[str] = None) -> None:
         self._home = _home(home)
         self._s = _duo.Session(self._home, owner)
-        rec = next((p for p in owners(self._home) if p["name"] == self._s.owner), {})
+        rec: Dict[str, Any] = next((p for p in owners(self._home) if p["name"] == self._s.owner), {})
         self._signing_key: Optional[str] = rec.get("signing_key")
         #: Catalogue attributes as calls: ``fi.attr.rent_on_time_ratio_12m()``.
         self.attr = _Attributes(self)
@@ -896,10 +896,10 @@ class Client:
             else:
                 out = json.loads(self._s.score(text, None, reveal, 0.0, req.id, max_runs_per_owner))
         if out.get("state") == "pending":
-            e = Pending("pending", f"scoring request {out['request']} waits for the owner; once approved, "
-                        f"run it with score(model, request={out['request']})")
-            e.request = out["request"]  # type: ignore[attr-defined]
-            raise e
+            waiting = Pending("pending", f"scoring request {out['request']} waits for the owner; once approved, "
+                              f"run it with score(model, request={out['request']})")
+            waiting.request = out["request"]  # type: ignore[attr-defined]
+            raise waiting
         return Score(out, self._signing_key)
 
     def result(self, request: int, wait: float = 0) -> Request:

@@ -157,7 +157,7 @@ class OwnerNode:
             self._serve.kill()
             raise RuntimeError(f"duo owner serve did not start: {self.url}{self._serve.stderr.read()}")
         err = self._serve.stderr
-        threading.Thread(target=lambda: [self._log.append(l.rstrip()) for l in err], daemon=True).start()
+        threading.Thread(target=lambda: self._log.extend(line.rstrip() for line in err), daemon=True).start()
 
     def _stop(self) -> None:
         if self._serve is not None:
