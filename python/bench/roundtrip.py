@@ -45,8 +45,9 @@ action = "approve"
 BENCH_SEED = 1
 
 
-def measure(call: Callable[[], object], seconds: float, warmup: float) -> Dict[str, float]:
-    """Run ``call`` for ``warmup`` seconds, then for ``seconds``, timing each call: mean, p50, p99 (µs), rate."""
+def measure(call: Callable[[], object], seconds: float, warmup: float, count: int = 0) -> Dict[str, float]:
+    """Run ``call`` for ``warmup`` seconds, then for ``seconds`` (or ``count`` times), timing each call: mean,
+    p50, p99 (µs), rate."""
     end = time.perf_counter() + warmup
     while time.perf_counter() < end:
         call()
@@ -57,7 +58,7 @@ def measure(call: Callable[[], object], seconds: float, warmup: float) -> Dict[s
         t = time.perf_counter()
         call()
         times.append(time.perf_counter() - t)
-        if t >= end:
+        if (count and len(times) >= count) or (not count and t >= end):
             break
     total = time.perf_counter() - start
     times.sort()
@@ -75,7 +76,7 @@ def measure(call: Callable[[], object], seconds: float, warmup: float) -> Dict[s
     }
 
 
-def run(sync: str, seconds: float, warmup: float) -> Dict[str, Dict[str, float]]:
+def run(sync: str, seconds: float, warmup: float, count: int, loops: List[str]) -> Dict[str, Dict[str, float]]:
     serve = ["--requests-per-hour", str(2**62), "--sync", sync, "--quiet"]
     with owner_node(policy=CATALOGUE_APPROVE, principal="Bench", serve_args=serve, seed=BENCH_SEED) as node:
         fi = node.client
@@ -90,7 +91,8 @@ def run(sync: str, seconds: float, warmup: float) -> Dict[str, Dict[str, float]]
         def core() -> None:
             fi._s.request(p.id, "bench")
 
-        return {"sdk": measure(sdk, seconds, warmup), "core": measure(core, seconds, warmup)}
+        calls = {"sdk": sdk, "core": core}
+        return {name: measure(calls[name], seconds, warmup, count) for name in loops}
 
 
 def main() -> None:
@@ -98,11 +100,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per loop (default 5)")
     ap.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per loop (default 3)")
     ap.add_argument("--sync", choices=["normal", "full", "both"], default="both")
+    ap.add_argument("--requests", type=int, default=0, help="measure this many requests instead of --seconds")
+    ap.add_argument("--loop", choices=["sdk", "core", "both"], default="both")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
     out = {}
     for sync in (["normal", "full"] if args.sync == "both" else [args.sync]):
-        out[sync] = run(sync, args.seconds, args.warmup)
+        loops = ["sdk", "core"] if args.loop == "both" else [args.loop]
+        out[sync] = run(sync, args.seconds, args.warmup, args.requests, loops)
     if args.json:
         json.dump(out, sys.stdout, indent=2)
         print()
