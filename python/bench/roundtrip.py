@@ -112,8 +112,8 @@ def main() -> None:
         json.dump(out, sys.stdout, indent=2)
         print()
         return
-    for sync, loops in out.items():
-        for name, m in loops.items():
+    for sync, timed in out.items():
+        for name, m in timed.items():
             print(
                 f"roundtrip/stored/{sync} from Python ({name}): mean {m['mean_us']:.1f} µs "
                 f"± {m['mean_ci95_us']:.1f}, p50 {m['p50_us']:.0f} µs, p99 {m['p99_us']:.0f} µs, "
