@@ -52,6 +52,11 @@ def main(plot_path: str = "fi_analyst.png") -> None:
         print(f"  private scoring: approve={s.outcome['approve']} ({s.bits:.0f} bit revealed, "
               f"{s.bytes['sent'] + s.bytes['received']} bytes, {s.millis:.0f} ms), receipt verified: {s.receipt.verify()}")
         print(f"{len(fi.receipts(verify=True))} receipts kept, chain and signatures verified")
+        try:
+            table = fi.requests().to_pandas()  # one row per request, money in dollars
+            print(table[["id", "state", "backend", "answer", "accuracy95", "cost", "decided_by"]].to_string())
+        except ImportError:
+            print("(install pandas to see the requests as a table)")
 
         try:
             import matplotlib
@@ -69,7 +74,7 @@ def main(plot_path: str = "fi_analyst.png") -> None:
             ax.set_title(label)
             ax.set_xticks([])
         fig.tight_layout()
-        fig.savefig(plot_path)
+        fig.savefig(plot_path, dpi=100)
         print(f"plotted to {plot_path}")
 
 

@@ -70,6 +70,8 @@ __all__ = [
     "Score",
     "Condition",
     "Records",
+    "REQUEST_COLUMNS",
+    "RECEIPT_COLUMNS",
     # The exceptions (duo.errors), each named once there.
     *(name for name in errors.__all__ if name != "from_code"),
 ]
@@ -84,12 +86,28 @@ class Records(list):
     """
 
     def to_pandas(self) -> "pandas.DataFrame":  # type: ignore[name-defined]  # noqa: F821
-        """The rows as a ``pandas.DataFrame`` (nested values stay Python objects)."""
+        """The rows as a ``pandas.DataFrame``, one column per key.
+
+        ``decimal.Decimal`` values (money in dollars, privacy costs in the node's measure) become floats, and a
+        column of numbers (or missing values) becomes ``float64``, so it sums, plots and describes like any
+        number; the records themselves keep the exact ``Decimal``. A column mixing kinds (the ``answer`` of a
+        count, a money mean and a monthly vector) keeps Python objects, with the money still in dollars.
+        """
         try:
             import pandas
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError("to_pandas() needs pandas: pip install pandas") from e
-        return pandas.DataFrame(list(self))
+        df = pandas.DataFrame(list(self))
+        for col in df.columns:
+            cells = [float(v) if isinstance(v, Decimal) else v for v in df[col]]
+            if not any(isinstance(v, Decimal) for v in df[col]):
+                continue
+            numbers = [v for v in cells if v is not None]
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+                df[col] = pandas.Series(cells, index=df.index, dtype="float64")
+            else:
+                df[col] = pandas.Series(cells, index=df.index, dtype=object)
+        return df
 
 
 def _home(home: Optional[PathLike]) -> Optional[str]:
@@ -113,30 +131,104 @@ def owners(home: Optional[PathLike] = None) -> Records:
 
 
 def receipts(home: Optional[PathLike] = None, verify: bool = True) -> Records:
-    """The FI home's receipt log, oldest first: rows with seq, owner, request, backend, issued_at, receipt.
+    """The FI home's receipt log, oldest first, one flat row per receipt (see :data:`RECEIPT_COLUMNS`).
 
-    With ``verify`` (the default) the log's hash chain and every signature are checked against the keys pinned
-    at pairing first, and :class:`Integrity` is raised listing the problems if any entry fails.
+    ``answer`` is the signed answer (money in ``Decimal`` dollars when the request's type is known: it is for
+    requests kept since the FI home records types), ``cost`` the DP cost charged (``Decimal``, in the node's
+    measure; 0 for other releases and for repeats answered from the store), and ``receipt`` the
+    :class:`Receipt` itself. With ``verify`` (the default) the log's hash chain and every signature are checked
+    against the keys pinned at pairing first, and :class:`Integrity` is raised listing the problems if any entry
+    fails.
     """
     if verify:
         problems = json.loads(_duo.verify_receipts(_home(home)))
         if problems:
             raise Integrity("integrity", "the receipt log does not verify: " + "; ".join(problems))
+    types = {(r["owner"], r["id"]): r.get("ty") or {} for r in json.loads(_duo.requests(_home(home)))}
     out = Records()
     for e in json.loads(_duo.receipts(_home(home))):
         r = e["receipt"]
+        try:
+            answer = _answer(json.loads(r["answer"]), types.get((e["owner"], r["request"]), {}))
+        except (TypeError, ValueError):
+            answer = r.get("answer")
         out.append(
             {
                 "seq": e["seq"],
                 "owner": e["owner"],
                 "request": r["request"],
+                "principal": r.get("principal"),
                 "backend": r["backend"],
-                "issued_at": r["issued_at"],
+                "answer": answer,
+                "cost": Decimal(r["cost_nanos"]) / NANOS,
                 "cost_nanos": r["cost_nanos"],
+                "issued_at": _timestamp(r.get("issued_at")),
+                "log_seq": r.get("log_seq"),
+                "log_hash": r.get("log_hash"),
+                "node_key": r.get("node_key"),
                 "receipt": Receipt(r),
             }
         )
     return out
+
+
+#: Nano-units per unit of a privacy measure (receipts state costs in nano-units).
+NANOS = Decimal(1_000_000_000)
+
+#: The columns of :func:`receipts` and :meth:`Client.receipts`, in order.
+RECEIPT_COLUMNS = (
+    "seq", "owner", "request", "principal", "backend", "answer", "cost", "cost_nanos", "issued_at", "log_seq",
+    "log_hash", "node_key", "receipt",
+)
+
+#: The columns of :meth:`Client.requests`, in order: the request as last seen, its answer (money in ``Decimal``
+#: dollars), DP cost and expected error, and, for a denial by a budget, that budget's numbers.
+REQUEST_COLUMNS = (
+    "owner", "id", "state", "backend", "description", "reason", "asked_at", "seen_at", "decided_by", "why",
+    "dtype", "answer", "cost", "accuracy95", "budget_scope", "budget_measure", "budget_cap", "budget_spent",
+    "budget_requested", "budget_remaining",
+)
+
+
+def _timestamp(text: Optional[str]) -> Any:
+    """An RFC 3339 timestamp as a timezone-aware ``datetime``; the text as it is if it does not parse."""
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+
+
+def _request_row(r: Dict[str, Any]) -> Dict[str, Any]:
+    """A request record of the FI home as one flat row of :data:`REQUEST_COLUMNS`."""
+    ty = r.get("ty") or {}
+    dtype = _dtype(ty)
+    acc = r.get("accuracy95")
+    b = r.get("budget") or {}
+    dec = lambda x: None if x is None else Decimal(x)  # noqa: E731
+    return {
+        "owner": r["owner"],
+        "id": r["id"],
+        "state": r["state"],
+        "backend": r["backend"],
+        "description": r.get("description", ""),
+        "reason": r.get("reason", ""),
+        "asked_at": _timestamp(r.get("asked_at")),
+        "seen_at": _timestamp(r.get("seen_at")),
+        "decided_by": r.get("decided_by"),
+        "why": r.get("why"),
+        "dtype": dtype,
+        "answer": _answer(r.get("answer"), ty),
+        "cost": dec(r.get("cost")),
+        "accuracy95": None if acc is None else (_money(float(acc)) if dtype == "money" else acc),
+        "budget_scope": b.get("scope"),
+        "budget_measure": b.get("measure"),
+        "budget_cap": dec(b.get("cap")),
+        "budget_spent": dec(b.get("spent")),
+        "budget_requested": dec(b.get("requested")),
+        "budget_remaining": dec(b.get("remaining")),
+    }
 
 
 def _dtype(ty: Dict[str, Any]) -> Optional[str]:
@@ -600,8 +692,10 @@ class Request:
             self.refresh(min(left, 1.0))
         if self.state == "denied":
             why = self.why or "denied"
-            cls = BudgetExceeded if "budget" in why.lower() else Denied
-            raise cls(cls.CODE or "denied", why, self.id)
+            budget = self.raw.get("budget")
+            if budget:
+                raise BudgetExceeded("budget", why, self.id, budget)
+            raise Denied("denied", why, self.id)
         return self.answer
 
     def __repr__(self) -> str:
@@ -674,7 +768,7 @@ class Client:
     def __init__(self, home: Optional[PathLike] = None, owner: Optional[str] = None) -> None:
         self._home = _home(home)
         self._s = _duo.Session(self._home, owner)
-        rec = next((p for p in owners(self._home) if p["name"] == self._s.owner), {})
+        rec: Dict[str, Any] = next((p for p in owners(self._home) if p["name"] == self._s.owner), {})
         self._signing_key: Optional[str] = rec.get("signing_key")
         #: Catalogue attributes as calls: ``fi.attr.rent_on_time_ratio_12m()``.
         self.attr = _Attributes(self)
@@ -802,10 +896,10 @@ class Client:
             else:
                 out = json.loads(self._s.score(text, None, reveal, 0.0, req.id, max_runs_per_owner))
         if out.get("state") == "pending":
-            e = Pending("pending", f"scoring request {out['request']} waits for the owner; once approved, "
-                        f"run it with score(model, request={out['request']})")
-            e.request = out["request"]  # type: ignore[attr-defined]
-            raise e
+            waiting = Pending("pending", f"scoring request {out['request']} waits for the owner; once approved, "
+                              f"run it with score(model, request={out['request']})")
+            waiting.request = out["request"]  # type: ignore[attr-defined]
+            raise waiting
         return Score(out, self._signing_key)
 
     def result(self, request: int, wait: float = 0) -> Request:
@@ -813,14 +907,23 @@ class Client:
         return Request(self, self._status(request, wait))
 
     def _status(self, request: int, wait: float) -> Dict[str, Any]:
-        return json.loads(self._s.status(request, float(wait)))
+        # A long wait goes in calls of at most a second, like Request.result: each call holds the session, and
+        # one interrupted by Ctrl-C finishes in the background before the next call on it starts.
+        deadline = time.monotonic() + max(0.0, float(wait))
+        while True:
+            left = deadline - time.monotonic()
+            raw: Dict[str, Any] = json.loads(self._s.status(request, max(0.0, min(left, 1.0))))
+            if raw.get("state") != "pending" or left <= 1.0:
+                return raw
 
     def requests(self) -> Records:
-        """This FI's requests to this owner as last seen, oldest first (``result(id)`` asks again)."""
-        return Records(r for r in json.loads(_duo.requests(self._home)) if r.get("owner") == self.owner)
+        """This FI's requests to this owner as last seen, oldest first (``result(id)`` asks again): one flat row
+        per request with the columns of :data:`REQUEST_COLUMNS` (``to_pandas()`` for a DataFrame, money in
+        dollars). Requests kept before the FI home recorded answers have only the first eight."""
+        return Records(_request_row(r) for r in json.loads(_duo.requests(self._home)) if r.get("owner") == self.owner)
 
     def receipts(self, verify: bool = True) -> Records:
-        """The receipts this FI kept from this owner node (see :func:`receipts`)."""
+        """The receipts this FI kept from this owner node, one flat row each (see :func:`receipts`)."""
         return Records(r for r in receipts(self._home, verify) if r["owner"] == self.owner)
 
     def close(self) -> None:

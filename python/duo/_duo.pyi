@@ -4,7 +4,7 @@ Structured results come back as JSON text (the wire's serde forms); the ``duo`` 
 Errors are raised as the classes of :mod:`duo.errors`, chosen by the wire error code.
 """
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, final
 
 def pair(url: str, code: str, home: Optional[str] = None, name: str = "owner") -> str:
     """Pair with an owner node using its invite code; the pairing record as JSON."""
@@ -27,6 +27,7 @@ def verify_receipt(receipt: str, key: str) -> None:
 def parse(src: str) -> None:
     """Parse an expression locally; raises ``duo.ParseError`` pointing at the position."""
 
+@final
 class Session:
     """A session with one paired owner node; calls from several threads take turns on it."""
 
@@ -65,5 +66,16 @@ class Session:
         """Ask for a release; the request's view as JSON (its receipt already verified)."""
     def status(self, request: int, wait: float = 0.0) -> str:
         """A request's state, waiting up to ``wait`` seconds for a decision, as JSON."""
+    def score(
+        self,
+        model: str,
+        reason: Optional[str] = None,
+        reveal: str = "decision",
+        wait: float = 0.0,
+        request: Optional[int] = None,
+        max_runs: Optional[int] = None,
+    ) -> str:
+        """Score the owner privately (2PC) with a model file's TOML text; the run's report as JSON, or
+        ``{"state": "pending", "request": ID}`` when the owner has not decided yet."""
     def close(self) -> None:
         """Close the session."""

@@ -10,9 +10,8 @@ exceeded), ``closed`` (a call on a closed client).
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
-from typing import Dict, Optional, Type
+from typing import Any, Dict, Mapping, Optional, Type
 
 __all__ = [
     "DuoError",
@@ -137,25 +136,38 @@ class Denied(DuoError):
 
 
 class BudgetExceeded(Denied):
-    """A DP request denied because it would exceed a privacy budget.
+    """A DP request denied because it would exceed a privacy budget, with that budget's numbers.
 
-    ``spent``, ``requested`` and ``remaining`` (``decimal.Decimal``, in the node's measure, epsilon or rho) are
-    read from the owner's message where it states them, else ``None``.
+    ``spent``, ``requested``, ``remaining`` and ``cap`` are ``decimal.Decimal`` in the node's ``measure``
+    (``"epsilon"`` or ``"rho"``); ``scope`` says whose budget (``"global"``, ``"principal"`` for this FI's own,
+    or ``"dataset"``, with its ``name``). They come from the owner's node as fields of the denial (the wire's
+    ``budget``), never from the message's words; a node too old to send them is answered with
+    :class:`Denied` instead, its message stating the numbers.
     """
 
     CODE = "budget"
 
-    def __init__(self, code: str, message: str, request: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        request: Optional[int] = None,
+        budget: Optional[Mapping[str, Any]] = None,
+    ) -> None:
         super().__init__(code, message, request)
-        self.spent = _number_after(message, "spent")
-        self.requested = _number_after(message, "request(?:s|ed)?|asks?|costs?|would cost")
-        self.remaining = _number_after(message, "remaining|left")
+        b = dict(budget or {})
+        self.scope: Optional[str] = b.get("scope")
+        self.name: Optional[str] = b.get("name")
+        self.measure: Optional[str] = b.get("measure")
+        self.cap = _decimal(b.get("cap"))
+        self.spent = _decimal(b.get("spent"))
+        self.requested = _decimal(b.get("requested"))
+        self.remaining = _decimal(b.get("remaining"))
 
 
-def _number_after(text: str, words: str) -> Optional[Decimal]:
-    """The first decimal number after one of ``words`` (a regex alternation) in ``text``, if any."""
-    m = re.search(rf"(?:{words})\D{{0,30}}?(\d+(?:\.\d+)?)", text)
-    return Decimal(m.group(1)) if m else None
+def _decimal(text: Optional[str]) -> Optional[Decimal]:
+    """A wire decimal string as ``Decimal``; ``None`` stays ``None``."""
+    return None if text is None else Decimal(text)
 
 
 _BY_CODE: Dict[str, Type[DuoError]] = {

@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import duo
 
@@ -90,8 +90,11 @@ class OwnerNode:
     """A running owner node: ``url``, the owner's ``home``, the FI's ``fi_home``, and ``client``, a paired
     :class:`duo.Client`. Owner actions run the owner's CLI with ``--json`` (:meth:`duo`)."""
 
-    def __init__(self, bin: str, home: Path, fi_home: Path, principal: str) -> None:
+    def __init__(
+        self, bin: str, home: Path, fi_home: Path, principal: str, serve_args: Sequence[str] = ()
+    ) -> None:
         self.bin = bin
+        self.serve_args = list(serve_args)
         self.home = home
         self.fi_home = fi_home
         self.principal = principal
@@ -145,8 +148,9 @@ class OwnerNode:
         return list(self._log)
 
     def _start(self) -> None:
+        sync = [] if "--sync" in self.serve_args else ["--sync", "normal"]
         self._serve = subprocess.Popen(
-            [self.bin, "--home", str(self.home), "owner", "serve", "--listen", "127.0.0.1:0", "--sync", "normal"],
+            [self.bin, "--home", str(self.home), "owner", "serve", "--listen", "127.0.0.1:0", *sync, *self.serve_args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -157,7 +161,7 @@ class OwnerNode:
             self._serve.kill()
             raise RuntimeError(f"duo owner serve did not start: {self.url}{self._serve.stderr.read()}")
         err = self._serve.stderr
-        threading.Thread(target=lambda: [self._log.append(l.rstrip()) for l in err], daemon=True).start()
+        threading.Thread(target=lambda: self._log.extend(line.rstrip() for line in err), daemon=True).start()
 
     def _stop(self) -> None:
         if self._serve is not None:
@@ -171,19 +175,24 @@ class OwnerNode:
 
 @contextlib.contextmanager
 def owner_node(
-    policy: Optional[str] = None, principal: str = "Test FI", profile: str = "reliable"
+    policy: Optional[str] = None,
+    principal: str = "Test FI",
+    profile: str = "reliable",
+    serve_args: Sequence[str] = (),
+    seed: Optional[int] = None,
 ) -> Iterator[OwnerNode]:
-    """Start an owner node on loopback with sample data (``duo sample --profile PROFILE``) and ``policy`` (the
-    text of a ``policy.toml``; default: the node's own default, which asks the owner about every request), pair
-    a fresh FI home with it under ``principal``, and yield the :class:`OwnerNode`. Stops the node and removes
-    both homes on exit."""
+    """Start an owner node on loopback with sample data (``duo sample --profile PROFILE [--seed SEED]``) and
+    ``policy`` (the text of a ``policy.toml``; default: the node's own default, which asks the owner about every
+    request), pair a fresh FI home with it under ``principal``, and yield the :class:`OwnerNode`. ``serve_args``
+    go to ``duo owner serve`` (for example ``["--requests-per-hour", "100000", "--sync", "full"]``; the default
+    sync is ``normal``). Stops the node and removes both homes on exit."""
     bin = duo_bin()
     tmp = Path(tempfile.mkdtemp(prefix="duo-sdk-"))
-    node = OwnerNode(bin, tmp / "owner", tmp / "fi", principal)
+    node = OwnerNode(bin, tmp / "owner", tmp / "fi", principal, serve_args)
     try:
         run = lambda *a: subprocess.run([bin, "--home", str(node.home), *a], check=True, capture_output=True)
         data = tmp / "data"
-        run("sample", "--out", str(data), "--profile", profile)
+        run("sample", "--out", str(data), "--profile", profile, *([] if seed is None else ["--seed", str(seed)]))
         run("owner", "init")
         if policy is not None:
             (node.home / "owner" / "policy.toml").write_text(policy)

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// The module's runtime: two workers are plenty for one analyst's sessions.
@@ -83,10 +83,28 @@ fn fi_home(home: Option<PathBuf>) -> FiHome {
     FiHome::new(&fi::fi_dir(&home))
 }
 
-/// Run a future on the module's runtime with the GIL released.
+/// How often a thread waiting on the network checks for Ctrl-C (and other signals Python handles).
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+/// Run a future on the module's runtime with the GIL released, checking for signals every [`SIGNAL_CHECK`]:
+/// a pending Ctrl-C stops the wait and raises `KeyboardInterrupt` (the future is dropped). Python runs signal
+/// handlers in the main thread only, so in other threads the check finds nothing and the wait goes on.
 fn block<T: Send>(py: Python<'_>, f: impl Future<Output = T> + Send) -> PyResult<T> {
     let rt = runtime()?;
-    Ok(py.allow_threads(|| rt.block_on(f)))
+    py.allow_threads(|| {
+        rt.block_on(async {
+            tokio::pin!(f);
+            // The first check comes one period in: a quick call never takes the GIL back.
+            let start = tokio::time::Instant::now() + SIGNAL_CHECK;
+            let mut tick = tokio::time::interval_at(start, SIGNAL_CHECK);
+            loop {
+                tokio::select! {
+                    out = &mut f => return Ok(out),
+                    _ = tick.tick() => Python::with_gil(|py| py.check_signals())?,
+                }
+            }
+        })
+    })
 }
 
 /// Pair with an owner node using its invite code; the pairing record as JSON.
@@ -169,7 +187,7 @@ fn parse(src: &str) -> PyResult<()> {
 struct Session {
     /// The session, behind a fair (first come, first served) lock: a thread waiting on the owner in short calls
     /// cannot starve the others.
-    client: tokio::sync::Mutex<Option<Client>>,
+    client: Arc<tokio::sync::Mutex<Option<Client>>>,
     /// This session's pointers by id (the node numbers them; requests name them by id).
     pointers: Mutex<HashMap<u64, fi::Pointer>>,
     principal: String,
@@ -181,22 +199,32 @@ type Call<'c, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'c>>;
 
 impl Session {
     /// Run `f` on the open client with the GIL released, one call at a time.
-    fn with<T: Send>(
+    ///
+    /// The call runs as a task of the runtime, which holds the session's lock until the node's reply is read.
+    /// So Ctrl-C ([`block`]) returns to Python at once while the call itself ends in the background: the
+    /// session never drops a message half sent or half read, and the next call on it waits for that reply
+    /// first (the SDK's own waits are at most about a second per call).
+    fn with<T: Send + 'static>(
         &self,
         py: Python<'_>,
-        f: impl for<'c> FnOnce(&'c mut Client) -> Call<'c, T> + Send,
+        f: impl for<'c> FnOnce(&'c mut Client) -> Call<'c, T> + Send + 'static,
     ) -> PyResult<T> {
         let rt = runtime()?;
-        py.allow_threads(|| {
-            rt.block_on(async {
-                let mut guard = self.client.lock().await;
-                let client = guard.as_mut().ok_or_else(|| {
-                    Error::NotFound("this session is closed; make a new duo.Client".into())
-                })?;
-                f(client).await
-            })
-        })
-        .map_err(err)
+        let client = self.client.clone();
+        let task = rt.spawn(async move {
+            let mut guard = client.lock_owned().await;
+            let client = guard.as_mut().ok_or_else(|| {
+                Error::NotFound("this session is closed; make a new duo.Client".into())
+            })?;
+            f(client).await
+        });
+        match block(py, task)? {
+            Ok(out) => out.map_err(err),
+            Err(e) => Err(raise(
+                "internal",
+                &format!("the call stopped unexpectedly: {e}"),
+            )),
+        }
     }
 
     /// A pointer of this session by id.
@@ -243,7 +271,7 @@ impl Session {
         let client = block(py, Client::connect(&fi, Some(&name)))?.map_err(err)?;
         Ok(Session {
             principal: client.principal().to_string(),
-            client: tokio::sync::Mutex::new(Some(client)),
+            client: Arc::new(tokio::sync::Mutex::new(Some(client))),
             pointers: Mutex::new(HashMap::new()),
             owner: name,
         })

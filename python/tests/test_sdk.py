@@ -131,9 +131,32 @@ def test_dp_cost_preview_then_budget_refusal_with_numbers(node, fi):
     with pytest.raises(duo.BudgetExceeded) as e:
         third.result()
     assert "budget" in e.value.message
-    assert e.value.spent == Decimal("1"), e.value.message
-    assert e.value.requested == Decimal("0.5"), e.value.message
-    assert e.value.remaining == Decimal("0"), e.value.message
+    b = e.value
+    assert (b.spent, b.requested, b.remaining, b.cap) == (Decimal("1"), Decimal("0.5"), Decimal("0"), Decimal("1"))
+    assert (b.scope, b.name, b.measure, b.request) == ("principal", fi.principal, "epsilon", third.id)
+    # The numbers are fields of the denial, kept in every later view of it, not words read from the message.
+    assert third.refresh().raw["budget"]["requested"] == "0.5"
+    third.why = "over budget"
+    with pytest.raises(duo.BudgetExceeded) as again_e:
+        third.result()
+    assert again_e.value.requested == Decimal("0.5") and again_e.value.remaining == Decimal("0")
+    # The same story as flat tables: one column per field, money in dollars, costs and budgets as numbers.
+    df = fi.requests().to_pandas()
+    assert tuple(df.columns) == duo.REQUEST_COLUMNS
+    df = df.set_index("id")
+    assert df.loc[first.id, "answer"] == float(first.answer) and df.loc[first.id, "dtype"] == "money"
+    assert df.loc[first.id, "accuracy95"] == float(first.accuracy95)
+    assert (df.loc[first.id, "cost"], df.loc[first.id, "decided_by"]) == (0.5, "policy")
+    assert df.loc[again.id, "decided_by"] == "store"
+    assert df["cost"].dtype == "float64" and df["budget_requested"].dtype == "float64"
+    assert (df.loc[third.id, "state"], df.loc[third.id, "budget_scope"]) == ("denied", "principal")
+    assert (df.loc[third.id, "budget_requested"], df.loc[third.id, "budget_remaining"]) == (0.5, 0.0)
+    rc = fi.receipts().to_pandas()
+    assert tuple(rc.columns) == duo.RECEIPT_COLUMNS
+    rc = rc.set_index("request")
+    assert rc.loc[first.id, "cost"] == 0.5 and rc.loc[first.id, "answer"] == float(first.answer)
+    assert rc.loc[again.id, "cost"] == 0.0 and rc.loc[first.id, "receipt"].verify()
+    assert str(rc["issued_at"].dtype).startswith("datetime64")
 
 
 def test_tampered_receipt_is_refused(node, fi):

@@ -2,7 +2,7 @@
 
 use duo::engine::{Answer, Value};
 use duo::node::proto::request::DpParams;
-use duo::node::proto::request::RequestState;
+use duo::node::proto::request::{BudgetShortfall, RequestState};
 use duo::node::store::prelude::*;
 use duo::policies::{Amount, Scope};
 use duo_testkit::policy::{ASK_ALL, DP_POLICY};
@@ -74,11 +74,25 @@ async fn dp_releases_charge_the_ledger_repeat_for_free_and_stop_at_the_cap() {
     let mean = c.expr("mean(clamp(rent.amount, 0, 300000))").await.unwrap();
     let v3 = c.request_dp(&mean, eps(0.2), "rent").await.unwrap();
     assert_eq!(v3.state, RequestState::Denied);
-    let why = v3.why.unwrap();
+    let why = v3.why.clone().unwrap();
     assert!(
         why.contains("requested 0.2") && why.contains("remaining 0.1"),
         "{why}"
     );
+    // The same numbers as fields, when the request is made and whenever it is looked at again.
+    let shortfall = BudgetShortfall {
+        scope: "global".into(),
+        name: None,
+        measure: "epsilon".into(),
+        cap: "1".into(),
+        spent: "0.9".into(),
+        requested: "0.2".into(),
+        remaining: "0.1".into(),
+    };
+    assert_eq!(v3.budget.as_ref(), Some(&shortfall), "{v3:?}");
+    let seen = c.status(v3.id, std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(seen.budget, Some(shortfall));
+    assert_eq!((v.budget, v2.budget), (None, None));
     assert_eq!(spent(&o), "0.9".parse().unwrap());
     assert!(o.db().verify_log().unwrap().problems.is_empty());
     node.shutdown().await;

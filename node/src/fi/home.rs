@@ -494,6 +494,13 @@ impl FiHome {
             reason: v.reason.clone(),
             asked_at,
             seen_at: crate::proto::now_text(),
+            why: v.why.clone(),
+            decided_by: v.decided_by.clone(),
+            cost: v.cost.clone(),
+            accuracy95: v.accuracy95,
+            ty: Some(v.ty.clone()),
+            answer: v.answer.clone(),
+            budget: v.budget.clone(),
         });
         let extra = all.len().saturating_sub(MAX_KEPT_REQUESTS);
         all.drain(..extra);
@@ -517,8 +524,9 @@ impl FiHome {
 /// How many of its requests an FI home remembers for `duo fi requests` (the newest).
 pub const MAX_KEPT_REQUESTS: usize = 10_000;
 
-/// A request this FI made, as it last saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A request this FI made, as it last saw it. The fields after `seen_at` are absent from records kept before
+/// they were added.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AskedRequest {
     /// The owner node, by the name this FI paired it under.
     pub owner: String,
@@ -536,6 +544,27 @@ pub struct AskedRequest {
     pub asked_at: String,
     /// When its state was last seen (RFC 3339).
     pub seen_at: String,
+    /// Why it was denied, or why it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Who decided: `policy`, `owner` or `store`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// DP: the privacy cost in the node's measure (decimal text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    /// DP: half-width of a 95% interval around the exact value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy95: Option<f64>,
+    /// The answer's static type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ty: Option<duo_engine::Type>,
+    /// The answer, once approved (its receipt is in the receipt log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<duo_engine::Answer>,
+    /// DP: the numbers of the budget a denied request would have exceeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::proto::request::BudgetShortfall>,
 }
 
 /// A scoring request this FI made: what it asked for and the salt of its model commitment, so that a run of it

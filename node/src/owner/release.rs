@@ -479,6 +479,11 @@ fn insert(
     if let Some(params) = ask.dp {
         let cost = facts.plan.cost.map_or(0, |c| c.nanos());
         tx.set_dp_facts(id, params, cost, facts.plan.accuracy95)?;
+        // A denial by the budgets keeps their numbers, for the FI's view of it.
+        if let (RequestState::Denied, Some("budget"), Some(e)) = (state, rule, &facts.plan.exceeded)
+        {
+            tx.set_budget_shortfall(id, &e.into())?;
+        }
     }
     if let Some(spec) = ask.scoring {
         tx.store_scoring_spec(id, spec)?;

@@ -48,6 +48,7 @@ fn view_with_id(row: RequestRow, id: u64) -> Result<RequestView, Error> {
         receipt: row.receipt,
         cost: row.cost_nanos.map(|c| Amount::from_nanos(c).to_string()),
         accuracy95: row.accuracy95,
+        budget: row.budget,
     })
 }
 

@@ -76,6 +76,53 @@ pub struct RequestView {
     /// For DP requests: half-width of a 95% interval around the exact value, from public parameters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy95: Option<f64>,
+    /// For a DP request denied because a privacy budget would be exceeded: that budget's numbers (the
+    /// tightest cap), so clients need not read them from `why`. Absent otherwise, and from nodes that predate
+    /// the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetShortfall>,
+}
+
+/// The numbers of the privacy budget a DP request would exceed. Amounts are decimals in the node's measure,
+/// as text (like [`RequestView::cost`]), so no precision is lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct BudgetShortfall {
+    /// Whose budget: `global` (the owner's, over every FI and dataset), `principal` (this FI's) or `dataset`.
+    pub scope: String,
+    /// The principal's or dataset's name, for those scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The node's measure: `epsilon` or `rho`.
+    pub measure: String,
+    /// The cap.
+    pub cap: String,
+    /// Spent against it so far.
+    pub spent: String,
+    /// What this request would cost.
+    pub requested: String,
+    /// What is left under the cap (less than `requested`).
+    pub remaining: String,
+}
+
+impl From<&duo_policies::ledger::Exceeded> for BudgetShortfall {
+    fn from(e: &duo_policies::ledger::Exceeded) -> Self {
+        use duo_policies::ledger::Scope;
+        let (scope, name) = match &e.scope {
+            Scope::Global => ("global", None),
+            Scope::Principal(p) => ("principal", Some(p.clone())),
+            Scope::Dataset(d) => ("dataset", Some(d.clone())),
+        };
+        BudgetShortfall {
+            scope: scope.into(),
+            name,
+            measure: e.measure.name().into(),
+            cap: e.cap.to_string(),
+            spent: e.spent.to_string(),
+            requested: e.requested.to_string(),
+            remaining: e.remaining.to_string(),
+        }
+    }
 }
 
 /// What an FI asks to spend on a DP release: exactly one of an epsilon, a rho, or a target accuracy.
@@ -113,5 +160,41 @@ impl DpParams {
                     .into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A view from a node that predates [`RequestView::budget`] still decodes (without the numbers), and a view
+    /// with them keeps them through the wire's JSON.
+    #[test]
+    fn the_budget_numbers_are_optional_on_the_wire() {
+        let old = r#"{"id":3,"state":"denied","backend":"dp","reason":"r","description":"d",
+            "why":"the global budget would be exceeded","ty":{"kind":"histogram","edges":[0.0,1.0]}}"#;
+        let v: RequestView = serde_json::from_str(old).unwrap();
+        assert_eq!(v.budget, None);
+        assert!(!serde_json::to_string(&v).unwrap().contains("budget\""));
+        let exceeded = duo_policies::ledger::Exceeded {
+            scope: duo_policies::ledger::Scope::Principal("Acme".into()),
+            measure: duo_protocols::dp::Measure::Zcdp,
+            cap: "2".parse().unwrap(),
+            spent: "1.75".parse().unwrap(),
+            requested: "0.5".parse().unwrap(),
+            remaining: "0.25".parse().unwrap(),
+        };
+        let with = RequestView {
+            budget: Some((&exceeded).into()),
+            ..v
+        };
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(
+            text.contains(
+                r#""budget":{"scope":"principal","name":"Acme","measure":"rho","cap":"2","spent":"1.75","requested":"0.5","remaining":"0.25"}"#
+            ),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<RequestView>(&text).unwrap(), with);
     }
 }

@@ -125,7 +125,8 @@ CREATE TABLE IF NOT EXISTS requests (
     decided_by   TEXT,
     created_at   TEXT NOT NULL,
     decided_at   TEXT,
-    fi_seq       INTEGER
+    fi_seq       INTEGER,
+    budget       TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_by_key ON requests (release_key, state);
 CREATE INDEX IF NOT EXISTS requests_by_state ON requests (state);

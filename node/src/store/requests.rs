@@ -3,7 +3,7 @@
 use super::{now_text, now_unix, HasConn};
 use crate::error::Error;
 use crate::proto::receipt::Receipt;
-use crate::proto::request::{DpParams, RequestState};
+use crate::proto::request::{BudgetShortfall, DpParams, RequestState};
 use duo_engine::{Checked, Type};
 use duo_policies::Backend;
 use rusqlite::{params, OptionalExtension};
@@ -75,6 +75,8 @@ pub struct RequestRow {
     pub cost_nanos: Option<u64>,
     /// DP accuracy.
     pub accuracy95: Option<f64>,
+    /// The numbers of the budget a DP request would have exceeded, when that is why it was denied.
+    pub budget: Option<BudgetShortfall>,
     /// When it was made.
     pub created_at: String,
     /// The static type of the answer.
@@ -125,6 +127,16 @@ pub(super) fn upgrade(conn: &rusqlite::Connection) -> Result<(), Error> {
     conn.execute_batch(
         "CREATE UNIQUE INDEX IF NOT EXISTS requests_by_fi ON requests (principal, fi_seq)",
     )?;
+    // A store made before budget denials kept their numbers gets the column (empty for its old requests).
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'budget'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        // As above: a concurrent opener may have added it first.
+        let _ = conn.execute_batch("ALTER TABLE requests ADD COLUMN budget TEXT");
+    }
     Ok(())
 }
 
@@ -231,7 +243,7 @@ pub trait Requests: HasConn {
             .conn()
             .prepare_cached(
                 "SELECT principal, backend, reason, description, source, state, why, answer, decided_by, receipt,
-                     cost, accuracy, created_at, checked, fi_seq
+                     cost, accuracy, created_at, checked, fi_seq, budget
                  FROM requests WHERE id = ?1 AND (?2 IS NULL OR principal = ?2)",
             )?
             .query_row(params![id as i64, principal], |r| {
@@ -251,6 +263,7 @@ pub trait Requests: HasConn {
                     r.get::<_, String>(12)?,
                     r.get::<_, String>(13)?,
                     r.get::<_, i64>(14)? as u64,
+                    r.get::<_, Option<String>>(15)?,
                 ))
             })
             .optional()?;
@@ -271,6 +284,7 @@ pub trait Requests: HasConn {
             at,
             checked,
             fi_seq,
+            budget,
         ) = row;
         /// The one field of a checked lineage a view needs.
         #[derive(Deserialize)]
@@ -294,6 +308,7 @@ pub trait Requests: HasConn {
             receipt: receipt.map(|r| serde_json::from_str(&r)).transpose()?,
             cost_nanos: cost.map(|c| c as u64),
             accuracy95: acc,
+            budget: budget.map(|b| serde_json::from_str(&b)).transpose()?,
             created_at: at,
             ty,
         }))
@@ -346,6 +361,14 @@ pub trait Requests: HasConn {
                 cost_nanos as i64,
                 accuracy95
             ])?;
+        Ok(())
+    }
+
+    /// Record the numbers of the budget a DP request would exceed (it was denied for that).
+    fn set_budget_shortfall(&self, id: u64, shortfall: &BudgetShortfall) -> Result<(), Error> {
+        self.conn()
+            .prepare_cached("UPDATE requests SET budget = ?2 WHERE id = ?1")?
+            .execute(params![id as i64, serde_json::to_string(shortfall)?])?;
         Ok(())
     }
 

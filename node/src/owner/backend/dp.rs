@@ -1135,10 +1135,15 @@ impl super::Backend for Dp {
             datasets: ctx.checked.datasets.clone(),
             amount: plan.cost,
         };
-        let left = ledger.check(&charge).map_err(|e| e.to_string());
+        let left = ledger.check(&charge);
+        let exceeded = match &left {
+            Err(duo_policies::ledger::LedgerError::Exceeded(e)) => Some(e.clone()),
+            _ => None,
+        };
         Ok(super::Plan {
             cost: Some(plan.cost),
-            budget_left: Some(left),
+            budget_left: Some(left.map_err(|e| e.to_string())),
+            exceeded,
             accuracy95: plan.accuracy95,
             mechanism: Some(plan.mechanism.clone()),
             scoring: None,

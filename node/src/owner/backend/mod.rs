@@ -63,6 +63,8 @@ pub struct Plan {
     pub cost: Option<Amount>,
     /// The smallest budget left after the charge, or why the budgets refuse it (DP).
     pub budget_left: Option<Result<Amount, String>>,
+    /// The numbers of the budget the charge would exceed, when that is why the budgets refuse it (DP).
+    pub exceeded: Option<duo_policies::ledger::Exceeded>,
     /// Half-width of a 95% interval around the exact value, from public parameters (DP).
     pub accuracy95: Option<f64>,
     /// The noise mechanism (DP).
