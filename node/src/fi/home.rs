@@ -6,7 +6,7 @@
 //! Several `duo fi` commands (and several [`FiHome`] values in one process) may use one home at once. Every
 //! change to it holds an exclusive advisory lock on the file `lock` in the home (`flock` on Unix, `LockFileEx`
 //! on Windows, through the `fs4` crate), taken afresh for each change and released when it is done: appending
-//! to the receipt log `receipts.jsonl`, rewriting `pairings.json`, `scoring_requests.json`,
+//! to the receipt log `receipts.jsonl` or the request journal `requests.jsonl`, rewriting `pairings.json`, `scoring_requests.json`,
 //! `score_runs.json` or `score_aborts.json` (read, changed and written back under the one lock, so no writer loses another's
 //! record), and creating `fi.key`. A [`FiHome`] keeps the receipt log's tail (its length, next sequence number,
 //! last hash and the receipts it holds) in memory; under the lock it compares the file's length with the one
@@ -457,43 +457,69 @@ impl FiHome {
         Ok(())
     }
 
-    /// The requests this FI made, as each was last seen (oldest first): `duo fi requests`.
+    /// The requests this FI made, as each was last seen (oldest first): `duo fi requests`. The journal
+    /// `requests.jsonl` is folded: the last line about a request is its state, its first line gives when it was
+    /// asked, and the order is that of each request's last line. A torn last line (a crash mid-append) is
+    /// skipped. Records from `requests.json`, the whole-file form homes had before the journal, come first.
     pub fn requests(&self) -> Result<Vec<AskedRequest>, Error> {
-        match std::fs::read(self.dir.join("requests.json")) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
+        let mut lines: Vec<AskedRequest> = match std::fs::read(self.dir.join("requests.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        match std::fs::read(self.dir.join(REQUESTS_JOURNAL)) {
+            Ok(bytes) => {
+                let all: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+                for (i, line) in all.iter().enumerate() {
+                    if line.is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_slice::<AskedRequest>(line) {
+                        Ok(r) => lines.push(r),
+                        // Only the last line may be torn; anything else is damage to report.
+                        Err(_) if i + 1 == all.len() => {}
+                        Err(e) => {
+                            return Err(Error::Integrity(format!(
+                                "{}: line {} is not a request record ({e}); move the file away to start a new one",
+                                self.dir.join(REQUESTS_JOURNAL).display(),
+                                i + 1
+                            )))
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
+        Ok(fold_requests(lines))
     }
 
-    /// Record a request of owner `owner` (the pairing's name) as now seen, replacing its earlier record. The
-    /// newest [`MAX_KEPT_REQUESTS`] are kept.
+    /// Record a request of owner `owner` (the pairing's name) as now seen: one line appended to the journal,
+    /// whatever the history's length. When the journal outgrows [`MAX_KEPT_REQUESTS`] lines' worth, it is
+    /// rewritten with the newest [`MAX_KEPT_REQUESTS`] requests, once.
     pub(crate) fn keep_request(
         &self,
         owner: &str,
         v: &crate::proto::request::RequestView,
     ) -> Result<(), Error> {
+        use std::io::{Read, Seek, SeekFrom, Write};
         let _lock = self.lock()?;
-        let mut all = self.requests()?;
         let state = match v.state {
             crate::proto::request::RequestState::Pending => "pending",
             crate::proto::request::RequestState::Approved => "approved",
             crate::proto::request::RequestState::Denied => "denied",
         };
-        let asked_at = all
-            .iter()
-            .find(|r| r.owner == owner && r.id == v.id)
-            .map_or_else(crate::proto::now_text, |r| r.asked_at.clone());
-        all.retain(|r| !(r.owner == owner && r.id == v.id));
-        all.push(AskedRequest {
+        let now = crate::proto::now_text();
+        let record = AskedRequest {
             owner: owner.to_string(),
             id: v.id,
             state: state.to_string(),
             backend: v.backend.name().to_string(),
             description: v.description.clone(),
             reason: v.reason.clone(),
-            asked_at,
-            seen_at: crate::proto::now_text(),
+            // The reader keeps the first line's time as when it was asked.
+            asked_at: now.clone(),
+            seen_at: now,
             why: v.why.clone(),
             decided_by: v.decided_by.clone(),
             cost: v.cost.clone(),
@@ -501,10 +527,61 @@ impl FiHome {
             ty: Some(v.ty.clone()),
             answer: v.answer.clone(),
             budget: v.budget.clone(),
-        });
-        let extra = all.len().saturating_sub(MAX_KEPT_REQUESTS);
-        all.drain(..extra);
-        crate::home::write_private(&self.dir.join("requests.json"), &serde_json::to_vec(&all)?)?;
+        };
+        let path = self.dir.join(REQUESTS_JOURNAL);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true).append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&path)?;
+        let mut len = f.metadata()?.len();
+        if len > 0 {
+            // A torn last line (a writer that crashed mid-append) is cut off before appending, so it never
+            // sits inside the journal. Records are far smaller than the tail read here.
+            let mut last = [0u8];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                let from = len.saturating_sub(1 << 20);
+                let mut tail = Vec::new();
+                f.seek(SeekFrom::Start(from))?;
+                f.read_to_end(&mut tail)?;
+                len = match tail.iter().rposition(|b| *b == b'\n') {
+                    Some(i) => from + i as u64 + 1,
+                    None if from == 0 => 0,
+                    None => {
+                        return Err(Error::Integrity(format!(
+                            "{}: its last line is longer than any request record; move the file away to start a new one",
+                            path.display()
+                        )))
+                    }
+                };
+                f.set_len(len)?;
+            }
+        }
+        let mut line = Vec::new();
+        serde_json::to_writer(&mut line, &record)?;
+        line.push(b'\n');
+        f.write_all(&line)?;
+        f.sync_data()?;
+        if len + line.len() as u64 > JOURNAL_COMPACT_BYTES {
+            let mut all = self.requests()?;
+            let extra = all.len().saturating_sub(MAX_KEPT_REQUESTS);
+            all.drain(..extra);
+            let mut text = Vec::new();
+            for r in &all {
+                serde_json::to_writer(&mut text, r)?;
+                text.push(b'\n');
+            }
+            crate::home::write_private(&path, &text)?;
+            match std::fs::remove_file(self.dir.join("requests.json")) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
         Ok(())
     }
 
@@ -523,6 +600,42 @@ impl FiHome {
 
 /// How many of its requests an FI home remembers for `duo fi requests` (the newest).
 pub const MAX_KEPT_REQUESTS: usize = 10_000;
+
+/// The journal of the requests this FI made: one JSON line each time it sees one ([`FiHome::keep_request`]).
+const REQUESTS_JOURNAL: &str = "requests.jsonl";
+
+/// The journal's size past which it is rewritten with only the newest [`MAX_KEPT_REQUESTS`] requests: about
+/// four lines per kept request, so a rewrite comes once in thousands of requests.
+const JOURNAL_COMPACT_BYTES: u64 = 4 * 1024 * MAX_KEPT_REQUESTS as u64;
+
+/// Fold request records, oldest first, into one per (owner, id): the last record's state, the first one's
+/// `asked_at`, ordered by each one's last record.
+fn fold_requests(lines: Vec<AskedRequest>) -> Vec<AskedRequest> {
+    use std::collections::HashMap;
+    let mut first_asked: HashMap<(String, u64), String> = HashMap::new();
+    let mut last: HashMap<(String, u64), usize> = HashMap::new();
+    for (i, r) in lines.iter().enumerate() {
+        let key = (r.owner.clone(), r.id);
+        first_asked
+            .entry(key.clone())
+            .or_insert_with(|| r.asked_at.clone());
+        last.insert(key, i);
+    }
+    let mut out: Vec<AskedRequest> = lines
+        .into_iter()
+        .enumerate()
+        .filter(|(i, r)| last.get(&(r.owner.clone(), r.id)) == Some(i))
+        .map(|(_, mut r)| {
+            if let Some(at) = first_asked.remove(&(r.owner.clone(), r.id)) {
+                r.asked_at = at;
+            }
+            r
+        })
+        .collect();
+    let extra = out.len().saturating_sub(MAX_KEPT_REQUESTS);
+    out.drain(..extra);
+    out
+}
 
 /// A request this FI made, as it last saw it. The fields after `seen_at` are absent from records kept before
 /// they were added.
@@ -868,5 +981,97 @@ mod tests {
              {} errors {errors:?}",
             errors.len()
         );
+    }
+
+    /// A request view as the node sends it, in state `state`.
+    fn view(
+        id: u64,
+        state: crate::proto::request::RequestState,
+    ) -> crate::proto::request::RequestView {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "state": state, "backend": "plaintext", "reason": "r", "description": "d",
+            "ty": {"kind": "scalar", "dtype": "i64", "bounds": null}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_request_journal_appends_a_line_per_sighting_and_folds_to_the_last_state() {
+        use crate::proto::request::RequestState::{Approved, Pending};
+        let dir = tempfile::tempdir().unwrap();
+        let home = FiHome::new(dir.path());
+        home.keep_request("a", &view(1, Pending)).unwrap();
+        home.keep_request("a", &view(2, Pending)).unwrap();
+        home.keep_request("b", &view(1, Pending)).unwrap();
+        let first_asked = home.requests().unwrap()[0].asked_at.clone();
+        std::thread::sleep(Duration::from_millis(5));
+        home.keep_request("a", &view(1, Approved)).unwrap();
+        // Append-only: one line per sighting, nothing rewritten.
+        let text = std::fs::read_to_string(dir.path().join(REQUESTS_JOURNAL)).unwrap();
+        assert_eq!(text.lines().count(), 4);
+        let got = home.requests().unwrap();
+        let keys: Vec<(&str, u64, &str)> = got
+            .iter()
+            .map(|r| (r.owner.as_str(), r.id, r.state.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("a", 2, "pending"),
+                ("b", 1, "pending"),
+                ("a", 1, "approved")
+            ],
+            "one record per request, in the order last seen"
+        );
+        assert_eq!(got[2].asked_at, first_asked, "asked when first seen");
+        assert_ne!(got[2].seen_at, first_asked);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_the_next_record_starts_a_fresh_line() {
+        use crate::proto::request::RequestState::Pending;
+        let dir = tempfile::tempdir().unwrap();
+        let home = FiHome::new(dir.path());
+        home.keep_request("a", &view(1, Pending)).unwrap();
+        let path = dir.path().join(REQUESTS_JOURNAL);
+        let mut text = std::fs::read(&path).unwrap();
+        text.extend_from_slice(br#"{"owner":"a","id":2,"sta"#);
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(
+            home.requests().unwrap().len(),
+            1,
+            "the torn line is skipped"
+        );
+        home.keep_request("a", &view(3, Pending)).unwrap();
+        let ids: Vec<u64> = home.requests().unwrap().iter().map(|r| r.id).collect();
+        assert_eq!(ids, [1, 3]);
+        // Damage before the last line is an error that says what to do, not a silent loss.
+        std::fs::write(&path, b"not json\n{}\n").unwrap();
+        let e = home.requests().unwrap_err().to_string();
+        assert!(
+            e.contains("line 1") && e.contains("move the file away"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn records_of_the_whole_file_form_are_still_read_and_folded_into_the_journal() {
+        use crate::proto::request::RequestState::{Approved, Pending};
+        let dir = tempfile::tempdir().unwrap();
+        let home = FiHome::new(dir.path());
+        home.keep_request("a", &view(1, Pending)).unwrap();
+        home.keep_request("a", &view(2, Pending)).unwrap();
+        let old = home.requests().unwrap();
+        std::fs::write(
+            dir.path().join("requests.json"),
+            serde_json::to_vec(&old).unwrap(),
+        )
+        .unwrap();
+        std::fs::remove_file(dir.path().join(REQUESTS_JOURNAL)).unwrap();
+        home.keep_request("a", &view(1, Approved)).unwrap();
+        let got = home.requests().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[1].id, got[1].state.as_str()), (1, "approved"));
+        assert_eq!(got[1].asked_at, old[0].asked_at);
     }
 }
