@@ -306,7 +306,11 @@ fn connecting_in_the_fi_ui_pairs_and_its_requests_reach_the_owner_and_come_back_
     };
     let sent = ask("count(rent)", "months of history");
     assert_eq!(sent.status, 200, "{}", sent.body);
-    assert!(sent.body.contains("[pending]"), "{}", sent.body);
+    assert!(
+        sent.body.contains("class=\"state-pending\""),
+        "{}",
+        sent.body
+    );
     let pending = json(&ok(&home, &["owner", "requests", "--json"]));
     assert_eq!(pending[0]["reason"], "months of history", "{pending}");
     let id = pending[0]["id"].as_u64().unwrap();
@@ -324,11 +328,16 @@ fn connecting_in_the_fi_ui_pairs_and_its_requests_reach_the_owner_and_come_back_
     );
     let list = ui.get("/requests/list", &c);
     assert!(list.body.contains("data-pending=\"0\""), "{}", list.body);
-    assert!(list.body.contains("[approved]"), "{}", list.body);
+    assert!(
+        list.body.contains("class=\"state-approved\""),
+        "{}",
+        list.body
+    );
     let value = pending[0]["value"]["value"]["value"].to_string();
     assert_eq!(value, "24", "the sample has 24 months of rent");
     assert!(
-        list.body.contains(&format!("answer: {value}")),
+        list.body
+            .contains(&format!("<dt>Answer</dt><dd>{value}</dd>")),
         "{value}: {}",
         list.body
     );
@@ -353,7 +362,11 @@ fn connecting_in_the_fi_ui_pairs_and_its_requests_reach_the_owner_and_come_back_
         ],
     );
     let list = ui.get("/requests", &c);
-    assert!(list.body.contains("[denied]"), "{}", list.body);
+    assert!(
+        list.body.contains("class=\"state-denied\""),
+        "{}",
+        list.body
+    );
     assert!(list.body.contains("not this month"), "{}", list.body);
     assert!(list.body.contains("Ask again"));
 }

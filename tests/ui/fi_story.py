@@ -107,7 +107,7 @@ def story(browser, owner, fi, ws, owner_url, fi_url, problems):
     # A request made in the UI; the owner approves it in the owner's UI; the open Requests page updates.
     rid = ask(page, "count(rent)", "months of rent history")
     page.get_by_role("link", name="Requests", exact=True).click()
-    expect(page.get_by_text(re.compile(r"\[pending\]"))).to_be_visible()
+    expect(page.locator(".state-pending").first).to_be_visible()
     page.evaluate("document.body.dataset.notReloaded = 'yes'")
     owner_page = browser.new_page()
     watch_csp(owner_page, owner_url, problems)
@@ -115,15 +115,16 @@ def story(browser, owner, fi, ws, owner_url, fi_url, problems):
     owner_page.get_by_role("link", name=re.compile("^Requests")).click()
     owner_page.get_by_role("button", name=f"Approve request {rid}").click()
     expect(owner_page.get_by_text(f"Approved request {rid}.")).to_be_visible()
-    expect(page.get_by_text(re.compile(r"\[approved\]"))).to_be_visible()
-    expect(page.get_by_text("answer: 24")).to_be_visible()
+    expect(page.locator(".state-approved").first).to_be_visible()
+    expect(page.locator("dt", has_text="Answer").first).to_be_visible()
+    expect(page.locator("dd", has_text=re.compile(r"^24$")).first).to_be_visible()
     expect(page.get_by_text(re.compile("^Receipt verified"))).to_be_visible()
     assert page.evaluate("document.body.dataset.notReloaded") == "yes", "the page was reloaded"
 
     # A DP request over the owner's budget is refused, with the numbers.
     owner.run("owner", "budget", "set", "--epsilon", "1")
     ask(page, "mean(clamp(rent.amount, 0, 300000))", "average rent", dp_epsilon=2)
-    expect(page.get_by_text(re.compile(r"\[denied\]"))).to_be_visible()
+    expect(page.locator(".state-denied").first).to_be_visible()
     expect(page.get_by_text(re.compile(r"budget would be exceeded: requested 2, remaining 1"))).to_be_visible()
 
     # A denial's reason reaches the FI.

@@ -48,3 +48,45 @@ pub(crate) async fn style() -> Response {
     )
         .into_response()
 }
+
+/// One line of the command line's wording of a request, as a term and its value.
+pub(crate) struct Fact {
+    pub(crate) label: String,
+    pub(crate) value: String,
+}
+
+/// The command line's wording of a request as terms and values: its first line (which request, its state) is
+/// the card's heading on a page, and its hints at commands are the page's buttons.
+pub(crate) fn facts(words: &str) -> Vec<Fact> {
+    let mut facts: Vec<Fact> = Vec::new();
+    for line in words.lines().skip(1) {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("approve: duo ")
+            || trimmed.starts_with("deny:") && trimmed.contains("duo owner deny")
+        {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        match trimmed.split_once(": ") {
+            Some((label, value)) if indent == 2 && !label.is_empty() => {
+                let mut chars = label.chars();
+                let first = chars.next().map(|c| c.to_uppercase().to_string());
+                facts.push(Fact {
+                    label: first.unwrap_or_default() + chars.as_str(),
+                    value: shown(value.trim()),
+                });
+            }
+            _ => match facts.last_mut() {
+                Some(last) => {
+                    last.value.push('\n');
+                    last.value.push_str(&shown(trimmed));
+                }
+                None => facts.push(Fact {
+                    label: String::new(),
+                    value: shown(trimmed),
+                }),
+            },
+        }
+    }
+    facts
+}

@@ -1,7 +1,7 @@
 //! The owner's screens: each handler calls the same [`Owner`] method or store query as its command, and renders
 //! the command's wording (see [`Words`](super::Words)) in an askama template.
 
-use super::common::{html, script, shown, style};
+use super::common::{facts, html, script, shown, style, Fact};
 use super::guard::{self, Keys};
 use super::UiConfig;
 use crate::error::Error;
@@ -519,48 +519,6 @@ struct PendingLine {
     backend: &'static str,
     facts: Vec<Fact>,
     token: String,
-}
-
-/// One line of the command line's wording of a request, as a term and its value.
-struct Fact {
-    label: String,
-    value: String,
-}
-
-/// The command line's wording of a pending request as terms and values: its first line (who asked, when) is
-/// the card's heading here, and its hints at commands are the buttons.
-fn facts(words: &str) -> Vec<Fact> {
-    let mut facts: Vec<Fact> = Vec::new();
-    for line in words.lines().skip(1) {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("approve: duo ")
-            || trimmed.starts_with("deny:") && trimmed.contains("duo owner deny")
-        {
-            continue;
-        }
-        let indent = line.len() - trimmed.len();
-        match trimmed.split_once(": ") {
-            Some((label, value)) if indent == 2 && !label.is_empty() => {
-                let mut chars = label.chars();
-                let first = chars.next().map(|c| c.to_uppercase().to_string());
-                facts.push(Fact {
-                    label: first.unwrap_or_default() + chars.as_str(),
-                    value: shown(value),
-                });
-            }
-            _ => match facts.last_mut() {
-                Some(last) => {
-                    last.value.push('\n');
-                    last.value.push_str(&shown(trimmed));
-                }
-                None => facts.push(Fact {
-                    label: String::new(),
-                    value: shown(trimmed),
-                }),
-            },
-        }
-    }
-    facts
 }
 
 #[derive(Template)]

@@ -1,7 +1,7 @@
 //! The FI's screens. Each action is what the FI command does: open a session with the paired owner node
 //! ([`Client::connect`]), make one call, close it; the words are the command's ([`FiWords`]).
 
-use super::super::common::{fi_script, html, shown, style};
+use super::super::common::{facts, fi_script, html, shown, style, Fact};
 use super::super::guard::{self, Keys};
 use super::{FiUiConfig, FiWords};
 use crate::error::Error;
@@ -506,7 +506,8 @@ struct NewPage {
 
 /// A request just made: its words, and whether its answer came with a verified receipt.
 struct Sent {
-    words: String,
+    state: &'static str,
+    facts: Vec<Fact>,
     receipt: bool,
     denied: bool,
     id: u64,
@@ -682,7 +683,8 @@ async fn send(st: &St, f: &NewForm, params: Option<DpParams>) -> Result<Sent, St
         asked.insert((f.owner.clone(), v.id), f.expr.clone());
     }
     Ok(Sent {
-        words: shown(&(st.words().request)(&v)),
+        state: state_name(v.state),
+        facts: facts(&(st.words().request)(&v)),
         receipt: v.receipt.is_some(),
         denied: v.state == RequestState::Denied,
         id: v.id,
@@ -725,7 +727,7 @@ struct RequestLine {
     owner: String,
     id: u64,
     state: String,
-    words: String,
+    facts: Vec<Fact>,
     receipt: bool,
     again: Option<String>,
 }
@@ -817,25 +819,27 @@ fn request_line(
     a: &crate::fi::home::AskedRequest,
     view: Option<RequestView>,
 ) -> RequestLine {
-    let (state, words, receipt) = match &view {
+    let (state, facts, receipt) = match &view {
         Some(v) => (
             state_name(v.state).to_string(),
-            (st.words().request)(v),
+            facts(&(st.words().request)(v)),
             v.receipt.is_some(),
         ),
-        None => (
-            a.state.clone(),
-            format!(
-                "request {}  [{}]  backend {}\n  lineage: {}\n  reason:  {}\n  (as last seen {})",
-                a.id,
-                a.state,
-                a.backend,
-                a.description,
-                a.reason,
-                when(&a.seen_at)
-            ),
-            false,
-        ),
+        None => {
+            let fact = |label: &str, value: &str| Fact {
+                label: label.to_string(),
+                value: shown(value),
+            };
+            (
+                a.state.clone(),
+                vec![
+                    fact("Lineage", &a.description),
+                    fact("Reason", &a.reason),
+                    fact("As last seen", &when(&a.seen_at)),
+                ],
+                false,
+            )
+        }
     };
     let expr = st
         .asked
@@ -855,7 +859,7 @@ fn request_line(
         owner: shown(&a.owner),
         id: a.id,
         state,
-        words: shown(&words),
+        facts,
         receipt,
         again,
     }
