@@ -1,7 +1,8 @@
 """The FI's web UI in a real browser (Debian's Chromium, driven by Playwright for Python), against a real owner.
 
-One story: an owner serves its sample data with its UI; the FI runs `duo fi ui`, opens the printed address and
-connects through its UI with the owner's invite code (the pinned owner key shown); Home shows the owner's
+The whole story in one test: an owner serves its sample data with its UI, uploads a CSV through the Data form
+and makes an invite in Host a session; the FI runs `duo fi ui`, opens the printed address and connects through
+its UI with that code (the pinned owner key shown); Home shows the owner's
 datasets and catalogue; the FI writes an expression and sees the live check (an error, then the lineage in
 words), and sends a request with a reason; the owner approves it in the owner's UI; the FI's open Requests page
 shows the answer and its verified receipt without a reload; a DP request over the owner's budget is refused with
@@ -25,7 +26,7 @@ import time
 from playwright.sync_api import expect, sync_playwright
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from story import Duo, find_browser, serve  # noqa: E402
+from story import Duo, find_browser, serve, upload_csv  # noqa: E402
 
 MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "model.toml")
 
@@ -48,12 +49,20 @@ def watch_csp(page, url, problems):
     page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
 
 
-def connect(page, owner, ws, fi_url):
+def owner_invites(owner_page):
+    """The owner makes an invite in the owner's UI (Host a session) and reads the code off the screen."""
+    owner_page.get_by_role("link", name="Host a session").click()
+    owner_page.get_by_label("The lender's name").fill("Acme Bank")
+    owner_page.get_by_label("The code stays valid for").select_option(label="an hour")
+    owner_page.get_by_role("button", name="Make an invite code").click()
+    return owner_page.locator("#invite-code").inner_text().strip()
+
+
+def connect(page, owner, ws, fi_url, code):
     page.goto(fi_url)
     # Not paired yet: Home sends the person to Connect.
     expect(page.get_by_role("heading", name="Connect to a host", level=1)).to_be_visible()
     assert "k=" not in page.url, page.url
-    code = owner.json("owner", "invite", "--fi", "Acme Bank")["code"]
     page.get_by_label("The owner node's address").fill(ws)
     page.get_by_label("The invite code").fill(code)
     page.get_by_label("A name for this owner").fill("maria")
@@ -64,6 +73,8 @@ def connect(page, owner, ws, fi_url):
     page.get_by_role("link", name="Home", exact=True).click()
     expect(page.get_by_role("heading", name="maria")).to_be_visible()
     expect(page.get_by_role("table", name=re.compile(r"^rent \(version 1\)"))).to_be_visible()
+    # The dataset the owner uploaded through the Data form is published like the others.
+    expect(page.get_by_role("table", name=re.compile(r"^savings \(version 1\): My savings account"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"rent_on_time_ratio_12m\(\)")).first).to_be_visible()
 
 
@@ -85,7 +96,14 @@ def story(browser, owner, fi, ws, owner_url, fi_url, problems):
     page = browser.new_page()
     page.set_default_timeout(10000)
     watch_csp(page, fi_url, problems)
-    connect(page, owner, ws, fi_url)
+    # The owner adds data through the Data form and invites the lender in the owner's UI.
+    owner_page = browser.new_page()
+    owner_page.set_default_timeout(10000)
+    watch_csp(owner_page, owner_url, problems)
+    owner_page.goto(owner_url)
+    upload_csv(owner_page, owner)
+    code = owner_invites(owner_page)
+    connect(page, owner, ws, fi_url, code)
 
     # The live check: the parser's error as it is typed, then the lineage in words from the owner's node.
     page.get_by_role("link", name="New request", exact=True).click()
@@ -109,9 +127,6 @@ def story(browser, owner, fi, ws, owner_url, fi_url, problems):
     page.get_by_role("link", name="Requests", exact=True).click()
     expect(page.locator(".state-pending").first).to_be_visible()
     page.evaluate("document.body.dataset.notReloaded = 'yes'")
-    owner_page = browser.new_page()
-    watch_csp(owner_page, owner_url, problems)
-    owner_page.goto(owner_url)
     owner_page.get_by_role("link", name=re.compile("^Requests")).click()
     owner_page.get_by_role("button", name=f"Approve request {rid}").click()
     expect(owner_page.get_by_text(f"Approved request {rid}.")).to_be_visible()
