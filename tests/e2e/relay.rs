@@ -1,0 +1,266 @@
+//! The relay: an owner node reachable only through `duo relay`, FIs pairing and asking through it, what the
+//! relay sees, restarts, limits and floods.
+
+use duo::node::fi::Client;
+use duo::node::net::keys::Keypair;
+use duo::node::net::transport::{self, Limits, Mode, TransportError};
+use duo::node::owner::RunningNode;
+use duo::node::proto::request::RequestState;
+use duo::node::relay::{self, RelayConfig, RelayLimits, RelayTarget, RunningRelay};
+use duo::policies::Backend;
+use duo_testkit::policy::TEST_POLICY;
+use duo_testkit::{owner_with_sample, OwnerNode};
+use futures_util::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+const READY: Duration = Duration::from_secs(15);
+
+async fn start_relay(
+    key: &Keypair,
+    at: SocketAddr,
+    limits: RelayLimits,
+) -> (RunningRelay, Arc<Mutex<Vec<u8>>>) {
+    let capture = Arc::new(Mutex::new(Vec::new()));
+    let cfg = RelayConfig {
+        key: Keypair::from_secret(*key.secret()).unwrap(),
+        limits,
+        capture: Some(capture.clone()),
+    };
+    (relay::spawn(cfg, at).await.unwrap(), capture)
+}
+
+/// The owner's node, on loopback for nothing but its relay link (FIs use only the relay's address).
+async fn behind(o: &OwnerNode, r: &RunningRelay) -> (RunningNode, String) {
+    let target = RelayTarget::parse(&r.pin()).unwrap();
+    let node = o.start_with(|cfg| cfg.relay = Some(target)).await;
+    let url = node.relay_ready(READY).await.unwrap();
+    (node, url)
+}
+
+fn any_fingerprint() -> String {
+    Keypair::generate().fingerprint()
+}
+
+async fn raw_connect(url: &str, fp: &str) -> Result<(), TransportError> {
+    let key = Keypair::generate();
+    transport::connect(url, &key, Mode::Session, None, fp, &Limits::default())
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_fi_pairs_and_is_answered_through_the_relay_which_sees_only_ciphertext() {
+    let (r, capture) = start_relay(
+        &Keypair::generate(),
+        "127.0.0.1:0".parse().unwrap(),
+        RelayLimits::default(),
+    )
+    .await;
+    let o = owner_with_sample(TEST_POLICY);
+    let (node, url) = behind(&o, &r).await;
+    let owner_fp = duo::node::owner::node_key(&o.dir).unwrap().fingerprint();
+    assert_eq!(url, r.owner_url(&owner_fp));
+    assert!(!url.contains(&node.addr.port().to_string()) || r.addr.port() == node.addr.port());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = duo_testkit::fi::pair_and_connect(&o.dir, &url, "Acme Bank", dir.path())
+        .await
+        .unwrap();
+    assert_eq!(c.principal(), "Acme Bank");
+    let names: Vec<String> = c
+        .datasets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.meta.name)
+        .collect();
+    assert!(!names.is_empty());
+    let p = c.expr("rent_on_time_ratio_12m()").await.unwrap();
+    let v = c
+        .request(&p, Backend::Plaintext, "underwriting review")
+        .await
+        .unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    let answer = serde_json::to_string(&v.answer).unwrap();
+    c.close().await;
+    // A later session through the relay, with the stored pairing.
+    let home = duo::node::fi::FiHome::new(dir.path());
+    let again = Client::connect(&home, None).await.unwrap();
+    assert_eq!(again.principal(), "Acme Bank");
+    again.close().await;
+
+    let stats = r.stats();
+    assert_eq!(stats.owners, 1);
+    assert!(stats.sessions_total >= 2, "{stats:?}");
+    assert!(stats.bytes > 1000, "{stats:?}");
+    let seen = capture.lock().unwrap().clone();
+    assert!(
+        seen.len() as u64 == stats.bytes,
+        "the capture holds every forwarded byte"
+    );
+    let mut secrets: Vec<String> = names;
+    secrets
+        .extend(["Acme Bank", "underwriting review", "rent_on_time_ratio_12m"].map(String::from));
+    secrets.push(answer.trim_matches('"').to_string());
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        assert!(
+            !seen.windows(s.len()).any(|w| w == s.as_bytes()),
+            "the relay saw {s:?} in clear"
+        );
+    }
+    // The FI's key never crosses the relay in clear either (Noise XX encrypts both static keys).
+    let fi_key = duo::node::fi::FiHome::new(dir.path()).key().unwrap();
+    assert!(!seen.windows(32).any(|w| w == fi_key.public));
+    node.shutdown().await;
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_owner_address_is_refused_at_once_with_a_clear_error() {
+    let (r, _) = start_relay(
+        &Keypair::generate(),
+        "127.0.0.1:0".parse().unwrap(),
+        RelayLimits::default(),
+    )
+    .await;
+    let fp = any_fingerprint();
+    let t = Instant::now();
+    let err = raw_connect(&r.owner_url(&fp), &fp).await.unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(matches!(err, TransportError::NotAtRelay(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("no owner with this key is connected to the relay"),
+        "{err}"
+    );
+    assert_eq!(r.stats().unknown_owner, 1);
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_reconnects_after_the_relay_restarts() {
+    let key = Keypair::generate();
+    let (r, _) = start_relay(&key, "127.0.0.1:0".parse().unwrap(), RelayLimits::default()).await;
+    let addr = r.addr;
+    let o = owner_with_sample(TEST_POLICY);
+    let (node, url) = behind(&o, &r).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = duo_testkit::fi::pair(&o.dir, &url, "Acme", dir.path())
+        .await
+        .unwrap();
+    r.shutdown().await;
+    let err = Client::connect(&home, None).await.unwrap_err();
+    assert!(!err.to_string().is_empty());
+    let (r, _) = start_relay(&key, addr, RelayLimits::default()).await;
+    // The owner comes back by itself, and a new session works.
+    let deadline = Instant::now() + READY;
+    loop {
+        match Client::connect(&home, None).await {
+            Ok(mut c) => {
+                assert_eq!(c.principal(), "Acme");
+                assert!(!c.datasets().await.unwrap().is_empty());
+                c.close().await;
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the owner did not come back through the restarted relay: {e}"),
+        }
+    }
+    assert_eq!(r.stats().owners, 1);
+    node.shutdown().await;
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_frame_is_cut_at_the_relay_with_close_1009() {
+    let limits = RelayLimits {
+        max_frame: 1000,
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let o = owner_with_sample(TEST_POLICY);
+    let (node, url) = behind(&o, &r).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    ws.send(Message::Binary(vec![7u8; 5000])).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap();
+    match got {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), relay::server::CLOSE_TOO_BIG);
+            assert!(frame.reason.contains("relay"), "{}", frame.reason);
+        }
+        other => panic!("expected the relay's close 1009, got {other:?}"),
+    }
+    assert_eq!(r.stats().oversized, 1);
+    node.shutdown().await;
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owner_has_at_most_its_sessions_through_the_relay() {
+    let limits = RelayLimits {
+        sessions_per_owner: 1,
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let o = owner_with_sample(TEST_POLICY);
+    let (node, url) = behind(&o, &r).await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = duo_testkit::fi::pair_and_connect(&o.dir, &url, "Acme", dir.path())
+        .await
+        .unwrap();
+    let fp = duo::node::owner::node_key(&o.dir).unwrap().fingerprint();
+    let err = raw_connect(&url, &fp).await.unwrap_err();
+    assert!(matches!(err, TransportError::Busy(_)), "{err:?}");
+    assert!(err.to_string().contains("maximum of 1 sessions"), "{err}");
+    assert!(r.stats().owner_busy >= 1);
+    first.close().await;
+    node.shutdown().await;
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_connections_does_not_keep_an_owner_out() {
+    let limits = RelayLimits {
+        max_pending: 16,
+        max_pending_per_ip: 8,
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let addr = r.addr;
+    // Silent connections from the owner's own address, opened faster than the gates' places free up.
+    let flood = tokio::spawn(async move {
+        let mut held = Vec::new();
+        for _ in 0..2000 {
+            if let Ok(s) = tokio::net::TcpStream::connect(addr).await {
+                held.push(s);
+            }
+            if held.len() > 400 {
+                held.remove(0);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let o = owner_with_sample(TEST_POLICY);
+    let (node, url) = behind(&o, &r).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = duo_testkit::fi::pair_and_connect(&o.dir, &url, "Acme", dir.path())
+        .await
+        .unwrap();
+    assert!(!c.datasets().await.unwrap().is_empty());
+    c.close().await;
+    assert!(r.stats().dropped > 0, "the flood was shed: {:?}", r.stats());
+    flood.abort();
+    node.shutdown().await;
+    r.shutdown().await;
+}
