@@ -6,13 +6,13 @@ use duo::node::net::keys::Keypair;
 use duo::node::net::transport::{self, Limits, Mode, TransportError};
 use duo::node::owner::RunningNode;
 use duo::node::proto::request::RequestState;
-use duo::node::relay::{self, RelayConfig, RelayLimits, RelayTarget, RunningRelay};
+use duo::node::relay::{self, Capture, RelayConfig, RelayLimits, RelayTarget, RunningRelay};
 use duo::policies::Backend;
 use duo_testkit::policy::TEST_POLICY;
 use duo_testkit::{owner_with_sample, OwnerNode};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -22,8 +22,8 @@ async fn start_relay(
     key: &Keypair,
     at: SocketAddr,
     limits: RelayLimits,
-) -> (RunningRelay, Arc<Mutex<Vec<u8>>>) {
-    let capture = Arc::new(Mutex::new(Vec::new()));
+) -> (RunningRelay, Arc<Capture>) {
+    let capture = Arc::new(Capture::default());
     let cfg = RelayConfig {
         key: Keypair::from_secret(*key.secret()).unwrap(),
         limits,
@@ -38,6 +38,35 @@ async fn behind(o: &OwnerNode, r: &RunningRelay) -> (RunningNode, String) {
     let node = o.start_with(|cfg| cfg.relay = Some(target)).await;
     let url = node.relay_ready(READY).await.unwrap();
     (node, url)
+}
+
+/// The payloads of the WebSocket frames in `stream` after its HTTP head, unmasked (masking hides nothing from
+/// a relay: the key is in each frame's header).
+fn payloads(stream: &[u8]) -> Vec<u8> {
+    let mut at = stream
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(stream.len(), |i| i + 4);
+    let mut out = Vec::new();
+    while at + 2 <= stream.len() {
+        let b1 = stream[at + 1];
+        let (mut len, mut h) = (u64::from(b1 & 0x7f), 2);
+        if len >= 126 {
+            let ext = if len == 126 { 2 } else { 8 };
+            len = stream[at + 2..at + 2 + ext]
+                .iter()
+                .fold(0, |a, &b| (a << 8) | u64::from(b));
+            h += ext;
+        }
+        let mask = (b1 & 0x80 != 0).then(|| stream[at + h..at + h + 4].to_vec());
+        h += if mask.is_some() { 4 } else { 0 };
+        let end = (at + h + len as usize).min(stream.len());
+        for (i, b) in stream[at + h..end].iter().enumerate() {
+            out.push(mask.as_ref().map_or(*b, |m| b ^ m[i % 4]));
+        }
+        at = end;
+    }
+    out
 }
 
 fn any_fingerprint() -> String {
@@ -96,11 +125,18 @@ async fn an_fi_pairs_and_is_answered_through_the_relay_which_sees_only_ciphertex
     assert_eq!(stats.owners, 1);
     assert!(stats.sessions_total >= 2, "{stats:?}");
     assert!(stats.bytes > 1000, "{stats:?}");
-    let seen = capture.lock().unwrap().clone();
-    assert!(
-        seen.len() as u64 == stats.bytes,
+    let up = capture.to_owner.lock().unwrap().clone();
+    let down = capture.to_fi.lock().unwrap().clone();
+    assert_eq!(
+        (up.len() + down.len()) as u64,
+        stats.bytes,
         "the capture holds every forwarded byte"
     );
+    // What the relay could read: the raw bytes, and the frames' payloads unmasked.
+    let seen = [up.clone(), down.clone(), payloads(&up), payloads(&down)].concat();
+    // The capture is real: the cleartext hello and welcome that open every session are in it.
+    let has = |s: &[u8]| seen.windows(s.len()).any(|w| w == s);
+    assert!(has(br#""duo":"hello""#) && has(br#""duo":"welcome""#));
     let mut secrets: Vec<String> = names;
     secrets
         .extend(["Acme Bank", "underwriting review", "rent_on_time_ratio_12m"].map(String::from));
@@ -233,6 +269,8 @@ async fn a_flood_of_silent_connections_does_not_keep_an_owner_out() {
     let limits = RelayLimits {
         max_pending: 16,
         max_pending_per_ip: 8,
+        // Silent connections keep their places long unless evicted.
+        head_timeout: Duration::from_secs(30),
         ..RelayLimits::default()
     };
     let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
@@ -252,7 +290,10 @@ async fn a_flood_of_silent_connections_does_not_keep_an_owner_out() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let o = owner_with_sample(TEST_POLICY);
-    let (node, url) = behind(&o, &r).await;
+    let target = RelayTarget::parse(&r.pin()).unwrap();
+    let node = o.start_with(|cfg| cfg.relay = Some(target)).await;
+    // Promptly: its first attempts evict the oldest silent connections (refused, it waited out their 30 s).
+    let url = node.relay_ready(Duration::from_secs(5)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut c = duo_testkit::fi::pair_and_connect(&o.dir, &url, "Acme", dir.path())
         .await

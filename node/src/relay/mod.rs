@@ -17,7 +17,7 @@ pub mod link;
 pub mod server;
 
 pub use link::RelayTarget;
-pub use server::{spawn, RelayConfig, RelayLimits, RelayStats, RunningRelay};
+pub use server::{spawn, Capture, RelayConfig, RelayLimits, RelayStats, RunningRelay};
 
 use serde::{Deserialize, Serialize};
 

@@ -35,6 +35,8 @@ use tokio::time::Instant;
 
 /// Largest HTTP request head the relay reads.
 pub const MAX_HEAD: usize = 8 * 1024;
+/// What the relay writes on a connection it cannot take at all (over its cap on connections), before closing it.
+const RELAY_BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 62\r\nConnection: close\r\n\r\nthe relay is busy with many connections; try again in a moment";
 /// The WebSocket close code the relay sends an FI whose frame is over the limit (RFC 6455: message too big).
 pub const CLOSE_TOO_BIG: u16 = 1009;
 
@@ -85,7 +87,16 @@ pub struct RelayConfig {
     /// Its limits.
     pub limits: RelayLimits,
     /// Tests only: every byte the relay forwards between an FI and an owner is appended here.
-    pub capture: Option<Arc<Mutex<Vec<u8>>>>,
+    pub capture: Option<Arc<Capture>>,
+}
+
+/// Tests only: the bytes a relay forwarded, by direction, exactly as they crossed it.
+#[derive(Debug, Default)]
+pub struct Capture {
+    /// From FIs to owners (starting with each FI's HTTP request head; its WebSocket frames are masked).
+    pub to_owner: Mutex<Vec<u8>>,
+    /// From owners to FIs.
+    pub to_fi: Mutex<Vec<u8>>,
 }
 
 /// What a relay serves, counted since it started (gauges are "now").
@@ -153,7 +164,7 @@ impl Bucket {
 struct Relay {
     key: Keypair,
     limits: RelayLimits,
-    capture: Option<Arc<Mutex<Vec<u8>>>>,
+    capture: Option<Arc<Capture>>,
     gate: Arc<Gate>,
     per_ip: Mutex<HashMap<IpAddr, Arc<Gate>>>,
     owners: Mutex<HashMap<String, OwnerEntry>>,
@@ -272,7 +283,7 @@ async fn accept_loop(
                 };
                 let Some(places) = relay.admit(peer.ip()) else {
                     relay.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    let _ = tcp.try_write(transport::BUSY_HTTP_RESPONSE);
+                    let _ = tcp.try_write(RELAY_BUSY);
                     continue;
                 };
                 let relay = relay.clone();
@@ -555,6 +566,14 @@ impl Relay {
         self.counters.sessions.fetch_add(1, Ordering::Relaxed);
         self.counters.sessions_total.fetch_add(1, Ordering::Relaxed);
         let start = [head.bytes, head.extra.clone()].concat();
+        if let Some(c) = &self.capture {
+            if let Ok(mut c) = c.to_owner.lock() {
+                c.extend_from_slice(&start);
+            }
+        }
+        self.counters
+            .bytes
+            .fetch_add(start.len() as u64, Ordering::Relaxed);
         if owner.write_all(&start).await.is_ok() {
             self.splice(&mut fi, &mut owner, &head.extra, &bucket).await;
         }
@@ -607,7 +626,8 @@ impl Relay {
             }
             bucket.lock().await.take(n).await;
             if let Some(c) = &self.capture {
-                if let Ok(mut c) = c.lock() {
+                let side = if dir_up { &c.to_owner } else { &c.to_fi };
+                if let Ok(mut c) = side.lock() {
                     c.extend_from_slice(data);
                 }
             }
