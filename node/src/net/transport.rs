@@ -156,6 +156,10 @@ pub const BUSY_MESSAGE: &str =
     "the owner node is busy with many connections and dropped this one before it was authenticated; \
      try again in a moment";
 
+/// The body of a relay's HTTP 404 for an owner address nobody serves (the relay room), read as
+/// [`TransportError::NotAtRelay`].
+pub const NO_OWNER_AT_RELAY: &str = "no owner with this key is connected to the relay";
+
 /// Largest hello accepted, in bytes (a real one is under 100 bytes).
 pub const MAX_HELLO: usize = 1024;
 
@@ -966,9 +970,7 @@ fn upgrade_error(url: &str, e: tungstenite::Error) -> TransportError {
                 .unwrap_or_else(|| "it answered the upgrade with 503 Service Unavailable".into()),
         ),
         tungstenite::Error::Http(resp) if resp.status().as_u16() == 404 => match http_body(resp) {
-            Some(body) if body.starts_with(crate::relay::NO_OWNER_MESSAGE) => {
-                TransportError::NotAtRelay(body)
-            }
+            Some(body) if body.starts_with(NO_OWNER_AT_RELAY) => TransportError::NotAtRelay(body),
             _ => TransportError::Connect {
                 url: url.to_owned(),
                 source: Box::new(e),

@@ -253,7 +253,7 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
-    relay: Option<watch::Receiver<crate::relay::link::LinkState>>,
+    relay: Option<watch::Receiver<super::relay::LinkState>>,
     /// Only one node serves one owner directory.
     _lock: crate::home::ServeLock,
 }
@@ -267,8 +267,8 @@ impl RunningNode {
     /// The URL FIs use through the relay ([`ServeConfig::relay`]) while the node is connected to it.
     pub fn relay_url(&self) -> Option<String> {
         match &*self.relay.as_ref()?.borrow() {
-            crate::relay::link::LinkState::Up(url) => Some(url.clone()),
-            crate::relay::link::LinkState::Down(_) => None,
+            super::relay::LinkState::Up(url) => Some(url.clone()),
+            super::relay::LinkState::Down(_) => None,
         }
     }
 
@@ -282,7 +282,7 @@ impl RunningNode {
         };
         let up = tokio::time::timeout(timeout, async {
             loop {
-                if let crate::relay::link::LinkState::Up(url) = &*rx.borrow_and_update() {
+                if let super::relay::LinkState::Up(url) = &*rx.borrow_and_update() {
                     return Some(url.clone());
                 }
                 rx.changed().await.ok()?;
@@ -292,7 +292,7 @@ impl RunningNode {
         match up {
             Ok(Some(url)) => Ok(url),
             _ => match &*rx.borrow() {
-                crate::relay::link::LinkState::Down(Some(why)) => Err(why.clone()),
+                super::relay::LinkState::Down(Some(why)) => Err(why.clone()),
                 _ => Err(format!("not connected to the relay within {timeout:?}")),
             },
         }
@@ -341,8 +341,8 @@ pub async fn spawn(cfg: ServeConfig, listen: SocketAddr) -> Result<RunningNode, 
         stopping: shutdown_rx.clone(),
     });
     let relay = shared.cfg.relay.clone().map(|target| {
-        let (state, rx) = watch::channel(crate::relay::link::LinkState::Down(None));
-        tokio::spawn(crate::relay::link::run(
+        let (state, rx) = watch::channel(super::relay::LinkState::Down(None));
+        tokio::spawn(super::relay::run(
             target,
             shared.clone(),
             state,

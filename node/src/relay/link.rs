@@ -1,15 +1,10 @@
-//! The owner's side of the relay: a control connection kept up with backoff, and a data connection per FI.
+//! Where an owner's node finds its relay ([`RelayTarget`]), and how long it waits between attempts ([`backoff`]).
+//! The link itself is the owner's (`owner::relay`).
 
-use super::{base_url, ControlMsg, CONTROL_IDLE, CONTROL_PATH, JOIN_PREFIX, PING_EVERY};
+use super::base_url;
 use crate::error::Error;
 use crate::net::keys::normalize_fingerprint;
-use crate::net::transport::{self, Limits, Mode};
-use crate::owner::service::Shared;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 /// First pause before reconnecting to the relay.
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(250);
@@ -56,18 +51,9 @@ impl RelayTarget {
     }
 
     /// `host:port` for a TCP connection.
-    fn host_port(&self) -> &str {
+    pub fn host_port(&self) -> &str {
         self.url.strip_prefix("ws://").unwrap_or(&self.url)
     }
-}
-
-/// Where the link stands, for the owner to see ([`crate::owner::RunningNode::relay_url`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkState {
-    /// Not connected (yet, or again); the last reason, if any.
-    Down(Option<String>),
-    /// Connected: FIs reach the node at this URL.
-    Up(String),
 }
 
 /// The pause before attempt `n` (from 0): exponential from [`BACKOFF_FIRST`], capped at [`BACKOFF_CAP`], then
@@ -78,131 +64,4 @@ pub fn backoff(n: u32) -> Duration {
         .min(BACKOFF_CAP);
     let half = full / 2;
     half + Duration::from_millis(rand::random::<u64>() % (half.as_millis() as u64 + 1))
-}
-
-/// Keep the node reachable through `target` until `shutdown`.
-pub(crate) async fn run(
-    target: RelayTarget,
-    shared: Arc<Shared>,
-    state: watch::Sender<LinkState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut attempt = 0u32;
-    loop {
-        let outcome = tokio::select! {
-            _ = shutdown.changed() => return,
-            o = serve_once(&target, &shared, &state) => o,
-        };
-        if outcome.connected {
-            attempt = 0;
-        }
-        let _ = state.send(LinkState::Down(Some(outcome.why)));
-        let pause = backoff(attempt);
-        attempt = attempt.saturating_add(1);
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
-    }
-}
-
-struct Outcome {
-    connected: bool,
-    why: String,
-}
-
-/// One control connection, from its handshake to its end.
-async fn serve_once(
-    target: &RelayTarget,
-    shared: &Arc<Shared>,
-    state: &watch::Sender<LinkState>,
-) -> Outcome {
-    let limits = Limits {
-        idle_timeout: CONTROL_IDLE,
-        ..Limits::default()
-    };
-    let url = format!("{}{CONTROL_PATH}", target.url);
-    let mut chan = match transport::connect(
-        &url,
-        &shared.key,
-        Mode::Session,
-        None,
-        &target.fingerprint,
-        &limits,
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome {
-                connected: false,
-                why: format!("could not connect to the relay {}: {e}", target.url),
-            }
-        }
-    };
-    let mut ping = tokio::time::interval(PING_EVERY);
-    let mut connected = false;
-    let why = loop {
-        tokio::select! {
-            got = chan.recv() => {
-                let msg = match got {
-                    Ok(Some(bytes)) => serde_json::from_slice::<ControlMsg>(&bytes).ok(),
-                    Ok(None) => break "the relay closed the connection".to_string(),
-                    Err(e) => break format!("the relay connection failed: {e}"),
-                };
-                match msg {
-                    Some(ControlMsg::Ready { path }) => {
-                        connected = true;
-                        let _ = state.send(LinkState::Up(format!("{}{path}", target.url)));
-                    }
-                    Some(ControlMsg::Waiting { token }) => {
-                        tokio::spawn(join(target.clone(), token, shared.clone()));
-                    }
-                    // Pings, and messages of later versions, only show the relay is alive.
-                    Some(ControlMsg::Ping) | None => {}
-                }
-            }
-            _ = ping.tick() => {
-                let Ok(bytes) = serde_json::to_vec(&ControlMsg::Ping) else { continue };
-                if let Err(e) = chan.send(&bytes).await {
-                    break format!("the relay connection failed: {e}");
-                }
-            }
-        }
-    };
-    chan.close().await;
-    Outcome { connected, why }
-}
-
-/// Open the data connection for a waiting FI and serve it as any FI connection.
-async fn join(target: RelayTarget, token: String, shared: Arc<Shared>) {
-    if !token.bytes().all(|b| b.is_ascii_hexdigit()) || token.len() > 64 {
-        return;
-    }
-    let Ok(Ok(mut tcp)) = tokio::time::timeout(
-        Duration::from_secs(10),
-        TcpStream::connect(target.host_port()),
-    )
-    .await
-    else {
-        return;
-    };
-    let request = format!(
-        "GET {JOIN_PREFIX}{token} HTTP/1.1\r\nHost: {}\r\n\r\n",
-        target.host_port()
-    );
-    if tcp.write_all(request.as_bytes()).await.is_err() {
-        return;
-    }
-    let Some(admission) = shared.gate.admit() else {
-        return;
-    };
-    let Ok(peer) = tcp.peer_addr() else {
-        return;
-    };
-    let mut stop = shared.stopping.clone();
-    tokio::select! {
-        () = crate::owner::session::session(tcp, peer, shared, admission) => {}
-        _ = stop.changed() => {}
-    }
 }

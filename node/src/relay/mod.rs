@@ -7,7 +7,7 @@
 //!   two TCP streams and forwards their bytes without reading them (it only reads WebSocket frame headers of
 //!   the FI's side, to enforce the frame size limit). The FI's Noise handshake, pairing and pinning are end to
 //!   end with the owner node and unchanged.
-//! * [`link`]: the owner's side, started by `duo owner serve --relay ws://HOST:PORT#FINGERPRINT`
+//! * [`link`] and the owner room's `relay` module: the owner's side, started by `duo owner serve --relay ws://HOST:PORT#FINGERPRINT`
 //!   ([`RelayTarget`]): it keeps the control connection up (reconnecting with capped exponential backoff and
 //!   jitter) and hands each data connection to the node's ordinary session code.
 //!
@@ -28,7 +28,7 @@ pub const OWNER_PREFIX: &str = "/o/";
 /// The path prefix of an owner's data connection (`/join/TOKEN`).
 pub const JOIN_PREFIX: &str = "/join/";
 /// The sentence of the relay's HTTP 404 for an owner address nobody serves.
-pub const NO_OWNER_MESSAGE: &str = "no owner with this key is connected to the relay";
+pub const NO_OWNER_MESSAGE: &str = crate::net::transport::NO_OWNER_AT_RELAY;
 
 /// A message on the control connection (JSON inside the Noise channel).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

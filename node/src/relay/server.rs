@@ -300,11 +300,18 @@ async fn accept_loop(
 /// A connection's places in the relay's gate and in its source address's gate.
 struct Places {
     _all: Admission,
-    _ip: Admission,
+    /// Held only while unauthenticated: owners and joined FIs behind one address are not capped by it.
+    ip: Option<Admission>,
     slots: Option<(PendingSlot, PendingSlot)>,
 }
 
 impl Places {
+    /// The connection is an owner's, or joined to one: it gives its unauthenticated places back.
+    fn authenticated(&mut self) {
+        self.slots = None;
+        self.ip = None;
+    }
+
     /// Completes when either gate evicted this connection.
     async fn evicted(slots: &mut Option<(PendingSlot, PendingSlot)>) {
         match slots {
@@ -364,7 +371,7 @@ impl Relay {
         let slots = all.slot().zip(ip.slot());
         Some(Places {
             _all: all,
-            _ip: ip,
+            ip: Some(ip),
             slots,
         })
     }
@@ -399,7 +406,7 @@ impl Relay {
             let tx = self.joins.lock().ok().and_then(|mut j| j.remove(token));
             match tx {
                 Some(tx) => {
-                    drop(places.slots.take());
+                    places.authenticated();
                     let _ = tx.send(tcp);
                 }
                 None => refuse(tcp, 404, "no FI is waiting for this join token").await,
@@ -444,7 +451,7 @@ impl Relay {
         };
         let accepted =
             transport::accept_evictable(stream, &self.key, checks, &limits, evicted).await;
-        drop(places.slots.take());
+        places.authenticated();
         let Ok((mut chan, _)) = accepted else {
             return;
         };
@@ -561,7 +568,7 @@ impl Relay {
             )
             .await;
         };
-        drop(places.slots.take());
+        places.authenticated();
         let _ = owner.set_nodelay(true);
         self.counters.sessions.fetch_add(1, Ordering::Relaxed);
         self.counters.sessions_total.fetch_add(1, Ordering::Relaxed);
