@@ -305,3 +305,35 @@ async fn a_flood_of_silent_connections_does_not_keep_an_owner_out() {
     node.shutdown().await;
     r.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_owners_behind_one_address_are_not_capped_by_its_unauthenticated_places() {
+    let limits = RelayLimits {
+        max_pending_per_ip: 2,
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let url = format!("{}{}", r.url(), relay::CONTROL_PATH);
+    let mut held = Vec::new();
+    for i in 0..12 {
+        let key = Keypair::generate();
+        let mut chan = transport::connect(
+            &url,
+            &key,
+            Mode::Session,
+            None,
+            r.fingerprint(),
+            &Limits::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("owner {i} behind the same address: {e}"));
+        let ready = chan.recv().await.unwrap().unwrap();
+        assert!(matches!(
+            serde_json::from_slice(&ready).unwrap(),
+            relay::ControlMsg::Ready { .. }
+        ));
+        held.push(chan);
+    }
+    assert_eq!(r.stats().owners, 12);
+    r.shutdown().await;
+}

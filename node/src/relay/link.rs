@@ -65,3 +65,35 @@ pub fn backoff(n: u32) -> Duration {
     let half = full / 2;
     half + Duration::from_millis(rand::random::<u64>() % (half.as_millis() as u64 + 1))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        for n in 0..40 {
+            let full = BACKOFF_FIRST
+                .saturating_mul(1 << n.min(16))
+                .min(BACKOFF_CAP);
+            let d = backoff(n);
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {n}: {d:?} outside [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+        let draws: std::collections::BTreeSet<_> = (0..20).map(|_| backoff(10)).collect();
+        assert!(draws.len() > 1, "jittered");
+    }
+
+    #[test]
+    fn a_relay_target_needs_its_pin() {
+        let t = RelayTarget::parse("ws://10.0.0.1:7879#OLARIGWT4V3BPAZJZMLATH2526QVRJPF").unwrap();
+        assert_eq!(t.url, "ws://10.0.0.1:7879");
+        assert_eq!(t.fingerprint, "olarigwt4v3bpazjzmlath2526qvrjpf");
+        assert!(RelayTarget::parse("ws://10.0.0.1:7879").is_err());
+        assert!(RelayTarget::parse("http://h:1#olarigwt4v3bpazjzmlath2526qvrjpf").is_err());
+        assert!(RelayTarget::parse("ws://h:1#short").is_err());
+    }
+}
