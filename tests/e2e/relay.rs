@@ -337,3 +337,54 @@ async fn many_owners_behind_one_address_are_not_capped_by_its_unauthenticated_pl
     assert_eq!(r.stats().owners, 12);
     r.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_is_closed_by_the_relay() {
+    let limits = RelayLimits {
+        idle: Duration::from_secs(1),
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let o = owner_with_sample(TEST_POLICY);
+    let (node, url) = behind(&o, &r).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = duo_testkit::fi::pair_and_connect(&o.dir, &url, "Acme", dir.path())
+        .await
+        .unwrap();
+    assert!(!c.datasets().await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(c.datasets().await.is_err(), "the idle session was cut");
+    assert_eq!(r.stats().sessions, 0);
+    node.shutdown().await;
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owners_bytes_per_second_are_capped() {
+    const RATE: u64 = 20_000;
+    let limits = RelayLimits {
+        bytes_per_sec: RATE,
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let o = owner_with_sample(TEST_POLICY);
+    let (node, url) = behind(&o, &r).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = duo_testkit::fi::pair_and_connect(&o.dir, &url, "Acme", dir.path())
+        .await
+        .unwrap();
+    let (start, from) = (Instant::now(), r.stats().bytes);
+    while r.stats().bytes < from + 5 * RATE {
+        c.catalogue().await.unwrap();
+    }
+    // A second's worth may pass at once (the bucket is full at the start), the rest at the rate.
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(3500),
+        "{} bytes in {took:?}",
+        r.stats().bytes - from
+    );
+    c.close().await;
+    node.shutdown().await;
+    r.shutdown().await;
+}
