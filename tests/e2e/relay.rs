@@ -388,3 +388,86 @@ async fn an_owners_bytes_per_second_are_capped() {
     node.shutdown().await;
     r.shutdown().await;
 }
+
+/// `duo relay` as a process: the first line it prints with `--json`, and the process.
+fn relay_process(home: &std::path::Path) -> (std::process::Child, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_duo"))
+        .arg("--home")
+        .arg(home)
+        .args(["relay", "--listen", "127.0.0.1:0", "--every", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = crate::cli::json(&lines.next().unwrap().unwrap());
+    // Its counts, a JSON object per line, go on after.
+    let stats = crate::cli::json(&lines.next().unwrap().unwrap());
+    assert_eq!(stats["owners"], 0, "{stats}");
+    (child, first)
+}
+
+#[test]
+fn the_commands_pair_and_ask_through_a_relay_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (owner, fi, relay_home) = (
+        dir.path().join("o"),
+        dir.path().join("f"),
+        dir.path().join("r"),
+    );
+    let (mut relay, line) = relay_process(&relay_home);
+    let pin = line["relay"].as_str().unwrap().to_string();
+    // The relay's key is kept, readable by its user only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(relay_home.join("relay/key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let data = dir.path().join("data");
+    crate::cli::ok(
+        &owner,
+        &["sample", "--out", data.to_str().unwrap(), "--seed", "3"],
+    );
+    crate::cli::ok(&owner, &["owner", "init"]);
+    let rent = data.join("rent.csv");
+    crate::cli::ok(
+        &owner,
+        &["owner", "load", rent.to_str().unwrap(), "--name", "rent"],
+    );
+    let (mut node, url, _) = crate::serve::spawn_serve(&owner, &["--no-ui", "--relay", &pin], &[]);
+    let fp = line["fingerprint"].as_str().unwrap();
+    assert!(
+        url.starts_with(pin.split('#').next().unwrap()) && url.contains("/o/"),
+        "{url} {fp}"
+    );
+    // The invite says which URL the FI uses.
+    let invite = crate::cli::json(&crate::cli::ok(
+        &owner,
+        &["owner", "invite", "--fi", "Acme Bank", "--json"],
+    ));
+    assert_eq!(invite["url"], url.as_str());
+    let code = invite["code"].as_str().unwrap();
+    let paired = crate::cli::json(&crate::cli::ok(&fi, &["fi", "pair", &url, code, "--json"]));
+    assert_eq!(paired["principal"], "Acme Bank");
+    let req = crate::cli::json(&crate::cli::ok(
+        &fi,
+        &[
+            "fi",
+            "request",
+            "count(rent)",
+            "--reason",
+            "history",
+            "--json",
+        ],
+    ));
+    assert_eq!(req["state"], "pending", "{req}");
+    let _ = node.kill();
+    let _ = node.wait();
+    let _ = relay.kill();
+    let _ = relay.wait();
+}
