@@ -38,6 +38,9 @@ enum Cmd {
     /// Measurements for researchers and operators.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Run a relay: owners behind NAT connect out to it (`duo owner serve --relay`) and FIs reach them through
+    /// it; it forwards ciphertext it cannot read.
+    Relay(cli::relay::RelayArgs),
     /// Check a receipt (a JSON file, as `duo fi receipts --json` or `duo fi result --json` prints it) against an
     /// owner node's public signing key. Exit 0 if it verifies, 1 if not.
     VerifyReceipt(cli::receipt::VerifyArgs),
@@ -92,6 +95,7 @@ fn run(cmd: Cmd, home: &Path) -> anyhow::Result<i32> {
         Cmd::Owner(cmd) => cli::owner::run(cmd, home),
         Cmd::Fi(cmd) => cli::fi::run(cmd, home),
         Cmd::Bench(cmd) => cli::bench::run(cmd),
+        Cmd::Relay(args) => cli::relay::run(args, home),
         Cmd::VerifyReceipt(args) => cli::receipt::verify(args),
     }
 }

@@ -20,6 +20,7 @@ pub mod loopback;
 pub mod net;
 pub mod owner;
 pub mod proto;
+pub mod relay;
 pub mod store;
 pub mod web;
 

@@ -15,6 +15,7 @@ pub mod out;
 pub mod owner;
 pub mod policy;
 pub mod receipt;
+pub mod relay;
 pub mod sample;
 pub mod show;
 pub mod ttl;

@@ -135,6 +135,11 @@ pub struct ServeArgs {
     /// Do not start the web UI.
     #[arg(long)]
     no_ui: bool,
+    /// Also serve FIs through this relay, given as `duo relay` prints it: ws://HOST:PORT#FINGERPRINT (the
+    /// fingerprint pins the relay's key). The node connects out to it, so it needs no public address; FIs then
+    /// use the URL printed (and shown by `duo owner invite`): ws://HOST:PORT/o/THIS_NODE'S_FINGERPRINT.
+    #[arg(long)]
+    relay: Option<String>,
 }
 
 /// Options of `duo owner invite`.
@@ -462,6 +467,11 @@ fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
     } else {
         store::Sync::Full
     };
+    cfg.relay = args
+        .relay
+        .as_deref()
+        .map(duo::node::relay::RelayTarget::parse)
+        .transpose()?;
     let ui_listen = (!args.no_ui).then_some(args.ui);
     if let Some(listen) = ui_listen {
         duo::node::web::check_listen(listen)?;
@@ -470,17 +480,22 @@ fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
     let (events, received) = tokio::sync::mpsc::channel(1024);
     cfg.events = Some(events);
     let printer = print_events(received, args.quiet);
+    let relay = cfg.relay.clone();
     let rt = runtime()?;
     let served = rt.block_on(async move {
         let node = owner::spawn(cfg, args.listen).await?;
         let ui = super::ui::start(&dir, ui_listen, sync).await?;
-        outln!("{}", node.url())?;
+        let fingerprint = duo::node::net::keys::fingerprint(&owner::node_key(&dir)?.public);
+        let relayed = relay_url(&dir, &node, relay.as_ref(), &fingerprint).await?;
+        outln!("{}", relayed.as_deref().unwrap_or(&node.url()))?;
         errln!(
-            "owner node listening on {} (key {}); Ctrl-C to stop",
+            "owner node listening on {} (key {fingerprint}); Ctrl-C to stop",
             node.url(),
-            duo::node::net::keys::fingerprint(&owner::node_key(&dir)?.public)
         );
         shutdown_signal().await;
+        if relayed.is_some() {
+            let _ = std::fs::remove_file(dir.join(RELAY_URL_FILE));
+        }
         errln!("stopping");
         super::ui::stop(&dir, ui).await;
         node.shutdown().await;
@@ -490,6 +505,36 @@ fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
     rt.shutdown_timeout(Duration::from_millis(500));
     drop(printer);
     served
+}
+
+/// The file in the owner directory holding the URL FIs use through the relay while `duo owner serve --relay`
+/// runs (`duo owner invite` prints it).
+const RELAY_URL_FILE: &str = "relay.url";
+
+/// With a relay: wait briefly for the node to be connected to it, say so, note the URL for `duo owner invite`,
+/// and return it (the URL does not change when the node reconnects).
+async fn relay_url(
+    dir: &Path,
+    node: &owner::RunningNode,
+    relay: Option<&duo::node::relay::RelayTarget>,
+    fingerprint: &str,
+) -> Result<Option<String>> {
+    let Some(relay) = relay else {
+        return Ok(None);
+    };
+    let url = format!(
+        "{}{}{fingerprint}",
+        relay.url,
+        duo::node::relay::OWNER_PREFIX
+    );
+    match node.relay_ready(Duration::from_secs(10)).await {
+        Ok(_) => errln!("reachable through the relay at {url}: FIs pair with `duo fi pair {url} CODE`"),
+        Err(why) => errln!(
+            "warning: not connected to the relay yet ({why}); retrying in the background. FIs will use {url}"
+        ),
+    }
+    duo::node::home::write_private(&dir.join(RELAY_URL_FILE), format!("{url}\n").as_bytes())?;
+    Ok(Some(url))
 }
 
 /// Print the node's events on standard error, one line each, from a thread of their own (a slow terminal
@@ -563,9 +608,13 @@ fn invite(home: &Path, args: InviteArgs) -> Result<i32> {
         .into_iter()
         .filter(|i| i.principal == principal && i.id != code.id)
         .count();
+    // Where the FI connects: the relay's address for this node while `duo owner serve --relay` runs.
+    let relayed = std::fs::read_to_string(dir.join(RELAY_URL_FILE))
+        .ok()
+        .map(|s| s.trim().to_string());
     if args.json.json {
         print_json(&serde_json::json!({
-            "principal": principal, "code": code.to_string(), "invite": code.id,
+            "principal": principal, "code": code.to_string(), "invite": code.id, "url": relayed,
             "expires_in_secs": ttl.as_secs(), "rekey": args.rekey, "replaces_fi_key_fingerprint": replaces,
             "other_open_invites": others,
         }))?;
@@ -576,6 +625,9 @@ fn invite(home: &Path, args: InviteArgs) -> Result<i32> {
             ttl::words(ttl),
             code.id
         );
+        if let Some(url) = &relayed {
+            errln!("{principal} connects through the relay: `duo fi pair {url} {code}`");
+        }
         if args.rekey {
             errln!(
                 "this code RE-KEYS {principal}: when it is used, the FI key paired now ({}) stops working at once, \

@@ -12,6 +12,7 @@ mod owner_files;
 mod pairing;
 mod persistence;
 mod readme;
+mod relay;
 mod requests;
 mod scoring;
 mod serve;

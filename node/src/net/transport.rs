@@ -156,6 +156,10 @@ pub const BUSY_MESSAGE: &str =
     "the owner node is busy with many connections and dropped this one before it was authenticated; \
      try again in a moment";
 
+/// The body of a relay's HTTP 404 for an owner address nobody serves (the relay room), read as
+/// [`TransportError::NotAtRelay`].
+pub const NO_OWNER_AT_RELAY: &str = "no owner with this key is connected to the relay";
+
 /// Largest hello accepted, in bytes (a real one is under 100 bytes).
 pub const MAX_HELLO: usize = 1024;
 
@@ -256,6 +260,10 @@ pub enum TransportError {
     /// key or invite.
     #[error("the owner node is busy ({0}); try again in a moment")]
     Busy(String),
+    /// A relay answered that no owner with the key in the URL is connected to it (HTTP 404 at the upgrade).
+    #[error("{0}: the owner's node is not running or not connected to the relay now; check the URL, or try \
+             again when the owner is online")]
+    NotAtRelay(String),
     /// The WebSocket connection could not be opened.
     #[error("could not open a WebSocket connection to {url}: {source}; check the URL and that the owner node is running")]
     Connect {
@@ -957,9 +965,17 @@ fn upgrade_error(url: &str, e: tungstenite::Error) -> TransportError {
     use std::io::ErrorKind;
     use tungstenite::error::ProtocolError;
     match &e {
-        tungstenite::Error::Http(resp) if resp.status().as_u16() == 503 => {
-            TransportError::Busy("it answered the upgrade with 503 Service Unavailable".into())
-        }
+        tungstenite::Error::Http(resp) if resp.status().as_u16() == 503 => TransportError::Busy(
+            http_body(resp)
+                .unwrap_or_else(|| "it answered the upgrade with 503 Service Unavailable".into()),
+        ),
+        tungstenite::Error::Http(resp) if resp.status().as_u16() == 404 => match http_body(resp) {
+            Some(body) if body.starts_with(NO_OWNER_AT_RELAY) => TransportError::NotAtRelay(body),
+            _ => TransportError::Connect {
+                url: url.to_owned(),
+                source: Box::new(e),
+            },
+        },
         tungstenite::Error::Protocol(ProtocolError::HandshakeIncomplete) => {
             TransportError::HandshakeClosed
         }
@@ -978,6 +994,14 @@ fn upgrade_error(url: &str, e: tungstenite::Error) -> TransportError {
             source: Box::new(e),
         },
     }
+}
+
+/// The text body of an HTTP answer to the upgrade (a relay says there why it refused), cut to 1000 characters.
+fn http_body(resp: &tungstenite::http::Response<Option<Vec<u8>>>) -> Option<String> {
+    let body = resp.body().as_ref()?;
+    let text = String::from_utf8_lossy(body);
+    let text = truncate(text.trim(), MAX_REPORT_CHARS);
+    (!text.is_empty()).then_some(text)
 }
 
 /// The answer a server writes on a connection it cannot take at all (before reading anything):

@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod cache;
 pub mod decide;
+pub mod relay;
 pub mod release;
 pub mod scoring;
 pub mod service;

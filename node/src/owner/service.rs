@@ -41,6 +41,8 @@ pub struct ServeConfig {
     pub events: Option<EventSink>,
     /// Least time between two reports that the node is under pressure (to the events and the audit log).
     pub pressure_every: Duration,
+    /// Also serve FIs through this relay (`duo owner serve --relay`), keeping a connection to it.
+    pub relay: Option<crate::relay::RelayTarget>,
 }
 
 /// The sending end of the node's events ([`ServeConfig::events`]).
@@ -240,6 +242,7 @@ impl ServeConfig {
             principal_limits: PrincipalLimits::default(),
             events: None,
             pressure_every: Duration::from_secs(60),
+            relay: None,
         }
     }
 }
@@ -250,6 +253,7 @@ pub struct RunningNode {
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    relay: Option<watch::Receiver<super::relay::LinkState>>,
     /// Only one node serves one owner directory.
     _lock: crate::home::ServeLock,
 }
@@ -258,6 +262,40 @@ impl RunningNode {
     /// The `ws://` URL FIs connect to.
     pub fn url(&self) -> String {
         format!("ws://{}", self.addr)
+    }
+
+    /// The URL FIs use through the relay ([`ServeConfig::relay`]) while the node is connected to it.
+    pub fn relay_url(&self) -> Option<String> {
+        match &*self.relay.as_ref()?.borrow() {
+            super::relay::LinkState::Up(url) => Some(url.clone()),
+            super::relay::LinkState::Down(_) => None,
+        }
+    }
+
+    /// Wait up to `timeout` for the node to be connected to its relay: its URL there, or why not.
+    ///
+    /// # Errors
+    /// The last reason the connection failed (or that the node has no relay).
+    pub async fn relay_ready(&self, timeout: Duration) -> Result<String, String> {
+        let Some(mut rx) = self.relay.clone() else {
+            return Err("this node serves through no relay".into());
+        };
+        let up = tokio::time::timeout(timeout, async {
+            loop {
+                if let super::relay::LinkState::Up(url) = &*rx.borrow_and_update() {
+                    return Some(url.clone());
+                }
+                rx.changed().await.ok()?;
+            }
+        })
+        .await;
+        match up {
+            Ok(Some(url)) => Ok(url),
+            _ => match &*rx.borrow() {
+                super::relay::LinkState::Down(Some(why)) => Err(why.clone()),
+                _ => Err(format!("not connected to the relay within {timeout:?}")),
+            },
+        }
     }
 
     /// Stop accepting, close every session and wait for the accept loop to end (a session stuck in a long
@@ -300,12 +338,24 @@ pub async fn spawn(cfg: ServeConfig, listen: SocketAddr) -> Result<RunningNode, 
         key,
         cache: DatasetCache::default(),
         changes,
+        stopping: shutdown_rx.clone(),
+    });
+    let relay = shared.cfg.relay.clone().map(|target| {
+        let (state, rx) = watch::channel(super::relay::LinkState::Down(None));
+        tokio::spawn(super::relay::run(
+            target,
+            shared.clone(),
+            state,
+            shutdown_rx.clone(),
+        ));
+        rx
     });
     let task = tokio::spawn(accept_loop(listener, shared, shutdown_rx));
     Ok(RunningNode {
         addr,
         shutdown: shutdown_tx,
         task,
+        relay,
         _lock: lock,
     })
 }
@@ -338,6 +388,8 @@ pub(crate) struct Shared {
     pub(crate) principals: std::sync::Mutex<HashMap<String, PrincipalUse>>,
     /// Taken around a session's write transaction (see the request handler).
     pub(crate) write_turn: tokio::sync::Mutex<()>,
+    /// Changes to `true` when the node stops (sessions started outside the accept loop watch it).
+    pub(crate) stopping: watch::Receiver<bool>,
 }
 
 impl Shared {

@@ -6,6 +6,7 @@ mod load;
 mod lockout;
 mod measure;
 mod ot;
+mod relay;
 mod score;
 mod ui;
 
@@ -41,6 +42,9 @@ pub enum BenchCmd {
     /// Latency of a scoring run, cold (with base OTs) and warm (extension state from an earlier run reused), and
     /// bytes on the wire, for several numbers of attributes. Each outcome is checked against the ideal one.
     Score(score::ScoreArgs),
+    /// The relay's memory per idle owner connection: `duo relay` as a child process, its resident memory with no
+    /// owner and with `--owners` Noise-authenticated owner control connections held idle.
+    Relay(relay::RelayBenchArgs),
     /// The owner UI's speed with a full store (1,000 requests, 10,000 log entries): server time per page, and a
     /// new request's way to an open page.
     ///
@@ -94,6 +98,12 @@ pub fn run(cmd: BenchCmd) -> Result<i32> {
             let r = runtime()?.block_on(ui::ui(args))?;
             emit(JsonFlag { json }, &r, ui::UiReport::text)?;
             Ok(if r.goals_met { 0 } else { 1 })
+        }
+        BenchCmd::Relay(args) => {
+            let json = args.json;
+            let r = runtime()?.block_on(relay::relay(args))?;
+            emit(JsonFlag { json }, &r, relay::RelayReport::text)?;
+            Ok(0)
         }
         BenchCmd::Score(args) => {
             let r = score::score(&args)?;
