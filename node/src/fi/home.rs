@@ -51,6 +51,9 @@ pub struct PairingRecord {
     /// The owner node's receipt-signing key (hex), pinned at pairing.
     #[serde(default)]
     pub signing_key: Option<String>,
+    /// When a session with the owner node last opened (RFC 3339); absent until one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
 }
 
 /// One entry of the FI's receipt log: a verified receipt, hash-chained to the entry before it.
@@ -148,6 +151,11 @@ impl FiHome {
             dir: dir.to_path_buf(),
             receipt_index: Default::default(),
         }
+    }
+
+    /// The home's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Take the home's lock exclusively (see the module docs), creating the home and its lock file if need be.
@@ -501,6 +509,22 @@ impl FiHome {
         Ok(())
     }
 
+    /// Record that a session with the owner node paired as `name` just opened (its `last_seen`). A pairing
+    /// removed meanwhile is left removed.
+    pub(crate) fn touch(&self, name: &str) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let mut all = self.pairings()?;
+        let Some(p) = all.iter_mut().find(|p| p.name == name) else {
+            return Ok(());
+        };
+        p.last_seen = Some(crate::proto::now_text());
+        crate::home::write_private(
+            &self.dir.join("pairings.json"),
+            &serde_json::to_vec_pretty(&all)?,
+        )?;
+        Ok(())
+    }
+
     pub(crate) fn save(&self, rec: PairingRecord) -> Result<(), Error> {
         let _lock = self.lock()?;
         let mut all = self.pairings()?;
@@ -626,6 +650,7 @@ mod tests {
                 principal: "Acme".into(),
                 paired_at: "2025-01-01T00:00:00Z".into(),
                 signing_key: Some(signer.public_hex()),
+                last_seen: None,
             })
             .unwrap();
         signer
@@ -799,6 +824,7 @@ mod tests {
                                 principal: "Acme".into(),
                                 paired_at: "2025-01-01T00:00:00Z".into(),
                                 signing_key: None,
+                                last_seen: None,
                             }),
                             home.keep_asked_scoring(AskedScoring {
                                 owner: "ab".repeat(32),

@@ -1,0 +1,250 @@
+//! One FI and a portfolio of owner nodes: a batch fans one question out to several owners, reports each one's
+//! outcome, and a rerun continues where it stopped without asking any owner twice.
+
+use duo::node::fi::portfolio::{self, BatchAsk, BatchEvent, BatchOptions, Observer, OwnerOutcome};
+use duo::node::fi::{self as client, FiHome};
+use duo::node::owner::{self, RunningNode};
+use duo::node::proto::request::DpParams;
+use duo::node::store::prelude::*;
+use duo::policies::{Amount, Backend, Scope};
+use duo_testkit::fi::INVITE_TTL;
+use duo_testkit::policy::ASK_ALL;
+use duo_testkit::policy::DP_POLICY;
+use duo_testkit::{owner_with_sample, OwnerNode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Refuses every DP release: the owner who says no.
+const DENY_DP: &str = r#"
+default = "ask"
+[[rule]]
+name = "no-dp"
+backend = ["dp"]
+action = "deny"
+reason = "no statistics about me"
+"#;
+
+/// The question of the batch: a DP count, costing 0.3 epsilon.
+const EXPR: &str = "count(filter(transactions, category == \"nsf_fee\"))";
+
+fn set_cap(o: &OwnerNode, cap: &str) {
+    let mut owner = o.store();
+    let measure = owner.store().ledger().unwrap().measure();
+    owner
+        .set_cap(&Scope::Global, cap.parse().unwrap(), measure)
+        .unwrap();
+}
+
+fn spent(o: &OwnerNode) -> Amount {
+    o.db().ledger().unwrap().account(&Scope::Global).spent
+}
+
+/// How many requests the owner's node holds (from any FI).
+fn requests_held(o: &OwnerNode) -> i64 {
+    o.db()
+        .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
+        .unwrap()
+}
+
+async fn pair_as(fi: &FiHome, o: &OwnerNode, node: &RunningNode, name: &str) {
+    let code = owner::invite(&o.dir, "Acme", INVITE_TTL).unwrap();
+    client::pair(fi, &node.url(), &code.to_string(), name)
+        .await
+        .unwrap();
+}
+
+fn dp_ask() -> BatchAsk {
+    BatchAsk::Release {
+        expr: EXPR.into(),
+        backend: Backend::Dp,
+        dp: Some(DpParams {
+            epsilon: Some(0.3),
+            ..DpParams::default()
+        }),
+        reason: "portfolio review".into(),
+    }
+}
+
+/// An observer that counts owners worked with at once, and the most at any time.
+fn peak_counter() -> (Observer, Arc<AtomicUsize>) {
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (n, p) = (now.clone(), peak.clone());
+    let obs: Observer = Arc::new(move |ev: &BatchEvent| match ev {
+        BatchEvent::Started { .. } => {
+            let k = n.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(k, Ordering::SeqCst);
+        }
+        BatchEvent::Finished { .. } => {
+            n.fetch_sub(1, Ordering::SeqCst);
+        }
+    });
+    (obs, peak)
+}
+
+fn outcome<'a>(b: &'a portfolio::Batch, owner: &str) -> &'a portfolio::OwnerEntry {
+    b.owners.iter().find(|e| e.owner == owner).unwrap()
+}
+
+/// Owners `yes` (approves by policy), `no` (denies), `broke` (over budget), `away` (stopped), `yes2`, `yes3`
+/// (approve) and `later` (asks its owner): the batch reports each. Restarting `away` and running the batch
+/// again asks only it, and polls `later`'s request; once `later`'s owner approves, a third run finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reports_each_owner_and_a_rerun_asks_only_the_unfinished() {
+    let yes = owner_with_sample(DP_POLICY);
+    let no = owner_with_sample(DENY_DP);
+    let broke = owner_with_sample(DP_POLICY);
+    let away = owner_with_sample(DP_POLICY);
+    let yes2 = owner_with_sample(DP_POLICY);
+    let yes3 = owner_with_sample(DP_POLICY);
+    let later = owner_with_sample(ASK_ALL);
+    for o in [&yes, &no, &away, &yes2, &yes3, &later] {
+        set_cap(o, "1.0");
+    }
+    set_cap(&broke, "0.1");
+    let owners = [
+        ("yes", &yes),
+        ("no", &no),
+        ("broke", &broke),
+        ("away", &away),
+        ("yes2", &yes2),
+        ("yes3", &yes3),
+        ("later", &later),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let fi = FiHome::new(&client::fi_dir(dir.path()));
+    let mut nodes = Vec::new();
+    for (name, o) in owners {
+        let node = o.start().await;
+        pair_as(&fi, o, &node, name).await;
+        nodes.push((name, node));
+    }
+    // `away` stops before the batch.
+    let i = nodes.iter().position(|(n, _)| *n == "away").unwrap();
+    let (_, away_node) = nodes.remove(i);
+    let away_addr = away_node.addr;
+    away_node.shutdown().await;
+
+    let selected = portfolio::select_owners(&fi, "all").unwrap();
+    let batch = portfolio::new_batch(&fi, dp_ask(), &selected).unwrap();
+    let opts = BatchOptions {
+        concurrency: 2,
+        connect_timeout: Duration::from_secs(5),
+        ..BatchOptions::default()
+    };
+    let (obs, peak) = peak_counter();
+    let b = portfolio::run_batch(&fi, &batch.id, &opts, Some(obs))
+        .await
+        .unwrap();
+    let names: Vec<(&str, &str)> = b
+        .owners
+        .iter()
+        .map(|e| (e.owner.as_str(), e.outcome.name()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("yes", "approved"),
+            ("no", "denied"),
+            ("broke", "over_budget"),
+            ("away", "unreachable"),
+            ("yes2", "approved"),
+            ("yes3", "approved"),
+            ("later", "pending"),
+        ],
+        "{b:#?}"
+    );
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&peak),
+        "at most 2 owners at once, saw {peak}"
+    );
+    assert!(matches!(
+        &outcome(&b, "no").outcome,
+        OwnerOutcome::Denied { reason } if reason == "no statistics about me"
+    ));
+    assert!(
+        matches!(
+            &outcome(&b, "broke").outcome,
+            OwnerOutcome::OverBudget { requested: Some(r), remaining: Some(l), .. } if r == "0.3" && l == "0.1"
+        ),
+        "{:?}",
+        outcome(&b, "broke")
+    );
+    assert!(!b.complete());
+    // The record on disk is the batch as returned.
+    assert_eq!(portfolio::load_batch(&fi, &b.id).unwrap(), b);
+    // Receipts were kept per owner, one per approval.
+    let mut kept: Vec<String> = fi
+        .receipts()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.owner)
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["yes", "yes2", "yes3"]);
+
+    // `away` comes back at its address; the batch runs again.
+    let away_node = away.start_at(away_addr).await;
+    let held_before: Vec<i64> = [&yes, &no, &broke, &yes2, &yes3]
+        .iter()
+        .map(|o| requests_held(o))
+        .collect();
+    let (obs, _) = peak_counter();
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let asked2 = asked.clone();
+    let both: Observer = Arc::new(move |ev: &BatchEvent| {
+        obs(ev);
+        if let BatchEvent::Started { owner } = ev {
+            asked2.lock().unwrap().push(owner.clone());
+        }
+    });
+    let b2 = portfolio::run_batch(&fi, &batch.id, &opts, Some(both))
+        .await
+        .unwrap();
+    let mut again = asked.lock().unwrap().clone();
+    again.sort();
+    assert_eq!(again, ["away", "later"], "only the unfinished owners");
+    assert_eq!(outcome(&b2, "away").outcome.name(), "approved");
+    assert_eq!(outcome(&b2, "later").outcome.name(), "pending");
+    assert_eq!(outcome(&b2, "later").request, outcome(&b, "later").request);
+    assert!(!b2.complete(), "{b2:#?}");
+    assert_eq!(requests_held(&later), 1, "polled, not asked again");
+    // The owner of `later` approves; the next run fetches the answer.
+    later
+        .store()
+        .approve(outcome(&b2, "later").request.unwrap(), None)
+        .unwrap();
+    let b2 = portfolio::run_batch(&fi, &batch.id, &opts, None)
+        .await
+        .unwrap();
+    assert_eq!(outcome(&b2, "later").outcome.name(), "approved");
+    assert!(b2.complete(), "{b2:#?}");
+    // Nobody else was asked again, and every ledger was charged once.
+    let held_after: Vec<i64> = [&yes, &no, &broke, &yes2, &yes3]
+        .iter()
+        .map(|o| requests_held(o))
+        .collect();
+    assert_eq!(held_before, held_after);
+    assert_eq!(held_after, [1, 1, 1, 1, 1]);
+    assert_eq!(requests_held(&away), 1);
+    assert_eq!(requests_held(&later), 1);
+    for o in [&yes, &away, &yes2, &yes3, &later] {
+        assert_eq!(spent(o), "0.3".parse().unwrap());
+    }
+    assert_eq!(spent(&broke), Amount::from_nanos(0));
+    // A third run contacts nobody.
+    let (obs, peak) = peak_counter();
+    let b3 = portfolio::run_batch(&fi, &batch.id, &opts, Some(obs))
+        .await
+        .unwrap();
+    assert_eq!(peak.load(Ordering::SeqCst), 0);
+    assert_eq!(b3, b2);
+    assert_eq!(fi.receipts().unwrap().len(), 5);
+    assert!(fi.verify_receipts().unwrap().is_empty());
+    away_node.shutdown().await;
+    for (_, n) in nodes {
+        n.shutdown().await;
+    }
+}
