@@ -248,3 +248,165 @@ async fn a_batch_reports_each_owner_and_a_rerun_asks_only_the_unfinished() {
         n.shutdown().await;
     }
 }
+
+/// Says no to every catalogue attribute.
+const DENY_CATALOGUE: &str = r#"
+default = "ask"
+[[rule]]
+name = "not-today"
+catalogue = ["*"]
+action = "deny"
+reason = "not today"
+"#;
+
+/// `duo fi request --owners all`: a table per owner and exit 3 while one is unreachable; `--batch ID` after
+/// its restart asks only it and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_batch_prints_a_table_and_continues_with_its_id() {
+    use super::cli::duo;
+    let yes = owner_with_sample(duo_testkit::policy::TEST_POLICY);
+    let no = owner_with_sample(DENY_CATALOGUE);
+    let away = owner_with_sample(duo_testkit::policy::TEST_POLICY);
+    let dir = tempfile::tempdir().unwrap();
+    let fi = FiHome::new(&client::fi_dir(dir.path()));
+    let mut nodes = Vec::new();
+    for (name, o) in [("yes", &yes), ("no", &no), ("away", &away)] {
+        let node = o.start().await;
+        pair_as(&fi, o, &node, name).await;
+        nodes.push(node);
+    }
+    let away_node = nodes.pop().unwrap();
+    let away_addr = away_node.addr;
+    away_node.shutdown().await;
+    let home = dir.path().to_path_buf();
+    let args = [
+        "fi",
+        "request",
+        "rent_on_time_ratio_12m()",
+        "--reason",
+        "portfolio",
+        "--owners",
+        "all",
+        "--concurrency",
+        "2",
+    ];
+    let out = tokio::task::spawn_blocking({
+        let home = home.clone();
+        move || duo(&home, &args)
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |owner: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(owner))
+            .unwrap_or_else(|| panic!("no line for {owner}: {text}"))
+            .to_string()
+    };
+    assert!(line("yes").contains("approved"), "{text}");
+    assert!(
+        line("no").contains("denied") && line("no").contains("not today"),
+        "{text}"
+    );
+    assert!(line("away").contains("unreachable"), "{text}");
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("batch "))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("no batch id: {text}"))
+        .to_string();
+
+    let away_node = away.start_at(away_addr).await;
+    let mut again: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    again.truncate(5);
+    again.extend(["--batch".to_string(), id.clone(), "--json".to_string()]);
+    let out = tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = again.iter().map(String::as_str).collect();
+        duo(&home, &a)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b: portfolio::Batch = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(b.id, id);
+    let got: Vec<(&str, &str, u32)> = b
+        .owners
+        .iter()
+        .map(|e| (e.owner.as_str(), e.outcome.name(), e.attempts))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("yes", "approved", 1),
+            ("no", "denied", 1),
+            ("away", "approved", 2)
+        ]
+    );
+    for o in [&yes, &no, &away] {
+        assert_eq!(requests_held(o), 1);
+    }
+    away_node.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// A private-scoring batch: each owner approves by policy and one run each gives the FI its decision, with a
+/// verified receipt per owner; a rerun runs nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoring_batch_runs_once_per_owner() {
+    use duo_testkit::policy::SCORING_POLICY;
+    let a = owner_with_sample(SCORING_POLICY);
+    let b = owner_with_sample(SCORING_POLICY);
+    let dir = tempfile::tempdir().unwrap();
+    let fi = FiHome::new(&client::fi_dir(dir.path()));
+    let mut nodes = Vec::new();
+    for (name, o) in [("a", &a), ("b", &b)] {
+        let node = o.start().await;
+        pair_as(&fi, o, &node, name).await;
+        nodes.push(node);
+    }
+    let ask = BatchAsk::Score {
+        model: duo_testkit::scoring::test_model(0.0, 0.5, &[]),
+        reveal: duo::policies::Reveal::Decision,
+        reason: "underwriting".into(),
+    };
+    let owners = portfolio::select_owners(&fi, "a,b").unwrap();
+    let batch = portfolio::new_batch(&fi, ask, &owners).unwrap();
+    let opts = BatchOptions::default();
+    let done = portfolio::run_batch(&fi, &batch.id, &opts, None)
+        .await
+        .unwrap();
+    for e in &done.owners {
+        assert!(
+            matches!(e.outcome, OwnerOutcome::Approved { score: Some(_), .. }),
+            "{e:?}"
+        );
+    }
+    let again = portfolio::run_batch(&fi, &batch.id, &opts, None)
+        .await
+        .unwrap();
+    assert_eq!(again, done);
+    let runs = |o: &OwnerNode| -> i64 {
+        o.db()
+            .query_row("SELECT count(*) FROM scoring_runs", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!((runs(&a), runs(&b)), (1, 1));
+    assert_eq!(fi.receipts().unwrap().len(), 2);
+    assert!(fi.verify_receipts().unwrap().is_empty());
+    for n in nodes {
+        n.shutdown().await;
+    }
+}

@@ -85,6 +85,9 @@ pub enum OwnerOutcome {
         /// A scoring run's output.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         score: Option<ScoreOutcome>,
+        /// The answer's static type (for showing it: money in dollars).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ty: Option<duo_engine::Type>,
     },
     /// Waiting for the owner's decision.
     Pending,
@@ -704,6 +707,7 @@ fn classify(v: &RequestView, score: Option<ScoreOutcome>) -> OwnerOutcome {
     match v.state {
         RequestState::Approved => OwnerOutcome::Approved {
             answer: v.answer.clone(),
+            ty: v.answer.as_ref().map(|_| v.ty.clone()),
             score,
         },
         RequestState::Pending => OwnerOutcome::Pending,

@@ -1,6 +1,7 @@
 //! `duo fi ...`: the financial institution's commands. Each connects to a paired owner node (all but `pair`
 //! and `receipts`), does one thing and closes the session.
 
+mod batch;
 mod release;
 mod score;
 pub mod ui;
