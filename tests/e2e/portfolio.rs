@@ -322,6 +322,43 @@ async fn the_cli_batch_prints_a_table_and_continues_with_its_id() {
         .unwrap_or_else(|| panic!("no batch id: {text}"))
         .to_string();
 
+    // `duo fi owners` probes them all: `away` is not reachable now; the others were seen.
+    let listed = tokio::task::spawn_blocking({
+        let home = home.clone();
+        move || {
+            (
+                duo(&home, &["fi", "owners", "--json", "--timeout", "2"]),
+                duo(&home, &["fi", "owners", "--json", "--no-probe"]),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let probed: serde_json::Value = serde_json::from_slice(&listed.0.stdout).unwrap();
+    let row = |name: &str| {
+        probed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("yes")["reachable"], true, "{probed}");
+    assert_eq!(row("no")["reachable"], true, "{probed}");
+    assert_eq!(row("away")["reachable"], false, "{probed}");
+    assert!(row("away")["probe_error"]
+        .as_str()
+        .unwrap()
+        .contains("Connection refused"));
+    assert!(row("yes")["last_seen"].is_string() && row("yes")["fingerprint"].is_string());
+    let unprobed: serde_json::Value = serde_json::from_slice(&listed.1.stdout).unwrap();
+    assert!(unprobed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|o| o["reachable"].is_null()));
+
     let away_node = away.start_at(away_addr).await;
     let mut again: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     again.truncate(5);

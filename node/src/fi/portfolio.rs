@@ -741,6 +741,91 @@ pub fn batch_file(fi_dir: &Path, id: &str) -> PathBuf {
     fi_dir.join("batches").join(format!("{id}.json"))
 }
 
+/// The default time a probe of an owner node waits for a session.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A pairing as `duo fi owners` lists it: the record, and whether the owner node answered a probe now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnerStatus {
+    /// The pairing (name, address, key fingerprint, principal, paired since, last seen).
+    #[serde(flatten)]
+    pub pairing: crate::fi::home::PairingRecord,
+    /// When the pairing expires: not known to the FI (the owner node does not say), so always absent today.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Whether a session opened within the probe's timeout (`None`: not probed).
+    #[serde(default)]
+    pub reachable: Option<bool>,
+    /// Why the probe failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_error: Option<String>,
+}
+
+/// Every pairing of the home, each probed (when `timeout` is given) by opening a session and closing it, all at
+/// once (at most `concurrency` at a time), each within `timeout`. A probe that opens a session records it as
+/// the pairing's `last_seen`.
+pub async fn owners_status(
+    home: &FiHome,
+    timeout: Option<Duration>,
+    concurrency: usize,
+) -> Result<Vec<OwnerStatus>, Error> {
+    let pairings = home.pairings()?;
+    let Some(timeout) = timeout else {
+        return Ok(pairings
+            .into_iter()
+            .map(|p| OwnerStatus {
+                pairing: p,
+                expires_at: None,
+                reachable: None,
+                probe_error: None,
+            })
+            .collect());
+    };
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, p) in pairings.iter().enumerate() {
+        let (home, name, permits) = (home.clone(), p.name.clone(), permits.clone());
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let r = match tokio::time::timeout(timeout, Client::connect(&home, Some(&name))).await {
+                Ok(Ok(c)) => {
+                    c.close().await;
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no session within {}s", timeout.as_secs_f64())),
+            };
+            (i, r)
+        });
+    }
+    let mut results: Vec<Option<Result<(), String>>> = vec![None; pairings.len()];
+    while let Some(r) = tasks.join_next().await {
+        if let Ok((i, r)) = r {
+            results[i] = Some(r);
+        }
+    }
+    // Read again: the probes wrote `last_seen`.
+    let fresh = home.pairings()?;
+    Ok(pairings
+        .into_iter()
+        .zip(results)
+        .map(|(p, r)| {
+            let p = fresh
+                .iter()
+                .find(|f| f.name == p.name)
+                .cloned()
+                .unwrap_or(p);
+            let r = r.unwrap_or_else(|| Err("the probe did not finish".into()));
+            OwnerStatus {
+                pairing: p,
+                expires_at: None,
+                reachable: Some(r.is_ok()),
+                probe_error: r.err(),
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,8 +38,15 @@ pub enum FiCmd {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// The owner nodes this FI is paired with: name, address, pinned key, principal.
+    /// The owner nodes this FI is paired with: name, address, pinned key, principal, paired since, last seen,
+    /// and whether each answers now (all probed at once, each within --timeout seconds).
     Owners {
+        /// Do not contact the owner nodes (no "reachable now" column).
+        #[arg(long)]
+        no_probe: bool,
+        /// Seconds each probe waits for a session.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -162,7 +169,11 @@ async fn run_async(cmd: FiCmd, home: &Path) -> Result<i32> {
             replace,
             json,
         } => pair(&fi, &url, &code, &name, replace, json).await,
-        FiCmd::Owners { json } => owners(&fi, json),
+        FiCmd::Owners {
+            no_probe,
+            timeout,
+            json,
+        } => owners(&fi, (!no_probe).then(|| Duration::from_secs(timeout)), json).await,
         FiCmd::Requests { owner, json } => requests(&fi, owner.as_deref(), json),
         FiCmd::Model(ModelCmd::Init { path, force }) => model_init(&path, force),
         FiCmd::Datasets { owner, json } => datasets(&fi, owner.as_deref(), json).await,
@@ -219,22 +230,30 @@ pub fn paired_words(rec: &client::PairingRecord) -> String {
     )
 }
 
-/// `duo fi owners`: the pairings this FI holds.
-fn owners(fi: &FiHome, json: JsonFlag) -> Result<i32> {
-    let list = fi.pairings()?;
+/// `duo fi owners`: the pairings this FI holds, each probed unless `probe` is `None`.
+async fn owners(fi: &FiHome, probe: Option<Duration>, json: JsonFlag) -> Result<i32> {
+    let list = client::portfolio::owners_status(fi, probe, 32).await?;
     if json.json {
         print_json(&list)?;
     } else if list.is_empty() {
-        outln!("no owner node is paired; pair with `duo fi pair URL CODE`")?;
+        outln!("no owner node is paired; pair with `duo fi pair URL CODE --name NAME`")?;
     } else {
-        for p in list {
+        for o in list {
+            let p = &o.pairing;
+            let now = match (o.reachable, &o.probe_error) {
+                (None, _) => String::new(),
+                (Some(true), _) => "; reachable now".into(),
+                (Some(false), Some(e)) => format!("; not reachable now: {e}"),
+                (Some(false), None) => "; not reachable now".into(),
+            };
             outln!(
-                "{}  {}\n  paired as \"{}\" on {}; owner key {}",
+                "{}  {}\n  paired as \"{}\" on {}; owner key {}\n  last seen {}; expiry not known to this FI{now}",
                 p.name,
                 p.url,
                 p.principal,
                 p.paired_at,
-                p.fingerprint
+                p.fingerprint,
+                p.last_seen.as_deref().unwrap_or("never")
             )?;
         }
     }
