@@ -903,6 +903,32 @@ mod tests {
         );
     }
 
+    /// An owner whose request went out without a reply coming back is not contacted again: its pairing points
+    /// at a closed port, so any attempt would make it `unreachable`, not `unknown`.
+    #[tokio::test]
+    async fn an_owner_asked_without_a_reply_is_not_asked_again() {
+        let (_dir, home) = home_with(&["a", "b"]);
+        let ask = BatchAsk::Release {
+            expr: "rent_on_time_ratio_12m()".into(),
+            backend: Backend::Plaintext,
+            dp: None,
+            reason: "r".into(),
+        };
+        let mut b = new_batch(&home, ask, &["a".into(), "b".into()]).unwrap();
+        b.owners[0].sent = true;
+        b.owners[0].attempts = 1;
+        write_batch(&home, &b).unwrap();
+        let opts = BatchOptions {
+            connect_timeout: Duration::from_secs(2),
+            ..BatchOptions::default()
+        };
+        let done = run_batch(&home, &b.id, &opts, None).await.unwrap();
+        assert_eq!(done.owners[0].outcome.name(), "unknown", "{done:?}");
+        assert_eq!(done.owners[0].attempts, 1);
+        assert_eq!(done.owners[1].outcome.name(), "unreachable", "{done:?}");
+        assert_eq!(done.owners[1].attempts, 1);
+    }
+
     #[test]
     fn a_batch_runs_in_one_process_at_a_time() {
         let (_dir, home) = home_with(&["a"]);

@@ -112,6 +112,9 @@ pub enum FiCmd {
         /// Check the log's chain and every signature against the pinned keys; exit 1 on any problem.
         #[arg(long)]
         verify: bool,
+        /// List only the receipts of this paired owner (--verify still checks the whole chain).
+        #[arg(long)]
+        owner: Option<String>,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -181,7 +184,11 @@ async fn run_async(cmd: FiCmd, home: &Path) -> Result<i32> {
         FiCmd::Cost(args) => release::cost(&fi, args).await,
         FiCmd::Request(args) => release::request(&fi, args).await,
         FiCmd::Score(args) => score::score(&fi, home, args).await,
-        FiCmd::Receipts { verify, json } => receipts(&fi, verify, json),
+        FiCmd::Receipts {
+            verify,
+            owner,
+            json,
+        } => receipts(&fi, verify, owner.as_deref(), json),
         FiCmd::Ui { listen } => ui::run(home, listen).await,
         FiCmd::Result {
             id,
@@ -323,8 +330,11 @@ async fn catalogue(fi: &FiHome, owner: Option<&str>, json: JsonFlag) -> Result<i
 }
 
 /// `duo fi receipts`: the kept receipts, or (`verify`) a check of them all; exit 1 on any problem.
-fn receipts(fi: &FiHome, verify: bool, json: JsonFlag) -> Result<i32> {
-    let entries = fi.receipts()?;
+fn receipts(fi: &FiHome, verify: bool, owner: Option<&str>, json: JsonFlag) -> Result<i32> {
+    let mut entries = fi.receipts()?;
+    if let Some(o) = owner {
+        entries.retain(|e| e.owner == o);
+    }
     if verify {
         let problems = fi.verify_receipts()?;
         if json.json {
