@@ -448,3 +448,57 @@ async fn a_scoring_batch_runs_once_per_owner() {
         n.shutdown().await;
     }
 }
+
+/// A batch that stopped between sending a request and reading its reply (simulated: the request is made outside
+/// the FI home, and the record says it went out): the next run finds it on the owner and polls it instead of
+/// asking again; an owner the request never reached is asked, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_reply_was_lost_is_found_not_asked_again() {
+    use duo::node::fi::Client;
+    let got = owner_with_sample(duo_testkit::policy::TEST_POLICY);
+    let never = owner_with_sample(duo_testkit::policy::TEST_POLICY);
+    let dir = tempfile::tempdir().unwrap();
+    let fi_dir = client::fi_dir(dir.path());
+    let fi = FiHome::new(&fi_dir);
+    let mut nodes = Vec::new();
+    for (name, o) in [("got", &got), ("never", &never)] {
+        let node = o.start().await;
+        pair_as(&fi, o, &node, name).await;
+        nodes.push(node);
+    }
+    let reason = "portfolio review";
+    let ask = BatchAsk::Release {
+        expr: "rent_on_time_ratio_12m()".into(),
+        backend: Backend::Plaintext,
+        dp: None,
+        reason: reason.into(),
+    };
+    let batch = portfolio::new_batch(&fi, ask, &["got".into(), "never".into()]).unwrap();
+    // `got` received the request; its reply never reached the FI home.
+    let rec = fi.pairing(Some("got")).unwrap();
+    let mut c = Client::connect_with(&rec.url, &fi.key().unwrap(), &rec.fingerprint)
+        .await
+        .unwrap();
+    let p = c.expr("rent_on_time_ratio_12m()").await.unwrap();
+    let sent = c.request(&p, Backend::Plaintext, reason).await.unwrap();
+    c.close().await;
+    let path = portfolio::batch_file(&fi_dir, &batch.id);
+    let mut b: portfolio::Batch = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for e in &mut b.owners {
+        e.sent = true;
+        e.attempts = 1;
+    }
+    std::fs::write(&path, serde_json::to_vec(&b).unwrap()).unwrap();
+    assert_eq!((requests_held(&got), requests_held(&never)), (1, 0));
+
+    let done = portfolio::run_batch(&fi, &batch.id, &BatchOptions::default(), None)
+        .await
+        .unwrap();
+    assert!(done.complete(), "{done:#?}");
+    assert_eq!(outcome(&done, "got").request, Some(sent.id));
+    assert_eq!(outcome(&done, "never").outcome.name(), "approved");
+    assert_eq!((requests_held(&got), requests_held(&never)), (1, 1));
+    for n in nodes {
+        n.shutdown().await;
+    }
+}

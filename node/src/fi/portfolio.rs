@@ -19,9 +19,13 @@
 //! - an owner with a request id on record (pending, or unreachable after it was asked) gets a status poll of
 //!   that request, never a new one (an approved scoring request not yet run is run);
 //! - an owner the batch never reached (unreachable, or a failure before the request went out) is asked;
-//! - an owner whose request went out but whose reply was lost ([`OwnerOutcome::Unknown`]: the connection
-//!   dropped between the two) is not asked again: the owner may hold the request, and a second one could be
-//!   charged twice. The outcome says so; `duo fi requests --owner NAME` and `duo fi result ID` find it.
+//! - an owner whose release request went out but whose reply was lost (the connection dropped between the
+//!   two) is first looked for on the owner: request ids are this FI's own numbering there, so the request is
+//!   the first one after the last id this FI saw with the batch's backend, reason and lineage. Found, it is
+//!   polled; not there (it never arrived), it is asked;
+//! - an owner whose *scoring* request went out but whose reply was lost ([`OwnerOutcome::Unknown`]) is not
+//!   asked again: the owner may hold the request, and the commitment's salt that a run needs went with the
+//!   lost reply. The outcome says so; `duo fi requests --owner NAME` and `duo fi result ID` find it.
 //!
 //! Receipts are verified and kept per owner by [`Client`] as for a single request.
 
@@ -544,8 +548,8 @@ async fn work_with(
     mut e: OwnerEntry,
     opts: &BatchOptions,
 ) -> Result<OwnerEntry, Error> {
-    if e.sent && e.request.is_none() {
-        // Asked, reply lost: never asked again (module docs).
+    if e.sent && e.request.is_none() && matches!(ask, BatchAsk::Score { .. }) {
+        // A scoring request asked, its reply lost: never asked again (module docs).
         if !matches!(e.outcome, OwnerOutcome::Unknown { .. }) {
             e.outcome = OwnerOutcome::Unknown {
                 error: "the request went out but its reply was lost".into(),
@@ -633,32 +637,103 @@ async fn release(
         Some(id) => c.status(id, opts.wait).await?,
         None => {
             let p = c.expr(expr).await?;
-            mark_sent(shared, e)?;
-            let asked = match dp {
-                Some(params) => c.request_dp(&p, params.clone(), reason).await,
-                None => c.request(&p, backend, reason).await,
-            };
-            let v = match asked {
-                Ok(v) => v,
-                // The owner refused to take the request (a limit, a bad parameter): none was made.
-                Err(err @ Error::Remote { .. }) => {
-                    e.sent = false;
-                    return Err(err);
-                }
-                Err(err) => return Err(err),
-            };
-            e.request = Some(v.id);
-            shared.update(e)?;
-            if v.state == RequestState::Pending && !opts.wait.is_zero() {
-                c.status(v.id, opts.wait).await?
+            let lost = if e.sent {
+                find_lost(shared, c, &e.owner, &p, backend, reason).await?
             } else {
-                v
+                None
+            };
+            if let Some(v) = lost {
+                e.request = Some(v.id);
+                shared.update(e)?;
+                if v.state == RequestState::Pending && !opts.wait.is_zero() {
+                    c.status(v.id, opts.wait).await?
+                } else {
+                    v
+                }
+            } else {
+                ask_release(shared, c, e, &p, backend, dp, reason, opts).await?
             }
         }
     };
     e.request = Some(view.id);
     e.outcome = classify(&view, None);
     Ok(())
+}
+
+/// How many request ids past the last one this FI saw are looked at for a request whose reply was lost.
+const LOST_SCAN: u64 = 64;
+
+/// A release request this batch sent to `owner` whose reply was lost, found on the owner node: request ids are
+/// this FI's own numbering there (1, 2, 3, ...), so a request it never saw the reply of has an id after the
+/// last one it saw; the first of those with this backend, reason and lineage is it. `None` when the owner
+/// holds no such request (it never arrived): then asking is asking once.
+async fn find_lost(
+    shared: &Shared,
+    c: &mut Client,
+    owner: &str,
+    p: &crate::fi::client::Pointer,
+    backend: Backend,
+    reason: &str,
+) -> Result<Option<RequestView>, Error> {
+    let seen = shared
+        .home
+        .requests()?
+        .iter()
+        .filter(|r| r.owner == owner)
+        .map(|r| r.id)
+        .max()
+        .unwrap_or(0);
+    for id in seen + 1..=seen + LOST_SCAN {
+        match c.status(id, Duration::ZERO).await {
+            Ok(v)
+                if v.backend == backend && v.reason == reason && v.description == p.description =>
+            {
+                return Ok(Some(v));
+            }
+            Ok(_) => continue,
+            Err(Error::Remote { code, .. }) if code == "not_found" => return Ok(None),
+            Err(err) => return Err(err),
+        }
+    }
+    Err(Error::Refused(format!(
+        "more than {LOST_SCAN} requests of this FI on `{owner}` were never seen here; find this batch's with \
+         `duo fi requests --owner {owner}` and `duo fi result ID --owner {owner}`"
+    )))
+}
+
+/// Send the release request (marked as sent in the record first) and read the owner's reply.
+#[allow(clippy::too_many_arguments)]
+async fn ask_release(
+    shared: &Shared,
+    c: &mut Client,
+    e: &mut OwnerEntry,
+    p: &crate::fi::client::Pointer,
+    backend: Backend,
+    dp: &Option<DpParams>,
+    reason: &str,
+    opts: &BatchOptions,
+) -> Result<RequestView, Error> {
+    mark_sent(shared, e)?;
+    let asked = match dp {
+        Some(params) => c.request_dp(p, params.clone(), reason).await,
+        None => c.request(p, backend, reason).await,
+    };
+    let v = match asked {
+        Ok(v) => v,
+        // The owner refused to take the request (a limit, a bad parameter): none was made.
+        Err(err @ Error::Remote { .. }) => {
+            e.sent = false;
+            return Err(err);
+        }
+        Err(err) => return Err(err),
+    };
+    e.request = Some(v.id);
+    shared.update(e)?;
+    if v.state == RequestState::Pending && !opts.wait.is_zero() {
+        c.status(v.id, opts.wait).await
+    } else {
+        Ok(v)
+    }
 }
 
 async fn score(
@@ -903,15 +978,19 @@ mod tests {
         );
     }
 
-    /// An owner whose request went out without a reply coming back is not contacted again: its pairing points
-    /// at a closed port, so any attempt would make it `unreachable`, not `unknown`.
+    /// An owner whose scoring request went out without a reply coming back is not contacted again (the
+    /// commitment's salt went with the lost reply): its pairing cannot be connected to, so any attempt would
+    /// make it `unreachable`, not `unknown`.
     #[tokio::test]
-    async fn an_owner_asked_without_a_reply_is_not_asked_again() {
+    async fn an_owner_asked_to_score_without_a_reply_is_not_asked_again() {
         let (_dir, home) = home_with(&["a", "b"]);
-        let ask = BatchAsk::Release {
-            expr: "rent_on_time_ratio_12m()".into(),
-            backend: Backend::Plaintext,
-            dp: None,
+        let model = ModelFile::parse(
+            "bias = 0.0\nthreshold = 0.5\n[weights]\nrent_on_time_ratio_12m = 1.0\n",
+        )
+        .unwrap();
+        let ask = BatchAsk::Score {
+            model,
+            reveal: Reveal::Decision,
             reason: "r".into(),
         };
         let mut b = new_batch(&home, ask, &["a".into(), "b".into()]).unwrap();
