@@ -394,6 +394,14 @@ async fn the_cli_batch_prints_a_table_and_continues_with_its_id() {
     for o in [&yes, &no, &away] {
         assert_eq!(requests_held(o), 1);
     }
+    let listed = tokio::task::spawn_blocking({
+        let h = dir.path().to_path_buf();
+        move || duo(&h, &["fi", "batches", "--json"])
+    })
+    .await
+    .unwrap();
+    let listed: Vec<portfolio::Batch> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed, [b]);
     away_node.shutdown().await;
     for n in nodes {
         n.shutdown().await;

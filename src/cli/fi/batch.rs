@@ -139,6 +139,32 @@ fn progress_bar(len: u64, json: JsonFlag) -> ProgressBar {
     bar
 }
 
+/// `duo fi batches`: the kept batches, oldest first.
+pub fn list(fi: &FiHome, json: JsonFlag) -> Result<i32> {
+    let all = portfolio::batches(fi)?;
+    if json.json {
+        print_json(&all)?;
+    } else if all.is_empty() {
+        outln!("no batches yet; ask several owners with `duo fi request EXPR --reason WHY --owners all`")?;
+    } else {
+        for b in &all {
+            let counts = b
+                .counts()
+                .iter()
+                .map(|(n, k)| format!("{k} {}", n.replace('_', " ")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            outln!(
+                "{}  {}\n  {} owner(s): {counts}",
+                b.id,
+                ask_words(&b.ask),
+                b.owners.len()
+            )?;
+        }
+    }
+    Ok(0)
+}
+
 /// What a batch asks, in a few words.
 fn ask_words(ask: &BatchAsk) -> String {
     match ask {

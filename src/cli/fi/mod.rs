@@ -58,6 +58,11 @@ pub enum FiCmd {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// The batches this FI ran (`duo fi request|score --owners`), oldest first: id, question, outcomes.
+    Batches {
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Model files for `duo fi score`.
     #[command(subcommand)]
     Model(ModelCmd),
@@ -178,6 +183,7 @@ async fn run_async(cmd: FiCmd, home: &Path) -> Result<i32> {
             json,
         } => owners(&fi, (!no_probe).then(|| Duration::from_secs(timeout)), json).await,
         FiCmd::Requests { owner, json } => requests(&fi, owner.as_deref(), json),
+        FiCmd::Batches { json } => batch::list(&fi, json),
         FiCmd::Model(ModelCmd::Init { path, force }) => model_init(&path, force),
         FiCmd::Datasets { owner, json } => datasets(&fi, owner.as_deref(), json).await,
         FiCmd::Catalogue { owner, json } => catalogue(&fi, owner.as_deref(), json).await,
