@@ -63,6 +63,8 @@ __all__ = [
     "owners",
     "receipts",
     "Client",
+    "Portfolio",
+    "Batch",
     "Pointer",
     "Request",
     "Receipt",
@@ -125,9 +127,12 @@ def pair(url: str, code: str, home: Optional[PathLike] = None, owner: str = "own
     return json.loads(_duo.pair(url, code, _home(home), owner))
 
 
-def owners(home: Optional[PathLike] = None) -> Records:
-    """The owner nodes this FI home is paired with (name, url, fingerprint, principal, paired_at, signing_key)."""
-    return Records(json.loads(_duo.owners(_home(home))))
+def owners(home: Optional[PathLike] = None, probe: bool = False, timeout: float = 3.0) -> Records:
+    """The owner nodes this FI home is paired with (name, url, fingerprint, principal, paired_at, signing_key,
+    last_seen: when a session last opened). With ``probe``, every node is contacted at once (each within
+    ``timeout`` seconds) and each row says ``reachable`` (True/False, with ``probe_error``); without, ``reachable``
+    is None."""
+    return Records(json.loads(_duo.owners(_home(home), float(timeout) if probe else None)))
 
 
 def receipts(home: Optional[PathLike] = None, verify: bool = True) -> Records:
@@ -938,3 +943,164 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client(owner={self.owner!r}, principal={self.principal!r})"
+
+
+class Batch:
+    """One question asked of many owners (:class:`Portfolio`), as the FI home keeps it: ``id``, ``created_at``,
+    ``ask`` (what it asks), ``complete`` (every owner answered) and ``outcomes``: a :class:`Records` row per owner
+    with ``owner``, ``outcome`` (``approved``, ``pending``, ``denied``, ``over_budget``, ``unreachable``,
+    ``failed``, ``unknown``, ``not_asked``), ``request`` (the owner's id for it), ``answer`` (money as Decimal
+    dollars) or ``score`` (a scoring run's output), ``reason`` (a denial's), ``requested`` and ``remaining`` (over
+    budget, Decimal), ``error`` (unreachable or failed) and ``attempts``. Each approved answer's receipt was
+    verified and kept in the FI home's receipt log under the owner's name (:func:`receipts`).
+    """
+
+    def __init__(self, portfolio: "Portfolio", raw: Dict[str, Any]) -> None:
+        self._portfolio = portfolio
+        self.raw = raw
+        self.id: str = raw["id"]
+        self.created_at: str = raw.get("created_at", "")
+        self.ask: Dict[str, Any] = raw["ask"]
+        self.outcomes = Records()
+        for e in raw.get("owners", []):
+            ty = e.get("ty") or {}
+            row: Dict[str, Any] = {
+                "owner": e["owner"],
+                "outcome": e["outcome"],
+                "request": e.get("request"),
+                "answer": _answer(e.get("answer"), ty) if e.get("answer") is not None else None,
+                "score": e.get("score"),
+                "reason": e.get("reason"),
+                "requested": Decimal(e["requested"]) if e.get("requested") else None,
+                "remaining": Decimal(e["remaining"]) if e.get("remaining") else None,
+                "error": e.get("error"),
+                "attempts": e.get("attempts", 0),
+            }
+            self.outcomes.append(row)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every owner answered (approved, denied or over budget)."""
+        return all(o["outcome"] in ("approved", "denied", "over_budget") for o in self.outcomes)
+
+    def outcome(self, owner: str) -> Dict[str, Any]:
+        """The row of one owner."""
+        for o in self.outcomes:
+            if o["owner"] == owner:
+                return o
+        raise NotFound("not_found", f"owner {owner!r} is not in batch {self.id}")
+
+    def resume(self, concurrency: int = 8, wait: float = 0, max_runs_per_owner: Optional[int] = None) -> "Batch":
+        """Run this batch again: owners that answered are not contacted, requests already made are polled, and
+        owners never reached are asked. Never asks an owner twice. Returns the batch as now kept."""
+        return self._portfolio._run(json.dumps(self.ask), None, self.id, False, concurrency, wait, max_runs_per_owner)
+
+    def to_pandas(self) -> "pandas.DataFrame":  # type: ignore[name-defined]  # noqa: F821
+        """The outcomes as a ``pandas.DataFrame``, one row per owner."""
+        return self.outcomes.to_pandas()
+
+    def __repr__(self) -> str:
+        counts: Dict[str, int] = {}
+        for o in self.outcomes:
+            counts[o["outcome"]] = counts.get(o["outcome"], 0) + 1
+        return f"Batch(id={self.id!r}, {counts})"
+
+
+class Portfolio:
+    """One FI and the many owner nodes its home is paired with (each under its own name).
+
+    :meth:`request` and :meth:`score` ask one question of several owners at once (``owners``: ``"all"``, a list
+    of names, ``"a,b"``, or ``"@FILE"`` with one name a line), at most ``concurrency`` at a time, and return a
+    :class:`Batch` with each owner's outcome. The batch is kept in the FI home (``fi/batches/ID.json``): resume it
+    (:meth:`Batch.resume`, or ``batch=ID`` / ``resume=True``) and no owner is asked twice. The same operations as
+    ``duo fi request|score --owners``.
+
+    Example::
+
+        pf = duo.Portfolio()
+        pf.owners(probe=True).to_pandas()
+        b = pf.request("rent_on_time_ratio_12m()", reason="portfolio review", owners="all")
+        b.to_pandas()
+        if not b.complete:
+            b = b.resume()
+    """
+
+    def __init__(self, home: Optional[PathLike] = None) -> None:
+        self._home = _home(home)
+
+    def owners(self, probe: bool = True, timeout: float = 3.0) -> Records:
+        """The paired owner nodes (see :func:`owners`), probed by default."""
+        return owners(self._home, probe, timeout)
+
+    def batches(self) -> List[Batch]:
+        """The batches kept in the FI home, oldest first."""
+        return [Batch(self, b) for b in json.loads(_duo.batches(self._home))]
+
+    def batch(self, id: str) -> Batch:
+        """The kept batch ``id``."""
+        for b in self.batches():
+            if b.id == id:
+                return b
+        raise NotFound("not_found", f"no batch {id!r} in this FI home")
+
+    def request(
+        self,
+        expr: str,
+        reason: str,
+        owners: Union[str, Iterable[str]] = "all",
+        backend: str = "plaintext",
+        epsilon: Optional[float] = None,
+        rho: Optional[float] = None,
+        alpha: Optional[float] = None,
+        beta: Optional[float] = None,
+        concurrency: int = 8,
+        wait: float = 0,
+        batch: Optional[str] = None,
+        resume: bool = False,
+    ) -> Batch:
+        """Ask every selected owner for the release of ``expr`` (plaintext, or ``backend="dp"`` spending
+        ``epsilon``, ``rho`` or ``alpha``/``beta``), waiting up to ``wait`` seconds for each owner's decision."""
+        _duo.parse(expr)
+        dp = {k: v for k, v in (("epsilon", epsilon), ("rho", rho), ("alpha", alpha), ("beta", beta)) if v is not None}
+        if backend == "dp" and not dp:
+            raise UsageError("usage", "a dp request states what to spend: epsilon=X, rho=X, or alpha=A (and beta=B)")
+        if backend != "dp" and dp:
+            raise UsageError("usage", 'epsilon, rho and alpha go with backend="dp"')
+        ask = {"kind": "release", "expr": expr, "backend": backend, "reason": reason}
+        if dp:
+            ask["dp"] = dp
+        return self._run(json.dumps(ask), owners, batch, resume, concurrency, wait, None)
+
+    def score(
+        self,
+        model: Union[Dict[str, Any], str, "os.PathLike[str]"],
+        reason: str,
+        owners: Union[str, Iterable[str]] = "all",
+        reveal: str = "decision",
+        concurrency: int = 8,
+        wait: float = 0,
+        batch: Optional[str] = None,
+        resume: bool = False,
+        max_runs_per_owner: Optional[int] = None,
+    ) -> Batch:
+        """Score every selected owner privately with ``model`` (as :meth:`Client.score` takes it), revealing
+        ``reveal``; each approved request is run once."""
+        ask = {"kind": "score", "model_toml": _model_toml(model), "reveal": reveal, "reason": reason}
+        return self._run(json.dumps(ask), owners, batch, resume, concurrency, wait, max_runs_per_owner)
+
+    def _run(
+        self,
+        ask: str,
+        owners: Union[None, str, Iterable[str]],
+        batch: Optional[str],
+        resume: bool,
+        concurrency: int,
+        wait: float,
+        max_runs: Optional[int],
+    ) -> Batch:
+        spec = owners if owners is None or isinstance(owners, str) else ",".join(owners)
+        raw = _duo.run_batch(ask, spec, batch, resume, int(concurrency), float(wait), max_runs, self._home)
+        return Batch(self, json.loads(raw))
+
+    def __repr__(self) -> str:
+        return f"Portfolio(home={self._home!r})"

@@ -9,8 +9,24 @@ from typing import Optional, Tuple, final
 def pair(url: str, code: str, home: Optional[str] = None, name: str = "owner") -> str:
     """Pair with an owner node using its invite code; the pairing record as JSON."""
 
-def owners(home: Optional[str] = None) -> str:
-    """The pairings of an FI home, as JSON."""
+def owners(home: Optional[str] = None, probe: Optional[float] = None) -> str:
+    """The pairings of an FI home, as JSON; with ``probe`` (seconds) each says whether it is reachable now."""
+
+def run_batch(
+    ask: str,
+    owners: Optional[str] = None,
+    batch: Optional[str] = None,
+    resume: bool = False,
+    concurrency: int = 8,
+    wait: float = 0.0,
+    max_runs: Optional[int] = None,
+    home: Optional[str] = None,
+) -> str:
+    """Run a new portfolio batch (``ask`` as JSON, ``owners`` ``all``/``a,b``/``@FILE``), or continue ``batch``
+    (or, with ``resume``, the newest unfinished one asking the same); the batch as JSON."""
+
+def batches(home: Optional[str] = None) -> str:
+    """The batches of an FI home, oldest first, as JSON."""
 
 def receipts(home: Optional[str] = None) -> str:
     """The FI home's receipt log, as JSON."""

@@ -9,7 +9,7 @@
 //! meanwhile. Errors become the Python exceptions of `duo.errors`, chosen by the wire error code; nothing here
 //! panics on what an owner node sends.
 
-use duo_node::fi::{self, Client, FiHome};
+use duo_node::fi::{self, portfolio, Client, FiHome};
 use duo_node::proto::request::DpParams;
 use duo_node::Error;
 use duo_policies::Backend;
@@ -138,11 +138,117 @@ fn pair(
     json(&rec)
 }
 
-/// The pairings of an FI home, as JSON.
+/// The pairings of an FI home, as JSON; with `probe` (seconds), each owner node is probed (all at once) and
+/// the rows say whether it is reachable now.
+#[pyfunction]
+#[pyo3(signature = (home=None, probe=None))]
+fn owners(py: Python<'_>, home: Option<PathBuf>, probe: Option<f64>) -> PyResult<String> {
+    let fi = fi_home(home);
+    let timeout = probe.map(|t| Duration::from_secs_f64(t.clamp(0.1, 600.0)));
+    json(&block(py, portfolio::owners_status(&fi, timeout, 32))?.map_err(err)?)
+}
+
+/// Run a portfolio batch (see `duo_node::fi::portfolio`) and return it as JSON: a new one asking `ask` (JSON of
+/// a `BatchAsk`) of `owners` (`all`, `a,b` or `@FILE`), or the batch `batch`, or (`resume`) the newest
+/// unfinished batch asking exactly `ask`.
+#[pyfunction]
+#[pyo3(signature = (ask, owners=None, batch=None, resume=false, concurrency=8, wait=0.0, max_runs=None, home=None))]
+#[allow(clippy::too_many_arguments)]
+fn run_batch(
+    py: Python<'_>,
+    ask: &str,
+    owners: Option<&str>,
+    batch: Option<&str>,
+    resume: bool,
+    concurrency: usize,
+    wait: f64,
+    max_runs: Option<u32>,
+    home: Option<PathBuf>,
+) -> PyResult<String> {
+    let fi = fi_home(home);
+    let ask = batch_ask(ask)?;
+    let b = match (batch, resume, owners) {
+        (Some(id), _, _) => {
+            let b = portfolio::load_batch(&fi, id).map_err(err)?;
+            if b.ask != ask {
+                return Err(raise(
+                    "usage",
+                    &format!("batch {id} asks something else; continue it with the question that made it"),
+                ));
+            }
+            b
+        }
+        (None, true, _) => portfolio::latest_unfinished(&fi, &ask)
+            .map_err(err)?
+            .ok_or_else(|| raise("not_found", "no unfinished batch asks exactly this"))?,
+        (None, false, Some(spec)) => {
+            let names = portfolio::select_owners(&fi, spec).map_err(err)?;
+            portfolio::new_batch(&fi, ask, &names).map_err(err)?
+        }
+        (None, false, None) => {
+            return Err(raise(
+                "usage",
+                "say which owners: owners=\"all\", \"a,b\" or \"@FILE\"",
+            ))
+        }
+    };
+    let opts = portfolio::BatchOptions {
+        concurrency: concurrency.clamp(1, 256),
+        wait: Duration::from_secs_f64(wait.clamp(0.0, 3600.0)),
+        score_limit: fi::ScoreLimit {
+            max_runs: max_runs
+                .unwrap_or(fi::ScoreLimit::default().max_runs)
+                .max(1),
+            ..fi::ScoreLimit::default()
+        },
+        ..portfolio::BatchOptions::default()
+    };
+    let done = block(py, portfolio::run_batch(&fi, &b.id, &opts, None))?.map_err(err)?;
+    json(&done)
+}
+
+/// A batch's question from the package's JSON: a release (`kind` `release`: `expr`, `backend`, `dp`, `reason`)
+/// or a scoring run (`kind` `score`: `model_toml`, the model file's text, `reveal` as `duo fi score --reveal`
+/// takes it, and `reason`).
+fn batch_ask(text: &str) -> PyResult<portfolio::BatchAsk> {
+    let usage = |e: String| raise("usage", &format!("batch question: {e}"));
+    let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| usage(e.to_string()))?;
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(serde_json::Value::String(toml)) = obj.remove("model_toml") {
+            let model =
+                fi::ModelFile::parse(&toml).map_err(|e| raise("usage", &format!("model: {e}")))?;
+            obj.insert(
+                "model".into(),
+                serde_json::to_value(model).map_err(|e| usage(e.to_string()))?,
+            );
+        }
+        if let Some(serde_json::Value::String(r)) = obj.get("reveal").cloned() {
+            let reveal: duo_policies::Reveal = r
+                .parse()
+                .map_err(|e| raise("usage", &format!("reveal `{r}`: {e}")))?;
+            obj.insert(
+                "reveal".into(),
+                serde_json::to_value(reveal).map_err(|e| usage(e.to_string()))?,
+            );
+        }
+    }
+    let ask: portfolio::BatchAsk = serde_json::from_value(v).map_err(|e| usage(e.to_string()))?;
+    if let portfolio::BatchAsk::Score { model, reveal, .. } = &ask {
+        model
+            .encode(*reveal)
+            .map_err(|e| raise("usage", &format!("model: {e}")))?;
+    }
+    if let portfolio::BatchAsk::Release { expr, .. } = &ask {
+        parse(expr)?;
+    }
+    Ok(ask)
+}
+
+/// The batches of an FI home, oldest first, as JSON.
 #[pyfunction]
 #[pyo3(signature = (home=None))]
-fn owners(home: Option<PathBuf>) -> PyResult<String> {
-    json(&fi_home(home).pairings().map_err(err)?)
+fn batches(home: Option<PathBuf>) -> PyResult<String> {
+    json(&portfolio::batches(&fi_home(home)).map_err(err)?)
 }
 
 /// The FI home's receipt log, as JSON.
@@ -469,6 +575,8 @@ impl Session {
 fn _duo(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pair, m)?)?;
     m.add_function(wrap_pyfunction!(owners, m)?)?;
+    m.add_function(wrap_pyfunction!(run_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(batches, m)?)?;
     m.add_function(wrap_pyfunction!(receipts, m)?)?;
     m.add_function(wrap_pyfunction!(verify_receipts, m)?)?;
     m.add_function(wrap_pyfunction!(requests, m)?)?;

@@ -11,6 +11,7 @@ mod new_user;
 mod owner_files;
 mod pairing;
 mod persistence;
+mod portfolio;
 mod readme;
 mod relay;
 mod requests;

@@ -160,6 +160,7 @@ pub async fn pair(
         principal: client.principal.clone(),
         paired_at: crate::proto::now_text(),
         signing_key: Some(client.signing_key.clone()),
+        last_seen: Some(crate::proto::now_text()),
     };
     home.save(rec.clone())?;
     client.close().await;
@@ -224,6 +225,7 @@ impl Client {
                 ));
             }
         }
+        home.touch(&rec.name)?;
         Ok(client)
     }
 
@@ -539,18 +541,15 @@ impl Client {
         self.score_limit = limit;
     }
 
-    /// Ask to score `model` privately against the owner's attributes, revealing `reveal`, and run it once
-    /// approved (waiting up to `wait` for the owner). The model never leaves this process in the clear: the
-    /// owner sees the attributes it uses, what the run reveals and a salted commitment, whose opening is kept
-    /// in the FI home (`models/COMMITMENT.json`) for an auditor.
-    pub async fn score(
+    /// Ask to score `model` privately, revealing `reveal`, without running it: the owner's reply (approved,
+    /// denied, or waiting for the owner). The commitment's opening and what was asked are kept, so that
+    /// [`Client::score_run`] can run it once approved (this session or a later one from the same FI home).
+    pub async fn ask_score(
         &mut self,
         model: &ModelFile,
         reveal: Reveal,
         reason: &str,
-        wait: Duration,
-        progress: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<ScoreReport, Error> {
+    ) -> Result<RequestView, Error> {
         // Everything that can be refused locally is, before the owner hears of it.
         model.encode(reveal)?;
         self.check_score_limit()?;
@@ -565,7 +564,6 @@ impl Client {
             reveal,
             commitment: commitment.clone(),
         };
-        progress("asking the owner");
         let view = match self
             .call(&ClientMsg::Score {
                 scoring: spec.clone(),
@@ -586,6 +584,23 @@ impl Client {
             home.keep_asked_scoring(asked.clone())?;
         }
         self.asked.push(asked);
+        Ok(view)
+    }
+
+    /// Ask to score `model` privately against the owner's attributes, revealing `reveal`, and run it once
+    /// approved (waiting up to `wait` for the owner). The model never leaves this process in the clear: the
+    /// owner sees the attributes it uses, what the run reveals and a salted commitment, whose opening is kept
+    /// in the FI home (`models/COMMITMENT.json`) for an auditor.
+    pub async fn score(
+        &mut self,
+        model: &ModelFile,
+        reveal: Reveal,
+        reason: &str,
+        wait: Duration,
+        progress: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<ScoreReport, Error> {
+        progress("asking the owner");
+        let view = self.ask_score(model, reveal, reason).await?;
         let view = if view.state == RequestState::Pending {
             progress("waiting for the owner's decision");
             self.status(view.id, wait).await?

@@ -51,6 +51,9 @@ pub struct PairingRecord {
     /// The owner node's receipt-signing key (hex), pinned at pairing.
     #[serde(default)]
     pub signing_key: Option<String>,
+    /// When a session with the owner node last opened (RFC 3339); absent until one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
 }
 
 /// One entry of the FI's receipt log: a verified receipt, hash-chained to the entry before it.
@@ -148,6 +151,11 @@ impl FiHome {
             dir: dir.to_path_buf(),
             receipt_index: Default::default(),
         }
+    }
+
+    /// The home's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Take the home's lock exclusively (see the module docs), creating the home and its lock file if need be.
@@ -585,6 +593,38 @@ impl FiHome {
         Ok(())
     }
 
+    /// Record that a session with the owner node paired as `name` just opened (its `last_seen`, to the
+    /// minute: within a minute of the recorded time nothing is written). A pairing removed meanwhile is left
+    /// removed.
+    pub(crate) fn touch(&self, name: &str) -> Result<(), Error> {
+        let now = chrono::Utc::now();
+        let fresh = |p: &PairingRecord| {
+            p.last_seen
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .is_some_and(|t| now.signed_duration_since(t) < LAST_SEEN_GRAIN)
+        };
+        // Most sessions find it fresh: no lock, no write (a session per request must not pay a synced
+        // rewrite of the pairings).
+        if self.pairings()?.iter().any(|p| p.name == name && fresh(p)) {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let mut all = self.pairings()?;
+        let Some(p) = all.iter_mut().find(|p| p.name == name) else {
+            return Ok(());
+        };
+        if fresh(p) {
+            return Ok(());
+        }
+        p.last_seen = Some(crate::proto::now_text());
+        crate::home::write_private(
+            &self.dir.join("pairings.json"),
+            &serde_json::to_vec_pretty(&all)?,
+        )?;
+        Ok(())
+    }
+
     pub(crate) fn save(&self, rec: PairingRecord) -> Result<(), Error> {
         let _lock = self.lock()?;
         let mut all = self.pairings()?;
@@ -597,6 +637,10 @@ impl FiHome {
         Ok(())
     }
 }
+
+/// How precisely a pairing's `last_seen` is kept: a session within this of the recorded time does not rewrite
+/// the pairings.
+const LAST_SEEN_GRAIN: chrono::Duration = chrono::Duration::seconds(60);
 
 /// How many of its requests an FI home remembers for `duo fi requests` (the newest).
 pub const MAX_KEPT_REQUESTS: usize = 10_000;
@@ -768,6 +812,7 @@ mod tests {
                 principal: "Acme".into(),
                 paired_at: "2025-01-01T00:00:00Z".into(),
                 signing_key: Some(signer.public_hex()),
+                last_seen: None,
             })
             .unwrap();
         signer
@@ -941,6 +986,7 @@ mod tests {
                                 principal: "Acme".into(),
                                 paired_at: "2025-01-01T00:00:00Z".into(),
                                 signing_key: None,
+                                last_seen: None,
                             }),
                             home.keep_asked_scoring(AskedScoring {
                                 owner: "ab".repeat(32),
@@ -1073,5 +1119,23 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!((got[1].id, got[1].state.as_str()), (1, "approved"));
         assert_eq!(got[1].asked_at, old[0].asked_at);
+    }
+
+    #[test]
+    fn last_seen_is_kept_to_the_minute_without_a_write_per_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = tempfile::tempdir().unwrap();
+        paired_home(dir.path(), keys.path());
+        let home = FiHome::new(dir.path());
+        home.touch("owner").unwrap();
+        let first = std::fs::read(dir.path().join("pairings.json")).unwrap();
+        assert!(home.pairing(Some("owner")).unwrap().last_seen.is_some());
+        std::thread::sleep(Duration::from_millis(5));
+        home.touch("owner").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("pairings.json")).unwrap(),
+            first,
+            "a second session within the minute rewrote the pairings"
+        );
     }
 }

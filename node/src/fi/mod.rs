@@ -5,6 +5,7 @@
 pub mod client;
 pub mod home;
 pub mod model;
+pub mod portfolio;
 pub mod run;
 
 pub use client::{

@@ -1,6 +1,7 @@
 //! `duo fi ...`: the financial institution's commands. Each connects to a paired owner node (all but `pair`
 //! and `receipts`), does one thing and closes the session.
 
+mod batch;
 mod release;
 mod score;
 pub mod ui;
@@ -37,8 +38,15 @@ pub enum FiCmd {
         #[command(flatten)]
         json: JsonFlag,
     },
-    /// The owner nodes this FI is paired with: name, address, pinned key, principal.
+    /// The owner nodes this FI is paired with: name, address, pinned key, principal, paired since, last seen,
+    /// and whether each answers now (all probed at once, each within --timeout seconds).
     Owners {
+        /// Do not contact the owner nodes (no "reachable now" column).
+        #[arg(long)]
+        no_probe: bool,
+        /// Seconds each probe waits for a session.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -47,6 +55,11 @@ pub enum FiCmd {
         /// Only those of this paired owner.
         #[arg(long)]
         owner: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// The batches this FI ran (`duo fi request|score --owners`), oldest first: id, question, outcomes.
+    Batches {
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -104,6 +117,9 @@ pub enum FiCmd {
         /// Check the log's chain and every signature against the pinned keys; exit 1 on any problem.
         #[arg(long)]
         verify: bool,
+        /// List only the receipts of this paired owner (--verify still checks the whole chain).
+        #[arg(long)]
+        owner: Option<String>,
         #[command(flatten)]
         json: JsonFlag,
     },
@@ -161,15 +177,24 @@ async fn run_async(cmd: FiCmd, home: &Path) -> Result<i32> {
             replace,
             json,
         } => pair(&fi, &url, &code, &name, replace, json).await,
-        FiCmd::Owners { json } => owners(&fi, json),
+        FiCmd::Owners {
+            no_probe,
+            timeout,
+            json,
+        } => owners(&fi, (!no_probe).then(|| Duration::from_secs(timeout)), json).await,
         FiCmd::Requests { owner, json } => requests(&fi, owner.as_deref(), json),
+        FiCmd::Batches { json } => batch::list(&fi, json),
         FiCmd::Model(ModelCmd::Init { path, force }) => model_init(&path, force),
         FiCmd::Datasets { owner, json } => datasets(&fi, owner.as_deref(), json).await,
         FiCmd::Catalogue { owner, json } => catalogue(&fi, owner.as_deref(), json).await,
         FiCmd::Cost(args) => release::cost(&fi, args).await,
         FiCmd::Request(args) => release::request(&fi, args).await,
         FiCmd::Score(args) => score::score(&fi, home, args).await,
-        FiCmd::Receipts { verify, json } => receipts(&fi, verify, json),
+        FiCmd::Receipts {
+            verify,
+            owner,
+            json,
+        } => receipts(&fi, verify, owner.as_deref(), json),
         FiCmd::Ui { listen } => ui::run(home, listen).await,
         FiCmd::Result {
             id,
@@ -218,22 +243,30 @@ pub fn paired_words(rec: &client::PairingRecord) -> String {
     )
 }
 
-/// `duo fi owners`: the pairings this FI holds.
-fn owners(fi: &FiHome, json: JsonFlag) -> Result<i32> {
-    let list = fi.pairings()?;
+/// `duo fi owners`: the pairings this FI holds, each probed unless `probe` is `None`.
+async fn owners(fi: &FiHome, probe: Option<Duration>, json: JsonFlag) -> Result<i32> {
+    let list = client::portfolio::owners_status(fi, probe, 32).await?;
     if json.json {
         print_json(&list)?;
     } else if list.is_empty() {
-        outln!("no owner node is paired; pair with `duo fi pair URL CODE`")?;
+        outln!("no owner node is paired; pair with `duo fi pair URL CODE --name NAME`")?;
     } else {
-        for p in list {
+        for o in list {
+            let p = &o.pairing;
+            let now = match (o.reachable, &o.probe_error) {
+                (None, _) => String::new(),
+                (Some(true), _) => "; reachable now".into(),
+                (Some(false), Some(e)) => format!("; not reachable now: {e}"),
+                (Some(false), None) => "; not reachable now".into(),
+            };
             outln!(
-                "{}  {}\n  paired as \"{}\" on {}; owner key {}",
+                "{}  {}\n  paired as \"{}\" on {}; owner key {}\n  last seen {}; expiry not known to this FI{now}",
                 p.name,
                 p.url,
                 p.principal,
                 p.paired_at,
-                p.fingerprint
+                p.fingerprint,
+                p.last_seen.as_deref().unwrap_or("never")
             )?;
         }
     }
@@ -303,8 +336,11 @@ async fn catalogue(fi: &FiHome, owner: Option<&str>, json: JsonFlag) -> Result<i
 }
 
 /// `duo fi receipts`: the kept receipts, or (`verify`) a check of them all; exit 1 on any problem.
-fn receipts(fi: &FiHome, verify: bool, json: JsonFlag) -> Result<i32> {
-    let entries = fi.receipts()?;
+fn receipts(fi: &FiHome, verify: bool, owner: Option<&str>, json: JsonFlag) -> Result<i32> {
+    let mut entries = fi.receipts()?;
+    if let Some(o) = owner {
+        entries.retain(|e| e.owner == o);
+    }
     if verify {
         let problems = fi.verify_receipts()?;
         if json.json {

@@ -76,6 +76,8 @@ pub struct RequestArgs {
     #[arg(long)]
     owner: Option<String>,
     #[command(flatten)]
+    batch: super::batch::BatchArgs,
+    #[command(flatten)]
     json: JsonFlag,
 }
 
@@ -167,7 +169,8 @@ fn print_costs(rows: &[Value], total: Amount, unit: &str) -> Result<()> {
     )
 }
 
-/// `duo fi request`: ask, optionally wait for the owner; exit 1 on a denial, 2 on a syntax error.
+/// `duo fi request`: ask, optionally wait for the owner; exit 1 on a denial, 2 on a syntax error. With
+/// `--owners` (or `--batch`, `--resume`), a batch: exit 0 when every owner answered, 3 when some did not.
 pub async fn request(fi: &FiHome, args: RequestArgs) -> Result<i32> {
     let backend: Backend = args
         .backend
@@ -188,6 +191,16 @@ pub async fn request(fi: &FiHome, args: RequestArgs) -> Result<i32> {
             errln!("{}", e.render(&args.expr));
         }
         return Ok(2);
+    }
+    if args.batch.is_batch() {
+        let ask = duo::node::fi::portfolio::BatchAsk::Release {
+            expr: args.expr.clone(),
+            backend,
+            dp: params,
+            reason: args.reason.clone(),
+        };
+        let limit = duo::node::fi::ScoreLimit::default();
+        return super::batch::run(fi, ask, &args.batch, args.wait, limit, args.json).await;
     }
     let mut c = Client::connect(fi, args.owner.as_deref()).await?;
     let p = c.expr(&args.expr).await?;

@@ -43,18 +43,35 @@ pub struct ScoreArgs {
     #[arg(long)]
     owner: Option<String>,
     #[command(flatten)]
+    batch: super::batch::BatchArgs,
+    #[command(flatten)]
     json: JsonFlag,
 }
 
 /// Ask for a scoring run (or run an approved request) and print what it revealed; exit 1 when the owner's
-/// node refused or limited it.
+/// node refused or limited it. With `--owners` (or `--batch`, `--resume`), a batch: exit 0 when every owner
+/// answered, 3 when some did not.
 pub async fn score(fi: &FiHome, home: &Path, args: ScoreArgs) -> Result<i32> {
     let model = read_model(&args)?;
-    let mut c = Client::connect(fi, args.owner.as_deref()).await?;
-    c.set_score_limit(ScoreLimit {
+    let limit = ScoreLimit {
         max_runs: args.max_runs_per_owner,
         window_days: ScoreLimit::default().window_days,
-    });
+    };
+    if args.batch.is_batch() {
+        if args.request.is_some() || args.allow_after_abort {
+            bail!(
+                "--request and --allow-after-abort work with one owner (--owner NAME), not a batch"
+            );
+        }
+        let ask = duo::node::fi::portfolio::BatchAsk::Score {
+            model,
+            reveal: args.reveal,
+            reason: args.reason.clone().unwrap_or_default(),
+        };
+        return super::batch::run(fi, ask, &args.batch, args.wait, limit, args.json).await;
+    }
+    let mut c = Client::connect(fi, args.owner.as_deref()).await?;
+    c.set_score_limit(limit);
     if args.allow_after_abort {
         for a in c.allow_after_abort()? {
             errln!(
