@@ -90,3 +90,17 @@ pub(crate) fn facts(words: &str) -> Vec<Fact> {
     }
     facts
 }
+
+/// An RFC 3339 time (as the store and the FI home keep them) as a date and time a person reads; the text
+/// itself when it is not one.
+pub(crate) fn when(ts: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .map(|t| t.format("%-d %B %Y, %H:%M UTC").to_string())
+        .unwrap_or_else(|_| ts.to_string())
+}
+
+/// Whether a form's CSRF token is this launch's; the refusal's words otherwise.
+pub(crate) fn csrf_refusal(keys: &super::guard::Keys, token: &str) -> Option<&'static str> {
+    (!super::guard::same(token, &keys.csrf))
+        .then_some("this form is out of date (the UI was restarted?): open the page again")
+}

@@ -7,8 +7,9 @@
 //! ([`owner::check_load`], the checks of `duo owner load`, errors naming line and column), then loaded by
 //! [`owner::load_from`] on the confirmation POST. The upload route alone accepts bodies up to [`MAX_UPLOAD`].
 
+use super::common::when;
 use super::common::{html, shown};
-use super::pages::{chrome, csrf_ok, owner_do, when, with_owner, Chrome, Page, PageError, St};
+use super::pages::{chrome, csrf_ok, owner_do, with_owner, Chrome, Page, PageError, St};
 use crate::error::Error;
 use crate::owner::{self, Owner};
 use crate::store::prelude::*;

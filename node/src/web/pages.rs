@@ -1,7 +1,7 @@
 //! The owner's screens: each handler calls the same [`Owner`] method or store query as its command, and renders
 //! the command's wording (see [`Words`](super::Words)) in an askama template.
 
-use super::common::{facts, html, script, shown, style, Fact};
+use super::common::{csrf_refusal, facts, html, script, shown, style, when, Fact};
 use super::guard::{self, Keys};
 use super::UiConfig;
 use crate::error::Error;
@@ -185,21 +185,10 @@ mod budgets;
 
 /// A form's CSRF token must be this launch's.
 pub(super) fn csrf_ok(st: &State, token: &str) -> Result<(), PageError> {
-    if guard::same(token, &st.keys.csrf) {
-        Ok(())
-    } else {
-        Err(PageError(
-            StatusCode::FORBIDDEN,
-            "this form is out of date (the node was restarted?): open the page again".into(),
-        ))
+    match csrf_refusal(&st.keys, token) {
+        None => Ok(()),
+        Some(why) => Err(PageError(StatusCode::FORBIDDEN, why.into())),
     }
-}
-
-/// A stored timestamp as a date and time a person reads.
-pub(super) fn when(ts: &str) -> String {
-    crate::store::parse_ts(ts)
-        .map(|t| t.format("%-d %B %Y, %H:%M UTC").to_string())
-        .unwrap_or_else(|| ts.to_string())
 }
 
 /// A Unix time as a date.

@@ -1,7 +1,7 @@
 //! The FI's screens. Each action is what the FI command does: open a session with the paired owner node
 //! ([`Client::connect`]), make one call, close it; the words are the command's ([`FiWords`]).
 
-use super::super::common::{facts, fi_script, html, shown, style, Fact};
+use super::super::common::{csrf_refusal, facts, fi_script, html, shown, style, when, Fact};
 use super::super::guard::{self, Keys};
 use super::{FiUiConfig, FiWords};
 use crate::error::Error;
@@ -171,21 +171,10 @@ type Page = Result<Response, PageError>;
 
 /// A form's CSRF token must be this launch's.
 fn csrf_ok(st: &State, token: &str) -> Result<(), PageError> {
-    if guard::same(token, &st.keys.csrf) {
-        Ok(())
-    } else {
-        Err(PageError(
-            StatusCode::FORBIDDEN,
-            "this form is out of date (the UI was restarted?): open the page again".into(),
-        ))
+    match csrf_refusal(&st.keys, token) {
+        None => Ok(()),
+        Some(why) => Err(PageError(StatusCode::FORBIDDEN, why.into())),
     }
-}
-
-/// An RFC 3339 time as a date and time a person reads.
-fn when(ts: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(ts)
-        .map(|t| t.format("%-d %B %Y, %H:%M UTC").to_string())
-        .unwrap_or_else(|_| ts.to_string())
 }
 
 /// Run blocking work on the FI home off the async threads.
