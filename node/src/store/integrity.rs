@@ -90,6 +90,17 @@ impl Mismatch {
 
 /// The indexes the look-ups below use, and the `state_bound` entry for a store that has none. Run on every open.
 pub(super) fn upgrade(conn: &mut Connection) -> Result<(), Error> {
+    // A store opened by a build that briefly gave the name `log_by_principal` to the log page's (principal,
+    // seq) index: that index cannot find a principal's last entry of one kind without reading every entry of
+    // the principal, so it gives the name back.
+    let columns: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_index_info('log_by_principal')",
+        [],
+        |r| r.get(0),
+    )?;
+    if columns == 2 {
+        conn.execute_batch("DROP INDEX log_by_principal")?;
+    }
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS log_by_kind ON log (kind, seq);
          CREATE INDEX IF NOT EXISTS log_by_principal ON log (principal, kind, seq);

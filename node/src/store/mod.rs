@@ -182,7 +182,7 @@ CREATE TABLE IF NOT EXISTS log (
     hash      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_by_kind ON log (kind, seq);
-CREATE INDEX IF NOT EXISTS log_by_principal ON log (principal, seq);
+CREATE INDEX IF NOT EXISTS log_by_fi ON log (principal, seq);
 CREATE INDEX IF NOT EXISTS log_by_ts ON log (ts);
 CREATE TRIGGER IF NOT EXISTS log_no_update BEFORE UPDATE ON log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
@@ -418,6 +418,43 @@ mod tests {
             .unwrap();
         let plan = plan.join("; ");
         assert!(plan.contains("log_by_kind"), "{plan}");
+    }
+
+    /// The query plans of a look-up, joined.
+    fn plan(conn: &rusqlite::Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows.join("; ")
+    }
+
+    #[test]
+    fn a_principals_last_entry_of_a_kind_is_one_index_seek_in_new_and_upgraded_stores() {
+        // The pairing check reads a principal's last `paired` entry on every request; with an index on
+        // (principal, seq) alone it reads every entry of the principal, so a request's cost grows with history.
+        let lookup = "SELECT seq FROM log WHERE principal = 'p' AND kind = 'paired' ORDER BY seq DESC LIMIT 1";
+        let (d, conn) = fresh();
+        let p = plan(&conn.conn, lookup);
+        assert!(
+            p.contains("log_by_principal (principal=? AND kind=?)"),
+            "{p}"
+        );
+        // A store whose `log_by_principal` is (principal, seq) gets the right one back when opened.
+        conn.conn
+            .execute_batch(
+                "DROP INDEX log_by_principal; CREATE INDEX log_by_principal ON log (principal, seq);",
+            )
+            .unwrap();
+        drop(conn);
+        let again = Store::open(d.path(), Sync::Normal).unwrap();
+        let p = plan(&again.conn, lookup);
+        assert!(
+            p.contains("log_by_principal (principal=? AND kind=?)"),
+            "{p}"
+        );
     }
 
     #[test]
