@@ -338,6 +338,98 @@ async fn many_owners_behind_one_address_are_not_capped_by_its_unauthenticated_pl
     r.shutdown().await;
 }
 
+/// One owner's control connection with a fresh key: the relay's first message to it.
+async fn register_owner(
+    r: &RunningRelay,
+    key: &Keypair,
+) -> (
+    relay::ControlMsg,
+    transport::SecureChannel<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) {
+    let url = format!("{}{}", r.url(), relay::CONTROL_PATH);
+    let mut chan = transport::connect(
+        &url,
+        key,
+        Mode::Session,
+        None,
+        r.fingerprint(),
+        &Limits::default(),
+    )
+    .await
+    .unwrap();
+    let first = chan.recv().await.unwrap().unwrap();
+    (serde_json::from_slice(&first).unwrap(), chan)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_past_the_per_source_cap_are_refused_with_a_reason() {
+    let limits = RelayLimits {
+        max_owners_per_source: 3,
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let keys: Vec<Keypair> = (0..4).map(|_| Keypair::generate()).collect();
+    let mut held = Vec::new();
+    for key in &keys[..3] {
+        let (msg, chan) = register_owner(&r, key).await;
+        assert!(matches!(msg, relay::ControlMsg::Ready { .. }), "{msg:?}");
+        held.push(chan);
+    }
+    let (msg, _) = register_owner(&r, &keys[3]).await;
+    let relay::ControlMsg::Refused { reason } = msg else {
+        panic!("the 4th owner from one address was registered past a cap of 3: {msg:?}");
+    };
+    assert!(
+        reason.contains("maximum of 3 owners from your address 127.0.0.1"),
+        "{reason}"
+    );
+    assert!(reason.contains("--max-owners-per-source"), "{reason}");
+    assert_eq!((r.stats().owners, r.stats().owners_refused), (3, 1));
+    // A registered owner reconnecting replaces itself and is not refused.
+    let (msg, chan) = register_owner(&r, &keys[0]).await;
+    assert!(matches!(msg, relay::ControlMsg::Ready { .. }), "{msg:?}");
+    held.push(chan);
+    assert_eq!(r.stats().owners, 3);
+    // An owner leaving gives its place back.
+    let gone = held.remove(1);
+    gone.close().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (msg, chan) = register_owner(&r, &keys[3]).await;
+        if matches!(msg, relay::ControlMsg::Ready { .. }) {
+            held.push(chan);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was not given back: {msg:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_past_the_global_cap_are_refused_and_a_node_says_why() {
+    let limits = RelayLimits {
+        max_owners: 1,
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let (msg, _held) = register_owner(&r, &Keypair::generate()).await;
+    assert!(matches!(msg, relay::ControlMsg::Ready { .. }), "{msg:?}");
+    let o = owner_with_sample(TEST_POLICY);
+    let target = RelayTarget::parse(&r.pin()).unwrap();
+    let node = o.start_with(|cfg| cfg.relay = Some(target)).await;
+    let why = node.relay_ready(Duration::from_secs(3)).await.unwrap_err();
+    assert!(
+        why.contains("refused this node") && why.contains("maximum of 1 owners"),
+        "{why}"
+    );
+    node.shutdown().await;
+    r.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_is_closed_by_the_relay() {
     let limits = RelayLimits {
