@@ -258,6 +258,12 @@ async fn one_owner_has_at_most_its_sessions_through_the_relay() {
     let err = raw_connect(&url, &fp).await.unwrap_err();
     assert!(matches!(err, TransportError::Busy(_)), "{err:?}");
     assert!(err.to_string().contains("maximum of 1 sessions"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("the relay refused the connection: the owner has its maximum")
+            && !err.to_string().contains("owner node is busy"),
+        "the relay's refusal in its own words: {err}"
+    );
     assert!(r.stats().owner_busy >= 1);
     first.close().await;
     node.shutdown().await;
@@ -558,8 +564,19 @@ fn the_commands_pair_and_ask_through_a_relay_process() {
         ],
     ));
     assert_eq!(req["state"], "pending", "{req}");
+    // Killed with SIGKILL, serve leaves its note of the relay URL behind; invite no longer calls it current.
     let _ = node.kill();
     let _ = node.wait();
+    assert!(owner.join("owner/relay.url").exists() || owner.join("relay.url").exists());
+    let invite = crate::cli::json(&crate::cli::ok(
+        &owner,
+        &["owner", "invite", "--fi", "Other Bank", "--json"],
+    ));
+    assert!(
+        invite["url"].is_null(),
+        "a relay URL from a killed serve given as current: {invite}"
+    );
+    assert_eq!(invite["last_relay_url"], url.as_str());
     let _ = relay.kill();
     let _ = relay.wait();
 }
