@@ -150,6 +150,22 @@ impl ServeLock {
     }
 }
 
+/// The process id of the `duo owner serve` running on `owner_dir` now, if one is: [`SERVE_LOCK_FILE`] is held
+/// (tested with a shared lock taken and released at once) and names it. `None` when no node holds the lock,
+/// however the last one ended (a `kill -9` leaves its process id in the file but releases the lock).
+pub fn serve_running(owner_dir: &Path) -> Option<u32> {
+    let path = owner_dir.join(SERVE_LOCK_FILE);
+    let file = fs::File::open(&path).ok()?;
+    match fs4::FileExt::try_lock_shared(&file) {
+        Ok(()) => {
+            let _ = fs4::FileExt::unlock(&file);
+            None
+        }
+        Err(fs4::TryLockError::WouldBlock) => fs::read_to_string(&path).ok()?.trim().parse().ok(),
+        Err(fs4::TryLockError::Error(_)) => None,
+    }
+}
+
 impl Drop for ServeLock {
     fn drop(&mut self) {
         let _ = self.file.set_len(0);

@@ -508,8 +508,20 @@ fn serve(home: &Path, args: ServeArgs) -> Result<i32> {
 }
 
 /// The file in the owner directory holding the URL FIs use through the relay while `duo owner serve --relay`
-/// runs (`duo owner invite` prints it).
+/// runs, and that serve's process id (`duo owner invite` prints it, see [`relay_url_now`]).
 const RELAY_URL_FILE: &str = "relay.url";
+
+/// The relay URL noted by the last `duo owner serve --relay`, and whether that serve is running now (it holds
+/// the directory's serve lock under the same process id). A serve killed with `kill -9` cannot remove its note;
+/// this tells the stale note from the current one.
+fn relay_url_now(dir: &Path) -> Option<(String, bool)> {
+    let note = std::fs::read_to_string(dir.join(RELAY_URL_FILE)).ok()?;
+    let mut lines = note.lines();
+    let url = lines.next()?.trim().to_string();
+    let pid = lines.next().and_then(|p| p.trim().parse::<u32>().ok());
+    let current = pid.is_some() && pid == duo::node::home::serve_running(dir);
+    Some((url, current))
+}
 
 /// With a relay: wait briefly for the node to be connected to it, say so, note the URL for `duo owner invite`,
 /// and return it (the URL does not change when the node reconnects).
@@ -533,7 +545,9 @@ async fn relay_url(
             "warning: not connected to the relay yet ({why}); retrying in the background. FIs will use {url}"
         ),
     }
-    duo::node::home::write_private(&dir.join(RELAY_URL_FILE), format!("{url}\n").as_bytes())?;
+    // The URL, and this process's id: `duo owner invite` names the URL as current only while this serve runs.
+    let note = format!("{url}\n{}\n", std::process::id());
+    duo::node::home::write_private(&dir.join(RELAY_URL_FILE), note.as_bytes())?;
     Ok(Some(url))
 }
 
@@ -609,14 +623,17 @@ fn invite(home: &Path, args: InviteArgs) -> Result<i32> {
         .filter(|i| i.principal == principal && i.id != code.id)
         .count();
     // Where the FI connects: the relay's address for this node while `duo owner serve --relay` runs.
-    let relayed = std::fs::read_to_string(dir.join(RELAY_URL_FILE))
-        .ok()
-        .map(|s| s.trim().to_string());
+    let noted = relay_url_now(&dir);
+    let relayed = noted
+        .as_ref()
+        .filter(|(_, current)| *current)
+        .map(|(url, _)| url.clone());
+    let last_relay_url = noted.map(|(url, _)| url);
     if args.json.json {
         print_json(&serde_json::json!({
             "principal": principal, "code": code.to_string(), "invite": code.id, "url": relayed,
             "expires_in_secs": ttl.as_secs(), "rekey": args.rekey, "replaces_fi_key_fingerprint": replaces,
-            "other_open_invites": others,
+            "other_open_invites": others, "last_relay_url": last_relay_url,
         }))?;
     } else {
         outln!("{code}")?;
@@ -625,8 +642,15 @@ fn invite(home: &Path, args: InviteArgs) -> Result<i32> {
             ttl::words(ttl),
             code.id
         );
-        if let Some(url) = &relayed {
-            errln!("{principal} connects through the relay: `duo fi pair {url} {code}`");
+        match (&relayed, &last_relay_url) {
+            (Some(url), _) => {
+                errln!("{principal} connects through the relay: `duo fi pair {url} {code}`")
+            }
+            (None, Some(url)) => errln!(
+                "the node is not serving now; as of the last `duo owner serve --relay`, {principal} connects \
+                 through the relay with `duo fi pair {url} {code}` (start serve with that relay again first)"
+            ),
+            (None, None) => {}
         }
         if args.rekey {
             errln!(

@@ -30,6 +30,13 @@ pub struct RelayArgs {
     /// Unauthenticated connections from one source address held at once (its oldest is dropped for a new one).
     #[arg(long, default_value_t = 64)]
     pending_per_ip: usize,
+    /// Owners connected at once from one source address (an IPv6 source counts by its /64); more are refused.
+    /// Each owner costs the relay about 36-58 KiB, so 256 bound one address to about 15 MiB.
+    #[arg(long, default_value_t = 256)]
+    max_owners_per_source: usize,
+    /// Owners connected at once in all; more are refused (10 000 bound owner state near 0.6 GB).
+    #[arg(long, default_value_t = 10_000)]
+    max_owners: usize,
     /// Seconds between two lines of counts.
     #[arg(long, default_value_t = 60)]
     every: u64,
@@ -47,6 +54,8 @@ pub fn run(args: RelayArgs, home: &Path) -> Result<i32> {
         max_frame: args.max_frame,
         idle: args.idle.into(),
         max_pending_per_ip: args.pending_per_ip.max(1),
+        max_owners: args.max_owners.max(1),
+        max_owners_per_source: args.max_owners_per_source.max(1),
         ..RelayLimits::default()
     };
     let rt = super::runtime()?;
@@ -90,9 +99,9 @@ pub fn run(args: RelayArgs, home: &Path) -> Result<i32> {
                         errln!(
                             "{} owners connected, {} sessions now ({} since start), {} bytes forwarded; refused: \
                              {} unknown owner, {} owner at its session limit, {} oversized frames, {} dropped \
-                             unauthenticated",
+                             unauthenticated, {} owners over a cap",
                             s.owners, s.sessions, s.sessions_total, s.bytes, s.unknown_owner, s.owner_busy,
-                            s.oversized, s.dropped
+                            s.oversized, s.dropped, s.owners_refused
                         );
                     }
                 }

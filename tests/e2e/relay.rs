@@ -53,14 +53,22 @@ fn payloads(stream: &[u8]) -> Vec<u8> {
         let (mut len, mut h) = (u64::from(b1 & 0x7f), 2);
         if len >= 126 {
             let ext = if len == 126 { 2 } else { 8 };
+            if at + 2 + ext + 4 > stream.len() {
+                break;
+            }
             len = stream[at + 2..at + 2 + ext]
                 .iter()
                 .fold(0, |a, &b| (a << 8) | u64::from(b));
             h += ext;
         }
+        if at + h + 4 > stream.len() {
+            break;
+        }
         let mask = (b1 & 0x80 != 0).then(|| stream[at + h..at + h + 4].to_vec());
         h += if mask.is_some() { 4 } else { 0 };
-        let end = (at + h + len as usize).min(stream.len());
+        let end = (at + h)
+            .saturating_add(len.min(1 << 40) as usize)
+            .min(stream.len());
         for (i, b) in stream[at + h..end].iter().enumerate() {
             out.push(mask.as_ref().map_or(*b, |m| b ^ m[i % 4]));
         }
@@ -258,6 +266,12 @@ async fn one_owner_has_at_most_its_sessions_through_the_relay() {
     let err = raw_connect(&url, &fp).await.unwrap_err();
     assert!(matches!(err, TransportError::Busy(_)), "{err:?}");
     assert!(err.to_string().contains("maximum of 1 sessions"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("the relay refused the connection: the owner has its maximum")
+            && !err.to_string().contains("owner node is busy"),
+        "the relay's refusal in its own words: {err}"
+    );
     assert!(r.stats().owner_busy >= 1);
     first.close().await;
     node.shutdown().await;
@@ -335,6 +349,98 @@ async fn many_owners_behind_one_address_are_not_capped_by_its_unauthenticated_pl
         held.push(chan);
     }
     assert_eq!(r.stats().owners, 12);
+    r.shutdown().await;
+}
+
+/// One owner's control connection with a fresh key: the relay's first message to it.
+async fn register_owner(
+    r: &RunningRelay,
+    key: &Keypair,
+) -> (
+    relay::ControlMsg,
+    transport::SecureChannel<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) {
+    let url = format!("{}{}", r.url(), relay::CONTROL_PATH);
+    let mut chan = transport::connect(
+        &url,
+        key,
+        Mode::Session,
+        None,
+        r.fingerprint(),
+        &Limits::default(),
+    )
+    .await
+    .unwrap();
+    let first = chan.recv().await.unwrap().unwrap();
+    (serde_json::from_slice(&first).unwrap(), chan)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_past_the_per_source_cap_are_refused_with_a_reason() {
+    let limits = RelayLimits {
+        max_owners_per_source: 3,
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let keys: Vec<Keypair> = (0..4).map(|_| Keypair::generate()).collect();
+    let mut held = Vec::new();
+    for key in &keys[..3] {
+        let (msg, chan) = register_owner(&r, key).await;
+        assert!(matches!(msg, relay::ControlMsg::Ready { .. }), "{msg:?}");
+        held.push(chan);
+    }
+    let (msg, _) = register_owner(&r, &keys[3]).await;
+    let relay::ControlMsg::Refused { reason } = msg else {
+        panic!("the 4th owner from one address was registered past a cap of 3: {msg:?}");
+    };
+    assert!(
+        reason.contains("maximum of 3 owners from your address 127.0.0.1"),
+        "{reason}"
+    );
+    assert!(reason.contains("--max-owners-per-source"), "{reason}");
+    assert_eq!((r.stats().owners, r.stats().owners_refused), (3, 1));
+    // A registered owner reconnecting replaces itself and is not refused.
+    let (msg, chan) = register_owner(&r, &keys[0]).await;
+    assert!(matches!(msg, relay::ControlMsg::Ready { .. }), "{msg:?}");
+    held.push(chan);
+    assert_eq!(r.stats().owners, 3);
+    // An owner leaving gives its place back.
+    let gone = held.remove(1);
+    gone.close().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (msg, chan) = register_owner(&r, &keys[3]).await;
+        if matches!(msg, relay::ControlMsg::Ready { .. }) {
+            held.push(chan);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was not given back: {msg:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_past_the_global_cap_are_refused_and_a_node_says_why() {
+    let limits = RelayLimits {
+        max_owners: 1,
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let (msg, _held) = register_owner(&r, &Keypair::generate()).await;
+    assert!(matches!(msg, relay::ControlMsg::Ready { .. }), "{msg:?}");
+    let o = owner_with_sample(TEST_POLICY);
+    let target = RelayTarget::parse(&r.pin()).unwrap();
+    let node = o.start_with(|cfg| cfg.relay = Some(target)).await;
+    let why = node.relay_ready(Duration::from_secs(3)).await.unwrap_err();
+    assert!(
+        why.contains("refused this node") && why.contains("maximum of 1 owners"),
+        "{why}"
+    );
+    node.shutdown().await;
     r.shutdown().await;
 }
 
@@ -466,8 +572,118 @@ fn the_commands_pair_and_ask_through_a_relay_process() {
         ],
     ));
     assert_eq!(req["state"], "pending", "{req}");
+    // Killed with SIGKILL, serve leaves its note of the relay URL behind; invite no longer calls it current.
     let _ = node.kill();
     let _ = node.wait();
+    assert!(owner.join("owner/relay.url").exists() || owner.join("relay.url").exists());
+    let invite = crate::cli::json(&crate::cli::ok(
+        &owner,
+        &["owner", "invite", "--fi", "Other Bank", "--json"],
+    ));
+    assert!(
+        invite["url"].is_null(),
+        "a relay URL from a killed serve given as current: {invite}"
+    );
+    assert_eq!(invite["last_relay_url"], url.as_str());
     let _ = relay.kill();
     let _ = relay.wait();
+}
+
+/// Owners for the grid capture test: DP releases and private decisions approved.
+const GRID_POLICY: &str = r#"
+default = "ask"
+[scoring]
+max_runs = 5
+window_days = 30
+max_bits = 6
+[[rule]]
+name = "private-decision"
+backend = ["2pc"]
+reveal = ["decision"]
+action = "approve"
+[[rule]]
+name = "small-dp"
+backend = ["dp"]
+max_cost = "0.5"
+action = "approve"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_of_a_relay_serving_several_owners_holds_no_name_reason_or_answer() {
+    use duo::node::store::prelude::*;
+    let (r, capture) = start_relay(
+        &Keypair::generate(),
+        "127.0.0.1:0".parse().unwrap(),
+        RelayLimits::default(),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = duo::node::fi::FiHome::new(dir.path());
+    let (fi_name, reason) = ("Portfolio Lender", "quarterly portfolio review");
+    let sum = "sum(clamp(filter(transactions, category == \"income\").amount, 0, 500000))";
+    let mut secrets: Vec<String> = vec![fi_name.into(), reason.into(), "income".into()];
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let o = owner_with_sample(GRID_POLICY);
+        {
+            let mut store = o.store();
+            let measure = store.store().ledger().unwrap().measure();
+            store
+                .set_cap(&duo::policies::Scope::Global, "1".parse().unwrap(), measure)
+                .unwrap();
+        }
+        let (node, url) = behind(&o, &r).await;
+        let code = duo::node::owner::invite(&o.dir, fi_name, Duration::from_secs(600)).unwrap();
+        let name = format!("owner-{i}");
+        duo::node::fi::pair(&home, &url, &code.to_string(), &name)
+            .await
+            .unwrap();
+        let mut c = Client::connect(&home, Some(&name)).await.unwrap();
+        secrets.extend(c.datasets().await.unwrap().into_iter().map(|d| d.meta.name));
+        let p = c.expr(sum).await.unwrap();
+        let eps = duo::node::proto::request::DpParams {
+            epsilon: Some(0.1),
+            ..Default::default()
+        };
+        let v = c.request_dp(&p, eps, reason).await.unwrap();
+        assert_eq!(v.state, RequestState::Approved, "{v:?}");
+        secrets.push(serde_json::to_string(&v.answer).unwrap());
+        let model = duo_testkit::scoring::test_model(-1.0, 0.5, &[]);
+        let run = duo_testkit::scoring::decide(&mut c, &model, reason).await;
+        secrets.push(serde_json::to_string(&run.outcome).unwrap());
+        c.close().await;
+        held.push((o, node));
+    }
+    let up = capture.to_owner.lock().unwrap().clone();
+    let down = capture.to_fi.lock().unwrap().clone();
+    assert!(
+        up.len() + down.len() > 100_000,
+        "the runs crossed the relay"
+    );
+    // Each FI session starts with its request head; the FI's frames are masked, the owner's are not.
+    let mut seen = [up.clone(), down.clone()].concat();
+    let starts: Vec<usize> = (0..up.len())
+        .filter(|&i| up[i..].starts_with(b"GET /o/"))
+        .chain([up.len()])
+        .collect();
+    assert!(
+        starts.len() > 8,
+        "one session per pairing, DP question and run"
+    );
+    for w in starts.windows(2) {
+        seen.extend(payloads(&up[w[0]..w[1]]));
+    }
+    let has = |s: &[u8]| seen.windows(s.len()).any(|w| w == s);
+    assert!(has(br#""duo":"hello""#), "the unmasking works");
+    secrets.extend(["approve", "nsf_fee", "rent_on_time_ratio_12m"].map(String::from));
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        assert!(
+            !seen.windows(s.len()).any(|w| w == s.as_bytes()),
+            "the relay saw {s:?} in clear"
+        );
+    }
+    for (_, node) in held {
+        node.shutdown().await;
+    }
+    r.shutdown().await;
 }

@@ -255,10 +255,10 @@ pub enum TransportError {
     /// The caller passed inconsistent parameters.
     #[error("invalid connection parameters: {0}")]
     InvalidArgument(String),
-    /// The owner node is shedding load and dropped this connection before authenticating it
-    /// (a `busy` report, or an HTTP 503 answer to the upgrade). Nothing is wrong with the URL,
-    /// key or invite.
-    #[error("the owner node is busy ({0}); try again in a moment")]
+    /// The owner node, or the relay it serves through, is shedding load and dropped this connection before
+    /// authenticating it (a `busy` report, or an HTTP 503 answer to the upgrade). Nothing is wrong with the
+    /// URL, key or invite.
+    #[error("{}", busy_text(.0))]
     Busy(String),
     /// A relay answered that no owner with the key in the URL is connected to it (HTTP 404 at the upgrade).
     #[error("{0}: the owner's node is not running or not connected to the relay now; check the URL, or try \
@@ -946,6 +946,16 @@ where
             )),
         },
         Some(_) => Err(TransportError::Protocol("unexpected frame".into())),
+    }
+}
+
+/// What a [`TransportError::Busy`] says: a relay's refusal (its answers name the relay) in the relay's words,
+/// an owner node's as the node being busy.
+fn busy_text(why: &str) -> String {
+    if why.contains("relay") {
+        format!("the relay refused the connection: {why}")
+    } else {
+        format!("the owner node is busy ({why}); try again in a moment")
     }
 }
 

@@ -98,6 +98,9 @@ async fn serve_once(
                     Some(ControlMsg::Waiting { token }) => {
                         tokio::spawn(join(target.clone(), token, shared.clone()));
                     }
+                    Some(ControlMsg::Refused { reason }) => {
+                        break format!("the relay {} refused this node: {reason}", target.url);
+                    }
                     // Pings, and messages of later versions, only show the relay is alive.
                     Some(ControlMsg::Ping) | None => {}
                 }

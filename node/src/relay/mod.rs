@@ -46,6 +46,12 @@ pub enum ControlMsg {
     },
     /// Either way, every [`PING_EVERY`]: the other side is alive.
     Ping,
+    /// Relay to owner, instead of [`ControlMsg::Ready`], before closing: the relay will not serve this owner
+    /// (it has its maximum of owners, in all or from the owner's source address).
+    Refused {
+        /// Why, and what to do; shown to the owner.
+        reason: String,
+    },
 }
 
 /// How often each side of a control connection says it is alive.
@@ -74,6 +80,10 @@ mod tests {
 
     #[test]
     fn control_messages_have_a_stable_form() {
+        assert_eq!(
+            serde_json::to_string(&ControlMsg::Refused { reason: "r".into() }).unwrap(),
+            r#"{"relay":"refused","reason":"r"}"#
+        );
         let m = ControlMsg::Waiting { token: "ab".into() };
         assert_eq!(
             serde_json::to_string(&m).unwrap(),

@@ -59,8 +59,12 @@ pub struct RelayLimits {
     pub max_pending: usize,
     /// Unauthenticated connections from one source address held at once (its oldest is evicted).
     pub max_pending_per_ip: usize,
-    /// Owners connected at once.
+    /// Owners connected at once. Each costs the relay about 36-58 KiB (measured by `duo bench relay`), so
+    /// the default 10 000 bounds owner state near 0.6 GB.
     pub max_owners: usize,
+    /// Owners connected at once from one source address (an IPv6 source counts by its /64, which one host
+    /// usually holds whole), so one address cannot take the relay's memory or all its owner places.
+    pub max_owners_per_source: usize,
 }
 
 impl Default for RelayLimits {
@@ -75,6 +79,7 @@ impl Default for RelayLimits {
             max_pending: 1024,
             max_pending_per_ip: 64,
             max_owners: 10_000,
+            max_owners_per_source: 256,
         }
     }
 }
@@ -118,6 +123,8 @@ pub struct RelayStats {
     pub oversized: u64,
     /// Unauthenticated connections evicted or refused to make room.
     pub dropped: u64,
+    /// Owners refused because the relay, or their source address, had its maximum of owners.
+    pub owners_refused: u64,
 }
 
 #[derive(Debug, Default)]
@@ -129,12 +136,15 @@ struct Counters {
     owner_busy: AtomicU64,
     oversized: AtomicU64,
     dropped: AtomicU64,
+    owners_refused: AtomicU64,
 }
 
 /// One connected owner.
 struct OwnerEntry {
     /// Which control connection holds the address (a reconnect replaces an older one).
     generation: u64,
+    /// The source it connected from ([`source_of`]), whose count of owners it holds.
+    source: IpAddr,
     control: mpsc::Sender<ControlMsg>,
     sessions: Arc<Semaphore>,
     bucket: Arc<tokio::sync::Mutex<Bucket>>,
@@ -161,13 +171,89 @@ impl Bucket {
     }
 }
 
+/// The connected owners by fingerprint, and how many there are from each source.
+#[derive(Default)]
+struct Owners {
+    by_key: HashMap<String, OwnerEntry>,
+    per_source: HashMap<IpAddr, usize>,
+}
+
+impl Owners {
+    /// Register `entry` as `owner` (replacing its older control connection), or say why not.
+    fn register(
+        &mut self,
+        owner: &str,
+        entry: OwnerEntry,
+        limits: &RelayLimits,
+    ) -> Result<(), String> {
+        let source = entry.source;
+        let replaces = self.by_key.get(owner).map(|e| e.source);
+        let here = self.per_source.get(&source).copied().unwrap_or(0);
+        if replaces != Some(source) && here >= limits.max_owners_per_source {
+            return Err(format!(
+                "the relay has its maximum of {} owners from your address {source}; stop some nodes there, or \
+                 ask the relay's operator to raise --max-owners-per-source",
+                limits.max_owners_per_source
+            ));
+        }
+        if replaces.is_none() && self.by_key.len() >= limits.max_owners {
+            return Err(format!(
+                "the relay has its maximum of {} owners; try again later, or use another relay",
+                limits.max_owners
+            ));
+        }
+        if let Some(old) = self.by_key.insert(owner.to_string(), entry) {
+            self.forget_source(old.source);
+        }
+        *self.per_source.entry(source).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Remove `owner` if `generation` still holds its address.
+    fn remove(&mut self, owner: &str, generation: u64) {
+        if self
+            .by_key
+            .get(owner)
+            .is_some_and(|e| e.generation == generation)
+        {
+            if let Some(old) = self.by_key.remove(owner) {
+                self.forget_source(old.source);
+            }
+        }
+    }
+
+    fn forget_source(&mut self, source: IpAddr) {
+        if let Some(n) = self.per_source.get_mut(&source) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_source.remove(&source);
+            }
+        }
+    }
+}
+
+/// The source an owner counts against: its IPv4 address, or the /64 of its IPv6 address.
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(seg.into())
+            }
+        },
+    }
+}
+
 struct Relay {
     key: Keypair,
     limits: RelayLimits,
     capture: Option<Arc<Capture>>,
     gate: Arc<Gate>,
     per_ip: Mutex<HashMap<IpAddr, Arc<Gate>>>,
-    owners: Mutex<HashMap<String, OwnerEntry>>,
+    owners: Mutex<Owners>,
     joins: Mutex<HashMap<String, oneshot::Sender<TcpStream>>>,
     next_generation: AtomicU64,
     counters: Counters,
@@ -336,7 +422,11 @@ impl Relay {
         c.dropped
             .fetch_add(p.evicted + p.refused + p.timed_out, Ordering::Relaxed);
         RelayStats {
-            owners: self.owners.lock().map(|o| o.len() as u64).unwrap_or(0),
+            owners: self
+                .owners
+                .lock()
+                .map(|o| o.by_key.len() as u64)
+                .unwrap_or(0),
             sessions: g(&c.sessions),
             sessions_total: g(&c.sessions_total),
             bytes: g(&c.bytes),
@@ -344,6 +434,7 @@ impl Relay {
             owner_busy: g(&c.owner_busy),
             oversized: g(&c.oversized),
             dropped: g(&c.dropped),
+            owners_refused: g(&c.owners_refused),
         }
     }
 
@@ -423,6 +514,9 @@ impl Relay {
 
     /// An owner's control connection: the Noise handshake, then its address until it goes away.
     async fn control(self: Arc<Self>, tcp: TcpStream, head: Head, mut places: Places) {
+        let Ok(peer) = tcp.peer_addr() else {
+            return;
+        };
         let stream = Prefixed {
             prefix: [head.bytes, head.extra].concat(),
             pos: 0,
@@ -458,27 +552,27 @@ impl Relay {
         let owner = fingerprint(&chan.remote_static());
         let (tx, mut rx) = mpsc::channel(64);
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let registered = self.owners.lock().map(|mut owners| {
-            if owners.len() >= self.limits.max_owners && !owners.contains_key(&owner) {
-                return false;
+        let entry = OwnerEntry {
+            generation,
+            source: source_of(peer.ip()),
+            control: tx,
+            sessions: Arc::new(Semaphore::new(self.limits.sessions_per_owner.max(1))),
+            bucket: Arc::new(tokio::sync::Mutex::new(Bucket {
+                rate: self.limits.bytes_per_sec,
+                tokens: self.limits.bytes_per_sec as f64,
+                at: Instant::now(),
+            })),
+        };
+        // A reconnecting owner replaces its older control connection (which may be dead without knowing).
+        let registered = match self.owners.lock() {
+            Ok(mut owners) => owners.register(&owner, entry, &self.limits),
+            Err(_) => Err("the relay failed; try again later".to_string()),
+        };
+        if let Err(reason) = registered {
+            self.counters.owners_refused.fetch_add(1, Ordering::Relaxed);
+            if let Ok(bytes) = serde_json::to_vec(&ControlMsg::Refused { reason }) {
+                let _ = chan.send(&bytes).await;
             }
-            // A reconnecting owner replaces its older control connection (which may be dead without knowing).
-            owners.insert(
-                owner.clone(),
-                OwnerEntry {
-                    generation,
-                    control: tx,
-                    sessions: Arc::new(Semaphore::new(self.limits.sessions_per_owner.max(1))),
-                    bucket: Arc::new(tokio::sync::Mutex::new(Bucket {
-                        rate: self.limits.bytes_per_sec,
-                        tokens: self.limits.bytes_per_sec as f64,
-                        at: Instant::now(),
-                    })),
-                },
-            );
-            true
-        });
-        if !registered.unwrap_or(false) {
             chan.close().await;
             return;
         }
@@ -510,12 +604,7 @@ impl Relay {
             }
         }
         if let Ok(mut owners) = self.owners.lock() {
-            if owners
-                .get(&owner)
-                .is_some_and(|e| e.generation == generation)
-            {
-                owners.remove(&owner);
-            }
+            owners.remove(&owner, generation);
         }
         chan.close().await;
     }
@@ -525,6 +614,7 @@ impl Relay {
         let found = normalize_fingerprint(fp).and_then(|fp| {
             let owners = self.owners.lock().ok()?;
             owners
+                .by_key
                 .get(&fp)
                 .map(|e| (e.control.clone(), e.sessions.clone(), e.bucket.clone()))
         });
@@ -844,6 +934,19 @@ mod tests {
             Err(u64::MAX),
             "a 64-bit length is refused, not wrapped"
         );
+    }
+
+    #[test]
+    fn ipv6_sources_count_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_of(a), source_of(b));
+        assert_ne!(source_of(a), source_of(c));
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(source_of(v4), v4);
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(source_of(mapped), v4);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! to standard output (one JSON object with `--json`).
 
 mod gc;
+mod grid;
 mod load;
 mod lockout;
 mod measure;
@@ -45,6 +46,14 @@ pub enum BenchCmd {
     /// The relay's memory per idle owner connection: `duo relay` as a child process, its resident memory with no
     /// owner and with `--owners` Noise-authenticated owner control connections held idle.
     Relay(relay::RelayBenchArgs),
+    /// The grid at scale on loopback: `duo relay` as a child process, `--owners` owner nodes in this process
+    /// reachable only through it, one FI paired with each through it.
+    ///
+    /// (a) a private decision run to every owner (time, bytes through the relay, the relay's memory); (b) a DP
+    /// question to every owner, each owner's ledger checked; (c) a second DP question during which 10% of the
+    /// owners stop and the relay is killed and restarted, then the FI's rerun of the rest, checking nothing was
+    /// charged or run twice. Exits 1 when a check fails.
+    Grid(grid::GridArgs),
     /// The owner UI's speed with a full store (1,000 requests, 10,000 log entries): server time per page, and a
     /// new request's way to an open page.
     ///
@@ -104,6 +113,12 @@ pub fn run(cmd: BenchCmd) -> Result<i32> {
             let r = runtime()?.block_on(relay::relay(args))?;
             emit(JsonFlag { json }, &r, relay::RelayReport::text)?;
             Ok(0)
+        }
+        BenchCmd::Grid(args) => {
+            let json = args.json;
+            let r = runtime()?.block_on(grid::grid(args))?;
+            emit(JsonFlag { json }, &r, grid::GridReport::text)?;
+            Ok(if r.checks_pass() { 0 } else { 1 })
         }
         BenchCmd::Score(args) => {
             let r = score::score(&args)?;
