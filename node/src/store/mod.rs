@@ -130,6 +130,7 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_by_key ON requests (release_key, state);
 CREATE INDEX IF NOT EXISTS requests_by_state ON requests (state);
+CREATE INDEX IF NOT EXISTS requests_by_principal_state ON requests (principal, state);
 CREATE TABLE IF NOT EXISTS release_columns (
     request_id INTEGER NOT NULL,
     dataset    TEXT NOT NULL,
@@ -453,6 +454,21 @@ mod tests {
         let p = plan(&again.conn, lookup);
         assert!(
             p.contains("log_by_principal (principal=? AND kind=?)"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn counting_a_principals_waiting_requests_reads_only_those() {
+        // Counted on every request (the limit on waiting requests): through (principal, fi_seq) it read every
+        // request the principal ever made, so a request's cost grew with the principal's history.
+        let (_d, conn) = fresh();
+        let p = plan(
+            &conn.conn,
+            "SELECT COUNT(*) FROM requests WHERE principal = 'a' AND state = 'pending'",
+        );
+        assert!(
+            p.contains("requests_by_principal_state (principal=? AND state=?)"),
             "{p}"
         );
     }
