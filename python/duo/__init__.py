@@ -1066,7 +1066,7 @@ class Portfolio:
             raise UsageError("usage", "a dp request states what to spend: epsilon=X, rho=X, or alpha=A (and beta=B)")
         if backend != "dp" and dp:
             raise UsageError("usage", 'epsilon, rho and alpha go with backend="dp"')
-        ask = {"kind": "release", "expr": expr, "backend": backend, "reason": reason}
+        ask: Dict[str, Any] = {"kind": "release", "expr": expr, "backend": backend, "reason": reason}
         if dp:
             ask["dp"] = dp
         return self._run(json.dumps(ask), owners, batch, resume, concurrency, wait, None)
