@@ -80,6 +80,29 @@ reveal = ["decision"]
 action = "approve"
 "#;
 
+/// Private decisions and DP releases costing at most 0.5 approved, everything else asked: the owners of
+/// `duo bench grid` and of the relay's capture test.
+pub const GRID_POLICY: &str = r#"
+default = "ask"
+
+[scoring]
+max_runs = 5
+window_days = 30
+max_bits = 6
+
+[[rule]]
+name = "private-decision"
+backend = ["2pc"]
+reveal = ["decision"]
+action = "approve"
+
+[[rule]]
+name = "small-dp"
+backend = ["dp"]
+max_cost = "0.5"
+action = "approve"
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use duo::node::owner::RunningNode;
 use duo::node::proto::request::RequestState;
 use duo::node::relay::{self, Capture, RelayConfig, RelayLimits, RelayTarget, RunningRelay};
 use duo::policies::Backend;
-use duo_testkit::policy::TEST_POLICY;
+use duo_testkit::policy::{GRID_POLICY, TEST_POLICY};
 use duo_testkit::{owner_with_sample, OwnerNode};
 use futures_util::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -588,25 +588,6 @@ fn the_commands_pair_and_ask_through_a_relay_process() {
     let _ = relay.kill();
     let _ = relay.wait();
 }
-
-/// Owners for the grid capture test: DP releases and private decisions approved.
-const GRID_POLICY: &str = r#"
-default = "ask"
-[scoring]
-max_runs = 5
-window_days = 30
-max_bits = 6
-[[rule]]
-name = "private-decision"
-backend = ["2pc"]
-reveal = ["decision"]
-action = "approve"
-[[rule]]
-name = "small-dp"
-backend = ["dp"]
-max_cost = "0.5"
-action = "approve"
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_of_a_relay_serving_several_owners_holds_no_name_reason_or_answer() {

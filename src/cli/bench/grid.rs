@@ -14,6 +14,7 @@ use duo::node::proto::request::{DpParams, RequestState};
 use duo::node::relay::RelayTarget;
 use duo::node::store::prelude::*;
 use duo::policies::{Amount, Reveal, Scope};
+use duo_testkit::policy::GRID_POLICY;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,28 +23,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::Semaphore;
-
-/// The owners' policy: private decisions and small DP releases approved, everything else asked.
-const GRID_POLICY: &str = r#"
-default = "ask"
-
-[scoring]
-max_runs = 5
-window_days = 30
-max_bits = 6
-
-[[rule]]
-name = "private-decision"
-backend = ["2pc"]
-reveal = ["decision"]
-action = "approve"
-
-[[rule]]
-name = "small-dp"
-backend = ["dp"]
-max_cost = "0.5"
-action = "approve"
-"#;
 
 /// The DP questions asked of every owner, and what each costs.
 const QUESTIONS: [&str; 2] = [
