@@ -104,3 +104,17 @@ pub(crate) fn csrf_refusal(keys: &super::guard::Keys, token: &str) -> Option<&'s
     (!super::guard::same(token, &keys.csrf))
         .then_some("this form is out of date (the UI was restarted?): open the page again")
 }
+
+/// The HTTP status of a page that failed with `e`: not found, a refusal or conflict (409), an owner node that
+/// could not be reached (502), else 500.
+pub(crate) fn error_status(e: &crate::error::Error) -> StatusCode {
+    use crate::error::Error;
+    match e {
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Refused(_) | Error::Stale { .. } | Error::Limit(_) | Error::Remote { .. } => {
+            StatusCode::CONFLICT
+        }
+        Error::Transport(_) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}

@@ -1,7 +1,7 @@
 //! The owner's screens: each handler calls the same [`Owner`] method or store query as its command, and renders
 //! the command's wording (see [`Words`](super::Words)) in an askama template.
 
-use super::common::{csrf_refusal, facts, html, script, shown, style, when, Fact};
+use super::common::{csrf_refusal, error_status, facts, html, script, shown, style, when, Fact};
 use super::guard::{self, Keys};
 use super::UiConfig;
 use crate::error::Error;
@@ -80,12 +80,7 @@ pub(crate) struct PageError(pub(super) StatusCode, pub(super) String);
 
 impl From<Error> for PageError {
     fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Refused(_) | Error::Stale { .. } => StatusCode::CONFLICT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        PageError(status, e.to_string())
+        PageError(error_status(&e), e.to_string())
     }
 }
 

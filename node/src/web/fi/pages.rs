@@ -1,7 +1,9 @@
 //! The FI's screens. Each action is what the FI command does: open a session with the paired owner node
 //! ([`Client::connect`]), make one call, close it; the words are the command's ([`FiWords`]).
 
-use super::super::common::{csrf_refusal, facts, fi_script, html, shown, style, when, Fact};
+use super::super::common::{
+    csrf_refusal, error_status, facts, fi_script, html, shown, style, when, Fact,
+};
 use super::super::guard::{self, Keys};
 use super::{FiUiConfig, FiWords};
 use crate::error::Error;
@@ -136,13 +138,7 @@ pub(crate) struct PageError(StatusCode, String);
 
 impl From<Error> for PageError {
     fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Refused(_) | Error::Limit(_) | Error::Remote { .. } => StatusCode::CONFLICT,
-            Error::Transport(_) => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        PageError(status, e.to_string())
+        PageError(error_status(&e), e.to_string())
     }
 }
 
