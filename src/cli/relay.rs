@@ -98,10 +98,10 @@ pub fn run(args: RelayArgs, home: &Path) -> Result<i32> {
                     } else {
                         errln!(
                             "{} owners connected, {} sessions now ({} since start), {} bytes forwarded; refused: \
-                             {} unknown owner, {} owner at its session limit, {} oversized frames, {} dropped \
-                             unauthenticated, {} owners over a cap",
+                             {} unknown owner, {} owner at its session limit, {} owner too slow to join, {} \
+                             oversized frames, {} dropped unauthenticated, {} owners over a cap",
                             s.owners, s.sessions, s.sessions_total, s.bytes, s.unknown_owner, s.owner_busy,
-                            s.oversized, s.dropped, s.owners_refused
+                            s.owner_silent, s.oversized, s.dropped, s.owners_refused
                         );
                     }
                 }

@@ -668,3 +668,34 @@ async fn a_capture_of_a_relay_serving_several_owners_holds_no_name_reason_or_ans
     }
     r.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_never_joins_is_reported_as_silent_not_as_a_bad_url() {
+    // An owner whose control connection is up but which never answers `waiting` (asleep, or a broken node).
+    let limits = RelayLimits {
+        join_timeout: Duration::from_millis(300),
+        ..RelayLimits::default()
+    };
+    let (r, _) = start_relay(&Keypair::generate(), "127.0.0.1:0".parse().unwrap(), limits).await;
+    let owner = Keypair::generate();
+    let (first, _control) = register_owner(&r, &owner).await;
+    assert!(
+        matches!(first, relay::ControlMsg::Ready { .. }),
+        "{first:?}"
+    );
+    let fp = owner.fingerprint();
+    let err = raw_connect(&r.owner_url(&fp), &fp).await.unwrap_err();
+    assert!(
+        matches!(err, TransportError::OwnerSilentAtRelay(_)),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("did not answer through the relay in time"),
+        "{text}"
+    );
+    assert!(text.contains("try again in a moment"), "{text}");
+    assert_eq!(r.stats().owner_silent, 1);
+    assert_eq!(r.stats().unknown_owner, 0);
+    r.shutdown().await;
+}

@@ -160,6 +160,10 @@ pub const BUSY_MESSAGE: &str =
 /// [`TransportError::NotAtRelay`].
 pub const NO_OWNER_AT_RELAY: &str = "no owner with this key is connected to the relay";
 
+/// The body of a relay's HTTP 504 when the owner it asked to join a session did not come in time, read as
+/// [`TransportError::OwnerSilentAtRelay`].
+pub const OWNER_SILENT_AT_RELAY: &str = "the owner's node did not answer through the relay in time";
+
 /// Largest hello accepted, in bytes (a real one is under 100 bytes).
 pub const MAX_HELLO: usize = 1024;
 
@@ -264,6 +268,10 @@ pub enum TransportError {
     #[error("{0}: the owner's node is not running or not connected to the relay now; check the URL, or try \
              again when the owner is online")]
     NotAtRelay(String),
+    /// A relay answered that the owner's node, connected to it, did not join the session in time (HTTP 504 at
+    /// the upgrade): it may be busy, or its link to the relay broke a moment ago. Nothing reached the owner.
+    #[error("{0}: the node may be busy or just lost its link to the relay; try again in a moment")]
+    OwnerSilentAtRelay(String),
     /// The WebSocket connection could not be opened.
     #[error("could not open a WebSocket connection to {url}: {source}; check the URL and that the owner node is running")]
     Connect {
@@ -981,6 +989,15 @@ fn upgrade_error(url: &str, e: tungstenite::Error) -> TransportError {
         ),
         tungstenite::Error::Http(resp) if resp.status().as_u16() == 404 => match http_body(resp) {
             Some(body) if body.starts_with(NO_OWNER_AT_RELAY) => TransportError::NotAtRelay(body),
+            _ => TransportError::Connect {
+                url: url.to_owned(),
+                source: Box::new(e),
+            },
+        },
+        tungstenite::Error::Http(resp) if resp.status().as_u16() == 504 => match http_body(resp) {
+            Some(body) if body.starts_with(OWNER_SILENT_AT_RELAY) => {
+                TransportError::OwnerSilentAtRelay(body)
+            }
             _ => TransportError::Connect {
                 url: url.to_owned(),
                 source: Box::new(e),

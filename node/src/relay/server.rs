@@ -19,6 +19,7 @@ use super::PING_EVERY;
 use super::{ControlMsg, CONTROL_IDLE, CONTROL_PATH, JOIN_PREFIX, NO_OWNER_MESSAGE, OWNER_PREFIX};
 use crate::net::gate::{Admission, Gate, GateLimits, PendingSlot};
 use crate::net::keys::{fingerprint, normalize_fingerprint, Keypair};
+use crate::net::transport::OWNER_SILENT_AT_RELAY;
 use crate::net::transport::{self, Limits, Mode};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -119,6 +120,8 @@ pub struct RelayStats {
     pub unknown_owner: u64,
     /// FIs refused because their owner had its maximum of sessions.
     pub owner_busy: u64,
+    /// FIs refused because their owner did not join the session in time (HTTP 504).
+    pub owner_silent: u64,
     /// Sessions cut for a frame over the limit.
     pub oversized: u64,
     /// Unauthenticated connections evicted or refused to make room.
@@ -134,6 +137,7 @@ struct Counters {
     bytes: AtomicU64,
     unknown_owner: AtomicU64,
     owner_busy: AtomicU64,
+    owner_silent: AtomicU64,
     oversized: AtomicU64,
     dropped: AtomicU64,
     owners_refused: AtomicU64,
@@ -432,6 +436,7 @@ impl Relay {
             bytes: g(&c.bytes),
             unknown_owner: g(&c.unknown_owner),
             owner_busy: g(&c.owner_busy),
+            owner_silent: g(&c.owner_silent),
             oversized: g(&c.oversized),
             dropped: g(&c.dropped),
             owners_refused: g(&c.owners_refused),
@@ -651,12 +656,8 @@ impl Relay {
             if let Ok(mut joins) = self.joins.lock() {
                 joins.remove(&token);
             }
-            return refuse(
-                fi,
-                504,
-                "the owner's node did not answer through the relay in time; try again in a moment",
-            )
-            .await;
+            self.counters.owner_silent.fetch_add(1, Ordering::Relaxed);
+            return refuse(fi, 504, OWNER_SILENT_AT_RELAY).await;
         };
         places.authenticated();
         let _ = owner.set_nodelay(true);
