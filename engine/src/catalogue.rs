@@ -91,6 +91,10 @@ const NET_FLOW: &str = "net_cash_flow_90d";
 const INCOME_MONTHS: &str = "income_months_12m";
 const RENT_TO_INCOME: &str = "rent_to_income_ratio_12m";
 const ACCOUNT_AGE: &str = "account_age_months";
+const LIQUIDITY: &str = "liquidity_buffer_days_3m";
+
+/// Most days in a 3-month window (July to September, or December to February in no year; 92).
+const MAX_DAYS_3M: i64 = 92;
 
 /// Longest account age [`ACCOUNT_AGE`] reports, in months.
 const MAX_ACCOUNT_AGE: i64 = 600;
@@ -173,7 +177,7 @@ static ENTRIES: [CatalogueEntry; 6] = [
 ];
 
 /// Cash-flow, subscription, bill and account attributes, after the first six.
-static MORE_ENTRIES: [CatalogueEntry; 10] = [
+static MORE_ENTRIES: [CatalogueEntry; 11] = [
     CatalogueEntry {
         name: UTILITY_LATE_30,
         description: "Number of utility and phone bills due in the last 12 months that were more than 30 days \
@@ -306,6 +310,18 @@ static MORE_ENTRIES: [CatalogueEntry; 10] = [
         unit: "months",
         window: "up to 600 months",
     },
+    CatalogueEntry {
+        name: LIQUIDITY,
+        description: "Liquidity buffer: how many days of the account's spending its average balance covers, over \
+                      the last 3 months (the sum of the end-of-day balances divided by the money that left the \
+                      account). 30 means the balance holds about a month of expenses; 0 when the average balance \
+                      is below zero. Empty when no money left the account. At most 730.",
+        inputs: &[("transactions", "date"), ("transactions", "amount")],
+        output: DataType::F64,
+        bounds: Bounds { lo: 0.0, hi: 730.0 },
+        unit: "days of spending",
+        window: "3 months",
+    },
 ];
 
 /// Every entry, the first six then the rest, in one list.
@@ -343,7 +359,7 @@ pub fn compute(
         UTILITY_LATE_30 | NEGATIVE_DAYS | INFLOW | OUTFLOW | NET_FLOW | INCOME_MONTHS => {
             Value::Int(saturate(total(&form_values(e.name, 0, window_end, data)?)))
         }
-        SUBSCRIPTION_PAID | RENT_TO_INCOME => {
+        SUBSCRIPTION_PAID | RENT_TO_INCOME | LIQUIDITY => {
             let num = total(&form_values(e.name, 0, window_end, data)?);
             let den = total(&form_values(e.name, 1, window_end, data)?);
             if den <= 0 {
@@ -684,6 +700,7 @@ pub struct DpForm {
 /// | `net_cash_flow_90d` | each amount, clamped to [-$10,000, $10,000] | $10,000 | k x $10,000 |
 /// | `income_months_12m` | 1 per month with income, 12 values | 1 | 1 |
 /// | `rent_to_income_ratio_12m` | each rent payment, over each income payment, clamped to [0, $10,000] | $10,000 and $10,000 | k x $10,000 each |
+/// | `liquidity_buffer_days_3m` | each transaction x its days in the window (clamped to $10,000 x 92), over each debit (clamped to $10,000) | $920,000 and $10,000 | k x each |
 pub fn dp_form(name: &str) -> Option<DpForm> {
     let rows = |lo, hi| DpPart {
         lo,
@@ -717,6 +734,17 @@ pub fn dp_form(name: &str) -> Option<DpForm> {
         RENT_TO_INCOME => (
             "transactions",
             vec![rows(0, DP_PER_TRANSACTION), rows(0, DP_PER_TRANSACTION)],
+            DpCombine::Ratio,
+        ),
+        LIQUIDITY => (
+            "transactions",
+            vec![
+                rows(
+                    -DP_PER_TRANSACTION * MAX_DAYS_3M,
+                    DP_PER_TRANSACTION * MAX_DAYS_3M,
+                ),
+                rows(0, DP_PER_TRANSACTION),
+            ],
             DpCombine::Ratio,
         ),
         _ => return None,
@@ -871,6 +899,30 @@ fn form_values(
                     } else {
                         a.max(0)
                     })
+                })
+                .collect())
+        }
+        (LIQUIDITY, 0 | 1) => {
+            // Part 0: each transaction up to the end times the days of the window on or after it (their sum is
+            // the sum of the end-of-day balances); part 1: each debit in the window, as a positive amount.
+            let ds = dataset(data, "transactions")?;
+            let start = window_start(window_end, 3)?;
+            let date = dates(ds, "date")?;
+            let amount = ints(ds, "amount")?;
+            Ok(date
+                .iter()
+                .zip(amount)
+                .filter_map(|(d, a)| {
+                    let (d, a) = ((*d)?, (*a)?);
+                    if d > window_end {
+                        return None;
+                    }
+                    if part == 0 {
+                        let days = (window_end - d.max(start)).num_days() + 1;
+                        Some(a.saturating_mul(days))
+                    } else {
+                        (d >= start && a < 0).then(|| a.saturating_neg())
+                    }
                 })
                 .collect())
         }
@@ -1093,7 +1145,7 @@ mod tests {
 
     #[test]
     fn registry_is_consistent() {
-        assert_eq!(entries().len(), 16);
+        assert_eq!(entries().len(), 17);
         let names: std::collections::BTreeSet<_> = entries().iter().map(|e| e.name).collect();
         assert_eq!(names.len(), entries().len(), "names are unique");
         for e in entries() {
@@ -1411,8 +1463,8 @@ mod tests {
         use crate::sample::Profile;
         let int = |v: i64| Value::Int(v);
         let ratio = |num: i64, den: i64| Value::Float(num as f64 / den as f64);
-        /// A profile, a window end and the ten attributes' values.
-        type Case = (Profile, &'static str, [(&'static str, Value); 10]);
+        /// A profile, a window end and the eleven attributes' values.
+        type Case = (Profile, &'static str, [(&'static str, Value); 11]);
         let cases: [Case; 4] = [
             (
                 Profile::Reliable,
@@ -1428,6 +1480,7 @@ mod tests {
                     (INCOME_MONTHS, int(12)),
                     (RENT_TO_INCOME, ratio(1_683_000, 4_993_482)),
                     (ACCOUNT_AGE, int(24)),
+                    (LIQUIDITY, ratio(40_410_248, 1_166_970)),
                 ],
             ),
             (
@@ -1444,6 +1497,7 @@ mod tests {
                     (INCOME_MONTHS, int(12)),
                     (RENT_TO_INCOME, ratio(1_530_000, 4_254_716)),
                     (ACCOUNT_AGE, int(24)),
+                    (LIQUIDITY, ratio(13_623_622, 1_178_150)),
                 ],
             ),
             (
@@ -1461,6 +1515,7 @@ mod tests {
                     (INCOME_MONTHS, int(8)),
                     (RENT_TO_INCOME, ratio(1_160_000, 3_264_969)),
                     (ACCOUNT_AGE, int(8)),
+                    (LIQUIDITY, ratio(38_622_488, 1_296_837)),
                 ],
             ),
             (
@@ -1477,6 +1532,7 @@ mod tests {
                     (INCOME_MONTHS, int(8)),
                     (RENT_TO_INCOME, ratio(1_160_000, 2_460_918)),
                     (ACCOUNT_AGE, int(8)),
+                    (LIQUIDITY, ratio(3_017_619, 792_333)),
                 ],
             ),
         ];

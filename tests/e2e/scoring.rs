@@ -612,12 +612,13 @@ async fn the_cash_flow_and_subscription_attributes_score_privately() {
              utility_late_30d_count_12m = -0.5\nsubscription_paid_ratio_12m = 1.0\n\
              avg_daily_balance_12m = 0.0001\nnegative_balance_days_90d = -0.05\ninflow_90d = 0.0002\n\
              outflow_90d = -0.0001\nnet_cash_flow_90d = 0.0003\nincome_months_12m = 0.25\n\
-             rent_to_income_ratio_12m = -2.0\naccount_age_months = 0.01\n"
+             rent_to_income_ratio_12m = -2.0\naccount_age_months = 0.01\n\
+             liquidity_buffer_days_3m = 0.02\n"
         ))
         .unwrap()
     };
     let base = model(0.0);
-    assert_eq!(base.attributes().len(), 10);
+    assert_eq!(base.attributes().len(), 11);
     let values = owner_values(&mut c, &base).await;
     let reference = base
         .encode(Reveal::Decision)

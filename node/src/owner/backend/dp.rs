@@ -1157,7 +1157,7 @@ mod tests {
             ..DpParams::default()
         };
         // (attribute, sensitivity of each part under event, under month with 40 rows a month)
-        let cases: [(&str, &[f64], &[f64]); 8] = [
+        let cases: [(&str, &[f64], &[f64]); 9] = [
             ("utility_late_30d_count_12m", &[1.0], &[40.0]),
             ("subscription_paid_ratio_12m", &[1.0, 1.0], &[40.0, 40.0]),
             ("negative_balance_days_90d", &[90.0], &[90.0]),
@@ -1166,6 +1166,7 @@ mod tests {
             ("net_cash_flow_90d", &[1e6], &[4e7]),
             ("income_months_12m", &[1.0], &[1.0]),
             ("rent_to_income_ratio_12m", &[1e6, 1e6], &[4e7, 4e7]),
+            ("liquidity_buffer_days_3m", &[9.2e7, 1e6], &[3.68e9, 4e7]),
         ];
         for (name, at_event, at_month) in cases {
             for (metas, want) in [(&event, at_event), (&month, at_month)] {
@@ -1198,16 +1199,17 @@ mod tests {
     }
 
     /// Released at a large epsilon, each new attribute lands near its exact value on both samples, and always
-    /// within its public bounds. At epsilon 200 a part's discrete Laplace scale is at most 2 x sensitivity / 200
-    /// (two parts share the budget): 0.01 for the counts, 0.9 for the overdrawn days, 10,000 cents for the cash
-    /// flows. The tolerance is 30 scales for sums (a miss has probability about e^-30 < 1e-13 per draw, the
-    /// false-alarm rate over the 16 draws is below 1e-11); for the ratios, 30 scales on each part over the exact
-    /// denominator. Power: a release that ignored the data, or used the wrong window or part, misses these
-    /// tolerances on the sample (the exact values differ by far more).
+    /// within its public bounds. At epsilon 2000 a part's discrete Laplace scale is at most 2 x sensitivity /
+    /// 2000 (two parts share the budget): 0.001 for the counts, 0.09 for the overdrawn days, 1,000 cents for the
+    /// cash flows, 92,000 for the liquidity buffer's balance weights. The tolerance is 30 scales for a sum (a
+    /// miss has probability about e^-30 < 1e-13 per part, so the false-alarm rate over the 18 releases is below
+    /// 1e-11); for a ratio n/d, (t_n + r t_d) / (d - t_d) with t = 30 scales of each part and r the exact ratio,
+    /// which bounds |n'/d' - n/d| when both parts are within t. Power: a release that ignored the data, or used
+    /// the wrong window or part, misses these tolerances on the sample (the exact values differ by far more).
     #[test]
     fn new_attributes_release_near_their_exact_values() {
         let big = DpParams {
-            epsilon: Some(200.0),
+            epsilon: Some(2000.0),
             ..DpParams::default()
         };
         let end = chrono::NaiveDate::from_ymd_opt(2026, 10, 31).unwrap();
@@ -1224,6 +1226,7 @@ mod tests {
                 "net_cash_flow_90d",
                 "income_months_12m",
                 "rent_to_income_ratio_12m",
+                "liquidity_buffer_days_3m",
             ] {
                 let form = duo_engine::catalogue::dp_form(name).unwrap();
                 let src = format!("{name}()");
@@ -1240,17 +1243,20 @@ mod tests {
                 };
                 let e = duo_engine::catalogue::entry(name).unwrap();
                 assert!((e.bounds.lo..=e.bounds.hi).contains(&got), "{name}: {got}");
-                let scale = p.parts[0].0.scale();
+                let t: Vec<f64> = p
+                    .parts
+                    .iter()
+                    .map(|(part, _)| 30.0 * part.scale())
+                    .collect();
                 let tol = if form.parts.len() == 2 {
                     let den: i64 = duo_engine::catalogue::dp_values(name, 1, end, &data)
                         .unwrap()
                         .iter()
                         .sum();
-                    // |n/d - n'/d'| for |n - n'|, |d - d'| <= t: at most t (1 + n/d) / (d - t).
-                    let t = 30.0 * scale;
-                    t * (1.0 + exact) / (den as f64 - t)
+                    // |n'/d' - n/d| for |n' - n| <= t_n, |d' - d| <= t_d: at most (t_n + (n/d) t_d) / (d - t_d).
+                    (t[0] + exact * t[1]) / (den as f64 - t[1])
                 } else {
-                    30.0 * scale
+                    t[0]
                 };
                 assert!(
                     (got - exact).abs() <= tol,
