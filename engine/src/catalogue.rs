@@ -81,6 +81,28 @@ const AVG_BALANCE: &str = "avg_daily_balance_3m";
 /// Longest streak [`RENT_STREAK`] reports, in months.
 const MAX_STREAK: i64 = 120;
 
+const UTILITY_LATE_30: &str = "utility_late_30d_count_12m";
+const SUBSCRIPTION_PAID: &str = "subscription_paid_ratio_12m";
+const AVG_BALANCE_12M: &str = "avg_daily_balance_12m";
+const NEGATIVE_DAYS: &str = "negative_balance_days_90d";
+const INFLOW: &str = "inflow_90d";
+const OUTFLOW: &str = "outflow_90d";
+const NET_FLOW: &str = "net_cash_flow_90d";
+const INCOME_MONTHS: &str = "income_months_12m";
+const RENT_TO_INCOME: &str = "rent_to_income_ratio_12m";
+const ACCOUNT_AGE: &str = "account_age_months";
+const LIQUIDITY: &str = "liquidity_buffer_days_3m";
+
+/// Most days in a 3-month window (July to September, or December to February in no year; 92).
+const MAX_DAYS_3M: i64 = 92;
+
+/// Longest account age [`ACCOUNT_AGE`] reports, in months.
+const MAX_ACCOUNT_AGE: i64 = 600;
+
+/// Largest amount of one transaction the DP forms of the cash-flow attributes read, in cents ($10,000):
+/// larger amounts are clamped to it before noise.
+pub const DP_PER_TRANSACTION: i64 = 1_000_000;
+
 static ENTRIES: [CatalogueEntry; 6] = [
     CatalogueEntry {
         name: RENT_ON_TIME,
@@ -154,14 +176,166 @@ static ENTRIES: [CatalogueEntry; 6] = [
     },
 ];
 
+/// Cash-flow, subscription, bill and account attributes, after the first six.
+static MORE_ENTRIES: [CatalogueEntry; 11] = [
+    CatalogueEntry {
+        name: UTILITY_LATE_30,
+        description: "Number of utility and phone bills due in the last 12 months that were more than 30 days \
+                      late: paid more than 30 days after the due date, or still unpaid more than 30 days after \
+                      it at the end of the window. Bills due in the window's last 30 days cannot be that late yet \
+                      and do not count. At most 120.",
+        inputs: &[("utilities", "due_date"), ("utilities", "paid_date")],
+        output: DataType::I64,
+        bounds: Bounds { lo: 0.0, hi: 120.0 },
+        unit: "bills",
+        window: "12 months",
+    },
+    CatalogueEntry {
+        name: SUBSCRIPTION_PAID,
+        description: "Subscription payment consistency: the share of subscription charges (streaming, music, \
+                      gym, cloud storage) in the last 12 months that went through rather than being declined. \
+                      Empty when there was no charge in the window.",
+        inputs: &[("subscriptions", "charge_date"), ("subscriptions", "status")],
+        output: DataType::F64,
+        bounds: Bounds { lo: 0.0, hi: 1.0 },
+        unit: "fraction of charges",
+        window: "12 months",
+    },
+    CatalogueEntry {
+        name: AVG_BALANCE_12M,
+        description: "Average end-of-day bank balance over every day of the last 12 months, in cents, from the \
+                      account's transactions (opening balance included). Kept within -$10,000 and $100,000.",
+        inputs: &[("transactions", "date"), ("transactions", "amount")],
+        output: DataType::Money,
+        bounds: Bounds {
+            lo: -1_000_000.0,
+            hi: 10_000_000.0,
+        },
+        unit: "USD cents",
+        window: "12 months",
+    },
+    CatalogueEntry {
+        name: NEGATIVE_DAYS,
+        description: "Number of days among the last 90 of the window that ended with the bank balance below \
+                      zero (the balance at the end of a day is the sum of every amount up to that day).",
+        inputs: &[("transactions", "date"), ("transactions", "amount")],
+        output: DataType::I64,
+        bounds: Bounds { lo: 0.0, hi: 90.0 },
+        unit: "days",
+        window: "90 days",
+    },
+    CatalogueEntry {
+        name: INFLOW,
+        description: "Total money into the bank account in the last 90 days of the window, in cents: every \
+                      credit (pay, transfers in, refunds), not counting the opening balance. Kept within \
+                      $100,000.",
+        inputs: &[
+            ("transactions", "date"),
+            ("transactions", "amount"),
+            ("transactions", "category"),
+        ],
+        output: DataType::Money,
+        bounds: Bounds {
+            lo: 0.0,
+            hi: 10_000_000.0,
+        },
+        unit: "USD cents",
+        window: "90 days",
+    },
+    CatalogueEntry {
+        name: OUTFLOW,
+        description: "Total money out of the bank account in the last 90 days of the window, in cents, as a \
+                      positive number: every debit (rent, bills, spending, fees, transfers out). Kept within \
+                      $100,000.",
+        inputs: &[("transactions", "date"), ("transactions", "amount")],
+        output: DataType::Money,
+        bounds: Bounds {
+            lo: 0.0,
+            hi: 10_000_000.0,
+        },
+        unit: "USD cents",
+        window: "90 days",
+    },
+    CatalogueEntry {
+        name: NET_FLOW,
+        description: "Net cash flow of the last 90 days of the window, in cents: money in minus money out, not \
+                      counting the opening balance. Negative when the account is being drawn down. Kept within \
+                      -$100,000 and $100,000.",
+        inputs: &[
+            ("transactions", "date"),
+            ("transactions", "amount"),
+            ("transactions", "category"),
+        ],
+        output: DataType::Money,
+        bounds: Bounds {
+            lo: -10_000_000.0,
+            hi: 10_000_000.0,
+        },
+        unit: "USD cents",
+        window: "90 days",
+    },
+    CatalogueEntry {
+        name: INCOME_MONTHS,
+        description: "Income regularity: in how many of the last 12 calendar months at least one income payment \
+                      arrived (pay, gig payouts). 12 means income every month.",
+        inputs: &[("transactions", "date"), ("transactions", "category")],
+        output: DataType::I64,
+        bounds: Bounds { lo: 0.0, hi: 12.0 },
+        unit: "months",
+        window: "12 months",
+    },
+    CatalogueEntry {
+        name: RENT_TO_INCOME,
+        description: "Rent paid from the bank account in the last 12 months divided by the income received in \
+                      them (both from the account's transactions). 0.3 means 30% of income went to rent. Empty \
+                      when there was no income. Capped at 2.",
+        inputs: &[
+            ("transactions", "date"),
+            ("transactions", "amount"),
+            ("transactions", "category"),
+        ],
+        output: DataType::F64,
+        bounds: Bounds { lo: 0.0, hi: 2.0 },
+        unit: "ratio (rent / income)",
+        window: "12 months",
+    },
+    CatalogueEntry {
+        name: ACCOUNT_AGE,
+        description: "Age of the bank account as far as its history goes: the calendar months from the month of \
+                      its first transaction through the window's last month, both counted. 0 when there is no \
+                      transaction by the end of the window. At most 600.",
+        inputs: &[("transactions", "date")],
+        output: DataType::I64,
+        bounds: Bounds { lo: 0.0, hi: 600.0 },
+        unit: "months",
+        window: "up to 600 months",
+    },
+    CatalogueEntry {
+        name: LIQUIDITY,
+        description: "Liquidity buffer: how many days of the account's spending its average balance covers, over \
+                      the last 3 months (the sum of the end-of-day balances divided by the money that left the \
+                      account). 30 means the balance holds about a month of expenses; 0 when the average balance \
+                      is below zero. Empty when no money left the account. At most 730.",
+        inputs: &[("transactions", "date"), ("transactions", "amount")],
+        output: DataType::F64,
+        bounds: Bounds { lo: 0.0, hi: 730.0 },
+        unit: "days of spending",
+        window: "3 months",
+    },
+];
+
+/// Every entry, the first six then the rest, in one list.
+static ALL_ENTRIES: std::sync::LazyLock<Vec<CatalogueEntry>> =
+    std::sync::LazyLock::new(|| ENTRIES.iter().chain(&MORE_ENTRIES).copied().collect());
+
 /// Every catalogue attribute, in a fixed order.
 pub fn entries() -> &'static [CatalogueEntry] {
-    &ENTRIES
+    &ALL_ENTRIES
 }
 
 /// The attribute with this name.
 pub fn entry(name: &str) -> Option<&'static CatalogueEntry> {
-    ENTRIES.iter().find(|e| e.name == name)
+    entries().iter().find(|e| e.name == name)
 }
 
 /// Compute the attribute `name` over the window ending at `window_end` (normally the last day of a month).
@@ -180,7 +354,21 @@ pub fn compute(
         RENT_STREAK => rent_streak(dataset(data, "rent")?, window_end)?,
         NSF_COUNT => nsf_count(dataset(data, "transactions")?, window_end)?,
         INCOME_CV => income_cv(dataset(data, "transactions")?, window_end)?,
-        AVG_BALANCE => avg_daily_balance(dataset(data, "transactions")?, window_end)?,
+        AVG_BALANCE => avg_daily_balance(dataset(data, "transactions")?, window_end, 3)?,
+        AVG_BALANCE_12M => avg_daily_balance(dataset(data, "transactions")?, window_end, 12)?,
+        UTILITY_LATE_30 | NEGATIVE_DAYS | INFLOW | OUTFLOW | NET_FLOW | INCOME_MONTHS => {
+            Value::Int(saturate(total(&form_values(e.name, 0, window_end, data)?)))
+        }
+        SUBSCRIPTION_PAID | RENT_TO_INCOME | LIQUIDITY => {
+            let num = total(&form_values(e.name, 0, window_end, data)?);
+            let den = total(&form_values(e.name, 1, window_end, data)?);
+            if den <= 0 {
+                Value::Null
+            } else {
+                Value::Float(num as f64 / den as f64)
+            }
+        }
+        ACCOUNT_AGE => account_age(dataset(data, "transactions")?, window_end)?,
         other => {
             return Err(EvalError::Other(format!(
                 "catalogue attribute `{other}` has no computation"
@@ -360,12 +548,27 @@ fn income_cv(ds: &Dataset, window_end: NaiveDate) -> Result<Value, EvalError> {
     })
 }
 
-/// Average end-of-day balance over the 3-month window, in cents, rounded to the nearest cent (halves away
+/// Average end-of-day balance over the `months`-month window, in cents, rounded to the nearest cent (halves away
 /// from zero). The balance at the end of day `d` is the sum of every amount dated on or before `d`.
-fn avg_daily_balance(ds: &Dataset, window_end: NaiveDate) -> Result<Value, EvalError> {
-    let start = window_start(window_end, 3)?;
-    let days = usize::try_from((window_end - start).num_days() + 1)
-        .map_err(|_| EvalError::Other("empty balance window".to_string()))?;
+fn avg_daily_balance(ds: &Dataset, window_end: NaiveDate, months: u32) -> Result<Value, EvalError> {
+    let start = window_start(window_end, months)?;
+    let balances = daily_balances(ds, start, window_end)?;
+    let total: i128 = balances.iter().sum();
+    let avg = round_div(total, balances.len() as i128);
+    Ok(Value::Int(i64::try_from(avg).unwrap_or(if avg < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })))
+}
+
+/// The end-of-day balance of each day from `start` through `end` (at least one day): the sum of every amount
+/// dated on or before that day.
+fn daily_balances(ds: &Dataset, start: NaiveDate, end: NaiveDate) -> Result<Vec<i128>, EvalError> {
+    let days = usize::try_from((end - start).num_days() + 1)
+        .ok()
+        .filter(|d| *d > 0)
+        .ok_or_else(|| EvalError::Other("empty balance window".to_string()))?;
     let date = dates(ds, "date")?;
     let amount = ints(ds, "amount")?;
     // Balance at the start of the window, and the net change on each day of it.
@@ -377,7 +580,7 @@ fn avg_daily_balance(ds: &Dataset, window_end: NaiveDate) -> Result<Value, EvalE
         };
         if d < start {
             opening += i128::from(a);
-        } else if d <= window_end {
+        } else if d <= end {
             let slot = usize::try_from((d - start).num_days())
                 .ok()
                 .and_then(|i| change.get_mut(i));
@@ -387,16 +590,41 @@ fn avg_daily_balance(ds: &Dataset, window_end: NaiveDate) -> Result<Value, EvalE
         }
     }
     let mut balance = opening;
-    let mut total: i128 = 0;
-    for c in &change {
-        balance += c;
-        total += balance;
-    }
-    let avg = round_div(total, days as i128);
-    Ok(Value::Int(i64::try_from(avg).unwrap_or(if avg < 0 {
-        i64::MIN
-    } else {
-        i64::MAX
+    Ok(change
+        .iter()
+        .map(|c| {
+            balance += c;
+            balance
+        })
+        .collect())
+}
+
+/// The sum of some values, exactly.
+fn total(values: &[i64]) -> i128 {
+    values.iter().map(|v| i128::from(*v)).sum()
+}
+
+/// An exact total as an `i64`, saturating (results are clamped into far narrower public bounds anyway).
+fn saturate(t: i128) -> i64 {
+    i64::try_from(t).unwrap_or(if t < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// First day of the 90-day window ending at `window_end` (the window is 90 days, both ends included).
+fn ninety_days(window_end: NaiveDate) -> Result<NaiveDate, EvalError> {
+    window_end
+        .checked_sub_days(Days::new(89))
+        .ok_or_else(|| EvalError::Other(format!("window ending {window_end} is out of range")))
+}
+
+/// Calendar months from the month of the first transaction through `window_end`'s month, both counted.
+fn account_age(ds: &Dataset, window_end: NaiveDate) -> Result<Value, EvalError> {
+    let first = dates(ds, "date")?
+        .iter()
+        .flatten()
+        .filter(|d| **d <= window_end)
+        .min();
+    Ok(Value::Int(first.map_or(0, |f| {
+        (month_number(window_end) - month_number(*f) + 1).min(MAX_ACCOUNT_AGE)
     })))
 }
 
@@ -414,6 +642,296 @@ fn round_div(num: i128, den: i128) -> i128 {
     }
 }
 
+/// How far one privacy unit can move the values of one part of a [`DpForm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpReach {
+    /// One value per row of the dataset, computed from that row alone: a unit adds or removes as many values
+    /// as it has rows (one for `event`, the declared `max_rows_per_month` for `month`), each within the part's
+    /// bounds.
+    Rows,
+    /// A fixed number of values (one per month of the window, or a single one), of which any one unit, an
+    /// event or a month, can change at most one, within the part's bounds.
+    OneValue,
+}
+
+/// One noisy sum of a [`DpForm`]: the values of [`dp_values`], each clamped into `[lo, hi]`, then summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DpPart {
+    /// Lower clamp bound of each value.
+    pub lo: i64,
+    /// Upper clamp bound of each value.
+    pub hi: i64,
+    /// How far one privacy unit moves the values.
+    pub reach: DpReach,
+}
+
+/// How the noisy sums of a [`DpForm`] make the answer (post-processing, after noise).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DpCombine {
+    /// The one noisy sum is the answer.
+    Sum,
+    /// The first noisy sum over the second; no value when the second is below 1.
+    Ratio,
+}
+
+/// The DP form of a catalogue attribute released as noisy sums over one dataset: its parts (the budget is
+/// split evenly between them) and how they make the answer. The answer is then clamped into the attribute's
+/// public bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpForm {
+    /// The dataset every part reads (a DP release reads one dataset, whose privacy unit applies).
+    pub dataset: &'static str,
+    /// The noisy sums.
+    pub parts: Vec<DpPart>,
+    /// How they make the answer.
+    pub combine: DpCombine,
+}
+
+/// The DP form of an attribute that is released as noisy sums of [`dp_values`] (the attributes with a lineage,
+/// the income CV, the average daily balances and the ones unsuited to DP have none; see [`dp_lineage`]).
+///
+/// | attribute | values summed | sensitivity, `event` | sensitivity, `month` (k rows a month) |
+/// | --- | --- | --- | --- |
+/// | `utility_late_30d_count_12m` | 1 per bill more than 30 days late | 1 | k |
+/// | `subscription_paid_ratio_12m` | 1 per paid charge; over 1 per charge | 1 and 1 | k and k |
+/// | `negative_balance_days_90d` | the count itself, in [0, 90] | 90 | 90 |
+/// | `inflow_90d` | each credit, clamped to [0, $10,000] | $10,000 | k x $10,000 |
+/// | `outflow_90d` | each debit as a positive amount, clamped to [0, $10,000] | $10,000 | k x $10,000 |
+/// | `net_cash_flow_90d` | each amount, clamped to [-$10,000, $10,000] | $10,000 | k x $10,000 |
+/// | `income_months_12m` | 1 per month with income, 12 values | 1 | 1 |
+/// | `rent_to_income_ratio_12m` | each rent payment, over each income payment, clamped to [0, $10,000] | $10,000 and $10,000 | k x $10,000 each |
+/// | `liquidity_buffer_days_3m` | each transaction x its days in the window (clamped to $10,000 x 92), over each debit (clamped to $10,000) | $920,000 and $10,000 | k x each |
+pub fn dp_form(name: &str) -> Option<DpForm> {
+    let rows = |lo, hi| DpPart {
+        lo,
+        hi,
+        reach: DpReach::Rows,
+    };
+    let one = |hi| DpPart {
+        lo: 0,
+        hi,
+        reach: DpReach::OneValue,
+    };
+    let (dataset, parts, combine) = match name {
+        UTILITY_LATE_30 => ("utilities", vec![rows(0, 1)], DpCombine::Sum),
+        SUBSCRIPTION_PAID => (
+            "subscriptions",
+            vec![rows(0, 1), rows(0, 1)],
+            DpCombine::Ratio,
+        ),
+        NEGATIVE_DAYS => ("transactions", vec![one(90)], DpCombine::Sum),
+        INFLOW | OUTFLOW => (
+            "transactions",
+            vec![rows(0, DP_PER_TRANSACTION)],
+            DpCombine::Sum,
+        ),
+        NET_FLOW => (
+            "transactions",
+            vec![rows(-DP_PER_TRANSACTION, DP_PER_TRANSACTION)],
+            DpCombine::Sum,
+        ),
+        INCOME_MONTHS => ("transactions", vec![one(1)], DpCombine::Sum),
+        RENT_TO_INCOME => (
+            "transactions",
+            vec![rows(0, DP_PER_TRANSACTION), rows(0, DP_PER_TRANSACTION)],
+            DpCombine::Ratio,
+        ),
+        LIQUIDITY => (
+            "transactions",
+            vec![
+                rows(
+                    -DP_PER_TRANSACTION * MAX_DAYS_3M,
+                    DP_PER_TRANSACTION * MAX_DAYS_3M,
+                ),
+                rows(0, DP_PER_TRANSACTION),
+            ],
+            DpCombine::Ratio,
+        ),
+        _ => return None,
+    };
+    Some(DpForm {
+        dataset,
+        parts,
+        combine,
+    })
+}
+
+/// The values part `part` of `name`'s [`DpForm`] sums over the window ending at `window_end`, each clamped
+/// into the part's bounds. Without the clamps (which sample-scale data never reaches), summing them (and
+/// dividing, for a ratio) gives [`compute`]'s value before its clamp into the public bounds.
+pub fn dp_values(
+    name: &str,
+    part: usize,
+    window_end: NaiveDate,
+    data: &dyn DataSource,
+) -> Result<Vec<i64>, EvalError> {
+    let form = dp_form(name)
+        .ok_or_else(|| EvalError::Other(format!("`{name}` has no dp form of noisy sums")))?;
+    let p = form
+        .parts
+        .get(part)
+        .ok_or_else(|| EvalError::Other(format!("the dp form of `{name}` has no part {part}")))?;
+    Ok(form_values(name, part, window_end, data)?
+        .into_iter()
+        .map(|v| v.clamp(p.lo, p.hi))
+        .collect())
+}
+
+/// The unclamped values of part `part` of `name`'s DP form: one per relevant row for [`DpReach::Rows`] (rows
+/// that would add zero are left out), the fixed list for [`DpReach::OneValue`].
+fn form_values(
+    name: &str,
+    part: usize,
+    window_end: NaiveDate,
+    data: &dyn DataSource,
+) -> Result<Vec<i64>, EvalError> {
+    let twelve = || window_start(window_end, 12);
+    match (name, part) {
+        (UTILITY_LATE_30, 0) => {
+            let ds = dataset(data, "utilities")?;
+            let start = twelve()?;
+            let due = dates(ds, "due_date")?;
+            let paid = dates(ds, "paid_date")?;
+            Ok(due
+                .iter()
+                .zip(paid)
+                .filter_map(|(d, p)| {
+                    let d = (*d)?;
+                    let deadline = d.checked_add_days(Days::new(30))?;
+                    let late =
+                        d >= start && deadline < window_end && p.is_none_or(|p| p > deadline);
+                    late.then_some(1)
+                })
+                .collect())
+        }
+        (SUBSCRIPTION_PAID, 0 | 1) => {
+            let ds = dataset(data, "subscriptions")?;
+            let start = twelve()?;
+            let date = dates(ds, "charge_date")?;
+            let status = cats(ds, "status")?;
+            Ok(date
+                .iter()
+                .zip(status)
+                .filter(|(d, _)| d.is_some_and(|d| d >= start && d <= window_end))
+                .map(|(_, s)| {
+                    let paid = s.as_deref() == Some("paid");
+                    i64::from(part == 1 || paid)
+                })
+                .collect())
+        }
+        (NEGATIVE_DAYS, 0) => {
+            let ds = dataset(data, "transactions")?;
+            let days = daily_balances(ds, ninety_days(window_end)?, window_end)?;
+            let negative = days.iter().filter(|b| **b < 0).count();
+            Ok(vec![i64::try_from(negative).unwrap_or(i64::MAX)])
+        }
+        (INFLOW | OUTFLOW | NET_FLOW, 0) => {
+            let ds = dataset(data, "transactions")?;
+            let start = ninety_days(window_end)?;
+            let date = dates(ds, "date")?;
+            let amount = ints(ds, "amount")?;
+            let opening: Vec<bool> = if name == OUTFLOW {
+                // A debit is never the opening balance; the category is not read.
+                vec![false; date.len()]
+            } else {
+                cats(ds, "category")?
+                    .iter()
+                    .map(|c| c.as_deref() == Some("opening_balance"))
+                    .collect()
+            };
+            Ok(date
+                .iter()
+                .zip(amount)
+                .zip(opening)
+                .filter_map(|((d, a), opening)| {
+                    let (d, a) = ((*d)?, (*a)?);
+                    if opening || d < start || d > window_end {
+                        return None;
+                    }
+                    match name {
+                        INFLOW => (a > 0).then_some(a),
+                        OUTFLOW => (a < 0).then(|| a.saturating_neg()),
+                        _ => Some(a),
+                    }
+                })
+                .collect())
+        }
+        (INCOME_MONTHS, 0) => {
+            let ds = dataset(data, "transactions")?;
+            let start = twelve()?;
+            let first = month_number(start);
+            let mut months = vec![0i64; 12];
+            for (d, c) in dates(ds, "date")?.iter().zip(cats(ds, "category")?) {
+                let (Some(d), Some("income")) = (*d, c.as_deref()) else {
+                    continue;
+                };
+                if d < start || d > window_end {
+                    continue;
+                }
+                let slot = usize::try_from(month_number(d) - first)
+                    .ok()
+                    .and_then(|i| months.get_mut(i));
+                if let Some(m) = slot {
+                    *m = 1;
+                }
+            }
+            Ok(months)
+        }
+        (RENT_TO_INCOME, 0 | 1) => {
+            let ds = dataset(data, "transactions")?;
+            let start = twelve()?;
+            let want = if part == 0 { "rent" } else { "income" };
+            let date = dates(ds, "date")?;
+            let amount = ints(ds, "amount")?;
+            let category = cats(ds, "category")?;
+            Ok(date
+                .iter()
+                .zip(amount)
+                .zip(category)
+                .filter_map(|((d, a), c)| {
+                    let (d, a) = ((*d)?, (*a)?);
+                    if c.as_deref() != Some(want) || d < start || d > window_end {
+                        return None;
+                    }
+                    // Rent leaves the account (negative), income arrives (positive).
+                    Some(if part == 0 {
+                        a.saturating_neg().max(0)
+                    } else {
+                        a.max(0)
+                    })
+                })
+                .collect())
+        }
+        (LIQUIDITY, 0 | 1) => {
+            // Part 0: each transaction up to the end times the days of the window on or after it (their sum is
+            // the sum of the end-of-day balances); part 1: each debit in the window, as a positive amount.
+            let ds = dataset(data, "transactions")?;
+            let start = window_start(window_end, 3)?;
+            let date = dates(ds, "date")?;
+            let amount = ints(ds, "amount")?;
+            Ok(date
+                .iter()
+                .zip(amount)
+                .filter_map(|(d, a)| {
+                    let (d, a) = ((*d)?, (*a)?);
+                    if d > window_end {
+                        return None;
+                    }
+                    if part == 0 {
+                        let days = (window_end - d.max(start)).num_days() + 1;
+                        Some(a.saturating_mul(days))
+                    } else {
+                        (d >= start && a < 0).then(|| a.saturating_neg())
+                    }
+                })
+                .collect())
+        }
+        _ => Err(EvalError::Other(format!(
+            "the dp form of `{name}` has no part {part}"
+        ))),
+    }
+}
+
 /// How a catalogue attribute is released with differential privacy, for the table in the docs.
 ///
 /// | attribute | DP form | sensitivity (event unit; a month unit multiplies by its row bound) |
@@ -424,10 +942,14 @@ fn round_div(num: i128, den: i128) -> i128 {
 /// | `income_cv_12m` | noisy sum and noisy sum of squares of the 12 monthly income totals (each income clamped to $10,000, each total to $20,000), post-processed | one monthly total: $20,000 and $20,000^2 |
 /// | `avg_daily_balance_3m` | noisy sum over transactions of amount (clamped to $10,000) x days of the window on or after it, divided by the days | $10,000 |
 /// | `rent_current_streak_months` | unsuited: one late payment can change it by the whole history | - |
+/// | `avg_daily_balance_12m` | as `avg_daily_balance_3m`, over the days of 12 months | $10,000 |
+/// | `account_age_months` | unsuited: one transaction (the first) can change it by the whole history | - |
+/// | the rest | noisy sums of per-row or per-month values, [`dp_form`] | see [`dp_form`] |
 ///
 /// Returns the lineage whose DP release gives the attribute (a count over public filters, divided by a public
-/// denominator where the attribute is a ratio), or why there is none: the streak is unsuited to DP, and the
-/// income CV and average daily balance have DP forms of their own in the node, not lineages.
+/// denominator where the attribute is a ratio), or why there is none: the streak and the account age are
+/// unsuited to DP, the income CV and the average daily balances have DP forms of their own in the node, and the
+/// attributes with a [`dp_form`] are released from its noisy sums, not lineages.
 pub fn dp_lineage(
     name: &str,
     window_end: NaiveDate,
@@ -519,6 +1041,15 @@ pub fn dp_lineage(
             "rent_current_streak_months is unsuited to dp: one late payment can change it by the whole history"
                 .into(),
         ),
+        AVG_BALANCE_12M => Err(format!(
+            "{AVG_BALANCE_12M} is released from a noisy sum of balance weights, not through a lineage"
+        )),
+        ACCOUNT_AGE => Err(format!(
+            "{ACCOUNT_AGE} is unsuited to dp: one transaction (the first) can change it by the whole history"
+        )),
+        other if dp_form(other).is_some() => Err(format!(
+            "{other} is released from noisy sums of its own (catalogue::dp_form), not through a lineage"
+        )),
         other => Err(format!("no catalogue attribute named `{other}`")),
     }
 }
@@ -614,7 +1145,9 @@ mod tests {
 
     #[test]
     fn registry_is_consistent() {
-        assert_eq!(entries().len(), 6);
+        assert_eq!(entries().len(), 17);
+        let names: std::collections::BTreeSet<_> = entries().iter().map(|e| e.name).collect();
+        assert_eq!(names.len(), entries().len(), "names are unique");
         for e in entries() {
             assert_eq!(entry(e.name), Some(e));
             assert!(!e.inputs.is_empty());
@@ -905,6 +1438,287 @@ mod tests {
                 dataset: "transactions".into(),
                 column: "category".into()
             })
+        );
+    }
+
+    /// The sample data of `profile` (seed 5, 24 months to October 2026), loaded as the node loads it.
+    fn sample_data(profile: crate::sample::Profile) -> BTreeMap<String, Dataset> {
+        use crate::ingest::{load_csv, parse_meta, IngestLimits};
+        let cfg = crate::sample::SampleConfig::new(5, profile, (2026, 10));
+        crate::sample::generate(&cfg)
+            .into_iter()
+            .map(|f| {
+                let meta = parse_meta(&f.meta_toml).unwrap();
+                let (ds, _) = load_csv(f.csv.as_bytes(), &meta, &IngestLimits::default()).unwrap();
+                (f.name, ds)
+            })
+            .collect()
+    }
+
+    /// Every new attribute against values computed by hand from the sample's CSV files (`duo sample --seed 5
+    /// --end-month 2026-10`, both profiles), with a separate script over the files: windows ending at the last
+    /// month and at June 2025, when the struggling profile had overdrawn days.
+    #[test]
+    fn new_attributes_match_hand_computed_values_on_both_samples() {
+        use crate::sample::Profile;
+        let int = |v: i64| Value::Int(v);
+        let ratio = |num: i64, den: i64| Value::Float(num as f64 / den as f64);
+        /// A profile, a window end and the eleven attributes' values.
+        type Case = (Profile, &'static str, [(&'static str, Value); 11]);
+        let cases: [Case; 4] = [
+            (
+                Profile::Reliable,
+                "2026-10-31",
+                [
+                    (UTILITY_LATE_30, int(0)),
+                    (SUBSCRIPTION_PAID, ratio(13, 13)),
+                    (AVG_BALANCE_12M, int(416_680)),
+                    (NEGATIVE_DAYS, int(0)),
+                    (INFLOW, int(1_152_342)),
+                    (OUTFLOW, int(1_013_970)),
+                    (NET_FLOW, int(138_372)),
+                    (INCOME_MONTHS, int(12)),
+                    (RENT_TO_INCOME, ratio(1_683_000, 4_993_482)),
+                    (ACCOUNT_AGE, int(24)),
+                    (LIQUIDITY, ratio(40_410_248, 1_166_970)),
+                ],
+            ),
+            (
+                Profile::Struggling,
+                "2026-10-31",
+                [
+                    (UTILITY_LATE_30, int(3)),
+                    (SUBSCRIPTION_PAID, ratio(18, 20)),
+                    (AVG_BALANCE_12M, int(120_219)),
+                    (NEGATIVE_DAYS, int(0)),
+                    (INFLOW, int(1_170_551)),
+                    (OUTFLOW, int(1_149_701)),
+                    (NET_FLOW, int(20_850)),
+                    (INCOME_MONTHS, int(12)),
+                    (RENT_TO_INCOME, ratio(1_530_000, 4_254_716)),
+                    (ACCOUNT_AGE, int(24)),
+                    (LIQUIDITY, ratio(13_623_622, 1_178_150)),
+                ],
+            ),
+            (
+                Profile::Reliable,
+                "2025-06-30",
+                [
+                    (UTILITY_LATE_30, int(0)),
+                    (SUBSCRIPTION_PAID, ratio(8, 8)),
+                    (AVG_BALANCE_12M, int(259_344)),
+                    (NEGATIVE_DAYS, int(0)),
+                    (INFLOW, int(1_152_342)),
+                    (OUTFLOW, int(1_151_837)),
+                    (NET_FLOW, int(505)),
+                    // The data starts in November 2024: 8 of the 12 months.
+                    (INCOME_MONTHS, int(8)),
+                    (RENT_TO_INCOME, ratio(1_160_000, 3_264_969)),
+                    (ACCOUNT_AGE, int(8)),
+                    (LIQUIDITY, ratio(38_622_488, 1_296_837)),
+                ],
+            ),
+            (
+                Profile::Struggling,
+                "2025-06-30",
+                [
+                    (UTILITY_LATE_30, int(3)),
+                    (SUBSCRIPTION_PAID, ratio(2, 2)),
+                    (AVG_BALANCE_12M, int(39_302)),
+                    (NEGATIVE_DAYS, int(17)),
+                    (INFLOW, int(829_330)),
+                    (OUTFLOW, int(792_333)),
+                    (NET_FLOW, int(36_997)),
+                    (INCOME_MONTHS, int(8)),
+                    (RENT_TO_INCOME, ratio(1_160_000, 2_460_918)),
+                    (ACCOUNT_AGE, int(8)),
+                    (LIQUIDITY, ratio(3_017_619, 792_333)),
+                ],
+            ),
+        ];
+        for (profile, end, want) in cases {
+            let data = sample_data(profile);
+            for (name, value) in want {
+                assert_eq!(
+                    compute(name, d(end), &data).unwrap(),
+                    value,
+                    "{name}, {profile}, window ending {end}"
+                );
+            }
+        }
+    }
+
+    /// Without binding clamps, the DP forms' values give the plaintext attributes: a sum, or a ratio of sums.
+    #[test]
+    fn dp_values_reproduce_the_attributes_on_both_samples() {
+        for profile in crate::sample::Profile::ALL {
+            let data = sample_data(profile);
+            for end in ["2026-10-31", "2025-06-30", "2025-12-31"] {
+                for e in entries() {
+                    let Some(form) = dp_form(e.name) else {
+                        continue;
+                    };
+                    let sums: Vec<i128> = (0..form.parts.len())
+                        .map(|p| total(&dp_values(e.name, p, d(end), &data).unwrap()))
+                        .collect();
+                    let from_form = match (form.combine, sums.as_slice()) {
+                        (DpCombine::Sum, [s]) => Value::Int(saturate(*s)),
+                        (DpCombine::Ratio, [_, den]) if *den < 1 => Value::Null,
+                        (DpCombine::Ratio, [num, den]) => Value::Float(*num as f64 / *den as f64),
+                        other => panic!("{}: {other:?}", e.name),
+                    };
+                    assert_eq!(
+                        clamp_to(from_form, e.bounds),
+                        compute(e.name, d(end), &data).unwrap(),
+                        "{}, {profile}, {end}",
+                        e.name
+                    );
+                }
+            }
+        }
+    }
+
+    /// Every attribute has a dp form, a lineage or a stated reason it has none; forms read one dataset that the
+    /// attribute reads; a part a unit can move one value of is bounded below by 0 (so replacing that value moves
+    /// the sum by at most its upper bound, the sensitivity OpenDP's sum gives one row).
+    #[test]
+    fn every_attribute_has_a_dp_form_or_a_reason() {
+        let metas: BTreeMap<String, crate::meta::DatasetMeta> =
+            sample_data(crate::sample::Profile::Reliable)
+                .into_iter()
+                .map(|(n, d)| (n, d.meta))
+                .collect();
+        for e in entries() {
+            match (dp_form(e.name), dp_lineage(e.name, d("2026-10-31"), &metas)) {
+                (Some(form), Err(why)) => {
+                    assert!(why.contains("noisy sums"), "{why}");
+                    assert!(
+                        e.inputs.iter().all(|(ds, _)| *ds == form.dataset),
+                        "{}",
+                        e.name
+                    );
+                    for p in &form.parts {
+                        assert!(p.lo <= p.hi);
+                        if p.reach == DpReach::OneValue {
+                            assert_eq!(p.lo, 0, "{}", e.name);
+                        }
+                    }
+                }
+                (None, Ok(_)) => {}
+                (None, Err(why)) => assert!(
+                    why.contains("unsuited") || why.contains("noisy sum"),
+                    "{}: {why}",
+                    e.name
+                ),
+                (Some(_), Ok(_)) => panic!("{} has two dp forms", e.name),
+            }
+        }
+    }
+
+    #[test]
+    fn late_bills_count_only_past_30_days_within_the_window() {
+        // Window 2025-01-01 .. 2025-12-31.
+        let data = source(vec![bills(
+            "utilities",
+            &[
+                ("2024-12-15", None),               // due before the window
+                ("2025-01-10", Some("2025-02-09")), // 30 days late: not more than 30
+                ("2025-01-10", Some("2025-02-10")), // 31 days late
+                ("2025-03-01", None),               // never paid
+                ("2025-06-01", Some("2025-05-30")), // on time
+                ("2025-11-30", None),               // unpaid, but only 31 days at the end: counts
+                ("2025-12-01", None),               // unpaid 30 days at the end: not yet
+                ("2025-12-15", Some("2026-02-01")), // paid late after the window, due too recently
+            ],
+        )]);
+        assert_eq!(
+            compute(UTILITY_LATE_30, d("2025-12-31"), &data).unwrap(),
+            Value::Int(3)
+        );
+    }
+
+    #[test]
+    fn cash_flow_by_hand() {
+        // 90 days ending 2025-03-31 start 2025-01-01.
+        let data = source(vec![transactions(&[
+            ("2024-12-01", 500_000, "opening_balance"),
+            ("2024-12-31", 70_000, "income"), // before the window
+            ("2025-01-01", 200_000, "income"),
+            ("2025-01-02", -150_000, "rent"),
+            ("2025-01-20", -800_000, "transfer"), // balance 620000 -> -180000 until 2025-02-10
+            ("2025-02-10", 190_000, "income"),    // back to 10000
+            ("2025-03-31", -2_500, "subscription"),
+        ])]);
+        let end = d("2025-03-31");
+        assert_eq!(compute(INFLOW, end, &data).unwrap(), Value::Int(390_000));
+        assert_eq!(compute(OUTFLOW, end, &data).unwrap(), Value::Int(952_500));
+        assert_eq!(compute(NET_FLOW, end, &data).unwrap(), Value::Int(-562_500));
+        // Below zero from 2025-01-20 through 2025-02-09: 21 days.
+        assert_eq!(compute(NEGATIVE_DAYS, end, &data).unwrap(), Value::Int(21));
+        // Of the 12 months April 2024 .. March 2025, income arrived in December, January and February.
+        assert_eq!(compute(INCOME_MONTHS, end, &data).unwrap(), Value::Int(3));
+        // Rent 150000 over income 70000 + 200000 + 190000.
+        assert_eq!(
+            compute(RENT_TO_INCOME, end, &data).unwrap(),
+            Value::Float(150_000.0 / 460_000.0)
+        );
+        // First transaction December 2024: December to March is 4 months.
+        assert_eq!(compute(ACCOUNT_AGE, end, &data).unwrap(), Value::Int(4));
+        assert_eq!(
+            compute(ACCOUNT_AGE, d("2024-11-30"), &data).unwrap(),
+            Value::Int(0)
+        );
+        // No income: no ratio.
+        let none = source(vec![transactions(&[("2025-01-02", -150_000, "rent")])]);
+        assert_eq!(compute(RENT_TO_INCOME, end, &none).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn subscription_consistency_by_hand() {
+        let subs = Dataset {
+            meta: meta(
+                "subscriptions",
+                &[
+                    ("charge_date", DataType::Date),
+                    ("status", DataType::Category),
+                ],
+            ),
+            version: 1,
+            columns: vec![
+                Column {
+                    name: "charge_date".into(),
+                    data: ColumnData::Date(
+                        [
+                            "2024-12-31",
+                            "2025-01-05",
+                            "2025-02-05",
+                            "2025-03-05",
+                            "2025-12-31",
+                        ]
+                        .iter()
+                        .map(|s| Some(d(s)))
+                        .collect(),
+                    ),
+                },
+                Column {
+                    name: "status".into(),
+                    data: ColumnData::Cat(
+                        ["declined", "paid", "declined", "paid", "paid"]
+                            .iter()
+                            .map(|s| Some(s.to_string()))
+                            .collect(),
+                    ),
+                },
+            ],
+        };
+        let data = source(vec![subs]);
+        assert_eq!(
+            compute(SUBSCRIPTION_PAID, d("2025-12-31"), &data).unwrap(),
+            Value::Float(0.75)
+        );
+        assert_eq!(
+            compute(SUBSCRIPTION_PAID, d("2024-11-30"), &data).unwrap(),
+            Value::Null
         );
     }
 }

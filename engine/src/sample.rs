@@ -7,8 +7,8 @@
 //! - [`Profile::Reliable`]: a salaried person paid biweekly, who pays rent and bills on time (often a little
 //!   early), keeps a cushion in the bank and almost never overdraws;
 //! - [`Profile::Struggling`]: a gig worker with irregular income, who pays rent late more often and sometimes
-//!   not at all, has bills returned unpaid, cards declined, and overdraft and NSF fees when the balance dips
-//!   below zero.
+//!   not at all, has bills returned unpaid or paid more than a month late, subscription cards declined, and
+//!   overdraft and NSF fees when the balance dips below zero.
 //!
 //! The generator simulates the bank balance day by day, so fees, declines and returned payments follow from
 //! the money actually in the account.
@@ -189,6 +189,12 @@ pub const TRANSACTION_CATEGORIES: [&str; 15] = [
     "overdraft_fee",
     "nsf_fee",
 ];
+
+/// Mixed into the seed of the generator's second random stream.
+const EXTRA_STREAM: u64 = 0x5EC0_4D57_4EA4_0001;
+
+/// Chance that a late bill of the struggling profile is paid more than 30 days late.
+const VERY_LATE: f64 = 0.2;
 
 /// Overdraft and NSF fee, in cents.
 pub const FEE_CENTS: i64 = 3500;
@@ -435,6 +441,9 @@ fn season(table: &[i64; 12], m: Month) -> f64 {
 /// The whole simulation: a person, their schedule and their bank account.
 struct Sim {
     rng: ChaCha20Rng,
+    /// A second stream, for choices added after the first: drawing from it leaves every draw of `rng`, and so
+    /// the rest of the sample, as it was.
+    extra: ChaCha20Rng,
     profile: Profile,
     first: Month,
     months: u32,
@@ -464,6 +473,7 @@ impl Sim {
         let (start, end) = cfg.window();
         Sim {
             rng: ChaCha20Rng::seed_from_u64(cfg.seed),
+            extra: ChaCha20Rng::seed_from_u64(cfg.seed ^ EXTRA_STREAM),
             profile: cfg.profile,
             first,
             months,
@@ -621,7 +631,13 @@ impl Sim {
                     if u < 0.03 {
                         None
                     } else if u < 0.28 {
-                        Some(self.rng.random_range(2..=20))
+                        let days = self.rng.random_range(2..=20);
+                        // Now and then a late bill waits past the next one: more than 30 days late.
+                        if self.extra.random_bool(VERY_LATE) {
+                            Some(self.extra.random_range(31..=45))
+                        } else {
+                            Some(days)
+                        }
                     } else {
                         Some(-self.rng.random_range(0..=1))
                     }
@@ -650,8 +666,10 @@ impl Sim {
         services.shuffle(&mut self.rng);
         services.truncate(count);
         services.sort_unstable();
+        // One subscription runs to the end of the window, so every window has charges.
+        let kept = self.extra.random_range(0..count);
         let mut monthly = 0;
-        for s in services {
+        for (n, s) in services.into_iter().enumerate() {
             let mut price = pick(
                 &mut self.rng,
                 SERVICE_PRICES.get(s).copied().unwrap_or(&[999]),
@@ -668,6 +686,7 @@ impl Sim {
             } else {
                 self.months
             };
+            let stop = if n == kept { self.months } else { stop };
             let raise_at = self.rng.random_bool(0.3).then(|| {
                 (
                     self.rng.random_range(0..self.months),
@@ -1576,6 +1595,34 @@ mod tests {
             assert!((1..=2).contains(&missed), "seed {seed}: {missed} missed");
             let r = load_all(&generate(&cfg(seed, Profile::Reliable)));
             assert!(dates(&r[0], "paid_date").iter().all(Option::is_some));
+        }
+    }
+
+    /// The struggling profile pays some bills more than 30 days late (the reliable one never more than 5); in
+    /// both, a subscription is charged in the last month, so every window has subscription charges.
+    #[test]
+    fn very_late_bills_and_a_subscription_to_the_end() {
+        for seed in 0..6 {
+            for profile in Profile::ALL {
+                let all = load_all(&generate(&cfg(seed, profile)));
+                let util = &all[1];
+                let most_late = dates(util, "due_date")
+                    .into_iter()
+                    .zip(dates(util, "paid_date"))
+                    .filter_map(|(d, p)| Some((p? - d?).num_days()))
+                    .max()
+                    .unwrap_or(0);
+                match profile {
+                    Profile::Reliable => assert!(most_late <= 5, "seed {seed}: {most_late}"),
+                    Profile::Struggling => assert!(most_late > 30, "seed {seed}: {most_late}"),
+                }
+                let last = dates(&all[2], "charge_date").into_iter().flatten().max();
+                assert_eq!(
+                    last.map(|d| (d.year(), d.month())),
+                    Some(END),
+                    "seed {seed}, {profile}"
+                );
+            }
         }
     }
 

@@ -252,6 +252,24 @@ async fn catalogue_attributes_have_dp_forms_or_say_why_not() {
     let streak = c.expr("rent_current_streak_months()").await.unwrap();
     let err = c.request_dp(&streak, eps(0.5), "streak").await.unwrap_err();
     assert!(err.to_string().contains("unsuited"), "{err}");
+    // Noisy sums of the attribute's own values: a ratio of two, within its public bounds.
+    let subs = c.expr("subscription_paid_ratio_12m()").await.unwrap();
+    let v = c
+        .request_dp(&subs, eps(0.5), "subscriptions")
+        .await
+        .unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    match v.answer {
+        Some(Answer::Scalar {
+            value: Value::Float(x),
+        }) => assert!((0.0..=1.0).contains(&x), "{x}"),
+        Some(Answer::Scalar { value: Value::Null }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(v.accuracy95, Some(1.0));
+    let age = c.expr("account_age_months()").await.unwrap();
+    let err = c.request_dp(&age, eps(0.5), "age").await.unwrap_err();
+    assert!(err.to_string().contains("unsuited"), "{err}");
     node.shutdown().await;
 }
 

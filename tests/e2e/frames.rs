@@ -135,7 +135,7 @@ async fn garbage_before_the_handshake_is_refused_cleanly() {
     );
     // The node still pairs and serves.
     let fi = paired_fi(&o, &node, "Acme").await;
-    assert!(connect(&fi).await.catalogue().await.unwrap().len() >= 6);
+    assert!(connect(&fi).await.catalogue().await.unwrap().len() >= 12);
     node.shutdown().await;
 }
 
@@ -172,7 +172,7 @@ async fn a_reply_over_the_message_limit_becomes_an_error_not_a_broken_session() 
     let err = c.status(v.id, std::time::Duration::ZERO).await.unwrap_err();
     assert!(err.to_string().contains("too_large"), "{err}");
     // The session goes on.
-    assert!(c.catalogue().await.unwrap().len() >= 6);
+    assert!(c.catalogue().await.unwrap().len() >= 12);
     node.shutdown().await;
 }
 

@@ -599,3 +599,37 @@ async fn the_fi_run_limit_counts_per_applicant_not_per_owner_key() {
     other_node.shutdown().await;
     node.shutdown().await;
 }
+
+/// A model over every attribute added to the first six runs privately and gives the decision of the
+/// fixed-point reference on the owner's values (each clamped to its public bounds): at a threshold equal to
+/// the reference score it approves, just above it it does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cash_flow_and_subscription_attributes_score_privately() {
+    let (_owner, node, _fi, mut c) = scoring_node("acme").await;
+    let model = |threshold: f64| {
+        ModelFile::parse(&format!(
+            "name = \"cash-flow\"\nbias = 0.5\nthreshold = {threshold}\n[weights]\n\
+             utility_late_30d_count_12m = -0.5\nsubscription_paid_ratio_12m = 1.0\n\
+             avg_daily_balance_12m = 0.0001\nnegative_balance_days_90d = -0.05\ninflow_90d = 0.0002\n\
+             outflow_90d = -0.0001\nnet_cash_flow_90d = 0.0003\nincome_months_12m = 0.25\n\
+             rent_to_income_ratio_12m = -2.0\naccount_age_months = 0.01\n\
+             liquidity_buffer_days_3m = 0.02\n"
+        ))
+        .unwrap()
+    };
+    let base = model(0.0);
+    assert_eq!(base.attributes().len(), 11);
+    let values = owner_values(&mut c, &base).await;
+    let reference = base
+        .encode(Reveal::Decision)
+        .unwrap()
+        .model()
+        .score_reference(&values)
+        .unwrap();
+    let score = duo_protocols::fixed::decode_score(reference.score);
+    let at = decide(&mut c, &model(score), "cash-flow review").await;
+    assert_eq!(at.outcome, ScoreOutcome::Decision { approve: true });
+    let above = decide(&mut c, &model(score + 1e-6), "cash-flow review").await;
+    assert_eq!(above.outcome, ScoreOutcome::Decision { approve: false });
+    node.shutdown().await;
+}
