@@ -5,8 +5,9 @@
 //! hands structured results to Python as JSON text (the wire's own serde forms), and the pure-Python package
 //! `duo` (python/duo/) turns them into objects, decimals and DataFrames.
 //!
-//! Network waits run on a tokio runtime owned by the module with the GIL released, so other Python threads run
-//! meanwhile. Errors become the Python exceptions of `duo.errors`, chosen by the wire error code; nothing here
+//! Network waits run with the GIL released, so other Python threads run meanwhile: a session's calls on the
+//! session's own single-threaded tokio runtime, driven by the calling thread (no hand-off to another thread
+//! per request), and the module's functions (pairing, portfolio batches) on a runtime owned by the module. Errors become the Python exceptions of `duo.errors`, chosen by the wire error code; nothing here
 //! panics on what an owner node sends.
 
 use duo_node::fi::{self, portfolio, Client, FiHome};
@@ -22,7 +23,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-/// The module's runtime: two workers are plenty for one analyst's sessions.
+/// The module's runtime, for pairing, probes and portfolio batches: two workers are plenty for one analyst.
 fn runtime() -> PyResult<&'static tokio::runtime::Runtime> {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     if let Some(rt) = RT.get() {
@@ -86,11 +87,19 @@ fn fi_home(home: Option<PathBuf>) -> FiHome {
 /// How often a thread waiting on the network checks for Ctrl-C (and other signals Python handles).
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
-/// Run a future on the module's runtime with the GIL released, checking for signals every [`SIGNAL_CHECK`]:
-/// a pending Ctrl-C stops the wait and raises `KeyboardInterrupt` (the future is dropped). Python runs signal
-/// handlers in the main thread only, so in other threads the check finds nothing and the wait goes on.
+/// Run a future on the module's runtime with the GIL released ([`block_in`]).
 fn block<T: Send>(py: Python<'_>, f: impl Future<Output = T> + Send) -> PyResult<T> {
-    let rt = runtime()?;
+    block_in(py, runtime()?, f)
+}
+
+/// Run a future on `rt` with the GIL released, checking for signals every [`SIGNAL_CHECK`]: a pending Ctrl-C
+/// stops the wait and raises `KeyboardInterrupt` (the future is dropped). Python runs signal handlers in the
+/// main thread only, so in other threads the check finds nothing and the wait goes on.
+fn block_in<T: Send>(
+    py: Python<'_>,
+    rt: &tokio::runtime::Runtime,
+    f: impl Future<Output = T> + Send,
+) -> PyResult<T> {
     py.allow_threads(|| {
         rt.block_on(async {
             tokio::pin!(f);
@@ -105,6 +114,24 @@ fn block<T: Send>(py: Python<'_>, f: impl Future<Output = T> + Send) -> PyResult
             }
         })
     })
+}
+
+/// A session's own runtime: one thread's worth, driven by whichever Python thread is waiting on the session.
+///
+/// A request is a write and a read on one socket; on the module's multi-thread runtime each call was handed
+/// to a worker and its answer handed back, two thread wake-ups per request that cost more than the SDK's
+/// whole Python layer. Here the waiting thread drives the socket itself. Tokio lets several threads call
+/// `block_on` on one current-thread runtime: one drives it and the others wait their turn.
+fn session_runtime() -> PyResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            raise(
+                "internal",
+                &format!("cannot start the network runtime: {e}"),
+            )
+        })
 }
 
 /// Pair with an owner node using its invite code; the pairing record as JSON.
@@ -298,6 +325,9 @@ struct Session {
     pointers: Mutex<HashMap<u64, fi::Pointer>>,
     principal: String,
     owner: String,
+    /// The session's runtime ([`session_runtime`]), which owns its socket. Declared last: dropped after the
+    /// client.
+    rt: tokio::runtime::Runtime,
 }
 
 /// What a session call runs: a future borrowing the open client.
@@ -306,25 +336,24 @@ type Call<'c, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'c>>;
 impl Session {
     /// Run `f` on the open client with the GIL released, one call at a time.
     ///
-    /// The call runs as a task of the runtime, which holds the session's lock until the node's reply is read.
-    /// So Ctrl-C ([`block`]) returns to Python at once while the call itself ends in the background: the
-    /// session never drops a message half sent or half read, and the next call on it waits for that reply
-    /// first (the SDK's own waits are at most about a second per call).
+    /// The call runs as a task of the session's runtime, which holds the session's lock until the node's reply
+    /// is read. So Ctrl-C ([`block_in`]) returns to Python at once and leaves the task where it is: the session
+    /// never drops a message half sent or half read, and the next call on it, driving the runtime while it
+    /// waits for the lock, first finishes that call (the SDK's own waits are at most about a second per call).
     fn with<T: Send + 'static>(
         &self,
         py: Python<'_>,
         f: impl for<'c> FnOnce(&'c mut Client) -> Call<'c, T> + Send + 'static,
     ) -> PyResult<T> {
-        let rt = runtime()?;
         let client = self.client.clone();
-        let task = rt.spawn(async move {
+        let task = self.rt.spawn(async move {
             let mut guard = client.lock_owned().await;
             let client = guard.as_mut().ok_or_else(|| {
                 Error::NotFound("this session is closed; make a new duo.Client".into())
             })?;
             f(client).await
         });
-        match block(py, task)? {
+        match block_in(py, &self.rt, task)? {
             Ok(out) => out.map_err(err),
             Err(e) => Err(raise(
                 "internal",
@@ -374,8 +403,10 @@ impl Session {
             Some(n) => n.clone(),
             None => fi.pairing(None).map_err(err)?.name,
         };
-        let client = block(py, Client::connect(&fi, Some(&name)))?.map_err(err)?;
+        let rt = session_runtime()?;
+        let client = block_in(py, &rt, Client::connect(&fi, Some(&name)))?.map_err(err)?;
         Ok(Session {
+            rt,
             principal: client.principal().to_string(),
             client: Arc::new(tokio::sync::Mutex::new(Some(client))),
             pointers: Mutex::new(HashMap::new()),
@@ -562,7 +593,7 @@ impl Session {
 
     /// Close the session (later calls raise `duo.DuoError` with code `closed`).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        block(py, async {
+        block_in(py, &self.rt, async {
             if let Some(c) = self.client.lock().await.take() {
                 c.close().await;
             }
