@@ -154,6 +154,42 @@ static ENTRIES: [CatalogueEntry; 6] = [
     },
 ];
 
+/// The adverse-action reason of each attribute: a short phrase saying, in an applicant's words, what about
+/// this attribute cost points (for a decline with reasons). Kept beside [`ENTRIES`], keyed by name, so an
+/// entry's literal does not change; an attribute without a phrase gets [`CatalogueEntry::reason`]'s
+/// generic one.
+static REASONS: [(&str, &str); 6] = [
+    (RENT_ON_TIME, "rent paid late in the last 12 months"),
+    (RENT_STREAK, "too few months of on-time rent in a row"),
+    (
+        UTILITY_ON_TIME,
+        "utility or phone bills paid late in the last 12 months",
+    ),
+    (
+        NSF_COUNT,
+        "overdraft or insufficient-funds fees in the last 90 days",
+    ),
+    (INCOME_CV, "income that varied from month to month"),
+    (
+        AVG_BALANCE,
+        "low average bank balance over the last 3 months",
+    ),
+];
+
+impl CatalogueEntry {
+    /// The attribute as an adverse-action reason, in plain words ("rent paid late in the last 12 months");
+    /// for an attribute without its own phrase, "the value of NAME".
+    pub fn reason(&self) -> String {
+        REASONS
+            .iter()
+            .find(|(name, _)| *name == self.name)
+            .map_or_else(
+                || format!("the value of {}", self.name),
+                |(_, r)| (*r).to_owned(),
+            )
+    }
+}
+
 /// Every catalogue attribute, in a fixed order.
 pub fn entries() -> &'static [CatalogueEntry] {
     &ENTRIES
@@ -906,5 +942,21 @@ mod tests {
                 column: "category".into()
             })
         );
+    }
+
+    #[test]
+    fn every_attribute_has_a_plain_reason() {
+        for e in entries() {
+            let r = e.reason();
+            assert!(!r.contains(e.name), "{}: {r}", e.name);
+            assert!(r.len() < 80, "{}: {r}", e.name);
+        }
+        assert_eq!(
+            entry("rent_on_time_ratio_12m").unwrap().reason(),
+            "rent paid late in the last 12 months"
+        );
+        let mut other = *entry("income_cv_12m").unwrap();
+        other.name = "not_in_the_table";
+        assert_eq!(other.reason(), "the value of not_in_the_table");
     }
 }

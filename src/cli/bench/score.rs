@@ -78,7 +78,7 @@ pub struct ScoreReport {
     pub machine: Machine,
     /// What each run revealed, as given to `--reveal`.
     pub reveal: String,
-    /// Information each run revealed, in bits.
+    /// Information each run revealed, in bits (for reasons, which depend on n: at the largest n).
     pub reveal_bits: f64,
     /// One entry per transport and n.
     pub runs: Vec<ScoreRun>,
@@ -206,7 +206,7 @@ pub fn score(args: &ScoreArgs) -> Result<ScoreReport> {
                 transport,
                 n,
                 ots: setup.params.ots(),
-                and_gates: reveal.circuit().and_count(),
+                and_gates: reveal.circuit(n).and_count(),
                 cold,
                 warm,
             });
@@ -216,7 +216,8 @@ pub fn score(args: &ScoreArgs) -> Result<ScoreReport> {
         bench: "score",
         machine,
         reveal: args.reveal.trim().to_string(),
-        reveal_bits: reveal.bits(),
+        // Reasons reveal more of more attributes: the bits at the largest n.
+        reveal_bits: reveal.bits(runs.iter().map(|r| r.n).max().unwrap_or(1)),
         runs,
     })
 }
