@@ -95,10 +95,11 @@
 //!   aborted: selective failure). An abort after the FI's inputs entered the circuit
 //!   ([`Error::AfterFiInputs`]) is the owner's doing; the FI should not score that owner again without its
 //!   operator's decision (the node keeps such a flag). A decision gives the owner one output wire; a raw score
-//!   gives it 64.
+//!   gives it 64; a decision with `k` reasons of `n` attributes `1 + k·⌈log2(n+1)⌉`.
 //! - **What the protocol does not give the FI.** No guarantee that its output is correct against a modified
 //!   owner: the owner chooses the decoding bits of the FI's outputs (and could garble another circuit), so the
-//!   FI decodes whatever the owner wants, and the run ends normally. And since the FI picks the model, a
+//!   FI decodes whatever the owner wants, and the run ends normally. For reasons the FI refuses what the
+//!   circuit cannot output ([`PeerMisbehaved::MalformedReasons`]), but any well-formed outcome passes. And since the FI picks the model, a
 //!   decision can be any one bit of any requested attribute (a model that weights one attribute, with the
 //!   threshold at the bit's place), and a raw score can return every requested attribute exactly in one run
 //!   (weights at powers of two far enough apart): the owner approves the reveal, not the model.

@@ -24,7 +24,8 @@ pub struct ScoreArgs {
     /// Noise session over loopback WebSocket, with the durable log writes of a real run) or `both`.
     #[arg(long, default_value = "memory", value_parser = ["memory", "ws", "both"])]
     pub transport: String,
-    /// What a run reveals: `decision` (1 bit), `bands:K` (K bands, 2 to 16) or `score` (the raw score).
+    /// What a run reveals: `decision` (1 bit), `bands:K` (K bands, 2 to 16), `decision+reasons:K` (the
+    /// decision and K reasons, 1 to 4, for n up to 256) or `score` (the raw score).
     #[arg(long, default_value = "decision")]
     pub reveal: String,
     /// Print one JSON object instead of a table.
@@ -136,25 +137,12 @@ impl ScoreReport {
     }
 }
 
-/// Parses `--reveal`: `decision`, `bands:K` (K bands) or `score`.
+/// Parses `--reveal` as `duo fi score` does ([`score::Reveal`]'s command-line form): `decision`, `bands:K`,
+/// `decision+reasons:K` or `score`.
 pub fn parse_reveal(s: &str) -> Result<score::Reveal> {
-    let s = s.trim();
-    match s {
-        "decision" => return Ok(score::Reveal::Decision),
-        "score" => return Ok(score::Reveal::Score),
-        _ => {}
-    }
-    let bands = s
-        .strip_prefix("bands:")
-        .and_then(|k| k.parse::<usize>().ok())
-        .ok_or_else(|| anyhow!("--reveal must be decision, bands:K or score, not `{s}`"))?;
-    if !(2..=score::MAX_BAND_THRESHOLDS + 1).contains(&bands) {
-        bail!(
-            "--reveal bands:K needs 2 to {} bands",
-            score::MAX_BAND_THRESHOLDS + 1
-        );
-    }
-    Ok(score::Reveal::Bands { k: bands as u32 })
+    s.trim()
+        .parse::<score::Reveal>()
+        .map_err(|e| anyhow!("--reveal: {e}"))
 }
 
 /// Runs `duo bench score`.
