@@ -327,6 +327,67 @@ static MORE_ENTRIES: [CatalogueEntry; 11] = [
 /// Every entry, the first six then the rest, in one list.
 static ALL_ENTRIES: std::sync::LazyLock<Vec<CatalogueEntry>> =
     std::sync::LazyLock::new(|| ENTRIES.iter().chain(&MORE_ENTRIES).copied().collect());
+/// The adverse-action reason of each attribute: a short phrase saying, in an applicant's words, what about
+/// this attribute cost points (for a decline with reasons). Kept beside [`ENTRIES`], keyed by name, so an
+/// entry's literal does not change; an attribute without a phrase gets [`CatalogueEntry::reason`]'s
+/// generic one.
+static REASONS: [(&str, &str); 17] = [
+    (RENT_ON_TIME, "rent paid late in the last 12 months"),
+    (RENT_STREAK, "too few months of on-time rent in a row"),
+    (
+        UTILITY_ON_TIME,
+        "utility or phone bills paid late in the last 12 months",
+    ),
+    (
+        NSF_COUNT,
+        "overdraft or insufficient-funds fees in the last 90 days",
+    ),
+    (INCOME_CV, "income that varied from month to month"),
+    (
+        AVG_BALANCE,
+        "low average bank balance over the last 3 months",
+    ),
+    (
+        UTILITY_LATE_30,
+        "utility or phone bills more than 30 days late in the last 12 months",
+    ),
+    (
+        SUBSCRIPTION_PAID,
+        "subscription charges declined in the last 12 months",
+    ),
+    (
+        AVG_BALANCE_12M,
+        "low average bank balance over the last 12 months",
+    ),
+    (
+        NEGATIVE_DAYS,
+        "days with a negative bank balance in the last 90 days",
+    ),
+    (INFLOW, "little money coming in over the last 90 days"),
+    (OUTFLOW, "high spending over the last 90 days"),
+    (
+        NET_FLOW,
+        "more money going out than coming in over the last 90 days",
+    ),
+    (INCOME_MONTHS, "months without income in the last 12 months"),
+    (RENT_TO_INCOME, "rent high compared with income"),
+    (ACCOUNT_AGE, "a short bank account history"),
+    (LIQUIDITY, "savings that would cover few days of expenses"),
+];
+
+impl CatalogueEntry {
+    /// The attribute as an adverse-action reason, in plain words ("rent paid late in the last 12 months");
+    /// for an attribute without its own phrase, "the value of NAME".
+    pub fn reason(&self) -> String {
+        REASONS
+            .iter()
+            .find(|(name, _)| *name == self.name)
+            .map_or_else(
+                || format!("the value of {}", self.name),
+                |(_, r)| (*r).to_owned(),
+            )
+    }
+}
 
 /// Every catalogue attribute, in a fixed order.
 pub fn entries() -> &'static [CatalogueEntry] {
@@ -1720,5 +1781,21 @@ mod tests {
             compute(SUBSCRIPTION_PAID, d("2024-11-30"), &data).unwrap(),
             Value::Null
         );
+    }
+
+    #[test]
+    fn every_attribute_has_a_plain_reason() {
+        for e in entries() {
+            let r = e.reason();
+            assert!(!r.contains(e.name), "{}: {r}", e.name);
+            assert!(r.len() < 80, "{}: {r}", e.name);
+        }
+        assert_eq!(
+            entry("rent_on_time_ratio_12m").unwrap().reason(),
+            "rent paid late in the last 12 months"
+        );
+        let mut other = *entry("income_cv_12m").unwrap();
+        other.name = "not_in_the_table";
+        assert_eq!(other.reason(), "the value of not_in_the_table");
     }
 }

@@ -60,6 +60,8 @@ pub struct ScoringFacts {
     /// [`crate::ScoringLimits::window_days`] days of the owner's policy ([`Policy::scoring_limits`]),
     /// not counting this run.
     pub used: ScoringUse,
+    /// The number of attributes the model scores (what a reveal with reasons is counted over).
+    pub attributes: usize,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -118,7 +120,7 @@ pub enum Decision {
     /// Refuse.
     Deny {
         /// The denying rule's name, `"default"`, or the guarantee that refused: `"backend"`, `"scoring"`,
-        /// `"scoring-limit"` or `"score-release"` (see [`decide`]).
+        /// `"scoring-limit"`, `"score-release"` or `"reasons-release"` (see [`decide`]).
         rule: String,
         /// Why, in words meant for the FI.
         reason: String,
@@ -143,7 +145,8 @@ impl Decision {
     }
 
     /// The name of the rule behind the decision (`"default"` when none matched, or the name of the
-    /// guarantee that denied it: `"backend"`, `"scoring"`, `"scoring-limit"`, `"score-release"`).
+    /// guarantee that denied it: `"backend"`, `"scoring"`, `"scoring-limit"`, `"score-release"`,
+    /// `"reasons-release"`).
     pub fn rule(&self) -> &str {
         match self {
             Decision::Approve { rule }
@@ -180,6 +183,12 @@ pub const REASON_SCORE_RELEASE: &str =
     "a raw score can reveal an attribute outright, and no rule of \
      the owner's policy allows releasing one; ask for a decision or score bands instead";
 
+/// Guarantee: a decision with reasons is released only through a rule whose `reveal` lists
+/// `decision+reasons` (rule `"reasons-release"`).
+pub const REASON_REASONS_RELEASE: &str =
+    "reasons name which of your attributes cost the applicant \
+     most, and no rule of the owner's policy allows releasing them; ask for a decision instead";
+
 /// Decide a release request.
 ///
 /// The rules are tried in order and the first whose conditions all hold gives the action; when none
@@ -206,6 +215,9 @@ pub const REASON_SCORE_RELEASE: &str =
 /// 8. A `2pc` request revealing the raw score ([`Reveal::Score`]) is denied, as rule `"score-release"`,
 ///    unless the rule that matched has a `reveal` condition listing `score`; then its approve or ask
 ///    stands. The default action never releases a raw score.
+/// 9. Likewise a `2pc` request revealing a decision with reasons ([`Reveal::DecisionReasons`]) is denied,
+///    as rule `"reasons-release"`, unless the rule that matched has a `reveal` condition listing
+///    `decision+reasons`: a rule allowing `decision` does not allow reasons.
 ///
 /// Budgets are not enforced here but by the [`crate::Ledger`] at release: a rule may approve a request the
 /// ledger then refuses.
@@ -260,7 +272,7 @@ pub fn decide(policy: &Policy, facts: &RequestFacts<'_>) -> Decision {
     }
 }
 
-/// Guarantees 6 to 8 of [`decide`] for a `2pc` request whose rule did not deny: the denial, if any.
+/// Guarantees 6 to 9 of [`decide`] for a `2pc` request whose rule did not deny: the denial, if any.
 fn scoring_denial(
     policy: &Policy,
     matched: Option<&Rule>,
@@ -279,27 +291,47 @@ fn scoring_denial(
         return deny(
             "scoring",
             format!(
-                "{} is not a reveal this node runs; the number of bands must be from {} to {}",
+                "{} is not a reveal this node runs; the number of bands must be from {} to {} and of \
+                 reasons from 1 to {}",
                 scoring.reveal,
                 Reveal::MIN_BANDS,
-                Reveal::MAX_BANDS
+                Reveal::MAX_BANDS,
+                Reveal::MAX_REASONS
             ),
         );
     }
-    if let Err(e) = policy.scoring_limits().check(&scoring.used, scoring.reveal) {
+    if scoring.reveal.reasons() > scoring.attributes {
+        return deny(
+            "scoring",
+            format!(
+                "{} of a model with {} attributes: a decline cannot name more reasons than the \
+                 model has attributes",
+                scoring.reveal, scoring.attributes
+            ),
+        );
+    }
+    if let Err(e) = policy
+        .scoring_limits()
+        .check(&scoring.used, scoring.reveal, scoring.attributes)
+    {
         return deny("scoring-limit", e.to_string());
     }
-    if scoring.reveal == Reveal::Score && !matched.is_some_and(allows_score) {
+    if scoring.reveal == Reveal::Score && !matched.is_some_and(|r| lists(r, RevealKind::Score)) {
         return deny("score-release", REASON_SCORE_RELEASE.to_owned());
+    }
+    if matches!(scoring.reveal, Reveal::DecisionReasons { .. })
+        && !matched.is_some_and(|r| lists(r, RevealKind::DecisionReasons))
+    {
+        return deny("reasons-release", REASON_REASONS_RELEASE.to_owned());
     }
     None
 }
 
-/// Whether a rule has a `reveal` condition listing `score`.
-fn allows_score(rule: &Rule) -> bool {
+/// Whether a rule has a `reveal` condition listing `kind`.
+fn lists(rule: &Rule, kind: RevealKind) -> bool {
     rule.conditions()
         .iter()
-        .any(|c| matches!(c, Condition::Reveal(kinds) if kinds.contains(&RevealKind::Score)))
+        .any(|c| matches!(c, Condition::Reveal(kinds) if kinds.contains(&kind)))
 }
 
 /// The hard guarantees that forbid approving this request without the owner, in plain words (empty when
@@ -660,7 +692,11 @@ mod tests {
         let tags = BTreeMap::new();
         let facts = RequestFacts {
             available_backends: WITH_2PC,
-            scoring: Some(ScoringFacts { reveal, used }),
+            scoring: Some(ScoringFacts {
+                reveal,
+                used,
+                attributes: names.len(),
+            }),
             ..RequestFacts::new("Acme Bank", Backend::TwoPc, &checked, &tags)
         };
         decide(&policy, &facts)
@@ -726,6 +762,62 @@ mod tests {
             },
         );
         assert_eq!(d.action(), Action::Ask);
+    }
+
+    #[test]
+    fn reasons_are_denied_without_a_rule_that_lists_them() {
+        let reasons = Reveal::DecisionReasons { k: 2 };
+        let reasons_release = Decision::Deny {
+            rule: "reasons-release".into(),
+            reason: REASON_REASONS_RELEASE.into(),
+        };
+        for policy in [
+            // A rule allowing decisions does not allow reasons.
+            "[[rule]]\nname = \"d\"\nreveal = [\"decision\"]\naction = \"approve\"\n",
+            "[[rule]]\nname = \"all\"\nprincipal = [\"*\"]\nbackend = [\"2pc\"]\naction = \"approve\"\n",
+            "default = \"approve\"",
+            "default = \"ask\"",
+            Policy::default_text(),
+        ] {
+            assert_eq!(
+                decide_2pc(policy, &ATTRS, reasons, unused()),
+                reasons_release,
+                "{policy}"
+            );
+        }
+        // A rule listing the kind allows it, approve or ask.
+        let listed = "[[rule]]\nname = \"why\"\nreveal = [\"decision\", \"decision+reasons\"]\n\
+                      action = \"approve\"\n";
+        assert_eq!(
+            decide_2pc(listed, &ATTRS, reasons, unused()),
+            Decision::Approve { rule: "why".into() }
+        );
+        let ask = listed.replace("approve", "ask");
+        assert_eq!(
+            decide_2pc(&ask, &ATTRS, reasons, unused()).action(),
+            Action::Ask
+        );
+        // More reasons than attributes, or a count out of range, are not runs this node does.
+        for bad in [
+            Reveal::DecisionReasons { k: 3 },
+            Reveal::DecisionReasons { k: 5 },
+        ] {
+            assert_eq!(decide_2pc(listed, &ATTRS, bad, unused()).rule(), "scoring");
+        }
+        // The bit cap counts ceil(log2(2·1)) + 1 = 2 bits for 2 reasons of 2 attributes.
+        let capped = format!("{listed}[scoring]\nmax_bits = 2.5\n");
+        assert_eq!(
+            decide_2pc(&capped, &ATTRS, reasons, unused()).action(),
+            Action::Approve
+        );
+        let used = ScoringUse {
+            runs: 0,
+            millibits: 1_000,
+        };
+        assert_eq!(
+            decide_2pc(&capped, &ATTRS, reasons, used).rule(),
+            "scoring-limit"
+        );
     }
 
     #[test]
@@ -882,7 +974,7 @@ mod tests {
                 rule: "scoring".into(),
                 reason:
                     "17 bands is not a reveal this node runs; the number of bands must be from \
-                         2 to 16"
+                         2 to 16 and of reasons from 1 to 4"
                         .into()
             }
         );
@@ -895,6 +987,7 @@ mod tests {
                     runs: 99,
                     millibits: 0,
                 },
+                attributes: 2,
             }),
             ..RequestFacts::new("Acme Bank", Backend::Plaintext, &plain, &tags)
         };
@@ -913,6 +1006,7 @@ mod tests {
         let scoring = Some(ScoringFacts {
             reveal: Reveal::Decision,
             used: unused(),
+            attributes: 2,
         });
         let twopc = RequestFacts {
             scoring,
@@ -930,6 +1024,7 @@ mod tests {
             scoring: Some(ScoringFacts {
                 reveal: Reveal::Bands { k: 2 },
                 used: unused(),
+                attributes: 2,
             }),
             ..twopc
         };
@@ -991,7 +1086,7 @@ mod tests {
     const TAGS: [&str; 3] = ["housing", "bills", "bank"];
 
     /// Rule bodies for generated policies; most of them approve, to stress the guarantees.
-    const RULE_BODIES: [&str; 15] = [
+    const RULE_BODIES: [&str; 16] = [
         "action = \"approve\"",
         "row_level = true\naction = \"approve\"",
         "backend = [\"plaintext\"]\naction = \"approve\"",
@@ -1006,6 +1101,7 @@ mod tests {
         "tags_any = [\"bank\"]\naction = \"deny\"\nreason = \"no bank data\"",
         "backend = [\"2pc\"]\nreveal = [\"score\", \"bands\"]\naction = \"approve\"",
         "reveal = [\"decision\"]\naction = \"ask\"",
+        "reveal = [\"decision+reasons\"]\naction = \"approve\"",
         "backend = [\"2pc\"]\ncatalogue = [\"*\"]\naction = \"approve\"",
     ];
 
@@ -1087,13 +1183,16 @@ mod tests {
                 Just(Reveal::Decision),
                 Just(Reveal::Score),
                 (0u32..20).prop_map(|k| Reveal::Bands { k }),
+                (0u32..6).prop_map(|k| Reveal::DecisionReasons { k }),
             ],
             0u32..6,
             0u64..12_000,
+            1usize..6,
         )
-            .prop_map(|(reveal, runs, millibits)| ScoringFacts {
+            .prop_map(|(reveal, runs, millibits, attributes)| ScoringFacts {
                 reveal,
                 used: ScoringUse { runs, millibits },
+                attributes,
             })
     }
 
@@ -1147,9 +1246,15 @@ mod tests {
             if backend == Backend::TwoPc && decision.action() != Action::Deny {
                 let s = scoring.expect("scoring facts");
                 prop_assert!(s.reveal.is_valid());
-                prop_assert!(policy.scoring_limits().check(&s.used, s.reveal).is_ok());
+                prop_assert!(policy.scoring_limits().check(&s.used, s.reveal, s.attributes).is_ok());
+                prop_assert!(s.reveal.reasons() <= s.attributes);
                 if s.reveal == Reveal::Score {
-                    prop_assert!(policy.first_match(&facts).is_some_and(allows_score));
+                    prop_assert!(policy.first_match(&facts).is_some_and(|r| lists(r, RevealKind::Score)));
+                }
+                if let Reveal::DecisionReasons { .. } = s.reveal {
+                    prop_assert!(policy
+                        .first_match(&facts)
+                        .is_some_and(|r| lists(r, RevealKind::DecisionReasons)));
                 }
             }
             // A denying first match is final, whatever the backend and the guarantees.

@@ -20,12 +20,13 @@ use toml::Spanned;
 pub const WILDCARD: &str = "*";
 
 /// Rule names that decisions use for something other than a rule; a rule may not take them.
-pub const RESERVED_RULE_NAMES: [&str; 5] = [
+pub const RESERVED_RULE_NAMES: [&str; 6] = [
     "default",
     "backend",
     "scoring",
     "scoring-limit",
     "score-release",
+    "reasons-release",
 ];
 
 /// The most scoring runs per window a policy's `[scoring]` table may allow.
@@ -1112,7 +1113,7 @@ action = "approve"
                 "[[rule]]\nname = \"a\"\nreveal = [\"decision\", \"raw\"]\naction = \"ask\"\n",
                 3,
                 23,
-                "unknown reveal kind `raw`; expected one of: decision, bands, score",
+                "unknown reveal kind `raw`; expected one of: decision, bands, decision+reasons, score",
             ),
             (
                 "reveal in the command-line form",

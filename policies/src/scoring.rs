@@ -7,6 +7,9 @@
 //! - a decision (the default): whether the score clears the FI's threshold, 1 bit;
 //! - `k` bands (`k - 1` thresholds the FI keeps private, `2 <= k <= 16`): which band the score falls in,
 //!   `log2 k` bits;
+//! - a decision with `k` reasons (`1 <= k <= 4`): the decision and, only on a decline, which `k` of the
+//!   model's `n` attributes cost the applicant most, worst first: `ceil(log2(n!/(n-k)!)) + 1` bits (so the
+//!   bits depend on the attribute count, which every check takes);
 //! - the raw score: 64 bits. A raw score can reveal an attribute outright (a model that weights one
 //!   attribute and nothing else returns its value), so it is never a default.
 //!
@@ -34,19 +37,28 @@ pub enum RevealKind {
     Decision,
     /// [`Reveal::Bands`], any band count.
     Bands,
+    /// [`Reveal::DecisionReasons`], any reason count: a policy file's `"decision+reasons"`.
+    #[serde(rename = "decision+reasons")]
+    DecisionReasons,
     /// [`Reveal::Score`].
     Score,
 }
 
 impl RevealKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [RevealKind; 3] = [RevealKind::Decision, RevealKind::Bands, RevealKind::Score];
+    pub const ALL: [RevealKind; 4] = [
+        RevealKind::Decision,
+        RevealKind::Bands,
+        RevealKind::DecisionReasons,
+        RevealKind::Score,
+    ];
 
-    /// The policy-file and wire name: `decision`, `bands` or `score`.
+    /// The policy-file name: `decision`, `bands`, `decision+reasons` or `score` ([`Reveal::name`]).
     pub fn name(self) -> &'static str {
         match self {
             RevealKind::Decision => "decision",
             RevealKind::Bands => "bands",
+            RevealKind::DecisionReasons => "decision+reasons",
             RevealKind::Score => "score",
         }
     }
@@ -64,6 +76,7 @@ impl From<Reveal> for RevealKind {
         match r {
             Reveal::Decision => RevealKind::Decision,
             Reveal::Bands { .. } => RevealKind::Bands,
+            Reveal::DecisionReasons { .. } => RevealKind::DecisionReasons,
             Reveal::Score => RevealKind::Score,
         }
     }
@@ -77,7 +90,11 @@ impl FromStr for RevealKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                crate::backend::UnknownName::new("reveal kind", s, "decision, bands, score")
+                crate::backend::UnknownName::new(
+                    "reveal kind",
+                    s,
+                    "decision, bands, decision+reasons, score",
+                )
             })
     }
 }
@@ -116,11 +133,16 @@ impl ScoringLimits {
         self.max_bits.map(|b| (b * 1_000.0 + 1e-6).floor() as u64)
     }
 
-    /// Whether one more run revealing `reveal` fits, given what the principal `used` in the current
-    /// window: the runs so far must be fewer than `max_runs` (the new run counts when it starts), and,
-    /// when there is a bit cap, the millibits used plus [`Reveal::millibits`] must be at most
-    /// [`ScoringLimits::max_millibits`].
-    pub fn check(&self, used: &ScoringUse, reveal: Reveal) -> Result<(), ScoringExceeded> {
+    /// Whether one more run revealing `reveal` over `attributes` attributes fits, given what the principal
+    /// `used` in the current window: the runs so far must be fewer than `max_runs` (the new run counts when
+    /// it starts), and, when there is a bit cap, the millibits used plus [`Reveal::millibits`] must be at
+    /// most [`ScoringLimits::max_millibits`].
+    pub fn check(
+        &self,
+        used: &ScoringUse,
+        reveal: Reveal,
+        attributes: usize,
+    ) -> Result<(), ScoringExceeded> {
         if used.runs >= self.max_runs {
             return Err(ScoringExceeded::Runs {
                 used: used.runs,
@@ -129,7 +151,7 @@ impl ScoringLimits {
             });
         }
         if let Some(max) = self.max_millibits() {
-            let wanted = reveal.millibits();
+            let wanted = reveal.millibits(attributes);
             if used.millibits.saturating_add(wanted) > max {
                 return Err(ScoringExceeded::Bits {
                     used_millibits: used.millibits,
@@ -176,11 +198,11 @@ pub struct ScoringUse {
 }
 
 impl ScoringUse {
-    /// The use after one more run revealing `reveal` starts.
-    pub fn plus(self, reveal: Reveal) -> ScoringUse {
+    /// The use after one more run revealing `reveal` over `attributes` attributes starts.
+    pub fn plus(self, reveal: Reveal, attributes: usize) -> ScoringUse {
         ScoringUse {
             runs: self.runs.saturating_add(1),
-            millibits: self.millibits.saturating_add(reveal.millibits()),
+            millibits: self.millibits.saturating_add(reveal.millibits(attributes)),
         }
     }
 }
@@ -278,7 +300,7 @@ mod tests {
         }
         assert_eq!(
             "raw".parse::<RevealKind>().unwrap_err().to_string(),
-            "unknown reveal kind `raw`; expected one of: decision, bands, score"
+            "unknown reveal kind `raw`; expected one of: decision, bands, decision+reasons, score"
         );
         for (r, k) in [
             (Reveal::Decision, RevealKind::Decision),
@@ -305,10 +327,10 @@ mod tests {
             runs: 2,
             millibits: 2_000,
         };
-        assert_eq!(limits.check(&two, Reveal::Decision), Ok(()));
+        assert_eq!(limits.check(&two, Reveal::Decision, 3), Ok(()));
         // No bit cap: even a raw score fits the limits (the policy decides whether it is allowed).
-        assert_eq!(limits.check(&two, Reveal::Score), Ok(()));
-        let three = two.plus(Reveal::Decision);
+        assert_eq!(limits.check(&two, Reveal::Score, 3), Ok(()));
+        let three = two.plus(Reveal::Decision, 3);
         assert_eq!(
             three,
             ScoringUse {
@@ -316,7 +338,7 @@ mod tests {
                 millibits: 3_000
             }
         );
-        let err = limits.check(&three, Reveal::Decision).unwrap_err();
+        let err = limits.check(&three, Reveal::Decision, 3).unwrap_err();
         assert_eq!(
             err,
             ScoringExceeded::Runs {
@@ -342,7 +364,8 @@ mod tests {
                         runs: 1,
                         millibits: 0
                     },
-                    Reveal::Decision
+                    Reveal::Decision,
+                    3
                 )
                 .unwrap_err()
                 .to_string(),
@@ -364,9 +387,9 @@ mod tests {
             millibits: 2_000,
         };
         // 2 + 2 = 4 bits: exactly at the cap.
-        assert_eq!(limits.check(&used, Reveal::Bands { k: 4 }), Ok(()));
+        assert_eq!(limits.check(&used, Reveal::Bands { k: 4 }, 3), Ok(()));
         // 2 + log2 5 > 4.
-        let err = limits.check(&used, Reveal::Bands { k: 5 }).unwrap_err();
+        let err = limits.check(&used, Reveal::Bands { k: 5 }, 3).unwrap_err();
         assert_eq!(
             err,
             ScoringExceeded::Bits {
@@ -387,15 +410,15 @@ mod tests {
             runs: 0,
             millibits: 3_001,
         };
-        assert!(limits.check(&used, Reveal::Decision).is_err());
+        assert!(limits.check(&used, Reveal::Decision, 3).is_err());
         let used = ScoringUse {
             runs: 0,
             millibits: 3_000,
         };
-        assert_eq!(limits.check(&used, Reveal::Decision), Ok(()));
+        assert_eq!(limits.check(&used, Reveal::Decision, 3), Ok(()));
         // A raw score alone is over a 4-bit cap, whatever came before.
         let err = limits
-            .check(&ScoringUse::default(), Reveal::Score)
+            .check(&ScoringUse::default(), Reveal::Score, 3)
             .unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -408,7 +431,7 @@ mod tests {
             millibits: 0,
         };
         assert!(matches!(
-            limits.check(&full, Reveal::Decision),
+            limits.check(&full, Reveal::Decision, 3),
             Err(ScoringExceeded::Runs { .. })
         ));
     }
@@ -425,11 +448,11 @@ mod tests {
         assert_eq!(cap(2.3219).max_millibits(), Some(2_321));
         // 3 bands (1585 millibits) fit a cap of 1.585 bits exactly, not one of 1.584.
         assert_eq!(
-            cap(1.585).check(&ScoringUse::default(), Reveal::Bands { k: 3 }),
+            cap(1.585).check(&ScoringUse::default(), Reveal::Bands { k: 3 }, 3),
             Ok(())
         );
         assert!(cap(1.584)
-            .check(&ScoringUse::default(), Reveal::Bands { k: 3 })
+            .check(&ScoringUse::default(), Reveal::Bands { k: 3 }, 3)
             .is_err());
         assert_eq!(cap(f64::NAN).max_millibits(), Some(0));
         assert_eq!(cap(f64::INFINITY).max_millibits(), Some(u64::MAX));
@@ -443,7 +466,7 @@ mod tests {
             runs: u32::MAX,
             millibits: u64::MAX,
         };
-        assert_eq!(u.plus(Reveal::Score), u);
+        assert_eq!(u.plus(Reveal::Score, 3), u);
         let limits = ScoringLimits {
             max_runs: u32::MAX,
             window_days: 30,
@@ -453,6 +476,43 @@ mod tests {
             runs: 0,
             millibits: u64::MAX,
         };
-        assert!(limits.check(&u, Reveal::Decision).is_err());
+        assert!(limits.check(&u, Reveal::Decision, 3).is_err());
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_counted_by_the_attribute_count() {
+        let limits = ScoringLimits {
+            max_runs: 10,
+            window_days: 30,
+            max_bits: Some(6.0),
+        };
+        let two = Reveal::DecisionReasons { k: 2 };
+        // 2 of 4: 12 orders, 4 bits, plus the decision: 5 bits fit a cap of 6.
+        assert_eq!(limits.check(&ScoringUse::default(), two, 4), Ok(()));
+        assert_eq!(ScoringUse::default().plus(two, 4).millibits, 5_000);
+        // 2 of 8: 56 orders, 6 bits, plus the decision: 7 bits do not.
+        assert_eq!(
+            limits.check(&ScoringUse::default(), two, 8),
+            Err(ScoringExceeded::Bits {
+                used_millibits: 0,
+                reveal_millibits: 7_000,
+                max_millibits: 6_000,
+                window_days: 30
+            })
+        );
+        assert_eq!(RevealKind::from(two), RevealKind::DecisionReasons);
+        assert_eq!(
+            "decision+reasons".parse::<RevealKind>(),
+            Ok(RevealKind::DecisionReasons)
+        );
+        assert_eq!(
+            serde_json::to_string(&RevealKind::DecisionReasons).unwrap(),
+            r#""decision+reasons""#
+        );
     }
 }

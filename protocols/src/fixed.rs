@@ -69,6 +69,14 @@ pub enum FixedError {
         /// Which value.
         what: String,
     },
+    /// A probability threshold that has no exact linear-score threshold ([`logit_threshold`]).
+    #[error("probability threshold {p}: {why}")]
+    Probability {
+        /// The probability given.
+        p: f64,
+        /// Why it is refused.
+        why: &'static str,
+    },
     /// A value is too large for a 64-bit signed encoding at its scale.
     #[error("{what} = {value} does not fit in 64 bits at scale 2^{frac_bits}")]
     OutOfRange {
@@ -178,6 +186,8 @@ pub struct FixedModel {
     bias: i64,
     threshold: i64,
     bounds: Vec<Bounds>,
+    /// The bounds encoded as the owner encodes an attribute at each bound (scale `2^16`).
+    encoded_bounds: Vec<(i64, i64)>,
     worst_case: u128,
 }
 
@@ -236,7 +246,7 @@ impl FixedModel {
                     hi: b.hi,
                 });
             }
-            enc_b.push((lo as i128, hi as i128));
+            enc_b.push((lo, hi));
         }
         let bias_e = encode(bias, SCORE_FRAC_BITS, || "bias".into())?;
         let thr_e = encode(threshold, SCORE_FRAC_BITS, || "threshold".into())?;
@@ -247,7 +257,7 @@ impl FixedModel {
         let (mut smin, mut smax) = (0i128, 0i128);
         let mut largest = (0usize, 0i128);
         for (i, (&w, &(lo, hi))) in enc_w.iter().zip(&enc_b).enumerate() {
-            let (a, b) = (w as i128 * lo, w as i128 * hi);
+            let (a, b) = (w as i128 * lo as i128, w as i128 * hi as i128);
             smin = smin.saturating_add(a.min(b));
             smax = smax.saturating_add(a.max(b));
             let mag = a.abs().max(b.abs());
@@ -275,6 +285,7 @@ impl FixedModel {
             bias: bias_e,
             threshold: thr_e,
             bounds: bounds.to_vec(),
+            encoded_bounds: enc_b,
             worst_case: worst,
         })
     }
@@ -340,6 +351,82 @@ impl FixedModel {
     }
 }
 
+/// The best contribution of each attribute within its public bounds, `max(w̃_i·lõ_i, w̃_i·hĩ_i) mod 2^64`
+/// (scale `2^32`): what the FI folds into its input for reasons. It depends on the sign of the weight, so
+/// only the FI can compute it.
+pub fn best_contributions(model: &FixedModel) -> Vec<u64> {
+    model
+        .weights
+        .iter()
+        .zip(&model.encoded_bounds)
+        .map(|(&w, &(lo, hi))| {
+            let (a, b) = (w as i128 * lo as i128, w as i128 * hi as i128);
+            a.max(b) as u64
+        })
+        .collect()
+}
+
+/// The shortfall of each attribute below its best contribution, `best_i − w̃_i·x̃_i mod 2^64`, for the
+/// owner's encoded (clamped) attributes `x`: the "points below maximum" the reasons rank. For attributes
+/// within the bounds each is exact and non-negative (below `2^63`, by the headroom check).
+pub fn shortfalls(model: &FixedModel, x: &[u64]) -> Vec<u64> {
+    best_contributions(model)
+        .iter()
+        .zip(x.iter().zip(&model.weights))
+        .map(|(&best, (&x, &w))| best.wrapping_sub(x.wrapping_mul(w as u64)))
+        .collect()
+}
+
+/// The indices of the `k` largest shortfalls (compared as unsigned integers), largest first; equal
+/// shortfalls go to the lower index first. At most `shortfalls.len()` indices.
+pub fn worst_reasons(shortfalls: &[u64], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..shortfalls.len()).collect();
+    // A stable sort by descending shortfall keeps equal shortfalls in index order.
+    order.sort_by(|&a, &b| shortfalls[b].cmp(&shortfalls[a]));
+    order.truncate(k);
+    order
+}
+
+/// The linear-score threshold of a logistic model's probability threshold, at scale `2^32`: the smallest
+/// integer `T` with `T / 2^32 ≥ logit(p) = ln(p / (1 − p))`.
+///
+/// A logistic model approves when `σ(s) = 1 / (1 + e^−s) ≥ p`, that is when `s ≥ logit(p)`, `σ` being
+/// increasing. The protocol's score is an integer `S` at scale `2^32`, so the decision `S ≥ T` is the same
+/// as `σ(S / 2^32) ≥ p` for every score exactly when `T` is `logit(p)` scaled and rounded up. `logit(p)` is
+/// irrational for every `p ≠ 1/2`, never on the grid, and computed here in `f64` with an error below
+/// `(|logit(p)| + 1)·2^−48` of a grid step; a `p` whose scaled logit lies that close to a grid point is
+/// refused (about one `p` in 30 000) rather than rounded the wrong way by chance. `p` must be strictly
+/// between 0 and 1, and `|logit(p)|` below `2^20`.
+pub fn logit_threshold(p: f64) -> Result<i64, FixedError> {
+    let refuse = |why| Err(FixedError::Probability { p, why });
+    if !(p > 0.0 && p < 1.0) {
+        return refuse("it must be strictly between 0 and 1");
+    }
+    if p == 0.5 {
+        return Ok(0);
+    }
+    // ln(p) − ln(1 − p), with ln_1p for 1 − p so that p near 0 loses nothing; for p ≥ 1/2, 1 − p is exact.
+    let y = if p < 0.5 {
+        p.ln() - (-p).ln_1p()
+    } else {
+        p.ln() - (1.0 - p).ln()
+    };
+    if !y.is_finite() || y.abs() >= (1u64 << 20) as f64 {
+        return refuse("its log-odds are out of range");
+    }
+    let scale = (2f64).powi(SCORE_FRAC_BITS as i32);
+    let z = y * scale;
+    let t = z.ceil();
+    let margin = (y.abs() + 1.0) * (2f64).powi(-16);
+    if (t - z) < margin || (z - (t - 1.0)) < margin {
+        return refuse(
+            "its log-odds fall too close to a step of the score's fixed point to round with \
+             certainty; give the threshold on the linear score instead",
+        );
+    }
+    Ok(t as i64)
+}
+
 /// [`FixedModel::new`] then [`FixedModel::score_reference`].
 pub fn score_reference(
     attrs: &[f64],
@@ -358,6 +445,65 @@ mod tests {
 
     const S16: f64 = 65536.0;
     const S32: f64 = 4294967296.0;
+
+    /// σ(s) in f64.
+    fn sigmoid(s: f64) -> f64 {
+        1.0 / (1.0 + (-s).exp())
+    }
+
+    #[test]
+    fn a_probability_threshold_is_the_logit_rounded_up() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(90);
+        let mut ps = vec![
+            0.5,
+            0.7,
+            0.3,
+            0.9,
+            0.1,
+            0.99,
+            0.01,
+            1e-9,
+            1.0 - 1e-9,
+            0.25,
+            0.75,
+        ];
+        ps.extend((0..2000).map(|_| rng.random_range(1e-6..1.0 - 1e-6)));
+        let mut refused = 0;
+        for p in ps {
+            let t = match logit_threshold(p) {
+                Ok(t) => t,
+                Err(FixedError::Probability { .. }) => {
+                    refused += 1;
+                    continue;
+                }
+                Err(e) => panic!("{p}: {e}"),
+            };
+            // The decision is the same at the two scores either side of the threshold: S = T approves,
+            // S = T − 1 declines. σ(s) ≥ p is checked as e^s·(1 − p) ≥ p, in odds: one step of the score
+            // changes e^s by a factor 1 + 2^-32, and the refusal margin keeps both scores at least 2^-48
+            // (relative) away, far above f64's error in this check (σ itself cannot resolve a step near 1).
+            let at = t as f64 / S32;
+            let below = (t - 1) as f64 / S32;
+            assert!(at.exp() * (1.0 - p) >= p, "{p}: T = {t} declines");
+            assert!(below.exp() * (1.0 - p) < p, "{p}: T - 1 approves");
+            if (0.01..0.99).contains(&p) {
+                assert!(sigmoid(at) >= p && sigmoid(below) < p, "{p}");
+            }
+            // And it survives the model's own encoding exactly.
+            assert_eq!(encode(at, SCORE_FRAC_BITS, || "t".into()).unwrap(), t);
+        }
+        assert!(refused <= 5, "{refused} of 2011 refused");
+        assert_eq!(logit_threshold(0.5), Ok(0));
+        // logit(0.7) = 0.8472978603872037: ceil(0.8472978603872037 · 2^32).
+        assert_eq!(logit_threshold(0.7), Ok(3_639_116_601));
+        assert_eq!(logit_threshold(0.3), Ok(-3_639_116_600));
+        for bad in [0.0, 1.0, -0.1, 1.5, f64::NAN, f64::INFINITY] {
+            assert!(matches!(
+                logit_threshold(bad),
+                Err(FixedError::Probability { .. })
+            ));
+        }
+    }
 
     #[test]
     fn encoding_rounds_half_away_from_zero() {

@@ -712,13 +712,13 @@ def _model_toml(model: Union[Dict[str, Any], str, "os.PathLike[str]"]) -> str:
     """A model (a dict like the model file, a path to a TOML model file, or its text) as TOML text."""
     if isinstance(model, dict):
         lines = []
-        for key in ("name", "bias", "threshold", "bands"):
+        for key in ("name", "bias", "threshold", "probability", "bands"):
             if key in model:
                 lines.append(f"{key} = {_toml_value(model[key])}")
-        unknown = set(model) - {"name", "bias", "threshold", "bands", "weights"}
+        unknown = set(model) - {"name", "bias", "threshold", "probability", "bands", "weights"}
         if unknown:
-            raise UsageError("usage", f"model: unknown keys {sorted(unknown)}; a model has name, bias, threshold, "
-                             "bands and weights")
+            raise UsageError("usage", f"model: unknown keys {sorted(unknown)}; a model has name, bias, threshold "
+                             "(or probability, for a logistic model), bands and weights")
         lines.append("[weights]")
         for attr, w in dict(model.get("weights", {})).items():
             lines.append(f"{_toml_value(str(attr))} = {_toml_value(w)}")
@@ -741,8 +741,10 @@ def _toml_value(v: Any) -> str:
 
 
 class Score:
-    """What a private scoring run gave this FI: ``outcome`` (``{"kind": "decision", "approve": True}``, ``{"kind": "band", "band": 3, "of": 4}``, ...)
-    ``bits`` revealed, ``attributes`` the model used, ``reveal``, ``request`` and ``run`` ids,
+    """What a private scoring run gave this FI: ``outcome`` (``{"kind": "decision", "approve": True}``, ``{"kind": "band", "band": 3, "of": 4}``,
+    ``{"kind": "decision_reasons", "approve": False, "reasons": ["rent_on_time_ratio_12m", ...]}``, ...),
+    ``reasons`` (for a decline with reasons: ``[{"attribute": ..., "reason": "rent paid late in the last 12
+    months"}, ...]``, worst first; empty otherwise), ``bits`` revealed, ``attributes`` the model used, ``reveal``, ``request`` and ``run`` ids,
     ``commitment`` (the model commitment the owner saw; its opening is kept in the FI home), ``bytes`` sent and
     received, ``cold`` (whether the run included the base OTs), ``millis`` and the verified ``receipt``."""
 
@@ -877,10 +879,13 @@ class Client:
     ) -> Score:
         """Score the owner privately (two-party computation): the model never leaves this process in the clear
         and the owner's attribute values never leave the owner's node; both learn only what ``reveal`` says:
-        ``"decision"`` (1 bit: the score reaches the threshold), ``"bands:K"`` (which of K bands), or ``"score"``.
+        ``"decision"`` (1 bit: the score reaches the threshold), ``"bands:K"`` (which of K bands),
+        ``"decision+reasons:K"`` (the decision and, on a decline, the K attributes that cost the most points,
+        worst first, in :attr:`Score.reasons`; the owner's policy must allow it), or ``"score"``.
 
         ``model`` is a dict like the model file (``{"bias": -2.5, "threshold": 0.25, "weights":
-        {"rent_on_time_ratio_12m": 2.0}}``), a path to a TOML model file, or its text. Waits up to ``wait``
+        {"rent_on_time_ratio_12m": 2.0}}``; a logistic model may give ``"probability": 0.7`` instead of
+        ``"threshold"``), a path to a TOML model file, or its text. Waits up to ``wait``
         seconds for the owner's decision; raises :class:`Pending` (with ``.request``) if the owner has not
         decided: run it later with ``score(model, request=ID)``. A denial or a limit raises :class:`Refused` or
         :class:`Limit`. ``max_runs_per_owner`` is this FI's own cap on runs against this owner per 30 days.

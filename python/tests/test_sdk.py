@@ -323,3 +323,19 @@ def test_private_scoring_decision_then_bands_approved_by_the_owner(node, fi, tmp
     assert waited.outcome["kind"] == "band" and waited.receipt.verify()
     with pytest.raises(duo.UsageError):
         fi.score(dict(MODEL, weights={"no_such_attribute": 1.0}), reason="x")
+
+
+def test_reasons_need_a_policy_rule_that_lists_them(fi):
+    # The sample policy has no rule listing "decision+reasons": the request is denied, naming why.
+    with pytest.raises(duo.DuoError) as e:
+        fi.score(MODEL, reason="adverse action notice", reveal="decision+reasons:2")
+    assert "reasons" in str(e.value)
+    with pytest.raises(duo.UsageError):
+        fi.score(MODEL, reason="x", reveal="decision+reasons:5")
+
+
+def test_a_logistic_model_may_give_a_probability():
+    logistic = {k: v for k, v in MODEL.items() if k != "threshold"}
+    logistic["probability"] = 0.7
+    text = duo._model_toml(logistic)
+    assert "probability = 0.7" in text and "threshold" not in text

@@ -241,17 +241,22 @@ fn bits_words(b: f64) -> String {
     }
 }
 
-/// What a run reveals, from the FI's side: `a yes/no decision (1 bit)`.
-pub fn reveal_words(r: Reveal) -> String {
+/// What a run over `n` attributes reveals, from the FI's side: `a yes/no decision (1 bit)`.
+pub fn reveal_words(r: Reveal, n: usize) -> String {
     match r {
         Reveal::Decision => {
             "a yes/no decision, whether the score reaches the threshold (1 bit)".into()
         }
         Reveal::Bands { k } => format!(
             "which of {k} score bands the score falls in ({})",
-            bits_words(r.bits())
+            bits_words(r.bits(n))
         ),
-        Reveal::Score => format!("the raw score ({})", bits_words(r.bits())),
+        Reveal::DecisionReasons { k } => format!(
+            "a yes/no decision and, on a decline, which {k} of the {n} attributes cost the most points, \
+             worst first (at most {})",
+            bits_words(r.bits(n))
+        ),
+        Reveal::Score => format!("the raw score ({})", bits_words(r.bits(n))),
     }
 }
 
@@ -307,8 +312,16 @@ pub fn score_report(r: &ScoreReport, fi: &str, opening: Option<&Path>) -> String
     let _ = writeln!(
         s,
         "  revealed:   {}, to {fi} (this FI) and to the owner; nothing else",
-        reveal_words(r.reveal)
+        reveal_words(r.reveal, r.attributes.len())
     );
+    for (i, reason) in r.outcome.reasons().iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  reason {}:   {} ({reason})",
+            i + 1,
+            duo_node::proto::scoring::reason_words(reason)
+        );
+    }
     let _ = writeln!(
         s,
         "  model:      its weights, bias and threshold never left this FI in the clear"
@@ -905,7 +918,7 @@ mod tests {
             attributes: vec!["rent_on_time_ratio_12m".into()],
             reveals: Reveal::Score.describe(),
             to_whom: "Acme and you".into(),
-            bits: Reveal::Score.bits(),
+            bits: Reveal::Score.bits(1),
             commitment: "cd".repeat(32),
             runs_used: 1,
             runs_max: 3,

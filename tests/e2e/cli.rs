@@ -292,10 +292,15 @@ fn fi_score_reveals_what_the_model_gives_and_the_owner_limits_runs() {
         })
         .collect();
     let weights: Vec<f64> = model.weights.values().copied().collect();
-    let reference = FixedModel::new(&bounds, &weights, model.bias, model.threshold)
-        .unwrap()
-        .score_reference(&attrs)
-        .unwrap();
+    let reference = FixedModel::new(
+        &bounds,
+        &weights,
+        model.bias,
+        model.linear_threshold().unwrap(),
+    )
+    .unwrap()
+    .score_reference(&attrs)
+    .unwrap();
     let thresholds: Vec<i64> = model
         .bands
         .iter()
@@ -581,4 +586,80 @@ fn invites_are_listed_cancelled_and_re_key_only_when_asked() {
     ok(&owner, &["owner", "log", "--verify"]);
     node.kill().unwrap();
     node.wait().unwrap();
+}
+
+/// `duo fi score --reveal decision+reasons:2` against an owner whose policy allows reasons: a model no one
+/// passes declines, the FI's output gives each reason in the catalogue's plain words, and the owner's log
+/// names the same attributes.
+#[test]
+fn fi_score_with_reasons_gives_plain_reasons_to_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = dir.path().join("owner-home");
+    let fi = dir.path().join("fi-home");
+    let policy = "default = \"ask\"\n\n[[rule]]\nname = \"adverse-action\"\nbackend = [\"2pc\"]\n\
+                  reveal = [\"decision+reasons\"]\naction = \"approve\"\n";
+    duo_testkit::sample_owner(
+        &owner,
+        policy,
+        duo_testkit::owner::TEST_SEED,
+        duo::engine::sample::Profile::Reliable,
+    )
+    .unwrap();
+    let (mut node, url) = serve(&owner);
+    let code = json(&ok(
+        &owner,
+        &["owner", "invite", "--fi", "Acme Bank", "--json"],
+    ))["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&fi, &["fi", "pair", &url, &code]);
+    let model = dir.path().join("decline.toml");
+    std::fs::write(
+        &model,
+        "bias = 0.0\nprobability = 0.999\n[weights]\nrent_on_time_ratio_12m = 1.0\n\
+         nsf_overdraft_count_90d = -0.5\nutility_on_time_ratio_12m = 1.0\n",
+    )
+    .unwrap();
+    let out = ok(
+        &fi,
+        &[
+            "fi",
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--reveal",
+            "decision+reasons:2",
+            "--reason",
+            "adverse action notice",
+        ],
+    );
+    assert!(out.contains("decline"), "{out}");
+    let reasons: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("reason "))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{out}");
+    let named: Vec<&str> = reasons
+        .iter()
+        .map(|l| {
+            let e = duo::engine::catalogue::entries()
+                .iter()
+                .find(|e| l.ends_with(&format!("({})", e.name)))
+                .unwrap_or_else(|| panic!("no attribute named in {l:?}"));
+            assert!(l.contains(&e.reason()), "{l}");
+            e.name
+        })
+        .collect();
+    assert_ne!(named[0], named[1]);
+    let log = ok(&owner, &["owner", "log"]);
+    let finished = log
+        .lines()
+        .find(|l| l.contains("finished: decline"))
+        .unwrap_or_else(|| panic!("{log}"));
+    for a in &named {
+        assert!(finished.contains(a), "{finished}");
+    }
+    let _ = node.kill();
+    let _ = node.wait();
 }

@@ -633,3 +633,154 @@ async fn the_cash_flow_and_subscription_attributes_score_privately() {
     assert_eq!(above.outcome, ScoreOutcome::Decision { approve: false });
     node.shutdown().await;
 }
+
+/// The owner's policy for the reasons test: plaintext catalogue releases (for the reference values) and
+/// decisions with reasons approved, up to 20 bits in the window.
+const REASONS_POLICY: &str = r#"
+default = "ask"
+
+[scoring]
+max_runs = 5
+window_days = 30
+max_bits = 20
+
+[[rule]]
+name = "catalogue"
+catalogue = ["*"]
+backend = ["plaintext"]
+action = "approve"
+
+[[rule]]
+name = "adverse-action"
+backend = ["2pc"]
+reveal = ["decision+reasons"]
+action = "approve"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_names_its_reasons_to_both_sides_and_an_approval_none() {
+    let owner = owner_with_sample(REASONS_POLICY);
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, "lender").await;
+    let mut c = fi.connect().await;
+    let reveal = Reveal::DecisionReasons { k: 2 };
+    // A threshold no applicant reaches: a decline, whose reasons are the two attributes furthest below their
+    // best contribution on the owner's values (the plaintext reference on the fixed-point values).
+    let declined = test_model(-1.0, 1000.0, &[]);
+    let values = owner_values(&mut c, &declined).await;
+    let fim = declined.encode(reveal).unwrap();
+    let x = fim.model().encode_attributes(&values).unwrap();
+    let shortfalls = duo_protocols::fixed::shortfalls(fim.model(), &x);
+    let attributes = declined.attributes();
+    let want: Vec<String> = duo_protocols::fixed::worst_reasons(&shortfalls, 2)
+        .into_iter()
+        .map(|i| attributes[i].clone())
+        .collect();
+    let r = c
+        .score(
+            &declined,
+            reveal,
+            "adverse action notice",
+            Duration::from_secs(5),
+            &mut quiet(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.outcome,
+        ScoreOutcome::DecisionReasons {
+            approve: false,
+            reasons: want.clone()
+        }
+    );
+    // 2 of 3 attributes: 6 orders, 3 bits, and the decision.
+    assert_eq!(r.bits, 4.0);
+    // The FI's report gives each reason in plain words from the catalogue.
+    let phrases: Vec<(String, String)> = r
+        .reasons
+        .iter()
+        .map(|x| (x.attribute.clone(), x.reason.clone()))
+        .collect();
+    let catalogue: Vec<(String, String)> = want
+        .iter()
+        .map(|a| {
+            let e = duo::engine::catalogue::entry(a).unwrap();
+            (a.clone(), e.reason())
+        })
+        .collect();
+    assert_eq!(phrases, catalogue);
+    // The receipt signs the reasons.
+    let answer: duo::engine::Answer = serde_json::from_str(&r.receipt.answer).unwrap();
+    assert_eq!(
+        answer,
+        duo::engine::Answer::Vector {
+            labels: vec!["decision".into(), "reason 1".into(), "reason 2".into()],
+            values: vec![
+                Value::Bool(false),
+                Value::Str(want[0].clone()),
+                Value::Str(want[1].clone())
+            ],
+        }
+    );
+    // The owner's log names them too.
+    let o = owner.store();
+    let entries = o.store().log_entries(0, 100_000).unwrap();
+    let end = entries
+        .iter()
+        .rev()
+        .find(|e| e.kind == "scoring-end")
+        .expect("the run's end is logged");
+    let body: serde_json::Value = serde_json::from_str(&end.body).unwrap();
+    assert_eq!(
+        body["outcome"],
+        serde_json::json!({ "kind": "decision_reasons", "approve": false, "reasons": want })
+    );
+
+    // A threshold every applicant reaches: an approval, which names no reason anywhere.
+    let approved = test_model(-1.0, -1000.0, &[]);
+    let r = c
+        .score(
+            &approved,
+            reveal,
+            "adverse action notice",
+            Duration::from_secs(5),
+            &mut quiet(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.outcome,
+        ScoreOutcome::DecisionReasons {
+            approve: true,
+            reasons: vec![]
+        }
+    );
+    assert!(r.reasons.is_empty());
+    let answer: duo::engine::Answer = serde_json::from_str(&r.receipt.answer).unwrap();
+    assert_eq!(
+        answer,
+        duo::engine::Answer::Vector {
+            labels: vec!["decision".into()],
+            values: vec![Value::Bool(true)],
+        }
+    );
+    c.close().await;
+    node.shutdown().await;
+
+    // An owner whose policy allows decisions only refuses reasons.
+    let (_owner, node, _fi, mut c) = scoring_node("bank3").await;
+    let e = score_err(
+        &mut c,
+        &declined,
+        reveal,
+        "adverse action notice",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(
+        e.contains("no rule of the owner's policy allows releasing them"),
+        "{e}"
+    );
+    c.close().await;
+    node.shutdown().await;
+}

@@ -108,6 +108,10 @@ pub struct ScoreReport {
     pub reveal: Reveal,
     /// The outcome.
     pub outcome: ScoreOutcome,
+    /// The reasons of a decline with reasons, worst first, each with its plain-language phrase from the
+    /// catalogue (empty otherwise).
+    #[serde(default)]
+    pub reasons: Vec<ScoreReason>,
     /// Bits revealed.
     pub bits: f64,
     /// The model commitment shown to the owner (when this call made the request).
@@ -120,6 +124,29 @@ pub struct ScoreReport {
     pub millis: f64,
     /// The node's signed receipt.
     pub receipt: Receipt,
+}
+
+/// One reason of a decline: the attribute and what it means for the applicant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoreReason {
+    /// The catalogue attribute.
+    pub attribute: String,
+    /// The catalogue's plain-language reason ("rent paid late in the last 12 months").
+    pub reason: String,
+}
+
+impl ScoreReason {
+    /// The reasons of an outcome, in order, with their phrases.
+    pub fn of(outcome: &ScoreOutcome) -> Vec<ScoreReason> {
+        outcome
+            .reasons()
+            .iter()
+            .map(|a| ScoreReason {
+                attribute: a.clone(),
+                reason: crate::proto::scoring::reason_words(a),
+            })
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -726,15 +753,17 @@ impl Client {
         };
         self.warm = Some(ot);
         progress("waiting for the owner's receipt");
-        let mine = ScoreOutcome::from_run(outcome, start.reveal);
-        let done = self.check_score_done(id, request, mine).await?;
+        let mine = ScoreOutcome::from_run(outcome, start.reveal, &start.attributes);
+        let done = self.check_score_done(id, request, mine.clone()).await?;
+        let bits = start.reveal.bits(start.attributes.len());
         Ok(ScoreReport {
             request,
             run: start.run,
             attributes: start.attributes,
             reveal: start.reveal,
+            reasons: ScoreReason::of(&mine),
             outcome: mine,
-            bits: start.reveal.bits(),
+            bits,
             bytes,
             cold,
             millis: began.elapsed().as_secs_f64() * 1e3,

@@ -9,7 +9,7 @@ pub mod portfolio;
 pub mod run;
 
 pub use client::{
-    key_fingerprint, pair, pairing_conflict, Client, Pointer, ScoreLimit, ScoreReport,
+    key_fingerprint, pair, pairing_conflict, Client, Pointer, ScoreLimit, ScoreReason, ScoreReport,
 };
 pub use home::{
     fi_dir, AskedScoring, FiHome, PairingRecord, ReceiptEntry, ScoreAbortRecord, ScoreRunRecord,

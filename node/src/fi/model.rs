@@ -10,6 +10,12 @@
 //! rent_on_time_ratio_12m = 2.0
 //! nsf_overdraft_count_90d = -0.25
 //! ```
+//!
+//! A logistic model (the score is the log-odds) may state its threshold as a probability instead:
+//! `probability = 0.7` in place of `threshold` approves when `1 / (1 + e^-score) ≥ 0.7`. It is converted to
+//! the linear-score threshold `logit(p) = ln(p / (1 - p))`, rounded up to the score's fixed point, which
+//! gives the same decision for every score ([`duo_protocols::fixed::logit_threshold`]). The commitment
+//! covers the file as written (the probability, not the converted threshold).
 
 use crate::error::Error;
 use crate::proto::digest::hex;
@@ -32,8 +38,12 @@ pub struct ModelFile {
     pub weights: BTreeMap<String, f64>,
     /// Added to the weighted sum.
     pub bias: f64,
-    /// The decision is "the score reaches this".
-    pub threshold: f64,
+    /// The decision is "the score reaches this". Exactly one of `threshold` and `probability` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// For a logistic model: the decision is "`1 / (1 + e^-score)` reaches this", strictly between 0 and 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
     /// Band thresholds, ascending (for a banded reveal).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bands: Vec<f64>,
@@ -105,19 +115,52 @@ impl ModelFile {
                 )));
             }
         }
-        for (what, v) in [("bias", m.bias), ("threshold", m.threshold)] {
+        let threshold = match (m.threshold, m.probability) {
+            (Some(t), None) => t,
+            // Checked (and converted) by `linear_threshold`.
+            (None, Some(_)) => 0.0,
+            (Some(_), Some(_)) => {
+                return Err(Error::Refused(
+                    "model file: give either threshold or probability, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(Error::Refused(
+                    "model file: missing threshold (or probability, for a logistic model)".into(),
+                ))
+            }
+        };
+        for (what, v) in [("bias", m.bias), ("threshold", threshold)] {
             if !v.is_finite() {
                 return Err(Error::Refused(format!(
                     "model file: {what} is not a finite number"
                 )));
             }
         }
+        m.linear_threshold()?;
         if m.bands.iter().any(|b| !b.is_finite()) || m.bands.windows(2).any(|w| w[0] >= w[1]) {
             return Err(Error::Refused(
                 "model file: bands must be finite and strictly ascending".into(),
             ));
         }
         Ok(m)
+    }
+
+    /// The threshold on the linear score: `threshold`, or for `probability = p` the exact equivalent
+    /// `ceil(logit(p) · 2^32) / 2^32` (see the module docs).
+    pub fn linear_threshold(&self) -> Result<f64, Error> {
+        match (self.threshold, self.probability) {
+            (Some(t), None) => Ok(t),
+            (None, Some(p)) => {
+                let t = duo_protocols::fixed::logit_threshold(p)
+                    .map_err(|e| Error::Refused(format!("model file: {e}")))?;
+                // Exact: |t| < 2^53.
+                Ok(t as f64 / (2f64).powi(duo_protocols::fixed::SCORE_FRAC_BITS as i32))
+            }
+            _ => Err(Error::Refused(
+                "model file: give exactly one of threshold and probability".into(),
+            )),
+        }
     }
 
     /// The attributes, in the model's (sorted) order.
@@ -188,7 +231,7 @@ impl ModelFile {
             .map(|e| Bounds::new(e.bounds.lo, e.bounds.hi))
             .collect();
         let weights: Vec<f64> = self.weights.values().copied().collect();
-        let fixed = FixedModel::new(&bounds, &weights, self.bias, self.threshold)
+        let fixed = FixedModel::new(&bounds, &weights, self.bias, self.linear_threshold()?)
             .map_err(|e| Error::Refused(format!("model refused: {e}")))?;
         let bands: &[f64] = match reveal {
             Reveal::Bands { k } => {
@@ -238,11 +281,55 @@ nsf_overdraft_count_90d = -0.25
         assert_ne!(c, m.commitment(&[8u8; 32]));
         let mut other = m.clone();
         other.bias = -0.5;
+        assert_eq!(m.linear_threshold().unwrap(), 0.25);
         assert_ne!(c, other.commitment(&salt));
         assert!(m.encode(Reveal::Decision).is_ok());
         assert!(m.encode(Reveal::Bands { k: 3 }).is_ok());
         let e = m.encode(Reveal::Bands { k: 4 }).unwrap_err().to_string();
         assert!(e.contains("needs 3 band thresholds"), "{e}");
+    }
+
+    #[test]
+    fn a_probability_threshold_gives_the_same_decisions_as_its_logit() {
+        let text = "bias = -1.0\nprobability = 0.7\n[weights]\nrent_on_time_ratio_12m = 3.0\n";
+        let m = ModelFile::parse(text).unwrap();
+        assert!(m.canonical_json().contains(r#""probability":0.7"#));
+        assert!(!m.canonical_json().contains("threshold"));
+        let t = m.linear_threshold().unwrap();
+        assert_eq!(
+            (t * 4294967296.0) as i64,
+            duo_protocols::fixed::logit_threshold(0.7).unwrap()
+        );
+        let fi = m.encode(Reveal::Decision).unwrap();
+        // Over a fine grid of attribute values, the encoded model's decision is the logistic decision
+        // σ(score) ≥ 0.7 computed from the fixed-point score.
+        let sigmoid = |s: f64| 1.0 / (1.0 + (-s).exp());
+        let mut both = [0, 0];
+        for i in 0..=20_000 {
+            let x = i as f64 / 20_000.0;
+            let r = fi.model().score_reference(&[x]).unwrap();
+            let score = duo_protocols::fixed::decode_score(r.score);
+            assert_eq!(r.decision, sigmoid(score) >= 0.7, "x = {x}, score {score}");
+            both[r.decision as usize] += 1;
+        }
+        assert!(both[0] > 0 && both[1] > 0);
+        for (text, want) in [
+            (
+                "bias = 0.0\nprobability = 1.0\n[weights]\nrent_on_time_ratio_12m = 1.0\n",
+                "strictly between 0 and 1",
+            ),
+            (
+                "bias = 0.0\nthreshold = 0.1\nprobability = 0.5\n[weights]\nrent_on_time_ratio_12m = 1.0\n",
+                "not both",
+            ),
+            (
+                "bias = 0.0\n[weights]\nrent_on_time_ratio_12m = 1.0\n",
+                "missing threshold",
+            ),
+        ] {
+            let e = ModelFile::parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
     }
 
     #[test]

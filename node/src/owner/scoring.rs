@@ -53,7 +53,7 @@ pub(crate) fn scoring_checked(owner: &Owner, spec: &ScoringSpec) -> Result<Check
     m.catalogue_only = m.catalogue.len() == 1;
     m.ty = duo_engine::Type::Scalar {
         dtype: match spec.reveal {
-            Reveal::Decision => duo_engine::DataType::Bool,
+            Reveal::Decision | Reveal::DecisionReasons { .. } => duo_engine::DataType::Bool,
             Reveal::Bands { .. } => duo_engine::DataType::I64,
             Reveal::Score => duo_engine::DataType::F64,
         },
@@ -88,7 +88,7 @@ pub(crate) fn scoring_view(
         attributes: spec.attributes.clone(),
         reveals: spec.reveal.describe(),
         to_whom: format!("{principal} and you (the FI's model stays with the FI)"),
-        bits: spec.reveal.bits(),
+        bits: spec.reveal.bits(spec.attributes.len()),
         commitment: spec.commitment.clone(),
         runs_used: used.runs,
         runs_max: limits.max_runs,
@@ -136,6 +136,7 @@ impl Owner {
             scoring: Some(ScoringFacts {
                 reveal: spec.reveal,
                 used,
+                attributes: spec.attributes.len(),
             }),
             ..RequestFacts::new(principal, duo_policies::Backend::TwoPc, checked, &tags)
         };
@@ -155,7 +156,7 @@ impl Owner {
         }
         Ok(policy
             .scoring_limits()
-            .check(&used, spec.reveal)
+            .check(&used, spec.reveal, spec.attributes.len())
             .err()
             .map(|e| ("scoring-limit".to_string(), e.to_string())))
     }
@@ -248,7 +249,7 @@ impl Owner {
             return Err(already_ran(request, run));
         }
         let used = tx.scoring_use(principal, window_start(&limits))?;
-        if let Err(e) = limits.check(&used, spec.reveal) {
+        if let Err(e) = limits.check(&used, spec.reveal, spec.attributes.len()) {
             tx.append_log(
                 "scoring-refused",
                 Some(principal),
@@ -257,13 +258,14 @@ impl Owner {
             tx.commit()?;
             return Err(Error::Limit(e.to_string()));
         }
-        let run = tx.start_run(request, principal, spec.reveal.millibits())?;
+        let n = spec.attributes.len();
+        let run = tx.start_run(request, principal, spec.reveal.millibits(n))?;
         tx.append_log(
             "scoring-start",
             Some(principal),
             &serde_json::json!({
                 "request": request, "run": run, "attributes": spec.attributes,
-                "reveal": spec.reveal, "bits": spec.reveal.bits(), "commitment": spec.commitment,
+                "reveal": spec.reveal, "bits": spec.reveal.bits(n), "commitment": spec.commitment,
                 "runs_in_window": used.runs + 1, "max_runs": limits.max_runs,
             }),
         )?;
@@ -541,14 +543,17 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
             *warm = Some(done.ot);
             last_bytes = done.bytes;
             Ok((
-                ScoreOutcome::from_run(done.outcome, spec.reveal),
+                ScoreOutcome::from_run(done.outcome, spec.reveal, &spec.attributes),
                 done.release,
             ))
         }
         Err(e) => Err(e),
     };
     let millis = began.elapsed().as_secs_f64() * 1e3;
-    let recorded = result.as_ref().map(|(o, _)| *o).map_err(|e| e.to_string());
+    let recorded = result
+        .as_ref()
+        .map(|(o, _)| o.clone())
+        .map_err(|e| e.to_string());
     let who = principal.to_string();
     let total = last_bytes.sent + last_bytes.received;
     let receipt = super::service::blocking(owner, move |o| {
@@ -569,7 +574,7 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
                 request,
                 run,
                 outcome,
-                bits: spec.reveal.bits(),
+                bits: spec.reveal.bits(spec.attributes.len()),
                 receipt,
             }))
         }

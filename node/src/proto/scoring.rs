@@ -10,7 +10,10 @@
 //! owner chooses the decoding bits of the FI's output). Against such a node the FI's model is protected to about
 //! one bit per owner output wire per run, because the FI returns only output labels the owner committed to
 //! (see [`duo_protocols::score`]). And since the FI chooses the model, a decision can be any bit of any
-//! requested attribute, and a raw score can return every requested attribute exactly in one run.
+//! requested attribute, and a raw score can return every requested attribute exactly in one run. With
+//! reasons the FI checks that what it decodes is something the circuit can output (an approval without
+//! reasons, or a decline naming distinct attributes of the run), and aborts otherwise; a modified owner can
+//! still make it decode other well-formed reasons.
 
 use crate::error::Error;
 use crate::proto::digest::FieldHasher;
@@ -68,11 +71,24 @@ impl ScoringSpec {
         }
         if !self.reveal.is_valid() {
             return Err(Error::Refused(format!(
-                "cannot reveal {}: bands must number {} to {}",
+                "cannot reveal {}: bands must number {} to {}, reasons 1 to {}",
                 self.reveal,
                 Reveal::MIN_BANDS,
-                Reveal::MAX_BANDS
+                Reveal::MAX_BANDS,
+                Reveal::MAX_REASONS
             )));
+        }
+        if let Reveal::DecisionReasons { k } = self.reveal {
+            let n = self.attributes.len();
+            if k as usize > n || n > duo_protocols::score::MAX_REASON_ATTRIBUTES {
+                return Err(Error::Refused(format!(
+                    "cannot reveal {} of a model with {n} attributes: a decline names at most as many \
+                     reasons as the model has attributes, and a run with reasons scores at most {} \
+                     attributes",
+                    self.reveal,
+                    duo_protocols::score::MAX_REASON_ATTRIBUTES
+                )));
+            }
         }
         if self.commitment.len() != 64 || !self.commitment.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Error::Refused(
@@ -120,7 +136,7 @@ pub struct ScoreStart {
 }
 
 /// The output of a run, as both sides learn it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ScoreOutcome {
@@ -141,12 +157,29 @@ pub enum ScoreOutcome {
         /// The score in model units.
         value: f64,
     },
+    /// The decision and, on a decline, the attributes that cost the applicant most.
+    DecisionReasons {
+        /// `true`: the score reaches the threshold.
+        approve: bool,
+        /// On a decline, the catalogue attributes whose contributions fell furthest below their best within
+        /// the public bounds, worst first; empty on an approval.
+        reasons: Vec<String>,
+    },
 }
 
 impl ScoreOutcome {
-    /// The outcome of a protocol run, in the node's terms.
-    pub fn from_run(o: Outcome, reveal: Reveal) -> ScoreOutcome {
+    /// The outcome of a protocol run over `attributes` (in the model's order), in the node's terms.
+    pub fn from_run(o: Outcome, reveal: Reveal, attributes: &[String]) -> ScoreOutcome {
         match o {
+            Outcome::DecisionReasons { approve, reasons } => ScoreOutcome::DecisionReasons {
+                approve,
+                // The protocol checked each index against the run's attribute count.
+                reasons: reasons
+                    .indices()
+                    .iter()
+                    .filter_map(|&i| attributes.get(usize::from(i)).cloned())
+                    .collect(),
+            },
             Outcome::Decision(approve) => ScoreOutcome::Decision { approve },
             Outcome::Band(band) => ScoreOutcome::Band {
                 band,
@@ -161,14 +194,32 @@ impl ScoreOutcome {
         }
     }
 
-    /// As an answer (what the receipt signs).
+    /// As an answer (what the receipt signs). A decision with reasons is a vector: `decision`, then
+    /// `reason 1`, `reason 2`, ... naming the attributes (only the decision on an approval).
     pub fn answer(&self) -> Answer {
-        let value = match *self {
-            ScoreOutcome::Decision { approve } => Value::Bool(approve),
-            ScoreOutcome::Band { band, .. } => Value::Int(band as i64),
-            ScoreOutcome::Score { value } => Value::Float(value),
+        let value = match self {
+            ScoreOutcome::Decision { approve } => Value::Bool(*approve),
+            ScoreOutcome::Band { band, .. } => Value::Int(*band as i64),
+            ScoreOutcome::Score { value } => Value::Float(*value),
+            ScoreOutcome::DecisionReasons { approve, reasons } => {
+                let mut labels = vec!["decision".to_owned()];
+                let mut values = vec![Value::Bool(*approve)];
+                for (i, r) in reasons.iter().enumerate() {
+                    labels.push(format!("reason {}", i + 1));
+                    values.push(Value::Str(r.clone()));
+                }
+                return Answer::Vector { labels, values };
+            }
         };
         Answer::Scalar { value }
+    }
+
+    /// The reasons of a decline with reasons (empty otherwise).
+    pub fn reasons(&self) -> &[String] {
+        match self {
+            ScoreOutcome::DecisionReasons { reasons, .. } => reasons,
+            _ => &[],
+        }
     }
 }
 
@@ -183,8 +234,29 @@ impl std::fmt::Display for ScoreOutcome {
             }
             ScoreOutcome::Band { band, of } => write!(f, "band {band} of {of} (0 is lowest)"),
             ScoreOutcome::Score { value } => write!(f, "score {value}"),
+            ScoreOutcome::DecisionReasons { approve: true, .. } => {
+                f.write_str("approve (score reaches the threshold; no reasons)")
+            }
+            ScoreOutcome::DecisionReasons {
+                approve: false,
+                reasons,
+            } => write!(
+                f,
+                "decline (score below the threshold); reasons, worst first: {}",
+                reasons
+                    .iter()
+                    .map(|r| format!("{} ({r})", reason_words(r)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
         }
     }
+}
+
+/// A catalogue attribute named as a reason, in plain words ([`catalogue::CatalogueEntry::reason`]); the name
+/// itself for an attribute the catalogue does not know.
+pub fn reason_words(attribute: &str) -> String {
+    catalogue::entry(attribute).map_or_else(|| attribute.to_owned(), |e| e.reason())
 }
 
 /// The owner's report of a finished run: [`crate::proto::ServerMsg::ScoreDone`].

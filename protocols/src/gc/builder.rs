@@ -426,6 +426,90 @@ pub fn decision_circuit() -> Circuit {
     b.build().expect("the decision circuit is well formed")
 }
 
+/// Bits of one reason index for `n` attributes: the bit length of `n`, so that the all-ones word (the
+/// sentinel of an approval) is never an attribute index `0..n`.
+pub fn reason_index_bits(n: usize) -> usize {
+    (usize::BITS - n.leading_zeros()).max(1) as usize
+}
+
+/// The 2PC decision-with-reasons circuit for `n` attributes and `k ≤ n` reasons.
+///
+/// Inputs, 64-bit words LSB first: the garbler (owner) inputs its share `a` of the decision sum, then its
+/// share `a_i` of each attribute's contribution `w_i x_i`; the evaluator (FI) inputs its share `b` of the
+/// decision sum (with `bias − threshold` folded in), then `d_i = best_i − b_i` for each attribute, where
+/// `b_i` is its share of the contribution and `best_i = max(w_i lo_i, w_i hi_i)` the best contribution
+/// within the attribute's public bounds. In the circuit the shortfall of attribute `i` is
+/// `s_i = d_i − a_i = best_i − w_i x_i` (non-negative for an honest FI) and the decision is
+/// `a + b ≥ 0` (signed), as in [`decision_circuit`].
+///
+/// Outputs, to both parties: the decision bit, then `k` indices of [`reason_index_bits`]`(n)` bits each:
+/// the attributes with the largest shortfalls, largest first, ties to the lower index (round `r` scans
+/// the attributes not yet chosen in index order and keeps the first strictly larger shortfall, comparing
+/// the shortfalls as unsigned integers). On an approval every index bit is ORed with the decision, so each
+/// index reads all ones: the reasons wires then carry nothing but the decision. Whatever the FI inputs,
+/// a decline names `k` distinct attributes (a chosen attribute drops out of later rounds by a flag above
+/// the shortfall's top bit).
+///
+/// About `k·n·(2·65 + 2·B) + 63·n` AND gates for `B`-bit indices (about 20 000 for 32 attributes and 4
+/// reasons).
+///
+/// # Panics
+/// If `k` is 0 or above `n`.
+pub fn reasons_circuit(n: usize, k: usize) -> Circuit {
+    assert!(k >= 1 && k <= n, "reasons_circuit: need 1 <= k <= n");
+    let idx_bits = reason_index_bits(n);
+    let mut b = CircuitBuilder::new();
+    let owner_sum = b.garbler_inputs(64);
+    let owner_terms: Vec<Vec<Bit>> = (0..n).map(|_| b.garbler_inputs(64)).collect();
+    let fi_sum = b.evaluator_inputs(64);
+    let fi_terms: Vec<Vec<Bit>> = (0..n).map(|_| b.evaluator_inputs(64)).collect();
+    let sign = b.sign_of_sum(&owner_sum, &fi_sum);
+    let approve = b.not(sign);
+    // Each value: the shortfall (64 bits) and above it the flag "not chosen yet" (bit 64).
+    let mut values: Vec<Vec<Bit>> = fi_terms
+        .iter()
+        .zip(&owner_terms)
+        .map(|(d, a)| {
+            let mut v = b.sub(d, a);
+            v.push(Bit::ONE);
+            v
+        })
+        .collect();
+    let mut chosen = Vec::with_capacity(k);
+    for round in 0..k {
+        let mut best = values[0].clone();
+        let mut best_index = b.constant(0, idx_bits);
+        for (i, candidate) in values.iter().enumerate().skip(1) {
+            let keep = b.ge_unsigned(&best, candidate);
+            let take = b.not(keep);
+            if i + 1 < n {
+                best = b.mux_word(take, &best, candidate);
+            }
+            let index = b.constant(i as u64, idx_bits);
+            best_index = b.mux_word(take, &best_index, &index);
+        }
+        if round + 1 < k {
+            for (i, v) in values.iter_mut().enumerate() {
+                let index = b.constant(i as u64, idx_bits);
+                let hit = b.eq(&best_index, &index);
+                let miss = b.not(hit);
+                v[64] = b.and(v[64], miss);
+            }
+        }
+        chosen.push(best_index);
+    }
+    b.garbler_output(approve);
+    b.evaluator_output(approve);
+    for index in chosen {
+        for bit in index {
+            let out = b.or(bit, approve);
+            b.garbler_output(out);
+            b.evaluator_output(out);
+        }
+    }
+    b.build().expect("the reasons circuit is well formed")
+}
+
 /// The band thresholds of a [`bands_circuit`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Thresholds {

@@ -11,9 +11,20 @@
 //! |--------------------|------------------------------------------|---------------|
 //! | [`Reveal::Decision`] | `Σ w_i x_i + bias ≥ threshold`          | 1             |
 //! | [`Reveal::Bands`]    | how many of the FI's `k − 1` band thresholds the score reaches | `log2 k` |
+//! | [`Reveal::DecisionReasons`] | the decision and, on a decline, the `k` attributes furthest below their best contribution | `ceil(log2(n!/(n−k)!)) + 1` |
 //! | [`Reveal::Score`]    | the score itself (scale `2^32`)         | 64            |
 //!
 //! The result is bit-exact with [`FixedModel::score_reference`] and [`ideal`]: nothing is truncated.
+//!
+//! # Reasons
+//!
+//! With [`Reveal::DecisionReasons`] the Gilboa shares are kept per attribute (step 1 gives them for free:
+//! the `64` OTs of attribute `i` sum to shares of `w_i x_i`), and the circuit ([`reasons_circuit`]) ranks
+//! the attributes by their shortfall `best_i − w_i x_i`, where `best_i = max(w_i lo_i, w_i hi_i)` is the
+//! best contribution within the public bounds ("points below maximum"). `best_i` depends on the sign of
+//! the FI's weight, so the FI computes it and folds it into its input (`best_i − its share`); the owner
+//! never sees it. On an approval the reason wires are all ones whatever the ranking. Ties go to the lower
+//! attribute index. The plaintext definition is [`fixed::shortfalls`] and [`fixed::worst_reasons`].
 //!
 //! # Construction
 //!
@@ -84,10 +95,11 @@
 //!   aborted: selective failure). An abort after the FI's inputs entered the circuit
 //!   ([`Error::AfterFiInputs`]) is the owner's doing; the FI should not score that owner again without its
 //!   operator's decision (the node keeps such a flag). A decision gives the owner one output wire; a raw score
-//!   gives it 64.
+//!   gives it 64; a decision with `k` reasons of `n` attributes `1 + k·⌈log2(n+1)⌉`.
 //! - **What the protocol does not give the FI.** No guarantee that its output is correct against a modified
 //!   owner: the owner chooses the decoding bits of the FI's outputs (and could garble another circuit), so the
-//!   FI decodes whatever the owner wants, and the run ends normally. And since the FI picks the model, a
+//!   FI decodes whatever the owner wants, and the run ends normally. For reasons the FI refuses what the
+//!   circuit cannot output ([`PeerMisbehaved::MalformedReasons`]), but any well-formed outcome passes. And since the FI picks the model, a
 //!   decision can be any one bit of any requested attribute (a model that weights one attribute, with the
 //!   threshold at the bit's place), and a raw score can return every requested attribute exactly in one run
 //!   (weights at powers of two far enough apart): the owner approves the reveal, not the model.
@@ -102,7 +114,7 @@ mod reveal;
 mod tests;
 
 pub use msgs::{Tag, MAX_ATTRIBUTES, MAX_BAND_THRESHOLDS};
-pub use reveal::{bits_text, Reveal, RevealParseError};
+pub use reveal::{bits_text, ordered_choices, Reveal, RevealParseError};
 
 use crate::block::Block;
 use crate::channel::{Channel, ChannelError};
@@ -120,7 +132,11 @@ use rand::{CryptoRng, RngCore};
 use std::fmt;
 use zeroize::Zeroize;
 
-pub use crate::gc::builder::{bands_circuit, decision_circuit};
+pub use crate::gc::builder::{bands_circuit, decision_circuit, reason_index_bits, reasons_circuit};
+
+/// Most attributes a run with reasons may score: the ranking costs about `140·k·n` AND gates, so this bounds
+/// the garbled circuit to a few megabytes.
+pub const MAX_REASON_ATTRIBUTES: usize = 256;
 
 /// Bits of each weight the FI inputs: the whole ring, so any model the headroom check accepts fits.
 pub const WEIGHT_BITS: usize = 64;
@@ -150,8 +166,9 @@ pub struct Params {
 }
 
 impl Params {
-    /// Checks the parameters: `1..=MAX_ATTRIBUTES` attributes with ordered finite bounds, and at most
-    /// [`MAX_BAND_THRESHOLDS`] band thresholds.
+    /// Checks the parameters: `1..=MAX_ATTRIBUTES` attributes with ordered finite bounds, at most
+    /// [`MAX_BAND_THRESHOLDS`] band thresholds, and for reasons `1..=4` reasons of at least as many and at
+    /// most [`MAX_REASON_ATTRIBUTES`] attributes.
     pub fn validate(&self) -> Result<(), Error> {
         let n = self.bounds.len();
         if n == 0 || n > MAX_ATTRIBUTES {
@@ -166,6 +183,11 @@ impl Params {
                 }));
             }
         }
+        if let Reveal::DecisionReasons { k } = self.reveal {
+            if !self.reveal.is_valid() || k as usize > n || n > MAX_REASON_ATTRIBUTES {
+                return Err(ApiMisuse::ReasonCount { k, n }.into());
+            }
+        }
         if !self.reveal.is_valid() {
             return Err(ApiMisuse::BandCount {
                 got: self.reveal.thresholds(),
@@ -173,6 +195,11 @@ impl Params {
             .into());
         }
         Ok(())
+    }
+
+    /// The circuit of this run ([`Reveal::circuit`] for this run's attribute count).
+    pub fn circuit(&self) -> Circuit {
+        self.reveal.circuit(self.n())
     }
 
     /// Number of attributes.
@@ -186,15 +213,35 @@ impl Params {
     }
 
     fn fi_inputs(&self) -> usize {
-        // The FI's share, then its band thresholds (none unless the reveal is bands).
-        64 * (1 + self.reveal.thresholds())
+        // The FI's share, then its band thresholds (none unless the reveal is bands) or, for reasons, one
+        // word per attribute.
+        64 * (1 + self.reveal.thresholds() + self.per_attribute_words())
+    }
+
+    /// Words of 64 bits each side inputs per attribute besides its share: one for reasons, else none.
+    fn per_attribute_words(&self) -> usize {
+        match self.reveal {
+            Reveal::DecisionReasons { .. } => self.n(),
+            _ => 0,
+        }
     }
 
     /// The largest message either side may receive in a run with these parameters, in bytes (for the
     /// transport's reassembly limit).
     pub fn max_message_bytes(&self) -> usize {
         let rows = kos::padded_rows(self.ots());
-        (16 * rows).max(8 * WEIGHT_BITS * self.n()) + 1 + 64 * 1024
+        let ot = (16 * rows).max(8 * WEIGHT_BITS * self.n());
+        // The garbled circuit: 16 bytes per garbler input label, 64 per owner output wire, 32 per AND.
+        let garbled = match self.reveal {
+            Reveal::DecisionReasons { k } => {
+                let (n, k) = (self.n(), k as usize);
+                let b = reason_index_bits(n);
+                let ands = 64 + 64 * n + k * (n * (2 * 65 + 2 * b + 2)) + k * b;
+                16 * 64 * (1 + n) + 64 * (1 + k * b) + 32 * ands
+            }
+            _ => 0,
+        };
+        ot.max(garbled) + 1 + 64 * 1024
     }
 
     fn transcript(&self) -> Transcript {
@@ -209,6 +256,7 @@ impl Params {
             Reveal::Decision => (0u8, 0u64),
             Reveal::Bands { .. } => (1, self.reveal.thresholds() as u64),
             Reveal::Score => (2, 0),
+            Reveal::DecisionReasons { k } => (3, u64::from(k)),
         };
         h.update(&[kind]);
         h.update(&t.to_le_bytes());
@@ -267,12 +315,57 @@ impl FiModel {
         Ok(())
     }
 
-    /// What the FI adds to its share: `bias − threshold` for a decision, `bias` otherwise.
+    /// What the FI adds to its share: `bias − threshold` for a decision (with or without reasons), `bias`
+    /// otherwise.
     fn offset(&self, reveal: Reveal) -> u64 {
         match reveal {
-            Reveal::Decision => self.model.decision_offset(),
+            Reveal::Decision | Reveal::DecisionReasons { .. } => self.model.decision_offset(),
             _ => self.model.bias() as u64,
         }
+    }
+}
+
+/// The attributes a decline names, worst first: at most [`Reveal::MAX_REASONS`] distinct indices into the
+/// model's attributes.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Reasons {
+    len: u8,
+    indices: [u16; Reveal::MAX_REASONS as usize],
+}
+
+impl Reasons {
+    /// The reasons with these attribute indices, worst first; `None` for more than
+    /// [`Reveal::MAX_REASONS`], an index above `u16::MAX` or an index named twice.
+    pub fn new(indices: &[usize]) -> Option<Reasons> {
+        if indices.len() > Reveal::MAX_REASONS as usize {
+            return None;
+        }
+        let mut r = Reasons::default();
+        for (i, &index) in indices.iter().enumerate() {
+            let index = u16::try_from(index).ok()?;
+            if r.indices[..i].contains(&index) {
+                return None;
+            }
+            r.indices[i] = index;
+        }
+        r.len = indices.len() as u8;
+        Some(r)
+    }
+
+    /// The attribute indices, worst first.
+    pub fn indices(&self) -> &[u16] {
+        &self.indices[..self.len as usize]
+    }
+
+    /// Whether no reason is named (an approval).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Debug for Reasons {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.indices()).finish()
     }
 }
 
@@ -285,15 +378,53 @@ pub enum Outcome {
     Band(u32),
     /// The score, encoded at scale `2^32` (see [`fixed::decode_score`]).
     Score(u64),
+    /// The decision and, on a decline, the attributes furthest below their best contribution, worst first
+    /// (none on an approval).
+    DecisionReasons {
+        /// Whether the score reaches the threshold.
+        approve: bool,
+        /// On a decline the `k` reasons; on an approval none.
+        reasons: Reasons,
+    },
 }
 
 impl Outcome {
-    fn from_bits(reveal: Reveal, bits: &[bool]) -> Outcome {
-        match reveal {
+    /// The outcome of a run over `n` attributes from its decoded output bits. Reasons must be well formed:
+    /// all-ones indices on an approval, `k` distinct indices below `n` on a decline (an honestly garbled
+    /// circuit gives nothing else, whatever the FI inputs; a modified owner's decoding bits may).
+    fn from_bits(reveal: Reveal, n: usize, bits: &[bool]) -> Result<Outcome, PeerMisbehaved> {
+        Ok(match reveal {
             Reveal::Decision => Outcome::Decision(bits.first().copied().unwrap_or(false)),
             Reveal::Bands { .. } => Outcome::Band(bits_to_u64(bits) as u32),
             Reveal::Score => Outcome::Score(bits_to_u64(bits)),
-        }
+            Reveal::DecisionReasons { k } => {
+                let width = reason_index_bits(n);
+                let approve = bits.first().copied().unwrap_or(false);
+                let words: Vec<u64> = bits
+                    .get(1..)
+                    .unwrap_or_default()
+                    .chunks(width)
+                    .map(bits_to_u64)
+                    .collect();
+                let sentinel = (1u64 << width) - 1;
+                if words.len() != k as usize {
+                    return Err(PeerMisbehaved::MalformedReasons);
+                }
+                let reasons = if approve {
+                    if words.iter().any(|&w| w != sentinel) {
+                        return Err(PeerMisbehaved::MalformedReasons);
+                    }
+                    Reasons::default()
+                } else {
+                    let indices: Vec<usize> = words.iter().map(|&w| w as usize).collect();
+                    if indices.iter().any(|&i| i >= n) {
+                        return Err(PeerMisbehaved::MalformedReasons);
+                    }
+                    Reasons::new(&indices).ok_or(PeerMisbehaved::MalformedReasons)?
+                };
+                Outcome::DecisionReasons { approve, reasons }
+            }
+        })
     }
 }
 
@@ -313,6 +444,17 @@ pub fn ideal(params: &Params, attrs: &[f64], model: &FiModel) -> Result<Outcome,
         Reveal::Decision => Outcome::Decision(fixed::decision_of_sum(sum)),
         Reveal::Bands { .. } => Outcome::Band(fixed::band_of(sum, &model.bands)),
         Reveal::Score => Outcome::Score(sum),
+        Reveal::DecisionReasons { k } => {
+            let approve = fixed::decision_of_sum(sum);
+            let reasons = if approve {
+                Reasons::default()
+            } else {
+                let shortfalls = fixed::shortfalls(&model.model, &x);
+                Reasons::new(&fixed::worst_reasons(&shortfalls, k as usize))
+                    .expect("at most four distinct reasons")
+            };
+            Outcome::DecisionReasons { approve, reasons }
+        }
     })
 }
 
@@ -412,6 +554,11 @@ pub enum PeerMisbehaved {
     /// The transcripts of the two sides differ: a message was changed in transit.
     #[error("the two sides saw different messages (transcript mismatch); the run is aborted")]
     TranscriptMismatch,
+    /// The decoded reasons are not what the circuit can output (an approval with reasons, or a decline
+    /// naming an attribute twice or one the run does not score): only the decoding bits of a modified
+    /// owner give that.
+    #[error("the decoded reasons are malformed (not an output of the reasons circuit)")]
+    MalformedReasons,
 }
 
 /// Ways the caller can misuse the scoring API.
@@ -439,6 +586,18 @@ pub enum ApiMisuse {
     /// The model's attribute bounds are not the run's public bounds.
     #[error("the model was encoded for other attribute bounds than this run's")]
     ModelBounds,
+    /// Reasons outside `1..=4`, more reasons than attributes, or more attributes than a run with reasons
+    /// takes.
+    #[error(
+        "{k} reasons of {n} attributes: a run with reasons names 1 to 4 of at most \
+         {MAX_REASON_ATTRIBUTES} attributes, and no more reasons than attributes"
+    )]
+    ReasonCount {
+        /// Reasons asked for.
+        k: u32,
+        /// Attributes scored.
+        n: usize,
+    },
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -488,6 +647,10 @@ pub struct OwnerRun {
     /// Tests only: a modified owner's deviations ([`hostile`]).
     #[cfg(test)]
     hostile: Option<std::sync::Arc<std::sync::Mutex<hostile::HostileOwner>>>,
+    /// Tests only: a modified owner that runs honestly but flips these decoding bits of the FI's outputs
+    /// (and confirms the transcript over what it sends).
+    #[cfg(test)]
+    flip_decoding: Vec<bool>,
 }
 
 enum OwnerState {
@@ -552,13 +715,15 @@ impl OwnerRun {
         let x = encode_owner(params, attrs)?;
         let mut run = OwnerRun {
             params: params.clone(),
-            circuit: params.reveal.circuit(),
+            circuit: params.circuit(),
             x,
             transcript: params.transcript(),
             deferred: None,
             state: OwnerState::Done,
             #[cfg(test)]
             hostile: None,
+            #[cfg(test)]
+            flip_decoding: Vec::new(),
         };
         let mut out = Vec::new();
         run.state = match ot {
@@ -659,10 +824,17 @@ impl OwnerRun {
                 let (mut pads, corrections) = products.send_correlated_u64(&deltas)?;
                 deltas.zeroize();
                 let share = pads.iter().fold(0u64, |acc, &p| acc.wrapping_sub(p));
+                let mut share_bits = u64_to_bits(share, 64);
+                if self.params.per_attribute_words() > 0 {
+                    // Reasons: the owner's share of each attribute's contribution too.
+                    for attribute in pads.chunks(WEIGHT_BITS) {
+                        let term = attribute.iter().fold(0u64, |acc, &p| acc.wrapping_sub(p));
+                        share_bits.extend(u64_to_bits(term, 64));
+                    }
+                }
                 pads.zeroize();
                 out.push(self.send(Tag::Corrections, corrections.to_bytes()));
                 let mut garbler = Garbler::new(Delta::random(rng));
-                let mut share_bits = u64_to_bits(share, 64);
                 #[allow(unused_mut)]
                 let mut g = garbler.garble(&self.circuit, &share_bits, rng)?;
                 share_bits.zeroize();
@@ -717,8 +889,18 @@ impl OwnerRun {
                     return Ok(self.finish(outcome, &bits, out, sender));
                 }
                 let accepted = pending.check(&labels)?;
-                let outcome = Outcome::from_bits(self.params.reveal, &accepted.garbler_outputs);
-                return Ok(self.finish(outcome, &accepted.decoding.bits, out, sender));
+                let outcome = Outcome::from_bits(
+                    self.params.reveal,
+                    self.params.n(),
+                    &accepted.garbler_outputs,
+                )?;
+                #[allow(unused_mut)]
+                let mut bits = accepted.decoding.bits.clone();
+                #[cfg(test)]
+                for (b, f) in bits.iter_mut().zip(&self.flip_decoding) {
+                    *b ^= f;
+                }
+                return Ok(self.finish(outcome, &bits, out, sender));
             }
             OwnerState::Done => {}
         }
@@ -835,7 +1017,7 @@ impl FiRun {
         random.zeroize();
         let mut run = FiRun {
             params: params.clone(),
-            circuit: params.reveal.circuit(),
+            circuit: params.circuit(),
             model: model.clone(),
             transcript: params.transcript(),
             state: FiState::Done,
@@ -943,11 +1125,19 @@ impl FiRun {
                     .fold(self.model.offset(self.params.reveal), |acc, &v| {
                         acc.wrapping_add(v)
                     });
-                got.zeroize();
                 let mut inputs = u64_to_bits(share, 64);
                 for &t in &self.model.bands {
                     inputs.extend(u64_to_bits(t as u64, 64));
                 }
+                if self.params.per_attribute_words() > 0 {
+                    // Reasons: best_i minus the FI's share of w_i x_i, for each attribute.
+                    let best = fixed::best_contributions(&self.model.model);
+                    for (attribute, best) in got.chunks(WEIGHT_BITS).zip(best) {
+                        let term = attribute.iter().fold(0u64, |acc, &v| acc.wrapping_add(v));
+                        inputs.extend(u64_to_bits(best.wrapping_sub(term), 64));
+                    }
+                }
+                got.zeroize();
                 self.state = FiState::Garbled {
                     receiver,
                     labels_cot,
@@ -1013,7 +1203,7 @@ impl FiRun {
                     circuit_digest: self.circuit.digest(),
                     bits,
                 })?;
-                let outcome = Outcome::from_bits(self.params.reveal, &decoded);
+                let outcome = Outcome::from_bits(self.params.reveal, self.params.n(), &decoded)?;
                 return Ok(FiStep::Done {
                     outcome,
                     ot: receiver,

@@ -315,7 +315,11 @@ fn every_tampered_message_type_aborts_or_changes_nothing() {
         Tag::OutputLabels,
         Tag::Decoding,
     ];
-    for reveal in [Reveal::Decision, Reveal::Bands { k: 4 }] {
+    for reveal in [
+        Reveal::Decision,
+        Reveal::Bands { k: 4 },
+        Reveal::DecisionReasons { k: 2 },
+    ] {
         let p = params(5, reveal, 61);
         for tag in tags {
             let mut aborted = 0;
@@ -521,9 +525,15 @@ fn bad_parameters_and_models_are_refused_before_any_message() {
 
 #[test]
 fn bits_revealed() {
-    assert_eq!(Reveal::Decision.bits(), 1.0);
-    assert_eq!(Reveal::Bands { k: 4 }.bits(), 2.0);
-    assert_eq!(Reveal::Score.bits(), 64.0);
+    assert_eq!(Reveal::Decision.bits(3), 1.0);
+    assert_eq!(Reveal::Bands { k: 4 }.bits(3), 2.0);
+    assert_eq!(Reveal::Score.bits(3), 64.0);
+    // 3 of 8 attributes: 336 ordered choices, 9 bits, plus the decision.
+    assert_eq!(Reveal::DecisionReasons { k: 3 }.bits(8), 10.0);
+    // The circuit's output wires: the decision and 3 indices of 4 bits.
+    let c = Reveal::DecisionReasons { k: 3 }.circuit(8);
+    assert_eq!(c.garbler_outputs().len(), 1 + 3 * 4);
+    assert_eq!(c.evaluator_outputs().len(), 1 + 3 * 4);
     assert_eq!(decision_circuit().garbler_outputs().len(), 1);
     assert_eq!(score_circuit().garbler_outputs().len(), 64);
     assert_eq!(score_circuit().and_count(), 63);
@@ -534,7 +544,12 @@ fn bits_revealed() {
 #[test]
 fn random_messages_at_every_step_never_panic() {
     let mut rng = ChaCha20Rng::seed_from_u64(120);
-    for reveal in [Reveal::Decision, Reveal::Bands { k: 3 }, Reveal::Score] {
+    for reveal in [
+        Reveal::Decision,
+        Reveal::Bands { k: 3 },
+        Reveal::Score,
+        Reveal::DecisionReasons { k: 2 },
+    ] {
         let p = params(3, reveal, 121);
         let model = random_model(&mut rng, &p);
         let attrs = random_attrs(&mut rng, &p);
@@ -643,7 +658,7 @@ fn a_modified_owner_cannot_read_a_weight_from_the_output_label() {
         |_, _| {},
     );
     let h = hostile.lock().unwrap();
-    let read = h.recover(&p.reveal.circuit());
+    let read = h.recover(&p.circuit());
     let fi = f.map(|r| r.map(|(outcome, _)| outcome));
     let fi_refused = matches!(&fi, Some(Err(Error::AfterFiInputs(e)))
         if matches!(**e, Error::Gc(gc::Error::Peer(gc::PeerMisbehaved::UncommittedOutputLabel { index: 0 }))));
@@ -653,4 +668,398 @@ fn a_modified_owner_cannot_read_a_weight_from_the_output_label() {
          returned a label: {}, and its run ended with {fi:?}",
         h.returned.is_some()
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reasons
+// ---------------------------------------------------------------------------------------------------------
+
+/// The reasons of a decline, computed here independently of `fixed` and of the circuit: contributions and
+/// best contributions in `i128` from the encoded weights and attributes, sorted by shortfall (largest
+/// first), ties to the lower index.
+fn reference_reasons(model: &FixedModel, p: &Params, attrs: &[f64], k: usize) -> Outcome {
+    let reference = model.score_reference(attrs).unwrap();
+    if reference.decision {
+        return Outcome::DecisionReasons {
+            approve: true,
+            reasons: Reasons::default(),
+        };
+    }
+    let mut ranked: Vec<(i128, usize)> = (0..p.n())
+        .map(|i| {
+            let b = p.bounds[i];
+            let w = model.weights()[i] as i128;
+            let x = fixed::encode_attribute(attrs[i], b).unwrap() as i128;
+            let lo = fixed::encode_attribute(b.lo, b).unwrap() as i128;
+            let hi = fixed::encode_attribute(b.hi, b).unwrap() as i128;
+            let shortfall = (w * lo).max(w * hi) - w * x;
+            assert!(shortfall >= 0);
+            (shortfall, i)
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let indices: Vec<usize> = ranked.iter().take(k).map(|&(_, i)| i).collect();
+    Outcome::DecisionReasons {
+        approve: false,
+        reasons: Reasons::new(&indices).unwrap(),
+    }
+}
+
+/// A model and attributes with many ties: weights and attributes from a few values, so equal shortfalls
+/// are common; the threshold near the score, so about half the runs decline.
+fn tied_case(rng: &mut ChaCha20Rng, p: &Params) -> (FixedModel, Vec<f64>) {
+    let weights: Vec<f64> = (0..p.n())
+        .map(|_| [-2.0, -1.0, 0.0, 1.0, 1.0, 2.0][rng.random_range(0..6)])
+        .collect();
+    let attrs: Vec<f64> = p
+        .bounds
+        .iter()
+        .map(|b| match rng.random_range(0..4) {
+            0 => b.lo,
+            1 => b.hi,
+            2 => 0.0,
+            _ => rng.random_range(0..4) as f64,
+        })
+        .collect();
+    let score: f64 = weights.iter().zip(&attrs).map(|(w, x)| w * x).sum();
+    let threshold = score + rng.random_range(-3..=3) as f64;
+    (
+        FixedModel::new(&p.bounds, &weights, 0.0, threshold).unwrap(),
+        attrs,
+    )
+}
+
+#[test]
+fn reasons_equal_the_plaintext_reference_ties_included() {
+    let mut rng = ChaCha20Rng::seed_from_u64(200);
+    let (mut declines, mut ties) = (0, 0);
+    for trial in 0..120u32 {
+        let n = [1usize, 2, 3, 5, 8, 17][trial as usize % 6];
+        let k = rng.random_range(1..=n.min(4)) as u32;
+        let p = params(n, Reveal::DecisionReasons { k }, 201);
+        let (model, attrs) = if trial % 3 == 0 {
+            let m = random_model(&mut rng, &p);
+            (m.model().clone(), random_attrs(&mut rng, &p))
+        } else {
+            tied_case(&mut rng, &p)
+        };
+        let want = reference_reasons(&model, &p, &attrs, k as usize);
+        let fi = FiModel::new(model.clone(), &[]).unwrap();
+        assert_eq!(
+            ideal(&p, &attrs, &fi).unwrap(),
+            want,
+            "ideal, trial {trial}"
+        );
+        let (oo, _, fo, _) = both_ok(drive(&p, &attrs, &fi, None, None, rng.random(), |_, _| {}));
+        assert_eq!(oo, want, "owner, trial {trial}");
+        assert_eq!(fo, want, "FI, trial {trial}");
+        if let Outcome::DecisionReasons {
+            approve: false,
+            reasons,
+        } = want
+        {
+            declines += 1;
+            let x = model.encode_attributes(&attrs).unwrap();
+            let s = fixed::shortfalls(&model, &x);
+            let mut sorted = s.clone();
+            sorted.sort_unstable();
+            if sorted.windows(2).any(|w| w[0] == w[1]) {
+                ties += 1;
+            }
+            assert_eq!(reasons.indices().len(), k as usize);
+        }
+    }
+    // The cases exercise what they claim to.
+    assert!(
+        declines >= 30 && ties >= 15,
+        "declines {declines}, ties {ties}"
+    );
+}
+
+#[test]
+fn reasons_runs_equal_the_ideal_functionality_cold_and_warm() {
+    let mut rng = ChaCha20Rng::seed_from_u64(210);
+    for (n, k) in [(1usize, 1u32), (4, 4), (9, 2), (33, 3)] {
+        let p = params(n, Reveal::DecisionReasons { k }, 211);
+        let (mut os, mut fs) = (None, None);
+        for run in 0..4 {
+            let model = random_model(&mut rng, &p);
+            let attrs = random_attrs(&mut rng, &p);
+            let want = ideal(&p, &attrs, &model).unwrap();
+            let (oo, o_ot, fo, f_ot) = both_ok(drive(
+                &p,
+                &attrs,
+                &model,
+                os.take(),
+                fs.take(),
+                rng.random(),
+                |_, _| {},
+            ));
+            assert_eq!(oo, want, "owner, n = {n}, k = {k}, run {run}");
+            assert_eq!(fo, want, "FI, n = {n}, k = {k}, run {run}");
+            (os, fs) = (Some(o_ot), Some(f_ot));
+        }
+    }
+}
+
+/// On an approval every reason wire decodes to all ones, whatever the ranking would have been: two
+/// approvals with opposite rankings give the FI (and the owner) the same output bits.
+#[test]
+fn an_approval_reveals_no_reasons() {
+    let n = 5;
+    let k = 3;
+    let c = reasons_circuit(n, k);
+    let mut rng = ChaCha20Rng::seed_from_u64(220);
+    let mut seen: Option<Vec<bool>> = None;
+    for trial in 0..200 {
+        // Random shares of the decision sum with a non-negative sum (an approval), random shortfalls.
+        let sum = rng.random_range(0..(1u64 << 62));
+        let a: u64 = rng.random();
+        let b = sum.wrapping_sub(a);
+        let mut garbler = u64_to_bits(a, 64);
+        let mut evaluator = u64_to_bits(b, 64);
+        for _ in 0..n {
+            let (ai, si): (u64, u64) = (rng.random(), rng.random_range(0..1 << (trial % 60 + 1)));
+            garbler.extend(u64_to_bits(ai, 64));
+            evaluator.extend(u64_to_bits(si.wrapping_add(ai), 64));
+        }
+        let out = c.eval_plain(&garbler, &evaluator).unwrap();
+        assert_eq!(out.garbler, out.evaluator);
+        assert!(out.evaluator.iter().all(|&bit| bit), "trial {trial}");
+        assert_eq!(seen.get_or_insert(out.evaluator.clone()), &out.evaluator);
+    }
+    // And through the protocol: an approval's outcome names nothing.
+    let p = params(4, Reveal::DecisionReasons { k: 2 }, 221);
+    let model = FixedModel::new(&p.bounds, &[1.0, -1.0, 2.0, 0.5], 10.0, -1e6).unwrap();
+    let fi = FiModel::new(model, &[]).unwrap();
+    let attrs = [0.0, 50.0, -1.0, 3.0];
+    let (oo, _, fo, _) = both_ok(drive(&p, &attrs, &fi, None, None, 222, |_, _| {}));
+    let approval = Outcome::DecisionReasons {
+        approve: true,
+        reasons: Reasons::default(),
+    };
+    assert_eq!((oo, fo), (approval, approval));
+}
+
+/// Whatever the FI inputs (any shares, any "shortfalls"), the circuit's output is an approval with all-ones
+/// reasons or a decline naming `k` distinct attributes: so the run reveals at most the counted bits.
+#[test]
+fn the_reasons_circuit_names_distinct_attributes_for_any_fi_input() {
+    let mut rng = ChaCha20Rng::seed_from_u64(230);
+    for (n, k) in [(1usize, 1usize), (2, 2), (3, 2), (7, 4), (16, 4), (17, 3)] {
+        let c = reasons_circuit(n, k);
+        let width = reason_index_bits(n);
+        for trial in 0..60 {
+            let garbler: Vec<bool> = (0..c.garbler_inputs().len())
+                .map(|_| rng.random())
+                .collect();
+            // Random words, and words drawn from a few values so that ties are frequent.
+            let evaluator: Vec<bool> = if trial % 2 == 0 {
+                (0..c.evaluator_inputs().len())
+                    .map(|_| rng.random())
+                    .collect()
+            } else {
+                (0..1 + n)
+                    .flat_map(|_| u64_to_bits(rng.random_range(0..3u64) << 63, 64))
+                    .collect()
+            };
+            let out = c.eval_plain(&garbler, &evaluator).unwrap().evaluator;
+            let outcome = Outcome::from_bits(Reveal::DecisionReasons { k: k as u32 }, n, &out)
+                .expect("always well formed");
+            // And equal to the plaintext definition on the same words.
+            let word = |bits: &[bool], i: usize| bits_to_u64(&bits[64 * i..64 * (i + 1)]);
+            let approve =
+                fixed::decision_of_sum(word(&garbler, 0).wrapping_add(word(&evaluator, 0)));
+            let shortfalls: Vec<u64> = (1..=n)
+                .map(|i| word(&evaluator, i).wrapping_sub(word(&garbler, i)))
+                .collect();
+            let want = if approve {
+                Reasons::default()
+            } else {
+                Reasons::new(&fixed::worst_reasons(&shortfalls, k)).unwrap()
+            };
+            assert_eq!(
+                outcome,
+                Outcome::DecisionReasons {
+                    approve,
+                    reasons: want
+                },
+                "n = {n}, k = {k}, width {width}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reason_counts_and_sizes_are_checked() {
+    let mut rng = ChaCha20Rng::seed_from_u64(240);
+    for (n, k) in [
+        (2usize, 3u32),
+        (3, 5),
+        (3, 0),
+        (MAX_REASON_ATTRIBUTES + 1, 1),
+    ] {
+        let p = params(n, Reveal::DecisionReasons { k }, 241);
+        assert!(
+            matches!(
+                p.validate(),
+                Err(Error::Misuse(ApiMisuse::ReasonCount { .. }))
+            ),
+            "{k} of {n}"
+        );
+        let attrs = vec![0.0; n];
+        assert!(OwnerRun::start(&p, &attrs, None, &mut rng).is_err());
+    }
+    // The largest garbled message fits the transport limit the parameters give.
+    for (n, k) in [(1usize, 1u32), (8, 4), (MAX_REASON_ATTRIBUTES, 4)] {
+        let p = params(n, Reveal::DecisionReasons { k }, 242);
+        let c = p.circuit();
+        let garbled = 32
+            + 8
+            + 16 * c.garbler_inputs().len()
+            + 64 * c.garbler_outputs().len()
+            + 32 * c.and_count();
+        assert!(garbled < p.max_message_bytes(), "{k} of {n}");
+    }
+    // Reasons indices: at most four, distinct.
+    assert!(Reasons::new(&[1, 2, 3, 4, 5]).is_none());
+    assert!(Reasons::new(&[1, 1]).is_none());
+    assert_eq!(Reasons::new(&[3, 0]).unwrap().indices(), &[3, 0]);
+}
+
+/// A modified owner that flips the FI's decoding bits: an approval with reasons or a repeated or
+/// out-of-range attribute is refused (after the FI's inputs: the FI flags the owner), but a well-formed
+/// change goes through, as for any output: the FI has no output integrity against the owner. The owner's
+/// own outcome stays the circuit's.
+#[test]
+fn a_modified_owner_cannot_make_the_fi_accept_malformed_reasons() {
+    let p = params(3, Reveal::DecisionReasons { k: 2 }, 250);
+    // Weights 1, 1, 1; attributes 0, 10, 5 within [-i-1, 100+i]: a decline, shortfalls 100, 91, 97.
+    let model = FixedModel::new(&p.bounds, &[1.0, 1.0, 1.0], 0.0, 1000.0).unwrap();
+    let fi = FiModel::new(model, &[]).unwrap();
+    let attrs = [0.0, 10.0, 5.0];
+    let want = Outcome::DecisionReasons {
+        approve: false,
+        reasons: Reasons::new(&[0, 2]).unwrap(),
+    };
+    // Outputs: decision, then two 2-bit indices (0 = 00, 2 = 01 LSB first).
+    let run = |flip: Vec<bool>| {
+        let mut ro = ChaCha20Rng::seed_from_u64(251);
+        let mut rf = ChaCha20Rng::seed_from_u64(252);
+        let (mut o, to_fi) = OwnerRun::start(&p, &attrs, None, &mut ro).unwrap();
+        o.flip_decoding = flip;
+        let (f, to_owner) = FiRun::start(&p, &fi, None, &mut rf).unwrap();
+        let (mut owner, mut fi) = (Some(o), Some(f));
+        let (mut to_owner, mut to_fi) = (VecDeque::from(to_owner), VecDeque::from(to_fi));
+        let (mut oo, mut fo) = (None, None);
+        while let Some(m) = to_owner.pop_front() {
+            match owner.take().unwrap().handle(m, &mut ro).unwrap() {
+                OwnerStep::Continue(next, out) => {
+                    to_fi.extend(out);
+                    owner = Some(*next);
+                }
+                OwnerStep::Done { outcome, send, .. } => {
+                    to_fi.extend(send);
+                    oo = Some(outcome);
+                }
+            }
+            while let Some(m) = to_fi.pop_front() {
+                match fi.take().unwrap().handle(m, &mut rf) {
+                    Ok(FiStep::Continue(next, out)) => {
+                        to_owner.extend(out);
+                        fi = Some(*next);
+                    }
+                    Ok(FiStep::Done { outcome, .. }) => fo = Some(Ok(outcome)),
+                    Err(e) => fo = Some(Err(e)),
+                }
+            }
+        }
+        (oo.unwrap(), fo.unwrap())
+    };
+    let (oo, fo) = run(vec![]);
+    assert_eq!((oo, fo.unwrap()), (want, want));
+    let malformed = |r: Result<Outcome, Error>| matches!(r, Err(Error::AfterFiInputs(e)) if matches!(*e, Error::Peer(PeerMisbehaved::MalformedReasons)));
+    // Flip the decision only: an "approval" whose reasons are not all ones.
+    let (oo, fo) = run(vec![true]);
+    assert_eq!(oo, want);
+    assert!(malformed(fo), "an approval with reasons was accepted");
+    // Make the second reason 0 too (01 -> 00): attribute 0 twice.
+    let (_, fo) = run(vec![false, false, false, true, false]);
+    assert!(malformed(fo), "a repeated reason was accepted");
+    // Make the first reason 3 (00 -> 11): not one of the 3 attributes.
+    let (_, fo) = run(vec![false, true, true, false, false]);
+    assert!(malformed(fo), "an out-of-range reason was accepted");
+    // Swap the reasons (00,01 -> 01,00): well formed, so the FI cannot tell.
+    let (oo, fo) = run(vec![false, false, true, false, true]);
+    assert_eq!(oo, want);
+    assert_eq!(
+        fo.unwrap(),
+        Outcome::DecisionReasons {
+            approve: false,
+            reasons: Reasons::new(&[2, 0]).unwrap()
+        }
+    );
+}
+
+/// The FI refuses to return an output label on a reason wire that is not a committed one, and the owner
+/// refuses a changed label on any reason wire.
+#[test]
+fn reason_wire_labels_are_checked_both_ways() {
+    let p = params(4, Reveal::DecisionReasons { k: 2 }, 199);
+    let mut rng = ChaCha20Rng::seed_from_u64(261);
+    let outputs = p.circuit().garbler_outputs().len();
+    assert_eq!(outputs, 1 + 2 * 3);
+    for wire in 1..outputs {
+        let model = random_model(&mut rng, &p);
+        let attrs = random_attrs(&mut rng, &p);
+        // Owner side: bytes 32 + 16·wire.. of the output-label message are the label of that wire.
+        let (o, f) = drive(
+            &p,
+            &attrs,
+            &model,
+            None,
+            None,
+            rng.random(),
+            flip(Tag::OutputLabels, 32 + 16 * wire + 3),
+        );
+        match o {
+            Some(Err(Error::Gc(gc::Error::Peer(gc::PeerMisbehaved::InvalidOutputLabel {
+                index,
+            })))) => assert_eq!(index, wire),
+            other => panic!("wire {wire}: expected the label check to fail, got {other:?}"),
+        }
+        assert!(f.is_none());
+        // FI side: a changed commitment of that wire (in the garbled message, after the digest, tweak
+        // and the owner's input labels) makes the FI refuse to return the label.
+        // Both hashes of the wire change, so whichever label the FI gets is uncommitted.
+        let c = p.circuit();
+        let at = 32 + 8 + 16 * c.garbler_inputs().len() + 64 * wire;
+        let (o, f) = drive(
+            &p,
+            &attrs,
+            &model,
+            None,
+            None,
+            rng.random(),
+            |_, m: &mut Vec<u8>| {
+                if m.last() == Some(&(Tag::Garbled as u8)) {
+                    m[at + 5] ^= 0x10;
+                    m[at + 32 + 5] ^= 0x10;
+                }
+            },
+        );
+        assert!(!matches!(o, Some(Ok(_))));
+        match f {
+            Some(Err(Error::AfterFiInputs(e))) => assert!(
+                matches!(
+                    *e,
+                    Error::Gc(gc::Error::Peer(
+                        gc::PeerMisbehaved::UncommittedOutputLabel { .. }
+                    ))
+                ),
+                "wire {wire}: {e}"
+            ),
+            other => panic!("wire {wire}: expected the FI to refuse, got {other:?}"),
+        }
+    }
 }

@@ -24,7 +24,8 @@ pub struct ScoreArgs {
     /// Noise session over loopback WebSocket, with the durable log writes of a real run) or `both`.
     #[arg(long, default_value = "memory", value_parser = ["memory", "ws", "both"])]
     pub transport: String,
-    /// What a run reveals: `decision` (1 bit), `bands:K` (K bands, 2 to 16) or `score` (the raw score).
+    /// What a run reveals: `decision` (1 bit), `bands:K` (K bands, 2 to 16), `decision+reasons:K` (the
+    /// decision and K reasons, 1 to 4, for n up to 256) or `score` (the raw score).
     #[arg(long, default_value = "decision")]
     pub reveal: String,
     /// Print one JSON object instead of a table.
@@ -78,7 +79,7 @@ pub struct ScoreReport {
     pub machine: Machine,
     /// What each run revealed, as given to `--reveal`.
     pub reveal: String,
-    /// Information each run revealed, in bits.
+    /// Information each run revealed, in bits (for reasons, which depend on n: at the largest n).
     pub reveal_bits: f64,
     /// One entry per transport and n.
     pub runs: Vec<ScoreRun>,
@@ -136,25 +137,12 @@ impl ScoreReport {
     }
 }
 
-/// Parses `--reveal`: `decision`, `bands:K` (K bands) or `score`.
+/// Parses `--reveal` as `duo fi score` does ([`score::Reveal`]'s command-line form): `decision`, `bands:K`,
+/// `decision+reasons:K` or `score`.
 pub fn parse_reveal(s: &str) -> Result<score::Reveal> {
-    let s = s.trim();
-    match s {
-        "decision" => return Ok(score::Reveal::Decision),
-        "score" => return Ok(score::Reveal::Score),
-        _ => {}
-    }
-    let bands = s
-        .strip_prefix("bands:")
-        .and_then(|k| k.parse::<usize>().ok())
-        .ok_or_else(|| anyhow!("--reveal must be decision, bands:K or score, not `{s}`"))?;
-    if !(2..=score::MAX_BAND_THRESHOLDS + 1).contains(&bands) {
-        bail!(
-            "--reveal bands:K needs 2 to {} bands",
-            score::MAX_BAND_THRESHOLDS + 1
-        );
-    }
-    Ok(score::Reveal::Bands { k: bands as u32 })
+    s.trim()
+        .parse::<score::Reveal>()
+        .map_err(|e| anyhow!("--reveal: {e}"))
 }
 
 /// Runs `duo bench score`.
@@ -206,7 +194,7 @@ pub fn score(args: &ScoreArgs) -> Result<ScoreReport> {
                 transport,
                 n,
                 ots: setup.params.ots(),
-                and_gates: reveal.circuit().and_count(),
+                and_gates: reveal.circuit(n).and_count(),
                 cold,
                 warm,
             });
@@ -216,7 +204,8 @@ pub fn score(args: &ScoreArgs) -> Result<ScoreReport> {
         bench: "score",
         machine,
         reveal: args.reveal.trim().to_string(),
-        reveal_bits: reveal.bits(),
+        // Reasons reveal more of more attributes: the bits at the largest n.
+        reveal_bits: reveal.bits(runs.iter().map(|r| r.n).max().unwrap_or(1)),
         runs,
     })
 }

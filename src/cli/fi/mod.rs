@@ -100,8 +100,17 @@ pub enum FiCmd {
     ///   bands:K   which of K score bands (2 to 16) the score falls in, using the K-1 `bands` thresholds of
     ///             the model file: log2 K bits;
     ///
+    ///   decision+reasons:K
+    ///             the decision and, only on a decline, the K attributes (1 to 4) whose contributions fell
+    ///             furthest below their best within the public bounds, worst first, each in plain words:
+    ///             ceil(log2(n!/(n-K)!)) + 1 bits for n attributes; owners' policies refuse it unless a rule
+    ///             lists "decision+reasons";
+    ///
     ///   score     the raw score: 64 bits, which can reveal an attribute outright; owners' policies refuse it
     ///             unless a rule allows it.
+    ///
+    /// A logistic model may give `probability = P` instead of `threshold`: it is converted exactly to the
+    /// linear-score threshold ln(P/(1-P)), rounded up to the score's fixed point.
     ///
     /// The owner's policy limits the runs and bits per FI and window; this FI also limits its own runs per
     /// owner, counted under the name it paired the owner with (--max-runs-per-owner), since an owner who

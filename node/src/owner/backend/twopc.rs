@@ -40,6 +40,7 @@ impl Backend for TwoPc {
             scoring: Some(ScoringFacts {
                 reveal: spec.reveal,
                 used: ctx.conn.scoring_use(ask.principal, since)?,
+                attributes: spec.attributes.len(),
             }),
             ..Plan::default()
         })
