@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 import duo
+import duo.testing
 
 MEAN_RENT = "mean(clamp(rent.amount, 0, 300000))"
 
@@ -325,13 +326,16 @@ def test_private_scoring_decision_then_bands_approved_by_the_owner(node, fi, tmp
         fi.score(dict(MODEL, weights={"no_such_attribute": 1.0}), reason="x")
 
 
-def test_reasons_need_a_policy_rule_that_lists_them(fi):
-    # The sample policy has no rule listing "decision+reasons": the request is denied, naming why.
-    with pytest.raises(duo.DuoError) as e:
-        fi.score(MODEL, reason="adverse action notice", reveal="decision+reasons:2")
-    assert "reasons" in str(e.value)
-    with pytest.raises(duo.UsageError):
-        fi.score(MODEL, reason="x", reveal="decision+reasons:5")
+def test_reasons_need_a_policy_rule_that_lists_them():
+    # The sample policy has no rule listing "decision+reasons": the request is denied, naming why. A node of its
+    # own, so that no earlier test has used the policy's scoring runs (a spent limit is denied first).
+    with duo.testing.owner_node(policy=duo.testing.SAMPLE_POLICY) as node:
+        fi = node.client
+        with pytest.raises(duo.DuoError) as e:
+            fi.score(MODEL, reason="adverse action notice", reveal="decision+reasons:2")
+        assert "reasons" in str(e.value)
+        with pytest.raises(duo.UsageError):
+            fi.score(MODEL, reason="x", reveal="decision+reasons:5")
 
 
 def test_a_logistic_model_may_give_a_probability():
