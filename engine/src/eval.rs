@@ -376,12 +376,17 @@ fn aggregate(kind: AggKind, dtype: DataType, values: &[Value]) -> Result<Value, 
             Err(s) => float(s),
         },
         AggKind::Mean => nums.mean().map_or(Value::Null, float),
-        AggKind::Variance => match nums.mean() {
+        AggKind::Variance | AggKind::Stdev => match nums.mean() {
             None => Value::Null,
             Some(mean) => {
                 let xs = nums.floats();
                 let ss: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
-                float((ss / xs.len() as f64).max(0.0))
+                let variance = (ss / xs.len() as f64).max(0.0);
+                float(if kind == AggKind::Stdev {
+                    variance.sqrt()
+                } else {
+                    variance
+                })
             }
         },
         AggKind::Min | AggKind::Max => {
@@ -1044,10 +1049,14 @@ mod tests {
             scalar(&agg(AggKind::Mean, score.clone())),
             Value::Float(2.5)
         );
-        let Value::Float(var) = scalar(&agg(AggKind::Variance, score)) else {
+        let Value::Float(var) = scalar(&agg(AggKind::Variance, score.clone())) else {
             panic!()
         };
         assert!((var - 11.9).abs() < 1e-9, "{var}");
+        let Value::Float(sd) = scalar(&agg(AggKind::Stdev, score)) else {
+            panic!()
+        };
+        assert!((sd - 11.9f64.sqrt()).abs() < 1e-9, "{sd}");
         // Empty inputs.
         let empty = col(none_rows(), "amount");
         assert_eq!(scalar(&agg(AggKind::Count, none_rows())), Value::Int(0));
@@ -1056,7 +1065,13 @@ mod tests {
             scalar(&agg(AggKind::Sum, col(none_rows(), "score"))),
             Value::Float(0.0)
         );
-        for kind in [AggKind::Mean, AggKind::Variance, AggKind::Min, AggKind::Max] {
+        for kind in [
+            AggKind::Mean,
+            AggKind::Variance,
+            AggKind::Stdev,
+            AggKind::Min,
+            AggKind::Max,
+        ] {
             assert_eq!(scalar(&agg(kind, empty.clone())), Value::Null, "{kind:?}");
         }
         assert_eq!(

@@ -2,7 +2,8 @@
 //!
 //! A DP release is an aggregate at the top of a lineage over one dataset: `count` of a table or column, `sum`,
 //! `mean` (a noisy sum over a noisy count, each with half the budget), `variance` (noisy sum, sum of squares and
-//! count, a third each), `quantile`/`median` and `histogram` over public bins, or a catalogue attribute's DP form. The column under the aggregate is computed exactly on the owner's node (filters, clamps and
+//! count, a third each), `stdev` (the square root of that variance, from the same parts), `quantile`/`median`, `min` and
+//! `max` (the quantile mechanism at q = 0 and 1) and `histogram` over public bins, or a catalogue attribute's DP form. The column under the aggregate is computed exactly on the owner's node (filters, clamps and
 //! arithmetic as the lineage says); the noise and its cost come from the OpenDP mechanisms in
 //! [`duo_protocols::dp`]. Sensitivity follows from the dataset's declared privacy unit (one row for `event`,
 //! the declared `max_rows_per_month` for `month`) and from public bounds, never from the data: sums and
@@ -33,6 +34,8 @@ enum Shape {
     },
     /// Population variance from a noisy sum, a noisy sum of squares and a noisy count.
     Variance,
+    /// Population standard deviation: the square root of [`Shape::Variance`], from the same three parts.
+    Stdev,
 }
 
 /// What a part of a DP release reads: a lineage, or a catalogue attribute's own exact inputs.
@@ -265,6 +268,8 @@ fn expected_error(parts: &[(dp::Plan, Input)], shape: &Shape, factor: f64) -> Op
         Shape::Histogram { .. } => first.accuracy95(),
         Shape::Mean => span,
         Shape::Variance => span.map(|w| (w / 2.0) * (w / 2.0)),
+        // On the answer's scale: a standard deviation of values in [lo, hi] is in [0, (hi - lo) / 2].
+        Shape::Stdev => span.map(|w| w / 2.0),
         Shape::Cv { .. } => Some(10.0),
     }
 }
@@ -322,14 +327,17 @@ fn aggregate_parts(
             )
         }
         Expr::Aggregate {
-            kind: AggKind::Variance,
+            kind: kind @ (AggKind::Variance | AggKind::Stdev),
             input,
         } => {
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
             let top = lo.unsigned_abs().max(hi.unsigned_abs());
             let sq_hi = i64::try_from(top.saturating_mul(top))
                 .map_err(|_| refuse("the bounds are too wide for a dp variance"))?;
-            let [b1, b2, b3] = split::<3>(budget, "a dp variance combines three noisy sums")?;
+            let [b1, b2, b3] = split::<3>(
+                budget,
+                "a dp variance or standard deviation combines three noisy sums",
+            )?;
             (
                 vec![
                     (mk(Query::Sum { lo, hi }, b1)?, Input::Lineage((**input).clone())),
@@ -339,8 +347,28 @@ fn aggregate_parts(
                     ),
                     (mk(Query::Count, b3)?, Input::Lineage((**input).clone())),
                 ],
-                Shape::Variance,
+                if *kind == AggKind::Stdev {
+                    Shape::Stdev
+                } else {
+                    Shape::Variance
+                },
             )
+        }
+        // A minimum or maximum is the quantile mechanism at q = 0 or 1 over the same grid as a quantile: with
+        // high probability a candidate between the public bound and the exact value (docs/dp.md).
+        Expr::Aggregate {
+            kind: kind @ (AggKind::Min | AggKind::Max),
+            input,
+        } => {
+            let (lo, hi) = int_bounds(&input_ty(input)?)?;
+            let bins = u32::try_from((hi - lo).clamp(1, 256)).unwrap_or(256);
+            let query = if *kind == AggKind::Min {
+                Query::min_grid(lo, hi, bins)
+            } else {
+                Query::max_grid(lo, hi, bins)
+            }
+            .map_err(|e| Error::Refused(e.to_string()))?;
+            (vec![(mk(query, budget)?, Input::Lineage((**input).clone()))], Shape::Scalar)
         }
         Expr::Quantile { input, q } => {
             let (lo, hi) = int_bounds(&input_ty(input)?)?;
@@ -382,9 +410,9 @@ fn aggregate_parts(
         }
         _ => {
             return Err(refuse(
-                "the lineage must end in count, sum, mean, variance, quantile/median or histogram, optionally \
-                 scaled by a public number, or be a catalogue attribute with a dp form (row-level values, min, \
-                 max, by_month and dot are not released with dp)",
+                "the lineage must end in count, sum, mean, variance, stdev, min, max, quantile/median or \
+                 histogram, optionally scaled by a public number, or be a catalogue attribute with a dp form \
+                 (row-level values, by_month and dot are not released with dp)",
             ))
         }
     })
@@ -690,13 +718,20 @@ fn noisy_answer(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
             // Then into the attribute's published bounds, [0, 10].
             composed(cv.map(|cv| cv.clamp(0.0, 10.0)))
         }
-        (Shape::Variance, [s1, s2, n], Some((lo, hi))) => composed(compose::variance(
-            int(s1).unwrap_or(0),
-            int(s2).unwrap_or(0),
-            int(n).unwrap_or(0),
-            lo,
-            hi,
-        )),
+        (Shape::Variance | Shape::Stdev, [s1, s2, n], Some((lo, hi))) => {
+            let compose = if p.shape == Shape::Stdev {
+                compose::stdev
+            } else {
+                compose::variance
+            };
+            composed(compose(
+                int(s1).unwrap_or(0),
+                int(s2).unwrap_or(0),
+                int(n).unwrap_or(0),
+                lo,
+                hi,
+            ))
+        }
         (Shape::Histogram { edges }, [dp::Answer::Counts(counts)], _) => {
             // OpenDP's bins: below the first edge, between edges, at or above the last (which the plan moved up by
             // one, so the last bin between edges includes the published last edge, as in plaintext). Report the
@@ -1037,6 +1072,106 @@ mod tests {
         let p = plan_of("count(rent)", Measure::PureEpsilon, &one);
         let a = p.accuracy95.unwrap();
         assert!(a > 1.0 && a < 10.0, "{a}");
+    }
+
+    /// A standard deviation costs what a variance costs (the same three noisy parts; the root is
+    /// post-processing) and shows its expected error on its own scale, `(hi - lo) / 2`; a minimum and a
+    /// maximum are the quantile mechanism at q = 0 and 1, charged the stated epsilon, with the span of their
+    /// candidates as expected error. Under negligible noise (epsilon 1e6: every noise is zero with probability
+    /// above 1 - 1e-40) the standard deviation is the plaintext one, and the minimum (maximum) a candidate at
+    /// or below (at or above) the exact one, within the public bounds.
+    #[test]
+    fn stdev_min_and_max_are_dp_releases() {
+        let one = DpParams {
+            epsilon: Some(1.0),
+            ..DpParams::default()
+        };
+        let var = plan_of(
+            "variance(clamp(rent.amount, 0, 300000))",
+            Measure::PureEpsilon,
+            &one,
+        );
+        let sd = plan_of(
+            "stdev(clamp(rent.amount, 0, 300000))",
+            Measure::PureEpsilon,
+            &one,
+        );
+        assert_eq!(sd.cost, var.cost);
+        assert_eq!(sd.cost, "1".parse().unwrap());
+        assert_eq!(sd.accuracy95, Some(150_000.0));
+        for src in [
+            "min(clamp(rent.amount, 0, 300000))",
+            "max(clamp(rent.amount, 0, 300000))",
+        ] {
+            let p = plan_of(src, Measure::PureEpsilon, &one);
+            assert_eq!(p.cost, "1".parse().unwrap(), "{src}");
+            assert_eq!(p.accuracy95, Some(300_000.0), "{src}");
+            assert_eq!(p.mechanism, "permute-and-flip", "{src}");
+            let p = plan_of(
+                src,
+                Measure::Zcdp,
+                &DpParams {
+                    rho: Some(0.1),
+                    ..DpParams::default()
+                },
+            );
+            assert_eq!(p.cost, "0.1".parse().unwrap(), "{src}");
+        }
+        // A target accuracy cannot be planned for a standard deviation (three parts, no accuracy function).
+        let data = sample(Profile::Reliable);
+        let metas = metas_of(&data);
+        let ctx = check_ctx(&metas);
+        let checked = |src: &str| {
+            duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap()
+        };
+        let alpha = DpParams {
+            alpha: Some(100.0),
+            beta: Some(0.05),
+            ..DpParams::default()
+        };
+        let e = plan(
+            &checked("stdev(clamp(rent.amount, 0, 300000))"),
+            &metas,
+            Measure::PureEpsilon,
+            &alpha,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("epsilon"), "{e}");
+
+        let huge = DpParams {
+            epsilon: Some(1e6),
+            ..DpParams::default()
+        };
+        let exact = |src: &str| match duo_engine::evaluate(&checked(src).expr, &data).unwrap() {
+            Answer::Scalar { value } => value.as_f64().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let released = |src: &str| match release(
+            &plan(&checked(src), &metas, Measure::PureEpsilon, &huge).unwrap(),
+            &data,
+        )
+        .unwrap()
+        {
+            Answer::Scalar { value } => value.as_f64().unwrap(),
+            other => panic!("{other:?}"),
+        };
+        // The sum of squares keeps some noise: sensitivity 300,000^2 at epsilon 1e6 / 3 is a Laplace scale of
+        // 2.7e5, beyond 20 scales with probability 2e-9; over the 24 rents that moves the variance (about 1.6e7)
+        // by under 2.3e5, the standard deviation (about 4,000) by under 1%; 2% is the tolerance.
+        let src = "stdev(clamp(rent.amount, 0, 300000))";
+        let (got, want) = (released(src), exact(src));
+        assert!(
+            (got - want).abs() <= 0.02 * want.max(1.0),
+            "{got} vs {want}"
+        );
+        let min = exact("min(clamp(rent.amount, 0, 300000))");
+        let max = exact("max(clamp(rent.amount, 0, 300000))");
+        for _ in 0..10 {
+            let low = released("min(clamp(rent.amount, 0, 300000))");
+            assert!((0.0..=min).contains(&low), "{low} vs {min}");
+            let high = released("max(clamp(rent.amount, 0, 300000))");
+            assert!((max..=300_000.0).contains(&high), "{high} vs {max}");
+        }
     }
 
     /// Before noise, the DP forms compute exactly the plaintext attributes (with clamps too wide to bind).
