@@ -780,8 +780,9 @@ fn elementwise<'d>(
     })
 }
 
-/// One aggregate per calendar month of the column's dataset window.
-fn by_month(kind: AggKind, c: Col<'_>) -> Result<Val<'static>, EvalError> {
+/// Each value's month among the calendar months of its dataset's public window (`None` outside the window
+/// or without a date), and the months' labels.
+fn month_groups(c: &Col<'_>) -> Result<(Vec<String>, Vec<Option<u32>>), EvalError> {
     let meta = &c.ds.meta;
     let time = meta
         .time_column
@@ -798,18 +799,30 @@ fn by_month(kind: AggKind, c: Col<'_>) -> Result<Val<'static>, EvalError> {
         ))
     })?;
     let first = month_number(window.start);
-    let mut buckets: Vec<Vec<Value>> = vec![Vec::new(); months.len()];
-    for (v, &row) in c.values.iter().zip(&c.rows) {
-        let Value::Date(d) = time_data.value(row) else {
-            continue;
-        };
-        if d < window.start || d > window.end {
-            continue;
-        }
-        let bucket = usize::try_from(month_number(d) - first)
-            .ok()
-            .and_then(|i| buckets.get_mut(i));
-        if let Some(b) = bucket {
+    let keys = c
+        .rows
+        .iter()
+        .map(|&row| {
+            let Value::Date(d) = time_data.value(row) else {
+                return None;
+            };
+            if d < window.start || d > window.end {
+                return None;
+            }
+            u32::try_from(month_number(d) - first)
+                .ok()
+                .filter(|i| (*i as usize) < months.len())
+        })
+        .collect();
+    Ok((months.into_iter().map(month_label).collect(), keys))
+}
+
+/// One aggregate per calendar month of the column's dataset window.
+fn by_month(kind: AggKind, c: Col<'_>) -> Result<Val<'static>, EvalError> {
+    let (labels, keys) = month_groups(&c)?;
+    let mut buckets: Vec<Vec<Value>> = vec![Vec::new(); labels.len()];
+    for (v, key) in c.values.iter().zip(&keys) {
+        if let Some(b) = key.and_then(|k| buckets.get_mut(k as usize)) {
             b.push(v.clone());
         }
     }
@@ -825,8 +838,31 @@ fn by_month(kind: AggKind, c: Col<'_>) -> Result<Val<'static>, EvalError> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Val::Vector {
         dtype: agg_type(kind, c.dtype, None, 0.0).0,
-        labels: months.into_iter().map(month_label).collect(),
+        labels,
         values,
+    })
+}
+
+/// A column's values with each row's group among public keys, for a grouped DP release.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grouped {
+    /// The groups' labels, in order (`2026-01`, ...).
+    pub labels: Vec<String>,
+    /// Each row's value (nulls included).
+    pub values: Vec<Value>,
+    /// Each row's group: an index into `labels`, or `None` (the row is in no group).
+    pub keys: Vec<Option<u32>>,
+}
+
+/// The values of a column lineage with each row's calendar month in its dataset's public window, as
+/// `by_month` groups them (the lineage must be checked first, as for [`evaluate`]).
+pub fn group_by_month(input: &Expr, data: &dyn DataSource) -> Result<Grouped, EvalError> {
+    let c = Evaluator { data }.column(input, "by_month")?;
+    let (labels, keys) = month_groups(&c)?;
+    Ok(Grouped {
+        labels,
+        values: c.values,
+        keys,
     })
 }
 

@@ -549,7 +549,8 @@ class Pointer:
         return self._derive(f"histogram(${self.id}, {_lit(list(edges))})")
 
     def by_month(self, aggregate: str = "sum") -> "Pointer":
-        """One ``aggregate`` (``sum``, ``count``, ``mean``, ...) per month: a vector labelled by month."""
+        """One ``aggregate`` (``sum``, ``count``, ``mean``, ...) per month: a vector labelled by month. With DP
+        (``count``, ``sum`` or ``mean``) it is one release of the whole vector, costing one ungrouped aggregate."""
         if not re.fullmatch(r"[a-z_]+", aggregate):
             raise UsageError("usage", f"unknown aggregate `{aggregate}`")
         return self._derive(f"by_month({aggregate}, ${self.id})")
