@@ -3,6 +3,9 @@
 //! same query. Goal: the DP sum within 2x of the non-private clamp-and-sum at 1e7 rows; under 1 ms at 1e3 to
 //! 1e4 rows. (Loading a column from SQLite is measured separately, in the node's benches.)
 //!
+//! `grouped_sum`: a DP sum per month over 24 public months at 1e6 rows (`Plan::release_grouped`), beside the
+//! ungrouped DP sum over the same rows. Goal: within 2x of the ungrouped sum.
+//!
 //! `zcdp_preview`: the cost preview of `avg_daily_balance_3m()` under zCDP (a sum with sensitivity
 //! $10,000 x 92 days; at rho 1 its noise scale is 6.5e7), planned and its 95% accuracy computed, at rho 1, 10
 //! and 100, beside OpenDP's term-by-term discrete Gaussian accuracy at scales it can still reach (1e4, 1e5;
@@ -145,6 +148,45 @@ fn median(c: &mut Criterion) {
     group.finish();
 }
 
+fn grouped_sum(c: &mut Criterion) {
+    let mut group = configure(c, "dp_grouped_sum");
+    let rows = 1_000_000;
+    let data = column(rows);
+    // Each row's month among 24, in date order as a time column would give (about 41,667 rows a month).
+    let keys: Vec<u32> = (0..rows).map(|i| (i * 24 / rows) as u32).collect();
+    let budget = Budget::Epsilon(1.0);
+    let sum = plan(
+        Query::Sum { lo: LO, hi: HI },
+        Contribution::EVENT,
+        Measure::PureEpsilon,
+        budget,
+    )
+    .unwrap();
+    let by_month = plan(
+        Query::GroupedSum {
+            lo: LO,
+            hi: HI,
+            groups: 24,
+        },
+        Contribution::EVENT,
+        Measure::PureEpsilon,
+        budget,
+    )
+    .unwrap();
+    group.throughput(Throughput::Elements(rows as u64));
+    group.bench_function(BenchmarkId::new("ungrouped_sum", rows), |b| {
+        b.iter(|| sum.release(black_box(&data)).unwrap())
+    });
+    group.bench_function(BenchmarkId::new("sum_by_24_months", rows), |b| {
+        b.iter(|| {
+            by_month
+                .release_grouped(black_box(&keys), black_box(&data))
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
 fn zcdp_preview(c: &mut Criterion) {
     let mut group = configure(c, "dp_zcdp_preview");
     let bound = 1_000_000 * 92;
@@ -187,5 +229,5 @@ fn zcdp_preview(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sum, histogram, median, zcdp_preview);
+criterion_group!(benches, sum, histogram, median, grouped_sum, zcdp_preview);
 criterion_main!(benches);

@@ -402,6 +402,15 @@ pub(crate) fn agg_type(
             DataType::F64,
             nb.and_then(|b| bounds(0.0, (b.hi - b.lo) * (b.hi - b.lo) / 4.0)),
         ),
+        // A standard deviation is in the values' unit (money stays money), at most half their range.
+        AggKind::Stdev => (
+            if dtype == DataType::Money {
+                DataType::Money
+            } else {
+                DataType::F64
+            },
+            nb.and_then(|b| bounds(0.0, (b.hi - b.lo) / 2.0)),
+        ),
         AggKind::Min | AggKind::Max => (dtype, nb),
     }
 }

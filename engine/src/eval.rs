@@ -376,12 +376,17 @@ fn aggregate(kind: AggKind, dtype: DataType, values: &[Value]) -> Result<Value, 
             Err(s) => float(s),
         },
         AggKind::Mean => nums.mean().map_or(Value::Null, float),
-        AggKind::Variance => match nums.mean() {
+        AggKind::Variance | AggKind::Stdev => match nums.mean() {
             None => Value::Null,
             Some(mean) => {
                 let xs = nums.floats();
                 let ss: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
-                float((ss / xs.len() as f64).max(0.0))
+                let variance = (ss / xs.len() as f64).max(0.0);
+                float(if kind == AggKind::Stdev {
+                    variance.sqrt()
+                } else {
+                    variance
+                })
             }
         },
         AggKind::Min | AggKind::Max => {
@@ -775,8 +780,9 @@ fn elementwise<'d>(
     })
 }
 
-/// One aggregate per calendar month of the column's dataset window.
-fn by_month(kind: AggKind, c: Col<'_>) -> Result<Val<'static>, EvalError> {
+/// Each value's month among the calendar months of its dataset's public window (`None` outside the window
+/// or without a date), and the months' labels.
+fn month_groups(c: &Col<'_>) -> Result<(Vec<String>, Vec<Option<u32>>), EvalError> {
     let meta = &c.ds.meta;
     let time = meta
         .time_column
@@ -793,18 +799,30 @@ fn by_month(kind: AggKind, c: Col<'_>) -> Result<Val<'static>, EvalError> {
         ))
     })?;
     let first = month_number(window.start);
-    let mut buckets: Vec<Vec<Value>> = vec![Vec::new(); months.len()];
-    for (v, &row) in c.values.iter().zip(&c.rows) {
-        let Value::Date(d) = time_data.value(row) else {
-            continue;
-        };
-        if d < window.start || d > window.end {
-            continue;
-        }
-        let bucket = usize::try_from(month_number(d) - first)
-            .ok()
-            .and_then(|i| buckets.get_mut(i));
-        if let Some(b) = bucket {
+    let keys = c
+        .rows
+        .iter()
+        .map(|&row| {
+            let Value::Date(d) = time_data.value(row) else {
+                return None;
+            };
+            if d < window.start || d > window.end {
+                return None;
+            }
+            u32::try_from(month_number(d) - first)
+                .ok()
+                .filter(|i| (*i as usize) < months.len())
+        })
+        .collect();
+    Ok((months.into_iter().map(month_label).collect(), keys))
+}
+
+/// One aggregate per calendar month of the column's dataset window.
+fn by_month(kind: AggKind, c: Col<'_>) -> Result<Val<'static>, EvalError> {
+    let (labels, keys) = month_groups(&c)?;
+    let mut buckets: Vec<Vec<Value>> = vec![Vec::new(); labels.len()];
+    for (v, key) in c.values.iter().zip(&keys) {
+        if let Some(b) = key.and_then(|k| buckets.get_mut(k as usize)) {
             b.push(v.clone());
         }
     }
@@ -820,8 +838,31 @@ fn by_month(kind: AggKind, c: Col<'_>) -> Result<Val<'static>, EvalError> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Val::Vector {
         dtype: agg_type(kind, c.dtype, None, 0.0).0,
-        labels: months.into_iter().map(month_label).collect(),
+        labels,
         values,
+    })
+}
+
+/// A column's values with each row's group among public keys, for a grouped DP release.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grouped {
+    /// The groups' labels, in order (`2026-01`, ...).
+    pub labels: Vec<String>,
+    /// Each row's value (nulls included).
+    pub values: Vec<Value>,
+    /// Each row's group: an index into `labels`, or `None` (the row is in no group).
+    pub keys: Vec<Option<u32>>,
+}
+
+/// The values of a column lineage with each row's calendar month in its dataset's public window, as
+/// `by_month` groups them (the lineage must be checked first, as for [`evaluate`]).
+pub fn group_by_month(input: &Expr, data: &dyn DataSource) -> Result<Grouped, EvalError> {
+    let c = Evaluator { data }.column(input, "by_month")?;
+    let (labels, keys) = month_groups(&c)?;
+    Ok(Grouped {
+        labels,
+        values: c.values,
+        keys,
     })
 }
 
@@ -1044,10 +1085,14 @@ mod tests {
             scalar(&agg(AggKind::Mean, score.clone())),
             Value::Float(2.5)
         );
-        let Value::Float(var) = scalar(&agg(AggKind::Variance, score)) else {
+        let Value::Float(var) = scalar(&agg(AggKind::Variance, score.clone())) else {
             panic!()
         };
         assert!((var - 11.9).abs() < 1e-9, "{var}");
+        let Value::Float(sd) = scalar(&agg(AggKind::Stdev, score)) else {
+            panic!()
+        };
+        assert!((sd - 11.9f64.sqrt()).abs() < 1e-9, "{sd}");
         // Empty inputs.
         let empty = col(none_rows(), "amount");
         assert_eq!(scalar(&agg(AggKind::Count, none_rows())), Value::Int(0));
@@ -1056,7 +1101,13 @@ mod tests {
             scalar(&agg(AggKind::Sum, col(none_rows(), "score"))),
             Value::Float(0.0)
         );
-        for kind in [AggKind::Mean, AggKind::Variance, AggKind::Min, AggKind::Max] {
+        for kind in [
+            AggKind::Mean,
+            AggKind::Variance,
+            AggKind::Stdev,
+            AggKind::Min,
+            AggKind::Max,
+        ] {
             assert_eq!(scalar(&agg(kind, empty.clone())), Value::Null, "{kind:?}");
         }
         assert_eq!(

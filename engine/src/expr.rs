@@ -223,6 +223,8 @@ pub enum AggKind {
     Mean,
     /// Population variance (null when empty).
     Variance,
+    /// Population standard deviation, the square root of the variance (null when empty).
+    Stdev,
     /// Minimum (null when empty).
     Min,
     /// Maximum (null when empty).
@@ -237,6 +239,7 @@ impl AggKind {
             AggKind::Sum => "sum",
             AggKind::Mean => "mean",
             AggKind::Variance => "variance",
+            AggKind::Stdev => "stdev",
             AggKind::Min => "min",
             AggKind::Max => "max",
         }
@@ -265,6 +268,8 @@ pub enum OpKind {
     Mean,
     /// Variance.
     Variance,
+    /// Standard deviation.
+    Stdev,
     /// Minimum.
     Min,
     /// Maximum.
@@ -292,6 +297,7 @@ impl OpKind {
             OpKind::Sum => "sum",
             OpKind::Mean => "mean",
             OpKind::Variance => "variance",
+            OpKind::Stdev => "stdev",
             OpKind::Min => "min",
             OpKind::Max => "max",
             OpKind::Quantile => "quantile",
@@ -302,7 +308,7 @@ impl OpKind {
     }
 
     /// Every kind, in a fixed order.
-    pub const ALL: [OpKind; 15] = [
+    pub const ALL: [OpKind; 16] = [
         OpKind::Select,
         OpKind::Filter,
         OpKind::Clamp,
@@ -312,6 +318,7 @@ impl OpKind {
         OpKind::Sum,
         OpKind::Mean,
         OpKind::Variance,
+        OpKind::Stdev,
         OpKind::Min,
         OpKind::Max,
         OpKind::Quantile,
@@ -333,6 +340,7 @@ impl From<AggKind> for OpKind {
             AggKind::Sum => OpKind::Sum,
             AggKind::Mean => OpKind::Mean,
             AggKind::Variance => OpKind::Variance,
+            AggKind::Stdev => OpKind::Stdev,
             AggKind::Min => OpKind::Min,
             AggKind::Max => OpKind::Max,
         }

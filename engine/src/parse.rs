@@ -60,10 +60,10 @@
 //! | `last_months(TABLE, N)`       | the rows of `TABLE` in the last `N` full calendar months (by its time column); short for `filter(TABLE, last_months(N))` |
 //! | `clamp(X, LOW, HIGH)`         | each value of `X` moved into `[LOW, HIGH]`                              |
 //! | `count(X)`                    | the number of rows of a table, or of non-null values of a column       |
-//! | `sum(X)`, `mean(X)`, `variance(X)`, `min(X)`, `max(X)` | the aggregate of a column or a vector         |
+//! | `sum(X)`, `mean(X)`, `variance(X)`, `stdev(X)`, `min(X)`, `max(X)` | the aggregate of a column or a vector (`stdev` the population standard deviation) |
 //! | `median(X)`, `quantile(X, Q)` | the `Q`-quantile of a column, `0 <= Q <= 1` (the median is `Q = 0.5`)   |
 //! | `histogram(X, [e0, e1, ...])` | counts of `X` in the bins `e0 <= x < e1`, ... (the last bin includes its upper edge) |
-//! | `by_month(AGG, X)`            | `AGG` (one of `count sum mean variance min max`) per calendar month: a vector |
+//! | `by_month(AGG, X)`            | `AGG` (one of `count sum mean variance stdev min max`) per calendar month: a vector |
 //! | `dot(X, [w1, w2, ...])`       | the weighted sum of a vector                                           |
 //! | `NAME()`, `NAME(2026-06-30)`  | the catalogue attribute `NAME` over the window ending at the last full month, or on the given day |
 //!
@@ -112,7 +112,7 @@ pub const MAX_LIST_LEN: usize = 4096;
 const RESERVED: [&str; 6] = ["true", "false", "null", "and", "or", "not"];
 
 /// Names that are functions when followed by `(` (anything else followed by `(` is a catalogue attribute).
-const BUILTINS: [&str; 15] = [
+const BUILTINS: [&str; 16] = [
     "filter",
     "select",
     "clamp",
@@ -120,6 +120,7 @@ const BUILTINS: [&str; 15] = [
     "sum",
     "mean",
     "variance",
+    "stdev",
     "min",
     "max",
     "median",
@@ -899,6 +900,7 @@ impl Parser {
             "sum" => agg(AggKind::Sum, self.expr()?),
             "mean" => agg(AggKind::Mean, self.expr()?),
             "variance" => agg(AggKind::Variance, self.expr()?),
+            "stdev" => agg(AggKind::Stdev, self.expr()?),
             "min" => agg(AggKind::Min, self.expr()?),
             "max" => agg(AggKind::Max, self.expr()?),
             "median" => Expr::Quantile {
@@ -1037,7 +1039,7 @@ impl Parser {
                 Ok(k)
             }
             None => Err(self.err(
-                "expected the aggregate to apply per month: one of count, sum, mean, variance, min, max",
+                "expected the aggregate to apply per month: one of count, sum, mean, variance, stdev, min, max",
             )),
         }
     }
@@ -1261,7 +1263,9 @@ fn usage(f: &str) -> String {
         "histogram" => "histogram(X, [EDGE, EDGE, ...])".into(),
         "dot" => "dot(X, [WEIGHT, ...])".into(),
         "by_month" => "by_month(AGGREGATE, X)".into(),
-        "count" | "sum" | "mean" | "variance" | "min" | "max" | "median" => format!("{f}(X)"),
+        "count" | "sum" | "mean" | "variance" | "stdev" | "min" | "max" | "median" => {
+            format!("{f}(X)")
+        }
         _ => format!("{f}() or {f}(YYYY-MM-DD)"),
     }
 }
@@ -1272,6 +1276,7 @@ fn agg_kind_named(name: &str) -> Option<AggKind> {
         "sum" => AggKind::Sum,
         "mean" => AggKind::Mean,
         "variance" => AggKind::Variance,
+        "stdev" => AggKind::Stdev,
         "min" => AggKind::Min,
         "max" => AggKind::Max,
         _ => return None,
@@ -1968,6 +1973,7 @@ pub(crate) mod tests {
             ("sum", AggKind::Sum),
             ("mean", AggKind::Mean),
             ("variance", AggKind::Variance),
+            ("stdev", AggKind::Stdev),
             ("min", AggKind::Min),
             ("max", AggKind::Max),
         ] {

@@ -474,6 +474,7 @@ fn agg_word(kind: AggKind) -> &'static str {
         AggKind::Sum => "sum",
         AggKind::Mean => "mean",
         AggKind::Variance => "variance",
+        AggKind::Stdev => "standard deviation",
         AggKind::Min => "minimum",
         AggKind::Max => "maximum",
     }

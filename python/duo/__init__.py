@@ -390,7 +390,7 @@ class Pointer:
     Pointers compose like the expression syntax: ``t.amount`` (or ``t["amount"]``) is a column,
     ``t.filter(t.category == "income")`` the rows where a condition holds (``&``, ``|``, ``~`` combine
     conditions), ``x.clamp(0, 500_000)``, ``x + y``, ``x * 2``, and the aggregates ``x.sum()``, ``x.mean()``,
-    ``x.count()``, ``x.variance()``, ``x.min()``, ``x.max()``, ``x.median()``, ``x.quantile(0.5)``,
+    ``x.count()``, ``x.variance()``, ``x.stdev()``, ``x.min()``, ``x.max()``, ``x.median()``, ``x.quantile(0.5)``,
     ``x.histogram([0, 100000])``, ``x.by_month("sum")``; ``t.last_months(12)``. A column whose name is one of
     these methods is reached with ``t["name"]``. Money is in cents in expressions, as in the data.
     """
@@ -524,12 +524,16 @@ class Pointer:
         """The variance."""
         return self._derive(f"variance(${self.id})")
 
+    def stdev(self) -> "Pointer":
+        """The (population) standard deviation: the square root of the variance."""
+        return self._derive(f"stdev(${self.id})")
+
     def min(self) -> "Pointer":
-        """The smallest value."""
+        """The smallest value (with DP: the quantile mechanism at 0, which answers at or below it)."""
         return self._derive(f"min(${self.id})")
 
     def max(self) -> "Pointer":
-        """The largest value."""
+        """The largest value (with DP: the quantile mechanism at 1, which answers at or above it)."""
         return self._derive(f"max(${self.id})")
 
     def median(self) -> "Pointer":
@@ -545,7 +549,8 @@ class Pointer:
         return self._derive(f"histogram(${self.id}, {_lit(list(edges))})")
 
     def by_month(self, aggregate: str = "sum") -> "Pointer":
-        """One ``aggregate`` (``sum``, ``count``, ``mean``, ...) per month: a vector labelled by month."""
+        """One ``aggregate`` (``sum``, ``count``, ``mean``, ...) per month: a vector labelled by month. With DP
+        (``count``, ``sum`` or ``mean``) it is one release of the whole vector, costing one ungrouped aggregate."""
         if not re.fullmatch(r"[a-z_]+", aggregate):
             raise UsageError("usage", f"unknown aggregate `{aggregate}`")
         return self._derive(f"by_month({aggregate}, ${self.id})")

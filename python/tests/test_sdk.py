@@ -231,6 +231,8 @@ def test_pointers_compose_with_python_operators(node, fi):
     assert x.quantile(0.5).ty["kind"] == "scalar"
     assert x.histogram([0, 100_000, 200_000]).ty["kind"] != "scalar"
     assert x.by_month("sum").ty["kind"] == "vector"
+    assert repr(x.stdev()).startswith("standard deviation of")
+    assert x.stdev().dtype == "money" and x.min().dtype == "money" and x.max().dtype == "money"
     rent = fi.dataset("rent").last_months(12)
     on_time = (rent.paid_date <= rent.due_date).mean()
     assert "paid_date" in repr(on_time)

@@ -39,6 +39,7 @@
 
 pub mod accuracy;
 pub mod compose;
+pub mod grouped;
 pub mod histogram;
 pub mod quantile;
 pub mod sum;
@@ -153,7 +154,18 @@ pub enum Query {
         /// Public denominator, at least 1.
         n: u64,
     },
+    /// The square root of a [`Query::Variance`] (the same two noisy sums, the same cost), by
+    /// [`compose::stdev`]; [`Answer::Real`] in `[0, (hi - lo) / 2]`.
+    Stdev {
+        /// Lower clamp bound.
+        lo: i64,
+        /// Upper clamp bound.
+        hi: i64,
+        /// Public denominator, at least 1.
+        n: u64,
+    },
     /// The `q`-quantile, chosen among strictly increasing public candidates; [`Answer::Integer`].
+    /// At `q = 0` it is a private minimum and at `q = 1` a private maximum (see [`Query::min_grid`]).
     Quantile {
         /// Public candidates, strictly increasing, at most 1,000,000.
         candidates: Vec<i64>,
@@ -165,6 +177,24 @@ pub enum Query {
     Histogram {
         /// Public edges, strictly increasing, 1 to 100,000 of them.
         edges: Vec<i64>,
+    },
+    /// The number of rows in each of `groups` public groups (months of a window, values of a category set),
+    /// released by [`Plan::release_grouped`] as [`Answer::Counts`], one per group; costs one
+    /// [`Query::Count`] (see [`grouped`]).
+    GroupedCount {
+        /// Number of groups, 1 to 100,000.
+        groups: u32,
+    },
+    /// The sum of rows clamped into `[lo, hi]` in each of `groups` public groups, released by
+    /// [`Plan::release_grouped`] as [`Answer::Counts`] (one sum per group); costs one [`Query::Sum`] (see
+    /// [`grouped`]).
+    GroupedSum {
+        /// Lower clamp bound (greater than `i64::MIN`).
+        lo: i64,
+        /// Upper clamp bound.
+        hi: i64,
+        /// Number of groups, 1 to 100,000.
+        groups: u32,
     },
 }
 
@@ -190,14 +220,31 @@ impl Query {
         Query::quantile_grid(lo, hi, bins, 0.5)
     }
 
+    /// A private minimum over a grid: [`Query::quantile_grid`] at `q = 0`. Every candidate at or below the
+    /// exact minimum scores the best possible (no row lies below it), so the mechanism cannot tell them
+    /// apart: the answer is, with high probability, a candidate between `lo` and the exact minimum (a
+    /// lower bound on it), not the minimum itself. See [`quantile`].
+    pub fn min_grid(lo: i64, hi: i64, bins: u32) -> Result<Query, DpError> {
+        Query::quantile_grid(lo, hi, bins, 0.0)
+    }
+
+    /// A private maximum over a grid: [`Query::quantile_grid`] at `q = 1`; with high probability a candidate
+    /// between the exact maximum and `hi` (an upper bound on it), as for [`Query::min_grid`].
+    pub fn max_grid(lo: i64, hi: i64, bins: u32) -> Result<Query, DpError> {
+        Query::quantile_grid(lo, hi, bins, 1.0)
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Query::Count => "count",
             Query::Sum { .. } => "sum",
             Query::Mean { .. } => "mean",
             Query::Variance { .. } => "variance",
+            Query::Stdev { .. } => "standard deviation",
             Query::Quantile { .. } => "quantile",
             Query::Histogram { .. } => "histogram",
+            Query::GroupedCount { .. } => "grouped count",
+            Query::GroupedSum { .. } => "grouped sum",
         }
     }
 
@@ -209,6 +256,15 @@ impl Query {
                 )))
             } else {
                 Ok(())
+            }
+        };
+        let groups_in_range = |g: u32| {
+            if (1..=100_000).contains(&g) {
+                Ok(())
+            } else {
+                Err(DpError::InvalidQuery(format!(
+                    "a grouped release has 1 to 100000 groups, not {g}"
+                )))
             }
         };
         let increasing = |v: &[i64], what: &str, max: usize| {
@@ -223,7 +279,9 @@ impl Query {
         match self {
             Query::Count => Ok(()),
             Query::Sum { lo, hi } => bounds(*lo, *hi),
-            Query::Mean { lo, hi, n } | Query::Variance { lo, hi, n } => {
+            Query::Mean { lo, hi, n }
+            | Query::Variance { lo, hi, n }
+            | Query::Stdev { lo, hi, n } => {
                 bounds(*lo, *hi)?;
                 if *n == 0 {
                     return Err(DpError::InvalidQuery(
@@ -239,6 +297,11 @@ impl Query {
                 increasing(candidates, "candidates", 1_000_000)
             }
             Query::Histogram { edges } => increasing(edges, "edges", 100_000),
+            Query::GroupedCount { groups } => groups_in_range(*groups),
+            Query::GroupedSum { lo, hi, groups } => {
+                bounds(*lo, *hi)?;
+                groups_in_range(*groups)
+            }
         }
     }
 }
@@ -364,7 +427,7 @@ pub fn plan(
                     "a release costs more than zero".into(),
                 ));
             }
-            if let Query::Variance { .. } = plan.query {
+            if let Query::Variance { .. } | Query::Stdev { .. } = plan.query {
                 // Half the budget each to the sum and to the sum of squares.
                 let half = Amount::from_nanos(target.nanos() / 2);
                 plan.scale = plan.fit_scale(half, Part::First)?;
@@ -534,11 +597,110 @@ impl Plan {
         .map_err(DpError::opendp)
     }
 
+    /// Runs a grouped release ([`Query::GroupedCount`], [`Query::GroupedSum`]): row `i` has the value
+    /// `values[i]` (ignored by a count) and lies in group `keys[i]` (keys at or past the number of groups count
+    /// nowhere). Exact per-group counts or clamped sums (equal to OpenDP's transformation in [`grouped`]),
+    /// then OpenDP's noise on the vector; one entry per group. Re-checks the planned cost like
+    /// [`Plan::release`].
+    pub fn release_grouped(&self, keys: &[u32], values: &[i64]) -> Result<Answer, DpError> {
+        if self.compute_cost()? != self.cost {
+            return Err(DpError::OpenDp(
+                "privacy map disagrees with the planned cost".into(),
+            ));
+        }
+        match self.measure {
+            Measure::PureEpsilon => self.release_grouped_in::<MaxDivergence>(keys, values),
+            Measure::Zcdp => self.release_grouped_in::<ZeroConcentratedDivergence>(keys, values),
+        }
+        .map_err(DpError::opendp)
+    }
+
+    fn release_grouped_in<MO: LedgerMeasure>(
+        &self,
+        keys: &[u32],
+        values: &[i64],
+    ) -> Fallible<Answer> {
+        Ok(Answer::Counts(match &self.query {
+            Query::GroupedCount { groups } => {
+                let (_, noise) = self.group_counts_pipeline::<MO>(*groups)?;
+                noise.eval(&grouped::group_counts(keys, *groups))?
+            }
+            Query::GroupedSum { lo, hi, groups } => {
+                let (_, noise) = self.group_sums_pipeline::<MO>(*lo, *hi, *groups)?;
+                noise.eval(&grouped::group_sums(keys, values, *lo, *hi, *groups))?
+            }
+            _ => {
+                return Err(opendp_error(
+                    ErrorVariant::FailedFunction,
+                    "not a grouped query: use release",
+                ))
+            }
+        }))
+    }
+
+    /// OpenDP's grouped-count pipeline (over group indices), and the noise function alone for our counts.
+    fn group_counts_pipeline<MO: LedgerMeasure>(
+        &self,
+        groups: u32,
+    ) -> Fallible<(
+        Measurement<VectorDomain<AtomDomain<i64>>, SymmetricDistance, MO, Vec<i64>>,
+        Function<Vec<i64>, Vec<i64>>,
+    )> {
+        if self.pure {
+            let t = grouped::opendp_group_counts::<L1Distance<i64>>(groups)?;
+            let noise = make_laplace::<_, _, MaxDivergence>(
+                t.output_domain.clone(),
+                t.output_metric.clone(),
+                self.scale,
+                None,
+            )?;
+            let function = noise.function.clone();
+            Ok((MO::from_pure(make_chain_mt(&noise, &t)?)?, function))
+        } else {
+            let t = grouped::opendp_group_counts::<L2Distance<i64>>(groups)?;
+            let noise = MO::gaussian_counts(t.output_domain.clone(), self.scale)?;
+            let function = noise.function.clone();
+            Ok((make_chain_mt(&noise, &t)?, function))
+        }
+    }
+
+    /// The grouped-sum pipeline (our transformation of [`grouped`], OpenDP's vector noise), and the noise
+    /// function alone for our sums.
+    fn group_sums_pipeline<MO: LedgerMeasure>(
+        &self,
+        lo: i64,
+        hi: i64,
+        groups: u32,
+    ) -> Fallible<(
+        Measurement<VectorDomain<VectorDomain<AtomDomain<i64>>>, SymmetricDistance, MO, Vec<i64>>,
+        Function<Vec<i64>, Vec<i64>>,
+    )> {
+        if self.pure {
+            let t = grouped::opendp_group_sums::<L1Distance<i64>>(lo, hi, groups)?;
+            let noise = make_laplace::<_, _, MaxDivergence>(
+                t.output_domain.clone(),
+                t.output_metric.clone(),
+                self.scale,
+                None,
+            )?;
+            let function = noise.function.clone();
+            Ok((MO::from_pure(make_chain_mt(&noise, &t)?)?, function))
+        } else {
+            let t = grouped::opendp_group_sums::<L2Distance<i64>>(lo, hi, groups)?;
+            let noise = MO::gaussian_counts(t.output_domain.clone(), self.scale)?;
+            let function = noise.function.clone();
+            Ok((make_chain_mt(&noise, &t)?, function))
+        }
+    }
+
     /// Refusals decided from the public parameters alone (overflow of sensitivities or squares).
     fn check_ranges(&self) -> Result<(), DpError> {
         let k = self.contribution.max_rows_per_unit as i128;
-        if let Query::Sum { lo, hi } | Query::Mean { lo, hi, .. } | Query::Variance { lo, hi, .. } =
-            self.query
+        if let Query::Sum { lo, hi }
+        | Query::GroupedSum { lo, hi, .. }
+        | Query::Mean { lo, hi, .. }
+        | Query::Variance { lo, hi, .. }
+        | Query::Stdev { lo, hi, .. } = self.query
         {
             let magnitude = (lo as i128).abs().max((hi as i128).abs());
             if magnitude * k > i64::MAX as i128 {
@@ -546,7 +708,7 @@ impl Plan {
                     "the sum's sensitivity (bound x rows per unit)",
                 ));
             }
-            if let Query::Variance { .. } = self.query {
+            if let Query::Variance { .. } | Query::Stdev { .. } = self.query {
                 if magnitude * magnitude * k > i64::MAX as i128 {
                     return Err(DpError::Overflow("the sum of squares' sensitivity"));
                 }
@@ -559,9 +721,13 @@ impl Plan {
     /// accuracy function.
     fn accuracy_divisor(&self) -> Option<f64> {
         match self.query {
-            Query::Count | Query::Sum { .. } | Query::Histogram { .. } => Some(1.0),
+            Query::Count
+            | Query::Sum { .. }
+            | Query::Histogram { .. }
+            | Query::GroupedCount { .. }
+            | Query::GroupedSum { .. } => Some(1.0),
             Query::Mean { n, .. } => Some(n as f64),
-            Query::Quantile { .. } | Query::Variance { .. } => None,
+            Query::Quantile { .. } | Query::Variance { .. } | Query::Stdev { .. } => None,
         }
     }
 
@@ -638,18 +804,29 @@ impl Plan {
     fn map_in<MO: LedgerMeasure>(&self, part: Option<Part>) -> Fallible<f64> {
         let d_in = self.contribution.max_rows_per_unit;
         match (&self.query, part) {
-            (Query::Variance { lo, hi, .. }, None) => make_composition(vec![
-                self.scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?,
-                self.scalar_pipeline::<MO>(opendp_sum_of_squares(*lo, *hi)?, self.scale2())?,
-            ])?
-            .map(&d_in),
-            (Query::Variance { lo, hi, .. }, Some(Part::First)) => self
-                .scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?
-                .map(&d_in),
-            (Query::Variance { lo, hi, .. }, Some(Part::Second)) => self
-                .scalar_pipeline::<MO>(opendp_sum_of_squares(*lo, *hi)?, self.scale2())?
-                .map(&d_in),
+            (Query::Variance { lo, hi, .. } | Query::Stdev { lo, hi, .. }, None) => {
+                make_composition(vec![
+                    self.scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?,
+                    self.scalar_pipeline::<MO>(opendp_sum_of_squares(*lo, *hi)?, self.scale2())?,
+                ])?
+                .map(&d_in)
+            }
+            (Query::Variance { lo, hi, .. } | Query::Stdev { lo, hi, .. }, Some(Part::First)) => {
+                self.scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?
+                    .map(&d_in)
+            }
+            (Query::Variance { lo, hi, .. } | Query::Stdev { lo, hi, .. }, Some(Part::Second)) => {
+                self.scalar_pipeline::<MO>(opendp_sum_of_squares(*lo, *hi)?, self.scale2())?
+                    .map(&d_in)
+            }
             (Query::Histogram { edges }, _) => self.histogram_pipeline::<MO>(edges)?.0.map(&d_in),
+            (Query::GroupedCount { groups }, _) => {
+                self.group_counts_pipeline::<MO>(*groups)?.0.map(&d_in)
+            }
+            (Query::GroupedSum { lo, hi, groups }, _) => self
+                .group_sums_pipeline::<MO>(*lo, *hi, *groups)?
+                .0
+                .map(&d_in),
             (Query::Quantile { candidates, q }, _) => {
                 self.quantile_pipeline::<MO>(candidates, *q)?.map(&d_in)
             }
@@ -687,9 +864,24 @@ impl Plan {
                     .eval(&sum_of_squares(values, *lo, *hi))?;
                 composed(compose::variance(s, s2, public_denominator(*n), *lo, *hi))?
             }
+            Query::Stdev { lo, hi, n } => {
+                let s = self
+                    .scalar_noise::<MO>(self.scale)?
+                    .eval(&sum::clamped_sum(values, *lo, *hi))?;
+                let s2 = self
+                    .scalar_noise::<MO>(self.scale2())?
+                    .eval(&sum_of_squares(values, *lo, *hi))?;
+                composed(compose::stdev(s, s2, public_denominator(*n), *lo, *hi))?
+            }
             Query::Histogram { edges } => {
                 let (_, noise) = self.histogram_pipeline::<MO>(edges)?;
                 Answer::Counts(noise.eval(&histogram::bin_counts(values, edges))?)
+            }
+            Query::GroupedCount { .. } | Query::GroupedSum { .. } => {
+                return Err(opendp_error(
+                    ErrorVariant::FailedFunction,
+                    "a grouped release needs each row's group: use release_grouped",
+                ))
             }
             Query::Quantile { candidates, q } => {
                 let scores = quantile::scores(values, candidates, *q);
@@ -714,19 +906,18 @@ impl Plan {
                     .invoke(values)?;
                 composed(compose::mean(s, public_denominator(*n)))?
             }
-            Query::Variance { lo, hi, n } => {
+            Query::Variance { lo, hi, n } | Query::Stdev { lo, hi, n } => {
                 let both = make_composition(vec![
                     self.scalar_pipeline::<MO>(sum::opendp_sum(*lo, *hi)?, self.scale)?,
                     self.scalar_pipeline::<MO>(opendp_sum_of_squares(*lo, *hi)?, self.scale2())?,
                 ])?
                 .invoke(values)?;
-                composed(compose::variance(
-                    both[0],
-                    both[1],
-                    public_denominator(*n),
-                    *lo,
-                    *hi,
-                ))?
+                let compose = if let Query::Stdev { .. } = self.query {
+                    compose::stdev
+                } else {
+                    compose::variance
+                };
+                composed(compose(both[0], both[1], public_denominator(*n), *lo, *hi))?
             }
             Query::Histogram { edges } => {
                 Answer::Counts(self.histogram_pipeline::<MO>(edges)?.0.invoke(values)?)
@@ -735,6 +926,12 @@ impl Plan {
                 self.quantile_pipeline::<MO>(candidates, *q)?
                     .invoke(values)?,
             ),
+            Query::GroupedCount { .. } | Query::GroupedSum { .. } => {
+                return Err(opendp_error(
+                    ErrorVariant::FailedFunction,
+                    "a grouped release needs each row's group: use release_grouped",
+                ))
+            }
         })
     }
 

@@ -851,3 +851,189 @@ fn split_budgets_sum_to_at_most_the_stated_amount() {
     .is_err());
     assert!(split(Budget::Epsilon(2e-9), 3).is_err());
 }
+
+/// A standard deviation is the square root of a variance: the same two noisy sums at the same scales, so the
+/// same charge, OpenDP's map of their composition (built here from OpenDP's constructors), rounded up. A
+/// minimum and a maximum are OpenDP's `make_private_quantile` at `q = 0` and `q = 1`; their charge is its
+/// map, rounded up, under both ledgers and several contribution bounds.
+#[test]
+fn stdev_min_and_max_are_charged_opendp_privacy_maps() {
+    let (lo, hi) = (-100, 1_000);
+    for (measure, budget) in [(PURE, Budget::Epsilon(0.8)), (ZCDP, Budget::Rho(0.3))] {
+        let var = plan(Query::Variance { lo, hi, n: 30 }, rows(3), measure, budget).unwrap();
+        let sd = plan(Query::Stdev { lo, hi, n: 30 }, rows(3), measure, budget).unwrap();
+        assert_eq!(sd.cost(), var.cost());
+        assert_eq!((sd.scale(), sd.scale2()), (var.scale(), var.scale2()));
+        assert_eq!(sd.accuracy95(), None);
+        if measure == PURE {
+            let laplace = |t: Transformation<_, _, AtomDomain<i64>, AbsoluteDistance<i64>>,
+                           s: f64| {
+                let noise = make_laplace::<_, _, MaxDivergence>(
+                    t.output_domain.clone(),
+                    t.output_metric.clone(),
+                    s,
+                    None,
+                )
+                .unwrap();
+                (t >> noise).unwrap()
+            };
+            let both = make_composition(vec![
+                laplace(sum::opendp_sum(lo, hi).unwrap(), sd.scale()),
+                laplace(opendp_sum_of_squares(lo, hi).unwrap(), sd.scale2()),
+            ])
+            .unwrap();
+            assert_rounded_up(both.map(&3).unwrap(), sd.cost());
+        } else {
+            let gauss = |t: Transformation<_, _, AtomDomain<i64>, AbsoluteDistance<i64>>,
+                         s: f64| {
+                let noise = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+                    t.output_domain.clone(),
+                    t.output_metric.clone(),
+                    s,
+                    None,
+                )
+                .unwrap();
+                (t >> noise).unwrap()
+            };
+            let both = make_composition(vec![
+                gauss(sum::opendp_sum(lo, hi).unwrap(), sd.scale()),
+                gauss(opendp_sum_of_squares(lo, hi).unwrap(), sd.scale2()),
+            ])
+            .unwrap();
+            assert_rounded_up(both.map(&3).unwrap(), sd.cost());
+        }
+    }
+    for k in [1, 4, 31] {
+        for (q, query) in [
+            (0.0, Query::min_grid(0, 50_000, 50).unwrap()),
+            (1.0, Query::max_grid(0, 50_000, 50).unwrap()),
+        ] {
+            let Query::Quantile { candidates, .. } = query.clone() else {
+                panic!()
+            };
+            assert_eq!(candidates.len(), 51);
+            let p = plan(query.clone(), rows(k), PURE, Budget::Epsilon(0.5)).unwrap();
+            assert_eq!(p.mechanism(), Mechanism::PermuteAndFlip);
+            let m = make_private_quantile(
+                VectorDomain::new(AtomDomain::default()),
+                SymmetricDistance,
+                MaxDivergence,
+                candidates.clone(),
+                q,
+                p.scale(),
+            )
+            .unwrap();
+            assert_rounded_up(m.map(&k).unwrap(), p.cost());
+            assert_eq!(p.cost(), Amount::from_units(0.5).unwrap());
+            let p = plan(query, rows(k), ZCDP, Budget::Rho(0.05)).unwrap();
+            assert_eq!(p.mechanism(), Mechanism::GumbelMax);
+            let m = make_private_quantile(
+                VectorDomain::new(AtomDomain::default()),
+                SymmetricDistance,
+                ZeroConcentratedDivergence,
+                candidates,
+                q,
+                p.scale(),
+            )
+            .unwrap();
+            assert_rounded_up(m.map(&k).unwrap(), p.cost());
+        }
+    }
+}
+
+/// Under negligible noise a standard deviation is the root of the variance, and a minimum (maximum) is a
+/// candidate at or below (at or above) the exact one: those candidates all score 0, the others at least 1.
+#[test]
+fn stdev_min_and_max_release_what_they_claim_under_negligible_noise() {
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let values: Vec<i64> = (0..3_000).map(|_| rng.random_range(200..700)).collect();
+    let (min, max) = (*values.iter().min().unwrap(), *values.iter().max().unwrap());
+    for (measure, budget) in [(PURE, Budget::Epsilon(1e6)), (ZCDP, Budget::Rho(4e6))] {
+        let p = plan(
+            Query::Stdev {
+                lo: 0,
+                hi: 1_000,
+                n: 3_000,
+            },
+            rows(1),
+            measure,
+            budget,
+        )
+        .unwrap();
+        let Answer::Real(sd) = p.release(&values).unwrap() else {
+            panic!()
+        };
+        let mean = values.iter().sum::<i64>() as f64 / 3_000.0;
+        let exact = (values
+            .iter()
+            .map(|v| (*v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / 3_000.0)
+            .sqrt();
+        assert!((sd - exact).abs() <= 1e-3 * exact, "{sd} vs {exact}");
+        let Answer::Real(via) = p.release_via_opendp(&values).unwrap() else {
+            panic!()
+        };
+        assert!((via - exact).abs() <= 1e-3 * exact, "{via} vs {exact}");
+        for _ in 0..20 {
+            let lowest = plan(
+                Query::min_grid(0, 1_000, 100).unwrap(),
+                rows(1),
+                measure,
+                budget,
+            )
+            .unwrap()
+            .release(&values)
+            .unwrap();
+            let Answer::Integer(low) = lowest else {
+                panic!()
+            };
+            assert!((0..=min).contains(&low), "{low} vs min {min}");
+            let highest = plan(
+                Query::max_grid(0, 1_000, 100).unwrap(),
+                rows(1),
+                measure,
+                budget,
+            )
+            .unwrap()
+            .release(&values)
+            .unwrap();
+            let Answer::Integer(high) = highest else {
+                panic!()
+            };
+            assert!((max..=1_000).contains(&high), "{high} vs max {max}");
+        }
+    }
+}
+
+/// A private minimum at epsilon 2 over 101 candidates (every 10 from 0 to 1,000) and 1,000 rows in
+/// `[500, 900)`: a candidate `c` above the exact minimum has at least one row below it, and the mechanism picks
+/// it with probability at most `exp(-score(c) / tau)` (permute-and-flip accepts it at most that often when it
+/// is visited; the best score is 0), `tau` the noise scale on the scores (1 here). Summed over those candidates the
+/// bound `B` is below 1e-9 here, so 200 draws all at or below the exact minimum fail with probability at
+/// most `200 B` < 2e-7 (the false-alarm rate). Power: a mechanism scoring the median instead (or no noise
+/// floor on ties) answers above the minimum on every draw.
+#[test]
+fn a_private_minimum_stays_at_or_below_the_exact_minimum() {
+    let mut rng = ChaCha20Rng::seed_from_u64(22);
+    let values: Vec<i64> = (0..1_000).map(|_| rng.random_range(500..900)).collect();
+    let min = *values.iter().min().unwrap();
+    let query = Query::min_grid(0, 1_000, 100).unwrap();
+    let p = plan(query.clone(), rows(1), PURE, Budget::Epsilon(2.0)).unwrap();
+    let Query::Quantile { candidates, q } = query else {
+        panic!()
+    };
+    let tau = p.scale() * quantile::constants(q).1 as f64;
+    let bound: f64 = quantile::scores(&values, &candidates, q)
+        .iter()
+        .filter(|s| **s >= 1)
+        .map(|s| (-(*s as f64) / tau).exp())
+        .sum();
+    assert!(bound < 1e-9, "bound {bound}, tau {tau}");
+    for _ in 0..200 {
+        let Answer::Integer(low) = p.release(&values).unwrap() else {
+            panic!()
+        };
+        assert!(low <= min, "{low} vs min {min}");
+    }
+}

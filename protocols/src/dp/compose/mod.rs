@@ -18,6 +18,7 @@
 //! |---|---|---|
 //! | [`mean`] | `S / n` | `n < 1` |
 //! | [`variance`] | `S2 / n - (S / n)^2`, clamped into `[0, ((hi - lo) / 2)^2]` | `n < 1` |
+//! | [`stdev`] | `sqrt(variance)`, so in `[0, (hi - lo) / 2]` | `n < 1` |
 //! | [`coefficient_of_variation`] | `sqrt(variance) / mean` | `n < 1`, or the mean is not positive |
 //!
 //! # Clamping: one convention
@@ -62,6 +63,14 @@ pub fn variance(sum: i64, sum_of_squares: i64, n: i64, lo: i64, hi: i64) -> Opti
     let raw = sum_of_squares as f64 / n as f64 - mean * mean;
     let half_range = (hi as f64 - lo as f64) / 2.0;
     Some(raw.clamp(0.0, half_range * half_range))
+}
+
+/// The population standard deviation `sqrt(variance)`, from the clamped [`variance`] (so in
+/// `[0, (hi - lo) / 2]`, the range a standard deviation of values in `[lo, hi]` can have).
+///
+/// `None` when `n` is below 1.
+pub fn stdev(sum: i64, sum_of_squares: i64, n: i64, lo: i64, hi: i64) -> Option<f64> {
+    variance(sum, sum_of_squares, n, lo, hi).map(f64::sqrt)
 }
 
 /// The coefficient of variation `sqrt(variance) / mean` from a noisy sum, a noisy sum of squares and a

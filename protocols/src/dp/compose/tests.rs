@@ -7,6 +7,11 @@ fn known_parts_give_known_answers() {
     assert_eq!(mean(40, 8), Some(5.0));
     assert_eq!(variance(40, 232, 8, 0, 10), Some(4.0));
     assert_eq!(coefficient_of_variation(40, 232, 8, 0, 10), Some(0.4));
+    assert_eq!(stdev(40, 232, 8, 0, 10), Some(2.0));
+    assert_eq!(stdev(40, 232, 0, 0, 10), None);
+    // The clamped variance's root: at most half the range.
+    assert_eq!(stdev(1, 1000, 1, 0, 10), Some(5.0));
+    assert_eq!(stdev(50, 100, 10, 0, 10), Some(0.0));
     // A public denominator larger than the rows works the same way.
     assert_eq!(mean(-30, 4), Some(-7.5));
     // A single value, or all values equal: no variability.
