@@ -36,20 +36,18 @@ fn column(rows: usize) -> Vec<i64> {
         .collect()
 }
 
-fn configure<'a>(
-    c: &'a mut Criterion,
-    name: &str,
-) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
-    let mut group = c.benchmark_group(name);
-    group
+/// The group's defaults: 10 samples, 300 ms of warm-up, 2 s of measurement. They are set on the `Criterion`
+/// of `criterion_group!` (below), which then applies the command line, so `--sample-size`, `--warm-up-time` and
+/// `--measurement-time` win; a group must not set them itself (a group's setting overrides the command line).
+fn defaults() -> Criterion {
+    Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(2));
-    group
+        .measurement_time(Duration::from_secs(2))
 }
 
 fn sum(c: &mut Criterion) {
-    let mut group = configure(c, "dp_sum");
+    let mut group = c.benchmark_group("dp_sum");
     let p = plan(
         Query::Sum { lo: LO, hi: HI },
         Contribution::EVENT,
@@ -76,7 +74,7 @@ fn sum(c: &mut Criterion) {
 }
 
 fn histogram(c: &mut Criterion) {
-    let mut group = configure(c, "dp_histogram");
+    let mut group = c.benchmark_group("dp_histogram");
     let edges: Vec<i64> = (0..=10).map(|i| i * 100_000).collect();
     let p = plan(
         Query::Histogram {
@@ -114,7 +112,7 @@ fn histogram(c: &mut Criterion) {
 }
 
 fn median(c: &mut Criterion) {
-    let mut group = configure(c, "dp_median");
+    let mut group = c.benchmark_group("dp_median");
     // 257 evenly spaced candidates from -$500 to $5,000: the grid the node uses for a dp quantile (at most 256
     // steps between the public bounds).
     let p = plan(
@@ -149,7 +147,7 @@ fn median(c: &mut Criterion) {
 }
 
 fn grouped_sum(c: &mut Criterion) {
-    let mut group = configure(c, "dp_grouped_sum");
+    let mut group = c.benchmark_group("dp_grouped_sum");
     let rows = 1_000_000;
     let data = column(rows);
     // Each row's month among 24, in date order as a time column would give (about 41,667 rows a month).
@@ -188,7 +186,7 @@ fn grouped_sum(c: &mut Criterion) {
 }
 
 fn zcdp_preview(c: &mut Criterion) {
-    let mut group = configure(c, "dp_zcdp_preview");
+    let mut group = c.benchmark_group("dp_zcdp_preview");
     let bound = 1_000_000 * 92;
     for rho in [1.0, 10.0, 100.0] {
         group.bench_with_input(
@@ -229,5 +227,9 @@ fn zcdp_preview(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, sum, histogram, median, grouped_sum, zcdp_preview);
+criterion_group! {
+    name = benches;
+    config = defaults();
+    targets = sum, histogram, median, grouped_sum, zcdp_preview
+}
 criterion_main!(benches);

@@ -119,6 +119,11 @@ impl CotSender {
         }
     }
 
+    /// The buffer of `Q_j`, for the extension to reuse ([`super::kos::Sender::recycle`]).
+    pub(crate) fn into_buffer(mut self) -> Vec<Block> {
+        std::mem::take(&mut self.q)
+    }
+
     /// Number of OTs.
     pub fn len(&self) -> usize {
         self.q.len()
@@ -231,6 +236,14 @@ impl CotReceiver {
             t,
             first_index,
         }
+    }
+
+    /// The buffers of the choices and `T_j`, for the extension to reuse ([`super::kos::Receiver::recycle`]).
+    pub(crate) fn into_buffers(mut self) -> (Vec<bool>, Vec<Block>) {
+        (
+            std::mem::take(&mut self.choices),
+            std::mem::take(&mut self.t),
+        )
     }
 
     /// Number of OTs.

@@ -16,8 +16,11 @@
 //!    the last 128 rows are the mask block of the check) and sends the column-major matrix
 //!    `u^i = G(k_i^0) ⊕ G(k_i^1) ⊕ r` for `i < 128` ([`MatrixMsg`], `16·m'` bytes). Its correlation is
 //!    `t^i = G(k_i^0)`.
-//! 2. After `U` has arrived the sender draws a fresh 16-byte seed ([`ChallengeMsg`]), which expands
-//!    (AES-128-CTR) into one independent POLYVAL key `H_c` per 2048-row chunk.
+//! 2. After all of `U` has arrived the sender sends a fresh 16-byte seed ([`ChallengeMsg`]), which expands
+//!    (AES-128-CTR) into one independent POLYVAL key `H_c` per 2048-row chunk. `U` may come in parts of whole
+//!    chunks ([`ReceiverParts`], [`SenderExtend::receive_part`]); the sender then draws the seed when the first
+//!    part arrives, to hash each part as it comes, and sends nothing until the last part is in, so the receiver
+//!    has fixed all of `U` before it learns anything about the seed.
 //! 3. With the linear hash `h(v) = v_mask ⊕ Σ_c POLYVAL_{H_c}(chunk c of v)` (each column read as 128-bit
 //!    blocks; its last block `v_mask` is a one-time mask; see `ColumnHasher` in the source), the receiver answers
 //!    ([`ResponseMsg`]) `x = h(r)` and `t_i = h(t^i)` for every column.
@@ -59,6 +62,14 @@
 //! (no per-bit loop). Both the sender's pass and the receiver's second pass work chunk by chunk in cache.
 //! To overlap the parties' work, the sender should call [`SenderCheck::precompute`] right after sending the
 //! challenge (the channel drivers here do).
+//!
+//! # Memory
+//!
+//! The channel drivers send `U` in parts of [`PART_CHUNKS`] chunks (512 KiB): the sender processes each part
+//! while the receiver computes the next, and neither holds the 16 MiB matrix of 2^20 OTs. What remains is the
+//! outputs (`Q_j` or `T_j`, 16 bytes per OT); [`Sender::recycle`] and [`Receiver::recycle`] hand a spent
+//! batch's buffers back so the next extension writes into memory already mapped instead of faulting in fresh
+//! pages (25-30% of the time of a 2^20 extension with fresh buffers).
 
 use super::matrix::{self, ColChunk, Prg, CHUNK_WORDS};
 use super::msgs::{
@@ -124,6 +135,8 @@ pub struct Sender {
     prgs: Vec<Prg>,
     next_index: u64,
     next_block: u64,
+    /// The output buffer of an earlier batch, handed back by [`Sender::recycle`], for the next extension.
+    spare: Vec<Block>,
 }
 
 impl fmt::Debug for Sender {
@@ -192,6 +205,7 @@ impl Sender {
             prgs: keys.iter().map(|k| Prg::new(*k)).collect(),
             next_index: 0,
             next_block: 0,
+            spare: Vec::new(),
         })
     }
 
@@ -205,12 +219,117 @@ impl Sender {
         self.next_index
     }
 
-    /// Starts an extension of `m` OTs; next, the receiver's matrix.
-    pub fn extend(self, m: usize) -> Result<SenderExtend, Error> {
+    /// Takes back the buffer of a batch of correlated OTs that is no longer needed, so that the next extension
+    /// writes its outputs there instead of into freshly allocated (and freshly page-faulted) memory: 16 MiB at
+    /// 2^20 OTs. The batch's values stay in the buffer until the next extension overwrites them or this sender
+    /// is dropped, as they would stay in freed memory.
+    pub fn recycle(&mut self, cot: CotSender) {
+        let q = cot.into_buffer();
+        if q.capacity() > self.spare.capacity() {
+            self.spare = q;
+        }
+    }
+
+    /// Starts an extension of `m` OTs; next, the receiver's matrix, whole ([`SenderExtend::receive_matrix`]) or
+    /// in parts ([`SenderExtend::receive_part`]).
+    pub fn extend(mut self, m: usize) -> Result<SenderExtend, Error> {
         check_count(m)?;
         advance(self.next_index, self.next_block, m)?;
-        Ok(SenderExtend { sender: self, m })
+        let words = padded_rows(m) / 64;
+        let mut q = std::mem::take(&mut self.spare);
+        q.clear();
+        q.reserve(m);
+        Ok(SenderExtend {
+            sender: self,
+            m,
+            pass: SenderPass {
+                words,
+                done: 0,
+                keys: Vec::new(),
+                seed: [0; 16],
+                acc: Box::new([0u128; BASE_OTS]),
+                q,
+                cols: empty_chunk(),
+            },
+        })
     }
+}
+
+/// The sender's single pass over the matrix, chunk by chunk as its parts arrive: `q^i = G(k_i^{Δ_i}) ⊕
+/// Δ_i·u^i`, the check hash of each column chunk, and the transpose into the outputs `Q_j`.
+struct SenderPass {
+    /// Words per column of the whole matrix.
+    words: usize,
+    /// Words per column processed so far (a whole number of chunks, or all).
+    done: usize,
+    /// The check keys, from `seed`; empty until the first part arrives.
+    keys: Vec<polyval::Key>,
+    /// The challenge seed, drawn when the first part arrives and sent only after the last.
+    seed: [u8; 16],
+    acc: Box<[u128; BASE_OTS]>,
+    q: Vec<Block>,
+    cols: Box<ColChunk>,
+}
+
+impl SenderPass {
+    /// Draws the challenge seed (once), before any part is hashed.
+    fn draw_seed<R: RngCore + CryptoRng + ?Sized>(&mut self, rng: &mut R) {
+        if self.keys.is_empty() {
+            rng.fill_bytes(&mut self.seed);
+            self.keys = matrix::check_keys(self.seed, matrix::chunks(self.words));
+        }
+    }
+
+    /// Words per column in the part `bytes` starting at word `from`, if it is a whole number of chunks that does
+    /// not run past the matrix.
+    fn part_words(&self, from: usize, bytes: usize) -> Option<usize> {
+        let mut w0 = from;
+        let mut at = 0;
+        while at < bytes {
+            if w0 >= self.words {
+                return None;
+            }
+            let g = (self.words - w0).min(CHUNK_WORDS);
+            at += 8 * BASE_OTS * g;
+            w0 += g;
+        }
+        (at == bytes).then_some(w0 - from)
+    }
+
+    /// Processes `bytes`, whole chunks starting at word `self.done` (checked by [`SenderPass::part_words`]).
+    fn absorb(&mut self, s: &Sender, m: usize, bytes: &[u8]) {
+        let hasher = matrix::ColumnHasher::new(self.words * 64 / ROWS_PER_BLOCK);
+        let mut at = 0;
+        while at < bytes.len() {
+            let w0 = self.done;
+            let g = (self.words - w0).min(CHUNK_WORDS);
+            for (i, col) in self.cols.iter_mut().enumerate() {
+                let col = &mut col[..g];
+                s.prgs[i].fill(s.next_block + (w0 / 2) as u64, col);
+                let mask = s.delta_masks[i];
+                let src = &bytes[at + 8 * g * i..at + 8 * g * (i + 1)];
+                for (c, b) in col.iter_mut().zip(src.chunks_exact(8)) {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(b);
+                    *c ^= mask & u64::from_le_bytes(w);
+                }
+            }
+            let c = w0 / CHUNK_WORDS;
+            hasher.chunk(&mut self.acc, &self.cols, c, g, &self.keys[c]);
+            matrix::transpose_chunk(&self.cols, g, m.saturating_sub(64 * w0), &mut self.q);
+            at += 8 * BASE_OTS * g;
+            self.done += g;
+        }
+    }
+}
+
+/// What [`SenderExtend::receive_part`] leads to.
+#[derive(Debug)]
+pub enum SenderPart {
+    /// More of the matrix is due.
+    More(SenderExtend),
+    /// That was the last part: send the challenge, then call [`SenderCheck::precompute`].
+    Complete(SenderCheck, ChallengeMsg),
 }
 
 impl SenderSetup {
@@ -222,30 +341,32 @@ impl SenderSetup {
     }
 }
 
-/// The sender waiting for the receiver's matrix.
+/// The sender waiting for the receiver's matrix (or its next part).
 pub struct SenderExtend {
     sender: Sender,
     m: usize,
+    pass: SenderPass,
 }
 
 impl fmt::Debug for SenderExtend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("kos::SenderExtend")
             .field("m", &self.m)
+            .field("words_received", &self.pass.done)
             .finish_non_exhaustive()
     }
 }
 
 impl SenderExtend {
-    /// Takes the receiver's matrix and returns the challenge to send. Call [`SenderCheck::precompute`] after
-    /// sending it, while the receiver computes its response.
+    /// Takes the receiver's whole matrix and returns the challenge to send. Call [`SenderCheck::precompute`]
+    /// after sending it, while the receiver computes its response.
     pub fn receive_matrix<R: RngCore + CryptoRng + ?Sized>(
         self,
         msg: MatrixMsg,
         rng: &mut R,
     ) -> Result<(SenderCheck, ChallengeMsg), Error> {
         let rows = padded_rows(self.m);
-        if msg.rows() != rows {
+        if msg.rows() != rows || self.pass.done != 0 {
             return Err(PeerMisbehaved::WrongLength {
                 what: "extension matrix",
                 expected: 16 * rows,
@@ -253,17 +374,50 @@ impl SenderExtend {
             }
             .into());
         }
-        let mut seed = [0u8; 16];
-        rng.fill_bytes(&mut seed);
-        Ok((
+        match self.receive_part(msg, rng)? {
+            SenderPart::Complete(check, challenge) => Ok((check, challenge)),
+            SenderPart::More(_) => unreachable!("a part of the whole matrix's length completes it"),
+        }
+    }
+
+    /// Takes the next part of the receiver's matrix: whole chunks (2048 rows, the last one possibly shorter) in
+    /// order, the concatenation of all parts being the [`MatrixMsg`] of [`SenderExtend::receive_matrix`]. Every
+    /// part but the last is processed at once, so the matrix is never held whole; the last is kept for
+    /// [`SenderCheck::precompute`], which runs while the receiver answers the challenge.
+    ///
+    /// The challenge seed is drawn when the first part arrives, before the receiver has sent all of `U`; it is
+    /// sent only after the last part, so the receiver still fixes all of `U` before it learns anything about the
+    /// seed (the sender sends nothing in between), which is all the check's analysis asks of it.
+    pub fn receive_part<R: RngCore + CryptoRng + ?Sized>(
+        mut self,
+        msg: MatrixMsg,
+        rng: &mut R,
+    ) -> Result<SenderPart, Error> {
+        let from = self.pass.done;
+        let Some(g) = self.pass.part_words(from, msg.bytes.len()) else {
+            return Err(PeerMisbehaved::WrongLength {
+                what: "extension matrix part",
+                expected: 16 * 64 * (self.pass.words - from).min(CHUNK_WORDS),
+                got: msg.bytes.len(),
+            }
+            .into());
+        };
+        self.pass.draw_seed(rng);
+        if from + g < self.pass.words {
+            self.pass.absorb(&self.sender, self.m, &msg.bytes);
+            return Ok(SenderPart::More(self));
+        }
+        let challenge = ChallengeMsg {
+            seed: self.pass.seed,
+        };
+        Ok(SenderPart::Complete(
             SenderCheck {
                 sender: self.sender,
                 m: self.m,
-                u: msg,
-                seed,
-                done: None,
+                pass: self.pass,
+                last: Some(msg),
             },
-            ChallengeMsg { seed },
+            challenge,
         ))
     }
 }
@@ -272,64 +426,34 @@ impl SenderExtend {
 pub struct SenderCheck {
     sender: Sender,
     m: usize,
-    u: MatrixMsg,
-    seed: [u8; 16],
-    done: Option<(Vec<Block>, Box<[u128; BASE_OTS]>)>,
+    pass: SenderPass,
+    /// The matrix's last part, not yet processed.
+    last: Option<MatrixMsg>,
 }
 
 impl fmt::Debug for SenderCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("kos::SenderCheck")
             .field("m", &self.m)
-            .field("precomputed", &self.done.is_some())
+            .field("precomputed", &self.last.is_none())
             .finish_non_exhaustive()
     }
 }
 
 impl SenderCheck {
-    /// Computes `Q` and the check hashes now (the heavy part), so that [`SenderCheck::receive_response`] only
-    /// compares. Optional: `receive_response` does it if it was not done.
+    /// Processes the matrix's last part now (computing `Q` and the check hashes for it, the heavy part), so that
+    /// [`SenderCheck::receive_response`] only compares. Optional: `receive_response` does it if it was not done.
     pub fn precompute(&mut self) {
-        if self.done.is_some() {
-            return;
+        if let Some(last) = self.last.take() {
+            self.pass.absorb(&self.sender, self.m, &last.bytes);
         }
-        let s = &self.sender;
-        let rows = padded_rows(self.m);
-        let words = rows / 64;
-        let keys = matrix::check_keys(self.seed, matrix::chunks(words));
-        let hasher = matrix::ColumnHasher::new(rows / ROWS_PER_BLOCK);
-        let u = &self.u.bytes;
-        let mut q = Vec::with_capacity(self.m);
-        let mut acc = Box::new([0u128; BASE_OTS]);
-        let mut cols = empty_chunk();
-        let mut w0 = 0;
-        while w0 < words {
-            let g = (words - w0).min(CHUNK_WORDS);
-            for (i, col) in cols.iter_mut().enumerate() {
-                let col = &mut col[..g];
-                s.prgs[i].fill(s.next_block + (w0 / 2) as u64, col);
-                let mask = s.delta_masks[i];
-                let at = 8 * matrix::word_index(words, i, w0);
-                let src = &u[at..at + 8 * g];
-                for (c, b) in col.iter_mut().zip(src.chunks_exact(8)) {
-                    let mut w = [0u8; 8];
-                    w.copy_from_slice(b);
-                    *c ^= mask & u64::from_le_bytes(w);
-                }
-            }
-            let c = w0 / CHUNK_WORDS;
-            hasher.chunk(&mut acc, &cols, c, g, &keys[c]);
-            matrix::transpose_chunk(&cols, g, self.m.saturating_sub(64 * w0), &mut q);
-            w0 += g;
-        }
-        self.done = Some((q, acc));
     }
 
     /// Verifies the receiver's response. On success returns the sender for the next extension and the `m`
     /// correlated OTs; on failure the sender is consumed (a new setup, hence a new `Δ`, is needed).
     pub fn receive_response(mut self, msg: &ResponseMsg) -> Result<(Sender, CotSender), Error> {
         self.precompute();
-        let (q, acc) = self.done.take().expect("precomputed above");
+        let acc = &self.pass.acc;
         let s = &self.sender;
         let mut diff = 0u128;
         for i in 0..BASE_OTS {
@@ -339,10 +463,15 @@ impl SenderCheck {
         if diff != 0 {
             return Err(PeerMisbehaved::ConsistencyCheckFailed.into());
         }
-        let SenderCheck { mut sender, m, .. } = self;
+        let SenderCheck {
+            mut sender,
+            m,
+            mut pass,
+            ..
+        } = self;
         let first_index = sender.next_index;
         (sender.next_index, sender.next_block) = advance(sender.next_index, sender.next_block, m)?;
-        let cot = CotSender::new(sender.delta, q, first_index);
+        let cot = CotSender::new(sender.delta, std::mem::take(&mut pass.q), first_index);
         Ok((sender, cot))
     }
 }
@@ -356,6 +485,9 @@ pub struct Receiver {
     prgs: Vec<[Prg; 2]>,
     next_index: u64,
     next_block: u64,
+    /// The buffers of an earlier batch, handed back by [`Receiver::recycle`], for the next extension (the
+    /// choices zeroed).
+    spare: (Vec<bool>, Vec<Block>),
 }
 
 impl fmt::Debug for Receiver {
@@ -399,7 +531,22 @@ impl Receiver {
                 .collect(),
             next_index: 0,
             next_block: 0,
+            spare: (Vec::new(), Vec::new()),
         })
+    }
+
+    /// Takes back the buffers of a batch of correlated OTs that is no longer needed, so that the next extension
+    /// writes its outputs there instead of into freshly allocated memory (the choices are zeroed at once; the
+    /// `T_j` stay until the next extension overwrites them or this receiver is dropped).
+    pub fn recycle(&mut self, cot: CotReceiver) {
+        let (mut choices, t) = cot.into_buffers();
+        choices.zeroize();
+        if choices.capacity() > self.spare.0.capacity() {
+            self.spare.0 = choices;
+        }
+        if t.capacity() > self.spare.1.capacity() {
+            self.spare.1 = t;
+        }
     }
 
     /// Index of the next OT this receiver will produce.
@@ -407,12 +554,26 @@ impl Receiver {
         self.next_index
     }
 
-    /// Starts an extension with one OT per choice bit: returns the matrix `U` to send.
+    /// Starts an extension with one OT per choice bit: returns the matrix `U` to send, whole.
     pub fn extend<R: RngCore + CryptoRng + ?Sized>(
-        mut self,
+        self,
         choices: &[bool],
         rng: &mut R,
     ) -> Result<(ReceiverExtend, MatrixMsg), Error> {
+        let mut parts = self.extend_in_parts(choices, rng)?;
+        let u = parts
+            .next_part(usize::MAX)
+            .expect("a matrix has at least one chunk");
+        Ok((parts.finish()?, u))
+    }
+
+    /// Starts an extension with one OT per choice bit whose matrix `U` is sent in parts
+    /// ([`ReceiverParts::next_part`]), so that it is never held whole.
+    pub fn extend_in_parts<R: RngCore + CryptoRng + ?Sized>(
+        mut self,
+        choices: &[bool],
+        rng: &mut R,
+    ) -> Result<ReceiverParts, Error> {
         let m = choices.len();
         check_count(m)?;
         let first_index = self.next_index;
@@ -434,37 +595,81 @@ impl Receiver {
             let low = (1u64 << (m % 64)) - 1;
             r[full] = (r[full] & !low) | last[0];
         }
+        let mut own = std::mem::take(&mut self.spare.0);
+        own.clear();
+        own.extend_from_slice(choices);
+        Ok(ReceiverParts {
+            ext: ReceiverExtend {
+                receiver: self,
+                choices: own,
+                r,
+                first_index,
+                first_block,
+            },
+            sent: 0,
+        })
+    }
+}
 
-        // U in the chunk-major layout of `MatrixMsg`: chunk after chunk, column after column inside a chunk.
-        let mut bytes = vec![0u8; 16 * rows];
+/// The receiver sending its matrix `U` in parts.
+pub struct ReceiverParts {
+    ext: ReceiverExtend,
+    /// Words per column sent so far.
+    sent: usize,
+}
+
+impl fmt::Debug for ReceiverParts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("kos::ReceiverParts")
+            .field("m", &self.ext.choices.len())
+            .field("words_sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReceiverParts {
+    /// The next part of `U`: at most `max_chunks` chunks of 2048 rows (at least one), in the chunk-major layout
+    /// of [`MatrixMsg`]; `None` once all of it has been returned.
+    pub fn next_part(&mut self, max_chunks: usize) -> Option<MatrixMsg> {
+        let e = &self.ext;
+        let words = e.r.len();
+        if self.sent == words {
+            return None;
+        }
+        let end = words.min(
+            self.sent
+                .saturating_add(max_chunks.max(1).saturating_mul(CHUNK_WORDS)),
+        );
+        let mut bytes = vec![0u8; 8 * BASE_OTS * (end - self.sent)];
         let mut t0 = [0u64; CHUNK_WORDS];
         let mut t1 = [0u64; CHUNK_WORDS];
         let mut at = 0;
-        let mut w0 = 0;
-        while w0 < words {
+        let mut w0 = self.sent;
+        while w0 < end {
             let g = (words - w0).min(CHUNK_WORDS);
-            let block = first_block + (w0 / 2) as u64;
-            for [g0, g1] in &self.prgs {
+            let block = e.first_block + (w0 / 2) as u64;
+            for [g0, g1] in &e.receiver.prgs {
                 g0.fill(block, &mut t0[..g]);
                 g1.fill(block, &mut t1[..g]);
                 let out = &mut bytes[at..at + 8 * g];
                 for (k, o) in out.chunks_exact_mut(8).enumerate() {
-                    o.copy_from_slice(&(t0[k] ^ t1[k] ^ r[w0 + k]).to_le_bytes());
+                    o.copy_from_slice(&(t0[k] ^ t1[k] ^ e.r[w0 + k]).to_le_bytes());
                 }
                 at += 8 * g;
             }
             w0 += g;
         }
-        Ok((
-            ReceiverExtend {
-                receiver: self,
-                choices: choices.to_vec(),
-                r,
-                first_index,
-                first_block,
-            },
-            MatrixMsg { bytes },
-        ))
+        self.sent = end;
+        Some(MatrixMsg { bytes })
+    }
+
+    /// After the last part: the receiver waiting for the challenge. An error if parts remain (the challenge
+    /// must not be asked for before all of `U` is out).
+    pub fn finish(self) -> Result<ReceiverExtend, Error> {
+        if self.sent != self.ext.r.len() {
+            return Err(ApiMisuse::MatrixNotSent.into());
+        }
+        Ok(self.ext)
     }
 }
 
@@ -510,7 +715,9 @@ impl ReceiverExtend {
         let rows = 64 * words;
         let keys = matrix::check_keys(msg.seed, matrix::chunks(words));
         let hasher = matrix::ColumnHasher::new(rows / ROWS_PER_BLOCK);
-        let mut t = Vec::with_capacity(m);
+        let mut t = std::mem::take(&mut self.receiver.spare.1);
+        t.clear();
+        t.reserve(m);
         let mut acc = Box::new([0u128; BASE_OTS]);
         let mut cols = empty_chunk();
         let mut w0 = 0;
@@ -533,6 +740,7 @@ impl ReceiverExtend {
                 prgs: Vec::new(),
                 next_index: 0,
                 next_block: 0,
+                spare: (Vec::new(), Vec::new()),
             },
         );
         (
@@ -571,31 +779,44 @@ pub fn receiver_setup_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>
     setup.finish(&reply)
 }
 
-/// Runs one extension of `m` OTs as the sender over `ch`.
+/// Chunks of 2048 rows per part of the matrix in the channel drivers: 16 (512 KiB), so that neither party
+/// holds the matrix whole and its memory is reused from part to part instead of faulted in fresh.
+pub const PART_CHUNKS: usize = 16;
+
+/// Runs one extension of `m` OTs as the sender over `ch`, the matrix arriving in parts.
 pub fn sender_extend_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
     ch: &mut C,
     sender: Sender,
     m: usize,
     rng: &mut R,
 ) -> Result<(Sender, CotSender), Error> {
-    let ext = sender.extend(m)?;
-    let u = MatrixMsg::from_bytes(ch.recv()?)?;
-    let (mut check, challenge) = ext.receive_matrix(u, rng)?;
+    let mut ext = sender.extend(m)?;
+    let (mut check, challenge) = loop {
+        let u = MatrixMsg::from_bytes(ch.recv()?)?;
+        match ext.receive_part(u, rng)? {
+            SenderPart::More(next) => ext = next,
+            SenderPart::Complete(check, challenge) => break (check, challenge),
+        }
+    };
     ch.send(challenge.to_bytes())?;
     check.precompute();
     let resp = ResponseMsg::from_bytes(&ch.recv()?)?;
     check.receive_response(&resp)
 }
 
-/// Runs one extension as the receiver over `ch`, one OT per choice bit.
+/// Runs one extension as the receiver over `ch`, one OT per choice bit, the matrix sent in parts of
+/// [`PART_CHUNKS`] chunks.
 pub fn receiver_extend_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
     ch: &mut C,
     receiver: Receiver,
     choices: &[bool],
     rng: &mut R,
 ) -> Result<(Receiver, CotReceiver), Error> {
-    let (ext, u) = receiver.extend(choices, rng)?;
-    ch.send(u.into_bytes())?;
+    let mut parts = receiver.extend_in_parts(choices, rng)?;
+    while let Some(u) = parts.next_part(PART_CHUNKS) {
+        ch.send(u.into_bytes())?;
+    }
+    let ext = parts.finish()?;
     let challenge = ChallengeMsg::from_bytes(&ch.recv()?)?;
     let (receiver, resp, cot) = ext.receive_challenge(&challenge);
     ch.send(resp.to_bytes())?;

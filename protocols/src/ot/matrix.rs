@@ -22,6 +22,7 @@ const CHUNK_BLOCKS: usize = CHUNK_WORDS / 2;
 /// (columns of `words` words): chunk after chunk, and inside a chunk column after column.
 ///
 /// [`MatrixMsg`]: super::msgs::MatrixMsg
+#[cfg(test)]
 pub(crate) fn word_index(words: usize, col: usize, w: usize) -> usize {
     let c = w / CHUNK_WORDS;
     let g = (words - c * CHUNK_WORDS).min(CHUNK_WORDS);

@@ -152,4 +152,7 @@ pub enum ApiMisuse {
     /// The OT index space (2^64 OTs under one base-OT setup) ran out.
     #[error("OT index space exhausted; run new base OTs")]
     IndexExhausted,
+    /// The extension receiver asked to go on to the challenge before sending all of its matrix.
+    #[error("OT extension: the matrix was not sent whole before the challenge")]
+    MatrixNotSent,
 }

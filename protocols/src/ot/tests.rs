@@ -774,3 +774,225 @@ fn a_vanished_peer_is_a_channel_error() {
         Err(Error::Channel(_))
     ));
 }
+
+// ----- the matrix in parts, and recycled buffers -------------------------------------------------------------
+
+/// What [`extend_in_parts_by_hand`] returns: the sender's result, the receiver, its outputs, the part sizes.
+type InParts = (
+    Result<(Sender, CotSender), Error>,
+    Receiver,
+    CotReceiver,
+    Vec<usize>,
+);
+
+/// One extension with the matrix sent in parts of `part_chunks` chunks, every part through its bytes; `flip`
+/// (column, row) flips one bit of the matrix in transit. Returns the part sizes too.
+fn extend_in_parts_by_hand(
+    sender: Sender,
+    receiver: Receiver,
+    choices: &[bool],
+    seed: u64,
+    part_chunks: usize,
+    flip: Option<(usize, usize)>,
+) -> InParts {
+    let mut rng = rng(seed);
+    let mut ext = sender.extend(choices.len()).unwrap();
+    let mut parts = receiver.extend_in_parts(choices, &mut rng).unwrap();
+    let mut whole = Vec::new();
+    let mut sizes = Vec::new();
+    while let Some(u) = parts.next_part(part_chunks) {
+        let b = u.into_bytes();
+        sizes.push(b.len());
+        whole.extend_from_slice(&b);
+    }
+    let rext = parts.finish().unwrap();
+    if let Some((column, row)) = flip {
+        let words = padded_rows(choices.len()) / 64;
+        whole[8 * matrix::word_index(words, column, row / 64) + (row % 64) / 8] ^= 1 << (row % 8);
+    }
+    let mut at = 0;
+    let mut done = None;
+    for (k, &len) in sizes.iter().enumerate() {
+        let u = MatrixMsg::from_bytes(whole[at..at + len].to_vec()).unwrap();
+        at += len;
+        match ext.receive_part(u, &mut rng).unwrap() {
+            kos::SenderPart::More(next) => {
+                assert!(
+                    k + 1 < sizes.len(),
+                    "the last part must complete the matrix"
+                );
+                ext = next;
+            }
+            kos::SenderPart::Complete(check, ch) => {
+                assert_eq!(
+                    k + 1,
+                    sizes.len(),
+                    "only the last part completes the matrix"
+                );
+                done = Some((check, ch));
+                break;
+            }
+        }
+    }
+    let (mut check, ch) = done.expect("the parts complete the matrix");
+    let ch = ChallengeMsg::from_bytes(&ch.to_bytes()).unwrap();
+    let (receiver, resp, cot_r) = rext.receive_challenge(&ch);
+    check.precompute();
+    let resp = ResponseMsg::from_bytes(&resp.to_bytes()).unwrap();
+    (check.receive_response(&resp), receiver, cot_r, sizes)
+}
+
+#[test]
+fn the_matrix_in_parts_is_the_whole_matrix_and_gives_the_same_correlation() {
+    // 40_000 OTs: 40_192 rows with the padding, 628 words per column, 20 chunks (19 whole, one of 20 words).
+    let m = 40_000;
+    for part_chunks in [1usize, 3, kos::PART_CHUNKS, usize::MAX] {
+        let (s, r, _) = setup_ideal(700);
+        let mut rng_a = rng(701);
+        let choices = random_bits(m, &mut rng_a);
+        let (res, _, cot_r, sizes) =
+            extend_in_parts_by_hand(s, r, &choices, 702, part_chunks, None);
+        let (_, cot_s) = res.unwrap();
+        assert_eq!(cot_r.choices(), &choices[..]);
+        assert_cot(&cot_s, &cot_r);
+        let chunks = 20usize;
+        assert_eq!(sizes.len(), chunks.div_ceil(part_chunks.min(chunks)));
+        assert_eq!(sizes.iter().sum::<usize>(), 16 * padded_rows(m));
+
+        // The same receiver state and randomness sending the matrix whole: the same bytes, the same outputs.
+        let (s, r, _) = setup_ideal(700);
+        let (res, _, cot_r2) = extend_by_hand(s, r, &choices, 702, &no_tamper);
+        let (_, cot_s2) = res.unwrap();
+        assert_eq!(cot_s2.q(), cot_s.q(), "parts of {part_chunks} chunks");
+        assert_eq!(cot_r2.t(), cot_r.t());
+    }
+}
+
+#[test]
+fn a_part_that_splits_a_chunk_or_overruns_the_matrix_is_refused() {
+    let m = 40_000; // 20 chunks per column, the last of 20 words
+    let (s, _, _) = setup_ideal(710);
+    let mut rng = rng(711);
+    let chunk = 8 * BASE_OTS * 32;
+    // Half a chunk more than one chunk.
+    let ext = s.extend(m).unwrap();
+    let e = ext
+        .receive_part(
+            MatrixMsg::from_bytes(vec![0; chunk + 2048]).unwrap(),
+            &mut rng,
+        )
+        .unwrap_err();
+    assert!(is_peer(
+        &e,
+        &PeerMisbehaved::WrongLength {
+            what: "extension matrix part",
+            expected: chunk,
+            got: chunk + 2048,
+        }
+    ));
+    // 19 whole chunks, then another whole one where only 20 words per column remain.
+    let (s, _, _) = setup_ideal(710);
+    let ext = s.extend(m).unwrap();
+    let kos::SenderPart::More(ext) = ext
+        .receive_part(
+            MatrixMsg::from_bytes(vec![0; 19 * chunk]).unwrap(),
+            &mut rng,
+        )
+        .unwrap()
+    else {
+        panic!("19 of 20 chunks do not complete the matrix");
+    };
+    let e = ext
+        .receive_part(MatrixMsg::from_bytes(vec![0; chunk]).unwrap(), &mut rng)
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Peer(PeerMisbehaved::WrongLength { what: "extension matrix part", expected, got })
+            if expected == 8 * BASE_OTS * 20 && got == chunk
+    ));
+    // The whole-matrix entry point still wants exactly the whole matrix.
+    let (s, _, _) = setup_ideal(710);
+    let e = s
+        .extend(m)
+        .unwrap()
+        .receive_matrix(
+            MatrixMsg::from_bytes(vec![0; 19 * chunk]).unwrap(),
+            &mut rng,
+        )
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Peer(PeerMisbehaved::WrongLength {
+            what: "extension matrix",
+            ..
+        })
+    ));
+    // The receiver may not go on to the challenge with parts unsent.
+    let (_, r, _) = setup_ideal(710);
+    let choices = random_bits(m, &mut rng);
+    let mut parts = r.extend_in_parts(&choices, &mut rng).unwrap();
+    assert!(parts.next_part(1).is_some());
+    assert!(matches!(
+        parts.finish(),
+        Err(Error::Misuse(ApiMisuse::MatrixNotSent))
+    ));
+}
+
+/// A bit flipped in a part other than the last (processed as it arrives, before the challenge is sent) aborts
+/// where `Δ_i = 1` and changes nothing where `Δ_i = 0`, as for the whole matrix.
+#[test]
+fn flipped_bit_in_an_early_part_aborts_or_changes_nothing() {
+    let m = 40_000;
+    let mut aborted = 0;
+    for case in 0..12u64 {
+        let (s, r, _) = setup_ideal(720 + case);
+        let delta = s.delta();
+        let mut rng = rng(720 + case);
+        let column = rng.random_range(0..BASE_OTS);
+        let row = rng.random_range(0..32_768); // within the first two parts of 8 chunks
+        let choices = random_bits(m, &mut rng);
+        let (res, _, cot_r, sizes) =
+            extend_in_parts_by_hand(s, r, &choices, case, 8, Some((column, row)));
+        assert_eq!(sizes.len(), 3);
+        if (delta.0 >> column) & 1 == 1 {
+            assert!(is_peer(
+                &res.unwrap_err(),
+                &PeerMisbehaved::ConsistencyCheckFailed
+            ));
+            aborted += 1;
+        } else {
+            let (_, cot_s) = res.expect("a flip in a column with Δ_i = 0 is invisible");
+            assert_cot(&cot_s, &cot_r);
+        }
+    }
+    assert!(aborted > 0, "the fixed seeds must exercise the abort path");
+}
+
+#[test]
+fn recycled_buffers_are_reused_and_the_next_extension_is_still_correct() {
+    let (mut s, mut r) = setup_by_hand(730);
+    let mut rng = rng(731);
+    let mut next = 0u64;
+    let mut buffers: Option<(*const Block, *const Block)> = None;
+    for (k, m) in [50_000usize, 50_000, 20_000, 50_000]
+        .into_iter()
+        .enumerate()
+    {
+        let choices = random_bits(m, &mut rng);
+        let (res, mut r2, cot_r, _) =
+            extend_in_parts_by_hand(s, r, &choices, 732 + k as u64, 4, None);
+        let (mut s2, cot_s) = res.unwrap();
+        assert_eq!((cot_s.first_index(), cot_r.first_index()), (next, next));
+        next += m as u64;
+        assert_cot(&cot_s, &cot_r);
+        let here = (cot_s.q().as_ptr(), cot_r.t().as_ptr());
+        if let Some(before) = buffers {
+            // Every batch here fits the first one's buffers, so they are the ones written.
+            assert_eq!(here, before, "extension {k} wrote into fresh buffers");
+        }
+        buffers = Some(here);
+        s2.recycle(cot_s);
+        r2.recycle(cot_r);
+        (s, r) = (s2, r2);
+    }
+}

@@ -31,7 +31,8 @@ pub enum BenchCmd {
     ///
     /// 128 Masny-Rindal base OTs, and KOS correlated-OT extension (with its consistency check) of 2^M OTs with
     /// and without the base OTs, in memory on two threads (owner = extension sender, FI = receiver), with bytes
-    /// on the wire.
+    /// on the wire. The base-OT time is wall time with the parties overlapping on two threads; the criterion
+    /// bench `twopc/base_ot_one_thread` instead sums both parties' work on one thread.
     Ot(ot::OtArgs),
     /// Garbled circuits: garbling and evaluation rates.
     ///
