@@ -706,7 +706,7 @@ pub fn catalogue(entries: &[CatalogueInfo]) -> String {
     for e in entries {
         let _ = writeln!(
             s,
-            "{}()  -> {} in [{}, {}] {}, over {}\n    {}\n    reads: {}",
+            "{}()  -> {} in [{}, {}] {}, over {}\n    {}\n    reads: {}\n    as a decline reason: \"{}\"",
             e.name,
             e.output.name(),
             e.bounds.lo,
@@ -714,7 +714,8 @@ pub fn catalogue(entries: &[CatalogueInfo]) -> String {
             e.unit,
             e.window,
             e.description,
-            e.inputs.join(", ")
+            e.inputs.join(", "),
+            duo::node::proto::scoring::reason_words(&e.name)
         );
     }
     s

@@ -97,7 +97,20 @@ fn json_output_follows_the_documented_conventions() {
     );
     clean(&owner, &["owner", "log", "--verify"]);
     clean(&fi, &["fi", "datasets"]);
-    clean(&fi, &["fi", "catalogue"]);
+    let cat = clean(&fi, &["fi", "catalogue"]);
+    let rent = cat
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "rent_on_time_ratio_12m")
+        .expect("the catalogue lists rent_on_time_ratio_12m");
+    assert_eq!(
+        rent["reason"],
+        duo::engine::catalogue::entry("rent_on_time_ratio_12m")
+            .unwrap()
+            .reason(),
+        "each attribute carries its decline reason in words: {rent}"
+    );
     clean(&fi, &["fi", "receipts"]);
     clean(&fi, &["fi", "result", &asked["id"].to_string()]);
 

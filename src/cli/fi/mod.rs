@@ -340,7 +340,20 @@ async fn catalogue(fi: &FiHome, owner: Option<&str>, json: JsonFlag) -> Result<i
     let mut c = Client::connect(fi, owner).await?;
     let cat = c.catalogue().await?;
     c.close().await;
-    emit(json, &cat, |c| show::catalogue(c))?;
+    if json.json {
+        // Each attribute with the plain words a decline with reasons gives for it (this client's catalogue).
+        let rows = cat
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(e)?;
+                v["reason"] = duo::node::proto::scoring::reason_words(&e.name).into();
+                Ok(v)
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        print_json(&rows)?;
+    } else {
+        emit(json, &cat, |c| show::catalogue(c))?;
+    }
     Ok(0)
 }
 
