@@ -7,7 +7,8 @@ datasets and catalogue; the FI writes an expression and sees the live check (an 
 words), and sends a request with a reason; the owner approves it in the owner's UI; the FI's open Requests page
 shows the answer and its verified receipt without a reload; a DP request over the owner's budget is refused with
 the numbers; a request the owner denies shows the owner's reason; a private scoring run with a model file chosen
-in a file input waits for the owner, runs once approved and shows what each side learned. Every response
+in a file input waits for the owner, runs once approved and shows what each side learned; a decline with
+reasons, which the owner's policy lists, shows them in plain words. Every response
 carries the CSP and the browser reports no CSP violation.
 
 Usage: python3 tests/ui/fi_story.py [--duo target/debug/duo] [--browser PATH]
@@ -168,6 +169,31 @@ def scoring(page, owner):
     expect(page.get_by_text(re.compile(r"revealed: +a yes/no decision"))).to_be_visible()
     expect(page.get_by_text(re.compile("never left this FI in the clear"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"receipt: +verified"))).to_be_visible()
+    reasons(page, owner)
+
+
+def reasons(page, owner):
+    """A decline with adverse-action reasons: the owner's policy lists `decision+reasons`, the model cannot be
+    passed (its bias is far below its threshold), and the outcome names the reasons in the catalogue's words."""
+    with open(os.path.join(owner.home, "owner", "policy.toml"), "a") as f:
+        f.write('\n[[rule]]\nname = "reasons"\nbackend = ["2pc"]\nreveal = ["decision+reasons"]\naction = "ask"\n')
+    with open(MODEL) as f:
+        model = f.read().replace("bias = -2.5", "bias = -10.0")
+    page.get_by_role("link", name="Private scoring").click()
+    page.get_by_label(re.compile("^The model file's text")).fill(model)
+    page.get_by_label(re.compile("^The decision and, on a decline only, the main reasons")).check()
+    page.get_by_label("How many reasons on a decline").select_option("2")
+    page.get_by_label(re.compile("^Why you need it")).fill("thin-file loan, with reasons")
+    page.get_by_role("button", name="Ask and run").click()
+    expect(page.get_by_role("heading", name="Waiting for the owner")).to_be_visible()
+    pending = owner.json("owner", "requests")
+    owner.run("owner", "approve", str(pending[0]["id"]), "--seen", pending[0]["token"])
+    page.get_by_role("button", name="Run it now").click()
+    expect(page.get_by_role("heading", name="Outcome")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"revealed: +a yes/no decision and, on a decline, which 2 of the 4 attributes"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"reason 1: +\S"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"reason 2: +\S"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"reason 3:"))).to_have_count(0)
 
 
 def main():

@@ -900,8 +900,11 @@ struct ScoreForm {
     csrf: String,
     owner: String,
     model: String,
-    /// `decision`, `bands` or `score`.
+    /// `decision`, `bands`, `reasons` or `score`.
     reveal: String,
+    /// For `reasons`: how many reasons a decline names (1 to 4).
+    #[serde(default)]
+    k: String,
     reason: String,
 }
 
@@ -936,6 +939,7 @@ fn read_model(f: &ScoreForm) -> Result<(ModelFile, Reveal), String> {
         ModelFile::parse(&f.model).map_err(|e| format!("The model file does not read: {e}"))?;
     let reveal = match f.reveal.as_str() {
         "bands" => format!("bands:{}", model.bands.len() + 1),
+        "reasons" => format!("decision+reasons:{}", f.k.trim()),
         other => other.to_string(),
     };
     let reveal: Reveal = reveal.parse().map_err(|e| format!("{e}"))?;
