@@ -661,6 +661,11 @@ impl<'a> Checker<'a> {
                 ))
             }
             Expr::ByMonth { kind, input } => self.by_month(*kind, input),
+            Expr::ByCategory {
+                kind,
+                input,
+                column,
+            } => self.by_category(*kind, input, column),
             Expr::Dot { input, weights } => self.dot(input, weights),
             Expr::Catalogue { name, window_end } => self.catalogue(name, *window_end),
         }
@@ -999,6 +1004,74 @@ impl<'a> Checker<'a> {
             Expr::ByMonth {
                 kind,
                 input: Box::new(inp.expr),
+            },
+            Type::Vector {
+                dtype: dt,
+                len,
+                bounds: vb,
+            },
+        ))
+    }
+
+    /// `by_category(kind, input, column)`: one entry per category of `column`'s declared (public) set, never
+    /// the categories seen in the data; refused when `column` is not a category column of the input's dataset
+    /// or declares no set.
+    fn by_category(
+        &mut self,
+        kind: AggKind,
+        input: &Expr,
+        column: &str,
+    ) -> Result<Node, CheckError> {
+        let inp = self.visit(input)?;
+        let (
+            Type::Column {
+                dtype,
+                bounds: b,
+                max_len,
+            },
+            Some(dataset),
+        ) = (&inp.ty, &inp.dataset)
+        else {
+            return Err(type_err("by_category needs a column of a table"));
+        };
+        if kind != AggKind::Count && !dtype.is_numeric() {
+            return Err(type_err(format!(
+                "by_category {} needs a numeric column",
+                kind.name()
+            )));
+        }
+        let meta = self.meta(dataset)?;
+        let cmeta = meta
+            .column(column)
+            .ok_or_else(|| CheckError::UnknownColumn {
+                dataset: dataset.clone(),
+                column: column.to_string(),
+            })?;
+        if cmeta.dtype != DataType::Category {
+            return Err(type_err(format!(
+                "by_category groups by a category column; `{dataset}.{column}` is {}",
+                cmeta.dtype
+            )));
+        }
+        let len = match &cmeta.categories {
+            Some(set) if !set.is_empty() => set.len(),
+            _ => {
+                return Err(CheckError::Invalid(format!(
+                    "`{dataset}.{column}` declares no category set; by_category groups only by a public set \
+                     (list it as `categories` in the dataset's metadata)"
+                )))
+            }
+        };
+        self.list_len(len, "the category set")?;
+        let (dt, vb) = agg_type(kind, *dtype, *b, *max_len as f64);
+        self.columns.insert((dataset.clone(), column.to_string()));
+        self.op_kinds.insert(OpKind::ByCategory);
+        self.op_kinds.insert(kind.into());
+        Ok(Node::plain(
+            Expr::ByCategory {
+                kind,
+                input: Box::new(inp.expr),
+                column: column.to_string(),
             },
             Type::Vector {
                 dtype: dt,
@@ -1915,6 +1988,92 @@ mod tests {
         ));
         // Count of a date column is fine.
         assert!(run(&agg(AggKind::Count, col(rent, "due_date"))).is_ok());
+    }
+
+    /// `by_category` has one entry per declared category (whatever the rows), the sum's bounds, reads the
+    /// grouping column, and is refused over a column that is not a category column, declares no set, or is
+    /// missing.
+    #[test]
+    fn by_category_over_the_declared_set() {
+        let by = |kind, input: Expr, column: &str| Expr::ByCategory {
+            kind,
+            input: Box::new(input),
+            column: column.into(),
+        };
+        let bc = by(
+            AggKind::Sum,
+            clamp(col(ds("transactions"), "amount"), -100.0, 0.0),
+            "category",
+        );
+        let c = run(&bc).unwrap();
+        assert_eq!(
+            c.ty,
+            Type::Vector {
+                dtype: DataType::Money,
+                len: 4,
+                bounds: Some(Bounds {
+                    lo: -500_000.0,
+                    hi: 0.0
+                })
+            }
+        );
+        assert!(c.op_kinds.contains(&OpKind::ByCategory));
+        assert!(c.op_kinds.contains(&OpKind::Sum));
+        assert!(c
+            .columns
+            .contains(&("transactions".into(), "category".into())));
+        // Over a filtered table, and a count of any column.
+        let filtered = Expr::Filter {
+            input: Box::new(ds("transactions")),
+            pred: Pred::Compare {
+                column: "amount".into(),
+                op: CmpOp::Lt,
+                value: Value::Int(0),
+            },
+        };
+        assert!(run(&by(AggKind::Count, col(filtered, "date"), "category")).is_ok());
+        // A sum of dates, a non-category column, a missing column, a table.
+        let err = |e: &Expr| run(e).unwrap_err().to_string();
+        assert!(err(&by(
+            AggKind::Sum,
+            col(ds("transactions"), "date"),
+            "category"
+        ))
+        .contains("numeric"));
+        assert!(err(&by(
+            AggKind::Count,
+            col(ds("transactions"), "amount"),
+            "amount"
+        ))
+        .contains("groups by a category column; `transactions.amount` is money"));
+        assert!(err(&by(
+            AggKind::Count,
+            col(ds("transactions"), "amount"),
+            "nope"
+        ))
+        .contains("no column `nope`"));
+        assert!(err(&by(AggKind::Count, ds("transactions"), "category")).contains("needs a column"));
+        // A category column with no declared set.
+        let mut m = metas();
+        if let Some(t) = m.get_mut("transactions") {
+            t.columns
+                .push(cm("merchant", DataType::Category, None, None));
+        }
+        let ctx = CheckContext {
+            metas: &m,
+            today: d("2026-03-15"),
+            limits: Limits::default(),
+        };
+        let e = check(
+            &by(
+                AggKind::Count,
+                col(ds("transactions"), "amount"),
+                "merchant",
+            ),
+            &ctx,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("declares no category set"), "{e}");
     }
 
     #[test]

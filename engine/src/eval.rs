@@ -665,7 +665,17 @@ impl<'d> Evaluator<'d> {
             }
             Expr::ByMonth { kind, input } => {
                 let c = self.column(input, "by_month")?;
-                by_month(*kind, c)?
+                let (labels, keys) = month_groups(&c)?;
+                grouped(*kind, c, labels, &keys)?
+            }
+            Expr::ByCategory {
+                kind,
+                input,
+                column,
+            } => {
+                let c = self.column(input, "by_category")?;
+                let (labels, keys) = category_groups(&c, column)?;
+                grouped(*kind, c, labels, &keys)?
             }
             Expr::Dot { input, weights } => match self.eval(input)? {
                 Val::Vector { values, .. } => {
@@ -817,11 +827,44 @@ fn month_groups(c: &Col<'_>) -> Result<(Vec<String>, Vec<Option<u32>>), EvalErro
     Ok((months.into_iter().map(month_label).collect(), keys))
 }
 
-/// One aggregate per calendar month of the column's dataset window.
-fn by_month(kind: AggKind, c: Col<'_>) -> Result<Val<'static>, EvalError> {
-    let (labels, keys) = month_groups(&c)?;
+/// Each value's category among the declared categories of `column` in its dataset (`None` for a null or,
+/// were one loaded, an undeclared category), and the declared categories, in their declared order.
+fn category_groups(
+    c: &Col<'_>,
+    column: &str,
+) -> Result<(Vec<String>, Vec<Option<u32>>), EvalError> {
+    let meta = &c.ds.meta;
+    let labels = meta
+        .column(column)
+        .and_then(|m| m.categories.clone())
+        .filter(|set| !set.is_empty())
+        .ok_or_else(|| {
+            EvalError::Other(format!("`{}.{column}` declares no category set", meta.name))
+        })?;
+    let data = column_of(c.ds, &meta.name, column)?;
+    let keys = c
+        .rows
+        .iter()
+        .map(|&row| match data.value(row) {
+            Value::Str(v) => labels
+                .iter()
+                .position(|l| *l == v)
+                .and_then(|i| u32::try_from(i).ok()),
+            _ => None,
+        })
+        .collect();
+    Ok((labels, keys))
+}
+
+/// One aggregate per group: `labels` name the groups, `keys` give each value's group (or none).
+fn grouped(
+    kind: AggKind,
+    c: Col<'_>,
+    labels: Vec<String>,
+    keys: &[Option<u32>],
+) -> Result<Val<'static>, EvalError> {
     let mut buckets: Vec<Vec<Value>> = vec![Vec::new(); labels.len()];
-    for (v, key) in c.values.iter().zip(&keys) {
+    for (v, key) in c.values.iter().zip(keys) {
         if let Some(b) = key.and_then(|k| buckets.get_mut(k as usize)) {
             b.push(v.clone());
         }
@@ -846,7 +889,7 @@ fn by_month(kind: AggKind, c: Col<'_>) -> Result<Val<'static>, EvalError> {
 /// A column's values with each row's group among public keys, for a grouped DP release.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grouped {
-    /// The groups' labels, in order (`2026-01`, ...).
+    /// The groups' labels, in order (`2026-01`, ..., or the declared categories).
     pub labels: Vec<String>,
     /// Each row's value (nulls included).
     pub values: Vec<Value>,
@@ -859,6 +902,22 @@ pub struct Grouped {
 pub fn group_by_month(input: &Expr, data: &dyn DataSource) -> Result<Grouped, EvalError> {
     let c = Evaluator { data }.column(input, "by_month")?;
     let (labels, keys) = month_groups(&c)?;
+    Ok(Grouped {
+        labels,
+        values: c.values,
+        keys,
+    })
+}
+
+/// The values of a column lineage with each row's category among the declared categories of `column` (a
+/// category column of the same dataset), as `by_category` groups them (the lineage must be checked first).
+pub fn group_by_category(
+    input: &Expr,
+    column: &str,
+    data: &dyn DataSource,
+) -> Result<Grouped, EvalError> {
+    let c = Evaluator { data }.column(input, "by_category")?;
+    let (labels, keys) = category_groups(&c, column)?;
     Ok(Grouped {
         labels,
         values: c.values,
@@ -1245,6 +1304,92 @@ mod tests {
         };
         // 0.5 -> bin 0; 1.5 -> bin 1; 2.5, -1, 9 outside.
         assert_eq!(counts, vec![1, 1]);
+    }
+
+    /// `by_category` labels the entries with the declared categories, in the declared order, including one
+    /// with no rows (`fees`), and groups the rows of a filtered table by the dataset's category column.
+    #[test]
+    fn by_category_labels_and_values() {
+        let mut data = data();
+        let declared: Vec<String> = ["rent", "income", "groceries", "cash", "fees"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if let Some(c) = data
+            .get_mut("tx")
+            .and_then(|t| t.meta.columns.iter_mut().find(|c| c.name == "category"))
+        {
+            c.categories = Some(declared.clone());
+        }
+        let by = |kind, input| Expr::ByCategory {
+            kind,
+            input: Box::new(input),
+            column: "category".into(),
+        };
+        let values = |e: &Expr| match evaluate(e, &data).unwrap() {
+            Answer::Vector { labels, values } => {
+                assert_eq!(labels, declared);
+                values
+            }
+            other => panic!("{other:?}"),
+        };
+        // rent: -40; income: 100, 250, 999; groceries: null, -10; cash: 7; fees: none.
+        let amount = || col(ds("tx"), "amount");
+        assert_eq!(
+            values(&by(AggKind::Sum, amount())),
+            vec![
+                Value::Int(-40),
+                Value::Int(1349),
+                Value::Int(-10),
+                Value::Int(7),
+                Value::Null
+            ]
+        );
+        assert_eq!(
+            values(&by(AggKind::Count, amount())),
+            vec![
+                Value::Int(1),
+                Value::Int(3),
+                Value::Int(1),
+                Value::Int(1),
+                Value::Int(0)
+            ]
+        );
+        let positive = filter(
+            ds("tx"),
+            Pred::Compare {
+                column: "amount".into(),
+                op: CmpOp::Gt,
+                value: Value::Int(0),
+            },
+        );
+        assert_eq!(
+            values(&by(AggKind::Mean, col(positive, "amount"))),
+            vec![
+                Value::Null,
+                Value::Float(1349.0 / 3.0),
+                Value::Null,
+                Value::Float(7.0),
+                Value::Null
+            ]
+        );
+        let g = group_by_category(&amount(), "category", &data).unwrap();
+        assert_eq!(g.labels, declared);
+        assert_eq!(
+            g.keys,
+            vec![
+                Some(1),
+                Some(0),
+                Some(1),
+                Some(2),
+                Some(2),
+                Some(1),
+                Some(3)
+            ]
+        );
+        // Without a declared set there is nothing to group by.
+        assert!(group_by_category(&amount(), "category", &self::data()).is_err());
+        assert!(group_by_category(&amount(), "nope", &data).is_err());
     }
 
     #[test]

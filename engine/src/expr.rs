@@ -111,6 +111,17 @@ pub enum Expr {
         /// The column (its table must have a time column and a window).
         input: Box<Expr>,
     },
+    /// An aggregate per category of a category column of the same table, over the column's declared (public)
+    /// category set, giving a vector with one entry per declared category, in the declared order (a static
+    /// length; a category with no rows still has its entry).
+    ByCategory {
+        /// Which aggregate to apply within each category.
+        kind: AggKind,
+        /// The column (of a table whose dataset has the category column).
+        input: Box<Expr>,
+        /// The category column of the input's dataset that gives each row its group.
+        column: String,
+    },
     /// Dot product of a numeric vector with public weights of the same length (a scalar).
     Dot {
         /// The vector.
@@ -260,6 +271,8 @@ pub enum OpKind {
     Arith,
     /// Group by month.
     ByMonth,
+    /// Group by the declared categories of a category column.
+    ByCategory,
     /// Count.
     Count,
     /// Sum.
@@ -293,6 +306,7 @@ impl OpKind {
             OpKind::Clamp => "clamp",
             OpKind::Arith => "arith",
             OpKind::ByMonth => "by_month",
+            OpKind::ByCategory => "by_category",
             OpKind::Count => "count",
             OpKind::Sum => "sum",
             OpKind::Mean => "mean",
@@ -308,12 +322,13 @@ impl OpKind {
     }
 
     /// Every kind, in a fixed order.
-    pub const ALL: [OpKind; 16] = [
+    pub const ALL: [OpKind; 17] = [
         OpKind::Select,
         OpKind::Filter,
         OpKind::Clamp,
         OpKind::Arith,
         OpKind::ByMonth,
+        OpKind::ByCategory,
         OpKind::Count,
         OpKind::Sum,
         OpKind::Mean,
@@ -360,6 +375,7 @@ impl Expr {
             | Expr::Quantile { input, .. }
             | Expr::Histogram { input, .. }
             | Expr::ByMonth { input, .. }
+            | Expr::ByCategory { input, .. }
             | Expr::Dot { input, .. } => input.node_count(),
             Expr::Filter { input, pred } => input.node_count() + pred.node_count(),
             Expr::Arith { left, right, .. } | Expr::Compare { left, right, .. } => {
@@ -381,6 +397,7 @@ impl Expr {
             | Expr::Quantile { input, .. }
             | Expr::Histogram { input, .. }
             | Expr::ByMonth { input, .. }
+            | Expr::ByCategory { input, .. }
             | Expr::Dot { input, .. } => vec![input],
             Expr::Arith { left, right, .. } | Expr::Compare { left, right, .. } => {
                 vec![left, right]
@@ -436,6 +453,15 @@ impl Expr {
             Expr::ByMonth { kind, input } => Expr::ByMonth {
                 kind: *kind,
                 input: sub(input)?,
+            },
+            Expr::ByCategory {
+                kind,
+                input,
+                column,
+            } => Expr::ByCategory {
+                kind: *kind,
+                input: sub(input)?,
+                column: column.clone(),
             },
             Expr::Dot { input, weights } => Expr::Dot {
                 input: sub(input)?,

@@ -10,6 +10,7 @@
 //! ```text
 //! mean(clamp(filter(transactions, category == "rent").amount, -300000, 0))
 //! by_month(sum, filter(transactions, category == "income").amount)
+//! by_category(sum, clamp(transactions.amount, -500000, 0), category)
 //! mean(last_months(rent, 12).paid_date <= last_months(rent, 12).due_date)
 //! histogram(filter(transactions, amount < 0 and not category == "transfer").amount, [-100000, -10000, 0])
 //! rent_on_time_ratio_12m()
@@ -64,6 +65,7 @@
 //! | `median(X)`, `quantile(X, Q)` | the `Q`-quantile of a column, `0 <= Q <= 1` (the median is `Q = 0.5`)   |
 //! | `histogram(X, [e0, e1, ...])` | counts of `X` in the bins `e0 <= x < e1`, ... (the last bin includes its upper edge) |
 //! | `by_month(AGG, X)`            | `AGG` (one of `count sum mean variance stdev min max`) per calendar month: a vector |
+//! | `by_category(AGG, X, COLUMN)` | `AGG` per category of `COLUMN`, a category column of `X`'s table, over its declared categories (one entry each, in the declared order, none left out for lack of rows): a vector |
 //! | `dot(X, [w1, w2, ...])`       | the weighted sum of a vector                                           |
 //! | `NAME()`, `NAME(2026-06-30)`  | the catalogue attribute `NAME` over the window ending at the last full month, or on the given day |
 //!
@@ -112,7 +114,7 @@ pub const MAX_LIST_LEN: usize = 4096;
 const RESERVED: [&str; 6] = ["true", "false", "null", "and", "or", "not"];
 
 /// Names that are functions when followed by `(` (anything else followed by `(` is a catalogue attribute).
-const BUILTINS: [&str; 16] = [
+const BUILTINS: [&str; 17] = [
     "filter",
     "select",
     "clamp",
@@ -127,6 +129,7 @@ const BUILTINS: [&str; 16] = [
     "quantile",
     "histogram",
     "by_month",
+    "by_category",
     "dot",
     "last_months",
 ];
@@ -943,6 +946,18 @@ impl Parser {
                     input: Box::new(input),
                 }
             }
+            "by_category" => {
+                let kind = self.agg_kind()?;
+                self.comma(f, usage)?;
+                let input = self.expr()?;
+                self.comma(f, usage)?;
+                let column = self.name("the name of a category column")?;
+                Expr::ByCategory {
+                    kind,
+                    input: Box::new(input),
+                    column,
+                }
+            }
             _ => return Err(self.err(format!("unknown function `{f}(`"))),
         };
         self.close(f, usage)?;
@@ -1039,7 +1054,7 @@ impl Parser {
                 Ok(k)
             }
             None => Err(self.err(
-                "expected the aggregate to apply per month: one of count, sum, mean, variance, stdev, min, max",
+                "expected the aggregate to apply per group: one of count, sum, mean, variance, stdev, min, max",
             )),
         }
     }
@@ -1263,6 +1278,7 @@ fn usage(f: &str) -> String {
         "histogram" => "histogram(X, [EDGE, EDGE, ...])".into(),
         "dot" => "dot(X, [WEIGHT, ...])".into(),
         "by_month" => "by_month(AGGREGATE, X)".into(),
+        "by_category" => "by_category(AGGREGATE, X, CATEGORY_COLUMN)".into(),
         "count" | "sum" | "mean" | "variance" | "stdev" | "min" | "max" | "median" => {
             format!("{f}(X)")
         }
@@ -1581,6 +1597,19 @@ fn write_expr(out: &mut String, e: &Expr, min_prec: u8) {
             out.push_str(kind.name());
             out.push_str(", ");
             write_expr(out, input, 0);
+            out.push(')');
+        }
+        Expr::ByCategory {
+            kind,
+            input,
+            column,
+        } => {
+            out.push_str("by_category(");
+            out.push_str(kind.name());
+            out.push_str(", ");
+            write_expr(out, input, 0);
+            out.push_str(", ");
+            write_name(out, column, false);
             out.push(')');
         }
         Expr::Dot { input, weights } => {
@@ -1991,6 +2020,14 @@ pub(crate) mod tests {
                     input: Box::new(amount())
                 }
             );
+            assert_eq!(
+                p(&format!("by_category({name}, rent.amount, `kind of`)")),
+                Expr::ByCategory {
+                    kind,
+                    input: Box::new(amount()),
+                    column: "kind of".into()
+                }
+            );
         }
         assert_eq!(
             p("median(rent.amount)"),
@@ -2229,6 +2266,17 @@ pub(crate) mod tests {
         assert_err("histogram(t.a, [1, 2)", 20, "expected `,` or `]`");
         assert_err("histogram(t.a, 1)", 15, "expected a list");
         assert_err("by_month(median, t.a)", 9, "one of count, sum");
+        assert_err(
+            "by_category(sum, t.a)",
+            20,
+            "missing argument to `by_category(`",
+        );
+        assert_err(
+            "by_category(sum, t.a, \"c\")",
+            22,
+            "expected the name of a category column",
+        );
+        assert_err("by_category(sum, t.a, c, d)", 23, "too many arguments");
         assert_err("and", 0, "can only be used in the condition");
         assert_err("rent_score(rent)", 11, "read as a catalogue attribute");
         assert_err("foo(rent)", 4, "read as a catalogue attribute");
@@ -2307,6 +2355,7 @@ pub(crate) mod tests {
         for src in [
             "mean(clamp(filter(rent, category == \"rent\").amount, 0, 300000))",
             "by_month(sum, filter(transactions, category == \"income\").amount)",
+            "by_category(sum, clamp(transactions.amount, -500000, 0), category)",
             "mean(last_months(rent, 12).paid_date <= last_months(rent, 12).due_date)",
             "histogram(filter(transactions, amount < 0 and not category == \"transfer\").amount, \
              [-100000, -10000, 0])",
@@ -2394,6 +2443,8 @@ pub(crate) mod tests {
             "$7.amount",
             "mean(clamp(filter(rent, category == \"rent\").amount, 0, 300000))",
             "by_month(sum, filter(transactions, category == \"income\").amount)",
+            "by_category(mean, transactions.amount, category)",
+            "by_category(count, rent.amount, `the kind`)",
             "mean(rent.paid_date <= rent.due_date)",
             "rent_on_time_ratio_12m()",
             "rent_on_time_ratio_12m(2026-06-30)",
@@ -2613,6 +2664,13 @@ pub(crate) mod tests {
                     kind,
                     input: Box::new(i)
                 }),
+                (arb_agg(), inner.clone(), arb_name()).prop_map(|(kind, i, column)| {
+                    Expr::ByCategory {
+                        kind,
+                        input: Box::new(i),
+                        column,
+                    }
+                }),
                 (inner, prop::collection::vec(arb_f64(), 0..4)).prop_map(|(i, weights)| {
                     Expr::Dot {
                         input: Box::new(i),
@@ -2653,6 +2711,7 @@ pub(crate) mod tests {
                 "mean",
                 "clamp",
                 "by_month",
+                "by_category",
                 "sum",
                 "last_months",
                 "between",

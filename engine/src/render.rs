@@ -7,6 +7,9 @@
 //!   -> mean of `amount` (clamped to 0..300000) in dataset `rent` where `category` is "rent"
 //! by_month(sum, filter(transactions, category == "income").amount)
 //!   -> monthly sum of `amount` in dataset `transactions` where `category` is "income"
+//! by_category(count, transactions.amount, category)
+//!   -> number of non-empty values of `amount` in dataset `transactions`, one for each category of
+//!      `category` that the metadata lists (a list of values, one per category, also those with no rows)
 //! rent.amount
 //!   -> every value of `amount` in dataset `rent` (row-level)
 //! ```
@@ -277,6 +280,19 @@ fn phrase(e: &Expr) -> Phrase {
         }
         Expr::ByMonth { kind, input } => val(
             format!("monthly {}", aggregate(*kind, phrase(input))),
+            ValKind::Phrase,
+        ),
+        Expr::ByCategory {
+            kind,
+            input,
+            column,
+        } => val(
+            format!(
+                "{}, one for each category of {} that the metadata lists (a list of values, one per \
+                 category, also those with no rows)",
+                aggregate(*kind, phrase(input)),
+                name(column)
+            ),
             ValKind::Phrase,
         ),
         Expr::Dot { input, weights } => val(
@@ -688,6 +704,17 @@ mod tests {
         assert_eq!(
             d("by_month(count, rent)"),
             "monthly number of rows of dataset `rent`"
+        );
+        assert_eq!(
+            d("by_category(sum, filter(transactions, amount < 0).amount, category)"),
+            "sum of `amount` in dataset `transactions` where `amount` is less than 0, one for each category \
+             of `category` that the metadata lists (a list of values, one per category, also those with no \
+             rows)"
+        );
+        assert_eq!(
+            d("by_category(count, transactions.amount, `the kind`)"),
+            "number of non-empty values of `amount` in dataset `transactions`, one for each category of \
+             `the kind` that the metadata lists (a list of values, one per category, also those with no rows)"
         );
         assert_eq!(
             d("histogram(rent.amount, [0, 100, 200])"),

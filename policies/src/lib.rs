@@ -25,6 +25,10 @@
 //! window_days = 30           # the sliding window in days (1..=366; 30 when left out)
 //! max_bits = 4               # bits revealed in the window (a positive number; no cap when left out)
 //!
+//! [dp]                       # optional
+//! min_group_count = 10       # grouped dp releases (by_month, by_category) withhold each group whose
+//!                            # noisy count is below this (1..=1000000; every group released when left out)
+//!
 //! [[rule]]
 //! name = "acme-catalogue"    # required, unique; not default, backend, scoring, scoring-limit, score-release
 //! principal = ["Acme Bank"]  # the requesting principal is listed; "*" matches any
@@ -53,7 +57,9 @@
 //! - Every condition is optional; a rule without conditions matches every request. Lists cannot be
 //!   empty (leave the key out instead). Names compare exactly, case included.
 //! - `ops` takes the names of [`duo_engine::OpKind::name`]: select, filter, clamp, arith, by_month,
-//!   count, sum, mean, variance, min, max, quantile, histogram, dot, catalogue.
+//!   by_category, count, sum, mean, variance, stdev, min, max, quantile, histogram, dot, catalogue.
+//! - `[dp] min_group_count` is not a rule condition: the node applies it to every grouped DP release
+//!   ([`Policy::min_group_count`]).
 //! - `tags` and `tags_any` look the datasets up in [`RequestFacts::dataset_tags`]; a dataset without tags
 //!   there never satisfies them. A lineage that reads no dataset satisfies `datasets` and `tags` but not
 //!   `datasets_any` or `tags_any`. Deny rules should use the `_any` forms: a request that reads a second

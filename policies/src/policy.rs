@@ -34,6 +34,9 @@ pub const MAX_SCORING_RUNS: u32 = 1_000;
 /// The longest scoring window, in days, a policy's `[scoring]` table may set.
 pub const MAX_SCORING_WINDOW_DAYS: u32 = 366;
 
+/// The largest `min_group_count` a policy's `[dp]` table may set.
+pub const MAX_MIN_GROUP_COUNT: u32 = 1_000_000;
+
 /// An owner's policy: rules tried in order, and the action when none matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -41,6 +44,7 @@ pub struct Policy {
     rules: Vec<Rule>,
     catalogue_refs: Vec<(String, usize)>,
     scoring: ScoringLimits,
+    min_group_count: Option<u32>,
 }
 
 /// One rule: a name, conditions that must all hold, and an action.
@@ -338,11 +342,30 @@ impl Policy {
             None => ScoringLimits::default(),
             Some(table) => scoring_limits(text, table)?,
         };
+        let min_group_count = match raw.dp.and_then(|t| t.into_inner().min_group_count) {
+            None => None,
+            Some(v) => Some(
+                u32::try_from(*v.get_ref())
+                    .ok()
+                    .filter(|n| (1..=MAX_MIN_GROUP_COUNT).contains(n))
+                    .ok_or_else(|| {
+                        error_at(
+                            text,
+                            v.span().start,
+                            format!(
+                                "`dp.min_group_count` must be a whole number from 1 to \
+                                 {MAX_MIN_GROUP_COUNT} (leave it out to release every group)"
+                            ),
+                        )
+                    })?,
+            ),
+        };
         Ok(Policy {
             default,
             rules,
             catalogue_refs,
             scoring,
+            min_group_count,
         })
     }
 
@@ -382,6 +405,15 @@ impl Policy {
     /// [`ScoringLimits::default`] (3 runs per 30 days, no bit cap) where it or one of its keys is left out.
     pub fn scoring_limits(&self) -> &ScoringLimits {
         &self.scoring
+    }
+
+    /// Small-count suppression of grouped DP releases (`by_month`, `by_category`): the `[dp]` table's
+    /// `min_group_count`, or `None` (every group released) when it is left out. A group whose **noisy** count
+    /// is below it is withheld (released as null); the decision rests on the noisy count, never the exact
+    /// one, so it reveals nothing the DP release does not. How the node gets a noisy count for a grouped sum
+    /// (a second noisy part, half the budget) is in docs/dp.md.
+    pub fn min_group_count(&self) -> Option<u32> {
+        self.min_group_count
     }
 }
 
@@ -429,6 +461,13 @@ struct RawPolicy {
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
     scoring: Option<Spanned<RawScoring>>,
+    dp: Option<Spanned<RawDp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDp {
+    min_group_count: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -739,6 +778,38 @@ action = "approve"
         );
         // No [scoring] table: the default limits.
         assert_eq!(p.scoring_limits(), &ScoringLimits::default());
+    }
+
+    /// `[dp] min_group_count`: absent by default (every group released), a whole number from 1 to
+    /// 1,000,000 otherwise; anything else is an error at the value, and an unknown key in `[dp]` too.
+    #[test]
+    fn parses_the_dp_table() {
+        assert_eq!(Policy::parse("").unwrap().min_group_count(), None);
+        assert_eq!(Policy::parse("[dp]\n").unwrap().min_group_count(), None);
+        let p = Policy::parse("default = \"ask\"\n[dp]\nmin_group_count = 10\n").unwrap();
+        assert_eq!(p.min_group_count(), Some(10));
+        assert_eq!(
+            Policy::parse("[dp]\nmin_group_count = 1000000\n")
+                .unwrap()
+                .min_group_count(),
+            Some(1_000_000)
+        );
+        for bad in ["0", "-3", "1000001", "99999999999"] {
+            let e = Policy::parse(&format!("[dp]\nmin_group_count = {bad}\n")).unwrap_err();
+            assert_eq!((e.line, e.column), (2, 19), "{bad}: {e:?}");
+            assert!(
+                e.message.contains("whole number from 1 to 1000000"),
+                "{e:?}"
+            );
+        }
+        for bad in [
+            "[dp]\nmin_group_count = 2.5\n",
+            "[dp]\nmin_group_count = \"10\"\n",
+            "[dp]\nmin_count = 10\n",
+        ] {
+            let e = Policy::parse(bad).unwrap_err();
+            assert_eq!(e.line, 2, "{bad}: {e:?}");
+        }
     }
 
     #[test]
@@ -1358,6 +1429,7 @@ action = "approve"
             .map(|l| format!("{l}\n"))
             .collect();
         let p = Policy::parse(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(p.min_group_count(), Some(10));
         // The DP example uses the cost-aware conditions.
         let small_dp = p
             .rules()
@@ -1420,6 +1492,7 @@ action = "approve"
     fn is_toml_line(l: &str) -> bool {
         l.starts_with("[[rule]]")
             || l.starts_with("[scoring]")
+            || l.starts_with("[dp]")
             || l.split_once(" = ").is_some_and(|(k, _)| {
                 !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
             })

@@ -391,7 +391,8 @@ class Pointer:
     ``t.filter(t.category == "income")`` the rows where a condition holds (``&``, ``|``, ``~`` combine
     conditions), ``x.clamp(0, 500_000)``, ``x + y``, ``x * 2``, and the aggregates ``x.sum()``, ``x.mean()``,
     ``x.count()``, ``x.variance()``, ``x.stdev()``, ``x.min()``, ``x.max()``, ``x.median()``, ``x.quantile(0.5)``,
-    ``x.histogram([0, 100000])``, ``x.by_month("sum")``; ``t.last_months(12)``. A column whose name is one of
+    ``x.histogram([0, 100000])``, ``x.by_month("sum")``, ``x.by_category("category", "sum")``;
+    ``t.last_months(12)``. A column whose name is one of
     these methods is reached with ``t["name"]``. Money is in cents in expressions, as in the data.
     """
 
@@ -554,6 +555,15 @@ class Pointer:
         if not re.fullmatch(r"[a-z_]+", aggregate):
             raise UsageError("usage", f"unknown aggregate `{aggregate}`")
         return self._derive(f"by_month({aggregate}, ${self.id})")
+
+    def by_category(self, column: str, aggregate: str = "sum") -> "Pointer":
+        """One ``aggregate`` (``sum``, ``count``, ``mean``, ...) per category of ``column``, a category column of
+        this column's table: a vector labelled by the categories its metadata declares (all of them, also those
+        with no rows). With DP (``count``, ``sum`` or ``mean``) it is one release of the whole vector, costing one
+        ungrouped aggregate."""
+        if not re.fullmatch(r"[a-z_]+", aggregate):
+            raise UsageError("usage", f"unknown aggregate `{aggregate}`")
+        return self._derive(f"by_category({aggregate}, ${self.id}, {_name(column)})")
 
     def dot(self, weights: Iterable[float]) -> "Pointer":
         """The weighted sum of a vector's entries."""

@@ -231,6 +231,10 @@ def test_pointers_compose_with_python_operators(node, fi):
     assert x.quantile(0.5).ty["kind"] == "scalar"
     assert x.histogram([0, 100_000, 200_000]).ty["kind"] != "scalar"
     assert x.by_month("sum").ty["kind"] == "vector"
+    assert x.by_category("category", "sum").ty["kind"] == "vector"
+    assert "one for each category of `category`" in repr(t.amount.by_category("category", "count"))
+    with pytest.raises(duo.CheckError):
+        x.by_category("amount")
     assert repr(x.stdev()).startswith("standard deviation of")
     assert x.stdev().dtype == "money" and x.min().dtype == "money" and x.max().dtype == "money"
     rent = fi.dataset("rent").last_months(12)

@@ -586,3 +586,69 @@ fn a_zcdp_node_end_to_end_through_the_cli() {
     node.kill().unwrap();
     node.wait().unwrap();
 }
+
+/// `by_category` over real sockets, under an owner policy with small-count suppression (`min_group_count =
+/// 10`): one request, one charge of what the FI stated, one vector labelled with the 15 declared transaction
+/// categories; the preview names the suppression and the half-budget count beside grouped sums. Statistics of
+/// the one release checked, a count of credits at epsilon 0.5 (discrete Laplace of scale 2): in the sample at
+/// least 12 categories have no credits (only the opening balance, income and family transfers are positive),
+/// and each is released only if its noise reaches 10, probability e^(-5) / (1 + e^(-0.5)) < 0.0042, so "at
+/// least 8 withheld" fails with probability below C(12, 5) 0.0042^5 < 1e-9; `income` has dozens of credits
+/// and is withheld only if its noise is below -(n - 10), probability below 1e-8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_category_is_one_release_with_small_counts_withheld() {
+    let o = owner_with_sample(&format!("{DP_POLICY}\n[dp]\nmin_group_count = 10\n"));
+    set_cap(&o, Scope::Global, "2.0");
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let sums = c
+        .expr("by_category(sum, clamp(transactions.amount, -500000, 500000), category)")
+        .await
+        .unwrap();
+    match c.cost(&sums, eps(0.5)).await.unwrap() {
+        duo::node::proto::ServerMsg::Cost {
+            cost, mechanism, ..
+        } => {
+            assert_eq!(cost, "0.5");
+            assert!(
+                mechanism.contains("15 categories of `category`")
+                    && mechanism.contains("below 10 is withheld")
+                    && mechanism.contains("half of the stated budget"),
+                "{mechanism}"
+            );
+        }
+        other => panic!("expected a cost preview, got {other:?}"),
+    }
+    let credits = c
+        .expr("by_category(count, filter(transactions, amount > 0).amount, category)")
+        .await
+        .unwrap();
+    let v = c
+        .request_dp(&credits, eps(0.5), "income sources")
+        .await
+        .unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    assert_eq!(v.cost.as_deref(), Some("0.5"));
+    assert_eq!(spent(&o), "0.5".parse().unwrap());
+    let Some(Answer::Vector { labels, values }) = &v.answer else {
+        panic!("{v:?}");
+    };
+    assert_eq!(labels, &duo::engine::sample::TRANSACTION_CATEGORIES);
+    let income = labels.iter().position(|l| l == "income").unwrap();
+    assert!(
+        matches!(values[income], Value::Int(n) if n >= 10),
+        "{values:?}"
+    );
+    let withheld = values.iter().filter(|v| **v == Value::Null).count();
+    assert!(withheld >= 8, "{values:?}");
+    assert!(values
+        .iter()
+        .all(|v| matches!(v, Value::Null) || matches!(v, Value::Int(n) if *n >= 10)));
+    // The grouped sums, released too: one charge of 0.5 more, one vector.
+    let s = c.request_dp(&sums, eps(0.5), "spending").await.unwrap();
+    assert_eq!(s.state, RequestState::Approved, "{s:?}");
+    assert_eq!(spent(&o), "1".parse().unwrap());
+    assert!(matches!(&s.answer, Some(Answer::Vector { values, .. }) if values.len() == 15));
+    node.shutdown().await;
+}

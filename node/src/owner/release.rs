@@ -143,13 +143,16 @@ impl Owner {
     /// Plan a DP release without charging anything: its plan (cost in the node's measure, accuracy, mechanism)
     /// and the measure's name.
     pub fn dp_plan(&self, checked: &Checked, params: &DpParams) -> Result<(Plan, String), Error> {
-        // Planned from the metadata and the ledger alone, as a release would be: the data is not read.
+        // Planned from the metadata and the ledger alone, as a release would be: the data is not read. The
+        // policy's small-count suppression changes a grouped sum's parts (and so its expected error), so the
+        // preview reads the policy too; without a readable one it plans with none.
+        let policy = self.policy().ok().map(|(p, _)| p);
         let ctx = Ctx {
             conn: &self.store,
             cache: &self.cache,
             checked,
             versions: &BTreeMap::new(),
-            policy: None,
+            policy: policy.as_deref(),
         };
         let ask = Ask {
             principal: "",

@@ -52,7 +52,8 @@ pub struct Ctx<'a> {
     pub checked: &'a Checked,
     /// The dataset versions it reads.
     pub versions: &'a BTreeMap<String, u64>,
-    /// The policy in force (`None` for a cost preview, which no policy decides).
+    /// The policy in force (for a cost preview, which no policy decides, the policy's DP settings if it can be
+    /// read, or `None`).
     pub policy: Option<&'a Policy>,
 }
 

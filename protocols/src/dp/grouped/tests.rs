@@ -57,6 +57,14 @@ fn grouped_sums_move_at_most_the_claimed_sensitivity() {
             let b = t.invoke(&neighbour).unwrap();
             let l1: i64 = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum();
             assert!(l1 <= i64::from(k) * 20_000, "k {k}: {l1}");
+            // And in L2 (the Gaussian's metric), which never exceeds L1.
+            let l2 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| ((x - y) as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(l2 <= f64::from(k) * 20_000.0, "k {k}: {l2}");
         }
     }
 }
