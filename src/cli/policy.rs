@@ -35,11 +35,17 @@ fn check(home: &Path, file: Option<PathBuf>, json: JsonFlag) -> Result<i32> {
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     match rules(&text) {
-        Ok(rules) => {
+        Ok((rules, min_group_count)) => {
             if json.json {
-                print_json(&serde_json::json!({ "file": path, "ok": true, "rules": rules }))?;
+                print_json(&serde_json::json!({
+                    "file": path, "ok": true, "rules": rules, "min_group_count": min_group_count,
+                }))?;
             } else {
-                outln!("{}: ok, {rules} rule(s)", path.display())?;
+                let suppression = min_group_count.map_or_else(
+                    || "every group of a grouped DP release is shown".to_string(),
+                    |n| format!("groups with a noisy count below {n} are withheld"),
+                );
+                outln!("{}: ok, {rules} rule(s); {suppression}", path.display())?;
             }
             Ok(0)
         }
@@ -56,9 +62,9 @@ fn check(home: &Path, file: Option<PathBuf>, json: JsonFlag) -> Result<i32> {
     }
 }
 
-/// A policy text's number of rules, or its first problem as (line, column, message): a syntax or rule error,
-/// or an attribute the catalogue does not have.
-fn rules(text: &str) -> Result<usize, (usize, usize, String)> {
+/// A policy text's number of rules and its small-count suppression threshold, or its first problem as (line,
+/// column, message): a syntax or rule error, or an attribute the catalogue does not have.
+fn rules(text: &str) -> Result<(usize, Option<u32>), (usize, usize, String)> {
     let p = Policy::parse(text).map_err(|e| (e.line, e.column, e.message))?;
     match p
         .catalogue_names()
@@ -66,6 +72,6 @@ fn rules(text: &str) -> Result<usize, (usize, usize, String)> {
         .find(|(name, _)| name != "*" && duo::engine::catalogue::entry(name).is_none())
     {
         Some((name, line)) => Err((line, 1, format!("unknown catalogue attribute `{name}`"))),
-        None => Ok(p.rules().len()),
+        None => Ok((p.rules().len(), p.min_group_count())),
     }
 }

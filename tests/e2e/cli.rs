@@ -223,6 +223,29 @@ fn policy_check_points_at_the_line() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(":5:"), "{text}");
+
+    // A good file: the rule count and the small-count suppression the owner set, in words and in JSON.
+    std::fs::write(
+        &p,
+        "default = \"ask\"\n\n[dp]\nmin_group_count = 10\n\n[[rule]]\nname = \"x\"\naction = \"deny\"\nreason = \"no\"\n",
+    )
+    .unwrap();
+    let out = duo(
+        dir.path(),
+        &["owner", "policy", "check", p.to_str().unwrap()],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("1 rule(s); groups with a noisy count below 10 are withheld"),
+        "{text}"
+    );
+    let out = duo(
+        dir.path(),
+        &["owner", "policy", "check", p.to_str().unwrap(), "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["min_group_count"], 10, "{v}");
 }
 
 /// `duo fi score` end to end against a served owner node with the demo policy: the revealed decision and band
