@@ -6,7 +6,7 @@
 mod cli;
 
 use clap::{Parser, Subcommand};
-use cli::bench::BenchCmd;
+use cli::bench::BenchArgs;
 use cli::fi::FiCmd;
 use cli::out::errln;
 use cli::owner::OwnerCmd;
@@ -35,9 +35,8 @@ enum Cmd {
     /// Commands for the financial institution.
     #[command(subcommand)]
     Fi(FiCmd),
-    /// Measurements for researchers and operators.
-    #[command(subcommand)]
-    Bench(BenchCmd),
+    /// Measurements for researchers and operators; with no subcommand, the default set (`--json` for JSON).
+    Bench(BenchArgs),
     /// Run a relay: owners behind NAT connect out to it (`duo owner serve --relay`) and FIs reach them through
     /// it; it forwards ciphertext it cannot read.
     Relay(cli::relay::RelayArgs),

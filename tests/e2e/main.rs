@@ -2,6 +2,7 @@
 //!
 //! One test binary (fewer links); each module covers one part of the story.
 
+mod bench_report;
 mod cli;
 mod cli_json;
 mod dp;
