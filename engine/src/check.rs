@@ -373,6 +373,18 @@ fn clamp_f(x: f64, lo: f64, hi: f64) -> f64 {
     }
 }
 
+/// The checked input of a grouped aggregate (`Checker::grouped_input`).
+struct GroupedInput {
+    /// The input column.
+    node: Node,
+    /// Its dataset.
+    dataset: String,
+    /// The type of the grouped vector's entries.
+    dtype: DataType,
+    /// Their bounds.
+    bounds: Option<Bounds>,
+}
+
 /// Element type and bounds of an aggregate over `n` values of type `dtype` with bounds `b`.
 pub(crate) fn agg_type(
     kind: AggKind,
@@ -953,7 +965,14 @@ impl<'a> Checker<'a> {
         ))
     }
 
-    fn by_month(&mut self, kind: AggKind, input: &Expr) -> Result<Node, CheckError> {
+    /// The input of a grouped aggregate `op` (`by_month`, `by_category`): a column of a dataset, numeric unless
+    /// counted.
+    fn grouped_input(
+        &mut self,
+        op: &str,
+        kind: AggKind,
+        input: &Expr,
+    ) -> Result<GroupedInput, CheckError> {
         let inp = self.visit(input)?;
         let (
             Type::Column {
@@ -964,14 +983,31 @@ impl<'a> Checker<'a> {
             Some(dataset),
         ) = (&inp.ty, &inp.dataset)
         else {
-            return Err(type_err("by_month needs a column"));
+            return Err(type_err(format!("{op} needs a column of a table")));
         };
         if kind != AggKind::Count && !dtype.is_numeric() {
             return Err(type_err(format!(
-                "by_month {} needs a numeric column",
+                "{op} {} needs a numeric column",
                 kind.name()
             )));
         }
+        let (dtype, bounds) = agg_type(kind, *dtype, *b, *max_len as f64);
+        Ok(GroupedInput {
+            dataset: dataset.clone(),
+            node: inp,
+            dtype,
+            bounds,
+        })
+    }
+
+    fn by_month(&mut self, kind: AggKind, input: &Expr) -> Result<Node, CheckError> {
+        let GroupedInput {
+            node: inp,
+            dataset,
+            dtype: dt,
+            bounds: vb,
+        } = self.grouped_input("by_month", kind, input)?;
+        let dataset = &dataset;
         let meta = self.meta(dataset)?;
         let time = meta.time_column.as_deref().ok_or_else(|| {
             type_err(format!(
@@ -996,7 +1032,6 @@ impl<'a> Checker<'a> {
                 ))
             })?
             .len();
-        let (dt, vb) = agg_type(kind, *dtype, *b, *max_len as f64);
         self.columns.insert((dataset.clone(), time.to_string()));
         self.op_kinds.insert(OpKind::ByMonth);
         self.op_kinds.insert(kind.into());
@@ -1022,24 +1057,13 @@ impl<'a> Checker<'a> {
         input: &Expr,
         column: &str,
     ) -> Result<Node, CheckError> {
-        let inp = self.visit(input)?;
-        let (
-            Type::Column {
-                dtype,
-                bounds: b,
-                max_len,
-            },
-            Some(dataset),
-        ) = (&inp.ty, &inp.dataset)
-        else {
-            return Err(type_err("by_category needs a column of a table"));
-        };
-        if kind != AggKind::Count && !dtype.is_numeric() {
-            return Err(type_err(format!(
-                "by_category {} needs a numeric column",
-                kind.name()
-            )));
-        }
+        let GroupedInput {
+            node: inp,
+            dataset,
+            dtype: dt,
+            bounds: vb,
+        } = self.grouped_input("by_category", kind, input)?;
+        let dataset = &dataset;
         let meta = self.meta(dataset)?;
         let cmeta = meta
             .column(column)
@@ -1063,7 +1087,6 @@ impl<'a> Checker<'a> {
             }
         };
         self.list_len(len, "the category set")?;
-        let (dt, vb) = agg_type(kind, *dtype, *b, *max_len as f64);
         self.columns.insert((dataset.clone(), column.to_string()));
         self.op_kinds.insert(OpKind::ByCategory);
         self.op_kinds.insert(kind.into());

@@ -70,6 +70,15 @@ pub use units::{
     NANOS_PER_UNIT,
 };
 
+/// A transformation from rows to a vector of counts (a histogram's bins, a grouped count's groups), with its
+/// output metric `M` (L1 for Laplace noise, L2 for Gaussian).
+type CountsTransformation<M> = Transformation<
+    VectorDomain<AtomDomain<i64>>,
+    SymmetricDistance,
+    VectorDomain<AtomDomain<i64>>,
+    M,
+>;
+
 /// Errors from planning or running a release. Every variant but [`DpError::OpenDp`] is the caller's
 /// mistake or a refusal decided from public parameters only.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -646,8 +655,24 @@ impl Plan {
         Measurement<VectorDomain<AtomDomain<i64>>, SymmetricDistance, MO, Vec<i64>>,
         Function<Vec<i64>, Vec<i64>>,
     )> {
+        self.counts_pipeline::<MO>(
+            || grouped::opendp_group_counts::<L1Distance<i64>>(groups),
+            || grouped::opendp_group_counts::<L2Distance<i64>>(groups),
+        )
+    }
+
+    /// A vector of counts, then OpenDP's noise on it: the transformation built for the L1 metric (Laplace, pure
+    /// DP) or the L2 metric (Gaussian, zCDP), chained with the noise, and the noise function alone.
+    fn counts_pipeline<MO: LedgerMeasure>(
+        &self,
+        l1: impl FnOnce() -> Fallible<CountsTransformation<L1Distance<i64>>>,
+        l2: impl FnOnce() -> Fallible<CountsTransformation<L2Distance<i64>>>,
+    ) -> Fallible<(
+        Measurement<VectorDomain<AtomDomain<i64>>, SymmetricDistance, MO, Vec<i64>>,
+        Function<Vec<i64>, Vec<i64>>,
+    )> {
         if self.pure {
-            let t = grouped::opendp_group_counts::<L1Distance<i64>>(groups)?;
+            let t = l1()?;
             let noise = make_laplace::<_, _, MaxDivergence>(
                 t.output_domain.clone(),
                 t.output_metric.clone(),
@@ -657,7 +682,7 @@ impl Plan {
             let function = noise.function.clone();
             Ok((MO::from_pure(make_chain_mt(&noise, &t)?)?, function))
         } else {
-            let t = grouped::opendp_group_counts::<L2Distance<i64>>(groups)?;
+            let t = l2()?;
             let noise = MO::gaussian_counts(t.output_domain.clone(), self.scale)?;
             let function = noise.function.clone();
             Ok((make_chain_mt(&noise, &t)?, function))
@@ -983,22 +1008,10 @@ impl Plan {
         Measurement<VectorDomain<AtomDomain<i64>>, SymmetricDistance, MO, Vec<i64>>,
         Function<Vec<i64>, Vec<i64>>,
     )> {
-        if self.pure {
-            let t = histogram::opendp_histogram::<L1Distance<i64>>(edges)?;
-            let noise = make_laplace::<_, _, MaxDivergence>(
-                t.output_domain.clone(),
-                t.output_metric.clone(),
-                self.scale,
-                None,
-            )?;
-            let function = noise.function.clone();
-            Ok((MO::from_pure(make_chain_mt(&noise, &t)?)?, function))
-        } else {
-            let t = histogram::opendp_histogram::<L2Distance<i64>>(edges)?;
-            let noise = MO::gaussian_counts(t.output_domain.clone(), self.scale)?;
-            let function = noise.function.clone();
-            Ok((make_chain_mt(&noise, &t)?, function))
-        }
+        self.counts_pipeline::<MO>(
+            || histogram::opendp_histogram::<L1Distance<i64>>(edges),
+            || histogram::opendp_histogram::<L2Distance<i64>>(edges),
+        )
     }
 
     fn quantile_pipeline<MO: LedgerMeasure>(
