@@ -1255,6 +1255,63 @@ mod tests {
     }
 
     /// The plan of `src` on the sample's metadata, under `m`, with `params`.
+    /// `src` released at epsilon 1e6 under the event unit (noise far below a cent at the tests' small clamps),
+    /// and evaluated exactly.
+    fn released_and_exact(
+        src: &str,
+        data: &BTreeMap<String, duo_engine::Dataset>,
+    ) -> (Answer, Answer) {
+        let metas = metas_of(data);
+        let ctx = check_ctx(&metas);
+        let c = duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap();
+        let huge = DpParams {
+            epsilon: Some(1e6),
+            ..DpParams::default()
+        };
+        let released = release(
+            &plan(&c, &metas, Measure::PureEpsilon, &huge).unwrap(),
+            data,
+        )
+        .unwrap();
+        (released, duo_engine::evaluate(&c.expr, data).unwrap())
+    }
+
+    /// A plaintext vector with its empty groups as 0, as a grouped DP release shows them.
+    fn nulls_as_zero(a: Answer) -> Answer {
+        let Answer::Vector { labels, values } = a else {
+            panic!("{a:?}")
+        };
+        Answer::Vector {
+            labels,
+            values: values
+                .into_iter()
+                .map(|v| if v == Value::Null { Value::Int(0) } else { v })
+                .collect(),
+        }
+    }
+
+    /// A released vector of means equal to the exact one within 1e-6, empty groups empty in both.
+    fn assert_means_close(released: &Answer, exact: &Answer) {
+        let (
+            Answer::Vector { labels, values },
+            Answer::Vector {
+                labels: l2,
+                values: v2,
+            },
+        ) = (released, exact)
+        else {
+            panic!("{released:?} {exact:?}")
+        };
+        assert_eq!(labels, l2);
+        for (a, b) in values.iter().zip(v2) {
+            match (a, b) {
+                (Value::Float(a), Value::Float(b)) => assert!((a - b).abs() < 1e-6, "{a} vs {b}"),
+                (Value::Null, Value::Null) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     fn plan_of(src: &str, m: Measure, params: &DpParams) -> DpPlan {
         let data = sample(Profile::Reliable);
         let metas = metas_of(&data);
@@ -1740,10 +1797,6 @@ mod tests {
         let checked = |src: &str| {
             duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap()
         };
-        let huge = DpParams {
-            epsilon: Some(1e6),
-            ..DpParams::default()
-        };
         // Exact comparisons over $100 clamps: the sum's scale is then 1e4 / 1e6 (half that budget for a mean).
         let small = "clamp(filter(transactions, category == \"income\").amount, 0, 10000)";
         for src in [
@@ -1751,53 +1804,13 @@ mod tests {
             "by_month(count, rent.amount)".to_string(),
             "by_month(count, transactions.amount)".to_string(),
         ] {
-            let c = checked(&src);
-            let released = release(
-                &plan(&c, &metas, Measure::PureEpsilon, &huge).unwrap(),
-                &data,
-            )
-            .unwrap();
             // A month with no rows sums to 0 in a DP release (plaintext shows it empty: a DP answer cannot
             // say which months have rows).
-            let Answer::Vector { labels, values } = duo_engine::evaluate(&c.expr, &data).unwrap()
-            else {
-                panic!()
-            };
-            let exact = Answer::Vector {
-                labels,
-                values: values
-                    .into_iter()
-                    .map(|v| if v == Value::Null { Value::Int(0) } else { v })
-                    .collect(),
-            };
-            assert_eq!(released, exact, "{src}");
+            let (released, exact) = released_and_exact(&src, &data);
+            assert_eq!(released, nulls_as_zero(exact), "{src}");
         }
-        let c = checked(&format!("by_month(mean, {small})"));
-        let (
-            Answer::Vector { labels, values },
-            Answer::Vector {
-                labels: l2,
-                values: v2,
-            },
-        ) = (
-            release(
-                &plan(&c, &metas, Measure::PureEpsilon, &huge).unwrap(),
-                &data,
-            )
-            .unwrap(),
-            duo_engine::evaluate(&c.expr, &data).unwrap(),
-        )
-        else {
-            panic!()
-        };
-        assert_eq!(labels, l2);
-        for (a, b) in values.iter().zip(&v2) {
-            match (a, b) {
-                (Value::Float(a), Value::Float(b)) => assert!((a - b).abs() < 1e-6, "{a} vs {b}"),
-                (Value::Null, Value::Null) => {}
-                other => panic!("{other:?}"),
-            }
-        }
+        let (released, exact) = released_and_exact(&format!("by_month(mean, {small})"), &data);
+        assert_means_close(&released, &exact);
         let e = plan(
             &checked("by_month(max, rent.amount)"),
             &metas,
@@ -1864,64 +1877,27 @@ mod tests {
         let checked = |src: &str| {
             duo_engine::check(&duo_engine::parse::parse_expr(src).unwrap(), &ctx).unwrap()
         };
-        let huge = DpParams {
-            epsilon: Some(1e6),
-            ..DpParams::default()
-        };
         let small = "clamp(transactions.amount, -10000, 10000)";
         for src in [
             format!("by_category(sum, {small}, category)"),
             "by_category(count, transactions.amount, category)".to_string(),
             "by_category(count, filter(transactions, amount > 0).date, category)".to_string(),
         ] {
-            let c = checked(&src);
-            let released = release(
-                &plan(&c, &metas, Measure::PureEpsilon, &huge).unwrap(),
-                &data,
-            )
-            .unwrap();
-            let Answer::Vector { labels, values } = duo_engine::evaluate(&c.expr, &data).unwrap()
-            else {
-                panic!()
+            let (released, exact) = released_and_exact(&src, &data);
+            let Answer::Vector { labels, .. } = &exact else {
+                panic!("{exact:?}")
             };
-            assert_eq!(labels, duo_engine::sample::TRANSACTION_CATEGORIES);
+            assert_eq!(labels, &duo_engine::sample::TRANSACTION_CATEGORIES);
             // A category with no rows is 0 in a DP release (plaintext shows it empty).
-            let exact = Answer::Vector {
-                labels,
-                values: values
-                    .into_iter()
-                    .map(|v| if v == Value::Null { Value::Int(0) } else { v })
-                    .collect(),
-            };
-            assert_eq!(released, exact, "{src}");
+            assert_eq!(released, nulls_as_zero(exact), "{src}");
         }
-        let c = checked(&format!("by_category(mean, {small}, category)"));
-        let (
-            Answer::Vector { labels, values },
-            Answer::Vector {
-                labels: l2,
-                values: v2,
-            },
-        ) = (
-            release(
-                &plan(&c, &metas, Measure::PureEpsilon, &huge).unwrap(),
-                &data,
-            )
-            .unwrap(),
-            duo_engine::evaluate(&c.expr, &data).unwrap(),
-        )
-        else {
-            panic!()
+        let (released, exact) =
+            released_and_exact(&format!("by_category(mean, {small}, category)"), &data);
+        let Answer::Vector { values, .. } = &released else {
+            panic!("{released:?}")
         };
-        assert_eq!(labels, l2);
         assert!(values.iter().any(|v| matches!(v, Value::Float(_))));
-        for (a, b) in values.iter().zip(&v2) {
-            match (a, b) {
-                (Value::Float(a), Value::Float(b)) => assert!((a - b).abs() < 1e-6, "{a} vs {b}"),
-                (Value::Null, Value::Null) => {}
-                other => panic!("{other:?}"),
-            }
-        }
+        assert_means_close(&released, &exact);
         let e = plan(
             &checked("by_category(max, transactions.amount, category)"),
             &metas,
