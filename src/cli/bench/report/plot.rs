@@ -5,6 +5,7 @@ use super::super::load::LoadReport;
 use super::super::score::ScoreReport;
 use super::dp::{DpError, ThroughputPoint};
 use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::ops::Range;
@@ -114,38 +115,40 @@ fn panel(area: &Area, axes: &Axes, series: &[Series]) -> Result<()> {
         .x_label_area_size(36)
         .y_label_area_size(64);
     if axes.log_y {
-        let mut chart = b
+        let chart = b
             .build_cartesian_2d(axes.x.clone().log_scale(), axes.y.clone().log_scale())
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(axes.x_desc)
-            .y_desc(axes.y_desc)
-            .label_style(("sans-serif", 11))
-            .x_label_formatter(&short)
-            .y_label_formatter(&short)
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(BLACK.mix(0.12))
-            .draw()
-            .map_err(err)?;
-        draw_series(&mut chart, series, axes.legend.clone())
+        draw_chart(chart, axes, series)
     } else {
-        let mut chart = b
+        let chart = b
             .build_cartesian_2d(axes.x.clone().log_scale(), axes.y.clone())
             .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(axes.x_desc)
-            .y_desc(axes.y_desc)
-            .label_style(("sans-serif", 11))
-            .x_label_formatter(&short)
-            .y_label_formatter(&short)
-            .light_line_style(TRANSPARENT)
-            .bold_line_style(BLACK.mix(0.12))
-            .draw()
-            .map_err(err)?;
-        draw_series(&mut chart, series, axes.legend.clone())
+        draw_chart(chart, axes, series)
     }
+}
+
+/// The mesh with the axes' descriptions, then the series and their legend (for either kind of y axis).
+fn draw_chart<'a, X, Y>(
+    mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    axes: &Axes,
+    series: &[Series],
+) -> Result<()>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
+        .label_style(("sans-serif", 11))
+        .x_label_formatter(&short)
+        .y_label_formatter(&short)
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(BLACK.mix(0.12))
+        .draw()
+        .map_err(err)?;
+    draw_series(&mut chart, series, axes.legend.clone())
 }
 
 fn draw_series<'a, X, Y>(
