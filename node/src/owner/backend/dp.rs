@@ -931,15 +931,7 @@ fn group_rows(input: &Input, data: &dyn DataSource) -> Result<Option<GroupRows>,
         Vec::with_capacity(g.values.len()),
     );
     for (v, k) in g.values.iter().zip(&g.keys) {
-        let (Some(k), Some(x)) = (
-            k,
-            match v {
-                Value::Int(x) => Some(*x),
-                Value::Bool(b) => Some(i64::from(*b)),
-                Value::Null => None,
-                _ => Some(0),
-            },
-        ) else {
+        let (Some(k), Some(x)) = (k, aggregated_int(v)) else {
             continue;
         };
         keys.push(*k);
@@ -948,18 +940,24 @@ fn group_rows(input: &Input, data: &dyn DataSource) -> Result<Option<GroupRows>,
     Ok(Some((keys, ints, g.labels)))
 }
 
+/// The integer an aggregate reads from a cell: integers as they are, booleans as 0 or 1, nothing for a null,
+/// and 0 for any other value (a row that a count counts without reading its value).
+fn aggregated_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(x) => Some(*x),
+        Value::Bool(b) => Some(i64::from(*b)),
+        Value::Null => None,
+        _ => Some(0),
+    }
+}
+
 /// The integers an aggregate reads: the values of its input column (nulls left out), or one zero per row of a
 /// table.
 fn values(input: &Expr, data: &dyn DataSource) -> Result<Vec<i64>, Error> {
     match evaluate(input, data)? {
         Answer::Rows { columns, rows } if columns.len() == 1 => Ok(rows
             .iter()
-            .filter_map(|r| match r.first() {
-                Some(Value::Int(v)) => Some(*v),
-                Some(Value::Bool(b)) => Some(i64::from(*b)),
-                Some(Value::Null) | None => None,
-                Some(_) => Some(0),
-            })
+            .filter_map(|r| r.first().and_then(aggregated_int))
             .collect()),
         Answer::Rows { rows, .. } => Ok(vec![0; rows.len()]),
         _ => Err(Error::Internal(
