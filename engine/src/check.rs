@@ -87,12 +87,21 @@ pub enum Type {
         /// Bin edges.
         edges: Vec<f64>,
     },
+    /// A batch: one type per question, in order.
+    Batch {
+        /// The questions' types.
+        items: Vec<Type>,
+    },
 }
 
 impl Type {
-    /// Whether releasing a value of this type reveals rows (a table or a column).
+    /// Whether releasing a value of this type reveals rows (a table or a column, or a batch holding one).
     pub fn is_row_level(&self) -> bool {
-        matches!(self, Type::Table { .. } | Type::Column { .. })
+        match self {
+            Type::Table { .. } | Type::Column { .. } => true,
+            Type::Batch { items } => items.iter().any(Type::is_row_level),
+            _ => false,
+        }
     }
 }
 
@@ -127,6 +136,10 @@ pub struct Checked {
     pub catalogue_only: bool,
     /// Number of nodes.
     pub nodes: usize,
+    /// For a batch ([`Expr::Batch`]): each question checked on its own, in order (the fields above are then
+    /// their union: every dataset, column, kind of operation and attribute any of them reads). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<Checked>,
 }
 
 /// Why a lineage does not type-check.
@@ -184,6 +197,9 @@ pub enum CheckError {
 /// Every float parameter must be finite, and public lists (selected columns, bin edges, weights, the months of
 /// a group-by-month) must not be longer than `ctx.limits.max_vector`.
 pub fn check(expr: &Expr, ctx: &CheckContext<'_>) -> Result<Checked, CheckError> {
+    if let Expr::Batch { items } = expr {
+        return check_batch(items, ctx);
+    }
     let nodes = expr.node_count();
     if nodes > ctx.limits.max_nodes {
         return Err(CheckError::TooLarge {
@@ -219,7 +235,81 @@ pub fn check(expr: &Expr, ctx: &CheckContext<'_>) -> Result<Checked, CheckError>
         catalogue: checker.catalogue,
         catalogue_only: matches!(expr, Expr::Catalogue { .. }),
         nodes,
+        items: Vec::new(),
     })
+}
+
+/// Check a batch: each question on its own, then their union (see [`Checked::items`]). The node limit holds
+/// for the whole batch.
+fn check_batch(items: &[Expr], ctx: &CheckContext<'_>) -> Result<Checked, CheckError> {
+    if items.is_empty() {
+        return Err(CheckError::Invalid(
+            "a batch needs at least one question".into(),
+        ));
+    }
+    if items.len() > crate::expr::MAX_BATCH {
+        return Err(CheckError::Invalid(format!(
+            "a batch holds at most {} questions, not {}; send the rest as another batch",
+            crate::expr::MAX_BATCH,
+            items.len()
+        )));
+    }
+    let nodes = 1 + items.iter().map(Expr::node_count).sum::<usize>();
+    if nodes > ctx.limits.max_nodes {
+        return Err(CheckError::TooLarge {
+            nodes,
+            limit: ctx.limits.max_nodes,
+        });
+    }
+    let checked = items
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            if matches!(e, Expr::Batch { .. }) {
+                return Err(CheckError::Invalid(
+                    "a batch cannot hold another batch; list its questions instead".into(),
+                ));
+            }
+            check(e, ctx).map_err(|err| in_item(i, err))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Checked {
+        expr: Expr::Batch {
+            items: checked.iter().map(|c| c.expr.clone()).collect(),
+        },
+        ty: Type::Batch {
+            items: checked.iter().map(|c| c.ty.clone()).collect(),
+        },
+        datasets: BTreeSet::new(),
+        columns: BTreeSet::new(),
+        op_kinds: BTreeSet::new(),
+        catalogue: Vec::new(),
+        catalogue_only: checked.iter().all(|c| c.catalogue_only),
+        nodes,
+        items: Vec::new(),
+    };
+    for c in &checked {
+        out.datasets.extend(c.datasets.iter().cloned());
+        out.columns.extend(c.columns.iter().cloned());
+        out.op_kinds.extend(c.op_kinds.iter().copied());
+        for u in &c.catalogue {
+            if !out.catalogue.contains(u) {
+                out.catalogue.push(u.clone());
+            }
+        }
+    }
+    out.items = checked;
+    Ok(out)
+}
+
+/// A question's error, naming the question (numbered from 1, as the owner and FI see them).
+fn in_item(i: usize, err: CheckError) -> CheckError {
+    let n = i + 1;
+    match err {
+        CheckError::Type(m) => CheckError::Type(format!("question {n} of the batch: {m}")),
+        CheckError::Invalid(m) => CheckError::Invalid(format!("question {n} of the batch: {m}")),
+        other => other,
+    }
 }
 
 /// The last day of the last full calendar month before `today`'s month (for 2026-03-15: 2026-02-28).
@@ -459,7 +549,7 @@ fn value_parts(ty: &Type) -> Option<(Shape, DataType, Option<Bounds>)> {
         } => Some((Shape::Column(*max_len), *dtype, *bounds)),
         Type::Vector { dtype, len, bounds } => Some((Shape::Vector(*len), *dtype, *bounds)),
         Type::Scalar { dtype, bounds } => Some((Shape::Scalar, *dtype, *bounds)),
-        Type::Table { .. } | Type::Histogram { .. } => None,
+        Type::Table { .. } | Type::Histogram { .. } | Type::Batch { .. } => None,
     }
 }
 
@@ -680,6 +770,9 @@ impl<'a> Checker<'a> {
             } => self.by_category(*kind, input, column),
             Expr::Dot { input, weights } => self.dot(input, weights),
             Expr::Catalogue { name, window_end } => self.catalogue(name, *window_end),
+            Expr::Batch { .. } => Err(CheckError::Invalid(
+                "a batch can only be the whole of a request, not part of an expression".into(),
+            )),
         }
     }
 

@@ -41,6 +41,11 @@ pub enum Answer {
         /// Rows of values.
         rows: Vec<Vec<Value>>,
     },
+    /// A batch's answers, one per question in order.
+    Batch {
+        /// The answers.
+        items: Vec<Answer>,
+    },
 }
 
 /// Why evaluation failed. Only an approved release evaluates, so these reach the FI only with the owner's
@@ -93,6 +98,14 @@ pub enum EvalError {
 /// Fails with [`EvalError::Unresolved`] on a pointer reference, a relative window, or a catalogue attribute
 /// without a window end (run [`crate::check::check`] first).
 pub fn evaluate(expr: &Expr, data: &dyn DataSource) -> Result<Answer, EvalError> {
+    if let Expr::Batch { items } = expr {
+        return Ok(Answer::Batch {
+            items: items
+                .iter()
+                .map(|e| evaluate(e, data))
+                .collect::<Result<_, _>>()?,
+        });
+    }
     Evaluator { data }.eval(expr)?.into_answer()
 }
 
@@ -539,6 +552,11 @@ impl<'d> Evaluator<'d> {
         Ok(match e {
             Expr::Ptr { id } => {
                 return Err(EvalError::Unresolved(format!("pointer reference {id}")))
+            }
+            Expr::Batch { .. } => {
+                return Err(EvalError::Unresolved(
+                    "a batch inside an expression".into(),
+                ))
             }
             Expr::Dataset { name } => {
                 let ds = self

@@ -137,7 +137,17 @@ pub enum Expr {
         /// Last day of the window.
         window_end: Option<NaiveDate>,
     },
+    /// Several questions asked together (a batch): released as one request that is decided, charged and
+    /// answered as a whole, with one answer per item in order. Only the whole of a lineage can be a batch, and
+    /// its items are not batches.
+    Batch {
+        /// The questions, in order (at least one; at most [`MAX_BATCH`]).
+        items: Vec<Expr>,
+    },
 }
+
+/// The most questions one batch may hold.
+pub const MAX_BATCH: usize = 32;
 
 /// A row predicate inside [`Expr::Filter`]. Column names refer to the filtered table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -381,6 +391,7 @@ impl Expr {
             Expr::Arith { left, right, .. } | Expr::Compare { left, right, .. } => {
                 left.node_count() + right.node_count()
             }
+            Expr::Batch { items } => items.iter().map(Expr::node_count).sum(),
         }
     }
 
@@ -402,6 +413,7 @@ impl Expr {
             Expr::Arith { left, right, .. } | Expr::Compare { left, right, .. } => {
                 vec![left, right]
             }
+            Expr::Batch { items } => items.iter().collect(),
         }
     }
 
@@ -466,6 +478,12 @@ impl Expr {
             Expr::Dot { input, weights } => Expr::Dot {
                 input: sub(input)?,
                 weights: weights.clone(),
+            },
+            Expr::Batch { items } => Expr::Batch {
+                items: items
+                    .iter()
+                    .map(|e| e.substitute_ptrs(lookup))
+                    .collect::<Option<_>>()?,
             },
         })
     }

@@ -114,7 +114,7 @@ pub const MAX_LIST_LEN: usize = 4096;
 const RESERVED: [&str; 6] = ["true", "false", "null", "and", "or", "not"];
 
 /// Names that are functions when followed by `(` (anything else followed by `(` is a catalogue attribute).
-const BUILTINS: [&str; 17] = [
+const BUILTINS: [&str; 18] = [
     "filter",
     "select",
     "clamp",
@@ -132,6 +132,7 @@ const BUILTINS: [&str; 17] = [
     "by_category",
     "dot",
     "last_months",
+    "batch",
 ];
 
 /// Why a text is not a valid expression, and where.
@@ -958,6 +959,20 @@ impl Parser {
                     column,
                 }
             }
+            "batch" => {
+                let mut items = vec![self.expr()?];
+                while matches!(self.peek(), Tok::Comma) {
+                    self.bump();
+                    if items.len() >= crate::expr::MAX_BATCH {
+                        return Err(self.err(format!(
+                            "too many questions in one batch (the limit is {})",
+                            crate::expr::MAX_BATCH
+                        )));
+                    }
+                    items.push(self.expr()?);
+                }
+                Expr::Batch { items }
+            }
             _ => return Err(self.err(format!("unknown function `{f}(`"))),
         };
         self.close(f, usage)?;
@@ -1279,6 +1294,7 @@ fn usage(f: &str) -> String {
         "dot" => "dot(X, [WEIGHT, ...])".into(),
         "by_month" => "by_month(AGGREGATE, X)".into(),
         "by_category" => "by_category(AGGREGATE, X, CATEGORY_COLUMN)".into(),
+        "batch" => "batch(QUESTION, QUESTION, ...)".into(),
         "count" | "sum" | "mean" | "variance" | "stdev" | "min" | "max" | "median" => {
             format!("{f}(X)")
         }
@@ -1624,6 +1640,16 @@ fn write_expr(out: &mut String, e: &Expr, min_prec: u8) {
             out.push('(');
             if let Some(d) = window_end {
                 out.push_str(&d.format("%Y-%m-%d").to_string());
+            }
+            out.push(')');
+        }
+        Expr::Batch { items } => {
+            out.push_str("batch(");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_expr(out, item, 0);
             }
             out.push(')');
         }

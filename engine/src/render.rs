@@ -34,6 +34,16 @@ use crate::value::Value;
 /// assert_eq!(describe(&e), "number of rows of dataset `rent` over the last 12 months");
 /// ```
 pub fn describe(expr: &Expr) -> String {
+    if let Expr::Batch { items } = expr {
+        let n = items.len();
+        let listed: Vec<String> = items
+            .iter()
+            .enumerate()
+            .map(|(i, e)| format!("({}) {}", i + 1, describe(e)))
+            .collect();
+        let what = if n == 1 { "question" } else { "questions" };
+        return format!("{n} {what} asked together: {}", listed.join("; "));
+    }
     match phrase(expr) {
         Phrase::Table(t) => format!("every row of {} (row-level)", t.text(true)),
         Phrase::Col(c) => format!("every value of {} (row-level)", c.text()),
@@ -307,6 +317,7 @@ fn phrase(e: &Expr) -> Phrase {
             name: n,
             window_end,
         } => val(catalogue(n, window_end.as_ref()), ValKind::Phrase),
+        Expr::Batch { .. } => val(describe(e), ValKind::Phrase),
     }
 }
 

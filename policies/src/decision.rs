@@ -427,6 +427,12 @@ impl Condition {
                     // A scoring run's lineage merges every attribute of the model.
                     !checked.catalogue.is_empty()
                         && checked.catalogue.iter().all(|c| listed(&c.name))
+                } else if !checked.items.is_empty() {
+                    // A batch: every question is one listed attribute.
+                    checked.items.iter().all(|item| match item.catalogue.as_slice() {
+                        [only] if item.catalogue_only => listed(&only.name),
+                        _ => false,
+                    })
                 } else {
                     match checked.catalogue.as_slice() {
                         [only] if checked.catalogue_only => listed(&only.name),
@@ -578,6 +584,7 @@ mod tests {
             catalogue,
             catalogue_only: case.catalogue_only,
             nodes: 1,
+            items: Vec::new(),
         }
     }
 
@@ -680,6 +687,7 @@ mod tests {
                 .collect(),
             catalogue_only: false,
             nodes: names.len(),
+            items: Vec::new(),
         }
     }
 
@@ -1153,6 +1161,7 @@ mod tests {
                     .collect(),
                 catalogue_only,
                 nodes: 1,
+                items: Vec::new(),
             })
     }
 

@@ -4,7 +4,7 @@ use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{Answer, DataType, Type, Value};
 use duo_node::fi::ScoreReport;
 use duo_node::owner::view::{PendingView, ScoringView};
-use duo_node::proto::request::{RequestState, RequestView};
+use duo_node::proto::request::{ItemPlan, RequestState, RequestView};
 use duo_node::proto::scoring::ScoreOutcome;
 use duo_node::proto::PublishedDataset;
 use duo_node::store::LogEntry;
@@ -107,6 +107,22 @@ pub fn answer(a: &Answer, ty: &Type) -> String {
             }
             s
         }
+        Answer::Batch { items } => {
+            let types = match ty {
+                Type::Batch { items } => items.as_slice(),
+                _ => &[],
+            };
+            let mut s = String::new();
+            for (i, a) in items.iter().enumerate() {
+                let _ = write!(
+                    s,
+                    "\n    ({}) {}",
+                    i + 1,
+                    answer(a, types.get(i).unwrap_or(ty))
+                );
+            }
+            s
+        }
     }
 }
 
@@ -144,6 +160,7 @@ pub fn request(v: &RequestView) -> String {
             },
             within95(v.accuracy95, &v.ty)
         );
+        s.push_str(&batch_items(&v.items, &v.ty));
     }
     if let Some(r) = &v.receipt {
         let _ = writeln!(
@@ -151,6 +168,25 @@ pub fn request(v: &RequestView) -> String {
             "  receipt: signed by node key {}..., owner log entry {}",
             r.node_key.get(..16).unwrap_or(&r.node_key),
             r.log_seq
+        );
+    }
+    s
+}
+
+/// A batch's questions, a line each: their cost and expected error (nothing for a single release).
+pub fn batch_items(items: &[ItemPlan], ty: &Type) -> String {
+    let types = match ty {
+        Type::Batch { items } => items.as_slice(),
+        _ => &[],
+    };
+    let mut s = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "    ({}) cost {}; expected error {}",
+            i + 1,
+            item.cost,
+            within95(item.accuracy95, types.get(i).unwrap_or(ty))
         );
     }
     s
@@ -188,6 +224,15 @@ pub fn pending(v: &PendingView) -> String {
                 },
                 within95(d.accuracy95, &v.ty)
             );
+            if !d.items.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  {} questions asked together: approving releases all of them and denying refuses all; \
+                     the cost above is their sum",
+                    d.items.len()
+                );
+                s.push_str(&batch_items(&d.items, &v.ty));
+            }
             let _ = writeln!(s, "  one unit of privacy protects: {}", d.protects);
         }
         (Ok(a), None) => {

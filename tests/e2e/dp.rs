@@ -652,3 +652,148 @@ async fn by_category_is_one_release_with_small_counts_withheld() {
     assert!(matches!(&s.answer, Some(Answer::Vector { values, .. }) if values.len() == 15));
     node.shutdown().await;
 }
+
+/// Approve DP releases costing at most 1 in all, deny row-level ones, ask about the rest.
+const BATCH_POLICY: &str = r#"
+default = "ask"
+[[rule]]
+name = "no-rows"
+row_level = true
+action = "deny"
+reason = "row-level data never leaves this node"
+[[rule]]
+name = "dp-up-to-1"
+backend = ["dp"]
+max_cost = "1"
+action = "approve"
+"#;
+
+fn dataset_spent(o: &OwnerNode, name: &str) -> Amount {
+    o.db()
+        .ledger()
+        .unwrap()
+        .account(&Scope::Dataset(name.into()))
+        .spent
+}
+
+/// Three questions sent together are previewed, decided, charged and answered as one request: each question
+/// charged against the datasets it reads, all at once or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_one_request_charged_its_sum_all_at_once() {
+    let o = owner_with_sample(BATCH_POLICY);
+    set_cap(&o, Scope::Global, "1.0");
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let batch = c
+        .expr(
+            "batch(sum(clamp(filter(transactions, category == \"income\").amount, 0, 500000)), \
+             count(filter(transactions, category == \"nsf_fee\")), mean(clamp(rent.amount, 0, 300000)))",
+        )
+        .await
+        .unwrap();
+    assert!(
+        batch.description.starts_with("3 questions asked together: (1) "),
+        "{}",
+        batch.description
+    );
+    // The preview: the total and each question's cost and expected error; nothing is charged.
+    match c.cost(&batch, eps(0.2)).await.unwrap() {
+        duo::node::proto::ServerMsg::Cost { cost, items, .. } => {
+            assert_eq!(cost, "0.6");
+            assert_eq!(items.len(), 3, "{items:?}");
+            assert!(items.iter().all(|i| i.cost == "0.2"), "{items:?}");
+            assert!(items.iter().all(|i| i.accuracy95.is_some_and(|a| a > 0.0)));
+        }
+        other => panic!("expected a cost preview, got {other:?}"),
+    }
+    assert_eq!(spent(&o), Amount::ZERO);
+    let v = c.request_dp(&batch, eps(0.2), "cash flow").await.unwrap();
+    assert_eq!(v.state, RequestState::Approved, "{v:?}");
+    assert_eq!(v.cost.as_deref(), Some("0.6"));
+    assert_eq!(v.items.len(), 3);
+    let Some(Answer::Batch { items }) = &v.answer else {
+        panic!("{v:?}")
+    };
+    assert_eq!(items.len(), 3);
+    assert!(matches!(items[0], Answer::Scalar { value: Value::Int(_) }));
+    assert!(matches!(items[1], Answer::Scalar { value: Value::Int(_) }));
+    assert!(matches!(
+        items[2],
+        Answer::Scalar {
+            value: Value::Float(_) | Value::Null
+        }
+    ));
+    // One receipt for the whole answer, at the whole cost.
+    assert_eq!(v.receipt.as_ref().unwrap().cost_nanos, 600_000_000);
+    // Charged once in all, each question against its own dataset.
+    assert_eq!(spent(&o), "0.6".parse().unwrap());
+    assert_eq!(dataset_spent(&o, "transactions"), "0.4".parse().unwrap());
+    assert_eq!(dataset_spent(&o, "rent"), "0.2".parse().unwrap());
+    // The same batch again: the stored answer, free.
+    let again = c.request_dp(&batch, eps(0.2), "again").await.unwrap();
+    assert_eq!(
+        (again.decided_by.as_deref(), &again.answer),
+        (Some("store"), &v.answer)
+    );
+    assert_eq!(spent(&o), "0.6".parse().unwrap());
+    // A batch over what is left is refused as a whole: its first two questions would fit (0.4 is left) but
+    // nothing is released or charged.
+    let over = c
+        .expr("batch(count(rent), count(utilities), count(transactions))")
+        .await
+        .unwrap();
+    let d = c.request_dp(&over, eps(0.2), "more").await.unwrap();
+    assert_eq!(d.state, RequestState::Denied, "{d:?}");
+    assert!(d.answer.is_none());
+    assert_eq!(d.budget.as_ref().unwrap().requested, "0.2", "{d:?}");
+    assert_eq!(spent(&o), "0.6".parse().unwrap());
+    assert!(o.db().verify_log().unwrap().problems.is_empty());
+    node.shutdown().await;
+}
+
+/// A batch waiting for the owner is shown as one request with each question's cost; a denial refuses all of
+/// it, an approval releases all of it; batches cannot nest or sit inside an expression.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_decides_a_batch_as_a_whole() {
+    let o = owner_with_sample(ASK_ALL);
+    set_cap(&o, Scope::Global, "1.0");
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    for bad in [
+        "batch(count(rent), batch(count(rent)))",
+        "count(rent) + batch(count(rent))",
+        "batch()",
+    ] {
+        assert!(c.expr(bad).await.is_err(), "{bad}");
+    }
+    let a = c
+        .expr("batch(count(rent), sum(clamp(rent.amount, 0, 300000)))")
+        .await
+        .unwrap();
+    let b = c
+        .expr("batch(count(utilities), count(rent))")
+        .await
+        .unwrap();
+    let ra = c.request_dp(&a, eps(0.25), "rent").await.unwrap();
+    let rb = c.request_dp(&b, eps(0.25), "bills").await.unwrap();
+    assert_eq!((ra.state, rb.state), (RequestState::Pending, RequestState::Pending));
+    let mut owner = o.store();
+    let seen = owner.pending_view(ra.id).unwrap();
+    let dp = seen.dp.clone().unwrap();
+    assert_eq!(dp.cost, "0.5");
+    assert_eq!(dp.items.len(), 2);
+    assert_eq!(dp.budget_left_after, Ok("0.5".to_string()));
+    owner.deny(rb.id, "not now").unwrap();
+    assert_eq!(spent(&o), Amount::ZERO);
+    owner.approve(ra.id, Some(&seen.token)).unwrap();
+    assert_eq!(spent(&o), "0.5".parse().unwrap());
+    let done = c.status(ra.id, std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(done.state, RequestState::Approved);
+    assert!(matches!(&done.answer, Some(Answer::Batch { items }) if items.len() == 2));
+    let denied = c.status(rb.id, std::time::Duration::ZERO).await.unwrap();
+    assert_eq!((denied.state, denied.answer), (RequestState::Denied, None));
+    assert!(o.db().verify_log().unwrap().problems.is_empty());
+    node.shutdown().await;
+}

@@ -968,6 +968,7 @@ mod tests {
             cost: None,
             accuracy95: None,
             budget: None,
+            items: Vec::new(),
         };
         let over = classify(
             &view("the global budget would be exceeded: requested 0.2, remaining 0.1 (spent 0.9 of 1 epsilon)"),

@@ -122,7 +122,7 @@ impl Owner {
                 "the policy now denies this request (rule `{rule}`: {reason})"
             )));
         }
-        let answer = match (ask.scoring, plan.charge()) {
+        let answer = match (ask.scoring, plan.charges()) {
             // The owner lets the FI start one run; the outcome is released when the run ends.
             (Some(_), _) => None,
             (None, Some(_)) => {

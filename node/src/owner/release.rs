@@ -482,6 +482,10 @@ fn insert(
     if let Some(params) = ask.dp {
         let cost = facts.plan.cost.map_or(0, |c| c.nanos());
         tx.set_dp_facts(id, params, cost, facts.plan.accuracy95)?;
+        let items = facts.plan.items();
+        if !items.is_empty() {
+            tx.set_batch_items(id, &items)?;
+        }
         // A denial by the budgets keeps their numbers, for the FI's view of it.
         if let (RequestState::Denied, Some("budget"), Some(e)) = (state, rule, &facts.plan.exceeded)
         {

@@ -639,6 +639,7 @@ impl SessionState {
                 cost: plan.cost.map(|c| c.to_string()).unwrap_or_default(),
                 measure,
                 accuracy95: plan.accuracy95,
+                items: plan.items(),
                 mechanism: plan.mechanism.unwrap_or_default(),
             })
         })

@@ -49,6 +49,7 @@ fn view_with_id(row: RequestRow, id: u64) -> Result<RequestView, Error> {
         cost: row.cost_nanos.map(|c| Amount::from_nanos(c).to_string()),
         accuracy95: row.accuracy95,
         budget: row.budget,
+        items: row.items,
     })
 }
 
@@ -92,6 +93,9 @@ pub struct DpView {
     pub mechanism: String,
     /// What one unit of privacy protects in the data it reads, in words.
     pub protects: String,
+    /// For a batch: each question's cost and expected error, in order (`cost` is their sum). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<crate::proto::request::ItemPlan>,
 }
 
 /// Everything the owner sees before deciding a pending request.
@@ -269,5 +273,6 @@ fn dp_view(
         accuracy95: plan.accuracy95,
         mechanism: plan.mechanism.clone().unwrap_or_default(),
         protects,
+        items: plan.items(),
     })
 }

@@ -191,6 +191,10 @@ pub enum ServerMsg {
         accuracy95: Option<f64>,
         /// The noise mechanism.
         mechanism: String,
+        /// For a batch: each question's cost and expected error, in order (`cost` is their sum). Empty
+        /// otherwise.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<crate::proto::request::ItemPlan>,
     },
     /// A scoring run starts: its public parameters. Binary protocol chunks follow.
     ScoreStart(Box<ScoreStart>),

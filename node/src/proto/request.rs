@@ -81,6 +81,25 @@ pub struct RequestView {
     /// the field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetShortfall>,
+    /// For a DP batch (`batch(...)`): each question's cost and expected error, in order; the answer is then a
+    /// `batch` with one answer per question. Empty otherwise, and from nodes that predate batches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemPlan>,
+}
+
+/// One question of a DP batch as planned from public facts: its part of the batch's cost and its own expected
+/// error. The batch is charged the sum of its questions' costs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct ItemPlan {
+    /// Its cost in the node's measure (decimal, as [`RequestView::cost`]).
+    pub cost: String,
+    /// Half-width of a 95% interval around its exact value, from public parameters; absent where no closed
+    /// form applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy95: Option<f64>,
+    /// Its noise mechanism.
+    pub mechanism: String,
 }
 
 /// The numbers of the privacy budget a DP request would exceed. Amounts are decimals in the node's measure,

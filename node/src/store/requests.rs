@@ -3,7 +3,7 @@
 use super::{now_text, now_unix, HasConn};
 use crate::error::Error;
 use crate::proto::receipt::Receipt;
-use crate::proto::request::{BudgetShortfall, DpParams, RequestState};
+use crate::proto::request::{BudgetShortfall, DpParams, ItemPlan, RequestState};
 use duo_engine::{Checked, Type};
 use duo_policies::Backend;
 use rusqlite::{params, OptionalExtension};
@@ -77,6 +77,8 @@ pub struct RequestRow {
     pub accuracy95: Option<f64>,
     /// The numbers of the budget a DP request would have exceeded, when that is why it was denied.
     pub budget: Option<BudgetShortfall>,
+    /// For a DP batch: each question's cost and expected error.
+    pub items: Vec<ItemPlan>,
     /// When it was made.
     pub created_at: String,
     /// The static type of the answer.
@@ -136,6 +138,16 @@ pub(super) fn upgrade(conn: &rusqlite::Connection) -> Result<(), Error> {
     if has == 0 {
         // As above: a concurrent opener may have added it first.
         let _ = conn.execute_batch("ALTER TABLE requests ADD COLUMN budget TEXT");
+    }
+    // A store made before batches gets the column of their questions' plans (empty for its old requests).
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'items'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        // As above: a concurrent opener may have added it first.
+        let _ = conn.execute_batch("ALTER TABLE requests ADD COLUMN items TEXT");
     }
     Ok(())
 }
@@ -243,7 +255,7 @@ pub trait Requests: HasConn {
             .conn()
             .prepare_cached(
                 "SELECT principal, backend, reason, description, source, state, why, answer, decided_by, receipt,
-                     cost, accuracy, created_at, checked, fi_seq, budget
+                     cost, accuracy, created_at, checked, fi_seq, budget, items
                  FROM requests WHERE id = ?1 AND (?2 IS NULL OR principal = ?2)",
             )?
             .query_row(params![id as i64, principal], |r| {
@@ -264,6 +276,7 @@ pub trait Requests: HasConn {
                     r.get::<_, String>(13)?,
                     r.get::<_, i64>(14)? as u64,
                     r.get::<_, Option<String>>(15)?,
+                    r.get::<_, Option<String>>(16)?,
                 ))
             })
             .optional()?;
@@ -285,6 +298,7 @@ pub trait Requests: HasConn {
             checked,
             fi_seq,
             budget,
+            items,
         ) = row;
         /// The one field of a checked lineage a view needs.
         #[derive(Deserialize)]
@@ -309,6 +323,10 @@ pub trait Requests: HasConn {
             cost_nanos: cost.map(|c| c as u64),
             accuracy95: acc,
             budget: budget.map(|b| serde_json::from_str(&b)).transpose()?,
+            items: items
+                .map(|i| serde_json::from_str(&i))
+                .transpose()?
+                .unwrap_or_default(),
             created_at: at,
             ty,
         }))
@@ -361,6 +379,14 @@ pub trait Requests: HasConn {
                 cost_nanos as i64,
                 accuracy95
             ])?;
+        Ok(())
+    }
+
+    /// Record a DP batch's questions' costs and expected errors.
+    fn set_batch_items(&self, id: u64, items: &[ItemPlan]) -> Result<(), Error> {
+        self.conn()
+            .prepare_cached("UPDATE requests SET items = ?2 WHERE id = ?1")?
+            .execute(params![id as i64, serde_json::to_string(items)?])?;
         Ok(())
     }
 

@@ -44,7 +44,9 @@ impl DpArgs {
 /// Options of `duo fi cost`.
 #[derive(Args, Debug)]
 pub struct CostArgs {
-    /// One or more expressions.
+    /// One or more expressions, or @FILE for a file of them (one a line; blank lines and lines starting with
+    /// `#` are skipped). Each is previewed on its own, then their total: what `duo fi request` with the same
+    /// expressions would charge as one request.
     #[arg(required = true)]
     exprs: Vec<String>,
     #[command(flatten)]
@@ -59,8 +61,10 @@ pub struct CostArgs {
 /// Options of `duo fi request`.
 #[derive(Args, Debug)]
 pub struct RequestArgs {
-    /// The expression.
-    expr: String,
+    /// The expression; several (or @FILE, one a line) are sent as one request, `batch(E1, E2, ...)`, which the
+    /// owner approves or denies as a whole and which is charged the sum of their costs at once.
+    #[arg(required = true)]
+    exprs: Vec<String>,
     /// Why you need it (the owner sees it).
     #[arg(long)]
     reason: String,
@@ -86,11 +90,12 @@ pub async fn cost(fi: &FiHome, args: CostArgs) -> Result<i32> {
     let params = args.dp.params().ok_or_else(|| {
         anyhow!("state what to spend: --epsilon X, --rho X, or --alpha A [--beta B]")
     })?;
+    let exprs = expressions(&args.exprs)?;
     let mut c = Client::connect(fi, args.owner.as_deref()).await?;
     let mut rows = Vec::new();
     let mut total = Amount::from_nanos(0);
     let mut unit = String::new();
-    for e in &args.exprs {
+    for e in &exprs {
         let p = c.expr(e).await?;
         match c.cost(&p, params.clone()).await? {
             ServerMsg::Cost {
@@ -98,6 +103,7 @@ pub async fn cost(fi: &FiHome, args: CostArgs) -> Result<i32> {
                 measure,
                 accuracy95,
                 mechanism,
+                ..
             } => {
                 let amount: Amount = cost.parse().map_err(|e| anyhow!("{e}"))?;
                 total = total
@@ -122,6 +128,38 @@ pub async fn cost(fi: &FiHome, args: CostArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The expressions given on the command line, with each @FILE replaced by the expressions it holds (one a line;
+/// blank lines and lines starting with `#` are skipped).
+fn expressions(args: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for a in args {
+        let Some(path) = a.strip_prefix('@') else {
+            out.push(a.clone());
+            continue;
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow!("cannot read the expressions in {path}: {e}"))?;
+        let before = out.len();
+        out.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+        if out.len() == before {
+            bail!("{path} holds no expression (one a line; lines starting with # are skipped)");
+        }
+    }
+    if out.len() > duo::engine::expr::MAX_BATCH {
+        bail!(
+            "{} expressions; one request holds at most {}: split them into several requests",
+            out.len(),
+            duo::engine::expr::MAX_BATCH
+        );
+    }
+    Ok(out)
+}
+
 /// One release's preview in words: its lineage, cost, expected error and mechanism.
 fn cost_line(lineage: &str, cost: &str, measure: &str, within95: &str, mechanism: &str) -> String {
     format!(
@@ -138,13 +176,21 @@ pub fn cost_words(p: &Pointer, m: &ServerMsg) -> String {
             measure,
             accuracy95,
             mechanism,
-        } => cost_line(
-            &p.description,
-            cost,
-            measure,
-            &show::within95(*accuracy95, &p.ty),
-            mechanism,
-        ),
+            items,
+        } => {
+            let mut s = cost_line(
+                &p.description,
+                cost,
+                measure,
+                &show::within95(*accuracy95, &p.ty),
+                mechanism,
+            );
+            if !items.is_empty() {
+                s.push('\n');
+                s.push_str(show::batch_items(items, &p.ty).trim_end());
+            }
+            s
+        }
         other => format!("unexpected reply {other:?}"),
     }
 }
@@ -183,18 +229,26 @@ pub async fn request(fi: &FiHome, args: RequestArgs) -> Result<i32> {
     if backend != Backend::Dp && params.is_some() {
         bail!("--epsilon, --rho and --alpha go with --backend dp");
     }
+    let exprs = expressions(&args.exprs)?;
     // Parse locally first so syntax errors point at the position without a round trip.
-    if let Err(e) = duo::engine::parse::parse_expr(&args.expr) {
-        if args.json.json {
-            print_json(&serde_json::json!({ "error": "parse", "message": e.render(&args.expr) }))?;
-        } else {
-            errln!("{}", e.render(&args.expr));
+    for e in &exprs {
+        if let Err(err) = duo::engine::parse::parse_expr(e) {
+            if args.json.json {
+                print_json(&serde_json::json!({ "error": "parse", "message": err.render(e) }))?;
+            } else {
+                errln!("{}", err.render(e));
+            }
+            return Ok(2);
         }
-        return Ok(2);
     }
+    // Several expressions are one request: a batch of questions.
+    let expr = match exprs.as_slice() {
+        [one] => one.clone(),
+        many => format!("batch({})", many.join(", ")),
+    };
     if args.batch.is_batch() {
         let ask = duo::node::fi::portfolio::BatchAsk::Release {
-            expr: args.expr.clone(),
+            expr: expr.clone(),
             backend,
             dp: params,
             reason: args.reason.clone(),
@@ -203,7 +257,7 @@ pub async fn request(fi: &FiHome, args: RequestArgs) -> Result<i32> {
         return super::batch::run(fi, ask, &args.batch, args.wait, limit, args.json).await;
     }
     let mut c = Client::connect(fi, args.owner.as_deref()).await?;
-    let p = c.expr(&args.expr).await?;
+    let p = c.expr(&expr).await?;
     let mut v = match params {
         Some(params) => c.request_dp(&p, params, &args.reason).await?,
         None => c.request(&p, backend, &args.reason).await?,

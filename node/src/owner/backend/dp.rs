@@ -47,6 +47,12 @@ enum Shape {
         /// part, a grouped count) is below this is released as null.
         min_count: Option<u32>,
     },
+    /// Several releases asked together (a batch): each item planned and released on its own, in order. The
+    /// batch costs the sum of their costs (sequential composition, which is what the ledger adds up).
+    Batch {
+        /// Each question's plan.
+        items: Vec<DpPlan>,
+    },
 }
 
 /// What a part of a DP release reads: a lineage, or a catalogue attribute's own exact inputs.
@@ -238,6 +244,9 @@ pub fn plan_with(
     params: &DpParams,
     min_group_count: Option<u32>,
 ) -> Result<DpPlan, Error> {
+    if !checked.items.is_empty() {
+        return batch_plan(checked, metas, m, params, min_group_count);
+    }
     let contribution = contribution(checked, metas)?;
     // A catalogue attribute is released through its DP form; a public factor is applied after noise.
     let mut expr = checked.expr.clone();
@@ -264,6 +273,52 @@ pub fn plan_with(
         finish_plan(parts, shape, factor)?,
         &checked.ty,
     ))
+}
+
+/// A batch's plan: each question planned with the same parameters (an `epsilon` or `rho` is spent on each, a
+/// target accuracy is met by each), costing their sum.
+fn batch_plan(
+    checked: &Checked,
+    metas: &BTreeMap<String, DatasetMeta>,
+    m: Measure,
+    params: &DpParams,
+    min_group_count: Option<u32>,
+) -> Result<DpPlan, Error> {
+    let mut items = Vec::with_capacity(checked.items.len());
+    let mut cost = Amount::from_nanos(0);
+    for (i, item) in checked.items.iter().enumerate() {
+        let p = plan_with(item, metas, m, params, min_group_count).map_err(|e| match e {
+            Error::Refused(why) => Error::Refused(format!("question {} of the batch: {why}", i + 1)),
+            other => other,
+        })?;
+        cost = cost
+            .checked_add(p.cost)
+            .ok_or_else(|| Error::Refused("the cost overflows".into()))?;
+        items.push(p);
+    }
+    let mechanism = format!(
+        "{} releases asked together, each with its own noise, charged the sum of their costs",
+        items.len()
+    );
+    Ok(DpPlan {
+        parts: Vec::new(),
+        shape: Shape::Batch { items },
+        factor: 1.0,
+        cost,
+        accuracy95: None,
+        mechanism,
+        bounds: None,
+    })
+}
+
+impl DpPlan {
+    /// For a batch: each question's plan, in order (empty for a single release).
+    pub fn items(&self) -> &[DpPlan] {
+        match &self.shape {
+            Shape::Batch { items } => items,
+            _ => &[],
+        }
+    }
 }
 
 /// The plan with the answer's public bounds from the checked type: the release is clamped into them, and the
@@ -319,6 +374,8 @@ fn expected_error(parts: &[(dp::Plan, Input)], shape: &Shape, factor: f64) -> Op
         Shape::Cv { .. } => Some(10.0),
         // The width of the attribute's public bounds, set with them (`within_public_bounds`).
         Shape::Ratio => None,
+        // Each question has its own.
+        Shape::Batch { .. } => None,
     }
 }
 
@@ -970,6 +1027,14 @@ fn values(input: &Expr, data: &dyn DataSource) -> Result<Vec<i64>, Error> {
 /// composition of noisy parts, a public factor, and the clamp into the answer's public bounds (a noisy count is
 /// never negative, a mean never outside its clamp). Floats appear only after noise.
 pub fn release(p: &DpPlan, data: &dyn DataSource) -> Result<Answer, Error> {
+    if let Shape::Batch { items } = &p.shape {
+        return Ok(Answer::Batch {
+            items: items
+                .iter()
+                .map(|item| release(item, data))
+                .collect::<Result<_, _>>()?,
+        });
+    }
     let answer = noisy_answer(p, data)?;
     Ok(match (answer, p.bounds) {
         (Answer::Scalar { value }, Some((lo, hi))) => Answer::Scalar {
@@ -2214,12 +2279,27 @@ impl super::Backend for Dp {
             params,
             min_group_count,
         )?;
-        let charge = duo_policies::Charge {
-            principal: ask.principal.to_string(),
-            datasets: ctx.checked.datasets.clone(),
-            amount: plan.cost,
+        // A batch charges each question against the datasets it reads, so a dataset's budget pays only for
+        // the questions about it; a single release is one charge.
+        let charges: Vec<duo_policies::Charge> = if ctx.checked.items.is_empty() {
+            vec![duo_policies::Charge {
+                principal: ask.principal.to_string(),
+                datasets: ctx.checked.datasets.clone(),
+                amount: plan.cost,
+            }]
+        } else {
+            ctx.checked
+                .items
+                .iter()
+                .zip(plan.items())
+                .map(|(item, p)| duo_policies::Charge {
+                    principal: ask.principal.to_string(),
+                    datasets: item.datasets.clone(),
+                    amount: p.cost,
+                })
+                .collect()
         };
-        let left = ledger.check(&charge);
+        let left = check_all(&ledger, &charges);
         let exceeded = match &left {
             Err(duo_policies::ledger::LedgerError::Exceeded(e)) => Some(e.clone()),
             _ => None,
@@ -2234,7 +2314,7 @@ impl super::Backend for Dp {
             dp: Some(super::DpCharge {
                 ledger,
                 plan,
-                charge,
+                charges,
             }),
         })
     }
@@ -2248,10 +2328,7 @@ impl super::Backend for Dp {
             .dp
             .as_ref()
             .ok_or_else(|| Error::Internal("a dp answer without its plan".into()))?;
-        d.ledger
-            .clone()
-            .charge(&d.charge)
-            .map_err(|e| Error::Refused(e.to_string()))?;
+        check_all(&d.ledger, &d.charges).map_err(|e| Error::Refused(e.to_string()))?;
         let loaded = crate::owner::load_versions(ctx.cache, ctx.conn, ctx.versions)?;
         release(&d.plan, &loaded).map(Some)
     }
@@ -2266,10 +2343,28 @@ pub(crate) fn charge(
 ) -> Result<(), Error> {
     use crate::store::prelude::*;
     let Some(d) = &plan.dp else { return Ok(()) };
+    // All of a batch's charges or none: they are made in the release transaction, which a refusal rolls back.
     let mut ledger = d.ledger.clone();
-    ledger
-        .charge(&d.charge)
-        .map_err(|e| Error::Refused(e.to_string()))?;
-    tx.save_ledger(&ledger)?;
-    tx.record_charge(request, &d.charge)
+    for c in &d.charges {
+        ledger
+            .charge(c)
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        tx.save_ledger(&ledger)?;
+        tx.record_charge(request, c)?;
+    }
+    Ok(())
+}
+
+/// Whether the budgets allow every charge, made one after the other (a batch's; a single release has one):
+/// the smallest amount left after any of them, or the first refusal.
+fn check_all(
+    ledger: &duo_policies::Ledger,
+    charges: &[duo_policies::Charge],
+) -> Result<Amount, duo_policies::ledger::LedgerError> {
+    let mut ledger = ledger.clone();
+    let mut left = Amount::MAX;
+    for c in charges {
+        left = left.min(ledger.charge(c)?.left_after);
+    }
+    Ok(left)
 }

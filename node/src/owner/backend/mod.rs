@@ -12,7 +12,7 @@ pub mod twopc;
 
 use crate::error::Error;
 use crate::owner::cache::DatasetCache;
-use crate::proto::request::DpParams;
+use crate::proto::request::{DpParams, ItemPlan};
 use crate::proto::scoring::ScoringSpec;
 use crate::store::Conn;
 use duo_engine::{Answer, Checked};
@@ -81,13 +81,32 @@ pub struct Plan {
 pub(crate) struct DpCharge {
     pub(crate) ledger: Ledger,
     pub(crate) plan: dp::DpPlan,
-    pub(crate) charge: Charge,
+    /// One charge for a single release; one per question for a batch, each against the datasets it reads.
+    pub(crate) charges: Vec<Charge>,
 }
 
 impl Plan {
-    /// The charge this plan makes, if any.
-    pub fn charge(&self) -> Option<&Charge> {
-        self.dp.as_ref().map(|d| &d.charge)
+    /// For a DP batch: each question's cost and expected error, in order (empty otherwise).
+    pub fn items(&self) -> Vec<ItemPlan> {
+        self.dp
+            .as_ref()
+            .map(|d| {
+                d.plan
+                    .items()
+                    .iter()
+                    .map(|p| ItemPlan {
+                        cost: p.cost.to_string(),
+                        accuracy95: p.accuracy95,
+                        mechanism: p.mechanism.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The charges this plan makes, if any (one per question of a batch).
+    pub fn charges(&self) -> Option<&[Charge]> {
+        self.dp.as_ref().map(|d| d.charges.as_slice())
     }
 }
 
