@@ -1546,6 +1546,56 @@ mod tests {
         }
     }
 
+    /// A batch is checked question by question; its facts are their union, each question's are kept, and it
+    /// is refused nested, inside an expression, empty, too long, or with a question that does not check (the
+    /// error names the question).
+    #[test]
+    fn a_batch_checks_each_question_and_unions_their_facts() {
+        let p = |src: &str| crate::parse::parse_expr(src).unwrap();
+        let c = run(&p(
+            "batch(count(rent), mean(clamp(plain.x, 0, 5)), select(rent, amount))",
+        ))
+        .unwrap();
+        assert_eq!(c.items.len(), 3);
+        assert_eq!(c.datasets, ["plain".to_string(), "rent".to_string()].into());
+        assert!(c.op_kinds.contains(&OpKind::Count) && c.op_kinds.contains(&OpKind::Mean));
+        assert!(c.op_kinds.contains(&OpKind::Select));
+        assert!(
+            c.ty.is_row_level(),
+            "one row-level question makes the batch row-level"
+        );
+        assert!(!c.catalogue_only);
+        let Type::Batch { items } = &c.ty else {
+            panic!("{:?}", c.ty)
+        };
+        assert_eq!(items.len(), 3);
+        assert_eq!(c.items[1].datasets, ["plain".to_string()].into());
+        let aggregates = run(&p("batch(count(rent), count(plain))")).unwrap();
+        assert!(!aggregates.ty.is_row_level());
+        // A batch's own question is checked as if asked alone.
+        assert_eq!(aggregates.items[0], run(&p("count(rent)")).unwrap());
+
+        let nested = Expr::Batch {
+            items: vec![p("count(rent)"), p("batch(count(rent))")],
+        };
+        assert!(matches!(run(&nested), Err(CheckError::Invalid(m)) if m.contains("another batch")));
+        let inside = Expr::Arith {
+            op: crate::expr::ArithOp::Add,
+            left: Box::new(p("count(rent)")),
+            right: Box::new(p("batch(count(rent))")),
+        };
+        assert!(
+            matches!(run(&inside), Err(CheckError::Invalid(m)) if m.contains("whole of a request"))
+        );
+        assert!(run(&Expr::Batch { items: vec![] }).is_err());
+        let long = Expr::Batch {
+            items: vec![p("count(rent)"); crate::expr::MAX_BATCH + 1],
+        };
+        assert!(matches!(run(&long), Err(CheckError::Invalid(m)) if m.contains("at most 32")));
+        let bad = run(&p("batch(count(rent), mean(rent))")).unwrap_err();
+        assert!(bad.to_string().contains("question 2 of the batch"), "{bad}");
+    }
+
     #[test]
     fn calendar_helpers() {
         assert_eq!(last_full_month_end(d("2026-03-15")), d("2026-02-28"));

@@ -554,9 +554,7 @@ impl<'d> Evaluator<'d> {
                 return Err(EvalError::Unresolved(format!("pointer reference {id}")))
             }
             Expr::Batch { .. } => {
-                return Err(EvalError::Unresolved(
-                    "a batch inside an expression".into(),
-                ))
+                return Err(EvalError::Unresolved("a batch inside an expression".into()))
             }
             Expr::Dataset { name } => {
                 let ds = self
@@ -1078,6 +1076,32 @@ mod tests {
     }
     fn none_rows() -> Expr {
         filter(ds("tx"), cat_is("category", "nothing"))
+    }
+
+    /// A batch's answer is each question's own answer, in order; a batch inside an expression is not evaluated.
+    #[test]
+    fn a_batch_answers_each_question_in_order() {
+        let questions = vec![
+            agg(AggKind::Count, ds("tx")),
+            agg(AggKind::Sum, col(ds("tx"), "amount")),
+            lit(Value::Int(3)),
+        ];
+        let batch = Expr::Batch {
+            items: questions.clone(),
+        };
+        let want: Vec<Answer> = questions
+            .iter()
+            .map(|q| evaluate(q, &data()).unwrap())
+            .collect();
+        assert_eq!(
+            evaluate(&batch, &data()).unwrap(),
+            Answer::Batch { items: want }
+        );
+        let inside = arith(ArithOp::Add, lit(Value::Int(1)), batch);
+        assert!(matches!(
+            evaluate(&inside, &data()),
+            Err(EvalError::Unresolved(_))
+        ));
     }
 
     #[test]

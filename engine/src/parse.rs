@@ -1815,6 +1815,33 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A batch's source text round-trips, reads back as one batch of its questions, and is described one
+    /// question after another.
+    #[test]
+    fn batches_parse_print_and_describe() {
+        let src = "batch(count(rent), mean(clamp(rent.amount, 0, 300000)))";
+        let e = parse_expr(src).unwrap();
+        let Expr::Batch { items } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(items.len(), 2);
+        assert_eq!(parse_expr(&to_source(&e)).unwrap(), e);
+        assert_eq!(
+            crate::render::describe(&e),
+            format!(
+                "2 questions asked together: (1) {}; (2) {}",
+                crate::render::describe(&items[0]),
+                crate::render::describe(&items[1])
+            )
+        );
+        let many = format!("batch({})", vec!["count(rent)"; 33].join(", "));
+        assert!(parse_expr(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("limit is 32"));
+        assert!(parse_expr("batch()").is_err());
+    }
+
     fn ds(name: &str) -> Expr {
         Expr::Dataset { name: name.into() }
     }

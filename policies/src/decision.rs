@@ -429,10 +429,13 @@ impl Condition {
                         && checked.catalogue.iter().all(|c| listed(&c.name))
                 } else if !checked.items.is_empty() {
                     // A batch: every question is one listed attribute.
-                    checked.items.iter().all(|item| match item.catalogue.as_slice() {
-                        [only] if item.catalogue_only => listed(&only.name),
-                        _ => false,
-                    })
+                    checked
+                        .items
+                        .iter()
+                        .all(|item| match item.catalogue.as_slice() {
+                            [only] if item.catalogue_only => listed(&only.name),
+                            _ => false,
+                        })
                 } else {
                     match checked.catalogue.as_slice() {
                         [only] if checked.catalogue_only => listed(&only.name),

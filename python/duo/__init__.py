@@ -268,9 +268,13 @@ def _value(v: Any, money: bool) -> Any:
 
 
 def _answer(answer: Optional[Dict[str, Any]], ty: Dict[str, Any]) -> Any:
-    """An Answer as Python: a scalar's value, a vector's {label: value}, a histogram's (edges, counts), rows."""
+    """An Answer as Python: a scalar's value, a vector's {label: value}, a histogram's (edges, counts), rows; a
+    batch's, a list of its questions' answers in order."""
     if answer is None:
         return None
+    if answer.get("kind") == "batch":
+        types = ty.get("items") or []
+        return [_answer(a, types[i] if i < len(types) else {}) for i, a in enumerate(answer["items"])]
     money = _dtype(ty) == "money"
     if answer.get("kind") == "scalar" or "value" in answer:
         return _value(answer["value"], money)
@@ -642,6 +646,22 @@ class Receipt:
         )
 
 
+def _items(raw: Dict[str, Any], ty: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """A batch's questions' plans (``items`` of a cost preview or request): each one's ``cost`` (Decimal),
+    ``accuracy95`` (in its answer's unit: Decimal dollars for money) and ``mechanism``."""
+    types = ty.get("items") or []
+    out = []
+    for i, item in enumerate(raw.get("items") or []):
+        acc = item.get("accuracy95")
+        money = i < len(types) and _dtype(types[i]) == "money"
+        out.append({
+            "cost": Decimal(item["cost"]),
+            "accuracy95": None if acc is None else (_money(float(acc)) if money else acc),
+            "mechanism": item.get("mechanism", ""),
+        })
+    return out
+
+
 class Cost:
     """A DP release's preview: ``cost`` (Decimal, in ``measure``: ``epsilon`` or ``rho``), ``accuracy95`` (the
     half-width of a 95% interval around the exact value, in the answer's unit: Decimal dollars for money),
@@ -655,6 +675,9 @@ class Cost:
         self.accuracy95 = None if acc is None else (_money(float(acc)) if pointer.dtype == "money" else acc)
         self.mechanism: str = raw.get("mechanism", "")
         self.lineage = pointer.description
+        #: For a batch (:meth:`Client.batch`): each question's cost and expected error, in order; ``cost`` is
+        #: their sum. Empty otherwise.
+        self.items: List[Dict[str, Any]] = _items(raw, pointer.ty)
 
     def __repr__(self) -> str:
         return f"Cost({self.measure}={self.cost}, accuracy95={self.accuracy95}, mechanism={self.mechanism!r})"
@@ -690,6 +713,8 @@ class Request:
         #: Half-width of a 95% interval around the exact value, in the answer's unit (Decimal dollars for money).
         self.accuracy95: Any = None if acc is None else (_money(float(acc)) if money else acc)
         self.answer: Any = _answer(raw.get("answer"), self.ty)
+        #: For a DP batch: each question's cost and expected error, in order (``cost`` is their sum).
+        self.items: List[Dict[str, Any]] = _items(raw, self.ty)
         rc = raw.get("receipt")
         self.receipt: Optional[Receipt] = Receipt(rc, self._client._signing_key) if rc else None
 
@@ -839,6 +864,16 @@ class Client:
     def attribute(self, name: str, window_end: Optional[Union[str, datetime.date]] = None) -> Pointer:
         """A pointer to the catalogue attribute ``name`` (see :attr:`attr`)."""
         return getattr(self.attr, name)(window_end)
+
+    def batch(self, *questions: Union[Pointer, str]) -> Pointer:
+        """One pointer for several questions asked together (``batch(q1, q2, ...)``, at most 32): requested, it
+        is one request that the owner approves or denies as a whole; through ``dp`` it is charged the sum of the
+        questions' costs at once, or nothing. Its answer is a list, one answer per question in order.
+
+        Not to be confused with :class:`Batch`, one question asked of several owners."""
+        if not questions:
+            raise UsageError("usage", "a batch needs at least one question")
+        return self.expr("batch(" + ", ".join(f"${self._pointer(q).id}" for q in questions) + ")")
 
     def _pointer(self, p: Union[Pointer, str]) -> Pointer:
         return self.expr(p) if isinstance(p, str) else p

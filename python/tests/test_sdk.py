@@ -349,3 +349,20 @@ def test_a_logistic_model_may_give_a_probability():
     logistic["probability"] = 0.7
     text = duo._model_toml(logistic)
     assert "probability = 0.7" in text and "threshold" not in text
+
+
+def test_a_batch_is_one_request_with_one_answer_per_question(node, fi):
+    node.set_budget(100.0, fi=False)
+    node.set_budget(2.0)
+    b = fi.batch(fi.expr("count(rent)"), "sum(clamp(rent.amount, 0, 300000))")
+    assert b.ty["kind"] == "batch" and "2 questions asked together" in b.description
+    c = fi.cost(b, epsilon=0.2)
+    assert c.cost == Decimal("0.4") and [i["cost"] for i in c.items] == [Decimal("0.2")] * 2
+    assert isinstance(c.items[1]["accuracy95"], Decimal)  # the sum is money: dollars
+    r = fi.request(b, reason="rent history", backend="dp", epsilon=0.2)
+    assert (r.state, r.cost, len(r.items)) == ("approved", Decimal("0.4"), 2)
+    n, total = r.result()
+    assert isinstance(n, int) and isinstance(total, Decimal)
+    assert r.receipt.verify() and r.receipt.cost_nanos == 400_000_000
+    with pytest.raises(duo.UsageError):
+        fi.batch()

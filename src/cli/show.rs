@@ -149,7 +149,14 @@ pub fn request(v: &RequestView) -> String {
     if let Some(a) = &v.answer {
         let _ = writeln!(s, "  answer: {}", answer(a, &v.ty));
     }
-    if let Some(c) = &v.cost {
+    if let (Some(c), false) = (&v.cost, v.items.is_empty()) {
+        let _ = writeln!(
+            s,
+            "  privacy cost: {c} in all, for {} questions:",
+            v.items.len()
+        );
+        s.push_str(&batch_items(&v.items, &v.ty));
+    } else if let Some(c) = &v.cost {
         let _ = writeln!(
             s,
             "  privacy cost: {c}{}; expected error: {}",
@@ -160,7 +167,6 @@ pub fn request(v: &RequestView) -> String {
             },
             within95(v.accuracy95, &v.ty)
         );
-        s.push_str(&batch_items(&v.items, &v.ty));
     }
     if let Some(r) = &v.receipt {
         let _ = writeln!(
@@ -227,8 +233,8 @@ pub fn pending(v: &PendingView) -> String {
             if !d.items.is_empty() {
                 let _ = writeln!(
                     s,
-                    "  {} questions asked together: approving releases all of them and denying refuses all; \
-                     the cost above is their sum",
+                    "  asked together: {} questions; approving releases all of them and denying refuses all of \
+                     them; the cost above is their sum, each question's is below",
                     d.items.len()
                 );
                 s.push_str(&batch_items(&d.items, &v.ty));

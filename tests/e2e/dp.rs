@@ -693,7 +693,9 @@ async fn a_batch_is_one_request_charged_its_sum_all_at_once() {
         .await
         .unwrap();
     assert!(
-        batch.description.starts_with("3 questions asked together: (1) "),
+        batch
+            .description
+            .starts_with("3 questions asked together: (1) "),
         "{}",
         batch.description
     );
@@ -716,8 +718,18 @@ async fn a_batch_is_one_request_charged_its_sum_all_at_once() {
         panic!("{v:?}")
     };
     assert_eq!(items.len(), 3);
-    assert!(matches!(items[0], Answer::Scalar { value: Value::Int(_) }));
-    assert!(matches!(items[1], Answer::Scalar { value: Value::Int(_) }));
+    assert!(matches!(
+        items[0],
+        Answer::Scalar {
+            value: Value::Int(_)
+        }
+    ));
+    assert!(matches!(
+        items[1],
+        Answer::Scalar {
+            value: Value::Int(_)
+        }
+    ));
     assert!(matches!(
         items[2],
         Answer::Scalar {
@@ -778,7 +790,10 @@ async fn the_owner_decides_a_batch_as_a_whole() {
         .unwrap();
     let ra = c.request_dp(&a, eps(0.25), "rent").await.unwrap();
     let rb = c.request_dp(&b, eps(0.25), "bills").await.unwrap();
-    assert_eq!((ra.state, rb.state), (RequestState::Pending, RequestState::Pending));
+    assert_eq!(
+        (ra.state, rb.state),
+        (RequestState::Pending, RequestState::Pending)
+    );
     let mut owner = o.store();
     let seen = owner.pending_view(ra.id).unwrap();
     let dp = seen.dp.clone().unwrap();

@@ -420,3 +420,54 @@ async fn each_fi_numbers_its_own_requests_and_learns_nothing_of_the_others() {
     assert_eq!(kept, [1, 3, 2]);
     node.shutdown().await;
 }
+
+/// A plaintext batch is decided on everything it reads: catalogue attributes alone are approved as each would
+/// be, one ad-hoc question among them sends the whole batch to the owner, and one attribute already given
+/// out does too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_batch_is_approved_only_as_its_questions_would_be() {
+    let o = owner_with_sample(TEST_POLICY);
+    let node = o.start().await;
+    let fi = paired_fi(&o, &node, "Acme").await;
+    let mut c = connect(&fi).await;
+    let attrs = c
+        .expr("batch(rent_on_time_ratio_12m(), utility_on_time_ratio_12m())")
+        .await
+        .unwrap();
+    let v = c
+        .request(&attrs, Backend::Plaintext, "underwriting")
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.state, v.decided_by.as_deref()),
+        (RequestState::Approved, Some("policy")),
+        "{v:?}"
+    );
+    let Some(Answer::Batch { items }) = &v.answer else {
+        panic!("{v:?}")
+    };
+    // Each answer is the attribute's own value.
+    let alone = c.expr("income_cv_12m()").await.unwrap();
+    let cv = c.request(&alone, Backend::Plaintext, "cv").await.unwrap();
+    assert_eq!(cv.state, RequestState::Approved);
+    assert_eq!(items.len(), 2);
+    assert!(
+        matches!(items[0], Answer::Scalar { value: Value::Float(r) } if (0.0..=1.0).contains(&r))
+    );
+    for (src, why) in [
+        (
+            "batch(avg_daily_balance_3m(), count(rent))",
+            "an ad-hoc question",
+        ),
+        (
+            "batch(avg_daily_balance_3m(), income_cv_12m())",
+            "an attribute given out before",
+        ),
+    ] {
+        let p = c.expr(src).await.unwrap();
+        let w = c.request(&p, Backend::Plaintext, "more").await.unwrap();
+        assert_eq!(w.state, RequestState::Pending, "{why}: {w:?}");
+        assert!(w.answer.is_none());
+    }
+    node.shutdown().await;
+}

@@ -564,3 +564,75 @@ fn the_event_stream_announces_a_new_request() {
     );
     read_until(&mut s, "event: change\ndata: 1\n", &mut seen);
 }
+
+/// A batch of DP questions waits as one request: the queue says they were asked together with each one's cost,
+/// one approval releases all of them, and the FI's result lists each answer.
+#[test]
+fn a_batch_waits_as_one_request_and_one_approval_releases_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, fi, ui) = paired(dir.path());
+    ok(&home, &["owner", "budget", "set", "--epsilon", "1"]);
+    let asked = json(&ok(
+        &fi,
+        &[
+            "fi",
+            "request",
+            "count(rent)",
+            "sum(clamp(rent.amount, 0, 300000))",
+            "--backend",
+            "dp",
+            "--epsilon",
+            "0.1",
+            "--reason",
+            "rent history",
+            "--json",
+        ],
+    ));
+    let id = asked["id"].as_u64().unwrap();
+    assert_eq!(asked["state"], "pending", "{asked}");
+    assert_eq!(asked["cost"], "0.2", "{asked}");
+    assert_eq!(asked["items"].as_array().unwrap().len(), 2, "{asked}");
+    let c = sign_in(&ui);
+    let own = format!("http://{}", ui.host);
+    let h = [
+        ("Host", ui.host.as_str()),
+        ("Cookie", c.as_str()),
+        ("Origin", own.as_str()),
+    ];
+    let page = http(&ui, "GET", "/requests", &h[..2], "");
+    assert!(
+        page.body.contains("Asked together</dt>")
+            && page
+                .body
+                .contains("2 questions; approving releases all of them")
+            && page.body.contains("(1) cost 0.1;")
+            && page.body.contains("(2) cost 0.1;"),
+        "{}",
+        page.body
+    );
+    let pending = json(&ok(&home, &["owner", "requests", "--json"]));
+    let seen = pending[0]["token"].as_str().unwrap();
+    let token = csrf(&page.body);
+    let done = http(
+        &ui,
+        "POST",
+        "/requests/approve",
+        &h,
+        &format!("csrf={token}&id={id}&seen={seen}"),
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    let result = json(&ok(&fi, &["fi", "result", &id.to_string(), "--json"]));
+    assert_eq!(result["state"], "approved");
+    assert_eq!(result["answer"]["kind"], "batch", "{result}");
+    assert_eq!(result["answer"]["items"].as_array().unwrap().len(), 2);
+    let words = ok(&fi, &["fi", "result", &id.to_string()]);
+    assert!(
+        words.contains("    (1) ")
+            && words.contains("    (2) $")
+            && words.contains("privacy cost: 0.2 in all, for 2 questions")
+            && words.contains("    (2) cost 0.1; expected error ±$"),
+        "{words}"
+    );
+    let budget = ok(&home, &["owner", "budget", "show"]);
+    assert!(budget.contains("0.2"), "{budget}");
+}

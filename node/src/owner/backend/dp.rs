@@ -288,7 +288,9 @@ fn batch_plan(
     let mut cost = Amount::from_nanos(0);
     for (i, item) in checked.items.iter().enumerate() {
         let p = plan_with(item, metas, m, params, min_group_count).map_err(|e| match e {
-            Error::Refused(why) => Error::Refused(format!("question {} of the batch: {why}", i + 1)),
+            Error::Refused(why) => {
+                Error::Refused(format!("question {} of the batch: {why}", i + 1))
+            }
             other => other,
         })?;
         cost = cost
