@@ -304,6 +304,32 @@ fn connecting_in_the_fi_ui_pairs_and_its_requests_reach_the_owner_and_come_back_
             ]),
         )
     };
+    // A batch's preview: each question's cost and expected error under the total, nothing charged.
+    let preview = ui.post(
+        "/new",
+        &c,
+        &form(&[
+            ("csrf", &token),
+            ("owner", "maria"),
+            (
+                "expr",
+                "batch(count(rent), sum(clamp(rent.amount, 0, 300000)))",
+            ),
+            ("reason", "rent history"),
+            ("backend", "dp"),
+            ("spend", "epsilon"),
+            ("amount", "0.1"),
+            ("action", "preview"),
+        ]),
+    );
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert!(
+        preview.body.contains("2 questions asked together")
+            && preview.body.contains("(1) cost 0.1; expected error ±")
+            && preview.body.contains("(2) cost 0.1; expected error ±$"),
+        "{}",
+        preview.body
+    );
     let sent = ask("count(rent)", "months of history");
     assert_eq!(sent.status, 200, "{}", sent.body);
     assert!(
