@@ -133,6 +133,8 @@ pub struct Sender {
     delta: Block,
     delta_masks: [u64; BASE_OTS],
     prgs: Vec<Prg>,
+    /// The base-OT keys `k_i^{Δ_i}` the PRGs are keyed by, for the state at rest ([`Sender::to_rest`]).
+    seeds: Zeroizing<Vec<u128>>,
     next_index: u64,
     next_block: u64,
     /// The output buffer of an earlier batch, handed back by [`Sender::recycle`], for the next extension.
@@ -203,6 +205,7 @@ impl Sender {
             delta,
             delta_masks,
             prgs: keys.iter().map(|k| Prg::new(*k)).collect(),
+            seeds: Zeroizing::new(keys.iter().map(|k| k.0).collect()),
             next_index: 0,
             next_block: 0,
             spare: Vec::new(),
@@ -330,6 +333,121 @@ pub enum SenderPart {
     More(SenderExtend),
     /// That was the last part: send the challenge, then call [`SenderCheck::precompute`].
     Complete(SenderCheck, ChallengeMsg),
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// State at rest
+// ---------------------------------------------------------------------------------------------------------
+
+/// First bytes of a sender's state at rest.
+const SENDER_REST: &[u8; 8] = b"duokosS1";
+/// First bytes of a receiver's state at rest.
+const RECEIVER_REST: &[u8; 8] = b"duokosR1";
+
+/// Reads a state at rest: its tag, then 16-byte words, then the next OT index and PRG block.
+fn read_rest(
+    bytes: &[u8],
+    tag: &[u8; 8],
+    words: usize,
+    what: &'static str,
+) -> Result<(Vec<u128>, u64, u64), Error> {
+    let want = tag.len() + 16 * words + 16;
+    if bytes.len() != want || !bytes.starts_with(tag) {
+        return Err(ApiMisuse::LengthMismatch {
+            what,
+            expected: want,
+            got: bytes.len(),
+        }
+        .into());
+    }
+    let body = &bytes[tag.len()..];
+    let word = |i: usize| {
+        let mut w = [0u8; 16];
+        w.copy_from_slice(&body[16 * i..16 * (i + 1)]);
+        u128::from_le_bytes(w)
+    };
+    let mut tail = [0u8; 8];
+    let at = 16 * words;
+    tail.copy_from_slice(&body[at..at + 8]);
+    let next_index = u64::from_le_bytes(tail);
+    tail.copy_from_slice(&body[at + 8..at + 16]);
+    let next_block = u64::from_le_bytes(tail);
+    Ok(((0..words).map(word).collect(), next_index, next_block))
+}
+
+/// Writes a state at rest (the layout [`read_rest`] reads).
+fn write_rest(
+    tag: &[u8; 8],
+    words: impl Iterator<Item = u128>,
+    next_index: u64,
+    next_block: u64,
+) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(tag.len() + 16 * (2 * BASE_OTS + 1) + 16));
+    out.extend_from_slice(tag);
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out.extend_from_slice(&next_index.to_le_bytes());
+    out.extend_from_slice(&next_block.to_le_bytes());
+    out
+}
+
+impl Sender {
+    /// This sender's state, to keep at rest until the next run with the same FI, so that run skips the base OTs:
+    /// `Δ`, the 128 keys `k_i^{Δ_i}`, and the next OT index and PRG block. As secret as the node's private key:
+    /// with it and the FI's extension messages, the FI's choice bits could be read. A state must be used once:
+    /// the caller removes it from rest before an extension from it starts (docs/scoring.md).
+    pub fn to_rest(&self) -> Zeroizing<Vec<u8>> {
+        write_rest(
+            SENDER_REST,
+            std::iter::once(self.delta.0).chain(self.seeds.iter().copied()),
+            self.next_index,
+            self.next_block,
+        )
+    }
+
+    /// The sender a state at rest ([`Sender::to_rest`]) describes, continuing at its next OT index and PRG block.
+    pub fn from_rest(bytes: &[u8]) -> Result<Sender, Error> {
+        let (words, next_index, next_block) =
+            read_rest(bytes, SENDER_REST, 1 + BASE_OTS, "a KOS sender at rest")?;
+        let words = Zeroizing::new(words);
+        let keys: Vec<Block> = words[1..].iter().map(|w| Block(*w)).collect();
+        let mut s = Sender::from_base(Block(words[0]), &keys)?;
+        s.next_index = next_index;
+        s.next_block = next_block;
+        Ok(s)
+    }
+}
+
+impl Receiver {
+    /// This receiver's state, to keep at rest until the next run with the same owner: both keys of the 128
+    /// base OTs and the next OT index and PRG block. As secret as the FI's private key: with it, the owner
+    /// could read the FI's choice bits (its model's inputs) from its extension messages. A state must be used
+    /// once: the caller removes it from rest before an extension from it starts (docs/scoring.md).
+    pub fn to_rest(&self) -> Zeroizing<Vec<u8>> {
+        write_rest(
+            RECEIVER_REST,
+            self.seeds.iter().flat_map(|[a, b]| [*a, *b]),
+            self.next_index,
+            self.next_block,
+        )
+    }
+
+    /// The receiver a state at rest ([`Receiver::to_rest`]) describes, continuing at its next OT index and PRG
+    /// block.
+    pub fn from_rest(bytes: &[u8]) -> Result<Receiver, Error> {
+        let (words, next_index, next_block) =
+            read_rest(bytes, RECEIVER_REST, 2 * BASE_OTS, "a KOS receiver at rest")?;
+        let words = Zeroizing::new(words);
+        let keys: Vec<[Block; 2]> = words
+            .chunks_exact(2)
+            .map(|p| [Block(p[0]), Block(p[1])])
+            .collect();
+        let mut r = Receiver::from_base(&keys)?;
+        r.next_index = next_index;
+        r.next_block = next_block;
+        Ok(r)
+    }
 }
 
 impl SenderSetup {
@@ -483,6 +601,8 @@ impl SenderCheck {
 /// The extension receiver (the FI), ready to extend. Holds both PRGs of every base OT.
 pub struct Receiver {
     prgs: Vec<[Prg; 2]>,
+    /// Both base-OT keys of every PRG pair, for the state at rest ([`Receiver::to_rest`]).
+    seeds: Zeroizing<Vec<[u128; 2]>>,
     next_index: u64,
     next_block: u64,
     /// The buffers of an earlier batch, handed back by [`Receiver::recycle`], for the next extension (the
@@ -529,6 +649,7 @@ impl Receiver {
                 .iter()
                 .map(|[a, b]| [Prg::new(*a), Prg::new(*b)])
                 .collect(),
+            seeds: Zeroizing::new(keys.iter().map(|[a, b]| [a.0, b.0]).collect()),
             next_index: 0,
             next_block: 0,
             spare: (Vec::new(), Vec::new()),
@@ -738,6 +859,7 @@ impl ReceiverExtend {
             &mut self.receiver,
             Receiver {
                 prgs: Vec::new(),
+                seeds: Zeroizing::new(Vec::new()),
                 next_index: 0,
                 next_block: 0,
                 spare: (Vec::new(), Vec::new()),

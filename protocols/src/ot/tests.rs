@@ -372,6 +372,42 @@ fn repeated_extensions_continue_indices_and_stay_correct() {
     }
 }
 
+/// A state kept at rest between extensions continues exactly where it stopped: the same Δ, fresh indices and
+/// fresh PRG blocks (no correlation repeats), the relations hold; a state of the other side's kind, or cut
+/// short, or with bytes added, is refused rather than read.
+#[test]
+fn a_state_at_rest_continues_the_extension_where_it_stopped() {
+    let (s, r) = setup_by_hand(11);
+    let mut rng = rng(12);
+    let choices = random_bits(700, &mut rng);
+    let (res, r, cot_r) = extend_by_hand(s, r, &choices, 1, &no_tamper);
+    let (s, cot_s) = res.unwrap();
+    let mut seen: std::collections::HashSet<u128> = cot_s.q().iter().map(|q| q.0).collect();
+    assert_cot(&cot_s, &cot_r);
+    let (s_rest, r_rest) = (s.to_rest(), r.to_rest());
+    let delta = s.delta();
+    drop((s, r));
+    let s = Sender::from_rest(&s_rest).unwrap();
+    let r = Receiver::from_rest(&r_rest).unwrap();
+    assert_eq!((s.delta(), s.next_index(), r.next_index()), (delta, 700, 700));
+    // The restored pair's state at rest is the one it came from.
+    assert_eq!((&*s.to_rest(), &*r.to_rest()), (&*s_rest, &*r_rest));
+    let choices = random_bits(300, &mut rng);
+    let (res, _, cot_r) = extend_by_hand(s, r, &choices, 2, &no_tamper);
+    let (_, cot_s) = res.unwrap();
+    assert_eq!(cot_s.first_index(), 700);
+    assert_cot(&cot_s, &cot_r);
+    for q in cot_s.q() {
+        assert!(seen.insert(q.0), "a correlation repeated after a state at rest");
+    }
+    assert!(Sender::from_rest(&r_rest).is_err() && Receiver::from_rest(&s_rest).is_err());
+    assert!(Sender::from_rest(&s_rest[..s_rest.len() - 1]).is_err());
+    let mut longer = s_rest.to_vec();
+    longer.push(0);
+    assert!(Sender::from_rest(&longer).is_err());
+    assert!(Receiver::from_rest(&[]).is_err());
+}
+
 #[test]
 fn ideal_functionalities_hold_their_relations_and_refuse_misuse() {
     let mut rng = rng(3);
