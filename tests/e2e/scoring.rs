@@ -784,3 +784,80 @@ async fn a_decline_names_its_reasons_to_both_sides_and_an_approval_none() {
     c.close().await;
     node.shutdown().await;
 }
+
+/// The owner's and the FI's OT-extension state at rest for this pairing: (id, next OT index) on the owner's
+/// side, and the id the FI's file starts with (`None` when a side holds none).
+fn ot_states(
+    owner: &duo_testkit::OwnerNode,
+    fi: &duo_testkit::Fi,
+) -> (Option<(String, i64)>, Option<String>) {
+    use rusqlite::OptionalExtension;
+    let at_owner = owner
+        .db()
+        .query_row(
+            "SELECT id, next_index FROM ot_states WHERE principal = 'acme'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .unwrap();
+    let dir = fi.dir.path().join("ot");
+    let at_fi = std::fs::read_dir(&dir).ok().and_then(|mut d| {
+        let f = d.next()?.ok()?;
+        let bytes = std::fs::read(f.path()).ok()?;
+        Some(String::from_utf8_lossy(&bytes[..64]).into_owned())
+    });
+    (at_owner, at_fi)
+}
+
+/// A finished run leaves its OT-extension state at rest on both sides, so the first run of a later session
+/// skips the base OTs; a state one side no longer holds makes the next run start anew on both, with a new
+/// state; revoking the pairing removes the owner's copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_session_continues_the_last_runs_ot_state_from_rest() {
+    let (owner, node, fi, mut c) = scoring_node("acme").await;
+    let model = test_model(-1.0, 0.5, &[]);
+    assert_eq!(ot_states(&owner, &fi), (None, None));
+    let r1 = decide(&mut c, &model, "first").await;
+    assert!(r1.cold);
+    c.close().await;
+    let (Some((id, index)), Some(fi_id)) = ot_states(&owner, &fi) else {
+        panic!(
+            "no state at rest after a finished run: {:?}",
+            ot_states(&owner, &fi)
+        )
+    };
+    assert_eq!(id, fi_id);
+    assert!(index > 0);
+    // A new session: the first run continues from rest, and leaves the same state further on.
+    let mut c = fi.connect().await;
+    let r2 = decide(&mut c, &model, "second").await;
+    assert!(!r2.cold, "the state at rest was not continued");
+    assert_eq!(r2.outcome, r1.outcome);
+    assert!(
+        r2.bytes.sent + r2.bytes.received < r1.bytes.sent + r1.bytes.received,
+        "warm {:?} vs cold {:?}",
+        r2.bytes,
+        r1.bytes
+    );
+    let (Some((id2, index2)), Some(fi_id2)) = ot_states(&owner, &fi) else {
+        panic!("no state at rest after the second run")
+    };
+    assert_eq!((&id2, &fi_id2), (&id, &id));
+    assert!(index2 > index, "{index2} after {index}");
+    c.close().await;
+    // The FI's copy is gone (lost, or removed by hand): the owner's alone is never continued.
+    std::fs::remove_dir_all(fi.dir.path().join("ot")).unwrap();
+    let mut c = fi.connect().await;
+    let r3 = decide(&mut c, &model, "third").await;
+    assert!(r3.cold);
+    let (Some((id3, _)), Some(fi_id3)) = ot_states(&owner, &fi) else {
+        panic!("no state at rest after the third run")
+    };
+    assert_eq!(id3, fi_id3);
+    assert_ne!(id3, id, "a run that started anew keeps a new state");
+    c.close().await;
+    owner.store().store_mut().revoke("acme").unwrap();
+    assert_eq!(ot_states(&owner, &fi).0, None);
+    node.shutdown().await;
+}

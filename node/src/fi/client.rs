@@ -15,7 +15,7 @@ use crate::net::transport::{self, Limits, Mode, SecureChannel};
 use crate::proto::digest::{hex, unhex};
 use crate::proto::receipt::Receipt;
 use crate::proto::request::{DpParams, RequestState, RequestView};
-use crate::proto::scoring::{session_id, ScoreOutcome, ScoringSpec};
+use crate::proto::scoring::{ot_state_id, session_id, OtResume, ScoreOutcome, ScoringSpec};
 use crate::proto::{self as wire, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
 use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{AggKind, ArithOp, CmpOp, Expr, Pred, Type, Value};
@@ -62,8 +62,9 @@ pub struct Client {
     signing_key: String,
     /// Where verified receipts are kept (the FI home and the pairing's name), when connected through one.
     keep: Option<(FiHome, String)>,
-    /// The OT extension state of this session's last scoring run (a later run skips the base OTs).
-    warm: Option<kos::Receiver>,
+    /// The OT-extension state of this session's last scoring run, with its id, when there is no FI home to
+    /// keep it in (with one, it is kept there between runs and sessions: [`FiHome::take_ot_state`]).
+    warm: Option<(kos::Receiver, String)>,
     /// This FI's own limit on scoring runs against this owner.
     score_limit: ScoreLimit,
     /// Runs started in this session (counted here when there is no FI home to count them in).
@@ -667,19 +668,33 @@ impl Client {
         let began = std::time::Instant::now();
         let id = self.next_id;
         self.next_id += 1;
+        // The state of the last finished run with this owner, out of rest: this run continues it (if the owner
+        // holds the same) or drops it; only a run that finishes leaves a state behind.
+        let held = self.take_ot();
+        let resume = held.as_ref().map(|(ot, ot_id)| OtResume {
+            id: ot_id.clone(),
+            next_index: ot.next_index(),
+        });
         self.chan
             .send(&wire::encode(
                 id,
                 &ClientMsg::ScoreRun {
                     request,
-                    warm: self.warm.is_some(),
+                    warm: held.is_some(),
+                    resume,
                 },
             ))
             .await
             .map_err(|e| Error::Transport(e.to_string()))?;
         let start = match self.recv_reply(id).await? {
             ServerMsg::ScoreStart(s) => *s,
-            ServerMsg::Error { code, message } => return Err(Error::Remote { code, message }),
+            ServerMsg::Error { code, message } => {
+                // The run did not start: the state was not extended, and is kept for the next one.
+                if let Some((ot, ot_id)) = held {
+                    self.keep_ot(ot, ot_id);
+                }
+                return Err(Error::Remote { code, message });
+            }
             other => return Err(unexpected(other)),
         };
         // Counted once the owner started it, as the owner counts it (a refusal costs nothing).
@@ -707,21 +722,23 @@ impl Client {
                 return Err(e);
             }
         };
-        if !start.warm {
-            // The node starts from new base OTs; so must this side.
-            self.warm = None;
-        }
+        // The node starts from new base OTs unless it holds the same state: so must this side.
+        let held = held.filter(|_| start.warm);
         let params = Params {
             session: session_id(self.chan.handshake_hash(), request, start.run),
             bounds: fi_model.model().bounds().to_vec(),
             reveal: start.reveal,
         };
-        let cold = self.warm.is_none();
+        let cold = held.is_none();
+        let (held, ot_id) = match held {
+            Some((ot, ot_id)) => (Some(ot), ot_id),
+            None => (None, ot_state_id(&params.session)),
+        };
         let (outcome, ot, bytes) = match drive_fi(
             &mut self.chan,
             &params,
             &fi_model,
-            self.warm.take(),
+            held,
             progress,
         )
         .await
@@ -751,7 +768,7 @@ impl Client {
                 }));
             }
         };
-        self.warm = Some(ot);
+        self.keep_ot(ot, ot_id);
         progress("waiting for the owner's receipt");
         let mine = ScoreOutcome::from_run(outcome, start.reveal, &start.attributes);
         let done = self.check_score_done(id, request, mine.clone()).await?;
@@ -925,6 +942,27 @@ impl Client {
             )));
         }
         Ok(())
+    }
+
+    /// The OT-extension state kept for this owner, out of rest (this session's, or the FI home's): `None` when
+    /// there is none or it does not read back.
+    fn take_ot(&mut self) -> Option<(kos::Receiver, String)> {
+        if let Some(held) = self.warm.take() {
+            return Some(held);
+        }
+        let (home, _) = self.keep.as_ref()?;
+        home.take_ot_state(&self.owner_key()).ok().flatten()
+    }
+
+    /// Keep the OT-extension state a run left, in the FI home (or this session, without one). If it cannot be
+    /// written, the next run starts from new base OTs.
+    fn keep_ot(&mut self, ot: kos::Receiver, ot_id: String) {
+        match &self.keep {
+            Some((home, _)) => {
+                let _ = home.put_ot_state(&self.owner_key(), &ot_id, &ot);
+            }
+            None => self.warm = Some((ot, ot_id)),
+        }
     }
 
     fn record_score_run(&mut self) -> Result<(), Error> {

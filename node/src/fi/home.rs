@@ -24,6 +24,7 @@ use crate::net::keys::Keypair;
 use crate::proto::digest::{hex, FieldHasher, GENESIS_HASH};
 use crate::proto::receipt::Receipt;
 use crate::proto::scoring::ScoringSpec;
+use duo_protocols::ot::kos;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -303,6 +304,55 @@ impl FiHome {
         });
         crate::home::write_private(&path, &serde_json::to_vec_pretty(&body)?)?;
         Ok(path)
+    }
+
+    /// Where the OT-extension state kept for scoring runs with the owner of this key fingerprint lies at rest.
+    fn ot_state_path(&self, owner_key: &str) -> PathBuf {
+        self.dir.join("ot").join(format!("{owner_key}.state"))
+    }
+
+    /// Take the OT-extension state kept for the owner of this key fingerprint, with its id: the file is removed (and
+    /// the removal made durable) before the state is returned, so a state is extended by one run at most. A
+    /// file that does not read back as a state is removed too, and gives none.
+    pub(crate) fn take_ot_state(
+        &self,
+        owner_key: &str,
+    ) -> Result<Option<(kos::Receiver, String)>, Error> {
+        let _lock = self.lock()?;
+        let path = self.ot_state_path(owner_key);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => zeroize::Zeroizing::new(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        std::fs::remove_file(&path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        let (id, state) = bytes.split_at(bytes.len().min(64));
+        let id = std::str::from_utf8(id)
+            .ok()
+            .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        Ok(id.and_then(|id| Some((kos::Receiver::from_rest(state).ok()?, id.to_string()))))
+    }
+
+    /// Keep the OT-extension state a finished run left for the owner of this key fingerprint, in place of any other
+    /// (mode 0600: it is as secret as the FI's key).
+    pub(crate) fn put_ot_state(
+        &self,
+        owner_key: &str,
+        id: &str,
+        ot: &kos::Receiver,
+    ) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let path = self.ot_state_path(owner_key);
+        if let Some(dir) = path.parent() {
+            crate::home::private_dir(dir)?;
+        }
+        let mut bytes = zeroize::Zeroizing::new(id.as_bytes().to_vec());
+        bytes.extend_from_slice(&ot.to_rest());
+        crate::home::write_private(&path, &bytes)?;
+        Ok(())
     }
 
     /// The scoring requests this FI made (what it asked for, and its commitments' salts).

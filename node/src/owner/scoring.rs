@@ -14,11 +14,12 @@ use crate::net::run::{recv_msg, send_msg, RunBytes, RunError};
 use crate::net::transport::SecureChannel;
 use crate::proto::receipt::Receipt;
 use crate::proto::scoring::{
-    session_id, ScoreDone, ScoreOutcome, ScoreStart, ScoringSpec, STEP_TIMEOUT,
+    ot_state_id, session_id, OtResume, ScoreDone, ScoreOutcome, ScoreStart, ScoringSpec,
+    STEP_TIMEOUT,
 };
 use crate::proto::{self as wire, ServerMsg};
 use crate::store::prelude::*;
-use crate::store::{Conn, Tx};
+use crate::store::{Conn, OtAtRest, Tx};
 use duo_engine::{Answer, Checked, Expr};
 use duo_policies::{RequestFacts, Reveal, ScoringFacts, ScoringLimits};
 use duo_protocols::ot::kos;
@@ -110,6 +111,8 @@ pub(crate) struct AdmittedRun {
     pub attrs: Vec<f64>,
     /// The run's lineage facts, computed at admission (what its release records).
     pub checked: Checked,
+    /// This principal's OT-extension state at rest, taken out of the store with the run's start.
+    pub saved: Option<crate::store::OtAtRest>,
 }
 
 impl Owner {
@@ -260,6 +263,9 @@ impl Owner {
         }
         let n = spec.attributes.len();
         let run = tx.start_run(request, principal, spec.reveal.millibits(n))?;
+        // Out of the store before the run can use it: whatever happens to the run, this state is never
+        // extended twice (a run that finishes puts back its successor).
+        let saved = tx.take_ot_state(principal)?;
         tx.append_log(
             "scoring-start",
             Some(principal),
@@ -282,6 +288,7 @@ impl Owner {
             spec,
             attrs,
             checked,
+            saved,
         })
     }
 
@@ -453,6 +460,17 @@ fn corrupt_for_tests(principal: &str, msg: &mut [u8]) {
     });
 }
 
+/// The sender a state at rest continues, with the state's id, when the FI named that state at the same index
+/// (anything else, including a state that does not read back, starts from new base OTs).
+fn resumed(saved: Option<OtAtRest>, resume: Option<&OtResume>) -> Option<(kos::Sender, String)> {
+    let (saved, resume) = (saved?, resume?);
+    if saved.id != resume.id || saved.next_index != resume.next_index {
+        return None;
+    }
+    let ot = kos::Sender::from_rest(&saved.state).ok()?;
+    (ot.next_index() == saved.next_index).then_some((ot, saved.id))
+}
+
 /// A band past the last comes only from FI thresholds out of order: never recorded nor released.
 fn check_band(outcome: Outcome, reveal: score::Reveal) -> Result<(), RunError> {
     match (outcome, reveal) {
@@ -477,10 +495,11 @@ fn aborted(run: u64, e: &RunError) -> ServerMsg {
 
 /// The owner's side of `ScoreRun`: admit, announce, run, record. Returns the reply to send when the run is
 /// over (a [`ScoreDone`] or an error).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     chan: &mut SecureChannel<S>,
     owner: &mut Option<Owner>,
-    warm: &mut Option<kos::Sender>,
+    resume: Option<OtResume>,
     principal: &str,
     id: u64,
     request: u64,
@@ -513,22 +532,29 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
         spec,
         attrs,
         checked,
+        saved,
     } = admitted;
     let params = Params {
         session: session_id(chan.handshake_hash(), request, run),
         bounds: spec.bounds(),
         reveal: spec.reveal,
     };
+    // Continue the state at rest only if the FI names the same one, at the same index; otherwise both sides
+    // start from new base OTs, and the run's state gets this run's id.
+    let (ot, ot_id) = match resumed(saved, resume.as_ref()) {
+        Some((ot, ot_id)) => (Some(ot), ot_id),
+        None => (None, ot_state_id(&params.session)),
+    };
     let start = ServerMsg::ScoreStart(Box::new(ScoreStart {
         request,
         run,
         attributes: spec.attributes.clone(),
         reveal: spec.reveal,
-        warm: warm.is_some(),
+        warm: ot.is_some(),
     }));
     let began = Instant::now();
     let result = match chan.send(&wire::encode(id, &start)).await {
-        Ok(()) => drive_owner(chan, &params, &attrs, warm.take(), &mut guard, principal).await,
+        Ok(()) => drive_owner(chan, &params, &attrs, ot, &mut guard, principal).await,
         Err(e) => Err(RunError::Transport(e)),
     };
     // The release is recorded (outcome, log entries, receipt) before the message carrying the FI's output leaves,
@@ -540,11 +566,11 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
             Err(RunError::Revoked)
         }
         Ok(done) => {
-            *warm = Some(done.ot);
             last_bytes = done.bytes;
             Ok((
                 ScoreOutcome::from_run(done.outcome, spec.reveal, &spec.attributes),
                 done.release,
+                done.ot,
             ))
         }
         Err(e) => Err(e),
@@ -552,16 +578,27 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
     let millis = began.elapsed().as_secs_f64() * 1e3;
     let recorded = result
         .as_ref()
-        .map(|(o, _)| o.clone())
+        .map(|(o, _, _)| o.clone())
         .map_err(|e| e.to_string());
     let who = principal.to_string();
     let total = last_bytes.sent + last_bytes.received;
+    // The state a finished run leaves, to keep for the next run with this FI.
+    let next = result.as_ref().ok().map(|(_, _, ot)| OtAtRest {
+        id: ot_id.clone(),
+        next_index: ot.next_index(),
+        state: ot.to_rest(),
+    });
     let receipt = super::service::blocking(owner, move |o| {
-        o.finish_scoring_run(&who, node_request, run, &checked, recorded, total, millis)
+        let receipt =
+            o.finish_scoring_run(&who, node_request, run, &checked, recorded, total, millis)?;
+        if let (Some(_), Some(next)) = (&receipt, &next) {
+            o.store().put_ot_state(&who, next)?;
+        }
+        Ok::<_, Error>(receipt)
     })
     .await;
     match (result, receipt) {
-        (Ok((outcome, release)), Ok(Ok(Some(receipt)))) => {
+        (Ok((outcome, release, _)), Ok(Ok(Some(receipt)))) => {
             for m in &release {
                 if let Err(e) = send_msg(chan, m, &mut last_bytes).await {
                     return ServerMsg::Error {
@@ -593,6 +630,41 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state at rest is continued only when the FI names the same state at the same index and it reads
+    /// back; anything else starts from new base OTs.
+    #[test]
+    fn only_the_state_the_fi_names_at_its_index_is_continued() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let keys: Vec<duo_protocols::block::Block> = (0..kos::BASE_OTS)
+            .map(|_| duo_protocols::block::Block::random(&mut rng))
+            .collect();
+        let ot =
+            kos::Sender::from_base(duo_protocols::block::Block::random(&mut rng), &keys).unwrap();
+        let saved = || OtAtRest {
+            id: "a".repeat(64),
+            next_index: 0,
+            state: ot.to_rest(),
+        };
+        let named = |id: &str, next_index| OtResume {
+            id: id.into(),
+            next_index,
+        };
+        let a = "a".repeat(64);
+        assert!(resumed(Some(saved()), Some(&named(&a, 0))).is_some());
+        assert!(resumed(Some(saved()), Some(&named(&"b".repeat(64), 0))).is_none());
+        assert!(resumed(Some(saved()), Some(&named(&a, 7))).is_none());
+        assert!(resumed(None, Some(&named(&a, 0))).is_none());
+        assert!(resumed(Some(saved()), None).is_none());
+        let mut edited = saved();
+        edited.state.truncate(100);
+        assert!(resumed(Some(edited), Some(&named(&a, 0))).is_none());
+        // The row's index must be the state's own.
+        let mut moved = saved();
+        moved.next_index = 7;
+        assert!(resumed(Some(moved), Some(&named(&a, 7))).is_none());
+    }
 
     /// Issue 10, item 8: the owner withholds a band past the last, and the FI's copy of the abort does not
     /// carry it (it was a release with no receipt); the owner's record keeps the detail.

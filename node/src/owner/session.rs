@@ -58,7 +58,6 @@ pub(crate) async fn session(
         remote,
         pointers: Vec::new(),
         viewed: Default::default(),
-        warm: None,
         owner,
         shared: shared.clone(),
     };
@@ -295,8 +294,6 @@ struct SessionState {
     pointers: Vec<Checked>,
     /// What this session has viewed already (logged once per session, not once per message).
     viewed: std::collections::BTreeSet<&'static str>,
-    /// The OT extension state of this session's last scoring run (a later run skips the base OTs).
-    warm: Option<duo_protocols::ot::kos::Sender>,
     owner: Option<Owner>,
     shared: Arc<Shared>,
 }
@@ -321,9 +318,12 @@ impl SessionState {
     /// needs no answer.
     async fn dispatch(&mut self, chan: &mut Chan, bytes: &[u8]) -> Option<(u64, ServerMsg, bool)> {
         match wire::decode_client(bytes) {
-            Ok((id, ClientMsg::ScoreRun { request, warm })) => {
-                Some((id, self.score_run(chan, id, request, warm).await, true))
-            }
+            Ok((
+                id,
+                ClientMsg::ScoreRun {
+                    request, resume, ..
+                },
+            )) => Some((id, self.score_run(chan, id, request, resume).await, true)),
             // A `score_abort` outside a run (it arrived after its run ended): answered like any message. Its id
             // is the run's, which was answered already, so a client skips this late reply (spec, section 7.5).
             Ok((id, ClientMsg::ScoreAbort { .. })) => Some((
@@ -394,10 +394,13 @@ impl SessionState {
 
     /// A scoring run: admitted like a request (it counts against the hourly rate), then driven over the
     /// session until its outcome is recorded.
-    async fn score_run(&mut self, chan: &mut Chan, id: u64, request: u64, warm: bool) -> ServerMsg {
-        if !warm {
-            self.warm = None;
-        }
+    async fn score_run(
+        &mut self,
+        chan: &mut Chan,
+        id: u64,
+        request: u64,
+        resume: Option<crate::proto::scoring::OtResume>,
+    ) -> ServerMsg {
         if let Ok(Some(refusal)) = self.admit_request("").await {
             return refusal;
         }
@@ -418,7 +421,7 @@ impl SessionState {
         super::scoring::owner_run(
             chan,
             &mut self.owner,
-            &mut self.warm,
+            resume,
             &self.principal,
             id,
             request,

@@ -90,10 +90,15 @@ pub enum ClientMsg {
     ScoreRun {
         /// The approved scoring request (this principal's own number for it).
         request: u64,
-        /// Whether the FI still holds the OT-extension state of an earlier run in this session (the run then
-        /// skips the base OTs if the node holds it too; [`ScoreStart::warm`] says which it will be).
+        /// Whether the FI holds the OT-extension state of an earlier run. Only `resume` says which; a node
+        /// continues a state only when `resume` names the one it holds ([`ScoreStart::warm`] says whether it
+        /// does), and otherwise both sides start from new base OTs.
         #[serde(default)]
         warm: bool,
+        /// The OT-extension state the FI holds from an earlier finished run with this owner, in this session or
+        /// an earlier one; absent when it holds none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<crate::proto::scoring::OtResume>,
     },
     /// The FI gives up the scoring run it started with this envelope id. During the run the node ends it and
     /// replies `error` `score_aborted` (which is also the run's reply); outside a run it replies `error`

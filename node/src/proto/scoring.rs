@@ -130,9 +130,28 @@ pub struct ScoreStart {
     pub attributes: Vec<String>,
     /// What the run reveals.
     pub reveal: Reveal,
-    /// Whether the run reuses the OT-extension state of an earlier run in this session (no base OTs).
+    /// Whether the run continues the OT-extension state of an earlier run (no base OTs): the FI named it in
+    /// [`ClientMsg::ScoreRun`](crate::proto::ClientMsg::ScoreRun)'s `resume` and the node holds the same one.
     #[serde(default)]
     pub warm: bool,
+}
+
+/// The OT-extension state an FI holds from an earlier finished run with this owner, kept between sessions
+/// (docs/scoring.md): which state it is and where it stands. Nothing secret: the id is the session id of the
+/// run that made the state's base OTs, which both sides derived.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OtResume {
+    /// The state's id: 64 hex digits.
+    pub id: String,
+    /// Its next OT index.
+    pub next_index: u64,
+}
+
+/// The id of the OT-extension state whose base OTs a run with this session id makes.
+pub fn ot_state_id(session: &SessionId) -> String {
+    crate::proto::digest::hex(&session.0)
 }
 
 /// The output of a run, as both sides learn it.

@@ -33,7 +33,7 @@ pub use pairings::{
     Invite, OpenInvite, Pairing, Pairings, ReplacedKey, Revocation, MAX_INVITE_ATTEMPTS,
 };
 pub use requests::{EarlierRelease, NewRequest, RequestRow, Requests, StoredRequest};
-pub use scoring::ScoringRuns;
+pub use scoring::{OtAtRest, ScoringRuns};
 
 use crate::error::Error;
 use chrono::Utc;
@@ -160,6 +160,12 @@ CREATE TABLE IF NOT EXISTS scoring_runs (
     ended_at   INTEGER
 );
 CREATE INDEX IF NOT EXISTS scoring_runs_by_principal ON scoring_runs (principal, started_at);
+CREATE TABLE IF NOT EXISTS ot_states (
+    principal  TEXT PRIMARY KEY,
+    id         TEXT NOT NULL,
+    next_index INTEGER NOT NULL,
+    state      BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rate_events (
     principal TEXT NOT NULL,
     rule      TEXT NOT NULL,

@@ -620,6 +620,8 @@ impl Store {
             )?;
         }
         let invites = cancel_open_invites(&tx, principal, None)?;
+        // Its OT-extension state is of no more use, and is secret: gone with the pairing.
+        tx.execute("DELETE FROM ot_states WHERE principal = ?1", [principal])?;
         tx.append_log(
             "revoked",
             Some(principal),

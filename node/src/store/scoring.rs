@@ -6,8 +6,65 @@ use crate::proto::scoring::{ScoreOutcome, ScoringSpec};
 use duo_policies::ScoringUse;
 use rusqlite::{params, OptionalExtension};
 
+/// A scoring pairing's OT-extension state at rest, between runs (docs/scoring.md, "Base OTs kept between
+/// sessions"): the owner's side of it, as `duo_protocols::ot::kos::Sender::to_rest` wrote it.
+pub struct OtAtRest {
+    /// Which state: the session id of the run that made its base OTs (hex), the same on both sides.
+    pub id: String,
+    /// The next OT index, the same on both sides when both hold the same state.
+    pub next_index: u64,
+    /// The state itself (secret; zeroed when dropped).
+    pub state: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for OtAtRest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtAtRest")
+            .field("id", &self.id)
+            .field("next_index", &self.next_index)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Scoring requests and runs, for a [`super::Store`] or a [`super::Tx`].
 pub trait ScoringRuns: HasConn {
+    /// Take a principal's OT-extension state out of the store: it is deleted in the caller's transaction, so a
+    /// state is used by one run at most, and a run that does not finish leaves none behind.
+    fn take_ot_state(&self, principal: &str) -> Result<Option<OtAtRest>, Error> {
+        let got = self
+            .conn()
+            .prepare_cached("SELECT id, next_index, state FROM ot_states WHERE principal = ?1")?
+            .query_row([principal], |r| {
+                Ok(OtAtRest {
+                    id: r.get(0)?,
+                    next_index: r.get::<_, i64>(1)? as u64,
+                    state: zeroize::Zeroizing::new(r.get(2)?),
+                })
+            })
+            .optional()?;
+        if got.is_some() {
+            self.conn()
+                .prepare_cached("DELETE FROM ot_states WHERE principal = ?1")?
+                .execute([principal])?;
+        }
+        Ok(got)
+    }
+
+    /// Keep a principal's OT-extension state after a run that finished, in place of any other.
+    fn put_ot_state(&self, principal: &str, ot: &OtAtRest) -> Result<(), Error> {
+        self.conn()
+            .prepare_cached(
+                "INSERT OR REPLACE INTO ot_states (principal, id, next_index, state) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                principal,
+                ot.id,
+                ot.next_index as i64,
+                ot.state.as_slice()
+            ])?;
+        Ok(())
+    }
+
     /// Runs started and bits revealed to `principal` since `since` (seconds since the epoch).
     fn scoring_use(&self, principal: &str, since: i64) -> Result<ScoringUse, Error> {
         let (runs, millibits): (i64, i64) = self

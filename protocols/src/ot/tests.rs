@@ -389,7 +389,10 @@ fn a_state_at_rest_continues_the_extension_where_it_stopped() {
     drop((s, r));
     let s = Sender::from_rest(&s_rest).unwrap();
     let r = Receiver::from_rest(&r_rest).unwrap();
-    assert_eq!((s.delta(), s.next_index(), r.next_index()), (delta, 700, 700));
+    assert_eq!(
+        (s.delta(), s.next_index(), r.next_index()),
+        (delta, 700, 700)
+    );
     // The restored pair's state at rest is the one it came from.
     assert_eq!((&*s.to_rest(), &*r.to_rest()), (&*s_rest, &*r_rest));
     let choices = random_bits(300, &mut rng);
@@ -398,7 +401,10 @@ fn a_state_at_rest_continues_the_extension_where_it_stopped() {
     assert_eq!(cot_s.first_index(), 700);
     assert_cot(&cot_s, &cot_r);
     for q in cot_s.q() {
-        assert!(seen.insert(q.0), "a correlation repeated after a state at rest");
+        assert!(
+            seen.insert(q.0),
+            "a correlation repeated after a state at rest"
+        );
     }
     assert!(Sender::from_rest(&r_rest).is_err() && Receiver::from_rest(&s_rest).is_err());
     assert!(Sender::from_rest(&s_rest[..s_rest.len() - 1]).is_err());
