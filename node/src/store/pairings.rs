@@ -547,6 +547,11 @@ impl Store {
             "DELETE FROM pairings WHERE fi_key = ?1 AND principal != ?2",
             params![fi_key.as_slice(), inv.principal],
         )?;
+        // A new pairing (or a new key) starts its scoring from new base OTs: the state kept for the old one goes.
+        tx.execute(
+            "DELETE FROM ot_states WHERE principal = ?1",
+            [inv.principal.as_str()],
+        )?;
         let expires_at = now_unix().saturating_add(pairing_secs);
         tx.execute(
             "INSERT INTO pairings (principal, fi_key, fingerprint, paired_at, expires_at, state)
