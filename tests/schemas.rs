@@ -164,6 +164,7 @@ fn every_client_message_type_in_the_schema_is_known_to_the_decoder() {
             "score",
             "score_run",
             "score_abort",
+            "ot_prepare",
             "status"
         ]
     );
@@ -197,6 +198,7 @@ fn server_message_types_are_the_documented_ones() {
             "pointer",
             "request",
             "cost",
+            "ot_prepared",
             "score_start",
             "score_done",
             "error"

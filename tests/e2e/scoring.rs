@@ -37,19 +37,14 @@ async fn decisions_equal_the_reference_and_runs_are_counted_and_limited() {
             approve: reference.decision
         }
     );
-    assert!(r1.cold);
+    // Warm: pairing made the base OTs.
+    assert!(!r1.cold);
     assert_eq!(r1.bits, 1.0);
-    // 2. Warm, threshold exactly at the score: reaches it.
+    // 2. Threshold exactly at the score: reaches it.
     let at = test_model(-1.0, score, &[]);
     let r2 = decide(&mut c, &at, "edge").await;
     assert_eq!(r2.outcome, ScoreOutcome::Decision { approve: true });
     assert!(!r2.cold);
-    assert!(
-        r2.bytes.sent + r2.bytes.received < r1.bytes.sent + r1.bytes.received,
-        "warm {:?} vs cold {:?}",
-        r2.bytes,
-        r1.bytes
-    );
     // 3. Just above the score: does not.
     let above = test_model(-1.0, score + 1e-6, &[]);
     let r3 = decide(&mut c, &above, "edge").await;
@@ -810,36 +805,33 @@ fn ot_states(
     (at_owner, at_fi)
 }
 
-/// A finished run leaves its OT-extension state at rest on both sides, so the first run of a later session
-/// skips the base OTs; a state one side no longer holds makes the next run start anew on both, with a new
-/// state; revoking the pairing removes the owner's copy.
+/// Pairing makes the base OTs, and a finished run leaves its OT-extension state at rest on both sides, so the
+/// first run, and the first run of a later session, skip them; a state one side no longer holds makes the next
+/// run start anew on both, with a new state; revoking the pairing removes the owner's copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_later_session_continues_the_last_runs_ot_state_from_rest() {
+async fn runs_continue_the_ot_state_made_at_pairing_and_kept_at_rest() {
     let (owner, node, fi, mut c) = scoring_node("acme").await;
     let model = test_model(-1.0, 0.5, &[]);
-    assert_eq!(ot_states(&owner, &fi), (None, None));
-    let r1 = decide(&mut c, &model, "first").await;
-    assert!(r1.cold);
-    c.close().await;
-    let (Some((id, index)), Some(fi_id)) = ot_states(&owner, &fi) else {
-        panic!(
-            "no state at rest after a finished run: {:?}",
-            ot_states(&owner, &fi)
-        )
+    // Pairing made the base OTs: the same state on both sides, not extended yet.
+    let (Some((id, 0)), Some(fi_id)) = ot_states(&owner, &fi) else {
+        panic!("no state made at pairing: {:?}", ot_states(&owner, &fi))
     };
     assert_eq!(id, fi_id);
+    // Asked again with a state kept: nothing to do.
+    assert!(!c.prepare_ot().await.unwrap());
+    let r1 = decide(&mut c, &model, "first").await;
+    assert!(!r1.cold, "the state made at pairing was not continued");
+    c.close().await;
+    let (Some((id1, index)), Some(fi_id)) = ot_states(&owner, &fi) else {
+        panic!("no state at rest after a run: {:?}", ot_states(&owner, &fi))
+    };
+    assert_eq!((&id1, &fi_id), (&id, &id));
     assert!(index > 0);
     // A new session: the first run continues from rest, and leaves the same state further on.
     let mut c = fi.connect().await;
     let r2 = decide(&mut c, &model, "second").await;
     assert!(!r2.cold, "the state at rest was not continued");
     assert_eq!(r2.outcome, r1.outcome);
-    assert!(
-        r2.bytes.sent + r2.bytes.received < r1.bytes.sent + r1.bytes.received,
-        "warm {:?} vs cold {:?}",
-        r2.bytes,
-        r1.bytes
-    );
     let (Some((id2, index2)), Some(fi_id2)) = ot_states(&owner, &fi) else {
         panic!("no state at rest after the second run")
     };
@@ -851,6 +843,13 @@ async fn a_later_session_continues_the_last_runs_ot_state_from_rest() {
     let mut c = fi.connect().await;
     let r3 = decide(&mut c, &model, "third").await;
     assert!(r3.cold);
+    assert_eq!(r3.outcome, r1.outcome);
+    assert!(
+        r2.bytes.sent + r2.bytes.received < r3.bytes.sent + r3.bytes.received,
+        "warm {:?} vs cold {:?}",
+        r2.bytes,
+        r3.bytes
+    );
     let (Some((id3, _)), Some(fi_id3)) = ot_states(&owner, &fi) else {
         panic!("no state at rest after the third run")
     };

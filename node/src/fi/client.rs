@@ -15,7 +15,9 @@ use crate::net::transport::{self, Limits, Mode, SecureChannel};
 use crate::proto::digest::{hex, unhex};
 use crate::proto::receipt::Receipt;
 use crate::proto::request::{DpParams, RequestState, RequestView};
-use crate::proto::scoring::{ot_state_id, session_id, OtResume, ScoreOutcome, ScoringSpec};
+use crate::proto::scoring::{
+    ot_state_id, prepare_session_id, session_id, OtResume, ScoreOutcome, ScoringSpec,
+};
 use crate::proto::{self as wire, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
 use duo_engine::catalogue::CatalogueInfo;
 use duo_engine::{AggKind, ArithOp, CmpOp, Expr, Pred, Type, Value};
@@ -192,6 +194,12 @@ pub async fn pair(
     };
     home.save(rec.clone())?;
     client.close().await;
+    // The base OTs of scoring runs, made now so the first run does not wait for them; a node that does not
+    // take part (or any failure here) only leaves that work to the first run.
+    if let Ok(mut session) = Client::connect(home, Some(name)).await {
+        let _ = session.prepare_ot().await;
+        session.close().await;
+    }
     Ok(rec)
 }
 
@@ -942,6 +950,45 @@ impl Client {
             )));
         }
         Ok(())
+    }
+
+    /// Make the base OTs of scoring runs with this owner now, so the next run starts warm (`duo fi pair` does
+    /// this after pairing). Nothing is done when a state is kept already. Returns whether it made one.
+    pub async fn prepare_ot(&mut self) -> Result<bool, Error> {
+        use duo_protocols::ot::msgs::BaseReceiverMsg;
+        let held = match &self.keep {
+            Some((home, _)) => home.has_ot_state(&self.owner_key()),
+            None => self.warm.is_some(),
+        };
+        if held {
+            return Ok(false);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let sid = prepare_session_id(self.chan.handshake_hash(), id);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        let (setup, msg) =
+            kos::Receiver::setup(sid, &mut rng).map_err(|e| Error::Internal(e.to_string()))?;
+        let body = ClientMsg::OtPrepare {
+            base: hex(&msg.to_bytes()),
+        };
+        self.chan
+            .send(&wire::encode(id, &body))
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        let base = match self.recv_reply(id).await? {
+            ServerMsg::OtPrepared { base } => base,
+            ServerMsg::Error { code, message } => return Err(Error::Remote { code, message }),
+            other => return Err(unexpected(other)),
+        };
+        let reply = unhex(&base)
+            .and_then(|b| BaseReceiverMsg::from_bytes(&b).ok())
+            .ok_or_else(|| Error::Refused("the owner's base-OT message does not parse".into()))?;
+        let ot = setup
+            .finish(&reply)
+            .map_err(|e| Error::Refused(format!("the owner's base-OT message: {e}")))?;
+        self.keep_ot(ot, ot_state_id(&sid));
+        Ok(true)
     }
 
     /// The OT-extension state kept for this owner, out of rest (this session's, or the FI home's): `None` when

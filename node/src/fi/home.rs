@@ -311,6 +311,11 @@ impl FiHome {
         self.dir.join("ot").join(format!("{owner_key}.state"))
     }
 
+    /// Whether an OT-extension state is kept for the owner of this key fingerprint.
+    pub(crate) fn has_ot_state(&self, owner_key: &str) -> bool {
+        self.ot_state_path(owner_key).exists()
+    }
+
     /// Take the OT-extension state kept for the owner of this key fingerprint, with its id: the file is removed (and
     /// the removal made durable) before the state is returned, so a state is extended by one run at most. A
     /// file that does not read back as a state is removed too, and gives none.

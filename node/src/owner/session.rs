@@ -324,6 +324,9 @@ impl SessionState {
                     request, resume, ..
                 },
             )) => Some((id, self.score_run(chan, id, request, resume).await, true)),
+            Ok((id, ClientMsg::OtPrepare { base })) => {
+                Some((id, self.ot_prepare(chan, id, &base).await, false))
+            }
             // A `score_abort` outside a run (it arrived after its run ended): answered like any message. Its id
             // is the run's, which was answered already, so a client skips this late reply (spec, section 7.5).
             Ok((id, ClientMsg::ScoreAbort { .. })) => Some((
@@ -392,6 +395,49 @@ impl SessionState {
         false
     }
 
+    /// `ot_prepare`: the base OTs of later scoring runs, made now (counted against the hourly rate of requests,
+    /// as they cost the node public-key work). The node's side of the new state replaces any it kept for this
+    /// FI; nothing is revealed, so nothing is logged.
+    async fn ot_prepare(&mut self, chan: &mut Chan, id: u64, base: &str) -> ServerMsg {
+        use duo_protocols::ot::{kos, msgs::BaseSenderMsg};
+        if let Ok(Some(refusal)) = self.admit_request("").await {
+            return refusal;
+        }
+        let refused = |message: &str| ServerMsg::Error {
+            code: "malformed".into(),
+            message: message.into(),
+        };
+        let Some(msg) =
+            crate::proto::digest::unhex(base).and_then(|b| BaseSenderMsg::from_bytes(&b).ok())
+        else {
+            return refused("`base` is not a base-OT sender message in hex");
+        };
+        let sid = crate::proto::scoring::prepare_session_id(chan.handshake_hash(), id);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+        let (setup, reply) = match kos::Sender::setup(sid, &mut rng) {
+            Ok(x) => x,
+            Err(e) => return error_msg(&Error::Internal(e.to_string())),
+        };
+        let ot = setup.finish(&msg);
+        let state = crate::store::OtAtRest {
+            id: crate::proto::scoring::ot_state_id(&sid),
+            next_index: ot.next_index(),
+            state: ot.to_rest(),
+        };
+        let principal = self.principal.clone();
+        let kept = blocking(&mut self.owner, move |o| {
+            use crate::store::prelude::*;
+            o.store().put_ot_state(&principal, &state)
+        })
+        .await;
+        match kept {
+            Ok(Ok(())) => ServerMsg::OtPrepared {
+                base: crate::proto::digest::hex(&reply.to_bytes()),
+            },
+            Ok(Err(e)) | Err(e) => error_msg(&e),
+        }
+    }
+
     /// A scoring run: admitted like a request (it counts against the hourly rate), then driven over the
     /// session until its outcome is recorded.
     async fn score_run(
@@ -445,8 +491,10 @@ impl SessionState {
                 dp,
             } => self.request(pointer, backend, reason, dp).await,
             ClientMsg::Score { scoring, reason } => self.score(scoring, reason).await,
-            ClientMsg::ScoreRun { .. } | ClientMsg::ScoreAbort { .. } => Err(Error::Internal(
-                "a scoring run is driven by the session loop".into(),
+            ClientMsg::ScoreRun { .. }
+            | ClientMsg::ScoreAbort { .. }
+            | ClientMsg::OtPrepare { .. } => Err(Error::Internal(
+                "a scoring run and its base OTs are driven by the session loop".into(),
             )),
             ClientMsg::Status { request, wait_ms } => self.status(request, wait_ms).await,
         };

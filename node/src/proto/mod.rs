@@ -108,6 +108,14 @@ pub enum ClientMsg {
         #[serde(default)]
         reason: String,
     },
+    /// Make the base OTs of scoring runs ahead of the first run (after pairing, say), so that run does not:
+    /// `base` is the FI's base-OT sender message (protocol message 1, hex). The node answers
+    /// [`ServerMsg::OtPrepared`] and keeps its side of the new OT-extension state, whose id is derived from
+    /// the channel and this envelope's id ([`crate::proto::scoring::prepare_session_id`]).
+    OtPrepare {
+        /// The base-OT sender message, hex.
+        base: String,
+    },
     /// The state of an earlier request; with `wait_ms > 0`, wait up to that long for a decision first.
     Status {
         /// Request id (this principal's own number for it).
@@ -131,6 +139,7 @@ impl ClientMsg {
             ClientMsg::ScoreRun { .. } => "score_run",
             ClientMsg::ScoreAbort { .. } => "score_abort",
             ClientMsg::Status { .. } => "status",
+            ClientMsg::OtPrepare { .. } => "ot_prepare",
         }
     }
 }
@@ -200,6 +209,12 @@ pub enum ServerMsg {
         /// otherwise.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         items: Vec<crate::proto::request::ItemPlan>,
+    },
+    /// The reply to [`ClientMsg::OtPrepare`]: the node's base-OT receiver message (protocol message 2, hex).
+    /// Both sides now hold the same OT-extension state, which the next scoring run continues.
+    OtPrepared {
+        /// The base-OT receiver message, hex.
+        base: String,
     },
     /// A scoring run starts: its public parameters. Binary protocol chunks follow.
     ScoreStart(Box<ScoreStart>),
@@ -328,7 +343,7 @@ pub fn decode_client(bytes: &[u8]) -> Result<(u64, ClientMsg), DecodeError> {
 }
 
 /// The `type` of every client message.
-pub const CLIENT_TYPES: [&str; 9] = [
+pub const CLIENT_TYPES: [&str; 10] = [
     "list_datasets",
     "list_catalogue",
     "pointer",
@@ -338,6 +353,7 @@ pub const CLIENT_TYPES: [&str; 9] = [
     "score",
     "score_run",
     "score_abort",
+    "ot_prepare",
 ];
 
 /// The path of a field of `sent` that `understood` (the decoded message written back) does not have, if any.

@@ -149,6 +149,14 @@ pub struct OtResume {
     pub next_index: u64,
 }
 
+/// The protocol session id of the base OTs made ahead of a run by the message with envelope id `envelope`
+/// ([`crate::proto::ClientMsg::OtPrepare`]): bound to the channel like a run's, and apart from every run's.
+pub fn prepare_session_id(handshake_hash: &[u8], envelope: u64) -> SessionId {
+    let mut h = FieldHasher::new(b"duo/score/prepare/v1");
+    h.field(handshake_hash).raw(envelope.to_le_bytes());
+    SessionId(h.finish())
+}
+
 /// The id of the OT-extension state whose base OTs a run with this session id makes.
 pub fn ot_state_id(session: &SessionId) -> String {
     crate::proto::digest::hex(&session.0)
