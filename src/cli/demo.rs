@@ -275,8 +275,8 @@ impl Demo {
         spend_the_rest(fi, &o).await
     }
 
-    /// Step 10: a decision over the FI's secret model and the owner's attributes, cold then warm; both sides
-    /// learn the same single bit.
+    /// Step 10: a decision over the FI's secret model and the owner's attributes, twice (both warm: pairing
+    /// made the base OTs); both sides learn the same single bit.
     async fn private_decision(&self, fi: &mut Client) -> Result<()> {
         step(
             10,
@@ -300,7 +300,8 @@ impl Demo {
         warm_decision(fi, &model, &cold, &limits).await
     }
 
-    /// The first scoring run of the session (with base OTs): what the FI learned, and what the owner's log says.
+    /// The first scoring run (no base OTs: pairing made them): what the FI learned, and what the owner's log
+    /// says.
     async fn cold_decision(
         &self,
         fi: &mut Client,
@@ -349,7 +350,11 @@ impl Demo {
              used and the model's commitment, never its weights; the FI never saw an attribute value",
             cold.outcome
         )?;
-        if run_entries.len() != 2 || !cold.cold || cold.bits != 1.0 {
+        outln!(
+            "  the run was warm: `duo fi pair` made the base OTs (the public-key part of the OT extension) right \
+             after pairing, and both sides keep the extension's state for the next run"
+        )?;
+        if run_entries.len() != 2 || cold.cold || cold.bits != 1.0 {
             bail!("the private decision did not run as expected: {run_entries:?}");
         }
         Ok(cold)
@@ -553,8 +558,8 @@ async fn warm_decision(
         )
         .await?;
     outln!(
-        "  a second run in the same session is warm (the OT extension is reused, no base OTs): \
-         {:.1} ms and {} bytes, against {:.1} ms and {} bytes cold; same answer: {}",
+        "  a second run continues the extension where the first stopped (no base OTs): {:.1} ms and {} bytes, \
+         against {:.1} ms and {} bytes for the first; same answer: {}",
         warm.millis,
         show::thousands(warm.bytes.sent + warm.bytes.received),
         cold.millis,
@@ -562,7 +567,7 @@ async fn warm_decision(
         warm.outcome
     )?;
     if warm.cold || warm.outcome != cold.outcome {
-        bail!("the warm run did not reuse the session or gave another answer");
+        bail!("the second run did not continue the extension or gave another answer");
     }
     outln!(
         "  that is 2 of the {} runs this FI may start in {} days",

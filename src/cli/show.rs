@@ -388,7 +388,7 @@ pub fn score_report(r: &ScoreReport, fi: &str, opening: Option<&Path>) -> String
         if r.cold {
             "cold (with the base OTs)"
         } else {
-            "warm (the last run's OT extension continued, no base OTs)"
+            "warm (no base OTs: the OT extension kept since pairing or the last run continued)"
         },
         thousands(r.bytes.sent + r.bytes.received),
         thousands(r.bytes.sent),
