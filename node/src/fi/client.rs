@@ -16,7 +16,7 @@ use crate::proto::digest::{hex, unhex};
 use crate::proto::receipt::Receipt;
 use crate::proto::request::{DpParams, RequestState, RequestView};
 use crate::proto::scoring::{
-    ot_state_id, prepare_session_id, session_id, OtResume, ScoreOutcome, ScoringSpec,
+    ot_state_id, prepare_session_id, session_id, OtResume, ScoreOutcome, ScoreStart, ScoringSpec,
 };
 use crate::proto::{self as wire, ClientMsg, PointerInfo, PublishedDataset, ServerMsg};
 use duo_engine::catalogue::CatalogueInfo;
@@ -674,37 +674,7 @@ impl Client {
         }
         self.check_score_limit()?;
         let began = std::time::Instant::now();
-        let id = self.next_id;
-        self.next_id += 1;
-        // The state of the last finished run with this owner, out of rest: this run continues it (if the owner
-        // holds the same) or drops it; only a run that finishes leaves a state behind.
-        let held = self.take_ot();
-        let resume = held.as_ref().map(|(ot, ot_id)| OtResume {
-            id: ot_id.clone(),
-            next_index: ot.next_index(),
-        });
-        self.chan
-            .send(&wire::encode(
-                id,
-                &ClientMsg::ScoreRun {
-                    request,
-                    warm: held.is_some(),
-                    resume,
-                },
-            ))
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))?;
-        let start = match self.recv_reply(id).await? {
-            ServerMsg::ScoreStart(s) => *s,
-            ServerMsg::Error { code, message } => {
-                // The run did not start: the state was not extended, and is kept for the next one.
-                if let Some((ot, ot_id)) = held {
-                    self.keep_ot(ot, ot_id);
-                }
-                return Err(Error::Remote { code, message });
-            }
-            other => return Err(unexpected(other)),
-        };
+        let (id, start, held) = self.start_run(request).await?;
         // Counted once the owner started it, as the owner counts it (a refusal costs nothing).
         self.record_score_run()?;
         let fi_model = if start.attributes != asked.spec.attributes
@@ -950,6 +920,42 @@ impl Client {
             )));
         }
         Ok(())
+    }
+
+    /// Ask the owner to start the run of `request`, naming the OT-extension state kept for it: the envelope
+    /// id, the owner's `score_start`, and the state taken out of rest (which the run continues if the owner
+    /// holds the same, and drops otherwise; only a run that finishes leaves a state behind).
+    async fn start_run(
+        &mut self,
+        request: u64,
+    ) -> Result<(u64, ScoreStart, Option<(kos::Receiver, String)>), Error> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let held = self.take_ot();
+        let resume = held.as_ref().map(|(ot, ot_id)| OtResume {
+            id: ot_id.clone(),
+            next_index: ot.next_index(),
+        });
+        let msg = ClientMsg::ScoreRun {
+            request,
+            warm: held.is_some(),
+            resume,
+        };
+        self.chan
+            .send(&wire::encode(id, &msg))
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
+        match self.recv_reply(id).await? {
+            ServerMsg::ScoreStart(s) => Ok((id, *s, held)),
+            ServerMsg::Error { code, message } => {
+                // The run did not start: the state was not extended, and is kept for the next one.
+                if let Some((ot, ot_id)) = held {
+                    self.keep_ot(ot, ot_id);
+                }
+                Err(Error::Remote { code, message })
+            }
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Make the base OTs of scoring runs with this owner now, so the next run starts warm (`duo fi pair` does
