@@ -6,7 +6,7 @@ use crate::fi::run::drive_fi;
 use crate::net::run::send_msg;
 use crate::owner::scoring::{drive_owner, RunGuard};
 use crate::proto::scoring::session_id;
-use crate::store::{self, Log, Store};
+use crate::store::{self, Log, OtAtRest, ScoringRuns, Store};
 use duo_protocols::fixed::{Bounds, FixedModel};
 use duo_protocols::score::{self, FiModel, Params};
 use rand::rngs::StdRng;
@@ -38,6 +38,21 @@ pub async fn loopback_runs(
     log_dir: Option<&std::path::Path>,
     sync: store::Sync,
 ) -> Result<Vec<LoopbackRun>, Error> {
+    loopback_runs_at_rest(n, reveal, runs, log_dir, sync, None).await
+}
+
+/// [`loopback_runs`], with each side's OT-extension state kept at rest between calls as the node and the FI
+/// keep it: with `rest` (and `log_dir`), the first run continues the state an earlier call left (warm, if
+/// there is one: the owner takes it out of its store in the run's start transaction, the FI out of an FI home
+/// in `rest`), and the last run's state is put back (the owner in the end transaction).
+pub async fn loopback_runs_at_rest(
+    n: usize,
+    reveal: score::Reveal,
+    runs: usize,
+    log_dir: Option<&std::path::Path>,
+    sync: store::Sync,
+    rest: Option<&std::path::Path>,
+) -> Result<Vec<LoopbackRun>, Error> {
     use crate::net::keys::{fingerprint, Keypair};
     use crate::net::transport::{self, Limits};
     use rand::Rng;
@@ -62,6 +77,7 @@ pub async fn loopback_runs(
         Some(dir) => Some(Store::open(dir, sync)?),
         None => None,
     };
+    let fi_home = rest.map(|d| crate::fi::FiHome::new(&d.join("fi")));
     let fi = tokio::spawn(fi_side(
         url,
         client_key,
@@ -71,6 +87,7 @@ pub async fn loopback_runs(
         model,
         reveal,
         runs,
+        fi_home,
     ));
     let (tcp, _) = listener.accept().await?;
     let _ = tcp.set_nodelay(true);
@@ -86,29 +103,52 @@ pub async fn loopback_runs(
     .await
     .map_err(|e| Error::Transport(e.to_string()))?;
     let mut conn = conn;
-    let mut log = |kind: &str, run: usize| -> Result<(), Error> {
-        if let Some(c) = conn.as_mut() {
+    let at_rest = rest.is_some();
+    // A run's start or end in the log; with a state at rest, the first start takes it and the last end puts
+    // back the next one, in the same transaction (as the node does).
+    let mut log =
+        |kind: &str, run: usize, put: Option<&OtAtRest>| -> Result<Option<OtAtRest>, Error> {
+            let Some(c) = conn.as_mut() else {
+                return Ok(None);
+            };
             let tx = c.write()?;
             tx.append_log(
                 kind,
                 Some("bench"),
                 &serde_json::json!({ "run": run, "n": n }),
             )?;
+            let taken = if at_rest && kind == "scoring-start" && run == 0 {
+                tx.take_ot_state("bench")?
+            } else {
+                None
+            };
+            if let Some(next) = put {
+                tx.put_ot_state("bench", next)?;
+            }
             tx.commit()?;
-        }
-        Ok(())
-    };
+            Ok(taken)
+        };
     let mut warm = None;
+    let mut ot_id = String::new();
     let mut out = Vec::with_capacity(runs);
     for run in 0..runs {
         let began = Instant::now();
-        log("scoring-start", run)?;
+        if let Some(saved) = log("scoring-start", run, None)? {
+            warm = Some(
+                duo_protocols::ot::kos::Sender::from_rest(&saved.state)
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            );
+            ot_id = saved.id;
+        }
         let params = Params {
             session: session_id(chan.handshake_hash(), 0, run as u64),
             bounds: bounds.clone(),
             reveal,
         };
         let cold = warm.is_none();
+        if cold {
+            ot_id = crate::proto::scoring::ot_state_id(&params.session);
+        }
         let p0 = Instant::now();
         let mut guard = RunGuard {
             changes: None,
@@ -124,7 +164,12 @@ pub async fn loopback_runs(
                 .map_err(|e| Error::Refused(e.to_string()))?;
         }
         let protocol_millis = p0.elapsed().as_secs_f64() * 1e3;
-        log("scoring-end", run)?;
+        let next = (at_rest && run + 1 == runs).then(|| OtAtRest {
+            id: ot_id.clone(),
+            next_index: ot.next_index(),
+            state: ot.to_rest(),
+        });
+        log("scoring-end", run, next.as_ref())?;
         warm = Some(ot);
         out.push(LoopbackRun {
             cold,
@@ -139,7 +184,8 @@ pub async fn loopback_runs(
     Ok(out)
 }
 
-/// The FI's side of [`loopback_runs`]: `runs` runs on one session, the first cold.
+/// The FI's side of [`loopback_runs`]: `runs` runs on one session, the first cold unless `rest` holds the
+/// state of an earlier call (taken out of it before the first run; the last run's put back).
 #[allow(clippy::too_many_arguments)]
 async fn fi_side(
     url: String,
@@ -150,22 +196,35 @@ async fn fi_side(
     model: FiModel,
     reveal: score::Reveal,
     runs: usize,
+    rest: Option<crate::fi::FiHome>,
 ) -> Result<(), Error> {
     use crate::net::transport::{self, Mode};
     let mut chan = transport::connect(&url, &key, Mode::Session, None, &owner_fp, &limits)
         .await
         .map_err(|e| Error::Transport(e.to_string()))?;
-    let mut warm = None;
+    let (mut warm, mut ot_id) = match &rest {
+        Some(home) => match home.take_ot_state("bench")? {
+            Some((ot, id)) => (Some(ot), id),
+            None => (None, String::new()),
+        },
+        None => (None, String::new()),
+    };
     for run in 0..runs {
         let params = Params {
             session: session_id(chan.handshake_hash(), 0, run as u64),
             bounds: bounds.clone(),
             reveal,
         };
+        if warm.is_none() {
+            ot_id = crate::proto::scoring::ot_state_id(&params.session);
+        }
         let (_, ot, _) = drive_fi(&mut chan, &params, &model, warm.take(), &mut |_| {})
             .await
             .map_err(|e| Error::Refused(e.to_string()))?;
         warm = Some(ot);
+    }
+    if let (Some(home), Some(ot)) = (&rest, &warm) {
+        home.put_ot_state("bench", &ot_id, ot)?;
     }
     chan.close().await;
     Ok(())
@@ -205,5 +264,28 @@ mod tests {
             ["scoring-start", "scoring-end"].repeat(3),
             "one durable start and end per run"
         );
+    }
+
+    /// With both sides' states at rest, a later call (a new session) starts warm where the last one stopped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_session_continues_from_the_states_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, rest) = (dir.path().join("owner"), dir.path().join("rest"));
+        let run = || {
+            loopback_runs_at_rest(
+                8,
+                score::Reveal::Decision,
+                1,
+                Some(&log),
+                store::Sync::Normal,
+                Some(&rest),
+            )
+        };
+        let first = run().await.unwrap();
+        let later = run().await.unwrap();
+        let again = run().await.unwrap();
+        assert!(first[0].cold && !later[0].cold && !again[0].cold);
+        assert_eq!(later[0].bytes, again[0].bytes);
+        assert!(first[0].bytes > later[0].bytes);
     }
 }

@@ -293,7 +293,7 @@ impl Owner {
     }
 
     /// Records how a run ended: its outcome (stored as the request's answer, logged as a release, with a
-    /// signed receipt) or why it aborted.
+    /// signed receipt, and the OT-extension state the run left kept for the next one) or why it aborted.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn finish_scoring_run(
         &mut self,
@@ -302,6 +302,7 @@ impl Owner {
         run: u64,
         checked: &Checked,
         result: Result<ScoreOutcome, String>,
+        next_ot: Option<&OtAtRest>,
         bytes: u64,
         millis: f64,
     ) -> Result<Option<Receipt>, Error> {
@@ -309,6 +310,9 @@ impl Owner {
         let tx = self.store.write()?;
         let receipt = match &result {
             Ok(outcome) => {
+                if let Some(next) = next_ot {
+                    tx.put_ot_state(principal, next)?;
+                }
                 tx.run_done(run, outcome)?;
                 tx.append_log(
                     "scoring-end",
@@ -589,12 +593,16 @@ pub(crate) async fn owner_run<S: AsyncRead + AsyncWrite + Unpin>(
         state: ot.to_rest(),
     });
     let receipt = super::service::blocking(owner, move |o| {
-        let receipt =
-            o.finish_scoring_run(&who, node_request, run, &checked, recorded, total, millis)?;
-        if let (Some(_), Some(next)) = (&receipt, &next) {
-            o.store().put_ot_state(&who, next)?;
-        }
-        Ok::<_, Error>(receipt)
+        o.finish_scoring_run(
+            &who,
+            node_request,
+            run,
+            &checked,
+            recorded,
+            next.as_ref(),
+            total,
+            millis,
+        )
     })
     .await;
     match (result, receipt) {

@@ -68,6 +68,10 @@ pub struct ScoreRun {
     pub cold: ScorePhase,
     /// Base OTs done in an earlier run, their extension state reused.
     pub warm: ScorePhase,
+    /// Over WebSocket only: the first run of a new session, continuing the state the last session left at rest
+    /// on both sides (the owner's store, the FI home), as after pairing or between an FI's sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<ScorePhase>,
 }
 
 /// What `duo bench score` measured.
@@ -99,6 +103,7 @@ impl ScoreReport {
             "warm",
             "warm wire",
             "warm with log",
+            "new session with log",
         ];
         let rows = self.runs.iter().map(|r| {
             vec![
@@ -110,6 +115,10 @@ impl ScoreReport {
                 lat(&r.warm.time),
                 bytes(r.warm.bytes),
                 r.warm.with_log.as_ref().map_or("-".to_string(), lat),
+                r.resumed
+                    .as_ref()
+                    .and_then(|p| p.with_log.as_ref())
+                    .map_or("-".to_string(), lat),
             ]
         });
         let cols = [
@@ -120,6 +129,7 @@ impl ScoreReport {
             Col::right(11),
             Col::right(21),
             Col::right(11),
+            Col::right(21),
             Col::right(21),
         ];
         format!(
@@ -185,10 +195,11 @@ pub fn score(args: &ScoreArgs) -> Result<ScoreReport> {
             let mut rng = fresh_rng();
             let session = session_id(&mut rng);
             let setup = ScoreSetup::random(n, reveal, session, &mut rng)?;
-            let (cold, warm) = if transport == "ws" {
+            let (cold, warm, resumed) = if transport == "ws" {
                 score_ws(n, reveal, args.reps)?
             } else {
-                score_memory(&setup, args.reps)?
+                let (cold, warm) = score_memory(&setup, args.reps)?;
+                (cold, warm, None)
             };
             runs.push(ScoreRun {
                 transport,
@@ -197,6 +208,7 @@ pub fn score(args: &ScoreArgs) -> Result<ScoreReport> {
                 and_gates: reveal.circuit(n).and_count(),
                 cold,
                 warm,
+                resumed,
             });
         }
     }
@@ -371,19 +383,25 @@ fn score_memory(setup: &ScoreSetup, reps: usize) -> Result<(ScorePhase, ScorePha
 
 /// Scoring over a real loopback WebSocket and Noise session, through the node
 /// ([`duo::node::loopback::loopback_runs`]): `reps` cold runs (each on a new session, after one untimed), then
-/// one session of `2 + reps` runs whose first (cold) and second (warm-up) are not timed. Every run writes its
-/// start and end to a scratch owner log with `synchronous=FULL`.
-fn score_ws(n: usize, reveal: score::Reveal, reps: usize) -> Result<(ScorePhase, ScorePhase)> {
-    use duo::node::loopback::{loopback_runs, LoopbackRun};
+/// one session of `2 + reps` runs whose first (cold) and second (warm-up) are not timed, then `reps` new
+/// sessions of one run each continuing the states at rest (after one untimed that makes them). Every run
+/// writes its start and end to a scratch owner log with `synchronous=FULL`.
+fn score_ws(
+    n: usize,
+    reveal: score::Reveal,
+    reps: usize,
+) -> Result<(ScorePhase, ScorePhase, Option<ScorePhase>)> {
+    use duo::node::loopback::{loopback_runs, loopback_runs_at_rest, LoopbackRun};
     use duo::node::store::Sync;
     let tmp = tempfile::Builder::new()
         .prefix("duo-bench-score-")
         .tempdir()?;
     let log = tmp.path().join("owner");
+    let rest = tmp.path().join("rest");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (cold, warm) = rt.block_on(async {
+    let (cold, warm, resumed) = rt.block_on(async {
         let mut cold = Vec::with_capacity(reps);
         for i in 0..=reps {
             let runs = loopback_runs(n, reveal, 1, Some(&log), Sync::Full).await?;
@@ -392,7 +410,18 @@ fn score_ws(n: usize, reveal: score::Reveal, reps: usize) -> Result<(ScorePhase,
             }
         }
         let warm = loopback_runs(n, reveal, 2 + reps, Some(&log), Sync::Full).await?;
-        Ok::<_, anyhow::Error>((cold, warm.into_iter().skip(2).collect::<Vec<_>>()))
+        let mut resumed = Vec::with_capacity(reps);
+        for i in 0..=reps {
+            let runs =
+                loopback_runs_at_rest(n, reveal, 1, Some(&log), Sync::Full, Some(&rest)).await?;
+            if i > 0 {
+                if runs.iter().any(|r| r.cold) {
+                    bail!("a new session did not continue the states at rest");
+                }
+                resumed.extend(runs);
+            }
+        }
+        Ok::<_, anyhow::Error>((cold, warm.into_iter().skip(2).collect::<Vec<_>>(), resumed))
     })?;
     let phase = |runs: &[LoopbackRun]| {
         let ms = |f: fn(&LoopbackRun) -> f64| {
@@ -407,7 +436,7 @@ fn score_ws(n: usize, reveal: score::Reveal, reps: usize) -> Result<(ScorePhase,
             wire: None,
         }
     };
-    Ok((phase(&cold), phase(&warm)))
+    Ok((phase(&cold), phase(&warm), Some(phase(&resumed))))
 }
 
 #[cfg(test)]
@@ -429,6 +458,7 @@ mod tests {
             and_gates: 63,
             cold: phase(26.219, 41.796, 31_948),
             warm: phase(0.684, 0.707, 23_756),
+            resumed: ws.then(|| phase(0.9, 1.0, 23_756)),
         }
     }
 
@@ -449,10 +479,10 @@ mod tests {
             report.text(),
         concat!(
             "duo bench score: reveal bands:4 (2 bits); median (p90) of 5 runs (release build, 8 CPUs, load 0.25 at start)\n",
-            "  transport     n     OTs                  cold   cold wire                  warm   warm wire         warm with log\n",
-            "  memory        8     576    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB                     -\n",
-            "  memory     1000   64064    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB                     -\n",
-            "  ws            8     576    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB      1.368 (1.414) ms\n",
+            "  transport     n     OTs                  cold   cold wire                  warm   warm wire         warm with log  new session with log\n",
+            "  memory        8     576    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB                     -                     -\n",
+            "  memory     1000   64064    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB                     -                     -\n",
+            "  ws            8     576    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB      1.368 (1.414) ms      1.800 (2.000) ms\n",
         )
         );
     }
