@@ -154,22 +154,34 @@ impl ColumnHasher {
     }
 }
 
+/// Bands of 64 rows transposed together: words `k .. k + BANDS` of every column.
+const BANDS: usize = 2;
+
+/// [`BANDS`] bands of 64 rows of the 128 columns. Before the transpose, `x[c][b]` is word `k + b` of column `c`
+/// and `x[c][BANDS + b]` the same word of column `64 + c`; after it, `x[r][b]` and `x[r][BANDS + b]` are the low
+/// and high halves of row `64·(k + b) + r`. Each lane is an independent 64 × 64 bit matrix.
+type Bands = [[u64; 2 * BANDS]; 64];
+
+/// One round of Eklundh's block swap on every lane at once: the 64 × 64 transposes of all lanes run as the
+/// same word-parallel operations, which the compiler turns into vector instructions.
 #[inline(always)]
-fn swap_round(x: &mut [u64; 64], j: usize, m: u64) {
+fn swap_round(x: &mut Bands, j: usize, m: u64) {
     for chunk in x.chunks_exact_mut(2 * j) {
         let (a, b) = chunk.split_at_mut(j);
         for (a, b) in a.iter_mut().zip(b.iter_mut()) {
-            let t = ((*a >> j) ^ *b) & m;
-            *a ^= t << j;
-            *b ^= t;
+            for (a, b) in a.iter_mut().zip(b.iter_mut()) {
+                let t = ((*a >> j) ^ *b) & m;
+                *a ^= t << j;
+                *b ^= t;
+            }
         }
     }
 }
 
-/// In-place transpose of a 64 × 64 bit matrix (`out[r]` bit `c` = `in[c]` bit `r`): Eklundh's recursive block
-/// swap, six rounds of word-parallel masked swaps, no per-bit loop.
-#[inline]
-pub(crate) fn transpose64(x: &mut [u64; 64]) {
+/// In-place transpose of every lane's 64 × 64 bit matrix (`out[r]` bit `c` = `in[c]` bit `r`): Eklundh's
+/// recursive block swap, six rounds of word-parallel masked swaps, no per-bit loop.
+#[inline(always)]
+fn transpose_bands(x: &mut Bands) {
     swap_round(x, 32, 0x0000_0000_FFFF_FFFF);
     swap_round(x, 16, 0x0000_FFFF_0000_FFFF);
     swap_round(x, 8, 0x00FF_00FF_00FF_00FF);
@@ -186,31 +198,32 @@ pub(crate) fn transpose_chunk(
     row_limit: usize,
     out: &mut Vec<Block>,
 ) {
-    let mut lo = [0u64; 64];
-    let mut hi = [0u64; 64];
-    for k in 0..words {
-        let first_row = 64 * k;
-        if first_row >= row_limit {
-            break;
+    const { assert!(CHUNK_WORDS % BANDS == 0) };
+    let mut x: Bands = [[0u64; 2 * BANDS]; 64];
+    let (cols_lo, cols_hi) = cols.split_at(64);
+    let mut k = 0;
+    while k < words && 64 * k < row_limit {
+        // Whole groups of BANDS words (the chunk holds CHUNK_WORDS, a multiple of BANDS); bands past `words`
+        // are transposed but not output.
+        for (x, (a, b)) in x.iter_mut().zip(cols_lo.iter().zip(cols_hi)) {
+            let (xa, xb) = x.split_at_mut(BANDS);
+            xa.copy_from_slice(&a[k..k + BANDS]);
+            xb.copy_from_slice(&b[k..k + BANDS]);
         }
-        let (cols_lo, cols_hi) = cols.split_at(64);
-        for ((l, h), (a, b)) in lo
-            .iter_mut()
-            .zip(hi.iter_mut())
-            .zip(cols_lo.iter().zip(cols_hi))
-        {
-            *l = a[k];
-            *h = b[k];
+        transpose_bands(&mut x);
+        for band in 0..BANDS.min(words - k) {
+            let first_row = 64 * (k + band);
+            if first_row >= row_limit {
+                break;
+            }
+            let n = (row_limit - first_row).min(64);
+            out.extend(
+                x[..n]
+                    .iter()
+                    .map(|r| Block(r[band] as u128 | (r[BANDS + band] as u128) << 64)),
+            );
         }
-        transpose64(&mut lo);
-        transpose64(&mut hi);
-        let n = (row_limit - first_row).min(64);
-        out.extend(
-            lo[..n]
-                .iter()
-                .zip(&hi[..n])
-                .map(|(&l, &h)| Block(l as u128 | (h as u128) << 64)),
-        );
+        k += BANDS;
     }
 }
 
