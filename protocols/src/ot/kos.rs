@@ -59,7 +59,9 @@
 //!
 //! Per OT: about 3 AES blocks (receiver: 2 for `U`, 1 to regenerate `t^i` in its second pass) or 1 (sender) of
 //! PRG; one POLYVAL block per OT on each side; a word-parallel 64×64 Eklundh transpose
-//! (no per-bit loop). Both the sender's pass and the receiver's second pass work chunk by chunk in cache.
+//! (no per-bit loop). Both the sender's pass and the receiver's passes work chunk by chunk in cache. The
+//! receiver transposes `t^i` into its outputs while it makes `U` (they do not depend on the challenge), so its
+//! pass after the challenge, which the sender waits for, only regenerates and hashes the columns.
 //! To overlap the parties' work, the sender should call [`SenderCheck::precompute`] right after sending the
 //! challenge (the channel drivers here do).
 //!
@@ -598,15 +600,20 @@ impl Receiver {
         let mut own = std::mem::take(&mut self.spare.0);
         own.clear();
         own.extend_from_slice(choices);
+        let mut t = std::mem::take(&mut self.spare.1);
+        t.clear();
+        t.reserve(m);
         Ok(ReceiverParts {
             ext: ReceiverExtend {
                 receiver: self,
                 choices: own,
                 r,
+                t,
                 first_index,
                 first_block,
             },
             sent: 0,
+            cols: empty_chunk(),
         })
     }
 }
@@ -616,6 +623,8 @@ pub struct ReceiverParts {
     ext: ReceiverExtend,
     /// Words per column sent so far.
     sent: usize,
+    /// The current chunk of the columns `t^i = G(k_i^0)`, transposed into the outputs `T_j` as `U` is made.
+    cols: Box<ColChunk>,
 }
 
 impl fmt::Debug for ReceiverParts {
@@ -631,7 +640,7 @@ impl ReceiverParts {
     /// The next part of `U`: at most `max_chunks` chunks of 2048 rows (at least one), in the chunk-major layout
     /// of [`MatrixMsg`]; `None` once all of it has been returned.
     pub fn next_part(&mut self, max_chunks: usize) -> Option<MatrixMsg> {
-        let e = &self.ext;
+        let e = &mut self.ext;
         let words = e.r.len();
         if self.sent == words {
             return None;
@@ -640,23 +649,30 @@ impl ReceiverParts {
             self.sent
                 .saturating_add(max_chunks.max(1).saturating_mul(CHUNK_WORDS)),
         );
+        let m = e.choices.len();
         let mut bytes = vec![0u8; 8 * BASE_OTS * (end - self.sent)];
-        let mut t0 = [0u64; CHUNK_WORDS];
         let mut t1 = [0u64; CHUNK_WORDS];
         let mut at = 0;
         let mut w0 = self.sent;
         while w0 < end {
             let g = (words - w0).min(CHUNK_WORDS);
             let block = e.first_block + (w0 / 2) as u64;
-            for [g0, g1] in &e.receiver.prgs {
-                g0.fill(block, &mut t0[..g]);
+            for (t0, [g0, g1]) in self.cols.iter_mut().zip(&e.receiver.prgs) {
+                let t0 = &mut t0[..g];
+                g0.fill(block, t0);
                 g1.fill(block, &mut t1[..g]);
                 let out = &mut bytes[at..at + 8 * g];
-                for (k, o) in out.chunks_exact_mut(8).enumerate() {
-                    o.copy_from_slice(&(t0[k] ^ t1[k] ^ e.r[w0 + k]).to_le_bytes());
+                for (o, ((a, b), r)) in out
+                    .chunks_exact_mut(8)
+                    .zip(t0.iter().zip(&t1).zip(&e.r[w0..w0 + g]))
+                {
+                    o.copy_from_slice(&(a ^ b ^ r).to_le_bytes());
                 }
                 at += 8 * g;
             }
+            // The outputs T_j (rows of t) do not depend on the challenge: transpose them now, while the chunk
+            // is in cache, so that the pass after the challenge only regenerates and hashes the columns.
+            matrix::transpose_chunk(&self.cols, g, m.saturating_sub(64 * w0), &mut e.t);
             w0 += g;
         }
         self.sent = end;
@@ -686,6 +702,8 @@ pub struct ReceiverExtend {
     receiver: Receiver,
     choices: Vec<bool>,
     r: Vec<u64>,
+    /// The outputs `T_j`, all `m` of them once all of `U` is made.
+    t: Vec<Block>,
     first_index: u64,
     first_block: u64,
 }
@@ -710,14 +728,10 @@ impl ReceiverExtend {
     /// correlated OTs. (The outputs are usable only if the sender accepts; a sender that aborts sends nothing
     /// derived from them.)
     pub fn receive_challenge(mut self, msg: &ChallengeMsg) -> (Receiver, ResponseMsg, CotReceiver) {
-        let m = self.choices.len();
         let words = self.r.len();
         let rows = 64 * words;
         let keys = matrix::check_keys(msg.seed, matrix::chunks(words));
         let hasher = matrix::ColumnHasher::new(rows / ROWS_PER_BLOCK);
-        let mut t = std::mem::take(&mut self.receiver.spare.1);
-        t.clear();
-        t.reserve(m);
         let mut acc = Box::new([0u128; BASE_OTS]);
         let mut cols = empty_chunk();
         let mut w0 = 0;
@@ -728,11 +742,11 @@ impl ReceiverExtend {
             }
             let c = w0 / CHUNK_WORDS;
             hasher.chunk(&mut acc, &cols, c, g, &keys[c]);
-            matrix::transpose_chunk(&cols, g, m.saturating_sub(64 * w0), &mut t);
             w0 += g;
         }
         let x = hasher.words(&self.r, &keys);
         let choices = std::mem::take(&mut self.choices);
+        let t = std::mem::take(&mut self.t);
         let first_index = self.first_index;
         let receiver = std::mem::replace(
             &mut self.receiver,
