@@ -116,9 +116,9 @@ impl ColumnHasher {
         words: usize,
         key: &polyval::Key,
     ) {
-        let base = Polyval::new(key);
+        let mut p = Polyval::new(key);
         for (acc, col) in acc.iter_mut().zip(cols) {
-            *acc ^= self.column_chunk(&base, &col[..words], chunk);
+            *acc ^= self.column_chunk(&mut p, &col[..words], chunk);
         }
     }
 
@@ -129,27 +129,35 @@ impl ColumnHasher {
             .zip(keys)
             .enumerate()
             .fold(0, |acc, (c, (w, key))| {
-                acc ^ self.column_chunk(&Polyval::new(key), w, c)
+                acc ^ self.column_chunk(&mut Polyval::new(key), w, c)
             })
     }
 
-    fn column_chunk(&self, base: &Polyval, words: &[u64], chunk: usize) -> u128 {
+    /// The hash of one column's chunk under `p`'s key; `p` is left reset for the next column.
+    fn column_chunk(&self, p: &mut Polyval, words: &[u64], chunk: usize) -> u128 {
         let first_block = chunk * CHUNK_BLOCKS;
+        let block =
+            |w: &[u64]| polyval::Block::from((w[0] as u128 | (w[1] as u128) << 64).to_le_bytes());
+        if words.len() == CHUNK_WORDS && self.mask_block >= first_block + CHUNK_BLOCKS {
+            // A whole chunk without the mask block (all but the last).
+            let blocks: [polyval::Block; CHUNK_BLOCKS] =
+                std::array::from_fn(|k| block(&words[2 * k..2 * k + 2]));
+            p.update(&blocks);
+            return u128::from_le_bytes(p.finalize_reset().into());
+        }
         let mut blocks = [polyval::Block::default(); CHUNK_BLOCKS];
         let mut n = 0;
         let mut mask = 0u128;
         for (k, w) in words.chunks_exact(2).enumerate() {
-            let v = w[0] as u128 | (w[1] as u128) << 64;
             if first_block + k == self.mask_block {
-                mask = v;
+                mask = w[0] as u128 | (w[1] as u128) << 64;
             } else {
-                blocks[n] = v.to_le_bytes().into();
+                blocks[n] = block(w);
                 n += 1;
             }
         }
-        let mut p = base.clone();
         p.update(&blocks[..n]);
-        let tag: [u8; 16] = p.finalize().into();
+        let tag: [u8; 16] = p.finalize_reset().into();
         u128::from_le_bytes(tag) ^ mask
     }
 }
