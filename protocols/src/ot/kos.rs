@@ -73,7 +73,7 @@
 //! batch's buffers back so the next extension writes into memory already mapped instead of faulting in fresh
 //! pages (25-30% of the time of a 2^20 extension with fresh buffers).
 
-use super::matrix::{self, ColChunk, Prg, CHUNK_WORDS};
+use super::matrix::{self, ColChunk, Counters, Prg, CHUNK_WORDS};
 use super::msgs::{
     BaseReceiverMsg, BaseSenderMsg, ChallengeMsg, MatrixMsg, ResponseMsg, ROWS_PER_BLOCK,
 };
@@ -305,9 +305,10 @@ impl SenderPass {
         while at < bytes.len() {
             let w0 = self.done;
             let g = (self.words - w0).min(CHUNK_WORDS);
+            let mut ctr = Counters::new(s.next_block + (w0 / 2) as u64);
             for (i, col) in self.cols.iter_mut().enumerate() {
                 let col = &mut col[..g];
-                s.prgs[i].fill(s.next_block + (w0 / 2) as u64, col);
+                ctr.fill(&s.prgs[i], col);
                 let mask = s.delta_masks[i];
                 let src = &bytes[at + 8 * g * i..at + 8 * g * (i + 1)];
                 for (c, b) in col.iter_mut().zip(src.chunks_exact(8)) {
@@ -656,11 +657,11 @@ impl ReceiverParts {
         let mut w0 = self.sent;
         while w0 < end {
             let g = (words - w0).min(CHUNK_WORDS);
-            let block = e.first_block + (w0 / 2) as u64;
+            let mut ctr = Counters::new(e.first_block + (w0 / 2) as u64);
             for (t0, [g0, g1]) in self.cols.iter_mut().zip(&e.receiver.prgs) {
                 let t0 = &mut t0[..g];
-                g0.fill(block, t0);
-                g1.fill(block, &mut t1[..g]);
+                ctr.fill(g0, t0);
+                ctr.fill(g1, &mut t1[..g]);
                 let out = &mut bytes[at..at + 8 * g];
                 for (o, ((a, b), r)) in out
                     .chunks_exact_mut(8)
@@ -737,8 +738,9 @@ impl ReceiverExtend {
         let mut w0 = 0;
         while w0 < words {
             let g = (words - w0).min(CHUNK_WORDS);
+            let mut ctr = Counters::new(self.first_block + (w0 / 2) as u64);
             for (col, [g0, _]) in cols.iter_mut().zip(&self.receiver.prgs) {
-                g0.fill(self.first_block + (w0 / 2) as u64, &mut col[..g]);
+                ctr.fill(g0, &mut col[..g]);
             }
             let c = w0 / CHUNK_WORDS;
             hasher.chunk(&mut acc, &cols, c, g, &keys[c]);

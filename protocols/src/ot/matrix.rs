@@ -37,6 +37,38 @@ pub(crate) struct Prg {
     aes: Aes128Enc,
 }
 
+/// The counter blocks `first, first + 1, ...` of one chunk ([`CHUNK_BLOCKS`] of them) and a buffer for their
+/// encryption. All 128 column PRGs are at the same position in their streams, so a chunk's counters are built
+/// once and encrypted under each column's key in turn ([`Counters::fill`]).
+pub(crate) struct Counters {
+    ctr: [aes::Block; CHUNK_BLOCKS],
+    buf: [aes::Block; CHUNK_BLOCKS],
+}
+
+impl Counters {
+    pub(crate) fn new(first: u64) -> Counters {
+        Counters {
+            ctr: std::array::from_fn(|k| (first as u128 + k as u128).to_le_bytes().into()),
+            buf: [aes::Block::default(); CHUNK_BLOCKS],
+        }
+    }
+
+    /// Fills `out` (an even number of words, at most [`CHUNK_WORDS`]) with `prg`'s stream blocks at these
+    /// counters, in order, each block giving a low then a high word.
+    #[inline]
+    pub(crate) fn fill(&mut self, prg: &Prg, out: &mut [u64]) {
+        let n = out.len() / 2;
+        prg.aes
+            .encrypt_blocks_b2b(&self.ctr[..n], &mut self.buf[..n])
+            .expect("equal lengths");
+        for (o, b) in out.chunks_exact_mut(2).zip(&self.buf) {
+            let (lo, hi) = b.split_at(8);
+            o[0] = u64::from_le_bytes(lo.try_into().expect("8 bytes"));
+            o[1] = u64::from_le_bytes(hi.try_into().expect("8 bytes"));
+        }
+    }
+}
+
 impl Prg {
     pub(crate) fn new(key: Block) -> Prg {
         Prg {
@@ -46,21 +78,10 @@ impl Prg {
 
     /// Fills `out` (an even number of words) with stream blocks `first, first + 1, ...`, each block giving a
     /// low then a high word.
+    #[cfg(test)]
     pub(crate) fn fill(&self, first: u64, out: &mut [u64]) {
-        let mut buf = [aes::Block::default(); CHUNK_BLOCKS];
-        let mut ctr = first as u128;
-        for out in out.chunks_mut(2 * CHUNK_BLOCKS) {
-            let n = out.len() / 2;
-            for (k, b) in buf[..n].iter_mut().enumerate() {
-                *b = (ctr + k as u128).to_le_bytes().into();
-            }
-            ctr += n as u128;
-            self.aes.encrypt_blocks(&mut buf[..n]);
-            for (o, b) in out.chunks_exact_mut(2).zip(&buf[..n]) {
-                let v = u128::from_le_bytes((*b).into());
-                o[0] = v as u64;
-                o[1] = (v >> 64) as u64;
-            }
+        for (i, out) in out.chunks_mut(CHUNK_WORDS).enumerate() {
+            Counters::new(first + (i * CHUNK_BLOCKS) as u64).fill(self, out);
         }
     }
 }
