@@ -191,32 +191,42 @@ const BANDS: usize = 2;
 /// and high halves of row `64·(k + b) + r`. Each lane is an independent 64 × 64 bit matrix.
 type Bands = [[u64; 2 * BANDS]; 64];
 
-/// One round of Eklundh's block swap on every lane at once: the 64 × 64 transposes of all lanes run as the
-/// same word-parallel operations, which the compiler turns into vector instructions.
+/// The masked swap of Eklundh's round `j` between rows `a` and `b = a + j`, on every lane at once (the same
+/// word-parallel operations on each lane, which the compiler turns into vector instructions).
 #[inline(always)]
-fn swap_round(x: &mut Bands, j: usize, m: u64) {
-    for chunk in x.chunks_exact_mut(2 * j) {
-        let (a, b) = chunk.split_at_mut(j);
-        for (a, b) in a.iter_mut().zip(b.iter_mut()) {
-            for (a, b) in a.iter_mut().zip(b.iter_mut()) {
-                let t = ((*a >> j) ^ *b) & m;
-                *a ^= t << j;
-                *b ^= t;
-            }
+fn swap(a: &mut [u64; 2 * BANDS], b: &mut [u64; 2 * BANDS], j: usize, m: u64) {
+    for (a, b) in a.iter_mut().zip(b.iter_mut()) {
+        let t = ((*a >> j) ^ *b) & m;
+        *a ^= t << j;
+        *b ^= t;
+    }
+}
+
+/// Rounds `2·j` (mask `m2`) then `j` (mask `m1`) of Eklundh's block swap in one pass: the two rounds mix only
+/// the rows `r, r + j, r + 2j, r + 3j` of each group of `4j`, so each such quadruple is loaded, swapped twice
+/// in registers and stored once.
+#[inline(always)]
+fn swap_rounds(x: &mut Bands, j: usize, m2: u64, m1: u64) {
+    for g in (0..64).step_by(4 * j) {
+        for r in g..g + j {
+            let (mut r0, mut r1, mut r2, mut r3) = (x[r], x[r + j], x[r + 2 * j], x[r + 3 * j]);
+            swap(&mut r0, &mut r2, 2 * j, m2);
+            swap(&mut r1, &mut r3, 2 * j, m2);
+            swap(&mut r0, &mut r1, j, m1);
+            swap(&mut r2, &mut r3, j, m1);
+            (x[r], x[r + j], x[r + 2 * j], x[r + 3 * j]) = (r0, r1, r2, r3);
         }
     }
 }
 
 /// In-place transpose of every lane's 64 × 64 bit matrix (`out[r]` bit `c` = `in[c]` bit `r`): Eklundh's
-/// recursive block swap, six rounds of word-parallel masked swaps, no per-bit loop.
+/// recursive block swap, six rounds (32, 16, 8, 4, 2, 1) of word-parallel masked swaps done in three passes,
+/// no per-bit loop.
 #[inline(always)]
 fn transpose_bands(x: &mut Bands) {
-    swap_round(x, 32, 0x0000_0000_FFFF_FFFF);
-    swap_round(x, 16, 0x0000_FFFF_0000_FFFF);
-    swap_round(x, 8, 0x00FF_00FF_00FF_00FF);
-    swap_round(x, 4, 0x0F0F_0F0F_0F0F_0F0F);
-    swap_round(x, 2, 0x3333_3333_3333_3333);
-    swap_round(x, 1, 0x5555_5555_5555_5555);
+    swap_rounds(x, 16, 0x0000_0000_FFFF_FFFF, 0x0000_FFFF_0000_FFFF);
+    swap_rounds(x, 4, 0x00FF_00FF_00FF_00FF, 0x0F0F_0F0F_0F0F_0F0F);
+    swap_rounds(x, 1, 0x3333_3333_3333_3333, 0x5555_5555_5555_5555);
 }
 
 /// Transposes the first `words` words of a chunk of 128 columns into `64·words` rows, appending to `out`
