@@ -440,26 +440,36 @@ fn garble_into(
             let gates = &c.and_gates[g0..g1];
             let n = gates.len();
             let buf = &mut buf[..4 * n];
-            for (k, g) in gates.iter().enumerate() {
+            for ((g, input), four) in gates
+                .iter()
+                .zip(inputs.iter_mut())
+                .zip(buf.chunks_exact_mut(4))
+            {
                 let a0 = labels[g.a as usize].0;
                 let b0 = labels[g.b as usize].0;
-                inputs[k] = (a0, b0);
-                buf[4 * k] = to_aes_u128(a0);
-                buf[4 * k + 1] = to_aes_u128(a0 ^ d);
-                buf[4 * k + 2] = to_aes_u128(b0);
-                buf[4 * k + 3] = to_aes_u128(b0 ^ d);
+                *input = (a0, b0);
+                four[0] = to_aes_u128(a0);
+                four[1] = to_aes_u128(a0 ^ d);
+                four[2] = to_aes_u128(b0);
+                four[3] = to_aes_u128(b0 ^ d);
             }
             // Blocks 4k, 4k+1 (A0, A1) of gate first+k use tweak 2(first+k), blocks 4k+2, 4k+3 (B0, B1) use
             // 2(first+k)+1: block j uses 2·first + j/2 (see gate_tweaks).
-            let t0 = gate_tweaks(tweak_base + g0 as u64).0;
+            // Tweaks stay below 2^64 (gate numbers below 2^63, checked when they are reserved), so the sum is
+            // done in 64 bits.
+            let t0 = gate_tweaks(tweak_base + g0 as u64).0 as u64;
             hash.hash_many_halves(buf, &mut scratch, |j| {
-                let t = t0 + (j >> 1) as u128;
+                let t = (t0 + (j >> 1) as u64) as u128;
                 #[cfg(test)]
                 tweak_log::record(t);
                 t
             });
-            for (k, (g, &(a0, b0))) in gates.iter().zip(inputs.iter()).enumerate() {
-                let h = |i: usize| aes_u128(&buf[4 * k + i]) ^ aes_u128(&scratch[4 * k + i]);
+            for ((g, &(a0, b0)), (x, y)) in gates
+                .iter()
+                .zip(inputs.iter())
+                .zip(buf.chunks_exact(4).zip(scratch.chunks_exact(4)))
+            {
+                let h = |i: usize| aes_u128(&x[i]) ^ aes_u128(&y[i]);
                 let (ha0, ha1, hb0, hb1) = (h(0), h(1), h(2), h(3));
                 let pa = mask(a0);
                 let pb = mask(b0);

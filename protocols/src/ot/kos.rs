@@ -59,7 +59,9 @@
 //!
 //! Per OT: about 3 AES blocks (receiver: 2 for `U`, 1 to regenerate `t^i` in its second pass) or 1 (sender) of
 //! PRG; one POLYVAL block per OT on each side; a word-parallel 64×64 Eklundh transpose
-//! (no per-bit loop). Both the sender's pass and the receiver's second pass work chunk by chunk in cache.
+//! (no per-bit loop). Both the sender's pass and the receiver's passes work chunk by chunk in cache. The
+//! receiver transposes `t^i` into its outputs while it makes `U` (they do not depend on the challenge), so its
+//! pass after the challenge, which the sender waits for, only regenerates and hashes the columns.
 //! To overlap the parties' work, the sender should call [`SenderCheck::precompute`] right after sending the
 //! challenge (the channel drivers here do).
 //!
@@ -71,7 +73,7 @@
 //! batch's buffers back so the next extension writes into memory already mapped instead of faulting in fresh
 //! pages (25-30% of the time of a 2^20 extension with fresh buffers).
 
-use super::matrix::{self, ColChunk, Prg, CHUNK_WORDS};
+use super::matrix::{self, ColChunk, Counters, Prg, CHUNK_WORDS};
 use super::msgs::{
     BaseReceiverMsg, BaseSenderMsg, ChallengeMsg, MatrixMsg, ResponseMsg, ROWS_PER_BLOCK,
 };
@@ -306,9 +308,10 @@ impl SenderPass {
         while at < bytes.len() {
             let w0 = self.done;
             let g = (self.words - w0).min(CHUNK_WORDS);
+            let mut ctr = Counters::new(s.next_block + (w0 / 2) as u64);
             for (i, col) in self.cols.iter_mut().enumerate() {
                 let col = &mut col[..g];
-                s.prgs[i].fill(s.next_block + (w0 / 2) as u64, col);
+                ctr.fill(&s.prgs[i], col);
                 let mask = s.delta_masks[i];
                 let src = &bytes[at + 8 * g * i..at + 8 * g * (i + 1)];
                 for (c, b) in col.iter_mut().zip(src.chunks_exact(8)) {
@@ -719,15 +722,20 @@ impl Receiver {
         let mut own = std::mem::take(&mut self.spare.0);
         own.clear();
         own.extend_from_slice(choices);
+        let mut t = std::mem::take(&mut self.spare.1);
+        t.clear();
+        t.reserve(m);
         Ok(ReceiverParts {
             ext: ReceiverExtend {
                 receiver: self,
                 choices: own,
                 r,
+                t,
                 first_index,
                 first_block,
             },
             sent: 0,
+            cols: empty_chunk(),
         })
     }
 }
@@ -737,6 +745,8 @@ pub struct ReceiverParts {
     ext: ReceiverExtend,
     /// Words per column sent so far.
     sent: usize,
+    /// The current chunk of the columns `t^i = G(k_i^0)`, transposed into the outputs `T_j` as `U` is made.
+    cols: Box<ColChunk>,
 }
 
 impl fmt::Debug for ReceiverParts {
@@ -752,7 +762,7 @@ impl ReceiverParts {
     /// The next part of `U`: at most `max_chunks` chunks of 2048 rows (at least one), in the chunk-major layout
     /// of [`MatrixMsg`]; `None` once all of it has been returned.
     pub fn next_part(&mut self, max_chunks: usize) -> Option<MatrixMsg> {
-        let e = &self.ext;
+        let e = &mut self.ext;
         let words = e.r.len();
         if self.sent == words {
             return None;
@@ -761,23 +771,30 @@ impl ReceiverParts {
             self.sent
                 .saturating_add(max_chunks.max(1).saturating_mul(CHUNK_WORDS)),
         );
+        let m = e.choices.len();
         let mut bytes = vec![0u8; 8 * BASE_OTS * (end - self.sent)];
-        let mut t0 = [0u64; CHUNK_WORDS];
         let mut t1 = [0u64; CHUNK_WORDS];
         let mut at = 0;
         let mut w0 = self.sent;
         while w0 < end {
             let g = (words - w0).min(CHUNK_WORDS);
-            let block = e.first_block + (w0 / 2) as u64;
-            for [g0, g1] in &e.receiver.prgs {
-                g0.fill(block, &mut t0[..g]);
-                g1.fill(block, &mut t1[..g]);
+            let mut ctr = Counters::new(e.first_block + (w0 / 2) as u64);
+            for (t0, [g0, g1]) in self.cols.iter_mut().zip(&e.receiver.prgs) {
+                let t0 = &mut t0[..g];
+                ctr.fill(g0, t0);
+                ctr.fill(g1, &mut t1[..g]);
                 let out = &mut bytes[at..at + 8 * g];
-                for (k, o) in out.chunks_exact_mut(8).enumerate() {
-                    o.copy_from_slice(&(t0[k] ^ t1[k] ^ e.r[w0 + k]).to_le_bytes());
+                for (o, ((a, b), r)) in out
+                    .chunks_exact_mut(8)
+                    .zip(t0.iter().zip(&t1).zip(&e.r[w0..w0 + g]))
+                {
+                    o.copy_from_slice(&(a ^ b ^ r).to_le_bytes());
                 }
                 at += 8 * g;
             }
+            // The outputs T_j (rows of t) do not depend on the challenge: transpose them now, while the chunk
+            // is in cache, so that the pass after the challenge only regenerates and hashes the columns.
+            matrix::transpose_chunk(&self.cols, g, m.saturating_sub(64 * w0), &mut e.t);
             w0 += g;
         }
         self.sent = end;
@@ -807,6 +824,8 @@ pub struct ReceiverExtend {
     receiver: Receiver,
     choices: Vec<bool>,
     r: Vec<u64>,
+    /// The outputs `T_j`, all `m` of them once all of `U` is made.
+    t: Vec<Block>,
     first_index: u64,
     first_block: u64,
 }
@@ -831,29 +850,26 @@ impl ReceiverExtend {
     /// correlated OTs. (The outputs are usable only if the sender accepts; a sender that aborts sends nothing
     /// derived from them.)
     pub fn receive_challenge(mut self, msg: &ChallengeMsg) -> (Receiver, ResponseMsg, CotReceiver) {
-        let m = self.choices.len();
         let words = self.r.len();
         let rows = 64 * words;
         let keys = matrix::check_keys(msg.seed, matrix::chunks(words));
         let hasher = matrix::ColumnHasher::new(rows / ROWS_PER_BLOCK);
-        let mut t = std::mem::take(&mut self.receiver.spare.1);
-        t.clear();
-        t.reserve(m);
         let mut acc = Box::new([0u128; BASE_OTS]);
         let mut cols = empty_chunk();
         let mut w0 = 0;
         while w0 < words {
             let g = (words - w0).min(CHUNK_WORDS);
+            let mut ctr = Counters::new(self.first_block + (w0 / 2) as u64);
             for (col, [g0, _]) in cols.iter_mut().zip(&self.receiver.prgs) {
-                g0.fill(self.first_block + (w0 / 2) as u64, &mut col[..g]);
+                ctr.fill(g0, &mut col[..g]);
             }
             let c = w0 / CHUNK_WORDS;
             hasher.chunk(&mut acc, &cols, c, g, &keys[c]);
-            matrix::transpose_chunk(&cols, g, m.saturating_sub(64 * w0), &mut t);
             w0 += g;
         }
         let x = hasher.words(&self.r, &keys);
         let choices = std::mem::take(&mut self.choices);
+        let t = std::mem::take(&mut self.t);
         let first_index = self.first_index;
         let receiver = std::mem::replace(
             &mut self.receiver,

@@ -37,6 +37,38 @@ pub(crate) struct Prg {
     aes: Aes128Enc,
 }
 
+/// The counter blocks `first, first + 1, ...` of one chunk ([`CHUNK_BLOCKS`] of them) and a buffer for their
+/// encryption. All 128 column PRGs are at the same position in their streams, so a chunk's counters are built
+/// once and encrypted under each column's key in turn ([`Counters::fill`]).
+pub(crate) struct Counters {
+    ctr: [aes::Block; CHUNK_BLOCKS],
+    buf: [aes::Block; CHUNK_BLOCKS],
+}
+
+impl Counters {
+    pub(crate) fn new(first: u64) -> Counters {
+        Counters {
+            ctr: std::array::from_fn(|k| (first as u128 + k as u128).to_le_bytes().into()),
+            buf: [aes::Block::default(); CHUNK_BLOCKS],
+        }
+    }
+
+    /// Fills `out` (an even number of words, at most [`CHUNK_WORDS`]) with `prg`'s stream blocks at these
+    /// counters, in order, each block giving a low then a high word.
+    #[inline]
+    pub(crate) fn fill(&mut self, prg: &Prg, out: &mut [u64]) {
+        let n = out.len() / 2;
+        prg.aes
+            .encrypt_blocks_b2b(&self.ctr[..n], &mut self.buf[..n])
+            .expect("equal lengths");
+        for (o, b) in out.chunks_exact_mut(2).zip(&self.buf) {
+            let (lo, hi) = b.split_at(8);
+            o[0] = u64::from_le_bytes(lo.try_into().expect("8 bytes"));
+            o[1] = u64::from_le_bytes(hi.try_into().expect("8 bytes"));
+        }
+    }
+}
+
 impl Prg {
     pub(crate) fn new(key: Block) -> Prg {
         Prg {
@@ -46,21 +78,10 @@ impl Prg {
 
     /// Fills `out` (an even number of words) with stream blocks `first, first + 1, ...`, each block giving a
     /// low then a high word.
+    #[cfg(test)]
     pub(crate) fn fill(&self, first: u64, out: &mut [u64]) {
-        let mut buf = [aes::Block::default(); CHUNK_BLOCKS];
-        let mut ctr = first as u128;
-        for out in out.chunks_mut(2 * CHUNK_BLOCKS) {
-            let n = out.len() / 2;
-            for (k, b) in buf[..n].iter_mut().enumerate() {
-                *b = (ctr + k as u128).to_le_bytes().into();
-            }
-            ctr += n as u128;
-            self.aes.encrypt_blocks(&mut buf[..n]);
-            for (o, b) in out.chunks_exact_mut(2).zip(&buf[..n]) {
-                let v = u128::from_le_bytes((*b).into());
-                o[0] = v as u64;
-                o[1] = (v >> 64) as u64;
-            }
+        for (i, out) in out.chunks_mut(CHUNK_WORDS).enumerate() {
+            Counters::new(first + (i * CHUNK_BLOCKS) as u64).fill(self, out);
         }
     }
 }
@@ -116,9 +137,9 @@ impl ColumnHasher {
         words: usize,
         key: &polyval::Key,
     ) {
-        let base = Polyval::new(key);
+        let mut p = Polyval::new(key);
         for (acc, col) in acc.iter_mut().zip(cols) {
-            *acc ^= self.column_chunk(&base, &col[..words], chunk);
+            *acc ^= self.column_chunk(&mut p, &col[..words], chunk);
         }
     }
 
@@ -129,53 +150,83 @@ impl ColumnHasher {
             .zip(keys)
             .enumerate()
             .fold(0, |acc, (c, (w, key))| {
-                acc ^ self.column_chunk(&Polyval::new(key), w, c)
+                acc ^ self.column_chunk(&mut Polyval::new(key), w, c)
             })
     }
 
-    fn column_chunk(&self, base: &Polyval, words: &[u64], chunk: usize) -> u128 {
+    /// The hash of one column's chunk under `p`'s key; `p` is left reset for the next column.
+    fn column_chunk(&self, p: &mut Polyval, words: &[u64], chunk: usize) -> u128 {
         let first_block = chunk * CHUNK_BLOCKS;
+        let block =
+            |w: &[u64]| polyval::Block::from((w[0] as u128 | (w[1] as u128) << 64).to_le_bytes());
+        if words.len() == CHUNK_WORDS && self.mask_block >= first_block + CHUNK_BLOCKS {
+            // A whole chunk without the mask block (all but the last).
+            let blocks: [polyval::Block; CHUNK_BLOCKS] =
+                std::array::from_fn(|k| block(&words[2 * k..2 * k + 2]));
+            p.update(&blocks);
+            return u128::from_le_bytes(p.finalize_reset().into());
+        }
         let mut blocks = [polyval::Block::default(); CHUNK_BLOCKS];
         let mut n = 0;
         let mut mask = 0u128;
         for (k, w) in words.chunks_exact(2).enumerate() {
-            let v = w[0] as u128 | (w[1] as u128) << 64;
             if first_block + k == self.mask_block {
-                mask = v;
+                mask = w[0] as u128 | (w[1] as u128) << 64;
             } else {
-                blocks[n] = v.to_le_bytes().into();
+                blocks[n] = block(w);
                 n += 1;
             }
         }
-        let mut p = base.clone();
         p.update(&blocks[..n]);
-        let tag: [u8; 16] = p.finalize().into();
+        let tag: [u8; 16] = p.finalize_reset().into();
         u128::from_le_bytes(tag) ^ mask
     }
 }
 
+/// Bands of 64 rows transposed together: words `k .. k + BANDS` of every column.
+const BANDS: usize = 2;
+
+/// [`BANDS`] bands of 64 rows of the 128 columns. Before the transpose, `x[c][b]` is word `k + b` of column `c`
+/// and `x[c][BANDS + b]` the same word of column `64 + c`; after it, `x[r][b]` and `x[r][BANDS + b]` are the low
+/// and high halves of row `64·(k + b) + r`. Each lane is an independent 64 × 64 bit matrix.
+type Bands = [[u64; 2 * BANDS]; 64];
+
+/// The masked swap of Eklundh's round `j` between rows `a` and `b = a + j`, on every lane at once (the same
+/// word-parallel operations on each lane, which the compiler turns into vector instructions).
 #[inline(always)]
-fn swap_round(x: &mut [u64; 64], j: usize, m: u64) {
-    for chunk in x.chunks_exact_mut(2 * j) {
-        let (a, b) = chunk.split_at_mut(j);
-        for (a, b) in a.iter_mut().zip(b.iter_mut()) {
-            let t = ((*a >> j) ^ *b) & m;
-            *a ^= t << j;
-            *b ^= t;
+fn swap(a: &mut [u64; 2 * BANDS], b: &mut [u64; 2 * BANDS], j: usize, m: u64) {
+    for (a, b) in a.iter_mut().zip(b.iter_mut()) {
+        let t = ((*a >> j) ^ *b) & m;
+        *a ^= t << j;
+        *b ^= t;
+    }
+}
+
+/// Rounds `2·j` (mask `m2`) then `j` (mask `m1`) of Eklundh's block swap in one pass: the two rounds mix only
+/// the rows `r, r + j, r + 2j, r + 3j` of each group of `4j`, so each such quadruple is loaded, swapped twice
+/// in registers and stored once.
+#[inline(always)]
+fn swap_rounds(x: &mut Bands, j: usize, m2: u64, m1: u64) {
+    for g in (0..64).step_by(4 * j) {
+        for r in g..g + j {
+            let (mut r0, mut r1, mut r2, mut r3) = (x[r], x[r + j], x[r + 2 * j], x[r + 3 * j]);
+            swap(&mut r0, &mut r2, 2 * j, m2);
+            swap(&mut r1, &mut r3, 2 * j, m2);
+            swap(&mut r0, &mut r1, j, m1);
+            swap(&mut r2, &mut r3, j, m1);
+            (x[r], x[r + j], x[r + 2 * j], x[r + 3 * j]) = (r0, r1, r2, r3);
         }
     }
 }
 
-/// In-place transpose of a 64 × 64 bit matrix (`out[r]` bit `c` = `in[c]` bit `r`): Eklundh's recursive block
-/// swap, six rounds of word-parallel masked swaps, no per-bit loop.
-#[inline]
-pub(crate) fn transpose64(x: &mut [u64; 64]) {
-    swap_round(x, 32, 0x0000_0000_FFFF_FFFF);
-    swap_round(x, 16, 0x0000_FFFF_0000_FFFF);
-    swap_round(x, 8, 0x00FF_00FF_00FF_00FF);
-    swap_round(x, 4, 0x0F0F_0F0F_0F0F_0F0F);
-    swap_round(x, 2, 0x3333_3333_3333_3333);
-    swap_round(x, 1, 0x5555_5555_5555_5555);
+/// In-place transpose of every lane's 64 × 64 bit matrix (`out[r]` bit `c` = `in[c]` bit `r`): Eklundh's
+/// recursive block swap, six rounds (32, 16, 8, 4, 2, 1) of word-parallel masked swaps done in three passes,
+/// no per-bit loop.
+#[inline(always)]
+fn transpose_bands(x: &mut Bands) {
+    swap_rounds(x, 16, 0x0000_0000_FFFF_FFFF, 0x0000_FFFF_0000_FFFF);
+    swap_rounds(x, 4, 0x00FF_00FF_00FF_00FF, 0x0F0F_0F0F_0F0F_0F0F);
+    swap_rounds(x, 1, 0x3333_3333_3333_3333, 0x5555_5555_5555_5555);
 }
 
 /// Transposes the first `words` words of a chunk of 128 columns into `64·words` rows, appending to `out`
@@ -186,31 +237,32 @@ pub(crate) fn transpose_chunk(
     row_limit: usize,
     out: &mut Vec<Block>,
 ) {
-    let mut lo = [0u64; 64];
-    let mut hi = [0u64; 64];
-    for k in 0..words {
-        let first_row = 64 * k;
-        if first_row >= row_limit {
-            break;
+    const { assert!(CHUNK_WORDS % BANDS == 0) };
+    let mut x: Bands = [[0u64; 2 * BANDS]; 64];
+    let (cols_lo, cols_hi) = cols.split_at(64);
+    let mut k = 0;
+    while k < words && 64 * k < row_limit {
+        // Whole groups of BANDS words (the chunk holds CHUNK_WORDS, a multiple of BANDS); bands past `words`
+        // are transposed but not output.
+        for (x, (a, b)) in x.iter_mut().zip(cols_lo.iter().zip(cols_hi)) {
+            let (xa, xb) = x.split_at_mut(BANDS);
+            xa.copy_from_slice(&a[k..k + BANDS]);
+            xb.copy_from_slice(&b[k..k + BANDS]);
         }
-        let (cols_lo, cols_hi) = cols.split_at(64);
-        for ((l, h), (a, b)) in lo
-            .iter_mut()
-            .zip(hi.iter_mut())
-            .zip(cols_lo.iter().zip(cols_hi))
-        {
-            *l = a[k];
-            *h = b[k];
+        transpose_bands(&mut x);
+        for band in 0..BANDS.min(words - k) {
+            let first_row = 64 * (k + band);
+            if first_row >= row_limit {
+                break;
+            }
+            let n = (row_limit - first_row).min(64);
+            out.extend(
+                x[..n]
+                    .iter()
+                    .map(|r| Block(r[band] as u128 | (r[BANDS + band] as u128) << 64)),
+            );
         }
-        transpose64(&mut lo);
-        transpose64(&mut hi);
-        let n = (row_limit - first_row).min(64);
-        out.extend(
-            lo[..n]
-                .iter()
-                .zip(&hi[..n])
-                .map(|(&l, &h)| Block(l as u128 | (h as u128) << 64)),
-        );
+        k += BANDS;
     }
 }
 
