@@ -170,6 +170,9 @@ pub const WHY_NOT_LATEST: &str = "window does not end at the last full month";
 pub const WHY_ALREADY_RELEASED: &str = "already released to this principal for this window";
 /// Guarantee: row-level releases are never auto-approved.
 pub const WHY_ROW_LEVEL: &str = "a row-level release always goes to the owner";
+/// Guarantee: several exact answers at once are never approved without the owner.
+pub const WHY_PLAINTEXT_BATCH: &str =
+    "several exact answers asked together always go to the owner (ask them one by one for the policy to decide)";
 /// Guarantee: a DP release is auto-approved only when its privacy cost is known.
 pub const WHY_DP_COST_UNKNOWN: &str = "the privacy cost of this dp release is not known";
 
@@ -224,6 +227,43 @@ pub const REASON_REASONS_RELEASE: &str =
 ///
 /// When several guarantees turn an approval into an ask, `why` lists each of them, separated by `"; "`.
 pub fn decide(policy: &Policy, facts: &RequestFacts<'_>) -> Decision {
+    if facts.checked.items.is_empty() {
+        return decide_one(policy, facts);
+    }
+    // A batch: each question is decided as if asked alone (with the batch's cost and budget facts, so a cost
+    // cap reads the whole batch), and so is the whole; a denial of any denies the batch, an ask of any puts
+    // it to the owner. A deny rule cannot be escaped by asking something else in the same breath.
+    let mut ask = None;
+    for (i, item) in facts.checked.items.iter().enumerate() {
+        let alone = RequestFacts {
+            checked: item,
+            ..*facts
+        };
+        match decide_one(policy, &alone) {
+            Decision::Deny { rule, reason } => {
+                return Decision::Deny {
+                    rule,
+                    reason: format!("question {} of the batch: {reason}", i + 1),
+                }
+            }
+            Decision::Ask { rule, why } => {
+                ask.get_or_insert(Decision::Ask {
+                    rule,
+                    why: format!("question {} of the batch: {why}", i + 1),
+                });
+            }
+            Decision::Approve { .. } => {}
+        }
+    }
+    match (decide_one(policy, facts), ask) {
+        (deny @ Decision::Deny { .. }, _) => deny,
+        (_, Some(ask)) => ask,
+        (whole, None) => whole,
+    }
+}
+
+/// [`decide`] for one request as a whole (a batch's union of facts, or one question).
+fn decide_one(policy: &Policy, facts: &RequestFacts<'_>) -> Decision {
     let matched = policy.first_match(facts);
     let (rule, action, reason) = match matched {
         Some(r) => (r.name(), r.action(), r.reason()),
@@ -334,6 +374,11 @@ fn lists(rule: &Rule, kind: RevealKind) -> bool {
         .any(|c| matches!(c, Condition::Reveal(kinds) if kinds.contains(&kind)))
 }
 
+/// How many releases a request counts as against a `rate`: one per question of a batch, else one.
+pub fn releases(checked: &Checked) -> u64 {
+    checked.items.len().max(1) as u64
+}
+
 /// The hard guarantees that forbid approving this request without the owner, in plain words (empty when
 /// an approving rule may stand). See [`decide`].
 pub fn approval_blockers(facts: &RequestFacts<'_>) -> Vec<&'static str> {
@@ -343,7 +388,9 @@ pub fn approval_blockers(facts: &RequestFacts<'_>) -> Vec<&'static str> {
         blockers.push(WHY_ROW_LEVEL);
     }
     if facts.backend == Backend::Plaintext {
-        if !checked.catalogue_only || checked.catalogue.is_empty() {
+        if checked.items.len() > 1 {
+            blockers.push(WHY_PLAINTEXT_BATCH);
+        } else if !checked.catalogue_only || checked.catalogue.is_empty() {
             blockers.push(WHY_AD_HOC_PLAINTEXT);
         } else {
             if !checked.catalogue.iter().all(|c| c.latest) {
@@ -455,9 +502,10 @@ impl Condition {
             Condition::MinBudgetLeft(min) => {
                 facts.cost.is_some() && facts.budget_left_after.is_some_and(|left| left >= *min)
             }
-            Condition::Rate(limit) => facts
-                .rate_counts
-                .is_some_and(|counts| counts.count(rule, limit.per) < limit.max),
+            // A batch counts one release per question, all of which must fit.
+            Condition::Rate(limit) => facts.rate_counts.is_some_and(|counts| {
+                counts.count(rule, limit.per) + releases(checked) <= limit.max
+            }),
             Condition::Hours(hours) => facts.now.is_some_and(|now| hours.contains(now)),
             Condition::Weekdays(days) => facts.now.is_some_and(|now| days.contains(&now.weekday())),
         }
@@ -659,6 +707,145 @@ mod tests {
                 assert_eq!(said, Some(says), "{}: got {got:?}", case.name);
             }
         }
+    }
+
+    /// One question as checked alone: a single latest catalogue attribute, or an ad-hoc count, over `dataset`.
+    fn question(attr: Option<&str>, dataset: &str) -> Checked {
+        let mut c = scoring_checked(&attr.into_iter().collect::<Vec<_>>());
+        c.datasets = [dataset.to_owned()].into();
+        c.catalogue_only = attr.is_some();
+        if attr.is_none() {
+            c.op_kinds = [OpKind::Count].into();
+        }
+        c
+    }
+
+    /// A batch of questions, with their union as the engine's checker makes it.
+    fn batch(items: Vec<Checked>) -> Checked {
+        let mut b = question(None, "x");
+        b.datasets = items.iter().flat_map(|i| i.datasets.clone()).collect();
+        b.op_kinds = items.iter().flat_map(|i| i.op_kinds.clone()).collect();
+        b.catalogue = items.iter().flat_map(|i| i.catalogue.clone()).collect();
+        b.catalogue_only = items.iter().all(|i| i.catalogue_only);
+        b.ty = Type::Batch {
+            items: items.iter().map(|i| i.ty.clone()).collect(),
+        };
+        b.items = items;
+        b
+    }
+
+    /// Review finding: a deny rule that matches a question alone also denies a batch holding it (catalogue,
+    /// `ops` and `datasets` conditions read the batch's union, which the other questions change); several
+    /// exact answers at once go to the owner; a `rate` counts each question.
+    #[test]
+    fn a_batch_cannot_escape_a_deny_or_a_rate_by_its_other_questions() {
+        let policy = Policy::parse(
+            r#"
+default = "ask"
+[[rule]]
+name = "no-income"
+catalogue = ["income_cv_12m"]
+action = "deny"
+reason = "not income"
+[[rule]]
+name = "no-counts"
+ops = ["count"]
+action = "deny"
+reason = "no counts"
+[[rule]]
+name = "no-bank"
+datasets = ["bank"]
+action = "deny"
+reason = "not the bank"
+[[rule]]
+name = "attributes"
+backend = ["plaintext", "dp"]
+catalogue = ["*"]
+action = "approve"
+[[rule]]
+name = "dp"
+backend = ["dp"]
+rate = { max = 2, per = "30d" }
+action = "approve"
+"#,
+        )
+        .unwrap();
+        let tags = BTreeMap::new();
+        let decide_on = |checked: &Checked, backend: Backend, used: u64| {
+            let counts: BTreeMap<(String, Window), u64> =
+                [(("dp".to_owned(), "30d".parse().unwrap()), used)].into();
+            let mut facts = RequestFacts::new("Acme", backend, checked, &tags);
+            facts.cost = Some("0.1".parse().unwrap());
+            facts.rate_counts = Some(&counts);
+            decide(&policy, &facts)
+        };
+        let income = question(Some("income_cv_12m"), "transactions");
+        let rent = question(Some("rent_on_time_ratio_12m"), "rent");
+        assert_eq!(
+            decide_on(&income, Backend::Plaintext, 0).rule(),
+            "no-income"
+        );
+        for b in [Backend::Plaintext, Backend::Dp] {
+            let d = decide_on(&batch(vec![income.clone(), rent.clone()]), b, 0);
+            assert_eq!(d.rule(), "no-income", "{b}: {d:?}");
+            assert_eq!(d.action().name(), "deny");
+        }
+        let d = decide_on(
+            &batch(vec![question(None, "rent"), rent.clone()]),
+            Backend::Dp,
+            0,
+        );
+        assert_eq!(
+            (d.rule(), d.action().name()),
+            ("no-counts", "deny"),
+            "{d:?}"
+        );
+        let d = decide_on(
+            &batch(vec![
+                question(Some("avg_daily_balance_3m"), "bank"),
+                rent.clone(),
+            ]),
+            Backend::Dp,
+            0,
+        );
+        assert_eq!((d.rule(), d.action().name()), ("no-bank", "deny"), "{d:?}");
+        // Two attributes in plaintext: each alone would be approved, together they go to the owner.
+        let two = batch(vec![
+            rent.clone(),
+            question(Some("utility_on_time_ratio_12m"), "bills"),
+        ]);
+        assert_eq!(
+            decide_on(&rent, Backend::Plaintext, 0).action().name(),
+            "approve"
+        );
+        let d = decide_on(&two, Backend::Plaintext, 0);
+        assert!(
+            matches!(&d, Decision::Ask { why, .. } if why.contains(WHY_PLAINTEXT_BATCH)),
+            "{d:?}"
+        );
+        // Through dp the rate counts each question: two fit a limit of 2 once, not after one release.
+        let dp_two = batch(vec![question(None, "rent"), question(None, "bills")]);
+        let unlisted = Policy::parse(
+            r#"
+default = "ask"
+[[rule]]
+name = "dp"
+backend = ["dp"]
+rate = { max = 2, per = "30d" }
+action = "approve"
+"#,
+        )
+        .unwrap();
+        let with = |used: u64| {
+            let counts: BTreeMap<(String, Window), u64> =
+                [(("dp".to_owned(), "30d".parse().unwrap()), used)].into();
+            let mut facts = RequestFacts::new("Acme", Backend::Dp, &dp_two, &tags);
+            facts.available_backends = &[Backend::Plaintext, Backend::Dp];
+            facts.cost = Some("0.1".parse().unwrap());
+            facts.rate_counts = Some(&counts);
+            decide(&unlisted, &facts).action().name()
+        };
+        assert_eq!((with(0), with(1)), ("approve", "ask"));
     }
 
     #[test]

@@ -559,7 +559,10 @@ pub(crate) fn rate_counts(
 /// Count a release against every rate-limited rule whose other conditions it meets.
 fn record_rates(tx: &dyn Conn, policy: &Policy, facts: &RequestFacts<'_>) -> Result<(), Error> {
     for (rule, _) in policy.rate_counters(facts) {
-        tx.record_rate(facts.principal, &rule)?;
+        // A batch is one release per question.
+        for _ in 0..duo_policies::decision::releases(facts.checked) {
+            tx.record_rate(facts.principal, &rule)?;
+        }
     }
     Ok(())
 }
