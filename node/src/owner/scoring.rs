@@ -310,7 +310,9 @@ impl Owner {
         let tx = self.store.write()?;
         let receipt = match &result {
             Ok(outcome) => {
-                if let Some(next) = next_ot {
+                // Kept only for a principal still paired: a revocation that committed during the run removed
+                // its state, and none comes back.
+                if let (Some(next), Some(_)) = (next_ot, tx.current_pairing(principal)?) {
                     tx.put_ot_state(principal, next)?;
                 }
                 tx.run_done(run, outcome)?;

@@ -424,15 +424,26 @@ impl SessionState {
             next_index: ot.next_index(),
             state: ot.to_rest(),
         };
-        let principal = self.principal.clone();
+        let (principal, remote) = (self.principal.clone(), self.remote);
         let kept = blocking(&mut self.owner, move |o| {
             use crate::store::prelude::*;
-            o.store().put_ot_state(&principal, &state)
+            // Only for a pairing still in force (a revocation may have committed since the session began).
+            let tx = o.store_mut().write()?;
+            if tx.principal_for_key(&remote)?.as_deref() != Some(principal.as_str()) {
+                return Ok(false);
+            }
+            tx.put_ot_state(&principal, &state)?;
+            tx.commit()?;
+            Ok::<_, Error>(true)
         })
         .await;
         match kept {
-            Ok(Ok(())) => ServerMsg::OtPrepared {
+            Ok(Ok(true)) => ServerMsg::OtPrepared {
                 base: crate::proto::digest::hex(&reply.to_bytes()),
+            },
+            Ok(Ok(false)) => ServerMsg::Error {
+                code: "revoked".into(),
+                message: "the owner revoked or ended this pairing".into(),
             },
             Ok(Err(e)) | Err(e) => error_msg(&e),
         }

@@ -8,7 +8,8 @@
 //!
 //! Setup (128 base OTs, roles reversed, see [`crate::ot::base`]): the sender draws `Δ ∈ {0,1}^128` and learns
 //! `k_i^{Δ_i}`; the receiver holds both `k_i^0, k_i^1`. `G(k)` is AES-128-CTR under `k`, continuing from where
-//! the previous extension stopped.
+//! the previous extension stopped; a scoring run first keys both sides for itself ([`Sender::for_run`],
+//! [`Receiver::for_run`]), so each run's `G` is a fresh stream.
 //!
 //! Extension of `m` OTs with receiver choices `r ∈ {0,1}^m`:
 //!
@@ -339,8 +340,19 @@ pub enum SenderPart {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// State at rest
+// State at rest, and one stream per run
 // ---------------------------------------------------------------------------------------------------------
+
+/// A base-OT key as keyed for one run: `BLAKE3-derive-key("duo/ot/run-key/v1", k || session)`, truncated to
+/// 128 bits.
+fn run_key(key: u128, session: &SessionId) -> Block {
+    let mut h = blake3::Hasher::new_derive_key("duo/ot/run-key/v1");
+    h.update(&key.to_le_bytes());
+    h.update(&session.0);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    Block(u128::from_le_bytes(out))
+}
 
 /// First bytes of a sender's state at rest.
 const SENDER_REST: &[u8; 8] = b"duokosS1";
@@ -396,6 +408,22 @@ fn write_rest(
 }
 
 impl Sender {
+    /// This sender keyed for one run with protocol session id `session`: every PRG is keyed by the base-OT key
+    /// and `session` ([`run_key`]) and starts at block 0, and the OT index goes on. Runs have distinct session
+    /// ids (bound to the channel's handshake, the request and the run), so no two runs extend from the same
+    /// stream, even a state at rest continued twice (restored from a backup, say): reusing a stream with other
+    /// choices would give away the difference of the receiver's choice bits, and the sender's inputs through
+    /// the products. The receiver must key itself for the same session ([`Receiver::for_run`]).
+    pub fn for_run(mut self, session: &SessionId) -> Sender {
+        self.prgs = self
+            .seeds
+            .iter()
+            .map(|k| Prg::new(run_key(*k, session)))
+            .collect();
+        self.next_block = 0;
+        self
+    }
+
     /// This sender's state, to keep at rest until the next run with the same FI, so that run skips the base OTs:
     /// `Δ`, the 128 keys `k_i^{Δ_i}`, and the next OT index and PRG block. As secret as the node's private key:
     /// with it and the FI's extension messages, the FI's choice bits could be read. A state must be used once:
@@ -423,6 +451,23 @@ impl Sender {
 }
 
 impl Receiver {
+    /// This receiver keyed for one run with protocol session id `session`, as [`Sender::for_run`] keys the
+    /// sender: both PRGs of every base OT keyed by their key and `session`, starting at block 0.
+    pub fn for_run(mut self, session: &SessionId) -> Receiver {
+        self.prgs = self
+            .seeds
+            .iter()
+            .map(|[a, b]| {
+                [
+                    Prg::new(run_key(*a, session)),
+                    Prg::new(run_key(*b, session)),
+                ]
+            })
+            .collect();
+        self.next_block = 0;
+        self
+    }
+
     /// This receiver's state, to keep at rest until the next run with the same owner: both keys of the 128
     /// base OTs and the next OT index and PRG block. As secret as the FI's private key: with it, the owner
     /// could read the FI's choice bits (its model's inputs) from its extension messages. A state must be used

@@ -414,6 +414,41 @@ fn a_state_at_rest_continues_the_extension_where_it_stopped() {
     assert!(Receiver::from_rest(&[]).is_err());
 }
 
+/// Review finding: a sender's state at rest continued twice (the owner's store restored from a backup) at the
+/// same OT index, with other choices from the FI, gave the FI the owner's product input (the two runs'
+/// corrections summed to `2x`). Each run is keyed for its own session id, so the two extensions draw unrelated
+/// streams and the sum tells nothing; without the per-run keying it is exactly `2x` (checked first).
+#[test]
+fn a_state_continued_twice_reveals_nothing_when_each_run_has_its_own_stream() {
+    let x: u64 = 123_456_789;
+    let deltas: Vec<u64> = (0..64).map(|j| x << j).collect();
+    let twice = |keyed: bool| {
+        let (s, r) = setup_by_hand(21);
+        let (s_rest, r_rest) = (s.to_rest(), r.to_rest());
+        let mut sum = 0u64;
+        for (run, choice) in [(1u8, false), (2u8, true)] {
+            let (s, r) = (
+                Sender::from_rest(&s_rest).unwrap(),
+                Receiver::from_rest(&r_rest).unwrap(),
+            );
+            let sid = SessionId([run; 32]);
+            let (s, r) = if keyed {
+                (s.for_run(&sid), r.for_run(&sid))
+            } else {
+                (s, r)
+            };
+            let (res, _, cot_r) = extend_by_hand(s, r, &[choice; 64], u64::from(run), &no_tamper);
+            let (_, cot_s) = res.expect("an honest extension passes the check");
+            assert_cot(&cot_s, &cot_r);
+            let (_, y) = cot_s.send_correlated_u64(&deltas).unwrap();
+            sum = sum.wrapping_add(y.y[0]);
+        }
+        sum
+    };
+    assert_eq!(twice(false), 2 * x, "the attack this test guards against");
+    assert_ne!(twice(true), 2 * x);
+}
+
 #[test]
 fn ideal_functionalities_hold_their_relations_and_refuse_misuse() {
     let mut rng = rng(3);

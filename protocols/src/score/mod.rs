@@ -727,7 +727,9 @@ impl OwnerRun {
         };
         let mut out = Vec::new();
         run.state = match ot {
-            Some(sender) => OwnerState::Matrix(sender.extend(params.ots())?),
+            Some(sender) => {
+                OwnerState::Matrix(sender.for_run(&params.session).extend(params.ots())?)
+            }
             None => {
                 let (setup, msg) = kos::Sender::setup(params.session, rng)?;
                 let msg = msgs::frame(Tag::BaseReceiver, msg.to_bytes());
@@ -796,7 +798,7 @@ impl OwnerRun {
         match state {
             OwnerState::Base(setup) => {
                 let a = BaseSenderMsg::from_bytes(&body).map_err(ot::Error::from)?;
-                let sender = setup.finish(&a);
+                let sender = setup.finish(&a).for_run(&self.params.session);
                 self.state = OwnerState::Matrix(sender.extend(self.params.ots())?);
             }
             OwnerState::Matrix(ext) => {
@@ -1025,7 +1027,7 @@ impl FiRun {
         let mut out = Vec::new();
         run.state = match ot {
             Some(receiver) => {
-                let (ext, matrix) = receiver.extend(&choices, rng)?;
+                let (ext, matrix) = receiver.for_run(&params.session).extend(&choices, rng)?;
                 choices.zeroize();
                 out.push(run.send(Tag::Matrix, matrix.into_bytes()));
                 FiState::Challenge(ext)
@@ -1104,7 +1106,7 @@ impl FiRun {
         match state {
             FiState::Base { setup, mut choices } => {
                 let pairs = BaseReceiverMsg::from_bytes(&body).map_err(ot::Error::from)?;
-                let receiver = setup.finish(&pairs)?;
+                let receiver = setup.finish(&pairs)?.for_run(&self.params.session);
                 let (ext, matrix) = receiver.extend(&choices, rng)?;
                 choices.zeroize();
                 out.push(self.send(Tag::Matrix, matrix.into_bytes()));
