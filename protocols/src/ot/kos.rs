@@ -409,7 +409,7 @@ fn write_rest(
 
 impl Sender {
     /// This sender keyed for one run with protocol session id `session`: every PRG is keyed by the base-OT key
-    /// and `session` ([`run_key`]) and starts at block 0, and the OT index goes on. Runs have distinct session
+    /// and `session` (a BLAKE3 key derivation) and starts at block 0, and the OT index goes on. Runs have distinct session
     /// ids (bound to the channel's handshake, the request and the run), so no two runs extend from the same
     /// stream, even a state at rest continued twice (restored from a backup, say): reusing a stream with other
     /// choices would give away the difference of the receiver's choice bits, and the sender's inputs through
