@@ -95,6 +95,14 @@ pub enum Type {
 }
 
 impl Type {
+    /// A batch's question types, in order (empty for any other type).
+    pub fn batch_items(&self) -> &[Type] {
+        match self {
+            Type::Batch { items } => items,
+            _ => &[],
+        }
+    }
+
     /// Whether releasing a value of this type reveals rows (a table or a column, or a batch holding one).
     pub fn is_row_level(&self) -> bool {
         match self {

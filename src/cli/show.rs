@@ -108,10 +108,7 @@ pub fn answer(a: &Answer, ty: &Type) -> String {
             s
         }
         Answer::Batch { items } => {
-            let types = match ty {
-                Type::Batch { items } => items.as_slice(),
-                _ => &[],
-            };
+            let types = ty.batch_items();
             let mut s = String::new();
             for (i, a) in items.iter().enumerate() {
                 let _ = write!(
@@ -181,10 +178,7 @@ pub fn request(v: &RequestView) -> String {
 
 /// A batch's questions, a line each: their cost and expected error (nothing for a single release).
 pub fn batch_items(items: &[ItemPlan], ty: &Type) -> String {
-    let types = match ty {
-        Type::Batch { items } => items.as_slice(),
-        _ => &[],
-    };
+    let types = ty.batch_items();
     let mut s = String::new();
     for (i, item) in items.iter().enumerate() {
         let _ = writeln!(
