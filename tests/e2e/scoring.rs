@@ -4,6 +4,7 @@
 
 use duo::engine::Value;
 use duo::node::fi::ModelFile;
+use duo::node::proto::request::RequestState;
 use duo::node::proto::scoring::ScoreOutcome;
 use duo::node::store::prelude::*;
 use duo::policies::Reveal;
@@ -858,5 +859,69 @@ async fn runs_continue_the_ot_state_made_at_pairing_and_kept_at_rest() {
     c.close().await;
     owner.store().store_mut().revoke("acme").unwrap();
     assert_eq!(ot_states(&owner, &fi).0, None);
+    node.shutdown().await;
+}
+
+/// The run-start re-check decides the request again from scratch: a reasons request approved by a rule that
+/// listed `decision+reasons` does not run once that rule is gone (guarantee 9 of the policy), while a `rate`
+/// on the approving rule does not count the request's own approval a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_refused_when_no_rule_now_allows_its_reveal_but_not_by_its_own_rate() {
+    // At most one reasons release a month: the approval of the first request uses it up, and over the rate
+    // the default decides, which never releases reasons.
+    let limited = REASONS_POLICY.replace(
+        "reveal = [\"decision+reasons\"]\naction = \"approve\"",
+        "reveal = [\"decision+reasons\"]\nrate = { max = 1, per = \"30d\" }\naction = \"approve\"\n",
+    );
+    assert_ne!(limited, REASONS_POLICY);
+    let owner = owner_with_sample(&limited);
+    let node = owner.start().await;
+    let fi = paired_fi(&owner, &node, "lender").await;
+    let mut c = fi.connect().await;
+    let reveal = Reveal::DecisionReasons { k: 1 };
+    let m = test_model(-1.0, 1000.0, &[]);
+    let first = c
+        .ask_score(&m, reveal, "adverse action notice")
+        .await
+        .unwrap();
+    assert_eq!(first.state, RequestState::Approved, "{:?}", first.why);
+    // It runs: its own approval is not counted against the rate a second time.
+    let r = c.score_run(first.id, &m, &mut quiet()).await.unwrap();
+    assert!(matches!(
+        r.outcome,
+        ScoreOutcome::DecisionReasons { approve: false, .. }
+    ));
+
+    // The owner allows more by hand.
+    let path = duo::node::owner::policy_path(&owner.dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let by_hand = "\n[[rule]]\nname = \"more-by-hand\"\nbackend = [\"2pc\"]\nreveal = [\"decision+reasons\"]\naction = \"ask\"\n";
+    std::fs::write(&path, format!("{text}{by_hand}")).unwrap();
+    let second = c
+        .ask_score(&m, reveal, "adverse action notice")
+        .await
+        .unwrap();
+    assert_eq!(second.state, RequestState::Pending, "{:?}", second.why);
+    // The owner approves the second by hand, then removes the rules that allowed reasons.
+    let mut o = open_store(&owner.dir);
+    o.approve(second.id, None).unwrap();
+    let path = duo::node::owner::policy_path(&owner.dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let at = text.find("[[rule]]\nname = \"adverse-action\"").unwrap();
+    std::fs::write(&path, &text[..at]).unwrap();
+    let e = c
+        .score_run(second.id, &m, &mut quiet())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reasons-release"), "{e}");
+    // Refused before it started: one run counted, the refusal logged.
+    let runs: i64 = owner
+        .db()
+        .query_row("SELECT COUNT(*) FROM scoring_runs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(runs, 1);
+    assert!(log_kinds(&o).contains(&"scoring-refused".to_string()));
+    c.close().await;
     node.shutdown().await;
 }

@@ -107,7 +107,7 @@ impl Owner {
             return Err(stale(format!("the budget no longer allows it: {e}")));
         }
         let tags = tags_with(cache, &tx, ask.checked)?;
-        let counts = rate_counts(&tx, &policy, ask.principal)?;
+        let counts = rate_counts(&tx, &policy, ask.principal, None)?;
         let facts = RequestFacts {
             already_released: tx.already_released(ask.principal, ask.checked)?,
             now: Some(chrono::Local::now().naive_local()),

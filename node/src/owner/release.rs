@@ -238,7 +238,7 @@ fn gather_policy_facts(
 ) -> Result<(), Error> {
     facts.tags = tags_with(cache, tx, ask.checked)?;
     facts.already_released = tx.already_released(ask.principal, ask.checked)?;
-    facts.rate_counts = rate_counts(tx, policy, ask.principal)?;
+    facts.rate_counts = rate_counts(tx, policy, ask.principal, None)?;
     Ok(())
 }
 
@@ -383,7 +383,7 @@ pub(crate) fn record_approved(
     plan: &Plan,
     answer: Option<&Answer>,
 ) -> Result<(), Error> {
-    record_rates(tx, policy, policy_facts)?;
+    record_rates(tx, policy, policy_facts, id)?;
     let Some(answer) = answer else {
         return Ok(());
     };
@@ -542,13 +542,14 @@ pub(crate) fn rate_counts(
     conn: &dyn Conn,
     policy: &Policy,
     principal: &str,
+    except: Option<u64>,
 ) -> Result<BTreeMap<(String, duo_policies::Window), u64>, Error> {
     let mut out = BTreeMap::new();
     for rule in policy.rules() {
         for c in rule.conditions() {
             if let duo_policies::Condition::Rate(limit) = c {
                 let since = crate::store::now_unix() - limit.per.seconds();
-                let n = conn.rate_count(principal, rule.name(), since)?;
+                let n = conn.rate_count(principal, rule.name(), since, except)?;
                 out.insert((rule.name().to_string(), limit.per), n);
             }
         }
@@ -557,11 +558,16 @@ pub(crate) fn rate_counts(
 }
 
 /// Count a release against every rate-limited rule whose other conditions it meets.
-fn record_rates(tx: &dyn Conn, policy: &Policy, facts: &RequestFacts<'_>) -> Result<(), Error> {
+fn record_rates(
+    tx: &dyn Conn,
+    policy: &Policy,
+    facts: &RequestFacts<'_>,
+    id: u64,
+) -> Result<(), Error> {
     for (rule, _) in policy.rate_counters(facts) {
         // A batch is one release per question.
         for _ in 0..duo_policies::decision::releases(facts.checked) {
-            tx.record_rate(facts.principal, &rule)?;
+            tx.record_rate(facts.principal, &rule, id)?;
         }
     }
     Ok(())

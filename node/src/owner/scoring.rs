@@ -116,19 +116,21 @@ pub(crate) struct AdmittedRun {
 }
 
 impl Owner {
-    /// Whether the policy, as it is now, refuses a scoring run of an approved request about to start: any deny
-    /// rule that matches it now, a backend no longer available, or the `[scoring]` limits. (Not the whole
-    /// first-match decision: the request's own approval was counted in the `rate` conditions, so re-deciding
-    /// from scratch would refuse what the policy approved.)
+    /// Whether the policy, as it is now, refuses a scoring run of an approved request about to start: the
+    /// request decided again from scratch, as the owner's approval re-checks it, with its own approval left
+    /// out of the `rate` counts (it was counted when it was approved, and is not a second release). A deny,
+    /// whether from a rule, the backend, the `[scoring]` limits or a reveal no rule now lists, refuses the
+    /// run; an ask does not, since the request was already approved.
     fn scoring_denied(
         &self,
         principal: &str,
+        request: u64,
         checked: &Checked,
         spec: &ScoringSpec,
     ) -> Result<Option<(String, String)>, Error> {
         let (policy, _) = self.policy()?;
         let tags = super::tags_with(&self.cache, &self.store, checked)?;
-        let counts = super::release::rate_counts(&self.store, &policy, principal)?;
+        let counts = super::release::rate_counts(&self.store, &policy, principal, Some(request))?;
         let used = self
             .store
             .scoring_use(principal, window_start(policy.scoring_limits()))?;
@@ -143,25 +145,10 @@ impl Owner {
             }),
             ..RequestFacts::new(principal, duo_policies::Backend::TwoPc, checked, &tags)
         };
-        if let Some(rule) = policy
-            .rules()
-            .iter()
-            .find(|r| r.action() == duo_policies::Action::Deny && r.matches(&facts))
-        {
-            let reason = rule.reason().unwrap_or("denied by the owner's policy");
-            return Ok(Some((rule.name().to_string(), reason.to_string())));
-        }
-        if !backend::AVAILABLE.contains(&duo_policies::Backend::TwoPc) {
-            return Ok(Some((
-                "backend".into(),
-                "backend `2pc` is not available on this node".into(),
-            )));
-        }
-        Ok(policy
-            .scoring_limits()
-            .check(&used, spec.reveal, spec.attributes.len())
-            .err()
-            .map(|e| ("scoring-limit".to_string(), e.to_string())))
+        Ok(match duo_policies::decide(&policy, &facts) {
+            duo_policies::Decision::Deny { rule, reason } => Some((rule, reason)),
+            duo_policies::Decision::Approve { .. } | duo_policies::Decision::Ask { .. } => None,
+        })
     }
 
     /// The approved, not yet run scoring request `request` of `principal`, with its spec.
@@ -230,7 +217,7 @@ impl Owner {
         let spec = self.approved_scoring(principal, request)?;
         // The policy as it is now: a run of a request approved earlier is refused if the policy now denies it.
         let checked = scoring_checked(self, &spec)?;
-        if let Some((rule, reason)) = self.scoring_denied(principal, &checked, &spec)? {
+        if let Some((rule, reason)) = self.scoring_denied(principal, request, &checked, &spec)? {
             let tx = self.store.write()?;
             tx.append_log(
                 "scoring-refused",

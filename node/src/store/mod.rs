@@ -169,7 +169,8 @@ CREATE TABLE IF NOT EXISTS ot_states (
 CREATE TABLE IF NOT EXISTS rate_events (
     principal TEXT NOT NULL,
     rule      TEXT NOT NULL,
-    at        INTEGER NOT NULL
+    at        INTEGER NOT NULL,
+    request   INTEGER
 );
 CREATE INDEX IF NOT EXISTS rate_events_by_key ON rate_events (principal, rule, at);
 CREATE TABLE IF NOT EXISTS budget_history (

@@ -149,6 +149,17 @@ pub(super) fn upgrade(conn: &rusqlite::Connection) -> Result<(), Error> {
         // As above: a concurrent opener may have added it first.
         let _ = conn.execute_batch("ALTER TABLE requests ADD COLUMN items TEXT");
     }
+    // A store made before rate events named their request gets the column (empty for its old events, which
+    // a scoring run's re-check then cannot leave out: it errs towards refusing).
+    let has: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('rate_events') WHERE name = 'request'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has == 0 {
+        // As above: a concurrent opener may have added it first.
+        let _ = conn.execute_batch("ALTER TABLE rate_events ADD COLUMN request INTEGER");
+    }
     Ok(())
 }
 
@@ -518,22 +529,32 @@ pub trait Requests: HasConn {
         Ok(out.into_values().collect())
     }
 
-    /// Releases to `principal` counted against `rule` since `since` (seconds since the epoch).
-    fn rate_count(&self, principal: &str, rule: &str, since: i64) -> Result<u64, Error> {
+    /// Releases to `principal` counted against `rule` since `since` (seconds since the epoch), leaving out
+    /// those of request `except` (a request's own approval, when its scoring run re-checks the policy).
+    fn rate_count(
+        &self,
+        principal: &str,
+        rule: &str,
+        since: i64,
+        except: Option<u64>,
+    ) -> Result<u64, Error> {
         let n: i64 = self
             .conn()
             .prepare_cached(
-                "SELECT COUNT(*) FROM rate_events WHERE principal = ?1 AND rule = ?2 AND at > ?3",
+                "SELECT COUNT(*) FROM rate_events WHERE principal = ?1 AND rule = ?2 AND at > ?3
+                 AND (?4 IS NULL OR request IS NULL OR request <> ?4)",
             )?
-            .query_row(params![principal, rule, since], |r| r.get(0))?;
+            .query_row(params![principal, rule, since, except], |r| r.get(0))?;
         Ok(n as u64)
     }
 
-    /// Count a release to `principal` against `rule`, now.
-    fn record_rate(&self, principal: &str, rule: &str) -> Result<(), Error> {
+    /// Count a release of request `request` to `principal` against `rule`, now.
+    fn record_rate(&self, principal: &str, rule: &str, request: u64) -> Result<(), Error> {
         self.conn()
-            .prepare_cached("INSERT INTO rate_events (principal, rule, at) VALUES (?1, ?2, ?3)")?
-            .execute(params![principal, rule, now_unix()])?;
+            .prepare_cached(
+                "INSERT INTO rate_events (principal, rule, at, request) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![principal, rule, now_unix(), request])?;
         Ok(())
     }
 }
