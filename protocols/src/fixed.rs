@@ -31,6 +31,12 @@
 //!
 //! Attributes and weights resolve `2^-16 ≈ 1.5e-5`. A non-zero weight that rounds to zero is refused rather
 //! than silently dropped; a model with tiny weights on large attributes should use larger attribute units.
+//!
+//! # Weight range
+//!
+//! An encoded weight is a signed 32-bit integer ([`WEIGHT_BITS`]): `|w| < 2^15 = 32768` in model units. Private
+//! scoring inputs each weight bit by bit, one oblivious transfer per bit, so the bound halves its cost against
+//! the whole 64-bit ring; it also bounds what any weight the FI inputs can be.
 
 use std::fmt;
 
@@ -38,6 +44,8 @@ use std::fmt;
 pub const ATTR_FRAC_BITS: u32 = 16;
 /// Fractional bits of an encoded weight.
 pub const WEIGHT_FRAC_BITS: u32 = 16;
+/// Bits of an encoded weight, a signed integer: weights lie in `[-2^15, 2^15)` in model units.
+pub const WEIGHT_BITS: u32 = 32;
 /// Fractional bits of a product, of the score, of the bias and of the threshold.
 pub const SCORE_FRAC_BITS: u32 = ATTR_FRAC_BITS + WEIGHT_FRAC_BITS;
 /// A model is refused if its worst-case `|score|` (or `|score − threshold|`) could reach `2^HEADROOM_BITS`.
@@ -106,6 +114,17 @@ pub enum FixedError {
         bounds: usize,
         /// Weights given.
         weights: usize,
+    },
+    /// A weight outside the [`WEIGHT_BITS`]-bit range.
+    #[error(
+        "weight {index} = {value} is out of range: a weight's magnitude must be below {}",
+        1u64 << (WEIGHT_BITS - 1 - WEIGHT_FRAC_BITS)
+    )]
+    WeightOutOfRange {
+        /// Attribute index.
+        index: usize,
+        /// The weight.
+        value: f64,
     },
     /// A non-zero weight encodes to zero at scale `2^16`.
     #[error("weight {index} = {value} is below the resolution 2^-{WEIGHT_FRAC_BITS} and would be dropped")]
@@ -208,7 +227,8 @@ pub struct ScoreReference {
 }
 
 impl FixedModel {
-    /// Encodes and checks a model: bounds must be finite and non-empty, weights must not underflow, and the
+    /// Encodes and checks a model: bounds must be finite and non-empty, weights must not underflow and must fit
+    /// [`WEIGHT_BITS`] bits, and the
     /// worst case over the bounds must stay below the headroom (see the module docs).
     pub fn new(
         bounds: &[Bounds],
@@ -228,6 +248,10 @@ impl FixedModel {
             let e = encode(w, WEIGHT_FRAC_BITS, || format!("weight {i}"))?;
             if e == 0 && w != 0.0 {
                 return Err(FixedError::WeightUnderflow { index: i, value: w });
+            }
+            let half = 1i64 << (WEIGHT_BITS - 1);
+            if !(-half..half).contains(&e) {
+                return Err(FixedError::WeightOutOfRange { index: i, value: w });
             }
             enc_w.push(e);
         }
@@ -633,9 +657,9 @@ mod tests {
 
     #[test]
     fn headroom_refusal_names_the_worst_case() {
-        // 2^30 · 2^16 (attr) × 2^15 · 2^16 (weight) = 2^77 ≫ 2^62.
-        let bounds = [Bounds::new(0.0, 1.0), Bounds::new(-(2f64.powi(30)), 0.0)];
-        let err = FixedModel::new(&bounds, &[1.0, 2f64.powi(15)], 0.0, 0.0).unwrap_err();
+        // 2^47 · 2^16 (attr) × 2^14 · 2^16 (weight) = 2^93 ≫ 2^62.
+        let bounds = [Bounds::new(0.0, 1.0), Bounds::new(-(2f64.powi(47)), 0.0)];
+        let err = FixedModel::new(&bounds, &[1.0, 2f64.powi(14)], 0.0, 0.0).unwrap_err();
         match &err {
             FixedError::HeadroomExceeded {
                 largest_term,
@@ -643,26 +667,43 @@ mod tests {
                 ..
             } => {
                 assert_eq!(*largest_term, 1);
-                assert!(*worst_case_log2 > 76.9 && *worst_case_log2 < 77.1);
+                assert!(*worst_case_log2 > 92.9 && *worst_case_log2 < 93.1);
             }
             e => panic!("unexpected {e}"),
         }
         assert!(err.to_string().contains("headroom"));
         // Exactly at the limit is refused, one below is accepted: |w·x| = 2^62 exactly.
-        let b = [Bounds::new(-(2f64.powi(14)), 2f64.powi(14))];
+        let b = [Bounds::new(-(2f64.powi(16)), 2f64.powi(16))];
         assert!(matches!(
-            FixedModel::new(&b, &[2f64.powi(16)], 0.0, 0.0),
+            FixedModel::new(&b, &[2f64.powi(14)], 0.0, 0.0),
             Err(FixedError::HeadroomExceeded { worst_case, .. }) if worst_case == 1u128 << 62
         ));
-        let m = FixedModel::new(&b, &[2f64.powi(16) - 1.0 / S16], 0.0, 0.0).unwrap();
+        let m = FixedModel::new(&b, &[2f64.powi(14) - 1.0 / S16], 0.0, 0.0).unwrap();
         assert!(m.worst_case() < 1u128 << 62);
         // The threshold counts too: score fits but score − threshold does not.
-        let b = [Bounds::new(0.0, 2f64.powi(13))];
-        assert!(FixedModel::new(&b, &[2f64.powi(16)], 0.0, 0.0).is_ok());
+        let b = [Bounds::new(0.0, 2f64.powi(15))];
+        assert!(FixedModel::new(&b, &[2f64.powi(14)], 0.0, 0.0).is_ok());
         assert!(matches!(
-            FixedModel::new(&b, &[2f64.powi(16)], 0.0, -(2f64.powi(29))),
+            FixedModel::new(&b, &[2f64.powi(14)], 0.0, -(2f64.powi(29))),
             Err(FixedError::HeadroomExceeded { .. })
         ));
+    }
+
+    #[test]
+    fn weights_are_32_bit_signed_at_scale_2_16() {
+        let b = [Bounds::new(0.0, 1.0)];
+        let top = 2f64.powi(15);
+        for ok in [top - 1.0 / S16, -top] {
+            assert!(FixedModel::new(&b, &[ok], 0.0, 0.0).is_ok(), "{ok}");
+        }
+        for bad in [top, -top - 1.0 / S16, 1e12] {
+            let e = FixedModel::new(&b, &[bad], 0.0, 0.0).unwrap_err();
+            assert!(
+                matches!(e, FixedError::WeightOutOfRange { index: 0, .. }),
+                "{bad}: {e}"
+            );
+            assert!(e.to_string().contains("below 32768"), "{e}");
+        }
     }
 
     #[test]

@@ -231,8 +231,22 @@ impl ModelFile {
             .map(|e| Bounds::new(e.bounds.lo, e.bounds.hi))
             .collect();
         let weights: Vec<f64> = self.weights.values().copied().collect();
-        let fixed = FixedModel::new(&bounds, &weights, self.bias, self.linear_threshold()?)
-            .map_err(|e| Error::Refused(format!("model refused: {e}")))?;
+        let fixed = FixedModel::new(&bounds, &weights, self.bias, self.linear_threshold()?).map_err(
+            |e| match e {
+                // Named by attribute, as the file names it.
+                duo_protocols::fixed::FixedError::WeightOutOfRange { index, value } => {
+                    let name = self.weights.keys().nth(index).map_or("?", String::as_str);
+                    Error::Refused(format!(
+                        "model refused: the weight of `{name}` ({value}) is out of range; a weight's magnitude \
+                         must be below {}",
+                        1u64 << (duo_protocols::fixed::WEIGHT_BITS
+                            - 1
+                            - duo_protocols::fixed::WEIGHT_FRAC_BITS)
+                    ))
+                }
+                e => Error::Refused(format!("model refused: {e}")),
+            },
+        )?;
         let bands: &[f64] = match reveal {
             Reveal::Bands { k } => {
                 if self.bands.len() + 1 != k as usize {
@@ -253,6 +267,24 @@ impl ModelFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_weight_out_of_range_is_refused_by_name() {
+        let m = ModelFile::parse(
+            "bias = 0.0\nthreshold = 0.0\n[weights]\nincome_cv_12m = 1.0\nrent_on_time_ratio_12m = 40000.0\n",
+        )
+        .unwrap();
+        let e = m.encode(Reveal::Decision).unwrap_err().to_string();
+        assert!(
+            e.contains("`rent_on_time_ratio_12m`") && e.contains("below 32768"),
+            "{e}"
+        );
+        let ok = ModelFile::parse(
+            "bias = 0.0\nthreshold = 0.0\n[weights]\nrent_on_time_ratio_12m = -32768.0\n",
+        )
+        .unwrap();
+        assert!(ok.encode(Reveal::Decision).is_ok());
+    }
 
     const MODEL: &str = r#"
 name = "t"
@@ -389,7 +421,7 @@ nsf_overdraft_count_90d = -0.25
             assert!(e.contains(want), "{text:?}: {e}");
         }
         // A model that could overflow the headroom is refused before anything leaves the FI.
-        let huge = "bias = 0.0\nthreshold = 0.0\n[weights]\navg_daily_balance_3m = 1e12\n";
+        let huge = "bias = 0.0\nthreshold = 0.0\n[weights]\navg_daily_balance_3m = 1000.0\n";
         let e = ModelFile::parse(huge)
             .unwrap()
             .encode(Reveal::Decision)

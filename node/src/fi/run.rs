@@ -22,9 +22,12 @@ pub async fn drive_fi<S: AsyncRead + AsyncWrite + Unpin>(
     let mut bytes = RunBytes::default();
     let max = params.max_message_bytes();
     let mut rng = StdRng::from_os_rng();
-    let (mut run, out) = FiRun::start(params, model, ot, &mut rng)?;
+    let (mut run, out) = FiRun::start_streamed(params, model, ot, &mut rng)?;
     for m in &out {
         send_msg(chan, m, &mut bytes).await?;
+    }
+    while let Some(m) = run.next_out() {
+        send_msg(chan, &m, &mut bytes).await?;
     }
     let mut partial = Vec::new();
     loop {
@@ -48,6 +51,11 @@ pub async fn drive_fi<S: AsyncRead + AsyncWrite + Unpin>(
                     send_msg(chan, m, &mut bytes).await?;
                 }
                 run = *next;
+                // The rest of a streamed matrix, made part by part while the owner absorbs the last.
+                while let Some(m) = run.next_out() {
+                    send_msg(chan, &m, &mut bytes).await?;
+                }
+                run.work_ahead();
             }
             FiStep::Done { outcome, ot } => return Ok((outcome, ot, bytes)),
         }

@@ -30,6 +30,180 @@ use zeroize::Zeroize;
 /// OTs hashed per batch in the derivations (bounded stack buffers).
 const BATCH: usize = 256;
 
+/// Correlated OTs over Z_2^64 prepared ahead of sending ([`CotSender::prepare_correlated_u64`],
+/// [`super::kos::SenderCheck::prepare_correlated_u64`]): the corrections for the OTs from `first_index` on, and
+/// the sender's outputs `x_j` summed in groups of `group` consecutive OTs. Secret until sent (the sums are the
+/// sender's shares); zeroed on drop.
+pub struct PreparedU64 {
+    first_index: u64,
+    sums: Vec<u64>,
+    y: Vec<u64>,
+}
+
+/// The receiver's side of correlated OTs over Z_2^64, hashed ahead of use ([`CotReceiver::pads_u64`]): the
+/// low 64 bits of `H(T_j, j)` and the choice `r_j` for the OTs from `first_index` on, all the receiver needs
+/// to take the sender's corrections ([`ReceiverPadsU64::receive_correlated_u64`]), so the batch's buffers can
+/// be reused at once. Secret; zeroed on drop.
+pub struct ReceiverPadsU64 {
+    first_index: u64,
+    h: Vec<u64>,
+    choices: Vec<bool>,
+}
+
+impl fmt::Debug for PreparedU64 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedU64")
+            .field("first_index", &self.first_index)
+            .field("len", &self.y.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for ReceiverPadsU64 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReceiverPadsU64")
+            .field("first_index", &self.first_index)
+            .field("len", &self.h.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PreparedU64 {
+    fn drop(&mut self) {
+        self.sums.zeroize();
+        self.y.zeroize();
+    }
+}
+
+impl Drop for ReceiverPadsU64 {
+    fn drop(&mut self) {
+        self.h.zeroize();
+        self.choices.zeroize();
+    }
+}
+
+impl ReceiverPadsU64 {
+    /// Number of OTs.
+    pub fn len(&self) -> usize {
+        self.h.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.h.is_empty()
+    }
+
+    /// Correlated OT over Z_2^64: `x_j + r_j·δ_j (mod 2^64)` from the sender's corrections.
+    pub fn receive_correlated_u64(self, msg: &CorrectionsU64) -> Result<Vec<u64>, Error> {
+        self.receive_sums_u64(msg, 1)
+    }
+
+    /// [`ReceiverPadsU64::receive_correlated_u64`] summed in groups of `group` consecutive OTs (at least 1).
+    pub fn receive_sums_u64(self, msg: &CorrectionsU64, group: usize) -> Result<Vec<u64>, Error> {
+        check_peer_len("Z_2^64 corrections", 8, self.h.len(), msg.y.len())?;
+        let group = group.max(1);
+        let mut sums = vec![0u64; self.h.len().div_ceil(group)];
+        for (k, ((h, y), &r)) in self.h.iter().zip(&msg.y).zip(&self.choices).enumerate() {
+            let v = h.wrapping_add(y & 0u64.wrapping_sub(r as u64));
+            let sum = &mut sums[k / group];
+            *sum = sum.wrapping_add(v);
+        }
+        Ok(sums)
+    }
+}
+
+impl PreparedU64 {
+    /// Prepares correlated OTs over Z_2^64 on `q` (OT `k` of it has global index `first_index + k`) under
+    /// `delta` for `deltas`, one per OT, the outputs summed in groups of `group` (at least 1).
+    pub(crate) fn of(
+        q: &[Block],
+        delta: Block,
+        first_index: u64,
+        deltas: &[u64],
+        group: usize,
+    ) -> Result<PreparedU64, Error> {
+        check_len("Z_2^64 correlations", q.len(), deltas.len())?;
+        let group = group.max(1);
+        let mut sums = vec![0u64; q.len().div_ceil(group)];
+        let mut y = Vec::with_capacity(q.len());
+        hashed_pairs(q, delta, first_index, |k0, p| {
+            for (k, (h, d)) in p.iter().zip(&deltas[k0..k0 + p.len()]).enumerate() {
+                let (h0, h1) = (h[0].0 as u64, h[1].0 as u64);
+                let sum = &mut sums[(k0 + k) / group];
+                *sum = sum.wrapping_add(h0);
+                y.push(h0.wrapping_sub(h1).wrapping_add(*d));
+            }
+        });
+        Ok(PreparedU64 {
+            first_index,
+            sums,
+            y,
+        })
+    }
+
+    /// The sender's output sums and the corrections to send, for `batch`, the correlated OTs these were
+    /// prepared on: an error if they are other OTs. Taking the batch, which exists only once the extension's
+    /// check has passed, keeps corrections prepared before the check from leaving before it.
+    pub fn send(mut self, batch: &CotSender) -> Result<(Vec<u64>, CorrectionsU64), Error> {
+        check_prepared(
+            batch.first_index,
+            batch.q.len(),
+            self.first_index,
+            self.y.len(),
+        )?;
+        let y = std::mem::take(&mut self.y);
+        Ok((std::mem::take(&mut self.sums), CorrectionsU64 { y }))
+    }
+}
+
+/// Whether what was made ahead is for exactly the OTs `first_index .. first_index + len`.
+fn check_prepared(
+    first_index: u64,
+    len: usize,
+    pads_first: u64,
+    pads_len: usize,
+) -> Result<(), Error> {
+    if pads_first != first_index {
+        return Err(ApiMisuse::LengthMismatch {
+            what: "first OT index of what was prepared",
+            expected: first_index as usize,
+            got: pads_first as usize,
+        }
+        .into());
+    }
+    check_len("OTs prepared", len, pads_len)
+}
+
+/// Calls `f(k0, pairs)` with `pairs[k] = [H(Q_j, j), H(Q_j ⊕ Δ, j)]` for `j = first_index + k0 + k`, batch by
+/// batch.
+fn hashed_pairs(
+    q: &[Block],
+    delta: Block,
+    first_index: u64,
+    mut f: impl FnMut(usize, &[[Block; 2]]),
+) {
+    let mut input = [Block::ZERO; 2 * BATCH];
+    let mut out = [Block::ZERO; 2 * BATCH];
+    let mut pairs = [[Block::ZERO; 2]; BATCH];
+    for (c, q) in q.chunks(BATCH).enumerate() {
+        let n = q.len();
+        for (k, &q) in q.iter().enumerate() {
+            input[2 * k] = q;
+            input[2 * k + 1] = q ^ delta;
+        }
+        let base = first_index as u128 + (c * BATCH) as u128;
+        tccr_many(
+            &input[..2 * n],
+            |k| base + (k / 2) as u128,
+            &mut out[..2 * n],
+        );
+        for (p, o) in pairs.iter_mut().zip(out[..2 * n].chunks_exact(2)) {
+            *p = [o[0], o[1]];
+        }
+        f(c * BATCH, &pairs[..n]);
+    }
+}
+
 /// The sender's side of a batch of correlated OTs: `Δ` and `Q_j`.
 pub struct CotSender {
     delta: Block,
@@ -166,27 +340,8 @@ impl CotSender {
     }
 
     /// Calls `f(k0, pairs)` with `pairs[k] = [H(Q_j, j), H(Q_j ⊕ Δ, j)]` for `j = k0 + k`, batch by batch.
-    fn hashed_pairs(&self, mut f: impl FnMut(usize, &[[Block; 2]])) {
-        let mut input = [Block::ZERO; 2 * BATCH];
-        let mut out = [Block::ZERO; 2 * BATCH];
-        let mut pairs = [[Block::ZERO; 2]; BATCH];
-        for (c, q) in self.q.chunks(BATCH).enumerate() {
-            let n = q.len();
-            for (k, &q) in q.iter().enumerate() {
-                input[2 * k] = q;
-                input[2 * k + 1] = q ^ self.delta;
-            }
-            let base = self.first_index as u128 + (c * BATCH) as u128;
-            tccr_many(
-                &input[..2 * n],
-                |k| base + (k / 2) as u128,
-                &mut out[..2 * n],
-            );
-            for (p, o) in pairs.iter_mut().zip(out[..2 * n].chunks_exact(2)) {
-                *p = [o[0], o[1]];
-            }
-            f(c * BATCH, &pairs[..n]);
-        }
+    fn hashed_pairs(&self, f: impl FnMut(usize, &[[Block; 2]])) {
+        hashed_pairs(&self.q, self.delta, self.first_index, f);
     }
 
     /// Random OT: `[H(Q_j, j), H(Q_j ⊕ Δ, j)]` for every OT.
@@ -210,20 +365,20 @@ impl CotSender {
         Ok(ChosenMsg { c })
     }
 
+    /// Correlated OTs over Z_2^64 for `deltas` prepared ahead of sending ([`PreparedU64::send`]), the
+    /// sender's outputs summed in groups of `group`.
+    pub fn prepare_correlated_u64(
+        &self,
+        deltas: &[u64],
+        group: usize,
+    ) -> Result<PreparedU64, Error> {
+        PreparedU64::of(&self.q, self.delta, self.first_index, deltas, group)
+    }
+
     /// Correlated OT over Z_2^64: returns the sender's `x_j` and the corrections to send; the receiver will
     /// get `x_j + r_j·deltas[j] (mod 2^64)`.
     pub fn send_correlated_u64(self, deltas: &[u64]) -> Result<(Vec<u64>, CorrectionsU64), Error> {
-        check_len("Z_2^64 correlations", self.q.len(), deltas.len())?;
-        let mut x = Vec::with_capacity(deltas.len());
-        let mut y = Vec::with_capacity(deltas.len());
-        self.hashed_pairs(|k0, p| {
-            for (h, d) in p.iter().zip(&deltas[k0..k0 + p.len()]) {
-                let (h0, h1) = (h[0].0 as u64, h[1].0 as u64);
-                x.push(h0);
-                y.push(h0.wrapping_sub(h1).wrapping_add(*d));
-            }
-        });
-        Ok((x, CorrectionsU64 { y }))
+        self.prepare_correlated_u64(deltas, 1)?.send(&self)
     }
 }
 
@@ -315,14 +470,28 @@ impl CotReceiver {
         Ok(h)
     }
 
+    /// The first `n` OTs (all of them if `n` is larger) hashed for correlated OTs over Z_2^64, ahead of the
+    /// sender's corrections (for example while the sender checks the extension).
+    pub fn pads_u64(&self, n: usize) -> ReceiverPadsU64 {
+        let t = &self.t[..n.min(self.t.len())];
+        let mut h = Vec::with_capacity(t.len());
+        let mut out = [Block::ZERO; BATCH];
+        for (c, t) in t.chunks(BATCH).enumerate() {
+            let base = self.first_index as u128 + (c * BATCH) as u128;
+            let out = &mut out[..t.len()];
+            tccr_many(t, |k| base + k as u128, out);
+            h.extend(out.iter().map(|h| h.0 as u64));
+        }
+        ReceiverPadsU64 {
+            first_index: self.first_index,
+            h,
+            choices: self.choices[..t.len()].to_vec(),
+        }
+    }
+
     /// Correlated OT over Z_2^64: `x_j + r_j·δ_j (mod 2^64)` from the sender's corrections.
     pub fn receive_correlated_u64(self, msg: &CorrectionsU64) -> Result<Vec<u64>, Error> {
         check_peer_len("Z_2^64 corrections", 8, self.t.len(), msg.y.len())?;
-        let h = self.hashed();
-        Ok(h.iter()
-            .zip(&msg.y)
-            .zip(&self.choices)
-            .map(|((h, y), &r)| (h.0 as u64).wrapping_add(y & 0u64.wrapping_sub(r as u64)))
-            .collect())
+        self.pads_u64(self.t.len()).receive_correlated_u64(msg)
     }
 }

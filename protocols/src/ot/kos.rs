@@ -78,7 +78,9 @@ use super::matrix::{self, ColChunk, Counters, Prg, CHUNK_WORDS};
 use super::msgs::{
     BaseReceiverMsg, BaseSenderMsg, ChallengeMsg, MatrixMsg, ResponseMsg, ROWS_PER_BLOCK,
 };
-use super::{base, ApiMisuse, CotReceiver, CotSender, Error, PeerMisbehaved, SessionId};
+use super::{
+    base, ApiMisuse, CotReceiver, CotSender, Error, PeerMisbehaved, PreparedU64, SessionId,
+};
 use crate::block::Block;
 use crate::channel::Channel;
 use rand::{CryptoRng, RngCore};
@@ -615,6 +617,28 @@ impl SenderCheck {
         }
     }
 
+    /// Correlated OTs over Z_2^64 for `deltas` on the first `deltas.len()` OTs this extension gives if the
+    /// check passes, prepared while the receiver answers the challenge ([`CotSender::prepare_correlated_u64`]).
+    /// They leave only with the batch [`SenderCheck::receive_response`] returns once the check passes
+    /// ([`super::PreparedU64::send`]).
+    pub fn prepare_correlated_u64(
+        &mut self,
+        deltas: &[u64],
+        group: usize,
+    ) -> Result<PreparedU64, Error> {
+        self.precompute();
+        let q = self
+            .pass
+            .q
+            .get(..deltas.len())
+            .ok_or(ApiMisuse::LengthMismatch {
+                what: "Z_2^64 correlations",
+                expected: self.pass.q.len(),
+                got: deltas.len(),
+            })?;
+        PreparedU64::of(q, self.sender.delta, self.sender.next_index, deltas, group)
+    }
+
     /// Verifies the receiver's response. On success returns the sender for the next extension and the `m`
     /// correlated OTs; on failure the sender is consumed (a new setup, hence a new `Δ`, is needed).
     pub fn receive_response(mut self, msg: &ResponseMsg) -> Result<(Sender, CotSender), Error> {
@@ -817,7 +841,10 @@ impl ReceiverParts {
                 .saturating_add(max_chunks.max(1).saturating_mul(CHUNK_WORDS)),
         );
         let m = e.choices.len();
-        let mut bytes = vec![0u8; 8 * BASE_OTS * (end - self.sent)];
+        // With room for one more byte, so that a protocol that appends its message tag does not copy the part.
+        let len = 8 * BASE_OTS * (end - self.sent);
+        let mut bytes = Vec::with_capacity(len + 1);
+        bytes.resize(len, 0u8);
         let mut t1 = [0u64; CHUNK_WORDS];
         let mut at = 0;
         let mut w0 = self.sent;
@@ -844,6 +871,11 @@ impl ReceiverParts {
         }
         self.sent = end;
         Some(MatrixMsg { bytes })
+    }
+
+    /// Whether parts of `U` remain to be returned by [`ReceiverParts::next_part`].
+    pub fn remaining(&self) -> bool {
+        self.sent < self.ext.r.len()
     }
 
     /// After the last part: the receiver waiting for the challenge. An error if parts remain (the challenge

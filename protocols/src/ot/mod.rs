@@ -65,7 +65,7 @@ pub mod msgs;
 #[cfg(test)]
 mod tests;
 
-pub use cot::{CotReceiver, CotSender};
+pub use cot::{CotReceiver, CotSender, PreparedU64, ReceiverPadsU64};
 
 use crate::channel::ChannelError;
 

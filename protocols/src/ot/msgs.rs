@@ -355,9 +355,10 @@ impl CorrectionsU64 {
         self.y.is_empty()
     }
 
-    /// 8 bytes per OT.
+    /// 8 bytes per OT (with room for one more, so that a protocol that appends its message tag does not copy
+    /// the buffer).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 * self.y.len());
+        let mut out = Vec::with_capacity(8 * self.y.len() + 1);
         for y in &self.y {
             out.extend_from_slice(&y.to_le_bytes());
         }

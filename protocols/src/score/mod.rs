@@ -28,12 +28,17 @@
 //!
 //! # Construction
 //!
-//! 1. **Products by correlated OT** (Gilboa, "Two Party RSA Key Generation", CRYPTO 1999): for every attribute
-//!    and every bit `j` of the FI's weight, one correlated OT over `Z_2^64` in which the FI chooses with the
-//!    weight bit and the owner's correlation is `x_i · 2^j`. The FI gets `u + w_i·x_i` summed over the bits, the
-//!    owner `−u`: additive shares of the dot product, `64·n` OTs in all. The OTs come from the KOS extension
-//!    ([`crate::ot::kos`]), the owner as extension sender and the FI as receiver, so the FI's weight bits are
-//!    the extension's choice bits and the KOS check holds the FI to one choice per OT.
+//! 1. **Products by correlated OT** (Gilboa, "Two Party RSA Key Generation", CRYPTO 1999): weights are 32-bit
+//!    signed integers ([`fixed::WEIGHT_BITS`]), which the FI inputs offset by `2^31` as unsigned 32-bit
+//!    numbers `w_i + 2^31`. For every attribute and every bit `j` of that number, one correlated OT over
+//!    `Z_2^64` in which the FI chooses with the bit and the owner's correlation is `x_i · 2^j`. The FI gets
+//!    `u_i + (w_i + 2^31)·x_i` summed over the bits, the owner `−u_i − 2^31·x_i`: additive shares of `w_i·x_i`,
+//!    `32·n` OTs in all. The OTs come from the KOS extension ([`crate::ot::kos`]), the owner as extension
+//!    sender and the FI as receiver, so the FI's weight bits are the extension's choice bits and the KOS check
+//!    holds the FI to one choice per OT, hence to one weight in `[−2^31, 2^31)` per attribute. The FI sends
+//!    the extension matrix in parts ([`FiRun::start_streamed`]) and the owner absorbs each as it comes; each
+//!    side hashes its OTs for the products while the other computes ([`OwnerRun::work_ahead`],
+//!    [`FiRun::work_ahead`]).
 //! 2. **The FI folds its constants into its share**: `bias − threshold` for a decision, `bias` otherwise.
 //! 3. **A garbled circuit** ([`crate::gc`], half-gates over the GKWY hash), garbled by the owner with its share
 //!    as garbler input and evaluated by the FI with its share (and band thresholds) as evaluator input:
@@ -76,9 +81,9 @@
 //!
 //! # Security model
 //!
-//! - **Against a malicious FI** the owner gets an abort or the ideal output for *some* FI input `(w, c)` in
-//!   `Z_2^64`: the KOS check binds the FI to one weight per attribute, and it may pick any share, that is any
-//!   constant `c`. One run reveals at most the bits of [`Reveal::bits`] of one function of the attributes of
+//! - **Against a malicious FI** the owner gets an abort or the ideal output for *some* FI input `(w, c)`, each
+//!   weight in `[−2^31, 2^31)` and `c` in `Z_2^64`: the KOS check binds the FI to one weight per attribute, and
+//!   it may pick any share, that is any constant `c`. One run reveals at most the bits of [`Reveal::bits`] of one function of the attributes of
 //!   the FI's choosing. A model whose sum wraps (weights beyond the headroom check, which only an honest FI
 //!   runs) still yields one bit per output wire, for example one bit of one attribute: count runs, not models.
 //!   The KOS check leaks at most `c` bits of `Δ` with probability `2^-c` (see [`crate::ot`]); the owner's
@@ -134,12 +139,21 @@ use zeroize::Zeroize;
 
 pub use crate::gc::builder::{bands_circuit, decision_circuit, reason_index_bits, reasons_circuit};
 
+/// Matrix chunks (2048 OTs each, 32 KiB) per message when the FI streams its extension matrix
+/// ([`FiRun::start_streamed`]): small enough for the owner to start on the first part early, large enough to
+/// keep the messages few.
+pub const MATRIX_PART_CHUNKS: usize = 3;
+
 /// Most attributes a run with reasons may score: the ranking costs about `140·k·n` AND gates, so this bounds
 /// the garbled circuit to a few megabytes.
 pub const MAX_REASON_ATTRIBUTES: usize = 256;
 
-/// Bits of each weight the FI inputs: the whole ring, so any model the headroom check accepts fits.
-pub const WEIGHT_BITS: usize = 64;
+/// Bits of each weight the FI inputs, one extension OT each ([`fixed::WEIGHT_BITS`]).
+pub const WEIGHT_BITS: usize = fixed::WEIGHT_BITS as usize;
+
+/// What the FI adds to each weight to input it as an unsigned [`WEIGHT_BITS`]-bit number; the owner takes
+/// `offset·x_i` back out of its share.
+const WEIGHT_OFFSET: u64 = 1 << (WEIGHT_BITS - 1);
 
 /// The raw-score circuit: the sum of the two 64-bit shares, output to both (63 AND gates).
 pub fn score_circuit() -> Circuit {
@@ -207,7 +221,7 @@ impl Params {
         self.bounds.len()
     }
 
-    /// Extension OTs one run uses: `64·n` for the products plus one per FI circuit input.
+    /// Extension OTs one run uses: [`WEIGHT_BITS`]`·n` for the products plus one per FI circuit input.
     pub fn ots(&self) -> usize {
         WEIGHT_BITS * self.n() + self.fi_inputs()
     }
@@ -245,7 +259,7 @@ impl Params {
     }
 
     fn transcript(&self) -> Transcript {
-        let mut h = blake3::Hasher::new_derive_key("duo/score/transcript/v1");
+        let mut h = blake3::Hasher::new_derive_key("duo/score/transcript/v2");
         h.update(&self.session.0);
         h.update(&(self.n() as u64).to_le_bytes());
         for b in &self.bounds {
@@ -656,7 +670,8 @@ pub struct OwnerRun {
 enum OwnerState {
     Base(kos::SenderSetup),
     Matrix(kos::SenderExtend),
-    Response(kos::SenderCheck),
+    /// The check, and the Gilboa OTs once prepared ahead ([`OwnerRun::work_ahead`]).
+    Response(kos::SenderCheck, Option<ot::PreparedU64>),
     Flips {
         sender: kos::Sender,
         labels_cot: CotSender,
@@ -746,7 +761,7 @@ impl OwnerRun {
         match self.state {
             OwnerState::Base(_) => "the FI's base-OT message",
             OwnerState::Matrix(_) => "the FI's extension matrix",
-            OwnerState::Response(_) => "the FI's consistency-check response",
+            OwnerState::Response(..) => "the FI's consistency-check response",
             OwnerState::Flips { .. } => "the FI's input flips",
             OwnerState::Output { .. } => "the FI's output labels",
             OwnerState::Done => "nothing",
@@ -761,12 +776,19 @@ impl OwnerRun {
         msg
     }
 
-    /// Does the work that does not depend on the FI's next message (the OT extension's matrix transposition
-    /// and check hashes, after the challenge), so that it runs while the FI computes. Call it after sending the
-    /// messages of a step; optional ([`OwnerRun::handle`] does what was left).
+    /// Does the work that does not depend on the FI's next message (after the challenge: the OT extension's
+    /// matrix transposition and check hashes, then the Gilboa OTs' corrections, none of which is sent before
+    /// the check passes), so that it runs while the FI computes. Call it after sending the messages of a step;
+    /// optional ([`OwnerRun::handle`] does what was left).
     pub fn work_ahead(&mut self) {
-        if let OwnerState::Response(check) = &mut self.state {
-            check.precompute();
+        #[cfg(test)]
+        if self.hostile.is_some() {
+            // A modified owner changes its inputs when the response arrives.
+            return;
+        }
+        if let OwnerState::Response(check, prepared @ None) = &mut self.state {
+            // Preparing cannot fail on this run's own extension; should it, `handle` reports it.
+            *prepared = gilboa_prepare(check, &self.x).ok();
         }
     }
 
@@ -780,7 +802,7 @@ impl OwnerRun {
         let expected = match &state {
             OwnerState::Base(_) => Tag::BaseSender,
             OwnerState::Matrix(_) => Tag::Matrix,
-            OwnerState::Response(_) => Tag::Response,
+            OwnerState::Response(..) => Tag::Response,
             OwnerState::Flips { .. } => Tag::Flips,
             OwnerState::Output { .. } => Tag::OutputLabels,
             OwnerState::Done => return Err(msgs::unexpected("nothing", &msg).into()),
@@ -802,39 +824,49 @@ impl OwnerRun {
                 self.state = OwnerState::Matrix(sender.extend(self.params.ots())?);
             }
             OwnerState::Matrix(ext) => {
+                // The matrix whole or in parts of whole chunks ([`FiRun::start_streamed`]); each part but the
+                // last is absorbed at once, while the FI makes the next.
                 let u = MatrixMsg::from_bytes(body).map_err(ot::Error::from)?;
-                let (check, challenge) = ext.receive_matrix(u, rng)?;
-                out.push(self.send(Tag::Challenge, challenge.to_bytes()));
-                // The check's heavy part waits for `work_ahead`, so the challenge leaves at once.
-                self.state = OwnerState::Response(check);
+                match ext.receive_part(u, rng)? {
+                    kos::SenderPart::More(ext) => self.state = OwnerState::Matrix(ext),
+                    kos::SenderPart::Complete(check, challenge) => {
+                        out.push(self.send(Tag::Challenge, challenge.to_bytes()));
+                        // The check's heavy part waits for `work_ahead`, so the challenge leaves at once.
+                        self.state = OwnerState::Response(check, None);
+                    }
+                }
             }
-            OwnerState::Response(check) => {
+            OwnerState::Response(mut check, prepared) => {
                 let resp = ResponseMsg::from_bytes(&body).map_err(ot::Error::from)?;
-                let (sender, cot) = check.receive_response(&resp)?;
-                let (products, labels_cot) = cot.split_at(WEIGHT_BITS * self.params.n())?;
                 #[cfg(test)]
                 if let Some(h) = self.hostile.clone() {
                     h.lock().unwrap().gilboa_inputs(&mut self.x);
                 }
-                // Gilboa: OT (i, j) carries x_i·2^j; the owner's share is minus the sum of its pads.
-                let mut deltas = Vec::with_capacity(products.len());
-                for &x in &self.x {
-                    for j in 0..WEIGHT_BITS {
-                        deltas.push(x << j);
-                    }
+                let prepared = match prepared {
+                    Some(prepared) => prepared,
+                    None => gilboa_prepare(&mut check, &self.x)?,
+                };
+                let (mut sender, cot) = check.receive_response(&resp)?;
+                let (products, labels_cot) = cot.split_at(WEIGHT_BITS * self.params.n())?;
+                let (mut sums, corrections) = prepared.send(&products)?;
+                // The buffer of Q_j serves the next extension.
+                sender.recycle(products);
+                // The FI's sum for attribute i is u_i + (w_i + offset)·x_i, where -u_i is the sum of the
+                // owner's outputs of its OTs; so the owner's share of w_i·x_i is -u_i - offset·x_i.
+                for (sum, &x) in sums.iter_mut().zip(&self.x) {
+                    *sum = 0u64
+                        .wrapping_sub(*sum)
+                        .wrapping_sub(x.wrapping_mul(WEIGHT_OFFSET));
                 }
-                let (mut pads, corrections) = products.send_correlated_u64(&deltas)?;
-                deltas.zeroize();
-                let share = pads.iter().fold(0u64, |acc, &p| acc.wrapping_sub(p));
+                let share = sums.iter().fold(0u64, |acc, &p| acc.wrapping_add(p));
                 let mut share_bits = u64_to_bits(share, 64);
                 if self.params.per_attribute_words() > 0 {
                     // Reasons: the owner's share of each attribute's contribution too.
-                    for attribute in pads.chunks(WEIGHT_BITS) {
-                        let term = attribute.iter().fold(0u64, |acc, &p| acc.wrapping_sub(p));
+                    for &term in &sums {
                         share_bits.extend(u64_to_bits(term, 64));
                     }
                 }
-                pads.zeroize();
+                sums.zeroize();
                 out.push(self.send(Tag::Corrections, corrections.to_bytes()));
                 let mut garbler = Garbler::new(Delta::random(rng));
                 #[allow(unused_mut)]
@@ -937,6 +969,8 @@ impl OwnerRun {
 
 /// The FI's side of a run, between messages.
 pub struct FiRun {
+    /// Matrix chunks per message: [`MATRIX_PART_CHUNKS`] when streamed, all of them otherwise.
+    part_chunks: usize,
     params: Params,
     circuit: Circuit,
     model: FiModel,
@@ -949,10 +983,12 @@ enum FiState {
         setup: kos::ReceiverSetup,
         choices: Vec<bool>,
     },
+    /// Sending the matrix in parts ([`FiRun::next_out`]).
+    Matrix(kos::ReceiverParts),
     Challenge(kos::ReceiverExtend),
     Corrections {
         receiver: kos::Receiver,
-        cot: CotReceiver,
+        ots: FiOts,
     },
     Garbled {
         receiver: kos::Receiver,
@@ -971,6 +1007,54 @@ enum FiState {
         awaiting: AwaitingDecoding,
     },
     Done,
+}
+
+/// Gilboa's correlated OTs prepared on the extension `check` will give: OT `(i, j)` carries `x_i·2^j`, and the
+/// owner's outputs are summed per attribute.
+fn gilboa_prepare(check: &mut kos::SenderCheck, x: &[u64]) -> Result<ot::PreparedU64, Error> {
+    let mut deltas = Vec::with_capacity(WEIGHT_BITS * x.len());
+    for &x in x {
+        for j in 0..WEIGHT_BITS {
+            deltas.push(x << j);
+        }
+    }
+    let prepared = check.prepare_correlated_u64(&deltas, WEIGHT_BITS);
+    deltas.zeroize();
+    Ok(prepared?)
+}
+
+/// The FI's correlated OTs while it waits for the owner's corrections.
+enum FiOts {
+    /// As the extension gave them.
+    Batch(CotReceiver),
+    /// Hashed ahead ([`FiRun::work_ahead`]): the Gilboa OTs' pads, and the OTs for the circuit's inputs.
+    Hashed {
+        products: ot::ReceiverPadsU64,
+        labels_cot: CotReceiver,
+    },
+}
+
+impl FiOts {
+    /// Hashes the Gilboa OTs (the first `products` of the batch) if that is not done, handing their buffers
+    /// back to `receiver` for its next extension.
+    fn hash(
+        self,
+        receiver: &mut kos::Receiver,
+        products: usize,
+    ) -> Result<(ot::ReceiverPadsU64, CotReceiver), Error> {
+        match self {
+            FiOts::Batch(cot) => {
+                let (batch, labels_cot) = cot.split_at(products)?;
+                let products = batch.pads_u64(products);
+                receiver.recycle(batch);
+                Ok((products, labels_cot))
+            }
+            FiOts::Hashed {
+                products,
+                labels_cot,
+            } => Ok((products, labels_cot)),
+        }
+    }
 }
 
 impl fmt::Debug for FiRun {
@@ -1006,18 +1090,45 @@ impl FiRun {
         ot: Option<kos::Receiver>,
         rng: &mut R,
     ) -> Result<(FiRun, Vec<Vec<u8>>), Error> {
+        Self::start_with(params, model, ot, usize::MAX, rng)
+    }
+
+    /// [`FiRun::start`], the extension matrix streamed: the messages returned (and those of
+    /// [`FiRun::handle`]) hold at most its first [`MATRIX_PART_CHUNKS`] chunks, and [`FiRun::next_out`] makes
+    /// the rest one part at a time, so that the owner absorbs each part while the FI makes the next. The
+    /// caller must send every message `next_out` gives before it waits for the owner.
+    pub fn start_streamed<R: RngCore + CryptoRng + ?Sized>(
+        params: &Params,
+        model: &FiModel,
+        ot: Option<kos::Receiver>,
+        rng: &mut R,
+    ) -> Result<(FiRun, Vec<Vec<u8>>), Error> {
+        Self::start_with(params, model, ot, MATRIX_PART_CHUNKS, rng)
+    }
+
+    fn start_with<R: RngCore + CryptoRng + ?Sized>(
+        params: &Params,
+        model: &FiModel,
+        ot: Option<kos::Receiver>,
+        part_chunks: usize,
+        rng: &mut R,
+    ) -> Result<(FiRun, Vec<Vec<u8>>), Error> {
         params.validate()?;
         model.check(params)?;
         // Choices: the bits of every weight (LSB first), then random bits for the circuit-input OTs.
         let mut choices = Vec::with_capacity(params.ots());
         for &w in model.model.weights() {
-            choices.extend(u64_to_bits(w as u64, WEIGHT_BITS));
+            choices.extend(u64_to_bits(
+                (w as u64).wrapping_add(WEIGHT_OFFSET),
+                WEIGHT_BITS,
+            ));
         }
         let mut random = vec![0u8; params.fi_inputs().div_ceil(8)];
         rng.fill_bytes(&mut random);
         choices.extend((0..params.fi_inputs()).map(|i| (random[i / 8] >> (i % 8)) & 1 == 1));
         random.zeroize();
         let mut run = FiRun {
+            part_chunks,
             params: params.clone(),
             circuit: params.circuit(),
             model: model.clone(),
@@ -1027,10 +1138,11 @@ impl FiRun {
         let mut out = Vec::new();
         run.state = match ot {
             Some(receiver) => {
-                let (ext, matrix) = receiver.for_run(&params.session).extend(&choices, rng)?;
+                let parts = receiver
+                    .for_run(&params.session)
+                    .extend_in_parts(&choices, rng)?;
                 choices.zeroize();
-                out.push(run.send(Tag::Matrix, matrix.into_bytes()));
-                FiState::Challenge(ext)
+                run.first_part(parts, &mut out)?
             }
             None => {
                 let (setup, msg) = kos::Receiver::setup(params.session, rng)?;
@@ -1045,12 +1157,74 @@ impl FiRun {
     pub fn waiting_for(&self) -> &'static str {
         match self.state {
             FiState::Base { .. } => "the owner's base-OT message",
+            FiState::Matrix(_) => "its own matrix to be sent",
             FiState::Challenge(_) => "the owner's challenge",
             FiState::Corrections { .. } => "the owner's product corrections",
             FiState::Garbled { .. } => "the owner's garbled circuit",
             FiState::Labels { .. } => "the owner's input labels",
             FiState::Decoding { .. } => "the owner's output decoding",
             FiState::Done => "nothing",
+        }
+    }
+
+    /// The first part of the matrix into `out` (all of it unless streamed), and the state after it.
+    fn first_part(
+        &mut self,
+        mut parts: kos::ReceiverParts,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<FiState, Error> {
+        if let Some(part) = parts.next_part(self.part_chunks) {
+            out.push(self.send(Tag::Matrix, part.into_bytes()));
+        }
+        Self::after_part(parts)
+    }
+
+    /// `Matrix` while parts remain, then `Challenge`.
+    fn after_part(parts: kos::ReceiverParts) -> Result<FiState, Error> {
+        Ok(if parts.remaining() {
+            FiState::Matrix(parts)
+        } else {
+            FiState::Challenge(parts.finish()?)
+        })
+    }
+
+    /// The next message to send before waiting for the owner, if any: the next part of a streamed matrix
+    /// ([`FiRun::start_streamed`]). Call it until it gives `None`.
+    pub fn next_out(&mut self) -> Option<Vec<u8>> {
+        let FiState::Matrix(parts) = &mut self.state else {
+            return None;
+        };
+        let part = parts.next_part(self.part_chunks)?;
+        let msg = self.send(Tag::Matrix, part.into_bytes());
+        if let FiState::Matrix(parts) = std::mem::replace(&mut self.state, FiState::Done) {
+            // `finish` cannot fail once every part is out; should it, the run is left `Done` and ends there.
+            if let Ok(next) = Self::after_part(parts) {
+                self.state = next;
+            }
+        }
+        Some(msg)
+    }
+
+    /// Does the work that does not depend on the owner's next message (after the check response: the hashes of
+    /// the Gilboa OTs), so that it runs while the owner computes. Call it after sending the messages of a step;
+    /// optional ([`FiRun::handle`] does what was left).
+    pub fn work_ahead(&mut self) {
+        if let FiState::Corrections { receiver, ots } = &mut self.state {
+            if let FiOts::Batch(_) = ots {
+                let batch = std::mem::replace(
+                    ots,
+                    FiOts::Batch(CotReceiver::new(Vec::new(), Vec::new(), 0)),
+                );
+                // Splitting a batch this run made cannot fail; should it, `handle` reports the empty batch left.
+                if let Ok((products, labels_cot)) =
+                    batch.hash(receiver, WEIGHT_BITS * self.params.n())
+                {
+                    *ots = FiOts::Hashed {
+                        products,
+                        labels_cot,
+                    };
+                }
+            }
         }
     }
 
@@ -1090,6 +1264,7 @@ impl FiRun {
         let state = std::mem::replace(&mut self.state, FiState::Done);
         let expected = match &state {
             FiState::Base { .. } => Tag::BaseReceiver,
+            FiState::Matrix(_) => return Err(Error::Ot(ot::ApiMisuse::MatrixNotSent.into())),
             FiState::Challenge(_) => Tag::Challenge,
             FiState::Corrections { .. } => Tag::Corrections,
             FiState::Garbled { .. } => Tag::Garbled,
@@ -1107,21 +1282,26 @@ impl FiRun {
             FiState::Base { setup, mut choices } => {
                 let pairs = BaseReceiverMsg::from_bytes(&body).map_err(ot::Error::from)?;
                 let receiver = setup.finish(&pairs)?.for_run(&self.params.session);
-                let (ext, matrix) = receiver.extend(&choices, rng)?;
+                let parts = receiver.extend_in_parts(&choices, rng)?;
                 choices.zeroize();
-                out.push(self.send(Tag::Matrix, matrix.into_bytes()));
-                self.state = FiState::Challenge(ext);
+                self.state = self.first_part(parts, &mut out)?;
             }
             FiState::Challenge(ext) => {
                 let challenge = ChallengeMsg::from_bytes(&body).map_err(ot::Error::from)?;
                 let (receiver, resp, cot) = ext.receive_challenge(&challenge);
                 out.push(self.send(Tag::Response, resp.to_bytes()));
-                self.state = FiState::Corrections { receiver, cot };
+                self.state = FiState::Corrections {
+                    receiver,
+                    ots: FiOts::Batch(cot),
+                };
             }
-            FiState::Corrections { receiver, cot } => {
+            FiState::Corrections { mut receiver, ots } => {
                 let corrections = CorrectionsU64::from_bytes(&body).map_err(ot::Error::from)?;
-                let (products, labels_cot) = cot.split_at(WEIGHT_BITS * self.params.n())?;
-                let mut got = products.receive_correlated_u64(&corrections)?;
+                let (products, labels_cot) =
+                    ots.hash(&mut receiver, WEIGHT_BITS * self.params.n())?;
+                // The sum of attribute i's OTs' outputs: u_i + (w_i + offset)·x_i, the FI's share of w_i·x_i
+                // (the owner takes the offset out of its own).
+                let mut got = products.receive_sums_u64(&corrections, WEIGHT_BITS)?;
                 let share = got
                     .iter()
                     .fold(self.model.offset(self.params.reveal), |acc, &v| {
@@ -1134,8 +1314,7 @@ impl FiRun {
                 if self.params.per_attribute_words() > 0 {
                     // Reasons: best_i minus the FI's share of w_i x_i, for each attribute.
                     let best = fixed::best_contributions(&self.model.model);
-                    for (attribute, best) in got.chunks(WEIGHT_BITS).zip(best) {
-                        let term = attribute.iter().fold(0u64, |acc, &v| acc.wrapping_add(v));
+                    for (&term, best) in got.iter().zip(best) {
                         inputs.extend(u64_to_bits(best.wrapping_sub(term), 64));
                     }
                 }
@@ -1211,7 +1390,7 @@ impl FiRun {
                     ot: receiver,
                 });
             }
-            FiState::Done => {}
+            FiState::Matrix(_) | FiState::Done => {}
         }
         Ok(FiStep::Continue(Box::new(self), out))
     }
@@ -1260,8 +1439,11 @@ pub fn fi_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
     ot: Option<kos::Receiver>,
     rng: &mut R,
 ) -> Result<(Outcome, kos::Receiver), Error> {
-    let (mut run, out) = FiRun::start(params, model, ot, rng)?;
+    let (mut run, out) = FiRun::start_streamed(params, model, ot, rng)?;
     for m in out {
+        ch.send(m)?;
+    }
+    while let Some(m) = run.next_out() {
         ch.send(m)?;
     }
     loop {
@@ -1271,6 +1453,10 @@ pub fn fi_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>(
                     ch.send(m)?;
                 }
                 run = *next;
+                while let Some(m) = run.next_out() {
+                    ch.send(m)?;
+                }
+                run.work_ahead();
             }
             FiStep::Done { outcome, ot } => return Ok((outcome, ot)),
         }

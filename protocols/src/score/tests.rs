@@ -629,6 +629,37 @@ fn random_messages_at_every_step_never_panic() {
 /// and makes the FI accept the decision it chose. With the output-label commitments the FI refuses the
 /// label (it is neither committed label) before returning it: the run aborts and the owner reads nothing.
 #[test]
+fn the_extreme_weights_score_exactly() {
+    // The largest and the most negative weight the 32-bit range holds, with attributes at their bounds, where
+    // the owner's offset correction matters most.
+    let top = 2f64.powi(15);
+    let weights = [top - 2f64.powi(-16), -top, 1.0];
+    let p = params(3, Reveal::Score, 42);
+    let model = FixedModel::new(&p.bounds, &weights, 0.25, 0.0).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(43);
+    for attrs in [
+        [100.0, 100.0, 100.0],
+        [0.0, 100.0, 3.5],
+        [100.0, 0.0, 0.0],
+        [-5.0, 0.0, 7.0],
+    ] {
+        let reference = model.score_reference(&attrs).unwrap();
+        let fi = FiModel::new(model.clone(), &[]).unwrap();
+        let (oo, _, fo, _) = both_ok(drive(&p, &attrs, &fi, None, None, rng.random(), |_, _| {}));
+        assert_eq!(oo, Outcome::Score(reference.score), "{attrs:?}");
+        assert_eq!(fo, Outcome::Score(reference.score), "{attrs:?}");
+    }
+    // With reasons too (per-attribute shares carry the correction).
+    let rp = params(3, Reveal::DecisionReasons { k: 2 }, 44);
+    let declined = FixedModel::new(&rp.bounds, &weights, 0.0, 1e9).unwrap();
+    let attrs = [10.0, 90.0, 50.0];
+    let want = reference_reasons(&declined, &rp, &attrs, 2);
+    let fi = FiModel::new(declined, &[]).unwrap();
+    let (oo, _, fo, _) = both_ok(drive(&rp, &attrs, &fi, None, None, 45, |_, _| {}));
+    assert_eq!((oo, fo), (want, want));
+}
+
+#[test]
 fn a_modified_owner_cannot_read_a_weight_from_the_output_label() {
     const BITS: usize = 16;
     let p = Params {

@@ -60,7 +60,7 @@ pub struct ScoreRun {
     pub transport: &'static str,
     /// Attributes.
     pub n: usize,
-    /// Extension OTs one run uses (64 per attribute for the products, plus the FI's circuit inputs).
+    /// Extension OTs one run uses (32 per attribute for the products, plus the FI's circuit inputs).
     pub ots: usize,
     /// AND gates of the garbled output circuit.
     pub and_gates: usize,
@@ -454,7 +454,7 @@ mod tests {
         ScoreRun {
             transport,
             n,
-            ots: 64 * n + 64,
+            ots: 32 * n + 64,
             and_gates: 63,
             cold: phase(26.219, 41.796, 31_948),
             warm: phase(0.684, 0.707, 23_756),
@@ -480,9 +480,9 @@ mod tests {
         concat!(
             "duo bench score: reveal bands:4 (2 bits); median (p90) of 5 runs (release build, 8 CPUs, load 0.25 at start)\n",
             "  transport     n     OTs                  cold   cold wire                  warm   warm wire         warm with log  new session with log\n",
-            "  memory        8     576    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB                     -                     -\n",
-            "  memory     1000   64064    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB                     -                     -\n",
-            "  ws            8     576    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB      1.368 (1.414) ms      1.800 (2.000) ms\n",
+            "  memory        8     320    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB                     -                     -\n",
+            "  memory     1000   32064    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB                     -                     -\n",
+            "  ws            8     320    26.219 (41.796) ms    31.2 KiB      0.684 (0.707) ms    23.2 KiB      1.368 (1.414) ms      1.800 (2.000) ms\n",
         )
         );
     }
