@@ -394,6 +394,20 @@ pub(crate) struct OwnerDone {
     pub release: Vec<Vec<u8>>,
 }
 
+/// When the FI's next message is due: [`STEP_TIMEOUT`] after the node last sent something (or after the run's
+/// start). Messages the FI sends without waiting for an answer (the parts of its matrix) do not move it, so a
+/// FI trickling small parts cannot hold a run longer than one step.
+fn next_deadline(
+    current: Option<tokio::time::Instant>,
+    sent: bool,
+    now: tokio::time::Instant,
+) -> tokio::time::Instant {
+    match current {
+        Some(at) if !sent => at,
+        _ => now + STEP_TIMEOUT,
+    }
+}
+
 /// Drives the owner's side of a run over the session up to, not including, the messages that carry the FI's
 /// output ([`OwnerDone::release`]).
 pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
@@ -412,14 +426,16 @@ pub(crate) async fn drive_owner<S: AsyncRead + AsyncWrite + Unpin>(
         send_msg(chan, m, &mut bytes).await?;
     }
     let mut partial = Vec::new();
+    let mut deadline = next_deadline(None, true, tokio::time::Instant::now());
     loop {
-        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
         let msg = tokio::select! {
             got = recv_msg(chan, max, run.waiting_for(), &mut bytes, &mut partial, deadline) => got?,
             _ = guard.revoked() => return Err(RunError::Revoked),
         };
         match run.handle(msg, &mut rng)? {
             OwnerStep::Continue(next, out) => {
+                deadline =
+                    next_deadline(Some(deadline), !out.is_empty(), tokio::time::Instant::now());
                 for mut m in out {
                     corrupt_for_tests(principal, &mut m);
                     send_msg(chan, &m, &mut bytes).await?;
@@ -681,5 +697,20 @@ mod tests {
             "the FI was told: {message}"
         );
         assert!(message.contains("scoring run 17 aborted"), "{message}");
+    }
+
+    #[test]
+    fn matrix_parts_do_not_move_the_step_deadline() {
+        let t0 = tokio::time::Instant::now();
+        let first = next_deadline(None, true, t0);
+        assert_eq!(first, t0 + STEP_TIMEOUT);
+        // A part arrives 29 s later and the node sends nothing back: the deadline stays.
+        let later = t0 + std::time::Duration::from_secs(29);
+        assert_eq!(next_deadline(Some(first), false, later), first);
+        // Once the node answers (the challenge), the FI has a whole step again.
+        assert_eq!(
+            next_deadline(Some(first), true, later),
+            later + STEP_TIMEOUT
+        );
     }
 }
