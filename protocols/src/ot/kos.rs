@@ -843,8 +843,9 @@ impl ReceiverParts {
         let m = e.choices.len();
         // With room for one more byte, so that a protocol that appends its message tag does not copy the part.
         let len = 8 * BASE_OTS * (end - self.sent);
-        let mut bytes = Vec::with_capacity(len + 1);
-        bytes.resize(len, 0u8);
+        // Zeroed by the allocator (fresh pages need no clearing), then the spare byte dropped from the length.
+        let mut bytes = vec![0u8; len + 1];
+        bytes.truncate(len);
         let mut t1 = [0u64; CHUNK_WORDS];
         let mut at = 0;
         let mut w0 = self.sent;
