@@ -322,6 +322,24 @@ impl Tx<'_> {
 }
 
 /// Start a write transaction that takes the write lock at once.
+/// Whether `table` has a column named `column` (the upgrades on open ask it of stores made by older builds).
+fn has_column(conn: &Connection, table: &str, column: &str) -> Result<bool, Error> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+        rusqlite::params![table, column],
+        |r| r.get::<_, i64>(0),
+    )? > 0)
+}
+
+/// Adds column `column` (of type `decl`) to `table` when it is missing, in a store made by an older build;
+/// the old rows read it as NULL. A concurrent opener that added it first makes the ALTER fail, which is fine.
+fn add_column(conn: &Connection, table: &str, column: &str, decl: &str) -> Result<(), Error> {
+    if !has_column(conn, table, column)? {
+        let _ = conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"));
+    }
+    Ok(())
+}
+
 fn write_tx(conn: &mut Connection) -> Result<Transaction<'_>, Error> {
     Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
@@ -344,6 +362,38 @@ mod tests {
     use super::*;
 
     const DAY: Duration = Duration::from_secs(86400);
+
+    /// A store made before `fi_seq`, `budget`, `items` and `rate_events.request` gains them all (its old rows
+    /// numbered as their ids), and upgrading again changes nothing.
+    #[test]
+    fn an_old_stores_requests_gain_the_missing_columns() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE requests (id INTEGER PRIMARY KEY, principal TEXT NOT NULL);
+             CREATE TABLE rate_events (principal TEXT NOT NULL, rule TEXT NOT NULL, at INTEGER NOT NULL);
+             INSERT INTO requests (id, principal) VALUES (7, 'acme');",
+        )
+        .unwrap();
+        for _ in 0..2 {
+            requests::upgrade(&conn).unwrap();
+        }
+        for (table, column) in [
+            ("requests", "fi_seq"),
+            ("requests", "budget"),
+            ("requests", "items"),
+            ("rate_events", "request"),
+        ] {
+            assert!(
+                has_column(&conn, table, column).unwrap(),
+                "{table}.{column}"
+            );
+        }
+        assert!(!has_column(&conn, "requests", "nothing").unwrap());
+        let seq: i64 = conn
+            .query_row("SELECT fi_seq FROM requests WHERE id = 7", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seq, 7);
+    }
 
     fn fresh() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -291,11 +291,7 @@ fn cancel_open_invites(
 /// FI. Does nothing to a current database.
 pub(super) fn upgrade(conn: &mut Connection) -> Result<(), Error> {
     fn has_rekey(conn: &Connection) -> Result<bool, Error> {
-        Ok(conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('invites') WHERE name = 'rekey'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )? > 0)
+        super::has_column(conn, "invites", "rekey")
     }
     if has_rekey(conn)? {
         return Ok(());

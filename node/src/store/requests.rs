@@ -115,12 +115,7 @@ pub struct EarlierRelease {
 /// gets the `fi_seq` column, and its requests keep, as their principal's number, the node-wide id their FI
 /// already knows (later requests of a principal continue after its highest number).
 pub(super) fn upgrade(conn: &rusqlite::Connection) -> Result<(), Error> {
-    let has: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'fi_seq'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
+    if !super::has_column(conn, "requests", "fi_seq")? {
         // A concurrent opener that added the column first makes the ALTER fail, which is fine; the UPDATE
         // is idempotent.
         let _ = conn.execute_batch("ALTER TABLE requests ADD COLUMN fi_seq INTEGER");
@@ -129,37 +124,13 @@ pub(super) fn upgrade(conn: &rusqlite::Connection) -> Result<(), Error> {
     conn.execute_batch(
         "CREATE UNIQUE INDEX IF NOT EXISTS requests_by_fi ON requests (principal, fi_seq)",
     )?;
-    // A store made before budget denials kept their numbers gets the column (empty for its old requests).
-    let has: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'budget'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
-        // As above: a concurrent opener may have added it first.
-        let _ = conn.execute_batch("ALTER TABLE requests ADD COLUMN budget TEXT");
-    }
-    // A store made before batches gets the column of their questions' plans (empty for its old requests).
-    let has: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('requests') WHERE name = 'items'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
-        // As above: a concurrent opener may have added it first.
-        let _ = conn.execute_batch("ALTER TABLE requests ADD COLUMN items TEXT");
-    }
-    // A store made before rate events named their request gets the column (empty for its old events, which
-    // a scoring run's re-check then cannot leave out: it errs towards refusing).
-    let has: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM pragma_table_info('rate_events') WHERE name = 'request'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has == 0 {
-        // As above: a concurrent opener may have added it first.
-        let _ = conn.execute_batch("ALTER TABLE rate_events ADD COLUMN request INTEGER");
-    }
+    // A store made before budget denials kept their numbers (empty for its old requests).
+    super::add_column(conn, "requests", "budget", "TEXT")?;
+    // A store made before batches: the column of their questions' plans (empty for its old requests).
+    super::add_column(conn, "requests", "items", "TEXT")?;
+    // A store made before rate events named their request (empty for its old events, which a scoring run's
+    // re-check then cannot leave out: it errs towards refusing).
+    super::add_column(conn, "rate_events", "request", "INTEGER")?;
     Ok(())
 }
 
