@@ -89,21 +89,26 @@ pub enum CircuitError {
     /// An output wire is never assigned.
     #[error("output wire {0} is never assigned")]
     OutputUnassigned(u32),
-    /// More wires than a `u32` can index.
-    #[error("too many wires")]
+    /// More than 2^31 wires.
+    #[error("too many wires (at most 2^31)")]
     TooManyWires,
     /// A constant output was requested from a circuit without any input wire to derive it from.
     #[error("a constant output needs at least one input wire")]
     ConstantWithoutInputs,
 }
 
-/// An AND gate in the layered schedule (wire indices).
+/// An AND gate in the layered schedule. An input is a wire index, or, with [`SHARED`] set, the slot of one of
+/// its layer's shared inputs (see [`Layer`]), whose label and first halves are computed once for the layer.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AndGate {
     pub a: u32,
     pub b: u32,
     pub out: u32,
 }
+
+/// Marks an AND gate's input as a slot among its layer's shared inputs rather than a wire (wire indices stay
+/// below it).
+pub(crate) const SHARED: u32 = 1 << 31;
 
 /// A free gate in the layered schedule: `out = a ⊕ b`, or `out = ¬a` when `b == INV_MARK`.
 #[derive(Clone, Copy, Debug)]
@@ -115,11 +120,16 @@ pub(crate) struct LinearGate {
 
 pub(crate) const INV_MARK: u32 = u32::MAX;
 
-/// One layer of the schedule: AND gates `and_start..and_end`, then linear gates `lin_start..lin_end`.
+/// One layer of the schedule: AND gates `and_start..and_end`, then linear gates `lin_start..lin_end`. The wires
+/// `shared[shared_start..shared_end]` of [`Circuit`] are this layer's shared AND inputs: each feeds at least two
+/// of its AND gates, so the first permutation `π(x)` of the garbling hash `H(x, i) = π(π(x) ⊕ i) ⊕ π(x)` is
+/// computed once per shared wire and layer instead of once per use (the hash values are the same). Empty when
+/// most of the layer's AND inputs feed one gate only.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Layer {
     pub and_end: u32,
     pub lin_end: u32,
+    pub shared_end: u32,
 }
 
 /// A validated boolean circuit with its garbling schedule. See the module docs.
@@ -135,6 +145,8 @@ pub struct Circuit {
     pub(crate) and_gates: Vec<AndGate>,
     pub(crate) linear_gates: Vec<LinearGate>,
     pub(crate) layers: Vec<Layer>,
+    /// The shared AND inputs of every layer, layer after layer (see [`Layer`]).
+    pub(crate) shared: Vec<u32>,
     digest: [u8; 32],
 }
 
@@ -187,7 +199,7 @@ impl Circuit {
     ) -> Result<Circuit, CircuitError> {
         let n: u32 = u32::try_from(num_wires)
             .ok()
-            .filter(|&n| n < INV_MARK)
+            .filter(|&n| n <= SHARED)
             .ok_or(CircuitError::TooManyWires)?;
         let check = |w: WireId| {
             if w.0 < n {
@@ -262,6 +274,7 @@ impl Circuit {
             layers.push(Layer {
                 and_end: ae,
                 lin_end: le,
+                shared_end: 0,
             });
         }
         let mut and_gates = vec![AndGate { a: 0, b: 0, out: 0 }; ae as usize];
@@ -295,6 +308,8 @@ impl Circuit {
                 }
             }
         }
+        // `depth` is no longer needed: it becomes the per-wire scratch of the shared-input pass.
+        let shared = share_inputs(&mut and_gates, &mut layers, depth);
 
         let digest = digest_of(
             n,
@@ -314,6 +329,7 @@ impl Circuit {
             and_gates,
             linear_gates,
             layers,
+            shared,
             digest,
         })
     }
@@ -356,6 +372,15 @@ impl Circuit {
     /// AND depth (number of rounds of dependent AND gates).
     pub fn and_depth(&self) -> usize {
         self.layers.len().saturating_sub(1)
+    }
+
+    /// AND-gate inputs (two per gate) that name a wire feeding two or more AND gates of the same layer, whose
+    /// first hash permutation is computed once for the layer (see [`crate::gc`], Speed).
+    pub fn shared_and_inputs(&self) -> usize {
+        self.and_gates
+            .iter()
+            .map(|g| (g.a & SHARED != 0) as usize + (g.b & SHARED != 0) as usize)
+            .sum()
     }
 
     /// Size in bytes of the garbled tables.
@@ -452,6 +477,68 @@ impl Circuit {
     }
 }
 
+/// Finds, layer by layer, the wires that feed two or more of the layer's AND gates (as either input), lists them
+/// in `shared` (each layer's run ending at its `shared_end`) and replaces them in the gates by their slots, marked
+/// [`SHARED`]. A layer where fewer than three in four of the AND inputs are shared keeps plain wires (its gates
+/// are hashed one by one without a choice per input, which is faster there). `scratch` has one entry per wire;
+/// its contents are overwritten.
+fn share_inputs(
+    and_gates: &mut [AndGate],
+    layers: &mut [Layer],
+    mut scratch: Vec<u32>,
+) -> Vec<u32> {
+    // scratch[w]: 0 = unseen in this layer, 1 = seen once, k + 2 = slot k. Reset for the wires of each layer.
+    scratch.fill(0);
+    let mut shared = Vec::new();
+    let mut start = 0usize;
+    for layer in layers.iter_mut() {
+        let gates = &mut and_gates[start..layer.and_end as usize];
+        let first = shared.len();
+        for g in gates.iter() {
+            for w in [g.a, g.b] {
+                let s = &mut scratch[w as usize];
+                match *s {
+                    0 => *s = 1,
+                    1 => {
+                        *s = (shared.len() - first) as u32 + 2;
+                        shared.push(w);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let uses = 2 * gates.len();
+        let shared_uses = gates
+            .iter()
+            .flat_map(|g| [g.a, g.b])
+            .filter(|&w| scratch[w as usize] >= 2)
+            .count();
+        for w in gates.iter().flat_map(|g| [g.a, g.b]) {
+            if scratch[w as usize] == 1 || 4 * shared_uses < 3 * uses {
+                scratch[w as usize] = 0;
+            }
+        }
+        if 4 * shared_uses < 3 * uses {
+            // Too few shared uses: the layer is hashed gate by gate, on the path without a branch per input.
+            shared.truncate(first);
+        }
+        for g in gates.iter_mut() {
+            for x in [&mut g.a, &mut g.b] {
+                match scratch[*x as usize] {
+                    0 => {}
+                    k => *x = SHARED | (k - 2),
+                }
+            }
+        }
+        for &w in &shared[first..] {
+            scratch[w as usize] = 0;
+        }
+        layer.shared_end = shared.len() as u32;
+        start = layer.and_end as usize;
+    }
+    shared
+}
+
 fn digest_of(
     num_wires: u32,
     gi: &[WireId],
@@ -546,6 +633,14 @@ mod tests {
             Circuit::new(3, vec![w(0)], vec![w(1)], vec![], vec![w(2)], vec![]).unwrap_err(),
             CircuitError::OutputUnassigned(2)
         );
+    }
+
+    #[test]
+    fn wire_indices_stay_below_the_shared_mark() {
+        // The schedule marks shared AND inputs with bit 31, so a circuit has at most 2^31 wires (refused before
+        // anything is allocated for them).
+        let too_many = Circuit::new((1 << 31) + 1, vec![], vec![], vec![], vec![], vec![]);
+        assert_eq!(too_many.unwrap_err(), CircuitError::TooManyWires);
     }
 
     #[test]

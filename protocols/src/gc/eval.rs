@@ -1,8 +1,8 @@
 //! The evaluator (the FI): half-gates evaluation, returning the garbler's output labels, decoding its own.
 
 use super::circuit::{Circuit, INV_MARK};
-use super::garble::{mask, BATCH};
-use super::hash::{aes_u128, gate_tweaks, to_aes_u128, AesBlock, Tccr};
+use super::garble::{mask, SharedInputs, BATCH};
+use super::hash::{aes_u128, gate_tweaks, AesBlock, Tccr};
 use super::{
     ApiMisuse, Error, GarbledHeader, GarbledTables, OutputDecoding, OutputLabels, PeerMisbehaved,
 };
@@ -154,38 +154,37 @@ impl Evaluator {
 }
 
 fn evaluate_into(hash: &Tccr, c: &Circuit, tweak_base: u64, labels: &mut [Block], tables: &[u8]) {
-    let mut buf = vec![AesBlock::default(); 2 * BATCH];
-    let mut scratch = vec![AesBlock::default(); 2 * BATCH];
-    let (mut and_start, mut lin_start) = (0usize, 0usize);
+    // Per batch: π(W_a), π(W_b) of each gate, the second permutations, and the labels of each gate's inputs.
+    let mut pis = vec![AesBlock::default(); 2 * BATCH];
+    let mut second = vec![AesBlock::default(); 2 * BATCH];
+    let mut inputs = vec![[0u128; 2]; BATCH];
+    let mut shared = SharedInputs::new([0]);
+    let (mut and_start, mut lin_start, mut shared_start) = (0usize, 0usize, 0usize);
     for layer in &c.layers {
+        let shared_end = layer.shared_end as usize;
+        shared.load(&c.shared[shared_start..shared_end], labels, hash);
+        shared_start = shared_end;
         let and_end = layer.and_end as usize;
-        let mut g0 = and_start;
-        while g0 < and_end {
-            let g1 = (g0 + BATCH).min(and_end);
-            let gates = &c.and_gates[g0..g1];
+        for (k, gates) in c.and_gates[and_start..and_end].chunks(BATCH).enumerate() {
+            let g0 = and_start + k * BATCH;
             let n = gates.len();
-            let buf = &mut buf[..2 * n];
-            for (k, g) in gates.iter().enumerate() {
-                buf[2 * k] = to_aes_u128(labels[g.a as usize].0);
-                buf[2 * k + 1] = to_aes_u128(labels[g.b as usize].0);
-            }
+            shared.gather(gates, labels, &mut inputs, &mut pis, hash);
             // Block 2k (W_a) of gate first+k uses tweak 2(first+k), block 2k+1 (W_b) 2(first+k)+1: block j uses
             // 2·first + j (see gate_tweaks).
             let t0 = gate_tweaks(tweak_base + g0 as u64).0;
-            hash.hash_many(buf, &mut scratch, |j| t0 + j as u128);
-            for (k, g) in gates.iter().enumerate() {
-                let wa = labels[g.a as usize].0;
-                let wb = labels[g.b as usize].0;
+            hash.second_halves(&pis[..2 * n], &mut second, |j| t0 + j as u128);
+            for (k, (g, &[wa, wb])) in gates.iter().zip(inputs.iter()).enumerate() {
                 let off = 32 * (g0 + k);
                 let tg = u128::from_le_bytes(tables[off..off + 16].try_into().expect("16 bytes"));
                 let te =
                     u128::from_le_bytes(tables[off + 16..off + 32].try_into().expect("16 bytes"));
+                let ha = aes_u128(&pis[2 * k]) ^ aes_u128(&second[2 * k]);
+                let hb = aes_u128(&pis[2 * k + 1]) ^ aes_u128(&second[2 * k + 1]);
                 // W_G = H(W_a) ⊕ s_a·T_G ; W_E = H(W_b) ⊕ s_b·(T_E ⊕ W_a).
-                let wg = aes_u128(&buf[2 * k]) ^ (mask(wa) & tg);
-                let we = aes_u128(&buf[2 * k + 1]) ^ (mask(wb) & (te ^ wa));
+                let wg = ha ^ (mask(wa) & tg);
+                let we = hb ^ (mask(wb) & (te ^ wa));
                 labels[g.out as usize] = Block(wg ^ we);
             }
-            g0 = g1;
         }
         and_start = and_end;
         let lin_end = layer.lin_end as usize;

@@ -1,6 +1,6 @@
 //! The garbler (the owner): half-gates garbling with free-XOR, and the check of the evaluator's output labels.
 
-use super::circuit::{Circuit, INV_MARK};
+use super::circuit::{Circuit, INV_MARK, SHARED};
 use super::hash::{aes_u128, gate_tweaks, to_aes_u128, AesBlock, Tccr};
 use super::{
     ApiMisuse, Error, GarbledHeader, GarbledTables, OutputDecoding, OutputLabels, PeerMisbehaved,
@@ -427,47 +427,37 @@ fn garble_into(
     mut sink: impl FnMut(&[u8]),
 ) {
     let d = delta.0;
-    let mut buf = vec![AesBlock::default(); 4 * BATCH];
-    let mut scratch = vec![AesBlock::default(); 4 * BATCH];
-    let mut inputs = vec![(0u128, 0u128); BATCH];
+    // Per batch: π(x) of the four hashed labels of each gate (A0, A1, B0, B1), the second permutations, and
+    // the zero labels of each gate's inputs.
+    let mut pis = vec![AesBlock::default(); 4 * BATCH];
+    let mut second = vec![AesBlock::default(); 4 * BATCH];
+    let mut inputs = vec![[0u128; 2]; BATCH];
+    let mut shared = SharedInputs::new([0, d]);
     let mut filled = 0usize;
-    let (mut and_start, mut lin_start) = (0usize, 0usize);
+    let (mut and_start, mut lin_start, mut shared_start) = (0usize, 0usize, 0usize);
     for layer in &c.layers {
+        let shared_end = layer.shared_end as usize;
+        shared.load(&c.shared[shared_start..shared_end], labels, hash);
+        shared_start = shared_end;
         let and_end = layer.and_end as usize;
-        let mut g0 = and_start;
-        while g0 < and_end {
-            let g1 = (g0 + BATCH).min(and_end);
-            let gates = &c.and_gates[g0..g1];
+        for (k, gates) in c.and_gates[and_start..and_end].chunks(BATCH).enumerate() {
             let n = gates.len();
-            let buf = &mut buf[..4 * n];
-            for ((g, input), four) in gates
-                .iter()
-                .zip(inputs.iter_mut())
-                .zip(buf.chunks_exact_mut(4))
-            {
-                let a0 = labels[g.a as usize].0;
-                let b0 = labels[g.b as usize].0;
-                *input = (a0, b0);
-                four[0] = to_aes_u128(a0);
-                four[1] = to_aes_u128(a0 ^ d);
-                four[2] = to_aes_u128(b0);
-                four[3] = to_aes_u128(b0 ^ d);
-            }
+            shared.gather(gates, labels, &mut inputs, &mut pis, hash);
             // Blocks 4k, 4k+1 (A0, A1) of gate first+k use tweak 2(first+k), blocks 4k+2, 4k+3 (B0, B1) use
             // 2(first+k)+1: block j uses 2·first + j/2 (see gate_tweaks).
             // Tweaks stay below 2^64 (gate numbers below 2^63, checked when they are reserved), so the sum is
             // done in 64 bits.
-            let t0 = gate_tweaks(tweak_base + g0 as u64).0 as u64;
-            hash.hash_many_halves(buf, &mut scratch, |j| {
+            let t0 = gate_tweaks(tweak_base + (and_start + k * BATCH) as u64).0 as u64;
+            hash.second_halves(&pis[..4 * n], &mut second, |j| {
                 let t = (t0 + (j >> 1) as u64) as u128;
                 #[cfg(test)]
                 tweak_log::record(t);
                 t
             });
-            for ((g, &(a0, b0)), (x, y)) in gates
+            for ((g, &[a0, b0]), (x, y)) in gates
                 .iter()
                 .zip(inputs.iter())
-                .zip(buf.chunks_exact(4).zip(scratch.chunks_exact(4)))
+                .zip(pis.chunks_exact(4).zip(second.chunks_exact(4)))
             {
                 let h = |i: usize| aes_u128(&x[i]) ^ aes_u128(&y[i]);
                 let (ha0, ha1, hb0, hb1) = (h(0), h(1), h(2), h(3));
@@ -489,7 +479,6 @@ fn garble_into(
                     filled = 0;
                 }
             }
-            g0 = g1;
         }
         and_start = and_end;
         let lin_end = layer.lin_end as usize;
@@ -503,8 +492,120 @@ fn garble_into(
         }
         lin_start = lin_end;
     }
+    for b in pis.iter_mut().chain(&mut second) {
+        b.as_mut_slice().zeroize();
+    }
     if filled > 0 {
         sink(&out[..filled]);
+    }
+}
+
+/// The shared AND inputs of the layer being garbled or evaluated, and the batch step that reads them. Each
+/// hashed label is an input's label XOR one of `offsets`: the garbler hashes `L0` and `L0 ⊕ Δ` (`[0, Δ]`), the
+/// evaluator the one label it holds (`[0]`). Zeroized on drop.
+pub(crate) struct SharedInputs<const K: usize> {
+    offsets: [u128; K],
+    /// The label of each shared input of the layer.
+    labels: Vec<u128>,
+    /// The first halves `π(label ⊕ offset)` of each shared input, `K` per input.
+    pis: Vec<AesBlock>,
+    /// Per batch: the blocks of the unshared inputs, then their first halves.
+    first: Vec<AesBlock>,
+}
+
+impl<const K: usize> SharedInputs<K> {
+    pub(crate) fn new(offsets: [u128; K]) -> Self {
+        SharedInputs {
+            offsets,
+            labels: Vec::new(),
+            pis: Vec::new(),
+            first: vec![AesBlock::default(); 2 * K * BATCH],
+        }
+    }
+
+    /// Takes the labels of a layer's shared `wires` and computes their first halves once.
+    pub(crate) fn load(&mut self, wires: &[u32], labels: &[Block], hash: &Tccr) {
+        self.labels.clear();
+        self.labels
+            .extend(wires.iter().map(|&w| labels[w as usize].0));
+        self.pis.clear();
+        let offsets = self.offsets;
+        self.pis.extend(
+            self.labels
+                .iter()
+                .flat_map(|&l| offsets.map(|o| to_aes_u128(l ^ o))),
+        );
+        hash.first_halves(&mut self.pis);
+    }
+
+    /// For a batch of the layer: each gate's two input labels into `inputs`, and into `pis` the first halves of
+    /// its `2K` hashed blocks (input `a`'s `K`, then `b`'s), taken from the layer's list for a shared input and
+    /// computed here for the others. In a layer without shared inputs every block is hashed in place.
+    pub(crate) fn gather(
+        &mut self,
+        gates: &[super::circuit::AndGate],
+        labels: &[Block],
+        inputs: &mut [[u128; 2]],
+        pis: &mut [AesBlock],
+        hash: &Tccr,
+    ) {
+        let pis = &mut pis[..2 * K * gates.len()];
+        if self.labels.is_empty() {
+            for ((g, ins), blocks) in gates
+                .iter()
+                .zip(inputs.iter_mut())
+                .zip(pis.chunks_exact_mut(2 * K))
+            {
+                *ins = [labels[g.a as usize].0, labels[g.b as usize].0];
+                for (l, blocks) in ins.iter().zip(blocks.chunks_exact_mut(K)) {
+                    for (b, o) in blocks.iter_mut().zip(self.offsets) {
+                        *b = to_aes_u128(l ^ o);
+                    }
+                }
+            }
+            hash.first_halves(pis);
+            return;
+        }
+        let mut unshared = 0;
+        for (g, ins) in gates.iter().zip(inputs.iter_mut()) {
+            for (x, l) in [g.a, g.b].into_iter().zip(ins.iter_mut()) {
+                if x & SHARED == 0 {
+                    *l = labels[x as usize].0;
+                    for (b, o) in self.first[unshared..unshared + K]
+                        .iter_mut()
+                        .zip(self.offsets)
+                    {
+                        *b = to_aes_u128(*l ^ o);
+                    }
+                    unshared += K;
+                } else {
+                    *l = self.labels[(x ^ SHARED) as usize];
+                }
+            }
+        }
+        hash.first_halves(&mut self.first[..unshared]);
+        let mut next = 0;
+        for (g, blocks) in gates.iter().zip(pis.chunks_exact_mut(2 * K)) {
+            for (x, blocks) in [g.a, g.b].into_iter().zip(blocks.chunks_exact_mut(K)) {
+                let from = if x & SHARED == 0 {
+                    next += K;
+                    &self.first[next - K..next]
+                } else {
+                    let s = K * (x ^ SHARED) as usize;
+                    &self.pis[s..s + K]
+                };
+                blocks.copy_from_slice(from);
+            }
+        }
+    }
+}
+
+impl<const K: usize> Drop for SharedInputs<K> {
+    fn drop(&mut self) {
+        self.labels.zeroize();
+        for b in self.pis.iter_mut().chain(&mut self.first) {
+            b.as_mut_slice().zeroize();
+        }
     }
 }
 

@@ -132,16 +132,36 @@ impl Tccr {
         scratch: &mut [AesBlock],
         tweak: impl Fn(usize) -> u128,
     ) {
-        let n = blocks.len();
-        let scratch = &mut scratch[..n];
         // blocks := π(x)
         self.pi.permute_many(blocks);
-        // scratch := π(x) ⊕ i
-        for (j, (s, b)) in scratch.iter_mut().zip(blocks.iter()).enumerate() {
-            *s = to_aes_u128(aes_u128(b) ^ tweak(j));
+        self.second_halves(blocks, scratch, tweak);
+    }
+
+    /// The second permutation of the hash, for callers that already hold `π(x_j)` (computed once for a label
+    /// hashed under several tweaks): afterwards `out[j] = π(pis[j] ⊕ tweak(j))`, so
+    /// `H(x_j, tweak(j)) = pis[j] ⊕ out[j]`.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `pis`.
+    #[inline]
+    pub fn second_halves(
+        &self,
+        pis: &[AesBlock],
+        out: &mut [AesBlock],
+        tweak: impl Fn(usize) -> u128,
+    ) {
+        let out = &mut out[..pis.len()];
+        for (j, (o, p)) in out.iter_mut().zip(pis).enumerate() {
+            *o = to_aes_u128(aes_u128(p) ^ tweak(j));
         }
-        // scratch := π(π(x) ⊕ i)
-        self.pi.permute_many(scratch);
+        self.pi.permute_many(out);
+    }
+
+    /// `π(x)` in place for every block: the first half of the hash, shared by every tweak a label is hashed
+    /// under.
+    #[inline]
+    pub fn first_halves(&self, blocks: &mut [AesBlock]) {
+        self.pi.permute_many(blocks);
     }
 }
 

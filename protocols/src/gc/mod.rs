@@ -39,9 +39,18 @@
 //! # Speed
 //!
 //! AND gates are garbled layer by layer in batches of 64 independent gates, so each batch is two
-//! `encrypt_blocks` calls of 256 blocks (garbling) or 128 blocks (evaluation); wire-label buffers are kept
+//! `encrypt_blocks` calls of up to 256 blocks (garbling) or 128 blocks (evaluation); wire-label buffers are kept
 //! across runs and nothing is allocated per gate. [`Garbler::garble_streaming`] hands the tables to a sink in
 //! 64 KiB chunks instead of storing them, which matters for circuits with millions of AND gates.
+//!
+//! - **Shared first halves.** The hash is `π(π(x) ⊕ i) ⊕ π(x)`, and its first half `π(x)` does not depend on
+//!   the tweak. A wire that feeds two or more AND gates of a layer (found when the circuit is built) has
+//!   `π(L0)` and `π(L0 ⊕ Δ)` (garbler) or `π(L)` (evaluator) computed once for the layer, and each gate then
+//!   costs only the second permutations: 4 AES calls per AND gate to garble and 2 to evaluate instead of 8
+//!   and 4 when every input is shared, as in a multiplier or a comparison against many values. The hash
+//!   values, and so the tables, are exactly those of hashing gate by gate. In the schedule such an input names
+//!   its slot among the layer's shared wires, so a gate stays 12 bytes and its label is read from the layer's
+//!   short list.
 //!
 //! # Security model
 //!

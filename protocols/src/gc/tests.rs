@@ -2,7 +2,8 @@
 
 use super::aes_circuit::{aes128_circuit, bits_to_bytes, bytes_to_bits};
 use super::builder::{
-    band_bits, bands_circuit, bits_to_u64, decision_circuit, u64_to_bits, BandError, Thresholds,
+    band_bits, bands_circuit, bits_to_u64, decision_circuit, reasons_circuit, u64_to_bits,
+    BandError, Thresholds,
 };
 use super::garble::tweak_log;
 use super::*;
@@ -653,4 +654,173 @@ fn streamed_tables_equal_stored_tables() {
         }
     }
     assert_eq!(outs[0], outs[1]);
+}
+
+/// Half-gates garbling written out gate by gate from its definition, one `Tccr::hash` per hashed label and no
+/// batching, no shared first halves, no threads: the tables, from the zero labels of the inputs.
+fn reference_garbling(
+    c: &Circuit,
+    delta: Block,
+    tweak_base: u64,
+    garbler_zero: &[Block],
+    evaluator_zero: &[Block],
+) -> Vec<u8> {
+    use super::circuit::{INV_MARK, SHARED};
+    use super::hash::{gate_tweaks, Tccr};
+    let h = Tccr::new();
+    let d = delta.0;
+    let mut labels = vec![Block::ZERO; c.num_wires()];
+    for (w, &z) in c.garbler_inputs().iter().zip(garbler_zero) {
+        labels[w.index()] = z;
+    }
+    for (w, &z) in c.evaluator_inputs().iter().zip(evaluator_zero) {
+        labels[w.index()] = z;
+    }
+    let mut tables = Vec::with_capacity(c.table_bytes());
+    let (mut and_start, mut lin_start, mut shared_start) = (0usize, 0usize, 0usize);
+    for layer in &c.layers {
+        // The schedule names a shared input by its slot among the layer's shared wires.
+        let wire = |x: u32| match x & SHARED {
+            0 => x as usize,
+            _ => c.shared[shared_start + (x ^ SHARED) as usize] as usize,
+        };
+        for k in and_start..layer.and_end as usize {
+            let g = c.and_gates[k];
+            let (ta, tb) = gate_tweaks(tweak_base + k as u64);
+            let (a0, b0) = (labels[wire(g.a)], labels[wire(g.b)]);
+            let (pa, pb) = (a0.lsb(), b0.lsb());
+            let (ha0, ha1) = (h.hash(a0, ta).0, h.hash(Block(a0.0 ^ d), ta).0);
+            let (hb0, hb1) = (h.hash(b0, tb).0, h.hash(Block(b0.0 ^ d), tb).0);
+            let tg = ha0 ^ ha1 ^ if pb { d } else { 0 };
+            let wg = ha0 ^ if pa { tg } else { 0 };
+            let te = hb0 ^ hb1 ^ a0.0;
+            let we = hb0 ^ if pb { te ^ a0.0 } else { 0 };
+            labels[g.out as usize] = Block(wg ^ we);
+            tables.extend_from_slice(&tg.to_le_bytes());
+            tables.extend_from_slice(&te.to_le_bytes());
+        }
+        and_start = layer.and_end as usize;
+        shared_start = layer.shared_end as usize;
+        for g in &c.linear_gates[lin_start..layer.lin_end as usize] {
+            let a = labels[g.a as usize].0;
+            labels[g.out as usize] = Block(if g.b == INV_MARK {
+                a ^ d
+            } else {
+                a ^ labels[g.b as usize].0
+            });
+        }
+        lin_start = layer.lin_end as usize;
+    }
+    tables
+}
+
+/// A wide layer of `n` AND gates over 256 garbler and 256 evaluator inputs (each input feeds many gates), and
+/// 64 more AND gates in the same layer whose inputs feed only them, XOR-folded into 16 outputs for each party.
+fn shared_wide_layer(n: usize) -> Circuit {
+    let mut b = CircuitBuilder::new();
+    let x = b.garbler_inputs(256);
+    let y = b.evaluator_inputs(256);
+    let once_x = b.garbler_inputs(64);
+    let once_y = b.evaluator_inputs(64);
+    let mut acc = vec![Bit::ZERO; 16];
+    let ands = (0..n)
+        .map(|k| (x[k % 256], y[(k / 256 + k) % 256]))
+        .chain(once_x.iter().copied().zip(once_y.iter().copied()));
+    for (k, (xi, yj)) in ands.enumerate() {
+        let z = b.and(xi, yj);
+        acc[k % 16] = b.xor(acc[k % 16], z);
+    }
+    for &a in &acc {
+        b.garbler_output(a);
+        b.evaluator_output(a);
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn tables_equal_the_half_gates_definition_gate_by_gate() {
+    use super::circuit::SHARED;
+    let mut rng = ChaCha20Rng::seed_from_u64(71);
+    let mut circuits: Vec<Circuit> = (0..30)
+        .map(|_| random_circuit(&mut rng, 6, 6, 300))
+        .collect();
+    circuits.push(aes128_circuit());
+    circuits.push(decision_circuit());
+    circuits.push(reasons_circuit(12, 3));
+    circuits.push(shared_wide_layer(5000));
+    // Both ways of hashing an input are exercised: first halves shared across gates and computed per gate.
+    let inputs = circuits
+        .iter()
+        .flat_map(|c| c.and_gates.iter().flat_map(|g| [g.a, g.b]));
+    assert!(inputs.clone().any(|x| x & SHARED != 0));
+    assert!(inputs.clone().any(|x| x & SHARED == 0));
+    // Including both in one layer (the wide one).
+    let wide = circuits.last().unwrap();
+    assert_eq!(wide.layers.iter().filter(|l| l.and_end > 0).count(), 1);
+    assert_eq!(
+        wide.shared_and_inputs(),
+        2 * wide.and_count() - 128,
+        "all but the 64 gates' own inputs are shared"
+    );
+    {
+        let delta = Delta::random(&mut rng);
+        let d = delta.block();
+        let mut g = Garbler::new(delta);
+        for c in &circuits {
+            let gin = random_bits(&mut rng, c.garbler_inputs().len());
+            let ein = random_bits(&mut rng, c.evaluator_inputs().len());
+            let zero: Vec<Block> = (0..ein.len()).map(|_| Block::random(&mut rng)).collect();
+            let mut streamed = Vec::new();
+            let s = g
+                .garble_streaming(c, &gin, zero.clone(), &mut rng, |ch| {
+                    streamed.extend_from_slice(ch)
+                })
+                .unwrap();
+            // The garbler's zero labels, from the labels of its inputs in the header.
+            let garbler_zero = |h: &GarbledHeader| -> Vec<Block> {
+                h.garbler_labels
+                    .iter()
+                    .zip(&gin)
+                    .map(|(&l, &x)| l ^ d.and_bit(x))
+                    .collect()
+            };
+            let tables =
+                reference_garbling(c, d, s.header.tweak_base, &garbler_zero(&s.header), &zero);
+            assert!(
+                streamed == tables,
+                "streamed tables differ from the definition"
+            );
+            let stored = g
+                .garble_with_evaluator_labels(c, &gin, zero, &mut rng)
+                .unwrap();
+            let evaluator_zero: Vec<Block> = (0..ein.len())
+                .map(|i| stored.evaluator_labels.pair(i).0)
+                .collect();
+            let tables = reference_garbling(
+                c,
+                d,
+                stored.header.tweak_base,
+                &garbler_zero(&stored.header),
+                &evaluator_zero,
+            );
+            assert!(
+                stored.tables.as_bytes() == tables,
+                "stored tables differ from the definition"
+            );
+            // And the evaluator, sharing first halves the same way, gets the right outputs.
+            let (go, eo) = {
+                let elabels = stored.evaluator_labels.select(&ein);
+                let (out, awaiting) = Evaluator::new()
+                    .evaluate(c, &stored.header, &stored.tables, &elabels)
+                    .unwrap();
+                let accepted = stored.pending.check(&out).unwrap();
+                (
+                    accepted.garbler_outputs,
+                    awaiting.decode(&accepted.decoding).unwrap(),
+                )
+            };
+            let plain = c.eval_plain(&gin, &ein).unwrap();
+            assert_eq!((go, eo), (plain.garbler, plain.evaluator));
+        }
+    }
 }

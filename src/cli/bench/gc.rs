@@ -51,6 +51,9 @@ pub struct CircuitReport {
     pub copies: u64,
     /// Garbled-table bytes of one copy (32 per AND gate, half-gates).
     pub table_bytes: u64,
+    /// Inputs of AND gates that feed several AND gates of their layer, over all AND inputs: the share of
+    /// hashes whose first permutation is computed once per layer rather than per gate.
+    pub shared_inputs: f64,
     /// Garbling into fresh tables.
     pub garble: GateTiming,
     /// Garbling streamed in chunks of at most 64 KiB to a sink that takes each chunk and keeps none (as a send
@@ -89,8 +92,9 @@ impl GcReport {
                 format!("{} ({} AND)", c.circuit, c.and_gates)
             };
             s.push_str(&format!(
-                "  {name}, tables {} per copy\n",
-                bytes(c.table_bytes)
+                "  {name}, tables {} per copy, {:.0}% of AND inputs shared\n",
+                bytes(c.table_bytes),
+                100.0 * c.shared_inputs
             ));
             let rows = [
                 ("garble", &c.garble),
@@ -228,6 +232,7 @@ fn measure_circuit(
         gates: circuit.gates().len() as u64,
         copies: copies as u64,
         table_bytes: circuit.table_bytes() as u64,
+        shared_inputs: circuit.shared_and_inputs() as f64 / (2 * circuit.and_count()).max(1) as f64,
         garble: timing(garble),
         garble_streaming: timing(streaming),
         evaluate: timing(evaluate),
@@ -250,6 +255,7 @@ mod tests {
             gates: and_gates * 3,
             copies,
             table_bytes: and_gates * 32,
+            shared_inputs: if copies == 1 { 1.0 } else { 0.25 },
             garble: gates(0.455, 2_250_549.0),
             garble_streaming: gates(2.1, 3_120_000.0),
             evaluate: gates(0.021, 48_761_904.0),
@@ -268,11 +274,11 @@ mod tests {
             report.text(),
         concat!(
             "duo bench gc: half-gates with free XOR, one thread; median of 5 (release build, 8 CPUs, load 0.25 at start)\n",
-            "  wide_layer (1048576 AND), tables 32.00 MiB per copy\n",
+            "  wide_layer (1048576 AND), tables 32.00 MiB per copy, 100% of AND inputs shared\n",
             "    garble                 0.455 ms      2.3 M AND/s\n",
             "    garble, streamed         2.1 ms      3.1 M AND/s\n",
             "    evaluate               0.021 ms     48.8 M AND/s\n",
-            "  aes128 x164 (6400 AND each), tables 200.0 KiB per copy\n",
+            "  aes128 x164 (6400 AND each), tables 200.0 KiB per copy, 25% of AND inputs shared\n",
             "    garble                 0.455 ms      2.3 M AND/s\n",
             "    garble, streamed         2.1 ms      3.1 M AND/s\n",
             "    evaluate               0.021 ms     48.8 M AND/s\n",

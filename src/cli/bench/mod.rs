@@ -57,7 +57,8 @@ pub enum BenchCmd {
     /// Garbled circuits: garbling and evaluation rates.
     ///
     /// Half-gates garbling and evaluation in AND gates per second, one thread, for a wide layer of independent
-    /// AND gates and for copies of the AES-128 circuit, with garbled-table bytes.
+    /// AND gates and for copies of the AES-128 circuit, with garbled-table bytes and the share of AND inputs
+    /// whose hashing is shared across the gates of a layer.
     Gc(gc::GcArgs),
     /// Private credit scoring: latency and bytes on the wire.
     ///
