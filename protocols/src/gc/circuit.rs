@@ -7,9 +7,17 @@
 //!
 //! For garbling, the circuit is also kept as a *layered schedule*: the AND depth of each wire is computed, and
 //! all AND gates of one depth (which are independent of each other) are garbled together in batches, so the
-//! hash's AES calls pipeline. XOR and INV gates of depth `d` run after the AND gates of depth `d`, in their
-//! original order. The schedule fixes the index of each AND gate, hence its tweak and its place in the tables.
+//! hash's AES calls pipeline. The schedule fixes the index of each AND gate (by depth, then list order), hence
+//! its tweak and its place in the tables. Two more things are settled when the circuit is built; neither
+//! changes the AND order, the tweaks or a byte of the tables:
+//!
+//! - XOR and INV gates of depth `d` run right after the batch of depth-`d` AND gates that completes their
+//!   inputs (in their original order among themselves), so an AND output is consumed while it is in cache.
+//! - Labels are kept in *slots*, not one per wire: a wire's slot is taken again after the step that reads the
+//!   wire for the last time (outputs are kept to the end). A wide layer whose outputs are folded as they come
+//!   needs a few hundred labels instead of two per gate, so garbling it barely leaves the cache.
 
+use crate::block::Block;
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -120,6 +128,24 @@ pub(crate) struct LinearGate {
 
 pub(crate) const INV_MARK: u32 = u32::MAX;
 
+/// AND gates garbled per batch (4 hashed blocks each, so up to 256 blocks per AES call); the schedule runs linear
+/// gates between batches.
+pub(crate) const BATCH: usize = 64;
+
+/// Runs linear gates on the labels: `out = a ⊕ b`, or `out = a ⊕ inv` for an inverter (`Δ` for the garbler,
+/// whose labels are zero labels; 0 for the evaluator).
+#[inline]
+pub(crate) fn run_linear(gates: &[LinearGate], labels: &mut [Block], inv: u128) {
+    for g in gates {
+        let a = labels[g.a as usize].0;
+        labels[g.out as usize] = Block(if g.b == INV_MARK {
+            a ^ inv
+        } else {
+            a ^ labels[g.b as usize].0
+        });
+    }
+}
+
 /// One layer of the schedule: AND gates `and_start..and_end`, then linear gates `lin_start..lin_end`. The wires
 /// `shared[shared_start..shared_end]` of [`Circuit`] are this layer's shared AND inputs: each feeds at least two
 /// of its AND gates, so the first permutation `π(x)` of the garbling hash `H(x, i) = π(π(x) ⊕ i) ⊕ π(x)` is
@@ -145,6 +171,11 @@ pub struct Circuit {
     pub(crate) and_gates: Vec<AndGate>,
     pub(crate) linear_gates: Vec<LinearGate>,
     pub(crate) layers: Vec<Layer>,
+    /// For each batch of [`BATCH`] AND gates of each layer, in order: the end of the linear gates that run right
+    /// after it (see [`interleave_linear`]).
+    pub(crate) batch_lin_end: Vec<u32>,
+    /// Where each wire's label is kept while garbling or evaluating (see [`allocate_slots`]).
+    pub(crate) slots: Slots,
     /// The shared AND inputs of every layer, layer after layer (see [`Layer`]).
     pub(crate) shared: Vec<u32>,
     digest: [u8; 32],
@@ -308,8 +339,22 @@ impl Circuit {
                 }
             }
         }
-        // `depth` is no longer needed: it becomes the per-wire scratch of the shared-input pass.
-        let shared = share_inputs(&mut and_gates, &mut layers, depth);
+        drop(depth);
+        let batch_lin_end = interleave_linear(&and_gates, &mut linear_gates, &layers, num_wires);
+        let slots = allocate_slots(
+            num_wires,
+            &mut and_gates,
+            &mut linear_gates,
+            &layers,
+            &batch_lin_end,
+            [
+                &garbler_inputs,
+                &evaluator_inputs,
+                &garbler_outputs,
+                &evaluator_outputs,
+            ],
+        );
+        let shared = share_inputs(&mut and_gates, &mut layers, vec![0; slots.count as usize]);
 
         let digest = digest_of(
             n,
@@ -329,6 +374,8 @@ impl Circuit {
             and_gates,
             linear_gates,
             layers,
+            batch_lin_end,
+            slots,
             shared,
             digest,
         })
@@ -477,7 +524,222 @@ impl Circuit {
     }
 }
 
-/// Finds, layer by layer, the wires that feed two or more of the layer's AND gates (as either input), lists them
+/// The label slots of a circuit: the schedule's gates name slots, not wires, and a slot is reused once the wire
+/// in it is read for the last time, so garbling touches only as many labels as are live at once.
+#[derive(Clone, Debug)]
+pub(crate) struct Slots {
+    /// Number of slots (labels to keep).
+    pub count: u32,
+    /// The slot of each garbler input, evaluator input, garbler output and evaluator output, in order.
+    pub garbler_inputs: Vec<u32>,
+    pub evaluator_inputs: Vec<u32>,
+    pub garbler_outputs: Vec<u32>,
+    pub evaluator_outputs: Vec<u32>,
+}
+
+/// One step of garbling or evaluation, in the order they run: a batch of AND gates (all of its inputs are read
+/// before any of its outputs is written), or one linear gate.
+enum Step<'a> {
+    Ands(&'a [AndGate]),
+    Linear(&'a LinearGate),
+}
+
+/// Calls `f` on each step in the order garbling and evaluation run them: for each layer, each batch of
+/// [`BATCH`] AND gates followed by the linear gates that run after it, then the layer's remaining linear gates.
+fn for_each_step<'a>(
+    and_gates: &'a [AndGate],
+    linear_gates: &'a [LinearGate],
+    layers: &[Layer],
+    batch_lin_end: &[u32],
+    mut f: impl FnMut(Step<'a>),
+) {
+    let (mut and_start, mut lin, mut batch) = (0usize, 0usize, 0usize);
+    for layer in layers {
+        for ands in and_gates[and_start..layer.and_end as usize].chunks(BATCH) {
+            f(Step::Ands(ands));
+            let end = batch_lin_end[batch] as usize;
+            linear_gates[lin..end]
+                .iter()
+                .for_each(|g| f(Step::Linear(g)));
+            lin = end;
+            batch += 1;
+        }
+        let end = layer.lin_end as usize;
+        linear_gates[lin..end]
+            .iter()
+            .for_each(|g| f(Step::Linear(g)));
+        lin = end;
+        and_start = layer.and_end as usize;
+    }
+}
+
+/// Moves each linear gate of a layer to run right after the batch of the layer's AND gates that completes its
+/// inputs (stably, so a linear gate still follows the linear gates it reads), and returns, for each batch, the
+/// end of the linear gates that run after it. An AND output is then consumed while it is still in cache. The
+/// order of the AND gates, hence the tweaks and the tables, does not change.
+fn interleave_linear(
+    and_gates: &[AndGate],
+    linear_gates: &mut [LinearGate],
+    layers: &[Layer],
+    num_wires: usize,
+) -> Vec<u32> {
+    // ready[w]: (layer, batch) after which wire w of that layer is available; wires of earlier layers are
+    // available from the first batch.
+    let mut ready = vec![(u32::MAX, 0u32); num_wires];
+    let mut batch_lin_end = Vec::with_capacity(and_gates.len().div_ceil(BATCH));
+    let (mut and_start, mut lin_start) = (0usize, 0usize);
+    let mut keyed = Vec::new();
+    for (li, layer) in layers.iter().enumerate() {
+        let li = li as u32;
+        let ands = &and_gates[and_start..layer.and_end as usize];
+        for (p, g) in ands.iter().enumerate() {
+            ready[g.out as usize] = (li, (p / BATCH) as u32);
+        }
+        let at = |ready: &[(u32, u32)], w: u32| match ready[w as usize] {
+            (l, b) if l == li => b,
+            _ => 0,
+        };
+        let lins = &mut linear_gates[lin_start..layer.lin_end as usize];
+        keyed.clear();
+        for g in lins.iter() {
+            let mut b = at(&ready, g.a);
+            if g.b != INV_MARK {
+                b = b.max(at(&ready, g.b));
+            }
+            ready[g.out as usize] = (li, b);
+            keyed.push((b, *g));
+        }
+        keyed.sort_by_key(|k| k.0);
+        let mut next = 0;
+        for batch in 0..ands.len().div_ceil(BATCH) as u32 {
+            while next < keyed.len() && keyed[next].0 <= batch {
+                next += 1;
+            }
+            batch_lin_end.push((lin_start + next) as u32);
+        }
+        for (g, (_, k)) in lins.iter_mut().zip(&keyed) {
+            *g = *k;
+        }
+        and_start = layer.and_end as usize;
+        lin_start = layer.lin_end as usize;
+    }
+    batch_lin_end
+}
+
+/// Gives every wire a label slot, reusing the slot of a wire after the step that reads it for the last time
+/// (outputs are kept to the end), and rewrites the gates to name slots. `io` is the garbler inputs, evaluator
+/// inputs, garbler outputs and evaluator outputs.
+fn allocate_slots(
+    num_wires: usize,
+    and_gates: &mut [AndGate],
+    linear_gates: &mut [LinearGate],
+    layers: &[Layer],
+    batch_lin_end: &[u32],
+    io: [&[WireId]; 4],
+) -> Slots {
+    // last[w]: the last step (from 1) that reads w; KEPT for outputs, 0 for a wire never read.
+    const KEPT: u32 = u32::MAX;
+    const FREED: u32 = u32::MAX - 1;
+    let mut last = vec![0u32; num_wires];
+    for w in io[2].iter().chain(io[3]) {
+        last[w.index()] = KEPT;
+    }
+    let mut step = 0u32;
+    let read = |last: &mut [u32], w: u32, step: u32| {
+        if last[w as usize] != KEPT {
+            last[w as usize] = step;
+        }
+    };
+    for_each_step(and_gates, linear_gates, layers, batch_lin_end, |s| {
+        step += 1;
+        match s {
+            Step::Ands(gates) => gates.iter().for_each(|g| {
+                read(&mut last, g.a, step);
+                read(&mut last, g.b, step);
+            }),
+            Step::Linear(g) => {
+                read(&mut last, g.a, step);
+                if g.b != INV_MARK {
+                    read(&mut last, g.b, step);
+                }
+            }
+        }
+    });
+
+    let mut slot = vec![u32::MAX; num_wires];
+    let mut free: Vec<u32> = Vec::new();
+    let mut count = 0u32;
+    let mut alloc = |free: &mut Vec<u32>| {
+        free.pop().unwrap_or_else(|| {
+            count += 1;
+            count - 1
+        })
+    };
+    // After a step's reads: the slots of the wires read for the last time are free again. Reads come before
+    // writes in every step, so the step's own outputs may take them.
+    let release = |last: &mut [u32], slot: &[u32], free: &mut Vec<u32>, w: u32, step: u32| {
+        if last[w as usize] == step {
+            free.push(slot[w as usize]);
+            last[w as usize] = FREED;
+        }
+    };
+    for w in io[0].iter().chain(io[1]) {
+        slot[w.index()] = alloc(&mut free);
+    }
+    for w in io[0].iter().chain(io[1]) {
+        release(&mut last, &slot, &mut free, w.0, 0);
+    }
+    let mut step = 0u32;
+    let mut written = Vec::new();
+    for_each_step(and_gates, linear_gates, layers, batch_lin_end, |s| {
+        step += 1;
+        written.clear();
+        match s {
+            Step::Ands(gates) => {
+                for g in gates {
+                    release(&mut last, &slot, &mut free, g.a, step);
+                    release(&mut last, &slot, &mut free, g.b, step);
+                }
+                written.extend(gates.iter().map(|g| g.out));
+            }
+            Step::Linear(g) => {
+                release(&mut last, &slot, &mut free, g.a, step);
+                if g.b != INV_MARK {
+                    release(&mut last, &slot, &mut free, g.b, step);
+                }
+                written.push(g.out);
+            }
+        }
+        for &w in &written {
+            slot[w as usize] = alloc(&mut free);
+        }
+        // A wire nobody reads frees its slot at once (after the step's other outputs are placed).
+        for &w in &written {
+            release(&mut last, &slot, &mut free, w, 0);
+        }
+    });
+
+    for g in and_gates.iter_mut() {
+        (g.a, g.b, g.out) = (slot[g.a as usize], slot[g.b as usize], slot[g.out as usize]);
+    }
+    for g in linear_gates.iter_mut() {
+        g.a = slot[g.a as usize];
+        if g.b != INV_MARK {
+            g.b = slot[g.b as usize];
+        }
+        g.out = slot[g.out as usize];
+    }
+    let slots_of = |ws: &[WireId]| ws.iter().map(|w| slot[w.index()]).collect();
+    Slots {
+        count,
+        garbler_inputs: slots_of(io[0]),
+        evaluator_inputs: slots_of(io[1]),
+        garbler_outputs: slots_of(io[2]),
+        evaluator_outputs: slots_of(io[3]),
+    }
+}
+
+/// Finds, layer by layer, the slots that feed two or more of the layer's AND gates (as either input), lists them
 /// in `shared` (each layer's run ending at its `shared_end`) and replaces them in the gates by their slots, marked
 /// [`SHARED`]. A layer where fewer than three in four of the AND inputs are shared keeps plain wires (its gates
 /// are hashed one by one without a choice per input, which is faster there). `scratch` has one entry per wire;
@@ -680,8 +942,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.and_count(), 3);
         assert_eq!(c.and_depth(), 2);
-        let outs: Vec<u32> = c.and_gates.iter().map(|g| g.out).collect();
-        assert_eq!(outs, vec![2, 5, 4]);
+        // Depth 1 holds the ANDs making w2 and w5 (in list order), depth 2 the one making w4; the gates name
+        // label slots, which the order of the ANDs does not depend on.
+        let ends: Vec<u32> = c.layers.iter().map(|l| l.and_end).collect();
+        assert_eq!(ends, vec![0, 2, 3]);
         for (x, y) in [(false, false), (false, true), (true, false), (true, true)] {
             let o = c.eval_plain(&[x], &[y]).unwrap();
             assert_eq!(o.garbler, vec![((x & y) ^ x) & y]);

@@ -1,6 +1,6 @@
 //! The evaluator (the FI): half-gates evaluation, returning the garbler's output labels, decoding its own.
 
-use super::circuit::{Circuit, INV_MARK};
+use super::circuit::{run_linear, Circuit};
 use super::garble::{mask, SharedInputs, BATCH};
 use super::hash::{aes_u128, gate_tweaks, AesBlock, Tccr};
 use super::{
@@ -112,15 +112,16 @@ impl Evaluator {
             }
             .into());
         }
-        if self.labels.len() < circuit.num_wires() {
-            self.labels.resize(circuit.num_wires(), Block::ZERO);
+        let slots = &circuit.slots;
+        if self.labels.len() < slots.count as usize {
+            self.labels.resize(slots.count as usize, Block::ZERO);
         }
-        let labels = &mut self.labels[..circuit.num_wires()];
-        for (w, &l) in circuit.garbler_inputs().iter().zip(&header.garbler_labels) {
-            labels[w.index()] = l;
+        let labels = &mut self.labels[..slots.count as usize];
+        for (&s, &l) in slots.garbler_inputs.iter().zip(&header.garbler_labels) {
+            labels[s as usize] = l;
         }
-        for (w, &l) in circuit.evaluator_inputs().iter().zip(evaluator_labels) {
-            labels[w.index()] = l;
+        for (&s, &l) in slots.evaluator_inputs.iter().zip(evaluator_labels) {
+            labels[s as usize] = l;
         }
         evaluate_into(
             &self.hash,
@@ -129,15 +130,15 @@ impl Evaluator {
             labels,
             tables.as_bytes(),
         );
-        let garbler = circuit
-            .garbler_outputs()
+        let garbler = slots
+            .garbler_outputs
             .iter()
-            .map(|w| labels[w.index()])
+            .map(|&s| labels[s as usize])
             .collect();
-        let own = circuit
-            .evaluator_outputs()
+        let own = slots
+            .evaluator_outputs
             .iter()
-            .map(|w| labels[w.index()])
+            .map(|&s| labels[s as usize])
             .collect();
         let digest = circuit.digest();
         Ok((
@@ -159,7 +160,8 @@ fn evaluate_into(hash: &Tccr, c: &Circuit, tweak_base: u64, labels: &mut [Block]
     let mut second = vec![AesBlock::default(); 2 * BATCH];
     let mut inputs = vec![[0u128; 2]; BATCH];
     let mut shared = SharedInputs::new([0]);
-    let (mut and_start, mut lin_start, mut shared_start) = (0usize, 0usize, 0usize);
+    let (mut and_start, mut lin_start, mut shared_start, mut batch) =
+        (0usize, 0usize, 0usize, 0usize);
     for layer in &c.layers {
         let shared_end = layer.shared_end as usize;
         shared.load(&c.shared[shared_start..shared_end], labels, hash);
@@ -185,17 +187,15 @@ fn evaluate_into(hash: &Tccr, c: &Circuit, tweak_base: u64, labels: &mut [Block]
                 let we = hb ^ (mask(wb) & (te ^ wa));
                 labels[g.out as usize] = Block(wg ^ we);
             }
+            // The linear gates whose inputs this batch completed (the garbler's order).
+            let end = c.batch_lin_end[batch] as usize;
+            run_linear(&c.linear_gates[lin_start..end], labels, 0);
+            lin_start = end;
+            batch += 1;
         }
         and_start = and_end;
         let lin_end = layer.lin_end as usize;
-        for g in &c.linear_gates[lin_start..lin_end] {
-            let a = labels[g.a as usize].0;
-            labels[g.out as usize] = Block(if g.b == INV_MARK {
-                a
-            } else {
-                a ^ labels[g.b as usize].0
-            });
-        }
+        run_linear(&c.linear_gates[lin_start..lin_end], labels, 0);
         lin_start = lin_end;
     }
 }

@@ -1,6 +1,6 @@
 //! The garbler (the owner): half-gates garbling with free-XOR, and the check of the evaluator's output labels.
 
-use super::circuit::{Circuit, INV_MARK, SHARED};
+use super::circuit::{run_linear, Circuit, SHARED};
 use super::hash::{aes_u128, gate_tweaks, to_aes_u128, AesBlock, Tccr};
 use super::{
     ApiMisuse, Error, GarbledHeader, GarbledTables, OutputDecoding, OutputLabels, PeerMisbehaved,
@@ -10,8 +10,7 @@ use rand::RngCore;
 use std::fmt;
 use zeroize::Zeroize;
 
-/// AND gates garbled per batch (4 hashed blocks each, so 256 blocks per AES call).
-pub(crate) const BATCH: usize = 64;
+pub(crate) use super::circuit::BATCH;
 
 /// The free-XOR offset `Δ`: the one label of every wire is its zero label `⊕ Δ`. Its least significant bit is 1,
 /// so the two labels of a wire have different point-and-permute bits. Secret; not `Clone`, so that a `Δ` is
@@ -353,31 +352,32 @@ impl Garbler {
         self.next_gate = end;
 
         let delta = self.delta.0;
-        if self.labels.len() < circuit.num_wires() {
-            self.labels.resize(circuit.num_wires(), Block::ZERO);
+        let slots = &circuit.slots;
+        if self.labels.len() < slots.count as usize {
+            self.labels.resize(slots.count as usize, Block::ZERO);
         }
-        let labels = &mut self.labels[..circuit.num_wires()];
+        let labels = &mut self.labels[..slots.count as usize];
         let mut garbler_labels = Vec::with_capacity(garbler_inputs.len());
-        for (w, &x) in circuit.garbler_inputs().iter().zip(garbler_inputs) {
+        for (&s, &x) in slots.garbler_inputs.iter().zip(garbler_inputs) {
             let z = Block::random(rng);
-            labels[w.index()] = z;
+            labels[s as usize] = z;
             garbler_labels.push(z ^ delta.and_bit(x));
         }
-        for (w, &z) in circuit.evaluator_inputs().iter().zip(&evaluator_zero) {
-            labels[w.index()] = z;
+        for (&s, &z) in slots.evaluator_inputs.iter().zip(&evaluator_zero) {
+            labels[s as usize] = z;
         }
 
         garble_into(&self.hash, circuit, delta, tweak_base, labels, out, sink);
 
-        let garbler_zero: Vec<Block> = circuit
-            .garbler_outputs()
+        let garbler_zero: Vec<Block> = slots
+            .garbler_outputs
             .iter()
-            .map(|w| labels[w.index()])
+            .map(|&s| labels[s as usize])
             .collect();
-        let evaluator_decoding: Vec<bool> = circuit
-            .evaluator_outputs()
+        let evaluator_decoding: Vec<bool> = slots
+            .evaluator_outputs
             .iter()
-            .map(|w| labels[w.index()].lsb())
+            .map(|&s| labels[s as usize].lsb())
             .collect();
         let digest = circuit.digest();
         Ok(StreamedGarbling {
@@ -434,7 +434,8 @@ fn garble_into(
     let mut inputs = vec![[0u128; 2]; BATCH];
     let mut shared = SharedInputs::new([0, d]);
     let mut filled = 0usize;
-    let (mut and_start, mut lin_start, mut shared_start) = (0usize, 0usize, 0usize);
+    let (mut and_start, mut lin_start, mut shared_start, mut batch) =
+        (0usize, 0usize, 0usize, 0usize);
     for layer in &c.layers {
         let shared_end = layer.shared_end as usize;
         shared.load(&c.shared[shared_start..shared_end], labels, hash);
@@ -479,17 +480,15 @@ fn garble_into(
                     filled = 0;
                 }
             }
+            // The linear gates whose inputs this batch completed, while its outputs are in cache.
+            let end = c.batch_lin_end[batch] as usize;
+            run_linear(&c.linear_gates[lin_start..end], labels, d);
+            lin_start = end;
+            batch += 1;
         }
         and_start = and_end;
         let lin_end = layer.lin_end as usize;
-        for g in &c.linear_gates[lin_start..lin_end] {
-            let a = labels[g.a as usize].0;
-            labels[g.out as usize] = Block(if g.b == INV_MARK {
-                a ^ d
-            } else {
-                a ^ labels[g.b as usize].0
-            });
-        }
+        run_linear(&c.linear_gates[lin_start..lin_end], labels, d);
         lin_start = lin_end;
     }
     for b in pis.iter_mut().chain(&mut second) {

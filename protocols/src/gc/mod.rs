@@ -51,6 +51,9 @@
 //!   values, and so the tables, are exactly those of hashing gate by gate. In the schedule such an input names
 //!   its slot among the layer's shared wires, so a gate stays 12 bytes and its label is read from the layer's
 //!   short list.
+//! - **Few labels in memory.** Linear gates run right after the AND batch that completes their inputs, and the
+//!   labels live in reused slots rather than one per wire ([`circuit`]), so the labels of a circuit with
+//!   millions of wires take as much memory as its widest moment needs.
 //!
 //! # Security model
 //!

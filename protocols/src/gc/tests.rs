@@ -5,6 +5,7 @@ use super::builder::{
     band_bits, bands_circuit, bits_to_u64, decision_circuit, reasons_circuit, u64_to_bits,
     BandError, Thresholds,
 };
+use super::circuit::BATCH;
 use super::garble::tweak_log;
 use super::*;
 use rand::{Rng, RngCore, SeedableRng};
@@ -656,8 +657,10 @@ fn streamed_tables_equal_stored_tables() {
     assert_eq!(outs[0], outs[1]);
 }
 
-/// Half-gates garbling written out gate by gate from its definition, one `Tccr::hash` per hashed label and no
-/// batching, no shared first halves, no threads: the tables, from the zero labels of the inputs.
+/// Half-gates garbling written out gate by gate from its definition, from the circuit's gate list and not its
+/// schedule: one `Tccr::hash` per hashed label, no batching, no shared first halves, one label per wire. AND
+/// gate tweaks follow the documented order (by AND depth, list order within a depth). Returns the tables, from
+/// the zero labels of the inputs.
 fn reference_garbling(
     c: &Circuit,
     delta: Block,
@@ -665,51 +668,56 @@ fn reference_garbling(
     garbler_zero: &[Block],
     evaluator_zero: &[Block],
 ) -> Vec<u8> {
-    use super::circuit::{INV_MARK, SHARED};
     use super::hash::{gate_tweaks, Tccr};
     let h = Tccr::new();
     let d = delta.0;
     let mut labels = vec![Block::ZERO; c.num_wires()];
+    let mut depth = vec![0usize; c.num_wires()];
     for (w, &z) in c.garbler_inputs().iter().zip(garbler_zero) {
         labels[w.index()] = z;
     }
     for (w, &z) in c.evaluator_inputs().iter().zip(evaluator_zero) {
         labels[w.index()] = z;
     }
-    let mut tables = Vec::with_capacity(c.table_bytes());
-    let (mut and_start, mut lin_start, mut shared_start) = (0usize, 0usize, 0usize);
-    for layer in &c.layers {
-        // The schedule names a shared input by its slot among the layer's shared wires.
-        let wire = |x: u32| match x & SHARED {
-            0 => x as usize,
-            _ => c.shared[shared_start + (x ^ SHARED) as usize] as usize,
+    // The position of each AND gate in the documented order.
+    let mut ands: Vec<(usize, usize)> = Vec::new();
+    for (i, g) in c.gates().iter().enumerate() {
+        let (dg, out) = match *g {
+            Gate::And { a, b, out } => (depth[a.index()].max(depth[b.index()]) + 1, out),
+            Gate::Xor { a, b, out } => (depth[a.index()].max(depth[b.index()]), out),
+            Gate::Inv { a, out } => (depth[a.index()], out),
         };
-        for k in and_start..layer.and_end as usize {
-            let g = c.and_gates[k];
-            let (ta, tb) = gate_tweaks(tweak_base + k as u64);
-            let (a0, b0) = (labels[wire(g.a)], labels[wire(g.b)]);
-            let (pa, pb) = (a0.lsb(), b0.lsb());
-            let (ha0, ha1) = (h.hash(a0, ta).0, h.hash(Block(a0.0 ^ d), ta).0);
-            let (hb0, hb1) = (h.hash(b0, tb).0, h.hash(Block(b0.0 ^ d), tb).0);
-            let tg = ha0 ^ ha1 ^ if pb { d } else { 0 };
-            let wg = ha0 ^ if pa { tg } else { 0 };
-            let te = hb0 ^ hb1 ^ a0.0;
-            let we = hb0 ^ if pb { te ^ a0.0 } else { 0 };
-            labels[g.out as usize] = Block(wg ^ we);
-            tables.extend_from_slice(&tg.to_le_bytes());
-            tables.extend_from_slice(&te.to_le_bytes());
+        depth[out.index()] = dg;
+        if matches!(g, Gate::And { .. }) {
+            ands.push((dg, i));
         }
-        and_start = layer.and_end as usize;
-        shared_start = layer.shared_end as usize;
-        for g in &c.linear_gates[lin_start..layer.lin_end as usize] {
-            let a = labels[g.a as usize].0;
-            labels[g.out as usize] = Block(if g.b == INV_MARK {
-                a ^ d
-            } else {
-                a ^ labels[g.b as usize].0
-            });
+    }
+    ands.sort();
+    let mut position = std::collections::HashMap::new();
+    for (k, &(_, i)) in ands.iter().enumerate() {
+        position.insert(i, k);
+    }
+    let mut tables = vec![0u8; c.table_bytes()];
+    for (i, g) in c.gates().iter().enumerate() {
+        match *g {
+            Gate::And { a, b, out } => {
+                let k = position[&i];
+                let (ta, tb) = gate_tweaks(tweak_base + k as u64);
+                let (a0, b0) = (labels[a.index()], labels[b.index()]);
+                let (pa, pb) = (a0.lsb(), b0.lsb());
+                let (ha0, ha1) = (h.hash(a0, ta).0, h.hash(Block(a0.0 ^ d), ta).0);
+                let (hb0, hb1) = (h.hash(b0, tb).0, h.hash(Block(b0.0 ^ d), tb).0);
+                let tg = ha0 ^ ha1 ^ if pb { d } else { 0 };
+                let wg = ha0 ^ if pa { tg } else { 0 };
+                let te = hb0 ^ hb1 ^ a0.0;
+                let we = hb0 ^ if pb { te ^ a0.0 } else { 0 };
+                labels[out.index()] = Block(wg ^ we);
+                tables[32 * k..32 * k + 16].copy_from_slice(&tg.to_le_bytes());
+                tables[32 * k + 16..32 * k + 32].copy_from_slice(&te.to_le_bytes());
+            }
+            Gate::Xor { a, b, out } => labels[out.index()] = labels[a.index()] ^ labels[b.index()],
+            Gate::Inv { a, out } => labels[out.index()] = Block(labels[a.index()].0 ^ d),
         }
-        lin_start = layer.lin_end as usize;
     }
     tables
 }
@@ -761,6 +769,14 @@ fn tables_equal_the_half_gates_definition_gate_by_gate() {
         wide.shared_and_inputs(),
         2 * wide.and_count() - 128,
         "all but the 64 gates' own inputs are shared"
+    );
+    // Its labels fit in few slots: each batch's AND outputs are folded into the XOR chains right after the
+    // batch, and their slots are taken again by the next batch.
+    assert!(
+        (wide.slots.count as usize) < 640 + 4 * BATCH,
+        "{} slots for {} wires",
+        wide.slots.count,
+        wide.num_wires()
     );
     {
         let delta = Delta::random(&mut rng);
