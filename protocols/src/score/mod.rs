@@ -135,6 +135,7 @@ use crate::ot::msgs::{
 use crate::ot::{self, kos, CotReceiver, CotSender, SessionId};
 use rand::{CryptoRng, RngCore};
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use zeroize::Zeroize;
 
 pub use crate::gc::builder::{bands_circuit, decision_circuit, reason_index_bits, reasons_circuit};
@@ -154,6 +155,52 @@ pub const WEIGHT_BITS: usize = fixed::WEIGHT_BITS as usize;
 /// What the FI adds to each weight to input it as an unsigned [`WEIGHT_BITS`]-bit number; the owner takes
 /// `offset·x_i` back out of its share.
 const WEIGHT_OFFSET: u64 = 1 << (WEIGHT_BITS - 1);
+
+/// Circuits kept built for the next runs.
+const CIRCUITS_KEPT: usize = 8;
+
+/// The circuit of `reveal` over `n` attributes. Building one checks and schedules every gate (tens of milliseconds for
+/// reasons over 256 attributes), and each run needs it on both sides, so the last eight built in
+/// this process are kept and shared. The circuit is public and the same for every run with the same reveal
+/// and attribute count (a band run's thresholds are the FI's private input, not part of it).
+pub fn circuit_for(reveal: Reveal, n: usize) -> Arc<Circuit> {
+    static KEPT: Mutex<Recent<(Reveal, usize), Arc<Circuit>>> = Mutex::new(Recent::new());
+    let key = (reveal, n);
+    if let Some(c) = KEPT.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return c;
+    }
+    // Built outside the lock: another thread may build the same circuit meanwhile, which only costs time.
+    let c = Arc::new(reveal.circuit(n));
+    KEPT.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .put(key, Arc::clone(&c), CIRCUITS_KEPT);
+    c
+}
+
+/// A few values by key, the most recently used first.
+struct Recent<K, V>(Vec<(K, V)>);
+
+impl<K: PartialEq, V: Clone> Recent<K, V> {
+    const fn new() -> Self {
+        Recent(Vec::new())
+    }
+
+    /// The value for `key`, which becomes the most recently used.
+    fn get(&mut self, key: &K) -> Option<V> {
+        let i = self.0.iter().position(|(k, _)| k == key)?;
+        let hit = self.0.remove(i);
+        let v = hit.1.clone();
+        self.0.insert(0, hit);
+        Some(v)
+    }
+
+    /// Keeps `value` for `key` as the most recently used, and at most `keep` values in all.
+    fn put(&mut self, key: K, value: V, keep: usize) {
+        self.0.retain(|(k, _)| *k != key);
+        self.0.insert(0, (key, value));
+        self.0.truncate(keep);
+    }
+}
 
 /// The raw-score circuit: the sum of the two 64-bit shares, output to both (63 AND gates).
 pub fn score_circuit() -> Circuit {
@@ -211,9 +258,10 @@ impl Params {
         Ok(())
     }
 
-    /// The circuit of this run ([`Reveal::circuit`] for this run's attribute count).
-    pub fn circuit(&self) -> Circuit {
-        self.reveal.circuit(self.n())
+    /// The circuit of this run ([`Reveal::circuit`] for this run's attribute count), built once and shared by
+    /// the runs that need the same one (see [`circuit_for`]).
+    pub fn circuit(&self) -> Arc<Circuit> {
+        circuit_for(self.reveal, self.n())
     }
 
     /// Number of attributes.
@@ -652,7 +700,7 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// The owner's side of a run, between messages.
 pub struct OwnerRun {
     params: Params,
-    circuit: Circuit,
+    circuit: Arc<Circuit>,
     x: Vec<u64>,
     transcript: Transcript,
     /// The owner's base-OT message, hashed after the FI's (both messages cross; the transcript orders them).
@@ -972,7 +1020,7 @@ pub struct FiRun {
     /// Matrix chunks per message: [`MATRIX_PART_CHUNKS`] when streamed, all of them otherwise.
     part_chunks: usize,
     params: Params,
-    circuit: Circuit,
+    circuit: Arc<Circuit>,
     model: FiModel,
     transcript: Transcript,
     state: FiState,

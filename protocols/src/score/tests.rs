@@ -1094,3 +1094,28 @@ fn reason_wire_labels_are_checked_both_ways() {
         }
     }
 }
+
+#[test]
+fn a_runs_circuit_is_built_once_and_the_least_recent_is_dropped() {
+    // The kept circuit is the one the reveal builds.
+    let r = Reveal::DecisionReasons { k: 2 };
+    assert_eq!(super::circuit_for(r, 9).digest(), r.circuit(9).digest());
+    assert_ne!(
+        super::circuit_for(r, 9).digest(),
+        super::circuit_for(r, 10).digest()
+    );
+    // The policy, on a private instance (the process-wide one is shared with other tests).
+    let mut kept = super::Recent::new();
+    for k in 0..3 {
+        kept.put(k, k * 10, 3);
+    }
+    assert_eq!(kept.get(&0), Some(0));
+    kept.put(3, 30, 3);
+    assert_eq!(kept.get(&1), None, "the least recently used went");
+    assert_eq!(
+        (kept.get(&0), kept.get(&2), kept.get(&3)),
+        (Some(0), Some(20), Some(30))
+    );
+    kept.put(2, 21, 3);
+    assert_eq!(kept.get(&2), Some(21));
+}
