@@ -430,6 +430,19 @@ impl Circuit {
             .sum()
     }
 
+    /// Runs `f` on each step of garbling or evaluation, in order (see [`Step`]).
+    #[inline]
+    pub(crate) fn steps<'a>(&'a self, f: impl FnMut(Step<'a>)) {
+        for_each_step(
+            &self.and_gates,
+            &self.linear_gates,
+            &self.layers,
+            &self.batch_lin_end,
+            &self.shared,
+            f,
+        );
+    }
+
     /// Size in bytes of the garbled tables.
     pub fn table_bytes(&self) -> usize {
         self.and_gates.len() * 32
@@ -537,37 +550,47 @@ pub(crate) struct Slots {
     pub evaluator_outputs: Vec<u32>,
 }
 
-/// One step of garbling or evaluation, in the order they run: a batch of AND gates (all of its inputs are read
-/// before any of its outputs is written), or one linear gate.
-enum Step<'a> {
-    Ands(&'a [AndGate]),
-    Linear(&'a LinearGate),
+/// One step of garbling or evaluation, in the order they run ([`Circuit::steps`]).
+pub(crate) enum Step<'a> {
+    /// A layer begins; these are its shared AND inputs (see [`Layer`]).
+    Layer(&'a [u32]),
+    /// A batch of AND gates, `first` being the schedule index of its first gate (which fixes its tweaks). All of
+    /// a batch's inputs are read before any of its outputs is written.
+    Ands { first: usize, gates: &'a [AndGate] },
+    /// Linear gates, run one after the other.
+    Linear(&'a [LinearGate]),
 }
 
-/// Calls `f` on each step in the order garbling and evaluation run them: for each layer, each batch of
-/// [`BATCH`] AND gates followed by the linear gates that run after it, then the layer's remaining linear gates.
+/// Calls `f` on each step in the order garbling and evaluation run them: for each layer, its shared inputs,
+/// then each batch of [`BATCH`] AND gates followed by the linear gates that run after it, then the layer's
+/// remaining linear gates. The one definition of that order: the label slots are allocated by it.
 fn for_each_step<'a>(
     and_gates: &'a [AndGate],
     linear_gates: &'a [LinearGate],
     layers: &[Layer],
     batch_lin_end: &[u32],
+    shared: &'a [u32],
     mut f: impl FnMut(Step<'a>),
 ) {
-    let (mut and_start, mut lin, mut batch) = (0usize, 0usize, 0usize);
+    let (mut and_start, mut lin, mut batch, mut shared_start) = (0usize, 0usize, 0usize, 0usize);
     for layer in layers {
-        for ands in and_gates[and_start..layer.and_end as usize].chunks(BATCH) {
-            f(Step::Ands(ands));
+        f(Step::Layer(
+            &shared[shared_start..layer.shared_end as usize],
+        ));
+        shared_start = layer.shared_end as usize;
+        let ands = &and_gates[and_start..layer.and_end as usize];
+        for (k, gates) in ands.chunks(BATCH).enumerate() {
+            f(Step::Ands {
+                first: and_start + k * BATCH,
+                gates,
+            });
             let end = batch_lin_end[batch] as usize;
-            linear_gates[lin..end]
-                .iter()
-                .for_each(|g| f(Step::Linear(g)));
+            f(Step::Linear(&linear_gates[lin..end]));
             lin = end;
             batch += 1;
         }
         let end = layer.lin_end as usize;
-        linear_gates[lin..end]
-            .iter()
-            .for_each(|g| f(Step::Linear(g)));
+        f(Step::Linear(&linear_gates[lin..end]));
         lin = end;
         and_start = layer.and_end as usize;
     }
@@ -626,6 +649,81 @@ fn interleave_linear(
     batch_lin_end
 }
 
+/// The steps of [`for_each_step`] numbered from 1 (each AND batch is one step, and so is each linear gate), with
+/// the wires each reads and writes: `f(step, reads, writes)`.
+fn for_each_access(
+    and_gates: &[AndGate],
+    linear_gates: &[LinearGate],
+    layers: &[Layer],
+    batch_lin_end: &[u32],
+    mut f: impl FnMut(u32, &[u32], &[u32]),
+) {
+    let (mut step, mut reads, mut writes) = (0u32, Vec::new(), Vec::new());
+    for_each_step(
+        and_gates,
+        linear_gates,
+        layers,
+        batch_lin_end,
+        &[],
+        |s| match s {
+            Step::Layer(_) => {}
+            Step::Ands { gates, .. } => {
+                step += 1;
+                reads.clear();
+                reads.extend(gates.iter().flat_map(|g| [g.a, g.b]));
+                writes.clear();
+                writes.extend(gates.iter().map(|g| g.out));
+                f(step, &reads, &writes);
+            }
+            Step::Linear(gates) => {
+                for g in gates {
+                    step += 1;
+                    let n = if g.b == INV_MARK { 1 } else { 2 };
+                    f(step, &[g.a, g.b][..n], &[g.out]);
+                }
+            }
+        },
+    );
+}
+
+/// A wire's last read when it is an output: never freed.
+const KEPT: u32 = u32::MAX;
+/// A wire's last read once its slot is free again.
+const FREED: u32 = u32::MAX - 1;
+
+/// The second pass of [`allocate_slots`]: slots taken and given back as the steps run.
+struct SlotAllocator {
+    /// The step that reads each wire last (see [`allocate_slots`]).
+    last: Vec<u32>,
+    slot: Vec<u32>,
+    free: Vec<u32>,
+    count: u32,
+}
+
+impl SlotAllocator {
+    /// After the reads of `step`: frees `w`'s slot if this was its last read. Every step reads before it
+    /// writes, so the step's own outputs may take the slot.
+    fn release(&mut self, w: u32, step: u32) {
+        if self.last[w as usize] == step {
+            self.free.push(self.slot[w as usize]);
+            self.last[w as usize] = FREED;
+        }
+    }
+
+    /// Gives the wires written by a step a slot each, then frees at once those nobody reads.
+    fn place(&mut self, written: &[u32]) {
+        for &w in written {
+            self.slot[w as usize] = self.free.pop().unwrap_or_else(|| {
+                self.count += 1;
+                self.count - 1
+            });
+        }
+        for &w in written {
+            self.release(w, 0);
+        }
+    }
+}
+
 /// Gives every wire a label slot, reusing the slot of a wire after the step that reads it for the last time
 /// (outputs are kept to the end), and rewrites the gates to name slots. `io` is the garbler inputs, evaluator
 /// inputs, garbler outputs and evaluator outputs.
@@ -638,86 +736,46 @@ fn allocate_slots(
     io: [&[WireId]; 4],
 ) -> Slots {
     // last[w]: the last step (from 1) that reads w; KEPT for outputs, 0 for a wire never read.
-    const KEPT: u32 = u32::MAX;
-    const FREED: u32 = u32::MAX - 1;
     let mut last = vec![0u32; num_wires];
     for w in io[2].iter().chain(io[3]) {
         last[w.index()] = KEPT;
     }
-    let mut step = 0u32;
-    let read = |last: &mut [u32], w: u32, step: u32| {
-        if last[w as usize] != KEPT {
-            last[w as usize] = step;
-        }
-    };
-    for_each_step(and_gates, linear_gates, layers, batch_lin_end, |s| {
-        step += 1;
-        match s {
-            Step::Ands(gates) => gates.iter().for_each(|g| {
-                read(&mut last, g.a, step);
-                read(&mut last, g.b, step);
-            }),
-            Step::Linear(g) => {
-                read(&mut last, g.a, step);
-                if g.b != INV_MARK {
-                    read(&mut last, g.b, step);
+    for_each_access(
+        and_gates,
+        linear_gates,
+        layers,
+        batch_lin_end,
+        |step, reads, _| {
+            for &w in reads {
+                if last[w as usize] != KEPT {
+                    last[w as usize] = step;
                 }
             }
-        }
-    });
+        },
+    );
 
-    let mut slot = vec![u32::MAX; num_wires];
-    let mut free: Vec<u32> = Vec::new();
-    let mut count = 0u32;
-    let mut alloc = |free: &mut Vec<u32>| {
-        free.pop().unwrap_or_else(|| {
-            count += 1;
-            count - 1
-        })
+    let mut slots = SlotAllocator {
+        last,
+        slot: vec![u32::MAX; num_wires],
+        free: Vec::new(),
+        count: 0,
     };
-    // After a step's reads: the slots of the wires read for the last time are free again. Reads come before
-    // writes in every step, so the step's own outputs may take them.
-    let release = |last: &mut [u32], slot: &[u32], free: &mut Vec<u32>, w: u32, step: u32| {
-        if last[w as usize] == step {
-            free.push(slot[w as usize]);
-            last[w as usize] = FREED;
-        }
-    };
-    for w in io[0].iter().chain(io[1]) {
-        slot[w.index()] = alloc(&mut free);
-    }
-    for w in io[0].iter().chain(io[1]) {
-        release(&mut last, &slot, &mut free, w.0, 0);
-    }
-    let mut step = 0u32;
-    let mut written = Vec::new();
-    for_each_step(and_gates, linear_gates, layers, batch_lin_end, |s| {
-        step += 1;
-        written.clear();
-        match s {
-            Step::Ands(gates) => {
-                for g in gates {
-                    release(&mut last, &slot, &mut free, g.a, step);
-                    release(&mut last, &slot, &mut free, g.b, step);
-                }
-                written.extend(gates.iter().map(|g| g.out));
+    let inputs: Vec<u32> = io[0].iter().chain(io[1]).map(|w| w.0).collect();
+    slots.place(&inputs);
+    for_each_access(
+        and_gates,
+        linear_gates,
+        layers,
+        batch_lin_end,
+        |step, reads, writes| {
+            for &w in reads {
+                slots.release(w, step);
             }
-            Step::Linear(g) => {
-                release(&mut last, &slot, &mut free, g.a, step);
-                if g.b != INV_MARK {
-                    release(&mut last, &slot, &mut free, g.b, step);
-                }
-                written.push(g.out);
-            }
-        }
-        for &w in &written {
-            slot[w as usize] = alloc(&mut free);
-        }
-        // A wire nobody reads frees its slot at once (after the step's other outputs are placed).
-        for &w in &written {
-            release(&mut last, &slot, &mut free, w, 0);
-        }
-    });
+            slots.place(writes);
+        },
+    );
+    let slot = slots.slot;
+    let count = slots.count;
 
     for g in and_gates.iter_mut() {
         (g.a, g.b, g.out) = (slot[g.a as usize], slot[g.b as usize], slot[g.out as usize]);

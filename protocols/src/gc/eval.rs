@@ -1,6 +1,6 @@
 //! The evaluator (the FI): half-gates evaluation, returning the garbler's output labels, decoding its own.
 
-use super::circuit::{run_linear, Circuit};
+use super::circuit::{run_linear, Circuit, Step};
 use super::garble::{mask, SharedInputs, BATCH};
 use super::hash::{aes_u128, gate_tweaks, AesBlock, Tccr};
 use super::{
@@ -160,23 +160,17 @@ fn evaluate_into(hash: &Tccr, c: &Circuit, tweak_base: u64, labels: &mut [Block]
     let mut second = vec![AesBlock::default(); 2 * BATCH];
     let mut inputs = vec![[0u128; 2]; BATCH];
     let mut shared = SharedInputs::new([0]);
-    let (mut and_start, mut lin_start, mut shared_start, mut batch) =
-        (0usize, 0usize, 0usize, 0usize);
-    for layer in &c.layers {
-        let shared_end = layer.shared_end as usize;
-        shared.load(&c.shared[shared_start..shared_end], labels, hash);
-        shared_start = shared_end;
-        let and_end = layer.and_end as usize;
-        for (k, gates) in c.and_gates[and_start..and_end].chunks(BATCH).enumerate() {
-            let g0 = and_start + k * BATCH;
+    c.steps(|step| match step {
+        Step::Layer(wires) => shared.load(wires, labels, hash),
+        Step::Ands { first, gates } => {
             let n = gates.len();
             shared.gather(gates, labels, &mut inputs, &mut pis, hash);
             // Block 2k (W_a) of gate first+k uses tweak 2(first+k), block 2k+1 (W_b) 2(first+k)+1: block j uses
             // 2·first + j (see gate_tweaks).
-            let t0 = gate_tweaks(tweak_base + g0 as u64).0;
+            let t0 = gate_tweaks(tweak_base + first as u64).0;
             hash.second_halves(&pis[..2 * n], &mut second, |j| t0 + j as u128);
             for (k, (g, &[wa, wb])) in gates.iter().zip(inputs.iter()).enumerate() {
-                let off = 32 * (g0 + k);
+                let off = 32 * (first + k);
                 let tg = u128::from_le_bytes(tables[off..off + 16].try_into().expect("16 bytes"));
                 let te =
                     u128::from_le_bytes(tables[off + 16..off + 32].try_into().expect("16 bytes"));
@@ -187,15 +181,7 @@ fn evaluate_into(hash: &Tccr, c: &Circuit, tweak_base: u64, labels: &mut [Block]
                 let we = hb ^ (mask(wb) & (te ^ wa));
                 labels[g.out as usize] = Block(wg ^ we);
             }
-            // The linear gates whose inputs this batch completed (the garbler's order).
-            let end = c.batch_lin_end[batch] as usize;
-            run_linear(&c.linear_gates[lin_start..end], labels, 0);
-            lin_start = end;
-            batch += 1;
         }
-        and_start = and_end;
-        let lin_end = layer.lin_end as usize;
-        run_linear(&c.linear_gates[lin_start..lin_end], labels, 0);
-        lin_start = lin_end;
-    }
+        Step::Linear(gates) => run_linear(gates, labels, 0),
+    });
 }

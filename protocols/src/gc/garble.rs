@@ -1,6 +1,6 @@
 //! The garbler (the owner): half-gates garbling with free-XOR, and the check of the evaluator's output labels.
 
-use super::circuit::{run_linear, Circuit, SHARED};
+use super::circuit::{run_linear, Circuit, Step, SHARED};
 use super::hash::{aes_u128, gate_tweaks, to_aes_u128, AesBlock, Tccr};
 use super::{
     ApiMisuse, Error, GarbledHeader, GarbledTables, OutputDecoding, OutputLabels, PeerMisbehaved,
@@ -434,21 +434,16 @@ fn garble_into(
     let mut inputs = vec![[0u128; 2]; BATCH];
     let mut shared = SharedInputs::new([0, d]);
     let mut filled = 0usize;
-    let (mut and_start, mut lin_start, mut shared_start, mut batch) =
-        (0usize, 0usize, 0usize, 0usize);
-    for layer in &c.layers {
-        let shared_end = layer.shared_end as usize;
-        shared.load(&c.shared[shared_start..shared_end], labels, hash);
-        shared_start = shared_end;
-        let and_end = layer.and_end as usize;
-        for (k, gates) in c.and_gates[and_start..and_end].chunks(BATCH).enumerate() {
+    c.steps(|step| match step {
+        Step::Layer(wires) => shared.load(wires, labels, hash),
+        Step::Ands { first, gates } => {
             let n = gates.len();
             shared.gather(gates, labels, &mut inputs, &mut pis, hash);
             // Blocks 4k, 4k+1 (A0, A1) of gate first+k use tweak 2(first+k), blocks 4k+2, 4k+3 (B0, B1) use
             // 2(first+k)+1: block j uses 2·first + j/2 (see gate_tweaks).
             // Tweaks stay below 2^64 (gate numbers below 2^63, checked when they are reserved), so the sum is
             // done in 64 bits.
-            let t0 = gate_tweaks(tweak_base + (and_start + k * BATCH) as u64).0 as u64;
+            let t0 = gate_tweaks(tweak_base + first as u64).0 as u64;
             hash.second_halves(&pis[..4 * n], &mut second, |j| {
                 let t = (t0 + (j >> 1) as u64) as u128;
                 #[cfg(test)]
@@ -480,20 +475,14 @@ fn garble_into(
                     filled = 0;
                 }
             }
-            // The linear gates whose inputs this batch completed, while its outputs are in cache.
-            let end = c.batch_lin_end[batch] as usize;
-            run_linear(&c.linear_gates[lin_start..end], labels, d);
-            lin_start = end;
-            batch += 1;
         }
-        and_start = and_end;
-        let lin_end = layer.lin_end as usize;
-        run_linear(&c.linear_gates[lin_start..lin_end], labels, d);
-        lin_start = lin_end;
-    }
+        // Linear gates run between batches, while the outputs they read are in cache.
+        Step::Linear(gates) => run_linear(gates, labels, d),
+    });
     for b in pis.iter_mut().chain(&mut second) {
         b.as_mut_slice().zeroize();
     }
+    inputs.zeroize();
     if filled > 0 {
         sink(&out[..filled]);
     }

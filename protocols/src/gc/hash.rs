@@ -18,7 +18,9 @@
 //! # Batching
 //!
 //! [`Tccr::hash_many`] hashes a slice of blocks with two `encrypt_blocks` calls, so AES-NI pipelines eight blocks
-//! at a time; the garbler and evaluator feed it whole batches of independent AND gates.
+//! at a time. The garbler and evaluator call its two halves apart ([`Tccr::first_halves`],
+//! [`Tccr::second_halves`]) on whole batches of independent AND gates, so that a label hashed under several
+//! tweaks has its first half computed once.
 
 use crate::block::Block;
 use aes::cipher::{BlockEncrypt, KeyInit};
@@ -112,29 +114,13 @@ impl Tccr {
         scratch: &mut [AesBlock],
         tweak: impl Fn(usize) -> u128,
     ) {
-        self.hash_many_halves(blocks, scratch, tweak);
+        // blocks := π(x), scratch := π(π(x) ⊕ i)
+        self.first_halves(blocks);
+        self.second_halves(blocks, scratch, tweak);
         // blocks := π(π(x) ⊕ i) ⊕ π(x)
         for (b, s) in blocks.iter_mut().zip(scratch.iter()) {
             *b = to_aes_u128(aes_u128(b) ^ aes_u128(s));
         }
-    }
-
-    /// The two halves of [`Tccr::hash_many`] without the final XOR: afterwards `blocks[j] = π(x_j)` and
-    /// `scratch[j] = π(π(x_j) ⊕ tweak(j))`, so `H(x_j, tweak(j)) = blocks[j] ⊕ scratch[j]`. Callers that read
-    /// each hash once save a pass over the blocks.
-    ///
-    /// # Panics
-    /// If `scratch` is shorter than `blocks`.
-    #[inline]
-    pub fn hash_many_halves(
-        &self,
-        blocks: &mut [AesBlock],
-        scratch: &mut [AesBlock],
-        tweak: impl Fn(usize) -> u128,
-    ) {
-        // blocks := π(x)
-        self.pi.permute_many(blocks);
-        self.second_halves(blocks, scratch, tweak);
     }
 
     /// The second permutation of the hash, for callers that already hold `π(x_j)` (computed once for a label
