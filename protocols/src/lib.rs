@@ -1,7 +1,8 @@
 //! Duo's cryptographic and statistical protocols, free of sockets and async (sans-io).
 //!
-//! Nothing in this crate opens a socket, spawns a task or reads a clock (the base OTs split their curve arithmetic
-//! over scoped threads, which only compute). Each two-party protocol is a state
+//! Nothing in this crate opens a socket, spawns a task or reads a clock (the base OTs' curve arithmetic
+//! and the OT-extension receiver's check pass on long extensions are split over scoped threads, which only
+//! compute). Each two-party protocol is a state
 //! machine: it takes the peer's message and returns the messages to send and its next state, so the node can
 //! drive it over whatever channel a session has, and tests can drive both parties by hand or through the
 //! in-memory channel pair.
@@ -30,4 +31,5 @@ pub mod dp;
 pub mod fixed;
 pub mod gc;
 pub mod ot;
+mod par;
 pub mod score;

@@ -22,7 +22,7 @@
 //! with a single field inversion, and doubling is a bijection of the prime-order group, so `2·s·M_c` is
 //! exactly as hard to compute as `s·M_c` and `2·x_j·G` exactly as uniform as `x_j·G`. (The receiver knowing
 //! the discrete log of `r_{1-b}` does not help it: `M_{1-b} = r_{1-b} + H_j(r_b)` still has an unknown one.)
-//! The curve arithmetic of a batch is split over up to four scoped threads (`par_map`); it does no I/O.
+//! The curve arithmetic of a batch is split over up to four scoped threads (`crate::par::map`); it does no I/O.
 //!
 //! So the receiver's pair satisfies `r_b + H_j(r_{1-b}) = a_j·G`; the sender cannot tell which index does, since
 //! `(r0, r1)` is a uniform pair for either choice bit (perfect receiver privacy, whatever the sender does). A
@@ -57,37 +57,6 @@ fn random_scalar<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> Scalar {
     let s = Scalar::from_bytes_mod_order_wide(&b);
     b.zeroize();
     s
-}
-
-/// `f(j, &items[j])` for every item, in order, split over up to four scoped threads when there is enough work.
-/// Pure computation: no I/O, no shared state beyond what `f` reads.
-pub(crate) fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(usize, &T) -> U + Sync) -> Vec<U> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    if threads < 2 || items.len() < 16 {
-        return items.iter().enumerate().map(|(j, x)| f(j, x)).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .enumerate()
-            .map(|(k, part)| {
-                scope.spawn(move || {
-                    part.iter()
-                        .enumerate()
-                        .map(|(i, x)| f(k * chunk + i, x))
-                        .collect::<Vec<U>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
 }
 
 fn hash_to_group(sid: &SessionId, j: usize, r: &CompressedRistretto) -> RistrettoPoint {
@@ -187,7 +156,7 @@ impl Sender {
         }
         // s·M_c for every OT and c (the heavy part, in parallel), then one batch encoding of their doubles.
         let (sid, s) = (&self.sid, &self.s);
-        let shared = par_map(&msg.points, |j, pts| {
+        let shared = crate::par::map(&msg.points, |j, pts| {
             let mut out = [RistrettoPoint::default(); 2];
             for c in 0..2 {
                 let m = pts[c] + hash_to_group(sid, j, &msg.encoded[j][1 - c]);
@@ -259,11 +228,11 @@ impl Receiver {
         let secrets: Vec<Scalar> = (0..n).map(|_| random_scalar(rng)).collect();
         let mut xs: Vec<Scalar> = (0..n).map(|_| random_scalar(rng)).collect();
         // r_{1-b} = 2·x_j·G: x_j·G in parallel, then one batch encoding of the doubles.
-        let halves = par_map(&xs, |_, x| RistrettoPoint::mul_base(x));
+        let halves = crate::par::map(&xs, |_, x| RistrettoPoint::mul_base(x));
         xs.zeroize();
         let other_enc = RistrettoPoint::double_and_compress_batch(&halves);
         let work: Vec<(usize, &Scalar)> = secrets.iter().enumerate().collect();
-        let mine = par_map(&work, |_, &(j, a)| {
+        let mine = crate::par::map(&work, |_, &(j, a)| {
             let mine = RistrettoPoint::mul_base(a) - hash_to_group(&sid, j, &other_enc[j]);
             (mine, mine.compress())
         });
@@ -294,7 +263,7 @@ impl Receiver {
 
     /// Takes the sender's `A` and returns the chosen key of every OT.
     pub fn finish(self, msg: &BaseSenderMsg) -> Vec<Block> {
-        let mut shared = par_map(&self.secrets, |_, a| a * msg.point);
+        let mut shared = crate::par::map(&self.secrets, |_, a| a * msg.point);
         let doubled = RistrettoPoint::double_and_compress_batch(&shared);
         shared.zeroize();
         self.choices

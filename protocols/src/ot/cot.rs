@@ -37,7 +37,8 @@ const BATCH: usize = 256;
 pub struct PreparedU64 {
     first_index: u64,
     sums: Vec<u64>,
-    y: Vec<u64>,
+    /// The corrections as the message's bytes (8 per OT, with room for a message tag).
+    y: Vec<u8>,
 }
 
 /// The receiver's side of correlated OTs over Z_2^64, hashed ahead of use ([`CotReceiver::pads_u64`]): the
@@ -54,7 +55,7 @@ impl fmt::Debug for PreparedU64 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PreparedU64")
             .field("first_index", &self.first_index)
-            .field("len", &self.y.len())
+            .field("len", &(self.y.len() / 8))
             .finish_non_exhaustive()
     }
 }
@@ -100,13 +101,17 @@ impl ReceiverPadsU64 {
 
     /// [`ReceiverPadsU64::receive_correlated_u64`] summed in groups of `group` consecutive OTs (at least 1).
     pub fn receive_sums_u64(self, msg: &CorrectionsU64, group: usize) -> Result<Vec<u64>, Error> {
-        check_peer_len("Z_2^64 corrections", 8, self.h.len(), msg.y.len())?;
+        check_peer_len("Z_2^64 corrections", 8, self.h.len(), msg.len())?;
         let group = group.max(1);
         let mut sums = vec![0u64; self.h.len().div_ceil(group)];
-        for (k, ((h, y), &r)) in self.h.iter().zip(&msg.y).zip(&self.choices).enumerate() {
-            let v = h.wrapping_add(y & 0u64.wrapping_sub(r as u64));
-            let sum = &mut sums[k / group];
-            *sum = sum.wrapping_add(v);
+        // The group of the OT at hand, and how many of its OTs are still to come (no division per OT).
+        let (mut g, mut left) = (0, group);
+        for ((h, y), &r) in self.h.iter().zip(msg.values()).zip(&self.choices) {
+            if left == 0 {
+                (g, left) = (g + 1, group);
+            }
+            sums[g] = sums[g].wrapping_add(h.wrapping_add(y & 0u64.wrapping_sub(r as u64)));
+            left -= 1;
         }
         Ok(sums)
     }
@@ -123,22 +128,45 @@ impl PreparedU64 {
         group: usize,
     ) -> Result<PreparedU64, Error> {
         check_len("Z_2^64 correlations", q.len(), deltas.len())?;
+        Ok(Self::of_with(
+            q,
+            delta,
+            first_index,
+            deltas.iter().copied(),
+            group,
+        ))
+    }
+
+    /// [`PreparedU64::of`] with the correlations given in order by `deltas`, which has at least as many as `q`
+    /// has OTs.
+    pub(crate) fn of_with(
+        q: &[Block],
+        delta: Block,
+        first_index: u64,
+        mut deltas: impl Iterator<Item = u64>,
+        group: usize,
+    ) -> PreparedU64 {
         let group = group.max(1);
         let mut sums = vec![0u64; q.len().div_ceil(group)];
-        let mut y = Vec::with_capacity(q.len());
-        hashed_pairs(q, delta, first_index, |k0, p| {
-            for (k, (h, d)) in p.iter().zip(&deltas[k0..k0 + p.len()]).enumerate() {
+        let mut y = Vec::with_capacity(8 * q.len() + 1);
+        // The group of the OT at hand, and how many of its OTs are still to come (no division per OT).
+        let (mut g, mut left) = (0, group);
+        hashed_pairs(q, delta, first_index, |_, p| {
+            for (h, d) in p.iter().zip(&mut deltas) {
                 let (h0, h1) = (h[0].0 as u64, h[1].0 as u64);
-                let sum = &mut sums[(k0 + k) / group];
-                *sum = sum.wrapping_add(h0);
-                y.push(h0.wrapping_sub(h1).wrapping_add(*d));
+                if left == 0 {
+                    (g, left) = (g + 1, group);
+                }
+                sums[g] = sums[g].wrapping_add(h0);
+                left -= 1;
+                y.extend_from_slice(&h0.wrapping_sub(h1).wrapping_add(d).to_le_bytes());
             }
         });
-        Ok(PreparedU64 {
+        PreparedU64 {
             first_index,
             sums,
             y,
-        })
+        }
     }
 
     /// The sender's output sums and the corrections to send, for `batch`, the correlated OTs these were
@@ -149,10 +177,10 @@ impl PreparedU64 {
             batch.first_index,
             batch.q.len(),
             self.first_index,
-            self.y.len(),
+            self.y.len() / 8,
         )?;
         let y = std::mem::take(&mut self.y);
-        Ok((std::mem::take(&mut self.sums), CorrectionsU64 { y }))
+        Ok((std::mem::take(&mut self.sums), CorrectionsU64::from_wire(y)))
     }
 }
 
@@ -491,7 +519,7 @@ impl CotReceiver {
 
     /// Correlated OT over Z_2^64: `x_j + r_j·δ_j (mod 2^64)` from the sender's corrections.
     pub fn receive_correlated_u64(self, msg: &CorrectionsU64) -> Result<Vec<u64>, Error> {
-        check_peer_len("Z_2^64 corrections", 8, self.t.len(), msg.y.len())?;
+        check_peer_len("Z_2^64 corrections", 8, self.t.len(), msg.len())?;
         self.pads_u64(self.t.len()).receive_correlated_u64(msg)
     }
 }

@@ -62,7 +62,9 @@
 //! PRG; one POLYVAL block per OT on each side; a word-parallel 64×64 Eklundh transpose
 //! (no per-bit loop). Both the sender's pass and the receiver's passes work chunk by chunk in cache. The
 //! receiver transposes `t^i` into its outputs while it makes `U` (they do not depend on the challenge), so its
-//! pass after the challenge, which the sender waits for, only regenerates and hashes the columns.
+//! pass after the challenge, which the sender waits for, only regenerates and hashes the columns; from
+//! [`PARALLEL_CHECK_CHUNKS`] chunks on, that pass is split over up to four scoped threads (the hash is a sum
+//! over chunks), since the sender has nothing left to do but wait for it.
 //! To overlap the parties' work, the sender should call [`SenderCheck::precompute`] right after sending the
 //! challenge (the channel drivers here do).
 //!
@@ -345,15 +347,20 @@ pub enum SenderPart {
 // State at rest, and one stream per run
 // ---------------------------------------------------------------------------------------------------------
 
-/// A base-OT key as keyed for one run: `BLAKE3-derive-key("duo/ot/run-key/v1", k || session)`, truncated to
-/// 128 bits.
-fn run_key(key: u128, session: &SessionId) -> Block {
-    let mut h = blake3::Hasher::new_derive_key("duo/ot/run-key/v1");
-    h.update(&key.to_le_bytes());
-    h.update(&session.0);
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
-    Block(u128::from_le_bytes(out))
+/// The base-OT keys as keyed for one run: `BLAKE3-derive-key("duo/ot/run-key/v1", k || session)` for each key
+/// `k`, truncated to 128 bits (zeroed on drop). The context is hashed once, and its hasher copied for each key.
+fn run_keys(keys: impl Iterator<Item = u128>, session: &SessionId) -> Zeroizing<Vec<u128>> {
+    let context = blake3::Hasher::new_derive_key("duo/ot/run-key/v1");
+    keys.map(|key| {
+        let mut h = context.clone();
+        h.update(&key.to_le_bytes());
+        h.update(&session.0);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        u128::from_le_bytes(out)
+    })
+    .collect::<Vec<u128>>()
+    .into()
 }
 
 /// First bytes of a sender's state at rest.
@@ -417,10 +424,9 @@ impl Sender {
     /// choices would give away the difference of the receiver's choice bits, and the sender's inputs through
     /// the products. The receiver must key itself for the same session ([`Receiver::for_run`]).
     pub fn for_run(mut self, session: &SessionId) -> Sender {
-        self.prgs = self
-            .seeds
+        self.prgs = run_keys(self.seeds.iter().copied(), session)
             .iter()
-            .map(|k| Prg::new(run_key(*k, session)))
+            .map(|k| Prg::new(Block(*k)))
             .collect();
         self.next_block = 0;
         self
@@ -456,15 +462,10 @@ impl Receiver {
     /// This receiver keyed for one run with protocol session id `session`, as [`Sender::for_run`] keys the
     /// sender: both PRGs of every base OT keyed by their key and `session`, starting at block 0.
     pub fn for_run(mut self, session: &SessionId) -> Receiver {
-        self.prgs = self
-            .seeds
-            .iter()
-            .map(|[a, b]| {
-                [
-                    Prg::new(run_key(*a, session)),
-                    Prg::new(run_key(*b, session)),
-                ]
-            })
+        let keys = run_keys(self.seeds.iter().flat_map(|[a, b]| [*a, *b]), session);
+        self.prgs = keys
+            .chunks_exact(2)
+            .map(|k| [Prg::new(Block(k[0])), Prg::new(Block(k[1]))])
             .collect();
         self.next_block = 0;
         self
@@ -637,6 +638,34 @@ impl SenderCheck {
                 got: deltas.len(),
             })?;
         PreparedU64::of(q, self.sender.delta, self.sender.next_index, deltas, group)
+    }
+
+    /// [`SenderCheck::prepare_correlated_u64`] for shifted correlations, made as they are hashed instead of
+    /// read from a list: OT `i·bits + j` (for `j < bits`) carries `x_i·2^j`, and the sums are grouped by `i`, the
+    /// shape of products with `bits`-bit numbers (Gilboa). `bits` is from 1 to 64.
+    pub fn prepare_shifted_u64(&mut self, x: &[u64], bits: usize) -> Result<PreparedU64, Error> {
+        if !(1..=64).contains(&bits) {
+            return Err(ApiMisuse::BadCount {
+                what: "bits of a shifted correlation",
+                got: bits,
+                max: 64,
+            }
+            .into());
+        }
+        self.precompute();
+        let n = x.len().saturating_mul(bits);
+        let q = self.pass.q.get(..n).ok_or(ApiMisuse::LengthMismatch {
+            what: "Z_2^64 correlations",
+            expected: self.pass.q.len(),
+            got: n,
+        })?;
+        Ok(PreparedU64::of_with(
+            q,
+            self.sender.delta,
+            self.sender.next_index,
+            x.iter().flat_map(|&x| (0..bits).map(move |j| x << j)),
+            bits,
+        ))
     }
 
     /// Verifies the receiver's response. On success returns the sender for the next extension and the `m`
@@ -842,12 +871,10 @@ impl ReceiverParts {
         );
         let m = e.choices.len();
         // With room for one more byte, so that a protocol that appends its message tag does not copy the part.
-        let len = 8 * BASE_OTS * (end - self.sent);
-        // Zeroed by the allocator (fresh pages need no clearing), then the spare byte dropped from the length.
-        let mut bytes = vec![0u8; len + 1];
-        bytes.truncate(len);
+        // Written in order, column after column, so never cleared first.
+        let mut bytes = Vec::with_capacity(8 * BASE_OTS * (end - self.sent) + 1);
         let mut t1 = [0u64; CHUNK_WORDS];
-        let mut at = 0;
+        let mut column = [0u8; 8 * CHUNK_WORDS];
         let mut w0 = self.sent;
         while w0 < end {
             let g = (words - w0).min(CHUNK_WORDS);
@@ -856,14 +883,14 @@ impl ReceiverParts {
                 let t0 = &mut t0[..g];
                 ctr.fill(g0, t0);
                 ctr.fill(g1, &mut t1[..g]);
-                let out = &mut bytes[at..at + 8 * g];
+                let out = &mut column[..8 * g];
                 for (o, ((a, b), r)) in out
                     .chunks_exact_mut(8)
                     .zip(t0.iter().zip(&t1).zip(&e.r[w0..w0 + g]))
                 {
                     o.copy_from_slice(&(a ^ b ^ r).to_le_bytes());
                 }
-                at += 8 * g;
+                bytes.extend_from_slice(out);
             }
             // The outputs T_j (rows of t) do not depend on the challenge: transpose them now, while the chunk
             // is in cache, so that the pass after the challenge only regenerates and hashes the columns.
@@ -930,20 +957,31 @@ impl ReceiverExtend {
     pub fn receive_challenge(mut self, msg: &ChallengeMsg) -> (Receiver, ResponseMsg, CotReceiver) {
         let words = self.r.len();
         let rows = 64 * words;
-        let keys = matrix::check_keys(msg.seed, matrix::chunks(words));
+        let chunks = matrix::chunks(words);
+        let keys = matrix::check_keys(msg.seed, chunks);
         let hasher = matrix::ColumnHasher::new(rows / ROWS_PER_BLOCK);
-        let mut acc = Box::new([0u128; BASE_OTS]);
-        let mut cols = empty_chunk();
-        let mut w0 = 0;
-        while w0 < words {
-            let g = (words - w0).min(CHUNK_WORDS);
-            let mut ctr = Counters::new(self.first_block + (w0 / 2) as u64);
-            for (col, [g0, _]) in cols.iter_mut().zip(&self.receiver.prgs) {
-                ctr.fill(g0, &mut col[..g]);
+        // The sender waits for this pass, and is idle meanwhile: the chunks are split over the cores when there
+        // are enough of them to pay for the threads. The hash is a sum over chunks, so the parts' sums add up.
+        let (prgs, first_block) = (&self.receiver.prgs, self.first_block);
+        let hash_chunks = |range: std::ops::Range<usize>| {
+            let mut acc = Box::new([0u128; BASE_OTS]);
+            let mut cols = empty_chunk();
+            for c in range {
+                let w0 = c * CHUNK_WORDS;
+                let g = (words - w0).min(CHUNK_WORDS);
+                let mut ctr = Counters::new(first_block + (w0 / 2) as u64);
+                for (col, [g0, _]) in cols.iter_mut().zip(prgs) {
+                    ctr.fill(g0, &mut col[..g]);
+                }
+                hasher.chunk(&mut acc, &cols, c, g, &keys[c]);
             }
-            let c = w0 / CHUNK_WORDS;
-            hasher.chunk(&mut acc, &cols, c, g, &keys[c]);
-            w0 += g;
+            acc
+        };
+        let mut acc = Box::new([0u128; BASE_OTS]);
+        for part in crate::par::ranges(chunks, PARALLEL_CHECK_CHUNKS, hash_chunks) {
+            for (a, p) in acc.iter_mut().zip(part.iter()) {
+                *a ^= p;
+            }
         }
         let x = hasher.words(&self.r, &keys);
         let choices = std::mem::take(&mut self.choices);
@@ -995,6 +1033,10 @@ pub fn receiver_setup_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized>
     setup.finish(&reply)
 }
 
+/// Chunks of 2048 rows from which the receiver's pass after the challenge is split over the cores: 64 (2^17
+/// rows, about half a millisecond of work on one core), below which the threads would cost more than they save.
+pub const PARALLEL_CHECK_CHUNKS: usize = 64;
+
 /// Chunks of 2048 rows per part of the matrix in the channel drivers: 16 (512 KiB), so that neither party
 /// holds the matrix whole and its memory is reused from part to part instead of faulted in fresh.
 pub const PART_CHUNKS: usize = 16;
@@ -1037,4 +1079,30 @@ pub fn receiver_extend_over<C: Channel + ?Sized, R: RngCore + CryptoRng + ?Sized
     let (receiver, resp, cot) = ext.receive_challenge(&challenge);
     ch.send(resp.to_bytes())?;
     Ok((receiver, cot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The run keys are the derivation docs/protocol.md states, computed here by BLAKE3's one-shot
+    /// key derivation: the first 16 bytes of `derive_key("duo/ot/run-key/v1", k (16 bytes, LE) || session)`.
+    #[test]
+    fn run_keys_are_the_stated_derivation() {
+        let session = SessionId([9; 32]);
+        let keys = [
+            0u128,
+            1,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+        ];
+        let got = run_keys(keys.iter().copied(), &session);
+        for (k, got) in keys.iter().zip(got.iter()) {
+            let mut material = k.to_le_bytes().to_vec();
+            material.extend_from_slice(&session.0);
+            let want = blake3::derive_key("duo/ot/run-key/v1", &material);
+            assert_eq!(got.to_le_bytes(), want[..16]);
+        }
+        assert_ne!(got[0], got[1]);
+    }
 }

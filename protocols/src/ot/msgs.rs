@@ -127,7 +127,7 @@ impl BaseReceiverMsg {
         }
         // Decompression (a square root per point) is the costly part: in parallel, first error reported.
         let pairs: Vec<&[u8]> = bytes.chunks_exact(PAIR_BYTES).collect();
-        let decoded = super::base::par_map(&pairs, |j, pair| {
+        let decoded = crate::par::map(&pairs, |j, pair| {
             let (c0, p0) = decode_point(Self::WHAT, 2 * j, &pair[..POINT_BYTES])?;
             let (c1, p1) = decode_point(Self::WHAT, 2 * j + 1, &pair[POINT_BYTES..])?;
             Ok(([c0, c1], [p0, p1]))
@@ -336,37 +336,62 @@ impl fmt::Debug for ChosenMsg {
     }
 }
 
-/// Correlated OT over Z_2^64, sender → receiver: one correction `y_j` per OT (8 bytes, little-endian).
+/// Correlated OT over Z_2^64, sender → receiver: one correction `y_j` per OT (8 bytes, little-endian), held as
+/// those bytes, so that neither side copies the message into another form.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CorrectionsU64 {
-    pub(crate) y: Vec<u64>,
+    /// `8·len` bytes.
+    bytes: Vec<u8>,
 }
 
 impl CorrectionsU64 {
     const WHAT: &'static str = "Z_2^64 correlated OT corrections";
 
+    /// The corrections whose wire bytes `bytes` are (a multiple of 8, with room kept for a message tag).
+    pub(crate) fn from_wire(bytes: Vec<u8>) -> CorrectionsU64 {
+        debug_assert_eq!(bytes.len() % 8, 0);
+        CorrectionsU64 { bytes }
+    }
+
     /// Number of OTs.
     pub fn len(&self) -> usize {
-        self.y.len()
+        self.bytes.len() / 8
     }
 
     /// Whether there is no OT in the message.
     pub fn is_empty(&self) -> bool {
-        self.y.is_empty()
+        self.bytes.is_empty()
+    }
+
+    /// The corrections in order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = u64> + '_ {
+        self.bytes.chunks_exact(8).map(|b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_le_bytes(a)
+        })
     }
 
     /// 8 bytes per OT (with room for one more, so that a protocol that appends its message tag does not copy
     /// the buffer).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 * self.y.len() + 1);
-        for y in &self.y {
-            out.extend_from_slice(&y.to_le_bytes());
-        }
+        let mut out = Vec::with_capacity(self.bytes.len() + 1);
+        out.extend_from_slice(&self.bytes);
         out
+    }
+
+    /// [`CorrectionsU64::to_bytes`] without the copy.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// Parses a multiple of 8 bytes; the receiver checks the count against its OTs.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, PeerMisbehaved> {
+        Self::from_vec(bytes.to_vec())
+    }
+
+    /// [`CorrectionsU64::from_bytes`], taking the buffer instead of copying it.
+    pub fn from_vec(bytes: Vec<u8>) -> Result<Self, PeerMisbehaved> {
         if bytes.len() % 8 != 0 {
             return Err(PeerMisbehaved::WrongLength {
                 what: Self::WHAT,
@@ -374,22 +399,14 @@ impl CorrectionsU64 {
                 got: bytes.len(),
             });
         }
-        let y = bytes
-            .chunks_exact(8)
-            .map(|b| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(b);
-                u64::from_le_bytes(a)
-            })
-            .collect();
-        Ok(CorrectionsU64 { y })
+        Ok(CorrectionsU64 { bytes })
     }
 }
 
 impl fmt::Debug for CorrectionsU64 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CorrectionsU64")
-            .field("ots", &self.y.len())
+            .field("ots", &self.len())
             .finish()
     }
 }

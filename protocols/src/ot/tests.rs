@@ -441,7 +441,7 @@ fn a_state_continued_twice_reveals_nothing_when_each_run_has_its_own_stream() {
             let (_, cot_s) = res.expect("an honest extension passes the check");
             assert_cot(&cot_s, &cot_r);
             let (_, y) = cot_s.send_correlated_u64(&deltas).unwrap();
-            sum = sum.wrapping_add(y.y[0]);
+            sum = sum.wrapping_add(y.values().next().unwrap());
         }
         sum
     };
@@ -646,6 +646,78 @@ fn flipped_challenge_or_response_bit_aborts() {
             is_peer(&res.unwrap_err(), &PeerMisbehaved::ConsistencyCheckFailed),
             "{target:?} bit {bit}"
         );
+    }
+}
+
+/// An extension long enough that the receiver splits its pass after the challenge over threads
+/// ([`kos::PARALLEL_CHECK_CHUNKS`] chunks and more, the last one ragged): the parts' check hashes add up to the
+/// sender's, the correlation matches, and a flipped challenge bit, which changes every part's keys, still aborts.
+/// (On a machine with one core the pass is not split, and this is the single-thread case again.)
+#[test]
+fn a_check_hashed_on_several_threads_still_verifies() {
+    let m = kos::PARALLEL_CHECK_CHUNKS * 2048 + 5000;
+    let (s, r, _) = setup_ideal(880);
+    let mut rng = rng(880);
+    let choices = random_bits(m, &mut rng);
+    let (res, r, cot_r) = extend_by_hand(s, r, &choices, 880, &no_tamper);
+    let (s, cot_s) = res.unwrap();
+    assert_cot(&cot_s, &cot_r);
+    let flip = |stage: Stage, b: &mut Vec<u8>| {
+        if let Stage::Challenge = stage {
+            b[3] ^= 0x10;
+        }
+    };
+    let (res, _, _) = extend_by_hand(s, r, &choices, 881, &flip);
+    assert!(is_peer(
+        &res.unwrap_err(),
+        &PeerMisbehaved::ConsistencyCheckFailed
+    ));
+}
+
+/// Shifted correlations made on the fly are the listed ones: `x_i·2^j` on OT `i·bits + j`, summed per `i`; and
+/// the receiver gets `x_j + r_j·δ_j` from them.
+#[test]
+fn shifted_correlations_are_the_listed_ones() {
+    let (s, r, _) = setup_ideal(890);
+    let mut rng = rng(890);
+    let (x, bits) = ([7u64, u64::MAX, 1 << 40], 32);
+    let n = x.len() * bits;
+    let choices = random_bits(n + 9, &mut rng);
+    let ext = s.extend(choices.len()).unwrap();
+    let (rext, u) = r.extend(&choices, &mut rng).unwrap();
+    let (mut check, ch) = ext.receive_matrix(u, &mut rng).unwrap();
+    let deltas: Vec<u64> = x
+        .iter()
+        .flat_map(|&x| (0..bits).map(move |j| x << j))
+        .collect();
+    let listed = check.prepare_correlated_u64(&deltas, bits).unwrap();
+    let shifted = check.prepare_shifted_u64(&x, bits).unwrap();
+    assert!(
+        check.prepare_shifted_u64(&[0; 4], bits).is_err(),
+        "more OTs than the extension has"
+    );
+    assert!(
+        check.prepare_shifted_u64(&x, 0).is_err()
+            && check.prepare_shifted_u64(&x[..1], 65).is_err()
+    );
+    let (_, resp, cot_r) = rext.receive_challenge(&ch);
+    let (_, cot_s) = check.receive_response(&resp).unwrap();
+    let (cot_s, _) = cot_s.split_at(n).unwrap();
+    let (sums, corrections) = shifted.send(&cot_s).unwrap();
+    assert_eq!(
+        listed.send(&cot_s).unwrap(),
+        (sums.clone(), corrections.clone())
+    );
+    let (products, _) = cot_r.split_at(n).unwrap();
+    let got = products
+        .pads_u64(n)
+        .receive_sums_u64(&corrections, bits)
+        .unwrap();
+    for (i, (&x, (&mine, &theirs))) in x.iter().zip(sums.iter().zip(&got)).enumerate() {
+        let chosen = (0..bits)
+            .filter(|&j| choices[i * bits + j])
+            .fold(0u64, |acc, j| acc.wrapping_add(x << j));
+        assert_eq!(theirs, mine.wrapping_add(chosen), "attribute {i}");
     }
 }
 

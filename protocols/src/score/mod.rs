@@ -915,7 +915,7 @@ impl OwnerRun {
                     }
                 }
                 sums.zeroize();
-                out.push(self.send(Tag::Corrections, corrections.to_bytes()));
+                out.push(self.send(Tag::Corrections, corrections.into_bytes()));
                 let mut garbler = Garbler::new(Delta::random(rng));
                 #[allow(unused_mut)]
                 let mut g = garbler.garble(&self.circuit, &share_bits, rng)?;
@@ -1060,15 +1060,7 @@ enum FiState {
 /// Gilboa's correlated OTs prepared on the extension `check` will give: OT `(i, j)` carries `x_i·2^j`, and the
 /// owner's outputs are summed per attribute.
 fn gilboa_prepare(check: &mut kos::SenderCheck, x: &[u64]) -> Result<ot::PreparedU64, Error> {
-    let mut deltas = Vec::with_capacity(WEIGHT_BITS * x.len());
-    for &x in x {
-        for j in 0..WEIGHT_BITS {
-            deltas.push(x << j);
-        }
-    }
-    let prepared = check.prepare_correlated_u64(&deltas, WEIGHT_BITS);
-    deltas.zeroize();
-    Ok(prepared?)
+    Ok(check.prepare_shifted_u64(x, WEIGHT_BITS)?)
 }
 
 /// The FI's correlated OTs while it waits for the owner's corrections.
@@ -1344,7 +1336,7 @@ impl FiRun {
                 };
             }
             FiState::Corrections { mut receiver, ots } => {
-                let corrections = CorrectionsU64::from_bytes(&body).map_err(ot::Error::from)?;
+                let corrections = CorrectionsU64::from_vec(body).map_err(ot::Error::from)?;
                 let (products, labels_cot) =
                     ots.hash(&mut receiver, WEIGHT_BITS * self.params.n())?;
                 // The sum of attribute i's OTs' outputs: u_i + (w_i + offset)·x_i, the FI's share of w_i·x_i
