@@ -14,14 +14,18 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
+/// What the owner sends to start each run, in place of a node's `score_start`.
+const GO: &[u8] = b"go";
+
 /// One run of [`loopback_runs`], as the owner's side saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LoopbackRun {
     /// Whether the run included the base OTs.
     pub cold: bool,
-    /// Milliseconds from the start of the run (its log write, if any) to the end (its log write, if any).
+    /// Milliseconds from the start of the run (its log write, if any) to the end (its log write, if any, or the
+    /// FI's outcome if later).
     pub millis: f64,
-    /// Milliseconds of the protocol alone (first message to the last).
+    /// Milliseconds of the protocol alone: from the owner's go to when both sides hold the outcome.
     pub protocol_millis: f64,
     /// Protocol bytes sent and received by the owner.
     pub bytes: u64,
@@ -78,7 +82,7 @@ pub async fn loopback_runs_at_rest(
         None => None,
     };
     let fi_home = rest.map(|d| crate::fi::FiHome::new(&d.join("fi")));
-    let fi = tokio::spawn(fi_side(
+    let fi = run_apart(fi_side(
         url,
         client_key,
         owner_fp,
@@ -88,7 +92,7 @@ pub async fn loopback_runs_at_rest(
         reveal,
         runs,
         fi_home,
-    ));
+    ))?;
     let (tcp, _) = listener.accept().await?;
     let _ = tcp.set_nodelay(true);
     let (mut chan, _) = transport::accept(
@@ -149,7 +153,12 @@ pub async fn loopback_runs_at_rest(
         if cold {
             ot_id = crate::proto::scoring::ot_state_id(&params.session);
         }
+        // As `score_start` does on a node, the owner's go starts the FI's run once the start is logged: the FI
+        // computes nothing of a run before it (so none of its work hides in the owner's log write).
         let p0 = Instant::now();
+        chan.send(GO)
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
         let mut guard = RunGuard {
             changes: None,
             still_paired: &|| true,
@@ -163,7 +172,7 @@ pub async fn loopback_runs_at_rest(
                 .await
                 .map_err(|e| Error::Refused(e.to_string()))?;
         }
-        let protocol_millis = p0.elapsed().as_secs_f64() * 1e3;
+        let owner_end = Instant::now();
         let next = (at_rest && run + 1 == runs).then(|| OtAtRest {
             id: ot_id.clone(),
             next_index: ot.next_index(),
@@ -171,17 +180,71 @@ pub async fn loopback_runs_at_rest(
         });
         log("scoring-end", run, next.as_ref())?;
         warm = Some(ot);
-        out.push(LoopbackRun {
-            cold,
-            millis: began.elapsed().as_secs_f64() * 1e3,
-            protocol_millis,
-            bytes: bytes.sent + bytes.received,
-        });
+        out.push((
+            LoopbackRun {
+                cold,
+                millis: 0.0,
+                protocol_millis: 0.0,
+                bytes: bytes.sent + bytes.received,
+            },
+            [began, p0, owner_end, Instant::now()],
+        ));
     }
     // Close this end while the FI closes its own, so neither waits out the other's close grace.
     let (_, fi) = tokio::join!(chan.close(), fi);
-    fi.map_err(|e| Error::Internal(format!("FI task: {e}")))??;
-    Ok(out)
+    let fi_ends =
+        fi.map_err(|_| Error::Internal("the FI's thread ended without a result".into()))??;
+    with_fi_ends(out, fi_ends)
+}
+
+/// The runs as the owner timed them (`[began, go, owner's end, end logged]`), each ended instead when both
+/// sides held its outcome: the later of the owner's end and the FI's (`fi_ends`, one per run).
+fn with_fi_ends(
+    out: Vec<(LoopbackRun, [Instant; 4])>,
+    fi_ends: Vec<Instant>,
+) -> Result<Vec<LoopbackRun>, Error> {
+    if fi_ends.len() != out.len() {
+        return Err(Error::Internal(format!(
+            "the FI finished {} runs of {}",
+            fi_ends.len(),
+            out.len()
+        )));
+    }
+    // A run ends when both sides hold its outcome: the later of the owner's end and the FI's.
+    let ms = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64() * 1e3;
+    Ok(out
+        .into_iter()
+        .zip(fi_ends)
+        .map(
+            |((run, [began, p0, owner_end, logged]), fi_end)| LoopbackRun {
+                millis: ms(began, logged.max(fi_end)),
+                protocol_millis: ms(p0, owner_end.max(fi_end)),
+                ..run
+            },
+        )
+        .collect())
+}
+
+/// Runs the FI's side on a runtime of its own in a thread of its own, as it would run in its own process: on a
+/// runtime shared with the owner, a side busy making its matrix parts can hold the one thread that polls the
+/// sockets, and the owner then receives nothing until the FI waits. The receiver gives its result.
+fn run_apart<T: Send + 'static>(
+    fi: impl std::future::Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<tokio::sync::oneshot::Receiver<Result<T, Error>>, Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("duo-loopback-fi".into())
+        .spawn(move || {
+            let done = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(fi),
+                Err(e) => Err(Error::Internal(format!("the FI's runtime: {e}"))),
+            };
+            let _ = tx.send(done);
+        })?;
+    Ok(rx)
 }
 
 /// The FI's side of [`loopback_runs`]: `runs` runs on one session, the first cold unless `rest` holds the
@@ -197,7 +260,7 @@ async fn fi_side(
     reveal: score::Reveal,
     runs: usize,
     rest: Option<crate::fi::FiHome>,
-) -> Result<(), Error> {
+) -> Result<Vec<Instant>, Error> {
     use crate::net::transport::{self, Mode};
     let mut chan = transport::connect(&url, &key, Mode::Session, None, &owner_fp, &limits)
         .await
@@ -209,7 +272,16 @@ async fn fi_side(
         },
         None => (None, String::new()),
     };
+    let mut ends = Vec::with_capacity(runs);
     for run in 0..runs {
+        match chan.recv().await {
+            Ok(Some(go)) if go == GO => {}
+            other => {
+                return Err(Error::Internal(format!(
+                    "the FI expected the owner's go for run {run}, got {other:?}"
+                )))
+            }
+        }
         let params = Params {
             session: session_id(chan.handshake_hash(), 0, run as u64),
             bounds: bounds.clone(),
@@ -221,13 +293,14 @@ async fn fi_side(
         let (_, ot, _) = drive_fi(&mut chan, &params, &model, warm.take(), &mut |_| {})
             .await
             .map_err(|e| Error::Refused(e.to_string()))?;
+        ends.push(Instant::now());
         warm = Some(ot);
     }
     if let (Some(home), Some(ot)) = (&rest, &warm) {
         home.put_ot_state("bench", &ot_id, ot)?;
     }
     chan.close().await;
-    Ok(())
+    Ok(ends)
 }
 
 #[cfg(test)]

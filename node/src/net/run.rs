@@ -67,6 +67,8 @@ pub(crate) async fn send_msg<S: AsyncRead + AsyncWrite + Unpin>(
     msg: &[u8],
     bytes: &mut RunBytes,
 ) -> Result<(), RunError> {
+    // A chunk and its two header bytes make one transport message.
+    const { assert!(CHUNK + 2 == crate::net::transport::MAX_CHUNK) };
     let mut chunks = msg.chunks(CHUNK).peekable();
     let mut buf = Vec::with_capacity(CHUNK + 2);
     if msg.is_empty() {

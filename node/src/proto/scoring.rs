@@ -29,8 +29,10 @@ use std::time::Duration;
 /// First byte of a protocol chunk on the session.
 pub const CHUNK_MARK: u8 = 0xB5;
 
-/// Largest protocol chunk, in bytes: far below the session's frame and message limits.
-pub const CHUNK: usize = 32 * 1024;
+/// Largest protocol chunk this side sends, in bytes: with its two header bytes, one Noise transport message
+/// (65 518 bytes of plaintext), so a chunk is one frame and one write. A receiver takes any chunk that fits a
+/// channel message.
+pub const CHUNK: usize = 65_516;
 
 /// How long either side waits for the next protocol message before it ends the run.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
