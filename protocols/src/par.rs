@@ -1,9 +1,21 @@
 //! Splitting pure computation over a few scoped threads: no I/O, no shared state beyond what the work reads.
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 /// The most threads one split uses.
 const MAX_THREADS: usize = 4;
+
+/// The threads a split uses: the cores this process may run on, at most [`MAX_THREADS`]. Asked once, since
+/// asking reads the scheduler's affinity and the cgroup's quota (tens of microseconds).
+fn threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |t| t.get())
+            .min(MAX_THREADS)
+    })
+}
 
 /// `f` on up to four contiguous ranges that cover `0..n` in order, the first ones each on a scoped thread and
 /// the last on the calling thread, and their results in range order; one range (`0..n`, on the calling thread)
@@ -14,10 +26,11 @@ pub(crate) fn ranges<U: Send>(
     min_split: usize,
     f: impl Fn(Range<usize>) -> U + Sync,
 ) -> Vec<U> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(MAX_THREADS);
-    if threads < 2 || n < min_split.max(2) {
+    if n < min_split.max(2) {
+        return vec![f(0..n)];
+    }
+    let threads = threads();
+    if threads < 2 {
         return vec![f(0..n)];
     }
     let per = n.div_ceil(threads);
