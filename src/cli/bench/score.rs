@@ -40,7 +40,8 @@ pub struct ScoreArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct ScorePhase {
     /// Latency of the protocol alone. In memory: from the first party starting to the last party holding the
-    /// outcome. Over WebSocket: the owner's side, from its first message to its last.
+    /// outcome. Over WebSocket: from the owner's go (where a node sends `score_start`, after the start is
+    /// logged; the FI starts nothing before it) to the later of the two sides holding the outcome.
     pub time: Timing,
     /// Over WebSocket only: latency including the durable log writes that start and end a run (the owner's
     /// store with `synchronous=FULL`), as a real run on the node pays.

@@ -209,7 +209,9 @@ fn scoring_reading(r: &Report) -> String {
         "One private scoring run (reveal {}), median of {} runs, against the number of attributes. Cold runs do \
          the 128 base OTs; warm runs reuse the extension state of an earlier run. Bytes are the protocol's \
          payloads both ways (in memory, where the channel counts them; over WebSocket the same messages are \
-         framed and encrypted). ",
+         framed and encrypted). Over WebSocket each side has a runtime and thread of its own, as in two \
+         processes, and a run is timed from the owner's go (a node's `score_start`) to when both sides hold the \
+         outcome. ",
         r.scoring.reveal, r.sizes.score_reps
     );
     for t in ["memory", "ws"] {
@@ -229,7 +231,7 @@ fn scoring_reading(r: &Report) -> String {
             );
         }
     }
-    s.push_str("Bytes grow linearly in n (64 extension OTs per attribute); the cold run's extra time is the base OTs.");
+    s.push_str("Bytes grow linearly in n (32 extension OTs per attribute, one per weight bit); the cold run's extra time is the base OTs.");
     s
 }
 
