@@ -50,9 +50,10 @@ pub enum BenchCmd {
     /// Oblivious transfer: base-OT time and KOS extension rate.
     ///
     /// 128 Masny-Rindal base OTs, and KOS correlated-OT extension (with its consistency check) of 2^M OTs with
-    /// and without the base OTs, in memory on two threads (owner = extension sender, FI = receiver), with bytes
-    /// on the wire. The base-OT time is wall time with the parties overlapping on two threads; the criterion
-    /// bench `twopc/base_ot_one_thread` instead sums both parties' work on one thread.
+    /// and without the base OTs, in memory, one thread per party (owner = extension sender, FI = receiver;
+    /// the FI's check pass after the challenge, while the owner waits, is split over the cores from 2^17 OTs
+    /// on), with bytes on the wire. The base-OT time is wall time with the parties overlapping on two threads;
+    /// the criterion bench `twopc/base_ot_one_thread` instead sums both parties' work on one thread.
     Ot(ot::OtArgs),
     /// Garbled circuits: garbling and evaluation rates.
     ///

@@ -77,7 +77,8 @@ pub struct ExtensionReport {
 pub struct OtReport {
     /// Always "ot".
     pub bench: &'static str,
-    /// Always "memory": an in-memory channel, one thread per party.
+    /// Always "memory": an in-memory channel, one thread per party (the FI's check pass split over the cores
+    /// from 2^17 OTs on).
     pub transport: &'static str,
     /// Where it ran.
     pub machine: Machine,
@@ -126,7 +127,7 @@ impl OtReport {
             Col::left(0),
         ];
         format!(
-            "duo bench ot: in memory, one thread per party; median of {} ({})\n{}",
+            "duo bench ot: in memory, one thread per party (the FI's check pass split over the cores); median of {} ({})\n{}",
             e.with_base_ots.time.reps,
             self.machine.line(),
             table(2, &cols, rows)
@@ -287,7 +288,7 @@ mod tests {
         assert_eq!(
             report.text(),
         concat!(
-            "duo bench ot: in memory, one thread per party; median of 5 (release build, 8 CPUs, load 0.25 at start)\n",
+            "duo bench ot: in memory, one thread per party (the FI's check pass split over the cores); median of 5 (release build, 8 CPUs, load 0.25 at start)\n",
             "  base OT x128 (Masny-Rindal), 2 threads      27.0 ms                    wire 8.0 KiB (owner->FI 8.0 KiB, FI->owner 32 B)\n",
             "  KOS extension 2^20, base OTs excluded      0.665 ms       1.6 M OT/s   wire 16.00 MiB (owner->FI 16 B, FI->owner 16.00 MiB; 16.0 B/OT)\n",
             "  KOS extension 2^20, with base OTs           33.6 ms      31.2 M OT/s\n",
