@@ -26,14 +26,11 @@ pub(crate) fn ranges<U: Send>(
     min_split: usize,
     f: impl Fn(Range<usize>) -> U + Sync,
 ) -> Vec<U> {
-    if n < min_split.max(2) {
+    // The number of cores is asked for only when the work is large enough to split.
+    if n < min_split.max(2) || threads() < 2 {
         return vec![f(0..n)];
     }
-    let threads = threads();
-    if threads < 2 {
-        return vec![f(0..n)];
-    }
-    let per = n.div_ceil(threads);
+    let per = n.div_ceil(threads());
     let parts: Vec<Range<usize>> = (0..n)
         .step_by(per)
         .map(|start| start..(start + per).min(n))

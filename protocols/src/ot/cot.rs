@@ -102,18 +102,11 @@ impl ReceiverPadsU64 {
     /// [`ReceiverPadsU64::receive_correlated_u64`] summed in groups of `group` consecutive OTs (at least 1).
     pub fn receive_sums_u64(self, msg: &CorrectionsU64, group: usize) -> Result<Vec<u64>, Error> {
         check_peer_len("Z_2^64 corrections", 8, self.h.len(), msg.len())?;
-        let group = group.max(1);
-        let mut sums = vec![0u64; self.h.len().div_ceil(group)];
-        // The group of the OT at hand, and how many of its OTs are still to come (no division per OT).
-        let (mut g, mut left) = (0, group);
+        let mut sums = GroupSums::new(self.h.len(), group);
         for ((h, y), &r) in self.h.iter().zip(msg.values()).zip(&self.choices) {
-            if left == 0 {
-                (g, left) = (g + 1, group);
-            }
-            sums[g] = sums[g].wrapping_add(h.wrapping_add(y & 0u64.wrapping_sub(r as u64)));
-            left -= 1;
+            sums.add(h.wrapping_add(y & 0u64.wrapping_sub(r as u64)));
         }
-        Ok(sums)
+        Ok(sums.sums)
     }
 }
 
@@ -146,25 +139,18 @@ impl PreparedU64 {
         mut deltas: impl Iterator<Item = u64>,
         group: usize,
     ) -> PreparedU64 {
-        let group = group.max(1);
-        let mut sums = vec![0u64; q.len().div_ceil(group)];
+        let mut sums = GroupSums::new(q.len(), group);
         let mut y = Vec::with_capacity(8 * q.len() + 1);
-        // The group of the OT at hand, and how many of its OTs are still to come (no division per OT).
-        let (mut g, mut left) = (0, group);
         hashed_pairs(q, delta, first_index, |_, p| {
             for (h, d) in p.iter().zip(&mut deltas) {
                 let (h0, h1) = (h[0].0 as u64, h[1].0 as u64);
-                if left == 0 {
-                    (g, left) = (g + 1, group);
-                }
-                sums[g] = sums[g].wrapping_add(h0);
-                left -= 1;
+                sums.add(h0);
                 y.extend_from_slice(&h0.wrapping_sub(h1).wrapping_add(d).to_le_bytes());
             }
         });
         PreparedU64 {
             first_index,
-            sums,
+            sums: sums.sums,
             y,
         }
     }
@@ -181,6 +167,38 @@ impl PreparedU64 {
         )?;
         let y = std::mem::take(&mut self.y);
         Ok((std::mem::take(&mut self.sums), CorrectionsU64::from_wire(y)))
+    }
+}
+
+/// Sums (mod 2^64) of consecutive groups of `group` values (at least 1; the last group may be shorter), added in
+/// order, without a division per value.
+struct GroupSums {
+    sums: Vec<u64>,
+    group: usize,
+    /// Values the last group still takes.
+    left: usize,
+}
+
+impl GroupSums {
+    /// Room for the sums of `n` values.
+    fn new(n: usize, group: usize) -> GroupSums {
+        let group = group.max(1);
+        GroupSums {
+            sums: Vec::with_capacity(n.div_ceil(group)),
+            group,
+            left: 0,
+        }
+    }
+
+    fn add(&mut self, v: u64) {
+        if self.left == 0 {
+            self.sums.push(0);
+            self.left = self.group;
+        }
+        if let Some(sum) = self.sums.last_mut() {
+            *sum = sum.wrapping_add(v);
+        }
+        self.left -= 1;
     }
 }
 

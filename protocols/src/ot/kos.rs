@@ -627,17 +627,21 @@ impl SenderCheck {
         deltas: &[u64],
         group: usize,
     ) -> Result<PreparedU64, Error> {
+        let (q, delta, first_index) = self.first_outputs(deltas.len())?;
+        PreparedU64::of(q, delta, first_index, deltas, group)
+    }
+
+    /// The first `n` outputs `Q_j` of this extension (the last part processed first), with `Δ` and the index of
+    /// the first, for preparing correlations on them; an error if it has fewer.
+    fn first_outputs(&mut self, n: usize) -> Result<(&[Block], Block, u64), Error> {
         self.precompute();
-        let q = self
-            .pass
-            .q
-            .get(..deltas.len())
-            .ok_or(ApiMisuse::LengthMismatch {
-                what: "Z_2^64 correlations",
-                expected: self.pass.q.len(),
-                got: deltas.len(),
-            })?;
-        PreparedU64::of(q, self.sender.delta, self.sender.next_index, deltas, group)
+        let have = self.pass.q.len();
+        let q = self.pass.q.get(..n).ok_or(ApiMisuse::LengthMismatch {
+            what: "Z_2^64 correlations",
+            expected: have,
+            got: n,
+        })?;
+        Ok((q, self.sender.delta, self.sender.next_index))
     }
 
     /// [`SenderCheck::prepare_correlated_u64`] for shifted correlations, made as they are hashed instead of
@@ -652,17 +656,11 @@ impl SenderCheck {
             }
             .into());
         }
-        self.precompute();
-        let n = x.len().saturating_mul(bits);
-        let q = self.pass.q.get(..n).ok_or(ApiMisuse::LengthMismatch {
-            what: "Z_2^64 correlations",
-            expected: self.pass.q.len(),
-            got: n,
-        })?;
+        let (q, delta, first_index) = self.first_outputs(x.len().saturating_mul(bits))?;
         Ok(PreparedU64::of_with(
             q,
-            self.sender.delta,
-            self.sender.next_index,
+            delta,
+            first_index,
             x.iter().flat_map(|&x| (0..bits).map(move |j| x << j)),
             bits,
         ))
