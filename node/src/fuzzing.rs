@@ -34,8 +34,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::net::keys::Keypair;
 use crate::net::transport::{
-    accept, Limits, TransportError, MAX_CHUNK, NOISE_MAX_MESSAGE, PAIRING_NOISE_PARAMS,
-    SESSION_NOISE_PARAMS,
+    accept, noise_protocol_name, Limits, TransportError, MAX_CHUNK, NOISE_MAX_MESSAGE,
+    PAIRING_NOISE_PARAMS, SESSION_NOISE_PARAMS,
 };
 
 /// The invite id the server knows.
@@ -321,10 +321,10 @@ async fn handshake_and_ops(
         };
         hello.to_string().into_bytes()
     } else if pair {
-        format!(r#"{{"duo":"hello","versions":[1],"mode":"pair","invite":"{INVITE_ID}"}}"#)
+        format!(r#"{{"duo":"hello","versions":[2,1],"mode":"pair","invite":"{INVITE_ID}"}}"#)
             .into_bytes()
     } else {
-        br#"{"duo":"hello","versions":[1],"mode":"session"}"#.to_vec()
+        br#"{"duo":"hello","versions":[2,1],"mode":"session"}"#.to_vec()
     };
     let frame = if flags & 0x04 != 0 {
         Message::Text(String::from_utf8_lossy(&hello).into_owned())
@@ -343,11 +343,18 @@ async fn handshake_and_ops(
     prologue.extend_from_slice(&hello);
     prologue.push(b'\n');
     prologue.extend_from_slice(&welcome);
-    let params = if pair {
-        PAIRING_NOISE_PARAMS
-    } else {
-        SESSION_NOISE_PARAMS
-    };
+    // The cipher of the version the node chose (the newest, if the welcome is not one).
+    let chosen = serde_json::from_slice::<serde_json::Value>(&welcome)
+        .ok()
+        .and_then(|w| w.get("version").and_then(serde_json::Value::as_u64))
+        .and_then(|v| u32::try_from(v).ok());
+    let params = chosen
+        .and_then(|v| noise_protocol_name(v, pair))
+        .unwrap_or(if pair {
+            PAIRING_NOISE_PARAMS
+        } else {
+            SESSION_NOISE_PARAMS
+        });
     let Ok(params) = params.parse::<snow::params::NoiseParams>() else {
         return;
     };

@@ -22,10 +22,27 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 use zeroize::{Zeroize, Zeroizing};
 
 /// Domain separation prefix of [`fingerprint`].
-/// Noise protocol name of sessions between paired keys.
-pub const SESSION_NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
-/// Noise protocol name of pairing handshakes (PSK = the invite's pre-shared key).
-pub const PAIRING_NOISE_PARAMS: &str = "Noise_XXpsk3_25519_ChaChaPoly_SHA256";
+/// Noise protocol name of sessions between paired keys (transport version 2).
+pub const SESSION_NOISE_PARAMS: &str = "Noise_XX_25519_AESGCM_SHA256";
+/// Noise protocol name of pairing handshakes (transport version 2; PSK = the invite's pre-shared key).
+pub const PAIRING_NOISE_PARAMS: &str = "Noise_XXpsk3_25519_AESGCM_SHA256";
+/// Noise protocol name of sessions in transport version 1.
+pub const SESSION_NOISE_PARAMS_V1: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+/// Noise protocol name of pairing handshakes in transport version 1.
+pub const PAIRING_NOISE_PARAMS_V1: &str = "Noise_XXpsk3_25519_ChaChaPoly_SHA256";
+
+/// The Noise protocol name of transport `version` (1 or 2) for a session or, with `pair`, a pairing
+/// handshake; `None` for a version this implementation does not speak. Version 2 differs from version 1 only
+/// in its cipher: AES-256-GCM in place of ChaCha20-Poly1305.
+pub fn noise_protocol_name(version: u32, pair: bool) -> Option<&'static str> {
+    match (version, pair) {
+        (1, false) => Some(SESSION_NOISE_PARAMS_V1),
+        (1, true) => Some(PAIRING_NOISE_PARAMS_V1),
+        (2, false) => Some(SESSION_NOISE_PARAMS),
+        (2, true) => Some(PAIRING_NOISE_PARAMS),
+        _ => None,
+    }
+}
 
 const FINGERPRINT_DOMAIN: &[u8] = b"duo fingerprint v1";
 /// Domain separation prefix of [`psk_from_secret`].

@@ -4,7 +4,10 @@
 //! (WebSocket server, [`accept`]). After the handshake both sides hold a [`SecureChannel`] that
 //! sends and receives whole application messages (opaque bytes), encrypted and authenticated.
 //!
-//! # Wire protocol, version 1
+//! # Wire protocol, versions 2 and 1
+//!
+//! The two versions differ only in the Noise cipher (step 2): AES-256-GCM in version 2, ChaCha20-Poly1305
+//! in version 1. A client offers both; a server picks the newer.
 //!
 //! All frames are WebSocket frames (RFC 6455). **Binary** frames carry the cleartext negotiation
 //! (hello, welcome) and every Noise message. **Text** frames carry only cleartext error reports
@@ -15,30 +18,33 @@
 //! ## 1. Negotiation (cleartext)
 //! The client's first WebSocket message is a binary frame holding the UTF-8 JSON *hello*:
 //! ```json
-//! {"duo":"hello","versions":[1],"mode":"session"}
-//! {"duo":"hello","versions":[1],"mode":"pair","invite":"abcd2345"}
+//! {"duo":"hello","versions":[2,1],"mode":"session"}
+//! {"duo":"hello","versions":[2,1],"mode":"pair","invite":"abcd2345"}
 //! ```
 //! `versions` lists the protocol versions the client speaks. `mode` is `"session"` (a later
 //! session between already-paired keys) or `"pair"` (pairing with an invite code; `invite` is
 //! the invite id, 1 to 64 printable ASCII characters, normally the 8-character id of the code).
 //! Unknown fields are ignored; a hello is at most [`MAX_HELLO`] (1024) bytes. The server picks the highest version both sides speak (this
-//! implementation speaks only [`PROTOCOL_VERSION`] = 1) and answers with a binary frame holding
+//! implementation speaks [`PROTOCOL_VERSIONS`], 2 and 1) and answers with a binary frame holding
 //! ```json
-//! {"duo":"welcome","version":1}
+//! {"duo":"welcome","version":2}
 //! ```
+//! and the client aborts unless the version is one it offered.
 //! or, instead, an error report (step 4) and closes: code `bad_hello` if the first message is not
 //! a binary frame holding a well-formed hello, `unsupported_version` if no version is common,
 //! `unknown_invite` if the server has no usable invite with that id (unknown, expired, used,
 //! cancelled or burned; the message says which when the server knows).
 //!
 //! ## 2. Noise handshake
-//! Protocol name `Noise_XX_25519_ChaChaPoly_SHA256` for `"session"`,
-//! `Noise_XXpsk3_25519_ChaChaPoly_SHA256` for `"pair"`, whose PSK is the invite's pre-shared key
+//! Protocol name `Noise_XX_25519_AESGCM_SHA256` for `"session"`,
+//! `Noise_XXpsk3_25519_AESGCM_SHA256` for `"pair"` (in version 1: `ChaChaPoly` in place of `AESGCM`;
+//! [`noise_protocol_name`]), whose PSK is the invite's pre-shared key
 //! ([`crate::net::keys::psk_from_secret`]: `SHA-256("duo invite psk v1" || id || secret)`). The
-//! prologue is `b"duo/1\n" || H || b"\n" || W` where `H` and `W` are the exact bytes of the
-//! hello and welcome frames, so the cleartext negotiation is authenticated by the handshake.
+//! prologue is `b"duo/1\n" || H || b"\n" || W` (in both versions) where `H` and `W` are the exact bytes of the
+//! hello and welcome frames, so the cleartext negotiation is authenticated by the handshake: stripping
+//! version 2 from a hello breaks the handshake rather than downgrading the cipher.
 //! Static keys are the nodes' X25519 keys ([`crate::net::keys::Keypair`]). Each handshake message is
-//! one binary frame, with an empty payload (a non-empty payload is refused in version 1):
+//! one binary frame, with an empty payload (a non-empty payload is refused):
 //! ```text
 //! client -> server   message 1: e
 //! server -> client   message 2: e, ee, s, es
@@ -106,9 +112,15 @@ use zeroize::Zeroizing;
 
 use crate::net::keys::{fingerprint, normalize_fingerprint, Keypair};
 
-/// The transport protocol version this implementation speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
-pub use crate::net::keys::{PAIRING_NOISE_PARAMS, SESSION_NOISE_PARAMS};
+/// The newest transport protocol version this implementation speaks.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The transport protocol versions this implementation speaks, newest first: a client offers them all, a
+/// server picks the first of them the client offered.
+pub const PROTOCOL_VERSIONS: [u32; 2] = [2, 1];
+pub use crate::net::keys::{
+    noise_protocol_name, PAIRING_NOISE_PARAMS, PAIRING_NOISE_PARAMS_V1, SESSION_NOISE_PARAMS,
+    SESSION_NOISE_PARAMS_V1,
+};
 /// Largest Noise message (and so largest binary frame after the handshake).
 pub const NOISE_MAX_MESSAGE: usize = 65_535;
 /// Length of the authentication tag of a Noise transport message.
@@ -367,7 +379,7 @@ pub enum AcceptError {
     BadHello(String),
     /// No protocol version in common (reported as `unsupported_version`).
     #[error(
-        "the client speaks none of our protocol versions (it offered {offered:?}, we speak [1])"
+        "the client speaks none of our protocol versions (it offered {offered:?}, we speak {PROTOCOL_VERSIONS:?})"
     )]
     UnsupportedVersion {
         /// The versions the client offered (at most the first 16).
@@ -412,6 +424,8 @@ pub enum AcceptError {
 /// and further calls return [`TransportError::Closed`].
 pub struct SecureChannel<S> {
     ws: WebSocketStream<S>,
+    /// The transport version negotiated.
+    version: u32,
     noise: snow::TransportState,
     remote_static: [u8; 32],
     handshake_hash: Vec<u8>,
@@ -450,6 +464,7 @@ where
 {
     fn new(
         ws: WebSocketStream<S>,
+        version: u32,
         noise: snow::TransportState,
         remote_static: [u8; 32],
         handshake_hash: Vec<u8>,
@@ -457,6 +472,7 @@ where
     ) -> Self {
         SecureChannel {
             ws,
+            version,
             noise,
             remote_static,
             handshake_hash,
@@ -659,6 +675,11 @@ where
         }
     }
 
+    /// The transport protocol version the two sides agreed on (module docs, step 1); it fixes the cipher.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
     /// The peer's static X25519 public key, authenticated by the handshake.
     pub fn remote_static(&self) -> [u8; 32] {
         self.remote_static
@@ -724,11 +745,11 @@ fn build_prologue(hello: &[u8], welcome: &[u8]) -> Vec<u8> {
     p
 }
 
-fn noise_params(mode: &Mode) -> Result<snow::params::NoiseParams, snow::Error> {
-    match mode {
-        Mode::Session => SESSION_NOISE_PARAMS.parse(),
-        Mode::Pair { .. } => PAIRING_NOISE_PARAMS.parse(),
-    }
+/// The Noise parameters of a negotiated `version` (one of [`PROTOCOL_VERSIONS`]) and `mode`.
+fn noise_params(version: u32, mode: &Mode) -> Result<snow::params::NoiseParams, String> {
+    let name = noise_protocol_name(version, matches!(mode, Mode::Pair { .. }))
+        .ok_or_else(|| format!("transport version {version} is not one this node speaks"))?;
+    name.parse().map_err(|e: snow::Error| e.to_string())
 }
 
 fn to_static_key(key: Option<&[u8]>) -> Option<[u8; 32]> {
@@ -808,25 +829,53 @@ pub async fn connect(
         )
     })?;
     let t = limits.handshake_timeout;
-    match tokio::time::timeout(
-        t,
-        connect_inner(url, local, mode, psk.as_deref(), &expected, limits),
-    )
-    .await
-    {
+    let offer = Offer {
+        versions: &PROTOCOL_VERSIONS,
+        mode,
+        psk: psk.as_deref(),
+    };
+    match tokio::time::timeout(t, connect_inner(url, local, offer, &expected, limits)).await {
         Ok(r) => r,
         Err(_) => Err(TransportError::Timeout(t)),
     }
 }
 
+/// What a client offers in its hello, and the pairing PSK that goes with the mode.
+struct Offer<'a> {
+    /// The versions offered, newest first (a subset of [`PROTOCOL_VERSIONS`]).
+    versions: &'a [u32],
+    mode: Mode,
+    psk: Option<&'a [u8; 32]>,
+}
+
+/// [`connect`]'s checks done, offering only `versions` (tests speak as an older client with it).
+#[cfg(test)]
+async fn connect_offering(
+    url: &str,
+    local: &Keypair,
+    versions: &[u32],
+    expected_fingerprint: &str,
+) -> Result<SecureChannel<MaybeTlsStream<TcpStream>>, TransportError> {
+    let offer = Offer {
+        versions,
+        mode: Mode::Session,
+        psk: None,
+    };
+    connect_inner(url, local, offer, expected_fingerprint, &Limits::default()).await
+}
+
 async fn connect_inner(
     url: &str,
     local: &Keypair,
-    mode: Mode,
-    psk: Option<&[u8; 32]>,
+    offer: Offer<'_>,
     expected_fingerprint: &str,
     limits: &Limits,
 ) -> Result<SecureChannel<MaybeTlsStream<TcpStream>>, TransportError> {
+    let Offer {
+        versions,
+        mode,
+        psk,
+    } = offer;
     let ws_err = |e: tungstenite::Error| TransportError::WebSocket(Box::new(e));
     let (mut ws, _response) =
         tokio_tungstenite::connect_async_with_config(url, Some(ws_config(limits)), true)
@@ -836,7 +885,7 @@ async fn connect_inner(
     // 1. Negotiation.
     let hello = Hello {
         duo: "hello".into(),
-        versions: vec![PROTOCOL_VERSION],
+        versions: versions.to_vec(),
         mode: mode.clone(),
     };
     let hello_bytes =
@@ -849,25 +898,25 @@ async fn connect_inner(
     let control: Control = serde_json::from_slice(&welcome_bytes).map_err(|_| {
         TransportError::Protocol("the reply to the hello is not a Duo welcome".into())
     })?;
-    match control.duo.as_str() {
-        "welcome" if control.version == Some(PROTOCOL_VERSION) => {}
-        "welcome" => {
+    let version = match (control.duo.as_str(), control.version) {
+        ("welcome", Some(v)) if versions.contains(&v) => v,
+        ("welcome", _) => {
             return Err(TransportError::Protocol(
                 "the server chose a version we did not offer".into(),
             ))
         }
         // Tolerate an error report sent in a binary frame.
-        "error" => return Err(rejected(control)),
+        ("error", _) => return Err(rejected(control)),
         _ => {
             return Err(TransportError::Protocol(
                 "the reply to the hello is not a Duo welcome".into(),
             ))
         }
-    }
+    };
 
     // 2. Noise handshake.
     let prologue = build_prologue(&hello_bytes, &welcome_bytes);
-    let params = noise_params(&mode).map_err(|e| TransportError::Internal(e.to_string()))?;
+    let params = noise_params(version, &mode).map_err(TransportError::Internal)?;
     let mut builder = snow::Builder::new(params)
         .local_private_key(local.secret())
         .prologue(&prologue);
@@ -929,6 +978,7 @@ async fn connect_inner(
     }
     Ok(SecureChannel::new(
         ws,
+        version,
         noise,
         remote,
         handshake_hash,
@@ -1068,6 +1118,7 @@ impl Failure {
 
 /// What the server handshake produced.
 struct Established {
+    version: u32,
     noise: snow::TransportState,
     remote: [u8; 32],
     hash: Vec<u8>,
@@ -1200,7 +1251,14 @@ where
     };
     let failure = match outcome {
         Ok(est) => {
-            let channel = SecureChannel::new(ws, est.noise, est.remote, est.hash, limits.clone());
+            let channel = SecureChannel::new(
+                ws,
+                est.version,
+                est.noise,
+                est.remote,
+                est.hash,
+                limits.clone(),
+            );
             return Ok((channel, est.mode));
         }
         Err(failure) => {
@@ -1235,6 +1293,8 @@ where
 /// The hello, its checks and the welcome: the hello and welcome bytes (for the prologue), the hello,
 /// and the invite's pre-shared key for a pairing.
 struct Negotiated {
+    /// The version chosen.
+    version: u32,
     hello_bytes: Vec<u8>,
     welcome_bytes: Vec<u8>,
     hello: Hello,
@@ -1275,14 +1335,17 @@ where
     if hello.duo != "hello" {
         return Err(bad_hello("\"duo\" must be \"hello\""));
     }
-    if !hello.versions.contains(&PROTOCOL_VERSION) {
+    let Some(version) = PROTOCOL_VERSIONS
+        .into_iter()
+        .find(|v| hello.versions.contains(v))
+    else {
         let offered: Vec<u32> = hello.versions.iter().copied().take(16).collect();
         return Err(Failure::report(
             AcceptError::UnsupportedVersion { offered },
             codes::UNSUPPORTED_VERSION,
-            "this owner node speaks Duo transport version 1 only; update one side",
+            "this owner node speaks Duo transport versions 2 and 1 only; update one side",
         ));
-    }
+    };
     let psk = match &hello.mode {
         Mode::Session => None,
         Mode::Pair { invite } => {
@@ -1308,7 +1371,7 @@ where
     };
     let welcome = Welcome {
         duo: "welcome",
-        version: PROTOCOL_VERSION,
+        version,
     };
     let welcome_bytes = serde_json::to_vec(&welcome)
         .map_err(|e| Failure::silent(AcceptError::Internal(e.to_string())))?;
@@ -1316,6 +1379,7 @@ where
         .await
         .map_err(|e| Failure::silent(AcceptError::WebSocket(Box::new(e))))?;
     Ok(Negotiated {
+        version,
         hello_bytes,
         welcome_bytes,
         hello,
@@ -1359,6 +1423,7 @@ where
 
     // 1. Negotiation.
     let Negotiated {
+        version,
         hello_bytes,
         welcome_bytes,
         hello,
@@ -1368,7 +1433,8 @@ where
     // 2. Noise handshake.
     let prologue = build_prologue(&hello_bytes, &welcome_bytes);
     drop((hello_bytes, welcome_bytes));
-    let params = noise_params(&hello.mode).map_err(internal)?;
+    let params = noise_params(version, &hello.mode)
+        .map_err(|e| Failure::silent(AcceptError::Internal(e)))?;
     let mut builder = snow::Builder::new(params)
         .local_private_key(local.secret())
         .prologue(&prologue);
@@ -1444,6 +1510,7 @@ where
         .await
         .map_err(ws_err)?;
     Ok(Established {
+        version,
         noise,
         remote,
         hash,
@@ -1810,13 +1877,122 @@ mod tests {
     async fn unsupported_version_gets_error_reply() {
         let (owner, _) = keys();
         let srv = server(owner, HashMap::new(), vec![], Limits::default()).await;
-        let hello = br#"{"duo":"hello","versions":[2,3],"mode":"session"}"#.to_vec();
+        let hello = br#"{"duo":"hello","versions":[3,4],"mode":"session"}"#.to_vec();
         let reply = raw_first_frame(&srv.url, Message::Binary(hello)).await;
         assert_eq!(error_code(reply), codes::UNSUPPORTED_VERSION);
         assert!(matches!(
             join(srv.handle).await,
-            Err(AcceptError::UnsupportedVersion { offered }) if offered == vec![2, 3]
+            Err(AcceptError::UnsupportedVersion { offered }) if offered == vec![3, 4]
         ));
+    }
+
+    #[tokio::test]
+    async fn the_newest_common_version_is_chosen_and_a_version_1_client_still_connects() {
+        for (offered, chosen) in [(&PROTOCOL_VERSIONS[..], 2), (&[1][..], 1), (&[2][..], 2)] {
+            let (owner, fi) = keys();
+            let srv = server(
+                owner.clone(),
+                HashMap::new(),
+                vec![fi.public],
+                Limits::default(),
+            )
+            .await;
+            let mut client = connect_offering(&srv.url, &fi, offered, &owner.fingerprint())
+                .await
+                .unwrap();
+            let (mut server_chan, _) = join(srv.handle).await.unwrap();
+            assert_eq!((client.version(), server_chan.version()), (chosen, chosen));
+            let msg: Vec<u8> = (0..MAX_CHUNK + 7).map(|i| (i % 251) as u8).collect();
+            client.send(&msg).await.unwrap();
+            assert_eq!(server_chan.recv().await.unwrap().unwrap(), msg);
+            server_chan.send(b"back").await.unwrap();
+            assert_eq!(client.recv().await.unwrap().unwrap(), b"back");
+        }
+        // `connect` offers every version, newest first.
+        let (owner, fi) = keys();
+        let srv = server(
+            owner.clone(),
+            HashMap::new(),
+            vec![fi.public],
+            Limits::default(),
+        )
+        .await;
+        let client = connect(
+            &srv.url,
+            &fi,
+            Mode::Session,
+            None,
+            &owner.fingerprint(),
+            &Limits::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(client.version(), PROTOCOL_VERSION);
+    }
+
+    /// A raw session handshake up to message 2, by a client that sends `sent` as its hello but puts `believed`
+    /// in its prologue (what it sent before a man in the middle edited it), with Noise protocol `name`.
+    /// Returns the version the server chose and whether message 2 decrypted.
+    async fn raw_handshake(
+        url: &str,
+        fi: &Keypair,
+        sent: &[u8],
+        believed: &[u8],
+        name: &str,
+    ) -> (u32, Result<(), snow::Error>) {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::Binary(sent.to_vec())).await.unwrap();
+        let Some(Message::Binary(welcome)) = next_data(&mut ws).await.unwrap() else {
+            panic!("no welcome");
+        };
+        let control: Control = serde_json::from_slice(&welcome).unwrap();
+        let mut hs = snow::Builder::new(name.parse().unwrap())
+            .local_private_key(fi.secret())
+            .prologue(&build_prologue(believed, &welcome))
+            .build_initiator()
+            .unwrap();
+        let mut buf = vec![0u8; NOISE_MAX_MESSAGE];
+        let n = hs.write_message(&[], &mut buf).unwrap();
+        ws.send(Message::Binary(buf[..n].to_vec())).await.unwrap();
+        let Some(Message::Binary(m2)) = next_data(&mut ws).await.unwrap() else {
+            panic!("no handshake message 2");
+        };
+        (
+            control.version.unwrap(),
+            hs.read_message(&m2, &mut buf).map(|_| ()),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_cipher_is_the_chosen_versions_and_a_downgraded_hello_breaks_the_handshake() {
+        let (owner, fi) = keys();
+        let both = br#"{"duo":"hello","versions":[2,1],"mode":"session"}"#;
+        let old = br#"{"duo":"hello","versions":[1],"mode":"session"}"#;
+        // (hello sent, hello in the client's prologue, client's protocol name, version chosen, message 2 read)
+        type Case<'a> = (&'a [u8], &'a [u8], &'a str, u32, bool);
+        let cases: [Case; 5] = [
+            (both, both, SESSION_NOISE_PARAMS, 2, true),
+            (old, old, SESSION_NOISE_PARAMS_V1, 1, true),
+            // The server really runs AES-GCM under version 2 and ChaCha20-Poly1305 under version 1.
+            (both, both, SESSION_NOISE_PARAMS_V1, 2, false),
+            (old, old, SESSION_NOISE_PARAMS, 1, false),
+            // An attacker strips version 2 from the hello, so both sides would run version 1: the client's
+            // prologue holds the hello it sent, the node's the one it got, and message 2 fails.
+            (old, both, SESSION_NOISE_PARAMS_V1, 1, false),
+        ];
+        for (sent, believed, name, version, ok) in cases {
+            let srv = server(
+                owner.clone(),
+                HashMap::new(),
+                vec![fi.public],
+                Limits::default(),
+            )
+            .await;
+            let (chosen, read) = raw_handshake(&srv.url, &fi, sent, believed, name).await;
+            assert_eq!(chosen, version, "{name}");
+            assert_eq!(read.is_ok(), ok, "{name} under version {version}: {read:?}");
+            srv.handle.abort();
+        }
     }
 
     #[tokio::test]
