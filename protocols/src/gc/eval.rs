@@ -164,22 +164,27 @@ fn evaluate_into(hash: &Tccr, c: &Circuit, tweak_base: u64, labels: &mut [Block]
         Step::Layer(wires) => shared.load(wires, labels, hash),
         Step::Ands { first, gates } => {
             let n = gates.len();
-            shared.gather(gates, labels, &mut inputs, &mut pis, hash);
             // Block 2k (W_a) of gate first+k uses tweak 2(first+k), block 2k+1 (W_b) 2(first+k)+1: block j uses
             // 2·first + j (see gate_tweaks).
             let t0 = gate_tweaks(tweak_base + first as u64).0;
-            hash.second_halves(&pis[..2 * n], &mut second, |j| t0 + j as u128);
+            // pis[j] = π(x_j) ⊕ tweak(j), second[j] = π(pis[j]), so H(x_j) = second[j] ⊕ pis[j] ⊕ tweak(j).
+            shared.gather(gates, labels, &mut inputs, &mut pis, hash, |j| {
+                t0 + j as u128
+            });
+            hash.second_halves_of_masked(&pis[..2 * n], &mut second);
             for (k, (g, &[wa, wb])) in gates.iter().zip(inputs.iter()).enumerate() {
                 let off = 32 * (first + k);
                 let tg = u128::from_le_bytes(tables[off..off + 16].try_into().expect("16 bytes"));
                 let te =
                     u128::from_le_bytes(tables[off + 16..off + 32].try_into().expect("16 bytes"));
+                // H(W_a) ⊕ t_a and H(W_b) ⊕ t_b: the tweaks are added back together below.
                 let ha = aes_u128(&pis[2 * k]) ^ aes_u128(&second[2 * k]);
                 let hb = aes_u128(&pis[2 * k + 1]) ^ aes_u128(&second[2 * k + 1]);
                 // W_G = H(W_a) ⊕ s_a·T_G ; W_E = H(W_b) ⊕ s_b·(T_E ⊕ W_a).
                 let wg = ha ^ (mask(wa) & tg);
                 let we = hb ^ (mask(wb) & (te ^ wa));
-                labels[g.out as usize] = Block(wg ^ we);
+                // t_a ⊕ t_b = 2g ⊕ (2g + 1) = 1.
+                labels[g.out as usize] = Block(wg ^ we ^ 1);
             }
         }
         Step::Linear(gates) => run_linear(gates, labels, 0),

@@ -438,23 +438,26 @@ fn garble_into(
         Step::Layer(wires) => shared.load(wires, labels, hash),
         Step::Ands { first, gates } => {
             let n = gates.len();
-            shared.gather(gates, labels, &mut inputs, &mut pis, hash);
             // Blocks 4k, 4k+1 (A0, A1) of gate first+k use tweak 2(first+k), blocks 4k+2, 4k+3 (B0, B1) use
             // 2(first+k)+1: block j uses 2·first + j/2 (see gate_tweaks).
             // Tweaks stay below 2^64 (gate numbers below 2^63, checked when they are reserved), so the sum is
             // done in 64 bits.
             let t0 = gate_tweaks(tweak_base + first as u64).0 as u64;
-            hash.second_halves(&pis[..4 * n], &mut second, |j| {
+            let tweak = |j: usize| {
                 let t = (t0 + (j >> 1) as u64) as u128;
                 #[cfg(test)]
                 tweak_log::record(t);
                 t
-            });
+            };
+            // pis[j] = π(x_j) ⊕ tweak(j), second[j] = π(pis[j]), so H(x_j) = second[j] ⊕ pis[j] ⊕ tweak(j).
+            shared.gather(gates, labels, &mut inputs, &mut pis, hash, tweak);
+            hash.second_halves_of_masked(&pis[..4 * n], &mut second);
             for ((g, &[a0, b0]), (x, y)) in gates
                 .iter()
                 .zip(inputs.iter())
                 .zip(pis.chunks_exact(4).zip(second.chunks_exact(4)))
             {
+                // Each hash without its tweak: H(A0) ⊕ t_a, H(A1) ⊕ t_a, H(B0) ⊕ t_b, H(B1) ⊕ t_b.
                 let h = |i: usize| aes_u128(&x[i]) ^ aes_u128(&y[i]);
                 let (ha0, ha1, hb0, hb1) = (h(0), h(1), h(2), h(3));
                 let pa = mask(a0);
@@ -465,7 +468,8 @@ fn garble_into(
                 // Evaluator half gate: T_E = H(B0) ⊕ H(B1) ⊕ A0, W_E = H(B0) ⊕ p_b·(T_E ⊕ A0).
                 let te = hb0 ^ hb1 ^ a0;
                 let we = hb0 ^ (pb & (te ^ a0));
-                labels[g.out as usize] = Block(wg ^ we);
+                // The left-out tweaks cancel in T_G and T_E, and leave t_a ⊕ t_b = 2g ⊕ (2g + 1) = 1 in W_G ⊕ W_E.
+                labels[g.out as usize] = Block(wg ^ we ^ 1);
                 let row = &mut out[filled..filled + 32];
                 row[..16].copy_from_slice(&tg.to_le_bytes());
                 row[16..].copy_from_slice(&te.to_le_bytes());
@@ -527,8 +531,9 @@ impl<const K: usize> SharedInputs<K> {
     }
 
     /// For a batch of the layer: each gate's two input labels into `inputs`, and into `pis` the first halves of
-    /// its `2K` hashed blocks (input `a`'s `K`, then `b`'s), taken from the layer's list for a shared input and
-    /// computed here for the others. In a layer without shared inputs every block is hashed in place.
+    /// its `2K` hashed blocks (input `a`'s `K`, then `b`'s) XOR each block's `tweak` (by its index in `pis`): the
+    /// inputs of [`Tccr::second_halves_of_masked`]. The first halves are taken from the layer's list for a shared
+    /// input and computed here for the others. In a layer without shared inputs every block is hashed in place.
     pub(crate) fn gather(
         &mut self,
         gates: &[super::circuit::AndGate],
@@ -536,6 +541,7 @@ impl<const K: usize> SharedInputs<K> {
         inputs: &mut [[u128; 2]],
         pis: &mut [AesBlock],
         hash: &Tccr,
+        tweak: impl Fn(usize) -> u128,
     ) {
         let pis = &mut pis[..2 * K * gates.len()];
         if self.labels.is_empty() {
@@ -552,6 +558,9 @@ impl<const K: usize> SharedInputs<K> {
                 }
             }
             hash.first_halves(pis);
+            for (j, b) in pis.iter_mut().enumerate() {
+                *b = to_aes_u128(aes_u128(b) ^ tweak(j));
+            }
             return;
         }
         let mut unshared = 0;
@@ -573,6 +582,7 @@ impl<const K: usize> SharedInputs<K> {
         }
         hash.first_halves(&mut self.first[..unshared]);
         let mut next = 0;
+        let mut j = 0;
         for (g, blocks) in gates.iter().zip(pis.chunks_exact_mut(2 * K)) {
             for (x, blocks) in [g.a, g.b].into_iter().zip(blocks.chunks_exact_mut(K)) {
                 let from = if x & SHARED == 0 {
@@ -582,7 +592,10 @@ impl<const K: usize> SharedInputs<K> {
                     let s = K * (x ^ SHARED) as usize;
                     &self.pis[s..s + K]
                 };
-                blocks.copy_from_slice(from);
+                for (b, f) in blocks.iter_mut().zip(from) {
+                    *b = to_aes_u128(aes_u128(f) ^ tweak(j));
+                    j += 1;
+                }
             }
         }
     }

@@ -18,9 +18,10 @@
 //! # Batching
 //!
 //! [`Tccr::hash_many`] hashes a slice of blocks with two `encrypt_blocks` calls, so AES-NI pipelines eight blocks
-//! at a time. The garbler and evaluator call its two halves apart ([`Tccr::first_halves`],
-//! [`Tccr::second_halves`]) on whole batches of independent AND gates, so that a label hashed under several
-//! tweaks has its first half computed once.
+//! at a time. The garbler and evaluator call its two halves apart on whole batches of independent AND gates, so
+//! that a label hashed under several tweaks has its first half computed once ([`Tccr::first_halves`]); they XOR
+//! the tweaks in as they gather the first halves, and take the second permutation out of place
+//! ([`Tccr::second_halves_of_masked`]), so each hash costs one pass over its blocks.
 
 use crate::block::Block;
 use aes::cipher::{BlockEncrypt, KeyInit};
@@ -73,6 +74,16 @@ impl FixedKeyAes {
     /// `π` applied in place to every block of `blocks`, pipelined by the cipher backend.
     pub fn permute_many(&self, blocks: &mut [AesBlock]) {
         self.cipher.encrypt_blocks(blocks);
+    }
+
+    /// `out[j] = π(blocks[j])`, pipelined by the cipher backend.
+    ///
+    /// # Panics
+    /// If the two slices differ in length.
+    pub fn permute_many_into(&self, blocks: &[AesBlock], out: &mut [AesBlock]) {
+        self.cipher
+            .encrypt_blocks_b2b(blocks, out)
+            .expect("permute_many_into: slices of equal length");
     }
 }
 
@@ -143,6 +154,17 @@ impl Tccr {
         self.pi.permute_many(out);
     }
 
+    /// The second permutation out of place, for callers that already XORed each tweak into its first half:
+    /// `out[j] = π(masked[j])`, so for `masked[j] = π(x_j) ⊕ tweak_j`, `H(x_j, tweak_j) = out[j] ⊕ masked[j] ⊕
+    /// tweak_j`. Saves the pass over the blocks that [`Tccr::second_halves`] makes to add the tweaks.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `masked`.
+    #[inline]
+    pub fn second_halves_of_masked(&self, masked: &[AesBlock], out: &mut [AesBlock]) {
+        self.pi.permute_many_into(masked, &mut out[..masked.len()]);
+    }
+
     /// `π(x)` in place for every block: the first half of the hash, shared by every tweak a label is hashed
     /// under.
     #[inline]
@@ -209,6 +231,18 @@ mod tests {
             let pi = FixedKeyAes::fixed();
             let y = pi.permute(*x);
             assert_eq!(single, pi.permute(Block(y.0 ^ (1000 + j as u128))) ^ y);
+        }
+        // The out-of-place second half, on first halves with the tweaks XORed in.
+        let mut masked: Vec<AesBlock> = xs.iter().map(|x| to_aes(*x)).collect();
+        h.first_halves(&mut masked);
+        for (j, m) in masked.iter_mut().enumerate() {
+            *m = to_aes_u128(aes_u128(m) ^ (1000 + j as u128));
+        }
+        let mut out = vec![AesBlock::default(); 40];
+        h.second_halves_of_masked(&masked, &mut out);
+        for (j, x) in xs.iter().enumerate() {
+            let got = aes_u128(&out[j]) ^ aes_u128(&masked[j]) ^ (1000 + j as u128);
+            assert_eq!(Block(got), h.hash(*x, 1000 + j as u128));
         }
     }
 
