@@ -452,6 +452,8 @@ fn garble_into(
             // pis[j] = π(x_j) ⊕ tweak(j), second[j] = π(pis[j]), so H(x_j) = second[j] ⊕ pis[j] ⊕ tweak(j).
             shared.gather(gates, labels, &mut inputs, &mut pis, hash, tweak);
             hash.second_halves_of_masked(&pis[..4 * n], &mut second);
+            // A local copy, so the fill level stays in a register through the batch.
+            let mut at = filled;
             for ((g, &[a0, b0]), (x, y)) in gates
                 .iter()
                 .zip(inputs.iter())
@@ -470,15 +472,16 @@ fn garble_into(
                 let we = hb0 ^ (pb & (te ^ a0));
                 // The left-out tweaks cancel in T_G and T_E, and leave t_a ⊕ t_b = 2g ⊕ (2g + 1) = 1 in W_G ⊕ W_E.
                 labels[g.out as usize] = Block(wg ^ we ^ 1);
-                let row = &mut out[filled..filled + 32];
+                let row = &mut out[at..at + 32];
                 row[..16].copy_from_slice(&tg.to_le_bytes());
                 row[16..].copy_from_slice(&te.to_le_bytes());
-                filled += 32;
-                if filled == out.len() {
+                at += 32;
+                if at == out.len() {
                     sink(out);
-                    filled = 0;
+                    at = 0;
                 }
             }
+            filled = at;
         }
         // Linear gates run between batches, while the outputs they read are in cache.
         Step::Linear(gates) => run_linear(gates, labels, d),
@@ -613,7 +616,8 @@ impl<const K: usize> Drop for SharedInputs<K> {
 /// All ones if the label's point-and-permute bit is 1, else zero.
 #[inline(always)]
 pub(crate) fn mask(label: u128) -> u128 {
-    0u128.wrapping_sub(label & 1)
+    // The low bit negated in 64 bits and sign-extended: no 128-bit arithmetic.
+    (0i64.wrapping_sub((label as i64) & 1)) as i128 as u128
 }
 
 /// In tests: every tweak the garbler hashed with on this thread, once per hashed block (so each tweak should
