@@ -454,31 +454,36 @@ fn garble_into(
             hash.second_halves_of_masked(&pis[..4 * n], &mut second);
             // A local copy, so the fill level stays in a register through the batch.
             let mut at = filled;
-            for ((g, &[a0, b0]), (x, y)) in gates
+            let gates = gates
                 .iter()
                 .zip(inputs.iter())
-                .zip(pis.chunks_exact(4).zip(second.chunks_exact(4)))
-            {
-                // Each hash without its tweak: H(A0) ⊕ t_a, H(A1) ⊕ t_a, H(B0) ⊕ t_b, H(B1) ⊕ t_b.
-                let h = |i: usize| aes_u128(&x[i]) ^ aes_u128(&y[i]);
-                let (ha0, ha1, hb0, hb1) = (h(0), h(1), h(2), h(3));
-                let pa = mask(a0);
-                let pb = mask(b0);
-                // Garbler half gate: T_G = H(A0) ⊕ H(A1) ⊕ p_b·Δ, W_G = H(A0) ⊕ p_a·T_G.
-                let tg = ha0 ^ ha1 ^ (pb & d);
-                let wg = ha0 ^ (pa & tg);
-                // Evaluator half gate: T_E = H(B0) ⊕ H(B1) ⊕ A0, W_E = H(B0) ⊕ p_b·(T_E ⊕ A0).
-                let te = hb0 ^ hb1 ^ a0;
-                let we = hb0 ^ (pb & (te ^ a0));
-                // The left-out tweaks cancel in T_G and T_E, and leave t_a ⊕ t_b = 2g ⊕ (2g + 1) = 1 in W_G ⊕ W_E.
-                labels[g.out as usize] = Block(wg ^ we ^ 1);
-                let row = &mut out[at..at + 32];
-                row[..16].copy_from_slice(&tg.to_le_bytes());
-                row[16..].copy_from_slice(&te.to_le_bytes());
-                at += 32;
+                .zip(pis.chunks_exact(4).zip(second.chunks_exact(4)));
+            if out.len() - at >= 32 * n {
+                // The batch's rows fit in the chunk (the usual case: a chunk holds a whole number of full batches).
+                let rows = out[at..at + 32 * n].chunks_exact_mut(32);
+                for (((g, &[a0, b0]), (x, y)), row) in gates.zip(rows) {
+                    let (w, tg, te) = half_gates(x, y, a0, b0, d);
+                    labels[g.out as usize] = w;
+                    row[..16].copy_from_slice(&tg.to_le_bytes());
+                    row[16..].copy_from_slice(&te.to_le_bytes());
+                }
+                at += 32 * n;
                 if at == out.len() {
                     sink(out);
                     at = 0;
+                }
+            } else {
+                for ((g, &[a0, b0]), (x, y)) in gates {
+                    let (w, tg, te) = half_gates(x, y, a0, b0, d);
+                    labels[g.out as usize] = w;
+                    let row = &mut out[at..at + 32];
+                    row[..16].copy_from_slice(&tg.to_le_bytes());
+                    row[16..].copy_from_slice(&te.to_le_bytes());
+                    at += 32;
+                    if at == out.len() {
+                        sink(out);
+                        at = 0;
+                    }
                 }
             }
             filled = at;
@@ -493,6 +498,26 @@ fn garble_into(
     if filled > 0 {
         sink(&out[..filled]);
     }
+}
+
+/// One AND gate garbled from its input zero labels `a0`, `b0` and its hashed blocks: `x` the inputs of the second
+/// permutations (A0, A1, B0, B1; first halves with the tweaks XORed in) and `y` their outputs. Returns the output
+/// zero label and the table rows `T_G`, `T_E`.
+#[inline(always)]
+fn half_gates(x: &[AesBlock], y: &[AesBlock], a0: u128, b0: u128, d: u128) -> (Block, u128, u128) {
+    // Each hash without its tweak: H(A0) ⊕ t_a, H(A1) ⊕ t_a, H(B0) ⊕ t_b, H(B1) ⊕ t_b.
+    let h = |i: usize| aes_u128(&x[i]) ^ aes_u128(&y[i]);
+    let (ha0, ha1, hb0, hb1) = (h(0), h(1), h(2), h(3));
+    let pa = mask(a0);
+    let pb = mask(b0);
+    // Garbler half gate: T_G = H(A0) ⊕ H(A1) ⊕ p_b·Δ, W_G = H(A0) ⊕ p_a·T_G.
+    let tg = ha0 ^ ha1 ^ (pb & d);
+    let wg = ha0 ^ (pa & tg);
+    // Evaluator half gate: T_E = H(B0) ⊕ H(B1) ⊕ A0, W_E = H(B0) ⊕ p_b·(T_E ⊕ A0).
+    let te = hb0 ^ hb1 ^ a0;
+    let we = hb0 ^ (pb & (te ^ a0));
+    // The left-out tweaks cancel in T_G and T_E, and leave t_a ⊕ t_b = 2g ⊕ (2g + 1) = 1 in W_G ⊕ W_E.
+    (Block(wg ^ we ^ 1), tg, te)
 }
 
 /// The shared AND inputs of the layer being garbled or evaluated, and the batch step that reads them. Each
