@@ -591,6 +591,29 @@ impl<const K: usize> SharedInputs<K> {
             }
             return;
         }
+        if gates.iter().all(|g| g.a & g.b & SHARED != 0) {
+            // Every input is shared (a wide layer): one pass.
+            let mut j = 0;
+            for ((g, ins), blocks) in gates
+                .iter()
+                .zip(inputs.iter_mut())
+                .zip(pis.chunks_exact_mut(2 * K))
+            {
+                for ((x, l), blocks) in [g.a, g.b]
+                    .into_iter()
+                    .zip(ins.iter_mut())
+                    .zip(blocks.chunks_exact_mut(K))
+                {
+                    let i = (x ^ SHARED) as usize;
+                    *l = self.labels[i];
+                    for (b, f) in blocks.iter_mut().zip(&self.pis[K * i..K * i + K]) {
+                        *b = to_aes_u128(aes_u128(f) ^ tweak(j));
+                        j += 1;
+                    }
+                }
+            }
+            return;
+        }
         let mut unshared = 0;
         for (g, ins) in gates.iter().zip(inputs.iter_mut()) {
             for (x, l) in [g.a, g.b].into_iter().zip(ins.iter_mut()) {
