@@ -1597,6 +1597,17 @@ mod tests {
         }
     }
 
+    /// A server with default limits that knows `fi` as paired.
+    async fn paired_server(owner: &Keypair, fi: &Keypair) -> Server {
+        server(
+            owner.clone(),
+            HashMap::new(),
+            vec![fi.public],
+            Limits::default(),
+        )
+        .await
+    }
+
     async fn join(h: JoinHandle<ServerResult>) -> ServerResult {
         tokio::time::timeout(STEP, h).await.unwrap().unwrap()
     }
@@ -1890,13 +1901,7 @@ mod tests {
     async fn the_newest_common_version_is_chosen_and_a_version_1_client_still_connects() {
         for (offered, chosen) in [(&PROTOCOL_VERSIONS[..], 2), (&[1][..], 1), (&[2][..], 2)] {
             let (owner, fi) = keys();
-            let srv = server(
-                owner.clone(),
-                HashMap::new(),
-                vec![fi.public],
-                Limits::default(),
-            )
-            .await;
+            let srv = paired_server(&owner, &fi).await;
             let mut client = connect_offering(&srv.url, &fi, offered, &owner.fingerprint())
                 .await
                 .unwrap();
@@ -1909,25 +1914,9 @@ mod tests {
             assert_eq!(client.recv().await.unwrap().unwrap(), b"back");
         }
         // `connect` offers every version, newest first.
-        let (owner, fi) = keys();
-        let srv = server(
-            owner.clone(),
-            HashMap::new(),
-            vec![fi.public],
-            Limits::default(),
-        )
-        .await;
-        let client = connect(
-            &srv.url,
-            &fi,
-            Mode::Session,
-            None,
-            &owner.fingerprint(),
-            &Limits::default(),
-        )
-        .await
-        .unwrap();
+        let (client, server_chan) = session_pair(Limits::default(), Limits::default()).await;
         assert_eq!(client.version(), PROTOCOL_VERSION);
+        assert_eq!(server_chan.version(), PROTOCOL_VERSION);
     }
 
     /// A raw session handshake up to message 2, by a client that sends `sent` as its hello but puts `believed`
@@ -1981,13 +1970,7 @@ mod tests {
             (old, both, SESSION_NOISE_PARAMS_V1, 1, false),
         ];
         for (sent, believed, name, version, ok) in cases {
-            let srv = server(
-                owner.clone(),
-                HashMap::new(),
-                vec![fi.public],
-                Limits::default(),
-            )
-            .await;
+            let srv = paired_server(&owner, &fi).await;
             let (chosen, read) = raw_handshake(&srv.url, &fi, sent, believed, name).await;
             assert_eq!(chosen, version, "{name}");
             assert_eq!(read.is_ok(), ok, "{name} under version {version}: {read:?}");
