@@ -1919,6 +1919,37 @@ mod tests {
         assert_eq!(server_chan.version(), PROTOCOL_VERSION);
     }
 
+    #[tokio::test]
+    async fn a_node_that_picks_a_version_not_offered_is_refused() {
+        let (owner, fi) = keys();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A hostile node: answers any hello with version 2 (or a version nobody speaks).
+        let node = tokio::spawn(async move {
+            for version in [2u32, 7] {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                let _hello = next_data(&mut ws).await.unwrap();
+                let welcome = format!(r#"{{"duo":"welcome","version":{version}}}"#);
+                ws.send(Message::Binary(welcome.into_bytes()))
+                    .await
+                    .unwrap();
+                let _ = next_data(&mut ws).await;
+            }
+        });
+        for offered in [&[1u32][..], &PROTOCOL_VERSIONS[..]] {
+            let err =
+                connect_offering(&format!("ws://{addr}/"), &fi, offered, &owner.fingerprint())
+                    .await
+                    .unwrap_err();
+            assert!(
+                matches!(&err, TransportError::Protocol(m) if m.contains("did not offer")),
+                "{err:?}"
+            );
+        }
+        node.abort();
+    }
+
     /// A raw session handshake up to message 2, by a client that sends `sent` as its hello but puts `believed`
     /// in its prologue (what it sent before a man in the middle edited it), with Noise protocol `name`.
     /// Returns the version the server chose and whether message 2 decrypted.
