@@ -29,11 +29,11 @@
 //! ```json
 //! {"duo":"welcome","version":2}
 //! ```
-//! and the client aborts unless the version is one it offered.
 //! or, instead, an error report (step 4) and closes: code `bad_hello` if the first message is not
 //! a binary frame holding a well-formed hello, `unsupported_version` if no version is common,
 //! `unknown_invite` if the server has no usable invite with that id (unknown, expired, used,
-//! cancelled or burned; the message says which when the server knows).
+//! cancelled or burned; the message says which when the server knows). The client aborts unless
+//! the chosen version is one it offered.
 //!
 //! ## 2. Noise handshake
 //! Protocol name `Noise_XX_25519_AESGCM_SHA256` for `"session"`,
