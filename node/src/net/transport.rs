@@ -112,11 +112,11 @@ use zeroize::Zeroizing;
 
 use crate::net::keys::{fingerprint, normalize_fingerprint, Keypair};
 
-/// The newest transport protocol version this implementation speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
 /// The transport protocol versions this implementation speaks, newest first: a client offers them all, a
 /// server picks the first of them the client offered.
 pub const PROTOCOL_VERSIONS: [u32; 2] = [2, 1];
+/// The newest transport protocol version this implementation speaks.
+pub const PROTOCOL_VERSION: u32 = PROTOCOL_VERSIONS[0];
 pub use crate::net::keys::{
     noise_protocol_name, PAIRING_NOISE_PARAMS, PAIRING_NOISE_PARAMS_V1, SESSION_NOISE_PARAMS,
     SESSION_NOISE_PARAMS_V1,

@@ -464,8 +464,7 @@ fn garble_into(
                 for (((g, &[a0, b0]), (x, y)), row) in gates.zip(rows) {
                     let (w, tg, te) = half_gates(x, y, a0, b0, d);
                     labels[g.out as usize] = w;
-                    row[..16].copy_from_slice(&tg.to_le_bytes());
-                    row[16..].copy_from_slice(&te.to_le_bytes());
+                    write_row(row, tg, te);
                 }
                 at += 32 * n;
                 if at == out.len() {
@@ -476,9 +475,7 @@ fn garble_into(
                 for ((g, &[a0, b0]), (x, y)) in gates {
                     let (w, tg, te) = half_gates(x, y, a0, b0, d);
                     labels[g.out as usize] = w;
-                    let row = &mut out[at..at + 32];
-                    row[..16].copy_from_slice(&tg.to_le_bytes());
-                    row[16..].copy_from_slice(&te.to_le_bytes());
+                    write_row(&mut out[at..at + 32], tg, te);
                     at += 32;
                     if at == out.len() {
                         sink(out);
@@ -518,6 +515,28 @@ fn half_gates(x: &[AesBlock], y: &[AesBlock], a0: u128, b0: u128, d: u128) -> (B
     let we = hb0 ^ (pb & (te ^ a0));
     // The left-out tweaks cancel in T_G and T_E, and leave t_a ⊕ t_b = 2g ⊕ (2g + 1) = 1 in W_G ⊕ W_E.
     (Block(wg ^ we ^ 1), tg, te)
+}
+
+/// A gate's table rows `T_G`, `T_E` into its 32 bytes.
+#[inline(always)]
+fn write_row(row: &mut [u8], tg: u128, te: u128) {
+    row[..16].copy_from_slice(&tg.to_le_bytes());
+    row[16..].copy_from_slice(&te.to_le_bytes());
+}
+
+/// `blocks[k] = first[k] ⊕ tweak(j + k)`: first halves with their tweaks XORed in, blocks `j..` of a batch.
+/// Returns the index of the next block.
+#[inline(always)]
+fn add_tweaks(
+    blocks: &mut [AesBlock],
+    first: &[AesBlock],
+    tweak: &impl Fn(usize) -> u128,
+    j: usize,
+) -> usize {
+    for (k, (b, f)) in blocks.iter_mut().zip(first).enumerate() {
+        *b = to_aes_u128(aes_u128(f) ^ tweak(j + k));
+    }
+    j + blocks.len()
 }
 
 /// The shared AND inputs of the layer being garbled or evaluated, and the batch step that reads them. Each
@@ -606,10 +625,7 @@ impl<const K: usize> SharedInputs<K> {
                 {
                     let i = (x ^ SHARED) as usize;
                     *l = self.labels[i];
-                    for (b, f) in blocks.iter_mut().zip(&self.pis[K * i..K * i + K]) {
-                        *b = to_aes_u128(aes_u128(f) ^ tweak(j));
-                        j += 1;
-                    }
+                    j = add_tweaks(blocks, &self.pis[K * i..K * i + K], &tweak, j);
                 }
             }
             return;
@@ -643,10 +659,7 @@ impl<const K: usize> SharedInputs<K> {
                     let s = K * (x ^ SHARED) as usize;
                     &self.pis[s..s + K]
                 };
-                for (b, f) in blocks.iter_mut().zip(from) {
-                    *b = to_aes_u128(aes_u128(f) ^ tweak(j));
-                    j += 1;
-                }
+                j = add_tweaks(blocks, from, &tweak, j);
             }
         }
     }
